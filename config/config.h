@@ -1,0 +1,83 @@
+/* config.h -- the config value behind pp_config_t: what the pool core reads.
+ * Only config.c writes these fields; everything else treats a config held by
+ * a pool as read-only. */
+#ifndef PP_CONFIG_H
+#define PP_CONFIG_H
+
+#include "portpool.h"
+
+#include <stdint.h>
+
+typedef enum { PP_PICK_LIFO = 0, PP_PICK_FIFO } pp__pick_t;
+typedef enum {
+  PP_DEATH_FINISH = 0,
+  PP_DEATH_CANCEL,
+  PP_DEATH_KILL
+} pp__death_t;
+
+struct pp_config {
+  char *name;             /* "name", default "portpool" */
+  int size;               /* "size", resolved count (auto = CPUs) */
+  int size_auto;          /* 1 when given as auto (rendered back as auto) */
+  int min_ready;          /* "min_ready", 0 = size */
+  char *adapter;          /* "adapter": "python" | "mock" */
+
+  /* worker.* */
+  char **command;         /* "worker.command": NULL-terminated argv */
+  int command_len;
+  char **env;             /* "worker.env": NULL-terminated "K=V" list,
+                             added to the inherited environment */
+  int env_len;
+  uint64_t startup_timeout_ms;  /* "worker.startup_timeout", 10s */
+  uint64_t request_timeout_ms;  /* "worker.request_timeout", 30s; 0 = none */
+  uint64_t max_requests;        /* "worker.max_requests", 0 = never */
+  uint64_t max_rss;             /* "worker.max_rss" bytes, 0 = never */
+  uint64_t max_age_ms;          /* "worker.max_age", 0 = never */
+  int max_recycling;            /* "worker.max_recycling", 1 */
+  uint32_t max_frame;           /* "worker.max_frame" bytes, 64MiB */
+  uint64_t heartbeat_ms;        /* "worker.heartbeat", 0 = off (default 0) */
+  int heartbeat_misses;         /* "worker.heartbeat_misses", 3 */
+  uint64_t kill_grace_ms;       /* "worker.kill_grace", 2s */
+  uint64_t drain_timeout_ms;    /* "worker.drain_timeout", 5s */
+  uint64_t cancel_grace_ms;     /* "worker.cancel_grace", 1s */
+  int pipeline_depth;           /* "worker.pipeline_depth", 1 */
+
+  /* checkout.* */
+  uint64_t checkout_timeout_ms; /* "checkout.timeout", 5s */
+  pp__pick_t strategy;          /* "checkout.strategy", lifo */
+  int max_waiters;              /* "checkout.max_waiters", 1024 */
+
+  /* restart.* */
+  int max_restarts;             /* "restart.max_restarts", 10 */
+  uint64_t within_ms;           /* "restart.within", 60s */
+  uint64_t backoff_min_ms;      /* "restart.backoff": [min, max] */
+  uint64_t backoff_max_ms;      /* default [100ms, 5s] */
+
+  pp__death_t on_client_death;  /* "on_client_death", finish */
+
+  /* control.* */
+  char *socket;                 /* "control.socket", NULL = no socket */
+  int socket_mode;              /* "control.mode", 0600 (YAML "0600") */
+};
+
+/* The number of CPUs, for `auto` (at least 1). */
+int pp__config_cpus(void);
+
+/* A diagnostic as one line, "FILE:LINE:COL: KEY: MESSAGE", leaving out the
+ * parts that are empty or 0.  Always NUL-terminates (truncates) when len >
+ * 0. */
+void pp__diag_format(const pp_diag_t *d, char *buf, size_t len);
+
+/* The i-th config key (dotted name) and its one-line description, for
+ * listings; NULL when i is out of range. */
+const char *pp__config_key_name(int i);
+const char *pp__config_key_doc(int i);
+
+#ifdef PP_FAULTS
+/* Tests only: make the n-th allocation (0-based) that config code makes on
+ * this thread from now on fail, once; n < 0 turns it off.  libyaml's own
+ * allocations are not counted. */
+void pp__config_fault_alloc(long n);
+#endif
+
+#endif

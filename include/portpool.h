@@ -1,0 +1,406 @@
+/* portpool.h -- the whole public API of portpool: a pool of pre-warmed
+ * Python worker processes lent to client tasks.
+ *
+ * Two faces over one core:
+ *   - the event-loop face, for programs already on libuv: pp_pool_start()
+ *     on the caller's uv_loop_t, then pp_checkout() / pp_request() /
+ *     pp_checkin() with callbacks, all on the loop's thread;
+ *   - the blocking face, for ordinary threaded programs: pp_pool_open()
+ *     returns when the pool is warm, pp_call() is thread-safe, a lease
+ *     (pp_lease_acquire()) keeps one worker for several calls, and
+ *     pp_pool_close() returns after every worker has been reaped.
+ *
+ * Errors are negative integers.  libuv's codes (UV_ENOMEM, UV_EINVAL, ...)
+ * pass through unchanged; portpool's own live in PP_ERRNO_MAP below.
+ * pp_strerror() and pp_err_name() describe both.  A call that returns an
+ * error never calls its callback; one that returns 0 calls it exactly once.
+ * Human-readable detail goes into an optional pp_diag_t.
+ */
+#ifndef PORTPOOL_H
+#define PORTPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PP_VERSION_MAJOR 0
+#define PP_VERSION_MINOR 1
+#define PP_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------- errors */
+
+/* X(name, value, message).  Values sit far from errno's range so they never
+ * collide with libuv's codes. */
+#define PP_ERRNO_MAP(X)                                                       \
+  X(ETIMEDOUT, -30001, "timed out")                                           \
+  X(EBUSY, -30002, "too many waiters")                                        \
+  X(EPROTO, -30003, "worker protocol error")                                  \
+  X(ECRASHED, -30004, "worker died during the request")                       \
+  X(ECLOSED, -30005, "pool is closing or closed")                             \
+  X(EDEGRADED, -30006, "pool degraded: no worker can start")                  \
+  X(EHANDLER, -30007, "handler raised an exception")                          \
+  X(ECONFIG, -30008, "invalid configuration")                                 \
+  X(ECANCELED, -30009, "canceled")                                            \
+  X(ETOOBIG, -30010, "payload larger than max_frame")                         \
+  X(ENOTRUNNING, -30011, "no pool is running there")
+
+typedef enum {
+#define PP__ERR_ENUM(name, value, msg) PP_##name = (value),
+  PP_ERRNO_MAP(PP__ERR_ENUM)
+#undef PP__ERR_ENUM
+} pp_errno_t;
+
+/* Message for any code returned by portpool or libuv.  Never NULL; the
+ * string is static. */
+const char *pp_strerror(int err);
+
+/* Symbolic name ("PP_EPROTO", "ENOMEM", ...) for any such code. */
+const char *pp_err_name(int err);
+
+/* Optional detail a failing call fills in: a sentence, and where it applies
+ * the file, line, column (1-based; 0 = unknown) and config key. */
+typedef struct pp_diag {
+  char message[512];
+  char file[256];
+  int line;
+  int column;
+  char key[64];
+} pp_diag_t;
+
+/* ---------------------------------------------------------------- config */
+
+/* A config is a value: parsed from YAML, filled with defaults, validated,
+ * and copied into a pool at start.  Changing a config afterwards changes
+ * nothing running, and two config values never affect each other.  Keys are
+ * the dotted YAML keys ("checkout.timeout").  Every function is safe to call
+ * from any thread on distinct config values. */
+typedef struct pp_config pp_config_t;
+
+/* A new config holding every default.  Returns 0 or UV_ENOMEM. */
+int pp_config_new(pp_config_t **out);
+
+/* Parse YAML from a file or a buffer into a new config (defaults for what
+ * the text leaves out), then validate it.  `name` labels a buffer in
+ * messages.  Returns 0, PP_ECONFIG (diag names file, line, column and key,
+ * and suggests the nearest valid key for a misspelled one), or an I/O
+ * error from libuv's set.  On error *out is NULL. */
+int pp_config_load_file(const char *path, pp_config_t **out, pp_diag_t *diag);
+int pp_config_load_string(const char *name, const char *yaml, size_t len,
+                          pp_config_t **out, pp_diag_t *diag);
+
+/* Set one key from text, exactly as its YAML value would be written:
+ * ("checkout.timeout", "2s"), ("size", "auto"), ("worker.command",
+ * "[python3, w.py, h.py]").  Returns 0 or PP_ECONFIG with diag filled. */
+int pp_config_set(pp_config_t *cfg, const char *key, const char *value,
+                  pp_diag_t *diag);
+
+/* Apply one "key=value" override (the form of `poolctl --set`). */
+int pp_config_override(pp_config_t *cfg, const char *assignment,
+                       pp_diag_t *diag);
+
+/* Apply overrides from environment variables PREFIX_KEY, where KEY is the
+ * dotted key upper-cased with '.' as '_' (PORTPOOL_CHECKOUT_TIMEOUT=2s).
+ * Nothing reads the environment unless a program calls this.  Returns 0 or
+ * PP_ECONFIG. */
+int pp_config_apply_env(pp_config_t *cfg, const char *prefix,
+                        pp_diag_t *diag);
+
+/* Check the whole value (ranges, a command for the python adapter, ...).
+ * Returns 0 or PP_ECONFIG.  Pools validate on start too. */
+int pp_config_validate(const pp_config_t *cfg, pp_diag_t *diag);
+
+/* A deep copy.  Returns 0 or UV_ENOMEM. */
+int pp_config_copy(const pp_config_t *cfg, pp_config_t **out);
+
+/* Render one key's current value as text (the YAML form) into buf.
+ * Returns 0, PP_ECONFIG for an unknown key, or UV_ENOBUFS. */
+int pp_config_get(const pp_config_t *cfg, const char *key, char *buf,
+                  size_t len);
+
+/* Free a config.  NULL is allowed. */
+void pp_config_free(pp_config_t *cfg);
+
+/* ------------------------------------------------------------ pool, status */
+
+typedef struct pp_pool pp_pool_t;
+typedef struct pp_lease pp_lease_t;
+
+/* Worker slot states, in the order a slot usually moves through them. */
+#define PP_WORKER_STATE_MAP(X)                                                \
+  X(STARTING, "starting")                                                     \
+  X(IDLE, "idle")                                                             \
+  X(LEASED, "leased")                                                         \
+  X(BUSY, "busy")                                                             \
+  X(BACKOFF, "backoff")                                                       \
+  X(FATAL, "fatal")                                                           \
+  X(DRAINING, "draining")                                                     \
+  X(STOPPING, "stopping")                                                     \
+  X(EXITED, "exited")
+
+typedef enum {
+#define PP__WS_ENUM(name, str) PP_WORKER_##name,
+  PP_WORKER_STATE_MAP(PP__WS_ENUM)
+#undef PP__WS_ENUM
+} pp_worker_state_t;
+
+const char *pp_worker_state_name(pp_worker_state_t s);
+
+/* How a worker process last ended. */
+typedef enum {
+  PP_EXIT_NONE = 0,   /* has not exited */
+  PP_EXIT_NORMAL,     /* exited with status `code` */
+  PP_EXIT_SIGNAL,     /* killed by signal `signal` */
+  PP_EXIT_OOM,        /* killed by SIGKILL after passing max_rss, or OOM */
+  PP_EXIT_NO_HELLO,   /* died or was killed before its HELLO */
+  PP_EXIT_TIMEOUT,    /* killed because a request or start-up timed out */
+  PP_EXIT_PROTOCOL    /* killed for a protocol error */
+} pp_exit_kind_t;
+
+/* "exit 0", "signal 9", "killed for timeout", ... into buf. */
+void pp_exit_describe(pp_exit_kind_t kind, int code, int signal, char *buf,
+                      size_t len);
+
+typedef enum {
+  PP_POOL_STARTING = 0, /* warming: fewer than size (or min_ready) idle */
+  PP_POOL_READY,
+  PP_POOL_DEGRADED,     /* no slot can serve */
+  PP_POOL_CLOSING,
+  PP_POOL_CLOSED
+} pp_pool_state_t;
+
+const char *pp_pool_state_name(pp_pool_state_t s);
+
+typedef struct pp_worker_status {
+  int id;                   /* slot number, 0-based */
+  int pid;                  /* 0 when no process */
+  pp_worker_state_t state;
+  uint32_t generation;      /* bumped at every (re)start */
+  uint64_t lease;           /* current lease id, 0 when none */
+  uint64_t requests;        /* served by the current process */
+  uint64_t requests_total;  /* served by the slot over all generations */
+  uint32_t restarts;
+  uint64_t uptime_ms;       /* since HELLO of the current process */
+  uint64_t rss_bytes;       /* from /proc, 0 when unknown */
+  pp_exit_kind_t last_exit;
+  int last_exit_code;
+  int last_exit_signal;
+  char last_exit_text[64];  /* pp_exit_describe() of the last exit */
+} pp_worker_status_t;
+
+typedef struct pp_status {
+  char name[64];
+  char adapter[16];
+  pp_pool_state_t state;
+  int size;
+  int idle, leased, busy, starting, backoff, fatal;
+  int waiters, waiters_max;
+  uint64_t uptime_ms;
+  uint64_t checkouts;       /* leases granted */
+  uint64_t checkins;        /* leases returned by their client */
+  uint64_t reclaimed;       /* leases ended by the client's or worker's death */
+  uint64_t timeouts;        /* checkouts that timed out */
+  uint64_t rejected;        /* checkouts refused at once (EBUSY) */
+  uint64_t requests;
+  uint64_t errors;          /* requests that failed */
+  uint64_t restarts;
+  uint64_t stale_replies;   /* replies dropped because their lease ended */
+  int nworkers;
+  pp_worker_status_t *workers; /* nworkers rows, owned by the snapshot */
+} pp_status_t;
+
+/* Snapshot the pool.  Thread-safe.  Free with pp_status_free().  Returns 0
+ * or UV_ENOMEM. */
+int pp_pool_status(pp_pool_t *pool, pp_status_t *out);
+void pp_status_free(pp_status_t *st);
+
+/* The snapshot as a JSON object text, malloc'd; NULL on ENOMEM. */
+char *pp_status_to_json(const pp_status_t *st);
+
+/* ------------------------------------------------------------------ trace */
+
+#define PP_TRACE_MAP(X)                                                       \
+  X(SPAWN, "spawn")           /* a worker process was started */            \
+  X(HELLO, "hello")           /* it said HELLO: now idle */                 \
+  X(READY, "ready")           /* the pool reached its ready count */        \
+  X(EXIT, "exit")             /* a worker process was reaped */             \
+  X(RESTART, "restart")       /* a slot is scheduled to restart */          \
+  X(FATAL, "fatal")           /* a slot gave up restarting */               \
+  X(DEGRADED, "degraded")     /* no slot can serve */                       \
+  X(CHECKOUT_WAIT, "checkout_wait") /* a client joined the queue */         \
+  X(CHECKOUT, "checkout")     /* a lease was granted */                     \
+  X(CHECKOUT_FAIL, "checkout_fail") /* a checkout failed (timeout, ...) */  \
+  X(REQUEST, "request")       /* a request was sent to a worker */          \
+  X(REPLY, "reply")           /* a reply came back */                       \
+  X(CHECKIN, "checkin")       /* a lease was returned */                    \
+  X(RECLAIM, "reclaim")       /* a lease ended without its client */        \
+  X(STALE_REPLY, "stale_reply") /* a reply for an ended lease, dropped */   \
+  X(KILL, "kill")             /* the pool signalled a worker */             \
+  X(PROTOCOL_ERROR, "protocol_error")                                        \
+  X(CLOSING, "closing")                                                      \
+  X(CLOSED, "closed")
+
+typedef enum {
+#define PP__TR_ENUM(name, str) PP_TRACE_##name,
+  PP_TRACE_MAP(PP__TR_ENUM)
+#undef PP__TR_ENUM
+} pp_trace_type_t;
+
+const char *pp_trace_name(pp_trace_type_t t);
+
+typedef struct pp_trace_event {
+  pp_trace_type_t type;
+  uint64_t ts_ns;      /* monotonic clock */
+  int slot;            /* -1 when not about one worker */
+  uint32_t generation;
+  int pid;
+  uint64_t lease;      /* 0 when none */
+  uint64_t client;     /* 0 when none */
+  int code;            /* an error code or an exit status, when relevant */
+  const char *detail;  /* short text or NULL; valid during the callback */
+} pp_trace_event_t;
+
+/* Called for each event on whichever thread caused it, with the pool's
+ * lock held: copy what you need and return; never call into the pool from
+ * it. */
+typedef void (*pp_trace_cb)(pp_pool_t *pool, const pp_trace_event_t *ev,
+                            void *data);
+
+/* Log lines: a worker's stdout and stderr, prefixed with its id, and the
+ * pool's own notices.  Called on the loop thread.  The default (NULL) writes
+ * to stderr. */
+typedef void (*pp_log_cb)(pp_pool_t *pool, const char *line, void *data);
+
+/* Options given at start and never changed afterwards. */
+typedef struct pp_pool_options {
+  pp_trace_cb trace;    /* may be NULL */
+  void *trace_data;
+  pp_log_cb log;        /* may be NULL: log to stderr */
+  void *log_data;
+} pp_pool_options_t;
+
+/* -------------------------------------------------------- event-loop face */
+
+typedef void (*pp_pool_ready_cb)(pp_pool_t *pool, int status, void *data);
+typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
+
+/* Start a pool on `loop` (which the caller runs).  The config is copied.
+ * Every worker is spawned at once.  ready_cb (may be NULL) is called once,
+ * when the pool is ready (status 0), or with an error if the pool degrades
+ * or is stopped first.  Returns 0, PP_ECONFIG, or a libuv error (for example
+ * from binding the control socket); on error nothing was started. */
+int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
+                  const pp_pool_options_t *opts, pp_pool_ready_cb ready_cb,
+                  void *data, pp_pool_t **out, pp_diag_t *diag);
+
+/* Stop a pool started with pp_pool_start: refuse new checkouts, let
+ * in-flight requests finish up to drain_timeout, SIGTERM, SIGKILL after
+ * kill_grace.  close_cb runs on the loop after every worker is reaped,
+ * every handle closed and the control socket removed; the pool is freed
+ * right after it returns. */
+void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb, void *data);
+
+/* A client borrows workers and dies at close: its waiters are withdrawn and
+ * its leases reclaimed.  Clients are cheap.  Thread-safe. */
+typedef struct pp_client pp_client_t;
+int pp_client_open(pp_pool_t *pool, pp_client_t **out);
+void pp_client_close(pp_client_t *client);
+uint64_t pp_client_id(const pp_client_t *client);
+
+/* Checkout on the loop: cb runs on the loop thread with a lease, or with
+ * lease NULL and PP_ETIMEDOUT (diag says why: warming, busy, degraded),
+ * PP_ECLOSED or PP_ECANCELED (client closed).  timeout_ms < 0 means the
+ * config's checkout.timeout.  Returns 0, or PP_EBUSY at once when
+ * max_waiters are queued, PP_EDEGRADED, PP_ECLOSED; then cb is not called.
+ * client may be NULL (the pool's own anonymous client). */
+typedef void (*pp_checkout_cb)(pp_lease_t *lease, int status,
+                               const pp_diag_t *diag, void *data);
+int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
+                pp_checkout_cb cb, void *data);
+
+/* Send one request on a lease, from the loop thread.  The payload is copied
+ * before return.  cb gets the reply (valid only during the callback) with
+ * status 0, or status PP_EHANDLER and the worker's ERROR payload (a JSON
+ * object with type, message, traceback), or PP_ETIMEDOUT (request_timeout
+ * or timeout_ms >= 0; the worker is replaced), PP_ECRASHED, PP_EPROTO,
+ * PP_ECLOSED with an empty reply.  Returns 0, PP_ETOOBIG, UV_EINVAL (a
+ * request already in flight on this lease) or UV_ENOMEM; then cb is not
+ * called. */
+typedef void (*pp_reply_cb)(pp_lease_t *lease, int status, const char *reply,
+                            size_t len, const pp_diag_t *diag, void *data);
+int pp_request(pp_lease_t *lease, const void *payload, size_t len,
+               int64_t timeout_ms, pp_reply_cb cb, void *data);
+
+/* Return a lease.  After a failed request the worker is already being
+ * replaced and only the lease ends.  Thread-safe; the lease is invalid after
+ * the call. */
+void pp_checkin(pp_lease_t *lease);
+
+/* The worker slot and generation a lease holds, and its id. */
+int pp_lease_slot(const pp_lease_t *lease);
+uint32_t pp_lease_generation(const pp_lease_t *lease);
+uint64_t pp_lease_id(const pp_lease_t *lease);
+int pp_lease_pid(const pp_lease_t *lease);
+
+/* ---------------------------------------------------------- blocking face */
+
+/* A growable buffer for replies; reuse it across calls to avoid
+ * allocating.  Initialise to {0}; free data with pp_buf_free(). */
+typedef struct pp_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} pp_buf_t;
+void pp_buf_free(pp_buf_t *buf);
+
+/* Start a pool on its own loop thread and return once it is ready, or fail:
+ * PP_ECONFIG, PP_ETIMEDOUT (not ready within startup_timeout plus the
+ * checkout timeout), PP_EDEGRADED, or a libuv error.  The config is
+ * copied. */
+int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
+                 pp_pool_t **out, pp_diag_t *diag);
+
+/* Close a pool opened with pp_pool_open: the graceful stop of
+ * pp_pool_stop(), returning only after every worker process has been
+ * reaped, the loop thread joined and the control socket removed.  Threads
+ * blocked in the pool get PP_ECLOSED. */
+void pp_pool_close(pp_pool_t *pool);
+
+/* Check out one worker for several calls, blocking up to timeout_ms (< 0:
+ * the config's checkout.timeout).  Returns 0, PP_ETIMEDOUT (diag says why),
+ * PP_EBUSY, PP_EDEGRADED, PP_ECLOSED.  client may be NULL.  Must not be
+ * called on the loop thread. */
+int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
+                     pp_lease_t **out, pp_diag_t *diag);
+
+/* One request on a held lease, performed on the calling thread (no hop
+ * through the loop).  The reply is written to `reply` (grown as needed).
+ * Returns 0, PP_EHANDLER (reply holds the ERROR payload), PP_ETIMEDOUT,
+ * PP_ECRASHED, PP_EPROTO, PP_ETOOBIG, PP_ECLOSED, UV_ENOMEM.  After any
+ * error but PP_EHANDLER and PP_ETOOBIG the worker is gone: check the lease
+ * in. */
+int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
+                  int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag);
+
+/* Check out, call once, check in.  Thread-safe.  timeout_ms bounds the
+ * checkout; the request is bounded by worker.request_timeout.  Returns what
+ * pp_lease_acquire and pp_lease_call return. */
+int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
+            int64_t timeout_ms, pp_diag_t *diag);
+
+/* pp_call with the payload {"cmd": cmd, "args": args_json} built for you;
+ * args_json NULL means null. */
+int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
+                pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
+
+/* The pool's config as started (read-only, owned by the pool). */
+const pp_config_t *pp_pool_config(const pp_pool_t *pool);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PORTPOOL_H */

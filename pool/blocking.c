@@ -1,0 +1,403 @@
+/* blocking.c -- the blocking face for threaded programs: a pool on its own
+ * loop thread (pp_pool_open / pp_pool_close), checkout that blocks, and
+ * calls performed on the caller's thread.  A caller holding a lease writes
+ * the request and reads the reply on the worker's pipes itself, so a call
+ * costs no hop through the loop; the loop keeps watching the process and
+ * wakes the caller through the worker's eventfd if it dies. */
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void users_leave(pp_pool_t *pool) {
+  if (--pool->users == 0 && pool->stopping)
+    uv_cond_broadcast(&pool->users_cond);
+}
+
+/* ---- open and close */
+
+static void loop_main(void *arg) {
+  pp_pool_t *pool = arg;
+  pp_diag_t diag;
+  int r;
+
+  memset(&diag, 0, sizeof(diag));
+  r = pp__pool_begin(pool, &pool->own_loop, &diag);
+  if (r != 0) {
+    pp__lock(pool);
+    pool->ready_reported = 1;
+    pool->ready_status = r;
+    pool->begin_failed = 1;
+    pool->begin_diag = diag;
+    uv_cond_broadcast(&pool->state_cond);
+    pp__unlock(pool);
+    uv_run(&pool->own_loop, UV_RUN_DEFAULT); /* let failed handles close */
+    return;
+  }
+  uv_run(&pool->own_loop, UV_RUN_DEFAULT);
+}
+
+int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
+                 pp_pool_t **out, pp_diag_t *diag) {
+  pp_pool_t *pool;
+  uint64_t wait_ns;
+  int r;
+
+  *out = NULL;
+  if ((r = pp__pool_create(cfg, opts, &pool, diag)) != 0)
+    return r;
+  pool->blocking = 1;
+  if ((r = uv_loop_init(&pool->own_loop)) != 0) {
+    pp__pool_free(pool);
+    return r;
+  }
+  if ((r = uv_thread_create(&pool->thread, loop_main, pool)) != 0) {
+    uv_loop_close(&pool->own_loop);
+    pp__pool_free(pool);
+    return r;
+  }
+  wait_ns = (pool->cfg->startup_timeout_ms + pool->cfg->checkout_timeout_ms) *
+            1000000ull;
+  pp__lock(pool);
+  while (!pool->ready_reported) {
+    if (uv_cond_timedwait(&pool->state_cond, &pool->lock, wait_ns) != 0)
+      break;
+  }
+  if (pool->begin_failed) {
+    r = pool->ready_status;
+    if (diag)
+      *diag = pool->begin_diag;
+  } else if (!pool->ready_reported) {
+    r = pp__checkout_unavailable(pool, diag);
+  } else {
+    r = pool->ready_status;
+    if (r != 0)
+      pp__checkout_unavailable(pool, diag);
+  }
+  pp__unlock(pool);
+  if (r != 0) {
+    if (pool->begin_failed) {
+      uv_thread_join(&pool->thread);
+      uv_loop_close(&pool->own_loop);
+      pp__pool_free(pool);
+    } else {
+      pp_pool_close(pool);
+    }
+    return r;
+  }
+  *out = pool;
+  return 0;
+}
+
+void pp_pool_close(pp_pool_t *pool) {
+  pp__lock(pool);
+  pool->close_requested = 1;
+  pp__wake(pool);
+  pp__unlock(pool);
+  uv_thread_join(&pool->thread);
+  /* Threads woken with PP_ECLOSED may still be on their way out. */
+  pp__lock(pool);
+  while (pool->users > 0)
+    uv_cond_wait(&pool->users_cond, &pool->lock);
+  pp__unlock(pool);
+  uv_loop_close(&pool->own_loop);
+  pp__pool_free(pool);
+}
+
+/* ---- checkout */
+
+int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
+                     pp_lease_t **out, pp_diag_t *diag) {
+  pp__waiter_t w;
+  pp__slot_t *slot;
+  uv_cond_t cond;
+  uint64_t now;
+  int r = 0;
+
+  *out = NULL;
+  if (client == NULL)
+    client = &pool->anon;
+  pp__lock(pool);
+  pool->users++;
+  if (pool->stopping || client->dead || pool->state == PP_POOL_DEGRADED) {
+    r = client->dead ? PP_ECANCELED : pp__checkout_unavailable(pool, diag);
+  } else if ((slot = pp__idle_take(pool)) != NULL) {
+    *out = pp__lease_new(slot, client);
+    if (*out == NULL) {
+      pp__slot_release(slot);
+      r = UV_ENOMEM;
+    }
+  } else if (pool->nwaiters >= pool->cfg->max_waiters) {
+    pool->rejected++;
+    pp__diag_set(diag, "%d checkouts already waiting (checkout.max_waiters)",
+                 pool->nwaiters);
+    r = PP_EBUSY;
+  } else {
+    memset(&w, 0, sizeof(w));
+    pp__queue_init(&w.node);
+    pp__queue_init(&w.cnode);
+    uv_cond_init(&cond);
+    w.cond = &cond;
+    w.diag = diag;
+    pp__waiter_enqueue(pool, &w, client, timeout_ms);
+    while (!w.done) {
+      now = pp__now_ns();
+      if (now >= w.deadline_ns ||
+          uv_cond_timedwait(&cond, &pool->lock, w.deadline_ns - now) != 0) {
+        if (!w.done) {
+          pool->timeouts++;
+          pp__waiter_complete(&w, pp__checkout_unavailable(pool, diag), NULL);
+        }
+      }
+    }
+    uv_cond_destroy(&cond);
+    r = w.status;
+    *out = w.lease;
+  }
+  users_leave(pool);
+  pp__unlock(pool);
+  return r;
+}
+
+/* ---- the call, on the caller's thread */
+
+/* Read until one whole frame is in rbuf.  Returns its size, or
+ * PP_ETIMEDOUT, PP_ECRASHED (EOF or the process was reaped), PP_EPROTO. */
+static long read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
+  uint32_t max = proc->pool->cfg->max_frame;
+  struct pollfd p[2];
+  uint64_t now;
+  long used;
+  ssize_t n;
+  int ms, r, reaped = 0;
+
+  for (;;) {
+    if (proc->rlen > 0) {
+      used = pp_frame_decode(proc->rbuf, proc->rlen, max, f);
+      if (used > 0)
+        return used;
+      if (used < 0)
+        return PP_EPROTO;
+    }
+    if (pp__proc_rbuf_reserve(proc, 65536) != 0)
+      return UV_ENOMEM;
+    n = read(proc->rep_fd, proc->rbuf + proc->rlen, proc->rcap - proc->rlen);
+    if (n > 0) {
+      proc->rlen += (size_t)n;
+      continue;
+    }
+    if (n == 0)
+      return PP_ECRASHED;
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN)
+      return PP_ECRASHED;
+    if (reaped)
+      return PP_ECRASHED;
+    ms = -1;
+    if (deadline_ns) {
+      now = pp__now_ns();
+      if (now >= deadline_ns)
+        return PP_ETIMEDOUT;
+      ms = (int)((deadline_ns - now + 999999) / 1000000);
+    }
+    p[0].fd = proc->rep_fd;
+    p[0].events = POLLIN;
+    p[1].fd = proc->wake_fd;
+    p[1].events = POLLIN;
+    r = poll(p, 2, ms);
+    if (r < 0 && errno != EINTR)
+      return PP_ECRASHED;
+    /* The process was reaped: read once more, for a reply written just
+     * before it died. */
+    if (r > 0 && (p[1].revents & POLLIN))
+      reaped = 1;
+  }
+}
+
+/* After EOF on the reply pipe, give the loop a moment to reap the process,
+ * so the error names the exit (signal 9, exit 3, ...). */
+static void wait_reaped(pp__proc_t *proc, uint64_t ms) {
+  struct pollfd p = {.fd = proc->wake_fd, .events = POLLIN};
+
+  while (poll(&p, 1, (int)ms) < 0 && errno == EINTR)
+    ;
+}
+
+static int reply_store(pp_buf_t *reply, const char *p, size_t len) {
+  size_t cap;
+  char *np;
+
+  if (reply == NULL)
+    return 0;
+  if (reply->cap < len + 1) {
+    cap = reply->cap ? reply->cap : 256;
+    while (cap < len + 1)
+      cap *= 2;
+    np = realloc(reply->data, cap);
+    if (np == NULL)
+      return UV_ENOMEM;
+    reply->data = np;
+    reply->cap = cap;
+  }
+  memcpy(reply->data, p, len);
+  reply->data[len] = '\0';
+  reply->len = len;
+  return 0;
+}
+
+int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
+                  int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag) {
+  pp_pool_t *pool = lease->pool;
+  pp__proc_t *proc = lease->proc;
+  pp__slot_t *slot = lease->slot;
+  pp_client_t *client;
+  uint64_t deadline = 0, ms;
+  pp_frame_t f;
+  uint32_t id;
+  long used = 0;
+  int r;
+
+  if (reply)
+    reply->len = 0;
+  pp__lock(pool);
+  if (pool->stopping || lease->ended || proc == NULL || proc->dead) {
+    r = pool->stopping ? PP_ECLOSED : PP_ECRASHED;
+    pp__diag_set(diag, "%s",
+                 pool->stopping ? "pool is closing"
+                 : proc && proc->detail[0] ? proc->detail
+                                           : "worker is gone");
+    pp__unlock(pool);
+    return r;
+  }
+  if (len > pool->cfg->max_frame) {
+    pp__diag_set(diag, "payload of %zu bytes is over worker.max_frame", len);
+    pp__unlock(pool);
+    return PP_ETOOBIG;
+  }
+  lease->thread_call = 1;
+  pool->users++;
+  slot->state = PP_WORKER_BUSY;
+  id = ++proc->next_id;
+  pool->requests++;
+  pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid,
+            lease->id, lease->client->id, 0, NULL);
+  ms = timeout_ms >= 0 ? (uint64_t)timeout_ms : pool->cfg->request_timeout_ms;
+  pp__unlock(pool);
+
+  if (ms)
+    deadline = pp__now_ns() + ms * 1000000ull;
+  r = pp__proc_write_blocking(proc, PP_FRAME_REQUEST, id, payload, len,
+                              deadline);
+  if (r == 0) {
+    used = read_frame(proc, deadline, &f);
+    if (used > 0) {
+      if ((f.type != PP_FRAME_REPLY && f.type != PP_FRAME_ERROR) || f.id != id)
+        r = PP_EPROTO;
+      else if (reply_store(reply, f.payload, f.len) != 0)
+        r = UV_ENOMEM;
+      else if (f.type == PP_FRAME_ERROR)
+        r = PP_EHANDLER;
+    } else {
+      r = (int)used;
+    }
+  }
+  if (r == PP_ECRASHED)
+    wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
+
+  pp__lock(pool);
+  lease->thread_call = 0;
+  if (used > 0) {
+    memmove(proc->rbuf, proc->rbuf + used, proc->rlen - (size_t)used);
+    proc->rlen -= (size_t)used;
+  }
+  switch (r) {
+  case 0:
+  case PP_EHANDLER:
+  case UV_ENOMEM:
+    proc->requests++;
+    slot->requests_total++;
+    if (r != 0)
+      pool->errors++;
+    if (r == PP_EHANDLER)
+      pp__diag_set(diag, "handler raised an exception");
+    if (proc->rlen > 0)
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after the reply");
+    else if (slot->lease == lease && !proc->dead)
+      slot->state = PP_WORKER_LEASED;
+    pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
+              lease->id, lease->client->id, r, NULL);
+    break;
+  case PP_ETIMEDOUT:
+    pool->errors++;
+    pp__diag_set(diag, "request timed out after %llums; worker %d replaced",
+                 (unsigned long long)ms, slot->id);
+    pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
+    break;
+  case PP_EPROTO:
+    pool->errors++;
+    pp__proc_fail(proc, PP_EXIT_PROTOCOL, "reply is not a valid frame for "
+                                          "this request");
+    pp__diag_set(diag, "worker %d: %s", slot->id, proc->detail);
+    break;
+  default:
+    pool->errors++;
+    if (!proc->exited)
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "worker closed its reply pipe");
+    pp__diag_set(diag, "%s", proc->detail[0] ? proc->detail : "worker died");
+    r = proc->kill_reason == PP_EXIT_PROTOCOL && !proc->exited ? PP_EPROTO
+                                                               : PP_ECRASHED;
+    break;
+  }
+  client = lease->client;
+  if (pool->stopping) {
+    pp__proc_fail(proc, PP_EXIT_NONE, "pool closing");
+    pp__lease_detach(lease);
+  }
+  if (client->dead) {
+    /* The client closed while we were mid-call: reclaim the lease now. */
+    pp__lease_end(lease, 1, "client closed");
+    if (client->orphaned && pp__queue_empty(&client->leases))
+      free(client);
+  }
+  users_leave(pool);
+  pp__unlock(pool);
+  return r;
+}
+
+int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
+            int64_t timeout_ms, pp_diag_t *diag) {
+  pp_lease_t *lease;
+  int r;
+
+  r = pp_lease_acquire(pool, NULL, timeout_ms, &lease, diag);
+  if (r != 0)
+    return r;
+  r = pp_lease_call(lease, payload, len, -1, reply, diag);
+  pp_checkin(lease);
+  return r;
+}
+
+int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
+                pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag) {
+  char stack[1024];
+  char *p = stack;
+  size_t need;
+  int n, r;
+
+  /* cmd is a handler name: plain identifier characters, no escaping. */
+  if (args_json == NULL)
+    args_json = "null";
+  need = strlen(cmd) + strlen(args_json) + 24;
+  if (need > sizeof(stack) && (p = malloc(need)) == NULL)
+    return UV_ENOMEM;
+  n = snprintf(p, need, "{\"cmd\":\"%s\",\"args\":%s}", cmd, args_json);
+  r = pp_call(pool, p, (size_t)n, reply, timeout_ms, diag);
+  if (p != stack)
+    free(p);
+  return r;
+}

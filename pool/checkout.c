@@ -1,0 +1,518 @@
+/* checkout.c -- owns leases, the FIFO queue of waiting checkouts, clients,
+ * and the event-loop face's checkout / request / check-in.  A hand-off is
+ * one locked step that checks the client is alive (pool.c's
+ * pp__slot_release); a reply reaches only the lease that sent it. */
+#include "internal.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- leases */
+
+pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client) {
+  pp_pool_t *pool = slot->pool;
+  pp_lease_t *lease = NULL;
+
+  if (!pp__queue_empty(&pool->free_leases)) {
+    lease = pp__container_of(pool->free_leases.next, pp_lease_t, node);
+    pp__queue_remove(&lease->node);
+  } else {
+    /* Only the first checkouts of a pool allocate: leases are recycled. */
+    lease = calloc(1, sizeof(*lease));
+    if (lease == NULL)
+      return NULL;
+    pp__queue_init(&lease->node);
+  }
+  lease->pool = pool;
+  lease->slot = slot;
+  lease->proc = slot->proc;
+  pp__proc_ref(slot->proc);
+  lease->generation = slot->proc->generation;
+  lease->id = ++pool->next_lease_id;
+  lease->client = client;
+  lease->ended = lease->thread_call = lease->in_flight = 0;
+  lease->pend_queued = lease->released = 0;
+  lease->status = 0;
+  lease->reply_len = 0;
+  pp__queue_insert_tail(&client->leases, &lease->node);
+  slot->lease = lease;
+  slot->state = PP_WORKER_LEASED;
+  pool->checkouts++;
+  pp__trace(pool, PP_TRACE_CHECKOUT, slot->id, lease->generation,
+            slot->proc->pid, lease->id, client->id, 0, NULL);
+  return lease;
+}
+
+void pp__lease_free(pp_lease_t *lease) {
+  free(lease->reply);
+  free(lease);
+}
+
+void pp__lease_detach(pp_lease_t *lease) {
+  if (lease->proc == NULL)
+    return;
+  if (lease->slot->lease == lease)
+    lease->slot->lease = NULL;
+  lease->ended = 1;
+  pp__proc_unref(lease->proc);
+  lease->proc = NULL;
+}
+
+static void lease_recycle(pp_lease_t *lease) {
+  pp__queue_remove(&lease->node);
+  lease->client = NULL;
+  pp__queue_insert_head(&lease->pool->free_leases, &lease->node);
+}
+
+void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
+  pp_pool_t *pool = lease->pool;
+  pp__slot_t *slot = lease->slot;
+  pp__proc_t *proc = lease->proc;
+
+  if (reclaimed)
+    pool->reclaimed++;
+  else
+    pool->checkins++;
+  pp__trace(pool, reclaimed ? PP_TRACE_RECLAIM : PP_TRACE_CHECKIN, slot->id,
+            lease->generation, proc ? proc->pid : 0, lease->id,
+            lease->client ? lease->client->id : 0, 0, why);
+  if (proc && slot->lease == lease && !proc->dead) {
+    slot->lease = NULL;
+    if (lease->in_flight) {
+      /* The client left while its request runs.  Policy finish: let it
+       * run to its deadline and drop the reply; otherwise replace the
+       * worker. */
+      if (pool->cfg->on_client_death == PP_DEATH_FINISH)
+        proc->orphan_id = lease->req_id;
+      else
+        pp__proc_fail(proc, PP_EXIT_NONE, "client left during a request");
+    } else {
+      pp__slot_release(slot);
+    }
+  }
+  /* A request still in flight gets its one callback, with PP_ECANCELED. */
+  if (lease->in_flight && !lease->pend_queued)
+    pp__loop_request_fail(lease, PP_ECANCELED, why ? why : "lease checked in");
+  pp__lease_detach(lease);
+  if (lease->pend_queued)
+    lease->released = 1; /* recycled after its callback runs */
+  else
+    lease_recycle(lease);
+}
+
+void pp_checkin(pp_lease_t *lease) {
+  pp_pool_t *pool = lease->pool;
+  int on_loop;
+
+  pp__lock(pool);
+  assert(!lease->released);
+  on_loop = pp__on_loop_thread(pool);
+  pp__lease_end(lease, 0, NULL);
+  pp__unlock(pool);
+  if (on_loop)
+    pp__run_pending(pool);
+}
+
+int pp_lease_slot(const pp_lease_t *lease) { return lease->slot->id; }
+uint32_t pp_lease_generation(const pp_lease_t *lease) {
+  return lease->generation;
+}
+uint64_t pp_lease_id(const pp_lease_t *lease) { return lease->id; }
+int pp_lease_pid(const pp_lease_t *lease) {
+  return lease->proc ? lease->proc->pid : 0;
+}
+
+/* ---- waiters */
+
+pp__slot_t *pp__idle_take(pp_pool_t *pool) {
+  pp__slot_t *slot;
+
+  if (pp__queue_empty(&pool->idle))
+    return NULL;
+  slot = pp__container_of(pool->idle.next, pp__slot_t, idle_node);
+  pp__queue_remove(&slot->idle_node);
+  return slot;
+}
+
+int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
+  int idle, leased, busy, starting, backoff, fatal;
+
+  if (pool->stopping) {
+    pp__diag_set(diag, "pool is closing");
+    return PP_ECLOSED;
+  }
+  if (pool->state == PP_POOL_DEGRADED) {
+    pp__diag_set(diag, "pool degraded: every worker slot gave up restarting");
+    return PP_EDEGRADED;
+  }
+  pp__slot_count(pool, &idle, &leased, &busy, &starting, &backoff, &fatal);
+  if (!pool->ready_reported)
+    pp__diag_set(diag, "pool warming (%d/%d ready)", idle + leased + busy,
+                 pool->nslots);
+  else if (starting + backoff > 0)
+    pp__diag_set(diag,
+                 "all %d workers busy or restarting (%d restarting), %d "
+                 "waiting",
+                 pool->nslots, starting + backoff, pool->nwaiters);
+  else
+    pp__diag_set(diag, "all %d workers busy, %d waiting", pool->nslots,
+                 pool->nwaiters);
+  return PP_ETIMEDOUT;
+}
+
+void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
+  pp_pool_t *pool = w->client->pool;
+
+  pp__queue_remove(&w->node);
+  pp__queue_remove(&w->cnode);
+  pool->nwaiters--;
+  w->done = 1;
+  w->status = status;
+  w->lease = lease;
+  if (lease == NULL && status == 0)
+    w->status = UV_ENOMEM;
+  if (status != 0)
+    pp__trace(pool, PP_TRACE_CHECKOUT_FAIL, -1, 0, 0, 0, w->client->id,
+              status, w->diag ? w->diag->message : NULL);
+  if (w->cond) {
+    uv_cond_signal(w->cond);
+    return;
+  }
+  /* A loop waiter: its callback runs from the loop, after the lock is
+   * released.  The pending record lives in the waiter. */
+  w->pend.kind = PP__PEND_CHECKOUT;
+  w->pend.waiter = w;
+  pp__queue_insert_tail(&pool->pending, &w->pend.node);
+  pp__wake(pool);
+}
+
+void pp__waiters_fail_all(pp_pool_t *pool, int status, const char *why) {
+  pp__waiter_t *w;
+
+  while (!pp__queue_empty(&pool->waiters)) {
+    w = pp__container_of(pool->waiters.next, pp__waiter_t, node);
+    pp__diag_set(w->diag, "%s", why);
+    pp__waiter_complete(w, status, NULL);
+  }
+}
+
+/* Queue w (lock held).  The caller has checked max_waiters. */
+void pp__waiter_enqueue(pp_pool_t *pool, pp__waiter_t *w, pp_client_t *c,
+                        int64_t timeout_ms) {
+  uint64_t ms = timeout_ms < 0 ? pool->cfg->checkout_timeout_ms
+                               : (uint64_t)timeout_ms;
+
+  w->client = c;
+  w->enqueue_ns = pp__now_ns();
+  w->deadline_ns = w->enqueue_ns + ms * 1000000ull;
+  w->done = 0;
+  w->lease = NULL;
+  pp__queue_insert_tail(&pool->waiters, &w->node);
+  pp__queue_insert_tail(&c->waiters, &w->cnode);
+  pool->nwaiters++;
+  if (pool->nwaiters > pool->waiters_max)
+    pool->waiters_max = pool->nwaiters;
+  pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, c->id, pool->nwaiters,
+            NULL);
+}
+
+void pp__waiter_timer_arm(pp_pool_t *pool) {
+  pp__queue_t *q;
+  pp__waiter_t *w;
+  uint64_t first = 0, now;
+
+  pp__queue_foreach(q, &pool->waiters) {
+    w = pp__container_of(q, pp__waiter_t, node);
+    if (w->cond == NULL && (first == 0 || w->deadline_ns < first))
+      first = w->deadline_ns;
+  }
+  if (first == 0) {
+    uv_timer_stop(&pool->waiter_timer);
+    return;
+  }
+  now = pp__now_ns();
+  uv_timer_start(&pool->waiter_timer, pp__on_waiter_timer,
+                 first > now ? (first - now + 999999) / 1000000 : 0, 0);
+}
+
+void pp__on_waiter_timer(uv_timer_t *t) {
+  pp_pool_t *pool = t->data;
+  pp__queue_t *q, *next;
+  pp__waiter_t *w;
+  uint64_t now = pp__now_ns();
+  int r;
+
+  pp__lock(pool);
+  for (q = pool->waiters.next; q != &pool->waiters; q = next) {
+    next = q->next;
+    w = pp__container_of(q, pp__waiter_t, node);
+    if (w->cond != NULL || w->deadline_ns > now)
+      continue;
+    r = pp__checkout_unavailable(pool, w->diag);
+    pool->timeouts++;
+    pp__waiter_complete(w, r, NULL);
+  }
+  pp__waiter_timer_arm(pool);
+  pp__unlock(pool);
+  pp__run_pending(pool);
+}
+
+void pp__checkout_deliver(pp__waiter_t *w) {
+  w->cb(w->lease, w->status, w->status ? &w->own_diag : NULL, w->data);
+  free(w);
+}
+
+/* ---- clients */
+
+void pp__client_init(pp_pool_t *pool, pp_client_t *c) {
+  c->pool = pool;
+  c->id = ++pool->next_client_id;
+  c->dead = 0;
+  pp__queue_init(&c->node);
+  pp__queue_init(&c->leases);
+  pp__queue_init(&c->waiters);
+}
+
+int pp_client_open(pp_pool_t *pool, pp_client_t **out) {
+  pp_client_t *c = calloc(1, sizeof(*c));
+
+  if (c == NULL)
+    return UV_ENOMEM;
+  pp__lock(pool);
+  pp__client_init(pool, c);
+  pp__queue_insert_tail(&pool->clients, &c->node);
+  pp__unlock(pool);
+  *out = c;
+  return 0;
+}
+
+uint64_t pp_client_id(const pp_client_t *client) { return client->id; }
+
+void pp__client_free_leases(pp_client_t *c) {
+  pp_lease_t *lease;
+
+  while (!pp__queue_empty(&c->leases)) {
+    lease = pp__container_of(c->leases.next, pp_lease_t, node);
+    pp__queue_remove(&lease->node);
+    pp__lease_free(lease);
+  }
+}
+
+void pp__client_free(pp_client_t *c) {
+  pp__client_free_leases(c);
+  free(c);
+}
+
+/* The client died: withdraw its waits, reclaim its leases.  A lease whose
+ * thread is mid-call is reclaimed by that thread when the call returns. */
+void pp_client_close(pp_client_t *c) {
+  pp_pool_t *pool = c->pool;
+  pp__waiter_t *w;
+  pp_lease_t *lease;
+  pp__queue_t *q, *next;
+  int on_loop;
+
+  pp__lock(pool);
+  on_loop = pp__on_loop_thread(pool);
+  c->dead = 1;
+  PP_FAULT(pool, "client_dead");
+  while (!pp__queue_empty(&c->waiters)) {
+    w = pp__container_of(c->waiters.next, pp__waiter_t, cnode);
+    pp__diag_set(w->diag, "client closed");
+    pp__waiter_complete(w, PP_ECANCELED, NULL);
+  }
+  for (q = c->leases.next; q != &c->leases; q = next) {
+    next = q->next;
+    lease = pp__container_of(q, pp_lease_t, node);
+    if (lease->thread_call)
+      continue;
+    pp__lease_end(lease, 1, "client closed");
+  }
+  pp__queue_remove(&c->node);
+  if (pp__queue_empty(&c->leases)) {
+    free(c);
+  } else {
+    /* Leases still mid-call on some thread: the last of them frees c. */
+    c->orphaned = 1;
+  }
+  pp__unlock(pool);
+  if (on_loop)
+    pp__run_pending(pool);
+}
+
+/* ---- the event-loop face */
+
+int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
+                pp_checkout_cb cb, void *data) {
+  pp__waiter_t *w;
+  pp__slot_t *slot;
+  int r = 0;
+
+  if (client == NULL)
+    client = &pool->anon;
+  w = calloc(1, sizeof(*w));
+  if (w == NULL)
+    return UV_ENOMEM;
+  w->cb = cb;
+  w->data = data;
+  w->diag = &w->own_diag;
+  pp__queue_init(&w->node);
+  pp__queue_init(&w->cnode);
+  pp__lock(pool);
+  if (pool->stopping || client->dead) {
+    r = pool->stopping ? PP_ECLOSED : PP_ECANCELED;
+  } else if (pool->state == PP_POOL_DEGRADED) {
+    r = PP_EDEGRADED;
+  } else if ((slot = pp__idle_take(pool)) != NULL) {
+    pp__waiter_enqueue(pool, w, client, timeout_ms);
+    pp__waiter_complete(w, 0, pp__lease_new(slot, client));
+  } else if (pool->nwaiters >= pool->cfg->max_waiters) {
+    pool->rejected++;
+    r = PP_EBUSY;
+  } else {
+    pp__waiter_enqueue(pool, w, client, timeout_ms);
+    pp__waiter_timer_arm(pool);
+  }
+  pp__unlock(pool);
+  if (r != 0)
+    free(w);
+  return r;
+}
+
+/* Queue the lease's completion for the loop (lock held). */
+static void reply_queue(pp_lease_t *lease, int status) {
+  pp_pool_t *pool = lease->pool;
+
+  lease->in_flight = 0;
+  lease->status = status;
+  lease->pend.kind = PP__PEND_REPLY;
+  lease->pend.lease = lease;
+  lease->pend_queued = 1;
+  pp__queue_insert_tail(&pool->pending, &lease->pend.node);
+  pp__wake(pool);
+}
+
+static int reply_copy(pp_lease_t *lease, const char *p, size_t len) {
+  char *np;
+
+  if (lease->reply_cap < len + 1) {
+    np = realloc(lease->reply, len + 1);
+    if (np == NULL)
+      return UV_ENOMEM;
+    lease->reply = np;
+    lease->reply_cap = len + 1;
+  }
+  memcpy(lease->reply, p, len);
+  lease->reply[len] = '\0';
+  lease->reply_len = len;
+  return 0;
+}
+
+void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why) {
+  lease->reply_len = 0;
+  pp__diag_set(&lease->diag, "%s", why);
+  lease->pool->errors++;
+  reply_queue(lease, status);
+}
+
+void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
+  pp__slot_t *slot = proc->slot;
+  pp_lease_t *lease = slot->lease;
+  pp_pool_t *pool = proc->pool;
+  int status = f->type == PP_FRAME_ERROR ? PP_EHANDLER : 0;
+
+  pp__proc_arm(proc, 0);
+  pp__proc_read_stop(proc);
+  proc->requests++;
+  slot->requests_total++;
+  slot->state = PP_WORKER_LEASED;
+  if (reply_copy(lease, f->payload, f->len) != 0)
+    status = UV_ENOMEM;
+  if (status == PP_EHANDLER) {
+    pool->errors++;
+    pp__diag_set(&lease->diag, "handler raised an exception");
+  }
+  pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
+            lease->id, lease->client ? lease->client->id : 0, status, NULL);
+  reply_queue(lease, status);
+  /* Anything after the reply was never asked for. */
+  if (proc->rlen > PP_FRAME_HEADER + (size_t)f->len)
+    pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after the reply");
+}
+
+void pp__reply_deliver(pp_lease_t *lease) {
+  pp_pool_t *pool = lease->pool;
+  pp_reply_cb cb = lease->reply_cb;
+
+  pp__lock(pool);
+  lease->pend_queued = 0;
+  if (lease->released) {
+    /* Checked in (or reclaimed) before we got here: the callback still
+     * runs once, then the lease is recycled. */
+    pp__unlock(pool);
+    cb(lease, lease->status == 0 ? PP_ECANCELED : lease->status, "", 0,
+       &lease->diag, lease->reply_data);
+    pp__lock(pool);
+    lease_recycle(lease);
+    pp__unlock(pool);
+    return;
+  }
+  pp__unlock(pool);
+  cb(lease, lease->status, lease->reply ? lease->reply : "", lease->reply_len,
+     lease->status ? &lease->diag : NULL, lease->reply_data);
+}
+
+int pp_request(pp_lease_t *lease, const void *payload, size_t len,
+               int64_t timeout_ms, pp_reply_cb cb, void *data) {
+  pp_pool_t *pool = lease->pool;
+  pp__proc_t *proc;
+  uint64_t ms;
+  int r;
+
+  assert(pp__on_loop_thread(pool));
+  pp__lock(pool);
+  proc = lease->proc;
+  if (lease->in_flight || lease->pend_queued || lease->thread_call) {
+    r = UV_EINVAL;
+    goto out;
+  }
+  if (len > pool->cfg->max_frame) {
+    r = PP_ETOOBIG;
+    goto out;
+  }
+  lease->reply_cb = cb;
+  lease->reply_data = data;
+  lease->in_flight = 1;
+  lease->req_start_ns = pp__now_ns();
+  pool->requests++;
+  if (pool->stopping || lease->ended || proc == NULL || proc->dead) {
+    pp__loop_request_fail(lease, pool->stopping ? PP_ECLOSED : PP_ECRASHED,
+                          proc && proc->detail[0] ? proc->detail
+                                                  : "worker is gone");
+    r = 0;
+    goto out;
+  }
+  lease->req_id = ++proc->next_id;
+  lease->slot->state = PP_WORKER_BUSY;
+  pp__trace(pool, PP_TRACE_REQUEST, lease->slot->id, proc->generation,
+            proc->pid, lease->id, lease->client ? lease->client->id : 0, 0,
+            NULL);
+  r = pp__proc_send(proc, PP_FRAME_REQUEST, lease->req_id, payload, len);
+  if (r == UV_ENOMEM) {
+    lease->in_flight = 0;
+    pool->requests--;
+    goto out;
+  }
+  if (r != 0) {
+    pp__proc_fail(proc, PP_EXIT_NONE, "worker's request pipe is closed");
+    r = 0;
+    goto out;
+  }
+  ms = timeout_ms >= 0 ? (uint64_t)timeout_ms : pool->cfg->request_timeout_ms;
+  pp__proc_arm(proc, ms);
+  pp__proc_read_start(proc);
+out:
+  pp__unlock(pool);
+  return r;
+}

@@ -1,0 +1,362 @@
+/* internal.h -- the pool core's shared structures: pool, slot, process,
+ * lease, waiter, client.  Everything here is guarded by pool->lock unless a
+ * comment says otherwise.  Not installed. */
+#ifndef PP_INTERNAL_H
+#define PP_INTERNAL_H
+
+#include "portpool.h"
+
+#include "bridge/frame.h"
+#include "config/config.h"
+#include "queue.h"
+
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct pp__slot pp__slot_t;
+typedef struct pp__proc pp__proc_t;
+typedef struct pp__waiter pp__waiter_t;
+typedef struct pp__pending pp__pending_t;
+
+/* Lines of a worker's stdout/stderr are split in these buffers; a longer
+ * line is cut and logged in pieces, so memory stays bounded. */
+#define PP_LINE_MAX 4096
+#define PP_STDERR_TAIL 20
+
+typedef struct pp__linebuf {
+  char buf[PP_LINE_MAX];
+  size_t len;
+} pp__linebuf_t;
+
+/* Work the loop must do after the lock is released: user callbacks. */
+typedef enum {
+  PP__PEND_CHECKOUT,       /* waiter completed: call its cb, free it */
+  PP__PEND_READY,          /* call the ready callback */
+  PP__PEND_REPLY           /* a loop-face request completed */
+} pp__pend_kind_t;
+
+struct pp__pending {
+  pp__queue_t node;
+  pp__pend_kind_t kind;
+  pp__waiter_t *waiter;
+  pp_lease_t *lease;
+};
+
+/* One worker process: one generation of a slot.  Reference-counted: +1 for
+ * each open uv handle, +1 for the slot while it is current, +1 for each
+ * lease that holds it.  Its fds are closed and its memory freed when the
+ * count reaches zero, which may happen on any thread once every handle is
+ * closed. */
+struct pp__proc {
+  pp_pool_t *pool;
+  pp__slot_t *slot;
+  uint32_t generation;
+  int refs;
+
+  uv_process_t process;
+  uv_pipe_t out;       /* the worker's stdout */
+  uv_pipe_t err;       /* the worker's stderr */
+  uv_poll_t rpoll;     /* readable on rep_fd, while the loop reads */
+  uv_poll_t wpoll;     /* writable on req_fd, while the loop has output */
+  uv_timer_t timer;    /* start-up timeout, request timeout, kill grace */
+  unsigned handles;    /* bit per open handle, see PP__H_* */
+
+  int req_fd;          /* we write requests; the worker's fd 3 */
+  int rep_fd;          /* we read replies; the worker's fd 4 */
+  int wake_fd;         /* eventfd: written when the process is reaped */
+  int pid;
+
+  int hello;           /* HELLO received */
+  int dead;            /* unusable: killed, exited or broke the protocol */
+  int exited;          /* exit callback ran: pid is no longer ours */
+  int rpolling, wpolling;
+  int stopping;        /* SIGTERM sent, kill timer armed */
+  int stop_wanted;     /* a thread asked the loop to stop it */
+  int rep_eof;         /* EOF on rep_fd; waiting for the exit */
+  pp_exit_kind_t kill_reason; /* why we killed it, for the exit class */
+  int64_t exit_status;
+  int term_signal;
+  char detail[160];    /* why it died, for the client's diag */
+
+  /* Reply stream, decoded with the frame codec.  Owned by whoever does the
+   * I/O: the loop, or the one thread in pp_lease_call. */
+  char *rbuf;
+  size_t rlen, rcap;
+  /* Loop-face output not yet written. */
+  char *wbuf;
+  size_t wlen, woff, wcap;
+
+  uint32_t next_id;
+  uint32_t orphan_id;  /* request whose lease ended before its reply */
+  uint64_t requests;
+  uint64_t spawn_ns, ready_ns;
+  pp__linebuf_t outline, errline;
+};
+
+enum {
+  PP__H_PROCESS = 1 << 0,
+  PP__H_OUT = 1 << 1,
+  PP__H_ERR = 1 << 2,
+  PP__H_RPOLL = 1 << 3,
+  PP__H_WPOLL = 1 << 4,
+  PP__H_TIMER = 1 << 5
+};
+
+/* A slot is a place for one worker; it outlives its processes. */
+struct pp__slot {
+  pp_pool_t *pool;
+  int id;
+  pp_worker_state_t state;
+  uint32_t generation;
+  pp__proc_t *proc;        /* current process, or NULL */
+  pp_lease_t *lease;       /* current lease, or NULL */
+  pp__queue_t idle_node;   /* in pool->idle while idle */
+  uv_timer_t backoff;      /* restart delay */
+  int backoff_open;
+  uint32_t restarts;
+  uint64_t *crash_times;   /* ring of the last max_restarts+1 crash times */
+  unsigned ncrash;
+  uint64_t requests_total;
+  pp_exit_kind_t last_exit;
+  int last_exit_code;
+  int last_exit_signal;
+  char stderr_tail[PP_STDERR_TAIL][160];
+  unsigned stderr_next;
+};
+
+/* One checkout: a worker bound to a client, fenced by (slot, generation,
+ * id).  Lease objects are recycled through pool->free_leases. */
+struct pp_lease {
+  pp_pool_t *pool;
+  pp__slot_t *slot;
+  pp__proc_t *proc;        /* holds a reference */
+  uint32_t generation;
+  uint64_t id;
+  pp_client_t *client;
+  pp__queue_t node;        /* in client->leases, or pool->free_leases */
+  int ended;               /* the worker is gone; only check-in remains */
+  int thread_call;         /* a thread is doing I/O in pp_lease_call */
+  /* Loop-face request in flight. */
+  int in_flight;
+  uint32_t req_id;
+  uint64_t req_start_ns;
+  pp_reply_cb reply_cb;
+  void *reply_data;
+  /* Its completion, queued for the loop: status, reply copy, diag. */
+  pp__pending_t pend;
+  int pend_queued;
+  int released;            /* checked in while a completion was queued */
+  int status;
+  char *reply;
+  size_t reply_len, reply_cap;
+  pp_diag_t diag;
+};
+
+struct pp_client {
+  pp_pool_t *pool;
+  uint64_t id;
+  int dead;
+  int orphaned;            /* closed while a thread was mid-call */
+  pp__queue_t node;        /* in pool->clients */
+  pp__queue_t leases;
+  pp__queue_t waiters;
+};
+
+/* A queued checkout.  Thread waiters live on the caller's stack and wait
+ * on their own condition; loop waiters are allocated and complete through
+ * pool->pending. */
+struct pp__waiter {
+  pp__queue_t node;        /* in pool->waiters */
+  pp__queue_t cnode;       /* in client->waiters */
+  pp_client_t *client;
+  uint64_t deadline_ns;    /* 0 = none */
+  uint64_t enqueue_ns;
+  int done;                /* granted or failed: out of every list */
+  int status;
+  pp_lease_t *lease;       /* set on grant */
+  pp_diag_t *diag;         /* where the failure reason goes (may be NULL) */
+  /* thread waiter */
+  uv_cond_t *cond;
+  /* loop waiter */
+  pp_checkout_cb cb;
+  void *data;
+  pp_diag_t own_diag;
+  pp__pending_t pend;
+};
+
+struct pp__control;
+
+struct pp_pool {
+  uv_loop_t *loop;
+  pp_config_t *cfg;
+  pp_pool_options_t opts;
+  uv_mutex_t lock;
+  uv_async_t async;        /* wakes the loop for pending work */
+  uv_timer_t waiter_timer; /* earliest loop-waiter deadline */
+  uv_thread_t loop_thread_id;
+  int on_loop_thread_known;
+
+  pp_pool_state_t state;
+  char *python;            /* resolved interpreter */
+  int nslots;
+  pp__slot_t *slots;
+  int ready_count;         /* idle workers needed to call the pool ready */
+  int ready_reported;
+  pp_pool_ready_cb ready_cb;
+  void *ready_data;
+  int ready_status;
+
+  pp__queue_t idle;        /* idle slots, take from the head */
+  pp__queue_t waiters;     /* FIFO */
+  int nwaiters;
+  int waiters_max;
+  pp__queue_t pending;     /* pp__pending_t, for the loop */
+  int loop_wake;           /* async work: stop wanted on some proc, ... */
+  pp__queue_t free_leases;
+  pp__queue_t clients;
+  pp_client_t anon;        /* the pool's own client, for NULL */
+  uint64_t next_lease_id;
+  uint64_t next_client_id;
+  int users;               /* threads inside blocking calls */
+  uv_cond_t users_cond;
+
+  /* counters */
+  uint64_t checkouts, checkins, reclaimed, timeouts, rejected;
+  uint64_t requests, errors, restarts, stale_replies;
+  uint64_t start_ns;
+  int sigpipe_ignored;
+
+  /* stop */
+  int stopping;
+  int finishing;           /* closing the pool's own handles */
+  int closing_handles;
+  int close_requested;     /* pp_pool_close asked the loop to stop */
+  int control_done;
+  int live;                /* procs not yet fully closed + slot timers */
+  uv_timer_t drain_timer;
+  pp_pool_close_cb close_cb;
+  void *close_data;
+
+  /* blocking face */
+  int blocking;            /* opened by pp_pool_open: owns loop and thread */
+  uv_loop_t own_loop;
+  uv_thread_t thread;
+  uv_cond_t state_cond;    /* signalled on ready and on closed */
+  int closed;
+  int begin_failed;        /* the loop thread could not start the pool */
+  pp_diag_t begin_diag;
+
+  struct pp__control *control;
+};
+
+/* ---- pool.c */
+void pp__lock(pp_pool_t *pool);
+void pp__unlock(pp_pool_t *pool);
+/* Ask the loop to run pending work (any thread; lock not needed). */
+void pp__wake(pp_pool_t *pool);
+/* Run queued user callbacks; loop thread, lock NOT held. */
+void pp__run_pending(pp_pool_t *pool);
+/* A worker became idle (lock held): hand it to the first live waiter or put
+ * it in the idle list. */
+void pp__slot_release(pp__slot_t *slot);
+/* The proc of slot died or must go (lock held).  Called on any thread:
+ * marks it dead, and when on the loop starts stopping it, otherwise asks
+ * the loop to. */
+void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why);
+int pp__on_loop_thread(pp_pool_t *pool);
+void pp__log(pp_pool_t *pool, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void pp__slot_count(pp_pool_t *pool, int *idle, int *leased, int *busy,
+                    int *starting, int *backoff, int *fatal);
+
+int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
+                    pp_pool_t **out, pp_diag_t *diag);
+int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag);
+void pp__pool_free(pp_pool_t *pool);
+
+/* ---- proc.c */
+int pp__proc_spawn(pp__slot_t *slot, pp__proc_t **out);
+void pp__proc_ref(pp__proc_t *proc);
+/* Drop a reference (lock held); frees when the last goes. */
+void pp__proc_unref(pp__proc_t *proc);
+/* Loop thread: SIGTERM the group, SIGKILL after grace (0 = SIGKILL now). */
+void pp__proc_stop(pp__proc_t *proc, uint64_t grace_ms);
+/* Loop thread: arm the proc's timer (start-up or request timeout) for ms
+ * milliseconds; 0 disarms it. */
+void pp__proc_arm(pp__proc_t *proc, uint64_t ms);
+/* Loop thread: start or stop watching rep_fd. */
+void pp__proc_read_start(pp__proc_t *proc);
+void pp__proc_read_stop(pp__proc_t *proc);
+/* Loop thread: queue a frame and write as much as the pipe takes. */
+int pp__proc_send(pp__proc_t *proc, uint8_t type, uint32_t id,
+                  const void *payload, size_t len);
+/* Write a whole frame on the calling thread, blocking up to deadline_ns
+ * (0 = forever).  Returns 0, PP_ETIMEDOUT or PP_ECRASHED. */
+int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
+                            const void *payload, size_t len,
+                            uint64_t deadline_ns);
+/* Make room for `need` more bytes in rbuf.  Returns 0 or UV_ENOMEM. */
+int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need);
+/* Resolve the interpreter once per pool (a shim costs ~75 ms a start). */
+int pp__resolve_python(const char *cmd0, char **out, pp_diag_t *diag);
+
+/* Called by proc.c on the loop with the lock held. */
+void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f);
+void pp__on_proc_exit(pp__proc_t *proc);
+void pp__on_proc_timer(pp__proc_t *proc);
+void pp__on_proc_read_error(pp__proc_t *proc, int err);
+
+/* ---- checkout.c */
+/* Grant: bind slot to a fresh lease for client (lock held). */
+pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client);
+/* End a lease (lock held): return or retire its worker, recycle it. */
+void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why);
+/* Take an idle slot, or NULL (lock held). */
+pp__slot_t *pp__idle_take(pp_pool_t *pool);
+/* Checkout failure text: warming / busy / degraded (lock held). */
+int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag);
+void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease);
+void pp__waiters_fail_all(pp_pool_t *pool, int status, const char *why);
+void pp__waiter_timer_arm(pp_pool_t *pool);
+void pp__waiter_enqueue(pp_pool_t *pool, pp__waiter_t *w, pp_client_t *c,
+                        int64_t timeout_ms);
+void pp__on_waiter_timer(uv_timer_t *t);
+/* A reply or error frame for a loop-face lease (lock held; unlocks to call
+ * back and relocks). */
+void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f);
+/* Fail the loop-face request in flight on a lease (lock held; calls back
+ * with the lock released). */
+void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why);
+void pp__client_init(pp_pool_t *pool, pp_client_t *c);
+void pp__client_free(pp_client_t *c);
+void pp__client_free_leases(pp_client_t *c);
+void pp__lease_free(pp_lease_t *lease);
+/* Drop the lease's hold on its worker (lock held): the lease ends, its
+ * holder's later check-in only recycles it. */
+void pp__lease_detach(pp_lease_t *lease);
+/* Loop thread, lock not held: call the user back. */
+void pp__checkout_deliver(pp__waiter_t *w);
+void pp__reply_deliver(pp_lease_t *lease);
+
+/* ---- trace.c */
+uint64_t pp__now_ns(void);
+void pp__trace(pp_pool_t *pool, pp_trace_type_t type, int slot,
+               uint32_t gen, int pid, uint64_t lease, uint64_t client,
+               int code, const char *detail);
+void pp__diag_set(pp_diag_t *diag, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- control.c */
+int pp__control_start(pp_pool_t *pool, pp_diag_t *diag);
+/* Stop accepting, close every connection; done_cb when all closed. */
+void pp__control_stop(pp_pool_t *pool, void (*done_cb)(pp_pool_t *));
+
+/* ---- faults (tests only) */
+#ifdef PP_FAULTS
+void pp__fault(pp_pool_t *pool, const char *point);
+#define PP_FAULT(pool, point) pp__fault((pool), (point))
+#else
+#define PP_FAULT(pool, point) ((void)0)
+#endif
+
+#endif

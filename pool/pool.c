@@ -1,0 +1,741 @@
+/* pool.c -- owns a pool's life on its loop: start, the slot state machine
+ * (starting -> idle -> leased/busy -> ... -> backoff/fatal), HELLO and exit
+ * handling, restarts with backoff, readiness, and the graceful stop.
+ * Checkout and leases live in checkout.c, the threaded face in blocking.c. */
+#include "internal.h"
+
+#include <assert.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void spawn_slot(pp__slot_t *slot);
+static void stop_check_done(pp_pool_t *pool);
+static void on_async(uv_async_t *a);
+
+void pp__lock(pp_pool_t *pool) { uv_mutex_lock(&pool->lock); }
+void pp__unlock(pp_pool_t *pool) { uv_mutex_unlock(&pool->lock); }
+void pp__wake(pp_pool_t *pool) { uv_async_send(&pool->async); }
+
+int pp__on_loop_thread(pp_pool_t *pool) {
+  uv_thread_t self = uv_thread_self();
+  return uv_thread_equal(&self, &pool->loop_thread_id);
+}
+
+void pp__log(pp_pool_t *pool, const char *fmt, ...) {
+  char line[PP_LINE_MAX + 128];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  if (pool->opts.log)
+    pool->opts.log(pool, line, pool->opts.log_data);
+  else
+    fprintf(stderr, "portpool[%s] %s\n", pool->cfg->name, line);
+}
+
+/* A small per-pool PRNG for backoff jitter: no global state. */
+static uint64_t pool_rand(pp_pool_t *pool) {
+  uint64_t x = pool->start_ns ^ 0x9e3779b97f4a7c15ull;
+  static const uint64_t mul = 0x2545f4914f6cdd1dull;
+  x ^= pool->restarts * mul + pool->checkouts;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  return x * mul;
+}
+
+void pp__slot_count(pp_pool_t *pool, int *idle, int *leased, int *busy,
+                    int *starting, int *backoff, int *fatal) {
+  int i;
+
+  *idle = *leased = *busy = *starting = *backoff = *fatal = 0;
+  for (i = 0; i < pool->nslots; i++) {
+    switch (pool->slots[i].state) {
+    case PP_WORKER_IDLE:
+      (*idle)++;
+      break;
+    case PP_WORKER_LEASED:
+      (*leased)++;
+      break;
+    case PP_WORKER_BUSY:
+      (*busy)++;
+      break;
+    case PP_WORKER_STARTING:
+      (*starting)++;
+      break;
+    case PP_WORKER_BACKOFF:
+      (*backoff)++;
+      break;
+    case PP_WORKER_FATAL:
+      (*fatal)++;
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+static void pend_ready(pp_pool_t *pool, int status) {
+  if (pool->ready_reported)
+    return;
+  pool->ready_reported = 1;
+  pool->ready_status = status;
+  if (status == 0) {
+    pool->state = PP_POOL_READY;
+    pp__trace(pool, PP_TRACE_READY, -1, 0, 0, 0, 0, 0, NULL);
+  }
+  if (pool->ready_cb) {
+    pp__pending_t *p = calloc(1, sizeof(*p));
+    if (p) {
+      p->kind = PP__PEND_READY;
+      pp__queue_insert_tail(&pool->pending, &p->node);
+      pp__wake(pool);
+    }
+  }
+  uv_cond_broadcast(&pool->state_cond);
+}
+
+static void check_ready(pp_pool_t *pool) {
+  int idle, leased, busy, starting, backoff, fatal;
+
+  if (pool->ready_reported)
+    return;
+  pp__slot_count(pool, &idle, &leased, &busy, &starting, &backoff, &fatal);
+  if (idle + leased + busy >= pool->ready_count)
+    pend_ready(pool, 0);
+}
+
+/* The pool can serve nobody: every slot is fatal. */
+static void check_degraded(pp_pool_t *pool) {
+  int i;
+
+  for (i = 0; i < pool->nslots; i++)
+    if (pool->slots[i].state != PP_WORKER_FATAL)
+      return;
+  if (pool->state == PP_POOL_DEGRADED)
+    return;
+  pool->state = PP_POOL_DEGRADED;
+  pp__trace(pool, PP_TRACE_DEGRADED, -1, 0, 0, 0, 0, PP_EDEGRADED, NULL);
+  pp__log(pool, "pool degraded: every worker slot gave up restarting");
+  pp__waiters_fail_all(pool, PP_EDEGRADED,
+                       "pool degraded: every worker slot gave up restarting");
+  pend_ready(pool, PP_EDEGRADED);
+}
+
+void pp__slot_release(pp__slot_t *slot) {
+  pp_pool_t *pool = slot->pool;
+  pp__proc_t *proc = slot->proc;
+  pp__queue_t *q;
+  pp__waiter_t *w;
+
+  if (proc == NULL || proc->dead)
+    return;
+  if (pool->stopping) {
+    slot->state = PP_WORKER_STOPPING;
+    pp__proc_fail(proc, PP_EXIT_NONE, "pool closing");
+    return;
+  }
+  /* Hand-off: the first waiter whose client is alive gets the worker, in
+   * this same locked step.  Dead clients' waiters are never chosen. */
+  pp__queue_foreach(q, &pool->waiters) {
+    w = pp__container_of(q, pp__waiter_t, node);
+    if (w->client->dead)
+      continue;
+    PP_FAULT(pool, "handoff");
+    slot->state = PP_WORKER_LEASED;
+    pp__waiter_complete(w, 0, pp__lease_new(slot, w->client));
+    return;
+  }
+  slot->state = PP_WORKER_IDLE;
+  if (pool->cfg->strategy == PP_PICK_LIFO)
+    pp__queue_insert_head(&pool->idle, &slot->idle_node);
+  else
+    pp__queue_insert_tail(&pool->idle, &slot->idle_node);
+}
+
+void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why) {
+  pp_pool_t *pool = proc->pool;
+  pp__slot_t *slot = proc->slot;
+  pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
+
+  if (proc->dead)
+    return;
+  proc->dead = 1;
+  proc->kill_reason = reason;
+  snprintf(proc->detail, sizeof(proc->detail), "%s", why);
+  if (reason == PP_EXIT_PROTOCOL) {
+    pp__trace(pool, PP_TRACE_PROTOCOL_ERROR, slot->id, proc->generation,
+              proc->pid, lease ? lease->id : 0, 0, PP_EPROTO, why);
+    pp__log(pool, "worker %d: protocol error: %s", slot->id, why);
+  }
+  if (slot->proc == proc) {
+    pp__queue_remove(&slot->idle_node);
+    if (slot->state == PP_WORKER_IDLE || slot->state == PP_WORKER_STARTING ||
+        pool->stopping)
+      slot->state = PP_WORKER_STOPPING;
+  }
+  if (lease && lease->in_flight)
+    pp__loop_request_fail(lease,
+                          reason == PP_EXIT_TIMEOUT    ? PP_ETIMEDOUT
+                          : reason == PP_EXIT_PROTOCOL ? PP_EPROTO
+                          : pool->stopping             ? PP_ECLOSED
+                                                       : PP_ECRASHED,
+                          why);
+  if (pp__on_loop_thread(pool)) {
+    pp__proc_stop(proc, reason == PP_EXIT_PROTOCOL || reason == PP_EXIT_NO_HELLO
+                            ? 0
+                            : pool->cfg->kill_grace_ms);
+  } else {
+    proc->stop_wanted = 1;
+    pool->loop_wake = 1;
+    pp__wake(pool);
+  }
+}
+
+/* ---- frames and exits, called by proc.c on the loop with the lock held */
+
+static int hello_ok(pp__proc_t *proc, const pp_frame_t *f) {
+  json_error_t jerr;
+  json_t *j = json_loadb(f->payload, f->len, 0, &jerr);
+  json_t *v = j ? json_object_get(j, "protocol") : NULL;
+  int ok = v && json_is_integer(v) && json_integer_value(v) == PP_PROTOCOL_VERSION;
+
+  if (!ok)
+    snprintf(proc->detail, sizeof(proc->detail),
+             j ? "HELLO with an unsupported protocol version"
+               : "HELLO payload is not JSON");
+  json_decref(j);
+  return ok;
+}
+
+void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
+  pp__slot_t *slot = proc->slot;
+  pp_pool_t *pool = proc->pool;
+  pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
+
+  if (!proc->hello) {
+    if (f->type != PP_FRAME_HELLO) {
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "first frame is not HELLO");
+      return;
+    }
+    if (!hello_ok(proc, f)) {
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL, proc->detail);
+      return;
+    }
+    if (proc->rlen > PP_FRAME_HEADER + (size_t)f->len) {
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after HELLO");
+      return;
+    }
+    proc->hello = 1;
+    proc->ready_ns = pp__now_ns();
+    uv_timer_stop(&proc->timer);
+    pp__proc_read_stop(proc);
+    pp__trace(pool, PP_TRACE_HELLO, slot->id, proc->generation, proc->pid, 0,
+              0, 0, NULL);
+    pp__slot_release(slot);
+    check_ready(pool);
+    return;
+  }
+  if (f->type == PP_FRAME_REPLY || f->type == PP_FRAME_ERROR) {
+    if (lease && lease->in_flight && f->id == lease->req_id) {
+      pp__loop_reply(proc, f);
+      return;
+    }
+    if (proc->orphan_id != 0 && f->id == proc->orphan_id) {
+      /* The reply of a request whose client is gone: count and drop it,
+       * never hand it to the next borrower. */
+      proc->orphan_id = 0;
+      pool->stale_replies++;
+      if (proc->rlen > PP_FRAME_HEADER + (size_t)f->len) {
+        pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after a reply");
+        return;
+      }
+      pp__trace(pool, PP_TRACE_STALE_REPLY, slot->id, proc->generation,
+                proc->pid, 0, 0, 0, NULL);
+      uv_timer_stop(&proc->timer);
+      pp__proc_read_stop(proc);
+      proc->requests++;
+      slot->requests_total++;
+      pp__slot_release(slot);
+      return;
+    }
+    pp__proc_fail(proc, PP_EXIT_PROTOCOL, "reply to a request never sent");
+    return;
+  }
+  if (f->type == PP_FRAME_PONG)
+    return;
+  pp__proc_fail(proc, PP_EXIT_PROTOCOL, "unexpected frame type");
+}
+
+void pp__on_proc_read_error(pp__proc_t *proc, int err) {
+  pp__proc_read_stop(proc);
+  if (err == UV_EOF && !proc->exited) {
+    /* Usually the process is dying and its exit is on the way: give it
+     * kill_grace to arrive, so the client learns how it died.  A worker
+     * that closed fd 4 and lives on is a protocol error then. */
+    proc->rep_eof = 1;
+    pp__proc_arm(proc, proc->pool->cfg->kill_grace_ms);
+    return;
+  }
+  pp__proc_fail(proc, PP_EXIT_PROTOCOL, "error reading the reply pipe");
+}
+
+void pp__on_proc_timer(pp__proc_t *proc) {
+  pp__slot_t *slot = proc->slot;
+  char why[96];
+
+  if (proc->rep_eof) {
+    pp__proc_fail(proc, PP_EXIT_PROTOCOL, "worker closed its reply pipe");
+    return;
+  }
+  if (!proc->hello) {
+    snprintf(why, sizeof(why), "no HELLO within startup_timeout (%llums)",
+             (unsigned long long)proc->pool->cfg->startup_timeout_ms);
+    pp__log(proc->pool, "worker %d: %s; killed", slot->id, why);
+    pp__proc_fail(proc, PP_EXIT_NO_HELLO, why);
+    return;
+  }
+  if (proc->orphan_id != 0 || (slot->lease && slot->lease->in_flight))
+    pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
+}
+
+static void on_backoff(uv_timer_t *t) {
+  pp__slot_t *slot = t->data;
+  pp_pool_t *pool = slot->pool;
+
+  pp__lock(pool);
+  if (!pool->stopping && slot->state == PP_WORKER_BACKOFF)
+    spawn_slot(slot);
+  pp__unlock(pool);
+  pp__run_pending(pool);
+}
+
+/* A crash: restart after a backoff that doubles with each recent crash,
+ * with jitter; too many within restart.within makes the slot fatal. */
+static void slot_crashed(pp__slot_t *slot) {
+  pp_pool_t *pool = slot->pool;
+  pp_config_t *cfg = pool->cfg;
+  unsigned cap = (unsigned)cfg->max_restarts + 1, i, recent = 0;
+  uint64_t now = pp__now_ns(), delay, jitter;
+
+  slot->crash_times[slot->ncrash % cap] = now;
+  slot->ncrash++;
+  for (i = 0; i < cap && i < slot->ncrash; i++)
+    if (now - slot->crash_times[i] <= cfg->within_ms * 1000000ull)
+      recent++;
+  if (recent > (unsigned)cfg->max_restarts) {
+    slot->state = PP_WORKER_FATAL;
+    pp__trace(pool, PP_TRACE_FATAL, slot->id, slot->generation, 0, 0, 0, 0,
+              NULL);
+    pp__log(pool, "worker %d: %u crashes within %llums; giving up (fatal)",
+            slot->id, recent, (unsigned long long)cfg->within_ms);
+    check_degraded(pool);
+    return;
+  }
+  delay = cfg->backoff_min_ms;
+  for (i = 1; i < recent && delay < cfg->backoff_max_ms; i++)
+    delay *= 2;
+  if (delay > cfg->backoff_max_ms)
+    delay = cfg->backoff_max_ms;
+  jitter = delay / 4;
+  if (jitter)
+    delay = delay - jitter + pool_rand(pool) % (2 * jitter + 1);
+  slot->state = PP_WORKER_BACKOFF;
+  slot->restarts++;
+  pool->restarts++;
+  pp__trace(pool, PP_TRACE_RESTART, slot->id, slot->generation, 0, 0, 0,
+            (int)delay, NULL);
+  uv_timer_start(&slot->backoff, on_backoff, delay, 0);
+}
+
+void pp__on_proc_exit(pp__proc_t *proc) {
+  pp__slot_t *slot = proc->slot;
+  pp_pool_t *pool = proc->pool;
+  pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
+  char text[64];
+
+  if (proc->kill_reason != PP_EXIT_NONE)
+    slot->last_exit = proc->kill_reason;
+  else if (!proc->hello)
+    slot->last_exit = PP_EXIT_NO_HELLO;
+  else if (proc->term_signal)
+    slot->last_exit = PP_EXIT_SIGNAL;
+  else
+    slot->last_exit = PP_EXIT_NORMAL;
+  slot->last_exit_code = (int)proc->exit_status;
+  slot->last_exit_signal = proc->term_signal;
+  pp_exit_describe(slot->last_exit, slot->last_exit_code,
+                   slot->last_exit_signal, text, sizeof(text));
+  if (proc->detail[0] == '\0')
+    snprintf(proc->detail, sizeof(proc->detail), "worker %d: %s", slot->id,
+             text);
+  pp__trace(pool, PP_TRACE_EXIT, slot->id, proc->generation, proc->pid,
+            lease ? lease->id : 0, 0, (int)proc->exit_status, text);
+  if (!pool->stopping || proc->kill_reason == PP_EXIT_NONE)
+    pp__log(pool, "worker %d (pid %d) exited: %s", slot->id, proc->pid, text);
+  if (slot->proc != proc)
+    return;
+  if (lease) {
+    lease->ended = 1;
+    slot->lease = NULL;
+    if (lease->in_flight)
+      pp__loop_request_fail(lease, pool->stopping ? PP_ECLOSED : PP_ECRASHED,
+                            proc->detail);
+  }
+  pp__queue_remove(&slot->idle_node);
+  slot->proc = NULL;
+  pp__proc_unref(proc);
+  if (pool->stopping) {
+    slot->state = PP_WORKER_EXITED;
+    return;
+  }
+  slot_crashed(slot);
+}
+
+/* ---- spawning */
+
+static void spawn_slot(pp__slot_t *slot) {
+  pp_pool_t *pool = slot->pool;
+  pp__proc_t *proc;
+  int r;
+
+  slot->generation++;
+  r = pp__proc_spawn(slot, &proc);
+  if (r != 0) {
+    pp__log(pool, "worker %d: spawn failed: %s", slot->id, uv_strerror(r));
+    slot->last_exit = PP_EXIT_NO_HELLO;
+    slot->last_exit_code = r;
+    slot_crashed(slot);
+    return;
+  }
+  slot->proc = proc;
+  slot->state = PP_WORKER_STARTING;
+  pp__trace(pool, PP_TRACE_SPAWN, slot->id, proc->generation, proc->pid, 0, 0,
+            0, NULL);
+  pp__proc_arm(proc, pool->cfg->startup_timeout_ms);
+  pp__proc_read_start(proc);
+}
+
+/* ---- pending user callbacks */
+
+void pp__run_pending(pp_pool_t *pool) {
+  pp__queue_t local, *q;
+  pp__pending_t *p;
+
+  pp__queue_init(&local);
+  pp__lock(pool);
+  if (!pp__queue_empty(&pool->pending)) {
+    local.next = pool->pending.next;
+    local.prev = pool->pending.prev;
+    local.next->prev = &local;
+    local.prev->next = &local;
+    pp__queue_init(&pool->pending);
+  }
+  pp__unlock(pool);
+  while (!pp__queue_empty(&local)) {
+    q = local.next;
+    pp__queue_remove(q);
+    p = pp__container_of(q, pp__pending_t, node);
+    switch (p->kind) {
+    case PP__PEND_READY:
+      free(p);
+      if (pool->ready_cb)
+        pool->ready_cb(pool, pool->ready_status, pool->ready_data);
+      break;
+    case PP__PEND_CHECKOUT:
+      pp__checkout_deliver(p->waiter);
+      break;
+    case PP__PEND_REPLY:
+      pp__reply_deliver(p->lease);
+      break;
+    }
+  }
+}
+
+/* ---- start */
+
+static void slot_init(pp_pool_t *pool, pp__slot_t *slot, int id) {
+  slot->pool = pool;
+  slot->id = id;
+  slot->state = PP_WORKER_STARTING;
+  pp__queue_init(&slot->idle_node);
+}
+
+static void pool_free(pp_pool_t *pool) {
+  pp__queue_t *q;
+  int i;
+
+  while (!pp__queue_empty(&pool->clients)) {
+    q = pool->clients.next;
+    pp__queue_remove(q);
+    pp__client_free(pp__container_of(q, pp_client_t, node));
+  }
+  pp__client_free_leases(&pool->anon);
+  while (!pp__queue_empty(&pool->free_leases)) {
+    q = pool->free_leases.next;
+    pp__queue_remove(q);
+    pp__lease_free(pp__container_of(q, pp_lease_t, node));
+  }
+  for (i = 0; i < pool->nslots; i++)
+    free(pool->slots[i].crash_times);
+  free(pool->slots);
+  free(pool->python);
+  pp_config_free(pool->cfg);
+  uv_cond_destroy(&pool->state_cond);
+  uv_cond_destroy(&pool->users_cond);
+  uv_mutex_destroy(&pool->lock);
+  free(pool);
+}
+
+int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
+                    pp_pool_t **out, pp_diag_t *diag) {
+  struct sigaction sa;
+  pp_pool_t *pool;
+  int r, i;
+
+  *out = NULL;
+  if ((r = pp_config_validate(cfg, diag)) != 0)
+    return r;
+  pool = calloc(1, sizeof(*pool));
+  if (pool == NULL)
+    return UV_ENOMEM;
+  if ((r = pp_config_copy(cfg, &pool->cfg)) != 0) {
+    free(pool);
+    return r;
+  }
+  if (opts)
+    pool->opts = *opts;
+  uv_mutex_init(&pool->lock);
+  uv_cond_init(&pool->state_cond);
+  uv_cond_init(&pool->users_cond);
+  pp__queue_init(&pool->idle);
+  pp__queue_init(&pool->waiters);
+  pp__queue_init(&pool->pending);
+  pp__queue_init(&pool->free_leases);
+  pp__queue_init(&pool->clients);
+  pp__client_init(pool, &pool->anon);
+  pool->start_ns = pp__now_ns();
+  pool->nslots = pool->cfg->size;
+  pool->ready_count =
+      pool->cfg->min_ready > 0 ? pool->cfg->min_ready : pool->cfg->size;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+    pool->sigpipe_ignored = 1;
+  pool->slots = calloc((size_t)pool->nslots, sizeof(*pool->slots));
+  r = UV_ENOMEM;
+  if (pool->slots == NULL)
+    goto fail;
+  for (i = 0; i < pool->nslots; i++) {
+    slot_init(pool, &pool->slots[i], i);
+    pool->slots[i].crash_times =
+        calloc((size_t)pool->cfg->max_restarts + 1, sizeof(uint64_t));
+    if (pool->slots[i].crash_times == NULL)
+      goto fail;
+  }
+  if (strcmp(pool->cfg->adapter, "python") != 0) {
+    pp__diag_set(diag, "adapter '%s' is not available in this build",
+                 pool->cfg->adapter);
+    snprintf(diag ? diag->key : (char[64]){0}, 64, "adapter");
+    r = PP_ECONFIG;
+    goto fail;
+  }
+  r = pp__resolve_python(pool->cfg->command[0], &pool->python, diag);
+  if (r != 0)
+    goto fail;
+  *out = pool;
+  return 0;
+
+fail:
+  pool_free(pool);
+  return r;
+}
+
+/* On the loop thread: handles, the control socket, then every worker at
+ * once, so start-up of N costs about one. */
+int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag) {
+  int r, i;
+
+  pool->loop = loop;
+  pool->loop_thread_id = uv_thread_self();
+  if (pool->cfg->socket && (r = pp__control_start(pool, diag)) != 0)
+    return r;
+  uv_async_init(loop, &pool->async, on_async);
+  uv_timer_init(loop, &pool->waiter_timer);
+  uv_timer_init(loop, &pool->drain_timer);
+  pool->async.data = pool->waiter_timer.data = pool->drain_timer.data = pool;
+  for (i = 0; i < pool->nslots; i++) {
+    uv_timer_init(loop, &pool->slots[i].backoff);
+    pool->slots[i].backoff.data = &pool->slots[i];
+  }
+  pp__lock(pool);
+  for (i = 0; i < pool->nslots; i++)
+    spawn_slot(&pool->slots[i]);
+  pp__unlock(pool);
+  return 0;
+}
+
+int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
+                  const pp_pool_options_t *opts, pp_pool_ready_cb ready_cb,
+                  void *data, pp_pool_t **out, pp_diag_t *diag) {
+  pp_pool_t *pool;
+  int r;
+
+  *out = NULL;
+  if ((r = pp__pool_create(cfg, opts, &pool, diag)) != 0)
+    return r;
+  pool->ready_cb = ready_cb;
+  pool->ready_data = data;
+  if ((r = pp__pool_begin(pool, loop, diag)) != 0) {
+    pool_free(pool);
+    return r;
+  }
+  *out = pool;
+  return 0;
+}
+
+/* ---- stop */
+
+static void on_final_close(uv_handle_t *h) {
+  pp_pool_t *pool = h->data;
+  pp_pool_close_cb cb;
+  void *data;
+
+  if (--pool->closing_handles > 0)
+    return;
+  pp__lock(pool);
+  pool->state = PP_POOL_CLOSED;
+  pp__trace(pool, PP_TRACE_CLOSED, -1, 0, 0, 0, 0, 0, NULL);
+  pp__unlock(pool);
+  if (pool->blocking)
+    return; /* pp_pool_close frees it once the loop thread has returned */
+  cb = pool->close_cb;
+  data = pool->close_data;
+  if (cb)
+    cb(pool, data);
+  pool_free(pool);
+}
+
+static void stop_check_done(pp_pool_t *pool) {
+  int i;
+
+  if (!pool->stopping || pool->finishing || pool->live > 0 ||
+      (pool->control && !pool->control_done))
+    return;
+  pool->finishing = 1;
+  pool->closing_handles = pool->nslots + 3;
+  for (i = 0; i < pool->nslots; i++) {
+    pool->slots[i].backoff.data = pool;
+    uv_close((uv_handle_t *)&pool->slots[i].backoff, on_final_close);
+  }
+  uv_close((uv_handle_t *)&pool->async, on_final_close);
+  uv_close((uv_handle_t *)&pool->waiter_timer, on_final_close);
+  uv_close((uv_handle_t *)&pool->drain_timer, on_final_close);
+}
+
+/* Stop every worker that is not finishing a request; at drain_timeout,
+ * the rest too. */
+static void stop_workers(pp_pool_t *pool, int all) {
+  pp__slot_t *slot;
+  pp_lease_t *lease;
+  int i;
+
+  for (i = 0; i < pool->nslots; i++) {
+    slot = &pool->slots[i];
+    if (slot->state == PP_WORKER_BACKOFF || slot->state == PP_WORKER_FATAL) {
+      uv_timer_stop(&slot->backoff);
+      slot->state = PP_WORKER_EXITED;
+    }
+    if (slot->proc == NULL)
+      continue;
+    lease = slot->lease;
+    if (!all && (slot->proc->orphan_id != 0 ||
+                 (lease && (lease->in_flight || lease->thread_call))))
+      continue;
+    if (lease && !lease->thread_call)
+      pp__lease_detach(lease);
+    if (!slot->proc->stopping) {
+      pp__proc_fail(slot->proc, PP_EXIT_NONE, "pool closing");
+      slot->state = PP_WORKER_STOPPING;
+    }
+  }
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+  pp_pool_t *pool = t->data;
+
+  pp__lock(pool);
+  pp__log(pool, "drain_timeout passed; stopping busy workers");
+  stop_workers(pool, 1);
+  pp__unlock(pool);
+  pp__run_pending(pool);
+}
+
+static void control_stopped(pp_pool_t *pool) {
+  pp__lock(pool);
+  pool->control_done = 1;
+  stop_check_done(pool);
+  pp__unlock(pool);
+}
+
+static void stop_begin(pp_pool_t *pool) {
+  if (pool->stopping)
+    return;
+  pool->stopping = 1;
+  pool->state = PP_POOL_CLOSING;
+  pp__trace(pool, PP_TRACE_CLOSING, -1, 0, 0, 0, 0, 0, NULL);
+  pp__waiters_fail_all(pool, PP_ECLOSED, "pool is closing");
+  pend_ready(pool, PP_ECLOSED);
+  stop_workers(pool, 0);
+  uv_timer_start(&pool->drain_timer, on_drain_timeout,
+                 pool->cfg->drain_timeout_ms, 0);
+  if (pool->control)
+    pp__control_stop(pool, control_stopped);
+  stop_check_done(pool);
+}
+
+void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb, void *data) {
+  assert(pp__on_loop_thread(pool));
+  pp__lock(pool);
+  pool->close_cb = close_cb;
+  pool->close_data = data;
+  stop_begin(pool);
+  pp__unlock(pool);
+  pp__run_pending(pool);
+}
+
+static void on_async(uv_async_t *a) {
+  pp_pool_t *pool = a->data;
+  pp__slot_t *slot;
+  int i;
+
+  pp__lock(pool);
+  if (pool->loop_wake) {
+    pool->loop_wake = 0;
+    for (i = 0; i < pool->nslots; i++) {
+      slot = &pool->slots[i];
+      if (slot->proc && slot->proc->stop_wanted) {
+        slot->proc->stop_wanted = 0;
+        pp__proc_stop(slot->proc, slot->proc->kill_reason == PP_EXIT_PROTOCOL
+                                      ? 0
+                                      : pool->cfg->kill_grace_ms);
+      }
+    }
+  }
+  if (pool->close_requested)
+    stop_begin(pool);
+  if (pool->stopping && !pool->finishing)
+    stop_workers(pool, 0);
+  stop_check_done(pool);
+  pp__unlock(pool);
+  pp__run_pending(pool);
+}
+
+/* Free a pool whose loop thread has returned (blocking face). */
+void pp__pool_free(pp_pool_t *pool) { pool_free(pool); }
+
+const pp_config_t *pp_pool_config(const pp_pool_t *pool) { return pool->cfg; }

@@ -1,0 +1,137 @@
+/* status.c -- owns the status snapshot: counters and per-worker rows copied
+ * under the lock, RSS read from /proc, and the JSON rendering. */
+#include "internal.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static uint64_t read_rss(int pid) {
+  char path[64];
+  unsigned long long pages = 0, size;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "/proc/%d/statm", pid);
+  f = fopen(path, "r");
+  if (f == NULL)
+    return 0;
+  if (fscanf(f, "%llu %llu", &size, &pages) != 2)
+    pages = 0;
+  fclose(f);
+  return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
+  uint64_t now = pp__now_ns();
+  pp_worker_status_t *w;
+  pp__slot_t *slot;
+  int i;
+
+  memset(st, 0, sizeof(*st));
+  st->workers = calloc((size_t)pool->nslots, sizeof(*st->workers));
+  if (st->workers == NULL)
+    return UV_ENOMEM;
+  pp__lock(pool);
+  snprintf(st->name, sizeof(st->name), "%s", pool->cfg->name);
+  snprintf(st->adapter, sizeof(st->adapter), "%s", pool->cfg->adapter);
+  st->state = pool->state;
+  st->size = pool->nslots;
+  pp__slot_count(pool, &st->idle, &st->leased, &st->busy, &st->starting,
+                 &st->backoff, &st->fatal);
+  st->waiters = pool->nwaiters;
+  st->waiters_max = pool->waiters_max;
+  st->uptime_ms = (now - pool->start_ns) / 1000000;
+  st->checkouts = pool->checkouts;
+  st->checkins = pool->checkins;
+  st->reclaimed = pool->reclaimed;
+  st->timeouts = pool->timeouts;
+  st->rejected = pool->rejected;
+  st->requests = pool->requests;
+  st->errors = pool->errors;
+  st->restarts = pool->restarts;
+  st->stale_replies = pool->stale_replies;
+  st->nworkers = pool->nslots;
+  for (i = 0; i < pool->nslots; i++) {
+    slot = &pool->slots[i];
+    w = &st->workers[i];
+    w->id = slot->id;
+    w->state = slot->state;
+    w->generation = slot->generation;
+    w->restarts = slot->restarts;
+    w->requests_total = slot->requests_total;
+    w->last_exit = slot->last_exit;
+    w->last_exit_code = slot->last_exit_code;
+    w->last_exit_signal = slot->last_exit_signal;
+    pp_exit_describe(slot->last_exit, slot->last_exit_code,
+                     slot->last_exit_signal, w->last_exit_text,
+                     sizeof(w->last_exit_text));
+    if (slot->lease)
+      w->lease = slot->lease->id;
+    if (slot->proc && !slot->proc->exited) {
+      w->pid = slot->proc->pid;
+      w->requests = slot->proc->requests;
+      if (slot->proc->hello)
+        w->uptime_ms = (now - slot->proc->ready_ns) / 1000000;
+    }
+  }
+  pp__unlock(pool);
+  /* /proc reads happen outside the lock. */
+  for (i = 0; i < st->nworkers; i++)
+    if (st->workers[i].pid > 0)
+      st->workers[i].rss_bytes = read_rss(st->workers[i].pid);
+  return 0;
+}
+
+void pp_status_free(pp_status_t *st) {
+  if (st == NULL)
+    return;
+  free(st->workers);
+  st->workers = NULL;
+  st->nworkers = 0;
+}
+
+char *pp_status_to_json(const pp_status_t *st) {
+  json_t *root, *workers, *w;
+  char *out = NULL;
+  int i;
+
+  root = json_pack(
+      "{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I,"
+      " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+      "name", st->name, "adapter", st->adapter, "state",
+      pp_pool_state_name(st->state), "size", st->size, "idle", st->idle,
+      "leased", st->leased, "busy", st->busy, "starting", st->starting,
+      "backoff", st->backoff, "fatal", st->fatal, "waiters", st->waiters,
+      "waiters_max", st->waiters_max, "uptime_ms", (json_int_t)st->uptime_ms,
+      "checkouts", (json_int_t)st->checkouts, "checkins",
+      (json_int_t)st->checkins, "reclaimed", (json_int_t)st->reclaimed,
+      "timeouts", (json_int_t)st->timeouts, "rejected",
+      (json_int_t)st->rejected, "requests", (json_int_t)st->requests,
+      "errors", (json_int_t)st->errors, "restarts", (json_int_t)st->restarts,
+      "stale_replies", (json_int_t)st->stale_replies);
+  workers = json_array();
+  if (root == NULL || workers == NULL)
+    goto done;
+  for (i = 0; i < st->nworkers; i++) {
+    const pp_worker_status_t *ws = &st->workers[i];
+    w = json_pack("{s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:s}",
+                  "id", ws->id, "pid", ws->pid, "state",
+                  pp_worker_state_name(ws->state), "generation",
+                  (json_int_t)ws->generation, "lease", (json_int_t)ws->lease,
+                  "requests", (json_int_t)ws->requests, "requests_total",
+                  (json_int_t)ws->requests_total, "restarts", (int)ws->restarts,
+                  "uptime_ms", (json_int_t)ws->uptime_ms, "rss_bytes",
+                  (json_int_t)ws->rss_bytes, "last_exit", ws->last_exit_text);
+    if (w == NULL || json_array_append_new(workers, w) != 0)
+      goto done;
+  }
+  if (json_object_set(root, "workers", workers) != 0)
+    goto done;
+  out = json_dumps(root, JSON_COMPACT);
+done:
+  json_decref(workers);
+  json_decref(root);
+  return out;
+}

@@ -1,0 +1,193 @@
+/* helpers.c -- test support shared by the integration suites. */
+#include "helpers.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void rec_init(rec_t *r) {
+  memset(r, 0, sizeof(*r));
+  uv_mutex_init(&r->mu);
+  uv_cond_init(&r->cv);
+}
+
+void rec_free(rec_t *r) {
+  free(r->ev);
+  uv_cond_destroy(&r->cv);
+  uv_mutex_destroy(&r->mu);
+}
+
+void rec_cb(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
+  rec_t *r = data;
+  rec_event_t *e;
+
+  (void)pool;
+  if (getenv("PP_TEST_VERBOSE"))
+    fprintf(stderr, "  trace: %s slot=%d gen=%u pid=%d lease=%llu code=%d %s\n",
+            pp_trace_name(ev->type), ev->slot, ev->generation, ev->pid,
+            (unsigned long long)ev->lease, ev->code,
+            ev->detail ? ev->detail : "");
+  uv_mutex_lock(&r->mu);
+  if (r->n == r->cap) {
+    r->cap = r->cap ? r->cap * 2 : 256;
+    r->ev = realloc(r->ev, r->cap * sizeof(*r->ev));
+    assert_non_null(r->ev);
+  }
+  e = &r->ev[r->n++];
+  e->type = ev->type;
+  e->slot = ev->slot;
+  e->generation = ev->generation;
+  e->pid = ev->pid;
+  e->lease = ev->lease;
+  e->client = ev->client;
+  e->code = ev->code;
+  snprintf(e->detail, sizeof(e->detail), "%s", ev->detail ? ev->detail : "");
+  uv_cond_broadcast(&r->cv);
+  uv_mutex_unlock(&r->mu);
+}
+
+static size_t count_locked(rec_t *r, pp_trace_type_t type) {
+  size_t i, c = 0;
+  for (i = 0; i < r->n; i++)
+    if (r->ev[i].type == type)
+      c++;
+  return c;
+}
+
+size_t rec_count(rec_t *r, pp_trace_type_t type) {
+  size_t c;
+  uv_mutex_lock(&r->mu);
+  c = count_locked(r, type);
+  uv_mutex_unlock(&r->mu);
+  return c;
+}
+
+int rec_wait(rec_t *r, pp_trace_type_t type, size_t count, int timeout_ms) {
+  uint64_t deadline = now_ms() + (uint64_t)timeout_ms, now;
+  int rc = 0;
+
+  uv_mutex_lock(&r->mu);
+  while (count_locked(r, type) < count) {
+    now = now_ms();
+    if (now >= deadline) {
+      rc = -1;
+      break;
+    }
+    uv_cond_timedwait(&r->cv, &r->mu, (deadline - now) * 1000000ull);
+  }
+  uv_mutex_unlock(&r->mu);
+  return rc;
+}
+
+long rec_find(rec_t *r, pp_trace_type_t type, size_t from) {
+  long found = -1;
+  size_t i;
+
+  uv_mutex_lock(&r->mu);
+  for (i = from; i < r->n; i++)
+    if (r->ev[i].type == type) {
+      found = (long)i;
+      break;
+    }
+  uv_mutex_unlock(&r->mu);
+  return found;
+}
+
+static void quiet_log(pp_pool_t *pool, const char *line, void *data) {
+  (void)pool;
+  (void)data;
+  if (getenv("PP_TEST_VERBOSE"))
+    fprintf(stderr, "  log: %s\n", line);
+}
+
+pp_pool_options_t rec_options(rec_t *r) {
+  pp_pool_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.trace = r ? rec_cb : NULL;
+  o.trace_data = r;
+  o.log = quiet_log;
+  return o;
+}
+
+char *fixture_path(const char *name) {
+  const char *dir = getenv("PP_FIXTURES");
+  char *p;
+  size_t n;
+
+  if (dir == NULL)
+    dir = "fixtures";
+  n = strlen(dir) + strlen(name) + 2;
+  p = malloc(n);
+  assert_non_null(p);
+  snprintf(p, n, "%s/%s", dir, name);
+  return p;
+}
+
+void cfg_set(pp_config_t *cfg, const char *key, const char *value) {
+  pp_diag_t d;
+  int r;
+
+  memset(&d, 0, sizeof(d));
+  r = pp_config_set(cfg, key, value, &d);
+  if (r != 0)
+    fail_msg("pp_config_set(%s, %s): %s", key, value, d.message);
+}
+
+pp_config_t *python_config(const char *handlers, int size) {
+  const char *py = getenv("PP_PYTHON");
+  const char *worker = getenv("PP_WORKER_PY");
+  char *h = fixture_path(handlers);
+  char cmd[2048], sz[32];
+  pp_config_t *cfg;
+
+  assert_non_null(py);
+  assert_non_null(worker);
+  assert_int_equal(pp_config_new(&cfg), 0);
+  snprintf(cmd, sizeof(cmd), "[%s, %s, %s]", py, worker, h);
+  free(h);
+  cfg_set(cfg, "worker.command", cmd);
+  snprintf(sz, sizeof(sz), "%d", size);
+  cfg_set(cfg, "size", sz);
+  cfg_set(cfg, "name", "test");
+  /* Fast restarts keep crash tests short; limits only fire on failure. */
+  cfg_set(cfg, "restart.backoff", "[10ms, 100ms]");
+  cfg_set(cfg, "worker.kill_grace", "2s");
+  return cfg;
+}
+
+int env_int(const char *name, int dflt) {
+  const char *v = getenv(name);
+  return v && *v ? atoi(v) : dflt;
+}
+
+int pid_alive(int pid) { return kill(pid, 0) == 0 || errno == EPERM; }
+
+int wait_pid_gone(int pid, int timeout_ms) {
+  struct pollfd p;
+  int fd, r;
+
+  /* A pidfd becomes readable when the process exits: an event to wait on,
+   * with a timeout that only fires on failure. */
+  fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0)
+    return errno == ESRCH ? 0 : -1;
+  p.fd = fd;
+  p.events = POLLIN;
+  do
+    r = poll(&p, 1, timeout_ms);
+  while (r < 0 && errno == EINTR);
+  close(fd);
+  return r > 0 ? 0 : -1;
+}

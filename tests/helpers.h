@@ -1,0 +1,64 @@
+/* helpers.h -- shared test support: configs for real Python workers, and a
+ * trace recorder that tests wait on instead of sleeping. */
+#ifndef PP_TEST_HELPERS_H
+#define PP_TEST_HELPERS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "portpool.h"
+
+typedef struct rec_event {
+  pp_trace_type_t type;
+  int slot;
+  uint32_t generation;
+  int pid;
+  uint64_t lease;
+  uint64_t client;
+  int code;
+  char detail[128];
+} rec_event_t;
+
+typedef struct rec {
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  rec_event_t *ev;
+  size_t n, cap;
+} rec_t;
+
+void rec_init(rec_t *r);
+void rec_free(rec_t *r);
+void rec_cb(pp_pool_t *pool, const pp_trace_event_t *ev, void *data);
+size_t rec_count(rec_t *r, pp_trace_type_t type);
+/* Wait until at least `count` events of `type` were recorded.  Returns 0,
+ * or -1 once timeout_ms passed (a failure, never a synchronisation). */
+int rec_wait(rec_t *r, pp_trace_type_t type, size_t count, int timeout_ms);
+/* Index of the first event of type at or after `from`, or -1. */
+long rec_find(rec_t *r, pp_trace_type_t type, size_t from);
+
+/* Options that record into r and keep worker logs quiet unless
+ * PP_TEST_VERBOSE is set. */
+pp_pool_options_t rec_options(rec_t *r);
+
+/* Full path of a fixture file (static buffer per call site is not safe
+ * across threads; the result is malloc'd and freed by the caller). */
+char *fixture_path(const char *name);
+
+/* A config for `size` real Python workers running a fixture handler module
+ * through bridge/python/portpool_worker.py.  Fails the test on error. */
+pp_config_t *python_config(const char *handlers, int size);
+/* Set key=value on cfg, failing the test on error. */
+void cfg_set(pp_config_t *cfg, const char *key, const char *value);
+
+/* Environment integer with a default (POOL_SIZE, CLIENTS, ...). */
+int env_int(const char *name, int dflt);
+
+/* 1 if a process exists (kill(pid, 0)). */
+int pid_alive(int pid);
+/* Wait until the pid is gone, up to timeout_ms.  Returns 0 or -1. */
+int wait_pid_gone(int pid, int timeout_ms);
+
+#endif

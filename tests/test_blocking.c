@@ -1,0 +1,388 @@
+/* test_blocking.c -- the blocking face against real Python workers: calls,
+ * leases, handler errors, crashes, timeouts, checkout reasons, backpressure,
+ * threads, and close/reopen.  Every wait is on a trace event or a reply. */
+#include "helpers.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fixture {
+  rec_t rec;
+  pp_pool_t *pool;
+  pp_buf_t reply;
+  pp_diag_t diag;
+} fixture_t;
+
+static fixture_t *open_pool(pp_config_t *cfg) {
+  fixture_t *f = calloc(1, sizeof(*f));
+  pp_pool_options_t o;
+  int r;
+
+  assert_non_null(f);
+  rec_init(&f->rec);
+  o = rec_options(&f->rec);
+  r = pp_pool_open(cfg, &o, &f->pool, &f->diag);
+  if (r != 0)
+    fail_msg("pp_pool_open: %s: %s", pp_strerror(r), f->diag.message);
+  pp_config_free(cfg);
+  return f;
+}
+
+static void close_pool(fixture_t *f) {
+  pp_pool_close(f->pool);
+  assert_int_equal(rec_count(&f->rec, PP_TRACE_CLOSED), 1);
+  pp_buf_free(&f->reply);
+  rec_free(&f->rec);
+  free(f);
+}
+
+static void assert_json_eq(const char *got, const char *want) {
+  json_t *a = json_loads(got, JSON_DECODE_ANY, NULL);
+  json_t *b = json_loads(want, JSON_DECODE_ANY, NULL);
+  if (a == NULL || b == NULL || !json_equal(a, b))
+    fail_msg("JSON differs: got %s, want %s", got, want);
+  json_decref(a);
+  json_decref(b);
+}
+
+static void test_call_echo(void **state) {
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 2));
+  pp_status_t st;
+  int r;
+
+  (void)state;
+  r = pp_call_cmd(f->pool, "echo", "{\"x\": 1}", &f->reply, -1, &f->diag);
+  assert_int_equal(r, 0);
+  assert_json_eq(f->reply.data, "{\"x\": 1}");
+  r = pp_call_cmd(f->pool, "add", "{\"a\": 2, \"b\": 40}", &f->reply, -1,
+                  &f->diag);
+  assert_int_equal(r, 0);
+  assert_json_eq(f->reply.data, "42");
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.idle, 2);
+  assert_int_equal(st.checkouts, 2);
+  assert_int_equal(st.checkins, 2);
+  assert_int_equal(st.requests, 2);
+  assert_string_equal(pp_pool_state_name(st.state), "ready");
+  assert_true(st.workers[0].pid > 0 && st.workers[1].pid > 0);
+  pp_status_free(&st);
+  close_pool(f);
+}
+
+/* Every worker is spawned before any HELLO is awaited: the spawn events of
+ * all slots come before the first HELLO. */
+static void test_spawn_all_before_hello(void **state) {
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 4));
+  long first_hello, last_spawn = -1, i;
+
+  (void)state;
+  first_hello = rec_find(&f->rec, PP_TRACE_HELLO, 0);
+  assert_true(first_hello >= 0);
+  for (i = rec_find(&f->rec, PP_TRACE_SPAWN, 0); i >= 0;
+       i = rec_find(&f->rec, PP_TRACE_SPAWN, (size_t)i + 1))
+    last_spawn = i;
+  assert_int_equal(rec_count(&f->rec, PP_TRACE_SPAWN), 4);
+  assert_true(last_spawn < first_hello);
+  assert_int_equal(rec_count(&f->rec, PP_TRACE_READY), 1);
+  close_pool(f);
+}
+
+static void test_handler_exception(void **state) {
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
+  json_t *j;
+  int r;
+
+  (void)state;
+  r = pp_call_cmd(f->pool, "fail", "\"bad input\"", &f->reply, -1, &f->diag);
+  assert_int_equal(r, PP_EHANDLER);
+  j = json_loads(f->reply.data, 0, NULL);
+  assert_non_null(j);
+  assert_string_equal(json_string_value(json_object_get(j, "type")),
+                      "ValueError");
+  assert_string_equal(json_string_value(json_object_get(j, "message")),
+                      "boom: bad input");
+  assert_non_null(strstr(json_string_value(json_object_get(j, "traceback")),
+                         "echo_handlers.py"));
+  json_decref(j);
+  /* The worker survives a handler exception. */
+  r = pp_call_cmd(f->pool, "echo", "7", &f->reply, -1, &f->diag);
+  assert_int_equal(r, 0);
+  assert_int_equal(rec_count(&f->rec, PP_TRACE_EXIT), 0);
+  r = pp_call_cmd(f->pool, "no_such_handler", NULL, &f->reply, -1, &f->diag);
+  assert_int_equal(r, PP_EHANDLER);
+  assert_non_null(strstr(f->reply.data, "UnknownCommand"));
+  close_pool(f);
+}
+
+static void test_crash_mid_request(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  fixture_t *f = open_pool(cfg);
+  pp_status_t st;
+  int r, pid1, pid2;
+
+  (void)state;
+  assert_int_equal(pp_call_cmd(f->pool, "pid", NULL, &f->reply, -1, &f->diag),
+                   0);
+  pid1 = atoi(f->reply.data);
+  r = pp_call_cmd(f->pool, "crash", "3", &f->reply, -1, &f->diag);
+  assert_int_equal(r, PP_ECRASHED);
+  assert_non_null(strstr(f->diag.message, "exit 3"));
+  /* The slot restarts after its backoff: wait for the second HELLO. */
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_HELLO, 2, 10000), 0);
+  assert_int_equal(rec_count(&f->rec, PP_TRACE_RESTART), 1);
+  assert_int_equal(pp_call_cmd(f->pool, "pid", NULL, &f->reply, 5000, &f->diag),
+                   0);
+  pid2 = atoi(f->reply.data);
+  assert_int_not_equal(pid1, pid2);
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.restarts, 1);
+  assert_int_equal(st.workers[0].generation, 2);
+  assert_string_equal(st.workers[0].last_exit_text, "exit 3");
+  pp_status_free(&st);
+  close_pool(f);
+}
+
+static void test_killed_by_signal(void **state) {
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
+  int r;
+
+  (void)state;
+  r = pp_call_cmd(f->pool, "kill_self", NULL, &f->reply, -1, &f->diag);
+  assert_int_equal(r, PP_ECRASHED);
+  assert_non_null(strstr(f->diag.message, "signal 9"));
+  close_pool(f);
+}
+
+static void count_log(pp_pool_t *pool, const char *line, void *data) {
+  (void)pool;
+  if (strstr(line, "worker 0") && strstr(line, "noise"))
+    (*(int *)data)++;
+}
+
+/* A handler that prints, even bytes that look like a frame header, leaves
+ * the protocol intact: stdout and stderr go to the log. */
+static void test_print_keeps_protocol(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  pp_pool_options_t o;
+  pp_pool_t *pool;
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+  int lines = 0, r, i;
+
+  (void)state;
+  memset(&o, 0, sizeof(o));
+  o.log = count_log;
+  o.log_data = &lines;
+  assert_int_equal(pp_pool_open(cfg, &o, &pool, &d), 0);
+  pp_config_free(cfg);
+  for (i = 0; i < 3; i++) {
+    r = pp_call_cmd(pool, "noisy", NULL, &reply, -1, &d);
+    assert_int_equal(r, 0);
+    assert_string_equal(reply.data, "\"quiet\"");
+  }
+  r = pp_call_cmd(pool, "echo", "[1,2]", &reply, -1, &d);
+  assert_int_equal(r, 0);
+  assert_string_equal(reply.data, "[1,2]");
+  pp_pool_close(pool);
+  /* Log lines are delivered on the loop; after close every one arrived. */
+  assert_true(lines >= 3);
+  pp_buf_free(&reply);
+}
+
+static void test_lease_keeps_worker(void **state) {
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 3));
+  pp_lease_t *lease;
+  char first[32];
+  int i;
+
+  (void)state;
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &lease, &f->diag), 0);
+  assert_int_equal(
+      pp_lease_call(lease, "{\"cmd\":\"pid\"}", 13, -1, &f->reply, &f->diag),
+      0);
+  snprintf(first, sizeof(first), "%s", f->reply.data);
+  assert_int_equal(atoi(first), pp_lease_pid(lease));
+  for (i = 0; i < 20; i++) {
+    assert_int_equal(
+        pp_lease_call(lease, "{\"cmd\":\"pid\"}", 13, -1, &f->reply, &f->diag),
+        0);
+    assert_string_equal(f->reply.data, first);
+  }
+  pp_checkin(lease);
+  close_pool(f);
+}
+
+static void test_checkout_timeout_busy(void **state) {
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
+  pp_lease_t *held, *other;
+  int r;
+
+  (void)state;
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &held, &f->diag), 0);
+  r = pp_lease_acquire(f->pool, NULL, 50, &other, &f->diag);
+  assert_int_equal(r, PP_ETIMEDOUT);
+  assert_null(other);
+  assert_non_null(strstr(f->diag.message, "all 1 workers busy, 1 waiting"));
+  pp_checkin(held);
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, 50, &other, &f->diag), 0);
+  pp_checkin(other);
+  close_pool(f);
+}
+
+typedef struct waiter_arg {
+  pp_pool_t *pool;
+  int status;
+  int pid;
+} waiter_arg_t;
+
+static void waiter_thread(void *arg) {
+  waiter_arg_t *a = arg;
+  pp_lease_t *lease;
+  pp_diag_t d;
+
+  a->status = pp_lease_acquire(a->pool, NULL, 30000, &lease, &d);
+  if (a->status == 0) {
+    a->pid = pp_lease_pid(lease);
+    pp_checkin(lease);
+  }
+}
+
+static void test_max_waiters(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  fixture_t *f;
+  pp_lease_t *held, *other;
+  waiter_arg_t a = {0};
+  uv_thread_t t;
+  int r;
+
+  (void)state;
+  cfg_set(cfg, "checkout.max_waiters", "1");
+  f = open_pool(cfg);
+  a.pool = f->pool;
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &held, &f->diag), 0);
+  assert_int_equal(uv_thread_create(&t, waiter_thread, &a), 0);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_CHECKOUT_WAIT, 1, 10000), 0);
+  r = pp_lease_acquire(f->pool, NULL, 10000, &other, &f->diag);
+  assert_int_equal(r, PP_EBUSY);
+  assert_non_null(strstr(f->diag.message, "max_waiters"));
+  pp_checkin(held);
+  uv_thread_join(&t);
+  assert_int_equal(a.status, 0);
+  assert_true(a.pid > 0);
+  close_pool(f);
+}
+
+static void test_request_timeout(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  fixture_t *f;
+  int r;
+
+  (void)state;
+  cfg_set(cfg, "worker.request_timeout", "200ms");
+  f = open_pool(cfg);
+  r = pp_call_cmd(f->pool, "sleep", "30", &f->reply, -1, &f->diag);
+  assert_int_equal(r, PP_ETIMEDOUT);
+  assert_non_null(strstr(f->diag.message, "timed out"));
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_EXIT, 1, 10000), 0);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_HELLO, 2, 10000), 0);
+  r = pp_call_cmd(f->pool, "echo", "1", &f->reply, 5000, &f->diag);
+  assert_int_equal(r, 0);
+  close_pool(f);
+}
+
+typedef struct caller_arg {
+  pp_pool_t *pool;
+  int id;
+  int calls;
+  int ok;
+} caller_arg_t;
+
+static void caller_thread(void *arg) {
+  caller_arg_t *a = arg;
+  pp_buf_t reply = {0};
+  char args[64], want[64];
+  pp_diag_t d;
+  int i;
+
+  for (i = 0; i < a->calls; i++) {
+    snprintf(args, sizeof(args), "[%d,%d]", a->id, i);
+    snprintf(want, sizeof(want), "[%d,%d]", a->id, i);
+    if (pp_call_cmd(a->pool, "echo", args, &reply, 30000, &d) == 0 &&
+        strcmp(reply.data, want) == 0)
+      a->ok++;
+  }
+  pp_buf_free(&reply);
+}
+
+static void test_threads(void **state) {
+  int size = env_int("POOL_SIZE", 4), clients = env_int("CLIENTS", 8);
+  fixture_t *f = open_pool(python_config("echo_handlers.py", size));
+  caller_arg_t *args = calloc((size_t)clients, sizeof(*args));
+  uv_thread_t *t = calloc((size_t)clients, sizeof(*t));
+  pp_status_t st;
+  int i;
+
+  (void)state;
+  for (i = 0; i < clients; i++) {
+    args[i].pool = f->pool;
+    args[i].id = i;
+    args[i].calls = 200;
+    assert_int_equal(uv_thread_create(&t[i], caller_thread, &args[i]), 0);
+  }
+  for (i = 0; i < clients; i++) {
+    uv_thread_join(&t[i]);
+    assert_int_equal(args[i].ok, 200);
+  }
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.idle, size);
+  assert_int_equal(st.checkouts, (uint64_t)clients * 200);
+  assert_int_equal(st.checkins, (uint64_t)clients * 200);
+  assert_int_equal(st.restarts, 0);
+  pp_status_free(&st);
+  free(args);
+  free(t);
+  close_pool(f);
+}
+
+/* Close is synchronous: the workers are reaped when it returns, so a new
+ * pool (same name, same socket) starts on the next line, 50 times. */
+static void test_close_reopen(void **state) {
+  char sock[128];
+  int i, pid;
+
+  (void)state;
+  snprintf(sock, sizeof(sock), "/tmp/pp-test-reopen-%d.sock", (int)getpid());
+  for (i = 0; i < 50; i++) {
+    pp_config_t *cfg = python_config("echo_handlers.py", 1);
+    fixture_t *f;
+    cfg_set(cfg, "control.socket", sock);
+    f = open_pool(cfg);
+    assert_int_equal(pp_call_cmd(f->pool, "pid", NULL, &f->reply, -1, &f->diag),
+                     0);
+    pid = atoi(f->reply.data);
+    close_pool(f);
+    assert_false(pid_alive(pid));
+    assert_int_equal(access(sock, F_OK), -1);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_call_echo),
+      cmocka_unit_test(test_spawn_all_before_hello),
+      cmocka_unit_test(test_handler_exception),
+      cmocka_unit_test(test_crash_mid_request),
+      cmocka_unit_test(test_killed_by_signal),
+      cmocka_unit_test(test_print_keeps_protocol),
+      cmocka_unit_test(test_lease_keeps_worker),
+      cmocka_unit_test(test_checkout_timeout_busy),
+      cmocka_unit_test(test_max_waiters),
+      cmocka_unit_test(test_request_timeout),
+      cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_close_reopen),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
