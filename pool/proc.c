@@ -474,16 +474,17 @@ static char **build_env(pp__slot_t *slot) {
   pp_config_t *cfg = slot->pool->cfg;
   size_t n = 0, i, k, j;
   char **env;
-  char buf[3][96];
+  char buf[4][96];
 
   while (environ[n])
     n++;
-  env = calloc(n + (size_t)cfg->env_len + 4, sizeof(*env));
+  env = calloc(n + (size_t)cfg->env_len + 5, sizeof(*env));
   if (env == NULL)
     return NULL;
   snprintf(buf[0], sizeof(buf[0]), "PORTPOOL_PARENT_PID=%d", (int)getpid());
   snprintf(buf[1], sizeof(buf[1]), "PORTPOOL_WORKER_ID=%d", slot->id);
   snprintf(buf[2], sizeof(buf[2]), "PORTPOOL_POOL=%.80s", cfg->name);
+  snprintf(buf[3], sizeof(buf[3]), "PORTPOOL_MAX_FRAME=%u", cfg->max_frame);
   k = 0;
   /* Inherited variables, less those the config or we set. */
   for (i = 0; i < n; i++) {
@@ -498,14 +499,15 @@ static char **build_env(pp__slot_t *slot) {
   }
   for (j = 0; j < (size_t)cfg->env_len; j++)
     env[k++] = cfg->env[j];
-  for (j = 0; j < 3; j++)
+  for (j = 0; j < 4; j++)
     env[k++] = strdup(buf[j]);
-  if (env[k - 1] == NULL || env[k - 2] == NULL || env[k - 3] == NULL) {
-    for (j = 1; j <= 3; j++)
-      free(env[k - j]);
-    free(env);
-    return NULL;
-  }
+  for (j = 1; j <= 4; j++)
+    if (env[k - j] == NULL) {
+      for (j = 1; j <= 4; j++)
+        free(env[k - j]);
+      free(env);
+      return NULL;
+    }
   return env;
 }
 
@@ -514,10 +516,11 @@ static void free_env(char **env) {
 
   while (env[n])
     n++;
-  /* The last three entries are ours. */
+  /* The last four entries are ours. */
   free(env[n - 1]);
   free(env[n - 2]);
   free(env[n - 3]);
+  free(env[n - 4]);
   free(env);
 }
 

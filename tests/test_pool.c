@@ -230,12 +230,56 @@ static void test_checkin_in_flight(void **state) {
   ctx_stop(&c);
 }
 
+/* A worker silent past startup_timeout is killed and restarted, and its
+ * exit is classified as "died before HELLO". */
+static void test_startup_timeout(void **state) {
+  pp_config_t *cfg = python_config("slow_start.py", 1);
+  pp_status_t st;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.env", "{PP_SLOW_START: '60'}");
+  cfg_set(cfg, "worker.startup_timeout", "300ms");
+  ctx_start(&c, cfg, 0);
+  run_until_events(&c, PP_TRACE_SPAWN, 2, 20000);
+  assert_int_equal(rec_count(&c.rec, PP_TRACE_RESTART), 1);
+  assert_int_equal(rec_count(&c.rec, PP_TRACE_HELLO), 0);
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_int_equal(st.workers[0].last_exit, PP_EXIT_NO_HELLO);
+  assert_non_null(strstr(st.workers[0].last_exit_text, "died before HELLO"));
+  pp_status_free(&st);
+  ctx_stop(&c);
+}
+
+/* A worker that exits 0 at import loops no further than max_restarts:
+ * the slot turns fatal, the pool degraded, and a checkout fails at once
+ * with PP_EDEGRADED. */
+static void test_crash_loop_degrades(void **state) {
+  pp_config_t *cfg = python_config("exit_zero_on_import.py", 1);
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "restart.max_restarts", "2");
+  cfg_set(cfg, "restart.within", "1m");
+  ctx_start(&c, cfg, 0);
+  run_until(&c, &c.ready_calls, 20000);
+  assert_int_equal(c.ready_status, PP_EDEGRADED);
+  assert_int_equal(rec_count(&c.rec, PP_TRACE_FATAL), 1);
+  assert_int_equal(rec_count(&c.rec, PP_TRACE_DEGRADED), 1);
+  assert_int_equal(rec_count(&c.rec, PP_TRACE_SPAWN), 3);
+  assert_int_equal(pp_checkout(c.pool, NULL, 1000, on_checkout, &c),
+                   PP_EDEGRADED);
+  ctx_stop(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_request),
       cmocka_unit_test(test_warming_reason),
       cmocka_unit_test(test_loop_crash),
       cmocka_unit_test(test_checkin_in_flight),
+      cmocka_unit_test(test_startup_timeout),
+      cmocka_unit_test(test_crash_loop_degrades),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

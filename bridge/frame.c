@@ -1,0 +1,93 @@
+/* frame.c -- owns the bridge wire format: encoding frame headers and the
+ * incremental, bounds-checked frame decoder.  Pure C: no libuv, no
+ * allocation, no I/O; callers own every buffer. */
+#include "bridge/frame.h"
+
+#include <assert.h>
+#include <limits.h>
+
+/* Byte offsets inside the 12-byte header. */
+#define OFF_TYPE 4
+#define OFF_FLAGS 5
+#define OFF_RESERVED 6
+#define OFF_ID 8
+
+static uint32_t get_u32be(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return ((uint32_t)u[0] << 24) | ((uint32_t)u[1] << 16) |
+         ((uint32_t)u[2] << 8) | (uint32_t)u[3];
+}
+
+static void put_u32be(char *p, uint32_t v) {
+  unsigned char *u = (unsigned char *)p;
+  u[0] = (unsigned char)(v >> 24);
+  u[1] = (unsigned char)(v >> 16);
+  u[2] = (unsigned char)(v >> 8);
+  u[3] = (unsigned char)v;
+}
+
+int pp_frame_type_valid(unsigned type) {
+  return type >= PP_FRAME_HELLO && type <= PP_FRAME_CANCEL;
+}
+
+long pp_frame_need(const char *buf, size_t len, uint32_t max_frame) {
+  uint32_t length;
+
+  if (len < 4)
+    return PP_FRAME_HEADER;
+  length = get_u32be(buf);
+  if (length < PP_FRAME_HEADER - 4)
+    return PP_FRAME_EHEADER;
+  if (length - (PP_FRAME_HEADER - 4) > max_frame)
+    return PP_FRAME_ETOOBIG;
+#if LONG_MAX - 4 < 0xffffffff
+  /* Where long is 32 bits a frame near 4 GiB cannot be described by the
+   * return value; treat it as too big rather than overflow. */
+  if (length > (uint32_t)(LONG_MAX - 4))
+    return PP_FRAME_ETOOBIG;
+#endif
+  return (long)length + 4;
+}
+
+long pp_frame_decode(const char *buf, size_t len, uint32_t max_frame,
+                     pp_frame_t *f) {
+  const unsigned char *u = (const unsigned char *)buf;
+  long need;
+
+  assert(f != NULL);
+  assert(buf != NULL || len == 0);
+
+  /* Fields are checked in the order their bytes arrive (length, type,
+   * reserved), each as soon as it is complete, so any split of the same
+   * bytes across reads yields the same verdict, as early as possible. */
+  need = pp_frame_need(buf, len, max_frame);
+  if (need < 0)
+    return need;
+  if (len > OFF_TYPE && !pp_frame_type_valid(u[OFF_TYPE]))
+    return PP_FRAME_ETYPE;
+  if (len > OFF_RESERVED && u[OFF_RESERVED] != 0)
+    return PP_FRAME_EHEADER;
+  if (len > OFF_RESERVED + 1 && u[OFF_RESERVED + 1] != 0)
+    return PP_FRAME_EHEADER;
+  if (len < PP_FRAME_HEADER || len < (size_t)need)
+    return 0;
+
+  f->type = u[OFF_TYPE];
+  f->flags = u[OFF_FLAGS];
+  f->id = get_u32be(buf + OFF_ID);
+  f->len = (uint32_t)(need - PP_FRAME_HEADER);
+  f->payload = buf + PP_FRAME_HEADER;
+  return need;
+}
+
+void pp_frame_header(char out[PP_FRAME_HEADER], uint8_t type, uint8_t flags,
+                     uint32_t id, uint32_t len) {
+  /* The length field counts the 8 header bytes after it. */
+  assert(len <= UINT32_MAX - (PP_FRAME_HEADER - 4));
+  put_u32be(out, len + (PP_FRAME_HEADER - 4));
+  out[OFF_TYPE] = (char)type;
+  out[OFF_FLAGS] = (char)flags;
+  out[OFF_RESERVED] = 0;
+  out[OFF_RESERVED + 1] = 0;
+  put_u32be(out + OFF_ID, id);
+}

@@ -1,0 +1,597 @@
+"""portpool_worker -- the worker side of the portpool bridge protocol.
+
+Usage: python3 portpool_worker.py [--raw] HANDLER
+
+HANDLER is a path to a .py file or an importable module name.  The pool
+writes frames to this process on fd 3 and reads its frames from fd 4; stdin
+is /dev/null and stdout/stderr are pipes the pool logs line by line, so a
+handler's print() can never corrupt the protocol.
+
+A frame is a u32 big-endian length of what follows, then u8 type, u8 flags,
+u16 zero, u32 big-endian request id, then the payload (see bridge/frame.h).
+
+JSON mode (default): a REQUEST payload is {"cmd": NAME, "args": VALUE}; the
+handler module's public callable NAME is called with VALUE (None when
+absent) and its result is sent back as a compact JSON REPLY.  Raw mode
+(--raw): the module defines handle(payload: bytes) -> bytes and payloads
+pass through untouched.  Failures become an ERROR frame carrying JSON
+{"type": ..., "message": ..., "traceback": ...}; the worker keeps running.
+
+Environment: PORTPOOL_PARENT_PID, the pool's pid (if the parent is already
+another process at start-up, the worker exits 1 at once); PORTPOOL_MAX_FRAME,
+optional, the pool's max_frame: a reply larger than it is replaced by an
+ERROR of type "FrameTooBig" instead of being sent and killing the worker.
+
+Handlers may `import portpool_worker` and call cancelled() to learn whether
+the pool has cancelled the request they are running; current_request_id is
+the id of that request (None between requests).  Frames are handled in
+order, one request at a time: a PING is answered between requests, or
+during one whenever its handler calls cancelled(); a queued request that is
+cancelled before it runs gets an ERROR of type "Cancelled"; a CANCEL for a
+request already answered is ignored.
+
+ERROR types: the handler's exception class name; "UnknownCommand";
+"BadRequest" (payload not UTF-8 JSON, or not an object with a string cmd);
+"TypeError"/"ValueError" (result not JSON-serialisable, NaN); "Cancelled";
+"FrameTooBig".
+
+Exit status: 0 on EOF of fd 3 (or when the pool stops reading fd 4);
+1 when it cannot start (usage, handler import error, parent already gone,
+fds 3/4 missing); 2 on a protocol error from the pool (malformed frame or a
+frame type the pool must not send); a handler's sys.exit()/os._exit() or a
+signal otherwise.
+"""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    # Handlers `import portpool_worker`; without this alias that import would
+    # load this file a second time as a separate module with its own state.
+    sys.modules.setdefault("portpool_worker", sys.modules[__name__])
+
+import json
+import struct
+
+PROTOCOL_VERSION = 1
+
+HELLO = 1
+REQUEST = 2
+REPLY = 3
+ERROR = 4
+PING = 5
+PONG = 6
+CANCEL = 7
+
+REQ_FD = 3  # pool -> worker
+REP_FD = 4  # worker -> pool
+BUF_SIZE = 65536  # also the most one read asks for
+HEADER = 12
+
+EXIT_OK = 0
+EXIT_STARTUP = 1
+EXIT_PROTOCOL = 2
+
+_HDR = struct.Struct(">IBBHI")
+_pack = _HDR.pack
+_unpack_from = _HDR.unpack_from
+# allow_nan=False: NaN and Infinity are not JSON, and the pool's parser (and
+# most clients') refuse them; such a result becomes an ERROR (ValueError).
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_loads = json.loads
+
+# Id of the request a handler is running, None between requests.
+current_request_id = None
+
+# Ids of cancelled requests that are running or still queued in _deferred.
+_cancelled_ids = set()
+# REQUEST frames read by cancelled() while a handler ran, as (id, bytes),
+# in arrival order; they are older than anything still in the buffer.
+_deferred = []
+
+# Read state shared by the main loop and cancelled(): frames not yet
+# consumed are _buf[_start:_end].
+_buf = bytearray(BUF_SIZE)
+_mv = memoryview(_buf)
+_start = 0
+_end = 0
+_eof = False
+_rfile = None
+_poller = None
+_max_reply = 0xFFFFFFFF - 8
+
+
+def cancelled():
+    """Return True if the pool has cancelled the request being handled.
+
+    Call it from a handler now and then during long work; it costs one
+    non-blocking poll of the request pipe.  While it runs, PINGs queued
+    behind the current request are answered too.  Outside a request it
+    returns False.
+    """
+    rid = current_request_id
+    if rid is None:
+        return False
+    _absorb()
+    _poll_more()
+    return rid in _cancelled_ids
+
+
+def _flush_std():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def _die(code, message=None):
+    """Exit at once, from anywhere (also from inside a handler)."""
+    if message is not None:
+        try:
+            sys.stderr.write("portpool_worker[%d]: %s\n" % (os.getpid(), message))
+        except Exception:
+            pass
+    _flush_std()
+    os._exit(code)
+
+
+def _send(ftype, rid, payload=b""):
+    data = _pack(len(payload) + 8, ftype, 0, 0, rid) + payload
+    try:
+        n = os.write(REP_FD, data)
+        if n != len(data):
+            view = memoryview(data)
+            while n < len(data):
+                n += os.write(REP_FD, view[n:])
+    except (BrokenPipeError, ConnectionResetError):
+        # The pool stopped reading: it is gone or closing us down.
+        _die(EXIT_OK)
+    except OSError as exc:
+        _die(EXIT_STARTUP, "cannot write to fd %d: %s" % (REP_FD, exc))
+
+
+def _clean(text):
+    # Lone surrogates would turn into \udxxx escapes that strict JSON
+    # parsers on the pool side refuse.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _send_error(rid, etype, message, tb=""):
+    payload = _encode(
+        {"type": _clean(etype), "message": _clean(message), "traceback": _clean(tb)}
+    ).encode()
+    _send(ERROR, rid, payload)
+
+
+def _send_exception(rid, exc, skip_frames=1):
+    """Send exc as an ERROR frame, leaving out the worker's own frames (the
+    first skip_frames of its traceback; None: no traceback at all)."""
+    import traceback
+
+    tb = exc.__traceback__
+    if skip_frames is None:
+        tb = None
+    for _ in range(skip_frames or 0):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<unprintable %s>" % type(exc).__name__
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:
+        text = ""
+    _send_error(rid, type(exc).__name__, message, text)
+
+
+def _send_cancelled(rid):
+    _send_error(rid, "Cancelled", "request %d was cancelled before it ran" % rid)
+
+
+def _send_reply(rid, out):
+    if len(out) > _max_reply:
+        _send_error(
+            rid,
+            "FrameTooBig",
+            "reply of %d bytes is over max_frame (%d)" % (len(out), _max_reply),
+        )
+    else:
+        _send(REPLY, rid, out)
+
+
+def _on_cancel(rid):
+    # Record only ids that are running or queued here: a CANCEL for a request
+    # already answered raced with its reply and is dropped, so the set never
+    # grows and a reused id is never born cancelled.
+    if rid == current_request_id:
+        _cancelled_ids.add(rid)
+        return
+    for qid, _ in _deferred:
+        if qid == rid:
+            _cancelled_ids.add(rid)
+            return
+
+
+def _bad_type(ftype, rid):
+    _die(
+        EXIT_PROTOCOL,
+        "protocol error: frame type %d (id %d) is not one the pool sends"
+        % (ftype, rid),
+    )
+
+
+def _bad_header(length, ftype, reserved, rid):
+    _die(
+        EXIT_PROTOCOL,
+        "protocol error: malformed frame header "
+        "(length %d, type %d, reserved %d, id %d)"
+        % (length, ftype, reserved, rid),
+    )
+
+
+def _absorb():
+    """Consume the complete frames in the buffer without running handlers:
+    PING is answered, CANCEL recorded, REQUEST queued in _deferred."""
+    global _start
+    buf = _buf
+    while _end - _start >= HEADER:
+        length, ftype, _flags, reserved, rid = _unpack_from(buf, _start)
+        if length < 8 or reserved:
+            _bad_header(length, ftype, reserved, rid)
+        total = length + 4
+        if _end - _start < total:
+            if ftype not in (REQUEST, PING, CANCEL):
+                _bad_type(ftype, rid)
+            return
+        begin = _start + HEADER
+        _start += total
+        if ftype == PING:
+            _send(PONG, rid)
+        elif ftype == CANCEL:
+            _on_cancel(rid)
+        elif ftype == REQUEST:
+            _deferred.append((rid, bytes(buf[begin : begin + length - 8])))
+        else:
+            _bad_type(ftype, rid)
+
+
+def _compact():
+    """Move the unconsumed bytes to the front of the buffer."""
+    global _start, _end
+    if _start == _end:
+        _start = _end = 0
+    elif _start:
+        n = _end - _start
+        _buf[:n] = _buf[_start:_end]
+        _start = 0
+        _end = n
+
+
+def _poll_more():
+    """Read whatever the pool has already written, without blocking."""
+    global _end, _eof, _poller
+    if _eof:
+        return
+    if _poller is None:
+        import select
+
+        _poller = select.poll()
+        _poller.register(REQ_FD, select.POLLIN)
+    while _poller.poll(0):
+        _compact()
+        if _end == BUF_SIZE:
+            # A frame bigger than the buffer is pending; the main loop reads
+            # it after the handler returns.
+            return
+        try:
+            n = _rfile.readinto(_mv[_end:])
+        except ConnectionResetError:
+            n = 0
+        if not n:
+            _eof = True
+            return
+        _end += n
+        _absorb()
+
+
+def _read_big(total):
+    """Read the rest of a frame of `total` bytes that does not fit in the
+    buffer; returns its payload as a bytearray."""
+    global _start, _end
+    payload = bytearray(total - HEADER)
+    have = _end - _start - HEADER
+    payload[:have] = _buf[_start + HEADER : _end]
+    _start = _end = 0
+    view = memoryview(payload)
+    readinto = _rfile.readinto
+    while have < len(payload):
+        try:
+            n = readinto(view[have : have + BUF_SIZE])
+        except ConnectionResetError:
+            n = 0
+        if not n:
+            # EOF in the middle of a frame: the pool is gone.
+            sys.exit(EXIT_OK)
+        have += n
+    return payload
+
+
+def _make_json_runner(module):
+    namespace = module.__dict__
+    loads = _loads
+    encode = _encode
+    cancelled_ids = _cancelled_ids
+
+    def run(rid, data):
+        global current_request_id
+        if cancelled_ids and rid in cancelled_ids:
+            # Queued behind another request and cancelled before it ran.
+            cancelled_ids.discard(rid)
+            _send_cancelled(rid)
+            return
+        try:
+            req = loads(str(data, "utf-8"))
+        except ValueError as exc:
+            _send_error(rid, "BadRequest", "request is not valid UTF-8 JSON: %s" % exc)
+            return
+        if type(req) is not dict or type(req.get("cmd")) is not str:
+            _send_error(
+                rid,
+                "BadRequest",
+                'request must be a JSON object with a string "cmd"',
+            )
+            return
+        cmd = req["cmd"]
+        fn = namespace.get(cmd)
+        if fn is None or cmd[:1] == "_" or not callable(fn):
+            _send_error(rid, "UnknownCommand", "unknown command %r" % cmd)
+            return
+        current_request_id = rid
+        try:
+            result = fn(req.get("args"))
+        except Exception as exc:
+            current_request_id = None
+            cancelled_ids.discard(rid)
+            _send_exception(rid, exc)
+            return
+        current_request_id = None
+        if cancelled_ids:
+            cancelled_ids.discard(rid)
+        try:
+            out = encode(result).encode()
+        except Exception as exc:
+            # TypeError for objects JSON cannot hold; ValueError for NaN or
+            # a circular reference.
+            _send_exception(rid, exc, skip_frames=None)
+            return
+        _send_reply(rid, out)
+
+    return run
+
+
+def _make_raw_runner(module):
+    handle = module.handle
+    cancelled_ids = _cancelled_ids
+
+    def run(rid, data):
+        global current_request_id
+        if cancelled_ids and rid in cancelled_ids:
+            # Queued behind another request and cancelled before it ran.
+            cancelled_ids.discard(rid)
+            _send_cancelled(rid)
+            return
+        current_request_id = rid
+        try:
+            out = handle(bytes(data))
+        except Exception as exc:
+            current_request_id = None
+            cancelled_ids.discard(rid)
+            _send_exception(rid, exc)
+            return
+        current_request_id = None
+        if cancelled_ids:
+            cancelled_ids.discard(rid)
+        if type(out) is not bytes:
+            if not isinstance(out, (bytes, bytearray, memoryview)):
+                _send_error(
+                    rid,
+                    "TypeError",
+                    "handle() must return bytes, not %s" % type(out).__name__,
+                )
+                return
+            # len() of a memoryview counts items, not bytes.
+            out = bytes(out)
+        _send_reply(rid, out)
+
+    return run
+
+
+def _serve(run):
+    """The frame loop: runs until EOF on fd 3."""
+    global _start, _end
+    buf = _buf
+    mv = _mv
+    unpack_from = _unpack_from
+    readinto = _rfile.readinto
+    deferred = _deferred
+    while True:
+        # Frames that cancelled() read while a handler ran come first.
+        if deferred:
+            rid, data = deferred.pop(0)
+            run(rid, data)
+            continue
+        avail = _end - _start
+        if avail >= HEADER:
+            length, ftype, _flags, reserved, rid = unpack_from(buf, _start)
+            if length < 8 or reserved:
+                _bad_header(length, ftype, reserved, rid)
+            total = length + 4
+            if avail >= total:
+                begin = _start + HEADER
+                _start += total
+                if ftype == REQUEST:
+                    # A view, not a copy: run() decodes it before anything
+                    # can overwrite the buffer.
+                    run(rid, mv[begin : begin + length - 8])
+                elif ftype == PING:
+                    _send(PONG, rid)
+                elif ftype == CANCEL:
+                    # Nothing runs and nothing is queued here, so this
+                    # CANCEL raced with the reply of a finished request.
+                    _on_cancel(rid)
+                else:
+                    _bad_type(ftype, rid)
+                continue
+            if ftype != REQUEST and ftype != PING and ftype != CANCEL:
+                _bad_type(ftype, rid)
+            if total > BUF_SIZE:
+                run(rid, _read_big(total))
+                continue
+        if _eof:
+            return
+        # Need more bytes.
+        if _start == _end:
+            _start = _end = 0
+        elif _start:
+            _compact()
+        try:
+            n = readinto(mv[_end:])
+        except ConnectionResetError:
+            n = 0
+        if not n:
+            return
+        _end += n
+
+
+def _orphan_proof():
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+        except Exception:
+            pass
+    # If the parent died before the death signal was armed, we were already
+    # re-parented: leave now rather than live on as an orphan.
+    ppid = os.getppid()
+    try:
+        expected = int(os.environ.get("PORTPOOL_PARENT_PID", ppid))
+    except ValueError:
+        expected = ppid
+    if ppid != expected:
+        os._exit(EXIT_STARTUP)
+
+
+def _load_handler(spec):
+    import importlib
+
+    if spec.endswith(".py") or os.sep in spec:
+        import importlib.util
+
+        path = os.path.abspath(spec)
+        name = os.path.splitext(os.path.basename(path))[0]
+        if name in sys.modules:
+            name = "_portpool_handler_" + name
+        # Like running the file as a script: its folder is importable, so it
+        # can import its sibling modules.
+        sys.path.insert(0, os.path.dirname(path))
+        mspec = importlib.util.spec_from_file_location(name, path)
+        if mspec is None:
+            raise ImportError("cannot load handler file %r" % path)
+        module = importlib.util.module_from_spec(mspec)
+        sys.modules[name] = module
+        try:
+            mspec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+    return importlib.import_module(spec)
+
+
+def _handler_names(module):
+    name = module.__name__
+    return sorted(
+        key
+        for key, value in module.__dict__.items()
+        if not key.startswith("_")
+        and callable(value)
+        and not isinstance(value, type)
+        and getattr(value, "__module__", None) == name
+    )
+
+
+def main(argv=None):
+    global _rfile, _max_reply
+    _orphan_proof()
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    raw = False
+    if args and args[0] == "--raw":
+        raw = True
+        del args[0]
+    if len(args) != 1 or args[0].startswith("-"):
+        sys.stderr.write("usage: portpool_worker.py [--raw] HANDLER\n")
+        return EXIT_STARTUP
+
+    try:
+        os.set_inheritable(REQ_FD, False)
+        os.set_inheritable(REP_FD, False)
+        os.set_blocking(REQ_FD, True)
+        os.set_blocking(REP_FD, True)
+        _rfile = open(REQ_FD, "rb", buffering=0, closefd=False)
+    except OSError as exc:
+        sys.stderr.write(
+            "portpool_worker: fds %d and %d must be the pool's pipes: %s\n"
+            % (REQ_FD, REP_FD, exc)
+        )
+        return EXIT_STARTUP
+
+    try:
+        _max_reply = min(_max_reply, int(os.environ["PORTPOOL_MAX_FRAME"]))
+    except (KeyError, ValueError):
+        pass
+
+    try:
+        module = _load_handler(args[0])
+    except Exception:
+        import traceback
+
+        sys.stderr.write("portpool_worker: cannot import handler %r\n" % args[0])
+        traceback.print_exc()
+        return EXIT_STARTUP
+
+    if raw:
+        if not callable(getattr(module, "handle", None)):
+            sys.stderr.write(
+                "portpool_worker: --raw needs a handle(payload) function in %r\n"
+                % args[0]
+            )
+            return EXIT_STARTUP
+        run = _make_raw_runner(module)
+    else:
+        run = _make_json_runner(module)
+
+    hello = {
+        "protocol": PROTOCOL_VERSION,
+        "pid": os.getpid(),
+        "runtime": "python %d.%d.%d" % sys.version_info[:3],
+        "handlers": _handler_names(module),
+    }
+    _send(HELLO, 0, _encode(hello).encode())
+    _serve(run)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,796 @@
+#!/usr/bin/env python3
+"""drive_worker -- a dev tool and quick self-test for the Python side of the
+bridge: bridge/python/portpool_worker.py, the bundled example handlers and
+the fixtures under fixtures/.
+
+Usage: python3 tests/drive_worker.py [-v] [CHECK...]
+
+It spawns workers the way the pool does (requests on fd 3, replies on fd 4,
+stdin /dev/null, stdout/stderr pipes, PORTPOOL_PARENT_PID set), speaks the
+framing of bridge/frame.h to them, prints one line per check and exits 0
+when every check passes.  Nothing waits with sleep: each wait is for a frame,
+EOF or a process exit, with a timeout that only fires on failure.
+"""
+
+import json
+import os
+import select
+import signal
+import struct
+import sys
+import tempfile
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "bridge", "python", "portpool_worker.py")
+FIXTURES = os.path.join(ROOT, "fixtures")
+PYTHON = os.path.realpath(sys.executable)
+TIMEOUT = 10.0  # seconds; only reached when something is broken
+
+HELLO, REQUEST, REPLY, ERROR, PING, PONG, CANCEL = 1, 2, 3, 4, 5, 6, 7
+HDR = struct.Struct(">IBBHI")
+RUNTIME = "python %d.%d.%d" % sys.version_info[:3]
+ECHO_HANDLERS = sorted(
+    "add big cancelled_sleep crash echo env fail kill_self noisy pid sleep".split()
+)
+
+# A handler module for edge cases the fixtures do not cover.
+EXTRAS = r'''
+"""Edge cases for drive_worker."""
+import os
+import sys
+from os.path import join  # imported: callable, but not advertised
+
+import portpool_worker
+
+
+class Thing:
+    pass
+
+
+def unserialisable(args):
+    return {1, 2}
+
+
+def nan(args):
+    return float("nan")
+
+
+def surrogate(args):
+    raise ValueError("bad \udcff text")
+
+
+def whoami(args):
+    return {
+        "id": portpool_worker.current_request_id,
+        "same_module": portpool_worker is sys.modules["__main__"],
+        "cancelled": portpool_worker.cancelled(),
+    }
+
+
+def inherit(args):
+    return [os.get_inheritable(3), os.get_inheritable(4)]
+
+
+def exit_with(args):
+    sys.exit(args)
+
+
+def _private(args):
+    return "private"
+'''
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(cond, message="check failed"):
+    if not cond:
+        raise CheckFailed(message)
+
+
+def frame(ftype, rid, payload=b"", flags=0):
+    return HDR.pack(len(payload) + 8, ftype, flags, 0, rid) + payload
+
+
+def request(rid, cmd, args=None, omit_args=False):
+    body = {"cmd": cmd} if omit_args else {"cmd": cmd, "args": args}
+    return frame(REQUEST, rid, json.dumps(body).encode())
+
+
+class Worker:
+    """A child process with the pool's descriptor layout."""
+
+    def __init__(self, argv, env=None, parent_pid=None):
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        # Move the child's ends above 10, so that dup2 onto 3 and 4 cannot
+        # clobber one of them first.  Everything here is close-on-exec.
+        child = []
+        for fd in (req_r, rep_w, out_w, err_w):
+            child.append(_dup_high(fd))
+            os.close(fd)
+        c_req, c_rep, c_out, c_err = child
+        full_env = dict(os.environ)
+        full_env["PORTPOOL_PARENT_PID"] = str(
+            os.getpid() if parent_pid is None else parent_pid
+        )
+        full_env.update(env or {})
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, c_out, 1),
+            (os.POSIX_SPAWN_DUP2, c_err, 2),
+            (os.POSIX_SPAWN_DUP2, c_req, 3),
+            (os.POSIX_SPAWN_DUP2, c_rep, 4),
+        ]
+        try:
+            self.pid = os.posix_spawn(argv[0], argv, full_env, file_actions=actions)
+        finally:
+            for fd in child:
+                os.close(fd)
+        self.pidfd = os.pidfd_open(self.pid)
+        self.w = req_w
+        self.r = rep_r
+        self.out_r = out_r
+        self.err_r = err_r
+        self.rbuf = bytearray()
+        self.status = None
+        self.out = b""
+        self.err = b""
+
+    # -- frames ---------------------------------------------------------
+
+    def send_raw(self, data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.w, view) :]
+
+    def send(self, ftype, rid, payload=b""):
+        self.send_raw(frame(ftype, rid, payload))
+
+    def _fill(self, deadline):
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CheckFailed("timed out waiting for the worker")
+            ready, _, _ = select.select([self.r], [], [], left)
+            if ready:
+                break
+        data = os.read(self.r, 65536)
+        self.rbuf += data
+        return bool(data)
+
+    def recv(self, timeout=TIMEOUT):
+        """The next frame as (type, flags, id, payload), or None at EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.rbuf) >= 12:
+                length, ftype, flags, zero, rid = HDR.unpack_from(self.rbuf, 0)
+                check(length >= 8 and zero == 0, "bad header from worker")
+                if len(self.rbuf) >= length + 4:
+                    payload = bytes(self.rbuf[12 : length + 4])
+                    del self.rbuf[: length + 4]
+                    return ftype, flags, rid, payload
+            if not self._fill(deadline):
+                check(not self.rbuf, "EOF in the middle of a frame")
+                return None
+
+    def recv_bytes(self, timeout=TIMEOUT):
+        """Everything the worker writes to fd 4 until EOF, unparsed."""
+        deadline = time.monotonic() + timeout
+        while self._fill(deadline):
+            pass
+        data = bytes(self.rbuf)
+        self.rbuf.clear()
+        return data
+
+    def expect(self, ftype, rid, timeout=TIMEOUT):
+        f = self.recv(timeout)
+        check(f is not None, "worker closed fd 4 (expected a frame)")
+        check(
+            f[0] == ftype and f[2] == rid,
+            "expected frame type %d id %d, got type %d id %d payload %r"
+            % (ftype, rid, f[0], f[2], f[3][:200]),
+        )
+        return f[3]
+
+    def expect_reply(self, rid):
+        return json.loads(self.expect(REPLY, rid))
+
+    def expect_error(self, rid, etype):
+        err = json.loads(self.expect(ERROR, rid))
+        check(
+            set(err) == {"type", "message", "traceback"},
+            "ERROR keys %r" % sorted(err),
+        )
+        check(err["type"] == etype, "error type %r, wanted %r" % (err["type"], etype))
+        return err
+
+    def hello(self):
+        h = json.loads(self.expect(HELLO, 0))
+        check(h["protocol"] == 1, "protocol %r" % h.get("protocol"))
+        check(h["pid"] == self.pid, "HELLO pid %r != %d" % (h.get("pid"), self.pid))
+        check(h["runtime"] == RUNTIME, "runtime %r" % h.get("runtime"))
+        check(isinstance(h["handlers"], list), "handlers not a list")
+        check(set(h) == {"protocol", "pid", "runtime", "handlers"}, "HELLO keys")
+        return h
+
+    # -- process --------------------------------------------------------
+
+    def close_requests(self):
+        if self.w is not None:
+            os.close(self.w)
+            self.w = None
+
+    def wait(self, timeout=TIMEOUT):
+        """Wait for exit; returns the exit code, or -signal."""
+        if self.status is None:
+            ready, _, _ = select.select([self.pidfd], [], [], timeout)
+            check(ready, "worker did not exit within %.0f s" % timeout)
+            _, status = os.waitpid(self.pid, 0)
+            self.status = os.waitstatus_to_exitcode(status)
+            self.out = _read_all(self.out_r)
+            self.err = _read_all(self.err_r)
+        return self.status
+
+    def finish(self):
+        """EOF on fd 3 must make the worker exit 0."""
+        self.close_requests()
+        code = self.wait()
+        check(
+            code == 0,
+            "exit status %r after EOF, stderr: %r" % (code, self.err[-500:]),
+        )
+
+    def cleanup(self):
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.close_requests()
+            self.wait()
+        for fd in (self.r, self.out_r, self.err_r, self.pidfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.close_requests()
+
+
+def _dup_high(fd):
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        ready, _, _ = select.select([fd], [], [], TIMEOUT)
+        check(ready, "output pipe not closed")
+        data = os.read(fd, 65536)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+_workers = []
+
+
+def spawn(handler, *, raw=False, env=None, parent_pid=None, script=WORKER):
+    argv = [PYTHON, script]
+    if raw:
+        argv.append("--raw")
+    argv.append(handler)
+    w = Worker(argv, env=env, parent_pid=parent_pid)
+    _workers.append(w)
+    return w
+
+
+def fixture(name):
+    return os.path.join(FIXTURES, name)
+
+
+# ---------------------------------------------------------------------------
+# Checks.  Each is a function; its docstring is the line printed.
+
+
+def check_hello_echo_add():
+    """HELLO payload, echo and add round trips, args absent -> null"""
+    w = spawn(fixture("echo_handlers.py"))
+    h = w.hello()
+    check(h["handlers"] == ECHO_HANDLERS, "handlers %r" % h["handlers"])
+    value = {"a": [1, 2.5, "\u00e9\u4e2d", None, True], "b": {"c": ""}}
+    w.send_raw(request(1, "echo", value))
+    payload = w.expect(REPLY, 1)
+    check(payload == json.dumps(value, separators=(",", ":")).encode(), "compact JSON")
+    check(json.loads(payload) == value, "echo value")
+    w.send_raw(request(2, "add", {"a": 40, "b": 2}))
+    check(w.expect_reply(2) == 42, "add")
+    w.send_raw(request(0xFFFFFFFF, "echo", omit_args=True))
+    check(w.expect(REPLY, 0xFFFFFFFF) == b"null", "args absent")
+    w.finish()
+
+
+def check_errors():
+    """ERROR frames: handler exception, unknown command, bad requests"""
+    w = spawn(fixture("echo_handlers.py"))
+    w.hello()
+    w.send_raw(request(5, "fail", 7))
+    err = w.expect_error(5, "ValueError")
+    check(err["message"] == "boom: 7", "message %r" % err["message"])
+    check("in fail" in err["traceback"], "traceback names the handler")
+    check(err["traceback"].rstrip().endswith("ValueError: boom: 7"), "traceback end")
+    check("portpool_worker" not in err["traceback"], "worker frames left out")
+    for rid, cmd in ((6, "nope"), (7, "_private"), (8, "os"), (9, "__name__")):
+        w.send_raw(request(rid, cmd))
+        err = w.expect_error(rid, "UnknownCommand")
+        check(cmd in err["message"], "message names the command")
+    bad = [
+        b"not json",
+        b"[1,2]",
+        b'{"args":1}',
+        b'{"cmd":5}',
+        b"\xff\xfe",
+        b"",
+        b"null",
+    ]
+    for i, payload in enumerate(bad):
+        w.send(REQUEST, 100 + i, payload)
+        w.expect_error(100 + i, "BadRequest")
+    # The worker survived all of it.
+    w.send_raw(request(200, "echo", "still here"))
+    check(w.expect_reply(200) == "still here", "alive after errors")
+    w.finish()
+
+
+def check_extras():
+    """result not serialisable, NaN, surrogates, current_request_id, fds"""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "extras.py")
+        with open(path, "w") as f:
+            f.write(EXTRAS)
+        w = spawn(path)
+        h = w.hello()
+        check(
+            h["handlers"]
+            == ["exit_with", "inherit", "nan", "surrogate", "unserialisable", "whoami"],
+            "handlers %r" % h["handlers"],
+        )
+        w.send_raw(request(1, "unserialisable"))
+        err = w.expect_error(1, "TypeError")
+        check("not JSON serializable" in err["message"], err["message"])
+        w.send_raw(request(2, "nan"))
+        w.expect_error(2, "ValueError")
+        w.send_raw(request(3, "surrogate"))
+        err = w.expect_error(3, "ValueError")
+        check("\\udcff" in err["message"], "surrogate escaped: %r" % err["message"])
+        w.send_raw(request(77, "whoami"))
+        me = w.expect_reply(77)
+        check(me == {"id": 77, "same_module": True, "cancelled": False}, repr(me))
+        w.send_raw(request(4, "inherit"))
+        check(w.expect_reply(4) == [False, False], "fds 3/4 are close-on-exec")
+        # Public callables are dispatched even when HELLO does not list them
+        # (imported functions, classes).
+        w.send_raw(request(5, "join", "a"))
+        check(w.expect_reply(5) == "a", "imported callable")
+        w.send_raw(request(6, "Thing", 1))
+        w.expect_error(6, "TypeError")
+        w.send_raw(request(7, "exit_with", 5))
+        check(w.wait() == 5, "sys.exit(5) in a handler exits 5")
+
+
+def check_ping():
+    """PING -> PONG with the same id and an empty payload"""
+    w = spawn(fixture("echo_handlers.py"))
+    w.hello()
+    for rid in (0, 1, 0xDEADBEEF):
+        w.send(PING, rid)
+        check(w.expect(PONG, rid) == b"", "empty PONG")
+    w.finish()
+
+
+def check_pipelined_and_split():
+    """pipelined requests answered in order; a frame written byte by byte"""
+    w = spawn(fixture("echo_handlers.py"))
+    w.hello()
+    batch = b"".join(request(i, "echo", i) for i in range(1, 201))
+    batch += frame(PING, 999)
+    w.send_raw(batch)
+    for i in range(1, 201):
+        check(w.expect_reply(i) == i, "reply %d" % i)
+    w.expect(PONG, 999)
+    data = request(300, "echo", "slow") + frame(PING, 301)
+    for i in range(len(data)):
+        w.send_raw(data[i : i + 1])
+    check(w.expect_reply(300) == "slow", "split request")
+    w.expect(PONG, 301)
+    w.finish()
+
+
+def check_big():
+    """big replies and requests around and far above the 64 KiB buffer"""
+    w = spawn(fixture("echo_handlers.py"))
+    w.hello()
+    w.send_raw(request(1, "big", 70000))
+    check(w.expect_reply(1) == "x" * 70000, "big reply")
+    overhead = len(request(0, "echo", ""))  # frame bytes for an empty string
+    rid = 10
+    for total in (65535, 65536, 65537, 131072, 300000):
+        s = "y" * (total - overhead)
+        check(len(request(rid, "echo", s)) == total, "frame size %d" % total)
+        # A small frame first, so the big one starts mid-buffer.
+        w.send_raw(
+            request(rid, "echo", "a")
+            + request(rid + 1, "echo", s)
+            + frame(PING, rid + 2)
+        )
+        check(w.expect_reply(rid) == "a", "small before big")
+        check(w.expect_reply(rid + 1) == s, "big echo of %d bytes" % total)
+        w.expect(PONG, rid + 2)
+        rid += 3
+    w.finish()
+
+
+def check_noisy():
+    """noisy handler: prints reach stdout/stderr, never fd 4"""
+    w = spawn(fixture("echo_handlers.py"))
+    w.hello()
+    w.send_raw(request(1, "noisy"))
+    check(w.expect_reply(1) == "quiet", "noisy result")
+    w.send(PING, 2)
+    w.expect(PONG, 2)
+    w.finish()
+    check(b"noise on stdout" in w.out, "stdout %r" % w.out)
+    check(w.out.endswith(b"noise without newline on stdout"), "stdout tail")
+    check(b"\x00\x00\x00\x08\x03" in w.out, "fake header on stdout")
+    check(b"noise on stderr" in w.err, "stderr %r" % w.err)
+    check(w.err.endswith(b"noise without newline on stderr"), "stderr tail")
+
+
+def check_env_pid():
+    """env and pid handlers see the worker's environment and pid"""
+    w = spawn(fixture("echo_handlers.py"), env={"PP_DRIVE_MARK": "m4rk"})
+    w.hello()
+    names = ["PP_DRIVE_MARK", "PP_DRIVE_UNSET", "PORTPOOL_PARENT_PID"]
+    w.send_raw(request(1, "env", names))
+    env = w.expect_reply(1)
+    want = dict(zip(names, ["m4rk", None, str(os.getpid())]))
+    check(env == want, repr(env))
+    w.send_raw(request(2, "pid"))
+    check(w.expect_reply(2) == w.pid, "pid")
+    w.finish()
+
+
+def check_cancel():
+    """CANCEL: running request, queued request, PONG while busy, stale id"""
+    w = spawn(fixture("echo_handlers.py"))
+    w.hello()
+    # CANCEL right behind its REQUEST (likely in the same read).
+    w.send_raw(request(1, "cancelled_sleep", 30) + frame(CANCEL, 1))
+    check(w.expect_reply(1) == "cancelled", "cancelled in the same read")
+    # While the handler runs it polls: a PING is answered before the reply,
+    # then a CANCEL ends it.
+    w.send_raw(request(2, "cancelled_sleep", 30))
+    w.send(PING, 77)
+    w.expect(PONG, 77)
+    w.send(CANCEL, 2)
+    check(w.expect_reply(2) == "cancelled", "cancelled while running")
+    # A queued request cancelled before it ran gets ERROR Cancelled.
+    w.send_raw(
+        request(3, "cancelled_sleep", 30)
+        + request(4, "echo", 4)
+        + frame(CANCEL, 4)
+        + frame(CANCEL, 3)
+    )
+    check(w.expect_reply(3) == "cancelled", "running one")
+    w.expect_error(4, "Cancelled")
+    # Same with a request that would have failed: the id is forgotten after.
+    w.send_raw(
+        request(6, "cancelled_sleep", 30)
+        + request(7, "no_such_command")
+        + frame(CANCEL, 7)
+        + frame(CANCEL, 6)
+    )
+    check(w.expect_reply(6) == "cancelled", "running one")
+    w.expect_error(7, "Cancelled")
+    w.send_raw(request(7, "echo", 7))
+    check(w.expect_reply(7) == 7, "id 7 reused, not cancelled")
+    # A stale CANCEL (for a finished request) is forgotten: the id reused
+    # later is not born cancelled.
+    w.send(CANCEL, 5)
+    w.send_raw(request(5, "cancelled_sleep", 0.03))
+    check(w.expect_reply(5) == "done", "stale cancel ignored")
+    w.finish()
+
+
+def check_exits():
+    """crash -> exit 3 / 7, kill_self -> SIGKILL, EOF -> 0"""
+    for args, want in ((None, 3), (7, 7)):
+        w = spawn(fixture("echo_handlers.py"))
+        w.hello()
+        w.send_raw(request(1, "crash", args))
+        check(w.recv() is None, "no reply from a crash")
+        check(w.wait() == want, "crash exit %r, wanted %d" % (w.status, want))
+    w = spawn(fixture("echo_handlers.py"))
+    w.hello()
+    w.send_raw(request(1, "kill_self"))
+    check(w.recv() is None, "no reply")
+    check(w.wait() == -signal.SIGKILL, "killed by SIGKILL, got %r" % w.status)
+    w = spawn(fixture("echo_handlers.py"))
+    w.hello()
+    w.finish()
+    check(w.err == b"", "quiet exit, stderr %r" % w.err)
+
+
+def check_protocol_errors():
+    """frames the pool must not send -> stderr message and exit 2"""
+    cases = [
+        ("REPLY to the worker", frame(REPLY, 1, b"{}")),
+        ("HELLO to the worker", frame(HELLO, 0)),
+        ("type 99", frame(99, 1)),
+        ("length 3", b"\x00\x00\x00\x03" + b"\x02" * 8),
+        ("reserved bits", HDR.pack(8, REQUEST, 0, 1, 1)),
+    ]
+    for name, data in cases:
+        w = spawn(fixture("echo_handlers.py"))
+        w.hello()
+        w.send_raw(data)
+        check(w.recv() is None, "%s: no frame back" % name)
+        check(w.wait() == 2, "%s: exit %r, wanted 2" % (name, w.status))
+        check(b"protocol error" in w.err, "%s: stderr %r" % (name, w.err))
+
+
+def check_raw():
+    """--raw mode: bytes pass through verbatim, PING, big payloads"""
+    w = spawn(fixture("raw_echo.py"), raw=True)
+    w.hello()
+    payloads = [b"", b"\x00\xff\x00binary", bytes(range(256)) * 1000, b"{not json"]
+    for rid, payload in enumerate(payloads):
+        w.send(REQUEST, rid, payload)
+        check(w.expect(REPLY, rid) == payload, "raw payload %d" % rid)
+    w.send(PING, 9)
+    w.expect(PONG, 9)
+    w.finish()
+
+
+def check_startup_failures():
+    """no HELLO: --raw without handle, import error, exit 0 on import, usage"""
+    echo = fixture("echo_handlers.py")
+    cases = [
+        ("--raw without handle()", dict(handler=echo, raw=True), 1, b"handle"),
+        ("import_error.py", dict(handler=fixture("import_error.py")), 1, b"ImportError"),
+        ("missing file", dict(handler=fixture("no_such_file.py")), 1, b"No such file"),
+        ("missing module", dict(handler="no_such_mod_pp"), 1, b"ModuleNotFoundError"),
+        ("exit_zero_on_import", dict(handler=fixture("exit_zero_on_import.py")), 0, None),
+        ("parent already gone", dict(handler=echo, parent_pid=1), 1, None),
+    ]
+    for name, kw, code, needle in cases:
+        w = spawn(**kw)
+        check(w.recv_bytes() == b"", "%s: wrote to fd 4" % name)
+        check(w.wait() == code, "%s: exit %r, wanted %d" % (name, w.status, code))
+        if needle is not None:
+            check(needle in w.err, "%s: stderr %r" % (name, w.err[-300:]))
+    w = Worker([PYTHON, WORKER])
+    _workers.append(w)
+    check(w.recv_bytes() == b"" and w.wait() == 1 and b"usage" in w.err, "usage error")
+
+
+def check_slow_start():
+    """slow_start.py says HELLO after its import delay"""
+    t0 = time.monotonic()
+    w = spawn(fixture("slow_start.py"), env={"PP_SLOW_START": "0.2"})
+    h = w.hello()
+    check(time.monotonic() - t0 >= 0.2, "HELLO came before the delay")
+    check(h["handlers"] == ["echo"], repr(h["handlers"]))
+    w.send_raw(request(1, "echo", "hi"))
+    check(w.expect_reply(1) == "hi", "echo")
+    w.finish()
+
+
+def check_example_handlers():
+    """example_handlers by module name: echo, add, upper, sleep, pid, info"""
+    w = spawn("example_handlers")
+    h = w.hello()
+    want = ["add", "echo", "info", "pid", "sleep", "upper"]
+    check(h["handlers"] == want, repr(h["handlers"]))
+    w.send_raw(request(1, "echo", [1]))
+    check(w.expect_reply(1) == [1], "echo")
+    w.send_raw(request(2, "add", {"a": "x", "b": "y"}))
+    check(w.expect_reply(2) == "xy", "add")
+    w.send_raw(request(3, "upper", "abc"))
+    check(w.expect_reply(3) == "ABC", "upper")
+    w.send_raw(request(4, "upper", 5))
+    w.expect_error(4, "TypeError")
+    w.send_raw(request(5, "sleep", 0.01))
+    check(w.expect_reply(5) == 0.01, "sleep")
+    w.send_raw(request(6, "pid"))
+    check(w.expect_reply(6) == w.pid, "pid")
+    w.send_raw(request(7, "info"))
+    info = w.expect_reply(7)
+    check(info["pid"] == w.pid and "python " + info["python"] == RUNTIME, repr(info))
+    w.finish()
+
+
+def check_max_frame():
+    """PORTPOOL_MAX_FRAME: a reply over it becomes ERROR FrameTooBig"""
+    w = spawn(fixture("echo_handlers.py"), env={"PORTPOOL_MAX_FRAME": "1000"})
+    w.hello()
+    w.send_raw(request(1, "big", 998))
+    check(w.expect_reply(1) == "x" * 998, "1000 bytes fit")
+    w.send_raw(request(2, "big", 999))
+    w.expect_error(2, "FrameTooBig")
+    w.finish()
+
+
+def check_parent_death():
+    """parent killed with SIGKILL -> worker dies (PR_SET_PDEATHSIG)"""
+    # An intermediate parent spawns the worker with fds 3/4 inherited and is
+    # killed.  We keep fd 3 open, so the worker cannot be leaving on EOF; a
+    # pidfd (opened while the worker is surely alive, so its pid is not yet
+    # reused) tells when it has exited.
+    script = (
+        "import os, signal, sys\n"
+        "env = dict(os.environ, PORTPOOL_PARENT_PID=str(os.getpid()))\n"
+        "os.posix_spawn(sys.executable, [sys.executable] + sys.argv[1:], env)\n"
+        "signal.pause()\n"
+    )
+    mid = Worker([PYTHON, "-c", script, WORKER, fixture("echo_handlers.py")])
+    _workers.append(mid)
+    h = json.loads(mid.expect(HELLO, 0))
+    check(h["pid"] != mid.pid, "HELLO from the grandchild")
+    pidfd = os.pidfd_open(h["pid"])
+    try:
+        os.kill(mid.pid, signal.SIGKILL)
+        check(mid.wait() == -signal.SIGKILL, "intermediate killed")
+        ready, _, _ = select.select([pidfd], [], [], TIMEOUT)
+        check(ready, "worker outlived its parent")
+    finally:
+        os.close(pidfd)
+    check(mid.recv() is None, "worker's fd 4 closed")
+
+
+def check_bad_worker():
+    """fixtures/bad_worker.py: each MODE misbehaves as documented"""
+    bad = fixture("bad_worker.py")
+
+    def start(mode, hello=True):
+        w = spawn(mode, script=bad)
+        if hello:
+            w.hello()
+        return w
+
+    w = start("garbage")
+    w.send_raw(request(1, "echo", 1))
+    w.close_requests()
+    data = w.recv_bytes()
+    check(len(data) == 63 and HDR.unpack_from(data)[0] == 5, "garbage: length 5")
+    check(w.wait() == 0, "garbage exits 0 on EOF")
+
+    def first_bytes(mode):
+        w = start(mode)
+        w.send(PING, 50)
+        w.expect(PONG, 50)
+        w.send_raw(request(1, "echo", 1))
+        w.close_requests()
+        data = w.recv_bytes()
+        check(w.wait() == 0, "%s exits 0, got %r" % (mode, w.status))
+        return data
+
+    data = first_bytes("oversize")
+    check(data == HDR.pack(0x7FFFFFFF, REPLY, 0, 0, 1), "oversize header %r" % data)
+    data = first_bytes("unknown_type")
+    check(HDR.unpack_from(data)[1] == 99, "type 99")
+    data = first_bytes("unknown_id")
+    check(HDR.unpack_from(data)[1:] == (REPLY, 0, 0, 1001), "id + 1000")
+    data = first_bytes("dup_reply")
+    first = HDR.unpack_from(data)
+    second = HDR.unpack_from(data, first[0] + 4)
+    check(first[1] == second[1] == REPLY and first[4] == second[4] == 1, "two replies")
+    data = first_bytes("hang")
+    check(data == b"", "hang: no reply")
+
+    w = start("close_fd4")
+    w.send_raw(request(1, "echo", 1))
+    check(w.recv() is None, "close_fd4: EOF on fd 4")
+    exited, _, _ = select.select([w.pidfd], [], [], 0)
+    check(not exited, "close_fd4: still alive after closing fd 4")
+    w.finish()
+
+    w = start("exit_mid_frame")
+    w.send_raw(request(1, "echo", 1))
+    data = w.recv_bytes()
+    check(len(data) == 6, "half a header")
+    check(w.wait() == 0, "exit 0")
+
+    w = start("bad_version", hello=False)
+    h = json.loads(w.expect(HELLO, 0))
+    check(h["protocol"] == 999, "protocol 999")
+    w.finish()
+
+    w = start("no_hello", hello=False)
+    w.close_requests()
+    check(w.recv_bytes() == b"", "no HELLO")
+    check(w.wait() == 0, "exit 0")
+
+
+def bench_round_trips():
+    """round trip, sequential (informational)"""
+    results = []
+    for raw in (False, True):
+        w = spawn(fixture("raw_echo.py" if raw else "echo_handlers.py"), raw=raw)
+        w.hello()
+        data = frame(REQUEST, 1, b"x" * 64) if raw else request(1, "echo", "x" * 50)
+        n = 5000
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            w.send_raw(data)
+            w.recv()
+            samples.append(time.perf_counter() - t0)
+        samples.sort()
+        results.append(
+            "%s p50 %.1f us p99 %.1f us"
+            % ("raw" if raw else "json", samples[n // 2] * 1e6, samples[n * 99 // 100] * 1e6)
+        )
+        w.finish()
+    return "; ".join(results)
+
+
+CHECKS = [
+    check_hello_echo_add,
+    check_errors,
+    check_extras,
+    check_ping,
+    check_pipelined_and_split,
+    check_big,
+    check_noisy,
+    check_env_pid,
+    check_cancel,
+    check_exits,
+    check_protocol_errors,
+    check_raw,
+    check_startup_failures,
+    check_slow_start,
+    check_example_handlers,
+    check_max_frame,
+    check_parent_death,
+    check_bad_worker,
+]
+
+
+def main(argv):
+    verbose = "-v" in argv
+    names = [a for a in argv if not a.startswith("-")]
+    failed = 0
+    for fn in CHECKS:
+        if names and not any(n in fn.__name__ for n in names):
+            continue
+        try:
+            fn()
+            print("ok   %-28s %s" % (fn.__name__[6:], fn.__doc__))
+        except Exception as exc:
+            failed += 1
+            print("FAIL %-28s %s: %s" % (fn.__name__[6:], fn.__doc__, exc))
+            if verbose:
+                traceback.print_exc()
+        finally:
+            while _workers:
+                _workers.pop().cleanup()
+    if not names:
+        try:
+            print("info %-28s %s" % ("bench", bench_round_trips()))
+        finally:
+            while _workers:
+                _workers.pop().cleanup()
+    print("%d check(s) failed" % failed if failed else "all checks passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
