@@ -202,7 +202,12 @@ typedef struct pp_status {
   uint64_t uptime_ms;
   uint64_t checkouts;       /* leases granted */
   uint64_t checkins;        /* leases returned by their client */
-  uint64_t reclaimed;       /* leases ended by the client's or worker's death */
+  uint64_t reclaimed;       /* leases ended by their client's death, below */
+  uint64_t withdrawn;       /* waits removed because their client died */
+  uint64_t reclaimed_undelivered; /* client died between being chosen and
+                                     receiving the worker */
+  uint64_t reclaimed_idle;  /* client died holding an idle lease */
+  uint64_t reclaimed_busy;  /* client died with a request in flight */
   uint64_t timeouts;        /* checkouts that timed out */
   uint64_t rejected;        /* checkouts refused at once (EBUSY) */
   uint64_t requests;
@@ -396,6 +401,40 @@ int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
  * args_json NULL means null. */
 int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
                 pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
+
+/* ---------------------------------------------- supervised tasks, quiesce */
+
+/* A task runs fn on a thread of its own with a client the task owns: every
+ * checkout the function makes through that client belongs to the task.
+ * When fn returns (or its thread exits), or the task is cancelled, the
+ * client dies: its waits are withdrawn and its leases reclaimed. */
+typedef struct pp_task pp_task_t;
+typedef void (*pp_task_fn)(pp_task_t *task, pp_client_t *client, void *data);
+
+/* Start a task.  Returns 0, PP_ECLOSED, or a libuv error (thread creation,
+ * UV_ENOMEM); then fn never runs. */
+int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data,
+                  pp_task_t **out);
+
+/* Cancel: the task's client dies now, so its blocked checkouts return
+ * PP_ECANCELED, its calls fail with PP_ECANCELED, its leases are reclaimed
+ * (per on_client_death for a request in flight), and pp_task_cancelled()
+ * turns true for fn to notice.  Thread-safe; the task must still be
+ * joined. */
+void pp_task_cancel(pp_task_t *task);
+int pp_task_cancelled(const pp_task_t *task);
+
+/* Wait for the task's function to return and free the task.  Returns 0, or
+ * PP_ECANCELED if it was cancelled.  Tasks not joined are cancelled and
+ * joined by pp_pool_close. */
+int pp_task_join(pp_task_t *task);
+
+/* Block until the pool is quiet: no task running, no lease out, nobody
+ * waiting, no request in flight (including requests still finishing for a
+ * client that left).  Returns 0, or PP_ETIMEDOUT after timeout_ms with diag
+ * saying what is still outstanding ("2 leases out, 1 waiting, 1 task").
+ * Not on the loop thread. */
+int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
 
 /* The pool's config as started (read-only, owned by the pool). */
 const pp_config_t *pp_pool_config(const pp_pool_t *pool);

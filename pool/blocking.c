@@ -94,6 +94,7 @@ int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
 }
 
 void pp_pool_close(pp_pool_t *pool) {
+  pp__tasks_reap(pool);
   pp__lock(pool);
   pool->close_requested = 1;
   pp__wake(pool);
@@ -156,7 +157,14 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
     }
     uv_cond_destroy(&cond);
     r = w.status;
-    *out = w.lease;
+    if (w.lease) {
+      /* Chosen for us; we may still die before we take it. */
+      pp__unlock(pool);
+      PP_FAULT(pool, "deliver");
+      pp__lock(pool);
+      r = pp__lease_receive(w.lease, diag);
+      *out = r == 0 ? w.lease : NULL;
+    }
   }
   users_leave(pool);
   pp__unlock(pool);
@@ -265,6 +273,11 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
   if (reply)
     reply->len = 0;
   pp__lock(pool);
+  if (lease->client->dead) {
+    pp__diag_set(diag, "client closed");
+    pp__unlock(pool);
+    return PP_ECANCELED;
+  }
   if (pool->stopping || lease->ended || proc == NULL || proc->dead) {
     r = pool->stopping ? PP_ECLOSED : PP_ECRASHED;
     pp__diag_set(diag, "%s",
@@ -308,9 +321,11 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
   }
   if (r == PP_ECRASHED)
     wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
+  PP_FAULT(pool, "reply");
 
   pp__lock(pool);
   lease->thread_call = 0;
+  proc->cancel_sent = 0;
   if (used > 0) {
     memmove(proc->rbuf, proc->rbuf + used, proc->rlen - (size_t)used);
     proc->rlen -= (size_t)used;
@@ -359,10 +374,14 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
     pp__lease_detach(lease);
   }
   if (client->dead) {
-    /* The client closed while we were mid-call: reclaim the lease now. */
-    pp__lease_end(lease, 1, "client closed");
-    if (client->orphaned && pp__queue_empty(&client->leases))
-      free(client);
+    /* The client died while we were mid-call: the reply is dropped and the
+     * lease reclaimed now. */
+    if (r == 0 || r == PP_EHANDLER)
+      pool->stale_replies++;
+    pool->reclaimed_busy++;
+    pp__lease_end(lease, 1, "client closed during a request");
+    r = PP_ECANCELED;
+    pp__diag_set(diag, "client closed during the request");
   }
   users_leave(pool);
   pp__unlock(pool);

@@ -32,6 +32,8 @@ pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client) {
   lease->id = ++pool->next_lease_id;
   lease->client = client;
   lease->ended = lease->thread_call = lease->in_flight = 0;
+  lease->undelivered = 0;
+  pool->leases_out++;
   lease->pend_queued = lease->released = 0;
   lease->status = 0;
   lease->reply_len = 0;
@@ -60,9 +62,15 @@ void pp__lease_detach(pp_lease_t *lease) {
 }
 
 static void lease_recycle(pp_lease_t *lease) {
+  pp_client_t *client = lease->client;
+
   pp__queue_remove(&lease->node);
   lease->client = NULL;
   pp__queue_insert_head(&lease->pool->free_leases, &lease->node);
+  lease->pool->leases_out--;
+  if (client)
+    pp__client_maybe_free(client);
+  pp__quiesce_poke(lease->pool);
 }
 
 void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
@@ -80,13 +88,25 @@ void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
   if (proc && slot->lease == lease && !proc->dead) {
     slot->lease = NULL;
     if (lease->in_flight) {
-      /* The client left while its request runs.  Policy finish: let it
-       * run to its deadline and drop the reply; otherwise replace the
-       * worker. */
-      if (pool->cfg->on_client_death == PP_DEATH_FINISH)
+      /* The client left while its request runs (on_client_death):
+       * finish lets it run to its deadline and drops the reply; cancel
+       * sends CANCEL and kills the worker past cancel_grace; kill
+       * replaces the worker now. */
+      switch (pool->cfg->on_client_death) {
+      case PP_DEATH_FINISH:
         proc->orphan_id = lease->req_id;
-      else
-        pp__proc_fail(proc, PP_EXIT_NONE, "client left during a request");
+        pool->orphans++;
+        break;
+      case PP_DEATH_CANCEL:
+        proc->orphan_id = lease->req_id;
+        pool->orphans++;
+        pp__proc_cancel(proc, lease->req_id);
+        break;
+      case PP_DEATH_KILL:
+        pp__proc_fail(proc, PP_EXIT_NONE, "client left during a request "
+                                          "(on_client_death: kill)");
+        break;
+      }
     } else {
       pp__slot_release(slot);
     }
@@ -172,6 +192,9 @@ void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
   w->lease = lease;
   if (lease == NULL && status == 0)
     w->status = UV_ENOMEM;
+  if (lease)
+    lease->undelivered = 1;
+  pp__quiesce_poke(pool);
   if (status != 0)
     pp__trace(pool, PP_TRACE_CHECKOUT_FAIL, -1, 0, 0, 0, w->client->id,
               status, w->diag ? w->diag->message : NULL);
@@ -258,7 +281,32 @@ void pp__on_waiter_timer(uv_timer_t *t) {
   pp__run_pending(pool);
 }
 
+/* The badarg window: between a worker being chosen for a waiter and the
+ * waiter receiving it, the client may die.  Then the worker goes back (to
+ * the next waiter) and the callback gets PP_ECANCELED, never a lease. */
+int pp__lease_receive(pp_lease_t *lease, pp_diag_t *diag) {
+  pp_pool_t *pool = lease->pool;
+
+  lease->undelivered = 0;
+  if (!lease->client->dead)
+    return 0;
+  pool->reclaimed_undelivered++;
+  pp__diag_set(diag, "client closed before receiving the worker");
+  pp__lease_end(lease, 1, "client died before receiving the worker");
+  return PP_ECANCELED;
+}
+
 void pp__checkout_deliver(pp__waiter_t *w) {
+  pp_lease_t *lease = w->lease;
+
+  if (lease) {
+    pp_pool_t *pool = lease->pool;
+    PP_FAULT(pool, "deliver");
+    pp__lock(pool);
+    if ((w->status = pp__lease_receive(lease, &w->own_diag)) != 0)
+      w->lease = NULL;
+    pp__unlock(pool);
+  }
   w->cb(w->lease, w->status, w->status ? &w->own_diag : NULL, w->data);
   free(w);
 }
@@ -304,38 +352,74 @@ void pp__client_free(pp_client_t *c) {
   free(c);
 }
 
-/* The client died: withdraw its waits, reclaim its leases.  A lease whose
- * thread is mid-call is reclaimed by that thread when the call returns. */
-void pp_client_close(pp_client_t *c) {
+void pp__client_maybe_free(pp_client_t *c) {
+  if (!c->closed || !pp__queue_empty(&c->leases) || c == &c->pool->anon)
+    return;
+  pp__queue_remove(&c->node);
+  free(c);
+}
+
+/* Withdraw the waits of a dead client and reclaim its leases (lock held).
+ * A lease that a thread is using mid-call is reclaimed by that thread when
+ * the call returns; one not yet received, at its delivery. */
+static void client_reap(pp_client_t *c) {
   pp_pool_t *pool = c->pool;
+  pp__queue_t *q, *next;
   pp__waiter_t *w;
   pp_lease_t *lease;
-  pp__queue_t *q, *next;
-  int on_loop;
 
-  pp__lock(pool);
-  on_loop = pp__on_loop_thread(pool);
-  c->dead = 1;
-  PP_FAULT(pool, "client_dead");
   while (!pp__queue_empty(&c->waiters)) {
     w = pp__container_of(c->waiters.next, pp__waiter_t, cnode);
     pp__diag_set(w->diag, "client closed");
+    pool->withdrawn++;
     pp__waiter_complete(w, PP_ECANCELED, NULL);
   }
   for (q = c->leases.next; q != &c->leases; q = next) {
     next = q->next;
     lease = pp__container_of(q, pp_lease_t, node);
-    if (lease->thread_call)
+    if (lease->undelivered)
       continue;
+    if (lease->thread_call) {
+      if (lease->proc && !lease->proc->dead) {
+        if (pool->cfg->on_client_death == PP_DEATH_CANCEL)
+          pp__proc_cancel(lease->proc, lease->proc->next_id);
+        else if (pool->cfg->on_client_death == PP_DEATH_KILL)
+          pp__proc_fail(lease->proc, PP_EXIT_NONE,
+                        "client left during a request (on_client_death: "
+                        "kill)");
+      }
+      continue;
+    }
+    if (lease->in_flight)
+      pool->reclaimed_busy++;
+    else
+      pool->reclaimed_idle++;
     pp__lease_end(lease, 1, "client closed");
   }
-  pp__queue_remove(&c->node);
-  if (pp__queue_empty(&c->leases)) {
-    free(c);
-  } else {
-    /* Leases still mid-call on some thread: the last of them frees c. */
-    c->orphaned = 1;
-  }
+}
+
+void pp__client_kill(pp_client_t *c) {
+  pp_pool_t *pool = c->pool;
+
+  pp__lock(pool);
+  c->dead = 1;
+  pp__unlock(pool);
+  /* Tests widen the window between death and reaping here; a hand-off in
+   * between must skip this client (pp__slot_release checks c->dead). */
+  PP_FAULT(pool, "client_dead");
+  pp__lock(pool);
+  client_reap(c);
+  pp__unlock(pool);
+}
+
+void pp_client_close(pp_client_t *c) {
+  pp_pool_t *pool = c->pool;
+  int on_loop = pp__on_loop_thread(pool);
+
+  pp__client_kill(c);
+  pp__lock(pool);
+  c->closed = 1;
+  pp__client_maybe_free(c);
   pp__unlock(pool);
   if (on_loop)
     pp__run_pending(pool);
@@ -445,11 +529,15 @@ void pp__reply_deliver(pp_lease_t *lease) {
   pp_pool_t *pool = lease->pool;
   pp_reply_cb cb = lease->reply_cb;
 
+  PP_FAULT(pool, "reply");
   pp__lock(pool);
   lease->pend_queued = 0;
   if (lease->released) {
-    /* Checked in (or reclaimed) before we got here: the callback still
-     * runs once, then the lease is recycled. */
+    /* Checked in (or reclaimed) before we got here: the reply is dropped
+     * and counted; the callback still runs once, then the lease is
+     * recycled. */
+    if (lease->status == 0 || lease->status == PP_EHANDLER)
+      pool->stale_replies++;
     pp__unlock(pool);
     cb(lease, lease->status == 0 ? PP_ECANCELED : lease->status, "", 0,
        &lease->diag, lease->reply_data);

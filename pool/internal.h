@@ -72,6 +72,9 @@ struct pp__proc {
   int rpolling, wpolling;
   int stopping;        /* SIGTERM sent, kill timer armed */
   int stop_wanted;     /* a thread asked the loop to stop it */
+  int cancel_wanted;   /* a thread asked the loop to send CANCEL */
+  int cancel_sent;     /* CANCEL sent; killed if cancel_grace passes */
+  uint32_t cancel_id;
   int rep_eof;         /* EOF on rep_fd; waiting for the exit */
   pp_exit_kind_t kill_reason; /* why we killed it, for the exit class */
   int64_t exit_status;
@@ -135,6 +138,7 @@ struct pp_lease {
   pp_client_t *client;
   pp__queue_t node;        /* in client->leases, or pool->free_leases */
   int ended;               /* the worker is gone; only check-in remains */
+  int undelivered;         /* granted to a waiter that has not received it */
   int thread_call;         /* a thread is doing I/O in pp_lease_call */
   /* Loop-face request in flight. */
   int in_flight;
@@ -155,8 +159,10 @@ struct pp_lease {
 struct pp_client {
   pp_pool_t *pool;
   uint64_t id;
-  int dead;
-  int orphaned;            /* closed while a thread was mid-call */
+  int dead;                /* no new checkouts; waits withdrawn */
+  int closed;              /* the handle was released: freed once no lease
+                              references it */
+  int task_owned;          /* closed by its task's end, not by the user */
   pp__queue_t node;        /* in pool->clients */
   pp__queue_t leases;
   pp__queue_t waiters;
@@ -220,8 +226,22 @@ struct pp_pool {
   int users;               /* threads inside blocking calls */
   uv_cond_t users_cond;
 
+  /* quiescence */
+  int leases_out;          /* leases not in free_leases */
+  int orphans;             /* requests running for a client that left */
+  int tasks;               /* supervised tasks running */
+  pp__queue_t task_list;
+  int quiesce_waiting;
+  uv_cond_t quiesce_cond;
+#ifdef PP_FAULTS
+  void (*fault_cb)(pp_pool_t *pool, const char *point, void *data);
+  void *fault_data;
+#endif
+
   /* counters */
   uint64_t checkouts, checkins, reclaimed, timeouts, rejected;
+  uint64_t withdrawn;      /* waits removed because their client died */
+  uint64_t reclaimed_undelivered, reclaimed_idle, reclaimed_busy;
   uint64_t requests, errors, restarts, stale_replies;
   uint64_t start_ns;
   int sigpipe_ignored;
@@ -313,6 +333,10 @@ pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client);
 void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why);
 /* Take an idle slot, or NULL (lock held). */
 pp__slot_t *pp__idle_take(pp_pool_t *pool);
+/* The waiter's side of a hand-off (lock held): 0, or PP_ECANCELED when
+ * its client died after the worker was chosen (the lease is reclaimed and
+ * the worker goes to the next waiter). */
+int pp__lease_receive(pp_lease_t *lease, pp_diag_t *diag);
 /* Checkout failure text: warming / busy / degraded (lock held). */
 int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag);
 void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease);
@@ -328,6 +352,16 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f);
  * with the lock released). */
 void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why);
 void pp__client_init(pp_pool_t *pool, pp_client_t *c);
+/* Mark c dead, withdraw its waits and reclaim its leases (lock NOT held:
+ * it takes the lock, with a fault point after marking). */
+void pp__client_kill(pp_client_t *c);
+/* Free c if it was closed and no lease references it (lock held). */
+void pp__client_maybe_free(pp_client_t *c);
+/* Something quiescence depends on changed (lock held). */
+void pp__quiesce_poke(pp_pool_t *pool);
+/* Ask the loop to send CANCEL for proc->orphan_id or the thread call in
+ * flight, then kill the worker if cancel_grace passes (lock held). */
+void pp__proc_cancel(pp__proc_t *proc, uint32_t id);
 void pp__client_free(pp_client_t *c);
 void pp__client_free_leases(pp_client_t *c);
 void pp__lease_free(pp_lease_t *lease);
@@ -337,6 +371,9 @@ void pp__lease_detach(pp_lease_t *lease);
 /* Loop thread, lock not held: call the user back. */
 void pp__checkout_deliver(pp__waiter_t *w);
 void pp__reply_deliver(pp_lease_t *lease);
+
+/* ---- task.c */
+void pp__tasks_reap(pp_pool_t *pool);
 
 /* ---- trace.c */
 uint64_t pp__now_ns(void);

@@ -198,6 +198,31 @@ void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why) {
   }
 }
 
+void pp__proc_cancel(pp__proc_t *proc, uint32_t id) {
+  pp_pool_t *pool = proc->pool;
+
+  if (proc->dead)
+    return;
+  proc->cancel_id = id;
+  if (!pp__on_loop_thread(pool)) {
+    proc->cancel_wanted = 1;
+    pool->loop_wake = 1;
+    pp__wake(pool);
+    return;
+  }
+  if (pp__proc_send(proc, PP_FRAME_CANCEL, id, NULL, 0) != 0) {
+    pp__proc_fail(proc, PP_EXIT_NONE, "could not send CANCEL");
+    return;
+  }
+  proc->cancel_sent = 1;
+  pp__proc_arm(proc, pool->cfg->cancel_grace_ms);
+}
+
+void pp__quiesce_poke(pp_pool_t *pool) {
+  if (pool->quiesce_waiting > 0)
+    uv_cond_broadcast(&pool->quiesce_cond);
+}
+
 /* ---- frames and exits, called by proc.c on the loop with the lock held */
 
 static int hello_ok(pp__proc_t *proc, const pp_frame_t *f) {
@@ -251,7 +276,10 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
       /* The reply of a request whose client is gone: count and drop it,
        * never hand it to the next borrower. */
       proc->orphan_id = 0;
+      proc->cancel_sent = 0;
+      pool->orphans--;
       pool->stale_replies++;
+      pp__quiesce_poke(pool);
       if (proc->rlen > PP_FRAME_HEADER + (size_t)f->len) {
         pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after a reply");
         return;
@@ -379,6 +407,11 @@ void pp__on_proc_exit(pp__proc_t *proc) {
             lease ? lease->id : 0, 0, (int)proc->exit_status, text);
   if (!pool->stopping || proc->kill_reason == PP_EXIT_NONE)
     pp__log(pool, "worker %d (pid %d) exited: %s", slot->id, proc->pid, text);
+  if (proc->orphan_id != 0) {
+    proc->orphan_id = 0;
+    pool->orphans--;
+    pp__quiesce_poke(pool);
+  }
   if (slot->proc != proc)
     return;
   if (lease) {
@@ -489,6 +522,7 @@ static void pool_free(pp_pool_t *pool) {
   pp_config_free(pool->cfg);
   uv_cond_destroy(&pool->state_cond);
   uv_cond_destroy(&pool->users_cond);
+  uv_cond_destroy(&pool->quiesce_cond);
   uv_mutex_destroy(&pool->lock);
   free(pool);
 }
@@ -514,6 +548,8 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   uv_mutex_init(&pool->lock);
   uv_cond_init(&pool->state_cond);
   uv_cond_init(&pool->users_cond);
+  uv_cond_init(&pool->quiesce_cond);
+  pp__queue_init(&pool->task_list);
   pp__queue_init(&pool->idle);
   pp__queue_init(&pool->waiters);
   pp__queue_init(&pool->pending);
@@ -718,6 +754,10 @@ static void on_async(uv_async_t *a) {
     pool->loop_wake = 0;
     for (i = 0; i < pool->nslots; i++) {
       slot = &pool->slots[i];
+      if (slot->proc && slot->proc->cancel_wanted) {
+        slot->proc->cancel_wanted = 0;
+        pp__proc_cancel(slot->proc, slot->proc->cancel_id);
+      }
       if (slot->proc && slot->proc->stop_wanted) {
         slot->proc->stop_wanted = 0;
         pp__proc_stop(slot->proc, slot->proc->kill_reason == PP_EXIT_PROTOCOL

@@ -402,7 +402,11 @@ static void on_timer(uv_timer_t *t) {
   pp__proc_t *proc = t->data;
 
   pp__lock(proc->pool);
-  if (proc->stopping) {
+  if (proc->cancel_sent && !proc->stopping) {
+    proc->cancel_sent = 0;
+    pp__proc_fail(proc, PP_EXIT_TIMEOUT,
+                  "no answer within cancel_grace after CANCEL");
+  } else if (proc->stopping) {
     pp__trace(proc->pool, PP_TRACE_KILL, proc->slot->id, proc->generation,
               proc->pid, 0, 0, SIGKILL, "kill_grace passed");
     signal_group(proc, SIGKILL);
@@ -443,6 +447,8 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
   pp_pool_t *pool = proc->pool;
   uint64_t one = 1;
 
+  /* Tests pause here: the process is gone but the pool has not heard. */
+  PP_FAULT(pool, "reap");
   pp__lock(pool);
   proc->exited = 1;
   proc->dead = 1;

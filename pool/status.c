@@ -52,6 +52,10 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   st->errors = pool->errors;
   st->restarts = pool->restarts;
   st->stale_replies = pool->stale_replies;
+  st->withdrawn = pool->withdrawn;
+  st->reclaimed_undelivered = pool->reclaimed_undelivered;
+  st->reclaimed_idle = pool->reclaimed_idle;
+  st->reclaimed_busy = pool->reclaimed_busy;
   st->nworkers = pool->nslots;
   for (i = 0; i < pool->nslots; i++) {
     slot = &pool->slots[i];
@@ -127,7 +131,14 @@ char *pp_status_to_json(const pp_status_t *st) {
     if (w == NULL || json_array_append_new(workers, w) != 0)
       goto done;
   }
-  if (json_object_set(root, "workers", workers) != 0)
+  if (json_object_set(root, "workers", workers) != 0 ||
+      json_object_set_new(
+          root, "reclaimed_by",
+          json_pack("{s:I, s:I, s:I, s:I}", "withdrawn",
+                    (json_int_t)st->withdrawn, "undelivered",
+                    (json_int_t)st->reclaimed_undelivered, "idle",
+                    (json_int_t)st->reclaimed_idle, "in_flight",
+                    (json_int_t)st->reclaimed_busy)) != 0)
     goto done;
   out = json_dumps(root, JSON_COMPACT);
 done:

@@ -1,0 +1,612 @@
+/* config.c -- owns the key table (names, types, bounds, defaults, docs)
+ * and the config value's life: new, copy, free, set, get, overrides, the
+ * environment, validation, diagnostics.  YAML and key suggestions are in
+ * parse.c, text to field in values.c, field to text in render.c. */
+#include "config/config.h"
+#include "config/keys.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifndef PP_PYTHON_DIR
+#define PP_PYTHON_DIR "bridge/python"
+#endif
+
+/* ------------------------------------------------------------ the table */
+
+/* The C type of a field, so the table cannot disagree with config.h. */
+/* clang-format off */
+#define PP__CTYPE(f)                                                          \
+  _Generic(((pp_config_t *)0)->f, uint64_t: PP__C_U64,                        \
+           uint32_t: PP__C_U32, default: PP__C_INT)
+/* clang-format on */
+#define KEY(n, t, f)                                                           \
+  .name = n, .type = PP__T_##t, .off = offsetof(pp_config_t, f),               \
+  .ctype = PP__CTYPE(f)
+#define AT2(f) .off2 = offsetof(pp_config_t, f)
+
+/* Durations stop at 100 years, far past any timer, so sums never wrap. */
+#define DUR_MAX INT64_C(3153600000000)
+#define KiB INT64_C(1024)
+
+/* Enum fields are stored through int. */
+_Static_assert(sizeof(pp__pick_t) == sizeof(int), "enum is not an int");
+_Static_assert(sizeof(pp__death_t) == sizeof(int), "enum is not an int");
+
+static const char *const adapters[] = {"python", "mock", NULL};
+static const char *const strategies[] = {"lifo", "fifo", NULL};
+static const char *const deaths[] = {"finish", "cancel", "kill", NULL};
+
+static const char *const default_command[] = {
+    "python3", PP_PYTHON_DIR "/portpool_worker.py",
+    PP_PYTHON_DIR "/example_handlers.py", NULL};
+static const char *const default_env[] = {
+    "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1", NULL};
+
+/* One row per key, in the order listings show them.  Defaults are text
+ * and go through the same parser as user input. */
+/* clang-format off */
+const pp__key_t pp__keys[PP__NKEYS] = {
+  {KEY("name", STRING, name), .def = "portpool",
+   .doc = "pool name, shown in status and logs"},
+  {KEY("size", SIZE, size), AT2(size_auto), .min = 1, .max = 4096,
+   .def = "auto", .doc = "number of workers, or auto for one per CPU"},
+  {KEY("min_ready", INT, min_ready), .min = 0, .max = 4096, .def = "0",
+   .doc = "idle workers needed before the pool is ready; 0 = size"},
+  {KEY("adapter", ENUM, adapter), .flags = PP__F_STRVAL, .choices = adapters,
+   .def = "python",
+   .doc = "how workers are made: python processes or an in-process mock"},
+
+  {KEY("worker.command", LIST, command), AT2(command_len),
+   .def_items = default_command,
+   .doc = "a worker's argv: [python3, worker.py, handlers.py]"},
+  {KEY("worker.env", ENV, env), AT2(env_len), .def_items = default_env,
+   .doc = "environment added for workers, NAME: value; null drops a name"},
+  {KEY("worker.startup_timeout", DURATION, startup_timeout_ms),
+   .max = DUR_MAX, .def = "10s", .doc = "time a worker has to say HELLO"},
+  {KEY("worker.request_timeout", DURATION, request_timeout_ms),
+   .max = DUR_MAX, .def = "30s", .doc = "time a request may run; 0 = none"},
+  {KEY("worker.max_requests", INT, max_requests), .min = 0,
+   .max = INT64_MAX, .def = "0",
+   .doc = "recycle a worker after this many requests; 0 = never"},
+  {KEY("worker.max_rss", MEMORY, max_rss), .min = 0, .max = INT64_MAX,
+   .def = "0", .doc = "recycle a worker above this resident memory; 0 = never"},
+  {KEY("worker.max_age", DURATION, max_age_ms), .max = DUR_MAX, .def = "0",
+   .doc = "recycle a worker this long after it started; 0 = never"},
+  {KEY("worker.max_recycling", INT, max_recycling), .min = 1, .max = 4096,
+   .def = "1", .doc = "workers being recycled at the same time, at most"},
+  {KEY("worker.max_frame", MEMORY, max_frame), .min = KiB,
+   .max = KiB * KiB * KiB, .def = "64MiB",
+   .doc = "largest frame a worker may send or be sent"},
+  {KEY("worker.heartbeat", DURATION, heartbeat_ms), .max = DUR_MAX,
+   .def = "0", .doc = "ping idle workers this often; 0 = off"},
+  {KEY("worker.heartbeat_misses", INT, heartbeat_misses), .min = 1,
+   .max = 1000, .def = "3",
+   .doc = "unanswered pings before a worker is killed"},
+  {KEY("worker.kill_grace", DURATION, kill_grace_ms), .max = DUR_MAX,
+   .def = "2s", .doc = "time between SIGTERM and SIGKILL"},
+  {KEY("worker.drain_timeout", DURATION, drain_timeout_ms), .max = DUR_MAX,
+   .def = "5s",
+   .doc = "time in-flight requests get to finish when the pool stops"},
+  {KEY("worker.cancel_grace", DURATION, cancel_grace_ms), .max = DUR_MAX,
+   .def = "1s",
+   .doc = "time a cancelled request gets before its worker is killed"},
+  {KEY("worker.pipeline_depth", INT, pipeline_depth), .min = 1, .max = 1024,
+   .def = "1", .doc = "requests in flight per worker"},
+
+  {KEY("checkout.timeout", DURATION, checkout_timeout_ms), .max = DUR_MAX,
+   .def = "5s", .doc = "time a checkout waits for a worker"},
+  {KEY("checkout.strategy", ENUM, strategy), .choices = strategies,
+   .def = "lifo",
+   .doc = "which idle worker is lent: lifo keeps hot workers hot, or fifo"},
+  {KEY("checkout.max_waiters", INT, max_waiters), .min = 0,
+   .max = INT32_MAX, .def = "1024",
+   .doc = "clients that may wait; past it checkout fails at once"},
+
+  {KEY("restart.max_restarts", INT, max_restarts), .min = 0,
+   .max = INT32_MAX, .def = "10",
+   .doc = "restarts within restart.within before a slot gives up"},
+  {KEY("restart.within", DURATION, within_ms), .max = DUR_MAX, .def = "60s",
+   .doc = "the window restart.max_restarts counts in"},
+  {KEY("restart.backoff", BACKOFF, backoff_min_ms), AT2(backoff_max_ms),
+   .max = DUR_MAX, .def = "100ms 5s",
+   .doc = "delay before a restart, [min, max], doubling with jitter"},
+
+  {KEY("on_client_death", ENUM, on_client_death), .choices = deaths,
+   .def = "finish",
+   .doc = "a dead client's request in flight: finish, cancel or kill"},
+
+  {KEY("control.socket", STRING, socket), .flags = PP__F_NULLABLE,
+   .doc = "Unix socket for poolctl; none when empty"},
+  {KEY("control.mode", MODE, socket_mode), .min = 0, .max = 0777,
+   .def = "0600", .doc = "file mode of the control socket"},
+};
+/* clang-format on */
+
+const pp__key_t *pp__key_find(const char *name, size_t len) {
+  for (int i = 0; i < PP__NKEYS; i++)
+    if (strlen(pp__keys[i].name) == len &&
+        memcmp(pp__keys[i].name, name, len) == 0)
+      return &pp__keys[i];
+  return NULL;
+}
+
+int pp__key_is_section(const char *name, size_t len) {
+  for (int i = 0; i < PP__NKEYS; i++)
+    if (strncmp(pp__keys[i].name, name, len) == 0 &&
+        pp__keys[i].name[len] == '.')
+      return 1;
+  return 0;
+}
+
+const char *pp__config_key_name(int i) {
+  return i >= 0 && i < PP__NKEYS ? pp__keys[i].name : NULL;
+}
+
+const char *pp__config_key_doc(int i) {
+  return i >= 0 && i < PP__NKEYS ? pp__keys[i].doc : NULL;
+}
+
+/* ------------------------------------------------------- allocation */
+
+#ifdef PP_FAULTS
+/* Test builds only: a per-thread countdown to one failing allocation. */
+static _Thread_local long fault_countdown = -1;
+
+void pp__config_fault_alloc(long n) { fault_countdown = n; }
+
+static int fault_hit(void) {
+  if (fault_countdown < 0)
+    return 0;
+  return fault_countdown-- == 0;
+}
+#else
+#define fault_hit() 0
+#endif
+
+void *pp__cfg_malloc(size_t n) { return fault_hit() ? NULL : malloc(n); }
+
+void *pp__cfg_realloc(void *p, size_t n) {
+  return fault_hit() ? NULL : realloc(p, n);
+}
+
+char *pp__cfg_strndup(const char *s, size_t n) {
+  char *d = pp__cfg_malloc(n + 1);
+  if (d != NULL) {
+    memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+void pp__strv_free(char **v) {
+  if (v == NULL)
+    return;
+  for (char **p = v; *p != NULL; p++)
+    free(*p);
+  free(v);
+}
+
+/* ------------------------------------------------------- diagnostics */
+
+int pp__diag_at(pp_diag_t *diag, const yaml_node_t *node, const char *fmt,
+                ...) {
+  va_list ap;
+
+  if (diag == NULL)
+    return PP_ECONFIG;
+  va_start(ap, fmt);
+  vsnprintf(diag->message, sizeof(diag->message), fmt, ap);
+  va_end(ap);
+  diag->line = node ? (int)node->start_mark.line + 1 : 0;
+  diag->column = node ? (int)node->start_mark.column + 1 : 0;
+  return PP_ECONFIG;
+}
+
+void pp__diag_copy(char *dst, size_t cap, const char *src) {
+  size_t n = strlen(src);
+  if (n >= cap)
+    n = cap - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+void pp__diag_reset(pp_diag_t *diag, const char *file, const char *key) {
+  if (diag == NULL)
+    return;
+  memset(diag, 0, sizeof(*diag));
+  pp__diag_copy(diag->file, sizeof(diag->file), file ? file : "");
+  pp__diag_copy(diag->key, sizeof(diag->key), key ? key : "");
+}
+
+void pp__diag_format(const pp_diag_t *d, char *buf, size_t len) {
+  size_t n = 0;
+  int w;
+
+  if (len == 0)
+    return;
+  buf[0] = '\0';
+#define PUT(...)                                                               \
+  do {                                                                         \
+    w = snprintf(buf + n, len - n, __VA_ARGS__);                               \
+    if (w < 0 || (size_t)w >= len - n)                                         \
+      return;                                                                  \
+    n += (size_t)w;                                                            \
+  } while (0)
+  if (d->file[0] != '\0')
+    PUT("%s", d->file);
+  if (d->line > 0) {
+    PUT("%s%d", n > 0 ? ":" : "", d->line);
+    if (d->column > 0)
+      PUT(":%d", d->column);
+  }
+  if (n > 0)
+    PUT(": ");
+  if (d->key[0] != '\0')
+    PUT("%s: ", d->key);
+  PUT("%s", d->message);
+#undef PUT
+}
+
+/* ------------------------------------------------------- the value */
+
+static int owns_string(const pp__key_t *k) {
+  return k->type == PP__T_STRING ||
+         (k->type == PP__T_ENUM && (k->flags & PP__F_STRVAL));
+}
+
+static int owns_strv(const pp__key_t *k) {
+  return k->type == PP__T_LIST || k->type == PP__T_ENV;
+}
+
+static void value_free(pp_config_t *cfg, const pp__key_t *k) {
+  if (owns_string(k)) {
+    free(*FIELD(cfg, k->off, char *));
+    *FIELD(cfg, k->off, char *) = NULL;
+  } else if (owns_strv(k)) {
+    pp__strv_free(*FIELD(cfg, k->off, char **));
+    *FIELD(cfg, k->off, char **) = NULL;
+    *FIELD(cfg, k->off2, int) = 0;
+  }
+}
+
+static void value_forget(pp_config_t *cfg, const pp__key_t *k) {
+  if (owns_string(k))
+    *FIELD(cfg, k->off, char *) = NULL;
+  else if (owns_strv(k))
+    *FIELD(cfg, k->off, char **) = NULL;
+}
+
+/* A copy of a NULL-terminated string vector, and its length. */
+static int strv_dup(const char *const *src, char ***out, size_t *len) {
+  size_t n = 0;
+  char **d;
+
+  while (src[n] != NULL)
+    n++;
+  d = pp__cfg_malloc((n + 1) * sizeof(*d));
+  if (d == NULL)
+    return UV_ENOMEM;
+  d[0] = NULL;
+  for (size_t i = 0; i < n; i++) {
+    d[i] = pp__cfg_strndup(src[i], strlen(src[i]));
+    if (d[i] == NULL) {
+      pp__strv_free(d);
+      return UV_ENOMEM;
+    }
+    d[i + 1] = NULL;
+  }
+  *out = d;
+  *len = n;
+  return 0;
+}
+
+static int value_copy(pp_config_t *dst, const pp_config_t *src,
+                      const pp__key_t *k) {
+  if (owns_string(k)) {
+    const char *s = *CFIELD(src, k->off, char *);
+    if (s != NULL) {
+      char *d = pp__cfg_strndup(s, strlen(s));
+      if (d == NULL)
+        return UV_ENOMEM;
+      *FIELD(dst, k->off, char *) = d;
+    }
+  } else if (owns_strv(k)) {
+    char **const *s = CFIELD(src, k->off, char **);
+    char **d;
+    size_t n;
+    if (*s == NULL)
+      return 0;
+    if (strv_dup((const char *const *)*s, &d, &n) != 0)
+      return UV_ENOMEM;
+    *FIELD(dst, k->off, char **) = d;
+    *FIELD(dst, k->off2, int) = (int)n;
+  }
+  return 0;
+}
+
+/* The text of a value as given to pp_config_set: flow collections and
+ * quoted scalars are read as YAML, anything else is taken as it is. */
+static int set_text(pp_config_t *cfg, const pp__key_t *k, const char *value,
+                    pp_diag_t *diag) {
+  yaml_document_t doc;
+  yaml_node_t *root, lone;
+  int rc;
+
+  if (value[0] != '\0' && strchr("[{\"'", value[0]) != NULL) {
+    rc = pp__yaml_value(value, strlen(value), &doc, &root, diag);
+    if (rc != 0)
+      return rc;
+    if (root != NULL)
+      rc = pp__value_set(cfg, k, &doc, root, diag);
+    else
+      rc = pp__diag_at(diag, NULL, "expected a value");
+    yaml_document_delete(&doc);
+    return rc;
+  }
+  memset(&lone, 0, sizeof(lone));
+  lone.type = YAML_SCALAR_NODE;
+  lone.data.scalar.value = (yaml_char_t *)(uintptr_t)value;
+  lone.data.scalar.length = strlen(value);
+  lone.data.scalar.style = YAML_PLAIN_SCALAR_STYLE;
+  return pp__value_set(cfg, k, NULL, &lone, diag);
+}
+
+static int value_default(pp_config_t *cfg, const pp__key_t *k) {
+  if (k->def_items != NULL) {
+    char **v;
+    size_t n;
+    if (strv_dup(k->def_items, &v, &n) != 0)
+      return UV_ENOMEM;
+    value_free(cfg, k);
+    *FIELD(cfg, k->off, char **) = v;
+    *FIELD(cfg, k->off2, int) = (int)n;
+    return 0;
+  }
+  if (k->def == NULL)
+    return 0;
+  /* The table's defaults go through the same parser as user text. */
+  int rc = set_text(cfg, k, k->def, NULL);
+  assert(rc != PP_ECONFIG && "a default in the key table does not parse");
+  return rc;
+}
+
+int pp__config_cpus(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+void pp_config_free(pp_config_t *cfg) {
+  if (cfg == NULL)
+    return;
+  for (int i = 0; i < PP__NKEYS; i++)
+    value_free(cfg, &pp__keys[i]);
+  free(cfg);
+}
+
+static pp_config_t *config_alloc(void) {
+  pp_config_t *cfg = pp__cfg_malloc(sizeof(*cfg));
+  if (cfg != NULL)
+    memset(cfg, 0, sizeof(*cfg));
+  return cfg;
+}
+
+int pp_config_new(pp_config_t **out) {
+  pp_config_t *cfg;
+  int rc;
+
+  assert(out != NULL);
+  *out = NULL;
+  cfg = config_alloc();
+  if (cfg == NULL)
+    return UV_ENOMEM;
+  for (int i = 0; i < PP__NKEYS; i++) {
+    rc = value_default(cfg, &pp__keys[i]);
+    if (rc != 0)
+      goto fail;
+  }
+  *out = cfg;
+  return 0;
+
+fail:
+  pp_config_free(cfg);
+  return rc;
+}
+
+int pp_config_copy(const pp_config_t *cfg, pp_config_t **out) {
+  pp_config_t *copy;
+  int rc = 0;
+
+  assert(cfg != NULL && out != NULL);
+  *out = NULL;
+  copy = config_alloc();
+  if (copy == NULL)
+    return UV_ENOMEM;
+  *copy = *cfg;
+  /* Forget the pointers shared with cfg first, so a failure part way
+   * frees only what the copy owns. */
+  for (int i = 0; i < PP__NKEYS; i++)
+    value_forget(copy, &pp__keys[i]);
+  for (int i = 0; i < PP__NKEYS && rc == 0; i++)
+    rc = value_copy(copy, cfg, &pp__keys[i]);
+  if (rc != 0) {
+    pp_config_free(copy);
+    return rc;
+  }
+  *out = copy;
+  return 0;
+}
+
+/* ------------------------------------------------------- set and get */
+
+static int unknown_key(const char *key, pp_diag_t *diag) {
+  char near[64];
+
+  if (pp__key_suggest(key, near, sizeof(near)))
+    return pp__diag_at(diag, NULL, "unknown key; did you mean '%s'?", near);
+  return pp__diag_at(diag, NULL, "unknown key");
+}
+
+int pp_config_set(pp_config_t *cfg, const char *key, const char *value,
+                  pp_diag_t *diag) {
+  const pp__key_t *k;
+  int rc;
+
+  assert(cfg != NULL && key != NULL && value != NULL);
+  k = pp__key_find(key, strlen(key));
+  if (k == NULL) {
+    pp__diag_reset(diag, NULL, key);
+    return unknown_key(key, diag);
+  }
+  rc = set_text(cfg, k, value, diag);
+  if (rc == PP_ECONFIG && diag != NULL) {
+    /* Positions inside a one-line value mean nothing to a reader. */
+    char msg[sizeof(diag->message)];
+    memcpy(msg, diag->message, sizeof(msg));
+    pp__diag_reset(diag, NULL, k->name);
+    memcpy(diag->message, msg, sizeof(msg));
+  }
+  return rc;
+}
+
+static int is_space(char c) { return c == ' ' || c == '\t'; }
+
+int pp_config_override(pp_config_t *cfg, const char *assignment,
+                       pp_diag_t *diag) {
+  char key[128];
+  const char *eq, *v;
+  size_t klen;
+
+  assert(cfg != NULL && assignment != NULL);
+  eq = strchr(assignment, '=');
+  if (eq == NULL) {
+    pp__diag_reset(diag, NULL, NULL);
+    return pp__diag_at(diag, NULL, "expected key=value, got \"%.200s\"",
+                       assignment);
+  }
+  while (is_space(*assignment))
+    assignment++;
+  klen = (size_t)(eq - assignment);
+  while (klen > 0 && is_space(assignment[klen - 1]))
+    klen--;
+  if (klen == 0 || klen >= sizeof(key)) {
+    pp__diag_reset(diag, NULL, NULL);
+    return pp__diag_at(diag, NULL, "expected key=value, got \"%.200s\"",
+                       assignment);
+  }
+  memcpy(key, assignment, klen);
+  key[klen] = '\0';
+  v = eq + 1;
+  while (is_space(*v))
+    v++;
+  return pp_config_set(cfg, key, v, diag);
+}
+
+int pp_config_apply_env(pp_config_t *cfg, const char *prefix, pp_diag_t *diag) {
+  pp_config_t *work = NULL, tmp;
+  char var[192];
+  int rc;
+
+  assert(cfg != NULL && prefix != NULL && strlen(prefix) < 128);
+  /* Work on a copy so a bad variable leaves cfg as it was. */
+  rc = pp_config_copy(cfg, &work);
+  if (rc != 0)
+    return rc;
+  for (int i = 0; i < PP__NKEYS; i++) {
+    const char *name = pp__keys[i].name, *value;
+    size_t n = (size_t)snprintf(var, sizeof(var), "%s%s", prefix,
+                                prefix[0] != '\0' ? "_" : "");
+    for (; *name != '\0' && n + 1 < sizeof(var); name++)
+      var[n++] = *name == '.' ? '_' : (char)toupper((unsigned char)*name);
+    var[n] = '\0';
+    value = getenv(var);
+    if (value == NULL)
+      continue;
+    rc = pp_config_set(work, pp__keys[i].name, value, diag);
+    if (rc != 0) {
+      if (rc == PP_ECONFIG && diag != NULL)
+        pp__diag_copy(diag->file, sizeof(diag->file), var);
+      goto done;
+    }
+  }
+  /* Keep the new value; the old one goes with work. */
+  tmp = *cfg;
+  *cfg = *work;
+  *work = tmp;
+
+done:
+  pp_config_free(work);
+  return rc;
+}
+
+int pp_config_get(const pp_config_t *cfg, const char *key, char *buf,
+                  size_t len) {
+  const pp__key_t *k;
+
+  assert(cfg != NULL && key != NULL && buf != NULL);
+  k = pp__key_find(key, strlen(key));
+  if (k == NULL)
+    return PP_ECONFIG;
+  return pp__value_render(cfg, k, buf, len);
+}
+
+/* ------------------------------------------------------- validation */
+
+static const pp__key_t *key_named(const char *name) {
+  const pp__key_t *k = pp__key_find(name, strlen(name));
+  assert(k != NULL);
+  return k;
+}
+
+static int fail_key(pp_diag_t *diag, const char *key) {
+  if (diag != NULL)
+    pp__diag_copy(diag->key, sizeof(diag->key), key);
+  return PP_ECONFIG;
+}
+
+int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
+  const size_t sun_path = sizeof(((struct sockaddr_un *)0)->sun_path);
+  char a[32];
+
+  for (int i = 0; i < PP__NKEYS; i++)
+    if (pp__value_check(cfg, &pp__keys[i], diag) != 0)
+      return fail_key(diag, pp__keys[i].name);
+  if (cfg->min_ready > cfg->size) {
+    pp__diag_at(diag, NULL, "expected at most size (%d), got %d", cfg->size,
+                cfg->min_ready);
+    return fail_key(diag, "min_ready");
+  }
+  if (strcmp(cfg->adapter, "python") == 0 &&
+      (cfg->command_len < 1 || cfg->command == NULL ||
+       cfg->command[0] == NULL || cfg->command[0][0] == '\0')) {
+    pp__diag_at(diag, NULL,
+                "the python adapter needs a command, like "
+                "[python3, worker.py, handlers.py]");
+    return fail_key(diag, "worker.command");
+  }
+  if (cfg->backoff_min_ms > cfg->backoff_max_ms) {
+    const pp__key_t *k = key_named("restart.backoff");
+    pp__value_render(cfg, k, a, sizeof(a));
+    pp__diag_at(diag, NULL, "expected [min, max] with min <= max, got %s", a);
+    return fail_key(diag, k->name);
+  }
+  if (cfg->socket != NULL && strlen(cfg->socket) >= sun_path) {
+    pp__diag_at(diag, NULL,
+                "expected a socket path shorter than %zu bytes, got %zu bytes",
+                sun_path, strlen(cfg->socket));
+    return fail_key(diag, "control.socket");
+  }
+  return 0;
+}
+
+int pp_config_validate(const pp_config_t *cfg, pp_diag_t *diag) {
+  assert(cfg != NULL);
+  pp__diag_reset(diag, NULL, NULL);
+  return pp__config_check(cfg, diag);
+}
