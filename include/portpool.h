@@ -315,6 +315,7 @@ typedef struct pp_client pp_client_t;
 int pp_client_open(pp_pool_t *pool, pp_client_t **out);
 void pp_client_close(pp_client_t *client);
 uint64_t pp_client_id(const pp_client_t *client);
+pp_pool_t *pp_client_pool(const pp_client_t *client);
 
 /* Checkout on the loop: cb runs on the loop thread with a lease, or with
  * lease NULL and PP_ETIMEDOUT (diag says why: warming, busy, degraded),

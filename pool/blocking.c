@@ -258,8 +258,11 @@ static int reply_store(pp_buf_t *reply, const char *p, size_t len) {
   return 0;
 }
 
-int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
-                  int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag) {
+/* *sent is 0 when the request never reached the worker (its pipe was
+ * already closed): the caller may retry elsewhere. */
+static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
+                      int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag,
+                      int *sent) {
   pp_pool_t *pool = lease->pool;
   pp__proc_t *proc = lease->proc;
   pp__slot_t *slot = lease->slot;
@@ -306,6 +309,7 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
     deadline = pp__now_ns() + ms * 1000000ull;
   r = pp__proc_write_blocking(proc, PP_FRAME_REQUEST, id, payload, len,
                               deadline);
+  *sent = r == 0;
   if (r == 0) {
     used = read_frame(proc, deadline, &f);
     if (used > 0) {
@@ -319,7 +323,7 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
       r = (int)used;
     }
   }
-  if (r == PP_ECRASHED)
+  if (r == PP_ECRASHED && *sent)
     wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
   PP_FAULT(pool, "reply");
 
@@ -361,6 +365,13 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
     break;
   default:
     pool->errors++;
+    if (!*sent) {
+      /* It died while idle and the loop has not reaped it yet. */
+      pp__proc_fail(proc, PP_EXIT_NONE, "worker died while idle");
+      pp__diag_set(diag, "worker %d died while idle", slot->id);
+      r = PP_ECRASHED;
+      break;
+    }
     if (!proc->exited)
       pp__proc_fail(proc, PP_EXIT_PROTOCOL, "worker closed its reply pipe");
     pp__diag_set(diag, "%s", proc->detail[0] ? proc->detail : "worker died");
@@ -388,16 +399,26 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
   return r;
 }
 
+int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
+                  int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag) {
+  int sent;
+  return lease_call(lease, payload, len, timeout_ms, reply, diag, &sent);
+}
+
 int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag) {
   pp_lease_t *lease;
-  int r;
+  int r, sent, tries = 0;
 
-  r = pp_lease_acquire(pool, NULL, timeout_ms, &lease, diag);
-  if (r != 0)
-    return r;
-  r = pp_lease_call(lease, payload, len, -1, reply, diag);
-  pp_checkin(lease);
+  /* A request that never reached its worker (it died idle, unreaped) is
+   * retried on another: the caller does not notice. */
+  do {
+    r = pp_lease_acquire(pool, NULL, timeout_ms, &lease, diag);
+    if (r != 0)
+      return r;
+    r = lease_call(lease, payload, len, -1, reply, diag, &sent);
+    pp_checkin(lease);
+  } while (r == PP_ECRASHED && !sent && ++tries <= pool->nslots);
   return r;
 }
 

@@ -336,6 +336,7 @@ int pp_client_open(pp_pool_t *pool, pp_client_t **out) {
 }
 
 uint64_t pp_client_id(const pp_client_t *client) { return client->id; }
+pp_pool_t *pp_client_pool(const pp_client_t *client) { return client->pool; }
 
 void pp__client_free_leases(pp_client_t *c) {
   pp_lease_t *lease;
