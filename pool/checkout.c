@@ -32,7 +32,7 @@ pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client) {
   lease->id = ++pool->next_lease_id;
   lease->client = client;
   lease->ended = lease->thread_call = lease->in_flight = 0;
-  lease->undelivered = 0;
+  lease->undelivered = lease->reaped = 0;
   pool->leases_out++;
   lease->pend_queued = lease->released = 0;
   lease->status = 0;
@@ -117,6 +117,9 @@ void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
   pp__lease_detach(lease);
   if (lease->pend_queued)
     lease->released = 1; /* recycled after its callback runs */
+  else if (reclaimed && lease->client && !lease->client->closed)
+    lease->reaped = 1; /* its owner may still hold it: kept until the owner
+                          checks it in or closes the client */
   else
     lease_recycle(lease);
 }
@@ -128,7 +131,10 @@ void pp_checkin(pp_lease_t *lease) {
   pp__lock(pool);
   assert(!lease->released);
   on_loop = pp__on_loop_thread(pool);
-  pp__lease_end(lease, 0, NULL);
+  if (lease->reaped)
+    lease_recycle(lease); /* already reclaimed with its dead client */
+  else
+    pp__lease_end(lease, 0, NULL);
   pp__unlock(pool);
   if (on_loop)
     pp__run_pending(pool);
@@ -378,7 +384,7 @@ static void client_reap(pp_client_t *c) {
   for (q = c->leases.next; q != &c->leases; q = next) {
     next = q->next;
     lease = pp__container_of(q, pp_lease_t, node);
-    if (lease->undelivered)
+    if (lease->undelivered || lease->reaped)
       continue;
     if (lease->thread_call) {
       if (lease->proc && !lease->proc->dead) {
@@ -416,9 +422,17 @@ void pp__client_kill(pp_client_t *c) {
 void pp_client_close(pp_client_t *c) {
   pp_pool_t *pool = c->pool;
   int on_loop = pp__on_loop_thread(pool);
+  pp__queue_t *q, *next;
+  pp_lease_t *lease;
 
   pp__client_kill(c);
   pp__lock(pool);
+  for (q = c->leases.next; q != &c->leases; q = next) {
+    next = q->next;
+    lease = pp__container_of(q, pp_lease_t, node);
+    if (lease->reaped)
+      lease_recycle(lease);
+  }
   c->closed = 1;
   pp__client_maybe_free(c);
   pp__unlock(pool);

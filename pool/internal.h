@@ -139,6 +139,7 @@ struct pp_lease {
   pp__queue_t node;        /* in client->leases, or pool->free_leases */
   int ended;               /* the worker is gone; only check-in remains */
   int undelivered;         /* granted to a waiter that has not received it */
+  int reaped;              /* reclaimed with its dead client, object kept */
   int thread_call;         /* a thread is doing I/O in pp_lease_call */
   /* Loop-face request in flight. */
   int in_flight;
