@@ -360,7 +360,8 @@ void pp__client_free(pp_client_t *c) {
 }
 
 void pp__client_maybe_free(pp_client_t *c) {
-  if (!c->closed || !pp__queue_empty(&c->leases) || c == &c->pool->anon)
+  if (!c->closed || c->task_owned || !pp__queue_empty(&c->leases) ||
+      c == &c->pool->anon)
     return;
   pp__queue_remove(&c->node);
   free(c);

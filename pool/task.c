@@ -18,6 +18,16 @@ struct pp_task {
   int joined;
 };
 
+static void task_client_free(pp_task_t *task) {
+  pp_pool_t *pool = task->pool;
+  pp_client_t *c = task->client;
+
+  pp__lock(pool);
+  c->task_owned = 0;
+  pp__client_maybe_free(c);
+  pp__unlock(pool);
+}
+
 /* Runs when fn returns or its thread exits: the task's client dies. */
 static void task_end(void *arg) {
   pp_task_t *task = arg;
@@ -56,9 +66,13 @@ int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data,
     return r;
   }
   pp__lock(pool);
+  /* The client dies when the task ends but is freed only by the join, so
+   * a cancel racing the end never touches freed memory. */
+  task->client->task_owned = 1;
   if (pool->stopping) {
     pp__unlock(pool);
     pp_client_close(task->client);
+    task_client_free(task);
     free(task);
     return PP_ECLOSED;
   }
@@ -72,6 +86,7 @@ int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data,
     pp__queue_remove(&task->node);
     pp__unlock(pool);
     pp_client_close(task->client);
+    task_client_free(task);
     free(task);
     return r;
   }
@@ -87,7 +102,7 @@ void pp_task_cancel(pp_task_t *task) {
     pp__unlock(pool);
     return;
   }
-  task->cancelled = 1;
+  __atomic_store_n(&task->cancelled, 1, __ATOMIC_RELEASE);
   pp__unlock(pool);
   pp__client_kill(task->client);
 }
@@ -105,6 +120,7 @@ int pp_task_join(pp_task_t *task) {
   pp__queue_remove(&task->node);
   r = task->cancelled ? PP_ECANCELED : 0;
   pp__unlock(pool);
+  task_client_free(task);
   free(task);
   return r;
 }
