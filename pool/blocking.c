@@ -296,6 +296,7 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
     return PP_ETOOBIG;
   }
   lease->thread_call = 1;
+  lease->writing = 1;
   pool->users++;
   slot->state = PP_WORKER_BUSY;
   id = ++proc->next_id;
@@ -310,6 +311,14 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   r = pp__proc_write_blocking(proc, PP_FRAME_REQUEST, id, payload, len,
                               deadline);
   *sent = r == 0;
+  /* A client that died while we wrote left its CANCEL to us, so that it
+   * reaches the worker after the request it cancels. */
+  pp__lock(pool);
+  lease->writing = 0;
+  if (r == 0 && lease->client->dead &&
+      pool->cfg->on_client_death == PP_DEATH_CANCEL)
+    pp__proc_cancel(proc, id);
+  pp__unlock(pool);
   if (r == 0) {
     used = read_frame(proc, deadline, &f);
     if (used > 0) {

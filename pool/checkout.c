@@ -389,8 +389,10 @@ static void client_reap(pp_client_t *c) {
       continue;
     if (lease->thread_call) {
       if (lease->proc && !lease->proc->dead) {
-        if (pool->cfg->on_client_death == PP_DEATH_CANCEL)
-          pp__proc_cancel(lease->proc, lease->proc->next_id);
+        if (pool->cfg->on_client_death == PP_DEATH_CANCEL) {
+          if (!lease->writing)
+            pp__proc_cancel(lease->proc, lease->proc->next_id);
+        }
         else if (pool->cfg->on_client_death == PP_DEATH_KILL)
           pp__proc_fail(lease->proc, PP_EXIT_NONE,
                         "client left during a request (on_client_death: "

@@ -141,6 +141,7 @@ struct pp_lease {
   int undelivered;         /* granted to a waiter that has not received it */
   int reaped;              /* reclaimed with its dead client, object kept */
   int thread_call;         /* a thread is doing I/O in pp_lease_call */
+  int writing;             /* ... and has not finished writing the request */
   /* Loop-face request in flight. */
   int in_flight;
   uint32_t req_id;

@@ -1,0 +1,335 @@
+/* main.c -- poolctl's entry point: the command table, the global options
+ * (-S/--socket, -n/--name, accepted before or after the command), help and
+ * usage errors, and the socket path rules the commands share.  Each
+ * command lives in its own file. */
+#include "poolctl/poolctl.h"
+
+#include "portpool.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const pc_command_t commands[] = {
+    {"serve", pc_serve, "serve [-c FILE] [--set KEY=VALUE]... [-S PATH]",
+     "run a pool in the foreground until SIGINT or SIGTERM",
+     "  -c, --config FILE    load the pool's config from a YAML file "
+     "(default:\n"
+     "                       `size: auto` workers running the bundled\n"
+     "                       example handlers)\n"
+     "      --set KEY=VALUE  override one config key, as in the YAML\n"
+     "                       (--set size=4 --set checkout.timeout=2s);\n"
+     "                       repeatable, applied in order after the file\n"
+     "  -n, --name NAME      same as --set name=NAME\n"
+     "  -S, --socket PATH    the control socket (default: control.socket\n"
+     "                       from the config, else the default path)\n"},
+    {"status", pc_status, "status [--json] [-S PATH]",
+     "show the pool and each worker",
+     "      --json           print the status object as one JSON line\n"
+     "  -n, --name NAME      the pool's name, for the default socket\n"
+     "  -S, --socket PATH    the control socket\n"},
+    {"call", pc_call, "call CMD [JSON] [--timeout MS] [-S PATH]",
+     "call a handler on a worker and print its reply as JSON",
+     "  CMD                  the handler function's name\n"
+     "  JSON                 its argument (default null); put `--` before\n"
+     "                       an argument that starts with '-'\n"
+     "      --timeout MS     bound the whole call (checkout and request)\n"
+     "      --traceback      on a handler error, print the traceback too\n"
+     "  -n, --name NAME      the pool's name, for the default socket\n"
+     "  -S, --socket PATH    the control socket\n"},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* ------------------------------------------------------------- messages */
+
+void pc_err(const char *fmt, ...) {
+  va_list ap;
+
+  fflush(stdout);
+  fputs("poolctl: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+int pc_usage_error(const pc_command_t *cmd, const char *fmt, ...) {
+  va_list ap;
+
+  fflush(stdout);
+  fputs("poolctl: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  if (cmd)
+    fprintf(stderr, "usage: poolctl %s\n", cmd->usage);
+  fprintf(stderr, "Try 'poolctl %s%s--help'.\n", cmd ? cmd->name : "",
+          cmd ? " " : "");
+  return PC_EXIT_USAGE;
+}
+
+int pc_getopt_error(const pc_command_t *cmd, int c, char **argv) {
+  const char *arg = argv[optind - 1];
+
+  if (c == ':')
+    return pc_usage_error(cmd, "%s: option '%s' needs a value", cmd->name, arg);
+  if (optopt && strncmp(arg, "--", 2) != 0)
+    return pc_usage_error(cmd, "%s: unknown option '-%c'", cmd->name, optopt);
+  return pc_usage_error(cmd, "%s: unknown option '%s'", cmd->name, arg);
+}
+
+static void global_options(FILE *out) {
+  fputs("global options (before or after the command):\n"
+        "  -S, --socket PATH    the pool's control socket; default\n"
+        "                       $XDG_RUNTIME_DIR/portpool/NAME.sock, or\n"
+        "                       /tmp/portpool-UID/NAME.sock without\n"
+        "                       XDG_RUNTIME_DIR\n"
+        "  -n, --name NAME      the pool name in the default socket path\n"
+        "                       (default: portpool)\n"
+        "  -h, --help           show help (poolctl COMMAND --help for one\n"
+        "                       command)\n"
+        "  -V, --version        show the version\n",
+        out);
+}
+
+static void exit_codes(FILE *out) {
+  fputs("exit codes:\n", out);
+#define PC__EXIT_HELP(name, value, text)                                       \
+  fprintf(out, "  %d  %s\n", value, text);
+  PC_EXIT_MAP(PC__EXIT_HELP)
+#undef PC__EXIT_HELP
+}
+
+void pc_command_help(const pc_command_t *cmd, FILE *out) {
+  fprintf(out, "usage: poolctl %s\n\n%c%s.\n\noptions:\n%s", cmd->usage,
+          toupper((unsigned char)cmd->summary[0]), cmd->summary + 1, cmd->help);
+  fputs("  -h, --help           show this help\n\n", out);
+  exit_codes(out);
+}
+
+static void main_help(FILE *out) {
+  size_t i;
+
+  fputs("usage: poolctl [-S PATH] [-n NAME] COMMAND [ARGS...]\n\n"
+        "Run a pool of pre-warmed Python workers (serve) and talk to it\n"
+        "over its control socket.\n\ncommands:\n",
+        out);
+  for (i = 0; i < NCOMMANDS; i++)
+    fprintf(out, "  %-7s %s\n          usage: poolctl %s\n", commands[i].name,
+            commands[i].summary, commands[i].usage);
+  fputs("  help    show this help, or one command's: poolctl help COMMAND\n\n",
+        out);
+  global_options(out);
+  fputc('\n', out);
+  exit_codes(out);
+}
+
+static const pc_command_t *find_command(const char *name) {
+  size_t i;
+
+  for (i = 0; i < NCOMMANDS; i++)
+    if (strcmp(commands[i].name, name) == 0)
+      return &commands[i];
+  return NULL;
+}
+
+/* ---------------------------------------------------------- socket path */
+
+int pc_default_socket(const char *name, char *buf, size_t len) {
+  const char *xdg = getenv("XDG_RUNTIME_DIR");
+  int n;
+
+  if (xdg && *xdg)
+    n = snprintf(buf, len, "%s/portpool/%s.sock", xdg, name);
+  else
+    n = snprintf(buf, len, "/tmp/portpool-%u/%s.sock", (unsigned)geteuid(),
+                 name);
+  return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int pc_client_socket(const pc_global_t *g, char *buf, size_t len) {
+  const char *name = g->name ? g->name : "portpool";
+
+  if (g->socket) {
+    if (strlen(g->socket) >= len) {
+      pc_err("socket path too long: %s", g->socket);
+      return -1;
+    }
+    memcpy(buf, g->socket, strlen(g->socket) + 1);
+    return 0;
+  }
+  if (pc_default_socket(name, buf, len) != 0) {
+    pc_err("the default socket path for pool '%s' is too long", name);
+    return -1;
+  }
+  return 0;
+}
+
+int pc_check_socket_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  struct stat st;
+  size_t n;
+
+  if (slash == NULL)
+    return PC_EXIT_OK;
+  n = (size_t)(slash - path);
+  if (n >= sizeof(dir))
+    return PC_EXIT_OK;
+  memcpy(dir, path, n);
+  dir[n] = '\0';
+  /* Only directories inside the shared /tmp can be planted by someone
+   * else; /tmp itself is sticky and every other place is the user's. */
+  if (strncmp(dir, "/tmp/", 5) != 0)
+    return PC_EXIT_OK;
+  if (lstat(dir, &st) != 0)
+    return PC_EXIT_OK; /* not there yet: serve creates it as 0700 */
+  if (!S_ISDIR(st.st_mode)) {
+    pc_err("unsafe socket directory %s: not a directory", dir);
+    return PC_EXIT_ERROR;
+  }
+  if (st.st_uid != geteuid()) {
+    pc_err("unsafe socket directory %s: owned by uid %u, not by you (uid "
+           "%u); it must be yours and mode 0700",
+           dir, (unsigned)st.st_uid, (unsigned)geteuid());
+    return PC_EXIT_ERROR;
+  }
+  if ((st.st_mode & 077) != 0) {
+    pc_err("unsafe socket directory %s: mode %04o, expected 0700", dir,
+           (unsigned)(st.st_mode & 07777));
+    return PC_EXIT_ERROR;
+  }
+  return PC_EXIT_OK;
+}
+
+int pc_use_color(void) {
+  return isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
+}
+
+/* ----------------------------------------------------------------- main */
+
+/* Take -S/--socket and -n/--name out of argv wherever they are (until a
+ * `--`), so that every command accepts them in any position. */
+static int take_global(int argc, char **argv, pc_global_t *g, char **rest,
+                       int *nrest, int *help, int *version) {
+  const char **slot;
+  int i, n = 0, dashdash = 0;
+  const char *a;
+  const char *cmd = NULL;
+
+  for (i = 1; i < argc; i++) {
+    a = argv[i];
+    slot = NULL;
+    if (!dashdash && strcmp(a, "--") == 0) {
+      dashdash = 1;
+    } else if (!dashdash &&
+               (strcmp(a, "-S") == 0 || strcmp(a, "--socket") == 0)) {
+      slot = &g->socket;
+    } else if (!dashdash &&
+               (strcmp(a, "-n") == 0 || strcmp(a, "--name") == 0)) {
+      slot = &g->name;
+    } else if (!dashdash && strncmp(a, "--socket=", 9) == 0) {
+      g->socket = a + 9;
+      continue;
+    } else if (!dashdash && strncmp(a, "--name=", 7) == 0) {
+      g->name = a + 7;
+      continue;
+    } else if (!dashdash && strncmp(a, "-S", 2) == 0) {
+      g->socket = a + 2;
+      continue;
+    } else if (!dashdash && strncmp(a, "-n", 2) == 0) {
+      g->name = a + 2;
+      continue;
+    } else if (cmd == NULL && !dashdash &&
+               (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
+      *help = 1;
+      continue;
+    } else if (cmd == NULL && !dashdash &&
+               (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0)) {
+      *version = 1;
+      continue;
+    } else if (cmd == NULL && a[0] == '-' && !dashdash) {
+      return pc_usage_error(NULL, "unknown option '%s'", a);
+    } else if (cmd == NULL) {
+      cmd = a;
+    }
+    if (slot) {
+      if (i + 1 >= argc)
+        return pc_usage_error(cmd ? find_command(cmd) : NULL,
+                              "option '%s' needs a value", a);
+      *slot = argv[++i];
+      if (**slot == '\0')
+        return pc_usage_error(NULL, "option '%s' needs a non-empty value", a);
+      continue;
+    }
+    if (cmd == NULL && dashdash)
+      continue; /* a `--` before the command means nothing */
+    rest[n++] = argv[i];
+  }
+  rest[n] = NULL;
+  *nrest = n;
+  return PC_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+  pc_global_t g = {NULL, NULL};
+  const pc_command_t *cmd;
+  char **rest;
+  int n = 0, help = 0, version = 0, r;
+
+  rest = calloc((size_t)argc + 1, sizeof(*rest));
+  if (rest == NULL) {
+    pc_err("out of memory");
+    return PC_EXIT_ERROR;
+  }
+  r = take_global(argc, argv, &g, rest, &n, &help, &version);
+  if (r != PC_EXIT_OK)
+    goto out;
+  if (version) {
+    printf("poolctl %d.%d.%d\n", PP_VERSION_MAJOR, PP_VERSION_MINOR,
+           PP_VERSION_PATCH);
+    goto out;
+  }
+  if (n > 0 && strcmp(rest[0], "help") == 0) {
+    help = 1;
+    memmove(rest, rest + 1, (size_t)n * sizeof(*rest));
+    n--;
+    if (n > 1) {
+      r = pc_usage_error(NULL, "help takes at most one command");
+      goto out;
+    }
+  }
+  if (n == 0) {
+    if (help) {
+      main_help(stdout);
+    } else {
+      r = pc_usage_error(NULL, "no command given");
+    }
+    goto out;
+  }
+  cmd = find_command(rest[0]);
+  if (cmd == NULL) {
+    r = pc_usage_error(NULL, "unknown command '%s'", rest[0]);
+    goto out;
+  }
+  if (help) {
+    pc_command_help(cmd, stdout);
+    goto out;
+  }
+  optind = 0; /* GNU getopt: start afresh on the command's argv */
+  opterr = 0;
+  r = cmd->run(cmd, n, rest, &g);
+out:
+  free(rest);
+  if (fflush(stdout) != 0 && r == PC_EXIT_OK)
+    r = PC_EXIT_ERROR;
+  return r;
+}

@@ -1,0 +1,312 @@
+/* serve.c -- `poolctl serve`: load the config (or the built-in default),
+ * apply --set overrides, run the pool in the foreground on a libuv loop
+ * with its control socket, print warm-up progress, and stop gracefully on
+ * SIGINT or SIGTERM. */
+#include "poolctl/poolctl.h"
+
+#include "config/config.h"
+#include "portpool.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+typedef struct serve {
+  uv_loop_t loop;
+  pp_pool_t *pool;
+  uv_signal_t sigint, sigterm;
+  int signals_open;
+  int stopping;
+  int size;
+  int hellos;
+  int ready;
+  char socket[sizeof(((struct sockaddr_un *)0)->sun_path)];
+} serve_t;
+
+/* One progress line on stdout, flushed: tests and scripts read it through
+ * a pipe. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...) {
+  va_list ap;
+
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  fputc('\n', stdout);
+  fflush(stdout);
+}
+
+/* Runs with the pool's lock held: print, never call into the pool. */
+static void on_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
+  serve_t *s = data;
+
+  (void)pool;
+  switch (ev->type) {
+  case PP_TRACE_HELLO:
+    if (!s->ready && s->hellos < s->size)
+      say("warming %d/%d", ++s->hellos, s->size);
+    break;
+  case PP_TRACE_READY:
+    s->ready = 1;
+    say("ready: %d workers, socket %s", s->size, s->socket);
+    break;
+  case PP_TRACE_DEGRADED:
+    pc_err("pool degraded: every worker slot gave up restarting; see the "
+           "log above (still serving status)");
+    break;
+  default:
+    break;
+  }
+}
+
+static void on_pool_closed(pp_pool_t *pool, void *data) {
+  serve_t *s = data;
+
+  (void)pool;
+  s->pool = NULL;
+  if (s->signals_open) {
+    s->signals_open = 0;
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+  }
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  serve_t *s = h->data;
+
+  if (s->stopping)
+    return;
+  s->stopping = 1;
+  say("stopping (%s)", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  pp_pool_stop(s->pool, on_pool_closed, s);
+}
+
+/* A YAML double-quoted scalar, so that any path survives pp_config_set. */
+static int yaml_quote(const char *in, char *out, size_t len) {
+  size_t n = 0;
+
+  if (len < 3)
+    return -1;
+  out[n++] = '"';
+  for (; *in; in++) {
+    if (n + 3 >= len)
+      return -1;
+    if (*in == '"' || *in == '\\')
+      out[n++] = '\\';
+    out[n++] = *in;
+  }
+  out[n++] = '"';
+  out[n] = '\0';
+  return 0;
+}
+
+/* With no config file: prefer the installed copy of the bridge and the
+ * example handlers beside this executable (<bin>/../share/portpool/python),
+ * else keep the default, which points into the source tree. */
+static int default_command(pp_config_t *cfg, pp_diag_t *diag) {
+  char exe[PATH_MAX], dir[PATH_MAX], w[PATH_MAX], h[PATH_MAX];
+  char qw[2 * PATH_MAX + 3], qh[2 * PATH_MAX + 3], cmd[4 * PATH_MAX + 32];
+  size_t size = sizeof(exe);
+  char *slash;
+
+  if (uv_exepath(exe, &size) != 0)
+    return 0;
+  slash = strrchr(exe, '/');
+  if (slash == NULL)
+    return 0;
+  *slash = '\0';
+  if ((size_t)snprintf(w, sizeof(w), "%s/../share/portpool/python", exe) >=
+          sizeof(w) ||
+      realpath(w, dir) == NULL)
+    return 0;
+  if ((size_t)snprintf(w, sizeof(w), "%s/portpool_worker.py", dir) >=
+          sizeof(w) ||
+      (size_t)snprintf(h, sizeof(h), "%s/example_handlers.py", dir) >=
+          sizeof(h) ||
+      access(w, R_OK) != 0 || yaml_quote(w, qw, sizeof(qw)) != 0 ||
+      yaml_quote(h, qh, sizeof(qh)) != 0)
+    return 0;
+  snprintf(cmd, sizeof(cmd), "[python3, %s, %s]", qw, qh);
+  return pp_config_set(cfg, "worker.command", cmd, diag);
+}
+
+static int config_error(const char *what, const pp_diag_t *d, int r) {
+  char text[1024];
+
+  if (d->message[0] == '\0') {
+    pc_err("%s: %s", what, pp_strerror(r));
+  } else {
+    pp__diag_format(d, text, sizeof(text));
+    if (d->file[0] != '\0')
+      pc_err("%s", text);
+    else
+      pc_err("%s: %s", what, text);
+  }
+  return PC_EXIT_USAGE;
+}
+
+/* Build the config: file or default, -n, --set..., and the socket. */
+static int make_config(const char *file, char **sets, int nsets,
+                       const pc_global_t *g, pp_config_t **out, char *socket,
+                       size_t socklen) {
+  pp_config_t *cfg = NULL;
+  char quoted[2 * sizeof(((struct sockaddr_un *)0)->sun_path) + 3];
+  pp_diag_t d;
+  int i, r, n;
+
+  memset(&d, 0, sizeof(d));
+  if (file) {
+    if ((r = pp_config_load_file(file, &cfg, &d)) != 0) {
+      if (d.file[0] == '\0')
+        snprintf(d.file, sizeof(d.file), "%s", file);
+      return config_error(file, &d, r);
+    }
+  } else {
+    if ((r = pp_config_new(&cfg)) != 0) {
+      pc_err("out of memory");
+      return PC_EXIT_ERROR;
+    }
+    if ((r = default_command(cfg, &d)) != 0)
+      goto bad;
+  }
+  if (g->name && (r = pp_config_set(cfg, "name", g->name, &d)) != 0)
+    goto bad;
+  for (i = 0; i < nsets; i++) {
+    memset(&d, 0, sizeof(d));
+    if ((r = pp_config_override(cfg, sets[i], &d)) != 0) {
+      pp_config_free(cfg);
+      return config_error("--set", &d, r);
+    }
+  }
+  /* The socket: -S, else control.socket from the config, else the
+   * default for the pool's name. */
+  if (g->socket)
+    n = snprintf(socket, socklen, "%s", g->socket);
+  else if (cfg->socket && cfg->socket[0])
+    n = snprintf(socket, socklen, "%s", cfg->socket);
+  else
+    n = pc_default_socket(cfg->name, socket, socklen) == 0 ? 0 : -1;
+  if (n < 0 || (size_t)n >= socklen) {
+    pc_err("socket path too long; use -S PATH with a shorter one");
+    pp_config_free(cfg);
+    return PC_EXIT_USAGE;
+  }
+  if (yaml_quote(socket, quoted, sizeof(quoted)) != 0) {
+    pc_err("socket path too long: %s", socket);
+    pp_config_free(cfg);
+    return PC_EXIT_USAGE;
+  }
+  memset(&d, 0, sizeof(d));
+  if ((r = pp_config_set(cfg, "control.socket", quoted, &d)) != 0)
+    goto bad;
+  *out = cfg;
+  return PC_EXIT_OK;
+bad:
+  pp_config_free(cfg);
+  return config_error("config", &d, r);
+}
+
+int pc_serve(const pc_command_t *cmd, int argc, char **argv,
+             const pc_global_t *g) {
+  static const struct option longopts[] = {
+      {"config", required_argument, NULL, 'c'},
+      {"set", required_argument, NULL, 's'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  pp_pool_options_t opts;
+  pp_config_t *cfg = NULL;
+  const char *file = NULL;
+  char **sets;
+  int c, nsets = 0, r;
+  serve_t s;
+  pp_diag_t d;
+
+  sets = calloc((size_t)argc + 1, sizeof(*sets));
+  if (sets == NULL) {
+    pc_err("out of memory");
+    return PC_EXIT_ERROR;
+  }
+  while ((c = getopt_long(argc, argv, ":c:h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'c':
+      file = optarg;
+      break;
+    case 's':
+      if (strchr(optarg, '=') == NULL) {
+        free(sets);
+        return pc_usage_error(cmd, "serve: --set wants KEY=VALUE, not '%s'",
+                              optarg);
+      }
+      sets[nsets++] = optarg;
+      break;
+    case 'h':
+      free(sets);
+      pc_command_help(cmd, stdout);
+      return PC_EXIT_OK;
+    default:
+      free(sets);
+      return pc_getopt_error(cmd, c, argv);
+    }
+  }
+  if (optind < argc) {
+    free(sets);
+    return pc_usage_error(cmd, "serve: unexpected argument '%s'", argv[optind]);
+  }
+  memset(&s, 0, sizeof(s));
+  r = make_config(file, sets, nsets, g, &cfg, s.socket, sizeof(s.socket));
+  free(sets);
+  if (r != PC_EXIT_OK)
+    return r;
+  if ((r = pc_check_socket_dir(s.socket)) != PC_EXIT_OK) {
+    pp_config_free(cfg);
+    return r;
+  }
+  s.size = cfg->size;
+
+  /* A peer that hangs up must cost an EPIPE, not the whole server. */
+  signal(SIGPIPE, SIG_IGN);
+  if ((r = uv_loop_init(&s.loop)) != 0) {
+    pc_err("uv_loop_init: %s", uv_strerror(r));
+    pp_config_free(cfg);
+    return PC_EXIT_ERROR;
+  }
+  memset(&opts, 0, sizeof(opts));
+  opts.trace = on_trace;
+  opts.trace_data = &s;
+  memset(&d, 0, sizeof(d));
+  r = pp_pool_start(&s.loop, cfg, &opts, NULL, NULL, &s.pool, &d);
+  pp_config_free(cfg);
+  if (r != 0) {
+    if (r == PP_ECONFIG)
+      r = config_error("config", &d, r);
+    else {
+      pc_err("%s", d.message[0] ? d.message : pp_strerror(r));
+      r = PC_EXIT_ERROR;
+    }
+    /* A failed start may leave handles closing; let them finish. */
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s.loop);
+    return r;
+  }
+  say("warming 0/%d", s.size);
+  uv_signal_init(&s.loop, &s.sigint);
+  uv_signal_init(&s.loop, &s.sigterm);
+  s.sigint.data = s.sigterm.data = &s;
+  s.signals_open = 1;
+  uv_signal_start(&s.sigint, on_signal, SIGINT);
+  uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+
+  uv_run(&s.loop, UV_RUN_DEFAULT);
+  if ((r = uv_loop_close(&s.loop)) != 0) {
+    pc_err("handles left open at exit: %s", uv_strerror(r));
+    return PC_EXIT_ERROR;
+  }
+  say("stopped");
+  return PC_EXIT_OK;
+}
