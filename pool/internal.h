@@ -194,6 +194,20 @@ struct pp__waiter {
 
 struct pp__control;
 
+/* How workers are made.  The python adapter spawns interpreter processes
+ * (proc.c); the mock adapter of the adapters issue plugs in here.  Tables
+ * are constant: no adapter is chosen process-wide, each pool names its
+ * own. */
+typedef struct pp__adapter {
+  const char *name;
+  /* Resolve what the adapter needs once per pool (the interpreter). */
+  int (*prepare)(pp_pool_t *pool, pp_diag_t *diag);
+  /* Start the process of one slot (loop thread, lock held). */
+  int (*spawn)(pp__slot_t *slot, pp__proc_t **out);
+} pp__adapter_t;
+
+extern const pp__adapter_t pp__adapter_python;
+
 struct pp_pool {
   uv_loop_t *loop;
   pp_config_t *cfg;
@@ -205,6 +219,7 @@ struct pp_pool {
   int on_loop_thread_known;
 
   pp_pool_state_t state;
+  const pp__adapter_t *adapter;
   char *python;            /* resolved interpreter */
   int nslots;
   pp__slot_t *slots;

@@ -405,7 +405,8 @@ void pp__on_proc_exit(pp__proc_t *proc) {
              text);
   pp__trace(pool, PP_TRACE_EXIT, slot->id, proc->generation, proc->pid,
             lease ? lease->id : 0, 0, (int)proc->exit_status, text);
-  if (!pool->stopping || proc->kill_reason == PP_EXIT_NONE)
+  /* A stop's SIGTERM is expected; any other exit is news. */
+  if (!pool->stopping)
     pp__log(pool, "worker %d (pid %d) exited: %s", slot->id, proc->pid, text);
   if (proc->orphan_id != 0) {
     proc->orphan_id = 0;
@@ -439,7 +440,7 @@ static void spawn_slot(pp__slot_t *slot) {
   int r;
 
   slot->generation++;
-  r = pp__proc_spawn(slot, &proc);
+  r = pool->adapter->spawn(slot, &proc);
   if (r != 0) {
     pp__log(pool, "worker %d: spawn failed: %s", slot->id, uv_strerror(r));
     slot->last_exit = PP_EXIT_NO_HELLO;
@@ -527,6 +528,8 @@ static void pool_free(pp_pool_t *pool) {
   free(pool);
 }
 
+static const pp__adapter_t *const adapters[] = {&pp__adapter_python, NULL};
+
 int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
                     pp_pool_t **out, pp_diag_t *diag) {
   struct sigaction sa;
@@ -573,15 +576,18 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
     if (pool->slots[i].crash_times == NULL)
       goto fail;
   }
-  if (strcmp(pool->cfg->adapter, "python") != 0) {
+  for (i = 0; adapters[i] != NULL; i++)
+    if (strcmp(adapters[i]->name, pool->cfg->adapter) == 0)
+      pool->adapter = adapters[i];
+  if (pool->adapter == NULL) {
     pp__diag_set(diag, "adapter '%s' is not available in this build",
                  pool->cfg->adapter);
-    snprintf(diag ? diag->key : (char[64]){0}, 64, "adapter");
+    if (diag)
+      snprintf(diag->key, sizeof(diag->key), "adapter");
     r = PP_ECONFIG;
     goto fail;
   }
-  r = pp__resolve_python(pool->cfg->command[0], &pool->python, diag);
-  if (r != 0)
+  if ((r = pool->adapter->prepare(pool, diag)) != 0)
     goto fail;
   *out = pool;
   return 0;

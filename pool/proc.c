@@ -747,3 +747,10 @@ int pp__resolve_python(const char *cmd0, char **out, pp_diag_t *diag) {
   *out = strdup(real);
   return *out ? 0 : UV_ENOMEM;
 }
+
+static int python_prepare(pp_pool_t *pool, pp_diag_t *diag) {
+  return pp__resolve_python(pool->cfg->command[0], &pool->python, diag);
+}
+
+const pp__adapter_t pp__adapter_python = {"python", python_prepare,
+                                          pp__proc_spawn};
