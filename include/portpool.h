@@ -175,6 +175,25 @@ typedef enum {
 
 const char *pp_pool_state_name(pp_pool_state_t s);
 
+/* A latency histogram: counts per bucket, bucket k holding values up to
+ * pp_histogram_bound_us(k) microseconds (1 us doubling to about 67 s; the
+ * last bucket is unbounded), plus exact count, sum and max. */
+#define PP_HIST_BUCKETS 28
+typedef struct pp_histogram {
+  uint64_t buckets[PP_HIST_BUCKETS];
+  uint64_t count;
+  uint64_t sum_us;
+  uint64_t max_us;
+} pp_histogram_t;
+
+/* Upper bound of bucket k in microseconds (UINT64_MAX for the last). */
+uint64_t pp_histogram_bound_us(int k);
+/* The q-quantile (0 < q <= 1) in microseconds, the upper bound of the
+ * bucket it falls in, clamped to max; 0 when empty. */
+uint64_t pp_histogram_quantile_us(const pp_histogram_t *h, double q);
+
+#define PP_STDERR_TAIL_LINES 20
+
 typedef struct pp_worker_status {
   int id;                   /* slot number, 0-based */
   int pid;                  /* 0 when no process */
@@ -190,6 +209,16 @@ typedef struct pp_worker_status {
   int last_exit_code;
   int last_exit_signal;
   char last_exit_text[64];  /* pp_exit_describe() of the last exit */
+  uint64_t request_age_ms;  /* age of the request in flight, 0 when none */
+  uint64_t max_requests;    /* recycle limit of this process (with jitter),
+                               0 = none */
+  uint64_t next_retry_ms;   /* in backoff: time until the restart */
+  uint64_t cpu_time_ms;     /* user+system CPU of the current process */
+  int retiring;             /* will be replaced once idle (recycle, scale,
+                               restart, reload) */
+  pp_histogram_t run_time;  /* request run times on this slot */
+  int stderr_lines;         /* lines in stderr_tail, oldest first */
+  char stderr_tail[PP_STDERR_TAIL_LINES][160];
 } pp_worker_status_t;
 
 typedef struct pp_status {
@@ -214,6 +243,13 @@ typedef struct pp_status {
   uint64_t errors;          /* requests that failed */
   uint64_t restarts;
   uint64_t stale_replies;   /* replies dropped because their lease ended */
+  uint64_t recycles;        /* workers replaced for max_requests, max_rss,
+                               max_age, restart or reload */
+  int draining;             /* pp_pool_drain: no new checkouts */
+  int target_size;          /* size asked for by pp_pool_scale */
+  pp_histogram_t spawn_to_ready;
+  pp_histogram_t queue_wait;
+  pp_histogram_t run_time;
   int nworkers;
   pp_worker_status_t *workers; /* nworkers rows, owned by the snapshot */
 } pp_status_t;
@@ -246,6 +282,11 @@ char *pp_status_to_json(const pp_status_t *st);
   X(STALE_REPLY, "stale_reply") /* a reply for an ended lease, dropped */   \
   X(KILL, "kill")             /* the pool signalled a worker */             \
   X(PROTOCOL_ERROR, "protocol_error")                                        \
+  X(RECYCLE, "recycle")       /* a worker is retired to be replaced */      \
+  X(HEARTBEAT_MISS, "heartbeat_miss") /* an idle worker missed a PONG */   \
+  X(SCALE, "scale")           /* the target size changed */                \
+  X(DRAIN, "drain")           /* draining began (code 0) or ended (1) */   \
+  X(RELOAD, "reload")         /* a new config was applied */               \
   X(CLOSING, "closing")                                                      \
   X(CLOSED, "closed")
 
@@ -436,6 +477,44 @@ int pp_task_join(pp_task_t *task);
  * saying what is still outstanding ("2 leases out, 1 waiting, 1 task").
  * Not on the loop thread. */
 int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
+
+/* ------------------------------------------------------ operating a pool */
+
+/* All thread-safe; each returns at once and the pool carries it out on its
+ * loop (watch status or trace events).  Each returns 0, PP_ECLOSED, or
+ * UV_EINVAL for a bad argument. */
+
+/* Grow or shrink to n workers (1..4096).  Shrinking retires idle workers
+ * first, then busy ones as they finish; force kills busy ones at once
+ * (their clients get PP_ECRASHED). */
+int pp_pool_scale(pp_pool_t *pool, int n, int force);
+
+/* Rolling restart of slot `id`, or of every slot when id < 0: each
+ * replacement is started before the old worker is retired, at most
+ * worker.max_recycling at a time, so capacity never dips below
+ * size - max_recycling. */
+int pp_pool_restart(pp_pool_t *pool, int id);
+
+/* Stop handing out workers: new checkouts fail with PP_ECLOSED ("pool
+ * draining"), queued ones too; requests in flight finish.  pp_pool_quiesce
+ * then tells when they have.  undrain = 0 drains, 1 serves again. */
+int pp_pool_drain(pp_pool_t *pool, int undrain);
+
+/* Apply a new config to a running pool: a rolling replacement of every
+ * worker with the new worker settings (as pp_pool_restart(pool, -1)), a
+ * scale to the new size, and the new checkout, restart and timeout
+ * settings for what comes next.  No request is dropped.  The name, the
+ * adapter and control.* cannot change (PP_ECONFIG naming the key).  The
+ * config is copied. */
+int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag);
+
+/* Add a trace subscriber besides the one given at start (the control
+ * socket streams events this way).  Returns 0 and an id for
+ * pp_pool_trace_unsubscribe, or UV_ENOMEM.  The callback runs as the
+ * start option's does: any thread, pool lock held. */
+int pp_pool_trace_subscribe(pp_pool_t *pool, pp_trace_cb cb, void *data,
+                            int *id);
+void pp_pool_trace_unsubscribe(pp_pool_t *pool, int id);
 
 /* The pool's config as started (read-only, owned by the pool). */
 const pp_config_t *pp_pool_config(const pp_pool_t *pool);

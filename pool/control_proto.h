@@ -1,0 +1,49 @@
+/* control_proto.h -- one request line of the control protocol, parsed and
+ * checked.  Pure: no libuv, no pool; fuzzed by tests/fuzz. */
+#ifndef PP_CONTROL_PROTO_H
+#define PP_CONTROL_PROTO_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  PP_CTL_PING,
+  PP_CTL_STATUS,
+  PP_CTL_CALL,
+  PP_CTL_TRACE,
+  PP_CTL_SCALE,
+  PP_CTL_RESTART,
+  PP_CTL_DRAIN,
+  PP_CTL_UNDRAIN,
+  PP_CTL_STOP,
+  PP_CTL_RELOAD
+} pp__ctl_op_t;
+
+typedef struct pp__ctl_req {
+  pp__ctl_op_t op;
+  json_t *root;       /* the whole request; owns what the pointers below
+                         point into */
+  json_t *id;         /* "id", echoed in the reply, or NULL */
+  json_t *payload;    /* call: the value sent to the worker */
+  int64_t timeout_ms; /* call: -1 when absent */
+  int n;              /* scale: the new size */
+  int force;          /* scale: kill busy workers */
+  int slot;           /* restart: a slot id, -1 = all */
+  const char *filter; /* trace: comma-separated event names, or NULL */
+} pp__ctl_req_t;
+
+/* Parse one line (without its newline).  Returns 0 with *req filled (free
+ * it with pp__ctl_req_free); PP_CTL_EFATAL when the line is not a JSON
+ * object (the connection is closed after the error reply); PP_CTL_EINVAL
+ * for a well-formed object that is not a valid request (unknown op, bad
+ * field), answered with an error and the connection kept.  err receives a
+ * sentence either way; on error *req holds nothing to free except that
+ * req->id may be set (a borrowed reference into nothing: NULL). */
+#define PP_CTL_EFATAL (-1)
+#define PP_CTL_EINVAL (-2)
+int pp__ctl_parse(const char *line, size_t len, pp__ctl_req_t *req, char *err,
+                  size_t errlen);
+void pp__ctl_req_free(pp__ctl_req_t *req);
+
+#endif
