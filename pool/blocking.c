@@ -124,9 +124,11 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
     client = &pool->anon;
   pp__lock(pool);
   pool->users++;
-  if (pool->stopping || client->dead || pool->state == PP_POOL_DEGRADED) {
+  if (pool->stopping || pool->draining || client->dead ||
+      pool->state == PP_POOL_DEGRADED) {
     r = client->dead ? PP_ECANCELED : pp__checkout_unavailable(pool, diag);
   } else if ((slot = pp__idle_take(pool)) != NULL) {
+    pp__histo_add(&pool->h_wait, 0);
     *out = pp__lease_new(slot, client);
     if (*out == NULL) {
       pp__slot_release(slot);
@@ -267,7 +269,7 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   pp__proc_t *proc = lease->proc;
   pp__slot_t *slot = lease->slot;
   pp_client_t *client;
-  uint64_t deadline = 0, ms;
+  uint64_t deadline = 0, ms, start, run_us;
   pp_frame_t f;
   uint32_t id;
   long used = 0;
@@ -304,10 +306,11 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid,
             lease->id, lease->client->id, 0, NULL);
   ms = timeout_ms >= 0 ? (uint64_t)timeout_ms : pool->cfg->request_timeout_ms;
+  start = proc->req_start_ns = pp__now_ns();
   pp__unlock(pool);
 
   if (ms)
-    deadline = pp__now_ns() + ms * 1000000ull;
+    deadline = start + ms * 1000000ull;
   r = pp__proc_write_blocking(proc, PP_FRAME_REQUEST, id, payload, len,
                               deadline);
   *sent = r == 0;
@@ -336,9 +339,11 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
     wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
   PP_FAULT(pool, "reply");
 
+  run_us = (pp__now_ns() - start) / 1000;
   pp__lock(pool);
   lease->thread_call = 0;
   proc->cancel_sent = 0;
+  proc->req_start_ns = 0;
   if (used > 0) {
     memmove(proc->rbuf, proc->rbuf + used, proc->rlen - (size_t)used);
     proc->rlen -= (size_t)used;
@@ -349,6 +354,8 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   case UV_ENOMEM:
     proc->requests++;
     slot->requests_total++;
+    pp__histo_add(&pool->h_run, run_us);
+    pp__histo_add(&slot->run_time, run_us);
     if (r != 0)
       pool->errors++;
     if (r == PP_EHANDLER)

@@ -164,8 +164,8 @@ pp__slot_t *pp__idle_take(pp_pool_t *pool) {
 int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
   int idle, leased, busy, starting, backoff, fatal;
 
-  if (pool->stopping) {
-    pp__diag_set(diag, "pool is closing");
+  if (pool->stopping || pool->draining) {
+    pp__diag_set(diag, pool->stopping ? "pool is closing" : "pool draining");
     return PP_ECLOSED;
   }
   if (pool->state == PP_POOL_DEGRADED) {
@@ -198,8 +198,10 @@ void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
   w->lease = lease;
   if (lease == NULL && status == 0)
     w->status = UV_ENOMEM;
-  if (lease)
+  if (lease) {
     lease->undelivered = 1;
+    pp__histo_add(&pool->h_wait, (pp__now_ns() - w->enqueue_ns) / 1000);
+  }
   pp__quiesce_poke(pool);
   if (status != 0)
     pp__trace(pool, PP_TRACE_CHECKOUT_FAIL, -1, 0, 0, 0, w->client->id,
@@ -462,8 +464,8 @@ int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
   pp__queue_init(&w->node);
   pp__queue_init(&w->cnode);
   pp__lock(pool);
-  if (pool->stopping || client->dead) {
-    r = pool->stopping ? PP_ECLOSED : PP_ECANCELED;
+  if (pool->stopping || pool->draining || client->dead) {
+    r = client->dead ? PP_ECANCELED : PP_ECLOSED;
   } else if (pool->state == PP_POOL_DEGRADED) {
     r = PP_EDEGRADED;
   } else if ((slot = pp__idle_take(pool)) != NULL) {
@@ -524,10 +526,15 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp_pool_t *pool = proc->pool;
   int status = f->type == PP_FRAME_ERROR ? PP_EHANDLER : 0;
 
+  uint64_t run_us = (pp__now_ns() - lease->req_start_ns) / 1000;
+
   pp__proc_arm(proc, 0);
   pp__proc_read_stop(proc);
   proc->requests++;
+  proc->req_start_ns = 0;
   slot->requests_total++;
+  pp__histo_add(&pool->h_run, run_us);
+  pp__histo_add(&slot->run_time, run_us);
   slot->state = PP_WORKER_LEASED;
   if (reply_copy(lease, f->payload, f->len) != 0)
     status = UV_ENOMEM;
@@ -600,6 +607,7 @@ int pp_request(pp_lease_t *lease, const void *payload, size_t len,
     goto out;
   }
   lease->req_id = ++proc->next_id;
+  proc->req_start_ns = lease->req_start_ns;
   lease->slot->state = PP_WORKER_BUSY;
   pp__trace(pool, PP_TRACE_REQUEST, lease->slot->id, proc->generation,
             proc->pid, lease->id, lease->client ? lease->client->id : 0, 0,

@@ -92,6 +92,8 @@ struct pp__proc {
   uint32_t next_id;
   uint32_t orphan_id;  /* request whose lease ended before its reply */
   uint64_t requests;
+  uint64_t max_requests;   /* recycle after this many (jittered), 0 = never */
+  uint64_t req_start_ns;   /* the request in flight, 0 when none */
   uint64_t spawn_ns, ready_ns;
   pp__linebuf_t outline, errline;
 };
@@ -118,8 +120,12 @@ struct pp__slot {
   int backoff_open;
   uint32_t restarts;
   uint64_t *crash_times;   /* ring of the last max_restarts+1 crash times */
+  unsigned crash_cap;
   unsigned ncrash;
   uint64_t requests_total;
+  pp_histogram_t run_time;
+  uint64_t backoff_until_ns;   /* when a backoff restart is due */
+  int retiring;                /* to be replaced (recycle, restart, scale) */
   pp_exit_kind_t last_exit;
   int last_exit_code;
   int last_exit_signal;
@@ -222,7 +228,8 @@ struct pp_pool {
   const pp__adapter_t *adapter;
   char *python;            /* resolved interpreter */
   int nslots;
-  pp__slot_t *slots;
+  pp__slot_t **slots;      /* nslots pointers; a slot never moves */
+  int slots_cap;
   int ready_count;         /* idle workers needed to call the pool ready */
   int ready_reported;
   pp_pool_ready_cb ready_cb;
@@ -255,7 +262,19 @@ struct pp_pool {
   void *fault_data;
 #endif
 
+  /* trace subscribers besides opts.trace */
+  struct pp__sub {
+    int id;
+    pp_trace_cb cb;
+    void *data;
+  } *subs;
+  int nsubs, next_sub_id;
+  int draining;
+  int target_size;
+  pp_histogram_t h_spawn, h_wait, h_run;
+
   /* counters */
+  uint64_t recycles;
   uint64_t checkouts, checkins, reclaimed, timeouts, rejected;
   uint64_t withdrawn;      /* waits removed because their client died */
   uint64_t reclaimed_undelivered, reclaimed_idle, reclaimed_busy;
@@ -388,6 +407,9 @@ void pp__lease_detach(pp_lease_t *lease);
 /* Loop thread, lock not held: call the user back. */
 void pp__checkout_deliver(pp__waiter_t *w);
 void pp__reply_deliver(pp_lease_t *lease);
+
+/* ---- histo.c */
+void pp__histo_add(pp_histogram_t *h, uint64_t us);
 
 /* ---- task.c */
 void pp__tasks_reap(pp_pool_t *pool);

@@ -56,7 +56,7 @@ void pp__slot_count(pp_pool_t *pool, int *idle, int *leased, int *busy,
 
   *idle = *leased = *busy = *starting = *backoff = *fatal = 0;
   for (i = 0; i < pool->nslots; i++) {
-    switch (pool->slots[i].state) {
+    switch (pool->slots[i]->state) {
     case PP_WORKER_IDLE:
       (*idle)++;
       break;
@@ -116,7 +116,7 @@ static void check_degraded(pp_pool_t *pool) {
   int i;
 
   for (i = 0; i < pool->nslots; i++)
-    if (pool->slots[i].state != PP_WORKER_FATAL)
+    if (pool->slots[i]->state != PP_WORKER_FATAL)
       return;
   if (pool->state == PP_POOL_DEGRADED)
     return;
@@ -259,6 +259,7 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
     }
     proc->hello = 1;
     proc->ready_ns = pp__now_ns();
+    pp__histo_add(&pool->h_spawn, (proc->ready_ns - proc->spawn_ns) / 1000);
     uv_timer_stop(&proc->timer);
     pp__proc_read_stop(proc);
     pp__trace(pool, PP_TRACE_HELLO, slot->id, proc->generation, proc->pid, 0,
@@ -349,7 +350,7 @@ static void on_backoff(uv_timer_t *t) {
 static void slot_crashed(pp__slot_t *slot) {
   pp_pool_t *pool = slot->pool;
   pp_config_t *cfg = pool->cfg;
-  unsigned cap = (unsigned)cfg->max_restarts + 1, i, recent = 0;
+  unsigned cap = slot->crash_cap, i, recent = 0;
   uint64_t now = pp__now_ns(), delay, jitter;
 
   slot->crash_times[slot->ncrash % cap] = now;
@@ -375,6 +376,7 @@ static void slot_crashed(pp__slot_t *slot) {
   if (jitter)
     delay = delay - jitter + pool_rand(pool) % (2 * jitter + 1);
   slot->state = PP_WORKER_BACKOFF;
+  slot->backoff_until_ns = now + delay * 1000000ull;
   slot->restarts++;
   pool->restarts++;
   pp__trace(pool, PP_TRACE_RESTART, slot->id, slot->generation, 0, 0, 0,
@@ -450,6 +452,9 @@ static void spawn_slot(pp__slot_t *slot) {
   }
   slot->proc = proc;
   slot->state = PP_WORKER_STARTING;
+  if (pool->cfg->max_requests > 0)
+    proc->max_requests = pool->cfg->max_requests +
+                         pool_rand(pool) % (pool->cfg->max_requests / 10 + 1);
   pp__trace(pool, PP_TRACE_SPAWN, slot->id, proc->generation, proc->pid, 0, 0,
             0, NULL);
   pp__proc_arm(proc, pool->cfg->startup_timeout_ms);
@@ -494,11 +499,42 @@ void pp__run_pending(pp_pool_t *pool) {
 
 /* ---- start */
 
-static void slot_init(pp_pool_t *pool, pp__slot_t *slot, int id) {
+static pp__slot_t *slot_new(pp_pool_t *pool, int id) {
+  pp__slot_t *slot = calloc(1, sizeof(*slot));
+
+  if (slot == NULL)
+    return NULL;
   slot->pool = pool;
   slot->id = id;
   slot->state = PP_WORKER_STARTING;
   pp__queue_init(&slot->idle_node);
+  slot->crash_times =
+      calloc((size_t)pool->cfg->max_restarts + 1, sizeof(uint64_t));
+  slot->crash_cap = (unsigned)pool->cfg->max_restarts + 1;
+  if (slot->crash_times == NULL) {
+    free(slot);
+    return NULL;
+  }
+  return slot;
+}
+
+static void slot_free(pp__slot_t *slot) {
+  free(slot->crash_times);
+  free(slot);
+}
+
+/* Make room for n slot pointers (lock held when the pool runs). */
+static int slots_reserve(pp_pool_t *pool, int n) {
+  pp__slot_t **p;
+
+  if (n <= pool->slots_cap)
+    return 0;
+  p = realloc(pool->slots, (size_t)n * sizeof(*p));
+  if (p == NULL)
+    return UV_ENOMEM;
+  pool->slots = p;
+  pool->slots_cap = n;
+  return 0;
 }
 
 static void pool_free(pp_pool_t *pool) {
@@ -517,9 +553,10 @@ static void pool_free(pp_pool_t *pool) {
     pp__lease_free(pp__container_of(q, pp_lease_t, node));
   }
   for (i = 0; i < pool->nslots; i++)
-    free(pool->slots[i].crash_times);
+    slot_free(pool->slots[i]);
   free(pool->slots);
   free(pool->python);
+  free(pool->subs);
   pp_config_free(pool->cfg);
   uv_cond_destroy(&pool->state_cond);
   uv_cond_destroy(&pool->users_cond);
@@ -534,7 +571,7 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
                     pp_pool_t **out, pp_diag_t *diag) {
   struct sigaction sa;
   pp_pool_t *pool;
-  int r, i;
+  int r, i, n;
 
   *out = NULL;
   if ((r = pp_config_validate(cfg, diag)) != 0)
@@ -565,16 +602,15 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
       pool->cfg->min_ready > 0 ? pool->cfg->min_ready : pool->cfg->size;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
     pool->sigpipe_ignored = 1;
-  pool->slots = calloc((size_t)pool->nslots, sizeof(*pool->slots));
   r = UV_ENOMEM;
-  if (pool->slots == NULL)
+  n = pool->nslots;
+  pool->nslots = 0;
+  if (slots_reserve(pool, n) != 0)
     goto fail;
-  for (i = 0; i < pool->nslots; i++) {
-    slot_init(pool, &pool->slots[i], i);
-    pool->slots[i].crash_times =
-        calloc((size_t)pool->cfg->max_restarts + 1, sizeof(uint64_t));
-    if (pool->slots[i].crash_times == NULL)
+  for (i = 0; i < n; i++) {
+    if ((pool->slots[i] = slot_new(pool, i)) == NULL)
       goto fail;
+    pool->nslots++;
   }
   for (i = 0; adapters[i] != NULL; i++)
     if (strcmp(adapters[i]->name, pool->cfg->adapter) == 0)
@@ -611,12 +647,12 @@ int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag) {
   uv_timer_init(loop, &pool->drain_timer);
   pool->async.data = pool->waiter_timer.data = pool->drain_timer.data = pool;
   for (i = 0; i < pool->nslots; i++) {
-    uv_timer_init(loop, &pool->slots[i].backoff);
-    pool->slots[i].backoff.data = &pool->slots[i];
+    uv_timer_init(loop, &pool->slots[i]->backoff);
+    pool->slots[i]->backoff.data = pool->slots[i];
   }
   pp__lock(pool);
   for (i = 0; i < pool->nslots; i++)
-    spawn_slot(&pool->slots[i]);
+    spawn_slot(pool->slots[i]);
   pp__unlock(pool);
   return 0;
 }
@@ -671,8 +707,8 @@ static void stop_check_done(pp_pool_t *pool) {
   pool->finishing = 1;
   pool->closing_handles = pool->nslots + 3;
   for (i = 0; i < pool->nslots; i++) {
-    pool->slots[i].backoff.data = pool;
-    uv_close((uv_handle_t *)&pool->slots[i].backoff, on_final_close);
+    pool->slots[i]->backoff.data = pool;
+    uv_close((uv_handle_t *)&pool->slots[i]->backoff, on_final_close);
   }
   uv_close((uv_handle_t *)&pool->async, on_final_close);
   uv_close((uv_handle_t *)&pool->waiter_timer, on_final_close);
@@ -687,7 +723,7 @@ static void stop_workers(pp_pool_t *pool, int all) {
   int i;
 
   for (i = 0; i < pool->nslots; i++) {
-    slot = &pool->slots[i];
+    slot = pool->slots[i];
     if (slot->state == PP_WORKER_BACKOFF || slot->state == PP_WORKER_FATAL) {
       uv_timer_stop(&slot->backoff);
       slot->state = PP_WORKER_EXITED;
@@ -759,7 +795,7 @@ static void on_async(uv_async_t *a) {
   if (pool->loop_wake) {
     pool->loop_wake = 0;
     for (i = 0; i < pool->nslots; i++) {
-      slot = &pool->slots[i];
+      slot = pool->slots[i];
       if (slot->proc && slot->proc->cancel_wanted) {
         slot->proc->cancel_wanted = 0;
         pp__proc_cancel(slot->proc, slot->proc->cancel_id);

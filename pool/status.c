@@ -8,6 +8,29 @@
 #include <string.h>
 #include <unistd.h>
 
+/* utime + stime of a process, in milliseconds. */
+static uint64_t read_cpu_ms(int pid) {
+  char path[64], buf[1024], *p;
+  unsigned long long ut = 0, st = 0;
+  size_t n;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  f = fopen(path, "r");
+  if (f == NULL)
+    return 0;
+  n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* Fields after the command name, which may hold spaces: skip to ')'. */
+  p = strrchr(buf, ')');
+  if (p == NULL ||
+      sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+             &ut, &st) != 2)
+    return 0;
+  return (ut + st) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK);
+}
+
 static uint64_t read_rss(int pid) {
   char path[64];
   unsigned long long pages = 0, size;
@@ -27,7 +50,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   uint64_t now = pp__now_ns();
   pp_worker_status_t *w;
   pp__slot_t *slot;
-  int i;
+  int i, j;
 
   memset(st, 0, sizeof(*st));
   st->workers = calloc((size_t)pool->nslots, sizeof(*st->workers));
@@ -52,13 +75,19 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   st->errors = pool->errors;
   st->restarts = pool->restarts;
   st->stale_replies = pool->stale_replies;
+  st->recycles = pool->recycles;
+  st->draining = pool->draining;
+  st->target_size = pool->target_size ? pool->target_size : pool->nslots;
+  st->spawn_to_ready = pool->h_spawn;
+  st->queue_wait = pool->h_wait;
+  st->run_time = pool->h_run;
   st->withdrawn = pool->withdrawn;
   st->reclaimed_undelivered = pool->reclaimed_undelivered;
   st->reclaimed_idle = pool->reclaimed_idle;
   st->reclaimed_busy = pool->reclaimed_busy;
   st->nworkers = pool->nslots;
   for (i = 0; i < pool->nslots; i++) {
-    slot = &pool->slots[i];
+    slot = pool->slots[i];
     w = &st->workers[i];
     w->id = slot->id;
     w->state = slot->state;
@@ -73,9 +102,24 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
                      sizeof(w->last_exit_text));
     if (slot->lease)
       w->lease = slot->lease->id;
+    w->run_time = slot->run_time;
+    w->retiring = slot->retiring;
+    if (slot->state == PP_WORKER_BACKOFF && slot->backoff_until_ns > now)
+      w->next_retry_ms = (slot->backoff_until_ns - now) / 1000000;
+    w->stderr_lines = slot->stderr_next < PP_STDERR_TAIL
+                          ? (int)slot->stderr_next
+                          : PP_STDERR_TAIL;
+    for (j = 0; j < w->stderr_lines; j++)
+      snprintf(w->stderr_tail[j], sizeof(w->stderr_tail[j]), "%s",
+               slot->stderr_tail[(slot->stderr_next - (unsigned)w->stderr_lines +
+                                  (unsigned)j) %
+                                 PP_STDERR_TAIL]);
     if (slot->proc && !slot->proc->exited) {
       w->pid = slot->proc->pid;
       w->requests = slot->proc->requests;
+      w->max_requests = slot->proc->max_requests;
+      if (slot->proc->req_start_ns)
+        w->request_age_ms = (now - slot->proc->req_start_ns) / 1000000;
       if (slot->proc->hello)
         w->uptime_ms = (now - slot->proc->ready_ns) / 1000000;
     }
@@ -83,8 +127,10 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   pp__unlock(pool);
   /* /proc reads happen outside the lock. */
   for (i = 0; i < st->nworkers; i++)
-    if (st->workers[i].pid > 0)
+    if (st->workers[i].pid > 0) {
       st->workers[i].rss_bytes = read_rss(st->workers[i].pid);
+      st->workers[i].cpu_time_ms = read_cpu_ms(st->workers[i].pid);
+    }
   return 0;
 }
 
@@ -94,6 +140,21 @@ void pp_status_free(pp_status_t *st) {
   free(st->workers);
   st->workers = NULL;
   st->nworkers = 0;
+}
+
+static json_t *histo_json(const pp_histogram_t *h) {
+  json_t *b = json_array(), *o;
+  int k;
+
+  for (k = 0; b && k < PP_HIST_BUCKETS; k++)
+    json_array_append_new(b, json_integer((json_int_t)h->buckets[k]));
+  o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o*}", "count",
+                (json_int_t)h->count, "sum_us", (json_int_t)h->sum_us,
+                "max_us", (json_int_t)h->max_us, "p50_us",
+                (json_int_t)pp_histogram_quantile_us(h, 0.5), "p90_us",
+                (json_int_t)pp_histogram_quantile_us(h, 0.9), "p99_us",
+                (json_int_t)pp_histogram_quantile_us(h, 0.99), "buckets", b);
+  return o;
 }
 
 char *pp_status_to_json(const pp_status_t *st) {
@@ -128,9 +189,34 @@ char *pp_status_to_json(const pp_status_t *st) {
                   (json_int_t)ws->requests_total, "restarts", (int)ws->restarts,
                   "uptime_ms", (json_int_t)ws->uptime_ms, "rss_bytes",
                   (json_int_t)ws->rss_bytes, "last_exit", ws->last_exit_text);
-    if (w == NULL || json_array_append_new(workers, w) != 0)
+    if (w == NULL)
+      goto done;
+    {
+      json_t *tail = json_array();
+      int j;
+      for (j = 0; tail && j < ws->stderr_lines; j++)
+        json_array_append_new(tail, json_string(ws->stderr_tail[j]));
+      json_object_set_new(w, "stderr_tail", tail ? tail : json_null());
+    }
+    json_object_set_new(w, "request_age_ms",
+                        json_integer((json_int_t)ws->request_age_ms));
+    json_object_set_new(w, "max_requests",
+                        json_integer((json_int_t)ws->max_requests));
+    json_object_set_new(w, "next_retry_ms",
+                        json_integer((json_int_t)ws->next_retry_ms));
+    json_object_set_new(w, "cpu_time_ms",
+                        json_integer((json_int_t)ws->cpu_time_ms));
+    json_object_set_new(w, "retiring", json_boolean(ws->retiring));
+    json_object_set_new(w, "run_time", histo_json(&ws->run_time));
+    if (json_array_append_new(workers, w) != 0)
       goto done;
   }
+  json_object_set_new(root, "recycles", json_integer((json_int_t)st->recycles));
+  json_object_set_new(root, "draining", json_boolean(st->draining));
+  json_object_set_new(root, "target_size", json_integer(st->target_size));
+  json_object_set_new(root, "spawn_to_ready", histo_json(&st->spawn_to_ready));
+  json_object_set_new(root, "queue_wait", histo_json(&st->queue_wait));
+  json_object_set_new(root, "run_time", histo_json(&st->run_time));
   if (json_object_set(root, "workers", workers) != 0 ||
       json_object_set_new(
           root, "reclaimed_by",
@@ -145,4 +231,20 @@ done:
   json_decref(workers);
   json_decref(root);
   return out;
+}
+
+int pp_pool_drain(pp_pool_t *pool, int undrain) {
+  pp__lock(pool);
+  if (pool->stopping) {
+    pp__unlock(pool);
+    return PP_ECLOSED;
+  }
+  if (pool->draining != !undrain) {
+    pool->draining = !undrain;
+    pp__trace(pool, PP_TRACE_DRAIN, -1, 0, 0, 0, 0, undrain, NULL);
+    if (pool->draining)
+      pp__waiters_fail_all(pool, PP_ECLOSED, "pool draining");
+  }
+  pp__unlock(pool);
+  return 0;
 }
