@@ -162,7 +162,7 @@ pp__slot_t *pp__idle_take(pp_pool_t *pool) {
 }
 
 int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
-  int idle, leased, busy, starting, backoff, fatal;
+  int idle, leased, busy, starting, backoff, fatal, size;
 
   if (pool->stopping || pool->draining) {
     pp__diag_set(diag, pool->stopping ? "pool is closing" : "pool draining");
@@ -173,16 +173,17 @@ int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
     return PP_EDEGRADED;
   }
   pp__slot_count(pool, &idle, &leased, &busy, &starting, &backoff, &fatal);
+  size = idle + leased + busy + starting + backoff + fatal;
   if (!pool->ready_reported)
     pp__diag_set(diag, "pool warming (%d/%d ready)", idle + leased + busy,
-                 pool->nslots);
+                 size);
   else if (starting + backoff > 0)
     pp__diag_set(diag,
                  "all %d workers busy or restarting (%d restarting), %d "
                  "waiting",
-                 pool->nslots, starting + backoff, pool->nwaiters);
+                 size, starting + backoff, pool->nwaiters);
   else
-    pp__diag_set(diag, "all %d workers busy, %d waiting", pool->nslots,
+    pp__diag_set(diag, "all %d workers busy, %d waiting", size,
                  pool->nwaiters);
   return PP_ETIMEDOUT;
 }

@@ -72,10 +72,12 @@ struct pp__proc {
   int rpolling, wpolling;
   int stopping;        /* SIGTERM sent, kill timer armed */
   int stop_wanted;     /* a thread asked the loop to stop it */
+  pp__queue_t stop_node; /* in pool->stop_list while stop_wanted */
   int cancel_wanted;   /* a thread asked the loop to send CANCEL */
   int cancel_sent;     /* CANCEL sent; killed if cancel_grace passes */
   uint32_t cancel_id;
   int rep_eof;         /* EOF on rep_fd; waiting for the exit */
+  int retired;         /* replaced by a successor: its exit is expected */
   pp_exit_kind_t kill_reason; /* why we killed it, for the exit class */
   int64_t exit_status;
   int term_signal;
@@ -125,7 +127,12 @@ struct pp__slot {
   uint64_t requests_total;
   pp_histogram_t run_time;
   uint64_t backoff_until_ns;   /* when a backoff restart is due */
-  int retiring;                /* to be replaced (recycle, restart, scale) */
+  int retiring;                /* to be replaced (recycle, restart, reload) */
+  pp__proc_t *next;            /* the replacement, starting beside proc */
+  unsigned replace_failures;
+  int removing;                /* scaled away: not restarted */
+  int pinging;                 /* heartbeat PING out; not in the idle list */
+  int missed;                  /* heartbeats missed in a row */
   pp_exit_kind_t last_exit;
   int last_exit_code;
   int last_exit_signal;
@@ -208,8 +215,9 @@ typedef struct pp__adapter {
   const char *name;
   /* Resolve what the adapter needs once per pool (the interpreter). */
   int (*prepare)(pp_pool_t *pool, pp_diag_t *diag);
-  /* Start the process of one slot (loop thread, lock held). */
-  int (*spawn)(pp__slot_t *slot, pp__proc_t **out);
+  /* Start a process for a slot, of the given generation (loop thread,
+   * lock held). */
+  int (*spawn)(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
 } pp__adapter_t;
 
 extern const pp__adapter_t pp__adapter_python;
@@ -241,6 +249,7 @@ struct pp_pool {
   int nwaiters;
   int waiters_max;
   pp__queue_t pending;     /* pp__pending_t, for the loop */
+  pp__queue_t stop_list;   /* procs a thread asked the loop to stop */
   int loop_wake;           /* async work: stop wanted on some proc, ... */
   pp__queue_t free_leases;
   pp__queue_t clients;
@@ -271,6 +280,15 @@ struct pp_pool {
   int nsubs, next_sub_id;
   int draining;
   int target_size;
+  int scale_force;
+  int maintain_wanted;     /* a thread asked for scale/restart/reload */
+  uv_timer_t tick;         /* maintenance: recycling, heartbeat */
+  uint64_t last_heartbeat_ns;
+  struct pp__retired {     /* configs replaced by reload, kept until close */
+    pp_config_t *cfg;
+    char *python;
+    struct pp__retired *next;
+  } *retired;
   pp_histogram_t h_spawn, h_wait, h_run;
 
   /* counters */
@@ -325,13 +343,27 @@ void pp__log(pp_pool_t *pool, const char *fmt, ...)
 void pp__slot_count(pp_pool_t *pool, int *idle, int *leased, int *busy,
                     int *starting, int *backoff, int *fatal);
 
+void pp__spawn_slot(pp__slot_t *slot);
+pp__slot_t *pp__slot_new(pp_pool_t *pool, int id);
+int pp__slots_reserve(pp_pool_t *pool, int n);
+uint64_t pp__rand(pp_pool_t *pool);
+
+/* ---- maintain.c (loop thread, lock held) */
+void pp__maintain(pp_pool_t *pool, int tick);
+void pp__tick_start(pp_pool_t *pool);
+void pp__slot_swap(pp__slot_t *slot);
+void pp__next_ready(pp__slot_t *slot);
+void pp__next_failed(pp__slot_t *slot, pp__proc_t *proc);
+void pp__on_pong(pp__slot_t *slot);
+
 int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
                     pp_pool_t **out, pp_diag_t *diag);
 int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag);
 void pp__pool_free(pp_pool_t *pool);
 
 /* ---- proc.c */
-int pp__proc_spawn(pp__slot_t *slot, pp__proc_t **out);
+int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
+uint64_t pp__read_rss(int pid);
 void pp__proc_ref(pp__proc_t *proc);
 /* Drop a reference (lock held); frees when the last goes. */
 void pp__proc_unref(pp__proc_t *proc);

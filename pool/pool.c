@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static void spawn_slot(pp__slot_t *slot);
 static void stop_check_done(pp_pool_t *pool);
 static void on_async(uv_async_t *a);
 
@@ -40,7 +39,7 @@ void pp__log(pp_pool_t *pool, const char *fmt, ...) {
 }
 
 /* A small per-pool PRNG for backoff jitter: no global state. */
-static uint64_t pool_rand(pp_pool_t *pool) {
+uint64_t pp__rand(pp_pool_t *pool) {
   uint64_t x = pool->start_ns ^ 0x9e3779b97f4a7c15ull;
   static const uint64_t mul = 0x2545f4914f6cdd1dull;
   x ^= pool->restarts * mul + pool->checkouts;
@@ -56,6 +55,8 @@ void pp__slot_count(pp_pool_t *pool, int *idle, int *leased, int *busy,
 
   *idle = *leased = *busy = *starting = *backoff = *fatal = 0;
   for (i = 0; i < pool->nslots; i++) {
+    if (pool->slots[i]->removing)
+      continue;
     switch (pool->slots[i]->state) {
     case PP_WORKER_IDLE:
       (*idle)++;
@@ -116,7 +117,8 @@ static void check_degraded(pp_pool_t *pool) {
   int i;
 
   for (i = 0; i < pool->nslots; i++)
-    if (pool->slots[i]->state != PP_WORKER_FATAL)
+    if (!pool->slots[i]->removing &&
+        pool->slots[i]->state != PP_WORKER_FATAL)
       return;
   if (pool->state == PP_POOL_DEGRADED)
     return;
@@ -136,10 +138,20 @@ void pp__slot_release(pp__slot_t *slot) {
 
   if (proc == NULL || proc->dead)
     return;
-  if (pool->stopping) {
+  if (pool->stopping || slot->removing) {
     slot->state = PP_WORKER_STOPPING;
-    pp__proc_fail(proc, PP_EXIT_NONE, "pool closing");
+    pp__proc_fail(proc, PP_EXIT_NONE,
+                  pool->stopping ? "pool closing" : "scaled down");
     return;
+  }
+  if (slot->next && slot->next->hello) {
+    /* Its replacement is ready: the old worker retires here, idle. */
+    pp__slot_swap(slot);
+    proc = slot->proc;
+  } else if (proc->max_requests && proc->requests >= proc->max_requests &&
+             !slot->retiring) {
+    pool->maintain_wanted = 1;
+    pp__wake(pool);
   }
   /* Hand-off: the first waiter whose client is alive gets the worker, in
    * this same locked step.  Dead clients' waiters are never chosen. */
@@ -193,6 +205,8 @@ void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why) {
                             : pool->cfg->kill_grace_ms);
   } else {
     proc->stop_wanted = 1;
+    pp__queue_remove(&proc->stop_node);
+    pp__queue_insert_tail(&pool->stop_list, &proc->stop_node);
     pool->loop_wake = 1;
     pp__wake(pool);
   }
@@ -263,8 +277,11 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
     uv_timer_stop(&proc->timer);
     pp__proc_read_stop(proc);
     pp__trace(pool, PP_TRACE_HELLO, slot->id, proc->generation, proc->pid, 0,
-              0, 0, NULL);
-    pp__slot_release(slot);
+              0, 0, proc == slot->next ? "replacement" : NULL);
+    if (proc == slot->next)
+      pp__next_ready(slot);
+    else
+      pp__slot_release(slot);
     check_ready(pool);
     return;
   }
@@ -297,8 +314,10 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
     pp__proc_fail(proc, PP_EXIT_PROTOCOL, "reply to a request never sent");
     return;
   }
-  if (f->type == PP_FRAME_PONG)
+  if (f->type == PP_FRAME_PONG && proc == slot->proc && slot->pinging) {
+    pp__on_pong(slot);
     return;
+  }
   pp__proc_fail(proc, PP_EXIT_PROTOCOL, "unexpected frame type");
 }
 
@@ -340,7 +359,7 @@ static void on_backoff(uv_timer_t *t) {
 
   pp__lock(pool);
   if (!pool->stopping && slot->state == PP_WORKER_BACKOFF)
-    spawn_slot(slot);
+    pp__spawn_slot(slot);
   pp__unlock(pool);
   pp__run_pending(pool);
 }
@@ -374,7 +393,7 @@ static void slot_crashed(pp__slot_t *slot) {
     delay = cfg->backoff_max_ms;
   jitter = delay / 4;
   if (jitter)
-    delay = delay - jitter + pool_rand(pool) % (2 * jitter + 1);
+    delay = delay - jitter + pp__rand(pool) % (2 * jitter + 1);
   slot->state = PP_WORKER_BACKOFF;
   slot->backoff_until_ns = now + delay * 1000000ull;
   slot->restarts++;
@@ -388,32 +407,47 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   pp__slot_t *slot = proc->slot;
   pp_pool_t *pool = proc->pool;
   pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
+  pp_exit_kind_t kind;
   char text[64];
 
   if (proc->kill_reason != PP_EXIT_NONE)
-    slot->last_exit = proc->kill_reason;
+    kind = proc->kill_reason;
   else if (!proc->hello)
-    slot->last_exit = PP_EXIT_NO_HELLO;
+    kind = PP_EXIT_NO_HELLO;
   else if (proc->term_signal)
-    slot->last_exit = PP_EXIT_SIGNAL;
+    kind = PP_EXIT_SIGNAL;
   else
-    slot->last_exit = PP_EXIT_NORMAL;
-  slot->last_exit_code = (int)proc->exit_status;
-  slot->last_exit_signal = proc->term_signal;
-  pp_exit_describe(slot->last_exit, slot->last_exit_code,
-                   slot->last_exit_signal, text, sizeof(text));
+    kind = PP_EXIT_NORMAL;
+  pp_exit_describe(kind, (int)proc->exit_status, proc->term_signal, text,
+                   sizeof(text));
   if (proc->detail[0] == '\0')
     snprintf(proc->detail, sizeof(proc->detail), "worker %d: %s", slot->id,
              text);
   pp__trace(pool, PP_TRACE_EXIT, slot->id, proc->generation, proc->pid,
-            lease ? lease->id : 0, 0, (int)proc->exit_status, text);
-  /* A stop's SIGTERM is expected; any other exit is news. */
-  if (!pool->stopping)
-    pp__log(pool, "worker %d (pid %d) exited: %s", slot->id, proc->pid, text);
+            lease ? lease->id : 0, 0, (int)proc->exit_status,
+            proc->retired ? "retired" : text);
   if (proc->orphan_id != 0) {
     proc->orphan_id = 0;
     pool->orphans--;
     pp__quiesce_poke(pool);
+  }
+  /* A worker retired by its replacement: expected, nothing to record. */
+  if (proc->retired)
+    return;
+  slot->last_exit = kind;
+  slot->last_exit_code = (int)proc->exit_status;
+  slot->last_exit_signal = proc->term_signal;
+  /* A stop's SIGTERM is expected; any other exit is news. */
+  if (!pool->stopping && !slot->removing)
+    pp__log(pool, "worker %d (pid %d) exited: %s", slot->id, proc->pid, text);
+  if (proc == slot->next) {
+    if (!pool->stopping && !slot->removing)
+      pp__next_failed(slot, proc);
+    else {
+      slot->next = NULL;
+      pp__proc_unref(proc);
+    }
+    return;
   }
   if (slot->proc != proc)
     return;
@@ -425,10 +459,22 @@ void pp__on_proc_exit(pp__proc_t *proc) {
                             proc->detail);
   }
   pp__queue_remove(&slot->idle_node);
+  slot->pinging = 0;
   slot->proc = NULL;
   pp__proc_unref(proc);
-  if (pool->stopping) {
+  if (pool->stopping || slot->removing) {
     slot->state = PP_WORKER_EXITED;
+    return;
+  }
+  if (slot->next) {
+    /* Its replacement was starting anyway: it takes over. */
+    slot->proc = slot->next;
+    slot->next = NULL;
+    slot->generation = slot->proc->generation;
+    slot->retiring = 0;
+    slot->state = PP_WORKER_STARTING;
+    if (slot->proc->hello)
+      pp__slot_release(slot);
     return;
   }
   slot_crashed(slot);
@@ -436,13 +482,13 @@ void pp__on_proc_exit(pp__proc_t *proc) {
 
 /* ---- spawning */
 
-static void spawn_slot(pp__slot_t *slot) {
+void pp__spawn_slot(pp__slot_t *slot) {
   pp_pool_t *pool = slot->pool;
   pp__proc_t *proc;
   int r;
 
   slot->generation++;
-  r = pool->adapter->spawn(slot, &proc);
+  r = pool->adapter->spawn(slot, slot->generation, &proc);
   if (r != 0) {
     pp__log(pool, "worker %d: spawn failed: %s", slot->id, uv_strerror(r));
     slot->last_exit = PP_EXIT_NO_HELLO;
@@ -454,7 +500,7 @@ static void spawn_slot(pp__slot_t *slot) {
   slot->state = PP_WORKER_STARTING;
   if (pool->cfg->max_requests > 0)
     proc->max_requests = pool->cfg->max_requests +
-                         pool_rand(pool) % (pool->cfg->max_requests / 10 + 1);
+                         pp__rand(pool) % (pool->cfg->max_requests / 10 + 1);
   pp__trace(pool, PP_TRACE_SPAWN, slot->id, proc->generation, proc->pid, 0, 0,
             0, NULL);
   pp__proc_arm(proc, pool->cfg->startup_timeout_ms);
@@ -499,7 +545,7 @@ void pp__run_pending(pp_pool_t *pool) {
 
 /* ---- start */
 
-static pp__slot_t *slot_new(pp_pool_t *pool, int id) {
+pp__slot_t *pp__slot_new(pp_pool_t *pool, int id) {
   pp__slot_t *slot = calloc(1, sizeof(*slot));
 
   if (slot == NULL)
@@ -524,7 +570,7 @@ static void slot_free(pp__slot_t *slot) {
 }
 
 /* Make room for n slot pointers (lock held when the pool runs). */
-static int slots_reserve(pp_pool_t *pool, int n) {
+int pp__slots_reserve(pp_pool_t *pool, int n) {
   pp__slot_t **p;
 
   if (n <= pool->slots_cap)
@@ -557,6 +603,13 @@ static void pool_free(pp_pool_t *pool) {
   free(pool->slots);
   free(pool->python);
   free(pool->subs);
+  while (pool->retired) {
+    struct pp__retired *r = pool->retired;
+    pool->retired = r->next;
+    pp_config_free(r->cfg);
+    free(r->python);
+    free(r);
+  }
   pp_config_free(pool->cfg);
   uv_cond_destroy(&pool->state_cond);
   uv_cond_destroy(&pool->users_cond);
@@ -593,11 +646,13 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   pp__queue_init(&pool->idle);
   pp__queue_init(&pool->waiters);
   pp__queue_init(&pool->pending);
+  pp__queue_init(&pool->stop_list);
   pp__queue_init(&pool->free_leases);
   pp__queue_init(&pool->clients);
   pp__client_init(pool, &pool->anon);
   pool->start_ns = pp__now_ns();
   pool->nslots = pool->cfg->size;
+  pool->target_size = pool->cfg->size;
   pool->ready_count =
       pool->cfg->min_ready > 0 ? pool->cfg->min_ready : pool->cfg->size;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
@@ -605,10 +660,10 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   r = UV_ENOMEM;
   n = pool->nslots;
   pool->nslots = 0;
-  if (slots_reserve(pool, n) != 0)
+  if (pp__slots_reserve(pool, n) != 0)
     goto fail;
   for (i = 0; i < n; i++) {
-    if ((pool->slots[i] = slot_new(pool, i)) == NULL)
+    if ((pool->slots[i] = pp__slot_new(pool, i)) == NULL)
       goto fail;
     pool->nslots++;
   }
@@ -645,14 +700,17 @@ int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag) {
   uv_async_init(loop, &pool->async, on_async);
   uv_timer_init(loop, &pool->waiter_timer);
   uv_timer_init(loop, &pool->drain_timer);
+  uv_timer_init(loop, &pool->tick);
   pool->async.data = pool->waiter_timer.data = pool->drain_timer.data = pool;
+  pool->tick.data = pool;
   for (i = 0; i < pool->nslots; i++) {
     uv_timer_init(loop, &pool->slots[i]->backoff);
     pool->slots[i]->backoff.data = pool->slots[i];
   }
   pp__lock(pool);
   for (i = 0; i < pool->nslots; i++)
-    spawn_slot(pool->slots[i]);
+    pp__spawn_slot(pool->slots[i]);
+  pp__tick_start(pool);
   pp__unlock(pool);
   return 0;
 }
@@ -705,7 +763,8 @@ static void stop_check_done(pp_pool_t *pool) {
       (pool->control && !pool->control_done))
     return;
   pool->finishing = 1;
-  pool->closing_handles = pool->nslots + 3;
+  pool->closing_handles = pool->nslots + 4;
+  uv_close((uv_handle_t *)&pool->tick, on_final_close);
   for (i = 0; i < pool->nslots; i++) {
     pool->slots[i]->backoff.data = pool;
     uv_close((uv_handle_t *)&pool->slots[i]->backoff, on_final_close);
@@ -728,6 +787,8 @@ static void stop_workers(pp_pool_t *pool, int all) {
       uv_timer_stop(&slot->backoff);
       slot->state = PP_WORKER_EXITED;
     }
+    if (slot->next)
+      pp__proc_fail(slot->next, PP_EXIT_NONE, "pool closing");
     if (slot->proc == NULL)
       continue;
     lease = slot->lease;
@@ -800,13 +861,19 @@ static void on_async(uv_async_t *a) {
         slot->proc->cancel_wanted = 0;
         pp__proc_cancel(slot->proc, slot->proc->cancel_id);
       }
-      if (slot->proc && slot->proc->stop_wanted) {
-        slot->proc->stop_wanted = 0;
-        pp__proc_stop(slot->proc, slot->proc->kill_reason == PP_EXIT_PROTOCOL
-                                      ? 0
-                                      : pool->cfg->kill_grace_ms);
-      }
     }
+    while (!pp__queue_empty(&pool->stop_list)) {
+      pp__proc_t *p =
+          pp__container_of(pool->stop_list.next, pp__proc_t, stop_node);
+      pp__queue_remove(&p->stop_node);
+      p->stop_wanted = 0;
+      pp__proc_stop(p, p->kill_reason == PP_EXIT_PROTOCOL ? 0
+                                                          : pool->cfg->kill_grace_ms);
+    }
+  }
+  if (pool->maintain_wanted && !pool->stopping) {
+    pool->maintain_wanted = 0;
+    pp__maintain(pool, 0);
   }
   if (pool->close_requested)
     stop_begin(pool);

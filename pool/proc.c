@@ -30,6 +30,7 @@ void pp__proc_unref(pp__proc_t *proc) {
 
   if (--proc->refs > 0)
     return;
+  pp__queue_remove(&proc->stop_node);
   if (proc->req_fd >= 0)
     close(proc->req_fd);
   if (proc->rep_fd >= 0)
@@ -535,7 +536,7 @@ static void set_nonblock(int fd) {
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-int pp__proc_spawn(pp__slot_t *slot, pp__proc_t **out) {
+int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
   pp_pool_t *pool = slot->pool;
   pp_config_t *cfg = pool->cfg;
   uv_process_options_t opts;
@@ -552,7 +553,8 @@ int pp__proc_spawn(pp__slot_t *slot, pp__proc_t **out) {
   proc->pool = pool;
   proc->slot = slot;
   proc->req_fd = proc->rep_fd = proc->wake_fd = -1;
-  proc->generation = slot->generation;
+  pp__queue_init(&proc->stop_node);
+  proc->generation = generation;
   pool->live++;
   proc->refs = 1; /* ours until spawn succeeds or fails */
 

@@ -31,7 +31,7 @@ static uint64_t read_cpu_ms(int pid) {
   return (ut + st) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK);
 }
 
-static uint64_t read_rss(int pid) {
+uint64_t pp__read_rss(int pid) {
   char path[64];
   unsigned long long pages = 0, size;
   FILE *f;
@@ -60,7 +60,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   snprintf(st->name, sizeof(st->name), "%s", pool->cfg->name);
   snprintf(st->adapter, sizeof(st->adapter), "%s", pool->cfg->adapter);
   st->state = pool->state;
-  st->size = pool->nslots;
+  st->size = 0;
   pp__slot_count(pool, &st->idle, &st->leased, &st->busy, &st->starting,
                  &st->backoff, &st->fatal);
   st->waiters = pool->nwaiters;
@@ -85,10 +85,15 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   st->reclaimed_undelivered = pool->reclaimed_undelivered;
   st->reclaimed_idle = pool->reclaimed_idle;
   st->reclaimed_busy = pool->reclaimed_busy;
-  st->nworkers = pool->nslots;
+  st->nworkers = 0;
   for (i = 0; i < pool->nslots; i++) {
     slot = pool->slots[i];
-    w = &st->workers[i];
+    /* Slots scaled away are not part of the pool any more. */
+    if (slot->removing && slot->proc == NULL && slot->next == NULL)
+      continue;
+    w = &st->workers[st->nworkers++];
+    if (!slot->removing)
+      st->size++;
     w->id = slot->id;
     w->state = slot->state;
     w->generation = slot->generation;
@@ -128,7 +133,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   /* /proc reads happen outside the lock. */
   for (i = 0; i < st->nworkers; i++)
     if (st->workers[i].pid > 0) {
-      st->workers[i].rss_bytes = read_rss(st->workers[i].pid);
+      st->workers[i].rss_bytes = pp__read_rss(st->workers[i].pid);
       st->workers[i].cpu_time_ms = read_cpu_ms(st->workers[i].pid);
     }
   return 0;

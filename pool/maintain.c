@@ -1,0 +1,381 @@
+/* maintain.c -- owns what changes a running pool's workers without losing
+ * capacity: recycling (max_requests, max_age, max_rss), rolling restart
+ * and reload (a replacement starts beside the old worker and takes over
+ * once the old one is idle), scaling, and heartbeats of idle workers.  All
+ * of it runs on the loop with the lock held: from the tick timer, or after
+ * an async wake-up from another thread. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int slot_gone(const pp__slot_t *slot) {
+  return slot->removing && slot->proc == NULL && slot->next == NULL;
+}
+
+static void retire(pp__slot_t *slot, const char *why) {
+  pp_pool_t *pool = slot->pool;
+
+  if (slot->retiring)
+    return;
+  slot->retiring = 1;
+  pp__trace(pool, PP_TRACE_RECYCLE, slot->id, slot->generation,
+            slot->proc ? slot->proc->pid : 0, 0, 0, 0, why);
+}
+
+/* The replacement said HELLO, or the old worker became idle: swap them. */
+void pp__slot_swap(pp__slot_t *slot) {
+  pp_pool_t *pool = slot->pool;
+  pp__proc_t *old = slot->proc, *fresh = slot->next;
+
+  slot->next = NULL;
+  pp__queue_remove(&slot->idle_node);
+  slot->proc = fresh;
+  slot->generation = fresh->generation;
+  slot->retiring = 0;
+  slot->missed = 0;
+  slot->pinging = 0;
+  pool->recycles++;
+  if (old) {
+    /* Retired, not crashed: its exit is not counted against the slot. */
+    old->retired = 1;
+    pp__proc_fail(old, PP_EXIT_NONE, "recycled");
+    pp__proc_unref(old);
+  }
+}
+
+void pp__next_ready(pp__slot_t *slot) {
+  pp__proc_t *cur = slot->proc;
+
+  /* Take over now if the old worker is not lent out; otherwise when it is
+   * checked in (pp__slot_release). */
+  if (cur == NULL || cur->dead || slot->state == PP_WORKER_IDLE ||
+      slot->state == PP_WORKER_STARTING) {
+    if (slot->pinging && cur)
+      pp__proc_read_stop(cur);
+    pp__slot_swap(slot);
+    pp__slot_release(slot);
+  }
+}
+
+void pp__next_failed(pp__slot_t *slot, pp__proc_t *proc) {
+  pp_pool_t *pool = slot->pool;
+
+  slot->next = NULL;
+  pp__proc_unref(proc);
+  slot->replace_failures++;
+  if (slot->replace_failures > (unsigned)pool->cfg->max_restarts) {
+    pp__log(pool,
+            "worker %d: %u replacements failed to start; keeping the "
+            "current worker",
+            slot->id, slot->replace_failures);
+    slot->retiring = 0;
+    slot->replace_failures = 0;
+  }
+}
+
+static void start_replacement(pp__slot_t *slot) {
+  pp_pool_t *pool = slot->pool;
+  pp__proc_t *proc;
+  int r;
+
+  r = pool->adapter->spawn(slot, slot->generation + 1, &proc);
+  if (r != 0) {
+    pp__log(pool, "worker %d: replacement spawn failed: %s", slot->id,
+            uv_strerror(r));
+    slot->replace_failures++;
+    return;
+  }
+  slot->next = proc;
+  pp__trace(pool, PP_TRACE_SPAWN, slot->id, proc->generation, proc->pid, 0, 0,
+            0, "replacement");
+  pp__proc_arm(proc, pool->cfg->startup_timeout_ms);
+  pp__proc_read_start(proc);
+}
+
+/* Retire a slot for good (scale down). */
+static void remove_slot(pp__slot_t *slot, int force) {
+  pp__proc_t *proc = slot->proc;
+
+  slot->removing = 1;
+  slot->retiring = 0;
+  if (slot->next) {
+    pp__proc_fail(slot->next, PP_EXIT_NONE, "scaled down");
+  }
+  switch (slot->state) {
+  case PP_WORKER_BACKOFF:
+  case PP_WORKER_FATAL:
+    uv_timer_stop(&slot->backoff);
+    slot->state = PP_WORKER_EXITED;
+    break;
+  case PP_WORKER_LEASED:
+  case PP_WORKER_BUSY:
+    if (force && proc)
+      pp__proc_fail(proc, PP_EXIT_NONE, "scaled down (forced)");
+    /* Otherwise it goes when checked in. */
+    break;
+  default:
+    if (proc && !proc->dead) {
+      slot->state = PP_WORKER_STOPPING;
+      pp__proc_fail(proc, PP_EXIT_NONE, "scaled down");
+    }
+    break;
+  }
+}
+
+static int live_slots(pp_pool_t *pool) {
+  int i, n = 0;
+
+  for (i = 0; i < pool->nslots; i++)
+    if (!pool->slots[i]->removing)
+      n++;
+  return n;
+}
+
+static void scale(pp_pool_t *pool) {
+  int live = live_slots(pool), i, pass;
+  pp__slot_t *slot;
+
+  /* Grow: reuse slots that are gone, then add new ones. */
+  for (i = 0; i < pool->nslots && live < pool->target_size; i++) {
+    slot = pool->slots[i];
+    if (!slot_gone(slot) || slot->lease)
+      continue;
+    slot->removing = 0;
+    slot->ncrash = 0;
+    live++;
+    pp__spawn_slot(slot);
+  }
+  while (live < pool->target_size) {
+    if (pp__slots_reserve(pool, pool->nslots + 1) != 0 ||
+        (slot = pp__slot_new(pool, pool->nslots)) == NULL) {
+      pp__log(pool, "scale: out of memory at %d workers", live);
+      pool->target_size = live;
+      break;
+    }
+    uv_timer_init(pool->loop, &slot->backoff);
+    slot->backoff.data = slot;
+    pool->slots[pool->nslots++] = slot;
+    live++;
+    pp__spawn_slot(slot);
+  }
+  /* Shrink: idle workers first, then those not serving, then busy ones
+   * (which go when checked in, or at once with force). */
+  for (pass = 0; pass < 3 && live > pool->target_size; pass++) {
+    for (i = pool->nslots - 1; i >= 0 && live > pool->target_size; i--) {
+      slot = pool->slots[i];
+      if (slot->removing)
+        continue;
+      if (pass == 0 && slot->state != PP_WORKER_IDLE)
+        continue;
+      if (pass == 1 && (slot->state == PP_WORKER_LEASED ||
+                        slot->state == PP_WORKER_BUSY))
+        continue;
+      remove_slot(slot, pool->scale_force);
+      live--;
+    }
+  }
+}
+
+static void heartbeat(pp_pool_t *pool) {
+  pp__slot_t *slot;
+  pp__proc_t *proc;
+  char why[64];
+  int i;
+
+  for (i = 0; i < pool->nslots; i++) {
+    slot = pool->slots[i];
+    proc = slot->proc;
+    if (proc == NULL || proc->dead || !proc->hello)
+      continue;
+    if (slot->pinging) {
+      slot->missed++;
+      pp__trace(pool, PP_TRACE_HEARTBEAT_MISS, slot->id, proc->generation,
+                proc->pid, 0, 0, slot->missed, NULL);
+      if (slot->missed >= pool->cfg->heartbeat_misses) {
+        snprintf(why, sizeof(why), "missed %d heartbeats", slot->missed);
+        pp__log(pool, "worker %d: %s; killed", slot->id, why);
+        pp__proc_fail(proc, PP_EXIT_TIMEOUT, why);
+      }
+      continue;
+    }
+    if (slot->state != PP_WORKER_IDLE)
+      continue;
+    /* Out of the idle list while it answers: never lent while silent. */
+    pp__queue_remove(&slot->idle_node);
+    slot->pinging = 1;
+    if (pp__proc_send(proc, PP_FRAME_PING, 0, NULL, 0) != 0) {
+      pp__proc_fail(proc, PP_EXIT_NONE, "request pipe closed");
+      continue;
+    }
+    pp__proc_read_start(proc);
+  }
+}
+
+void pp__on_pong(pp__slot_t *slot) {
+  if (!slot->pinging)
+    return;
+  slot->pinging = 0;
+  slot->missed = 0;
+  pp__proc_read_stop(slot->proc);
+  pp__slot_release(slot);
+}
+
+void pp__maintain(pp_pool_t *pool, int tick) {
+  pp_config_t *cfg = pool->cfg;
+  uint64_t now = pp__now_ns();
+  pp__slot_t *slot;
+  pp__proc_t *proc;
+  int i, active = 0;
+
+  if (pool->stopping)
+    return;
+  scale(pool);
+  if (tick && cfg->heartbeat_ms &&
+      now - pool->last_heartbeat_ns >= cfg->heartbeat_ms * 1000000ull - 1000000) {
+    pool->last_heartbeat_ns = now;
+    heartbeat(pool);
+  }
+  for (i = 0; i < pool->nslots; i++) {
+    slot = pool->slots[i];
+    proc = slot->proc;
+    if (slot->next)
+      active++;
+    if (slot->removing || proc == NULL || proc->dead || !proc->hello ||
+        slot->retiring)
+      continue;
+    if (proc->max_requests && proc->requests >= proc->max_requests)
+      retire(slot, "max_requests");
+    else if (cfg->max_age_ms && now - proc->ready_ns >= cfg->max_age_ms * 1000000ull)
+      retire(slot, "max_age");
+    else if (tick && cfg->max_rss && pp__read_rss(proc->pid) > cfg->max_rss)
+      retire(slot, "max_rss");
+  }
+  for (i = 0; i < pool->nslots && active < cfg->max_recycling; i++) {
+    slot = pool->slots[i];
+    if (!slot->retiring || slot->next || slot->removing)
+      continue;
+    if (slot->proc == NULL || slot->proc->dead ||
+        (slot->state != PP_WORKER_IDLE && slot->state != PP_WORKER_LEASED &&
+         slot->state != PP_WORKER_BUSY)) {
+      slot->retiring = 0; /* a fresh process is on its way anyway */
+      continue;
+    }
+    start_replacement(slot);
+    active++;
+  }
+}
+
+static void on_tick(uv_timer_t *t) {
+  pp_pool_t *pool = t->data;
+
+  pp__lock(pool);
+  pp__maintain(pool, 1);
+  pp__unlock(pool);
+  pp__run_pending(pool);
+}
+
+void pp__tick_start(pp_pool_t *pool) {
+  uint64_t ms = 1000;
+
+  if (pool->cfg->heartbeat_ms && pool->cfg->heartbeat_ms < ms)
+    ms = pool->cfg->heartbeat_ms;
+  uv_timer_start(&pool->tick, on_tick, ms, ms);
+}
+
+/* ---- the public operations */
+
+static int request(pp_pool_t *pool) {
+  if (pool->stopping)
+    return PP_ECLOSED;
+  pool->maintain_wanted = 1;
+  pp__wake(pool);
+  return 0;
+}
+
+int pp_pool_scale(pp_pool_t *pool, int n, int force) {
+  int r;
+
+  if (n < 1 || n > 4096)
+    return UV_EINVAL;
+  pp__lock(pool);
+  pool->target_size = n;
+  pool->scale_force = force;
+  pp__trace(pool, PP_TRACE_SCALE, -1, 0, 0, 0, 0, n, force ? "force" : NULL);
+  r = request(pool);
+  pp__unlock(pool);
+  return r;
+}
+
+int pp_pool_restart(pp_pool_t *pool, int id) {
+  int i, r;
+
+  pp__lock(pool);
+  if (id >= pool->nslots || (id >= 0 && pool->slots[id]->removing)) {
+    pp__unlock(pool);
+    return UV_EINVAL;
+  }
+  for (i = 0; i < pool->nslots; i++)
+    if ((id < 0 || i == id) && !pool->slots[i]->removing)
+      retire(pool->slots[i], "restart");
+  r = request(pool);
+  pp__unlock(pool);
+  return r;
+}
+
+int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag) {
+  pp_config_t *copy = NULL;
+  struct pp__retired *old;
+  const char *bad = NULL;
+  char *python = NULL;
+  int r, i;
+
+  if ((r = pp_config_validate(cfg, diag)) != 0)
+    return r;
+  if (strcmp(cfg->name, pool->cfg->name) != 0)
+    bad = "name";
+  else if (strcmp(cfg->adapter, pool->cfg->adapter) != 0)
+    bad = "adapter";
+  else if ((cfg->socket == NULL) != (pool->cfg->socket == NULL) ||
+           (cfg->socket && strcmp(cfg->socket, pool->cfg->socket) != 0))
+    bad = "control.socket";
+  if (bad) {
+    pp__diag_set(diag, "cannot change on reload; restart the pool");
+    if (diag)
+      snprintf(diag->key, sizeof(diag->key), "%s", bad);
+    return PP_ECONFIG;
+  }
+  if ((r = pp_config_copy(cfg, &copy)) != 0)
+    return r;
+  /* Resolve the interpreter before taking the lock: a shim is run once. */
+  if ((r = pp__resolve_python(copy->command[0], &python, diag)) != 0) {
+    pp_config_free(copy);
+    return r;
+  }
+  old = malloc(sizeof(*old));
+  pp__lock(pool);
+  if (pool->stopping || old == NULL) {
+    pp__unlock(pool);
+    pp_config_free(copy);
+    free(python);
+    free(old);
+    return old ? PP_ECLOSED : UV_ENOMEM;
+  }
+  /* Threads may still read the old config: it lives until the pool
+   * closes. */
+  old->cfg = pool->cfg;
+  old->python = pool->python;
+  old->next = pool->retired;
+  pool->retired = old;
+  pool->cfg = copy;
+  pool->python = python;
+  pool->target_size = copy->size;
+  for (i = 0; i < pool->nslots; i++)
+    if (!pool->slots[i]->removing)
+      retire(pool->slots[i], "reload");
+  pp__trace(pool, PP_TRACE_RELOAD, -1, 0, 0, 0, 0, copy->size, NULL);
+  r = request(pool);
+  pp__unlock(pool);
+  return r;
+}

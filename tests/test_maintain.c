@@ -1,0 +1,265 @@
+/* test_maintain.c -- changing a running pool without losing capacity:
+ * recycling by max_requests, rolling restart and reload under load,
+ * scaling up and down, drain, and heartbeats that replace a silent idle
+ * worker.  Real Python workers; waits are on trace events. */
+#include "helpers.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static rec_t rec;
+
+static pp_pool_t *open_pool(pp_config_t *cfg) {
+  pp_pool_options_t o;
+  pp_pool_t *pool;
+  pp_diag_t d;
+  int r;
+
+  rec_init(&rec);
+  o = rec_options(&rec);
+  r = pp_pool_open(cfg, &o, &pool, &d);
+  if (r != 0)
+    fail_msg("pp_pool_open: %s: %s", pp_strerror(r), d.message);
+  pp_config_free(cfg);
+  return pool;
+}
+
+static void close_pool(pp_pool_t *pool) {
+  pp_pool_close(pool);
+  rec_free(&rec);
+}
+
+static int call_pid(pp_pool_t *pool) {
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+  int r, pid;
+
+  r = pp_call_cmd(pool, "pid", NULL, &reply, 10000, &d);
+  if (r != 0)
+    fail_msg("call: %s: %s", pp_strerror(r), d.message);
+  pid = atoi(reply.data);
+  pp_buf_free(&reply);
+  return pid;
+}
+
+/* Callers that run until told to stop; every call must succeed. */
+typedef struct load {
+  pp_pool_t *pool;
+  volatile int stop;
+  int calls, failures;
+  uv_thread_t thread;
+} load_t;
+
+static void load_main(void *arg) {
+  load_t *l = arg;
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+
+  while (!l->stop) {
+    if (pp_call_cmd(l->pool, "echo", "[1]", &reply, 30000, &d) != 0 ||
+        strcmp(reply.data, "[1]") != 0) {
+      fprintf(stderr, "load: call failed: %s\n", d.message);
+      l->failures++;
+    }
+    l->calls++;
+  }
+  pp_buf_free(&reply);
+}
+
+static void load_start(load_t *l, pp_pool_t *pool) {
+  memset(l, 0, sizeof(*l));
+  l->pool = pool;
+  assert_int_equal(uv_thread_create(&l->thread, load_main, l), 0);
+}
+
+static void load_stop(load_t *l) {
+  l->stop = 1;
+  uv_thread_join(&l->thread);
+  assert_int_equal(l->failures, 0);
+}
+
+/* After max_requests the worker is replaced, by a replacement started
+ * beside it: the pool never has fewer idle workers than it needs. */
+static void test_recycle_max_requests(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  pp_pool_t *pool;
+  pp_status_t st;
+  int first, i, pid = 0;
+
+  (void)state;
+  cfg_set(cfg, "worker.max_requests", "3");
+  pool = open_pool(cfg);
+  first = call_pid(pool);
+  for (i = 0; i < 2; i++)
+    assert_int_equal(call_pid(pool), first);
+  /* The third request reached the limit: a replacement starts and takes
+   * over once the old worker is idle. */
+  assert_int_equal(rec_wait(&rec, PP_TRACE_HELLO, 2, 20000), 0);
+  assert_int_equal(rec_count(&rec, PP_TRACE_RECYCLE), 1);
+  pid = call_pid(pool);
+  assert_int_not_equal(pid, first);
+  assert_int_equal(wait_pid_gone(first, 10000), 0);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.recycles, 1);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.workers[0].generation, 2);
+  assert_string_equal(st.workers[0].last_exit_text, "-");
+  pp_status_free(&st);
+  close_pool(pool);
+}
+
+/* A rolling restart under load: every worker replaced, no call fails. */
+static void test_rolling_restart_under_load(void **state) {
+  pp_pool_t *pool = open_pool(python_config("echo_handlers.py", 2));
+  pp_status_t st;
+  load_t l;
+
+  (void)state;
+  load_start(&l, pool);
+  assert_int_equal(pp_pool_restart(pool, -1), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_HELLO, 4, 30000), 0);
+  /* Both old workers retired (their exits are traced as such). */
+  assert_int_equal(rec_wait(&rec, PP_TRACE_EXIT, 2, 30000), 0);
+  load_stop(&l);
+  assert_true(l.calls > 0);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.recycles, 2);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.workers[0].generation, 2);
+  assert_int_equal(st.workers[1].generation, 2);
+  pp_status_free(&st);
+  assert_int_equal(pp_pool_restart(pool, 7), UV_EINVAL);
+  close_pool(pool);
+}
+
+static void test_scale(void **state) {
+  pp_pool_t *pool = open_pool(python_config("echo_handlers.py", 1));
+  pp_lease_t *held;
+  pp_status_t st;
+  pp_diag_t d;
+
+  (void)state;
+  assert_int_equal(pp_pool_scale(pool, 3, 0), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_HELLO, 3, 30000), 0);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.size, 3);
+  assert_int_equal(st.idle, 3);
+  pp_status_free(&st);
+  /* Shrink while one worker is lent: idle ones go first, the busy one
+   * stays until it comes back. */
+  assert_int_equal(pp_lease_acquire(pool, NULL, -1, &held, &d), 0);
+  assert_int_equal(pp_pool_scale(pool, 1, 0), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_EXIT, 2, 30000), 0);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.leased, 1);
+  assert_int_equal(st.idle + st.starting, 0);
+  pp_status_free(&st);
+  pp_checkin(held);
+  assert_int_equal(pp_lease_acquire(pool, NULL, 5000, &held, &d), 0);
+  pp_checkin(held);
+  assert_int_equal(pp_pool_scale(pool, 0, 0), UV_EINVAL);
+  /* And up again, reusing the retired slots. */
+  assert_int_equal(pp_pool_scale(pool, 2, 0), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_HELLO, 4, 30000), 0);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.size, 2);
+  pp_status_free(&st);
+  close_pool(pool);
+}
+
+static void test_drain(void **state) {
+  pp_pool_t *pool = open_pool(python_config("echo_handlers.py", 1));
+  pp_buf_t reply = {0};
+  pp_lease_t *held;
+  pp_diag_t d;
+
+  (void)state;
+  assert_int_equal(pp_lease_acquire(pool, NULL, -1, &held, &d), 0);
+  assert_int_equal(pp_pool_drain(pool, 0), 0);
+  assert_int_equal(pp_call_cmd(pool, "echo", "1", &reply, 1000, &d),
+                   PP_ECLOSED);
+  assert_string_equal(d.message, "pool draining");
+  /* Work already lent finishes. */
+  const char *req = "{\"cmd\":\"echo\",\"args\":2}";
+  assert_int_equal(pp_lease_call(held, req, strlen(req), -1, &reply, &d), 0);
+  pp_checkin(held);
+  assert_int_equal(pp_pool_quiesce(pool, 5000, &d), 0);
+  assert_int_equal(pp_pool_drain(pool, 1), 0);
+  assert_int_equal(pp_call_cmd(pool, "echo", "3", &reply, 5000, &d), 0);
+  assert_int_equal(rec_count(&rec, PP_TRACE_DRAIN), 2);
+  pp_buf_free(&reply);
+  close_pool(pool);
+}
+
+/* An idle worker that stops answering PINGs is replaced before anyone is
+ * handed it. */
+static void test_heartbeat_replaces_silent_worker(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  pp_pool_t *pool;
+  pp_status_t st;
+  int pid;
+
+  (void)state;
+  cfg_set(cfg, "worker.heartbeat", "50ms");
+  cfg_set(cfg, "worker.heartbeat_misses", "2");
+  cfg_set(cfg, "worker.kill_grace", "200ms");
+  pool = open_pool(cfg);
+  pid = call_pid(pool);
+  kill(pid, SIGSTOP);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_HEARTBEAT_MISS, 2, 20000), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_HELLO, 2, 20000), 0);
+  assert_int_not_equal(call_pid(pool), pid);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_string_equal(st.workers[0].last_exit_text, "killed for timeout");
+  pp_status_free(&st);
+  close_pool(pool);
+}
+
+/* Reload under load: new settings reach new workers, no call fails. */
+static void test_reload_under_load(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1), *next;
+  pp_buf_t reply = {0};
+  pp_pool_t *pool;
+  pp_status_t st;
+  pp_diag_t d;
+  load_t l;
+
+  (void)state;
+  cfg_set(cfg, "worker.env", "{PP_FLAVOUR: old}");
+  assert_int_equal(pp_config_copy(cfg, &next), 0);
+  pool = open_pool(cfg);
+  cfg_set(next, "worker.env", "{PP_FLAVOUR: new}");
+  cfg_set(next, "size", "2");
+  load_start(&l, pool);
+  assert_int_equal(pp_pool_reload(pool, next, &d), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_HELLO, 3, 30000), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_EXIT, 1, 30000), 0);
+  load_stop(&l);
+  assert_int_equal(
+      pp_call_cmd(pool, "env", "[\"PP_FLAVOUR\"]", &reply, 5000, &d), 0);
+  assert_string_equal(reply.data, "{\"PP_FLAVOUR\":\"new\"}");
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.size, 2);
+  pp_status_free(&st);
+  /* What cannot change on reload is refused, naming the key. */
+  cfg_set(next, "name", "other");
+  assert_int_equal(pp_pool_reload(pool, next, &d), PP_ECONFIG);
+  assert_string_equal(d.key, "name");
+  pp_config_free(next);
+  pp_buf_free(&reply);
+  close_pool(pool);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_recycle_max_requests),
+      cmocka_unit_test(test_rolling_restart_under_load),
+      cmocka_unit_test(test_scale),
+      cmocka_unit_test(test_drain),
+      cmocka_unit_test(test_heartbeat_replaces_silent_worker),
+      cmocka_unit_test(test_reload_under_load),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
