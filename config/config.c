@@ -610,3 +610,22 @@ int pp_config_validate(const pp_config_t *cfg, pp_diag_t *diag) {
   pp__diag_reset(diag, NULL, NULL);
   return pp__config_check(cfg, diag);
 }
+
+int pp_config_derive(const pp_config_t *base, const char *const *overrides,
+                     size_t n, pp_config_t **out, pp_diag_t *diag) {
+  pp_config_t *cfg;
+  size_t i;
+  int r;
+
+  *out = NULL;
+  if ((r = pp_config_copy(base, &cfg)) != 0)
+    return r;
+  for (i = 0; i < n; i++) {
+    if ((r = pp_config_override(cfg, overrides[i], diag)) != 0) {
+      pp_config_free(cfg);
+      return r;
+    }
+  }
+  *out = cfg;
+  return 0;
+}

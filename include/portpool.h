@@ -72,6 +72,15 @@ typedef struct pp_diag {
   char key[64];
 } pp_diag_t;
 
+/* A growable buffer for replies; reuse it across calls to avoid
+ * allocating.  Initialise to {0}; free data with pp_buf_free(). */
+typedef struct pp_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} pp_buf_t;
+void pp_buf_free(pp_buf_t *buf);
+
 /* ---------------------------------------------------------------- config */
 
 /* A config is a value: parsed from YAML, filled with defaults, validated,
@@ -121,6 +130,12 @@ int pp_config_copy(const pp_config_t *cfg, pp_config_t **out);
  * Returns 0, PP_ECONFIG for an unknown key, or UV_ENOBUFS. */
 int pp_config_get(const pp_config_t *cfg, const char *key, char *buf,
                   size_t len);
+
+/* A config derived from base: a deep copy with each "key=value" of
+ * overrides applied in order (n of them).  base is not changed.  Returns
+ * 0, PP_ECONFIG (diag names the key) or UV_ENOMEM. */
+int pp_config_derive(const pp_config_t *base, const char *const *overrides,
+                     size_t n, pp_config_t **out, pp_diag_t *diag);
 
 /* Free a config.  NULL is allowed. */
 void pp_config_free(pp_config_t *cfg);
@@ -321,12 +336,72 @@ typedef void (*pp_trace_cb)(pp_pool_t *pool, const pp_trace_event_t *ev,
  * to stderr. */
 typedef void (*pp_log_cb)(pp_pool_t *pool, const char *line, void *data);
 
+/* ---------------------------------------------------------------- adapters */
+
+/* An adapter makes workers.  Whatever it starts speaks the bridge protocol
+ * (DESIGN.md, bridge/frame.h): it reads request frames from req_fd, writes
+ * HELLO then reply frames to rep_fd, and ends on EOF of req_fd.  Built in:
+ * "python" (interpreter subprocesses) and "mock" (a thread per worker
+ * running C handlers, see pp_mock_t).  A program may supply its own in
+ * pp_pool_options_t; there is no process-wide registry, so two pools in
+ * one process never share or change each other's adapter. */
+typedef struct pp_adapter_worker pp_adapter_worker_t;
+
+typedef struct pp_adapter {
+  const char *name;
+  /* Start one worker.  req_fd and rep_fd now belong to the adapter, which
+   * closes them when the worker ends.  Return 0 with the adapter's state
+   * for this worker in *state, and its pid (or any id, > 0) in *pid; or a
+   * negative error (the fds are then closed by the pool). */
+  int (*start)(pp_adapter_worker_t *w, int req_fd, int rep_fd, void *data,
+               void **state, int *pid);
+  /* Stop it: SIGTERM asks, SIGKILL insists.  It must then end and report
+   * with pp_adapter_worker_exited().  Any thread. */
+  void (*signal)(void *state, int sig);
+  /* The worker has ended and been reported: free its state.  Called on the
+   * pool's loop thread. */
+  void (*release)(void *state);
+  void *data;
+} pp_adapter_t;
+
+/* The adapter reports, exactly once and from any thread, that a worker has
+ * ended: with an exit status, or the signal that ended it. */
+void pp_adapter_worker_exited(pp_adapter_worker_t *w, int64_t status,
+                              int signal);
+
+/* ------------------------------------------------------------ mock adapter */
+
+/* The mock adapter's handlers: C functions by command name.  A handler
+ * gets the request's "args" as JSON text and writes its reply, JSON text,
+ * into `reply`; it returns 0 for a reply, or non-zero for an error whose
+ * message is the reply text (the client sees PP_EHANDLER with
+ * {"type":"MockError","message":...}).  Besides these, every mock worker
+ * knows: echo (returns args), sleep (args seconds; ends early when the
+ * request is cancelled, returning "cancelled"), fail (PP_EHANDLER), crash
+ * (the worker ends with exit status args, default 3: PP_ECRASHED), hang
+ * (never answers: PP_ETIMEDOUT once the request times out), pid. */
+typedef int (*pp_mock_handler)(const char *args, size_t len, pp_buf_t *reply,
+                               void *data);
+typedef struct pp_mock pp_mock_t;
+
+/* A handler table.  Returns 0 or UV_ENOMEM.  Register handlers before the
+ * pool starts; the pool keeps a pointer, so free it after the pool. */
+int pp_mock_new(pp_mock_t **out);
+int pp_mock_add(pp_mock_t *mock, const char *cmd, pp_mock_handler fn,
+                void *data);
+void pp_mock_free(pp_mock_t *mock);
+
 /* Options given at start and never changed afterwards. */
 typedef struct pp_pool_options {
   pp_trace_cb trace;    /* may be NULL */
   void *trace_data;
   pp_log_cb log;        /* may be NULL: log to stderr */
   void *log_data;
+  /* A program-supplied adapter, used instead of the config's `adapter`
+   * (status shows its name).  May be NULL. */
+  const pp_adapter_t *adapter;
+  /* Handlers for `adapter: mock` (NULL: only the built-in ones). */
+  const pp_mock_t *mock;
 } pp_pool_options_t;
 
 /* -------------------------------------------------------- event-loop face */
@@ -395,14 +470,6 @@ int pp_lease_pid(const pp_lease_t *lease);
 
 /* ---------------------------------------------------------- blocking face */
 
-/* A growable buffer for replies; reuse it across calls to avoid
- * allocating.  Initialise to {0}; free data with pp_buf_free(). */
-typedef struct pp_buf {
-  char *data;
-  size_t len;
-  size_t cap;
-} pp_buf_t;
-void pp_buf_free(pp_buf_t *buf);
 
 /* Start a pool on its own loop thread and return once it is ready, or fail:
  * PP_ECONFIG, PP_ETIMEDOUT (not ready within startup_timeout plus the
@@ -477,6 +544,20 @@ int pp_task_join(pp_task_t *task);
  * saying what is still outstanding ("2 leases out, 1 waiting, 1 task").
  * Not on the loop thread. */
 int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
+
+/* ------------------------------------------------------ test helpers */
+
+/* For users' test suites (cmocka or any other).  pp_test_pool_open opens
+ * a pool scoped to one test: warm when it returns, or a clear failure
+ * within timeout_ms (which bounds start-up instead of the config's
+ * startup_timeout + checkout.timeout).  pp_test_pool_close quiesces the
+ * pool (up to timeout_ms), checks nothing leaked (no lease out, no waiter,
+ * no task, no request in flight), then closes it synchronously.  It
+ * returns 0, or PP_ETIMEDOUT with diag saying what leaked ("1 leases out,
+ * 0 waiting, 0 tasks running"); the pool is closed either way. */
+int pp_test_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
+                      int64_t timeout_ms, pp_pool_t **out, pp_diag_t *diag);
+int pp_test_pool_close(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
 
 /* ------------------------------------------------------ operating a pool */
 

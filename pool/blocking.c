@@ -43,6 +43,11 @@ static void loop_main(void *arg) {
 
 int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
                  pp_pool_t **out, pp_diag_t *diag) {
+  return pp__pool_open(cfg, opts, -1, out, diag);
+}
+
+int pp__pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
+                  int64_t wait_ms, pp_pool_t **out, pp_diag_t *diag) {
   pp_pool_t *pool;
   uint64_t wait_ns;
   int r;
@@ -60,8 +65,10 @@ int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
     pp__pool_free(pool);
     return r;
   }
-  wait_ns = (pool->cfg->startup_timeout_ms + pool->cfg->checkout_timeout_ms) *
-            1000000ull;
+  wait_ns = wait_ms >= 0 ? (uint64_t)wait_ms * 1000000ull
+                        : (pool->cfg->startup_timeout_ms +
+                           pool->cfg->checkout_timeout_ms) *
+                              1000000ull;
   pp__lock(pool);
   while (!pool->ready_reported) {
     if (uv_cond_timedwait(&pool->state_cond, &pool->lock, wait_ns) != 0)

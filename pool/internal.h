@@ -54,6 +54,11 @@ struct pp__proc {
   int refs;
 
   uv_process_t process;
+  uv_async_t exit_async;   /* program-supplied adapters report exits here */
+  void *adapter_state;     /* the adapter's state, for those */
+  int custom;              /* made by pool->custom, not by a process */
+  int64_t a_status;
+  int a_signal;
   uv_pipe_t out;       /* the worker's stdout */
   uv_pipe_t err;       /* the worker's stderr */
   uv_poll_t rpoll;     /* readable on rep_fd, while the loop reads */
@@ -106,7 +111,8 @@ enum {
   PP__H_ERR = 1 << 2,
   PP__H_RPOLL = 1 << 3,
   PP__H_WPOLL = 1 << 4,
-  PP__H_TIMER = 1 << 5
+  PP__H_TIMER = 1 << 5,
+  PP__H_ASYNC = 1 << 6
 };
 
 /* A slot is a place for one worker; it outlives its processes. */
@@ -221,6 +227,10 @@ typedef struct pp__adapter {
 } pp__adapter_t;
 
 extern const pp__adapter_t pp__adapter_python;
+extern const pp__adapter_t pp__adapter_custom;
+/* The mock adapter's table, with `data` to be set to the pool's
+ * pp_mock_t (or NULL). */
+extern const pp_adapter_t pp__mock_adapter;
 
 struct pp_pool {
   uv_loop_t *loop;
@@ -234,6 +244,7 @@ struct pp_pool {
 
   pp_pool_state_t state;
   const pp__adapter_t *adapter;
+  pp_adapter_t custom;     /* a program-supplied or the mock adapter */
   char *python;            /* resolved interpreter */
   int nslots;
   pp__slot_t **slots;      /* nslots pointers; a slot never moves */
@@ -360,9 +371,23 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
                     pp_pool_t **out, pp_diag_t *diag);
 int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag);
 void pp__pool_free(pp_pool_t *pool);
+/* pp_pool_open waiting at most wait_ms for readiness (< 0: the config's
+ * startup_timeout + checkout.timeout). */
+int pp__pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
+                  int64_t wait_ms, pp_pool_t **out, pp_diag_t *diag);
 
 /* ---- proc.c */
 int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
+/* Parts of a start every adapter shares: allocate; make the two protocol
+ * pipes (child[0] reads requests, child[1] writes replies); set up the
+ * stdout/stderr pipes; once started, the handles; or undo on failure. */
+pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation);
+int pp__proc_pipes(pp__proc_t *proc, int child[2]);
+void pp__proc_output_init(pp__proc_t *proc);
+void pp__proc_started(pp__proc_t *proc, int pid);
+void pp__proc_abort(pp__proc_t *proc);
+/* The worker ended (loop thread, lock NOT held). */
+void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal);
 uint64_t pp__read_rss(int pid);
 void pp__proc_ref(pp__proc_t *proc);
 /* Drop a reference (lock held); frees when the last goes. */

@@ -667,7 +667,16 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
       goto fail;
     pool->nslots++;
   }
-  for (i = 0; adapters[i] != NULL; i++)
+  if (opts && opts->adapter) {
+    /* The program's own adapter, for this pool alone. */
+    pool->custom = *opts->adapter;
+    pool->adapter = &pp__adapter_custom;
+  } else if (strcmp(pool->cfg->adapter, "mock") == 0) {
+    pool->custom = pp__mock_adapter;
+    pool->custom.data = (void *)(opts ? opts->mock : NULL);
+    pool->adapter = &pp__adapter_custom;
+  }
+  for (i = 0; pool->adapter == NULL && adapters[i] != NULL; i++)
     if (strcmp(adapters[i]->name, pool->cfg->adapter) == 0)
       pool->adapter = adapters[i];
   if (pool->adapter == NULL) {

@@ -395,6 +395,10 @@ static void signal_group(pp__proc_t *proc, int sig) {
   /* The pid is ours until its exit callback has run: no reuse race. */
   if (proc->exited || proc->pid <= 0)
     return;
+  if (proc->custom) {
+    proc->pool->custom.signal(proc->adapter_state, sig);
+    return;
+  }
   if (kill(-proc->pid, sig) != 0)
     kill(proc->pid, sig);
 }
@@ -443,8 +447,7 @@ void pp__proc_stop(pp__proc_t *proc, uint64_t grace_ms) {
 
 /* ---- exit */
 
-static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
-  pp__proc_t *proc = p->data;
+void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal) {
   pp_pool_t *pool = proc->pool;
   uint64_t one = 1;
 
@@ -460,6 +463,7 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
   if (proc->rpolling)
     pp__proc_read_stop(proc);
   close_handle(proc, (uv_handle_t *)&proc->process, PP__H_PROCESS);
+  close_handle(proc, (uv_handle_t *)&proc->exit_async, PP__H_ASYNC);
   close_handle(proc, (uv_handle_t *)&proc->out, PP__H_OUT);
   close_handle(proc, (uv_handle_t *)&proc->err, PP__H_ERR);
   close_handle(proc, (uv_handle_t *)&proc->rpoll, PP__H_RPOLL);
@@ -475,60 +479,22 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
   pp__run_pending(pool);
 }
 
-/* ---- spawn */
+/* ---- making a worker: the parts every adapter shares */
 
-static char **build_env(pp__slot_t *slot) {
-  pp_config_t *cfg = slot->pool->cfg;
-  size_t n = 0, i, k, j;
-  char **env;
-  char buf[4][96];
+pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation) {
+  pp_pool_t *pool = slot->pool;
+  pp__proc_t *proc = calloc(1, sizeof(*proc));
 
-  while (environ[n])
-    n++;
-  env = calloc(n + (size_t)cfg->env_len + 5, sizeof(*env));
-  if (env == NULL)
+  if (proc == NULL)
     return NULL;
-  snprintf(buf[0], sizeof(buf[0]), "PORTPOOL_PARENT_PID=%d", (int)getpid());
-  snprintf(buf[1], sizeof(buf[1]), "PORTPOOL_WORKER_ID=%d", slot->id);
-  snprintf(buf[2], sizeof(buf[2]), "PORTPOOL_POOL=%.80s", cfg->name);
-  snprintf(buf[3], sizeof(buf[3]), "PORTPOOL_MAX_FRAME=%u", cfg->max_frame);
-  k = 0;
-  /* Inherited variables, less those the config or we set. */
-  for (i = 0; i < n; i++) {
-    const char *eq = strchr(environ[i], '=');
-    size_t klen = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-    int skip = strncmp(environ[i], "PORTPOOL_", 9) == 0;
-    for (j = 0; !skip && j < (size_t)cfg->env_len; j++)
-      skip = strncmp(cfg->env[j], environ[i], klen) == 0 &&
-             cfg->env[j][klen] == '=';
-    if (!skip)
-      env[k++] = environ[i];
-  }
-  for (j = 0; j < (size_t)cfg->env_len; j++)
-    env[k++] = cfg->env[j];
-  for (j = 0; j < 4; j++)
-    env[k++] = strdup(buf[j]);
-  for (j = 1; j <= 4; j++)
-    if (env[k - j] == NULL) {
-      for (j = 1; j <= 4; j++)
-        free(env[k - j]);
-      free(env);
-      return NULL;
-    }
-  return env;
-}
-
-static void free_env(char **env) {
-  size_t n = 0;
-
-  while (env[n])
-    n++;
-  /* The last four entries are ours. */
-  free(env[n - 1]);
-  free(env[n - 2]);
-  free(env[n - 3]);
-  free(env[n - 4]);
-  free(env);
+  proc->pool = pool;
+  proc->slot = slot;
+  proc->req_fd = proc->rep_fd = proc->wake_fd = -1;
+  pp__queue_init(&proc->stop_node);
+  proc->generation = generation;
+  pool->live++;
+  proc->refs = 1; /* ours until the start succeeds or fails */
+  return proc;
 }
 
 static void set_nonblock(int fd) {
@@ -536,223 +502,66 @@ static void set_nonblock(int fd) {
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
-  pp_pool_t *pool = slot->pool;
-  pp_config_t *cfg = pool->cfg;
-  uv_process_options_t opts;
-  uv_stdio_container_t stdio[5];
-  int req[2] = {-1, -1}, rep[2] = {-1, -1};
-  char **env = NULL;
-  char **args = NULL;
-  pp__proc_t *proc;
-  int r, i;
+int pp__proc_pipes(pp__proc_t *proc, int child[2]) {
+  int req[2], rep[2];
 
-  proc = calloc(1, sizeof(*proc));
-  if (proc == NULL)
-    return UV_ENOMEM;
-  proc->pool = pool;
-  proc->slot = slot;
-  proc->req_fd = proc->rep_fd = proc->wake_fd = -1;
-  pp__queue_init(&proc->stop_node);
-  proc->generation = generation;
-  pool->live++;
-  proc->refs = 1; /* ours until spawn succeeds or fails */
-
-  r = UV_ENOMEM;
-  args = calloc((size_t)cfg->command_len + 1, sizeof(*args));
-  env = build_env(slot);
-  if (args == NULL || env == NULL)
-    goto fail;
-  args[0] = pool->python;
-  for (i = 1; i < cfg->command_len; i++)
-    args[i] = cfg->command[i];
-
-  if (pipe2(req, O_CLOEXEC) != 0 || pipe2(rep, O_CLOEXEC) != 0) {
-    r = uv_translate_sys_error(errno);
-    goto fail;
+  child[0] = child[1] = -1;
+  if (pipe2(req, O_CLOEXEC) != 0)
+    return uv_translate_sys_error(errno);
+  if (pipe2(rep, O_CLOEXEC) != 0) {
+    close(req[0]);
+    close(req[1]);
+    return uv_translate_sys_error(errno);
   }
   proc->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (proc->wake_fd < 0) {
-    r = uv_translate_sys_error(errno);
-    goto fail;
+    close(req[0]);
+    close(req[1]);
+    close(rep[0]);
+    close(rep[1]);
+    return uv_translate_sys_error(errno);
   }
   proc->req_fd = req[1];
   proc->rep_fd = rep[0];
   set_nonblock(proc->req_fd);
   set_nonblock(proc->rep_fd);
+  child[0] = req[0];
+  child[1] = rep[1];
+  return 0;
+}
 
-  uv_pipe_init(pool->loop, &proc->out, 0);
-  uv_pipe_init(pool->loop, &proc->err, 0);
+void pp__proc_output_init(pp__proc_t *proc) {
+  uv_pipe_init(proc->pool->loop, &proc->out, 0);
+  uv_pipe_init(proc->pool->loop, &proc->err, 0);
   proc->handles |= PP__H_OUT | PP__H_ERR;
   proc->out.data = proc->err.data = proc;
+}
 
-  memset(&opts, 0, sizeof(opts));
-  memset(stdio, 0, sizeof(stdio));
-  stdio[0].flags = UV_IGNORE;
-  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[1].data.stream = (uv_stream_t *)&proc->out;
-  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[2].data.stream = (uv_stream_t *)&proc->err;
-  stdio[3].flags = UV_INHERIT_FD;
-  stdio[3].data.fd = req[0];
-  stdio[4].flags = UV_INHERIT_FD;
-  stdio[4].data.fd = rep[1];
-  opts.file = pool->python;
-  opts.args = args;
-  opts.env = env;
-  opts.stdio = stdio;
-  opts.stdio_count = 5;
-  /* Its own session and process group, so a stop reaches the handler's
-   * own subprocesses too. */
-  opts.flags = UV_PROCESS_DETACHED;
-  opts.exit_cb = on_exit_cb;
-  proc->process.data = proc;
-  proc->handles |= PP__H_PROCESS;
-  r = uv_spawn(pool->loop, &proc->process, &opts);
-  close(req[0]);
-  close(rep[1]);
-  req[0] = rep[1] = -1;
-  if (r != 0) {
-    snprintf(proc->detail, sizeof(proc->detail), "spawn %s: %s", pool->python,
-             uv_strerror(r));
-    goto fail;
-  }
-  proc->pid = proc->process.pid;
+void pp__proc_started(pp__proc_t *proc, int pid) {
+  pp_pool_t *pool = proc->pool;
+
+  proc->pid = pid;
   proc->spawn_ns = pp__now_ns();
-
   uv_poll_init(pool->loop, &proc->rpoll, proc->rep_fd);
   uv_poll_init(pool->loop, &proc->wpoll, proc->req_fd);
   uv_timer_init(pool->loop, &proc->timer);
   proc->rpoll.data = proc->wpoll.data = proc->timer.data = proc;
   proc->handles |= PP__H_RPOLL | PP__H_WPOLL | PP__H_TIMER;
-  proc->refs += 6; /* one per handle; the first ref becomes the slot's */
-  uv_read_start((uv_stream_t *)&proc->out, on_alloc, on_output);
-  uv_read_start((uv_stream_t *)&proc->err, on_alloc, on_output);
-  free(args);
-  free_env(env);
-  *out = proc;
-  return 0;
+  /* One reference per open handle; the first one becomes the slot's. */
+  proc->refs += __builtin_popcount(proc->handles);
+  if (proc->handles & PP__H_OUT) {
+    uv_read_start((uv_stream_t *)&proc->out, on_alloc, on_output);
+    uv_read_start((uv_stream_t *)&proc->err, on_alloc, on_output);
+  }
+}
 
-fail:
-  if (req[0] >= 0)
-    close(req[0]);
-  if (rep[1] >= 0)
-    close(rep[1]);
-  if (proc->req_fd < 0 && req[1] >= 0)
-    close(req[1]);
-  if (proc->rep_fd < 0 && rep[0] >= 0)
-    close(rep[0]);
-  free(args);
-  if (env)
-    free_env(env);
+void pp__proc_abort(pp__proc_t *proc) {
   /* Handles initialised so far still need their one uv_close each; the
    * proc is freed by the last close callback. */
   proc->refs += __builtin_popcount(proc->handles);
   close_handle(proc, (uv_handle_t *)&proc->process, PP__H_PROCESS);
+  close_handle(proc, (uv_handle_t *)&proc->exit_async, PP__H_ASYNC);
   close_handle(proc, (uv_handle_t *)&proc->out, PP__H_OUT);
   close_handle(proc, (uv_handle_t *)&proc->err, PP__H_ERR);
   pp__proc_unref(proc);
-  return r;
 }
-
-/* ---- interpreter resolution */
-
-static int find_in_path(const char *name, char *out, size_t len) {
-  const char *path = getenv("PATH");
-  const char *p, *end;
-
-  if (path == NULL)
-    path = "/usr/local/bin:/usr/bin:/bin";
-  for (p = path; *p; p = *end ? end + 1 : end) {
-    end = strchr(p, ':');
-    if (end == NULL)
-      end = p + strlen(p);
-    snprintf(out, len, "%.*s/%s", (int)(end - p), p, name);
-    if (access(out, X_OK) == 0)
-      return 0;
-  }
-  return UV_ENOENT;
-}
-
-/* Run a script interpreter once to ask where the real binary is. */
-static int ask_python(const char *shim, char *out, size_t len) {
-  char *argv[] = {(char *)shim, "-c",
-                  "import os,sys;print(os.path.realpath(sys.executable))",
-                  NULL};
-  posix_spawn_file_actions_t fa;
-  int fds[2], status, r = UV_EINVAL;
-  pid_t pid;
-  ssize_t n;
-  size_t got = 0;
-
-  if (pipe2(fds, O_CLOEXEC) != 0)
-    return uv_translate_sys_error(errno);
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  if (posix_spawn(&pid, shim, &fa, NULL, argv, environ) != 0) {
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[0]);
-    close(fds[1]);
-    return UV_ENOENT;
-  }
-  posix_spawn_file_actions_destroy(&fa);
-  close(fds[1]);
-  while (got + 1 < len && (n = read(fds[0], out + got, len - got - 1)) != 0) {
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      break;
-    got += (size_t)n;
-  }
-  close(fds[0]);
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
-  out[got] = '\0';
-  while (got > 0 && (out[got - 1] == '\n' || out[got - 1] == '\r'))
-    out[--got] = '\0';
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && got > 0 &&
-      access(out, X_OK) == 0)
-    r = 0;
-  return r;
-}
-
-int pp__resolve_python(const char *cmd0, char **out, pp_diag_t *diag) {
-  char found[PATH_MAX], real[PATH_MAX], magic[2];
-  const char *base;
-  int fd, r;
-
-  if (strchr(cmd0, '/') == NULL) {
-    if (find_in_path(cmd0, found, sizeof(found)) != 0) {
-      pp__diag_set(diag, "worker.command: %s not found on PATH", cmd0);
-      return PP_ECONFIG;
-    }
-  } else {
-    snprintf(found, sizeof(found), "%s", cmd0);
-  }
-  if (realpath(found, real) == NULL || access(real, X_OK) != 0) {
-    pp__diag_set(diag, "worker.command: %s is not an executable", found);
-    return PP_ECONFIG;
-  }
-  base = strrchr(cmd0, '/');
-  base = base ? base + 1 : cmd0;
-  fd = open(real, O_RDONLY | O_CLOEXEC);
-  r = fd >= 0 ? (int)read(fd, magic, 2) : -1;
-  if (fd >= 0)
-    close(fd);
-  /* A script called python* is a shim (pyenv, asdf): exec'ing it would cost
-   * every start ~75 ms, so ask it once for the binary it runs. */
-  if (r == 2 && magic[0] == '#' && magic[1] == '!' &&
-      strncmp(base, "python", 6) == 0) {
-    if (ask_python(real, found, sizeof(found)) == 0)
-      snprintf(real, sizeof(real), "%s", found);
-  }
-  *out = strdup(real);
-  return *out ? 0 : UV_ENOMEM;
-}
-
-static int python_prepare(pp_pool_t *pool, pp_diag_t *diag) {
-  return pp__resolve_python(pool->cfg->command[0], &pool->python, diag);
-}
-
-const pp__adapter_t pp__adapter_python = {"python", python_prepare,
-                                          pp__proc_spawn};

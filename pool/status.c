@@ -58,7 +58,9 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
     return UV_ENOMEM;
   pp__lock(pool);
   snprintf(st->name, sizeof(st->name), "%s", pool->cfg->name);
-  snprintf(st->adapter, sizeof(st->adapter), "%s", pool->cfg->adapter);
+  snprintf(st->adapter, sizeof(st->adapter), "%s",
+           pool->adapter == &pp__adapter_custom ? pool->custom.name
+                                                : pool->cfg->adapter);
   st->state = pool->state;
   st->size = 0;
   pp__slot_count(pool, &st->idle, &st->leased, &st->busy, &st->starting,

@@ -6,8 +6,9 @@
  * lease, no waiter, granted = returned + reclaimed, no restart, and no task
  * ever received a reply that was not its own.
  *
- * POOL_SIZE, CLIENTS, ROUNDS (defaults 4, 5, 20) and SEED come from the
- * environment; the seed is printed so a failure replays. */
+ * POOL_SIZE, CLIENTS, ROUNDS (defaults 4, 5, 20), SEED and ADAPTER
+ * (python or mock) come from the environment; the seed is printed so a
+ * failure replays. */
 #include "helpers.h"
 
 #include <inttypes.h>
@@ -127,6 +128,7 @@ static void test_concurrent_checkouts(void **state) {
   int size = env_int("POOL_SIZE", 4), clients = env_int("CLIENTS", 5);
   int rounds = env_int("ROUNDS", 20), i, ok = 0, cancelled = 0;
   uint64_t seed = (uint64_t)env_int("SEED", 0);
+  const char *adapter = getenv("ADAPTER") ? getenv("ADAPTER") : "python";
   pp_config_t *cfg = python_config("echo_handlers.py", size);
   driver_t *dr = calloc((size_t)clients, sizeof(*dr));
   uv_thread_t *t = calloc((size_t)clients, sizeof(*t));
@@ -139,8 +141,12 @@ static void test_concurrent_checkouts(void **state) {
   (void)state;
   if (seed == 0)
     seed = (uint64_t)time(NULL);
-  fprintf(stderr, "POOL_SIZE=%d CLIENTS=%d ROUNDS=%d SEED=%" PRIu64 "\n", size,
-          clients, rounds, seed);
+  fprintf(stderr,
+          "ADAPTER=%s POOL_SIZE=%d CLIENTS=%d ROUNDS=%d SEED=%" PRIu64 "\n",
+          adapter, size, clients, rounds, seed);
+  /* Same suite, same checks, either adapter: the mock runs the same
+   * echo and sleep behaviours in-process. */
+  cfg_set(cfg, "adapter", adapter);
   char waiters[32];
   snprintf(waiters, sizeof(waiters), "%d", clients + 16);
   cfg_set(cfg, "checkout.max_waiters", waiters);

@@ -1,0 +1,69 @@
+/* adapter.c -- owns the glue for adapters that are not the built-in python
+ * one (the mock, or a program's own): starting a worker through the
+ * adapter's table, and turning its exit report, from any thread, into the
+ * same exit path a process takes. */
+#include "internal.h"
+
+#include <unistd.h>
+
+static void on_exit_async(uv_async_t *a) {
+  pp__proc_t *proc = a->data;
+  pp_pool_t *pool = proc->pool;
+  void *state = proc->adapter_state;
+
+  pp__proc_exited(proc, proc->a_status, proc->a_signal);
+  pp__lock(pool);
+  proc->adapter_state = NULL;
+  pp__unlock(pool);
+  pool->custom.release(state);
+}
+
+void pp_adapter_worker_exited(pp_adapter_worker_t *w, int64_t status,
+                              int signal) {
+  pp__proc_t *proc = (pp__proc_t *)w;
+
+  proc->a_status = status;
+  proc->a_signal = signal;
+  /* uv_async_send orders these stores before the loop's read. */
+  uv_async_send(&proc->exit_async);
+}
+
+static int custom_prepare(pp_pool_t *pool, pp_diag_t *diag) {
+  (void)pool;
+  (void)diag;
+  return 0;
+}
+
+static int custom_spawn(pp__slot_t *slot, uint32_t generation,
+                        pp__proc_t **out) {
+  pp_pool_t *pool = slot->pool;
+  int child[2], pid = 0, r;
+  pp__proc_t *proc;
+  void *state = NULL;
+
+  if ((proc = pp__proc_new(slot, generation)) == NULL)
+    return UV_ENOMEM;
+  if ((r = pp__proc_pipes(proc, child)) != 0) {
+    pp__proc_abort(proc);
+    return r;
+  }
+  uv_async_init(pool->loop, &proc->exit_async, on_exit_async);
+  proc->exit_async.data = proc;
+  proc->handles |= PP__H_ASYNC;
+  r = pool->custom.start((pp_adapter_worker_t *)proc, child[0], child[1],
+                         pool->custom.data, &state, &pid);
+  if (r != 0) {
+    close(child[0]);
+    close(child[1]);
+    pp__proc_abort(proc);
+    return r;
+  }
+  proc->adapter_state = state;
+  proc->custom = 1;
+  pp__proc_started(proc, pid > 0 ? pid : 1);
+  *out = proc;
+  return 0;
+}
+
+const pp__adapter_t pp__adapter_custom = {"custom", custom_prepare,
+                                          custom_spawn};
