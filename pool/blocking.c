@@ -200,7 +200,7 @@ static long read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
       if (used < 0)
         return PP_EPROTO;
     }
-    if (pp__proc_rbuf_reserve(proc, 65536) != 0)
+    if (pp__proc_rbuf_reserve(proc, pp__proc_rbuf_want(proc)) != 0)
       return UV_ENOMEM;
     n = read(proc->rep_fd, proc->rbuf + proc->rlen, proc->rcap - proc->rlen);
     if (n > 0) {

@@ -5,6 +5,8 @@
 #include "internal.h"
 
 #include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,7 +208,7 @@ void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
   pp__quiesce_poke(pool);
   if (status != 0)
     pp__trace(pool, PP_TRACE_CHECKOUT_FAIL, -1, 0, 0, 0, w->client->id,
-              status, w->diag ? w->diag->message : NULL);
+              status, w->diag ? w->diag->message : w->msg);
   if (w->cond) {
     uv_cond_signal(w->cond);
     return;
@@ -224,7 +226,7 @@ void pp__waiters_fail_all(pp_pool_t *pool, int status, const char *why) {
 
   while (!pp__queue_empty(&pool->waiters)) {
     w = pp__container_of(pool->waiters.next, pp__waiter_t, node);
-    pp__diag_set(w->diag, "%s", why);
+    pp__waiter_reason(w, "%s", why);
     pp__waiter_complete(w, status, NULL);
   }
 }
@@ -270,6 +272,7 @@ void pp__waiter_timer_arm(pp_pool_t *pool) {
 
 void pp__on_waiter_timer(uv_timer_t *t) {
   pp_pool_t *pool = t->data;
+  pp_diag_t d;
   pp__queue_t *q, *next;
   pp__waiter_t *w;
   uint64_t now = pp__now_ns();
@@ -281,7 +284,8 @@ void pp__on_waiter_timer(uv_timer_t *t) {
     w = pp__container_of(q, pp__waiter_t, node);
     if (w->cond != NULL || w->deadline_ns > now)
       continue;
-    r = pp__checkout_unavailable(pool, w->diag);
+    r = pp__checkout_unavailable(pool, &d);
+    pp__waiter_reason(w, "%s", d.message);
     pool->timeouts++;
     pp__waiter_complete(w, r, NULL);
   }
@@ -307,17 +311,31 @@ int pp__lease_receive(pp_lease_t *lease, pp_diag_t *diag) {
 
 void pp__checkout_deliver(pp__waiter_t *w) {
   pp_lease_t *lease = w->lease;
+  pp_diag_t d;
 
+  memset(&d, 0, sizeof(d));
+  snprintf(d.message, sizeof(d.message), "%s", w->msg);
   if (lease) {
     pp_pool_t *pool = lease->pool;
     PP_FAULT(pool, "deliver");
     pp__lock(pool);
-    if ((w->status = pp__lease_receive(lease, &w->own_diag)) != 0)
+    if ((w->status = pp__lease_receive(lease, &d)) != 0)
       w->lease = NULL;
     pp__unlock(pool);
   }
-  w->cb(w->lease, w->status, w->status ? &w->own_diag : NULL, w->data);
+  w->cb(w->lease, w->status, w->status ? &d : NULL, w->data);
   free(w);
+}
+
+void pp__waiter_reason(pp__waiter_t *w, const char *fmt, ...) {
+  va_list ap;
+
+  va_start(ap, fmt);
+  if (w->diag)
+    vsnprintf(w->diag->message, sizeof(w->diag->message), fmt, ap);
+  else
+    vsnprintf(w->msg, sizeof(w->msg), fmt, ap);
+  va_end(ap);
 }
 
 /* ---- clients */
@@ -381,7 +399,7 @@ static void client_reap(pp_client_t *c) {
 
   while (!pp__queue_empty(&c->waiters)) {
     w = pp__container_of(c->waiters.next, pp__waiter_t, cnode);
-    pp__diag_set(w->diag, "client closed");
+    pp__waiter_reason(w, "client closed");
     pool->withdrawn++;
     pp__waiter_complete(w, PP_ECANCELED, NULL);
   }
@@ -461,7 +479,7 @@ int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
     return UV_ENOMEM;
   w->cb = cb;
   w->data = data;
-  w->diag = &w->own_diag;
+  w->diag = NULL;
   pp__queue_init(&w->node);
   pp__queue_init(&w->cnode);
   pp__lock(pool);
@@ -516,7 +534,7 @@ static int reply_copy(pp_lease_t *lease, const char *p, size_t len) {
 
 void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why) {
   lease->reply_len = 0;
-  pp__diag_set(&lease->diag, "%s", why);
+  snprintf(lease->msg, sizeof(lease->msg), "%s", why);
   lease->pool->errors++;
   reply_queue(lease, status);
 }
@@ -541,7 +559,7 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
     status = UV_ENOMEM;
   if (status == PP_EHANDLER) {
     pool->errors++;
-    pp__diag_set(&lease->diag, "handler raised an exception");
+    snprintf(lease->msg, sizeof(lease->msg), "handler raised an exception");
   }
   pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
             lease->id, lease->client ? lease->client->id : 0, status, NULL);
@@ -551,9 +569,15 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
     pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after the reply");
 }
 
+static void reply_diag(const pp_lease_t *lease, pp_diag_t *d) {
+  memset(d, 0, sizeof(*d));
+  snprintf(d->message, sizeof(d->message), "%s", lease->msg);
+}
+
 void pp__reply_deliver(pp_lease_t *lease) {
   pp_pool_t *pool = lease->pool;
   pp_reply_cb cb = lease->reply_cb;
+  pp_diag_t d;
 
   PP_FAULT(pool, "reply");
   pp__lock(pool);
@@ -565,16 +589,18 @@ void pp__reply_deliver(pp_lease_t *lease) {
     if (lease->status == 0 || lease->status == PP_EHANDLER)
       pool->stale_replies++;
     pp__unlock(pool);
-    cb(lease, lease->status == 0 ? PP_ECANCELED : lease->status, "", 0,
-       &lease->diag, lease->reply_data);
+    reply_diag(lease, &d);
+    cb(lease, lease->status == 0 ? PP_ECANCELED : lease->status, "", 0, &d,
+       lease->reply_data);
     pp__lock(pool);
     lease_recycle(lease);
     pp__unlock(pool);
     return;
   }
   pp__unlock(pool);
+  reply_diag(lease, &d);
   cb(lease, lease->status, lease->reply ? lease->reply : "", lease->reply_len,
-     lease->status ? &lease->diag : NULL, lease->reply_data);
+     lease->status ? &d : NULL, lease->reply_data);
 }
 
 int pp_request(pp_lease_t *lease, const void *payload, size_t len,

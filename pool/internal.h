@@ -24,7 +24,7 @@ typedef struct pp__pending pp__pending_t;
 #define PP_STDERR_TAIL 20
 
 typedef struct pp__linebuf {
-  char buf[PP_LINE_MAX];
+  char *buf;           /* PP_LINE_MAX bytes, allocated at the first output */
   size_t len;
 } pp__linebuf_t;
 
@@ -142,7 +142,7 @@ struct pp__slot {
   pp_exit_kind_t last_exit;
   int last_exit_code;
   int last_exit_signal;
-  char stderr_tail[PP_STDERR_TAIL][160];
+  char (*stderr_tail)[160]; /* PP_STDERR_TAIL lines, at the first one */
   unsigned stderr_next;
 };
 
@@ -174,7 +174,7 @@ struct pp_lease {
   int status;
   char *reply;
   size_t reply_len, reply_cap;
-  pp_diag_t diag;
+  char msg[160];           /* why the request failed */
 };
 
 struct pp_client {
@@ -201,13 +201,13 @@ struct pp__waiter {
   int done;                /* granted or failed: out of every list */
   int status;
   pp_lease_t *lease;       /* set on grant */
-  pp_diag_t *diag;         /* where the failure reason goes (may be NULL) */
+  pp_diag_t *diag;         /* thread waiter: the caller's diag, or NULL */
+  char msg[112];           /* loop waiter: the failure reason */
   /* thread waiter */
   uv_cond_t *cond;
   /* loop waiter */
   pp_checkout_cb cb;
   void *data;
-  pp_diag_t own_diag;
   pp__pending_t pend;
 };
 
@@ -410,6 +410,7 @@ int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
                             uint64_t deadline_ns);
 /* Make room for `need` more bytes in rbuf.  Returns 0 or UV_ENOMEM. */
 int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need);
+size_t pp__proc_rbuf_want(const pp__proc_t *proc);
 /* Resolve the interpreter once per pool (a shim costs ~75 ms a start). */
 int pp__resolve_python(const char *cmd0, char **out, pp_diag_t *diag);
 
@@ -433,6 +434,9 @@ int pp__lease_receive(pp_lease_t *lease, pp_diag_t *diag);
 /* Checkout failure text: warming / busy / degraded (lock held). */
 int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag);
 void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease);
+/* Record why a waiter fails: in its caller's diag, or its own message. */
+void pp__waiter_reason(pp__waiter_t *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void pp__waiters_fail_all(pp_pool_t *pool, int status, const char *why);
 void pp__waiter_timer_arm(pp_pool_t *pool);
 void pp__waiter_enqueue(pp_pool_t *pool, pp__waiter_t *w, pp_client_t *c,

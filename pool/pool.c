@@ -566,6 +566,7 @@ pp__slot_t *pp__slot_new(pp_pool_t *pool, int id) {
 
 static void slot_free(pp__slot_t *slot) {
   free(slot->crash_times);
+  free(slot->stderr_tail);
   free(slot);
 }
 

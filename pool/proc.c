@@ -30,6 +30,8 @@ void pp__proc_unref(pp__proc_t *proc) {
 
   if (--proc->refs > 0)
     return;
+  free(proc->outline.buf);
+  free(proc->errline.buf);
   pp__queue_remove(&proc->stop_node);
   if (proc->req_fd >= 0)
     close(proc->req_fd);
@@ -73,6 +75,9 @@ static void log_line(pp__proc_t *proc, int is_err, const char *s, size_t n) {
   pp__log(proc->pool, "worker %d%s: %.*s", slot->id, is_err ? " [stderr]" : "",
           (int)n, s);
   if (is_err) {
+    if (slot->stderr_tail == NULL &&
+        (slot->stderr_tail = calloc(PP_STDERR_TAIL, 160)) == NULL)
+      return;
     tail = slot->stderr_tail[slot->stderr_next % PP_STDERR_TAIL];
     snprintf(tail, sizeof(slot->stderr_tail[0]), "%.*s", (int)n, s);
     slot->stderr_next++;
@@ -105,6 +110,11 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
       h == (uv_handle_t *)&proc->out ? &proc->outline : &proc->errline;
 
   (void)hint;
+  if (lb->buf == NULL && (lb->buf = malloc(PP_LINE_MAX)) == NULL) {
+    buf->base = NULL;
+    buf->len = 0; /* libuv reports UV_ENOBUFS; the stream is closed */
+    return;
+  }
   buf->base = lb->buf + lb->len;
   buf->len = PP_LINE_MAX - lb->len;
 }
@@ -135,6 +145,8 @@ static void drain_output(pp__proc_t *proc, uv_pipe_t *p, unsigned bit) {
 
   if ((proc->handles & bit) == 0 || uv_fileno((uv_handle_t *)p, &fd) != 0)
     return;
+  if (lb->buf == NULL && (lb->buf = malloc(PP_LINE_MAX)) == NULL)
+    return;
   for (;;) {
     n = read(fd, lb->buf + lb->len, PP_LINE_MAX - lb->len);
     if (n <= 0)
@@ -147,13 +159,25 @@ static void drain_output(pp__proc_t *proc, uv_pipe_t *p, unsigned bit) {
 
 /* ---- reading replies on the loop */
 
+/* Room to ask for from the next read: the rest of the frame being read
+ * (so a large reply is read in one go), at least 1 KiB; no more, so an
+ * idle worker's buffer stays small. */
+size_t pp__proc_rbuf_want(const pp__proc_t *proc) {
+  long need = pp_frame_need(proc->rbuf, proc->rlen, proc->pool->cfg->max_frame);
+  size_t want = need > 0 && (size_t)need > proc->rlen
+                    ? (size_t)need - proc->rlen
+                    : 0;
+
+  return want > 1024 ? want : 1024;
+}
+
 int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need) {
   size_t cap;
   char *p;
 
   if (proc->rcap - proc->rlen >= need)
     return 0;
-  cap = proc->rcap ? proc->rcap : 4096;
+  cap = proc->rcap ? proc->rcap : 1024;
   while (cap - proc->rlen < need)
     cap *= 2;
   p = realloc(proc->rbuf, cap);
@@ -179,7 +203,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     goto out;
   }
   for (;;) {
-    if (pp__proc_rbuf_reserve(proc, 65536) != 0) {
+    if (pp__proc_rbuf_reserve(proc, pp__proc_rbuf_want(proc)) != 0) {
       pp__on_proc_read_error(proc, UV_ENOMEM);
       goto out;
     }

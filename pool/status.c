@@ -116,7 +116,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
     w->stderr_lines = slot->stderr_next < PP_STDERR_TAIL
                           ? (int)slot->stderr_next
                           : PP_STDERR_TAIL;
-    for (j = 0; j < w->stderr_lines; j++)
+    for (j = 0; slot->stderr_tail && j < w->stderr_lines; j++)
       snprintf(w->stderr_tail[j], sizeof(w->stderr_tail[j]), "%s",
                slot->stderr_tail[(slot->stderr_next - (unsigned)w->stderr_lines +
                                   (unsigned)j) %
