@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void users_leave(pp_pool_t *pool) {
+void pp__users_leave(pp_pool_t *pool) {
   if (--pool->users == 0 && pool->stopping)
     uv_cond_broadcast(&pool->users_cond);
 }
@@ -175,7 +175,7 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
       *out = r == 0 ? w.lease : NULL;
     }
   }
-  users_leave(pool);
+  pp__users_leave(pool);
   pp__unlock(pool);
   return r;
 }
@@ -184,7 +184,7 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
 
 /* Read until one whole frame is in rbuf.  Returns its size, or
  * PP_ETIMEDOUT, PP_ECRASHED (EOF or the process was reaped), PP_EPROTO. */
-static long read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
+long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
   uint32_t max = proc->pool->cfg->max_frame;
   struct pollfd p[2];
   uint64_t now;
@@ -238,14 +238,14 @@ static long read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
 
 /* After EOF on the reply pipe, give the loop a moment to reap the process,
  * so the error names the exit (signal 9, exit 3, ...). */
-static void wait_reaped(pp__proc_t *proc, uint64_t ms) {
+void pp__wait_reaped(pp__proc_t *proc, uint64_t ms) {
   struct pollfd p = {.fd = proc->wake_fd, .events = POLLIN};
 
   while (poll(&p, 1, (int)ms) < 0 && errno == EINTR)
     ;
 }
 
-static int reply_store(pp_buf_t *reply, const char *p, size_t len) {
+int pp__reply_store(pp_buf_t *reply, const char *p, size_t len) {
   size_t cap;
   char *np;
 
@@ -330,11 +330,11 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
     pp__proc_cancel(proc, id);
   pp__unlock(pool);
   if (r == 0) {
-    used = read_frame(proc, deadline, &f);
+    used = pp__read_frame(proc, deadline, &f);
     if (used > 0) {
       if ((f.type != PP_FRAME_REPLY && f.type != PP_FRAME_ERROR) || f.id != id)
         r = PP_EPROTO;
-      else if (reply_store(reply, f.payload, f.len) != 0)
+      else if (pp__reply_store(reply, f.payload, f.len) != 0)
         r = UV_ENOMEM;
       else if (f.type == PP_FRAME_ERROR)
         r = PP_EHANDLER;
@@ -343,7 +343,7 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
     }
   }
   if (r == PP_ECRASHED && *sent)
-    wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
+    pp__wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
   PP_FAULT(pool, "reply");
 
   run_us = (pp__now_ns() - start) / 1000;
@@ -417,7 +417,7 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
     r = PP_ECANCELED;
     pp__diag_set(diag, "client closed during the request");
   }
-  users_leave(pool);
+  pp__users_leave(pool);
   pp__unlock(pool);
   return r;
 }
@@ -435,6 +435,8 @@ int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
 
   /* A request that never reached its worker (it died idle, unreaped) is
    * retried on another: the caller does not notice. */
+  if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD)
+    return pp__pipelined_call(pool, payload, len, reply, timeout_ms, diag);
   do {
     r = pp_lease_acquire(pool, NULL, timeout_ms, &lease, diag);
     if (r != 0)

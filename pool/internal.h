@@ -115,6 +115,17 @@ enum {
   PP__H_ASYNC = 1 << 6
 };
 
+/* A pipelined call's place in its worker's ring. */
+struct pp__pcall {
+  pp__proc_t *proc;
+  uint32_t id;
+  int done;
+  int status;
+  pp_buf_t *reply;
+  pp_diag_t *diag;
+  uv_cond_t cond;
+};
+
 /* A slot is a place for one worker; it outlives its processes. */
 struct pp__slot {
   pp_pool_t *pool;
@@ -138,6 +149,13 @@ struct pp__slot {
   unsigned replace_failures;
   int removing;                /* scaled away: not restarted */
   int pinging;                 /* heartbeat PING out; not in the idle list */
+  /* Pipelined one-shot calls in flight, oldest first: a ring of
+   * pipeline_depth places; only the caller at the head reads replies. */
+  struct pp__pcall *ring;
+  int ring_cap, ring_head, shared;
+  int reading;                 /* the head's caller is reading */
+  uv_mutex_t wlock;            /* keeps write order = id order */
+  int wlock_init;
   int missed;                  /* heartbeats missed in a row */
   pp_exit_kind_t last_exit;
   int last_exit_code;
@@ -268,6 +286,9 @@ struct pp_pool {
   uint64_t next_lease_id;
   uint64_t next_client_id;
   int users;               /* threads inside blocking calls */
+  int shared_calls;        /* pipelined calls in flight */
+  int pipe_waiters;
+  uv_cond_t pipe_cond;     /* a pipelined place came free */
   uv_cond_t users_cond;
 
   /* quiescence */
@@ -471,6 +492,19 @@ void pp__reply_deliver(pp_lease_t *lease);
 
 /* ---- histo.c */
 void pp__histo_add(pp_histogram_t *h, uint64_t us);
+
+/* ---- blocking.c, shared with pipeline.c */
+void pp__users_leave(pp_pool_t *pool);
+long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f);
+void pp__wait_reaped(pp__proc_t *proc, uint64_t ms);
+int pp__reply_store(pp_buf_t *reply, const char *p, size_t len);
+
+/* ---- pipeline.c */
+/* One-shot calls that share a worker up to worker.pipeline_depth; larger
+ * payloads take a lease of their own. */
+#define PP_PIPELINE_MAX_PAYLOAD 4096
+int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
+                       pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
 
 /* ---- task.c */
 void pp__tasks_reap(pp_pool_t *pool);

@@ -565,6 +565,13 @@ pp__slot_t *pp__slot_new(pp_pool_t *pool, int id) {
 }
 
 static void slot_free(pp__slot_t *slot) {
+  int i;
+
+  for (i = 0; slot->ring && i < slot->ring_cap; i++)
+    uv_cond_destroy(&slot->ring[i].cond);
+  free(slot->ring);
+  if (slot->wlock_init)
+    uv_mutex_destroy(&slot->wlock);
   free(slot->crash_times);
   free(slot->stderr_tail);
   free(slot);
@@ -615,6 +622,7 @@ static void pool_free(pp_pool_t *pool) {
   uv_cond_destroy(&pool->state_cond);
   uv_cond_destroy(&pool->users_cond);
   uv_cond_destroy(&pool->quiesce_cond);
+  uv_cond_destroy(&pool->pipe_cond);
   uv_mutex_destroy(&pool->lock);
   free(pool);
 }
@@ -643,6 +651,7 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   uv_cond_init(&pool->state_cond);
   uv_cond_init(&pool->users_cond);
   uv_cond_init(&pool->quiesce_cond);
+  uv_cond_init(&pool->pipe_cond);
   pp__queue_init(&pool->task_list);
   pp__queue_init(&pool->idle);
   pp__queue_init(&pool->waiters);
@@ -802,7 +811,7 @@ static void stop_workers(pp_pool_t *pool, int all) {
     if (slot->proc == NULL)
       continue;
     lease = slot->lease;
-    if (!all && (slot->proc->orphan_id != 0 ||
+    if (!all && (slot->proc->orphan_id != 0 || slot->shared > 0 ||
                  (lease && (lease->in_flight || lease->thread_call))))
       continue;
     if (lease && !lease->thread_call)

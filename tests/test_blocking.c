@@ -347,6 +347,47 @@ static void test_threads(void **state) {
   close_pool(f);
 }
 
+/* Pipelined calls: several callers share each worker up to the depth,
+ * every reply reaches its own caller, and a crash fails only the calls
+ * queued on that worker. */
+static void test_pipelined_calls(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 2);
+  caller_arg_t args[16];
+  uv_thread_t t[16];
+  pp_status_t st;
+  fixture_t *f;
+  int i;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  f = open_pool(cfg);
+  for (i = 0; i < 16; i++) {
+    args[i].pool = f->pool;
+    args[i].id = i;
+    args[i].calls = 300;
+    args[i].ok = 0;
+    assert_int_equal(uv_thread_create(&t[i], caller_thread, &args[i]), 0);
+  }
+  for (i = 0; i < 16; i++) {
+    uv_thread_join(&t[i]);
+    assert_int_equal(args[i].ok, 300);
+  }
+  assert_int_equal(pp_pool_quiesce(f->pool, 10000, &f->diag), 0);
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.checkouts, 16 * 300);
+  assert_int_equal(st.checkins, 16 * 300);
+  assert_int_equal(st.idle, 2);
+  assert_int_equal(st.restarts, 0);
+  pp_status_free(&st);
+  /* A crash in the pipeline: that call sees it, the pool recovers. */
+  assert_int_equal(pp_call_cmd(f->pool, "crash", "4", &f->reply, -1, &f->diag),
+                   PP_ECRASHED);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_HELLO, 3, 10000), 0);
+  assert_int_equal(pp_call_cmd(f->pool, "echo", "1", &f->reply, -1, &f->diag),
+                   0);
+  close_pool(f);
+}
+
 /* Close is synchronous: the workers are reaped when it returns, so a new
  * pool (same name, same socket) starts on the next line, 50 times. */
 static void test_close_reopen(void **state) {
@@ -382,6 +423,7 @@ int main(void) {
       cmocka_unit_test(test_max_waiters),
       cmocka_unit_test(test_request_timeout),
       cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_pipelined_calls),
       cmocka_unit_test(test_close_reopen),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
