@@ -38,10 +38,12 @@
 /* Enum fields are stored through int. */
 _Static_assert(sizeof(pp__pick_t) == sizeof(int), "enum is not an int");
 _Static_assert(sizeof(pp__death_t) == sizeof(int), "enum is not an int");
+_Static_assert(sizeof(pp__start_t) == sizeof(int), "enum is not an int");
 
 static const char *const adapters[] = {"python", "mock", NULL};
 static const char *const strategies[] = {"lifo", "fifo", NULL};
 static const char *const deaths[] = {"finish", "cancel", "kill", NULL};
+static const char *const starts[] = {"spawn", "zygote", NULL};
 
 static const char *const default_command[] = {
     "python3", PP_PYTHON_DIR "/portpool_worker.py",
@@ -99,6 +101,9 @@ const pp__key_t pp__keys[PP__NKEYS] = {
    .doc = "time a cancelled request gets before its worker is killed"},
   {KEY("worker.pipeline_depth", INT, pipeline_depth), .min = 1, .max = 1024,
    .def = "1", .doc = "requests in flight per worker"},
+  {KEY("worker.start", ENUM, start), .choices = starts, .def = "spawn",
+   .doc = "spawn: one interpreter per worker; zygote: fork workers from one "
+          "that imported the handlers once"},
 
   {KEY("checkout.timeout", DURATION, checkout_timeout_ms), .max = DUR_MAX,
    .def = "5s", .doc = "time a checkout waits for a worker"},

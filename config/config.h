@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 typedef enum { PP_PICK_LIFO = 0, PP_PICK_FIFO } pp__pick_t;
+typedef enum { PP_START_SPAWN = 0, PP_START_ZYGOTE } pp__start_t;
 typedef enum {
   PP_DEATH_FINISH = 0,
   PP_DEATH_CANCEL,
@@ -41,6 +42,7 @@ struct pp_config {
   uint64_t drain_timeout_ms;    /* "worker.drain_timeout", 5s */
   uint64_t cancel_grace_ms;     /* "worker.cancel_grace", 1s */
   int pipeline_depth;           /* "worker.pipeline_depth", 1 */
+  pp__start_t start;            /* "worker.start", spawn | zygote */
 
   /* checkout.* */
   uint64_t checkout_timeout_ms; /* "checkout.timeout", 5s */

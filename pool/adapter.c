@@ -50,6 +50,7 @@ static int custom_spawn(pp__slot_t *slot, uint32_t generation,
   uv_async_init(pool->loop, &proc->exit_async, on_exit_async);
   proc->exit_async.data = proc;
   proc->handles |= PP__H_ASYNC;
+  proc->refs++;
   r = pool->custom.start((pp_adapter_worker_t *)proc, child[0], child[1],
                          pool->custom.data, &state, &pid);
   if (r != 0) {

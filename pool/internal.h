@@ -17,6 +17,7 @@ typedef struct pp__slot pp__slot_t;
 typedef struct pp__proc pp__proc_t;
 typedef struct pp__waiter pp__waiter_t;
 typedef struct pp__pending pp__pending_t;
+typedef struct pp__zygote pp__zygote_t;
 
 /* Lines of a worker's stdout/stderr are split in these buffers; a longer
  * line is cut and logged in pieces, so memory stays bounded. */
@@ -57,6 +58,18 @@ struct pp__proc {
   uv_async_t exit_async;   /* program-supplied adapters report exits here */
   void *adapter_state;     /* the adapter's state, for those */
   int custom;              /* made by pool->custom, not by a process */
+  /* zygote workers: no uv_process_t; the exit is seen through a pidfd and
+   * classified by the zygote's wait status */
+  int forking;             /* asked of the zygote, fds not here yet */
+  int abandoned;           /* stopped while forking */
+  int pidfd;
+  uv_poll_t pidpoll;
+  int pidfd_fired;
+  int zstatus_known;
+  int zstatus;             /* wait status reported by the zygote */
+  int zexit_pending;       /* both known: exit from the timer */
+  pp__zygote_t *zygote;    /* the zygote that forked it */
+  pp__queue_t znode;       /* in pool->zprocs */
   int64_t a_status;
   int a_signal;
   uv_pipe_t out;       /* the worker's stdout */
@@ -112,7 +125,8 @@ enum {
   PP__H_RPOLL = 1 << 3,
   PP__H_WPOLL = 1 << 4,
   PP__H_TIMER = 1 << 5,
-  PP__H_ASYNC = 1 << 6
+  PP__H_ASYNC = 1 << 6,
+  PP__H_PIDFD = 1 << 7
 };
 
 /* A pipelined call's place in its worker's ring. */
@@ -246,6 +260,7 @@ typedef struct pp__adapter {
 
 extern const pp__adapter_t pp__adapter_python;
 extern const pp__adapter_t pp__adapter_custom;
+extern const pp__adapter_t pp__adapter_zygote;
 /* The mock adapter's table, with `data` to be set to the pool's
  * pp_mock_t (or NULL). */
 extern const pp_adapter_t pp__mock_adapter;
@@ -353,6 +368,10 @@ struct pp_pool {
   pp_diag_t begin_diag;
 
   struct pp__control *control;
+  struct pp__zygote *zygote; /* worker.start: zygote, the current one */
+  pp__queue_t zygotes;     /* every zygote not yet closed */
+  int nzygotes;
+  pp__queue_t zprocs;      /* workers the zygote forked, until freed */
 };
 
 /* ---- pool.c */
@@ -405,6 +424,18 @@ int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
 pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation);
 int pp__proc_pipes(pp__proc_t *proc, int child[2]);
 void pp__proc_output_init(pp__proc_t *proc);
+void pp__proc_timer_init(pp__proc_t *proc);
+void pp__proc_timer_cb(uv_timer_t *t);
+void pp__proc_set_nonblock(int fd);
+/* Stop every zygote (all) or those retired with no worker left. */
+void pp__zygotes_stop(pp_pool_t *pool, int all);
+/* Reload: forks go to a new zygote; the old one lives on until its last
+ * worker is gone (its death would end them). */
+void pp__zygote_retire(pp_pool_t *pool);
+void pp__zygote_worker_gone(pp__proc_t *proc);
+int pp__pidfd_signal(int pidfd, int sig);
+char **pp__build_env(pp__slot_t *slot);
+void pp__free_env(char **env);
 void pp__proc_started(pp__proc_t *proc, int pid);
 void pp__proc_abort(pp__proc_t *proc);
 /* The worker ended (loop thread, lock NOT held). */

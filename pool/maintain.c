@@ -370,6 +370,8 @@ int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag) {
   pool->retired = old;
   pool->cfg = copy;
   pool->python = python;
+  if (pool->zygote)
+    pp__zygote_retire(pool);
   pool->target_size = copy->size;
   for (i = 0; i < pool->nslots; i++)
     if (!pool->slots[i]->removing)

@@ -657,6 +657,8 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   pp__queue_init(&pool->waiters);
   pp__queue_init(&pool->pending);
   pp__queue_init(&pool->stop_list);
+  pp__queue_init(&pool->zprocs);
+  pp__queue_init(&pool->zygotes);
   pp__queue_init(&pool->free_leases);
   pp__queue_init(&pool->clients);
   pp__client_init(pool, &pool->anon);
@@ -686,6 +688,9 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
     pool->custom.data = (void *)(opts ? opts->mock : NULL);
     pool->adapter = &pp__adapter_custom;
   }
+  if (pool->adapter == NULL && pool->cfg->start == PP_START_ZYGOTE &&
+      strcmp(pool->cfg->adapter, "python") == 0)
+    pool->adapter = &pp__adapter_zygote;
   for (i = 0; pool->adapter == NULL && adapters[i] != NULL; i++)
     if (strcmp(adapters[i]->name, pool->cfg->adapter) == 0)
       pool->adapter = adapters[i];
@@ -778,8 +783,15 @@ static void on_final_close(uv_handle_t *h) {
 static void stop_check_done(pp_pool_t *pool) {
   int i;
 
-  if (!pool->stopping || pool->finishing || pool->live > 0 ||
+  if (!pool->stopping || pool->finishing ||
       (pool->control && !pool->control_done))
+    return;
+  /* Zygotes go last: their death would end workers still draining. */
+  if (pool->nzygotes > 0 && pool->live == pool->nzygotes) {
+    pp__zygotes_stop(pool, 1);
+    return;
+  }
+  if (pool->live > 0)
     return;
   pool->finishing = 1;
   pool->closing_handles = pool->nslots + 4;
@@ -892,6 +904,7 @@ static void on_async(uv_async_t *a) {
   }
   if (pool->maintain_wanted && !pool->stopping) {
     pool->maintain_wanted = 0;
+    pp__zygotes_stop(pool, 0);
     pp__maintain(pool, 0);
   }
   if (pool->close_requested)

@@ -32,7 +32,12 @@ void pp__proc_unref(pp__proc_t *proc) {
     return;
   free(proc->outline.buf);
   free(proc->errline.buf);
+  if (proc->pidfd >= 0)
+    close(proc->pidfd);
   pp__queue_remove(&proc->stop_node);
+  pp__queue_remove(&proc->znode);
+  if (proc->zygote)
+    pp__zygote_worker_gone(proc);
   if (proc->req_fd >= 0)
     close(proc->req_fd);
   if (proc->rep_fd >= 0)
@@ -43,7 +48,7 @@ void pp__proc_unref(pp__proc_t *proc) {
   free(proc->wbuf);
   free(proc);
   pool->live--;
-  if (pool->stopping && pool->live == 0)
+  if (pool->stopping && pool->live <= pool->nzygotes)
     pp__wake(pool);
 }
 
@@ -417,19 +422,42 @@ int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
 
 static void signal_group(pp__proc_t *proc, int sig) {
   /* The pid is ours until its exit callback has run: no reuse race. */
-  if (proc->exited || proc->pid <= 0)
+  if (proc->exited || (proc->pid <= 0 && !proc->forking))
     return;
   if (proc->custom) {
     proc->pool->custom.signal(proc->adapter_state, sig);
     return;
   }
+  if (proc->forking) {
+    /* No process yet: end it from the loop, without a signal. */
+    proc->abandoned = 1;
+    uv_timer_start(&proc->timer, pp__proc_timer_cb, 0, 0);
+    return;
+  }
+  if (proc->pidfd >= 0 && !proc->pidfd_fired)
+    pp__pidfd_signal(proc->pidfd, sig);
   if (kill(-proc->pid, sig) != 0)
     kill(proc->pid, sig);
 }
 
-static void on_timer(uv_timer_t *t) {
+void pp__proc_timer_cb(uv_timer_t *t) {
   pp__proc_t *proc = t->data;
+  int st;
 
+  if (proc->zexit_pending) {
+    /* A zygote worker whose pidfd fired and whose status came after. */
+    proc->zexit_pending = 0;
+    st = proc->zstatus;
+    pp__proc_exited(proc, WIFEXITED(st) ? WEXITSTATUS(st) : 0,
+                    WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    return;
+  }
+  if (proc->abandoned) {
+    /* Stopped before it existed (a fork still pending): it ends here. */
+    proc->abandoned = 0;
+    pp__proc_exited(proc, 1, 0);
+    return;
+  }
   pp__lock(proc->pool);
   if (proc->cancel_sent && !proc->stopping) {
     proc->cancel_sent = 0;
@@ -449,7 +477,7 @@ static void on_timer(uv_timer_t *t) {
 void pp__proc_arm(pp__proc_t *proc, uint64_t ms) {
   if (proc->handles & PP__H_TIMER) {
     if (ms)
-      uv_timer_start(&proc->timer, on_timer, ms, 0);
+      uv_timer_start(&proc->timer, pp__proc_timer_cb, ms, 0);
     else
       uv_timer_stop(&proc->timer);
   }
@@ -466,7 +494,7 @@ void pp__proc_stop(pp__proc_t *proc, uint64_t grace_ms) {
             proc->pid, 0, 0, grace_ms ? SIGTERM : SIGKILL, proc->detail);
   signal_group(proc, grace_ms ? SIGTERM : SIGKILL);
   if (grace_ms && (proc->handles & PP__H_TIMER))
-    uv_timer_start(&proc->timer, on_timer, grace_ms, 0);
+    uv_timer_start(&proc->timer, pp__proc_timer_cb, grace_ms, 0);
 }
 
 /* ---- exit */
@@ -488,6 +516,7 @@ void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal) {
     pp__proc_read_stop(proc);
   close_handle(proc, (uv_handle_t *)&proc->process, PP__H_PROCESS);
   close_handle(proc, (uv_handle_t *)&proc->exit_async, PP__H_ASYNC);
+  close_handle(proc, (uv_handle_t *)&proc->pidpoll, PP__H_PIDFD);
   close_handle(proc, (uv_handle_t *)&proc->out, PP__H_OUT);
   close_handle(proc, (uv_handle_t *)&proc->err, PP__H_ERR);
   close_handle(proc, (uv_handle_t *)&proc->rpoll, PP__H_RPOLL);
@@ -514,14 +543,16 @@ pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation) {
   proc->pool = pool;
   proc->slot = slot;
   proc->req_fd = proc->rep_fd = proc->wake_fd = -1;
+  proc->pidfd = -1;
   pp__queue_init(&proc->stop_node);
+  pp__queue_init(&proc->znode);
   proc->generation = generation;
   pool->live++;
   proc->refs = 1; /* ours until the start succeeds or fails */
   return proc;
 }
 
-static void set_nonblock(int fd) {
+void pp__proc_set_nonblock(int fd) {
   int fl = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
@@ -547,8 +578,8 @@ int pp__proc_pipes(pp__proc_t *proc, int child[2]) {
   }
   proc->req_fd = req[1];
   proc->rep_fd = rep[0];
-  set_nonblock(proc->req_fd);
-  set_nonblock(proc->rep_fd);
+  pp__proc_set_nonblock(proc->req_fd);
+  pp__proc_set_nonblock(proc->rep_fd);
   child[0] = req[0];
   child[1] = rep[1];
   return 0;
@@ -558,7 +589,17 @@ void pp__proc_output_init(pp__proc_t *proc) {
   uv_pipe_init(proc->pool->loop, &proc->out, 0);
   uv_pipe_init(proc->pool->loop, &proc->err, 0);
   proc->handles |= PP__H_OUT | PP__H_ERR;
+  proc->refs += 2;
   proc->out.data = proc->err.data = proc;
+}
+
+void pp__proc_timer_init(pp__proc_t *proc) {
+  if (proc->handles & PP__H_TIMER)
+    return;
+  uv_timer_init(proc->pool->loop, &proc->timer);
+  proc->timer.data = proc;
+  proc->handles |= PP__H_TIMER;
+  proc->refs++;
 }
 
 void pp__proc_started(pp__proc_t *proc, int pid) {
@@ -568,11 +609,12 @@ void pp__proc_started(pp__proc_t *proc, int pid) {
   proc->spawn_ns = pp__now_ns();
   uv_poll_init(pool->loop, &proc->rpoll, proc->rep_fd);
   uv_poll_init(pool->loop, &proc->wpoll, proc->req_fd);
-  uv_timer_init(pool->loop, &proc->timer);
-  proc->rpoll.data = proc->wpoll.data = proc->timer.data = proc;
-  proc->handles |= PP__H_RPOLL | PP__H_WPOLL | PP__H_TIMER;
-  /* One reference per open handle; the first one becomes the slot's. */
-  proc->refs += __builtin_popcount(proc->handles);
+  pp__proc_timer_init(proc);
+  proc->rpoll.data = proc->wpoll.data = proc;
+  /* Each handle holds a reference from its init to its close callback;
+   * the first reference becomes the slot's. */
+  proc->handles |= PP__H_RPOLL | PP__H_WPOLL;
+  proc->refs += 2;
   if (proc->handles & PP__H_OUT) {
     uv_read_start((uv_stream_t *)&proc->out, on_alloc, on_output);
     uv_read_start((uv_stream_t *)&proc->err, on_alloc, on_output);
@@ -582,9 +624,9 @@ void pp__proc_started(pp__proc_t *proc, int pid) {
 void pp__proc_abort(pp__proc_t *proc) {
   /* Handles initialised so far still need their one uv_close each; the
    * proc is freed by the last close callback. */
-  proc->refs += __builtin_popcount(proc->handles);
   close_handle(proc, (uv_handle_t *)&proc->process, PP__H_PROCESS);
   close_handle(proc, (uv_handle_t *)&proc->exit_async, PP__H_ASYNC);
+  close_handle(proc, (uv_handle_t *)&proc->timer, PP__H_TIMER);
   close_handle(proc, (uv_handle_t *)&proc->out, PP__H_OUT);
   close_handle(proc, (uv_handle_t *)&proc->err, PP__H_ERR);
   pp__proc_unref(proc);

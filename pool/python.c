@@ -20,7 +20,7 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
 }
 
 
-static char **build_env(pp__slot_t *slot) {
+char **pp__build_env(pp__slot_t *slot) {
   pp_config_t *cfg = slot->pool->cfg;
   size_t n = 0, i, k, j;
   char **env;
@@ -61,7 +61,7 @@ static char **build_env(pp__slot_t *slot) {
   return env;
 }
 
-static void free_env(char **env) {
+void pp__free_env(char **env) {
   size_t n = 0;
 
   while (env[n])
@@ -89,7 +89,7 @@ int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
     return UV_ENOMEM;
   r = UV_ENOMEM;
   args = calloc((size_t)cfg->command_len + 1, sizeof(*args));
-  env = build_env(slot);
+  env = pp__build_env(slot);
   if (args == NULL || env == NULL)
     goto fail;
   args[0] = pool->python;
@@ -121,6 +121,7 @@ int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
   opts.exit_cb = on_exit_cb;
   proc->process.data = proc;
   proc->handles |= PP__H_PROCESS;
+  proc->refs++;
   r = uv_spawn(pool->loop, &proc->process, &opts);
   close(child[0]);
   close(child[1]);
@@ -131,14 +132,14 @@ int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
   }
   pp__proc_started(proc, proc->process.pid);
   free(args);
-  free_env(env);
+  pp__free_env(env);
   *out = proc;
   return 0;
 
 fail:
   free(args);
   if (env)
-    free_env(env);
+    pp__free_env(env);
   pp__proc_abort(proc);
   return r;
 }

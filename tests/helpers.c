@@ -164,6 +164,9 @@ pp_config_t *python_config(const char *handlers, int size) {
   /* Fast restarts keep crash tests short; limits only fire on failure. */
   cfg_set(cfg, "restart.backoff", "[10ms, 100ms]");
   cfg_set(cfg, "worker.kill_grace", "2s");
+  /* The integration suites run in both start modes (ctest sets PP_START). */
+  if (getenv("PP_START") && *getenv("PP_START"))
+    cfg_set(cfg, "worker.start", getenv("PP_START"));
   return cfg;
 }
 

@@ -211,6 +211,7 @@ static void test_defaults_rendered(void **state) {
   get_is(cfg, "worker.drain_timeout", "5s");
   get_is(cfg, "worker.cancel_grace", "1s");
   get_is(cfg, "worker.pipeline_depth", "1");
+  get_is(cfg, "worker.start", "spawn");
   get_is(cfg, "checkout.timeout", "5s");
   get_is(cfg, "checkout.strategy", "lifo");
   get_is(cfg, "checkout.max_waiters", "1024");
@@ -233,7 +234,7 @@ static void test_key_listing(void **state) {
     assert_int_equal(
         pp_config_get(cfg, pp__config_key_name(n), buf, sizeof(buf)), 0);
   }
-  assert_int_equal(n, 28);
+  assert_int_equal(n, 29);
   assert_null(pp__config_key_name(-1));
   assert_null(pp__config_key_doc(n));
   pp_config_free(cfg);
@@ -502,6 +503,9 @@ static void test_integers(void **state) {
   pp_config_t *c = fresh();
   set_ok(c, "worker.pipeline_depth", "1024");
   assert_int_equal(c->pipeline_depth, 1024);
+  set_ok(c, "worker.start", "zygote");
+  assert_int_equal(c->start, PP_START_ZYGOTE);
+  set_fails(c, "worker.start", "fork", "expected one of spawn, zygote, got \"fork\"");
   set_ok(c, "worker.max_requests", "18446744073");
   assert_int_equal(c->max_requests, UINT64_C(18446744073));
   get_is(c, "worker.max_requests", "18446744073");

@@ -22,6 +22,21 @@ another process at start-up, the worker exits 1 at once); PORTPOOL_MAX_FRAME,
 optional, the pool's max_frame: a reply larger than it is replaced by an
 ERROR of type "FrameTooBig" instead of being sent and killing the worker.
 
+Orphans: no process of a worker outlives its pool.  The pool starts each
+worker as the leader of its own process group (and session); the worker
+arms PR_SET_PDEATHSIG with SIGTERM, so it hears of the pool's death even
+by SIGKILL, and its SIGTERM handler kills the whole group with SIGKILL --
+itself and every subprocess its handlers started (subprocess, os.fork,
+multiprocessing).  The pool's own stop signals the group too.  A child a
+handler forks from the main thread also gets a parent-death signal
+(SIGKILL), so it dies with the worker even if the worker just exits; on
+EOF of fd 3 the worker kills what is left in its group, then exits 0.
+Limits: a handler that replaces the SIGTERM handler must kill its children
+itself; a subprocess that moves to a session or group of its own
+(setsid, start_new_session=True) leaves the group and is not reached; and
+when the worker is not a group leader (run by hand), SIGTERM only ends the
+worker.  A worker that gets SIGTERM exits by SIGKILL ("signal 9").
+
 Handlers may `import portpool_worker` and call cancelled() to learn whether
 the pool has cancelled the request they are running; current_request_id is
 the id of that request (None between requests).  Frames are handled in
@@ -466,15 +481,120 @@ def _serve(run):
         _end += n
 
 
-def _orphan_proof():
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+# The worker's own pid, for the SIGTERM handler (a forked child inherits
+# the handler but must not act as the worker).
+_worker_pid = None
+PR_SET_PDEATHSIG = 1
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-        except Exception:
-            pass
+
+def _prctl_pdeathsig(sig):
+    """Arm the parent-death signal; False when it cannot be (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+def _is_group_leader():
+    try:
+        return os.getpgrp() == os.getpid()
+    except OSError:
+        return False
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM, from the pool's stop or from the parent-death signal: take
+    the whole process group down, the handlers' own subprocesses included."""
+    import _signal as signal
+
+    if os.getpid() == _worker_pid and _is_group_leader():
+        _flush_std()
+        os.killpg(0, signal.SIGKILL)  # ourselves included
+    # A forked child that kept the handler, or a worker run outside a pool
+    # (not a group leader: its group is someone else's): die as SIGTERM
+    # would have killed it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _kill_group_members():
+    """On a normal exit (EOF on fd 3), kill what the handlers left running
+    in our process group, so no grandchild outlives the worker; the worker
+    itself still exits 0.  Only when we lead the group (as in a pool)."""
+    import _signal as signal
+
+    if not _is_group_leader() or not os.path.isdir("/proc/self"):
+        return
+    me = os.getpid()
+    # A member may fork while we look: look again until none is left.
+    for _ in range(10):
+        found = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                with open("/proc/%s/stat" % name, "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            # Fields after the parenthesised command: state ppid pgrp ...
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if len(fields) < 3 or int(fields[2]) != me or fields[0] == b"Z":
+                continue
+            found = True
+            try:
+                os.kill(int(name), signal.SIGKILL)
+            except OSError:
+                pass
+        if not found:
+            return
+
+
+def _at_fork_child(parent, on_main_thread):
+    """In a child a handler forked: die with the worker.  Only for forks
+    from the main thread: the parent-death signal follows the forking
+    thread, which must live as long as the worker does."""
+    import _signal as signal
+
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError):
+        pass
+    if on_main_thread and _prctl_pdeathsig(signal.SIGKILL):
+        if os.getppid() != parent:
+            os._exit(1)  # the worker died before the signal was armed
+
+
+def _orphan_proof():
+    """No process of ours outlives the pool.  The pool spawns each worker as
+    the leader of its own process group; the parent-death signal (SIGTERM)
+    reaches us if the pool dies, even by SIGKILL, and the SIGTERM handler
+    then kills the whole group.  Children forked by handlers get a
+    parent-death signal of their own."""
+    global _worker_pid
+    # The C modules, already loaded at start-up: `signal` would import enum.
+    import _signal as signal
+    import _thread
+
+    _worker_pid = os.getpid()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    main_thread = _thread.get_ident()
+    fork_state = {}
+
+    def before():
+        fork_state["parent"] = os.getpid()
+        fork_state["main"] = _thread.get_ident() == main_thread
+
+    def after_in_child():
+        _at_fork_child(fork_state.get("parent"), fork_state.get("main", False))
+
+    os.register_at_fork(before=before, after_in_child=after_in_child)
+    _prctl_pdeathsig(signal.SIGTERM)
     # If the parent died before the death signal was armed, we were already
     # re-parented: leave now rather than live on as an orphan.
     ppid = os.getppid()
@@ -545,6 +665,22 @@ def main(argv=None):
         return EXIT_STARTUP
 
     try:
+        module = _load_handler(args[0])
+    except Exception:
+        import traceback
+
+        sys.stderr.write("portpool_worker: cannot import handler %r\n" % args[0])
+        traceback.print_exc()
+        return EXIT_STARTUP
+    return serve_module(module, raw)
+
+
+def serve_module(module, raw=False):
+    """Speak the protocol on fds 3 and 4 for an imported handler module:
+    HELLO, then serve until EOF.  Used by main() and, after a fork, by the
+    zygote (portpool_zygote.py).  Returns the exit status."""
+    global _rfile, _max_reply
+    try:
         os.set_inheritable(REQ_FD, False)
         os.set_inheritable(REP_FD, False)
         os.set_blocking(REQ_FD, True)
@@ -562,20 +698,11 @@ def main(argv=None):
     except (KeyError, ValueError):
         pass
 
-    try:
-        module = _load_handler(args[0])
-    except Exception:
-        import traceback
-
-        sys.stderr.write("portpool_worker: cannot import handler %r\n" % args[0])
-        traceback.print_exc()
-        return EXIT_STARTUP
-
     if raw:
         if not callable(getattr(module, "handle", None)):
             sys.stderr.write(
                 "portpool_worker: --raw needs a handle(payload) function in %r\n"
-                % args[0]
+                % getattr(module, "__name__", "?")
             )
             return EXIT_STARTUP
         run = _make_raw_runner(module)
@@ -589,7 +716,11 @@ def main(argv=None):
         "handlers": _handler_names(module),
     }
     _send(HELLO, 0, _encode(hello).encode())
-    _serve(run)
+    try:
+        _serve(run)
+    finally:
+        # EOF, or a handler's sys.exit(): nothing we started stays behind.
+        _kill_group_members()
     return EXIT_OK
 
 

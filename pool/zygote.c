@@ -1,0 +1,436 @@
+/* zygote.c -- owns worker.start: zygote.  One interpreter per pool imports
+ * the handler module once (bridge/python/portpool_zygote.py) and forks a
+ * worker for each request the pool sends on a SOCK_SEQPACKET socket; the
+ * worker's four pipe ends come back with SCM_RIGHTS.  The pool watches
+ * each worker's exit through a pidfd (it is the zygote's child, not ours)
+ * and classifies it with the wait status the zygote reports.  Restarts and
+ * recycles fork from the zygote too; if the zygote dies, the next fork
+ * starts a new one. */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct pp__zygote {
+  pp_pool_t *pool;
+  pp__queue_t node;  /* in pool->zygotes */
+  int workers;       /* forked (or being forked) and not yet freed */
+  int retired;       /* replaced (reload): stops once workers is 0 */
+  uv_process_t process;
+  uv_poll_t poll;
+  int fd;          /* our end of the socket, -1 when closed */
+  int open;        /* handles not yet closed */
+  int alive;       /* the process has not exited */
+  int stopping;
+};
+
+int pp__pidfd_signal(int pidfd, int sig) {
+  return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+/* A zygote is freed once its handles are closed and no worker it forked
+ * is left (lock held; any thread). */
+static void zygote_maybe_free(pp__zygote_t *z) {
+  pp_pool_t *pool = z->pool;
+
+  if (z->open > 0 || z->workers > 0)
+    return;
+  if (pool->zygote == z)
+    pool->zygote = NULL;
+  pp__queue_remove(&z->node);
+  pool->nzygotes--;
+  free(z);
+  pool->live--;
+  if (pool->stopping)
+    pp__wake(pool);
+}
+
+static void zygote_close_cb(uv_handle_t *h) {
+  pp__zygote_t *z = h->data;
+  pp_pool_t *pool = z->pool;
+
+  pp__lock(pool);
+  z->open--;
+  zygote_maybe_free(z);
+  pp__unlock(pool);
+}
+
+/* The worker of (slot, gen) waiting for its fork, or NULL. */
+static pp__proc_t *forking(pp_pool_t *pool, uint32_t id, uint32_t gen) {
+  pp__slot_t *slot;
+
+  if (id >= (uint32_t)pool->nslots)
+    return NULL;
+  slot = pool->slots[id];
+  if (slot->proc && slot->proc->forking && slot->proc->generation == gen)
+    return slot->proc;
+  if (slot->next && slot->next->forking && slot->next->generation == gen)
+    return slot->next;
+  return NULL;
+}
+
+/* A worker whose fork will never come: it ends now (lock held). */
+static void abandon(pp__proc_t *proc, const char *why) {
+  if (proc->abandoned)
+    return;
+  snprintf(proc->detail, sizeof(proc->detail), "%s", why);
+  proc->abandoned = 1;
+  uv_timer_start(&proc->timer, pp__proc_timer_cb, 0, 0);
+}
+
+static void abandon_all(pp__zygote_t *z, const char *why) {
+  pp__queue_t *q;
+  pp__proc_t *p;
+
+  pp__queue_foreach(q, &z->pool->zprocs) {
+    p = pp__container_of(q, pp__proc_t, znode);
+    if (p->zygote == z && p->forking)
+      abandon(p, why);
+  }
+}
+
+static void on_pidfd(uv_poll_t *h, int status, int events) {
+  pp__proc_t *proc = h->data;
+  pp_pool_t *pool = proc->pool;
+  int st = 0, known, zygote_gone;
+
+  (void)status;
+  (void)events;
+  pp__lock(pool);
+  proc->pidfd_fired = 1;
+  uv_poll_stop(h);
+  known = proc->zstatus_known;
+  st = proc->zstatus;
+  zygote_gone = pool->zygote == NULL || !pool->zygote->alive;
+  pp__unlock(pool);
+  /* Its status comes from the zygote, which reaps it; without a zygote
+   * it died of the parent-death signal, by SIGKILL. */
+  if (known)
+    pp__proc_exited(proc, WIFEXITED(st) ? WEXITSTATUS(st) : 0,
+                    WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  else if (zygote_gone)
+    pp__proc_exited(proc, 0, SIGKILL);
+}
+
+/* The zygote reaped pid: find the worker and, if its pidfd fired already,
+ * end it now (lock held; the exit runs from a zero timer). */
+static void reaped(pp_pool_t *pool, int pid, int st) {
+  pp__queue_t *q;
+  pp__proc_t *p;
+
+  /* Every forked worker, in a slot or retired from one. */
+  pp__queue_foreach(q, &pool->zprocs) {
+    p = pp__container_of(q, pp__proc_t, znode);
+    if (p->pid != pid || p->exited || p->zstatus_known)
+      continue;
+    p->zstatus_known = 1;
+    p->zstatus = st;
+    if (p->pidfd_fired) {
+      p->zexit_pending = 1;
+      uv_timer_start(&p->timer, pp__proc_timer_cb, 0, 0);
+    }
+    return;
+  }
+}
+
+/* Adopt a forked worker's fds (lock held). */
+static void adopt(pp_pool_t *pool, uint32_t id, uint32_t gen, int pid,
+                  const int fds[4]) {
+  pp__proc_t *proc = forking(pool, id, gen);
+  int i, pidfd;
+
+  if (proc == NULL || proc->abandoned) {
+    /* Stopped while it was being forked: it is not wanted. */
+    for (i = 0; i < 4; i++)
+      close(fds[i]);
+    kill(pid, SIGKILL);
+    return;
+  }
+  pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) {
+    for (i = 0; i < 4; i++)
+      close(fds[i]);
+    kill(pid, SIGKILL);
+    abandon(proc, "pidfd_open failed");
+    return;
+  }
+  proc->forking = 0;
+  proc->pidfd = pidfd;
+  proc->req_fd = fds[0];
+  proc->rep_fd = fds[1];
+  pp__proc_set_nonblock(proc->req_fd);
+  pp__proc_set_nonblock(proc->rep_fd);
+  pp__proc_output_init(proc);
+  uv_pipe_open(&proc->out, fds[2]);
+  uv_pipe_open(&proc->err, fds[3]);
+  uv_poll_init(pool->loop, &proc->pidpoll, pidfd);
+  proc->pidpoll.data = proc;
+  proc->handles |= PP__H_PIDFD;
+  proc->refs++;
+  uv_poll_start(&proc->pidpoll, UV_READABLE, on_pidfd);
+  pp__proc_started(proc, pid);
+  pp__proc_read_start(proc);
+}
+
+static void on_socket(uv_poll_t *h, int status, int events) {
+  pp__zygote_t *z = h->data;
+  pp_pool_t *pool = z->pool;
+  char buf[256], cbuf[CMSG_SPACE(4 * sizeof(int))];
+  struct iovec iov = {buf, sizeof(buf)};
+  struct msghdr msg;
+  struct cmsghdr *cm;
+  uint32_t id, gen;
+  int32_t pid, st;
+  int fds[4];
+  ssize_t n;
+
+  (void)events;
+  pp__lock(pool);
+  for (;;) {
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof(cbuf);
+    n = status < 0 ? -1 : recvmsg(z->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno == EAGAIN)
+      break;
+    if (n <= 0) {
+      /* The zygote is gone or going: stop listening; its exit follows. */
+      uv_poll_stop(h);
+      break;
+    }
+    cm = CMSG_FIRSTHDR(&msg);
+    if (buf[0] == 'W' && n == 13 && cm && cm->cmsg_type == SCM_RIGHTS &&
+        cm->cmsg_len == CMSG_LEN(4 * sizeof(int))) {
+      memcpy(fds, CMSG_DATA(cm), sizeof(fds));
+      memcpy(&id, buf + 1, 4);
+      memcpy(&gen, buf + 5, 4);
+      memcpy(&pid, buf + 9, 4);
+      adopt(pool, ntohl(id), ntohl(gen), (int)ntohl((uint32_t)pid), fds);
+    } else if (buf[0] == 'X' && n == 9) {
+      memcpy(&pid, buf + 1, 4);
+      memcpy(&st, buf + 5, 4);
+      reaped(pool, (int)ntohl((uint32_t)pid), (int)ntohl((uint32_t)st));
+    } else if (buf[0] == 'E' && n >= 9) {
+      memcpy(&id, buf + 1, 4);
+      memcpy(&gen, buf + 5, 4);
+      pp__proc_t *p = forking(pool, ntohl(id), ntohl(gen));
+      if (p)
+        abandon(p, "the zygote could not fork");
+    }
+  }
+  pp__unlock(pool);
+  pp__run_pending(pool);
+}
+
+static void zygote_stop(pp__zygote_t *z);
+
+static void on_zygote_exit(uv_process_t *p, int64_t status, int sig) {
+  pp__zygote_t *z = p->data;
+  pp_pool_t *pool = z->pool;
+
+  pp__lock(pool);
+  z->alive = 0;
+  if (!z->stopping)
+    pp__log(pool, "zygote (pid %d) exited: %s %d; forks start a new one",
+            p->pid, sig ? "signal" : "exit", sig ? sig : (int)status);
+  if (pool->zygote == z)
+    pool->zygote = NULL;
+  abandon_all(z, "the zygote exited");
+  if (z->fd >= 0) {
+    uv_close((uv_handle_t *)&z->poll, zygote_close_cb);
+    close(z->fd);
+    z->fd = -1;
+  } else {
+    z->open--;
+  }
+  uv_close((uv_handle_t *)&z->process, zygote_close_cb);
+  pp__unlock(pool);
+  pp__run_pending(pool);
+}
+
+/* The zygote's command: worker.command with portpool_worker.py replaced by
+ * portpool_zygote.py beside it. */
+static int zygote_start(pp_pool_t *pool) {
+  pp_config_t *cfg = pool->cfg;
+  uv_process_options_t opts;
+  uv_stdio_container_t stdio[4];
+  char **args = NULL, **env = NULL, *script = NULL;
+  const char *w = cfg->command[1], *slash = strrchr(w, '/');
+  size_t dir = slash ? (size_t)(slash - w) + 1 : 0;
+  pp__zygote_t *z;
+  int sv[2], i, r = UV_ENOMEM;
+
+  z = calloc(1, sizeof(*z));
+  args = calloc((size_t)cfg->command_len + 1, sizeof(*args));
+  script = malloc(dir + sizeof("portpool_zygote.py"));
+  env = pp__build_env(pool->slots[0]);
+  if (z == NULL || args == NULL || script == NULL || env == NULL)
+    goto fail;
+  memcpy(script, w, dir);
+  memcpy(script + dir, "portpool_zygote.py", sizeof("portpool_zygote.py"));
+  args[0] = pool->python;
+  args[1] = script;
+  for (i = 2; i < cfg->command_len; i++)
+    args[i] = cfg->command[i];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    r = uv_translate_sys_error(errno);
+    goto fail;
+  }
+  memset(&opts, 0, sizeof(opts));
+  memset(stdio, 0, sizeof(stdio));
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = 1;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = 2;
+  stdio[3].flags = UV_INHERIT_FD;
+  stdio[3].data.fd = sv[1];
+  opts.file = pool->python;
+  opts.args = args;
+  opts.env = env;
+  opts.stdio = stdio;
+  opts.stdio_count = 4;
+  opts.flags = UV_PROCESS_DETACHED;
+  opts.exit_cb = on_zygote_exit;
+  z->pool = pool;
+  z->process.data = z;
+  pool->live++; /* until freed: handles closed, workers gone */
+  pool->zygote = z;
+  pp__queue_insert_tail(&pool->zygotes, &z->node);
+  pool->nzygotes++;
+  r = uv_spawn(pool->loop, &z->process, &opts);
+  close(sv[1]);
+  z->open = 1; /* the process handle, closed even after a failed spawn */
+  if (r != 0) {
+    close(sv[0]);
+    pp__log(pool, "zygote: spawn %s: %s", pool->python, uv_strerror(r));
+    uv_close((uv_handle_t *)&z->process, zygote_close_cb);
+    z = NULL; /* freed by its close callback */
+    goto fail;
+  }
+  z->alive = 1;
+  z->fd = sv[0];
+  uv_poll_init(pool->loop, &z->poll, z->fd);
+  z->poll.data = z;
+  z->open++;
+  uv_poll_start(&z->poll, UV_READABLE, on_socket);
+  r = 0;
+fail:
+  if (r != 0)
+    free(z);
+  free(args);
+  free(script);
+  if (env)
+    pp__free_env(env);
+  return r;
+}
+
+static void zygote_stop(pp__zygote_t *z) {
+  if (z->stopping)
+    return;
+  z->stopping = 1;
+  /* EOF on its socket ends it; SIGTERM in case it is importing. */
+  if (z->fd >= 0) {
+    uv_close((uv_handle_t *)&z->poll, zygote_close_cb);
+    close(z->fd);
+    z->fd = -1;
+    z->open++; /* balanced by on_zygote_exit's decrement */
+  }
+  if (z->alive)
+    uv_process_kill(&z->process, SIGTERM);
+}
+
+void pp__zygotes_stop(pp_pool_t *pool, int all) {
+  pp__queue_t *q;
+  pp__zygote_t *z;
+
+  pp__queue_foreach(q, &pool->zygotes) {
+    z = pp__container_of(q, pp__zygote_t, node);
+    if (all || (z->retired && z->workers == 0))
+      zygote_stop(z);
+  }
+}
+
+void pp__zygote_retire(pp_pool_t *pool) {
+  if (pool->zygote) {
+    pool->zygote->retired = 1;
+    pool->zygote = NULL; /* the next fork starts a new one */
+    pool->maintain_wanted = 1;
+    pp__wake(pool);
+  }
+}
+
+void pp__zygote_worker_gone(pp__proc_t *proc) {
+  pp__zygote_t *z = proc->zygote;
+
+  proc->zygote = NULL;
+  if (--z->workers == 0 && z->retired && z->open > 0) {
+    z->pool->maintain_wanted = 1;
+    pp__wake(z->pool);
+  }
+  zygote_maybe_free(z);
+}
+
+static int zygote_prepare(pp_pool_t *pool, pp_diag_t *diag) {
+  pp_config_t *cfg = pool->cfg;
+  const char *w = cfg->command_len >= 3 ? cfg->command[1] : "";
+  const char *base = strrchr(w, '/');
+
+  base = base ? base + 1 : w;
+  if (strcmp(base, "portpool_worker.py") != 0) {
+    pp__diag_set(diag, "worker.start: zygote needs worker.command to run "
+                       "portpool_worker.py HANDLER");
+    if (diag)
+      snprintf(diag->key, sizeof(diag->key), "worker.start");
+    return PP_ECONFIG;
+  }
+  return pp__resolve_python(cfg->command[0], &pool->python, diag);
+}
+
+static int zygote_spawn(pp__slot_t *slot, uint32_t generation,
+                        pp__proc_t **out) {
+  pp_pool_t *pool = slot->pool;
+  unsigned char req[9];
+  uint32_t v;
+  pp__proc_t *proc;
+  int r;
+
+  if ((pool->zygote == NULL || !pool->zygote->alive) &&
+      (r = zygote_start(pool)) != 0)
+    return r;
+  if ((proc = pp__proc_new(slot, generation)) == NULL)
+    return UV_ENOMEM;
+  pp__proc_timer_init(proc);
+  proc->forking = 1;
+  proc->zygote = pool->zygote;
+  pool->zygote->workers++;
+  pp__queue_insert_tail(&pool->zprocs, &proc->znode);
+  proc->spawn_ns = pp__now_ns();
+  req[0] = 'F';
+  v = htonl((uint32_t)slot->id);
+  memcpy(req + 1, &v, 4);
+  v = htonl(generation);
+  memcpy(req + 5, &v, 4);
+  if (send(pool->zygote->fd, req, sizeof(req), MSG_NOSIGNAL) != sizeof(req)) {
+    r = uv_translate_sys_error(errno);
+    pp__proc_abort(proc);
+    return r;
+  }
+  *out = proc;
+  return 0;
+}
+
+const pp__adapter_t pp__adapter_zygote = {"python", zygote_prepare,
+                                          zygote_spawn};
