@@ -1,14 +1,15 @@
 /* control.c -- owns the control socket: a Unix-socket server on the pool's
- * loop speaking newline-delimited JSON (docs/protocol.md), with one
- * pp_client_t per connection so a peer that hangs up mid-call has its wait
- * withdrawn and its lease reclaimed.  Does not own workers or leases; it
- * borrows them through the public event-loop face like any other client. */
-#include "internal.h"
+ * loop speaking newline-delimited JSON (docs/protocol.md), the socket
+ * file's life (0700 directory, stale files, unlink at stop), the peer's uid
+ * check, and each connection's bounded reading and writing of lines.  What
+ * a request does lives in control_ops.c, its parsing in control_proto.c.
+ * Does not own workers or leases. */
+#include "control.h"
 
 #include <assert.h>
 #include <errno.h>
-#include <jansson.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,78 +18,25 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* The longest request line, without its '\n'.  The read buffer of a
- * connection never holds more than this plus the newline. */
-#define CTL_LINE_MAX (1u << 20)
-#define CTL_BUF_MAX (CTL_LINE_MAX + 1)
-#define CTL_BUF_MIN 4096
-/* Reply bytes the kernel has not taken yet, past which a connection stops
- * reading requests until its peer catches up. */
-#define CTL_WQUEUE_MAX (4u << 20)
-#define CTL_CONN_MAX 256
-#define CTL_BACKLOG 128
-
-typedef struct pp__conn pp__conn_t;
-typedef struct pp__control pp__control_t;
-
-struct pp__control {
-  pp_pool_t *pool; /* NULL when detached after a failed start */
-  uv_pipe_t server;
-  char *path;
-  dev_t dev; /* the socket file we bound: unlinked only if */
-  ino_t ino; /* it is still ours */
-  int bound;
-  unsigned handles; /* open uv handles: the server + connections */
-  int nconns;
-  pp__queue_t conns;
-  int stopping;
-  void (*done_cb)(pp_pool_t *);
-};
-
-/* One connection.  Reference-counted: +1 for its handle until the close
- * callback, +1 per write in flight, +1 while a checkout or request callback
- * is owed to it.  Freed when the count reaches zero. */
-struct pp__conn {
-  pp__control_t *ctl; /* NULL once its handle is closed */
-  pp_pool_t *pool;
-  uv_pipe_t pipe;
-  pp__queue_t node; /* in ctl->conns while the handle is open */
-  int refs;
-  pp_client_t *client; /* NULL for a refused peer */
-  int client_closed;   /* its leases are gone: never touch them */
-  int closing;         /* uv_close called: never write again */
-  int finishing;       /* close once the queued replies are written */
-  int eof;             /* the peer shut down its writing side */
-  int reading;
-  unsigned writes;
-  /* Request bytes: [start, len) unconsumed, [start, start + scanned)
-   * known to hold no '\n'. */
-  char *buf;
-  size_t start, len, scanned, cap;
-  /* The call being served; requests after it wait in buf. */
-  int busy;
-  char *payload;
-  size_t payload_len;
-  int64_t timeout_ms;
-  uint64_t call_start_ns;
-  json_t *call_id;
-};
-
 typedef struct {
   uv_write_t req;
   pp__conn_t *conn;
+  int signal_after; /* raise this signal once written (stop, reload) */
   char data[];
 } ctl_write_t;
 
-static void conn_pump(pp__conn_t *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 
 /* ------------------------------------------------------------ connections */
 
-static void conn_unref(pp__conn_t *c) {
+void pp__conn_unref(pp__conn_t *c) {
   assert(c->refs > 0);
   if (--c->refs > 0)
     return;
+  if (c->tbuf) {
+    uv_mutex_destroy(&c->tlock);
+    free(c->tbuf);
+  }
   json_decref(c->call_id);
   free(c->payload);
   free(c->buf);
@@ -115,6 +63,12 @@ static void on_conn_close(uv_handle_t *h) {
   pp__conn_t *c = h->data;
   pp__control_t *ctl = c->ctl;
 
+  /* After this returns no subscriber callback runs for c: the pool calls
+   * them with its lock held, and unsubscribing takes that lock. */
+  if (c->tracing) {
+    c->tracing = 0;
+    pp_pool_trace_unsubscribe(c->pool, c->trace_id);
+  }
   /* Withdraw its waits and reclaim its leases.  The callbacks still owed
    * to it arrive (inside this call, or later) with an error or a lease we
    * must not touch, which client_closed tells them. */
@@ -126,13 +80,18 @@ static void on_conn_close(uv_handle_t *h) {
   ctl->nconns--;
   c->ctl = NULL;
   ctl_handle_closed(ctl);
-  conn_unref(c);
+  pp__conn_unref(c);
 }
 
-static void conn_close(pp__conn_t *c) {
+void pp__conn_close(pp__conn_t *c) {
   if (c->closing)
     return;
   c->closing = 1;
+  if (c->tbuf) {
+    uv_mutex_lock(&c->tlock);
+    c->tdead = 1;
+    uv_mutex_unlock(&c->tlock);
+  }
   if (c->reading)
     uv_read_stop((uv_stream_t *)&c->pipe);
   c->reading = 0;
@@ -140,35 +99,40 @@ static void conn_close(pp__conn_t *c) {
 }
 
 /* Close once every queued reply has been written. */
-static void conn_finish(pp__conn_t *c) {
+void pp__conn_finish(pp__conn_t *c) {
   c->finishing = 1;
   if (c->reading)
     uv_read_stop((uv_stream_t *)&c->pipe);
   c->reading = 0;
   if (c->writes == 0)
-    conn_close(c);
+    pp__conn_close(c);
 }
 
 static void on_write(uv_write_t *req, int status) {
   ctl_write_t *w = (ctl_write_t *)req;
   pp__conn_t *c = w->conn;
 
+  /* stop and reload are carried out by the program's own signal
+   * handler, once the client has its answer. */
+  if (w->signal_after)
+    kill(getpid(), w->signal_after);
   free(w);
   c->writes--;
   if (!c->closing) {
     if (status < 0)
-      conn_close(c); /* the peer is gone */
+      pp__conn_close(c); /* the peer is gone */
     else if (c->finishing && c->writes == 0)
-      conn_close(c);
+      pp__conn_close(c);
     else
-      conn_pump(c); /* the write queue may have drained */
+      pp__conn_pump(c); /* the write queue may have drained */
   }
-  conn_unref(c);
+  pp__conn_unref(c);
 }
 
-/* Queue one reply line (text + '\n').  Never writes to a closing
- * connection.  A failure closes the connection. */
-static void conn_write(pp__conn_t *c, const char *text, size_t len) {
+/* Queue bytes, with a '\n' after them when newline is set.  Never writes
+ * to a closing connection.  A failure closes the connection. */
+void pp__conn_write(pp__conn_t *c, const char *text, size_t len, int newline,
+                    int signal_after) {
   ctl_write_t *w;
   uv_buf_t b;
 
@@ -176,16 +140,18 @@ static void conn_write(pp__conn_t *c, const char *text, size_t len) {
     return;
   w = malloc(sizeof(*w) + len + 1);
   if (w == NULL) {
-    conn_close(c);
+    pp__conn_close(c);
     return;
   }
   memcpy(w->data, text, len);
-  w->data[len] = '\n';
+  if (newline)
+    w->data[len++] = '\n';
   w->conn = c;
-  b = uv_buf_init(w->data, (unsigned)(len + 1));
+  w->signal_after = signal_after;
+  b = uv_buf_init(w->data, (unsigned)len);
   if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_write) != 0) {
     free(w);
-    conn_close(c);
+    pp__conn_close(c);
     return;
   }
   c->refs++;
@@ -194,11 +160,11 @@ static void conn_write(pp__conn_t *c, const char *text, size_t len) {
 
 /* Serialise obj (a reference is stolen) as one reply line, with the
  * request's "id" when it had one. */
-static void conn_send(pp__conn_t *c, json_t *obj, json_t *id) {
+void pp__conn_send(pp__conn_t *c, json_t *obj, json_t *id, int signal_after) {
   char *s;
 
   if (obj == NULL) {
-    conn_close(c);
+    pp__conn_close(c);
     return;
   }
   if (id)
@@ -206,227 +172,29 @@ static void conn_send(pp__conn_t *c, json_t *obj, json_t *id) {
   s = json_dumps(obj, JSON_COMPACT);
   json_decref(obj);
   if (s == NULL) {
-    conn_close(c);
+    pp__conn_close(c);
     return;
   }
-  conn_write(c, s, strlen(s));
+  pp__conn_write(c, s, strlen(s), 1, signal_after);
   free(s);
 }
 
-static void conn_send_error(pp__conn_t *c, json_t *id, const char *name,
-                            const char *message, json_t *detail) {
+void pp__conn_send_error(pp__conn_t *c, json_t *id, const char *name,
+                         const char *message, json_t *detail) {
   json_t *o =
       json_pack("{s:b, s:s, s:s}", "ok", 0, "error", name, "message", message);
 
   if (o && detail)
     json_object_set(o, "detail", detail);
   json_decref(detail);
-  conn_send(c, o, id);
+  pp__conn_send(c, o, id, 0);
 }
 
-/* --------------------------------------------------------------- the call */
-
-static void call_end(pp__conn_t *c) {
-  c->busy = 0;
-  free(c->payload);
-  c->payload = NULL;
-  json_decref(c->call_id);
-  c->call_id = NULL;
-}
-
-static void call_fail(pp__conn_t *c, int status, const pp_diag_t *diag) {
-  const char *msg =
-      diag && diag->message[0] ? diag->message : pp_strerror(status);
-  conn_send_error(c, c->call_id, pp_err_name(status), msg, NULL);
-}
-
-static void call_reply(pp__conn_t *c, int status, const char *reply, size_t len,
-                       const pp_diag_t *diag) {
-  json_t *v, *type, *msg;
-  char text[600];
-
-  v = len > 0 ? json_loadb(reply, len, JSON_DECODE_ANY, NULL) : NULL;
-  if (status == 0) {
-    /* Workers normally reply JSON; a raw handler's bytes go as text. */
-    if (v == NULL) {
-      v = json_pack("{s:b, s:s%, s:b}", "ok", 1, "reply", reply, len, "raw", 1);
-      if (v == NULL)
-        conn_send_error(c, c->call_id, pp_err_name(PP_EPROTO),
-                        "the reply is neither JSON nor UTF-8 text", NULL);
-      else
-        conn_send(c, v, c->call_id);
-    } else
-      conn_send(c, json_pack("{s:b, s:o}", "ok", 1, "reply", v), c->call_id);
-    return;
-  }
-  if (status == PP_EHANDLER && json_is_object(v)) {
-    type = json_object_get(v, "type");
-    msg = json_object_get(v, "message");
-    snprintf(text, sizeof(text), "%s: %s",
-             json_is_string(type) ? json_string_value(type) : "Error",
-             json_is_string(msg) ? json_string_value(msg) : "");
-    conn_send_error(c, c->call_id, pp_err_name(status), text, v);
-    return;
-  }
-  json_decref(v);
-  call_fail(c, status, diag);
-}
-
-static void on_reply(pp_lease_t *lease, int status, const char *reply,
-                     size_t len, const pp_diag_t *diag, void *data) {
-  pp__conn_t *c = data;
-
-  /* After the client closed, the lease was reclaimed with it. */
-  if (!c->client_closed)
-    pp_checkin(lease);
-  if (!c->closing)
-    call_reply(c, status, reply, len, diag);
-  call_end(c);
-  conn_pump(c);
-  conn_unref(c);
-}
-
-static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
-                        void *data) {
-  pp__conn_t *c = data;
-  int64_t ms = -1, spent;
-  int r;
-
-  if (status != 0) {
-    if (!c->closing)
-      call_fail(c, status, diag);
-    goto done;
-  }
-  if (c->client_closed)
-    goto done; /* granted, then reclaimed with the client: not ours */
-  if (c->closing) {
-    pp_checkin(lease);
-    goto done;
-  }
-  if (c->timeout_ms >= 0) {
-    /* timeout_ms bounds the whole call; 0 would mean no request timeout. */
-    spent = (int64_t)((pp__now_ns() - c->call_start_ns) / 1000000);
-    ms = c->timeout_ms - spent > 0 ? c->timeout_ms - spent : 1;
-  }
-  r = pp_request(lease, c->payload, c->payload_len, ms, on_reply, c);
+void pp__conn_send_code(pp__conn_t *c, json_t *id, int r) {
   if (r == 0)
-    return; /* our reference passes to on_reply */
-  pp_checkin(lease);
-  call_fail(c, r, NULL);
-done:
-  call_end(c);
-  conn_pump(c);
-  conn_unref(c);
-}
-
-static void op_call(pp__conn_t *c, json_t *req, json_t *id) {
-  json_t *payload = json_object_get(req, "payload");
-  json_t *tmo = json_object_get(req, "timeout_ms");
-  int r;
-
-  if (payload == NULL) {
-    conn_send_error(c, id, "EINVAL", "call needs a \"payload\"", NULL);
-    return;
-  }
-  c->timeout_ms = -1;
-  if (tmo && !json_is_null(tmo)) {
-    if (!json_is_integer(tmo) || json_integer_value(tmo) < 0) {
-      conn_send_error(c, id, "EINVAL", "\"timeout_ms\" must be an integer >= 0",
-                      NULL);
-      return;
-    }
-    c->timeout_ms = json_integer_value(tmo);
-  }
-  c->payload = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
-  if (c->payload == NULL) {
-    conn_send_error(c, id, "ENOMEM", pp_strerror(UV_ENOMEM), NULL);
-    return;
-  }
-  c->payload_len = strlen(c->payload);
-  c->call_id = json_incref(id);
-  c->call_start_ns = pp__now_ns();
-  c->busy = 1;
-  c->refs++;
-  r = pp_checkout(c->pool, c->client, c->timeout_ms, on_checkout, c);
-  if (r != 0) {
-    c->refs--;
-    call_fail(c, r, NULL);
-    call_end(c);
-  }
-}
-
-/* ----------------------------------------------------------- other ops */
-
-static void op_status(pp__conn_t *c, json_t *id) {
-  pp_status_t st;
-  char *js, *line = NULL, *ids = NULL;
-  size_t n;
-  int r;
-
-  if ((r = pp_pool_status(c->pool, &st)) != 0) {
-    conn_send_error(c, id, pp_err_name(r), pp_strerror(r), NULL);
-    return;
-  }
-  js = pp_status_to_json(&st);
-  pp_status_free(&st);
-  if (id)
-    ids = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
-  n = (js ? strlen(js) : 0) + (ids ? strlen(ids) : 0) + 40;
-  if (js)
-    line = malloc(n);
-  if (line == NULL || (id && ids == NULL)) {
-    conn_send_error(c, id, "ENOMEM", pp_strerror(UV_ENOMEM), NULL);
-  } else {
-    /* The status object is already JSON text: splice it in. */
-    if (ids)
-      snprintf(line, n, "{\"ok\":true,\"id\":%s,\"status\":%s}", ids, js);
-    else
-      snprintf(line, n, "{\"ok\":true,\"status\":%s}", js);
-    conn_write(c, line, strlen(line));
-  }
-  free(line);
-  free(ids);
-  free(js);
-}
-
-static void handle_line(pp__conn_t *c, const char *line, size_t n) {
-  json_error_t jerr;
-  json_t *req, *op, *id;
-  const char *name;
-  char msg[300];
-
-  while (n > 0 &&
-         (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
-    n--;
-  if (n == 0)
-    return; /* blank lines are allowed, for hand-typed sessions */
-  req = json_loadb(line, n, JSON_DECODE_ANY, &jerr);
-  if (req == NULL) {
-    snprintf(msg, sizeof(msg), "request is not JSON: %s (column %d)", jerr.text,
-             jerr.column);
-    conn_send_error(c, NULL, "EINVAL", msg, NULL);
-    conn_finish(c);
-    return;
-  }
-  id = json_is_object(req) ? json_object_get(req, "id") : NULL;
-  op = json_is_object(req) ? json_object_get(req, "op") : NULL;
-  name = json_is_string(op) ? json_string_value(op) : NULL;
-  if (!json_is_object(req)) {
-    conn_send_error(c, NULL, "EINVAL", "a request must be a JSON object", NULL);
-  } else if (name == NULL) {
-    conn_send_error(c, id, "EINVAL", "a request needs a string \"op\"", NULL);
-  } else if (strcmp(name, "ping") == 0) {
-    conn_send(c, json_pack("{s:b}", "ok", 1), id);
-  } else if (strcmp(name, "status") == 0) {
-    op_status(c, id);
-  } else if (strcmp(name, "call") == 0) {
-    op_call(c, req, id);
-  } else {
-    snprintf(msg, sizeof(msg),
-             "unknown op \"%.200s\" (expected ping, status or call)", name);
-    conn_send_error(c, id, "EINVAL", msg, NULL);
-  }
-  json_decref(req);
+    pp__conn_send(c, json_pack("{s:b}", "ok", 1), id, 0);
+  else
+    pp__conn_send_error(c, id, pp_err_name(r), pp_strerror(r), NULL);
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -473,7 +241,7 @@ static void conn_update_reading(pp__conn_t *c) {
 
   if (want && !c->reading) {
     if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0) {
-      conn_close(c);
+      pp__conn_close(c);
       return;
     }
     c->reading = 1;
@@ -484,12 +252,13 @@ static void conn_update_reading(pp__conn_t *c) {
 }
 
 /* Serve the complete lines in the buffer, one at a time, in order; stop at
- * a call until it is answered. */
-static void conn_pump(pp__conn_t *c) {
+ * a call until it is answered.  A trace stream ignores what follows: it
+ * reads only to notice the peer hanging up. */
+void pp__conn_pump(pp__conn_t *c) {
   char *line, *nl;
   size_t avail, n;
 
-  while (!c->closing && !c->finishing && !c->busy &&
+  while (!c->closing && !c->finishing && !c->busy && !c->tracing &&
          uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) <
              CTL_WQUEUE_MAX) {
     line = c->buf + c->start;
@@ -498,9 +267,9 @@ static void conn_pump(pp__conn_t *c) {
     if (nl == NULL) {
       c->scanned = avail;
       if (avail > CTL_LINE_MAX) {
-        conn_send_error(c, NULL, "E2BIG",
-                        "request line longer than 1048576 bytes", NULL);
-        conn_finish(c);
+        pp__conn_send_error(c, NULL, "E2BIG",
+                            "request line longer than 1048576 bytes", NULL);
+        pp__conn_finish(c);
         return;
       }
       if (!c->eof)
@@ -509,10 +278,10 @@ static void conn_pump(pp__conn_t *c) {
       c->start = c->len;
       c->scanned = 0;
       if (avail > 0) {
-        handle_line(c, line, avail);
+        pp__ctl_handle_line(c, line, avail);
         continue;
       }
-      conn_finish(c);
+      pp__conn_finish(c);
       return;
     }
     n = (size_t)(nl - line);
@@ -520,7 +289,11 @@ static void conn_pump(pp__conn_t *c) {
     c->scanned = 0;
     if (c->start == c->len)
       c->start = c->len = 0; /* nothing left: the line stays valid below */
-    handle_line(c, line, n);
+    pp__ctl_handle_line(c, line, n);
+  }
+  if (c->tracing && !c->closing) {
+    c->start = c->len = c->scanned = 0;
+    pp__ctl_trace_flush(c);
   }
   conn_update_reading(c);
 }
@@ -545,24 +318,36 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   (void)b;
   if (nread > 0) {
     c->len += (size_t)nread;
-    conn_pump(c);
+    pp__conn_pump(c);
     return;
   }
   if (nread == 0)
     return;
   c->reading = 0; /* libuv stopped reading at EOF or error */
   if (nread == UV_EOF && !peer_gone(c)) {
-    /* Half-closed (`socat`, `nc -N`): answer what was sent, then close. */
+    /* Half-closed (`socat`, `nc -N`): answer what was sent, then close;
+     * a trace stream goes on until the peer closes for good. */
     c->eof = 1;
-    conn_pump(c);
+    pp__conn_pump(c);
     return;
   }
   /* Gone: closing the client withdraws its checkout or reclaims its lease,
    * whatever the pool is doing for it. */
-  conn_close(c);
+  pp__conn_close(c);
 }
 
 /* ------------------------------------------------------------- accepting */
+
+static int uid_allowed(const pp__control_t *ctl, uid_t uid) {
+  int i;
+
+  if (uid == geteuid())
+    return 1;
+  for (i = 0; i < ctl->nallow; i++)
+    if (ctl->allow[i] == (uint32_t)uid)
+      return 1;
+  return 0;
+}
 
 static void on_connection(uv_stream_t *server, int status) {
   pp__control_t *ctl = server->data;
@@ -594,32 +379,33 @@ static void on_connection(uv_stream_t *server, int status) {
   pp__queue_insert_tail(&ctl->conns, &c->node);
   if ((r = uv_accept(server, (uv_stream_t *)&c->pipe)) != 0) {
     pp__log(pool, "control socket: accept: %s", uv_strerror(r));
-    conn_close(c);
+    pp__conn_close(c);
     return;
   }
-  /* Only our own user may drive the pool, whatever the socket's mode. */
+  /* Only our own user (and control.allow_uids) may drive the pool,
+   * whatever the socket's mode. */
   if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0) {
-    conn_send_error(c, NULL, "EPERM", "cannot read the peer's credentials",
-                    NULL);
-    conn_finish(c);
+    pp__conn_send_error(c, NULL, "EPERM", "cannot read the peer's credentials",
+                        NULL);
+    pp__conn_finish(c);
     return;
   }
-  if (cred.uid != geteuid()) {
+  if (!uid_allowed(ctl, cred.uid)) {
     snprintf(msg, sizeof(msg), "uid %u is not allowed", (unsigned)cred.uid);
-    conn_send_error(c, NULL, "EPERM", msg, NULL);
-    conn_finish(c);
+    pp__conn_send_error(c, NULL, "EPERM", msg, NULL);
+    pp__conn_finish(c);
     return;
   }
   if (ctl->nconns > CTL_CONN_MAX) {
-    conn_send_error(c, NULL, "EBUSY", "too many control connections", NULL);
-    conn_finish(c);
+    pp__conn_send_error(c, NULL, "EBUSY", "too many control connections", NULL);
+    pp__conn_finish(c);
     return;
   }
   if ((r = pp_client_open(pool, &c->client)) != 0) {
     c->client = NULL;
-    conn_send_error(c, NULL, pp_err_name(r), pp_strerror(r), NULL);
-    conn_finish(c);
+    pp__conn_send_error(c, NULL, pp_err_name(r), pp_strerror(r), NULL);
+    pp__conn_finish(c);
     return;
   }
   conn_update_reading(c);
@@ -684,7 +470,29 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa,
   return 0;
 }
 
-static void on_server_close(uv_handle_t *h) { ctl_handle_closed(h->data); }
+/* control.allow_uids, when this build's config has the key. */
+static int read_allow_uids(pp__control_t *ctl, const pp_config_t *cfg,
+                           pp_diag_t *diag) {
+  char text[2048];
+  int n;
+
+  if (pp_config_get(cfg, "control.allow_uids", text, sizeof(text)) != 0)
+    return 0; /* no such key (yet): only our own uid */
+  n = pp__ctl_parse_uids(text, ctl->allow, CTL_ALLOW_MAX);
+  if (n < 0) {
+    pp__diag_set(diag,
+                 "control.allow_uids: expected a list of at most %d numeric "
+                 "uids, got %.200s",
+                 CTL_ALLOW_MAX, text);
+    if (diag)
+      snprintf(diag->key, sizeof(diag->key), "control.allow_uids");
+    return PP_ECONFIG;
+  }
+  ctl->nallow = n;
+  return 0;
+}
+
+static void on_handle_close(uv_handle_t *h) { ctl_handle_closed(h->data); }
 
 /* Remove the socket file if it is still the one we bound. */
 static void ctl_unlink(pp__control_t *ctl) {
@@ -719,7 +527,8 @@ int pp__control_start(pp_pool_t *pool, pp_diag_t *diag) {
     return UV_ENOMEM;
   }
   pp__queue_init(&ctl->conns);
-  if ((r = make_parent(path, diag)) != 0 ||
+  if ((r = read_allow_uids(ctl, pool->cfg, diag)) != 0 ||
+      (r = make_parent(path, diag)) != 0 ||
       (r = clear_stale(path, &sa, diag)) != 0)
     goto fail;
   /* Bind, chmod and listen on a plain socket first, so that every failure
@@ -767,6 +576,13 @@ int pp__control_start(pp_pool_t *pool, pp_diag_t *diag) {
     pp__diag_set(diag, "cannot listen on %s: %s", path, uv_strerror(r));
     goto fail;
   }
+  if ((r = uv_async_init(pool->loop, &ctl->async, pp__ctl_on_async)) != 0) {
+    pp__diag_set(diag, "control socket: %s", uv_strerror(r));
+    goto fail;
+  }
+  ctl->async.data = ctl;
+  ctl->async_open = 1;
+  ctl->handles++;
   ctl->pool = pool;
   pool->control = ctl;
   return 0;
@@ -779,7 +595,7 @@ fail:
   if (ctl->handles > 0) {
     /* Detached: its close callback frees it without touching the pool. */
     ctl->pool = NULL;
-    uv_close((uv_handle_t *)&ctl->server, on_server_close);
+    uv_close((uv_handle_t *)&ctl->server, on_handle_close);
   } else {
     free(ctl->path);
     free(ctl);
@@ -790,15 +606,36 @@ fail:
 void pp__control_stop(pp_pool_t *pool, void (*done_cb)(pp_pool_t *)) {
   pp__control_t *ctl = pool->control;
   pp__queue_t *q;
+  pp__conn_t *c;
 
   /* The pool's lock is held: nothing here may call a public pool function.
-   * pp_client_close runs later, from each connection's close callback. */
+   * pp_client_close and unsubscribing run later, from each connection's
+   * close callback.  Subscriber callbacks also run under the pool's lock,
+   * so none runs now, and once every stream is marked dead none will use
+   * the async again before it closes. */
   assert(ctl != NULL && !ctl->stopping);
   ctl->stopping = 1;
   ctl->done_cb = done_cb;
   ctl_unlink(ctl);
-  uv_close((uv_handle_t *)&ctl->server, on_server_close);
+  uv_close((uv_handle_t *)&ctl->server, on_handle_close);
   pp__queue_foreach(q, &ctl->conns) {
-    conn_close(pp__container_of(q, pp__conn_t, node));
+    c = pp__container_of(q, pp__conn_t, node);
+    if (c->tracing && !c->closing) {
+      /* What it has buffered (up to "closing") still goes out, if the
+       * kernel takes it now; a stop never waits for a slow reader. */
+      pp__ctl_trace_flush(c);
+      if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) == 0) {
+        uv_mutex_lock(&c->tlock);
+        c->tdead = 1;
+        uv_mutex_unlock(&c->tlock);
+        pp__conn_finish(c);
+        continue;
+      }
+    }
+    pp__conn_close(c);
+  }
+  if (ctl->async_open) {
+    ctl->async_open = 0;
+    uv_close((uv_handle_t *)&ctl->async, on_handle_close);
   }
 }

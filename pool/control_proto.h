@@ -46,4 +46,15 @@ int pp__ctl_parse(const char *line, size_t len, pp__ctl_req_t *req, char *err,
                   size_t errlen);
 void pp__ctl_req_free(pp__ctl_req_t *req);
 
+/* The trace types a filter ("hello, exit") names, as a mask with bit
+ * (1 << pp_trace_type_t) per type; NULL names every type.  Returns 0, or -1
+ * with a sentence in err for an empty or unknown name. */
+int pp__ctl_trace_mask(const char *filter, uint64_t *mask, char *err,
+                       size_t errlen);
+
+/* The uids of control.allow_uids as pp_config_get renders it ("[1001,
+ * 1002]", "[]", "1001, 1002" or block items "- 1001").  Returns how many
+ * were stored in uids (at most max), or -1 for anything else. */
+int pp__ctl_parse_uids(const char *text, uint32_t *uids, int max);
+
 #endif

@@ -1,10 +1,12 @@
 /* client.c -- poolctl's side of the control socket: connect with a plain
- * blocking socket, check the server is our own user's, send one JSON line,
- * read one JSON line with a bound.  No libuv here. */
+ * blocking socket, check the server is our own user's (and learn its pid),
+ * send JSON lines, read lines with a bound on time and size.  No libuv
+ * here. */
 #include "poolctl/poolctl.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +25,15 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int pc_connect(const char *path, int *out) {
+int pc_conn_open(const char *path, pc_conn_t *c) {
   struct sockaddr_un sa;
   struct ucred cred;
   socklen_t clen = sizeof(cred);
   int fd, err;
 
+  memset(c, 0, sizeof(*c));
+  c->fd = -1;
+  c->path = path;
   if (strlen(path) >= sizeof(sa.sun_path)) {
     pc_err("socket path too long: %s", path);
     return PC_EXIT_ERROR;
@@ -61,8 +66,18 @@ static int pc_connect(const char *path, int *out) {
     close(fd);
     return PC_EXIT_ERROR;
   }
-  *out = fd;
+  c->fd = fd;
+  c->pid = (int)cred.pid;
   return PC_EXIT_OK;
+}
+
+void pc_conn_close(pc_conn_t *c) {
+  if (c->fd >= 0)
+    close(c->fd);
+  c->fd = -1;
+  free(c->buf);
+  c->buf = NULL;
+  c->len = c->cap = c->scanned = 0;
 }
 
 static int send_all(int fd, const char *p, size_t n) {
@@ -80,32 +95,65 @@ static int send_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* Read up to the first '\n' into a malloc'd, NUL-terminated string. */
-static int read_line(int fd, const char *path, long timeout_ms, char **out) {
+int pc_conn_send(pc_conn_t *c, json_t *req) {
+  char *text;
+  size_t n;
+  int r = PC_EXIT_OK;
+
+  text = json_dumps(req, JSON_COMPACT);
+  if (text == NULL) {
+    pc_err("out of memory");
+    return PC_EXIT_ERROR;
+  }
+  n = strlen(text);
+  text[n] = '\n'; /* json_dumps left room: replace the NUL, send n + 1 */
+  if (send_all(c->fd, text, n + 1) != 0) {
+    pc_err("sending to %s: %s", c->path, strerror(errno));
+    r = PC_EXIT_ERROR;
+  }
+  free(text);
+  return r;
+}
+
+int pc_conn_line(pc_conn_t *c, long timeout_ms, int intr, char **line) {
   int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
-  size_t len = 0, cap = 0, scanned = 0;
-  char *buf = NULL, *nb, *nl;
   struct pollfd p;
+  char *nb, *nl;
   ssize_t r;
+  size_t cap;
   int wait;
 
+  /* Drop the line handed out last time. */
+  if (c->scanned > 0) {
+    memmove(c->buf, c->buf + c->scanned, c->len - c->scanned);
+    c->len -= c->scanned;
+    c->scanned = 0;
+  }
   for (;;) {
-    if (cap - len < 4096) {
-      cap = cap ? cap * 2 : 65536;
+    nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+    if (nl) {
+      *nl = '\0';
+      c->scanned = (size_t)(nl - c->buf) + 1;
+      *line = c->buf;
+      return PC_EXIT_OK;
+    }
+    if (c->cap - c->len < 4096) {
+      cap = c->cap ? c->cap * 2 : 65536;
       if (cap > PC_REPLY_MAX + 1)
         cap = PC_REPLY_MAX + 1;
-      if (cap - len == 0) {
-        pc_err("reply from %s longer than %u bytes", path, PC_REPLY_MAX);
-        goto fail;
+      if (cap - c->len <= 1) {
+        pc_err("reply from %s longer than %u bytes", c->path, PC_REPLY_MAX);
+        return PC_EXIT_ERROR;
       }
-      nb = realloc(buf, cap);
+      nb = realloc(c->buf, cap);
       if (nb == NULL) {
         pc_err("out of memory");
-        goto fail;
+        return PC_EXIT_ERROR;
       }
-      buf = nb;
+      c->buf = nb;
+      c->cap = cap;
     }
-    p.fd = fd;
+    p.fd = c->fd;
     p.events = POLLIN;
     wait = -1;
     if (timeout_ms >= 0) {
@@ -114,74 +162,101 @@ static int read_line(int fd, const char *path, long timeout_ms, char **out) {
         wait = 0;
     }
     r = poll(&p, 1, wait);
-    if (r < 0 && errno == EINTR)
+    if (r < 0 && errno == EINTR) {
+      if (intr)
+        return PC_EINTR;
       continue;
-    if (r == 0) {
-      pc_err("no reply from %s within %ld ms", path, timeout_ms);
-      goto fail;
     }
-    r = read(fd, buf + len, cap - len - 1);
+    if (r == 0)
+      return PC_TIMEOUT;
+    r = read(c->fd, c->buf + c->len, c->cap - c->len - 1);
     if (r < 0 && errno == EINTR)
       continue;
+    if (r < 0 && errno == ECONNRESET)
+      return PC_EOF;
     if (r < 0) {
-      pc_err("reading from %s: %s", path, strerror(errno));
-      goto fail;
+      pc_err("reading from %s: %s", c->path, strerror(errno));
+      return PC_EXIT_ERROR;
     }
-    if (r == 0) {
-      pc_err("the pool at %s closed the connection without replying", path);
-      goto fail;
-    }
-    len += (size_t)r;
-    nl = memchr(buf + scanned, '\n', len - scanned);
-    if (nl) {
-      *nl = '\0';
-      *out = buf;
-      return PC_EXIT_OK;
-    }
-    scanned = len;
+    if (r == 0)
+      return PC_EOF;
+    c->len += (size_t)r;
   }
-fail:
-  free(buf);
-  return PC_EXIT_ERROR;
+}
+
+int pc_conn_recv(pc_conn_t *c, long timeout_ms, json_t **reply) {
+  json_error_t jerr;
+  char *line;
+  int r;
+
+  *reply = NULL;
+  r = pc_conn_line(c, timeout_ms, 0, &line);
+  if (r == PC_TIMEOUT) {
+    pc_err("no reply from %s within %ld ms", c->path, timeout_ms);
+    return PC_EXIT_ERROR;
+  }
+  if (r == PC_EOF) {
+    pc_err("the pool at %s closed the connection without replying", c->path);
+    return PC_EXIT_ERROR;
+  }
+  if (r != PC_EXIT_OK)
+    return PC_EXIT_ERROR;
+  *reply = json_loads(line, 0, &jerr);
+  if (*reply == NULL || !json_is_object(*reply)) {
+    pc_err("the pool at %s sent a reply that is not a JSON object", c->path);
+    json_decref(*reply);
+    *reply = NULL;
+    return PC_EXIT_ERROR;
+  }
+  return PC_EXIT_OK;
+}
+
+int pc_conn_request(pc_conn_t *c, json_t *req, long timeout_ms,
+                    json_t **reply) {
+  int r;
+
+  *reply = NULL;
+  if ((r = pc_conn_send(c, req)) != PC_EXIT_OK)
+    return r;
+  return pc_conn_recv(c, timeout_ms, reply);
+}
+
+int pc_conn_simple(pc_conn_t *c, const char *op, long timeout_ms,
+                   json_t **out) {
+  json_t *req = json_pack("{s:s}", "op", op), *reply = NULL;
+  int r;
+
+  if (out)
+    *out = NULL;
+  if (req == NULL) {
+    pc_err("out of memory");
+    return PC_EXIT_ERROR;
+  }
+  r = pc_conn_request(c, req, timeout_ms, &reply);
+  json_decref(req);
+  if (r != PC_EXIT_OK)
+    return r;
+  if (!json_is_true(json_object_get(reply, "ok"))) {
+    pc_print_reply_error(reply);
+    json_decref(reply);
+    return PC_EXIT_ERROR;
+  }
+  if (out)
+    *out = reply;
+  else
+    json_decref(reply);
+  return PC_EXIT_OK;
 }
 
 int pc_request(const char *path, json_t *req, long timeout_ms, json_t **reply) {
-  json_error_t jerr;
-  char *line = NULL, *text;
-  size_t n;
-  int fd = -1, r;
+  pc_conn_t c;
+  int r;
 
   *reply = NULL;
-  if ((r = pc_connect(path, &fd)) != PC_EXIT_OK)
+  if ((r = pc_conn_open(path, &c)) != PC_EXIT_OK)
     return r;
-  r = PC_EXIT_ERROR;
-  text = json_dumps(req, JSON_COMPACT);
-  if (text == NULL) {
-    pc_err("out of memory");
-    goto out;
-  }
-  n = strlen(text);
-  text[n] = '\n'; /* json_dumps left room: replace the NUL, send n + 1 */
-  if (send_all(fd, text, n + 1) != 0) {
-    pc_err("sending to %s: %s", path, strerror(errno));
-    free(text);
-    goto out;
-  }
-  free(text);
-  if (read_line(fd, path, timeout_ms, &line) != PC_EXIT_OK)
-    goto out;
-  *reply = json_loads(line, 0, &jerr);
-  if (*reply == NULL || !json_is_object(*reply)) {
-    pc_err("the pool at %s sent a reply that is not a JSON object", path);
-    json_decref(*reply);
-    *reply = NULL;
-    goto out;
-  }
-  r = PC_EXIT_OK;
-out:
-  free(line);
-  if (fd >= 0)
-    close(fd);
+  r = pc_conn_request(&c, req, timeout_ms, reply);
+  pc_conn_close(&c);
   return r;
 }
 

@@ -28,10 +28,25 @@ static const pc_command_t commands[] = {
      "                       repeatable, applied in order after the file\n"
      "  -n, --name NAME      same as --set name=NAME\n"
      "  -S, --socket PATH    the control socket (default: control.socket\n"
-     "                       from the config, else the default path)\n"},
-    {"status", pc_status, "status [--json] [-S PATH]",
+     "                       from the config, else the default path)\n"
+     "signals: SIGINT or SIGTERM stop the pool gracefully; SIGHUP reloads:\n"
+     "the config file is read again, the same --set overrides applied, and\n"
+     "the workers replaced one by one without dropping a request\n"},
+    {"status", pc_status, "status [--json|--prometheus] [--watch] [-S PATH]",
      "show the pool and each worker",
      "      --json           print the status object as one JSON line\n"
+     "      --prometheus     print OpenMetrics text (counters, gauges,\n"
+     "                       latency histograms) for a scraper\n"
+     "  -w, --watch          repeat every interval (in place on a\n"
+     "                       terminal); the CPU column turns into %\n"
+     "      --interval MS    the watch interval (default 1000, min 100)\n"
+     "      --count N        stop after N refreshes\n"
+     "  -n, --name NAME      the pool's name, for the default socket\n"
+     "  -S, --socket PATH    the control socket\n"},
+    {"top", pc_top, "top [--interval MS] [-S PATH]",
+     "a live full-screen view: workers, queue length over time, latency",
+     "      --interval MS    refresh interval (default 1000, min 100)\n"
+     "  keys: q or Ctrl-C leave; any other key refreshes at once\n"
      "  -n, --name NAME      the pool's name, for the default socket\n"
      "  -S, --socket PATH    the control socket\n"},
     {"call", pc_call, "call CMD [JSON] [--timeout MS] [-S PATH]",
@@ -41,6 +56,61 @@ static const pc_command_t commands[] = {
      "                       an argument that starts with '-'\n"
      "      --timeout MS     bound the whole call (checkout and request)\n"
      "      --traceback      on a handler error, print the traceback too\n"
+     "  -n, --name NAME      the pool's name, for the default socket\n"
+     "  -S, --socket PATH    the control socket\n"},
+    {"trace", pc_trace, "trace [--filter EVENT,...] [--count N] [-S PATH]",
+     "print the pool's lifecycle events as JSON lines, live",
+     "      --filter LIST    only these events, comma-separated (spawn,\n"
+     "                       hello, ready, exit, restart, fatal, degraded,\n"
+     "                       checkout_wait, checkout, checkout_fail,\n"
+     "                       request, reply, checkin, reclaim, stale_reply,\n"
+     "                       kill, protocol_error, recycle, heartbeat_miss,\n"
+     "                       scale, drain, reload, closing, closed)\n"
+     "      --count N        leave after N events\n"
+     "  ends when the pool stops (exit 0) or on Ctrl-C\n"
+     "  -n, --name NAME      the pool's name, for the default socket\n"
+     "  -S, --socket PATH    the control socket\n"},
+    {"scale", pc_scale, "scale N [--force] [--no-wait] [--timeout MS]",
+     "grow or shrink the pool to N workers, live",
+     "  N                    the new number of workers (1 to 4096)\n"
+     "      --force          shrink at once: kill busy workers too (their\n"
+     "                       calls fail); without it busy workers finish\n"
+     "                       their request first, idle ones go first\n"
+     "      --no-wait        return once the pool took the order\n"
+     "      --timeout MS     wait at most this long (default 60000)\n"
+     "  -n, --name NAME      the pool's name, for the default socket\n"
+     "  -S, --socket PATH    the control socket\n"},
+    {"restart", pc_restart, "restart [ID|--all] [--no-wait] [--timeout MS]",
+     "replace workers one by one, keeping capacity",
+     "  ID                   the worker slot to replace\n"
+     "      --all            every worker (the default), a rolling restart\n"
+     "                       that never takes more than\n"
+     "                       worker.max_recycling out of service\n"
+     "      --no-wait        return once the pool took the order\n"
+     "      --timeout MS     wait at most this long (default 60000)\n"
+     "  -n, --name NAME      the pool's name, for the default socket\n"
+     "  -S, --socket PATH    the control socket\n"},
+    {"drain", pc_drain, "drain [--no-wait] [--timeout MS]",
+     "stop handing out workers and wait for the work in flight",
+     "      --no-wait        return at once; new checkouts already fail\n"
+     "      --timeout MS     wait at most this long (default 60000)\n"
+     "  undo with `poolctl undrain`\n"
+     "  -n, --name NAME      the pool's name, for the default socket\n"
+     "  -S, --socket PATH    the control socket\n"},
+    {"undrain", pc_drain, "undrain", "hand out workers again after a drain",
+     "  -n, --name NAME      the pool's name, for the default socket\n"
+     "  -S, --socket PATH    the control socket\n"},
+    {"stop", pc_stop, "stop [--no-wait] [--timeout MS]",
+     "stop the serving process gracefully and wait until it is gone",
+     "      --no-wait        return once the stop was asked for\n"
+     "      --timeout MS     wait at most this long (default 60000)\n"
+     "  -n, --name NAME      the pool's name, for the default socket\n"
+     "  -S, --socket PATH    the control socket\n"},
+    {"reload", pc_reload, "reload [--no-wait] [--timeout MS]",
+     "re-read the server's config and roll the workers onto it",
+     "      --no-wait        return once the reload was asked for\n"
+     "      --timeout MS     wait at most this long (default 60000)\n"
+     "  the same as SIGHUP to `poolctl serve`; no request is dropped\n"
      "  -n, --name NAME      the pool's name, for the default socket\n"
      "  -S, --socket PATH    the control socket\n"},
 };
@@ -123,9 +193,9 @@ static void main_help(FILE *out) {
         "over its control socket.\n\ncommands:\n",
         out);
   for (i = 0; i < NCOMMANDS; i++)
-    fprintf(out, "  %-7s %s\n          usage: poolctl %s\n", commands[i].name,
+    fprintf(out, "  %-8s %s\n           usage: poolctl %s\n", commands[i].name,
             commands[i].summary, commands[i].usage);
-  fputs("  help    show this help, or one command's: poolctl help COMMAND\n\n",
+  fputs("  help     show this help, or one command's: poolctl help COMMAND\n\n",
         out);
   global_options(out);
   fputc('\n', out);
@@ -212,6 +282,26 @@ int pc_check_socket_dir(const char *path) {
 
 int pc_use_color(void) {
   return isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
+}
+
+int pc_parse_count(const pc_command_t *cmd, const char *opt, const char *arg,
+                   long *out) {
+  char *end;
+  long v;
+
+  errno = 0;
+  v = strtol(arg, &end, 10);
+  if (errno || end == arg || *end || v < 0)
+    return pc_usage_error(cmd, "%s: %s wants a number >= 0, not '%s'",
+                          cmd->name, opt, arg);
+  *out = v;
+  return PC_EXIT_OK;
+}
+
+int pc_target(const pc_global_t *g, char *buf, size_t len) {
+  if (pc_client_socket(g, buf, len) != 0)
+    return PC_EXIT_ERROR;
+  return pc_check_socket_dir(buf);
 }
 
 /* ----------------------------------------------------------------- main */

@@ -1,7 +1,8 @@
 /* serve.c -- `poolctl serve`: load the config (or the built-in default),
  * apply --set overrides, run the pool in the foreground on a libuv loop
- * with its control socket, print warm-up progress, and stop gracefully on
- * SIGINT or SIGTERM. */
+ * with its control socket, print warm-up progress, stop gracefully on
+ * SIGINT or SIGTERM, and reload on SIGHUP (the file read again, the same
+ * overrides applied, the workers replaced one by one). */
 #include "poolctl/poolctl.h"
 
 #include "config/config.h"
@@ -20,7 +21,12 @@
 typedef struct serve {
   uv_loop_t loop;
   pp_pool_t *pool;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
+  /* What the config was built from, to build it again on SIGHUP. */
+  const char *file;
+  char **sets;
+  int nsets;
+  const pc_global_t *g;
   int signals_open;
   int stopping;
   int size;
@@ -60,6 +66,15 @@ static void on_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
     pc_err("pool degraded: every worker slot gave up restarting; see the "
            "log above (still serving status)");
     break;
+  case PP_TRACE_SCALE:
+    say("scaling to %d workers%s", ev->code, ev->detail ? " (force)" : "");
+    break;
+  case PP_TRACE_DRAIN:
+    say("%s", ev->code ? "serving again" : "draining");
+    break;
+  case PP_TRACE_RELOAD:
+    say("reloaded");
+    break;
   default:
     break;
   }
@@ -74,6 +89,7 @@ static void on_pool_closed(pp_pool_t *pool, void *data) {
     s->signals_open = 0;
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
   }
 }
 
@@ -212,6 +228,34 @@ bad:
   return config_error("config", &d, r);
 }
 
+/* SIGHUP: build the config as at start and hand it to the pool, which
+ * replaces its workers one by one.  A config that does not load or
+ * cannot be applied leaves the pool as it is. */
+static void on_sighup(uv_signal_t *h, int signum) {
+  serve_t *s = h->data;
+  char socket[sizeof(s->socket)];
+  pp_config_t *cfg = NULL;
+  pp_diag_t d;
+  int r;
+
+  (void)signum;
+  if (s->stopping)
+    return;
+  say("reloading (SIGHUP)");
+  if (make_config(s->file, s->sets, s->nsets, s->g, &cfg, socket,
+                  sizeof(socket)) != PC_EXIT_OK) {
+    pc_err("reload: keeping the running config");
+    return;
+  }
+  memset(&d, 0, sizeof(d));
+  r = pp_pool_reload(s->pool, cfg, &d);
+  pp_config_free(cfg);
+  if (r != 0) {
+    config_error("reload", &d, r);
+    pc_err("reload: keeping the running config");
+  }
+}
+
 int pc_serve(const pc_command_t *cmd, int argc, char **argv,
              const pc_global_t *g) {
   static const struct option longopts[] = {
@@ -259,12 +303,18 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
     return pc_usage_error(cmd, "serve: unexpected argument '%s'", argv[optind]);
   }
   memset(&s, 0, sizeof(s));
+  s.file = file;
+  s.sets = sets;
+  s.nsets = nsets;
+  s.g = g;
   r = make_config(file, sets, nsets, g, &cfg, s.socket, sizeof(s.socket));
-  free(sets);
-  if (r != PC_EXIT_OK)
+  if (r != PC_EXIT_OK) {
+    free(sets);
     return r;
+  }
   if ((r = pc_check_socket_dir(s.socket)) != PC_EXIT_OK) {
     pp_config_free(cfg);
+    free(sets);
     return r;
   }
   s.size = cfg->size;
@@ -274,6 +324,7 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
   if ((r = uv_loop_init(&s.loop)) != 0) {
     pc_err("uv_loop_init: %s", uv_strerror(r));
     pp_config_free(cfg);
+    free(sets);
     return PC_EXIT_ERROR;
   }
   memset(&opts, 0, sizeof(opts));
@@ -292,17 +343,21 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
     /* A failed start may leave handles closing; let them finish. */
     uv_run(&s.loop, UV_RUN_DEFAULT);
     uv_loop_close(&s.loop);
+    free(sets);
     return r;
   }
   say("warming 0/%d", s.size);
   uv_signal_init(&s.loop, &s.sigint);
   uv_signal_init(&s.loop, &s.sigterm);
-  s.sigint.data = s.sigterm.data = &s;
+  uv_signal_init(&s.loop, &s.sighup);
+  s.sigint.data = s.sigterm.data = s.sighup.data = &s;
   s.signals_open = 1;
   uv_signal_start(&s.sigint, on_signal, SIGINT);
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&s.sighup, on_sighup, SIGHUP);
 
   uv_run(&s.loop, UV_RUN_DEFAULT);
+  free(sets);
   if ((r = uv_loop_close(&s.loop)) != 0) {
     pc_err("handles left open at exit: %s", uv_strerror(r));
     return PC_EXIT_ERROR;

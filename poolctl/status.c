@@ -1,146 +1,107 @@
-/* status.c -- `poolctl status`: ask the pool for its status and print it
- * as a table (a pool line, then one row per worker) or, with --json, as the
- * status object on one line. */
+/* status.c -- `poolctl status`: ask the pool for its status and print it as
+ * a table (header lines, then one row per worker), as the status object on
+ * one JSON line (--json), or as OpenMetrics text (--prometheus); --watch
+ * repeats it every interval, in place on a terminal. */
 #include "poolctl/poolctl.h"
 
 #include <getopt.h>
-#include <inttypes.h>
-#include <stdint.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #define STATUS_TIMEOUT_MS 10000
 
-#define C_RESET "\033[0m"
+/* Set by SIGINT/SIGTERM while watching: leave after the current frame. */
+static volatile sig_atomic_t stop_watch;
 
-static const char *state_color(const char *state) {
-  static const struct {
-    const char *state, *color;
-  } map[] = {{"idle", "\033[32m"},     {"ready", "\033[32m"},
-             {"leased", "\033[36m"},   {"busy", "\033[36m"},
-             {"starting", "\033[33m"}, {"warming", "\033[33m"},
-             {"backoff", "\033[33m"},  {"fatal", "\033[31m"},
-             {"degraded", "\033[31m"}, {"draining", "\033[2m"},
-             {"stopping", "\033[2m"},  {"exited", "\033[2m"},
-             {"closing", "\033[2m"},   {"closed", "\033[2m"}};
-  size_t i;
-
-  for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-    if (strcmp(map[i].state, state) == 0)
-      return map[i].color;
-  return NULL;
+static void on_stop_signal(int sig) {
+  (void)sig;
+  stop_watch = 1;
 }
 
-/* A state name padded to width, coloured when allowed: pad first, so the
- * escape codes do not upset the columns. */
-static void put_state(const char *state, int width, int color) {
-  const char *c = color ? state_color(state) : NULL;
+static void catch_stop(void) {
+  struct sigaction sa;
 
-  if (c)
-    printf("%s%-*s%s", c, width, state, C_RESET);
-  else
-    printf("%-*s", width, state);
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0; /* no SA_RESTART: the wait between frames ends */
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
 }
 
-static json_int_t num(json_t *obj, const char *key) {
-  json_t *v = json_object_get(obj, key);
-  return json_is_integer(v) ? json_integer_value(v) : 0;
-}
+enum { FMT_TABLE, FMT_JSON, FMT_PROMETHEUS };
 
-static const char *str(json_t *obj, const char *key) {
-  const char *s = json_string_value(json_object_get(obj, key));
-  return s ? s : "?";
-}
+static int print_one(json_t *st, int fmt, const pc_cpu_t *prev, int color) {
+  char *text;
 
-/* 850ms, 42s, 3m12s, 2h05m, 3d04h. */
-static void fmt_duration(uint64_t ms, char *buf, size_t len) {
-  uint64_t s = ms / 1000;
-
-  if (ms < 1000)
-    snprintf(buf, len, "%" PRIu64 "ms", ms);
-  else if (s < 60)
-    snprintf(buf, len, "%" PRIu64 "s", s);
-  else if (s < 3600)
-    snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
-  else if (s < 86400)
-    snprintf(buf, len, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s / 60 % 60);
-  else
-    snprintf(buf, len, "%" PRIu64 "d%02" PRIu64 "h", s / 86400, s / 3600 % 24);
-}
-
-/* 512B, 14.2KiB, 14.2MiB, 1.5GiB. */
-static void fmt_bytes(uint64_t b, char *buf, size_t len) {
-  static const char *units[] = {"KiB", "MiB", "GiB", "TiB"};
-  double v = (double)b;
-  int i = -1;
-
-  if (b < 1024) {
-    snprintf(buf, len, "%" PRIu64 "B", b);
-    return;
+  switch (fmt) {
+  case FMT_JSON:
+    text = json_dumps(st, JSON_COMPACT);
+    if (text == NULL) {
+      pc_err("out of memory");
+      return PC_EXIT_ERROR;
+    }
+    printf("%s\n", text);
+    free(text);
+    break;
+  case FMT_PROMETHEUS:
+    pc_print_openmetrics(stdout, st);
+    break;
+  default:
+    pc_print_status(stdout, st, prev, color);
+    break;
   }
-  while (v >= 1024 && i < 3) {
-    v /= 1024;
-    i++;
-  }
-  snprintf(buf, len, "%.1f%s", v, units[i]);
-}
-
-static void print_table(json_t *st, int color) {
-  json_t *workers = json_object_get(st, "workers"), *w;
-  char up[32], rss[32];
-  size_t i;
-
-  fmt_duration((uint64_t)num(st, "uptime_ms"), up, sizeof(up));
-  printf("pool %s  ", str(st, "name"));
-  put_state(str(st, "state"), 0, color);
-  printf("  size %" JSON_INTEGER_FORMAT "  idle %" JSON_INTEGER_FORMAT
-         "  leased %" JSON_INTEGER_FORMAT "  busy %" JSON_INTEGER_FORMAT
-         "  starting %" JSON_INTEGER_FORMAT "  backoff %" JSON_INTEGER_FORMAT
-         "  fatal %" JSON_INTEGER_FORMAT "  waiters %" JSON_INTEGER_FORMAT
-         "  checkouts %" JSON_INTEGER_FORMAT "  timeouts %" JSON_INTEGER_FORMAT
-         "  restarts %" JSON_INTEGER_FORMAT "  uptime %s\n",
-         num(st, "size"), num(st, "idle"), num(st, "leased"), num(st, "busy"),
-         num(st, "starting"), num(st, "backoff"), num(st, "fatal"),
-         num(st, "waiters"), num(st, "checkouts"), num(st, "timeouts"),
-         num(st, "restarts"), up);
-  printf("\n%-3s %-8s %-9s %9s %9s %8s %9s  %s\n", "ID", "PID", "STATE",
-         "REQUESTS", "RESTARTS", "UPTIME", "RSS", "LAST-EXIT");
-  json_array_foreach(workers, i, w) {
-    if (num(w, "uptime_ms") > 0)
-      fmt_duration((uint64_t)num(w, "uptime_ms"), up, sizeof(up));
-    else
-      snprintf(up, sizeof(up), "-");
-    if (num(w, "rss_bytes") > 0)
-      fmt_bytes((uint64_t)num(w, "rss_bytes"), rss, sizeof(rss));
-    else
-      snprintf(rss, sizeof(rss), "-");
-    printf("%-3" JSON_INTEGER_FORMAT " ", num(w, "id"));
-    if (num(w, "pid") > 0)
-      printf("%-8" JSON_INTEGER_FORMAT " ", num(w, "pid"));
-    else
-      printf("%-8s ", "-");
-    put_state(str(w, "state"), 9, color);
-    printf(" %9" JSON_INTEGER_FORMAT " %9" JSON_INTEGER_FORMAT " %8s %9s  %s\n",
-           num(w, "requests"), num(w, "restarts"), up, rss,
-           str(w, "last_exit"));
-  }
+  return PC_EXIT_OK;
 }
 
 int pc_status(const pc_command_t *cmd, int argc, char **argv,
               const pc_global_t *g) {
-  static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
-                                           {"help", no_argument, NULL, 'h'},
-                                           {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {
+      {"json", no_argument, NULL, 'j'},
+      {"prometheus", no_argument, NULL, 'p'},
+      {"watch", no_argument, NULL, 'w'},
+      {"interval", required_argument, NULL, 'i'},
+      {"count", required_argument, NULL, 'c'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  json_t *req = NULL, *reply = NULL, *st;
-  int c, json = 0, r;
-  char *text;
+  long interval = 1000, count = -1, frame;
+  int c, fmt = FMT_TABLE, watch = 0, r, tty, color;
+  pc_cpu_t prev = {0}, cur = {0}, tmp;
+  json_t *reply = NULL, *st;
+  pc_conn_t conn;
 
-  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":wh", longopts, NULL)) != -1) {
     switch (c) {
     case 'j':
-      json = 1;
+    case 'p':
+      if (fmt != FMT_TABLE && fmt != (c == 'j' ? FMT_JSON : FMT_PROMETHEUS))
+        return pc_usage_error(cmd,
+                              "status: --json and --prometheus exclude each "
+                              "other");
+      fmt = c == 'j' ? FMT_JSON : FMT_PROMETHEUS;
+      break;
+    case 'w':
+      watch = 1;
+      break;
+    case 'i':
+      if ((r = pc_parse_count(cmd, "--interval", optarg, &interval)) != 0)
+        return r;
+      if (interval < 100)
+        return pc_usage_error(cmd, "status: --interval is at least 100 ms");
+      watch = 1;
+      break;
+    case 'c':
+      if ((r = pc_parse_count(cmd, "--count", optarg, &count)) != 0)
+        return r;
+      if (count < 1)
+        return pc_usage_error(cmd, "status: --count is at least 1");
+      watch = 1;
       break;
     case 'h':
       pc_command_help(cmd, stdout);
@@ -152,33 +113,52 @@ int pc_status(const pc_command_t *cmd, int argc, char **argv,
   if (optind < argc)
     return pc_usage_error(cmd, "status: unexpected argument '%s'",
                           argv[optind]);
-  if (pc_client_socket(g, path, sizeof(path)) != 0)
-    return PC_EXIT_ERROR;
-  if ((r = pc_check_socket_dir(path)) != PC_EXIT_OK)
+  if ((r = pc_target(g, path, sizeof(path))) != PC_EXIT_OK)
     return r;
-  req = json_pack("{s:s}", "op", "status");
-  if (req == NULL) {
-    pc_err("out of memory");
-    return PC_EXIT_ERROR;
-  }
-  r = pc_request(path, req, STATUS_TIMEOUT_MS, &reply);
-  json_decref(req);
-  if (r != PC_EXIT_OK)
+  if ((r = pc_conn_open(path, &conn)) != PC_EXIT_OK)
     return r;
-  st = json_object_get(reply, "status");
-  if (!json_is_true(json_object_get(reply, "ok")) || !json_is_object(st)) {
-    pc_print_reply_error(reply);
+  tty = isatty(STDOUT_FILENO);
+  color = pc_use_color();
+  if (watch)
+    catch_stop();
+  for (frame = 0; count < 0 || frame < count; frame++) {
+    if ((r = pc_conn_simple(&conn, "status", STATUS_TIMEOUT_MS, &reply)) !=
+        PC_EXIT_OK)
+      break;
+    st = json_object_get(reply, "status");
+    if (!json_is_object(st)) {
+      pc_err("the pool's reply has no status");
+      r = PC_EXIT_ERROR;
+      break;
+    }
+    if (watch && tty && fmt != FMT_JSON)
+      fputs("\033[H\033[2J", stdout); /* home, clear: redraw in place */
+    else if (watch && frame > 0 && fmt == FMT_TABLE)
+      fputc('\n', stdout);
+    if (pc_cpu_sample(&cur, st) != 0) {
+      pc_err("out of memory");
+      r = PC_EXIT_ERROR;
+      break;
+    }
+    r = print_one(st, fmt, frame > 0 ? &prev : NULL, color);
     json_decref(reply);
-    return PC_EXIT_ERROR;
-  }
-  if (json) {
-    text = json_dumps(st, JSON_COMPACT);
-    if (text)
-      printf("%s\n", text);
-    free(text);
-  } else {
-    print_table(st, pc_use_color());
+    reply = NULL;
+    fflush(stdout);
+    tmp = prev;
+    prev = cur;
+    cur = tmp;
+    if (r != PC_EXIT_OK || !watch || stop_watch ||
+        (count >= 0 && frame + 1 >= count))
+      break;
+    /* The refresh interval of a display, not a synchronisation: a signal
+     * ends it early. */
+    poll(NULL, 0, (int)interval);
+    if (stop_watch)
+      break;
   }
   json_decref(reply);
-  return PC_EXIT_OK;
+  pc_cpu_free(&prev);
+  pc_cpu_free(&cur);
+  pc_conn_close(&conn);
+  return r;
 }

@@ -669,7 +669,7 @@ static void test_raw_protocol(void **state) {
                "{\"op\":\"nope\"}\n"
                "{\"op\":\"call\",\"id\":\"c\",\"payload\":{\"cmd\":\"add\","
                "\"args\":{\"a\":1,\"b\":2}}}\r\n"
-               "[1,2]\n"
+               "{\"op\":7}\n"
                "{\"op\":\"ping\"}\n");
   v = conn_recv(c);
   assert_true(json_is_true(json_object_get(v, "ok")));
@@ -732,6 +732,19 @@ static void test_garbage_disconnects(void **state) {
   assert_string_equal(jstr(v, "error"), "EINVAL");
   json_decref(v);
   assert_null(conn_recv(c)); /* disconnected; the ping is never answered */
+  conn_close(c);
+  /* JSON that is not an object is an error the connection survives. */
+  c = conn_open();
+  conn_send(c, "[1,2]\n{\"op\":\"ping\"}\n");
+  v = conn_recv(c);
+  assert_non_null(v);
+  assert_string_equal(jstr(v, "error"), "EINVAL");
+  assert_non_null(strstr(jstr(v, "message"), "JSON object"));
+  json_decref(v);
+  v = conn_recv(c);
+  assert_non_null(v);
+  assert_true(json_is_true(json_object_get(v, "ok")));
+  json_decref(v);
   conn_close(c);
 
   /* Only that client: another connection and new ones still work. */

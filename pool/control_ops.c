@@ -1,0 +1,458 @@
+/* control_ops.c -- owns what each control request does: a call through
+ * the connection's own pool client, status, trace streams (a subscriber
+ * that only copies into a bounded buffer and wakes the loop), scale,
+ * restart, drain, and stop and reload handed to the program.  Lines come
+ * parsed from control_proto.c; bytes go out through control.c. */
+#include "control.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* --------------------------------------------------------------- the call */
+
+static void call_end(pp__conn_t *c) {
+  c->busy = 0;
+  free(c->payload);
+  c->payload = NULL;
+  json_decref(c->call_id);
+  c->call_id = NULL;
+}
+
+static void call_fail(pp__conn_t *c, int status, const pp_diag_t *diag) {
+  const char *msg =
+      diag && diag->message[0] ? diag->message : pp_strerror(status);
+  pp__conn_send_error(c, c->call_id, pp_err_name(status), msg, NULL);
+}
+
+static void call_reply(pp__conn_t *c, int status, const char *reply, size_t len,
+                       const pp_diag_t *diag) {
+  json_t *v, *type, *msg;
+  char text[600];
+
+  v = len > 0 ? json_loadb(reply, len, JSON_DECODE_ANY, NULL) : NULL;
+  if (status == 0) {
+    /* Workers normally reply JSON; a raw handler's bytes go as text. */
+    if (v == NULL) {
+      v = json_pack("{s:b, s:s%, s:b}", "ok", 1, "reply", reply, len, "raw", 1);
+      if (v == NULL)
+        pp__conn_send_error(c, c->call_id, pp_err_name(PP_EPROTO),
+                            "the reply is neither JSON nor UTF-8 text", NULL);
+      else
+        pp__conn_send(c, v, c->call_id, 0);
+    } else
+      pp__conn_send(c, json_pack("{s:b, s:o}", "ok", 1, "reply", v), c->call_id,
+                    0);
+    return;
+  }
+  if (status == PP_EHANDLER && json_is_object(v)) {
+    type = json_object_get(v, "type");
+    msg = json_object_get(v, "message");
+    snprintf(text, sizeof(text), "%s: %s",
+             json_is_string(type) ? json_string_value(type) : "Error",
+             json_is_string(msg) ? json_string_value(msg) : "");
+    pp__conn_send_error(c, c->call_id, pp_err_name(status), text, v);
+    return;
+  }
+  json_decref(v);
+  call_fail(c, status, diag);
+}
+
+static void on_reply(pp_lease_t *lease, int status, const char *reply,
+                     size_t len, const pp_diag_t *diag, void *data) {
+  pp__conn_t *c = data;
+
+  /* After the client closed, the lease was reclaimed with it. */
+  if (!c->client_closed)
+    pp_checkin(lease);
+  if (!c->closing)
+    call_reply(c, status, reply, len, diag);
+  call_end(c);
+  pp__conn_pump(c);
+  pp__conn_unref(c);
+}
+
+static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
+                        void *data) {
+  pp__conn_t *c = data;
+  int64_t ms = -1, spent;
+  int r;
+
+  if (status != 0) {
+    if (!c->closing)
+      call_fail(c, status, diag);
+    goto done;
+  }
+  if (c->client_closed)
+    goto done; /* granted, then reclaimed with the client: not ours */
+  if (c->closing) {
+    pp_checkin(lease);
+    goto done;
+  }
+  if (c->timeout_ms >= 0) {
+    /* timeout_ms bounds the whole call; 0 would mean no request timeout. */
+    spent = (int64_t)((pp__now_ns() - c->call_start_ns) / 1000000);
+    ms = c->timeout_ms - spent > 0 ? c->timeout_ms - spent : 1;
+  }
+  r = pp_request(lease, c->payload, c->payload_len, ms, on_reply, c);
+  if (r == 0)
+    return; /* our reference passes to on_reply */
+  pp_checkin(lease);
+  call_fail(c, r, NULL);
+done:
+  call_end(c);
+  pp__conn_pump(c);
+  pp__conn_unref(c);
+}
+
+/* Why pp_checkout refused at once: it says only PP_ECLOSED, which is a
+ * drained pool as often as a closing one. */
+static const pp_diag_t *refusal(pp_pool_t *pool, int r, pp_diag_t *diag) {
+  pp_status_t st;
+
+  if (r != PP_ECLOSED || pp_pool_status(pool, &st) != 0)
+    return NULL;
+  memset(diag, 0, sizeof(*diag));
+  snprintf(diag->message, sizeof(diag->message), "%s",
+           st.draining ? "pool draining" : "pool is closing");
+  pp_status_free(&st);
+  return diag;
+}
+
+static void op_call(pp__conn_t *c, const pp__ctl_req_t *req) {
+  pp_diag_t diag;
+  int r;
+
+  c->timeout_ms = req->timeout_ms;
+  c->payload = json_dumps(req->payload, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (c->payload == NULL) {
+    pp__conn_send_error(c, req->id, "ENOMEM", pp_strerror(UV_ENOMEM), NULL);
+    return;
+  }
+  c->payload_len = strlen(c->payload);
+  c->call_id = json_incref(req->id);
+  c->call_start_ns = pp__now_ns();
+  c->busy = 1;
+  c->refs++;
+  r = pp_checkout(c->pool, c->client, c->timeout_ms, on_checkout, c);
+  if (r != 0) {
+    c->refs--;
+    call_fail(c, r, refusal(c->pool, r, &diag));
+    call_end(c);
+  }
+}
+
+/* ----------------------------------------------------------------- status */
+
+static void op_status(pp__conn_t *c, json_t *id) {
+  json_t *root = NULL;
+  pp_status_t st;
+  char *js;
+  int r;
+
+  if ((r = pp_pool_status(c->pool, &st)) != 0) {
+    pp__conn_send_code(c, id, r);
+    return;
+  }
+  js = pp_status_to_json(&st);
+  if (js)
+    root = json_loads(js, 0, NULL);
+  free(js);
+  /* The pool's process, for `poolctl stop` and for operators. */
+  if (root == NULL ||
+      json_object_set_new(root, "pid", json_integer(getpid())) != 0) {
+    pp_status_free(&st);
+    json_decref(root);
+    pp__conn_send_code(c, id, UV_ENOMEM);
+    return;
+  }
+  pp_status_free(&st);
+  pp__conn_send(c, json_pack("{s:b, s:o}", "ok", 1, "status", root), id, 0);
+}
+
+/* ------------------------------------------------------------------ trace */
+
+/* Append s as the body of a JSON string: escapes, and U+FFFD for bytes
+ * that are not UTF-8, so every line parses.  Returns the new length, or
+ * len unchanged past cap. */
+static size_t put_json_text(char *out, size_t len, size_t cap, const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t need;
+  int n, i;
+
+  while (*p) {
+    char esc[8];
+    const char *src = esc;
+
+    need = 1;
+    if (*p == '"' || *p == '\\') {
+      esc[0] = '\\';
+      esc[1] = (char)*p;
+      need = 2;
+      n = 1;
+    } else if (*p < 0x20) {
+      snprintf(esc, sizeof(esc), "\\u%04x", *p);
+      need = 6;
+      n = 1;
+    } else if (*p < 0x80) {
+      esc[0] = (char)*p;
+      n = 1;
+    } else {
+      /* The length of a well-formed sequence, or 0. */
+      n = (*p & 0xe0) == 0xc0 && *p >= 0xc2   ? 2
+          : (*p & 0xf0) == 0xe0               ? 3
+          : (*p & 0xf8) == 0xf0 && *p <= 0xf4 ? 4
+                                              : 0;
+      for (i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+          n = 0;
+      if (n == 0) {
+        src = "\xef\xbf\xbd";
+        need = 3;
+        n = 1;
+      } else {
+        src = (const char *)p;
+        need = (size_t)n;
+      }
+    }
+    if (len + need >= cap)
+      return len;
+    memcpy(out + len, src, need);
+    len += need;
+    p += n;
+  }
+  return len;
+}
+
+/* One event as a JSON line (with its '\n'); returns its length. */
+static size_t trace_line(const pp_trace_event_t *ev, char *out, size_t cap) {
+  struct timespec now;
+  size_t n;
+
+  clock_gettime(CLOCK_REALTIME, &now);
+  n = (size_t)snprintf(
+      out, cap,
+      "{\"event\":\"%s\",\"ts_ns\":%" PRIu64 ",\"unix_ms\":%" PRIu64
+      ",\"slot\":%d,\"generation\":%" PRIu32 ",\"pid\":%d,\"lease\":%" PRIu64
+      ",\"client\":%" PRIu64 ",\"code\":%d",
+      pp_trace_name(ev->type), ev->ts_ns,
+      (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000, ev->slot,
+      ev->generation, ev->pid, ev->lease, ev->client, ev->code);
+  if (n >= cap - 4)
+    return 0;
+  if (ev->detail) {
+    memcpy(out + n, ",\"detail\":\"", 11);
+    n = put_json_text(out, n + 11, cap - 4, ev->detail);
+    out[n++] = '"';
+  }
+  out[n++] = '}';
+  out[n++] = '\n';
+  return n;
+}
+
+/* The subscriber: any thread, pool lock held.  Copy and wake; nothing
+ * else. */
+static void on_trace_event(pp_pool_t *pool, const pp_trace_event_t *ev,
+                           void *data) {
+  pp__conn_t *c = data;
+  char line[CTL_TRACE_LINE];
+  size_t n;
+
+  (void)pool;
+  if ((unsigned)ev->type >= 64 || !(c->tmask & ((uint64_t)1 << ev->type)))
+    return;
+  n = trace_line(ev, line, sizeof(line));
+  uv_mutex_lock(&c->tlock);
+  if (!c->tdead) {
+    if (n > 0 && c->tlen + n <= CTL_TRACE_BUF) {
+      memcpy(c->tbuf + c->tlen, line, n);
+      c->tlen += n;
+    } else {
+      c->tdropped++;
+    }
+    uv_async_send(c->async);
+  }
+  uv_mutex_unlock(&c->tlock);
+}
+
+/* Loop thread: write what the subscriber buffered, unless the peer is
+ * behind (then the buffer fills and events are dropped and counted). */
+void pp__ctl_trace_flush(pp__conn_t *c) {
+  uint64_t dropped;
+  char *data = NULL, note[96];
+  size_t len;
+
+  if (c->closing || c->tbuf == NULL ||
+      uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) >= CTL_WQUEUE_MAX)
+    return;
+  uv_mutex_lock(&c->tlock);
+  len = c->tlen;
+  dropped = c->tdropped;
+  if (len > 0 && (data = malloc(len)) != NULL) {
+    memcpy(data, c->tbuf, len);
+    c->tlen = 0;
+  } else if (len > 0) {
+    dropped = 0; /* out of memory: try again on the next wake-up */
+  }
+  if (dropped)
+    c->tdropped = 0;
+  uv_mutex_unlock(&c->tlock);
+  if (data) {
+    pp__conn_write(c, data, len, 0, 0);
+    free(data);
+  }
+  if (dropped) {
+    snprintf(note, sizeof(note),
+             "{\"event\":\"dropped\",\"count\":%" PRIu64 "}", dropped);
+    pp__conn_write(c, note, strlen(note), 1, 0);
+  }
+}
+
+void pp__ctl_on_async(uv_async_t *a) {
+  pp__control_t *ctl = a->data;
+  pp__queue_t *q, *next;
+  pp__conn_t *c;
+
+  /* A write may close a connection (and unlink it) under us. */
+  for (q = ctl->conns.next; q != &ctl->conns; q = next) {
+    next = q->next;
+    c = pp__container_of(q, pp__conn_t, node);
+    if (c->tracing)
+      pp__ctl_trace_flush(c);
+  }
+}
+
+static void op_trace(pp__conn_t *c, const pp__ctl_req_t *req) {
+  char err[512];
+  int r;
+
+  if (pp__ctl_trace_mask(req->filter, &c->tmask, err, sizeof(err)) != 0) {
+    pp__conn_send_error(c, req->id, "EINVAL", err, NULL);
+    return;
+  }
+  if (c->tbuf == NULL) { /* else left by a subscription that failed */
+    if ((c->tbuf = malloc(CTL_TRACE_BUF)) == NULL) {
+      pp__conn_send_code(c, req->id, UV_ENOMEM);
+      return;
+    }
+    uv_mutex_init(&c->tlock);
+  }
+  c->async = &c->ctl->async;
+  if ((r = pp_pool_trace_subscribe(c->pool, on_trace_event, c, &c->trace_id)) !=
+      0) {
+    pp__conn_send_code(c, req->id, r);
+    return;
+  }
+  c->tracing = 1;
+  /* The answer is queued before any event: those are written from the
+   * async callback, on a later turn of the loop. */
+  pp__conn_send(c, json_pack("{s:b}", "ok", 1), req->id, 0);
+}
+
+/* ------------------------------------------------------- operating ops */
+
+/* 1 when the program handles sig itself (poolctl serve does, through
+ * libuv): then raising it is asking the program, not killing it. */
+static int handles_signal(int sig) {
+  struct sigaction sa;
+
+  if (sigaction(sig, NULL, &sa) != 0)
+    return 0;
+  if (sa.sa_flags & SA_SIGINFO)
+    return sa.sa_sigaction != NULL;
+  return sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN;
+}
+
+/* stop and reload belong to the program that runs the pool, not to the
+ * pool: until the core offers a hook for them, they are delivered as the
+ * signals such a program already handles (SIGTERM, SIGHUP), after the
+ * answer is written. */
+static void op_signal(pp__conn_t *c, json_t *id, int sig, const char *what) {
+  const char *name = sig == SIGTERM ? "SIGTERM" : "SIGHUP";
+  char msg[256];
+
+  if (!handles_signal(sig)) {
+    snprintf(msg, sizeof(msg),
+             "this program (pid %d) does not handle %s, so it cannot %s over "
+             "its control socket",
+             (int)getpid(), name, what);
+    pp__conn_send_error(c, id, "ENOTSUP", msg, NULL);
+    return;
+  }
+  pp__conn_send(c,
+                json_pack("{s:b, s:i, s:s}", "ok", 1, "pid", (int)getpid(),
+                          "signal", name),
+                id, sig);
+}
+
+/* --------------------------------------------------------------- requests */
+
+/* The "id" of a line that did not parse as a request, for its error. */
+static json_t *line_id(const char *line, size_t n) {
+  json_t *v = json_loadb(line, n, JSON_DECODE_ANY, NULL);
+  json_t *id = json_is_object(v) ? json_incref(json_object_get(v, "id")) : NULL;
+
+  json_decref(v);
+  return id;
+}
+
+void pp__ctl_handle_line(pp__conn_t *c, const char *line, size_t n) {
+  pp__ctl_req_t req;
+  char msg[600];
+  json_t *id;
+  int r;
+
+  while (n > 0 &&
+         (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+    n--;
+  if (n == 0)
+    return; /* blank lines are allowed, for hand-typed sessions */
+  r = pp__ctl_parse(line, n, &req, msg, sizeof(msg));
+  if (r == PP_CTL_EFATAL) {
+    pp__conn_send_error(c, NULL, "EINVAL", msg, NULL);
+    pp__conn_finish(c);
+    return;
+  }
+  if (r != 0) {
+    id = line_id(line, n);
+    pp__conn_send_error(c, id, "EINVAL", msg, NULL);
+    json_decref(id);
+    return;
+  }
+  switch (req.op) {
+  case PP_CTL_PING:
+    pp__conn_send(c, json_pack("{s:b}", "ok", 1), req.id, 0);
+    break;
+  case PP_CTL_STATUS:
+    op_status(c, req.id);
+    break;
+  case PP_CTL_CALL:
+    op_call(c, &req);
+    break;
+  case PP_CTL_TRACE:
+    op_trace(c, &req);
+    break;
+  case PP_CTL_SCALE:
+    pp__conn_send_code(c, req.id, pp_pool_scale(c->pool, req.n, req.force));
+    break;
+  case PP_CTL_RESTART:
+    pp__conn_send_code(c, req.id, pp_pool_restart(c->pool, req.slot));
+    break;
+  case PP_CTL_DRAIN:
+  case PP_CTL_UNDRAIN:
+    pp__conn_send_code(c, req.id,
+                       pp_pool_drain(c->pool, req.op == PP_CTL_UNDRAIN));
+    break;
+  case PP_CTL_STOP:
+    op_signal(c, req.id, SIGTERM, "stop");
+    break;
+  case PP_CTL_RELOAD:
+    op_signal(c, req.id, SIGHUP, "reload");
+    break;
+  }
+  pp__ctl_req_free(&req);
+}

@@ -1,0 +1,64 @@
+/* reload.c -- `poolctl reload`: have the serving process re-read its
+ * config (what SIGHUP does to `poolctl serve`), then wait for the pool to
+ * report the reload and for every worker to be replaced. */
+#include "poolctl/poolctl.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/un.h>
+
+#define OP_TIMEOUT_MS 10000
+
+int pc_reload(const pc_command_t *cmd, int argc, char **argv,
+              const pc_global_t *g) {
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  pc_opwait_t w = PC_OPWAIT_DEFAULT;
+  pc_rolled_t rolled = {-1, NULL, 0};
+  json_t *reply = NULL;
+  pc_conn_t conn, watch;
+  int r;
+
+  if ((r = pc_opwait_parse(cmd, argc, argv, &w, NULL, NULL)) >= 0)
+    return r;
+  if (optind < argc)
+    return pc_usage_error(cmd, "reload: unexpected argument '%s'",
+                          argv[optind]);
+  if ((r = pc_target(g, path, sizeof(path))) != PC_EXIT_OK)
+    return r;
+  watch.fd = -1;
+  if (w.wait && (r = pc_watch_open(path, PC_WAIT_EVENTS, &watch)) != 0)
+    return r;
+  if ((r = pc_conn_open(path, &conn)) != PC_EXIT_OK)
+    goto out_watch;
+  if (w.wait) {
+    if ((r = pc_conn_simple(&conn, "status", OP_TIMEOUT_MS, &reply)) != 0)
+      goto out;
+    if (pc_generations(json_object_get(reply, "status"), &rolled.before,
+                       &rolled.n) != 0) {
+      r = PC_EXIT_ERROR;
+      goto out;
+    }
+    json_decref(reply);
+    reply = NULL;
+  }
+  if ((r = pc_conn_simple(&conn, "reload", OP_TIMEOUT_MS, NULL)) != 0 ||
+      !w.wait)
+    goto out;
+  /* A config the server cannot load leaves it as it was, with the reason
+   * in its log: then no reload event comes. */
+  if ((r = pc_wait_event(&watch, "reload", "reload", w.timeout_ms)) != 0) {
+    pc_err("reload: the pool kept its config; its log says why");
+    goto out;
+  }
+  r = pc_wait_status(&conn, &watch, "reload", pc_rolled_done, &rolled,
+                     w.timeout_ms);
+out:
+  free(rolled.before);
+  json_decref(reply);
+  pc_conn_close(&conn);
+out_watch:
+  if (watch.fd >= 0)
+    pc_conn_close(&watch);
+  return r;
+}

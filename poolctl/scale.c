@@ -1,0 +1,88 @@
+/* scale.c -- `poolctl scale N [--force]`: grow or shrink the pool live,
+ * then wait until exactly N workers serve and nothing is starting,
+ * retiring or stopping. */
+#include "poolctl/poolctl.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#define OP_TIMEOUT_MS 10000
+
+static int scaled(json_t *st, void *data, char *why, size_t whylen) {
+  json_t *w;
+  int want = *(int *)data, serve = 0, moving = 0;
+  const char *s;
+  size_t i;
+
+  json_array_foreach(json_object_get(st, "workers"), i, w) {
+    s = pc_str(w, "state");
+    if (pc_num(w, "retiring") || strcmp(s, "starting") == 0 ||
+        strcmp(s, "draining") == 0 || strcmp(s, "stopping") == 0)
+      moving++;
+    else if (strcmp(s, "idle") == 0 || strcmp(s, "leased") == 0 ||
+             strcmp(s, "busy") == 0)
+      serve++;
+  }
+  if (serve == want && moving == 0)
+    return 1;
+  snprintf(why, whylen, "%d of %d workers serving, %d starting or stopping",
+           serve, want, moving);
+  return 0;
+}
+
+int pc_scale(const pc_command_t *cmd, int argc, char **argv,
+             const pc_global_t *g) {
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  pc_opwait_t w = PC_OPWAIT_DEFAULT;
+  pc_conn_t conn, watch;
+  json_t *req, *reply = NULL;
+  int force = 0, n, r;
+  long v;
+
+  if ((r = pc_opwait_parse(cmd, argc, argv, &w, "force", &force)) >= 0)
+    return r;
+  if (optind >= argc)
+    return pc_usage_error(cmd, "scale: how many workers? (N is missing)");
+  if (argc - optind > 1)
+    return pc_usage_error(cmd, "scale: unexpected argument '%s'",
+                          argv[optind + 1]);
+  if (pc_parse_count(cmd, "N", argv[optind], &v) != 0)
+    return PC_EXIT_USAGE;
+  if (v < 1 || v > 4096)
+    return pc_usage_error(cmd, "scale: N must be from 1 to 4096, not %ld", v);
+  n = (int)v;
+  if ((r = pc_target(g, path, sizeof(path))) != PC_EXIT_OK)
+    return r;
+  watch.fd = -1;
+  if (w.wait && (r = pc_watch_open(path, PC_WAIT_EVENTS, &watch)) != 0)
+    return r;
+  if ((r = pc_conn_open(path, &conn)) != PC_EXIT_OK)
+    goto out_watch;
+  req = json_pack("{s:s, s:i, s:b}", "op", "scale", "n", n, "force", force);
+  if (req == NULL) {
+    pc_err("out of memory");
+    r = PC_EXIT_ERROR;
+    goto out;
+  }
+  r = pc_conn_request(&conn, req, OP_TIMEOUT_MS, &reply);
+  json_decref(req);
+  if (r != PC_EXIT_OK)
+    goto out;
+  if (!json_is_true(json_object_get(reply, "ok"))) {
+    pc_print_reply_error(reply);
+    r = PC_EXIT_ERROR;
+    goto out;
+  }
+  if (w.wait)
+    r = pc_wait_status(&conn, &watch, "scale", scaled, &n, w.timeout_ms);
+out:
+  json_decref(reply);
+  pc_conn_close(&conn);
+out_watch:
+  if (watch.fd >= 0)
+    pc_conn_close(&watch);
+  return r;
+}

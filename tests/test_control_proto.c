@@ -1,0 +1,190 @@
+/* test_control_proto.c -- the control protocol's request parser
+ * (pool/control_proto.c) on its own: every op and field, what is fatal
+ * and what keeps the connection, the trace filter mask and the uid list. */
+#include "helpers.h"
+
+#include "control_proto.h"
+
+#include <string.h>
+
+static int parse(const char *line, pp__ctl_req_t *req, char *err,
+                 size_t errlen) {
+  return pp__ctl_parse(line, strlen(line), req, err, errlen);
+}
+
+static void test_ops(void **state) {
+  static const struct {
+    const char *line;
+    pp__ctl_op_t op;
+  } ok[] = {{"{\"op\":\"ping\"}", PP_CTL_PING},
+            {"{\"op\":\"status\"}", PP_CTL_STATUS},
+            {"{\"op\":\"call\",\"payload\":null}", PP_CTL_CALL},
+            {"{\"op\":\"trace\"}", PP_CTL_TRACE},
+            {"{\"op\":\"scale\",\"n\":3}", PP_CTL_SCALE},
+            {"{\"op\":\"restart\"}", PP_CTL_RESTART},
+            {"{\"op\":\"drain\"}", PP_CTL_DRAIN},
+            {"{\"op\":\"undrain\"}", PP_CTL_UNDRAIN},
+            {"{\"op\":\"stop\"}", PP_CTL_STOP},
+            {"{\"op\":\"reload\",\"extra\":[1,2]}", PP_CTL_RELOAD}};
+  pp__ctl_req_t req;
+  char err[256];
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    assert_int_equal(parse(ok[i].line, &req, err, sizeof(err)), 0);
+    assert_int_equal(req.op, ok[i].op);
+    assert_null(req.id);
+    pp__ctl_req_free(&req);
+    assert_null(req.root);
+  }
+}
+
+static void test_fields(void **state) {
+  pp__ctl_req_t req;
+  char err[256];
+
+  (void)state;
+  assert_int_equal(parse("{\"op\":\"call\",\"id\":[7],\"payload\":{\"cmd\":"
+                         "\"echo\"},\"timeout_ms\":250}\r ",
+                         &req, err, sizeof(err)),
+                   0);
+  assert_true(json_is_array(req.id));
+  assert_string_equal(json_string_value(json_object_get(req.payload, "cmd")),
+                      "echo");
+  assert_int_equal(req.timeout_ms, 250);
+  pp__ctl_req_free(&req);
+
+  assert_int_equal(parse("{\"op\":\"call\",\"payload\":1,\"timeout_ms\":null}",
+                         &req, err, sizeof(err)),
+                   0);
+  assert_int_equal(req.timeout_ms, -1);
+  pp__ctl_req_free(&req);
+
+  assert_int_equal(parse("{\"op\":\"scale\",\"n\":4096,\"force\":true}", &req,
+                         err, sizeof(err)),
+                   0);
+  assert_int_equal(req.n, 4096);
+  assert_int_equal(req.force, 1);
+  pp__ctl_req_free(&req);
+
+  assert_int_equal(
+      parse("{\"op\":\"restart\",\"slot\":3}", &req, err, sizeof(err)), 0);
+  assert_int_equal(req.slot, 3);
+  pp__ctl_req_free(&req);
+  assert_int_equal(
+      parse("{\"op\":\"restart\",\"slot\":-1}", &req, err, sizeof(err)), 0);
+  assert_int_equal(req.slot, -1);
+  pp__ctl_req_free(&req);
+
+  assert_int_equal(parse("{\"op\":\"trace\",\"filter\":\"hello, exit\"}", &req,
+                         err, sizeof(err)),
+                   0);
+  assert_string_equal(req.filter, "hello, exit");
+  pp__ctl_req_free(&req);
+}
+
+static void test_errors(void **state) {
+  static const struct {
+    const char *line;
+    int code;
+    const char *says;
+  } bad[] = {
+      {"not json", PP_CTL_EFATAL, "not JSON"},
+      {"{\"op\":", PP_CTL_EFATAL, "not JSON"},
+      {"", PP_CTL_EFATAL, "not JSON"},
+      {"[1,2]", PP_CTL_EINVAL, "JSON object"},
+      {"\"ping\"", PP_CTL_EINVAL, "JSON object"},
+      {"{}", PP_CTL_EINVAL, "\"op\""},
+      {"{\"op\":7}", PP_CTL_EINVAL, "\"op\""},
+      {"{\"op\":\"nope\"}", PP_CTL_EINVAL, "nope"},
+      {"{\"op\":\"call\"}", PP_CTL_EINVAL, "payload"},
+      {"{\"op\":\"call\",\"payload\":1,\"timeout_ms\":-1}", PP_CTL_EINVAL,
+       "timeout_ms"},
+      {"{\"op\":\"call\",\"payload\":1,\"timeout_ms\":\"1s\"}", PP_CTL_EINVAL,
+       "timeout_ms"},
+      {"{\"op\":\"scale\"}", PP_CTL_EINVAL, "\"n\""},
+      {"{\"op\":\"scale\",\"n\":0}", PP_CTL_EINVAL, "\"n\""},
+      {"{\"op\":\"scale\",\"n\":4097}", PP_CTL_EINVAL, "\"n\""},
+      {"{\"op\":\"scale\",\"n\":2.5}", PP_CTL_EINVAL, "\"n\""},
+      {"{\"op\":\"scale\",\"n\":2,\"force\":\"yes\"}", PP_CTL_EINVAL, "force"},
+      {"{\"op\":\"restart\",\"slot\":-2}", PP_CTL_EINVAL, "slot"},
+      {"{\"op\":\"restart\",\"slot\":\"0\"}", PP_CTL_EINVAL, "slot"},
+      {"{\"op\":\"trace\",\"filter\":[\"hello\"]}", PP_CTL_EINVAL, "filter"},
+      {"{\"op\":\"trace\",\"filter\":\"hello,,exit\"}", PP_CTL_EINVAL, "empty"},
+      {"{\"op\":\"trace\",\"filter\":\"hello,bogus\"}", PP_CTL_EINVAL, "bogus"},
+  };
+  pp__ctl_req_t req;
+  char err[512];
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    err[0] = '\0';
+    if (parse(bad[i].line, &req, err, sizeof(err)) != bad[i].code)
+      fail_msg("%s: not %d", bad[i].line, bad[i].code);
+    if (strstr(err, bad[i].says) == NULL)
+      fail_msg("%s: message '%s' does not say '%s'", bad[i].line, err,
+               bad[i].says);
+    /* Nothing to free, and freeing is harmless. */
+    assert_null(req.root);
+    assert_null(req.id);
+    pp__ctl_req_free(&req);
+  }
+  /* Bytes after a NUL are part of the line, not its end. */
+  assert_int_equal(
+      pp__ctl_parse("{\"op\":\"ping\"}\0x", 15, &req, err, sizeof(err)),
+      PP_CTL_EFATAL);
+  /* No room for a message is fine. */
+  assert_int_equal(parse("{\"op\":\"nope\"}", &req, NULL, 0), PP_CTL_EINVAL);
+}
+
+static void test_trace_mask(void **state) {
+  uint64_t mask;
+  char err[512];
+
+  (void)state;
+  assert_int_equal(pp__ctl_trace_mask(NULL, &mask, err, sizeof(err)), 0);
+  assert_true(mask & ((uint64_t)1 << PP_TRACE_SPAWN));
+  assert_true(mask & ((uint64_t)1 << PP_TRACE_CLOSED));
+  assert_int_equal(
+      pp__ctl_trace_mask("exit, reload ,closed", &mask, err, sizeof(err)), 0);
+  assert_int_equal(mask, ((uint64_t)1 << PP_TRACE_EXIT) |
+                             ((uint64_t)1 << PP_TRACE_RELOAD) |
+                             ((uint64_t)1 << PP_TRACE_CLOSED));
+  assert_int_equal(pp__ctl_trace_mask("exits", &mask, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "exits"));
+  assert_non_null(strstr(err, "heartbeat_miss")); /* lists the names */
+  assert_int_equal(pp__ctl_trace_mask("", &mask, err, sizeof(err)), -1);
+}
+
+static void test_uids(void **state) {
+  uint32_t uids[4];
+
+  (void)state;
+  assert_int_equal(pp__ctl_parse_uids("[]", uids, 4), 0);
+  assert_int_equal(pp__ctl_parse_uids("", uids, 4), 0);
+  assert_int_equal(pp__ctl_parse_uids("null", uids, 4), 0);
+  assert_int_equal(pp__ctl_parse_uids(NULL, uids, 4), 0);
+  assert_int_equal(pp__ctl_parse_uids("[1001, 1002]", uids, 4), 2);
+  assert_int_equal(uids[0], 1001);
+  assert_int_equal(uids[1], 1002);
+  assert_int_equal(pp__ctl_parse_uids("- 0\n- 4294967295\n", uids, 4), 2);
+  assert_int_equal(uids[1], 4294967295u);
+  assert_int_equal(pp__ctl_parse_uids("7,8", uids, 4), 2);
+  assert_int_equal(pp__ctl_parse_uids("[1, 2, 3, 4, 5]", uids, 4), -1);
+  assert_int_equal(pp__ctl_parse_uids("[alice]", uids, 4), -1);
+  assert_int_equal(pp__ctl_parse_uids("[-1]", uids, 4), -1);
+  assert_int_equal(pp__ctl_parse_uids("[4294967296]", uids, 4), -1);
+  assert_int_equal(pp__ctl_parse_uids("[12x]", uids, 4), -1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_ops),    cmocka_unit_test(test_fields),
+      cmocka_unit_test(test_errors), cmocka_unit_test(test_trace_mask),
+      cmocka_unit_test(test_uids),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
