@@ -44,6 +44,7 @@ static const char *const adapters[] = {"python", "mock", NULL};
 static const char *const strategies[] = {"lifo", "fifo", NULL};
 static const char *const deaths[] = {"finish", "cancel", "kill", NULL};
 static const char *const starts[] = {"spawn", "zygote", NULL};
+static const char *const no_items[] = {NULL};
 
 static const char *const default_command[] = {
     "python3", PP_PYTHON_DIR "/portpool_worker.py",
@@ -131,6 +132,9 @@ const pp__key_t pp__keys[PP__NKEYS] = {
    .doc = "Unix socket for poolctl; none when empty"},
   {KEY("control.mode", MODE, socket_mode), .min = 0, .max = 0777,
    .def = "0600", .doc = "file mode of the control socket"},
+  {KEY("control.allow_uids", LIST, allow_uids), AT2(allow_uids_len),
+   .def_items = no_items,
+   .doc = "other uids allowed on the control socket, besides our own"},
 };
 /* clang-format on */
 

@@ -60,6 +60,9 @@ struct pp_config {
   /* control.* */
   char *socket;                 /* "control.socket", NULL = no socket */
   int socket_mode;              /* "control.mode", 0600 (YAML "0600") */
+  char **allow_uids;            /* "control.allow_uids": numeric uids as
+                                   text, NULL-terminated; default none */
+  int allow_uids_len;
 };
 
 /* The number of CPUs, for `auto` (at least 1). */

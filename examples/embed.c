@@ -1,5 +1,7 @@
 /* embed.c -- a small C program that embeds portpool: open a pool from a
  * YAML file, call a Python handler from 4 threads, print the replies, close.
+ * The config names a control socket, so while it runs an operator can
+ * watch it: `poolctl status -S /tmp/portpool-embed-example.sock`.
  *
  *   ./build/embed examples/embed.yaml
  */
@@ -61,6 +63,13 @@ int main(int argc, char **argv) {
   if (r != 0) {
     fprintf(stderr, "embed: %s: %s\n", pp_strerror(r), diag.message);
     return 1;
+  }
+  {
+    char sock[256];
+    if (pp_config_get(pp_pool_config(pool), "control.socket", sock,
+                      sizeof(sock)) == 0 &&
+        sock[0])
+      printf("control socket: poolctl status -S %s\n", sock);
   }
   for (i = 0; i < THREADS; i++) {
     jobs[i].pool = pool;

@@ -402,6 +402,16 @@ typedef struct pp_pool_options {
   const pp_adapter_t *adapter;
   /* Handlers for `adapter: mock` (NULL: only the built-in ones). */
   const pp_mock_t *mock;
+  /* What the control socket's "stop" and "reload" do: they belong to the
+   * program that runs the pool (poolctl serve stops, or re-reads its
+   * config and calls pp_pool_reload).  Called on the loop thread, lock not
+   * held, with op "stop" (after the client has its answer) or "reload"
+   * (its result is the answer: 0, or an error with diag).  NULL: those
+   * ops are delivered as SIGTERM / SIGHUP when the program handles them,
+   * and refused otherwise. */
+  int (*control)(pp_pool_t *pool, const char *op, pp_diag_t *diag,
+                 void *data);
+  void *control_data;
 } pp_pool_options_t;
 
 /* -------------------------------------------------------- event-loop face */

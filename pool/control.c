@@ -114,8 +114,13 @@ static void on_write(uv_write_t *req, int status) {
 
   /* stop and reload are carried out by the program's own signal
    * handler, once the client has its answer. */
-  if (w->signal_after)
+  if (w->signal_after == PP__AFTER_STOP) {
+    pp_pool_t *pool = c->pool;
+    pp_diag_t d;
+    pool->opts.control(pool, "stop", &d, pool->opts.control_data);
+  } else if (w->signal_after) {
     kill(getpid(), w->signal_after);
+  }
   free(w);
   c->writes--;
   if (!c->closing) {

@@ -108,6 +108,8 @@ void pp__conn_write(pp__conn_t *c, const char *text, size_t len, int newline,
 /* Serialise obj (a reference is stolen) as one line, with the request's
  * "id" when it had one. */
 void pp__conn_send(pp__conn_t *c, json_t *obj, json_t *id, int signal_after);
+/* signal_after value: call the program's control hook with "stop". */
+#define PP__AFTER_STOP (-1)
 /* {"ok":false,"error":NAME,"message":...,"detail":...}; detail is stolen
  * and may be NULL. */
 void pp__conn_send_error(pp__conn_t *c, json_t *id, const char *name,

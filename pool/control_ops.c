@@ -4,6 +4,7 @@
  * restart, drain, and stop and reload handed to the program.  Lines come
  * parsed from control_proto.c; bytes go out through control.c. */
 #include "control.h"
+#include "config/config.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -389,6 +390,26 @@ static void op_signal(pp__conn_t *c, json_t *id, int sig, const char *what) {
                 id, sig);
 }
 
+/* reload through the program's hook: its result is the answer. */
+static void op_reload_hook(pp__conn_t *c, json_t *id) {
+  pp_pool_t *pool = c->pool;
+  pp_diag_t d;
+  char msg[900];
+  int r;
+
+  memset(&d, 0, sizeof(d));
+  r = pool->opts.control(pool, "reload", &d, pool->opts.control_data);
+  if (r == 0) {
+    pp__conn_send(c, json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid()),
+                  id, 0);
+    return;
+  }
+  if (d.message[0] == '\0')
+    snprintf(d.message, sizeof(d.message), "%s", pp_strerror(r));
+  pp__diag_format(&d, msg, sizeof(msg));
+  pp__conn_send_error(c, id, pp_err_name(r), msg, NULL);
+}
+
 /* --------------------------------------------------------------- requests */
 
 /* The "id" of a line that did not parse as a request, for its error. */
@@ -448,10 +469,18 @@ void pp__ctl_handle_line(pp__conn_t *c, const char *line, size_t n) {
                        pp_pool_drain(c->pool, req.op == PP_CTL_UNDRAIN));
     break;
   case PP_CTL_STOP:
-    op_signal(c, req.id, SIGTERM, "stop");
+    if (c->pool->opts.control)
+      pp__conn_send(c,
+                    json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid()),
+                    req.id, PP__AFTER_STOP);
+    else
+      op_signal(c, req.id, SIGTERM, "stop");
     break;
   case PP_CTL_RELOAD:
-    op_signal(c, req.id, SIGHUP, "reload");
+    if (c->pool->opts.control)
+      op_reload_hook(c, req.id);
+    else
+      op_signal(c, req.id, SIGHUP, "reload");
     break;
   }
   pp__ctl_req_free(&req);

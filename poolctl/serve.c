@@ -93,14 +93,16 @@ static void on_pool_closed(pp_pool_t *pool, void *data) {
   }
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-  serve_t *s = h->data;
-
+static void stop_serving(serve_t *s, const char *why) {
   if (s->stopping)
     return;
   s->stopping = 1;
-  say("stopping (%s)", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  say("stopping (%s)", why);
   pp_pool_stop(s->pool, on_pool_closed, s);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  stop_serving(h->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 /* A YAML double-quoted scalar, so that any path survives pp_config_set. */
@@ -170,7 +172,7 @@ static int config_error(const char *what, const pp_diag_t *d, int r) {
 /* Build the config: file or default, -n, --set..., and the socket. */
 static int make_config(const char *file, char **sets, int nsets,
                        const pc_global_t *g, pp_config_t **out, char *socket,
-                       size_t socklen) {
+                       size_t socklen, pp_diag_t *why) {
   pp_config_t *cfg = NULL;
   char quoted[2 * sizeof(((struct sockaddr_un *)0)->sun_path) + 3];
   pp_diag_t d;
@@ -181,6 +183,8 @@ static int make_config(const char *file, char **sets, int nsets,
     if ((r = pp_config_load_file(file, &cfg, &d)) != 0) {
       if (d.file[0] == '\0')
         snprintf(d.file, sizeof(d.file), "%s", file);
+      if (why)
+        *why = d;
       return config_error(file, &d, r);
     }
   } else {
@@ -197,6 +201,8 @@ static int make_config(const char *file, char **sets, int nsets,
     memset(&d, 0, sizeof(d));
     if ((r = pp_config_override(cfg, sets[i], &d)) != 0) {
       pp_config_free(cfg);
+      if (why)
+        *why = d;
       return config_error("--set", &d, r);
     }
   }
@@ -225,35 +231,61 @@ static int make_config(const char *file, char **sets, int nsets,
   return PC_EXIT_OK;
 bad:
   pp_config_free(cfg);
+  if (why)
+    *why = d;
   return config_error("config", &d, r);
 }
 
-/* SIGHUP: build the config as at start and hand it to the pool, which
+/* Reload: build the config as at start and hand it to the pool, which
  * replaces its workers one by one.  A config that does not load or
- * cannot be applied leaves the pool as it is. */
-static void on_sighup(uv_signal_t *h, int signum) {
-  serve_t *s = h->data;
+ * cannot be applied leaves the pool as it is; d says why. */
+static int reload(serve_t *s, pp_diag_t *d) {
   char socket[sizeof(s->socket)];
   pp_config_t *cfg = NULL;
-  pp_diag_t d;
   int r;
+
+  memset(d, 0, sizeof(*d));
+  if (make_config(s->file, s->sets, s->nsets, s->g, &cfg, socket,
+                  sizeof(socket), d) != PC_EXIT_OK) {
+    pc_err("reload: keeping the running config");
+    return PP_ECONFIG;
+  }
+  r = pp_pool_reload(s->pool, cfg, d);
+  pp_config_free(cfg);
+  if (r != 0) {
+    config_error("reload", d, r);
+    pc_err("reload: keeping the running config");
+  }
+  return r;
+}
+
+static void on_sighup(uv_signal_t *h, int signum) {
+  serve_t *s = h->data;
+  pp_diag_t d;
 
   (void)signum;
   if (s->stopping)
     return;
   say("reloading (SIGHUP)");
-  if (make_config(s->file, s->sets, s->nsets, s->g, &cfg, socket,
-                  sizeof(socket)) != PC_EXIT_OK) {
-    pc_err("reload: keeping the running config");
-    return;
+  reload(s, &d);
+}
+
+/* The control socket's stop and reload (poolctl stop, poolctl reload). */
+static int on_control(pp_pool_t *pool, const char *op, pp_diag_t *d,
+                      void *data) {
+  serve_t *s = data;
+
+  (void)pool;
+  if (strcmp(op, "stop") == 0) {
+    stop_serving(s, "poolctl stop");
+    return 0;
   }
-  memset(&d, 0, sizeof(d));
-  r = pp_pool_reload(s->pool, cfg, &d);
-  pp_config_free(cfg);
-  if (r != 0) {
-    config_error("reload", &d, r);
-    pc_err("reload: keeping the running config");
+  if (s->stopping) {
+    snprintf(d->message, sizeof(d->message), "stopping");
+    return PP_ECLOSED;
   }
+  say("reloading (poolctl reload)");
+  return reload(s, d);
 }
 
 int pc_serve(const pc_command_t *cmd, int argc, char **argv,
@@ -307,7 +339,7 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
   s.sets = sets;
   s.nsets = nsets;
   s.g = g;
-  r = make_config(file, sets, nsets, g, &cfg, s.socket, sizeof(s.socket));
+  r = make_config(file, sets, nsets, g, &cfg, s.socket, sizeof(s.socket), NULL);
   if (r != PC_EXIT_OK) {
     free(sets);
     return r;
@@ -330,6 +362,8 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
   memset(&opts, 0, sizeof(opts));
   opts.trace = on_trace;
   opts.trace_data = &s;
+  opts.control = on_control;
+  opts.control_data = &s;
   memset(&d, 0, sizeof(d));
   r = pp_pool_start(&s.loop, cfg, &opts, NULL, NULL, &s.pool, &d);
   pp_config_free(cfg);

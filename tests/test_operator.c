@@ -787,7 +787,7 @@ static void test_reload_under_load(void **state) {
   if (r.code != 0)
     fail_msg("poolctl reload: exit %d: %s", r.code, r.err);
   cli_run_free(&r);
-  line = cli_lines_wait(&t.srv.out, "reloading (SIGHUP)");
+  line = cli_lines_wait(&t.srv.out, "reloading (poolctl reload)");
   (void)line;
   cli_lines_wait(&t.srv.out, "reloaded");
   /* Some calls after the roll, on the new workers. */
@@ -835,8 +835,10 @@ static void test_reload_under_load(void **state) {
     fputs("name: optest\nsize: [oops\n", f);
     fclose(f);
   }
+  /* The reload hook answers with the reason: the command fails. */
   cli_poolctl(&r, "reload", "--no-wait", "-S", t.sock, NULL);
-  assert_int_equal(r.code, 0);
+  assert_int_equal(r.code, 1);
+  assert_non_null(strstr(r.err, "did not find expected"));
   cli_run_free(&r);
   line = cli_lines_wait(&t.srv.err, "poolctl: reload: keeping the running");
   (void)line;
@@ -1286,7 +1288,7 @@ static void test_stop(void **state) {
   cli_run_free(&r);
   assert_int_equal(cli_wait_exit(t.srv.pid), 0);
   t.srv.pid = 0;
-  cli_lines_wait(&t.srv.out, "stopping (SIGTERM)");
+  cli_lines_wait(&t.srv.out, "stopping (poolctl stop)");
   cli_lines_wait(&t.srv.out, "stopped");
   assert_int_equal(access(t.sock, F_OK), -1);
   for (i = 0; i < n; i++)
