@@ -34,10 +34,10 @@ typedef struct pp__ctl_req {
 } pp__ctl_req_t;
 
 /* Parse one line (without its newline).  Returns 0 with *req filled (free
- * it with pp__ctl_req_free); PP_CTL_EFATAL when the line is not a JSON
- * object (the connection is closed after the error reply); PP_CTL_EINVAL
- * for a well-formed object that is not a valid request (unknown op, bad
- * field), answered with an error and the connection kept.  err receives a
+ * it with pp__ctl_req_free); PP_CTL_EFATAL when the line is not JSON
+ * at all (the connection is closed after the error reply); PP_CTL_EINVAL
+ * for valid JSON that is not a valid request (not an object, unknown op, a
+ * bad field), answered with an error and the connection kept.  err receives a
  * sentence either way; on error *req holds nothing to free except that
  * req->id may be set (a borrowed reference into nothing: NULL). */
 #define PP_CTL_EFATAL (-1)
