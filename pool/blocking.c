@@ -122,7 +122,6 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
                      pp_lease_t **out, pp_diag_t *diag) {
   pp__waiter_t w;
   pp__slot_t *slot;
-  uv_cond_t cond;
   uint64_t now;
   int r = 0;
 
@@ -150,21 +149,21 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
     memset(&w, 0, sizeof(w));
     pp__queue_init(&w.node);
     pp__queue_init(&w.cnode);
-    uv_cond_init(&cond);
-    w.cond = &cond;
+    uv_cond_init(&w.u.cond);
+    w.thread = 1;
     w.diag = diag;
     pp__waiter_enqueue(pool, &w, client, timeout_ms);
     while (!w.done) {
       now = pp__now_ns();
       if (now >= w.deadline_ns ||
-          uv_cond_timedwait(&cond, &pool->lock, w.deadline_ns - now) != 0) {
+          uv_cond_timedwait(&w.u.cond, &pool->lock, w.deadline_ns - now) != 0) {
         if (!w.done) {
           pool->timeouts++;
           pp__waiter_complete(&w, pp__checkout_unavailable(pool, diag), NULL);
         }
       }
     }
-    uv_cond_destroy(&cond);
+    uv_cond_destroy(&w.u.cond);
     r = w.status;
     if (w.lease) {
       /* Chosen for us; we may still die before we take it. */
@@ -190,7 +189,7 @@ long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
   uint64_t now;
   long used;
   ssize_t n;
-  int ms, r, reaped = 0;
+  int ms, r, reaped = 0, polled = 0;
 
   for (;;) {
     if (proc->rlen > 0) {
@@ -199,6 +198,12 @@ long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
         return used;
       if (used < 0)
         return PP_EPROTO;
+    }
+    /* Right after a request, the reply is not there yet: wait first, and
+     * spare the read that would only say EAGAIN. */
+    if (!polled && proc->rlen == 0) {
+      polled = 1;
+      goto wait;
     }
     if (pp__proc_rbuf_reserve(proc, pp__proc_rbuf_want(proc)) != 0)
       return UV_ENOMEM;
@@ -215,6 +220,7 @@ long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
       return PP_ECRASHED;
     if (reaped)
       return PP_ECRASHED;
+  wait:
     ms = -1;
     if (deadline_ns) {
       now = pp__now_ns();
@@ -268,10 +274,12 @@ int pp__reply_store(pp_buf_t *reply, const char *p, size_t len) {
 }
 
 /* *sent is 0 when the request never reached the worker (its pipe was
- * already closed): the caller may retry elsewhere. */
+ * already closed): the caller may retry elsewhere.  With `held` the caller
+ * holds the pool lock on entry; with `checkin` the lease is checked in
+ * within the call's last locked step.  The lock is released on return. */
 static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
                       int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag,
-                      int *sent) {
+                      int *sent, int held, int checkin) {
   pp_pool_t *pool = lease->pool;
   pp__proc_t *proc = lease->proc;
   pp__slot_t *slot = lease->slot;
@@ -282,13 +290,15 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   long used = 0;
   int r;
 
+  *sent = 0;
   if (reply)
     reply->len = 0;
-  pp__lock(pool);
+  if (!held)
+    pp__lock(pool);
   if (lease->client->dead) {
     pp__diag_set(diag, "client closed");
-    pp__unlock(pool);
-    return PP_ECANCELED;
+    r = PP_ECANCELED;
+    goto refuse;
   }
   if (pool->stopping || lease->ended || proc == NULL || proc->dead) {
     r = pool->stopping ? PP_ECLOSED : PP_ECRASHED;
@@ -296,13 +306,12 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
                  pool->stopping ? "pool is closing"
                  : proc && proc->detail[0] ? proc->detail
                                            : "worker is gone");
-    pp__unlock(pool);
-    return r;
+    goto refuse;
   }
   if (len > pool->cfg->max_frame) {
     pp__diag_set(diag, "payload of %zu bytes is over worker.max_frame", len);
-    pp__unlock(pool);
-    return PP_ETOOBIG;
+    r = PP_ETOOBIG;
+    goto refuse;
   }
   lease->thread_call = 1;
   lease->writing = 1;
@@ -323,12 +332,13 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   *sent = r == 0;
   /* A client that died while we wrote left its CANCEL to us, so that it
    * reaches the worker after the request it cancels. */
-  pp__lock(pool);
-  lease->writing = 0;
-  if (r == 0 && lease->client->dead &&
-      pool->cfg->on_client_death == PP_DEATH_CANCEL)
-    pp__proc_cancel(proc, id);
-  pp__unlock(pool);
+  if (pool->cfg->on_client_death == PP_DEATH_CANCEL) {
+    pp__lock(pool);
+    lease->writing = 0;
+    if (r == 0 && lease->client->dead)
+      pp__proc_cancel(proc, id);
+    pp__unlock(pool);
+  }
   if (r == 0) {
     used = pp__read_frame(proc, deadline, &f);
     if (used > 0) {
@@ -349,6 +359,7 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   run_us = (pp__now_ns() - start) / 1000;
   pp__lock(pool);
   lease->thread_call = 0;
+  lease->writing = 0;
   proc->cancel_sent = 0;
   proc->req_start_ns = 0;
   if (used > 0) {
@@ -416,8 +427,16 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
     pp__lease_end(lease, 1, "client closed during a request");
     r = PP_ECANCELED;
     pp__diag_set(diag, "client closed during the request");
+  } else if (checkin) {
+    pp__lease_checkin(lease);
   }
   pp__users_leave(pool);
+  pp__unlock(pool);
+  return r;
+
+refuse:
+  if (checkin)
+    pp__lease_checkin(lease);
   pp__unlock(pool);
   return r;
 }
@@ -425,11 +444,13 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
 int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
                   int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag) {
   int sent;
-  return lease_call(lease, payload, len, timeout_ms, reply, diag, &sent);
+  return lease_call(lease, payload, len, timeout_ms, reply, diag, &sent, 0,
+                    0);
 }
 
 int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag) {
+  pp__slot_t *slot;
   pp_lease_t *lease;
   int r, sent, tries = 0;
 
@@ -438,11 +459,27 @@ int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
   if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD)
     return pp__pipelined_call(pool, payload, len, reply, timeout_ms, diag);
   do {
+    /* The common case in two locked steps: an idle worker is taken and the
+     * request set up in one; the reply is booked and the worker returned in
+     * the other. */
+    pp__lock(pool);
+    if (!pool->stopping && !pool->draining &&
+        (slot = pp__idle_take(pool)) != NULL) {
+      pp__histo_add(&pool->h_wait, 0);
+      lease = pp__lease_new(slot, &pool->anon);
+      if (lease == NULL) {
+        pp__slot_release(slot);
+        pp__unlock(pool);
+        return UV_ENOMEM;
+      }
+      r = lease_call(lease, payload, len, -1, reply, diag, &sent, 1, 1);
+      continue;
+    }
+    pp__unlock(pool);
     r = pp_lease_acquire(pool, NULL, timeout_ms, &lease, diag);
     if (r != 0)
       return r;
-    r = lease_call(lease, payload, len, -1, reply, diag, &sent);
-    pp_checkin(lease);
+    r = lease_call(lease, payload, len, -1, reply, diag, &sent, 0, 1);
   } while (r == PP_ECRASHED && !sent && ++tries <= pool->nslots);
   return r;
 }

@@ -126,17 +126,21 @@ void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
     lease_recycle(lease);
 }
 
+void pp__lease_checkin(pp_lease_t *lease) {
+  assert(!lease->released);
+  if (lease->reaped)
+    lease_recycle(lease); /* already reclaimed with its dead client */
+  else
+    pp__lease_end(lease, 0, NULL);
+}
+
 void pp_checkin(pp_lease_t *lease) {
   pp_pool_t *pool = lease->pool;
   int on_loop;
 
   pp__lock(pool);
-  assert(!lease->released);
   on_loop = pp__on_loop_thread(pool);
-  if (lease->reaped)
-    lease_recycle(lease); /* already reclaimed with its dead client */
-  else
-    pp__lease_end(lease, 0, NULL);
+  pp__lease_checkin(lease);
   pp__unlock(pool);
   if (on_loop)
     pp__run_pending(pool);
@@ -209,15 +213,15 @@ void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
   if (status != 0)
     pp__trace(pool, PP_TRACE_CHECKOUT_FAIL, -1, 0, 0, 0, w->client->id,
               status, w->diag ? w->diag->message : w->msg);
-  if (w->cond) {
-    uv_cond_signal(w->cond);
+  if (w->thread) {
+    uv_cond_signal(&w->u.cond);
     return;
   }
   /* A loop waiter: its callback runs from the loop, after the lock is
    * released.  The pending record lives in the waiter. */
-  w->pend.kind = PP__PEND_CHECKOUT;
-  w->pend.waiter = w;
-  pp__queue_insert_tail(&pool->pending, &w->pend.node);
+  w->u.loop.pend.kind = PP__PEND_CHECKOUT;
+  w->u.loop.pend.u.waiter = w;
+  pp__queue_insert_tail(&pool->pending, &w->u.loop.pend.node);
   pp__wake(pool);
 }
 
@@ -251,27 +255,25 @@ void pp__waiter_enqueue(pp_pool_t *pool, pp__waiter_t *w, pp_client_t *c,
             NULL);
 }
 
-void pp__waiter_timer_arm(pp_pool_t *pool) {
-  pp__queue_t *q;
-  pp__waiter_t *w;
-  uint64_t first = 0, now;
+/* Arm the waiter timer for a loop waiter's deadline: O(1), only when it
+ * is earlier than what is armed.  The timer's callback expires what is due
+ * and re-arms for the earliest one left. */
+void pp__waiter_timer_arm(pp_pool_t *pool, uint64_t deadline_ns) {
+  uint64_t now;
 
-  pp__queue_foreach(q, &pool->waiters) {
-    w = pp__container_of(q, pp__waiter_t, node);
-    if (w->cond == NULL && (first == 0 || w->deadline_ns < first))
-      first = w->deadline_ns;
-  }
-  if (first == 0) {
-    uv_timer_stop(&pool->waiter_timer);
+  if (pool->waiter_due_ns != 0 && pool->waiter_due_ns <= deadline_ns)
     return;
-  }
+  pool->waiter_due_ns = deadline_ns;
   now = pp__now_ns();
   uv_timer_start(&pool->waiter_timer, pp__on_waiter_timer,
-                 first > now ? (first - now + 999999) / 1000000 : 0, 0);
+                 deadline_ns > now ? (deadline_ns - now + 999999) / 1000000
+                                   : 0,
+                 0);
 }
 
 void pp__on_waiter_timer(uv_timer_t *t) {
   pp_pool_t *pool = t->data;
+  uint64_t first = 0;
   pp_diag_t d;
   pp__queue_t *q, *next;
   pp__waiter_t *w;
@@ -279,17 +281,24 @@ void pp__on_waiter_timer(uv_timer_t *t) {
   int r;
 
   pp__lock(pool);
+  pool->waiter_due_ns = 0;
   for (q = pool->waiters.next; q != &pool->waiters; q = next) {
     next = q->next;
     w = pp__container_of(q, pp__waiter_t, node);
-    if (w->cond != NULL || w->deadline_ns > now)
+    if (w->thread)
       continue;
+    if (w->deadline_ns > now) {
+      if (first == 0 || w->deadline_ns < first)
+        first = w->deadline_ns;
+      continue;
+    }
     r = pp__checkout_unavailable(pool, &d);
     pp__waiter_reason(w, "%s", d.message);
     pool->timeouts++;
     pp__waiter_complete(w, r, NULL);
   }
-  pp__waiter_timer_arm(pool);
+  if (first)
+    pp__waiter_timer_arm(pool, first);
   pp__unlock(pool);
   pp__run_pending(pool);
 }
@@ -323,7 +332,7 @@ void pp__checkout_deliver(pp__waiter_t *w) {
       w->lease = NULL;
     pp__unlock(pool);
   }
-  w->cb(w->lease, w->status, w->status ? &d : NULL, w->data);
+  w->u.loop.cb(w->lease, w->status, w->status ? &d : NULL, w->u.loop.data);
   free(w);
 }
 
@@ -477,8 +486,8 @@ int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
   w = calloc(1, sizeof(*w));
   if (w == NULL)
     return UV_ENOMEM;
-  w->cb = cb;
-  w->data = data;
+  w->u.loop.cb = cb;
+  w->u.loop.data = data;
   w->diag = NULL;
   pp__queue_init(&w->node);
   pp__queue_init(&w->cnode);
@@ -495,7 +504,7 @@ int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
     r = PP_EBUSY;
   } else {
     pp__waiter_enqueue(pool, w, client, timeout_ms);
-    pp__waiter_timer_arm(pool);
+    pp__waiter_timer_arm(pool, w->deadline_ns);
   }
   pp__unlock(pool);
   if (r != 0)
@@ -510,7 +519,7 @@ static void reply_queue(pp_lease_t *lease, int status) {
   lease->in_flight = 0;
   lease->status = status;
   lease->pend.kind = PP__PEND_REPLY;
-  lease->pend.lease = lease;
+  lease->pend.u.lease = lease;
   lease->pend_queued = 1;
   pp__queue_insert_tail(&pool->pending, &lease->pend.node);
   pp__wake(pool);

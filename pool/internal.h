@@ -39,8 +39,10 @@ typedef enum {
 struct pp__pending {
   pp__queue_t node;
   pp__pend_kind_t kind;
-  pp__waiter_t *waiter;
-  pp_lease_t *lease;
+  union {
+    pp__waiter_t *waiter;
+    pp_lease_t *lease;
+  } u;
 };
 
 /* One worker process: one generation of a slot.  Reference-counted: +1 for
@@ -54,8 +56,13 @@ struct pp__proc {
   uint32_t generation;
   int refs;
 
-  uv_process_t process;
-  uv_async_t exit_async;   /* program-supplied adapters report exits here */
+  /* How its exit is seen, one per kind of worker: a child process, an
+   * adapter's report, or a zygote child's pidfd. */
+  union {
+    uv_process_t process;
+    uv_async_t exit_async;
+    uv_poll_t pidpoll;
+  };
   void *adapter_state;     /* the adapter's state, for those */
   int custom;              /* made by pool->custom, not by a process */
   /* zygote workers: no uv_process_t; the exit is seen through a pidfd and
@@ -63,7 +70,6 @@ struct pp__proc {
   int forking;             /* asked of the zygote, fds not here yet */
   int abandoned;           /* stopped while forking */
   int pidfd;
-  uv_poll_t pidpoll;
   int pidfd_fired;
   int zstatus_known;
   int zstatus;             /* wait status reported by the zygote */
@@ -228,19 +234,22 @@ struct pp__waiter {
   pp__queue_t node;        /* in pool->waiters */
   pp__queue_t cnode;       /* in client->waiters */
   pp_client_t *client;
-  uint64_t deadline_ns;    /* 0 = none */
+  uint64_t deadline_ns;
   uint64_t enqueue_ns;
-  int done;                /* granted or failed: out of every list */
-  int status;
   pp_lease_t *lease;       /* set on grant */
   pp_diag_t *diag;         /* thread waiter: the caller's diag, or NULL */
-  char msg[112];           /* loop waiter: the failure reason */
-  /* thread waiter */
-  uv_cond_t *cond;
-  /* loop waiter */
-  pp_checkout_cb cb;
-  void *data;
-  pp__pending_t pend;
+  int done;                /* granted or failed: out of every list */
+  int status;
+  int thread;              /* a blocked thread, not a loop callback */
+  char msg[68];            /* loop waiter: the failure reason */
+  union {
+    uv_cond_t cond;        /* thread waiter */
+    struct {               /* loop waiter */
+      pp_checkout_cb cb;
+      void *data;
+      pp__pending_t pend;
+    } loop;
+  } u;
 };
 
 struct pp__control;
@@ -272,6 +281,7 @@ struct pp_pool {
   uv_mutex_t lock;
   uv_async_t async;        /* wakes the loop for pending work */
   uv_timer_t waiter_timer; /* earliest loop-waiter deadline */
+  uint64_t waiter_due_ns;  /* when it is armed for, 0 = not armed */
   uv_thread_t loop_thread_id;
   int on_loop_thread_known;
 
@@ -475,6 +485,8 @@ void pp__on_proc_read_error(pp__proc_t *proc, int err);
 /* ---- checkout.c */
 /* Grant: bind slot to a fresh lease for client (lock held). */
 pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client);
+/* pp_checkin's work (lock held). */
+void pp__lease_checkin(pp_lease_t *lease);
 /* End a lease (lock held): return or retire its worker, recycle it. */
 void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why);
 /* Take an idle slot, or NULL (lock held). */
@@ -490,7 +502,7 @@ void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease);
 void pp__waiter_reason(pp__waiter_t *w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void pp__waiters_fail_all(pp_pool_t *pool, int status, const char *why);
-void pp__waiter_timer_arm(pp_pool_t *pool);
+void pp__waiter_timer_arm(pp_pool_t *pool, uint64_t deadline_ns);
 void pp__waiter_enqueue(pp_pool_t *pool, pp__waiter_t *w, pp_client_t *c,
                         int64_t timeout_ms);
 void pp__on_waiter_timer(uv_timer_t *t);

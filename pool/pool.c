@@ -534,10 +534,10 @@ void pp__run_pending(pp_pool_t *pool) {
         pool->ready_cb(pool, pool->ready_status, pool->ready_data);
       break;
     case PP__PEND_CHECKOUT:
-      pp__checkout_deliver(p->waiter);
+      pp__checkout_deliver(p->u.waiter);
       break;
     case PP__PEND_REPLY:
-      pp__reply_deliver(p->lease);
+      pp__reply_deliver(p->u.lease);
       break;
     }
   }

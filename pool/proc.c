@@ -165,15 +165,15 @@ static void drain_output(pp__proc_t *proc, uv_pipe_t *p, unsigned bit) {
 /* ---- reading replies on the loop */
 
 /* Room to ask for from the next read: the rest of the frame being read
- * (so a large reply is read in one go), at least 1 KiB; no more, so an
- * idle worker's buffer stays small. */
+ * (so a large reply is read in one go), at least 512 bytes; no more, so
+ * an idle worker's buffer stays small. */
 size_t pp__proc_rbuf_want(const pp__proc_t *proc) {
   long need = pp_frame_need(proc->rbuf, proc->rlen, proc->pool->cfg->max_frame);
   size_t want = need > 0 && (size_t)need > proc->rlen
                     ? (size_t)need - proc->rlen
                     : 0;
 
-  return want > 1024 ? want : 1024;
+  return want > 512 ? want : 512;
 }
 
 int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need) {
@@ -182,7 +182,7 @@ int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need) {
 
   if (proc->rcap - proc->rlen >= need)
     return 0;
-  cap = proc->rcap ? proc->rcap : 1024;
+  cap = proc->rcap ? proc->rcap : 512;
   while (cap - proc->rlen < need)
     cap *= 2;
   p = realloc(proc->rbuf, cap);
