@@ -1,0 +1,188 @@
+#!/bin/sh
+# bench/profile.sh -- where the pool's call path spends time beyond the
+# floor; writes bench/PROFILE.md.  Run bench/run.sh (or its build step)
+# first.  About 3 minutes.
+#
+#  1. anatomy: the floor with, one at a time, the syscalls the pool's call
+#     path adds, then the pool, pinned same-CPU and cross-CPU
+#     (ppbench anatomy --pin same|cross);
+#  2. syscalls and context switches per call, from kernel counters
+#     (perf stat -e syscalls:sys_enter_*, context-switches; falls back to
+#     strace -f -c when perf cannot count), one caller and 64 callers;
+#  3. allocations, mutex locks and condition-variable operations per call
+#     (LD_PRELOAD build-bench/bench/libmalloc_count.so);
+#  4. user-space instructions per call (valgrind --tool=callgrind; perf's
+#     hardware counters are not available in this VM).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+build=${BUILD:-$root/build-bench}
+python=${PYTHON:-python3}
+bin=$build/bench/ppbench
+out=$(mktemp -d "${TMPDIR:-/tmp}/ppprofile.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+md=$here/PROFILE.md
+
+cmake --build "$build" -j2 --target ppbench malloc_count >/dev/null
+
+{
+  echo "# Profile of the blocking call path"
+  echo
+  echo "Written by \`bench/profile.sh\` on $(date -u '+%Y-%m-%d %H:%M') UTC;"
+  echo "$(nproc) CPUs, Linux $(uname -r). Raw mode, 64 B payload, one worker."
+  echo
+  echo "## 1. Anatomy (ppbench anatomy): the floor plus each piece of the pool's call path"
+  echo
+  echo "Rows are measured in one run, interleaved; × is against the first row."
+  for pin in same cross; do
+    echo
+    echo "### --pin $pin"
+    echo
+    echo '```'
+    "$bin" anatomy --pin "$pin" --duration 3 --rounds 15 | grep -E '^  '
+    echo '```'
+  done
+} >"$md"
+
+# ---- 2. syscalls and context switches per call
+ev=raw_syscalls:sys_enter,syscalls:sys_enter_read,syscalls:sys_enter_poll
+ev=$ev,syscalls:sys_enter_writev,syscalls:sys_enter_write
+ev=$ev,syscalls:sys_enter_rt_sigprocmask,syscalls:sys_enter_futex
+ev=$ev,context-switches,cpu-migrations
+counted=perf
+if ! perf stat -x, -e "$ev" true >/dev/null 2>&1; then
+  counted=strace
+fi
+for spec in "latency floor" "latency pp_call" "latency lease" \
+            "many floor" "many pp_call"; do
+  set -- $spec
+  tag=$1_$2
+  if [ "$counted" = perf ]; then
+    perf stat -x, -e "$ev" -o "$out/$tag.csv" -- \
+      "$bin" "$1" --only "$2" --duration 2 --rounds 4 \
+      --json "$out/$tag.json" >/dev/null 2>&1
+  else
+    strace -f -c -o "$out/$tag.strace" \
+      "$bin" "$1" --only "$2" --duration 1 --rounds 2 \
+      --json "$out/$tag.json" >/dev/null 2>&1
+  fi
+done
+"$python" - "$out" "$counted" >>"$md" <<'EOF'
+import json, os, sys
+out, how = sys.argv[1], sys.argv[2]
+print()
+print("## 2. Syscalls and context switches per call (%s)" % (
+    "perf stat, kernel tracepoints; whole process tree: the Python worker's "
+    "own read + write are in every row" if how == "perf" else "strace -f -c"))
+print()
+print("Counts include the 0.15 s warm-up of each window, so they are ~4% high on"
+      " every row alike; compare rows.")
+print()
+cols = ["sys_enter", "read", "writev", "write", "poll", "rt_sigprocmask",
+        "futex", "context-switches", "cpu-migrations"]
+print("| run | calls | " + " | ".join(cols) + " |")
+print("|---|---|" + "---|" * len(cols))
+for tag in ("latency_floor", "latency_pp_call", "latency_lease",
+            "many_floor", "many_pp_call"):
+    try:
+        n = sum(json.loads(l).get("n", 0) for l in open(os.path.join(out, tag + ".json"))
+                if '"result"' in l)
+    except OSError:
+        continue
+    row = {}
+    if how == "perf":
+        for line in open(os.path.join(out, tag + ".csv")):
+            f = line.strip().split(",")
+            if len(f) > 3 and f[0][:1].isdigit():
+                row[f[2].replace("syscalls:sys_enter_", "").replace("raw_syscalls:", "")] = float(f[0])
+    else:
+        for line in open(os.path.join(out, tag + ".strace")):
+            f = line.split()
+            if len(f) >= 5 and f[0][:1].isdigit():
+                row[f[-1]] = float(f[3])
+        row["sys_enter"] = sum(row.values())
+    print("| %s | %d | %s |" % (tag.replace("_", " "), n, " | ".join(
+        "%.2f" % (row.get(c, 0) / n) if n else "–" for c in cols)))
+EOF
+
+# ---- 3. allocations, locks, condition variables per call
+{
+  echo
+  echo "## 3. Allocations, mutex locks, condition-variable operations per call"
+  echo
+  echo "LD_PRELOAD=libmalloc_count.so; timings in these runs are inflated by the counting."
+  echo
+  echo '```'
+  LD_PRELOAD=$build/bench/libmalloc_count.so "$bin" latency --duration 1 \
+    --proto raw | grep -E '^  [a-z]'
+  LD_PRELOAD=$build/bench/libmalloc_count.so "$bin" many --duration 1 |
+    grep -E '^  [a-z]'
+  echo '```'
+} >>"$md"
+
+# ---- 4. instructions per call (callgrind)
+if command -v valgrind >/dev/null 2>&1; then
+  for who in floor pp_call; do
+    valgrind --tool=callgrind --callgrind-out-file="$out/cg_$who.out" \
+      "$bin" latency --only "$who" --duration 1 --rounds 1 >/dev/null 2>&1
+  done
+  callgrind_annotate --inclusive=yes --tree=calling "$out/cg_pp_call.out" \
+    >"$out/cg_pp_call.txt" 2>/dev/null
+  callgrind_annotate --inclusive=yes --tree=calling "$out/cg_floor.out" \
+    >"$out/cg_floor.txt" 2>/dev/null
+  "$python" - "$out" >>"$md" <<'EOF'
+import re, sys
+out = sys.argv[1]
+def callees(path, fn):
+    """Inclusive Ir and call counts of fn's callees, and fn's own inclusive Ir."""
+    text = open(path).read().splitlines()
+    rows, total, inside = [], None, False
+    for line in text:
+        m = re.match(r"\s*([\d,]+) \([^)]*\)\s+\*\s+\S*:(\S+) ", line)
+        if m:
+            inside = m.group(2) == fn
+            if inside:
+                total = int(m.group(1).replace(",", ""))
+            continue
+        if inside:
+            m = re.match(r"\s*([\d,]+) \([^)]*\)\s+>\s+\S*:(\S+) \(([\d,]+)x\)", line)
+            if m:
+                rows.append((m.group(2), int(m.group(1).replace(",", "")),
+                             int(m.group(3).replace(",", ""))))
+            elif not line.strip():
+                inside = False
+    return total, rows
+def calls_of(path, fn):
+    for line in open(path):
+        m = re.search(r">\s+\S*:%s \(([\d,]+)x\)" % re.escape(fn), line)
+        if m:
+            return int(m.group(1).replace(",", ""))
+    return 0
+print()
+print("## 4. User-space instructions per call (callgrind, bench process only)")
+print()
+ft, _ = callees(out + "/cg_floor.txt", "floor_call")
+fn = calls_of(out + "/cg_floor.txt", "floor_call")
+pt, prow = callees(out + "/cg_pp_call.txt", "pp_call")
+pn = calls_of(out + "/cg_pp_call.txt", "pp_call")
+if fn and pn:
+    print("- floor_call: **%.0f** Ir per call; pp_call: **%.0f** Ir per call (%.1f×)." % (
+        ft / fn, pt / pn, (pt / pn) / (ft / fn)))
+    print()
+    print("| pp_call callee | Ir per pp_call | calls per pp_call |")
+    print("|---|---|---|")
+    for name, ir, n in prow:
+        print("| %s | %.0f | %.2f |" % (name, ir / pn, n / pn))
+    for fnname in ("lease_call", "pp_checkin", "pp_lease_acquire", "pp__lease_end",
+                   "writev_nosig.isra.0", "writev_nosig"):
+        tot, rows = callees(out + "/cg_pp_call.txt", fnname)
+        if not rows:
+            continue
+        print()
+        print("| %s callee | Ir per pp_call | calls per pp_call |" % fnname)
+        print("|---|---|---|")
+        for name, ir, n in rows:
+            print("| %s | %.0f | %.2f |" % (name, ir / pn, n / pn))
+EOF
+fi
+echo "profile.sh: wrote $md"
