@@ -355,6 +355,7 @@ struct pp_pool {
   uint64_t reclaimed_undelivered, reclaimed_idle, reclaimed_busy;
   uint64_t requests, errors, restarts, stale_replies;
   uint64_t start_ns;
+  uint64_t rng;            /* pp__rand's state */
   int sigpipe_ignored;
 
   /* stop */

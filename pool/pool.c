@@ -38,15 +38,18 @@ void pp__log(pp_pool_t *pool, const char *fmt, ...) {
     fprintf(stderr, "portpool[%s] %s\n", pool->cfg->name, line);
 }
 
-/* A small per-pool PRNG for backoff jitter: no global state. */
+/* A per-pool generator (xorshift64*) for jitter: no global state; seeded
+ * from the start time and the pid, advanced by every draw (lock held). */
 uint64_t pp__rand(pp_pool_t *pool) {
-  uint64_t x = pool->start_ns ^ 0x9e3779b97f4a7c15ull;
-  static const uint64_t mul = 0x2545f4914f6cdd1dull;
-  x ^= pool->restarts * mul + pool->checkouts;
+  uint64_t x = pool->rng;
+
+  if (x == 0)
+    x = (pool->start_ns ^ ((uint64_t)getpid() << 32)) | 1;
   x ^= x >> 12;
   x ^= x << 25;
   x ^= x >> 27;
-  return x * mul;
+  pool->rng = x;
+  return x * 0x2545f4914f6cdd1dull;
 }
 
 void pp__slot_count(pp_pool_t *pool, int *idle, int *leased, int *busy,
@@ -180,7 +183,8 @@ void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why) {
     return;
   proc->dead = 1;
   proc->kill_reason = reason;
-  snprintf(proc->detail, sizeof(proc->detail), "%s", why);
+  if (why != proc->detail)
+    snprintf(proc->detail, sizeof(proc->detail), "%s", why);
   if (reason == PP_EXIT_PROTOCOL) {
     pp__trace(pool, PP_TRACE_PROTOCOL_ERROR, slot->id, proc->generation,
               proc->pid, lease ? lease->id : 0, 0, PP_EPROTO, why);

@@ -510,6 +510,11 @@ void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal) {
   proc->dead = 1;
   proc->exit_status = status;
   proc->term_signal = term_signal;
+  /* Whatever the worker started dies with it: it led its own process
+   * group, and a pid cannot be reused while it still names a group with
+   * members, so this reaches only what it left behind. */
+  if (!proc->custom && proc->pid > 0)
+    kill(-proc->pid, SIGKILL);
   drain_output(proc, &proc->out, PP__H_OUT);
   drain_output(proc, &proc->err, PP__H_ERR);
   if (proc->rpolling)
