@@ -164,6 +164,10 @@ pp_config_t *python_config(const char *handlers, int size) {
   /* Fast restarts keep crash tests short; limits only fire on failure. */
   cfg_set(cfg, "restart.backoff", "[10ms, 100ms]");
   cfg_set(cfg, "worker.kill_grace", "2s");
+  /* Limits that only fire on failure are generous: ctest runs suites side
+   * by side on 2 cores, and a starting interpreter can wait long for CPU
+   * (tests of the start-up timeout set their own). */
+  cfg_set(cfg, "worker.startup_timeout", "60s");
   /* The integration suites run in both start modes (ctest sets PP_START). */
   if (getenv("PP_START") && *getenv("PP_START"))
     cfg_set(cfg, "worker.start", getenv("PP_START"));
