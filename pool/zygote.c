@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -412,6 +413,14 @@ static int zygote_spawn(pp__slot_t *slot, uint32_t generation,
     return r;
   if ((proc = pp__proc_new(slot, generation)) == NULL)
     return UV_ENOMEM;
+  /* Its pipes come from the zygote; the eventfd that wakes a caller
+   * blocked on its reply when it is reaped is ours. */
+  proc->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (proc->wake_fd < 0) {
+    r = uv_translate_sys_error(errno);
+    pp__proc_abort(proc);
+    return r;
+  }
   pp__proc_timer_init(proc);
   proc->forking = 1;
   proc->zygote = pool->zygote;
