@@ -281,8 +281,8 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
                       int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag,
                       int *sent, int held, int checkin) {
   pp_pool_t *pool = lease->pool;
-  pp__proc_t *proc = lease->proc;
   pp__slot_t *slot = lease->slot;
+  pp__proc_t *proc;
   pp_client_t *client;
   uint64_t deadline = 0, ms, start, run_us;
   pp_frame_t f;
@@ -295,6 +295,9 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
     reply->len = 0;
   if (!held)
     pp__lock(pool);
+  /* Read under the lock: a client's death detaches the lease from its
+   * worker from another thread. */
+  proc = lease->proc;
   if (lease->client->dead) {
     pp__diag_set(diag, "client closed");
     r = PP_ECANCELED;
