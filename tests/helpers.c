@@ -74,8 +74,16 @@ size_t rec_count(rec_t *r, pp_trace_type_t type) {
   return c;
 }
 
+int test_time_scale(void) {
+  const char *v = getenv("PP_TEST_TIME_SCALE");
+  int s = v ? atoi(v) : 1;
+  return s > 0 ? s : 1;
+}
+
 int rec_wait(rec_t *r, pp_trace_type_t type, size_t count, int timeout_ms) {
-  uint64_t deadline = now_ms() + (uint64_t)timeout_ms, now;
+  uint64_t deadline =
+                now_ms() + (uint64_t)timeout_ms * (uint64_t)test_time_scale(),
+           now;
   int rc = 0;
 
   uv_mutex_lock(&r->mu);
@@ -193,7 +201,7 @@ int wait_pid_gone(int pid, int timeout_ms) {
   p.fd = fd;
   p.events = POLLIN;
   do
-    r = poll(&p, 1, timeout_ms);
+    r = poll(&p, 1, timeout_ms * test_time_scale());
   while (r < 0 && errno == EINTR);
   close(fd);
   return r > 0 ? 0 : -1;

@@ -53,6 +53,10 @@ pp_config_t *python_config(const char *handlers, int size);
 /* Set key=value on cfg, failing the test on error. */
 void cfg_set(pp_config_t *cfg, const char *key, const char *value);
 
+/* Failure guards (waits that only time out when something is wrong) are
+ * multiplied by PP_TEST_TIME_SCALE, for slow runs such as valgrind's. */
+int test_time_scale(void);
+
 /* Environment integer with a default (POOL_SIZE, CLIENTS, ...). */
 int env_int(const char *name, int dflt);
 

@@ -34,7 +34,8 @@ static void on_guard(uv_timer_t *t) {
  * after timeout_ms, and only then. */
 static void run_until(ctx_t *c, volatile int *flag, int timeout_ms) {
   c->timed_out = 0;
-  uv_timer_start(&c->guard, on_guard, (uint64_t)timeout_ms, 0);
+  uv_timer_start(&c->guard, on_guard,
+                 (uint64_t)timeout_ms * (uint64_t)test_time_scale(), 0);
   while (!*flag && !c->timed_out)
     uv_run(&c->loop, UV_RUN_ONCE);
   uv_timer_stop(&c->guard);
@@ -48,7 +49,8 @@ static int count_at_least(ctx_t *c, pp_trace_type_t t, size_t n) {
 static void run_until_events(ctx_t *c, pp_trace_type_t t, size_t n,
                              int timeout_ms) {
   c->timed_out = 0;
-  uv_timer_start(&c->guard, on_guard, (uint64_t)timeout_ms, 0);
+  uv_timer_start(&c->guard, on_guard,
+                 (uint64_t)timeout_ms * (uint64_t)test_time_scale(), 0);
   while (!count_at_least(c, t, n) && !c->timed_out)
     uv_run(&c->loop, UV_RUN_ONCE);
   uv_timer_stop(&c->guard);
