@@ -11,7 +11,8 @@ static void on_exit_async(uv_async_t *a) {
   pp_pool_t *pool = proc->pool;
   void *state = proc->adapter_state;
 
-  pp__proc_exited(proc, proc->a_status, proc->a_signal);
+  pp__proc_exited(proc, __atomic_load_n(&proc->a_status, __ATOMIC_ACQUIRE),
+                  __atomic_load_n(&proc->a_signal, __ATOMIC_ACQUIRE));
   pp__lock(pool);
   proc->adapter_state = NULL;
   pp__unlock(pool);
@@ -22,9 +23,10 @@ void pp_adapter_worker_exited(pp_adapter_worker_t *w, int64_t status,
                               int signal) {
   pp__proc_t *proc = (pp__proc_t *)w;
 
-  proc->a_status = status;
-  proc->a_signal = signal;
-  /* uv_async_send orders these stores before the loop's read. */
+  /* Stored atomically: uv_async_send orders them before the loop's read,
+   * but sanitizers cannot see inside libuv. */
+  __atomic_store_n(&proc->a_status, status, __ATOMIC_RELEASE);
+  __atomic_store_n(&proc->a_signal, signal, __ATOMIC_RELEASE);
   uv_async_send(&proc->exit_async);
 }
 

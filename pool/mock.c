@@ -201,7 +201,10 @@ static int serve(mw_t *m, const pp_frame_t *f) {
     goto done;
   }
   args = json_object_get(req, "args");
-  atext = json_dumps(args ? args : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+  /* 15 significant digits: numbers read back as they were written (0.003,
+   * not 0.0030000000000000001), as Python's json prints them. */
+  atext = json_dumps(args ? args : json_null(),
+                     JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
   for (i = 0; m->mock && i < m->mock->n; i++) {
     if (strcmp(m->mock->v[i].cmd, cmd) != 0)
       continue;
