@@ -1,6 +1,6 @@
 /* bench.c -- ppbench: the pool beside its floor, in one invocation.
  *
- *   ppbench [options] [all|latency|many|cpu|big|prewarm|memory]
+ *   ppbench [options] [all|latency|many|cpu|big|prewarm|zygote|memory]
  *
  * Every scenario keeps both sides alive at once and interleaves their
  * measurement windows (floor, pool, floor, pool, ...), so drift on a noisy
@@ -52,6 +52,7 @@ typedef struct opts {
   int sigpipe_ignore;
   double slow_start;
   int prewarm_workers;
+  double burn_import; /* CPU seconds of bench/handlers/burn_import.py */
   double burn_ms;
   const char *only;
   const char *pin; /* none | cross | same */
@@ -63,15 +64,18 @@ static char worker_py[PATH_MAX];
 
 static void usage(FILE *f) {
   fprintf(f,
-"usage: ppbench [options] [all|latency|many|cpu|big|prewarm|memory|anatomy]\n"
+"usage: ppbench [options] [all|latency|many|cpu|big|prewarm|zygote|memory|anatomy]\n"
 "  all runs every scenario but anatomy (a profile aid, see bench/profile.sh)\n"
 "  --payload N        payload bytes (default 64; big: 65536)\n"
 "  --callers N        caller threads on the pool (latency 1, many 64)\n"
 "  --workers N        pool size / floor workers (latency 1, many 2)\n"
 "  --depth D          requests in flight per worker for the raw pipelined\n"
-"                     floor (many: 16)\n"
-"  --pool-depth D     the pool's worker.pipeline_depth (default 1: the core\n"
-"                     does not pipeline yet)\n"
+"                     floor in many (16); the pool there runs at the same\n"
+"                     worker.pipeline_depth unless --pool-depth says\n"
+"  --pool-depth D     the pool's worker.pipeline_depth in every scenario\n"
+"                     (default: many runs one pool at --depth and one at 1\n"
+"                     for reference; the other scenarios run at 1, the\n"
+"                     configuration's default)\n"
 "  --duration S       seconds measured per contender per scenario (1)\n"
 "  --rounds N         interleaved windows per contender (10)\n"
 "  --proto raw|json|both   worker mode for latency (all: both)\n"
@@ -84,7 +88,9 @@ static void usage(FILE *f) {
 "  --sigpipe-ignore   ignore SIGPIPE before opening pools (the library then\n"
 "                     skips its per-write signal masking)\n"
 "  --slow-start S     import delay of fixtures/slow_start.py (1.5)\n"
-"  --prewarm-workers N  (8)\n"
+"  --prewarm-workers N  workers of the prewarm and zygote scenarios (8)\n"
+"  --burn-import S    CPU seconds burnt by the import of\n"
+"                     bench/handlers/burn_import.py (zygote: 1.5)\n"
 "  --burn-ms MS       CPU per call of the cpu scenario's handler (1)\n"
 "  --pin auto|none|cross|same  pin caller threads to CPU 0 and workers to\n"
 "                     CPU 1 (cross) or CPU 0 (same).  auto (default): cross\n"
@@ -93,7 +99,8 @@ static void usage(FILE *f) {
 "                     worker process beside or across from the caller\n"
 "                     depending on the machine's load (2.5x apart), and the\n"
 "                     floor's and the pool's workers may land differently\n"
-"  --only WHO         measure one side only: floor, pipe, pp_call, lease\n"
+"  --only WHO         measure one side only: floor, pipe, pp_call, lease,\n"
+"                     pp_call_d1 (many's reference pool at depth 1)\n"
 "                     (for profiling: strace, callgrind, LD_PRELOAD counters)\n",
           PPBENCH_SOURCE_DIR);
 }
@@ -255,7 +262,7 @@ static void figure(const char *scen, const char *name, double v,
 }
 
 /* One target line: value op limit * baseline, or a note when it cannot be
- * measured. */
+ * measured.  op "info": a ratio printed for reference, no verdict. */
 static void target(const char *id, const char *text, double value,
                    double baseline, const char *unit, const char *op,
                    double limit, const char *status_override,
@@ -267,6 +274,8 @@ static void target(const char *id, const char *text, double value,
     status = status_override;
   else if (value <= 0 || baseline <= 0)
     status = "NOT MEASURED";
+  else if (strcmp(op, "info") == 0)
+    status = "INFO";
   else if (strcmp(op, "<=") == 0)
     status = ratio <= limit ? "PASS" : "FAIL";
   else
@@ -274,6 +283,9 @@ static void target(const char *id, const char *text, double value,
   if (status_override || value <= 0 || baseline <= 0)
     printf("TARGET %-3s %-58s %s%s%s\n", id, text, status, note ? ": " : "",
            note ? note : "");
+  else if (strcmp(op, "info") == 0)
+    printf("TARGET %-3s %-58s %.4g / %.4g %s = %.3fx  INFO%s%s\n", id, text,
+           value, baseline, unit, ratio, note ? "  -- " : "", note ? note : "");
   else
     printf("TARGET %-3s %-58s %.4g / %.4g %s = %.3fx (target %s %.2fx)  %s%s%s\n",
            id, text, value, baseline, unit, ratio, op, limit, status,
@@ -485,6 +497,7 @@ struct contender {
   int depth;
   int json; /* check replies as JSON, not byte-equal */
   int fflags; /* floor variant, FLOOR_* */
+  int ref;    /* a reference pool (many: depth 1), --only pp_call_d1 */
   /* accumulated over windows */
   samples_t lat;
   uint64_t calls, errors;
@@ -673,7 +686,8 @@ static void window(contender_t *c, double seconds, int record) {
     }
     for (i = 0; i < MC_N; i++)
       c->mc[i] += mc1[i] - mc0[i];
-    c->csw += csw1 - csw0;
+    /* A thread that ended meanwhile takes its count away: never below 0. */
+    c->csw += csw1 > csw0 ? csw1 - csw0 : 0;
   }
   for (i = 0; i < n; i++)
     samples_free(&t[i].lat);
@@ -682,7 +696,8 @@ static void window(contender_t *c, double seconds, int record) {
   free(tids);
 }
 
-/* --only: floor (depth 1), pipe (pipelined floor), pp_call, lease. */
+/* --only: floor (depth 1), pipe (pipelined floor), pp_call, lease,
+ * pp_call_d1 (many: the reference pool at pipeline_depth 1). */
 static int selected(const contender_t *c) {
   if (O.only == NULL)
     return 1;
@@ -691,7 +706,7 @@ static int selected(const contender_t *c) {
   if (c->fn == floor_pipe_thread)
     return strcmp(O.only, "pipe") == 0;
   if (c->fn == pool_call_thread)
-    return strcmp(O.only, "pp_call") == 0;
+    return strcmp(O.only, c->ref ? "pp_call_d1" : "pp_call") == 0;
   if (c->fn == pool_lease_thread)
     return strcmp(O.only, "lease") == 0;
   return 0;
@@ -809,9 +824,15 @@ static int cfg_set(pp_config_t *cfg, const char *k, const char *v) {
   return r;
 }
 
-/* A pool of `size` workers on `handler`; env_yaml adds worker.env. */
-static pp_pool_t *open_pool(int size, int raw, const char *handler,
-                            const char *env_yaml, double *open_s) {
+/* The pool's worker.pipeline_depth where a scenario does not choose:
+ * --pool-depth, else the configuration's default (1). */
+static int pool_depth(void) { return O.pool_depth > 0 ? O.pool_depth : 1; }
+
+/* A pool of `size` workers on `handler`; env_yaml adds worker.env; depth
+ * is worker.pipeline_depth, start worker.start (spawn | zygote). */
+static pp_pool_t *open_pool_ex(int size, int raw, const char *handler,
+                               const char *env_yaml, int depth,
+                               const char *start, double *open_s) {
   pp_config_t *cfg;
   pp_pool_t *pool = NULL;
   pp_diag_t diag;
@@ -830,10 +851,12 @@ static pp_pool_t *open_pool(int size, int raw, const char *handler,
       cfg_set(cfg, "worker.request_timeout", "120s") ||
       cfg_set(cfg, "checkout.timeout", "120s") ||
       cfg_set(cfg, "checkout.max_waiters", "1000000");
-  if (r == 0 && O.pool_depth > 1) {
-    snprintf(num, sizeof(num), "%d", O.pool_depth);
+  if (r == 0 && depth > 1) {
+    snprintf(num, sizeof(num), "%d", depth);
     r = cfg_set(cfg, "worker.pipeline_depth", num);
   }
+  if (r == 0 && start)
+    r = cfg_set(cfg, "worker.start", start);
   if (r == 0 && env_yaml)
     r = cfg_set(cfg, "worker.env", env_yaml);
   if (r != 0) {
@@ -851,6 +874,12 @@ static pp_pool_t *open_pool(int size, int raw, const char *handler,
   }
   pin_pool(pool);
   return pool;
+}
+
+static pp_pool_t *open_pool(int size, int raw, const char *handler,
+                            const char *env_yaml, double *open_s) {
+  return open_pool_ex(size, raw, handler, env_yaml, pool_depth(), NULL,
+                      open_s);
 }
 
 static int spawn_floor(floor_worker_t *w, int n, int raw, const char *handler,
@@ -1014,7 +1043,11 @@ static int scen_anatomy(void) {
 }
 
 /* 3. Many callers: 64 threads on 2 workers against the raw floor on the
- * same 2 workers at depth 1 and at depth D. */
+ * same 2 workers at depth 1 and at depth D.  The pool runs at
+ * worker.pipeline_depth D too (--pool-depth overrides), and, for
+ * reference, a second pool at depth 1 (no pipelining). */
+static int g_many_depth = -1, g_many_pool_depth = -1;
+
 static int scen_many(void) {
   pin_scenario(0);
   const char *scen = "many";
@@ -1023,23 +1056,36 @@ static int scen_many(void) {
                                      sizeof(hbuf));
   int workers = pick(O.workers, 2), callers = pick(O.callers, 64);
   int depth = pick(O.depth, 16);
+  int pdepth = O.pool_depth > 0 ? O.pool_depth : depth;
   floor_worker_t *fw = calloc((size_t)workers, sizeof(*fw));
   char *payload = make_payload(O.payload, 0);
-  pp_pool_t *pool;
-  char title[160], n1[96], n2[96], n3[96];
+  pp_pool_t *pool, *pool1 = NULL;
+  char title[160], n1[96], n2[96], n3[96], n4[96];
+  int ncs = 3;
 
   if (spawn_floor(fw, workers, 1, handler, NULL) != 0)
     return -1;
-  pool = open_pool(workers, 1, handler, NULL, NULL);
+  pool = open_pool_ex(workers, 1, handler, NULL, pdepth, NULL, NULL);
+  if (pool != NULL && pdepth != 1) {
+    pool1 = open_pool_ex(workers, 1, handler, NULL, 1, NULL, NULL);
+    if (pool1 == NULL) {
+      pp_pool_close(pool);
+      pool = NULL;
+    }
+  }
   if (pool == NULL) {
     close_floor(fw, workers);
     return -1;
   }
+  g_many_depth = depth;
+  g_many_pool_depth = pdepth;
   snprintf(n1, sizeof(n1), "floor: %d workers x depth 1", workers);
   snprintf(n2, sizeof(n2), "floor: %d workers x depth %d (pipelined)",
            workers, depth);
   snprintf(n3, sizeof(n3), "pool: %d callers pp_call, pipeline_depth %d",
-           callers, O.pool_depth);
+           callers, pdepth);
+  snprintf(n4, sizeof(n4), "pool: %d callers pp_call, pipeline_depth 1",
+           callers);
   contender_t c1 = {.name = n1, .nthreads = workers, .fn = floor_call_thread,
                     .fw = fw, .nfw = workers, .payload = payload,
                     .len = O.payload};
@@ -1048,21 +1094,27 @@ static int scen_many(void) {
                     .len = O.payload, .depth = depth};
   contender_t cp = {.name = n3, .nthreads = callers, .fn = pool_call_thread,
                     .pool = pool, .payload = payload, .len = O.payload};
-  contender_t *cs[] = {&c1, &cd, &cp};
+  contender_t cp1 = {.name = n4, .nthreads = callers, .fn = pool_call_thread,
+                     .pool = pool1, .payload = payload, .len = O.payload,
+                     .ref = 1};
+  contender_t *cs[] = {&c1, &cd, &cp, &cp1};
 
+  if (pool1)
+    ncs = 4;
   snprintf(title, sizeof(title),
            "many callers, raw mode, %zu B payload, %d callers, %d workers",
            O.payload, callers, workers);
   foreign_t fl;
   foreign_begin(&fl);
-  measure(cs, 3);
+  measure(cs, ncs);
   double fload = foreign_end(&fl);
   header(title);
-  report(scen, &c1, O.payload, NULL);
-  report(scen, &cd, O.payload, &c1);
-  report(scen, &cp, O.payload, &c1);
+  for (int i = 0; i < ncs; i++)
+    report(scen, cs[i], O.payload, i ? &c1 : NULL);
   foreign_report(scen, fload);
   pp_pool_close(pool);
+  if (pool1)
+    pp_pool_close(pool1);
   close_floor(fw, workers);
   free(fw);
   free(payload);
@@ -1492,6 +1544,15 @@ static int spawn_threads(pthread_t *th, int n, void *(*fn)(void *),
   return i;
 }
 
+/* Bytes of the blocking face's condition variable when it sits beside the
+ * waiter record on the caller's stack (older cores), 0 when it is inside
+ * the record (ppbench_sizes prints its offset there). */
+static long waiter_cond_beside(void) {
+  if (core_sizeof("pp__waiter_t.u.cond") >= 0)
+    return 0;
+  return core_sizeof("uv_cond_t");
+}
+
 static int mem_thread_waiters(int n, double *per_heap) {
   char hbuf[PATH_MAX];
   const char *handler = handler_path("fixtures/echo_handlers.py", hbuf,
@@ -1553,10 +1614,14 @@ static int mem_thread_waiters(int n, double *per_heap) {
          waiting, m, *per_heap);
   wsz = core_sizeof("pp__waiter_t");
   if (wsz > 0) {
-    long cond = core_sizeof("uv_cond_t");
-    figure("memory", "blocking face: waiter record on the caller's stack",
-           (double)(wsz + (cond > 0 ? cond : 0)), "B",
-           "sizeof(pp__waiter_t) %ld + uv_cond_t %ld", wsz, cond);
+    long cond = waiter_cond_beside();
+    if (cond > 0)
+      figure("memory", "blocking face: waiter record on the caller's stack",
+             (double)(wsz + cond), "B", "sizeof(pp__waiter_t) %ld + uv_cond_t "
+             "%ld beside it", wsz, cond);
+    else
+      figure("memory", "blocking face: waiter record on the caller's stack",
+             (double)wsz, "B", "sizeof(pp__waiter_t), its uv_cond_t inside");
   }
   return 0;
 }
@@ -1577,11 +1642,234 @@ static int scen_memory(void) {
   if (mem_loop_waiters(O.waiters, &per) == 0)
     g_mem_loop_waiter = per;
   if (mem_thread_waiters(O.waiters, &per) == 0) {
-    long w = core_sizeof("pp__waiter_t"), c = core_sizeof("uv_cond_t");
+    long w = core_sizeof("pp__waiter_t"), c = waiter_cond_beside();
     /* A small negative heap delta is glibc noise between the two thread
      * groups: count it as zero. */
     g_mem_thread_waiter = (per > 0 ? per : 0) + (w > 0 ? (double)w : 0) +
                           (c > 0 ? (double)c : 0);
+  }
+  return 0;
+}
+
+/* ---- zygote start */
+
+/* Rss, Pss and private (Private_Clean + Private_Dirty) bytes of a process,
+ * from /proc/PID/smaps_rollup; 0 when it is gone. */
+static void proc_smaps(int pid, double *rss, double *pss, double *priv) {
+  char path[64], line[256];
+  long v;
+  FILE *f;
+
+  *rss = *pss = *priv = 0;
+  snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", pid);
+  if ((f = fopen(path, "r")) == NULL)
+    return;
+  while (fgets(line, sizeof(line), f)) {
+    if (sscanf(line, "Rss: %ld kB", &v) == 1)
+      *rss = (double)v * 1024;
+    else if (sscanf(line, "Pss: %ld kB", &v) == 1)
+      *pss = (double)v * 1024;
+    else if (sscanf(line, "Private_Clean: %ld kB", &v) == 1 ||
+             sscanf(line, "Private_Dirty: %ld kB", &v) == 1)
+      *priv += (double)v * 1024;
+  }
+  fclose(f);
+}
+
+typedef struct memsum {
+  int n;
+  double rss, pss, priv;
+} memsum_t;
+
+/* Summed over the pool's workers (their pids from pp_pool_status). */
+static memsum_t pool_workers_mem(pp_pool_t *pool) {
+  memsum_t m = {0};
+  pp_status_t st;
+  double rss, pss, priv;
+
+  if (pp_pool_status(pool, &st) != 0)
+    return m;
+  for (int i = 0; i < st.nworkers; i++) {
+    if (st.workers[i].pid <= 0)
+      continue;
+    proc_smaps(st.workers[i].pid, &rss, &pss, &priv);
+    if (rss > 0) {
+      m.n++;
+      m.rss += rss;
+      m.pss += pss;
+      m.priv += priv;
+    }
+  }
+  pp_status_free(&st);
+  return m;
+}
+
+/* Our children whose command line mentions `needle` (the zygote). */
+static memsum_t children_mem(const char *needle) {
+  memsum_t m = {0};
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  char path[300], buf[4096];
+  double rss, pss, priv;
+  int me = (int)getpid(), ppid;
+  size_t n, i;
+  FILE *f;
+
+  if (d == NULL)
+    return m;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9')
+      continue;
+    snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+    pid_cpu_s(path, &ppid);
+    if (ppid != me)
+      continue;
+    snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+    if ((f = fopen(path, "r")) == NULL)
+      continue;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    for (i = 0; i < n; i++)
+      if (buf[i] == '\0')
+        buf[i] = ' ';
+    buf[n] = '\0';
+    if (strstr(buf, needle) == NULL)
+      continue;
+    proc_smaps(atoi(e->d_name), &rss, &pss, &priv);
+    m.n++;
+    m.rss += rss;
+    m.pss += pss;
+    m.priv += priv;
+  }
+  closedir(d);
+  return m;
+}
+
+/* One JSON call of `cmd` on every worker of the pool, each through its own
+ * lease so that every worker answers one. */
+static int call_each(pp_pool_t *pool, int n, const char *cmd) {
+  pp_lease_t *leases[64];
+  pp_buf_t reply = {0};
+  char req[128];
+  int i, got = 0, bad = 0;
+
+  snprintf(req, sizeof(req), "{\"cmd\":\"%s\",\"args\":1}", cmd);
+  if (n > 64)
+    n = 64;
+  for (i = 0; i < n; i++)
+    if (pp_lease_acquire(pool, NULL, 60000, &leases[got], NULL) == 0)
+      got++;
+  for (i = 0; i < got; i++)
+    if (pp_lease_call(leases[i], req, strlen(req), 60000, &reply, NULL) != 0)
+      bad++;
+  for (i = 0; i < got; i++)
+    pp_checkin(leases[i]);
+  pp_buf_free(&reply);
+  return got == n && bad == 0 ? 0 : -1;
+}
+
+static double g_zyg_1 = -1, g_zyg_spawn_n = -1, g_zyg_n = -1;
+static double g_zyg_pss_spawn = -1, g_zyg_pss = -1;
+static double g_zyg_pss_spawn_gc = -1, g_zyg_pss_gc = -1;
+
+/* Pool-side figures of one N-worker pool of the burning handler: time to
+ * ready, and its workers' memory after one call each, then after a full
+ * gc.collect() in each. */
+static int zygote_pool(const char *start, int n, const char *handler,
+                       const char *env, double *t, memsum_t *after_call,
+                       memsum_t *after_gc, memsum_t *zyg) {
+  pp_pool_t *pool = open_pool_ex(n, 0, handler, env, 1, start, t);
+
+  if (pool == NULL)
+    return -1;
+  if (call_each(pool, n, "echo") != 0)
+    fprintf(stderr, "ppbench: %s pool: a call failed\n", start);
+  sleep_s(0.05);
+  *after_call = pool_workers_mem(pool);
+  if (zyg)
+    *zyg = children_mem("portpool_zygote.py");
+  if (call_each(pool, n, "gc_collect") != 0)
+    fprintf(stderr, "ppbench: %s pool: gc_collect failed\n", start);
+  sleep_s(0.05);
+  *after_gc = pool_workers_mem(pool);
+  pp_pool_close(pool);
+  return 0;
+}
+
+/* 7. Zygote start: N workers whose handler's import burns S s of CPU.
+ * Time to ready of one spawned worker (one import: the baseline), of N
+ * spawned workers (N imports on the machine's CPUs) and of N workers
+ * forked from a zygote (one import, N forks); the workers' summed PSS in
+ * both start modes, each pool measured alone. */
+static int scen_zygote(void) {
+  pin_scenario(0);
+  const char *scen = "zygote";
+  char hbuf[PATH_MAX], env[64], name[128];
+  const char *handler = handler_path("bench/handlers/burn_import.py", hbuf,
+                                     sizeof(hbuf));
+  int n = O.prewarm_workers;
+  double t1 = 0, tz = 0, ts = 0;
+  memsum_t sc, sg, zc, zg, zp = {0};
+  pp_pool_t *pool;
+  foreign_t fl;
+
+  snprintf(env, sizeof(env), "{PP_BURN_IMPORT: \"%g\"}", O.burn_import);
+  printf("\n== zygote start: handler module burns %g s of CPU at import "
+         "(bench/handlers/burn_import.py)\n", O.burn_import);
+  foreign_begin(&fl);
+  /* The baseline and the zygote pool back to back, the long spawn last. */
+  if ((pool = open_pool_ex(1, 0, handler, env, 1, "spawn", &t1)) == NULL)
+    return -1;
+  pp_pool_close(pool);
+  if (zygote_pool("zygote", n, handler, env, &tz, &zc, &zg, &zp) != 0)
+    return -1;
+  if (zygote_pool("spawn", n, handler, env, &ts, &sc, &sg, NULL) != 0)
+    return -1;
+  double fload = foreign_end(&fl);
+
+  /* Notes are the same in every run (report.py shows the first run's):
+   * per-run numbers go in figures of their own. */
+  figure(scen, "spawn: 1 worker, pp_pool_open until ready", t1, "s",
+         "one import: the baseline");
+  snprintf(name, sizeof(name), "spawn: %d workers, pp_pool_open until ready",
+           n);
+  figure(scen, name, ts, "s", "%d imports at once on %ld CPUs", n,
+         sysconf(_SC_NPROCESSORS_ONLN));
+  snprintf(name, sizeof(name), "zygote: %d workers, pp_pool_open until ready",
+           n);
+  figure(scen, name, tz, "s", "one import in the zygote, then %d forks", n);
+#define MIB(x) ((x) / 1048576.0)
+  snprintf(name, sizeof(name), "spawn: %d workers, summed PSS", n);
+  figure(scen, name, MIB(sc.pss), "MiB", "after one call on each");
+  snprintf(name, sizeof(name), "zygote: %d workers, summed PSS", n);
+  figure(scen, name, MIB(zc.pss), "MiB", "after one call on each");
+  snprintf(name, sizeof(name), "spawn: %d workers, summed private memory", n);
+  figure(scen, name, MIB(sc.priv), "MiB",
+         "Private_Clean + Private_Dirty, after one call on each");
+  snprintf(name, sizeof(name), "zygote: %d workers, summed private memory",
+           n);
+  figure(scen, name, MIB(zc.priv), "MiB",
+         "Private_Clean + Private_Dirty, after one call on each");
+  figure(scen, "zygote: the zygote process itself, PSS", MIB(zp.pss), "MiB",
+         "not in the workers' sum");
+  snprintf(name, sizeof(name), "spawn: %d workers, summed PSS after gc", n);
+  figure(scen, name, MIB(sg.pss), "MiB",
+         "after a full gc.collect() in each (handler's gc_collect)");
+  snprintf(name, sizeof(name), "zygote: %d workers, summed PSS after gc", n);
+  figure(scen, name, MIB(zg.pss), "MiB",
+         "after a full gc.collect() in each (handler's gc_collect)");
+#undef MIB
+  foreign_report(scen, fload);
+  g_zyg_1 = t1;
+  g_zyg_spawn_n = ts;
+  g_zyg_n = tz;
+  if (sc.n == n && zc.n == n) {
+    g_zyg_pss_spawn = sc.pss;
+    g_zyg_pss = zc.pss;
+  }
+  if (sg.n == n && zg.n == n) {
+    g_zyg_pss_spawn_gc = sg.pss;
+    g_zyg_pss_gc = zg.pss;
   }
   return 0;
 }
@@ -1690,13 +1978,27 @@ static void targets(void) {
     p = result_get("latency_raw", "pool: pp_call");
   if (p && nalts > 0) {
     alt_t *al;
-    if ((al = alt_get("multiprocessing.Pool(2).apply")) && !al->skipped[0])
+    /* Each beside its ceiling: the alternative against the floor itself
+     * (JSON mode, same run), the most any pool over these pipes could
+     * show. */
+    f = result_get("latency_json", "floor: C driver <-> worker, blocking");
+    if ((al = alt_get("multiprocessing.Pool(2).apply")) && !al->skipped[0]) {
       target("2a", "multiprocessing.Pool.apply p50 >= 10x pp_call p50",
              al->p50_us, p->p50_us, "us", ">=", 10, NULL, NULL);
+      if (f)
+        target("2a*", "(info) ceiling: multiprocessing.Pool.apply p50 vs "
+               "floor p50", al->p50_us, f->p50_us, "us", "info", 0, NULL,
+               "JSON mode; a pool as fast as the floor would show this");
+    }
     if ((al = alt_get("ProcessPoolExecutor(2).submit.result")) &&
-        !al->skipped[0])
+        !al->skipped[0]) {
       target("2b", "ProcessPoolExecutor p50 >= 10x pp_call p50", al->p50_us,
              p->p50_us, "us", ">=", 10, NULL, NULL);
+      if (f)
+        target("2b*", "(info) ceiling: ProcessPoolExecutor p50 vs floor p50",
+               al->p50_us, f->p50_us, "us", "info", 0, NULL,
+               "JSON mode; a pool as fast as the floor would show this");
+    }
     if ((al = alt_get("erlang_port")) != NULL) {
       if (al->skipped[0])
         target("2c", "Erlang port p50 > pp_call p50", 0, 0, "us", ">=", 1,
@@ -1706,27 +2008,39 @@ static void targets(void) {
                "us", ">=", 1, NULL, NULL);
     }
   }
-  a = b = NULL;
-  for (int i = 0; i < nresults; i++) {
-    if (strcmp(results[i].scen, "many") != 0)
-      continue;
-    if (strstr(results[i].name, "pipelined"))
-      a = &results[i];
-    else if (strncmp(results[i].name, "pool:", 5) == 0)
-      b = &results[i];
-  }
-  if (a && b) {
-    snprintf(note, sizeof(note),
-             "pool at pipeline_depth %d%s; floor at depth %d", O.pool_depth,
-             O.pool_depth == 1 ? " (the core does not pipeline yet)" : "",
-             pick(O.depth, 16));
-    target("3", "64 callers x 2 workers >= 0.6x raw pipelined floor",
-           b->calls_s, a->calls_s, "calls/s", ">=", 0.6, NULL, note);
-    f = result_get("many", "floor: 2 workers x depth 1");
-    if (f)
-      target("3*", "(info) same, against the floor at depth 1", b->calls_s,
-             f->calls_s, "calls/s", ">=", 0.6, NULL,
-             "same depth as the pool runs today");
+  if (g_many_depth > 0) {
+    char suffix[48];
+    result_t *p1 = NULL;
+    a = b = f = NULL;
+    snprintf(suffix, sizeof(suffix), "x depth %d (pipelined)", g_many_depth);
+    for (int i = 0; i < nresults; i++) {
+      result_t *r = &results[i];
+      const char *d = strstr(r->name, "pipeline_depth ");
+      if (strcmp(r->scen, "many") != 0)
+        continue;
+      if (strncmp(r->name, "floor:", 6) == 0 && strstr(r->name, suffix))
+        a = r;
+      else if (strncmp(r->name, "floor:", 6) == 0 &&
+               strstr(r->name, "x depth 1") &&
+               strstr(r->name, "pipelined") == NULL)
+        f = r;
+      else if (d && atoi(d + 15) == g_many_pool_depth)
+        b = r;
+      if (d && atoi(d + 15) == 1)
+        p1 = r;
+    }
+    if (a && b) {
+      snprintf(note, sizeof(note),
+               "pool at worker.pipeline_depth %d, floor at %d in flight per "
+               "worker%s", g_many_pool_depth, g_many_depth,
+               g_many_pool_depth == g_many_depth ? "" : " (not the same depth)");
+      target("3", "64 callers x 2 workers >= 0.6x raw pipelined floor", 
+             b->calls_s, a->calls_s, "calls/s", ">=", 0.6, NULL, note);
+    }
+    if (p1 && f && p1 != b)
+      target("3*", "(info) without pipelining: pool at depth 1 vs floor at "
+             "depth 1", p1->calls_s, f->calls_s, "calls/s", "info", 0, NULL,
+             "reference: worker.pipeline_depth 1 (the default)");
   }
   a = result_get("cpu", "pool: 1 worker, 2 callers");
   b = result_get("cpu", "pool: 2 workers, 4 callers");
@@ -1744,8 +2058,34 @@ static void targets(void) {
     target("6", "pre-warm: 8 slow workers ready <= 1.15x one", g_prewarm_n,
            g_prewarm_1, "s", "<=", 1.15, NULL, note);
   }
-  target("7", "zygote start (worker.start: zygote)", 0, 0, "", "<=", 1.3,
-         "NOT IMPLEMENTED", "the core has no zygote start mode yet");
+  if (g_zyg_1 > 0) {
+    snprintf(note, sizeof(note),
+             "worker.start: zygote, %d workers vs one spawned worker, import "
+             "burns %g s of CPU", O.prewarm_workers, O.burn_import);
+    target("7a", "zygote: 8 CPU-heavy workers ready <= 1.3x one import",
+           g_zyg_n, g_zyg_1, "s", "<=", 1.3, NULL, note);
+    snprintf(note, sizeof(note), "%d spawned workers vs one, %ld CPUs; "
+             "issue 7: about 4x on 2 cores", O.prewarm_workers,
+             sysconf(_SC_NPROCESSORS_ONLN));
+    target("7*", "(info) spawn: 8 CPU-heavy workers ready vs one import",
+           g_zyg_spawn_n, g_zyg_1, "s", "info", 0, NULL, note);
+  }
+  if (g_zyg_pss > 0) {
+    snprintf(note, sizeof(note),
+             "%d workers each, after one call on each; smaps_rollup Pss of "
+             "the pids in pp_pool_status; zygote process not included",
+             O.prewarm_workers);
+    target("7b", "zygote: 8 workers' summed PSS <= 0.5x 8 spawned",
+           g_zyg_pss / 1048576.0, g_zyg_pss_spawn / 1048576.0, "MiB", "<=",
+           0.5, NULL, note);
+  }
+  if (g_zyg_pss_gc > 0)
+    target("7b*", "(info) same, after a full gc.collect() in every worker",
+           g_zyg_pss_gc / 1048576.0, g_zyg_pss_spawn_gc / 1048576.0, "MiB",
+           "info", 0, NULL,
+           "the handler's gc_collect command; the first full collection in a "
+           "forked worker touches what the zygote froze unless it stays "
+           "frozen");
   if (g_mem_worker >= 0) {
     long lease = core_sizeof("pp_lease_t");
     snprintf(note, sizeof(note),
@@ -1890,7 +2230,7 @@ int main(int argc, char **argv) {
   O.mode = "all";
   O.payload = 64;
   O.callers = O.workers = O.depth = -1;
-  O.pool_depth = 1;
+  O.pool_depth = -1; /* many: the floor's depth; elsewhere 1 */
   O.duration = 1.0;
   O.rounds = 10;
   O.proto = NULL;
@@ -1899,6 +2239,7 @@ int main(int argc, char **argv) {
   O.alternatives = 1;
   O.slow_start = 1.5;
   O.prewarm_workers = 8;
+  O.burn_import = 1.5;
   O.burn_ms = 1;
   O.pin = "auto";
   for (i = 1; i < argc; i++) {
@@ -1933,6 +2274,8 @@ int main(int argc, char **argv) {
       O.slow_start = atof(v);
     else if (ARG("--prewarm-workers"))
       O.prewarm_workers = atoi(v);
+    else if (ARG("--burn-import"))
+      O.burn_import = atof(v);
     else if (ARG("--burn-ms"))
       O.burn_ms = atof(v);
     else if (ARG("--only"))
@@ -1956,13 +2299,14 @@ int main(int argc, char **argv) {
   }
   if (O.rounds < 1)
     O.rounds = 1;
-  if (O.pool_depth < 1)
-    O.pool_depth = 1;
+  if (O.prewarm_workers < 1)
+    O.prewarm_workers = 1;
   if (O.waiters < 1)
     O.waiters = 1;
   all = is(O.mode, "all");
   if (!all && !is(O.mode, "latency") && !is(O.mode, "many") &&
       !is(O.mode, "cpu") && !is(O.mode, "big") && !is(O.mode, "prewarm") &&
+      !is(O.mode, "zygote") &&
       !is(O.mode, "memory") && !is(O.mode, "anatomy")) {
     fprintf(stderr, "ppbench: unknown mode %s\n", O.mode);
     usage(stderr);
@@ -2024,6 +2368,8 @@ int main(int argc, char **argv) {
     rc |= scen_big();
   if (all || is(O.mode, "prewarm"))
     rc |= scen_prewarm();
+  if (all || is(O.mode, "zygote"))
+    rc |= scen_zygote();
   if (is(O.mode, "anatomy"))
     rc |= scen_anatomy();
   loadavg("at end");

@@ -54,7 +54,7 @@ if ! perf stat -x, -e "$ev" true >/dev/null 2>&1; then
   counted=strace
 fi
 for spec in "latency floor" "latency pp_call" "latency lease" \
-            "many floor" "many pp_call"; do
+            "many floor" "many pipe" "many pp_call" "many pp_call_d1"; do
   set -- $spec
   tag=$1_$2
   if [ "$counted" = perf ]; then
@@ -82,8 +82,16 @@ cols = ["sys_enter", "read", "writev", "write", "poll", "rt_sigprocmask",
         "futex", "context-switches", "cpu-migrations"]
 print("| run | calls | " + " | ".join(cols) + " |")
 print("|---|---|" + "---|" * len(cols))
-for tag in ("latency_floor", "latency_pp_call", "latency_lease",
-            "many_floor", "many_pp_call"):
+labels = {
+    "latency_floor": "latency floor",
+    "latency_pp_call": "latency pp_call",
+    "latency_lease": "latency lease",
+    "many_floor": "many: floor, depth 1",
+    "many_pipe": "many: floor, depth 16 (pipelined)",
+    "many_pp_call": "many: 64 callers pp_call, pipeline_depth 16",
+    "many_pp_call_d1": "many: 64 callers pp_call, pipeline_depth 1",
+}
+for tag in labels:
     try:
         n = sum(json.loads(l).get("n", 0) for l in open(os.path.join(out, tag + ".json"))
                 if '"result"' in l)
@@ -101,7 +109,7 @@ for tag in ("latency_floor", "latency_pp_call", "latency_lease",
             if len(f) >= 5 and f[0][:1].isdigit():
                 row[f[-1]] = float(f[3])
         row["sys_enter"] = sum(row.values())
-    print("| %s | %d | %s |" % (tag.replace("_", " "), n, " | ".join(
+    print("| %s | %d | %s |" % (labels[tag], n, " | ".join(
         "%.2f" % (row.get(c, 0) / n) if n else "–" for c in cols)))
 EOF
 
@@ -123,7 +131,10 @@ EOF
 # ---- 4. instructions per call (callgrind)
 if command -v valgrind >/dev/null 2>&1; then
   for who in floor pp_call; do
-    valgrind --tool=callgrind --callgrind-out-file="$out/cg_$who.out" \
+    # PPBENCH_REEXEC=1: ppbench must not re-execute itself (to turn the
+    # glibc tcache off for its memory figures) under valgrind, whose
+    # /proc/self/exe is valgrind's own tool.
+    PPBENCH_REEXEC=1 valgrind --tool=callgrind --callgrind-out-file="$out/cg_$who.out" \
       "$bin" latency --only "$who" --duration 1 --rounds 1 >/dev/null 2>&1
   done
   callgrind_annotate --inclusive=yes --tree=calling "$out/cg_pp_call.out" \

@@ -4,14 +4,16 @@
 #
 # Every ratio is taken within one run (the pool and its baseline measured
 # side by side, in interleaved windows); RESULTS.md shows the median of the
-# runs' ratios and each run's.  About 2 minutes on 2 cores with the
-# defaults (a little more when it waits for a busy machine to calm down).
+# runs' ratios and each run's.  About 2.5 minutes on 2 cores with the
+# defaults, each run ~40 s (of which ~11 s are the zygote scenario's three
+# pools of a handler whose import burns 1.5 s of CPU), plus up to
+# QUIET_WAIT seconds before each run while a busy machine calms down.
 # Nothing here is a test: no timing assertion, exit status 0
 # whatever PASS/FAIL says (non-zero only when a scenario could not run).
 #
 # Environment: RUNS (3), DURATION (seconds per side per scenario, 1),
 # BUILD (build-bench), PYTHON (python3; resolved to realpath(sys.executable)
-# as the pool does), QUIET_WAIT (15), PPBENCH_ARGS (extra ppbench options).
+# as the pool does), QUIET_WAIT (10), PPBENCH_ARGS (extra ppbench options).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -40,12 +42,12 @@ busy_cpus() {
   echo $(((b1 - b0) * 100 * $(nproc) / (t1 - t0 + 1)))
 }
 
-# On a shared machine, wait (up to QUIET_WAIT seconds, default 15) for
+# On a shared machine, wait (up to QUIET_WAIT seconds, default 10) for
 # other processes to leave the CPUs alone before each run.  The load seen
 # while each scenario ran is in RESULTS.md either way.
 quiet() {
   waited=0 b=0
-  while [ "$waited" -lt "${QUIET_WAIT:-15}" ]; do
+  while [ "$waited" -lt "${QUIET_WAIT:-10}" ]; do
     b=$(busy_cpus)
     [ "$b" -lt 30 ] && return 0
     waited=$((waited + 1))

@@ -3,6 +3,7 @@
  * memory figures down.  Reads pool/internal.h; changes nothing. */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 
 #define P(t) printf("%s %zu\n", #t, sizeof(t))
@@ -17,5 +18,8 @@ int main(void) {
   P(pp__linebuf_t);
   P(uv_cond_t);
   P(pp_diag_t);
+  /* The blocking face's condition variable is inside the waiter record
+   * (not beside it on the caller's stack): its offset there. */
+  printf("pp__waiter_t.u.cond %zu\n", offsetof(pp__waiter_t, u.cond));
   return 0;
 }
