@@ -63,7 +63,8 @@ def _child(ctl, fds, module, raw, slot):
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
-        gc.unfreeze()
+        # Stay frozen: what the zygote imported is never collected here, so
+        # a full collection in the worker leaves those shared pages alone.
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         pw._orphan_proof()
