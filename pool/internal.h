@@ -283,7 +283,6 @@ struct pp_pool {
   uv_timer_t waiter_timer; /* earliest loop-waiter deadline */
   uint64_t waiter_due_ns;  /* when it is armed for, 0 = not armed */
   uv_thread_t loop_thread_id;
-  int on_loop_thread_known;
 
   pp_pool_state_t state;
   const pp__adapter_t *adapter;
@@ -374,7 +373,6 @@ struct pp_pool {
   uv_loop_t own_loop;
   uv_thread_t thread;
   uv_cond_t state_cond;    /* signalled on ready and on closed */
-  int closed;
   int begin_failed;        /* the loop thread could not start the pool */
   pp_diag_t begin_diag;
 

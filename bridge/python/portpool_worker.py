@@ -646,7 +646,6 @@ def _handler_names(module):
 
 
 def main(argv=None):
-    global _rfile, _max_reply
     _orphan_proof()
 
     for stream in (sys.stdout, sys.stderr):
