@@ -233,6 +233,7 @@ void pp__waiters_fail_all(pp_pool_t *pool, int status, const char *why) {
     pp__waiter_reason(w, "%s", why);
     pp__waiter_complete(w, status, NULL);
   }
+  pp__pipe_waiters_fail(pool, status, why);
 }
 
 /* Queue w (lock held).  The caller has checked max_waiters. */

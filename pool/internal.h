@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "queue.h"
 
+#include <semaphore.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -114,6 +115,11 @@ struct pp__proc {
   /* Loop-face output not yet written. */
   char *wbuf;
   size_t wlen, woff, wcap;
+  /* Pipelined requests not yet written (pbuf, appended under the lock) and
+   * the batch one thread is writing without it (psend). */
+  char *pbuf, *psend;
+  size_t plen, pcap, pscap;
+  int pwriting;
 
   uint32_t next_id;
   uint32_t orphan_id;  /* request whose lease ended before its reply */
@@ -135,15 +141,28 @@ enum {
   PP__H_PIDFD = 1 << 7
 };
 
-/* A pipelined call's place in its worker's ring. */
+/* A pipelined call, on its caller's stack (pipeline.c).  Fields are read
+ * and written under the pool lock, except `done` (atomic: the caller looks
+ * at it after its semaphore wakes it, without the lock) and the reply,
+ * which only the slot's reader fills while the call is in the ring. */
 struct pp__pcall {
-  pp__proc_t *proc;
-  uint32_t id;
-  int done;
-  int status;
+  pp__queue_t node;        /* in pool->pipe_queue while waiting for a place */
+  pp__proc_t *proc;        /* the worker it was written to, once placed */
+  const void *payload;
+  size_t len;
   pp_buf_t *reply;
   pp_diag_t *diag;
-  uv_cond_t cond;
+  uint64_t start_ns;       /* entry, for the wait and run histograms */
+  uint64_t deadline_ns;    /* request timeout, from placement; 0 = none */
+  uint32_t id;
+  int placed;              /* has a place in a ring */
+  int away;                /* its thread is out of the pool, in park() */
+  int parked;              /* ... and owed a post to wake it */
+  int timed;               /* ... in sem_timedwait (else sem_wait) */
+  int kicked;              /* woken to look for a place again */
+  int done;                /* atomic; status and reply are final */
+  int status;
+  sem_t sem;
 };
 
 /* A slot is a place for one worker; it outlives its processes. */
@@ -170,12 +189,11 @@ struct pp__slot {
   int removing;                /* scaled away: not restarted */
   int pinging;                 /* heartbeat PING out; not in the idle list */
   /* Pipelined one-shot calls in flight, oldest first: a ring of
-   * pipeline_depth places; only the caller at the head reads replies. */
-  struct pp__pcall *ring;
+   * pipeline_depth places.  One of their callers at a time reads replies
+   * for all of them (the reader). */
+  struct pp__pcall **ring;
   int ring_cap, ring_head, shared;
-  int reading;                 /* the head's caller is reading */
-  uv_mutex_t wlock;            /* keeps write order = id order */
-  int wlock_init;
+  struct pp__pcall *reader;    /* reads for the ring; NULL when empty */
   int missed;                  /* heartbeats missed in a row */
   pp_exit_kind_t last_exit;
   int last_exit_code;
@@ -312,7 +330,7 @@ struct pp_pool {
   int users;               /* threads inside blocking calls */
   int shared_calls;        /* pipelined calls in flight */
   int pipe_waiters;
-  uv_cond_t pipe_cond;     /* a pipelined place came free */
+  pp__queue_t pipe_queue;  /* pp__pcall waiting for a place, FIFO */
   uv_cond_t users_cond;
 
   /* quiescence */
@@ -469,6 +487,9 @@ int pp__proc_send(pp__proc_t *proc, uint8_t type, uint32_t id,
 int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
                             const void *payload, size_t len,
                             uint64_t deadline_ns);
+/* One write(2) of what fits now, SIGPIPE kept away: bytes written, or -1
+ * with errno (EAGAIN: the pipe is full). */
+ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len);
 /* Make room for `need` more bytes in rbuf.  Returns 0 or UV_ENOMEM. */
 int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need);
 size_t pp__proc_rbuf_want(const pp__proc_t *proc);
@@ -547,6 +568,10 @@ int pp__reply_store(pp_buf_t *reply, const char *p, size_t len);
 #define PP_PIPELINE_MAX_PAYLOAD 4096
 int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
                        pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
+/* A worker became idle (lock held): wake a call waiting for a place. */
+void pp__pipe_kick(pp_pool_t *pool);
+/* Fail every call waiting for a place (lock held): stop, drain, degraded. */
+void pp__pipe_waiters_fail(pp_pool_t *pool, int status, const char *why);
 
 /* ---- task.c */
 void pp__tasks_reap(pp_pool_t *pool);

@@ -1,37 +1,69 @@
 /* pipeline.c -- owns pipelined one-shot calls (worker.pipeline_depth > 1):
  * up to that many pp_call requests queued on one worker, answered in
- * order, without a hop through the loop.  Each call takes the next place
- * in its worker's ring and writes its request under the worker's write
- * lock, so write order is id order; only the call at the head of the ring
- * reads, and when its reply is in it hands the reading to the next one
- * (whose reply may already sit in the read buffer).  A lease still gets a
- * worker to itself: pipelined calls only use workers nobody leases. */
+ * order, without a hop through the loop.  A lease still gets a worker to
+ * itself: pipelined calls only use workers nobody leases.
+ *
+ * Each call lives on its caller's stack and sleeps on its own semaphore,
+ * once, until its reply is in its buffer.  The work is done by whichever
+ * callers are awake:
+ *   - a call takes a place in its worker's ring and appends its frame to
+ *     the worker's pending bytes; if nobody is writing, it writes them all
+ *     (requests that arrive meanwhile go out in the next batch);
+ *   - one call per ring is the reader: it reads every reply there is, fills
+ *     the callers' buffers, completes their calls (counters included, so a
+ *     woken caller returns without taking the pool lock), gives the freed
+ *     places to calls waiting for one, and writes their requests.  When its
+ *     own reply is in, it hands the reading to the newest call in the ring.
+ * So a call costs one sleep and one wake-up, and reads and writes are
+ * batched under load. */
 #include "internal.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static struct pp__pcall *place(pp__slot_t *slot, int k) {
-  return &slot->ring[(slot->ring_head + k) % slot->ring_cap];
+  return slot->ring[(slot->ring_head + k) % slot->ring_cap];
+}
+
+static int done(struct pp__pcall *c) {
+  return __atomic_load_n(&c->done, __ATOMIC_ACQUIRE);
 }
 
 static int ring_init(pp__slot_t *slot, int depth) {
-  int i;
-
   if (slot->ring)
     return slot->ring_cap >= depth ? 0 : UV_EINVAL;
   slot->ring = calloc((size_t)depth, sizeof(*slot->ring));
   if (slot->ring == NULL)
     return UV_ENOMEM;
-  for (i = 0; i < depth; i++)
-    uv_cond_init(&slot->ring[i].cond);
   slot->ring_cap = depth;
   slot->ring_head = slot->shared = 0;
-  if (!slot->wlock_init) {
-    uv_mutex_init(&slot->wlock);
-    slot->wlock_init = 1;
-  }
   return 0;
+}
+
+/* Can slot take one more pipelined call?  `own`: the slot is busy with
+ * pipelined calls (its reader asks), else it must be idle. */
+static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth, int own) {
+  pp__proc_t *proc = slot->proc;
+
+  if (slot->removing || proc == NULL || proc->dead || !proc->hello ||
+      slot->lease != NULL || slot->pinging)
+    return 0;
+  if (slot->shared == 0 && !own)
+    return slot->state == PP_WORKER_IDLE;
+  /* Let the ring drain, so that the worker goes through pp__slot_release:
+   * to a waiting lease, to its ready replacement, or to be recycled. */
+  if (pool->nwaiters > 0 || (slot->next && slot->next->hello) ||
+      (proc->max_requests &&
+       proc->requests + (uint64_t)slot->shared >= proc->max_requests))
+    return 0;
+  if (slot->shared >= depth || slot->ring_cap < depth)
+    return 0;
+  /* Never queue behind calls to a process that has been replaced. */
+  return slot->shared == 0 || place(slot, 0)->proc == proc;
 }
 
 /* The worker with the fewest calls queued, below the depth; an idle one
@@ -42,15 +74,7 @@ static pp__slot_t *pick(pp_pool_t *pool, int depth) {
 
   for (i = 0; i < pool->nslots; i++) {
     slot = pool->slots[i];
-    if (slot->removing || slot->proc == NULL || slot->proc->dead ||
-        !slot->proc->hello || slot->lease != NULL || slot->pinging)
-      continue;
-    if (slot->shared == 0 && slot->state != PP_WORKER_IDLE)
-      continue;
-    if (slot->shared >= depth || (slot->ring && slot->ring_cap < depth))
-      continue;
-    /* Never queue behind calls to a process that has been replaced. */
-    if (slot->shared > 0 && place(slot, 0)->proc != slot->proc)
+    if (!usable(pool, slot, depth, 0))
       continue;
     if (best == NULL || slot->shared < best->shared)
       best = slot;
@@ -60,190 +84,556 @@ static pp__slot_t *pick(pp_pool_t *pool, int depth) {
   return best;
 }
 
-/* Every call still queued on slot fails with its code (lock held). */
-static void fail_all(pp__slot_t *slot, int status, const char *why) {
-  struct pp__pcall *c;
+/* Append c's frame to the worker's pending bytes. */
+static int pend(pp__proc_t *proc, struct pp__pcall *c) {
+  size_t need = proc->plen + PP_FRAME_HEADER + c->len, cap;
+  char *p;
 
-  while (slot->shared > 0) {
-    c = place(slot, 0);
-    c->done = 1;
-    c->status = status;
-    pp__diag_set(c->diag, "%s", why);
-    uv_cond_signal(&c->cond);
-    slot->ring_head = (slot->ring_head + 1) % slot->ring_cap;
-    slot->shared--;
+  if (need > proc->pcap) {
+    cap = proc->pcap ? proc->pcap : 1024;
+    while (cap < need)
+      cap *= 2;
+    if ((p = realloc(proc->pbuf, cap)) == NULL)
+      return UV_ENOMEM;
+    proc->pbuf = p;
+    proc->pcap = cap;
   }
+  pp_frame_header(proc->pbuf + proc->plen, PP_FRAME_REQUEST, 0, c->id,
+                  (uint32_t)c->len);
+  if (c->len)
+    memcpy(proc->pbuf + proc->plen + PP_FRAME_HEADER, c->payload, c->len);
+  proc->plen = need;
+  return 0;
 }
 
-/* The call at the head reads one frame for itself (lock held on entry and
- * exit; released while reading). */
-static void read_head(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
-                      uint64_t deadline, uint64_t ms) {
-  struct pp__pcall *c = place(slot, 0);
-  pp_frame_t f;
-  long used;
-  int r = 0;
+/* Give c the next place in slot's ring (lock held; ring_init done). */
+static int place_call(pp_pool_t *pool, pp__slot_t *slot, struct pp__pcall *c) {
+  pp__proc_t *proc = slot->proc;
+  uint64_t now = pp__now_ns();
+  int k, r;
 
-  slot->reading = 1;
-  pp__unlock(pool);
-  used = pp__read_frame(proc, deadline, &f);
-  if (used > 0) {
-    if ((f.type != PP_FRAME_REPLY && f.type != PP_FRAME_ERROR) ||
-        f.id != c->id)
-      r = PP_EPROTO;
-    else if (pp__reply_store(c->reply, f.payload, f.len) != 0)
-      r = UV_ENOMEM;
-    else if (f.type == PP_FRAME_ERROR)
-      r = PP_EHANDLER;
-  } else {
-    r = (int)used;
-  }
-  if (r == PP_ECRASHED)
-    pp__wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
-  pp__lock(pool);
-  slot->reading = 0;
-  if (used > 0) {
-    memmove(proc->rbuf, proc->rbuf + used, proc->rlen - (size_t)used);
-    proc->rlen -= (size_t)used;
-  }
-  switch (r) {
-  case 0:
-  case PP_EHANDLER:
-  case UV_ENOMEM:
-    c->done = 1;
-    c->status = r;
-    if (r == PP_EHANDLER)
-      pp__diag_set(c->diag, "handler raised an exception");
-    slot->ring_head = (slot->ring_head + 1) % slot->ring_cap;
-    slot->shared--;
-    proc->requests++;
-    slot->requests_total++;
-    if (r != 0)
-      pool->errors++;
-    /* The next call in line reads now. */
-    if (slot->shared > 0)
-      uv_cond_signal(&place(slot, 0)->cond);
-    break;
-  case PP_ETIMEDOUT:
-    pool->errors += (uint64_t)slot->shared;
-    pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
-    c->done = 1;
-    c->status = PP_ETIMEDOUT;
-    pp__diag_set(c->diag, "request timed out after %llums; worker %d replaced",
-                 (unsigned long long)ms, slot->id);
-    slot->ring_head = (slot->ring_head + 1) % slot->ring_cap;
-    slot->shared--;
-    fail_all(slot, PP_ECRASHED, "worker replaced: a request ahead timed out");
-    break;
-  default:
-    pool->errors += (uint64_t)slot->shared;
-    if (r == PP_EPROTO)
-      pp__proc_fail(proc, PP_EXIT_PROTOCOL,
-                    "reply is not a valid frame for this request");
-    else if (!proc->exited)
-      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "worker closed its reply pipe");
-    fail_all(slot, r == PP_EPROTO ? PP_EPROTO : PP_ECRASHED,
-             proc->detail[0] ? proc->detail : "worker died");
-    break;
-  }
-}
-
-int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
-                       pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag) {
-  int depth = pool->cfg->pipeline_depth, r, k;
-  uint64_t start, deadline = 0, ms, wait_until, now;
-  struct pp__pcall *c;
-  pp__slot_t *slot;
-  pp__proc_t *proc;
-
-  if (reply)
-    reply->len = 0;
-  start = pp__now_ns();
-  wait_until = start + (uint64_t)(timeout_ms < 0 ? (int64_t)pool->cfg->checkout_timeout_ms
-                                                 : timeout_ms) *
-                           1000000ull;
-  pp__lock(pool);
-  pool->users++;
-  for (;;) {
-    if (pool->stopping || pool->draining ||
-        pool->state == PP_POOL_DEGRADED) {
-      r = pp__checkout_unavailable(pool, diag);
-      goto out;
-    }
-    if ((slot = pick(pool, depth)) != NULL)
-      break;
-    now = pp__now_ns();
-    if (now >= wait_until) {
-      pool->timeouts++;
-      r = pp__checkout_unavailable(pool, diag);
-      goto out;
-    }
-    pool->pipe_waiters++;
-    uv_cond_timedwait(&pool->pipe_cond, &pool->lock, wait_until - now);
-    pool->pipe_waiters--;
-  }
-  if ((r = ring_init(slot, depth)) != 0)
-    goto out;
-  proc = slot->proc;
+  c->id = ++proc->next_id;
+  if ((r = pend(proc, c)) != 0)
+    return r;
   if (slot->shared == 0) {
     pp__queue_remove(&slot->idle_node);
     slot->state = PP_WORKER_BUSY;
   }
   k = slot->shared++;
+  slot->ring[(slot->ring_head + k) % slot->ring_cap] = c;
+  c->proc = proc;
+  c->placed = 1;
+  pp__proc_ref(proc);
+  if (pool->cfg->request_timeout_ms)
+    c->deadline_ns = now + pool->cfg->request_timeout_ms * 1000000ull;
   pool->shared_calls++;
   pool->checkouts++;
   pool->requests++;
-  pp__histo_add(&pool->h_wait, (pp__now_ns() - start) / 1000);
-  c = place(slot, k);
-  c->id = ++proc->next_id;
-  c->done = 0;
-  c->status = 0;
-  c->reply = reply;
-  c->diag = diag;
-  c->proc = proc;
-  pp__proc_ref(proc);
+  pp__histo_add(&pool->h_wait, (now - c->start_ns) / 1000);
   pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid, 0,
             0, k, "pipelined");
-  ms = pool->cfg->request_timeout_ms;
-  if (ms)
-    deadline = pp__now_ns() + ms * 1000000ull;
-  /* Write in id order: the write lock is taken before the pool lock is
-   * released, so the next call's write waits for ours. */
-  uv_mutex_lock(&slot->wlock);
+  return 0;
+}
+
+/* Threads to wake once the lock is released: a futex wake-up is a system
+ * call, and the woken thread should not find the lock taken. */
+#define PP__WAKE_BATCH 64
+typedef struct {
+  struct pp__pcall *c[PP__WAKE_BATCH];
+  int n;
+} wakes_t;
+
+/* Wake c's thread if it sleeps (lock held): now, or through w after the
+ * unlock.  Every post matches one park (parked goes to 0 here), so a
+ * thread in sem_wait wakes only for its own post, and may then return and
+ * destroy the semaphore at once; a thread in sem_timedwait can wake by the
+ * clock, so its post is made before the lock is released (see park). */
+static void wake(struct pp__pcall *c, wakes_t *w) {
+  if (!c->parked)
+    return;
+  c->parked = 0;
+  if (w && !c->timed && w->n < PP__WAKE_BATCH)
+    w->c[w->n++] = c;
+  else
+    sem_post(&c->sem);
+}
+
+static void wakes_post(wakes_t *w) {
+  int i;
+
+  for (i = 0; i < w->n; i++)
+    sem_post(&w->c[i]->sem);
+  w->n = 0;
+}
+
+/* c is finished (lock held): its counters, and its thread is woken.  A
+ * thread that is awake in the pool (the reader, a writer) sees `done`
+ * itself and leaves on its own. */
+static void finish(pp_pool_t *pool, struct pp__pcall *c, int status,
+                   uint64_t now, wakes_t *w) {
+  c->status = status;
+  if (c->placed) {
+    pp__histo_add(&pool->h_run, (now - c->start_ns) / 1000);
+    pool->shared_calls--;
+    pool->checkins++;
+    if (status != 0)
+      pool->errors++;
+    pp__proc_unref(c->proc);
+  }
+  /* A thread out of the pool returns without coming back in: it has left
+   * already, as far as pp_pool_close is concerned. */
+  if (c->away)
+    pp__users_leave(pool);
+  /* A timed sleeper can see `done` without its post (woken by the clock):
+   * post first, so that it never returns before sem_post has. */
+  if (c->timed)
+    wake(c, NULL);
+  __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+  wake(c, w);
+}
+
+/* The head call leaves the ring (lock held). */
+static struct pp__pcall *pop(pp__slot_t *slot) {
+  struct pp__pcall *c = place(slot, 0);
+
+  slot->ring_head = (slot->ring_head + 1) % slot->ring_cap;
+  slot->shared--;
+  if (slot->reader == c)
+    slot->reader = NULL;
+  return c;
+}
+
+/* Every call still queued on slot fails (lock held). */
+static void fail_all(pp_pool_t *pool, pp__slot_t *slot, int status,
+                     const char *why) {
+  uint64_t now = pp__now_ns();
+  struct pp__pcall *c;
+
+  while (slot->shared > 0) {
+    c = pop(slot);
+    pp__diag_set(c->diag, "%s", why);
+    finish(pool, c, status, now, NULL);
+  }
+  slot->reader = NULL;
+}
+
+/* Write n bytes (lock not held).  When the pipe is full the worker is
+ * behind; if we are the ring's reader we keep reading replies while we
+ * wait, or a worker blocked on a full reply pipe would never read ours. */
+static int write_batch(pp_pool_t *pool, pp__proc_t *proc,
+                       struct pp__pcall *self, const char *p, size_t n) {
+  uint64_t ms = pool->cfg->request_timeout_ms, deadline = 0, now;
+  struct pollfd fds[2];
+  int reader, slice;
+  ssize_t w;
+
+  while (n > 0) {
+    w = pp__proc_write_once(proc, p, n);
+    if (w > 0) {
+      p += w;
+      n -= (size_t)w;
+      continue;
+    }
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0 && errno != EAGAIN)
+      return PP_ECRASHED;
+    now = pp__now_ns();
+    if (ms && deadline == 0)
+      deadline = now + ms * 1000000ull;
+    if (deadline && now >= deadline)
+      return PP_ETIMEDOUT;
+    pp__lock(pool);
+    reader = proc->slot->reader == self;
+    pp__unlock(pool);
+    /* Not the reader: look again every 100 ms, in case we become it. */
+    slice = reader ? -1 : 100;
+    if (deadline) {
+      int left = (int)((deadline - now + 999999) / 1000000);
+      slice = slice < 0 || left < slice ? left : slice;
+    }
+    fds[0].fd = proc->req_fd;
+    fds[0].events = POLLOUT;
+    fds[1].fd = proc->rep_fd;
+    fds[1].events = POLLIN;
+    if (poll(fds, reader ? 2 : 1, slice) < 0 && errno != EINTR)
+      return PP_ECRASHED;
+    if (reader && (fds[1].revents & (POLLIN | POLLHUP))) {
+      if (pp__proc_rbuf_reserve(proc, 65536) != 0)
+        return UV_ENOMEM;
+      w = read(proc->rep_fd, proc->rbuf + proc->rlen, proc->rcap - proc->rlen);
+      if (w == 0)
+        return PP_ECRASHED;
+      if (w > 0)
+        proc->rlen += (size_t)w;
+    }
+  }
+  return 0;
+}
+
+/* Write the worker's pending requests, batch after batch, unless another
+ * thread is at it (lock held on entry and exit, released while writing). */
+static void flush(pp_pool_t *pool, pp__proc_t *proc, struct pp__pcall *self) {
+  size_t n, cap;
+  char *p;
+  int r;
+
+  if (proc->pwriting)
+    return;
+  pp__proc_ref(proc);
+  while (proc->plen > 0 && !proc->dead) {
+    p = proc->psend;
+    cap = proc->pscap;
+    proc->psend = proc->pbuf;
+    proc->pscap = proc->pcap;
+    proc->pbuf = p;
+    proc->pcap = cap;
+    n = proc->plen;
+    proc->plen = 0;
+    proc->pwriting = 1;
+    pp__unlock(pool);
+    r = write_batch(pool, proc, self, proc->psend, n);
+    pp__lock(pool);
+    proc->pwriting = 0;
+    if (r != 0 && !proc->dead) {
+      /* The reader sees the exit and fails every call in the ring. */
+      if (r == PP_ETIMEDOUT)
+        pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request pipe full past "
+                                             "request_timeout");
+      else
+        pp__proc_fail(proc, PP_EXIT_NONE, "request pipe closed");
+    }
+  }
+  if (proc->dead)
+    proc->plen = 0;
+  pp__proc_unref(proc);
+}
+
+static void dequeue(pp_pool_t *pool, struct pp__pcall *c) {
+  if (!pp__queue_empty(&c->node)) {
+    pp__queue_remove(&c->node);
+    pool->pipe_waiters--;
+  }
+}
+
+/* Read more reply bytes (lock not held): > 0, or PP_ETIMEDOUT, PP_ECRASHED,
+ * UV_ENOMEM.  Reads first: under load the reply is already there. */
+static long read_more(pp__proc_t *proc, uint64_t deadline_ns) {
+  struct pollfd p[2];
+  uint64_t now;
+  ssize_t n;
+  int ms, r, reaped = 0;
+
+  if (pp__proc_rbuf_reserve(proc, pp__proc_rbuf_want(proc)) != 0)
+    return UV_ENOMEM;
+  for (;;) {
+    n = read(proc->rep_fd, proc->rbuf + proc->rlen, proc->rcap - proc->rlen);
+    if (n > 0) {
+      proc->rlen += (size_t)n;
+      return (long)n;
+    }
+    if (n == 0 || (errno != EINTR && errno != EAGAIN) || reaped)
+      return PP_ECRASHED;
+    if (errno == EINTR)
+      continue;
+    ms = -1;
+    if (deadline_ns) {
+      now = pp__now_ns();
+      if (now >= deadline_ns)
+        return PP_ETIMEDOUT;
+      ms = (int)((deadline_ns - now + 999999) / 1000000);
+    }
+    p[0].fd = proc->rep_fd;
+    p[0].events = POLLIN;
+    p[1].fd = proc->wake_fd;
+    p[1].events = POLLIN;
+    r = poll(p, 2, ms);
+    if (r < 0 && errno != EINTR)
+      return PP_ECRASHED;
+    /* The process was reaped: read once more, for a reply written just
+     * before it died. */
+    if (r > 0 && (p[1].revents & POLLIN))
+      reaped = 1;
+  }
+}
+
+/* Give slot's free places to the calls waiting for one (lock held). */
+static void admit(pp_pool_t *pool, pp__slot_t *slot, int depth) {
+  struct pp__pcall *c;
+
+  while (!pp__queue_empty(&pool->pipe_queue) && usable(pool, slot, depth, 1)) {
+    c = pp__container_of(pool->pipe_queue.next, struct pp__pcall, node);
+    dequeue(pool, c);
+    if (place_call(pool, slot, c) != 0)
+      finish(pool, c, UV_ENOMEM, 0, NULL);
+  }
+}
+
+/* The reader's turn (lock held on entry and exit; released while reading).
+ * Completes at least one call, or fails them all. */
+static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
+                      struct pp__pcall *self) {
+  uint32_t max = pool->cfg->max_frame;
+  int n = slot->shared, got = 0, r = 0, depth = pool->cfg->pipeline_depth;
+  uint64_t deadline = place(slot, 0)->deadline_ns, now;
+  size_t off = 0;
+  wakes_t w;
+  struct pp__pcall *c;
+  pp_frame_t f;
+  long used;
+
+  pp__proc_ref(proc);
   pp__unlock(pool);
-  r = pp__proc_write_blocking(proc, PP_FRAME_REQUEST, c->id, payload, len,
-                              deadline);
-  uv_mutex_unlock(&slot->wlock);
+  /* The first n calls of the ring stay put while we read: only the reader
+   * removes calls, and new ones go in behind them. */
+  for (;;) {
+    while (got < n && off < proc->rlen) {
+      used = pp_frame_decode(proc->rbuf + off, proc->rlen - off, max, &f);
+      if (used == 0)
+        break;
+      c = place(slot, got);
+      if (used < 0 || (f.type != PP_FRAME_REPLY && f.type != PP_FRAME_ERROR) ||
+          f.id != c->id) {
+        r = PP_EPROTO;
+        break;
+      }
+      if (pp__reply_store(c->reply, f.payload, f.len) != 0)
+        c->status = UV_ENOMEM;
+      else
+        c->status = f.type == PP_FRAME_ERROR ? PP_EHANDLER : 0;
+      off += (size_t)used;
+      got++;
+    }
+    if (got > 0 || r != 0)
+      break;
+    used = read_more(proc, deadline);
+    if (used < 0) {
+      r = (int)used;
+      break;
+    }
+  }
+  if (off > 0) {
+    memmove(proc->rbuf, proc->rbuf + off, proc->rlen - off);
+    proc->rlen -= off;
+  }
+  if (r == PP_ECRASHED)
+    pp__wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
+  now = pp__now_ns();
+  w.n = 0;
   pp__lock(pool);
-  if (r != 0 && !c->done) {
-    pp__proc_fail(proc, PP_EXIT_NONE, "request pipe closed");
-    /* The head's reader sees the exit and fails every queued call. */
+  while (got-- > 0) {
+    c = pop(slot);
+    proc->requests++;
+    slot->requests_total++;
+    if (c->status == PP_EHANDLER)
+      pp__diag_set(c->diag, "handler raised an exception");
+    finish(pool, c, c->status, now, &w);
   }
-  while (!c->done) {
-    if (place(slot, 0) == c && !slot->reading && slot->proc == proc) {
-      read_head(pool, slot, proc, deadline, ms);
-      continue;
-    }
-    if (slot->proc != proc && !slot->reading) {
-      /* Replaced under us and nobody reads: fail what is left. */
-      fail_all(slot, PP_ECRASHED, proc->detail[0] ? proc->detail
-                                                  : "worker replaced");
-      continue;
-    }
-    uv_cond_wait(&c->cond, &pool->lock);
+  switch (r) {
+  case 0:
+    break;
+  case PP_ETIMEDOUT:
+    pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
+    c = pop(slot);
+    pp__diag_set(c->diag, "request timed out after %llums; worker %d replaced",
+                 (unsigned long long)pool->cfg->request_timeout_ms, slot->id);
+    finish(pool, c, PP_ETIMEDOUT, now, NULL);
+    fail_all(pool, slot, PP_ECRASHED,
+             "worker replaced: a request ahead timed out");
+    break;
+  default:
+    if (r == PP_EPROTO)
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL,
+                    "reply is not a valid frame for this request");
+    else if (!proc->exited)
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "worker closed its reply pipe");
+    fail_all(pool, slot, r == PP_EPROTO ? PP_EPROTO : PP_ECRASHED,
+             proc->detail[0] ? proc->detail : "worker died");
+    break;
   }
-  r = c->status;
-  pp__histo_add(&pool->h_run, (pp__now_ns() - start) / 1000);
-  pool->shared_calls--;
-  pool->checkins++;
+  if (slot->proc == proc && !proc->dead)
+    admit(pool, slot, depth);
+  if (slot->shared > 0 && slot->reader == NULL) {
+    /* The newest call reads next: its turn covers every reply before its
+     * own, so the reading changes hands about once per ring. */
+    slot->reader = place(slot, slot->shared - 1);
+    wake(slot->reader, &w);
+  }
   if (slot->shared == 0 && slot->proc == proc && !proc->dead)
     pp__slot_release(slot);
-  if (pool->pipe_waiters > 0)
-    uv_cond_signal(&pool->pipe_cond);
   pp__quiesce_poke(pool);
+  /* The worker's next requests first, then the callers' wake-ups. */
+  if (slot->proc == proc && !proc->dead && proc->plen > 0)
+    flush(pool, proc, self);
+  if (w.n > 0) {
+    pp__unlock(pool);
+    wakes_post(&w);
+    pp__lock(pool);
+  }
   pp__proc_unref(proc);
-out:
+}
+
+void pp__pipe_kick(pp_pool_t *pool) {
+  struct pp__pcall *c;
+  pp__queue_t *q;
+
+  pp__queue_foreach(q, &pool->pipe_queue) {
+    c = pp__container_of(q, struct pp__pcall, node);
+    if (c->kicked)
+      continue;
+    c->kicked = 1;
+    wake(c, NULL);
+    return;
+  }
+}
+
+void pp__pipe_waiters_fail(pp_pool_t *pool, int status, const char *why) {
+  struct pp__pcall *c;
+
+  while (!pp__queue_empty(&pool->pipe_queue)) {
+    c = pp__container_of(pool->pipe_queue.next, struct pp__pcall, node);
+    dequeue(pool, c);
+    pp__diag_set(c->diag, "%s", why);
+    finish(pool, c, status, 0, NULL);
+  }
+  pp__quiesce_poke(pool);
+}
+
+/* Sleep until woken or until deadline_ns (0 = no limit); lock released
+ * meanwhile.  Returns 1 when the call is done (the lock NOT retaken: the
+ * caller returns at once), 0 with the lock held again.  Waits in slices of
+ * at most a second, so a step of the wall clock (sem_timedwait's clock)
+ * costs at most that; the caller looks at its state again either way. */
+static int park(pp_pool_t *pool, struct pp__pcall *c, uint64_t deadline_ns) {
+  struct timespec ts;
+  uint64_t left;
+  int posted = 1;
+
+  c->away = c->parked = 1;
+  c->timed = deadline_ns != 0;
+  pp__unlock(pool);
+  if (deadline_ns == 0) {
+    while (sem_wait(&c->sem) != 0 && errno == EINTR)
+      ;
+  } else {
+    left = deadline_ns > pp__now_ns() ? deadline_ns - pp__now_ns() : 0;
+    if (left > 1000000000ull)
+      left = 1000000000ull;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(left / 1000000000ull);
+    ts.tv_nsec += (long)(left % 1000000000ull);
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    while ((posted = sem_timedwait(&c->sem, &ts) == 0) == 0 && errno == EINTR)
+      ;
+  }
+  if (done(c))
+    return 1;
+  pp__lock(pool);
+  if (done(c)) {
+    /* Finished while we took the lock: finish() saw us away and left the
+     * pool for us. */
+    pp__unlock(pool);
+    return 1;
+  }
+  c->away = 0;
+  if (!posted && !c->parked) {
+    /* Posted (under the lock, being timed) after the clock woke us: take
+     * that post now, so it cannot end a later sem_wait early. */
+    while (sem_wait(&c->sem) != 0 && errno == EINTR)
+      ;
+  }
+  c->parked = 0;
+  return 0;
+}
+
+int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
+                       pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag) {
+  int depth = pool->cfg->pipeline_depth, r = 0;
+  struct pp__pcall c;
+  uint64_t wait_until;
+  pp__slot_t *slot;
+
+  if (reply)
+    reply->len = 0;
+  memset(&c, 0, sizeof(c));
+  c.payload = payload;
+  c.len = len;
+  c.reply = reply;
+  c.diag = diag;
+  c.start_ns = pp__now_ns();
+  pp__queue_init(&c.node);
+  wait_until = c.start_ns + (uint64_t)(timeout_ms < 0
+                                           ? (int64_t)pool->cfg->checkout_timeout_ms
+                                           : timeout_ms) *
+                                1000000ull;
+  if (sem_init(&c.sem, 0, 0) != 0)
+    return UV_ENOMEM;
+  pp__lock(pool);
+  pool->users++;
+  /* A place: at once if there is one and nobody waits before us; else in
+   * FIFO order, given by a reader that freed one (the request is written
+   * for us) or by a kick when a worker turns idle (we take it here). */
+  while (!c.placed) {
+    if (pool->stopping || pool->draining || pool->state == PP_POOL_DEGRADED) {
+      dequeue(pool, &c);
+      r = pp__checkout_unavailable(pool, diag);
+      goto leave;
+    }
+    if ((c.kicked || pp__queue_empty(&pool->pipe_queue)) &&
+        (slot = pick(pool, depth)) != NULL) {
+      dequeue(pool, &c);
+      if ((r = ring_init(slot, depth)) != 0 ||
+          (r = place_call(pool, slot, &c)) != 0)
+        goto leave;
+      break;
+    }
+    c.kicked = 0;
+    if (pp__now_ns() >= wait_until) {
+      dequeue(pool, &c);
+      pool->timeouts++;
+      r = pp__checkout_unavailable(pool, diag);
+      goto leave;
+    }
+    if (pp__queue_empty(&c.node)) {
+      pp__queue_insert_tail(&pool->pipe_queue, &c.node);
+      pool->pipe_waiters++;
+      pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, 0,
+                pool->pipe_waiters, "pipelined");
+    }
+    if (park(pool, &c, wait_until))
+      goto done;
+  }
+  /* Woken by a kick: more places may be free (or, placed by a reader, the
+   * kick was for another worker turning idle): pass it on. */
+  if (c.kicked && pool->pipe_waiters > 0)
+    pp__pipe_kick(pool);
+  slot = c.proc->slot;
+  if (slot->reader == NULL)
+    slot->reader = &c;
+  flush(pool, c.proc, &c);
+  /* Wait for the reply; read when it is our turn. */
+  while (!done(&c)) {
+    if (slot->reader == NULL)
+      slot->reader = &c;
+    if (slot->reader == &c) {
+      read_turn(pool, slot, c.proc, &c);
+      continue;
+    }
+    if (park(pool, &c, 0))
+      goto done;
+  }
+leave:
+  if (r != 0 && !c.placed)
+    pp__trace(pool, PP_TRACE_CHECKOUT_FAIL, -1, 0, 0, 0, 0, r, "pipelined");
+  pp__quiesce_poke(pool);
   pp__users_leave(pool);
   pp__unlock(pool);
+done:
+  if (done(&c))
+    r = c.status;
+  sem_destroy(&c.sem);
   return r;
 }

@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +16,24 @@
 
 static void stop_check_done(pp_pool_t *pool);
 static void on_async(uv_async_t *a);
+
+/* The pool lock is held for short steps by many threads; spinning a
+ * little before sleeping saves a futex round trip when it is busy. */
+static void pp__mutex_init_adaptive(uv_mutex_t *m) {
+#if defined(PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP)
+  pthread_mutexattr_t a;
+
+  if (pthread_mutexattr_init(&a) == 0) {
+    if (pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP) == 0 &&
+        pthread_mutex_init(m, &a) == 0) {
+      pthread_mutexattr_destroy(&a);
+      return;
+    }
+    pthread_mutexattr_destroy(&a);
+  }
+#endif
+  uv_mutex_init(m);
+}
 
 void pp__lock(pp_pool_t *pool) { uv_mutex_lock(&pool->lock); }
 void pp__unlock(pp_pool_t *pool) { uv_mutex_unlock(&pool->lock); }
@@ -172,6 +191,8 @@ void pp__slot_release(pp__slot_t *slot) {
     pp__queue_insert_head(&pool->idle, &slot->idle_node);
   else
     pp__queue_insert_tail(&pool->idle, &slot->idle_node);
+  if (pool->pipe_waiters > 0)
+    pp__pipe_kick(pool);
 }
 
 void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why) {
@@ -569,13 +590,7 @@ pp__slot_t *pp__slot_new(pp_pool_t *pool, int id) {
 }
 
 static void slot_free(pp__slot_t *slot) {
-  int i;
-
-  for (i = 0; slot->ring && i < slot->ring_cap; i++)
-    uv_cond_destroy(&slot->ring[i].cond);
   free(slot->ring);
-  if (slot->wlock_init)
-    uv_mutex_destroy(&slot->wlock);
   free(slot->crash_times);
   free(slot->stderr_tail);
   free(slot);
@@ -626,7 +641,6 @@ static void pool_free(pp_pool_t *pool) {
   uv_cond_destroy(&pool->state_cond);
   uv_cond_destroy(&pool->users_cond);
   uv_cond_destroy(&pool->quiesce_cond);
-  uv_cond_destroy(&pool->pipe_cond);
   uv_mutex_destroy(&pool->lock);
   free(pool);
 }
@@ -651,11 +665,11 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   }
   if (opts)
     pool->opts = *opts;
-  uv_mutex_init(&pool->lock);
+  pp__mutex_init_adaptive(&pool->lock);
   uv_cond_init(&pool->state_cond);
   uv_cond_init(&pool->users_cond);
   uv_cond_init(&pool->quiesce_cond);
-  uv_cond_init(&pool->pipe_cond);
+  pp__queue_init(&pool->pipe_queue);
   pp__queue_init(&pool->task_list);
   pp__queue_init(&pool->idle);
   pp__queue_init(&pool->waiters);

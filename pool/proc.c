@@ -46,6 +46,8 @@ void pp__proc_unref(pp__proc_t *proc) {
     close(proc->wake_fd);
   free(proc->rbuf);
   free(proc->wbuf);
+  free(proc->pbuf);
+  free(proc->psend);
   free(proc);
   pool->live--;
   if (pool->stopping && pool->live <= pool->nzygotes)
@@ -382,22 +384,14 @@ static int poll_until(int fd, short events, uint64_t deadline_ns) {
   }
 }
 
-int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
-                            const void *payload, size_t len,
-                            uint64_t deadline_ns) {
-  char hdr[PP_FRAME_HEADER];
-  struct iovec iov[2];
-  int n = len > 0 ? 2 : 1;
+/* Write every byte of iov[0..n), blocking with poll on EAGAIN. */
+static int write_iov(pp__proc_t *proc, struct iovec *iov, int n,
+                     uint64_t deadline_ns) {
   ssize_t w;
   int r;
 
-  pp_frame_header(hdr, type, 0, id, (uint32_t)len);
-  iov[0].iov_base = hdr;
-  iov[0].iov_len = sizeof(hdr);
-  iov[1].iov_base = (void *)payload;
-  iov[1].iov_len = len;
   while (n > 0) {
-    w = writev_nosig(proc->pool, proc->req_fd, iov + (2 - n), n);
+    w = writev_nosig(proc->pool, proc->req_fd, iov, n);
     if (w < 0 && errno == EAGAIN) {
       r = poll_until(proc->req_fd, POLLOUT, deadline_ns);
       if (r != 0)
@@ -406,16 +400,37 @@ int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
     }
     if (w < 0)
       return PP_ECRASHED;
-    while (n > 0 && (size_t)w >= iov[2 - n].iov_len) {
-      w -= (ssize_t)iov[2 - n].iov_len;
+    while (n > 0 && (size_t)w >= iov->iov_len) {
+      w -= (ssize_t)iov->iov_len;
+      iov++;
       n--;
     }
     if (n > 0) {
-      iov[2 - n].iov_base = (char *)iov[2 - n].iov_base + w;
-      iov[2 - n].iov_len -= (size_t)w;
+      iov->iov_base = (char *)iov->iov_base + w;
+      iov->iov_len -= (size_t)w;
     }
   }
   return 0;
+}
+
+int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
+                            const void *payload, size_t len,
+                            uint64_t deadline_ns) {
+  char hdr[PP_FRAME_HEADER];
+  struct iovec iov[2];
+
+  pp_frame_header(hdr, type, 0, id, (uint32_t)len);
+  iov[0].iov_base = hdr;
+  iov[0].iov_len = sizeof(hdr);
+  iov[1].iov_base = (void *)payload;
+  iov[1].iov_len = len;
+  return write_iov(proc, iov, len > 0 ? 2 : 1, deadline_ns);
+}
+
+ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len) {
+  struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+
+  return writev_nosig(proc->pool, proc->req_fd, &iov, 1);
 }
 
 /* ---- stopping */

@@ -32,7 +32,7 @@ HELLO, REQUEST, REPLY, ERROR, PING, PONG, CANCEL = 1, 2, 3, 4, 5, 6, 7
 HDR = struct.Struct(">IBBHI")
 RUNTIME = "python %d.%d.%d" % sys.version_info[:3]
 ECHO_HANDLERS = sorted(
-    "add big cancelled_sleep crash echo env fail kill_self noisy pid sleep".split()
+    "add big cancelled_sleep crash echo env fail gate grow kill_self noisy pid sleep".split()
 )
 
 # A handler module for edge cases the fixtures do not cover.

@@ -1,0 +1,416 @@
+/* test_pipeline.c -- pipelined pp_call (worker.pipeline_depth > 1) against
+ * real Python workers: every reply reaches its own caller; a crash or a
+ * timeout fails exactly the calls queued on that worker; a call waiting
+ * for a place gets the worker a lease gives back; a waiting lease is not
+ * starved by pipelined load; drain fails the waiting calls; big replies
+ * behind a full request pipe do not wedge the worker.  Each step waits on a
+ * trace event, a reply or a FIFO the handler opens, never on the clock. */
+#include "helpers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct fixture {
+  rec_t rec;
+  pp_pool_t *pool;
+  pp_diag_t diag;
+} fixture_t;
+
+static fixture_t *open_pool(pp_config_t *cfg) {
+  fixture_t *f = calloc(1, sizeof(*f));
+  pp_pool_options_t o;
+
+  assert_non_null(f);
+  rec_init(&f->rec);
+  o = rec_options(&f->rec);
+  if (pp_pool_open(cfg, &o, &f->pool, &f->diag) != 0)
+    fail_msg("pp_pool_open: %s", f->diag.message);
+  pp_config_free(cfg);
+  return f;
+}
+
+static void close_pool(fixture_t *f) {
+  pp_pool_close(f->pool);
+  rec_free(&f->rec);
+  free(f);
+}
+
+static pp_config_t *pipelined(int size, const char *depth) {
+  pp_config_t *cfg = python_config("echo_handlers.py", size);
+  char t[32];
+
+  cfg_set(cfg, "worker.pipeline_depth", depth);
+  /* Limits that only fire on failure. */
+  snprintf(t, sizeof(t), "%ds", 60 * test_time_scale());
+  cfg_set(cfg, "checkout.timeout", t);
+  return cfg;
+}
+
+/* REQUEST events for calls that found others already queued on their
+ * worker (the trace's code is the call's place in the ring). */
+static size_t queued_behind_others(rec_t *r) {
+  size_t i, n = 0;
+
+  uv_mutex_lock(&r->mu);
+  for (i = 0; i < r->n; i++)
+    if (r->ev[i].type == PP_TRACE_REQUEST && r->ev[i].code > 0 &&
+        strcmp(r->ev[i].detail, "pipelined") == 0)
+      n++;
+  uv_mutex_unlock(&r->mu);
+  return n;
+}
+
+/* ---- a caller thread: one call, or calls in a loop */
+
+typedef struct call {
+  pp_pool_t *pool;
+  const char *cmd;
+  char args[8192];
+  int id, calls, ok, status;
+  atomic_int *stop;
+  pp_diag_t diag;
+  size_t reply_len;
+} call_t;
+
+static void one_call(void *arg) {
+  call_t *c = arg;
+  pp_buf_t reply = {0};
+
+  c->status = pp_call_cmd(c->pool, c->cmd, c->args, &reply, -1, &c->diag);
+  c->reply_len = reply.len;
+  pp_buf_free(&reply);
+}
+
+/* Echo calls, each with its own arguments, until c->calls are made (or,
+ * with c->stop, until it is set); stops at the first wrong reply. */
+static void echo_loop(void *arg) {
+  call_t *c = arg;
+  pp_buf_t reply = {0};
+  char args[64];
+  int n = 0;
+
+  while (c->stop ? !atomic_load(c->stop) : n < c->calls) {
+    snprintf(args, sizeof(args), "[%d,%d]", c->id, n++);
+    c->status = pp_call_cmd(c->pool, "echo", args, &reply, -1, &c->diag);
+    if (c->status != 0 || strcmp(reply.data, args) != 0)
+      break;
+    c->ok++;
+  }
+  c->calls = n;
+  pp_buf_free(&reply);
+}
+
+static void start(uv_thread_t *t, call_t *c, pp_pool_t *pool, const char *cmd,
+                  const char *args, void (*fn)(void *)) {
+  c->pool = pool;
+  c->cmd = cmd;
+  snprintf(c->args, sizeof(c->args), "%s", args ? args : "null");
+  assert_int_equal(uv_thread_create(t, fn, c), 0);
+}
+
+/* A FIFO the gate handler blocks on until we open and close it. */
+static void fifo_make(char *path, size_t len, const char *tag) {
+  snprintf(path, len, "/tmp/pp-test-pipe-%s-%d", tag, (int)getpid());
+  unlink(path);
+  assert_int_equal(mkfifo(path, 0600), 0);
+}
+
+/* Blocks until the handler has the FIFO open for reading; closing it lets
+ * the handler go on. */
+static void fifo_release(const char *path) {
+  int fd = open(path, O_WRONLY);
+
+  assert_true(fd >= 0);
+  close(fd);
+}
+
+/* ---- tests */
+
+static void test_replies_reach_their_callers(void **state) {
+  fixture_t *f = open_pool(pipelined(2, "4"));
+  call_t c[24];
+  uv_thread_t t[24];
+  pp_status_t st;
+  int i;
+
+  (void)state;
+  memset(c, 0, sizeof(c));
+  for (i = 0; i < 24; i++) {
+    c[i].id = i;
+    c[i].calls = 200;
+    start(&t[i], &c[i], f->pool, "echo", NULL, echo_loop);
+  }
+  for (i = 0; i < 24; i++) {
+    uv_thread_join(&t[i]);
+    if (c[i].ok != 200)
+      fail_msg("caller %d: %d of 200 right, last: %s: %s", i, c[i].ok,
+               pp_strerror(c[i].status), c[i].diag.message);
+  }
+  assert_int_equal(pp_pool_quiesce(f->pool, 10000, &f->diag), 0);
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.checkouts, 24 * 200);
+  assert_int_equal(st.checkins, 24 * 200);
+  assert_int_equal(st.idle, 2);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.waiters, 0);
+  pp_status_free(&st);
+  /* The calls did share workers: some went in behind others. */
+  assert_true(queued_behind_others(&f->rec) > 0);
+  close_pool(f);
+}
+
+/* A worker dies with three calls in its ring: all three fail with
+ * PP_ECRASHED, the slot restarts, and the next call is served. */
+static void test_crash_fails_its_ring(void **state) {
+  fixture_t *f = open_pool(pipelined(1, "4"));
+  char fifo[128], args[256];
+  call_t c[3];
+  uv_thread_t t[3];
+  pp_status_t st;
+  pp_buf_t reply = {0};
+  int i;
+
+  (void)state;
+  memset(c, 0, sizeof(c));
+  fifo_make(fifo, sizeof(fifo), "crash");
+  snprintf(args, sizeof(args), "{\"fifo\": \"%s\", \"then\": \"crash\"}", fifo);
+  start(&t[0], &c[0], f->pool, "gate", args, one_call);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_REQUEST, 1, 30000), 0);
+  start(&t[1], &c[1], f->pool, "echo", "1", one_call);
+  start(&t[2], &c[2], f->pool, "echo", "2", one_call);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_REQUEST, 3, 30000), 0);
+  fifo_release(fifo);
+  for (i = 0; i < 3; i++) {
+    uv_thread_join(&t[i]);
+    assert_int_equal(c[i].status, PP_ECRASHED);
+    assert_true(c[i].diag.message[0] != '\0');
+  }
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_HELLO, 2, 30000), 0);
+  assert_int_equal(pp_call_cmd(f->pool, "echo", "3", &reply, -1, &f->diag), 0);
+  assert_string_equal(reply.data, "3");
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.restarts, 1);
+  pp_status_free(&st);
+  pp_buf_free(&reply);
+  unlink(fifo);
+  close_pool(f);
+}
+
+/* Index of the n-th (from 1) event of type, or -1. */
+static long nth_event(rec_t *r, pp_trace_type_t type, size_t n) {
+  long i = -1;
+
+  while (n-- > 0)
+    if ((i = rec_find(r, type, (size_t)(i + 1))) < 0)
+      return -1;
+  return i;
+}
+
+/* The generation of the worker the n-th request went to. */
+static uint32_t request_generation(rec_t *r, size_t n) {
+  long i = nth_event(r, PP_TRACE_REQUEST, n);
+  uint32_t gen;
+
+  assert_true(i >= 0);
+  uv_mutex_lock(&r->mu);
+  gen = r->ev[i].generation;
+  uv_mutex_unlock(&r->mu);
+  return gen;
+}
+
+/* The head of a ring of three passes worker.request_timeout: it fails with
+ * PP_ETIMEDOUT, the two behind it with PP_ECRASHED saying why, and the
+ * worker is replaced. */
+static void test_timeout_fails_its_ring(void **state) {
+  pp_config_t *cfg = pipelined(1, "4");
+  char fifo[128], args[256], t1[32];
+  pp_buf_t reply = {0};
+  int i, behind = 0, crashed = 0;
+  call_t c[3];
+  uv_thread_t t[3];
+  fixture_t *f;
+
+  (void)state;
+  /* Long enough for the two calls behind to be placed first. */
+  snprintf(t1, sizeof(t1), "%ds", test_time_scale());
+  cfg_set(cfg, "worker.request_timeout", t1);
+  f = open_pool(cfg);
+  memset(c, 0, sizeof(c));
+  fifo_make(fifo, sizeof(fifo), "timeout");
+  snprintf(args, sizeof(args), "{\"fifo\": \"%s\"}", fifo);
+  start(&t[0], &c[0], f->pool, "gate", args, one_call);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_REQUEST, 1, 30000), 0);
+  start(&t[1], &c[1], f->pool, "echo", "1", one_call);
+  start(&t[2], &c[2], f->pool, "echo", "2", one_call);
+  for (i = 0; i < 3; i++)
+    uv_thread_join(&t[i]);
+  assert_int_equal(c[0].status, PP_ETIMEDOUT);
+  assert_non_null(strstr(c[0].diag.message, "timed out"));
+  /* The calls placed on the same process as the head (normally both) fail
+   * with it; one placed after the replacement (only if placing it took
+   * longer than the timeout) is served. */
+  for (i = 1; i < 3; i++)
+    if (request_generation(&f->rec, (size_t)i + 1) ==
+        request_generation(&f->rec, 1))
+      behind++;
+  for (i = 1; i < 3; i++) {
+    if (c[i].status == 0)
+      continue;
+    assert_int_equal(c[i].status, PP_ECRASHED);
+    assert_non_null(strstr(c[i].diag.message, "a request ahead timed out"));
+    crashed++;
+  }
+  assert_int_equal(crashed, behind);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_HELLO, 2, 30000), 0);
+  assert_int_equal(pp_call_cmd(f->pool, "echo", "3", &reply, -1, &f->diag), 0);
+  assert_string_equal(reply.data, "3");
+  pp_buf_free(&reply);
+  unlink(fifo);
+  close_pool(f);
+}
+
+/* A call waits for a place while the only worker is leased; the check-in
+ * gives it the worker at once (the checkout timeout is a minute). */
+static void test_waiting_call_served_at_checkin(void **state) {
+  fixture_t *f = open_pool(pipelined(1, "2"));
+  pp_lease_t *lease;
+  pp_status_t st;
+  uv_thread_t t;
+  call_t c;
+
+  (void)state;
+  memset(&c, 0, sizeof(c));
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &lease, &f->diag), 0);
+  start(&t, &c, f->pool, "echo", "7", one_call);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_CHECKOUT_WAIT, 1, 30000), 0);
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.waiters, 1);
+  pp_status_free(&st);
+  /* Not quiet while a call waits. */
+  assert_int_equal(pp_pool_quiesce(f->pool, 0, &f->diag), PP_ETIMEDOUT);
+  pp_checkin(lease);
+  uv_thread_join(&t);
+  assert_int_equal(c.status, 0);
+  assert_int_equal(c.reply_len, 1);
+  assert_int_equal(pp_pool_quiesce(f->pool, 10000, &f->diag), 0);
+  close_pool(f);
+}
+
+/* Pipelined callers keep the only worker busy; a lease that asks for it
+ * gets it (the ring drains for it), and the callers go on afterwards. */
+static void test_lease_not_starved(void **state) {
+  fixture_t *f = open_pool(pipelined(1, "4"));
+  atomic_int stop = 0;
+  pp_buf_t reply = {0};
+  pp_lease_t *lease;
+  call_t c[6];
+  uv_thread_t t[6];
+  int i, r;
+
+  (void)state;
+  memset(c, 0, sizeof(c));
+  for (i = 0; i < 6; i++) {
+    c[i].id = i;
+    c[i].stop = &stop;
+    start(&t[i], &c[i], f->pool, "echo", NULL, echo_loop);
+  }
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_REQUEST, 200, 30000), 0);
+  r = pp_lease_acquire(f->pool, NULL, 30000 * test_time_scale(), &lease,
+                       &f->diag);
+  if (r != 0)
+    fail_msg("lease under pipelined load: %s: %s", pp_strerror(r),
+             f->diag.message);
+  {
+    const char *req = "{\"cmd\": \"echo\", \"args\": 5}";
+    assert_int_equal(
+        pp_lease_call(lease, req, strlen(req), -1, &reply, &f->diag), 0);
+  }
+  assert_string_equal(reply.data, "5");
+  pp_checkin(lease);
+  atomic_store(&stop, 1);
+  for (i = 0; i < 6; i++) {
+    uv_thread_join(&t[i]);
+    if (c[i].calls == 0 || c[i].ok != c[i].calls)
+      fail_msg("caller %d: %d of %d right, last: %s: %s", i, c[i].ok,
+               c[i].calls, pp_strerror(c[i].status), c[i].diag.message);
+  }
+  pp_buf_free(&reply);
+  close_pool(f);
+}
+
+/* Drain fails a call waiting for a place, with the reason. */
+static void test_drain_fails_waiting_call(void **state) {
+  fixture_t *f = open_pool(pipelined(1, "2"));
+  pp_lease_t *lease;
+  uv_thread_t t;
+  call_t c;
+
+  (void)state;
+  memset(&c, 0, sizeof(c));
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &lease, &f->diag), 0);
+  start(&t, &c, f->pool, "echo", "7", one_call);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_CHECKOUT_WAIT, 1, 30000), 0);
+  assert_int_equal(pp_pool_drain(f->pool, 0), 0);
+  uv_thread_join(&t);
+  assert_int_equal(c.status, PP_ECLOSED);
+  assert_non_null(strstr(c.diag.message, "draining"));
+  pp_checkin(lease);
+  assert_int_equal(pp_pool_quiesce(f->pool, 10000, &f->diag), 0);
+  close_pool(f);
+}
+
+/* 32 calls of ~4 KB each (more than a pipe holds) asking for 100 KB
+ * replies (more than the reply pipe holds): while the worker is stuck
+ * writing a reply nobody reads, our requests fill its request pipe.  The
+ * reader keeps reading while it writes, so nothing wedges. */
+static void test_big_replies_behind_full_pipe(void **state) {
+  pp_config_t *cfg = pipelined(1, "32");
+  char pad[3900];
+  call_t *c = calloc(32, sizeof(*c));
+  uv_thread_t t[32];
+  fixture_t *f;
+  int i, round;
+
+  (void)state;
+  assert_non_null(c);
+  cfg_set(cfg, "worker.request_timeout", "60s");
+  f = open_pool(cfg);
+  memset(pad, 'p', sizeof(pad) - 1);
+  pad[sizeof(pad) - 1] = '\0';
+  for (round = 0; round < 5; round++) {
+    for (i = 0; i < 32; i++) {
+      char args[4000];
+      snprintf(args, sizeof(args), "[100000, \"%s\"]", pad);
+      start(&t[i], &c[i], f->pool, "grow", args, one_call);
+    }
+    for (i = 0; i < 32; i++) {
+      uv_thread_join(&t[i]);
+      if (c[i].status != 0)
+        fail_msg("round %d call %d: %s: %s", round, i,
+                 pp_strerror(c[i].status), c[i].diag.message);
+      assert_int_equal(c[i].reply_len, 100002); /* a JSON string */
+    }
+  }
+  assert_true(queued_behind_others(&f->rec) > 0);
+  free(c);
+  close_pool(f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_replies_reach_their_callers),
+      cmocka_unit_test(test_crash_fails_its_ring),
+      cmocka_unit_test(test_timeout_fails_its_ring),
+      cmocka_unit_test(test_waiting_call_served_at_checkin),
+      cmocka_unit_test(test_lease_not_starved),
+      cmocka_unit_test(test_drain_fails_waiting_call),
+      cmocka_unit_test(test_big_replies_behind_full_pipe),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
