@@ -23,6 +23,14 @@ duration=${DURATION:-1}
 python=${PYTHON:-python3}
 start=$(date +%s)
 
+# What the comparison runs beside the pool: Debian's Erlang runtime for the
+# port alternative (escript; erlang-base, ~40 MB).  NO_ERLANG=1 skips it
+# (target 2c is then reported as skipped).
+if [ -z "${NO_ERLANG:-}" ] && ! command -v escript >/dev/null 2>&1; then
+  bash "$root/scripts/deps.sh" erlang-base ||
+    echo "run.sh: erlang-base not installed: the Erlang port is skipped" >&2
+fi
+
 # The benchmark needs neither the test suites nor poolctl: build only what
 # it runs.
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \

@@ -157,8 +157,7 @@ struct pp__pcall {
   uint32_t id;
   int placed;              /* has a place in a ring */
   int away;                /* its thread is out of the pool, in park() */
-  int parked;              /* ... and owed a post to wake it */
-  int timed;               /* ... in sem_timedwait (else sem_wait) */
+  int parked;              /* ... and a post will wake it */
   int kicked;              /* woken to look for a place again */
   int done;                /* atomic; status and reply are final */
   int status;

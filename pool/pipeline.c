@@ -144,15 +144,15 @@ typedef struct {
 } wakes_t;
 
 /* Wake c's thread if it sleeps (lock held): now, or through w after the
- * unlock.  Every post matches one park (parked goes to 0 here), so a
- * thread in sem_wait wakes only for its own post, and may then return and
- * destroy the semaphore at once; a thread in sem_timedwait can wake by the
- * clock, so its post is made before the lock is released (see park). */
+ * unlock.  Every post matches one park (parked goes to 0 here, committing
+ * us to the post), and the sleeper takes it even when the clock woke it
+ * first (see park), so it never returns and destroys the semaphore before
+ * sem_post is done with it. */
 static void wake(struct pp__pcall *c, wakes_t *w) {
   if (!c->parked)
     return;
   c->parked = 0;
-  if (w && !c->timed && w->n < PP__WAKE_BATCH)
+  if (w && w->n < PP__WAKE_BATCH)
     w->c[w->n++] = c;
   else
     sem_post(&c->sem);
@@ -184,10 +184,6 @@ static void finish(pp_pool_t *pool, struct pp__pcall *c, int status,
    * already, as far as pp_pool_close is concerned. */
   if (c->away)
     pp__users_leave(pool);
-  /* A timed sleeper can see `done` without its post (woken by the clock):
-   * post first, so that it never returns before sem_post has. */
-  if (c->timed)
-    wake(c, NULL);
   __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
   wake(c, w);
 }
@@ -510,7 +506,6 @@ static int park(pp_pool_t *pool, struct pp__pcall *c, uint64_t deadline_ns) {
   int posted = 1;
 
   c->away = c->parked = 1;
-  c->timed = deadline_ns != 0;
   pp__unlock(pool);
   if (deadline_ns == 0) {
     while (sem_wait(&c->sem) != 0 && errno == EINTR)
@@ -529,23 +524,27 @@ static int park(pp_pool_t *pool, struct pp__pcall *c, uint64_t deadline_ns) {
     while ((posted = sem_timedwait(&c->sem, &ts) == 0) == 0 && errno == EINTR)
       ;
   }
-  if (done(c))
+  /* Woken by our post: `done` is final, and nothing more is owed us. */
+  if (posted && done(c))
     return 1;
   pp__lock(pool);
+  if (!posted && !c->parked) {
+    /* The clock woke us, but a post is owed (parked went to 0): it may be
+     * made after its poster unlocks, so take it without the lock. */
+    pp__unlock(pool);
+    while (sem_wait(&c->sem) != 0 && errno == EINTR)
+      ;
+    if (done(c))
+      return 1;
+    pp__lock(pool);
+  }
   if (done(c)) {
     /* Finished while we took the lock: finish() saw us away and left the
      * pool for us. */
     pp__unlock(pool);
     return 1;
   }
-  c->away = 0;
-  if (!posted && !c->parked) {
-    /* Posted (under the lock, being timed) after the clock woke us: take
-     * that post now, so it cannot end a later sem_wait early. */
-    while (sem_wait(&c->sem) != 0 && errno == EINTR)
-      ;
-  }
-  c->parked = 0;
+  c->away = c->parked = 0;
   return 0;
 }
 
