@@ -158,6 +158,18 @@ static void wake(struct pp__pcall *c, wakes_t *w) {
     sem_post(&c->sem);
 }
 
+/* The same, first in line: a new reader is woken before the callers whose
+ * calls are done, so that the worker's replies keep being read. */
+static void wake_first(struct pp__pcall *c, wakes_t *w) {
+  int n = w->n;
+
+  wake(c, w);
+  if (w->n > n && n > 0) {
+    w->c[n] = w->c[0];
+    w->c[0] = c;
+  }
+}
+
 static void wakes_post(wakes_t *w) {
   int i;
 
@@ -453,7 +465,7 @@ static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
     /* The newest call reads next: its turn covers every reply before its
      * own, so the reading changes hands about once per ring. */
     slot->reader = place(slot, slot->shared - 1);
-    wake(slot->reader, &w);
+    wake_first(slot->reader, &w);
   }
   if (slot->shared == 0 && slot->proc == proc && !proc->dead)
     pp__slot_release(slot);

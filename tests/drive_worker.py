@@ -339,6 +339,10 @@ def check_errors():
         b"\xff\xfe",
         b"",
         b"null",
+        # Nested past the interpreter's recursion limit: the scanner raises
+        # RecursionError, which must not end the worker.
+        b"[" * 100000 + b"]" * 100000,
+        b'{"cmd":"echo","args":' + b"[" * 100000 + b"]" * 100000 + b"}",
     ]
     for i, payload in enumerate(bad):
         w.send(REQUEST, 100 + i, payload)

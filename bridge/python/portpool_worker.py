@@ -92,8 +92,40 @@ _pack = _HDR.pack
 _unpack_from = _HDR.unpack_from
 # allow_nan=False: NaN and Infinity are not JSON, and the pool's parser (and
 # most clients') refuse them; such a result becomes an ERROR (ValueError).
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_encode = _encoder.encode
 _loads = json.loads
+
+# The request path skips the Python layers of json.loads() and
+# JSONEncoder.encode() and calls what they end up calling, built once:
+# - _scan_once(text, 0) -> (value, end) is the scanner json.loads() runs; the
+#   runner falls back to json.loads() itself unless it parsed the whole text,
+#   so leading/trailing whitespace, a BOM and every error (type and message)
+#   come out exactly as json.loads() makes them.
+# - _iterencode(value, 0) -> chunks is the C encoder encode() would build on
+#   each call, with the same settings.  It shares one dict (_markers) of the
+#   containers being encoded, for circular references; the C encoder leaves
+#   entries in it when it fails, so it is cleared after every failure.
+_scan_once = json.JSONDecoder().scan_once
+_markers = {}
+_encode_str = json.encoder.encode_basestring_ascii  # ensure_ascii=True
+if json.encoder.c_make_encoder is not None:
+    _iterencode = json.encoder.c_make_encoder(
+        _markers,
+        _encoder.default,
+        _encode_str,
+        _encoder.indent,
+        _encoder.key_separator,
+        _encoder.item_separator,
+        _encoder.sort_keys,
+        _encoder.skipkeys,
+        _encoder.allow_nan,
+    )
+else:
+    # No C encoder (not CPython): encode() itself, in one chunk.
+    def _iterencode(value, _level):
+        return (_encode(value),)
+
 
 # Id of the request a handler is running, None between requests.
 current_request_id = None
@@ -152,14 +184,33 @@ def _die(code, message=None):
     os._exit(code)
 
 
+# From this payload size on, the header and payload go out with one writev()
+# instead of being copied into one bytes object first; below it the copy is
+# cheaper than writev()'s own cost.
+_WRITEV_MIN = 4096
+
+
 def _send(ftype, rid, payload=b""):
-    data = _pack(len(payload) + 8, ftype, 0, 0, rid) + payload
+    size = len(payload)
     try:
-        n = os.write(REP_FD, data)
-        if n != len(data):
-            view = memoryview(data)
-            while n < len(data):
-                n += os.write(REP_FD, view[n:])
+        if size < _WRITEV_MIN:
+            data = _pack(size + 8, ftype, 0, 0, rid) + payload
+            n = os.write(REP_FD, data)
+            if n != len(data):
+                view = memoryview(data)
+                while n < len(data):
+                    n += os.write(REP_FD, view[n:])
+        else:
+            header = _pack(size + 8, ftype, 0, 0, rid)
+            n = os.writev(REP_FD, (header, payload))
+            if n != size + HEADER:
+                # A partial write (a signal): the rest one buffer at a time.
+                while n < HEADER:
+                    n += os.write(REP_FD, header[n:])
+                view = memoryview(payload)
+                n -= HEADER
+                while n < size:
+                    n += os.write(REP_FD, view[n:])
     except (BrokenPipeError, ConnectionResetError):
         # The pool stopped reading: it is gone or closing us down.
         _die(EXIT_OK)
@@ -207,6 +258,7 @@ def _send_cancelled(rid):
 
 
 def _send_reply(rid, out):
+    # The runners inline the common case (a reply that fits) to save a call.
     if len(out) > _max_reply:
         _send_error(
             rid,
@@ -335,10 +387,16 @@ def _read_big(total):
 
 
 def _make_json_runner(module):
+    # The hot path: everything it uses is a local of this closure.
     namespace = module.__dict__
     loads = _loads
-    encode = _encode
+    scan_once = _scan_once
+    iterencode = _iterencode
+    markers = _markers
+    encode_str = _encode_str
+    join = "".join
     cancelled_ids = _cancelled_ids
+    send = _send
 
     def run(rid, data):
         global current_request_id
@@ -348,18 +406,31 @@ def _make_json_runner(module):
             _send_cancelled(rid)
             return
         try:
-            req = loads(str(data, "utf-8"))
+            # Strict UTF-8 (json.loads(bytes) would also take UTF-16/32 and
+            # lone surrogates).
+            text = str(data, "utf-8")
+            try:
+                req, end = scan_once(text, 0)
+            except StopIteration:
+                end = -1
+            if end != len(text):
+                # Not one value filling the text: json.loads() says what it
+                # is (whitespace around it is fine, anything else an error).
+                req = loads(text)
         except ValueError as exc:
             _send_error(rid, "BadRequest", "request is not valid UTF-8 JSON: %s" % exc)
             return
-        if type(req) is not dict or type(req.get("cmd")) is not str:
+        except RecursionError:
+            _send_error(rid, "BadRequest", "request nests too deeply to parse")
+            return
+        cmd = req.get("cmd") if type(req) is dict else None
+        if type(cmd) is not str:
             _send_error(
                 rid,
                 "BadRequest",
                 'request must be a JSON object with a string "cmd"',
             )
             return
-        cmd = req["cmd"]
         fn = namespace.get(cmd)
         if fn is None or cmd[:1] == "_" or not callable(fn):
             _send_error(rid, "UnknownCommand", "unknown command %r" % cmd)
@@ -376,13 +447,21 @@ def _make_json_runner(module):
         if cancelled_ids:
             cancelled_ids.discard(rid)
         try:
-            out = encode(result).encode()
+            if type(result) is str:
+                # What encode() does for a string: no encoder call.
+                out = encode_str(result).encode()
+            else:
+                out = join(iterencode(result, 0)).encode()
         except Exception as exc:
+            markers.clear()
             # TypeError for objects JSON cannot hold; ValueError for NaN or
             # a circular reference.
             _send_exception(rid, exc, skip_frames=None)
             return
-        _send_reply(rid, out)
+        if len(out) <= _max_reply:
+            send(REPLY, rid, out)
+        else:
+            _send_reply(rid, out)
 
     return run
 
@@ -390,6 +469,7 @@ def _make_json_runner(module):
 def _make_raw_runner(module):
     handle = module.handle
     cancelled_ids = _cancelled_ids
+    send = _send
 
     def run(rid, data):
         global current_request_id
@@ -419,7 +499,10 @@ def _make_raw_runner(module):
                 return
             # len() of a memoryview counts items, not bytes.
             out = bytes(out)
-        _send_reply(rid, out)
+        if len(out) <= _max_reply:
+            send(REPLY, rid, out)
+        else:
+            _send_reply(rid, out)
 
     return run
 
@@ -473,7 +556,8 @@ def _serve(run):
         elif _start:
             _compact()
         try:
-            n = readinto(mv[_end:])
+            # Usually the buffer is empty: read into all of it, no slice.
+            n = readinto(mv[_end:] if _end else mv)
         except ConnectionResetError:
             n = 0
         if not n:
