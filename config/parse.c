@@ -236,12 +236,60 @@ static int yaml_failed(const yaml_parser_t *p, const char *text, size_t len,
   return PP_ECONFIG;
 }
 
+/* libyaml's scanner is quadratic in the depth of flow collections (80 KB
+ * of "[" takes seconds), and a config needs a handful of levels: walk the
+ * events first and stop at the first collection deeper than this.  Syntax
+ * errors are left to the loader, which reports them. */
+#define PP__MAX_NESTING 64
+
+static int nesting_ok(const char *text, size_t len, pp_diag_t *diag) {
+  yaml_parser_t parser;
+  yaml_event_t ev;
+  int depth = 0, rc = 0, end = 0;
+
+  if (!yaml_parser_initialize(&parser))
+    return UV_ENOMEM;
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  while (!end && rc == 0 && yaml_parser_parse(&parser, &ev)) {
+    switch (ev.type) {
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+      if (++depth > PP__MAX_NESTING) {
+        rc = PP_ECONFIG;
+        if (diag) {
+          diag->line = (int)ev.start_mark.line + 1;
+          diag->column = (int)ev.start_mark.column + 1;
+          snprintf(diag->message, sizeof(diag->message),
+                   "collections nested more than %d deep", PP__MAX_NESTING);
+        }
+      }
+      break;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+      depth--;
+      break;
+    case YAML_STREAM_END_EVENT:
+      end = 1;
+      break;
+    default:
+      break;
+    }
+    yaml_event_delete(&ev);
+  }
+  if (rc == 0 && parser.error == YAML_MEMORY_ERROR)
+    rc = UV_ENOMEM;
+  yaml_parser_delete(&parser);
+  return rc;
+}
+
 int pp__yaml_value(const char *text, size_t len, yaml_document_t *doc,
                    yaml_node_t **root, pp_diag_t *diag) {
   yaml_parser_t parser;
   int rc = 0;
 
   *root = NULL;
+  if ((rc = nesting_ok(text, len, diag)) != 0)
+    return rc;
   if (!yaml_parser_initialize(&parser))
     return UV_ENOMEM;
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
@@ -277,6 +325,8 @@ static int load(loader_t *l, const char *text, size_t len) {
   const yaml_node_t *root;
   int rc;
 
+  if ((rc = nesting_ok(text, len, l->diag)) != 0)
+    return rc;
   if (!yaml_parser_initialize(&parser))
     return UV_ENOMEM;
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);

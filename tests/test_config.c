@@ -1109,9 +1109,40 @@ static void test_out_of_memory(void **state) {
 }
 #endif
 
+/* Collections nested past 64 levels are refused at the first one too
+ * deep, before libyaml's scanner (quadratic in flow depth: 80 KB of "["
+ * took seconds) gets far: in a file and in a value set by key. */
+static void test_deep_nesting(void **state) {
+  size_t n = 100000, pre = strlen("worker:\n  command: ");
+  char *text = malloc(pre + n + 1);
+  pp_config_t *c;
+  char want[128];
+
+  (void)state;
+  assert_non_null(text);
+  assert_int_equal(pp_config_new(&c), 0);
+  memcpy(text, "worker:\n  command: ", pre);
+  memset(text + pre, '[', n);
+  text[pre + n] = '\0';
+  /* The root and worker mappings are levels 1 and 2: the 63rd "[", at
+   * column 12 + 62, is level 65. */
+  load_text_fails(text, "t.yaml:2:74: collections nested more than 64 deep");
+  snprintf(want, sizeof(want), "collections nested more than 64 deep");
+  set_fails(c, "worker.command", text + pre, want);
+  /* 64 levels are fine (and then the value is the wrong type). */
+  memset(text + pre, '[', 62);
+  memset(text + pre + 62, ']', 62);
+  text[pre + 124] = '\0';
+  load_text_fails(text, "t.yaml:2:13: worker.command: expected a string, got a "
+                        "sequence");
+  pp_config_free(c);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_deep_nesting),
       cmocka_unit_test(test_defaults_rendered),
       cmocka_unit_test(test_key_listing),
       cmocka_unit_test(test_full),
