@@ -512,7 +512,14 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
 
 /* Check out, call once, check in.  Thread-safe.  timeout_ms bounds the
  * checkout; the request is bounded by worker.request_timeout.  Returns what
- * pp_lease_acquire and pp_lease_call return. */
+ * pp_lease_acquire and pp_lease_call return.
+ *
+ * With worker.pipeline_depth N > 1, a payload of up to 4 KiB may share a
+ * worker with up to N - 1 other pp_calls queued on it, answered in order
+ * (a lease still gets a worker to itself).  The calling thread sleeps once
+ * until its reply is in; callers waiting for a place are served in FIFO
+ * order.  If the worker dies or a request ahead passes its timeout, the
+ * calls queued behind it fail with PP_ECRASHED. */
 int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag);
 
