@@ -75,9 +75,38 @@ int pp__null_word(const char *s, size_t len) {
                        memcmp(s, "NULL", 4) == 0));
 }
 
+/* A character YAML will not take back as it is, even inside double quotes:
+ * NEL, LS and PS are line breaks there (folded into a space), the other C1
+ * controls, the BOM, U+FFFE and U+FFFF are not printable.  Returns the
+ * length of its UTF-8 sequence at s[i] (0: none) and its escape. */
+static size_t special_char(const char *s, size_t len, size_t i,
+                           char esc[8]) {
+  const unsigned char *u = (const unsigned char *)s + i;
+  size_t left = len - i;
+
+  if (left >= 2 && u[0] == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f) {
+    snprintf(esc, 8, "\\x%02x", u[1]); /* \x85 is NEL */
+    return 2;
+  }
+  if (left >= 3 && u[0] == 0xe2 && u[1] == 0x80 &&
+      (u[2] == 0xa8 || u[2] == 0xa9)) {
+    snprintf(esc, 8, "%s", u[2] == 0xa8 ? "\\L" : "\\P");
+    return 3;
+  }
+  if (left >= 3 && u[0] == 0xef && ((u[1] == 0xbb && u[2] == 0xbf) ||
+                                    (u[1] == 0xbf && u[2] >= 0xbe))) {
+    snprintf(esc, 8, "\\u%s",
+             u[1] == 0xbb ? "feff" : u[2] == 0xbe ? "fffe" : "ffff");
+    return 3;
+  }
+  return 0;
+}
+
 /* Would a plain scalar read back differently (or at all) in a flow
  * collection?  Be generous: quoting is always correct. */
 static int needs_quotes(const char *s, size_t len) {
+  char esc[8];
+
   if (pp__null_word(s, len) || strchr("?:,[]{}#&*!|>'\"%@` ", s[0]) != NULL ||
       s[len - 1] == ' ')
     return 1;
@@ -86,7 +115,8 @@ static int needs_quotes(const char *s, size_t len) {
     return 1;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c < 0x20 || c == 0x7f || strchr(",[]{}#:\"'\\", c) != NULL)
+    if (c < 0x20 || c == 0x7f || strchr(",[]{}#:\"'\\", c) != NULL ||
+        special_char(s, len, i, esc) > 0)
       return 1;
   }
   return 0;
@@ -109,9 +139,18 @@ static void put_escaped(out_t *o, unsigned char c) {
 }
 
 static void put_quoted(out_t *o, const char *s, size_t len) {
+  char esc[8];
+  size_t n;
+
   puts_(o, "\"");
-  for (size_t i = 0; i < len; i++)
-    put_escaped(o, (unsigned char)s[i]);
+  for (size_t i = 0; i < len; i++) {
+    if ((n = special_char(s, len, i, esc)) > 0) {
+      puts_(o, esc);
+      i += n - 1;
+    } else {
+      put_escaped(o, (unsigned char)s[i]);
+    }
+  }
   puts_(o, "\"");
 }
 

@@ -1109,6 +1109,35 @@ static void test_out_of_memory(void **state) {
 }
 #endif
 
+/* Strings holding characters YAML folds or refuses even inside double
+ * quotes (NEL, LS, PS, other C1 controls, BOM, U+FFFF) render as escapes
+ * and read back the same (found by fuzz_config: "we\NULL" came back as
+ * "we ULL"). */
+static void test_render_special_chars(void **state) {
+  static const char *const values[] = {
+      "\"we\\NULLeird: 'name' #x\"", "\"a\\Lb\\Pc\"", "\"\\x80\\x9f\"",
+      "\"\\uFEFFbom\"", "\"x\\uFFFF\\uFFFEy\"", "\"plain\\Nnel\"",
+  };
+  char yaml[256], a[256], b[256];
+  pp_config_t *cfg, *fresh;
+  pp_diag_t d;
+
+  (void)state;
+  for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+    snprintf(yaml, sizeof(yaml), "name: %s\n", values[i]);
+    if (pp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &d) != 0)
+      fail_msg("%s: %s", yaml, d.message);
+    assert_int_equal(pp_config_get(cfg, "name", a, sizeof(a)), 0);
+    assert_int_equal(pp_config_new(&fresh), 0);
+    set_ok(fresh, "name", a);
+    assert_int_equal(pp_config_get(fresh, "name", b, sizeof(b)), 0);
+    if (strcmp(a, b) != 0 || strcmp(cfg->name, fresh->name) != 0)
+      fail_msg("%s rendered %s, read back as %s", values[i], a, b);
+    pp_config_free(fresh);
+    pp_config_free(cfg);
+  }
+}
+
 /* Collections nested past 64 levels are refused at the first one too
  * deep, before libyaml's scanner (quadratic in flow depth: 80 KB of "["
  * took seconds) gets far: in a file and in a value set by key. */
@@ -1143,6 +1172,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_deep_nesting),
+      cmocka_unit_test(test_render_special_chars),
       cmocka_unit_test(test_defaults_rendered),
       cmocka_unit_test(test_key_listing),
       cmocka_unit_test(test_full),
