@@ -328,6 +328,27 @@ static void render(const pp_config_t *cfg, const pp__key_t *k, out_t *o) {
         put_scalar(o, eq + 1, strlen(eq + 1));
       }
     }
+    /* Setting worker.env merges into what is there (the defaults first):
+     * a default that was removed is written as NAME: null, so that the
+     * text sets back to the same value. */
+    if (k->type == PP__T_ENV) {
+      int any = v != NULL && v[0] != NULL;
+      for (size_t d = 0; k->def_items != NULL && k->def_items[d] != NULL;
+           d++) {
+        const char *def = k->def_items[d], *deq = strchr(def, '=');
+        size_t nlen = deq ? (size_t)(deq - def) : strlen(def), i = 0;
+        while (v != NULL && v[i] != NULL &&
+               !(strncmp(v[i], def, nlen) == 0 && v[i][nlen] == '='))
+          i++;
+        if (v != NULL && v[i] != NULL)
+          continue;
+        if (any)
+          puts_(o, ", ");
+        any = 1;
+        put(o, def, nlen);
+        puts_(o, ": null");
+      }
+    }
     puts_(o, k->type == PP__T_LIST ? "]" : "}");
     break;
   case PP__T_BACKOFF:

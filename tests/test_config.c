@@ -660,8 +660,10 @@ static void test_env(void **state) {
   assert_string_equal(c->env[1], "MKL_NUM_THREADS=2");
   assert_string_equal(c->env[2], "FOO=");
   assert_null(c->env[3]);
+  /* The dropped default renders as null: the text sets back the same. */
   get_is(c, "worker.env",
-         "{OPENBLAS_NUM_THREADS: 1, MKL_NUM_THREADS: 2, FOO: \"\"}");
+         "{OPENBLAS_NUM_THREADS: 1, MKL_NUM_THREADS: 2, FOO: \"\", "
+         "OMP_NUM_THREADS: null}");
   /* NAME=value words, as from an environment variable. */
   set_ok(c, "worker.env", "A=1 B=x=y");
   assert_int_equal(c->env_len, 5);
@@ -682,7 +684,7 @@ static void test_env(void **state) {
   assert_string_equal(c->env[2], "PYTHONPATH=/opt/app:/opt/lib");
   get_is(c, "worker.env",
          "{OMP_NUM_THREADS: 1, OPENBLAS_NUM_THREADS: 1, "
-         "PYTHONPATH: \"/opt/app:/opt/lib\"}");
+         "PYTHONPATH: \"/opt/app:/opt/lib\", MKL_NUM_THREADS: null}");
   pp_config_free(c);
 }
 
@@ -1138,6 +1140,32 @@ static void test_render_special_chars(void **state) {
   }
 }
 
+/* A default environment variable removed with NAME: null renders as
+ * NAME: null, so the text sets back to the same value (setting merges into
+ * the defaults; found by fuzz_config). */
+static void test_env_removed_default_round_trip(void **state) {
+  const char *yaml = "worker:\n  env:\n    OMP_NUM_THREADS:\n    X: y\n";
+  pp_config_t *cfg, *fresh;
+  char a[512], b[512];
+  pp_diag_t d;
+  size_t i;
+
+  (void)state;
+  assert_int_equal(
+      pp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &d), 0);
+  for (i = 0; cfg->env[i] != NULL; i++)
+    assert_null(strstr(cfg->env[i], "OMP_NUM_THREADS"));
+  assert_int_equal(pp_config_get(cfg, "worker.env", a, sizeof(a)), 0);
+  assert_string_equal(a, "{OPENBLAS_NUM_THREADS: 1, MKL_NUM_THREADS: 1, X: y, "
+                         "OMP_NUM_THREADS: null}");
+  assert_int_equal(pp_config_new(&fresh), 0);
+  set_ok(fresh, "worker.env", a);
+  assert_int_equal(pp_config_get(fresh, "worker.env", b, sizeof(b)), 0);
+  assert_string_equal(a, b);
+  pp_config_free(fresh);
+  pp_config_free(cfg);
+}
+
 /* Collections nested past 64 levels are refused at the first one too
  * deep, before libyaml's scanner (quadratic in flow depth: 80 KB of "["
  * took seconds) gets far: in a file and in a value set by key. */
@@ -1173,6 +1201,7 @@ int main(void) {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_deep_nesting),
       cmocka_unit_test(test_render_special_chars),
+      cmocka_unit_test(test_env_removed_default_round_trip),
       cmocka_unit_test(test_defaults_rendered),
       cmocka_unit_test(test_key_listing),
       cmocka_unit_test(test_full),
