@@ -468,6 +468,8 @@ void pp__proc_abort(pp__proc_t *proc);
 void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal);
 uint64_t pp__read_rss(int pid);
 void pp__proc_ref(pp__proc_t *proc);
+/* Its recycling limits from the config (max_requests, jittered). */
+void pp__proc_limits(pp__proc_t *proc);
 /* Drop a reference (lock held); frees when the last goes. */
 void pp__proc_unref(pp__proc_t *proc);
 /* Loop thread: SIGTERM the group, SIGKILL after grace (0 = SIGKILL now). */

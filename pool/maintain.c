@@ -88,6 +88,7 @@ static void start_replacement(pp__slot_t *slot) {
     return;
   }
   slot->next = proc;
+  pp__proc_limits(proc);
   pp__trace(pool, PP_TRACE_SPAWN, slot->id, proc->generation, proc->pid, 0, 0,
             0, "replacement");
   pp__proc_arm(proc, pool->cfg->startup_timeout_ms);

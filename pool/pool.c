@@ -507,6 +507,14 @@ void pp__on_proc_exit(pp__proc_t *proc) {
 
 /* ---- spawning */
 
+void pp__proc_limits(pp__proc_t *proc) {
+  pp_pool_t *pool = proc->pool;
+
+  if (pool->cfg->max_requests > 0)
+    proc->max_requests = pool->cfg->max_requests +
+                         pp__rand(pool) % (pool->cfg->max_requests / 10 + 1);
+}
+
 void pp__spawn_slot(pp__slot_t *slot) {
   pp_pool_t *pool = slot->pool;
   pp__proc_t *proc;
@@ -523,9 +531,7 @@ void pp__spawn_slot(pp__slot_t *slot) {
   }
   slot->proc = proc;
   slot->state = PP_WORKER_STARTING;
-  if (pool->cfg->max_requests > 0)
-    proc->max_requests = pool->cfg->max_requests +
-                         pp__rand(pool) % (pool->cfg->max_requests / 10 + 1);
+  pp__proc_limits(proc);
   pp__trace(pool, PP_TRACE_SPAWN, slot->id, proc->generation, proc->pid, 0, 0,
             0, NULL);
   pp__proc_arm(proc, pool->cfg->startup_timeout_ms);

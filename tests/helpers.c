@@ -46,6 +46,8 @@ void rec_cb(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
     assert_non_null(r->ev);
   }
   e = &r->ev[r->n++];
+  if ((unsigned)ev->type <= PP_TRACE_CLOSED)
+    r->counts[ev->type]++;
   e->type = ev->type;
   e->slot = ev->slot;
   e->generation = ev->generation;
@@ -59,11 +61,7 @@ void rec_cb(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
 }
 
 static size_t count_locked(rec_t *r, pp_trace_type_t type) {
-  size_t i, c = 0;
-  for (i = 0; i < r->n; i++)
-    if (r->ev[i].type == type)
-      c++;
-  return c;
+  return (unsigned)type <= PP_TRACE_CLOSED ? r->counts[type] : 0;
 }
 
 size_t rec_count(rec_t *r, pp_trace_type_t type) {

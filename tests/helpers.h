@@ -27,6 +27,10 @@ typedef struct rec {
   uv_cond_t cv;
   rec_event_t *ev;
   size_t n, cap;
+  /* Events of each type so far: rec_wait looks at one counter, not at
+   * every event (suites under load record hundreds of thousands, and the
+   * pool's trace callback waits for this mutex). */
+  size_t counts[PP_TRACE_CLOSED + 1];
 } rec_t;
 
 void rec_init(rec_t *r);
