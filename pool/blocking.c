@@ -185,11 +185,9 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
  * PP_ETIMEDOUT, PP_ECRASHED (EOF or the process was reaped), PP_EPROTO. */
 long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
   uint32_t max = proc->pool->cfg->max_frame;
-  struct pollfd p[2];
-  uint64_t now;
   long used;
   ssize_t n;
-  int ms, r, reaped = 0, polled = 0;
+  int r, reaped = 0, polled = 0;
 
   for (;;) {
     if (proc->rlen > 0) {
@@ -221,25 +219,34 @@ long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
     if (reaped)
       return PP_ECRASHED;
   wait:
-    ms = -1;
-    if (deadline_ns) {
-      now = pp__now_ns();
-      if (now >= deadline_ns)
-        return PP_ETIMEDOUT;
-      ms = (int)((deadline_ns - now + 999999) / 1000000);
-    }
-    p[0].fd = proc->rep_fd;
-    p[0].events = POLLIN;
-    p[1].fd = proc->wake_fd;
-    p[1].events = POLLIN;
-    r = poll(p, 2, ms);
-    if (r < 0 && errno != EINTR)
-      return PP_ECRASHED;
-    /* The process was reaped: read once more, for a reply written just
-     * before it died. */
-    if (r > 0 && (p[1].revents & POLLIN))
-      reaped = 1;
+    if ((r = pp__reply_wait(proc, deadline_ns, &reaped)) != 0)
+      return r;
   }
+}
+
+int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped) {
+  struct pollfd p[2];
+  uint64_t now;
+  int ms = -1, r;
+
+  if (deadline_ns) {
+    now = pp__now_ns();
+    if (now >= deadline_ns)
+      return PP_ETIMEDOUT;
+    ms = (int)((deadline_ns - now + 999999) / 1000000);
+  }
+  p[0].fd = proc->rep_fd;
+  p[0].events = POLLIN;
+  p[1].fd = proc->wake_fd;
+  p[1].events = POLLIN;
+  r = poll(p, 2, ms);
+  if (r < 0 && errno != EINTR)
+    return PP_ECRASHED;
+  /* The process was reaped: read once more, for a reply written just
+   * before it died. */
+  if (r > 0 && (p[1].revents & POLLIN))
+    *reaped = 1;
+  return 0;
 }
 
 /* After EOF on the reply pipe, give the loop a moment to reap the process,

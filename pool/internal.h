@@ -560,6 +560,9 @@ void pp__histo_add(pp_histogram_t *h, uint64_t us);
 /* ---- blocking.c, shared with pipeline.c */
 void pp__users_leave(pp_pool_t *pool);
 long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f);
+/* Wait until the reply pipe is readable or the process was reaped (sets
+ * *reaped), up to deadline_ns (0: no limit).  0, PP_ETIMEDOUT, PP_ECRASHED. */
+int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped);
 void pp__wait_reaped(pp__proc_t *proc, uint64_t ms);
 int pp__reply_store(pp_buf_t *reply, const char *p, size_t len);
 

@@ -327,10 +327,8 @@ static void dequeue(pp_pool_t *pool, struct pp__pcall *c) {
 /* Read more reply bytes (lock not held): > 0, or PP_ETIMEDOUT, PP_ECRASHED,
  * UV_ENOMEM.  Reads first: under load the reply is already there. */
 static long read_more(pp__proc_t *proc, uint64_t deadline_ns) {
-  struct pollfd p[2];
-  uint64_t now;
   ssize_t n;
-  int ms, r, reaped = 0;
+  int r, reaped = 0;
 
   if (pp__proc_rbuf_reserve(proc, pp__proc_rbuf_want(proc)) != 0)
     return UV_ENOMEM;
@@ -344,24 +342,8 @@ static long read_more(pp__proc_t *proc, uint64_t deadline_ns) {
       return PP_ECRASHED;
     if (errno == EINTR)
       continue;
-    ms = -1;
-    if (deadline_ns) {
-      now = pp__now_ns();
-      if (now >= deadline_ns)
-        return PP_ETIMEDOUT;
-      ms = (int)((deadline_ns - now + 999999) / 1000000);
-    }
-    p[0].fd = proc->rep_fd;
-    p[0].events = POLLIN;
-    p[1].fd = proc->wake_fd;
-    p[1].events = POLLIN;
-    r = poll(p, 2, ms);
-    if (r < 0 && errno != EINTR)
-      return PP_ECRASHED;
-    /* The process was reaped: read once more, for a reply written just
-     * before it died. */
-    if (r > 0 && (p[1].revents & POLLIN))
-      reaped = 1;
+    if ((r = pp__reply_wait(proc, deadline_ns, &reaped)) != 0)
+      return r;
   }
 }
 

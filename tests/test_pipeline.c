@@ -275,6 +275,18 @@ static void test_timeout_fails_its_ring(void **state) {
   close_pool(f);
 }
 
+/* Lease the only worker, then start a call that must wait for a place;
+ * returns once it waits. */
+static pp_lease_t *call_behind_lease(fixture_t *f, uv_thread_t *t, call_t *c) {
+  pp_lease_t *lease;
+
+  memset(c, 0, sizeof(*c));
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &lease, &f->diag), 0);
+  start(t, c, f->pool, "echo", "7", one_call);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_CHECKOUT_WAIT, 1, 30000), 0);
+  return lease;
+}
+
 /* A call waits for a place while the only worker is leased; the check-in
  * gives it the worker at once (the checkout timeout is a minute). */
 static void test_waiting_call_served_at_checkin(void **state) {
@@ -285,10 +297,7 @@ static void test_waiting_call_served_at_checkin(void **state) {
   call_t c;
 
   (void)state;
-  memset(&c, 0, sizeof(c));
-  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &lease, &f->diag), 0);
-  start(&t, &c, f->pool, "echo", "7", one_call);
-  assert_int_equal(rec_wait(&f->rec, PP_TRACE_CHECKOUT_WAIT, 1, 30000), 0);
+  lease = call_behind_lease(f, &t, &c);
   assert_int_equal(pp_pool_status(f->pool, &st), 0);
   assert_int_equal(st.waiters, 1);
   pp_status_free(&st);
@@ -353,10 +362,7 @@ static void test_drain_fails_waiting_call(void **state) {
   call_t c;
 
   (void)state;
-  memset(&c, 0, sizeof(c));
-  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &lease, &f->diag), 0);
-  start(&t, &c, f->pool, "echo", "7", one_call);
-  assert_int_equal(rec_wait(&f->rec, PP_TRACE_CHECKOUT_WAIT, 1, 30000), 0);
+  lease = call_behind_lease(f, &t, &c);
   assert_int_equal(pp_pool_drain(f->pool, 0), 0);
   uv_thread_join(&t);
   assert_int_equal(c.status, PP_ECLOSED);
