@@ -20,6 +20,7 @@
  *   lifecycle  heartbeat, recycling, next_retry_ms and stderr_tail
  * Every wait is on a trace event, a reply, a line or a process exit, with a
  * timeout that only fires on failure. */
+#include "cli.h"
 #include "helpers.h"
 
 #include <dirent.h>
@@ -28,18 +29,15 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
 
 /* Only a broken build waits this long (scaled for slow runs such as
  * valgrind's, PP_TEST_TIME_SCALE). */
@@ -1336,47 +1334,12 @@ static void test_fork_child_dies_with_worker(void **state) {
 
 /* ================================================================ orphans */
 
-/* Spawn argv with stdin from /dev/null and stdout (and stderr, when err is
- * not NULL) on pipes; stderr goes to /dev/null otherwise, unless
- * PP_TEST_VERBOSE is set. */
-static pid_t spawn_piped(char *const argv[], int *out, int *err) {
-  posix_spawn_file_actions_t fa;
-  int o[2], e[2] = {-1, -1};
-  pid_t pid;
-
-  assert_int_equal(pipe2(o, O_CLOEXEC), 0);
-  if (err)
-    assert_int_equal(pipe2(e, O_CLOEXEC), 0);
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, o[1], 1);
-  if (err)
-    posix_spawn_file_actions_adddup2(&fa, e[1], 2);
-  else if (!getenv("PP_TEST_VERBOSE"))
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  close(o[1]);
-  *out = o[0];
-  if (err) {
-    close(e[1]);
-    *err = e[0];
-  }
-  return pid;
-}
-
 static int wait_exit(pid_t pid) {
   int st;
 
   while (waitpid(pid, &st, 0) < 0)
     assert_int_equal(errno, EINTR);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-}
-
-static const char *poolctl_path(void) {
-  const char *p = getenv("PP_POOLCTL");
-  assert_non_null(p);
-  return p;
 }
 
 /* A `poolctl serve` child on a socket in a fresh directory. */
@@ -1407,7 +1370,7 @@ static void serve_start(serve_t *s, const char *handlers, const char *set1,
   snprintf(s->sock, sizeof(s->sock), "%s/pool.sock", s->dir);
   snprintf(cmd, sizeof(cmd), "worker.command=[%s, %s, %s]", py, worker, h);
   free(h);
-  argv[n++] = (char *)poolctl_path();
+  argv[n++] = (char *)cli_poolctl_path();
   argv[n++] = "serve";
   argv[n++] = "-S";
   argv[n++] = s->sock;
@@ -1429,7 +1392,7 @@ static void serve_start(serve_t *s, const char *handlers, const char *set1,
     argv[n++] = start;
   }
   argv[n] = NULL;
-  s->pid = spawn_piped(argv, &s->out, NULL);
+  s->pid = cli_spawn(argv, &s->out, NULL);
   live_serve = s;
 }
 
@@ -1490,33 +1453,8 @@ static int teardown(void **state) {
 
 /* ---- a raw control-socket client (docs/protocol.md) */
 
-typedef struct conn {
-  int fd;
-  char buf[1 << 16];
-  size_t len;
-} conn_t;
-
-static conn_t *conn_open(const char *path) {
-  conn_t *c = calloc(1, sizeof(*c));
-  struct sockaddr_un sa;
-
-  assert_non_null(c);
-  c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  assert_true(c->fd >= 0);
-  memset(&sa, 0, sizeof(sa));
-  sa.sun_family = AF_UNIX;
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-  assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-  return c;
-}
-
-static void conn_close(conn_t *c) {
-  close(c->fd);
-  free(c);
-}
-
 /* Send bytes; returns 0, or -1 once the server hung up. */
-static int conn_send_n(conn_t *c, const char *s, size_t n) {
+static int conn_send_n(cli_conn_t *c, const char *s, size_t n) {
   ssize_t w;
 
   while (n > 0) {
@@ -1531,12 +1469,12 @@ static int conn_send_n(conn_t *c, const char *s, size_t n) {
   return 0;
 }
 
-static void conn_send(conn_t *c, const char *s) {
+static void conn_send(cli_conn_t *c, const char *s) {
   assert_int_equal(conn_send_n(c, s, strlen(s)), 0);
 }
 
 /* One reply line, parsed; NULL at EOF or a reset. */
-static json_t *conn_recv(conn_t *c) {
+static json_t *conn_recv(cli_conn_t *c) {
   int64_t deadline = now_ms() + WAIT_MS;
   struct pollfd p;
   json_t *v;
@@ -1575,7 +1513,7 @@ static json_t *conn_recv(conn_t *c) {
 
 /* A call on c; returns the reply value's integer (the handlers used here
  * return pids). */
-static json_int_t conn_call_int(conn_t *c, const char *cmd, const char *args) {
+static json_int_t conn_call_int(cli_conn_t *c, const char *cmd, const char *args) {
   char line[256];
   json_t *v;
   json_int_t n;
@@ -1596,7 +1534,7 @@ static json_int_t conn_call_int(conn_t *c, const char *cmd, const char *args) {
 }
 
 /* The status object (owned). */
-static json_t *conn_status(conn_t *c) {
+static json_t *conn_status(cli_conn_t *c) {
   json_t *v, *st;
 
   conn_send(c, "{\"op\":\"status\"}\n");
@@ -1611,7 +1549,7 @@ static json_t *conn_status(conn_t *c) {
 
 /* Poll status until `busy` workers are busy (each reply is the event; the
  * number of tries is bounded). */
-static void conn_wait_busy(conn_t *c, int busy) {
+static void conn_wait_busy(cli_conn_t *c, int busy) {
   json_t *st;
   int tries, n;
 
@@ -1626,7 +1564,7 @@ static void conn_wait_busy(conn_t *c, int busy) {
 }
 
 /* Every worker pid in status (0 for none); returns how many. */
-static int conn_worker_pids(conn_t *c, int *pids, int max) {
+static int conn_worker_pids(cli_conn_t *c, int *pids, int max) {
   json_t *st = conn_status(c), *w;
   size_t i;
   int n = 0;
@@ -1671,18 +1609,18 @@ static void test_serve_sigkill_no_survivors(void **state) {
       "worker",           "worker",       "python subprocess",
       "sleep subprocess", "forked child", "busy worker's subprocess"};
   int pids[6] = {0};
-  conn_t *c, *busy;
+  cli_conn_t *c, *busy;
   static serve_t s; /* the teardown may need it after a failure */
 
   (void)state;
   serve_start(&s, "hostile_handlers.py", NULL, NULL);
   serve_wait_line(&s, "ready: ");
-  c = conn_open(s.sock);
+  c = cli_conn_open(s.sock);
   pids[2] = (int)conn_call_int(c, "spawn_child", "\"python\"");
   pids[3] = (int)conn_call_int(c, "spawn_child", "\"sleep\"");
   pids[4] = (int)conn_call_int(c, "spawn_child", "\"fork\"");
   /* The hot worker takes a long call; the other one spawns a child. */
-  busy = conn_open(s.sock);
+  busy = cli_conn_open(s.sock);
   conn_send(busy, "{\"op\":\"call\",\"payload\":{\"cmd\":\"sleep\","
                   "\"args\":30}}\n");
   conn_wait_busy(c, 1);
@@ -1694,8 +1632,8 @@ static void test_serve_sigkill_no_survivors(void **state) {
   s.pid = 0;
   all_gone_within(pids, what, 6, 10000);
   assert_null(conn_recv(busy));
-  conn_close(busy);
-  conn_close(c);
+  cli_conn_close(busy);
+  cli_conn_close(c);
   serve_cleanup(&s);
 }
 
@@ -1704,7 +1642,7 @@ static void test_serve_sigkill_no_survivors(void **state) {
 static void test_serve_sigkill_while_starting(void **state) {
   const char *what[] = {"starting worker", "starting worker"};
   int pids[2] = {0};
-  conn_t *c;
+  cli_conn_t *c;
   static serve_t s; /* the teardown may need it after a failure */
 
   (void)state;
@@ -1714,14 +1652,14 @@ static void test_serve_sigkill_while_starting(void **state) {
   serve_start(&s, "slow_start.py", "worker.env={PP_SLOW_START: '30'}",
               "worker.startup_timeout=1m");
   serve_wait_line(&s, "warming 0/2");
-  c = conn_open(s.sock);
+  c = cli_conn_open(s.sock);
   assert_int_equal(conn_worker_pids(c, pids, 2), 2);
   assert_true(pids[0] > 0 && pids[1] > 0);
   assert_int_equal(kill(s.pid, SIGKILL), 0);
   wait_exit(s.pid);
   s.pid = 0;
   all_gone_within(pids, what, 2, 10000);
-  conn_close(c);
+  cli_conn_close(c);
   serve_cleanup(&s);
 }
 
@@ -1852,7 +1790,7 @@ static int run_capture(char *const argv[], char **out, char **err) {
 
   buf[0] = calloc(1, 1);
   buf[1] = calloc(1, 1);
-  pid = spawn_piped(argv, &fds[0], &fds[1]);
+  pid = cli_spawn(argv, &fds[0], &fds[1]);
   while (open_fds > 0) {
     for (i = 0; i < 2; i++) {
       p[i].fd = fds[i];
@@ -1918,7 +1856,7 @@ static void test_malformed_configs(void **state) {
     const yaml_case_t *yc = &yaml_cases[i];
     char file[512];
     char *argv[] = {
-        (char *)poolctl_path(), "serve", "-S", sock, "-c", file, NULL};
+        (char *)cli_poolctl_path(), "serve", "-S", sock, "-c", file, NULL};
 
     if (yc->line == 0)
       continue;
@@ -1964,7 +1902,7 @@ static void test_hostile_socket_clients(void **state) {
       {"payload the worker refuses", "{\"op\":\"call\",\"payload\":\"x\"}\n", 0,
        0},
   };
-  conn_t *good, *bad, *many[300];
+  cli_conn_t *good, *bad, *many[300];
   int pids[2], pids2[2], busy_refused = 0;
   json_t *v, *st;
   static serve_t s; /* the teardown may need it after a failure */
@@ -1975,13 +1913,13 @@ static void test_hostile_socket_clients(void **state) {
   deep[sizeof(deep) - 2] = '\n';
   serve_start(&s, "echo_handlers.py", NULL, NULL);
   serve_wait_line(&s, "ready: ");
-  good = conn_open(s.sock);
+  good = cli_conn_open(s.sock);
   assert_int_equal(conn_worker_pids(good, pids, 2), 2);
   for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     const sock_case_t *sc = &cases[i];
     if (getenv("PP_TEST_VERBOSE"))
       fprintf(stderr, "  hostile client: %s\n", sc->name);
-    bad = conn_open(s.sock);
+    bad = cli_conn_open(s.sock);
     assert_int_equal(
         conn_send_n(bad, sc->bytes, sc->len ? sc->len : strlen(sc->bytes)), 0);
     v = conn_recv(bad);
@@ -1999,17 +1937,17 @@ static void test_hostile_socket_clients(void **state) {
         fail_msg("%s: the connection did not survive a mere error", sc->name);
       json_decref(v);
     }
-    conn_close(bad);
+    cli_conn_close(bad);
     assert_int_equal(conn_call_int(good, "pid", "null") > 0, 1);
   }
   /* Half a line, then a hang-up. */
-  bad = conn_open(s.sock);
+  bad = cli_conn_open(s.sock);
   conn_send(bad, "{\"op\":\"call\",\"payload\":{\"cmd\":\"ech");
-  conn_close(bad);
+  cli_conn_close(bad);
   /* More connections than the server serves at once: the extra ones are
    * refused with EBUSY, the first ones and `good` still work. */
   for (i = 0; i < 300; i++)
-    many[i] = conn_open(s.sock);
+    many[i] = cli_conn_open(s.sock);
   for (i = 0; i < 300; i++) {
     conn_send_n(many[i], "{\"op\":\"ping\"}\n", 14); /* may be refused */
     v = conn_recv(many[i]);
@@ -2018,7 +1956,7 @@ static void test_hostile_socket_clients(void **state) {
     json_decref(v);
   }
   for (i = 0; i < 300; i++)
-    conn_close(many[i]);
+    cli_conn_close(many[i]);
   assert_true(busy_refused >= 300 - 256);
   assert_int_equal(conn_call_int(good, "pid", "null") > 0, 1);
   /* The workers never noticed. */
@@ -2028,7 +1966,7 @@ static void test_hostile_socket_clients(void **state) {
   st = conn_status(good);
   assert_int_equal(json_integer_value(json_object_get(st, "restarts")), 0);
   json_decref(st);
-  conn_close(good);
+  cli_conn_close(good);
   assert_int_equal(kill(s.pid, SIGTERM), 0);
   assert_int_equal(wait_exit(s.pid), 0);
   s.pid = 0;
