@@ -7,8 +7,6 @@
 #include <string.h>
 #include <sys/un.h>
 
-#define OP_TIMEOUT_MS 10000
-
 static int drained(json_t *st, void *data, char *why, size_t whylen) {
   (void)data;
   if (pc_num(st, "leased") == 0 && pc_num(st, "busy") == 0)
@@ -41,7 +39,7 @@ int pc_drain(const pc_command_t *cmd, int argc, char **argv,
     return r;
   if ((r = pc_conn_open(path, &conn)) != PC_EXIT_OK)
     goto out;
-  r = pc_conn_simple(&conn, cmd->name, OP_TIMEOUT_MS, NULL);
+  r = pc_conn_simple(&conn, cmd->name, PC_OP_TIMEOUT_MS, NULL);
   if (r == PC_EXIT_OK && w.wait)
     r = pc_wait_status(&conn, &watch, "drain", drained, NULL, w.timeout_ms);
   pc_conn_close(&conn);

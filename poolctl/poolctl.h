@@ -190,9 +190,9 @@ typedef struct pc_opwait {
 int pc_opwait_parse(const pc_command_t *cmd, int argc, char **argv,
                     pc_opwait_t *w, const char *extra_name, int *extra_flag);
 
-/* The generation of every worker row of st, in *gens (malloc'd, *n rows);
- * 0 or -1 (out of memory, printed). */
-int pc_generations(json_t *st, uint32_t **gens, int *n);
+/* How long an operating command waits for the server to answer. */
+#define PC_OP_TIMEOUT_MS 10000
+
 /* Done when each row id of before (all when id < 0) serves again with a
  * newer generation, and nothing is retiring or starting. */
 typedef struct pc_rolled {
@@ -200,6 +200,9 @@ typedef struct pc_rolled {
   uint32_t *before;
   int n;
 } pc_rolled_t;
+/* Ask c for status and note every worker's generation in r->before
+ * (malloc'd, r->n rows).  An exit code (PC_EXIT_OK). */
+int pc_rolled_begin(pc_conn_t *c, pc_rolled_t *r);
 int pc_rolled_done(json_t *st, void *data, char *why, size_t whylen);
 
 /* ---- format.c: what status and top print */

@@ -8,14 +8,11 @@
 #include <stdlib.h>
 #include <sys/un.h>
 
-#define OP_TIMEOUT_MS 10000
-
 int pc_reload(const pc_command_t *cmd, int argc, char **argv,
               const pc_global_t *g) {
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
   pc_opwait_t w = PC_OPWAIT_DEFAULT;
   pc_rolled_t rolled = {-1, NULL, 0};
-  json_t *reply = NULL;
   pc_conn_t conn, watch;
   int r;
 
@@ -31,18 +28,10 @@ int pc_reload(const pc_command_t *cmd, int argc, char **argv,
     return r;
   if ((r = pc_conn_open(path, &conn)) != PC_EXIT_OK)
     goto out_watch;
-  if (w.wait) {
-    if ((r = pc_conn_simple(&conn, "status", OP_TIMEOUT_MS, &reply)) != 0)
-      goto out;
-    if (pc_generations(json_object_get(reply, "status"), &rolled.before,
-                       &rolled.n) != 0) {
-      r = PC_EXIT_ERROR;
-      goto out;
-    }
-    json_decref(reply);
-    reply = NULL;
-  }
-  if ((r = pc_conn_simple(&conn, "reload", OP_TIMEOUT_MS, NULL)) != 0 ||
+  /* The generations before, to know when each worker was replaced. */
+  if (w.wait && (r = pc_rolled_begin(&conn, &rolled)) != PC_EXIT_OK)
+    goto out;
+  if ((r = pc_conn_simple(&conn, "reload", PC_OP_TIMEOUT_MS, NULL)) != 0 ||
       !w.wait)
     goto out;
   /* A config the server cannot load leaves it as it was, with the reason
@@ -55,7 +44,6 @@ int pc_reload(const pc_command_t *cmd, int argc, char **argv,
                      w.timeout_ms);
 out:
   free(rolled.before);
-  json_decref(reply);
   pc_conn_close(&conn);
 out_watch:
   if (watch.fd >= 0)

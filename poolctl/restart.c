@@ -9,8 +9,6 @@
 #include <string.h>
 #include <sys/un.h>
 
-#define OP_TIMEOUT_MS 10000
-
 int pc_restart(const pc_command_t *cmd, int argc, char **argv,
                const pc_global_t *g) {
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -43,24 +41,15 @@ int pc_restart(const pc_command_t *cmd, int argc, char **argv,
   if ((r = pc_conn_open(path, &conn)) != PC_EXIT_OK)
     goto out_watch;
   /* The generations before, to know when each worker was replaced. */
-  if (w.wait) {
-    if ((r = pc_conn_simple(&conn, "status", OP_TIMEOUT_MS, &reply)) != 0)
-      goto out;
-    if (pc_generations(json_object_get(reply, "status"), &rolled.before,
-                       &rolled.n) != 0) {
-      r = PC_EXIT_ERROR;
-      goto out;
-    }
-    json_decref(reply);
-    reply = NULL;
-  }
+  if (w.wait && (r = pc_rolled_begin(&conn, &rolled)) != PC_EXIT_OK)
+    goto out;
   req = json_pack("{s:s, s:i}", "op", "restart", "slot", rolled.id);
   if (req == NULL) {
     pc_err("out of memory");
     r = PC_EXIT_ERROR;
     goto out;
   }
-  r = pc_conn_request(&conn, req, OP_TIMEOUT_MS, &reply);
+  r = pc_conn_request(&conn, req, PC_OP_TIMEOUT_MS, &reply);
   json_decref(req);
   if (r != PC_EXIT_OK)
     goto out;

@@ -9,8 +9,6 @@
 #include <string.h>
 #include <sys/un.h>
 
-#define OP_TIMEOUT_MS 10000
-
 static int scaled(json_t *st, void *data, char *why, size_t whylen) {
   json_t *w;
   int want = *(int *)data, serve = 0, moving = 0;
@@ -67,7 +65,7 @@ int pc_scale(const pc_command_t *cmd, int argc, char **argv,
     r = PC_EXIT_ERROR;
     goto out;
   }
-  r = pc_conn_request(&conn, req, OP_TIMEOUT_MS, &reply);
+  r = pc_conn_request(&conn, req, PC_OP_TIMEOUT_MS, &reply);
   json_decref(req);
   if (r != PC_EXIT_OK)
     goto out;

@@ -166,19 +166,25 @@ int pc_opwait_parse(const pc_command_t *cmd, int argc, char **argv,
   return -1;
 }
 
-int pc_generations(json_t *st, uint32_t **gens, int *n) {
-  json_t *workers = json_object_get(st, "workers"), *w;
+int pc_rolled_begin(pc_conn_t *c, pc_rolled_t *r) {
+  json_t *reply = NULL, *workers, *w;
   size_t i;
+  int rc;
 
-  *n = (int)json_array_size(workers);
-  *gens = calloc((size_t)*n + 1, sizeof(**gens));
-  if (*gens == NULL) {
+  if ((rc = pc_conn_simple(c, "status", PC_OP_TIMEOUT_MS, &reply)) != 0)
+    return rc;
+  workers = json_object_get(json_object_get(reply, "status"), "workers");
+  r->n = (int)json_array_size(workers);
+  r->before = calloc((size_t)r->n + 1, sizeof(*r->before));
+  if (r->before == NULL) {
     pc_err("out of memory");
-    return -1;
+    json_decref(reply);
+    return PC_EXIT_ERROR;
   }
-  json_array_foreach(workers, i, w)(*gens)[i] =
+  json_array_foreach(workers, i, w) r->before[i] =
       (uint32_t)pc_num(w, "generation");
-  return 0;
+  json_decref(reply);
+  return PC_EXIT_OK;
 }
 
 static int serving(const char *state) {
