@@ -918,7 +918,7 @@ static int scen_latency(int json) {
   char *payload = make_payload(O.payload, json);
   size_t len = strlen(payload);
   pp_pool_t *pool;
-  char title[160], n1[96], n2[96], n3[96];
+  char title[160], n1[96], n2[96], n3[96], n4[96];
   int nlease = callers < workers ? callers : workers;
 
   if (spawn_floor(fw, workers, !json, handler, NULL) != 0)
@@ -929,6 +929,7 @@ static int scen_latency(int json) {
     return -1;
   }
   snprintf(n1, sizeof(n1), "floor: C driver <-> worker, blocking");
+  snprintf(n4, sizeof(n4), "floor, polling the reply up to 50 us first");
   snprintf(n2, sizeof(n2), "pool: pp_call");
   snprintf(n3, sizeof(n3), "pool: pp_lease_call (lease held)");
   contender_t cf = {.name = n1, .nthreads = workers, .fn = floor_call_thread,
@@ -940,17 +941,24 @@ static int scen_latency(int json) {
   contender_t cl = {.name = n3, .nthreads = nlease, .fn = pool_lease_thread,
                     .pool = pool, .payload = payload, .len = len,
                     .json = json};
-  contender_t *cs[] = {&cf, &cp, &cl};
+  /* What pp_call does that the floor does not: poll for the reply before
+   * sleeping (worker.reply_spin_us).  The same floor workers, polling. */
+  contender_t cs4 = {.name = n4, .nthreads = workers, .fn = floor_call_thread,
+                     .fw = fw, .nfw = workers, .payload = payload, .len = len,
+                     .json = json,
+                     .fflags = FLOOR_POLLFIRST | FLOOR_SPIN};
+  contender_t *cs[] = {&cf, &cs4, &cp, &cl};
 
   snprintf(title, sizeof(title),
            "latency, %s mode, %zu B payload, %d caller(s), %d worker(s)",
            json ? "JSON" : "raw", len, callers, workers);
   foreign_t fl;
   foreign_begin(&fl);
-  measure(cs, 3);
+  measure(cs, 4);
   double fload = foreign_end(&fl);
   header(title);
   report(scen, &cf, len, NULL);
+  report(scen, &cs4, len, &cf);
   report(scen, &cp, len, &cf);
   report(scen, &cl, len, &cf);
   foreign_report(scen, fload);
@@ -1007,6 +1015,8 @@ static int scen_anatomy(void) {
                       FLOOR_SIGMASK | FLOOR_POLL);
   contender_t c7 = FC("floor + mask + poll first, no EAGAIN read",
                       FLOOR_SIGMASK | FLOOR_POLLFIRST);
+  contender_t c9 = FC("floor + mask + poll up to 50 us, then sleep",
+                      FLOOR_SIGMASK | FLOOR_POLLFIRST | FLOOR_SPIN);
   contender_t c8 = {.name = "floor over a socketpair, MSG_NOSIGNAL",
                     .nthreads = 1, .fn = floor_call_thread, .fw = &fs,
                     .nfw = 1, .payload = payload, .len = O.payload};
@@ -1020,7 +1030,7 @@ static int scen_anatomy(void) {
   contender_t c6 = {.name = "pool: pp_call, SIGPIPE ignored by the program",
                     .nthreads = 1, .fn = pool_call_thread, .pool = pb,
                     .payload = payload, .len = O.payload};
-  contender_t *cs[] = {&c0, &c1, &c2, &c3, &c7, &c8, &c4, &c5, &c6};
+  contender_t *cs[] = {&c0, &c1, &c2, &c3, &c7, &c9, &c8, &c4, &c5, &c6};
   int ncs = (int)(sizeof(cs) / sizeof(cs[0]));
   const char *only = O.only;
 
@@ -1963,6 +1973,12 @@ static void targets(void) {
     target("1b", "pp_call p99 <= 2x floor p99 (raw)", p->p99_us, f->p99_us,
            "us", "<=", 2.0, NULL, NULL);
   }
+  f = result_get("latency_raw", "floor, polling the reply up to 50 us first");
+  if (f && p)
+    target("1a*", "(info) pp_call p50 vs a floor that polls as it does",
+           p->p50_us, f->p50_us, "us", "info", 0, NULL,
+           "raw mode; the floor polls its reply pipe up to 50 us before it "
+           "sleeps, as pp_call does (worker.reply_spin_us)");
   f = result_get("latency_json", "floor: C driver <-> worker, blocking");
   p = result_get("latency_json", "pool: pp_call");
   if (f && p) {

@@ -145,7 +145,14 @@ static long read_frame(floor_worker_t *w, pp_frame_t *f, int timeout_ms) {
     if (w->flags & FLOOR_POLLFIRST) {
       struct pollfd p[2] = {{.fd = w->rep_fd, .events = POLLIN},
                             {.fd = w->wake_fd, .events = POLLIN}};
-      poll(p, 2, timeout_ms);
+      int r = 0;
+      if (w->flags & FLOOR_SPIN) {
+        uint64_t end = bench_now_ns() + 50000;
+        while ((r = poll(p, 2, 0)) == 0 && bench_now_ns() < end)
+          ;
+      }
+      if (r <= 0)
+        poll(p, 2, timeout_ms);
     } else if (timeout_ms >= 0) {
       struct pollfd p = {.fd = w->rep_fd, .events = POLLIN};
       int r = poll(&p, 1, timeout_ms);

@@ -35,6 +35,9 @@ typedef struct floor_worker {
 
 /* poll(rep_fd, eventfd) first, then read: no speculative read. */
 #define FLOOR_POLLFIRST 4
+/* With FLOOR_POLLFIRST: poll(.., 0) in a loop for up to 50 us before the
+ * blocking poll, as the pool's callers do (worker.reply_spin_us). */
+#define FLOOR_SPIN 16
 /* Set by floor_spawn_socket: one AF_UNIX socketpair is the worker's fd 3
  * and fd 4; writes are sendmsg(MSG_NOSIGNAL) (no SIGPIPE, so no masking),
  * reads a blocking recv (a deadline would be SO_RCVTIMEO). */

@@ -102,6 +102,10 @@ const pp__key_t pp__keys[PP__NKEYS] = {
    .doc = "time a cancelled request gets before its worker is killed"},
   {KEY("worker.pipeline_depth", INT, pipeline_depth), .min = 1, .max = 1024,
    .def = "1", .doc = "requests in flight per worker"},
+  {KEY("worker.reply_spin_us", INT, reply_spin_us), .min = 0, .max = 1000,
+   .def = "50",
+   .doc = "microseconds a blocking caller polls for a reply before it "
+          "sleeps, at most; adapts to the replies' pace; 0 = never"},
   {KEY("worker.start", ENUM, start), .choices = starts, .def = "spawn",
    .doc = "spawn: one interpreter per worker; zygote: fork workers from one "
           "that imported the handlers once"},

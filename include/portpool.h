@@ -229,6 +229,9 @@ typedef struct pp_worker_status {
                                0 = none */
   uint64_t next_retry_ms;   /* in backoff: time until the restart */
   uint64_t cpu_time_ms;     /* user+system CPU of the current process */
+  uint32_t reply_spin_us;   /* how long a blocking caller now polls for
+                               this worker's reply before it sleeps: adapted
+                               within worker.reply_spin_us, 0 = at once */
   int retiring;             /* will be replaced once idle (recycle, scale,
                                restart, reload) */
   pp_histogram_t run_time;  /* request run times on this slot */
@@ -503,6 +506,9 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
 
 /* One request on a held lease, performed on the calling thread (no hop
  * through the loop).  The reply is written to `reply` (grown as needed).
+ * While replies come back fast, the thread polls for the reply for up to
+ * worker.reply_spin_us (default 50) before it sleeps, and only while the
+ * threads in blocking calls leave a CPU free (see the README).
  * Returns 0, PP_EHANDLER (reply holds the ERROR payload), PP_ETIMEDOUT,
  * PP_ECRASHED, PP_EPROTO, PP_ETOOBIG, PP_ECLOSED, UV_ENOMEM.  After any
  * error but PP_EHANDLER and PP_ETOOBIG the worker is gone: check the lease

@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 void pp__users_leave(pp_pool_t *pool) {
-  if (--pool->users == 0 && pool->stopping)
+  if (__atomic_sub_fetch(&pool->users, 1, __ATOMIC_RELAXED) == 0 &&
+      pool->stopping)
     uv_cond_broadcast(&pool->users_cond);
 }
 
@@ -109,7 +110,7 @@ void pp_pool_close(pp_pool_t *pool) {
   uv_thread_join(&pool->thread);
   /* Threads woken with PP_ECLOSED may still be on their way out. */
   pp__lock(pool);
-  while (pool->users > 0)
+  while (__atomic_load_n(&pool->users, __ATOMIC_RELAXED) > 0)
     uv_cond_wait(&pool->users_cond, &pool->lock);
   pp__unlock(pool);
   uv_loop_close(&pool->own_loop);
@@ -129,7 +130,7 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
   if (client == NULL)
     client = &pool->anon;
   pp__lock(pool);
-  pool->users++;
+  __atomic_add_fetch(&pool->users, 1, __ATOMIC_RELAXED);
   if (pool->stopping || pool->draining || client->dead ||
       pool->state == PP_POOL_DEGRADED) {
     r = client->dead ? PP_ECANCELED : pp__checkout_unavailable(pool, diag);
@@ -224,13 +225,53 @@ long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
   }
 }
 
+/* Poll for the reply for up to proc->spin_ns before sleeping.  A sleeping
+ * caller is woken by the worker's write through the scheduler, which costs
+ * several microseconds more on a VM; a polling one sees the reply as soon
+ * as it is written.  Only while the threads in the pool's blocking calls
+ * (each with a worker busy for it) and the pollers leave no CPU short: one
+ * caller on 2 CPUs polls, two callers do not.  > 0: something to read. */
+static int spin(pp__proc_t *proc, struct pollfd *p) {
+  pp_pool_t *pool = proc->pool;
+  int r = 0, users, spinners;
+  uint64_t end;
+
+  users = __atomic_load_n(&pool->users, __ATOMIC_RELAXED);
+  spinners = __atomic_add_fetch(&pool->spinners, 1, __ATOMIC_RELAXED);
+  if (users + spinners <= pool->ncpu) {
+    end = pp__now_ns() + __atomic_load_n(&proc->spin_ns, __ATOMIC_RELAXED);
+    while ((r = poll(p, 2, 0)) == 0 && pp__now_ns() < end)
+      ;
+  }
+  __atomic_sub_fetch(&pool->spinners, 1, __ATOMIC_RELAXED);
+  return r;
+}
+
+/* After a wait that ended in poll(2), `waited` ns after it began: like
+ * KVM's halt polling, a wait that ended within the ceiling opens or widens
+ * the window (10 us, then doubling), a longer one closes it, so slow
+ * handlers cost no polling at all. */
+void pp__spin_adapt(pp__proc_t *proc, uint64_t waited) {
+  uint32_t max = proc->spin_max_ns, cur, next;
+
+  cur = __atomic_load_n(&proc->spin_ns, __ATOMIC_RELAXED);
+  if (waited > max)
+    next = 0;
+  else if (cur == 0)
+    next = max < 10000 ? max : 10000;
+  else
+    next = cur >= max / 2 ? max : cur * 2;
+  __atomic_store_n(&proc->spin_ns, next, __ATOMIC_RELAXED);
+}
+
 int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped) {
   struct pollfd p[2];
-  uint64_t now;
-  int ms = -1, r;
+  uint64_t now = 0;
+  int ms = -1, r = 0;
 
-  if (deadline_ns) {
+  if (deadline_ns || proc->spin_max_ns)
     now = pp__now_ns();
+  if (deadline_ns) {
     if (now >= deadline_ns)
       return PP_ETIMEDOUT;
     ms = (int)((deadline_ns - now + 999999) / 1000000);
@@ -239,7 +280,13 @@ int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped) {
   p[0].events = POLLIN;
   p[1].fd = proc->wake_fd;
   p[1].events = POLLIN;
-  r = poll(p, 2, ms);
+  if (__atomic_load_n(&proc->spin_ns, __ATOMIC_RELAXED))
+    r = spin(proc, p);
+  if (r == 0) {
+    r = poll(p, 2, ms);
+    if (r > 0 && proc->spin_max_ns)
+      pp__spin_adapt(proc, pp__now_ns() - now);
+  }
   if (r < 0 && errno != EINTR)
     return PP_ECRASHED;
   /* The process was reaped: read once more, for a reply written just
@@ -325,7 +372,7 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   }
   lease->thread_call = 1;
   lease->writing = 1;
-  pool->users++;
+  __atomic_add_fetch(&pool->users, 1, __ATOMIC_RELAXED);
   slot->state = PP_WORKER_BUSY;
   id = ++proc->next_id;
   pool->requests++;

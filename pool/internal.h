@@ -125,6 +125,10 @@ struct pp__proc {
   uint32_t orphan_id;  /* request whose lease ended before its reply */
   uint64_t requests;
   uint64_t max_requests;   /* recycle after this many (jittered), 0 = never */
+  /* Polling for a reply before sleeping (pp__reply_wait): the window now,
+   * adapted by whoever does the I/O (atomic: status reads it), and its
+   * ceiling, from the config. */
+  uint32_t spin_ns, spin_max_ns;
   uint64_t req_start_ns;   /* the request in flight, 0 when none */
   uint64_t spawn_ns, ready_ns;
   pp__linebuf_t outline, errline;
@@ -326,7 +330,10 @@ struct pp_pool {
   pp_client_t anon;        /* the pool's own client, for NULL */
   uint64_t next_lease_id;
   uint64_t next_client_id;
-  int users;               /* threads inside blocking calls */
+  int users;               /* threads inside blocking calls; atomic, also
+                              read without the lock (pp__reply_wait) */
+  int spinners;            /* atomic: threads polling for a reply */
+  int ncpu;                /* CPUs we may run on */
   int shared_calls;        /* pipelined calls in flight */
   int pipe_waiters;
   pp__queue_t pipe_queue;  /* pp__pcall waiting for a place, FIFO */
@@ -563,6 +570,8 @@ long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f);
 /* Wait until the reply pipe is readable or the process was reaped (sets
  * *reaped), up to deadline_ns (0: no limit).  0, PP_ETIMEDOUT, PP_ECRASHED. */
 int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped);
+/* The reply-polling window after a wait that slept, `waited` ns in all. */
+void pp__spin_adapt(pp__proc_t *proc, uint64_t waited);
 void pp__wait_reaped(pp__proc_t *proc, uint64_t ms);
 int pp__reply_store(pp_buf_t *reply, const char *p, size_t len);
 

@@ -565,7 +565,7 @@ int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
   if (sem_init(&c.sem, 0, 0) != 0)
     return UV_ENOMEM;
   pp__lock(pool);
-  pool->users++;
+  __atomic_add_fetch(&pool->users, 1, __ATOMIC_RELAXED);
   /* A place: at once if there is one and nobody waits before us; else in
    * FIFO order, given by a reader that freed one (the request is written
    * for us) or by a kick when a worker turns idle (we take it here). */

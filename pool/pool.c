@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -513,6 +514,7 @@ void pp__proc_limits(pp__proc_t *proc) {
   if (pool->cfg->max_requests > 0)
     proc->max_requests = pool->cfg->max_requests +
                          pp__rand(pool) % (pool->cfg->max_requests / 10 + 1);
+  proc->spin_max_ns = (uint32_t)pool->cfg->reply_spin_us * 1000u;
 }
 
 void pp__spawn_slot(pp__slot_t *slot) {
@@ -653,6 +655,17 @@ static void pool_free(pp_pool_t *pool) {
 
 static const pp__adapter_t *const adapters[] = {&pp__adapter_python, NULL};
 
+/* The CPUs this process may run on (its affinity mask, so taskset and
+ * cpusets count), for the reply-polling limit. */
+static int cpus_usable(void) {
+  cpu_set_t set;
+  int n;
+
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && (n = CPU_COUNT(&set)) > 0)
+    return n;
+  return pp__config_cpus();
+}
+
 int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
                     pp_pool_t **out, pp_diag_t *diag) {
   struct sigaction sa;
@@ -687,6 +700,7 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   pp__queue_init(&pool->clients);
   pp__client_init(pool, &pool->anon);
   pool->start_ns = pp__now_ns();
+  pool->ncpu = cpus_usable();
   pool->nslots = pool->cfg->size;
   pool->target_size = pool->cfg->size;
   pool->ready_count =

@@ -125,6 +125,8 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
       w->pid = slot->proc->pid;
       w->requests = slot->proc->requests;
       w->max_requests = slot->proc->max_requests;
+      w->reply_spin_us =
+          __atomic_load_n(&slot->proc->spin_ns, __ATOMIC_RELAXED) / 1000;
       if (slot->proc->req_start_ns)
         w->request_age_ms = (now - slot->proc->req_start_ns) / 1000000;
       if (slot->proc->hello)
@@ -213,6 +215,8 @@ char *pp_status_to_json(const pp_status_t *st) {
                         json_integer((json_int_t)ws->next_retry_ms));
     json_object_set_new(w, "cpu_time_ms",
                         json_integer((json_int_t)ws->cpu_time_ms));
+    json_object_set_new(w, "reply_spin_us",
+                        json_integer((json_int_t)ws->reply_spin_us));
     json_object_set_new(w, "retiring", json_boolean(ws->retiring));
     json_object_set_new(w, "run_time", histo_json(&ws->run_time));
     if (json_array_append_new(workers, w) != 0)

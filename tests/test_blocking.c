@@ -388,6 +388,65 @@ static void test_pipelined_calls(void **state) {
   close_pool(f);
 }
 
+static uint32_t reply_spin_us(fixture_t *f) {
+  pp_status_t st;
+  uint32_t us;
+
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  us = st.workers[0].reply_spin_us;
+  pp_status_free(&st);
+  return us;
+}
+
+/* A caller polls for its reply before it sleeps, within
+ * worker.reply_spin_us: the window opens after a reply that came within the
+ * ceiling, never passes it, and closes after a reply that took longer; at 0
+ * it never opens.  Both call paths: a lease (depth 1) and the pipeline. */
+static void reply_spin_case(const char *depth) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  fixture_t *f;
+  uint32_t us = 0;
+  int i;
+
+  cfg_set(cfg, "worker.pipeline_depth", depth);
+  cfg_set(cfg, "worker.reply_spin_us", "400");
+  f = open_pool(cfg);
+  /* Any echo answered within 400 us opens it; the bound is for failure. */
+  for (i = 0; i < 2000 && us == 0; i++) {
+    assert_int_equal(pp_call_cmd(f->pool, "echo", "1", &f->reply, -1, &f->diag),
+                     0);
+    us = reply_spin_us(f);
+  }
+  assert_true(us > 0);
+  for (i = 0; i < 200; i++) {
+    assert_int_equal(pp_call_cmd(f->pool, "echo", "1", &f->reply, -1, &f->diag),
+                     0);
+    assert_true(reply_spin_us(f) <= 400);
+  }
+  /* 20 ms is past the ceiling: polling stops at once. */
+  assert_int_equal(
+      pp_call_cmd(f->pool, "sleep", "0.02", &f->reply, -1, &f->diag), 0);
+  assert_int_equal(reply_spin_us(f), 0);
+  close_pool(f);
+
+  cfg = python_config("echo_handlers.py", 1);
+  cfg_set(cfg, "worker.pipeline_depth", depth);
+  cfg_set(cfg, "worker.reply_spin_us", "0");
+  f = open_pool(cfg);
+  for (i = 0; i < 200; i++) {
+    assert_int_equal(pp_call_cmd(f->pool, "echo", "1", &f->reply, -1, &f->diag),
+                     0);
+    assert_int_equal(reply_spin_us(f), 0);
+  }
+  close_pool(f);
+}
+
+static void test_reply_spin(void **state) {
+  (void)state;
+  reply_spin_case("1");
+  reply_spin_case("4");
+}
+
 /* Close is synchronous: the workers are reaped when it returns, so a new
  * pool (same name, same socket) starts on the next line, 50 times. */
 static void test_close_reopen(void **state) {
@@ -424,6 +483,7 @@ int main(void) {
       cmocka_unit_test(test_request_timeout),
       cmocka_unit_test(test_threads),
       cmocka_unit_test(test_pipelined_calls),
+      cmocka_unit_test(test_reply_spin),
       cmocka_unit_test(test_close_reopen),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

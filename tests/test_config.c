@@ -164,6 +164,7 @@ static void assert_defaults(const pp_config_t *c) {
   assert_int_equal(c->drain_timeout_ms, 5000);
   assert_int_equal(c->cancel_grace_ms, 1000);
   assert_int_equal(c->pipeline_depth, 1);
+  assert_int_equal(c->reply_spin_us, 50);
   assert_int_equal(c->checkout_timeout_ms, 5000);
   assert_int_equal(c->strategy, PP_PICK_LIFO);
   assert_int_equal(c->max_waiters, 1024);
@@ -211,6 +212,7 @@ static void test_defaults_rendered(void **state) {
   get_is(cfg, "worker.drain_timeout", "5s");
   get_is(cfg, "worker.cancel_grace", "1s");
   get_is(cfg, "worker.pipeline_depth", "1");
+  get_is(cfg, "worker.reply_spin_us", "50");
   get_is(cfg, "worker.start", "spawn");
   get_is(cfg, "checkout.timeout", "5s");
   get_is(cfg, "checkout.strategy", "lifo");
@@ -234,7 +236,7 @@ static void test_key_listing(void **state) {
     assert_int_equal(
         pp_config_get(cfg, pp__config_key_name(n), buf, sizeof(buf)), 0);
   }
-  assert_int_equal(n, 30);
+  assert_int_equal(n, 31);
   assert_null(pp__config_key_name(-1));
   assert_null(pp__config_key_doc(n));
   pp_config_free(cfg);
@@ -519,6 +521,10 @@ static void test_integers(void **state) {
             "expected an integer from 1 to 1024, got \"1025\"");
   set_fails(c, "worker.pipeline_depth", "two",
             "expected an integer from 1 to 1024, got \"two\"");
+  set_ok(c, "worker.reply_spin_us", "0");
+  assert_int_equal(c->reply_spin_us, 0);
+  set_fails(c, "worker.reply_spin_us", "1001",
+            "expected an integer from 0 to 1000, got \"1001\"");
   set_fails(c, "checkout.max_waiters", "-1",
             "expected an integer from 0 to 2147483647, got \"-1\"");
   set_fails(c, "checkout.max_waiters", "99999999999",
