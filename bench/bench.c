@@ -498,6 +498,9 @@ struct contender {
   int json; /* check replies as JSON, not byte-equal */
   int fflags; /* floor variant, FLOOR_* */
   int ref;    /* a reference pool (many: depth 1), --only pp_call_d1 */
+  /* pool_async_thread: its own pool on its own loop */
+  int acallers, aworkers;
+  const char *handler;
   /* accumulated over windows */
   samples_t lat;
   uint64_t calls, errors;
@@ -696,8 +699,10 @@ static void window(contender_t *c, double seconds, int record) {
   free(tids);
 }
 
+static void *pool_async_thread(void *arg);
+
 /* --only: floor (depth 1), pipe (pipelined floor), pp_call, lease,
- * pp_call_d1 (many: the reference pool at pipeline_depth 1). */
+ * pp_call_d1 (many: the reference pool at pipeline_depth 1), async. */
 static int selected(const contender_t *c) {
   if (O.only == NULL)
     return 1;
@@ -709,6 +714,8 @@ static int selected(const contender_t *c) {
     return strcmp(O.only, c->ref ? "pp_call_d1" : "pp_call") == 0;
   if (c->fn == pool_lease_thread)
     return strcmp(O.only, "lease") == 0;
+  if (c->fn == pool_async_thread)
+    return strcmp(O.only, "async") == 0;
   return 0;
 }
 
@@ -830,14 +837,12 @@ static int pool_depth(void) { return O.pool_depth > 0 ? O.pool_depth : 1; }
 
 /* A pool of `size` workers on `handler`; env_yaml adds worker.env; depth
  * is worker.pipeline_depth, start worker.start (spawn | zygote). */
-static pp_pool_t *open_pool_ex(int size, int raw, const char *handler,
-                               const char *env_yaml, int depth,
-                               const char *start, double *open_s) {
+/* The benchmark's pool configuration; NULL if it does not build. */
+static pp_config_t *bench_config(int size, int raw, const char *handler,
+                                 const char *env_yaml, int depth,
+                                 const char *start) {
   pp_config_t *cfg;
-  pp_pool_t *pool = NULL;
-  pp_diag_t diag;
   char cmd[4 * PATH_MAX], num[32];
-  uint64_t t0;
   int r;
 
   if (pp_config_new(&cfg) != 0)
@@ -863,6 +868,20 @@ static pp_pool_t *open_pool_ex(int size, int raw, const char *handler,
     pp_config_free(cfg);
     return NULL;
   }
+  return cfg;
+}
+
+static pp_pool_t *open_pool_ex(int size, int raw, const char *handler,
+                               const char *env_yaml, int depth,
+                               const char *start, double *open_s) {
+  pp_config_t *cfg = bench_config(size, raw, handler, env_yaml, depth, start);
+  pp_pool_t *pool = NULL;
+  pp_diag_t diag;
+  uint64_t t0;
+  int r;
+
+  if (cfg == NULL)
+    return NULL;
   t0 = bench_now_ns();
   r = pp_pool_open(cfg, NULL, &pool, &diag);
   if (open_s)
@@ -880,6 +899,108 @@ static pp_pool_t *open_pool(int size, int raw, const char *handler,
                             const char *env_yaml, double *open_s) {
   return open_pool_ex(size, raw, handler, env_yaml, pool_depth(), NULL,
                       open_s);
+}
+
+/* The loop face: a thread runs a uv loop with a pool of its own, started
+ * before the window opens, and keeps c->acallers pp_call_async calls in
+ * flight, each sent again from its callback until the window closes. */
+typedef struct async_run {
+  uv_loop_t loop;
+  pp_pool_t *pool;
+  contender_t *c;
+  tctx_t *t;
+  int inflight;
+  int ready, ready_status, closed;
+} async_run_t;
+
+typedef struct async_caller {
+  async_run_t *run;
+  uint64_t t0;
+} async_caller_t;
+
+static void async_done(int status, const char *reply, size_t len,
+                       const pp_diag_t *diag, void *data) {
+  async_caller_t *a = data;
+  async_run_t *r = a->run;
+  tctx_t *t = r->t;
+  uint64_t t1 = bench_now_ns();
+
+  if (status != 0 || !reply_ok(r->c, reply, len)) {
+    if (t->errors++ == 0)
+      fprintf(stderr, "pp_call_async: %s: %s\n", pp_strerror(status),
+              diag ? diag->message : "wrong reply");
+  } else if (counted(t1)) {
+    t->calls++;
+    samples_add(&t->lat, t1 - a->t0);
+  }
+  if (g_stop) {
+    r->inflight--;
+    return;
+  }
+  a->t0 = bench_now_ns();
+  if (pp_call_async(r->pool, r->c->payload, r->c->len, -1, async_done, a) !=
+      0) {
+    t->errors++;
+    r->inflight--;
+  }
+}
+
+static void async_ready(pp_pool_t *pool, int status, void *data) {
+  async_run_t *r = data;
+  (void)pool;
+  r->ready = 1;
+  r->ready_status = status;
+}
+
+static void async_closed(pp_pool_t *pool, void *data) {
+  async_run_t *r = data;
+  (void)pool;
+  r->closed = 1;
+}
+
+static void *pool_async_thread(void *arg) {
+  tctx_t *t = arg;
+  contender_t *c = t->c;
+  async_caller_t *callers = calloc((size_t)c->acallers, sizeof(*callers));
+  async_run_t r = {.c = c, .t = t};
+  pp_config_t *cfg;
+  pp_diag_t diag;
+  int i, ok = 0;
+
+  t->tid = (pid_t)syscall(SYS_gettid);
+  pin_self();
+  uv_loop_init(&r.loop);
+  cfg = bench_config(c->aworkers, !c->json, c->handler, NULL, c->depth, NULL);
+  if (callers && cfg &&
+      pp_pool_start(&r.loop, cfg, NULL, async_ready, &r, &r.pool, &diag) == 0) {
+    while (!r.ready)
+      uv_run(&r.loop, UV_RUN_ONCE);
+    ok = r.ready_status == 0;
+  }
+  pp_config_free(cfg);
+  pthread_barrier_wait(&g_go);
+  for (i = 0; ok && i < c->acallers; i++) {
+    callers[i].run = &r;
+    callers[i].t0 = bench_now_ns();
+    if (pp_call_async(r.pool, c->payload, c->len, -1, async_done,
+                      &callers[i]) == 0)
+      r.inflight++;
+    else
+      t->errors++;
+  }
+  while (r.inflight > 0)
+    uv_run(&r.loop, UV_RUN_ONCE);
+  if (!ok)
+    t->errors++;
+  if (r.pool) {
+    pp_pool_stop(r.pool, async_closed, &r);
+    while (!r.closed)
+      uv_run(&r.loop, UV_RUN_ONCE);
+  }
+  uv_run(&r.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&r.loop);
+  free(callers);
+  return NULL;
 }
 
 static int spawn_floor(floor_worker_t *w, int n, int raw, const char *handler,
@@ -1070,8 +1191,8 @@ static int scen_many(void) {
   floor_worker_t *fw = calloc((size_t)workers, sizeof(*fw));
   char *payload = make_payload(O.payload, 0);
   pp_pool_t *pool, *pool1 = NULL;
-  char title[160], n1[96], n2[96], n3[96], n4[96];
-  int ncs = 3;
+  char title[160], n1[96], n2[96], n3[96], n4[96], n5[96];
+  int ncs = 4;
 
   if (spawn_floor(fw, workers, 1, handler, NULL) != 0)
     return -1;
@@ -1096,6 +1217,8 @@ static int scen_many(void) {
            callers, pdepth);
   snprintf(n4, sizeof(n4), "pool: %d callers pp_call, pipeline_depth 1",
            callers);
+  snprintf(n5, sizeof(n5), "pool: %d pp_call_async, pipeline_depth %d",
+           callers, pdepth);
   contender_t c1 = {.name = n1, .nthreads = workers, .fn = floor_call_thread,
                     .fw = fw, .nfw = workers, .payload = payload,
                     .len = O.payload};
@@ -1107,10 +1230,15 @@ static int scen_many(void) {
   contender_t cp1 = {.name = n4, .nthreads = callers, .fn = pool_call_thread,
                      .pool = pool1, .payload = payload, .len = O.payload,
                      .ref = 1};
-  contender_t *cs[] = {&c1, &cd, &cp, &cp1};
+  /* The loop face: one thread, `callers` calls in flight at once. */
+  contender_t ca = {.name = n5, .nthreads = 1, .fn = pool_async_thread,
+                    .payload = payload, .len = O.payload, .depth = pdepth,
+                    .acallers = callers, .aworkers = workers,
+                    .handler = handler};
+  contender_t *cs[] = {&c1, &cd, &ca, &cp, &cp1};
 
   if (pool1)
-    ncs = 4;
+    ncs = 5;
   snprintf(title, sizeof(title),
            "many callers, raw mode, %zu B payload, %d callers, %d workers",
            O.payload, callers, workers);
@@ -2026,7 +2154,7 @@ static void targets(void) {
   }
   if (g_many_depth > 0) {
     char suffix[48];
-    result_t *p1 = NULL;
+    result_t *p1 = NULL, *pt = NULL;
     a = b = f = NULL;
     snprintf(suffix, sizeof(suffix), "x depth %d (pipelined)", g_many_depth);
     for (int i = 0; i < nresults; i++) {
@@ -2040,18 +2168,30 @@ static void targets(void) {
                strstr(r->name, "x depth 1") &&
                strstr(r->name, "pipelined") == NULL)
         f = r;
-      else if (d && atoi(d + 15) == g_many_pool_depth)
+      else if (d && strstr(r->name, "pp_call_async") &&
+               atoi(d + 15) == g_many_pool_depth)
         b = r;
+      else if (d && atoi(d + 15) == g_many_pool_depth)
+        pt = r;
       if (d && atoi(d + 15) == 1)
         p1 = r;
     }
     if (a && b) {
       snprintf(note, sizeof(note),
-               "pool at worker.pipeline_depth %d, floor at %d in flight per "
+               "pool: 64 pp_call_async calls in flight (loop face) at "
+               "worker.pipeline_depth %d, floor at %d in flight per "
                "worker%s", g_many_pool_depth, g_many_depth,
                g_many_pool_depth == g_many_depth ? "" : " (not the same depth)");
-      target("3", "64 callers x 2 workers >= 0.6x raw pipelined floor", 
+      target("3", "64 callers x 2 workers >= 0.6x raw pipelined floor",
              b->calls_s, a->calls_s, "calls/s", ">=", 0.6, NULL, note);
+    }
+    if (a && pt) {
+      snprintf(note, sizeof(note),
+               "64 threads each blocked in pp_call, worker.pipeline_depth "
+               "%d: every call costs a thread a sleep and a wake-up",
+               g_many_pool_depth);
+      target("3t*", "(info) the same with 64 caller threads (blocking face)",
+             pt->calls_s, a->calls_s, "calls/s", "info", 0, NULL, note);
     }
     if (p1 && f && p1 != b)
       target("3*", "(info) without pipelining: pool at depth 1 vs floor at "

@@ -470,6 +470,26 @@ typedef void (*pp_reply_cb)(pp_lease_t *lease, int status, const char *reply,
 int pp_request(pp_lease_t *lease, const void *payload, size_t len,
                int64_t timeout_ms, pp_reply_cb cb, void *data);
 
+/* Check out, request, check in, on the loop, for programs with many calls
+ * in flight at once: with worker.pipeline_depth N, up to N of them queue
+ * on one worker and are answered in order (a lease still gets a worker to
+ * itself), and the requests queued in one turn of the loop go out in one
+ * write per worker.  From the loop thread; the payload is copied before
+ * return.  cb runs once, on the loop thread and never from inside this
+ * call, with the reply (valid only during the callback) and status 0, or
+ * PP_EHANDLER and the worker's ERROR payload, or with an empty reply:
+ * PP_ETIMEDOUT (no worker within timeout_ms, < 0: checkout.timeout, the
+ * diag says why; or the request passed worker.request_timeout and the
+ * worker is replaced), PP_ECRASHED (the worker died, or a request ahead of
+ * it timed out), PP_EPROTO, PP_ECLOSED (the pool stopped or drained first),
+ * PP_EDEGRADED, UV_ENOMEM.  Returns 0, or PP_ETOOBIG, PP_EBUSY (max_waiters
+ * calls are waiting), PP_ECLOSED, PP_EDEGRADED, UV_ENOMEM, UV_EINVAL (not on
+ * the loop thread); then cb is not called. */
+typedef void (*pp_call_cb)(int status, const char *reply, size_t len,
+                           const pp_diag_t *diag, void *data);
+int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
+                  int64_t timeout_ms, pp_call_cb cb, void *data);
+
 /* Return a lease.  After a failed request the worker is already being
  * replaced and only the lease ends.  Thread-safe; the lease is invalid after
  * the call. */

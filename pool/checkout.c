@@ -234,6 +234,7 @@ void pp__waiters_fail_all(pp_pool_t *pool, int status, const char *why) {
     pp__waiter_complete(w, status, NULL);
   }
   pp__pipe_waiters_fail(pool, status, why);
+  pp__async_waiters_fail(pool, status, why);
 }
 
 /* Queue w (lock held).  The caller has checked max_waiters. */
@@ -297,6 +298,11 @@ void pp__on_waiter_timer(uv_timer_t *t) {
     pp__waiter_reason(w, "%s", d.message);
     pool->timeouts++;
     pp__waiter_complete(w, r, NULL);
+  }
+  if (pool->async_waiters > 0) {
+    uint64_t a = pp__async_expire(pool, now);
+    if (a && (first == 0 || a < first))
+      first = a;
   }
   if (first)
     pp__waiter_timer_arm(pool, first);

@@ -19,6 +19,7 @@ typedef struct pp__proc pp__proc_t;
 typedef struct pp__waiter pp__waiter_t;
 typedef struct pp__pending pp__pending_t;
 typedef struct pp__zygote pp__zygote_t;
+typedef struct pp__acall pp__acall_t;
 
 /* Lines of a worker's stdout/stderr are split in these buffers; a longer
  * line is cut and logged in pieces, so memory stays bounded. */
@@ -34,7 +35,8 @@ typedef struct pp__linebuf {
 typedef enum {
   PP__PEND_CHECKOUT,       /* waiter completed: call its cb, free it */
   PP__PEND_READY,          /* call the ready callback */
-  PP__PEND_REPLY           /* a loop-face request completed */
+  PP__PEND_REPLY,          /* a loop-face request completed */
+  PP__PEND_ACALL           /* a pp_call_async completed: call its cb, free it */
 } pp__pend_kind_t;
 
 struct pp__pending {
@@ -43,7 +45,28 @@ struct pp__pending {
   union {
     pp__waiter_t *waiter;
     pp_lease_t *lease;
+    pp__acall_t *acall;
   } u;
+};
+
+/* A pp_call_async (async.c), allocated with a copy of its payload; only
+ * the loop thread touches it, under the lock, until its callback. */
+struct pp__acall {
+  pp__queue_t node;        /* pool->async_queue, then its slot's aring */
+  pp_call_cb cb;
+  void *data;
+  uint64_t start_ns;       /* entry, for the wait and run histograms */
+  uint64_t deadline_ns;    /* waiting: the checkout deadline; placed: the
+                              request deadline, 0 = none */
+  uint32_t id;
+  int placed;
+  int status;
+  pp__pending_t pend;
+  char *reply;
+  size_t reply_len;
+  char msg[160];           /* why it failed */
+  size_t len;
+  char payload[];
 };
 
 /* One worker process: one generation of a slot.  Reference-counted: +1 for
@@ -120,6 +143,7 @@ struct pp__proc {
   char *pbuf, *psend;
   size_t plen, pcap, pscap;
   int pwriting;
+  int wflush;          /* wbuf has pp_call_async requests to write */
 
   uint32_t next_id;
   uint32_t orphan_id;  /* request whose lease ended before its reply */
@@ -196,6 +220,10 @@ struct pp__slot {
    * for all of them (the reader). */
   struct pp__pcall **ring;
   int ring_cap, ring_head, shared;
+  /* pp_call_async calls queued on the worker, oldest first (async.c); a
+   * worker serves these or pipelined pp_calls, one kind at a time. */
+  pp__queue_t aring;
+  int anum;
   struct pp__pcall *reader;    /* reads for the ring; NULL when empty */
   int missed;                  /* heartbeats missed in a row */
   pp_exit_kind_t last_exit;
@@ -337,6 +365,11 @@ struct pp_pool {
   int shared_calls;        /* pipelined calls in flight */
   int pipe_waiters;
   pp__queue_t pipe_queue;  /* pp__pcall waiting for a place, FIFO */
+  pp__queue_t async_queue; /* pp__acall waiting for a place, FIFO */
+  int async_waiters;
+  int async_kick;          /* a worker turned idle off the loop: admit */
+  uv_prepare_t async_flush; /* writes queued requests before the loop polls */
+  int async_flushing;
   uv_cond_t users_cond;
 
   /* quiescence */
@@ -490,6 +523,11 @@ void pp__proc_read_stop(pp__proc_t *proc);
 /* Loop thread: queue a frame and write as much as the pipe takes. */
 int pp__proc_send(pp__proc_t *proc, uint8_t type, uint32_t id,
                   const void *payload, size_t len);
+/* The same in two steps: append the frame (UV_ENOMEM), and later write
+ * what the pipe takes (PP_ECRASHED when it is closed). */
+int pp__proc_queue(pp__proc_t *proc, uint8_t type, uint32_t id,
+                   const void *payload, size_t len);
+int pp__proc_flush(pp__proc_t *proc);
 /* Write a whole frame on the calling thread, blocking up to deadline_ns
  * (0 = forever).  Returns 0, PP_ETIMEDOUT or PP_ECRASHED. */
 int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
@@ -570,6 +608,22 @@ long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f);
 /* Wait until the reply pipe is readable or the process was reaped (sets
  * *reaped), up to deadline_ns (0: no limit).  0, PP_ETIMEDOUT, PP_ECRASHED. */
 int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped);
+/* ---- async.c (loop thread, lock held unless said) */
+/* A reply for a worker serving pp_call_async calls. */
+void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f);
+/* Fail the calls queued on proc, which died or must go. */
+void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason,
+                         const char *why);
+/* Give free places to the waiting calls. */
+void pp__async_admit(pp_pool_t *pool);
+/* Expire the waiting calls whose checkout deadline passed; returns the
+ * earliest deadline left, 0 when none. */
+uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now);
+void pp__async_waiters_fail(pp_pool_t *pool, int status, const char *why);
+/* Call a completed call's callback and free it (lock NOT held). */
+void pp__acall_deliver(pp__acall_t *a);
+void pp__async_flush_cb(uv_prepare_t *h);
+
 /* The reply-polling window after a wait that slept, `waited` ns in all. */
 void pp__spin_adapt(pp__proc_t *proc, uint64_t waited);
 void pp__wait_reaped(pp__proc_t *proc, uint64_t ms);

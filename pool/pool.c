@@ -194,6 +194,11 @@ void pp__slot_release(pp__slot_t *slot) {
     pp__queue_insert_tail(&pool->idle, &slot->idle_node);
   if (pool->pipe_waiters > 0)
     pp__pipe_kick(pool);
+  if (pool->async_waiters > 0) {
+    /* The loop gives it to them (this may be another thread). */
+    pool->async_kick = 1;
+    pp__wake(pool);
+  }
 }
 
 void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why) {
@@ -225,6 +230,8 @@ void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why) {
                           : pool->stopping             ? PP_ECLOSED
                                                        : PP_ECRASHED,
                           why);
+  if (slot->proc == proc && slot->anum > 0)
+    pp__async_ring_fail(proc, reason, why);
   if (pp__on_loop_thread(pool)) {
     pp__proc_stop(proc, reason == PP_EXIT_PROTOCOL || reason == PP_EXIT_NO_HELLO
                             ? 0
@@ -312,6 +319,10 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
     return;
   }
   if (f->type == PP_FRAME_REPLY || f->type == PP_FRAME_ERROR) {
+    if (slot->proc == proc && slot->anum > 0) {
+      pp__async_reply(proc, f);
+      return;
+    }
     if (lease && lease->in_flight && f->id == lease->req_id) {
       pp__loop_reply(proc, f);
       return;
@@ -375,7 +386,8 @@ void pp__on_proc_timer(pp__proc_t *proc) {
     pp__proc_fail(proc, PP_EXIT_NO_HELLO, why);
     return;
   }
-  if (proc->orphan_id != 0 || (slot->lease && slot->lease->in_flight))
+  if (proc->orphan_id != 0 || (slot->lease && slot->lease->in_flight) ||
+      (slot->proc == proc && slot->anum > 0))
     pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
 }
 
@@ -484,6 +496,8 @@ void pp__on_proc_exit(pp__proc_t *proc) {
       pp__loop_request_fail(lease, pool->stopping ? PP_ECLOSED : PP_ECRASHED,
                             proc->detail);
   }
+  if (slot->anum > 0)
+    pp__async_ring_fail(proc, PP_EXIT_NONE, proc->detail);
   pp__queue_remove(&slot->idle_node);
   slot->pinging = 0;
   slot->proc = NULL;
@@ -572,6 +586,9 @@ void pp__run_pending(pp_pool_t *pool) {
     case PP__PEND_REPLY:
       pp__reply_deliver(p->u.lease);
       break;
+    case PP__PEND_ACALL:
+      pp__acall_deliver(p->u.acall);
+      break;
     }
   }
 }
@@ -587,6 +604,7 @@ pp__slot_t *pp__slot_new(pp_pool_t *pool, int id) {
   slot->id = id;
   slot->state = PP_WORKER_STARTING;
   pp__queue_init(&slot->idle_node);
+  pp__queue_init(&slot->aring);
   slot->crash_times =
       calloc((size_t)pool->cfg->max_restarts + 1, sizeof(uint64_t));
   slot->crash_cap = (unsigned)pool->cfg->max_restarts + 1;
@@ -689,6 +707,7 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   uv_cond_init(&pool->users_cond);
   uv_cond_init(&pool->quiesce_cond);
   pp__queue_init(&pool->pipe_queue);
+  pp__queue_init(&pool->async_queue);
   pp__queue_init(&pool->task_list);
   pp__queue_init(&pool->idle);
   pp__queue_init(&pool->waiters);
@@ -763,6 +782,8 @@ int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag) {
   uv_timer_init(loop, &pool->waiter_timer);
   uv_timer_init(loop, &pool->drain_timer);
   uv_timer_init(loop, &pool->tick);
+  uv_prepare_init(loop, &pool->async_flush);
+  pool->async_flush.data = pool;
   pool->async.data = pool->waiter_timer.data = pool->drain_timer.data = pool;
   pool->tick.data = pool;
   for (i = 0; i < pool->nslots; i++) {
@@ -832,7 +853,7 @@ static void stop_check_done(pp_pool_t *pool) {
   if (pool->live > 0)
     return;
   pool->finishing = 1;
-  pool->closing_handles = pool->nslots + 4;
+  pool->closing_handles = pool->nslots + 5;
   uv_close((uv_handle_t *)&pool->tick, on_final_close);
   for (i = 0; i < pool->nslots; i++) {
     pool->slots[i]->backoff.data = pool;
@@ -841,6 +862,7 @@ static void stop_check_done(pp_pool_t *pool) {
   uv_close((uv_handle_t *)&pool->async, on_final_close);
   uv_close((uv_handle_t *)&pool->waiter_timer, on_final_close);
   uv_close((uv_handle_t *)&pool->drain_timer, on_final_close);
+  uv_close((uv_handle_t *)&pool->async_flush, on_final_close);
 }
 
 /* Stop every worker that is not finishing a request; at drain_timeout,
@@ -940,6 +962,8 @@ static void on_async(uv_async_t *a) {
                                                           : pool->cfg->kill_grace_ms);
     }
   }
+  if (pool->async_kick && !pool->stopping)
+    pp__async_admit(pool);
   if (pool->maintain_wanted && !pool->stopping) {
     pool->maintain_wanted = 0;
     pp__zygotes_stop(pool, 0);

@@ -342,6 +342,15 @@ static void on_writable(uv_poll_t *h, int status, int events) {
 
 int pp__proc_send(pp__proc_t *proc, uint8_t type, uint32_t id,
                   const void *payload, size_t len) {
+  int r = pp__proc_queue(proc, type, id, payload, len);
+
+  return r != 0 ? r : flush_wbuf(proc);
+}
+
+int pp__proc_flush(pp__proc_t *proc) { return flush_wbuf(proc); }
+
+int pp__proc_queue(pp__proc_t *proc, uint8_t type, uint32_t id,
+                   const void *payload, size_t len) {
   size_t need = PP_FRAME_HEADER + len;
   size_t cap;
   char *p;
@@ -360,7 +369,7 @@ int pp__proc_send(pp__proc_t *proc, uint8_t type, uint32_t id,
   if (len > 0)
     memcpy(proc->wbuf + proc->wlen + PP_FRAME_HEADER, payload, len);
   proc->wlen += need;
-  return flush_wbuf(proc);
+  return 0;
 }
 
 static int poll_until(int fd, short events, uint64_t deadline_ns) {

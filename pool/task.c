@@ -145,7 +145,7 @@ void pp__tasks_reap(pp_pool_t *pool) {
 static int quiet(pp_pool_t *pool) {
   return pool->tasks == 0 && pool->leases_out == 0 && pool->nwaiters == 0 &&
          pool->orphans == 0 && pool->shared_calls == 0 &&
-         pool->pipe_waiters == 0;
+         pool->pipe_waiters == 0 && pool->async_waiters == 0;
 }
 
 int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag) {
@@ -161,7 +161,7 @@ int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag) {
                    "not quiet: %d leases out, %d waiting, %d tasks running, "
                    "%d requests finishing for departed clients, %d "
                    "pipelined calls",
-                   pool->leases_out, pool->nwaiters + pool->pipe_waiters,
+                   pool->leases_out, pool->nwaiters + pool->pipe_waiters + pool->async_waiters,
                    pool->tasks,
                    pool->orphans, pool->shared_calls);
       r = PP_ETIMEDOUT;

@@ -2,6 +2,8 @@
 #include "helpers.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -203,4 +205,17 @@ int wait_pid_gone(int pid, int timeout_ms) {
   while (r < 0 && errno == EINTR);
   close(fd);
   return r > 0 ? 0 : -1;
+}
+
+void fifo_make(char *path, size_t len, const char *tag) {
+  snprintf(path, len, "/tmp/pp-test-pipe-%s-%d", tag, (int)getpid());
+  unlink(path);
+  assert_int_equal(mkfifo(path, 0600), 0);
+}
+
+void fifo_release(const char *path) {
+  int fd = open(path, O_WRONLY);
+
+  assert_true(fd >= 0);
+  close(fd);
 }

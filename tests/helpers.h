@@ -43,6 +43,12 @@ int rec_wait(rec_t *r, pp_trace_type_t type, size_t count, int timeout_ms);
 /* Index of the first event of type at or after `from`, or -1. */
 long rec_find(rec_t *r, pp_trace_type_t type, size_t from);
 
+/* A FIFO that echo_handlers.py's `gate` handler blocks on until
+ * fifo_release opens it for writing and closes it (that open blocks until
+ * the handler has it open for reading). */
+void fifo_make(char *path, size_t len, const char *tag);
+void fifo_release(const char *path);
+
 /* Options that record into r and keep worker logs quiet unless
  * PP_TEST_VERBOSE is set. */
 pp_pool_options_t rec_options(rec_t *r);

@@ -114,22 +114,6 @@ static void start(uv_thread_t *t, call_t *c, pp_pool_t *pool, const char *cmd,
   assert_int_equal(uv_thread_create(t, fn, c), 0);
 }
 
-/* A FIFO the gate handler blocks on until we open and close it. */
-static void fifo_make(char *path, size_t len, const char *tag) {
-  snprintf(path, len, "/tmp/pp-test-pipe-%s-%d", tag, (int)getpid());
-  unlink(path);
-  assert_int_equal(mkfifo(path, 0600), 0);
-}
-
-/* Blocks until the handler has the FIFO open for reading; closing it lets
- * the handler go on. */
-static void fifo_release(const char *path) {
-  int fd = open(path, O_WRONLY);
-
-  assert_true(fd >= 0);
-  close(fd);
-}
-
 /* ---- tests */
 
 static void test_replies_reach_their_callers(void **state) {

@@ -274,6 +274,299 @@ static void test_crash_loop_degrades(void **state) {
   ctx_stop(&c);
 }
 
+/* ---- pp_call_async */
+
+typedef struct acall {
+  ctx_t *c;
+  int id;          /* which logical caller */
+  int left;        /* calls it still makes */
+  int done;        /* callbacks so far */
+  int status;
+  int *total;      /* callbacks of every caller */
+  char want[64];
+  char reply[256];
+  char msg[sizeof(((pp_diag_t *)0)->message)];
+} acall_t;
+
+static void async_submit(acall_t *a, const char *payload, int64_t timeout_ms);
+
+static void on_async(int status, const char *reply, size_t len,
+                     const pp_diag_t *diag, void *data) {
+  acall_t *a = data;
+  char payload[96];
+
+  a->done++;
+  (*a->total)++;
+  a->status = status;
+  snprintf(a->reply, sizeof(a->reply), "%.*s", (int)len, reply);
+  snprintf(a->msg, sizeof(a->msg), "%s", diag ? diag->message : "");
+  if (status != 0 || a->left == 0)
+    return;
+  /* The reply is the echo of this caller's last request. */
+  assert_string_equal(a->reply, a->want);
+  if (--a->left > 0) {
+    snprintf(payload, sizeof(payload), "{\"cmd\":\"echo\",\"args\":\"%d-%d\"}",
+             a->id, a->left);
+    snprintf(a->want, sizeof(a->want), "\"%d-%d\"", a->id, a->left);
+    async_submit(a, payload, -1);
+  }
+}
+
+static void async_submit(acall_t *a, const char *payload, int64_t timeout_ms) {
+  assert_int_equal(pp_call_async(a->c->pool, payload, strlen(payload),
+                                 timeout_ms, on_async, a),
+                   0);
+}
+
+static void run_until_total(ctx_t *c, int *total, int n, int timeout_ms) {
+  c->timed_out = 0;
+  uv_timer_start(&c->guard, on_guard,
+                 (uint64_t)timeout_ms * (uint64_t)test_time_scale(), 0);
+  while (*total < n && !c->timed_out)
+    uv_run(&c->loop, UV_RUN_ONCE);
+  uv_timer_stop(&c->guard);
+  assert_false(c->timed_out);
+}
+
+/* 64 callers with one call each in flight at a time, 20 calls each, on 2
+ * workers at depth 4: every reply reaches its own caller, requests did
+ * queue behind others on a worker, and the pool ends idle with the
+ * counters balanced. */
+static void test_async_calls(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 2);
+  acall_t a[64];
+  pp_status_t st;
+  int i, total = 0, queued = 0;
+  size_t k;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  ctx_start(&c, cfg, 1);
+  for (i = 0; i < 64; i++) {
+    memset(&a[i], 0, sizeof(a[i]));
+    a[i].c = &c;
+    a[i].id = i;
+    a[i].left = 20;
+    a[i].total = &total;
+    snprintf(a[i].want, sizeof(a[i].want), "\"%d-start\"", i);
+    char payload[96];
+    snprintf(payload, sizeof(payload),
+             "{\"cmd\":\"echo\",\"args\":\"%d-start\"}", i);
+    async_submit(&a[i], payload, -1);
+  }
+  run_until_total(&c, &total, 64 * 20, 60000);
+  for (i = 0; i < 64; i++) {
+    assert_int_equal(a[i].done, 20);
+    assert_int_equal(a[i].status, 0);
+  }
+  for (k = 0; k < c.rec.n; k++)
+    if (c.rec.ev[k].type == PP_TRACE_REQUEST && c.rec.ev[k].code > 0 &&
+        strcmp(c.rec.ev[k].detail, "async") == 0)
+      queued++;
+  assert_true(queued > 0);
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_int_equal(st.checkouts, 64 * 20);
+  assert_int_equal(st.checkins, 64 * 20);
+  assert_int_equal(st.requests, 64 * 20);
+  assert_int_equal(st.idle, 2);
+  assert_int_equal(st.waiters, 0);
+  assert_int_equal(st.restarts, 0);
+  pp_status_free(&st);
+  ctx_stop(&c);
+}
+
+/* Calls queued on one worker are answered in order: none behind a request
+ * that blocks is answered before it; when that worker crashes, every call
+ * queued on it fails with PP_ECRASHED, and the pool serves again. */
+static void test_async_crash_fails_the_ring(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  const char *echo = "{\"cmd\":\"echo\",\"args\":1}";
+  char fifo[128], gate[256];
+  acall_t a[4];
+  int i, total = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  ctx_start(&c, cfg, 1);
+  fifo_make(fifo, sizeof(fifo), "async-crash");
+  snprintf(gate, sizeof(gate),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\",\"then\":\"crash\"}}",
+           fifo);
+  memset(a, 0, sizeof(a));
+  for (i = 0; i < 4; i++) {
+    a[i].c = &c;
+    a[i].total = &total;
+    async_submit(&a[i], i == 0 ? gate : echo, -1);
+  }
+  /* All four are written to the one worker, which blocks in the first. */
+  run_until_events(&c, PP_TRACE_REQUEST, 4, 10000);
+  uv_run(&c.loop, UV_RUN_NOWAIT);
+  assert_int_equal(total, 0);
+  fifo_release(fifo);
+  run_until_total(&c, &total, 4, 10000);
+  for (i = 0; i < 4; i++) {
+    assert_int_equal(a[i].done, 1);
+    assert_int_equal(a[i].status, PP_ECRASHED);
+    assert_true(a[i].msg[0] != '\0');
+  }
+  unlink(fifo);
+  run_until_events(&c, PP_TRACE_HELLO, 2, 10000);
+  a[0].done = 0;
+  async_submit(&a[0], echo, -1);
+  run_until_total(&c, &total, 5, 10000);
+  assert_int_equal(a[0].status, 0);
+  assert_string_equal(a[0].reply, "1");
+  ctx_stop(&c);
+}
+
+/* A request past worker.request_timeout fails with PP_ETIMEDOUT, the calls
+ * queued behind it with PP_ECRASHED, and the worker is replaced. */
+static void test_async_request_timeout(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  const char *slow = "{\"cmd\":\"sleep\",\"args\":30}";
+  const char *echo = "{\"cmd\":\"echo\",\"args\":1}";
+  acall_t a[3];
+  int i, total = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  cfg_set(cfg, "worker.request_timeout", "200ms");
+  ctx_start(&c, cfg, 1);
+  memset(a, 0, sizeof(a));
+  for (i = 0; i < 3; i++) {
+    a[i].c = &c;
+    a[i].total = &total;
+    async_submit(&a[i], i == 0 ? slow : echo, -1);
+  }
+  run_until_total(&c, &total, 3, 20000);
+  assert_int_equal(a[0].status, PP_ETIMEDOUT);
+  assert_non_null(strstr(a[0].msg, "timed out after 200ms"));
+  for (i = 1; i < 3; i++) {
+    assert_int_equal(a[i].status, PP_ECRASHED);
+    assert_non_null(strstr(a[i].msg, "a request ahead timed out"));
+  }
+  run_until_events(&c, PP_TRACE_HELLO, 2, 10000);
+  ctx_stop(&c);
+}
+
+/* Calls wait in FIFO order while the only worker is leased: past
+ * max_waiters a call is refused at once (PP_EBUSY), a wait past its
+ * timeout fails with the reason, and a check-in serves the next. */
+static void test_async_waits_for_a_worker(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  const char *echo = "{\"cmd\":\"echo\",\"args\":7}";
+  pp_lease_t *lease;
+  acall_t a[2];
+  int total = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "checkout.max_waiters", "1");
+  ctx_start(&c, cfg, 1);
+  memset(a, 0, sizeof(a));
+  a[0].c = a[1].c = &c;
+  a[0].total = a[1].total = &total;
+  lease = checkout(&c, -1);
+  assert_non_null(lease);
+  async_submit(&a[0], echo, 50);
+  assert_int_equal(pp_call_async(c.pool, echo, strlen(echo), -1, on_async,
+                                 &a[1]),
+                   PP_EBUSY);
+  run_until_total(&c, &total, 1, 10000);
+  assert_int_equal(a[0].status, PP_ETIMEDOUT);
+  assert_non_null(strstr(a[0].msg, "busy"));
+  /* Waiting when the lease comes back: it gets the worker. */
+  async_submit(&a[1], echo, -1);
+  uv_run(&c.loop, UV_RUN_NOWAIT);
+  assert_int_equal(total, 1);
+  pp_checkin(lease);
+  run_until_total(&c, &total, 2, 10000);
+  assert_int_equal(a[1].status, 0);
+  assert_string_equal(a[1].reply, "7");
+  ctx_stop(&c);
+}
+
+/* A checkout waiting behind a stream of calls gets the worker: the ring
+ * takes no new calls while a lease waits, and drains. */
+static void test_async_lease_not_starved(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  pp_lease_t *lease;
+  acall_t a[8];
+  int i, total = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  ctx_start(&c, cfg, 1);
+  memset(a, 0, sizeof(a));
+  for (i = 0; i < 8; i++) {
+    a[i].c = &c;
+    a[i].id = i;
+    a[i].left = 1000000; /* keeps calling until the test stops it */
+    a[i].total = &total;
+    snprintf(a[i].want, sizeof(a[i].want), "\"%d-start\"", i);
+    char payload[96];
+    snprintf(payload, sizeof(payload),
+             "{\"cmd\":\"echo\",\"args\":\"%d-start\"}", i);
+    async_submit(&a[i], payload, -1);
+  }
+  run_until_total(&c, &total, 100, 10000);
+  lease = checkout(&c, 10000 * test_time_scale());
+  assert_int_equal(c.checkout_status, 0);
+  assert_non_null(lease);
+  for (i = 0; i < 8; i++)
+    a[i].left = 0; /* the callbacks stop resubmitting */
+  pp_checkin(lease);
+  ctx_stop(&c);
+  for (i = 0; i < 8; i++)
+    assert_true(a[i].status == 0 || a[i].status == PP_ECLOSED);
+}
+
+/* Stop: waiting calls fail at once with PP_ECLOSED, calls queued on a
+ * worker end when it is stopped; each callback runs exactly once, and a
+ * call after stop is refused. */
+static void test_async_stop(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  const char *echo = "{\"cmd\":\"echo\",\"args\":1}";
+  char fifo[128], gate[256];
+  acall_t a[4];
+  int i, total = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "2");
+  cfg_set(cfg, "worker.drain_timeout", "100ms");
+  ctx_start(&c, cfg, 1);
+  fifo_make(fifo, sizeof(fifo), "async-stop");
+  snprintf(gate, sizeof(gate),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  memset(a, 0, sizeof(a));
+  for (i = 0; i < 4; i++) {
+    a[i].c = &c;
+    a[i].total = &total;
+    async_submit(&a[i], i == 0 ? gate : echo, -1);
+  }
+  run_until_events(&c, PP_TRACE_REQUEST, 2, 10000);
+  pp_pool_stop(c.pool, on_closed, &c);
+  assert_int_equal(pp_call_async(c.pool, echo, strlen(echo), -1, on_async,
+                                 &a[0]),
+                   PP_ECLOSED);
+  run_until(&c, &c.closed, 30000);
+  for (i = 0; i < 4; i++) {
+    assert_int_equal(a[i].done, 1);
+    assert_int_equal(a[i].status, PP_ECLOSED);
+  }
+  assert_non_null(strstr(a[2].msg, "closing"));
+  unlink(fifo);
+  uv_close((uv_handle_t *)&c.guard, NULL);
+  uv_run(&c.loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&c.loop), 0);
+  rec_free(&c.rec);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_request),
@@ -282,6 +575,12 @@ int main(void) {
       cmocka_unit_test(test_checkin_in_flight),
       cmocka_unit_test(test_startup_timeout),
       cmocka_unit_test(test_crash_loop_degrades),
+      cmocka_unit_test(test_async_calls),
+      cmocka_unit_test(test_async_crash_fails_the_ring),
+      cmocka_unit_test(test_async_request_timeout),
+      cmocka_unit_test(test_async_waits_for_a_worker),
+      cmocka_unit_test(test_async_lease_not_starved),
+      cmocka_unit_test(test_async_stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

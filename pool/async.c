@@ -1,0 +1,342 @@
+/* async.c -- owns pp_call_async: one-shot calls on the loop face, up to
+ * worker.pipeline_depth of them queued on one worker and answered in
+ * order.  Everything happens on the loop thread, without a thread hop:
+ *   - a call takes a place in the ring of the least-loaded worker (an idle
+ *     worker counts as empty) and appends its frame to the worker's output;
+ *     a uv_prepare handle writes every worker's output once per turn of the
+ *     loop, just before it polls, so the calls made in one turn (the
+ *     callbacks of one batch of replies, say) go out in one write;
+ *   - the loop reads the worker's replies while its ring is not empty,
+ *     completes the call at the head for each, fills the freed places from
+ *     the FIFO of waiting calls, and runs the callbacks once the pool lock
+ *     is released;
+ *   - a worker serves either these calls or the blocking face's pipelined
+ *     calls (pipeline.c) or a lease, one at a time: each kind only takes a
+ *     worker that is idle or already its own.
+ * A ring stops taking calls and drains when a lease waits, when the
+ * worker's replacement is ready or when it reached max_requests, as the
+ * blocking face's rings do. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth) {
+  pp__proc_t *proc = slot->proc;
+
+  if (slot->removing || proc == NULL || proc->dead || !proc->hello ||
+      slot->lease != NULL || slot->pinging)
+    return 0;
+  if (slot->anum == 0)
+    return slot->state == PP_WORKER_IDLE;
+  if (pool->nwaiters > 0 || (slot->next && slot->next->hello) ||
+      (proc->max_requests &&
+       proc->requests + (uint64_t)slot->anum >= proc->max_requests))
+    return 0;
+  return slot->anum < depth;
+}
+
+static pp__slot_t *pick(pp_pool_t *pool, int depth) {
+  pp__slot_t *best = NULL, *slot;
+  int i;
+
+  for (i = 0; i < pool->nslots; i++) {
+    slot = pool->slots[i];
+    if (!usable(pool, slot, depth))
+      continue;
+    if (best == NULL || slot->anum < best->anum)
+      best = slot;
+    if (best->anum == 0)
+      break;
+  }
+  return best;
+}
+
+/* a is finished: its callback runs after the lock is released. */
+static void complete(pp_pool_t *pool, pp__acall_t *a, int status,
+                     uint64_t now) {
+  a->status = status;
+  if (a->placed) {
+    pp__histo_add(&pool->h_run, (now - a->start_ns) / 1000);
+    pool->shared_calls--;
+    pool->checkins++;
+  }
+  if (status != 0)
+    pool->errors++;
+  a->pend.kind = PP__PEND_ACALL;
+  a->pend.u.acall = a;
+  pp__queue_insert_tail(&pool->pending, &a->pend.node);
+  pp__wake(pool);
+  pp__quiesce_poke(pool);
+}
+
+static void fail(pp_pool_t *pool, pp__acall_t *a, int status, const char *why,
+                 uint64_t now) {
+  snprintf(a->msg, sizeof(a->msg), "%.159s", why);
+  complete(pool, a, status, now);
+}
+
+void pp__acall_deliver(pp__acall_t *a) {
+  pp_diag_t d;
+
+  memset(&d, 0, sizeof(d));
+  snprintf(d.message, sizeof(d.message), "%s", a->msg);
+  a->cb(a->status, a->reply ? a->reply : "", a->reply_len,
+        a->status ? &d : NULL, a->data);
+  free(a->reply);
+  free(a);
+}
+
+static void flush_soon(pp_pool_t *pool, pp__proc_t *proc) {
+  proc->wflush = 1;
+  if (!pool->async_flushing) {
+    pool->async_flushing = 1;
+    uv_prepare_start(&pool->async_flush, pp__async_flush_cb);
+  }
+}
+
+void pp__async_flush_cb(uv_prepare_t *h) {
+  pp_pool_t *pool = h->data;
+  pp__proc_t *proc;
+  int i;
+
+  pp__lock(pool);
+  pool->async_flushing = 0;
+  uv_prepare_stop(&pool->async_flush);
+  for (i = 0; i < pool->nslots; i++) {
+    proc = pool->slots[i]->proc;
+    if (proc == NULL || !proc->wflush)
+      continue;
+    proc->wflush = 0;
+    if (!proc->dead && pp__proc_flush(proc) != 0)
+      pp__proc_fail(proc, PP_EXIT_NONE, "request pipe closed");
+  }
+  pp__unlock(pool);
+  pp__run_pending(pool);
+}
+
+/* The request timer follows the call at the head of the ring. */
+static void arm(pp__proc_t *proc, uint64_t now) {
+  pp__slot_t *slot = proc->slot;
+  pp__acall_t *head;
+
+  if (slot->anum == 0) {
+    pp__proc_arm(proc, 0);
+    return;
+  }
+  head = pp__container_of(slot->aring.next, pp__acall_t, node);
+  if (head->deadline_ns == 0)
+    pp__proc_arm(proc, 0);
+  else
+    pp__proc_arm(proc, head->deadline_ns > now
+                           ? (head->deadline_ns - now + 999999) / 1000000
+                           : 1);
+}
+
+static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
+                 uint64_t now) {
+  pp__proc_t *proc = slot->proc;
+  uint64_t ms = pool->cfg->request_timeout_ms;
+  int r;
+
+  a->id = ++proc->next_id;
+  if ((r = pp__proc_queue(proc, PP_FRAME_REQUEST, a->id, a->payload,
+                          a->len)) != 0)
+    return r;
+  a->placed = 1;
+  a->deadline_ns = ms ? now + ms * 1000000ull : 0;
+  pp__queue_insert_tail(&slot->aring, &a->node);
+  if (slot->anum++ == 0) {
+    pp__queue_remove(&slot->idle_node);
+    slot->state = PP_WORKER_BUSY;
+    proc->req_start_ns = now;
+    pp__proc_read_start(proc);
+    arm(proc, now);
+  }
+  pool->shared_calls++;
+  pool->checkouts++;
+  pool->requests++;
+  pp__histo_add(&pool->h_wait, (now - a->start_ns) / 1000);
+  pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid, 0,
+            0, slot->anum - 1, "async");
+  flush_soon(pool, proc);
+  return 0;
+}
+
+void pp__async_admit(pp_pool_t *pool) {
+  int depth = pool->cfg->pipeline_depth;
+  uint64_t now = pp__now_ns();
+  pp__slot_t *slot;
+  pp__acall_t *a;
+
+  pool->async_kick = 0;
+  while (pool->async_waiters > 0 && (slot = pick(pool, depth)) != NULL) {
+    a = pp__container_of(pool->async_queue.next, pp__acall_t, node);
+    pp__queue_remove(&a->node);
+    pool->async_waiters--;
+    if (place(pool, slot, a, now) != 0)
+      fail(pool, a, UV_ENOMEM, "out of memory", now);
+  }
+}
+
+void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
+  pp__slot_t *slot = proc->slot;
+  pp_pool_t *pool = proc->pool;
+  uint64_t now = pp__now_ns();
+  pp__acall_t *a = pp__container_of(slot->aring.next, pp__acall_t, node);
+  int status = f->type == PP_FRAME_ERROR ? PP_EHANDLER : 0;
+
+  if (f->id != a->id) {
+    pp__proc_fail(proc, PP_EXIT_PROTOCOL,
+                  "reply is not for the oldest request queued");
+    return;
+  }
+  pp__queue_remove(&a->node);
+  slot->anum--;
+  proc->requests++;
+  slot->requests_total++;
+  pp__histo_add(&slot->run_time, (now - a->start_ns) / 1000);
+  if ((a->reply = malloc(f->len + 1)) == NULL) {
+    status = UV_ENOMEM;
+    snprintf(a->msg, sizeof(a->msg), "out of memory for the reply");
+  } else {
+    memcpy(a->reply, f->payload, f->len);
+    a->reply[f->len] = '\0';
+    a->reply_len = f->len;
+  }
+  if (status == PP_EHANDLER)
+    snprintf(a->msg, sizeof(a->msg), "handler raised an exception");
+  pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid, 0, 0,
+            status, "async");
+  complete(pool, a, status, now);
+  if (slot->anum > 0) {
+    arm(proc, now);
+  } else {
+    pp__proc_arm(proc, 0);
+    pp__proc_read_stop(proc);
+    proc->req_start_ns = 0;
+    /* Anything after the last reply was never asked for. */
+    if (proc->rlen > PP_FRAME_HEADER + (size_t)f->len) {
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after the last reply");
+      return;
+    }
+    pp__slot_release(slot);
+  }
+  pp__async_admit(pool);
+}
+
+void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason,
+                         const char *why) {
+  pp__slot_t *slot = proc->slot;
+  pp_pool_t *pool = proc->pool;
+  uint64_t now = pp__now_ns();
+  char msg[160];
+  pp__acall_t *a;
+  int first = 1;
+
+  while (slot->anum > 0) {
+    a = pp__container_of(slot->aring.next, pp__acall_t, node);
+    pp__queue_remove(&a->node);
+    slot->anum--;
+    if (reason == PP_EXIT_TIMEOUT && first) {
+      snprintf(msg, sizeof(msg),
+               "request timed out after %llums; worker %d replaced",
+               (unsigned long long)pool->cfg->request_timeout_ms, slot->id);
+      fail(pool, a, PP_ETIMEDOUT, msg, now);
+    } else if (reason == PP_EXIT_TIMEOUT) {
+      fail(pool, a, PP_ECRASHED, "worker replaced: a request ahead timed out",
+           now);
+    } else if (reason == PP_EXIT_PROTOCOL) {
+      fail(pool, a, PP_EPROTO, why, now);
+    } else {
+      fail(pool, a, pool->stopping ? PP_ECLOSED : PP_ECRASHED,
+           why && why[0] ? why : "worker died", now);
+    }
+    first = 0;
+  }
+  proc->req_start_ns = 0;
+}
+
+uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now) {
+  pp__queue_t *q, *next;
+  uint64_t first = 0;
+  pp__acall_t *a;
+  pp_diag_t d;
+  int r;
+
+  for (q = pool->async_queue.next; q != &pool->async_queue; q = next) {
+    next = q->next;
+    a = pp__container_of(q, pp__acall_t, node);
+    if (a->deadline_ns > now) {
+      if (first == 0 || a->deadline_ns < first)
+        first = a->deadline_ns;
+      continue;
+    }
+    pp__queue_remove(&a->node);
+    pool->async_waiters--;
+    pool->timeouts++;
+    r = pp__checkout_unavailable(pool, &d);
+    fail(pool, a, r, d.message, now);
+  }
+  return first;
+}
+
+void pp__async_waiters_fail(pp_pool_t *pool, int status, const char *why) {
+  uint64_t now = pp__now_ns();
+  pp__acall_t *a;
+
+  while (pool->async_waiters > 0) {
+    a = pp__container_of(pool->async_queue.next, pp__acall_t, node);
+    pp__queue_remove(&a->node);
+    pool->async_waiters--;
+    fail(pool, a, status, why, now);
+  }
+}
+
+int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
+                  int64_t timeout_ms, pp_call_cb cb, void *data) {
+  uint64_t ms, now;
+  pp__slot_t *slot;
+  pp__acall_t *a;
+  int r = 0;
+
+  if (!pp__on_loop_thread(pool) || cb == NULL)
+    return UV_EINVAL;
+  if (len > pool->cfg->max_frame)
+    return PP_ETOOBIG;
+  if ((a = calloc(1, sizeof(*a) + len)) == NULL)
+    return UV_ENOMEM;
+  a->cb = cb;
+  a->data = data;
+  a->len = len;
+  if (len)
+    memcpy(a->payload, payload, len);
+  pp__queue_init(&a->node);
+  now = a->start_ns = pp__now_ns();
+  pp__lock(pool);
+  if (pool->stopping || pool->draining) {
+    r = PP_ECLOSED;
+  } else if (pool->state == PP_POOL_DEGRADED) {
+    r = PP_EDEGRADED;
+  } else if (pool->async_waiters == 0 &&
+             (slot = pick(pool, pool->cfg->pipeline_depth)) != NULL) {
+    r = place(pool, slot, a, now);
+  } else if (pool->nwaiters + pool->pipe_waiters + pool->async_waiters >=
+             pool->cfg->max_waiters) {
+    pool->rejected++;
+    r = PP_EBUSY;
+  } else {
+    ms = timeout_ms < 0 ? pool->cfg->checkout_timeout_ms
+                        : (uint64_t)timeout_ms;
+    a->deadline_ns = now + ms * 1000000ull;
+    pp__queue_insert_tail(&pool->async_queue, &a->node);
+    pool->async_waiters++;
+    pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, 0,
+              pool->async_waiters, "async");
+    pp__waiter_timer_arm(pool, a->deadline_ns);
+  }
+  pp__unlock(pool);
+  if (r != 0)
+    free(a);
+  return r;
+}
