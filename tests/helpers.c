@@ -219,3 +219,22 @@ void fifo_release(const char *path) {
   assert_true(fd >= 0);
   close(fd);
 }
+
+pp_config_t *bad_worker_config(const char *mode, int size) {
+  const char *py = getenv("PP_PYTHON");
+  char *script = fixture_path("bad_worker.py");
+  char cmd[2048], sz[16];
+  pp_config_t *cfg;
+
+  assert_non_null(py);
+  assert_int_equal(pp_config_new(&cfg), 0);
+  snprintf(cmd, sizeof(cmd), "[%s, %s, %s]", py, script, mode);
+  free(script);
+  cfg_set(cfg, "worker.command", cmd);
+  snprintf(sz, sizeof(sz), "%d", size);
+  cfg_set(cfg, "size", sz);
+  cfg_set(cfg, "restart.backoff", "[10ms, 100ms]");
+  cfg_set(cfg, "worker.kill_grace", "300ms");
+  cfg_set(cfg, "worker.request_timeout", "500ms");
+  return cfg;
+}

@@ -43,6 +43,11 @@ int rec_wait(rec_t *r, pp_trace_type_t type, size_t count, int timeout_ms);
 /* Index of the first event of type at or after `from`, or -1. */
 long rec_find(rec_t *r, pp_trace_type_t type, size_t from);
 
+/* A pool of `size` fixtures/bad_worker.py MODE (see its docstring), which
+ * restarts fast: backoff [10ms, 100ms], kill_grace 300ms, request_timeout
+ * 500ms. */
+pp_config_t *bad_worker_config(const char *mode, int size);
+
 /* A FIFO that echo_handlers.py's `gate` handler blocks on until
  * fifo_release opens it for writing and closes it (that open blocks until
  * the handler has it open for reading). */

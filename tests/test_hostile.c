@@ -360,22 +360,9 @@ static int teardown(void **state);
 
 /* A pool running fixtures/bad_worker.py MODE (see its docstring). */
 static pp_config_t *bad_config(const char *mode, int size) {
-  const char *py = getenv("PP_PYTHON");
-  char *script = fixture_path("bad_worker.py");
-  char cmd[2048], sz[16];
-  pp_config_t *cfg;
+  pp_config_t *cfg = bad_worker_config(mode, size);
 
-  assert_non_null(py);
-  assert_int_equal(pp_config_new(&cfg), 0);
-  snprintf(cmd, sizeof(cmd), "[%s, %s, %s]", py, script, mode);
-  free(script);
-  cfg_set(cfg, "worker.command", cmd);
-  snprintf(sz, sizeof(sz), "%d", size);
-  cfg_set(cfg, "size", sz);
   cfg_set(cfg, "name", "hostile");
-  cfg_set(cfg, "restart.backoff", "[10ms, 100ms]");
-  cfg_set(cfg, "worker.kill_grace", "300ms");
-  cfg_set(cfg, "worker.request_timeout", "500ms");
   return cfg;
 }
 

@@ -525,6 +525,49 @@ static void test_async_lease_not_starved(void **state) {
     assert_true(a[i].status == 0 || a[i].status == PP_ECLOSED);
 }
 
+/* A worker that answers a queued call with the wrong id (or twice) broke
+ * the protocol: the calls queued on it fail with PP_EPROTO, the calls
+ * answered before keep their replies, and a new worker serves. */
+static void async_protocol_case(const char *bad) {
+  pp_config_t *cfg = bad_worker_config("per_request", 1);
+  const char *echo = "{\"cmd\":\"echo\",\"args\":5}";
+  char req[64];
+  acall_t a[4];
+  int i, total = 0;
+  ctx_t c;
+
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  ctx_start(&c, cfg, 1);
+  snprintf(req, sizeof(req), "{\"cmd\":\"%s\",\"args\":0}", bad);
+  memset(a, 0, sizeof(a));
+  for (i = 0; i < 4; i++) {
+    a[i].c = &c;
+    a[i].total = &total;
+    async_submit(&a[i], i == 1 ? req : echo, -1);
+  }
+  run_until_total(&c, &total, 4, 10000);
+  assert_int_equal(a[0].status, 0);
+  assert_string_equal(a[0].reply, "5");
+  for (i = 2; i < 4; i++)
+    assert_int_equal(a[i].status, PP_EPROTO);
+  /* unknown_id: its own reply never came.  dup_reply: its reply came, the
+   * copy is what breaks the protocol for the calls behind it. */
+  assert_int_equal(a[1].status, strcmp(bad, "dup_reply") ? PP_EPROTO : 0);
+  assert_int_equal(rec_count(&c.rec, PP_TRACE_PROTOCOL_ERROR), 1);
+  run_until_events(&c, PP_TRACE_HELLO, 2, 10000);
+  a[0].done = 0;
+  async_submit(&a[0], echo, -1);
+  run_until_total(&c, &total, 5, 10000);
+  assert_int_equal(a[0].status, 0);
+  ctx_stop(&c);
+}
+
+static void test_async_protocol_error(void **state) {
+  (void)state;
+  async_protocol_case("unknown_id");
+  async_protocol_case("dup_reply");
+}
+
 /* Stop: waiting calls fail at once with PP_ECLOSED, calls queued on a
  * worker end when it is stopped; each callback runs exactly once, and a
  * call after stop is refused. */
@@ -580,6 +623,7 @@ int main(void) {
       cmocka_unit_test(test_async_request_timeout),
       cmocka_unit_test(test_async_waits_for_a_worker),
       cmocka_unit_test(test_async_lease_not_starved),
+      cmocka_unit_test(test_async_protocol_error),
       cmocka_unit_test(test_async_stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
