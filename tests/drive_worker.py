@@ -64,7 +64,8 @@ def surrogate(args):
 def whoami(args):
     return {
         "id": portpool_worker.current_request_id,
-        "same_module": portpool_worker is sys.modules["__main__"],
+        # One module: the one whose main loop runs this handler.
+        "same_module": portpool_worker is sys.modules["_portpool_worker"],
         "cancelled": portpool_worker.cancelled(),
     }
 

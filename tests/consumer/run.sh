@@ -30,6 +30,7 @@ cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" ||
 
 for f in include/portpool.h bin/poolctl \
   share/portpool/python/portpool_worker.py \
+  share/portpool/python/_portpool_worker.py \
   share/portpool/python/example_handlers.py; do
   [ -e "$prefix/$f" ] || fail "not installed: $f"
 done

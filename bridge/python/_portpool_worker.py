@@ -1,0 +1,758 @@
+"""_portpool_worker -- the code of portpool_worker.py, which documents it.
+
+Imported (from its cached bytecode) by portpool_worker.py and by
+portpool_zygote.py; `import portpool_worker` gives this module.
+"""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    # Handlers `import portpool_worker`; without this alias that import would
+    # load this file a second time as a separate module with its own state.
+    sys.modules.setdefault("portpool_worker", sys.modules[__name__])
+
+import json
+import struct
+
+PROTOCOL_VERSION = 1
+
+HELLO = 1
+REQUEST = 2
+REPLY = 3
+ERROR = 4
+PING = 5
+PONG = 6
+CANCEL = 7
+
+REQ_FD = 3  # pool -> worker
+REP_FD = 4  # worker -> pool
+BUF_SIZE = 65536  # also the most one read asks for
+HEADER = 12
+
+EXIT_OK = 0
+EXIT_STARTUP = 1
+EXIT_PROTOCOL = 2
+
+_HDR = struct.Struct(">IBBHI")
+_pack = _HDR.pack
+_unpack_from = _HDR.unpack_from
+# allow_nan=False: NaN and Infinity are not JSON, and the pool's parser (and
+# most clients') refuse them; such a result becomes an ERROR (ValueError).
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_encode = _encoder.encode
+_loads = json.loads
+
+# The request path skips the Python layers of json.loads() and
+# JSONEncoder.encode() and calls what they end up calling, built once:
+# - _scan_once(text, 0) -> (value, end) is the scanner json.loads() runs; the
+#   runner falls back to json.loads() itself unless it parsed the whole text,
+#   so leading/trailing whitespace, a BOM and every error (type and message)
+#   come out exactly as json.loads() makes them.
+# - _iterencode(value, 0) -> chunks is the C encoder encode() would build on
+#   each call, with the same settings.  It shares one dict (_markers) of the
+#   containers being encoded, for circular references; the C encoder leaves
+#   entries in it when it fails, so it is cleared after every failure.
+_scan_once = json.JSONDecoder().scan_once
+_markers = {}
+_encode_str = json.encoder.encode_basestring_ascii  # ensure_ascii=True
+if json.encoder.c_make_encoder is not None:
+    _iterencode = json.encoder.c_make_encoder(
+        _markers,
+        _encoder.default,
+        _encode_str,
+        _encoder.indent,
+        _encoder.key_separator,
+        _encoder.item_separator,
+        _encoder.sort_keys,
+        _encoder.skipkeys,
+        _encoder.allow_nan,
+    )
+else:
+    # No C encoder (not CPython): encode() itself, in one chunk.
+    def _iterencode(value, _level):
+        return (_encode(value),)
+
+
+# Id of the request a handler is running, None between requests.
+current_request_id = None
+
+# Ids of cancelled requests that are running or still queued in _deferred.
+_cancelled_ids = set()
+# REQUEST frames read by cancelled() while a handler ran, as (id, bytes),
+# in arrival order; they are older than anything still in the buffer.
+_deferred = []
+
+# Read state shared by the main loop and cancelled(): frames not yet
+# consumed are _buf[_start:_end].
+_buf = bytearray(BUF_SIZE)
+_mv = memoryview(_buf)
+_start = 0
+_end = 0
+_eof = False
+_rfile = None
+_poller = None
+_max_reply = 0xFFFFFFFF - 8
+
+
+def cancelled():
+    """Return True if the pool has cancelled the request being handled.
+
+    Call it from a handler now and then during long work; it costs one
+    non-blocking poll of the request pipe.  While it runs, PINGs queued
+    behind the current request are answered too.  Outside a request it
+    returns False.
+    """
+    rid = current_request_id
+    if rid is None:
+        return False
+    _absorb()
+    _poll_more()
+    return rid in _cancelled_ids
+
+
+def _flush_std():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def _die(code, message=None):
+    """Exit at once, from anywhere (also from inside a handler)."""
+    if message is not None:
+        try:
+            sys.stderr.write("portpool_worker[%d]: %s\n" % (os.getpid(), message))
+        except Exception:
+            pass
+    _flush_std()
+    os._exit(code)
+
+
+# From this payload size on, the header and payload go out with one writev()
+# instead of being copied into one bytes object first; below it the copy is
+# cheaper than writev()'s own cost.
+_WRITEV_MIN = 4096
+
+
+def _send(ftype, rid, payload=b""):
+    size = len(payload)
+    try:
+        if size < _WRITEV_MIN:
+            data = _pack(size + 8, ftype, 0, 0, rid) + payload
+            n = os.write(REP_FD, data)
+            if n != len(data):
+                view = memoryview(data)
+                while n < len(data):
+                    n += os.write(REP_FD, view[n:])
+        else:
+            header = _pack(size + 8, ftype, 0, 0, rid)
+            n = os.writev(REP_FD, (header, payload))
+            if n != size + HEADER:
+                # A partial write (a signal): the rest one buffer at a time.
+                while n < HEADER:
+                    n += os.write(REP_FD, header[n:])
+                view = memoryview(payload)
+                n -= HEADER
+                while n < size:
+                    n += os.write(REP_FD, view[n:])
+    except (BrokenPipeError, ConnectionResetError):
+        # The pool stopped reading: it is gone or closing us down.
+        _die(EXIT_OK)
+    except OSError as exc:
+        _die(EXIT_STARTUP, "cannot write to fd %d: %s" % (REP_FD, exc))
+
+
+def _clean(text):
+    # Lone surrogates would turn into \udxxx escapes that strict JSON
+    # parsers on the pool side refuse.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _send_error(rid, etype, message, tb=""):
+    payload = _encode(
+        {"type": _clean(etype), "message": _clean(message), "traceback": _clean(tb)}
+    ).encode()
+    _send(ERROR, rid, payload)
+
+
+def _send_exception(rid, exc, skip_frames=1):
+    """Send exc as an ERROR frame, leaving out the worker's own frames (the
+    first skip_frames of its traceback; None: no traceback at all)."""
+    import traceback
+
+    tb = exc.__traceback__
+    if skip_frames is None:
+        tb = None
+    for _ in range(skip_frames or 0):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<unprintable %s>" % type(exc).__name__
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:
+        text = ""
+    _send_error(rid, type(exc).__name__, message, text)
+
+
+def _send_cancelled(rid):
+    _send_error(rid, "Cancelled", "request %d was cancelled before it ran" % rid)
+
+
+def _send_reply(rid, out):
+    # The runners inline the common case (a reply that fits) to save a call.
+    if len(out) > _max_reply:
+        _send_error(
+            rid,
+            "FrameTooBig",
+            "reply of %d bytes is over max_frame (%d)" % (len(out), _max_reply),
+        )
+    else:
+        _send(REPLY, rid, out)
+
+
+def _on_cancel(rid):
+    # Record only ids that are running or queued here: a CANCEL for a request
+    # already answered raced with its reply and is dropped, so the set never
+    # grows and a reused id is never born cancelled.
+    if rid == current_request_id:
+        _cancelled_ids.add(rid)
+        return
+    for qid, _ in _deferred:
+        if qid == rid:
+            _cancelled_ids.add(rid)
+            return
+
+
+def _bad_type(ftype, rid):
+    _die(
+        EXIT_PROTOCOL,
+        "protocol error: frame type %d (id %d) is not one the pool sends"
+        % (ftype, rid),
+    )
+
+
+def _bad_header(length, ftype, reserved, rid):
+    _die(
+        EXIT_PROTOCOL,
+        "protocol error: malformed frame header "
+        "(length %d, type %d, reserved %d, id %d)"
+        % (length, ftype, reserved, rid),
+    )
+
+
+def _absorb():
+    """Consume the complete frames in the buffer without running handlers:
+    PING is answered, CANCEL recorded, REQUEST queued in _deferred."""
+    global _start
+    buf = _buf
+    while _end - _start >= HEADER:
+        length, ftype, _flags, reserved, rid = _unpack_from(buf, _start)
+        if length < 8 or reserved:
+            _bad_header(length, ftype, reserved, rid)
+        total = length + 4
+        if _end - _start < total:
+            if ftype not in (REQUEST, PING, CANCEL):
+                _bad_type(ftype, rid)
+            return
+        begin = _start + HEADER
+        _start += total
+        if ftype == PING:
+            _send(PONG, rid)
+        elif ftype == CANCEL:
+            _on_cancel(rid)
+        elif ftype == REQUEST:
+            _deferred.append((rid, bytes(buf[begin : begin + length - 8])))
+        else:
+            _bad_type(ftype, rid)
+
+
+def _compact():
+    """Move the unconsumed bytes to the front of the buffer."""
+    global _start, _end
+    if _start == _end:
+        _start = _end = 0
+    elif _start:
+        n = _end - _start
+        _buf[:n] = _buf[_start:_end]
+        _start = 0
+        _end = n
+
+
+def _poll_more():
+    """Read whatever the pool has already written, without blocking."""
+    global _end, _eof, _poller
+    if _eof:
+        return
+    if _poller is None:
+        import select
+
+        _poller = select.poll()
+        _poller.register(REQ_FD, select.POLLIN)
+    while _poller.poll(0):
+        _compact()
+        if _end == BUF_SIZE:
+            # A frame bigger than the buffer is pending; the main loop reads
+            # it after the handler returns.
+            return
+        try:
+            n = _rfile.readinto(_mv[_end:])
+        except ConnectionResetError:
+            n = 0
+        if not n:
+            _eof = True
+            return
+        _end += n
+        _absorb()
+
+
+def _read_big(total):
+    """Read the rest of a frame of `total` bytes that does not fit in the
+    buffer; returns its payload as a bytearray."""
+    global _start, _end
+    payload = bytearray(total - HEADER)
+    have = _end - _start - HEADER
+    payload[:have] = _buf[_start + HEADER : _end]
+    _start = _end = 0
+    view = memoryview(payload)
+    readinto = _rfile.readinto
+    while have < len(payload):
+        try:
+            n = readinto(view[have : have + BUF_SIZE])
+        except ConnectionResetError:
+            n = 0
+        if not n:
+            # EOF in the middle of a frame: the pool is gone.
+            sys.exit(EXIT_OK)
+        have += n
+    return payload
+
+
+def _make_json_runner(module):
+    # The hot path: everything it uses is a local of this closure.
+    namespace = module.__dict__
+    loads = _loads
+    scan_once = _scan_once
+    iterencode = _iterencode
+    markers = _markers
+    encode_str = _encode_str
+    join = "".join
+    cancelled_ids = _cancelled_ids
+    send = _send
+
+    def run(rid, data):
+        global current_request_id
+        if cancelled_ids and rid in cancelled_ids:
+            # Queued behind another request and cancelled before it ran.
+            cancelled_ids.discard(rid)
+            _send_cancelled(rid)
+            return
+        try:
+            # Strict UTF-8 (json.loads(bytes) would also take UTF-16/32 and
+            # lone surrogates).
+            text = str(data, "utf-8")
+            try:
+                req, end = scan_once(text, 0)
+            except StopIteration:
+                end = -1
+            if end != len(text):
+                # Not one value filling the text: json.loads() says what it
+                # is (whitespace around it is fine, anything else an error).
+                req = loads(text)
+        except ValueError as exc:
+            _send_error(rid, "BadRequest", "request is not valid UTF-8 JSON: %s" % exc)
+            return
+        except RecursionError:
+            _send_error(rid, "BadRequest", "request nests too deeply to parse")
+            return
+        cmd = req.get("cmd") if type(req) is dict else None
+        if type(cmd) is not str:
+            _send_error(
+                rid,
+                "BadRequest",
+                'request must be a JSON object with a string "cmd"',
+            )
+            return
+        fn = namespace.get(cmd)
+        if fn is None or cmd[:1] == "_" or not callable(fn):
+            _send_error(rid, "UnknownCommand", "unknown command %r" % cmd)
+            return
+        current_request_id = rid
+        try:
+            result = fn(req.get("args"))
+        except Exception as exc:
+            current_request_id = None
+            cancelled_ids.discard(rid)
+            _send_exception(rid, exc)
+            return
+        current_request_id = None
+        if cancelled_ids:
+            cancelled_ids.discard(rid)
+        try:
+            if type(result) is str:
+                # What encode() does for a string: no encoder call.
+                out = encode_str(result).encode()
+            else:
+                out = join(iterencode(result, 0)).encode()
+        except Exception as exc:
+            markers.clear()
+            # TypeError for objects JSON cannot hold; ValueError for NaN or
+            # a circular reference.
+            _send_exception(rid, exc, skip_frames=None)
+            return
+        if len(out) <= _max_reply:
+            send(REPLY, rid, out)
+        else:
+            _send_reply(rid, out)
+
+    return run
+
+
+def _make_raw_runner(module):
+    handle = module.handle
+    cancelled_ids = _cancelled_ids
+    send = _send
+
+    def run(rid, data):
+        global current_request_id
+        if cancelled_ids and rid in cancelled_ids:
+            # Queued behind another request and cancelled before it ran.
+            cancelled_ids.discard(rid)
+            _send_cancelled(rid)
+            return
+        current_request_id = rid
+        try:
+            out = handle(bytes(data))
+        except Exception as exc:
+            current_request_id = None
+            cancelled_ids.discard(rid)
+            _send_exception(rid, exc)
+            return
+        current_request_id = None
+        if cancelled_ids:
+            cancelled_ids.discard(rid)
+        if type(out) is not bytes:
+            if not isinstance(out, (bytes, bytearray, memoryview)):
+                _send_error(
+                    rid,
+                    "TypeError",
+                    "handle() must return bytes, not %s" % type(out).__name__,
+                )
+                return
+            # len() of a memoryview counts items, not bytes.
+            out = bytes(out)
+        if len(out) <= _max_reply:
+            send(REPLY, rid, out)
+        else:
+            _send_reply(rid, out)
+
+    return run
+
+
+def _serve(run):
+    """The frame loop: runs until EOF on fd 3."""
+    global _start, _end
+    buf = _buf
+    mv = _mv
+    unpack_from = _unpack_from
+    readinto = _rfile.readinto
+    deferred = _deferred
+    while True:
+        # Frames that cancelled() read while a handler ran come first.
+        if deferred:
+            rid, data = deferred.pop(0)
+            run(rid, data)
+            continue
+        avail = _end - _start
+        if avail >= HEADER:
+            length, ftype, _flags, reserved, rid = unpack_from(buf, _start)
+            if length < 8 or reserved:
+                _bad_header(length, ftype, reserved, rid)
+            total = length + 4
+            if avail >= total:
+                begin = _start + HEADER
+                _start += total
+                if ftype == REQUEST:
+                    # A view, not a copy: run() decodes it before anything
+                    # can overwrite the buffer.
+                    run(rid, mv[begin : begin + length - 8])
+                elif ftype == PING:
+                    _send(PONG, rid)
+                elif ftype == CANCEL:
+                    # Nothing runs and nothing is queued here, so this
+                    # CANCEL raced with the reply of a finished request.
+                    _on_cancel(rid)
+                else:
+                    _bad_type(ftype, rid)
+                continue
+            if ftype != REQUEST and ftype != PING and ftype != CANCEL:
+                _bad_type(ftype, rid)
+            if total > BUF_SIZE:
+                run(rid, _read_big(total))
+                continue
+        if _eof:
+            return
+        # Need more bytes.
+        if _start == _end:
+            _start = _end = 0
+        elif _start:
+            _compact()
+        try:
+            # Usually the buffer is empty: read into all of it, no slice.
+            n = readinto(mv[_end:] if _end else mv)
+        except ConnectionResetError:
+            n = 0
+        if not n:
+            return
+        _end += n
+
+
+# The worker's own pid, for the SIGTERM handler (a forked child inherits
+# the handler but must not act as the worker).
+_worker_pid = None
+PR_SET_PDEATHSIG = 1
+
+
+def _prctl_pdeathsig(sig):
+    """Arm the parent-death signal; False when it cannot be (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+def _is_group_leader():
+    try:
+        return os.getpgrp() == os.getpid()
+    except OSError:
+        return False
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM, from the pool's stop or from the parent-death signal: take
+    the whole process group down, the handlers' own subprocesses included."""
+    import _signal as signal
+
+    if os.getpid() == _worker_pid and _is_group_leader():
+        _flush_std()
+        os.killpg(0, signal.SIGKILL)  # ourselves included
+    # A forked child that kept the handler, or a worker run outside a pool
+    # (not a group leader: its group is someone else's): die as SIGTERM
+    # would have killed it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _kill_group_members():
+    """On a normal exit (EOF on fd 3), kill what the handlers left running
+    in our process group, so no grandchild outlives the worker; the worker
+    itself still exits 0.  Only when we lead the group (as in a pool)."""
+    import _signal as signal
+
+    if not _is_group_leader() or not os.path.isdir("/proc/self"):
+        return
+    me = os.getpid()
+    # A member may fork while we look: look again until none is left.
+    for _ in range(10):
+        found = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                with open("/proc/%s/stat" % name, "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            # Fields after the parenthesised command: state ppid pgrp ...
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if len(fields) < 3 or int(fields[2]) != me or fields[0] == b"Z":
+                continue
+            found = True
+            try:
+                os.kill(int(name), signal.SIGKILL)
+            except OSError:
+                pass
+        if not found:
+            return
+
+
+def _at_fork_child(parent, on_main_thread):
+    """In a child a handler forked: die with the worker.  Only for forks
+    from the main thread: the parent-death signal follows the forking
+    thread, which must live as long as the worker does."""
+    import _signal as signal
+
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError):
+        pass
+    if on_main_thread and _prctl_pdeathsig(signal.SIGKILL):
+        if os.getppid() != parent:
+            os._exit(1)  # the worker died before the signal was armed
+
+
+def _orphan_proof():
+    """No process of ours outlives the pool.  The pool spawns each worker as
+    the leader of its own process group; the parent-death signal (SIGTERM)
+    reaches us if the pool dies, even by SIGKILL, and the SIGTERM handler
+    then kills the whole group.  Children forked by handlers get a
+    parent-death signal of their own."""
+    global _worker_pid
+    # The C modules, already loaded at start-up: `signal` would import enum.
+    import _signal as signal
+    import _thread
+
+    _worker_pid = os.getpid()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    main_thread = _thread.get_ident()
+    fork_state = {}
+
+    def before():
+        fork_state["parent"] = os.getpid()
+        fork_state["main"] = _thread.get_ident() == main_thread
+
+    def after_in_child():
+        _at_fork_child(fork_state.get("parent"), fork_state.get("main", False))
+
+    os.register_at_fork(before=before, after_in_child=after_in_child)
+    _prctl_pdeathsig(signal.SIGTERM)
+    # If the parent died before the death signal was armed, we were already
+    # re-parented: leave now rather than live on as an orphan.
+    ppid = os.getppid()
+    try:
+        expected = int(os.environ.get("PORTPOOL_PARENT_PID", ppid))
+    except ValueError:
+        expected = ppid
+    if ppid != expected:
+        os._exit(EXIT_STARTUP)
+
+
+def _load_handler(spec):
+    import importlib
+
+    if spec.endswith(".py") or os.sep in spec:
+        import importlib.util
+
+        path = os.path.abspath(spec)
+        name = os.path.splitext(os.path.basename(path))[0]
+        if name in sys.modules:
+            name = "_portpool_handler_" + name
+        # Like running the file as a script: its folder is importable, so it
+        # can import its sibling modules.
+        sys.path.insert(0, os.path.dirname(path))
+        mspec = importlib.util.spec_from_file_location(name, path)
+        if mspec is None:
+            raise ImportError("cannot load handler file %r" % path)
+        module = importlib.util.module_from_spec(mspec)
+        sys.modules[name] = module
+        try:
+            mspec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+    return importlib.import_module(spec)
+
+
+def _handler_names(module):
+    name = module.__name__
+    return sorted(
+        key
+        for key, value in module.__dict__.items()
+        if not key.startswith("_")
+        and callable(value)
+        and not isinstance(value, type)
+        and getattr(value, "__module__", None) == name
+    )
+
+
+def main(argv=None):
+    _orphan_proof()
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    raw = False
+    if args and args[0] == "--raw":
+        raw = True
+        del args[0]
+    if len(args) != 1 or args[0].startswith("-"):
+        sys.stderr.write("usage: portpool_worker.py [--raw] HANDLER\n")
+        return EXIT_STARTUP
+
+    try:
+        module = _load_handler(args[0])
+    except Exception:
+        import traceback
+
+        sys.stderr.write("portpool_worker: cannot import handler %r\n" % args[0])
+        traceback.print_exc()
+        return EXIT_STARTUP
+    return serve_module(module, raw)
+
+
+def serve_module(module, raw=False):
+    """Speak the protocol on fds 3 and 4 for an imported handler module:
+    HELLO, then serve until EOF.  Used by main() and, after a fork, by the
+    zygote (portpool_zygote.py).  Returns the exit status."""
+    global _rfile, _max_reply
+    try:
+        os.set_inheritable(REQ_FD, False)
+        os.set_inheritable(REP_FD, False)
+        os.set_blocking(REQ_FD, True)
+        os.set_blocking(REP_FD, True)
+        _rfile = open(REQ_FD, "rb", buffering=0, closefd=False)
+    except OSError as exc:
+        sys.stderr.write(
+            "portpool_worker: fds %d and %d must be the pool's pipes: %s\n"
+            % (REQ_FD, REP_FD, exc)
+        )
+        return EXIT_STARTUP
+
+    try:
+        _max_reply = min(_max_reply, int(os.environ["PORTPOOL_MAX_FRAME"]))
+    except (KeyError, ValueError):
+        pass
+
+    if raw:
+        if not callable(getattr(module, "handle", None)):
+            sys.stderr.write(
+                "portpool_worker: --raw needs a handle(payload) function in %r\n"
+                % getattr(module, "__name__", "?")
+            )
+            return EXIT_STARTUP
+        run = _make_raw_runner(module)
+    else:
+        run = _make_json_runner(module)
+
+    hello = {
+        "protocol": PROTOCOL_VERSION,
+        "pid": os.getpid(),
+        "runtime": "python %d.%d.%d" % sys.version_info[:3],
+        "handlers": _handler_names(module),
+    }
+    _send(HELLO, 0, _encode(hello).encode())
+    try:
+        _serve(run)
+    finally:
+        # EOF, or a handler's sys.exit(): nothing we started stays behind.
+        _kill_group_members()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
