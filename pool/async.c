@@ -21,28 +21,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth) {
+int pp__idle_turn(pp_pool_t *pool, int async, uint64_t since) {
+  pp__queue_t *q = async ? &pool->pipe_queue : &pool->async_queue;
+  uint64_t other;
+
+  if (pp__queue_empty(q))
+    return 1;
+  other = async ? pp__container_of(q->next, struct pp__pcall, node)->start_ns
+                : pp__container_of(q->next, pp__acall_t, node)->start_ns;
+  return since <= other;
+}
+
+/* Can slot take one more call that arrived at `since`?  A ring stops
+ * taking calls and drains, so that the worker goes through
+ * pp__slot_release, when a lease or a blocking pipelined call waits, when
+ * its replacement is ready or when it reached max_requests. */
+static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth,
+                  uint64_t since) {
   pp__proc_t *proc = slot->proc;
 
   if (slot->removing || proc == NULL || proc->dead || !proc->hello ||
       slot->lease != NULL || slot->pinging)
     return 0;
   if (slot->anum == 0)
-    return slot->state == PP_WORKER_IDLE;
-  if (pool->nwaiters > 0 || (slot->next && slot->next->hello) ||
+    return slot->state == PP_WORKER_IDLE && pp__idle_turn(pool, 1, since);
+  if (pool->nwaiters > 0 || pool->pipe_waiters > 0 ||
+      (slot->next && slot->next->hello) ||
       (proc->max_requests &&
        proc->requests + (uint64_t)slot->anum >= proc->max_requests))
     return 0;
   return slot->anum < depth;
 }
 
-static pp__slot_t *pick(pp_pool_t *pool, int depth) {
+static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since) {
   pp__slot_t *best = NULL, *slot;
   int i;
 
   for (i = 0; i < pool->nslots; i++) {
     slot = pool->slots[i];
-    if (!usable(pool, slot, depth))
+    if (!usable(pool, slot, depth, since))
       continue;
     if (best == NULL || slot->anum < best->anum)
       best = slot;
@@ -133,6 +150,18 @@ static void arm(pp__proc_t *proc, uint64_t now) {
                            : 1);
 }
 
+int pp__async_timer_due(pp__proc_t *proc) {
+  pp__acall_t *head =
+      pp__container_of(proc->slot->aring.next, pp__acall_t, node);
+  uint64_t now = pp__now_ns();
+
+  if (head->deadline_ns == 0 || head->deadline_ns > now) {
+    arm(proc, now);
+    return 0;
+  }
+  return 1;
+}
+
 static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
                  uint64_t now) {
   pp__proc_t *proc = slot->proc;
@@ -144,6 +173,7 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
                           a->len)) != 0)
     return r;
   a->placed = 1;
+  a->placed_ns = now;
   a->deadline_ns = ms ? now + ms * 1000000ull : 0;
   pp__queue_insert_tail(&slot->aring, &a->node);
   if (slot->anum++ == 0) {
@@ -170,8 +200,10 @@ void pp__async_admit(pp_pool_t *pool) {
   pp__acall_t *a;
 
   pool->async_kick = 0;
-  while (pool->async_waiters > 0 && (slot = pick(pool, depth)) != NULL) {
+  while (pool->async_waiters > 0) {
     a = pp__container_of(pool->async_queue.next, pp__acall_t, node);
+    if ((slot = pick(pool, depth, a->start_ns)) == NULL)
+      break;
     pp__queue_remove(&a->node);
     pool->async_waiters--;
     if (place(pool, slot, a, now) != 0)
@@ -195,7 +227,7 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   slot->anum--;
   proc->requests++;
   slot->requests_total++;
-  pp__histo_add(&slot->run_time, (now - a->start_ns) / 1000);
+  pp__histo_add(&slot->run_time, (now - a->placed_ns) / 1000);
   if ((a->reply = malloc(f->len + 1)) == NULL) {
     status = UV_ENOMEM;
     snprintf(a->msg, sizeof(a->msg), "out of memory for the reply");
@@ -319,7 +351,7 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
   } else if (pool->state == PP_POOL_DEGRADED) {
     r = PP_EDEGRADED;
   } else if (pool->async_waiters == 0 &&
-             (slot = pick(pool, pool->cfg->pipeline_depth)) != NULL) {
+             (slot = pick(pool, pool->cfg->pipeline_depth, now)) != NULL) {
     r = place(pool, slot, a, now);
   } else if (pool->nwaiters + pool->pipe_waiters + pool->async_waiters >=
              pool->cfg->max_waiters) {

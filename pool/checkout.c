@@ -168,7 +168,7 @@ pp__slot_t *pp__idle_take(pp_pool_t *pool) {
 }
 
 int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
-  int idle, leased, busy, starting, backoff, fatal, size;
+  int idle, leased, busy, starting, backoff, fatal, size, waiting;
 
   if (pool->stopping || pool->draining) {
     pp__diag_set(diag, pool->stopping ? "pool is closing" : "pool draining");
@@ -180,6 +180,7 @@ int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
   }
   pp__slot_count(pool, &idle, &leased, &busy, &starting, &backoff, &fatal);
   size = idle + leased + busy + starting + backoff + fatal;
+  waiting = pool->nwaiters + pool->pipe_waiters + pool->async_waiters;
   if (!pool->ready_reported)
     pp__diag_set(diag, "pool warming (%d/%d ready)", idle + leased + busy,
                  size);
@@ -187,10 +188,9 @@ int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
     pp__diag_set(diag,
                  "all %d workers busy or restarting (%d restarting), %d "
                  "waiting",
-                 size, starting + backoff, pool->nwaiters);
+                 size, starting + backoff, waiting);
   else
-    pp__diag_set(diag, "all %d workers busy, %d waiting", size,
-                 pool->nwaiters);
+    pp__diag_set(diag, "all %d workers busy, %d waiting", size, waiting);
   return PP_ETIMEDOUT;
 }
 

@@ -56,6 +56,7 @@ struct pp__acall {
   pp_call_cb cb;
   void *data;
   uint64_t start_ns;       /* entry, for the wait and run histograms */
+  uint64_t placed_ns;      /* written to its worker */
   uint64_t deadline_ns;    /* waiting: the checkout deadline; placed: the
                               request deadline, 0 = none */
   uint32_t id;
@@ -616,6 +617,14 @@ void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason,
                          const char *why);
 /* Give free places to the waiting calls. */
 void pp__async_admit(pp_pool_t *pool);
+/* The request timer fired: 1 if the oldest call's deadline has passed,
+ * else the timer is armed again (libuv counts from the loop's cached
+ * time, so it can fire early) and 0. */
+int pp__async_timer_due(pp__proc_t *proc);
+/* Whose turn is an idle worker when both kinds of pipelined calls wait:
+ * a call that arrived at `since` may take one unless the other kind's
+ * oldest waiting call is older (async: a pp_call_async asks). */
+int pp__idle_turn(pp_pool_t *pool, int async, uint64_t since);
 /* Expire the waiting calls whose checkout deadline passed; returns the
  * earliest deadline left, 0 when none. */
 uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now);

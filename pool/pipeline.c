@@ -46,17 +46,20 @@ static int ring_init(pp__slot_t *slot, int depth) {
 
 /* Can slot take one more pipelined call?  `own`: the slot is busy with
  * pipelined calls (its reader asks), else it must be idle. */
-static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth, int own) {
+static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth, int own,
+                  uint64_t since) {
   pp__proc_t *proc = slot->proc;
 
   if (slot->removing || proc == NULL || proc->dead || !proc->hello ||
       slot->lease != NULL || slot->pinging)
     return 0;
   if (slot->shared == 0 && !own)
-    return slot->state == PP_WORKER_IDLE;
+    return slot->state == PP_WORKER_IDLE && pp__idle_turn(pool, 0, since);
   /* Let the ring drain, so that the worker goes through pp__slot_release:
-   * to a waiting lease, to its ready replacement, or to be recycled. */
-  if (pool->nwaiters > 0 || (slot->next && slot->next->hello) ||
+   * to a waiting lease or pp_call_async, to its ready replacement, or to be
+   * recycled. */
+  if (pool->nwaiters > 0 || pool->async_waiters > 0 ||
+      (slot->next && slot->next->hello) ||
       (proc->max_requests &&
        proc->requests + (uint64_t)slot->shared >= proc->max_requests))
     return 0;
@@ -68,13 +71,13 @@ static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth, int own) {
 
 /* The worker with the fewest calls queued, below the depth; an idle one
  * counts as zero.  NULL when every worker is full, leased or not ready. */
-static pp__slot_t *pick(pp_pool_t *pool, int depth) {
+static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since) {
   pp__slot_t *best = NULL, *slot;
   int i;
 
   for (i = 0; i < pool->nslots; i++) {
     slot = pool->slots[i];
-    if (!usable(pool, slot, depth, 0))
+    if (!usable(pool, slot, depth, 0, since))
       continue;
     if (best == NULL || slot->shared < best->shared)
       best = slot;
@@ -351,7 +354,8 @@ static long read_more(pp__proc_t *proc, uint64_t deadline_ns) {
 static void admit(pp_pool_t *pool, pp__slot_t *slot, int depth) {
   struct pp__pcall *c;
 
-  while (!pp__queue_empty(&pool->pipe_queue) && usable(pool, slot, depth, 1)) {
+  while (!pp__queue_empty(&pool->pipe_queue) &&
+         usable(pool, slot, depth, 1, 0)) {
     c = pp__container_of(pool->pipe_queue.next, struct pp__pcall, node);
     dequeue(pool, c);
     if (place_call(pool, slot, c) != 0)
@@ -576,7 +580,7 @@ int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
       goto leave;
     }
     if ((c.kicked || pp__queue_empty(&pool->pipe_queue)) &&
-        (slot = pick(pool, depth)) != NULL) {
+        (slot = pick(pool, depth, c.start_ns)) != NULL) {
       dequeue(pool, &c);
       if ((r = ring_init(slot, depth)) != 0 ||
           (r = place_call(pool, slot, &c)) != 0)

@@ -386,8 +386,12 @@ void pp__on_proc_timer(pp__proc_t *proc) {
     pp__proc_fail(proc, PP_EXIT_NO_HELLO, why);
     return;
   }
-  if (proc->orphan_id != 0 || (slot->lease && slot->lease->in_flight) ||
-      (slot->proc == proc && slot->anum > 0))
+  if (slot->proc == proc && slot->anum > 0) {
+    if (pp__async_timer_due(proc))
+      pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
+    return;
+  }
+  if (proc->orphan_id != 0 || (slot->lease && slot->lease->in_flight))
     pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
 }
 
@@ -884,6 +888,7 @@ static void stop_workers(pp_pool_t *pool, int all) {
       continue;
     lease = slot->lease;
     if (!all && (slot->proc->orphan_id != 0 || slot->shared > 0 ||
+                 slot->anum > 0 ||
                  (lease && (lease->in_flight || lease->thread_call))))
       continue;
     if (lease && !lease->thread_call)

@@ -335,7 +335,7 @@ static void on_writable(uv_poll_t *h, int status, int events) {
   (void)events;
   pp__lock(proc->pool);
   if (status < 0 || flush_wbuf(proc) != 0)
-    pp__proc_fail(proc, PP_EXIT_PROTOCOL, "request pipe closed");
+    pp__proc_fail(proc, PP_EXIT_NONE, "request pipe closed");
   pp__unlock(proc->pool);
   pp__run_pending(proc->pool);
 }

@@ -525,6 +525,129 @@ static void test_async_lease_not_starved(void **state) {
     assert_true(a[i].status == 0 || a[i].status == PP_ECLOSED);
 }
 
+/* A thread calling blocking pp_call on the loop-face pool: `calls` calls,
+ * or until told to stop; it wakes the test's loop when it is done. */
+typedef struct blocker {
+  pp_pool_t *pool;
+  uv_async_t *wake;
+  int calls;
+  int stop;  /* atomic */
+  int done;  /* atomic */
+  int ok;    /* read after the join */
+  int status;
+  uv_thread_t thread;
+} blocker_t;
+
+static void blocker_run(void *arg) {
+  blocker_t *b = arg;
+  const char *echo = "{\"cmd\":\"echo\",\"args\":3}";
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+
+  while (b->calls ? b->ok < b->calls
+                  : !__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE)) {
+    b->status = pp_call(b->pool, echo, strlen(echo), &reply, -1, &d);
+    if (b->status != 0) {
+      fprintf(stderr, "pp_call: %s: %s\n", pp_strerror(b->status), d.message);
+      break;
+    }
+    b->ok++;
+  }
+  pp_buf_free(&reply);
+  __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+  uv_async_send(b->wake);
+}
+
+static void on_wake(uv_async_t *h) { (void)h; }
+
+static int blockers_done(blocker_t *b, int n) {
+  for (int i = 0; i < n; i++)
+    if (!__atomic_load_n(&b[i].done, __ATOMIC_ACQUIRE))
+      return 0;
+  return 1;
+}
+
+static void run_until_blockers(ctx_t *c, blocker_t *b, int n) {
+  c->timed_out = 0;
+  uv_timer_start(&c->guard, on_guard, 60000ull * test_time_scale(), 0);
+  while (!blockers_done(b, n) && !c->timed_out)
+    uv_run(&c->loop, UV_RUN_ONCE);
+  uv_timer_stop(&c->guard);
+  assert_false(c->timed_out);
+  for (int i = 0; i < n; i++)
+    uv_thread_join(&b[i].thread);
+}
+
+/* Blocking pipelined pp_calls and pp_call_async share a worker: a ring of
+ * one kind takes no new calls while the other kind waits, and the idle
+ * worker goes to the oldest waiting call, so neither starves the other
+ * under a stream that never lets up (each would time out after
+ * checkout.timeout, 5 s, if it did). */
+static void test_async_and_blocking_share(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  const char *echo = "{\"cmd\":\"echo\",\"args\":4}";
+  blocker_t b[4];
+  uv_async_t wake;
+  acall_t a[8], x;
+  int i, total = 0, xtotal = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  ctx_start(&c, cfg, 1);
+  uv_async_init(&c.loop, &wake, on_wake);
+  memset(b, 0, sizeof(b));
+  for (i = 0; i < 4; i++) {
+    b[i].pool = c.pool;
+    b[i].wake = &wake;
+  }
+  /* A stream of async calls; a thread's 20 blocking calls get through. */
+  memset(a, 0, sizeof(a));
+  for (i = 0; i < 8; i++) {
+    a[i].c = &c;
+    a[i].id = i;
+    a[i].left = 1000000;
+    a[i].total = &total;
+    snprintf(a[i].want, sizeof(a[i].want), "\"%d-start\"", i);
+    char payload[96];
+    snprintf(payload, sizeof(payload),
+             "{\"cmd\":\"echo\",\"args\":\"%d-start\"}", i);
+    async_submit(&a[i], payload, -1);
+  }
+  run_until_total(&c, &total, 50, 10000);
+  b[0].calls = 20;
+  assert_int_equal(uv_thread_create(&b[0].thread, blocker_run, &b[0]), 0);
+  run_until_blockers(&c, b, 1);
+  assert_int_equal(b[0].status, 0);
+  assert_int_equal(b[0].ok, 20);
+  for (i = 0; i < 8; i++) {
+    assert_int_equal(a[i].status, 0);
+    a[i].left = 0;
+  }
+  /* The other way round: threads that never stop; an async call gets
+   * through. */
+  memset(b, 0, sizeof(b));
+  for (i = 0; i < 4; i++) {
+    b[i].pool = c.pool;
+    b[i].wake = &wake;
+    assert_int_equal(uv_thread_create(&b[i].thread, blocker_run, &b[i]), 0);
+  }
+  memset(&x, 0, sizeof(x));
+  x.c = &c;
+  x.total = &xtotal;
+  async_submit(&x, echo, -1);
+  run_until_total(&c, &xtotal, 1, 10000);
+  assert_int_equal(x.status, 0);
+  assert_string_equal(x.reply, "4");
+  for (i = 0; i < 4; i++)
+    __atomic_store_n(&b[i].stop, 1, __ATOMIC_RELEASE);
+  run_until_blockers(&c, b, 4);
+  for (i = 0; i < 4; i++)
+    assert_int_equal(b[i].status, 0);
+  uv_close((uv_handle_t *)&wake, NULL);
+  ctx_stop(&c);
+}
+
 /* A worker that answers a queued call with the wrong id (or twice) broke
  * the protocol: the calls queued on it fail with PP_EPROTO, the calls
  * answered before keep their replies, and a new worker serves. */
@@ -624,6 +747,7 @@ int main(void) {
       cmocka_unit_test(test_async_waits_for_a_worker),
       cmocka_unit_test(test_async_lease_not_starved),
       cmocka_unit_test(test_async_protocol_error),
+      cmocka_unit_test(test_async_and_blocking_share),
       cmocka_unit_test(test_async_stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
