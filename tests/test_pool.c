@@ -91,14 +91,19 @@ static void on_closed(pp_pool_t *pool, void *data) {
   c->closed = 1;
 }
 
-static void ctx_stop(ctx_t *c) {
-  pp_pool_stop(c->pool, on_closed, c);
-  run_until(c, &c->closed, 30000);
+/* After the pool closed: every handle closed, the loop empty. */
+static void ctx_finish(ctx_t *c) {
   uv_close((uv_handle_t *)&c->guard, NULL);
   uv_run(&c->loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&c->loop), 0);
-  assert_int_equal(c->ready_calls, 1);
   rec_free(&c->rec);
+}
+
+static void ctx_stop(ctx_t *c) {
+  pp_pool_stop(c->pool, on_closed, c);
+  run_until(c, &c->closed, 30000);
+  assert_int_equal(c->ready_calls, 1);
+  ctx_finish(c);
 }
 
 static void on_reply(pp_lease_t *lease, int status, const char *reply,
@@ -691,6 +696,34 @@ static void test_async_protocol_error(void **state) {
   async_protocol_case("dup_reply");
 }
 
+/* Stop lets the calls already on a worker finish (within drain_timeout). */
+static void test_async_stop_lets_calls_finish(void **state) {
+  const char *slow = "{\"cmd\":\"sleep\",\"args\":0.2}";
+  acall_t a[2];
+  int i, total = 0;
+  ctx_t c;
+
+  (void)state;
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  cfg_set(cfg, "worker.pipeline_depth", "2");
+  ctx_start(&c, cfg, 1);
+  memset(a, 0, sizeof(a));
+  for (i = 0; i < 2; i++) {
+    a[i].c = &c;
+    a[i].total = &total;
+    async_submit(&a[i], slow, -1);
+  }
+  run_until_events(&c, PP_TRACE_REQUEST, 2, 10000);
+  pp_pool_stop(c.pool, on_closed, &c);
+  run_until(&c, &c.closed, 30000);
+  for (i = 0; i < 2; i++) {
+    assert_int_equal(a[i].done, 1);
+    assert_int_equal(a[i].status, 0);
+    assert_string_equal(a[i].reply, "0.2");
+  }
+  ctx_finish(&c);
+}
+
 /* Stop: waiting calls fail at once with PP_ECLOSED, calls queued on a
  * worker end when it is stopped; each callback runs exactly once, and a
  * call after stop is refused. */
@@ -727,10 +760,7 @@ static void test_async_stop(void **state) {
   }
   assert_non_null(strstr(a[2].msg, "closing"));
   unlink(fifo);
-  uv_close((uv_handle_t *)&c.guard, NULL);
-  uv_run(&c.loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&c.loop), 0);
-  rec_free(&c.rec);
+  ctx_finish(&c);
 }
 
 int main(void) {
@@ -749,6 +779,7 @@ int main(void) {
       cmocka_unit_test(test_async_protocol_error),
       cmocka_unit_test(test_async_and_blocking_share),
       cmocka_unit_test(test_async_stop),
+      cmocka_unit_test(test_async_stop_lets_calls_finish),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
