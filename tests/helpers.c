@@ -153,24 +153,31 @@ void cfg_set(pp_config_t *cfg, const char *key, const char *value) {
     fail_msg("pp_config_set(%s, %s): %s", key, value, d.message);
 }
 
-pp_config_t *python_config(const char *handlers, int size) {
+/* `size` workers running [PP_PYTHON, script, arg], restarting fast. */
+static pp_config_t *script_config(const char *script, const char *arg,
+                                  int size) {
   const char *py = getenv("PP_PYTHON");
-  const char *worker = getenv("PP_WORKER_PY");
-  char *h = fixture_path(handlers);
   char cmd[2048], sz[32];
   pp_config_t *cfg;
 
   assert_non_null(py);
-  assert_non_null(worker);
+  assert_non_null(script);
   assert_int_equal(pp_config_new(&cfg), 0);
-  snprintf(cmd, sizeof(cmd), "[%s, %s, %s]", py, worker, h);
-  free(h);
+  snprintf(cmd, sizeof(cmd), "[%s, %s, %s]", py, script, arg);
   cfg_set(cfg, "worker.command", cmd);
   snprintf(sz, sizeof(sz), "%d", size);
   cfg_set(cfg, "size", sz);
-  cfg_set(cfg, "name", "test");
   /* Fast restarts keep crash tests short; limits only fire on failure. */
   cfg_set(cfg, "restart.backoff", "[10ms, 100ms]");
+  return cfg;
+}
+
+pp_config_t *python_config(const char *handlers, int size) {
+  char *h = fixture_path(handlers);
+  pp_config_t *cfg = script_config(getenv("PP_WORKER_PY"), h, size);
+
+  free(h);
+  cfg_set(cfg, "name", "test");
   cfg_set(cfg, "worker.kill_grace", "2s");
   /* Limits that only fire on failure are generous: ctest runs suites side
    * by side on 2 cores, and a starting interpreter can wait long for CPU
@@ -221,19 +228,10 @@ void fifo_release(const char *path) {
 }
 
 pp_config_t *bad_worker_config(const char *mode, int size) {
-  const char *py = getenv("PP_PYTHON");
   char *script = fixture_path("bad_worker.py");
-  char cmd[2048], sz[16];
-  pp_config_t *cfg;
+  pp_config_t *cfg = script_config(script, mode, size);
 
-  assert_non_null(py);
-  assert_int_equal(pp_config_new(&cfg), 0);
-  snprintf(cmd, sizeof(cmd), "[%s, %s, %s]", py, script, mode);
   free(script);
-  cfg_set(cfg, "worker.command", cmd);
-  snprintf(sz, sizeof(sz), "%d", size);
-  cfg_set(cfg, "size", sz);
-  cfg_set(cfg, "restart.backoff", "[10ms, 100ms]");
   cfg_set(cfg, "worker.kill_grace", "300ms");
   cfg_set(cfg, "worker.request_timeout", "500ms");
   return cfg;

@@ -333,6 +333,45 @@ static void run_until_total(ctx_t *c, int *total, int n, int timeout_ms) {
   assert_false(c->timed_out);
 }
 
+/* n call records of one test, counting their callbacks in *total. */
+static void acalls_init(acall_t *a, int n, ctx_t *c, int *total) {
+  memset(a, 0, (size_t)n * sizeof(*a));
+  for (int i = 0; i < n; i++) {
+    a[i].c = c;
+    a[i].id = i;
+    a[i].total = total;
+  }
+}
+
+/* Caller a echoes "ID-start", then keeps calling from its callback until
+ * it made `calls` calls (or a->left is set to 0). */
+static void stream_start(acall_t *a, int calls) {
+  char payload[96];
+
+  a->left = calls;
+  snprintf(a->want, sizeof(a->want), "\"%d-start\"", a->id);
+  snprintf(payload, sizeof(payload),
+           "{\"cmd\":\"echo\",\"args\":\"%d-start\"}", a->id);
+  async_submit(a, payload, -1);
+}
+
+/* Four calls: echo_handlers' `gate` on a new FIFO, which blocks until
+ * fifo_release(fifo) and then does `then` ("crash" exits the worker), and
+ * three echoes of 1 behind it. */
+static void gated_calls(ctx_t *c, acall_t *a, int *total, char *fifo,
+                        size_t flen, const char *tag, const char *then) {
+  const char *echo = "{\"cmd\":\"echo\",\"args\":1}";
+  char gate[256];
+
+  fifo_make(fifo, flen, tag);
+  snprintf(gate, sizeof(gate),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\",\"then\":\"%s\"}}",
+           fifo, then);
+  acalls_init(a, 4, c, total);
+  for (int i = 0; i < 4; i++)
+    async_submit(&a[i], i == 0 ? gate : echo, -1);
+}
+
 /* 64 callers with one call each in flight at a time, 20 calls each, on 2
  * workers at depth 4: every reply reaches its own caller, requests did
  * queue behind others on a worker, and the pool ends idle with the
@@ -348,18 +387,9 @@ static void test_async_calls(void **state) {
   (void)state;
   cfg_set(cfg, "worker.pipeline_depth", "4");
   ctx_start(&c, cfg, 1);
-  for (i = 0; i < 64; i++) {
-    memset(&a[i], 0, sizeof(a[i]));
-    a[i].c = &c;
-    a[i].id = i;
-    a[i].left = 20;
-    a[i].total = &total;
-    snprintf(a[i].want, sizeof(a[i].want), "\"%d-start\"", i);
-    char payload[96];
-    snprintf(payload, sizeof(payload),
-             "{\"cmd\":\"echo\",\"args\":\"%d-start\"}", i);
-    async_submit(&a[i], payload, -1);
-  }
+  acalls_init(a, 64, &c, &total);
+  for (i = 0; i < 64; i++)
+    stream_start(&a[i], 20);
   run_until_total(&c, &total, 64 * 20, 60000);
   for (i = 0; i < 64; i++) {
     assert_int_equal(a[i].done, 20);
@@ -387,7 +417,7 @@ static void test_async_calls(void **state) {
 static void test_async_crash_fails_the_ring(void **state) {
   pp_config_t *cfg = python_config("echo_handlers.py", 1);
   const char *echo = "{\"cmd\":\"echo\",\"args\":1}";
-  char fifo[128], gate[256];
+  char fifo[128];
   acall_t a[4];
   int i, total = 0;
   ctx_t c;
@@ -395,16 +425,7 @@ static void test_async_crash_fails_the_ring(void **state) {
   (void)state;
   cfg_set(cfg, "worker.pipeline_depth", "4");
   ctx_start(&c, cfg, 1);
-  fifo_make(fifo, sizeof(fifo), "async-crash");
-  snprintf(gate, sizeof(gate),
-           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\",\"then\":\"crash\"}}",
-           fifo);
-  memset(a, 0, sizeof(a));
-  for (i = 0; i < 4; i++) {
-    a[i].c = &c;
-    a[i].total = &total;
-    async_submit(&a[i], i == 0 ? gate : echo, -1);
-  }
+  gated_calls(&c, a, &total, fifo, sizeof(fifo), "async-crash", "crash");
   /* All four are written to the one worker, which blocks in the first. */
   run_until_events(&c, PP_TRACE_REQUEST, 4, 10000);
   uv_run(&c.loop, UV_RUN_NOWAIT);
@@ -440,12 +461,9 @@ static void test_async_request_timeout(void **state) {
   cfg_set(cfg, "worker.pipeline_depth", "4");
   cfg_set(cfg, "worker.request_timeout", "200ms");
   ctx_start(&c, cfg, 1);
-  memset(a, 0, sizeof(a));
-  for (i = 0; i < 3; i++) {
-    a[i].c = &c;
-    a[i].total = &total;
+  acalls_init(a, 3, &c, &total);
+  for (i = 0; i < 3; i++)
     async_submit(&a[i], i == 0 ? slow : echo, -1);
-  }
   run_until_total(&c, &total, 3, 20000);
   assert_int_equal(a[0].status, PP_ETIMEDOUT);
   assert_non_null(strstr(a[0].msg, "timed out after 200ms"));
@@ -471,9 +489,7 @@ static void test_async_waits_for_a_worker(void **state) {
   (void)state;
   cfg_set(cfg, "checkout.max_waiters", "1");
   ctx_start(&c, cfg, 1);
-  memset(a, 0, sizeof(a));
-  a[0].c = a[1].c = &c;
-  a[0].total = a[1].total = &total;
+  acalls_init(a, 2, &c, &total);
   lease = checkout(&c, -1);
   assert_non_null(lease);
   async_submit(&a[0], echo, 50);
@@ -506,18 +522,9 @@ static void test_async_lease_not_starved(void **state) {
   (void)state;
   cfg_set(cfg, "worker.pipeline_depth", "4");
   ctx_start(&c, cfg, 1);
-  memset(a, 0, sizeof(a));
-  for (i = 0; i < 8; i++) {
-    a[i].c = &c;
-    a[i].id = i;
-    a[i].left = 1000000; /* keeps calling until the test stops it */
-    a[i].total = &total;
-    snprintf(a[i].want, sizeof(a[i].want), "\"%d-start\"", i);
-    char payload[96];
-    snprintf(payload, sizeof(payload),
-             "{\"cmd\":\"echo\",\"args\":\"%d-start\"}", i);
-    async_submit(&a[i], payload, -1);
-  }
+  acalls_init(a, 8, &c, &total);
+  for (i = 0; i < 8; i++)
+    stream_start(&a[i], 1000000);
   run_until_total(&c, &total, 100, 10000);
   lease = checkout(&c, 10000 * test_time_scale());
   assert_int_equal(c.checkout_status, 0);
@@ -607,18 +614,9 @@ static void test_async_and_blocking_share(void **state) {
     b[i].wake = &wake;
   }
   /* A stream of async calls; a thread's 20 blocking calls get through. */
-  memset(a, 0, sizeof(a));
-  for (i = 0; i < 8; i++) {
-    a[i].c = &c;
-    a[i].id = i;
-    a[i].left = 1000000;
-    a[i].total = &total;
-    snprintf(a[i].want, sizeof(a[i].want), "\"%d-start\"", i);
-    char payload[96];
-    snprintf(payload, sizeof(payload),
-             "{\"cmd\":\"echo\",\"args\":\"%d-start\"}", i);
-    async_submit(&a[i], payload, -1);
-  }
+  acalls_init(a, 8, &c, &total);
+  for (i = 0; i < 8; i++)
+    stream_start(&a[i], 1000000);
   run_until_total(&c, &total, 50, 10000);
   b[0].calls = 20;
   assert_int_equal(uv_thread_create(&b[0].thread, blocker_run, &b[0]), 0);
@@ -667,12 +665,9 @@ static void async_protocol_case(const char *bad) {
   cfg_set(cfg, "worker.pipeline_depth", "4");
   ctx_start(&c, cfg, 1);
   snprintf(req, sizeof(req), "{\"cmd\":\"%s\",\"args\":0}", bad);
-  memset(a, 0, sizeof(a));
-  for (i = 0; i < 4; i++) {
-    a[i].c = &c;
-    a[i].total = &total;
+  acalls_init(a, 4, &c, &total);
+  for (i = 0; i < 4; i++)
     async_submit(&a[i], i == 1 ? req : echo, -1);
-  }
   run_until_total(&c, &total, 4, 10000);
   assert_int_equal(a[0].status, 0);
   assert_string_equal(a[0].reply, "5");
@@ -707,12 +702,9 @@ static void test_async_stop_lets_calls_finish(void **state) {
   pp_config_t *cfg = python_config("echo_handlers.py", 1);
   cfg_set(cfg, "worker.pipeline_depth", "2");
   ctx_start(&c, cfg, 1);
-  memset(a, 0, sizeof(a));
-  for (i = 0; i < 2; i++) {
-    a[i].c = &c;
-    a[i].total = &total;
+  acalls_init(a, 2, &c, &total);
+  for (i = 0; i < 2; i++)
     async_submit(&a[i], slow, -1);
-  }
   run_until_events(&c, PP_TRACE_REQUEST, 2, 10000);
   pp_pool_stop(c.pool, on_closed, &c);
   run_until(&c, &c.closed, 30000);
@@ -730,7 +722,7 @@ static void test_async_stop_lets_calls_finish(void **state) {
 static void test_async_stop(void **state) {
   pp_config_t *cfg = python_config("echo_handlers.py", 1);
   const char *echo = "{\"cmd\":\"echo\",\"args\":1}";
-  char fifo[128], gate[256];
+  char fifo[128];
   acall_t a[4];
   int i, total = 0;
   ctx_t c;
@@ -739,15 +731,7 @@ static void test_async_stop(void **state) {
   cfg_set(cfg, "worker.pipeline_depth", "2");
   cfg_set(cfg, "worker.drain_timeout", "100ms");
   ctx_start(&c, cfg, 1);
-  fifo_make(fifo, sizeof(fifo), "async-stop");
-  snprintf(gate, sizeof(gate),
-           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
-  memset(a, 0, sizeof(a));
-  for (i = 0; i < 4; i++) {
-    a[i].c = &c;
-    a[i].total = &total;
-    async_submit(&a[i], i == 0 ? gate : echo, -1);
-  }
+  gated_calls(&c, a, &total, fifo, sizeof(fifo), "async-stop", "open");
   run_until_events(&c, PP_TRACE_REQUEST, 2, 10000);
   pp_pool_stop(c.pool, on_closed, &c);
   assert_int_equal(pp_call_async(c.pool, echo, strlen(echo), -1, on_async,
