@@ -286,6 +286,7 @@ typedef struct acall {
   int id;          /* which logical caller */
   int left;        /* calls it still makes */
   int done;        /* callbacks so far */
+  int ended;       /* a callback came with nothing more to send */
   int status;
   int *total;      /* callbacks of every caller */
   char want[64];
@@ -305,8 +306,10 @@ static void on_async(int status, const char *reply, size_t len,
   a->status = status;
   snprintf(a->reply, sizeof(a->reply), "%.*s", (int)len, reply);
   snprintf(a->msg, sizeof(a->msg), "%s", diag ? diag->message : "");
-  if (status != 0 || a->left == 0)
+  if (status != 0 || a->left == 0) {
+    a->ended = 1;
     return;
+  }
   /* The reply is the echo of this caller's last request. */
   assert_string_equal(a->reply, a->want);
   if (--a->left > 0) {
@@ -370,6 +373,26 @@ static void gated_calls(ctx_t *c, acall_t *a, int *total, char *fifo,
   acalls_init(a, 4, c, total);
   for (int i = 0; i < 4; i++)
     async_submit(&a[i], i == 0 ? gate : echo, -1);
+}
+
+/* Streams stop sending; returns once the call each had in flight is back
+ * (its status is then the last one). */
+static void streams_stop(ctx_t *c, acall_t *a, int n) {
+  int i, all = 0;
+
+  for (i = 0; i < n; i++) {
+    a[i].left = 0;
+    a[i].ended = 0;
+  }
+  c->timed_out = 0;
+  uv_timer_start(&c->guard, on_guard, 30000ull * test_time_scale(), 0);
+  while (!all && !c->timed_out) {
+    uv_run(&c->loop, UV_RUN_ONCE);
+    for (all = 1, i = 0; i < n; i++)
+      all = all && a[i].ended;
+  }
+  uv_timer_stop(&c->guard);
+  assert_false(c->timed_out);
 }
 
 /* 64 callers with one call each in flight at a time, 20 calls each, on 2
@@ -529,12 +552,11 @@ static void test_async_lease_not_starved(void **state) {
   lease = checkout(&c, 10000 * test_time_scale());
   assert_int_equal(c.checkout_status, 0);
   assert_non_null(lease);
-  for (i = 0; i < 8; i++)
-    a[i].left = 0; /* the callbacks stop resubmitting */
   pp_checkin(lease);
-  ctx_stop(&c);
+  streams_stop(&c, a, 8);
   for (i = 0; i < 8; i++)
-    assert_true(a[i].status == 0 || a[i].status == PP_ECLOSED);
+    assert_int_equal(a[i].status, 0);
+  ctx_stop(&c);
 }
 
 /* A thread calling blocking pp_call on the loop-face pool: `calls` calls,
@@ -623,10 +645,9 @@ static void test_async_and_blocking_share(void **state) {
   run_until_blockers(&c, b, 1);
   assert_int_equal(b[0].status, 0);
   assert_int_equal(b[0].ok, 20);
-  for (i = 0; i < 8; i++) {
+  streams_stop(&c, a, 8);
+  for (i = 0; i < 8; i++)
     assert_int_equal(a[i].status, 0);
-    a[i].left = 0;
-  }
   /* The other way round: threads that never stop; an async call gets
    * through. */
   memset(b, 0, sizeof(b));
@@ -648,6 +669,40 @@ static void test_async_and_blocking_share(void **state) {
   for (i = 0; i < 4; i++)
     assert_int_equal(b[i].status, 0);
   uv_close((uv_handle_t *)&wake, NULL);
+  ctx_stop(&c);
+}
+
+/* A rolling restart under a stream of calls: each ring drains once the
+ * worker's replacement is ready and the replacement takes over; no call
+ * fails and every worker is replaced. */
+static void test_async_rolling_restart(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 2);
+  pp_status_t st;
+  acall_t a[16];
+  int i, total = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  ctx_start(&c, cfg, 1);
+  acalls_init(a, 16, &c, &total);
+  for (i = 0; i < 16; i++)
+    stream_start(&a[i], 1000000);
+  run_until_total(&c, &total, 100, 10000);
+  assert_int_equal(pp_pool_restart(c.pool, -1), 0);
+  /* Two replacements said HELLO and both old workers exited, retired. */
+  run_until_events(&c, PP_TRACE_HELLO, 4, 30000);
+  run_until_events(&c, PP_TRACE_EXIT, 2, 30000);
+  streams_stop(&c, a, 16);
+  for (i = 0; i < 16; i++)
+    assert_int_equal(a[i].status, 0);
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_int_equal(st.errors, 0);
+  assert_int_equal(st.restarts, 0);
+  for (i = 0; i < 2; i++)
+    assert_int_equal(st.workers[i].generation, 2);
+  assert_int_equal(st.idle, 2);
+  pp_status_free(&st);
   ctx_stop(&c);
 }
 
@@ -762,6 +817,7 @@ int main(void) {
       cmocka_unit_test(test_async_lease_not_starved),
       cmocka_unit_test(test_async_protocol_error),
       cmocka_unit_test(test_async_and_blocking_share),
+      cmocka_unit_test(test_async_rolling_restart),
       cmocka_unit_test(test_async_stop),
       cmocka_unit_test(test_async_stop_lets_calls_finish),
   };
