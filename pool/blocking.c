@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,7 +231,9 @@ long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
  * several microseconds more on a VM; a polling one sees the reply as soon
  * as it is written.  Only while the threads in the pool's blocking calls
  * (each with a worker busy for it) and the pollers leave no CPU short: one
- * caller on 2 CPUs polls, two callers do not.  > 0: something to read. */
+ * caller on 2 CPUs polls, two callers do not.  Each turn yields the CPU to
+ * anything runnable beside us (the worker itself, when they share one).
+ * > 0: something to read. */
 static int spin(pp__proc_t *proc, struct pollfd *p) {
   pp_pool_t *pool = proc->pool;
   int r = 0, users, spinners;
@@ -241,7 +244,7 @@ static int spin(pp__proc_t *proc, struct pollfd *p) {
   if (users + spinners <= pool->ncpu) {
     end = pp__now_ns() + __atomic_load_n(&proc->spin_ns, __ATOMIC_RELAXED);
     while ((r = poll(p, 2, 0)) == 0 && pp__now_ns() < end)
-      ;
+      sched_yield();
   }
   __atomic_sub_fetch(&pool->spinners, 1, __ATOMIC_RELAXED);
   return r;
@@ -251,6 +254,18 @@ static int spin(pp__proc_t *proc, struct pollfd *p) {
  * KVM's halt polling, a wait that ended within the ceiling opens or widens
  * the window (10 us, then doubling), a longer one closes it, so slow
  * handlers cost no polling at all. */
+/* Is the worker pinned to the CPU this thread runs on?  Then polling would
+ * only keep it from running (asked when the window would open). */
+static int pinned_here(const pp__proc_t *proc) {
+  int cpu = sched_getcpu();
+  cpu_set_t set;
+
+  if (proc->pid <= 0 || cpu < 0 ||
+      sched_getaffinity(proc->pid, sizeof(set), &set) != 0)
+    return 0;
+  return CPU_COUNT(&set) == 1 && CPU_ISSET(cpu, &set);
+}
+
 void pp__spin_adapt(pp__proc_t *proc, uint64_t waited) {
   uint32_t max = proc->spin_max_ns, cur, next;
 
@@ -258,7 +273,7 @@ void pp__spin_adapt(pp__proc_t *proc, uint64_t waited) {
   if (waited > max)
     next = 0;
   else if (cur == 0)
-    next = max < 10000 ? max : 10000;
+    next = pinned_here(proc) ? 0 : max < 10000 ? max : 10000;
   else
     next = cur >= max / 2 ? max : cur * 2;
   __atomic_store_n(&proc->spin_ns, next, __ATOMIC_RELAXED);

@@ -4,6 +4,7 @@
 #include "helpers.h"
 
 #include <jansson.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -441,6 +442,35 @@ static void reply_spin_case(const char *depth) {
   close_pool(f);
 }
 
+/* A worker pinned to the caller's own CPU: polling would only keep it from
+ * running, so the window never opens. */
+static void test_reply_spin_pinned_beside(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  cpu_set_t mine, one;
+  pp_status_t st;
+  fixture_t *f;
+  int i, pid;
+
+  (void)state;
+  cfg_set(cfg, "worker.reply_spin_us", "400");
+  f = open_pool(cfg);
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  pid = st.workers[0].pid;
+  pp_status_free(&st);
+  assert_int_equal(sched_getaffinity(0, sizeof(mine), &mine), 0);
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+  assert_int_equal(sched_setaffinity(pid, sizeof(one), &one), 0);
+  for (i = 0; i < 200; i++) {
+    assert_int_equal(pp_call_cmd(f->pool, "echo", "1", &f->reply, -1, &f->diag),
+                     0);
+    assert_int_equal(reply_spin_us(f), 0);
+  }
+  assert_int_equal(sched_setaffinity(0, sizeof(mine), &mine), 0);
+  close_pool(f);
+}
+
 static void test_reply_spin(void **state) {
   (void)state;
   reply_spin_case("1");
@@ -484,6 +514,7 @@ int main(void) {
       cmocka_unit_test(test_threads),
       cmocka_unit_test(test_pipelined_calls),
       cmocka_unit_test(test_reply_spin),
+      cmocka_unit_test(test_reply_spin_pinned_beside),
       cmocka_unit_test(test_close_reopen),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
