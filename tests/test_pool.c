@@ -672,6 +672,30 @@ static void test_async_and_blocking_share(void **state) {
   ctx_stop(&c);
 }
 
+/* Calls made before any worker is ready wait for one, then all complete. */
+static void test_async_before_ready(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 2);
+  acall_t a[8];
+  int i, total = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "2");
+  ctx_start(&c, cfg, 0);
+  acalls_init(a, 8, &c, &total);
+  for (i = 0; i < 8; i++)
+    stream_start(&a[i], 3);
+  run_until_total(&c, &total, 8 * 3, 30000);
+  for (i = 0; i < 8; i++) {
+    assert_int_equal(a[i].done, 3);
+    assert_int_equal(a[i].status, 0);
+  }
+  assert_int_equal(c.ready_status, 0);
+  /* They did wait: no worker had said HELLO when they were made. */
+  assert_true(rec_count(&c.rec, PP_TRACE_CHECKOUT_WAIT) >= 1);
+  ctx_stop(&c);
+}
+
 /* A rolling restart under a stream of calls: each ring drains once the
  * worker's replacement is ready and the replacement takes over; no call
  * fails and every worker is replaced. */
@@ -818,6 +842,7 @@ int main(void) {
       cmocka_unit_test(test_async_protocol_error),
       cmocka_unit_test(test_async_and_blocking_share),
       cmocka_unit_test(test_async_rolling_restart),
+      cmocka_unit_test(test_async_before_ready),
       cmocka_unit_test(test_async_stop),
       cmocka_unit_test(test_async_stop_lets_calls_finish),
   };
