@@ -838,16 +838,21 @@ static int pool_depth(void) { return O.pool_depth > 0 ? O.pool_depth : 1; }
 /* A pool of `size` workers on `handler`; env_yaml adds worker.env; depth
  * is worker.pipeline_depth, start worker.start (spawn | zygote). */
 /* The benchmark's pool configuration; NULL if it does not build. */
+/* Set around an open: an interpreter option before the worker script. */
+static const char *g_python_flag;
+
 static pp_config_t *bench_config(int size, int raw, const char *handler,
                                  const char *env_yaml, int depth,
                                  const char *start) {
   pp_config_t *cfg;
-  char cmd[4 * PATH_MAX], num[32];
+  char cmd[4 * PATH_MAX], num[32], flag[32] = "";
   int r;
 
   if (pp_config_new(&cfg) != 0)
     return NULL;
-  snprintf(cmd, sizeof(cmd), "[\"%s\", \"%s\"%s, \"%s\"]", O.python,
+  if (g_python_flag)
+    snprintf(flag, sizeof(flag), "\"%s\", ", g_python_flag);
+  snprintf(cmd, sizeof(cmd), "[\"%s\", %s\"%s\"%s, \"%s\"]", O.python, flag,
            worker_py, raw ? ", \"--raw\"" : "", handler);
   snprintf(num, sizeof(num), "%d", size);
   r = cfg_set(cfg, "name", "ppbench") || cfg_set(cfg, "size", num) ||
@@ -1376,17 +1381,26 @@ static int scen_big(void) {
 }
 
 static double g_prewarm_1 = -1, g_prewarm_n = -1;
+static double g_prewarm_s1 = -1, g_prewarm_sn = -1;
 
 /* 6. Pre-warm: time to ready of 1 and of N workers whose handler module
  * sleeps at import. */
+static double median3(const double *v) {
+  double a = v[0], b = v[1], c = v[2];
+
+  if (a > b) { double t = a; a = b; b = t; }
+  if (b > c) b = c;
+  return a > b ? a : b;
+}
+
 static int scen_prewarm(void) {
   pin_scenario(0);
   const char *scen = "prewarm";
   char hbuf[PATH_MAX], env[64], name[96];
   const char *handler = handler_path("fixtures/slow_start.py", hbuf,
                                      sizeof(hbuf));
-  int n = O.prewarm_workers;
-  double t1 = 0, tn = 0;
+  int n = O.prewarm_workers, i, k;
+  double t1 = 0, tn = 0, s1[3], sn[3], q1[3], qn[3];
   pp_pool_t *pool;
 
   foreign_t fl;
@@ -1394,16 +1408,35 @@ static int scen_prewarm(void) {
   printf("\n== pre-warm: handler module sleeps %g s at import\n",
          O.slow_start);
   foreign_begin(&fl);
-  if ((pool = open_pool(1, 0, handler, env, &t1)) == NULL)
-    return -1;
-  pp_pool_close(pool);
-  if ((pool = open_pool(n, 0, handler, env, &tn)) == NULL)
-    return -1;
-  pp_pool_close(pool);
+  /* Each a single event of ~1.6 s: three of each, interleaved (1, n, 1, n,
+   * ...), and the median of each.  Then the same with `python -S`: what
+   * the interpreter's site hooks cost (this machine's pyenv runs .pth
+   * files that import certifi: ~45 ms of CPU per start). */
+  for (k = 0; k < 2; k++) {
+    g_python_flag = k ? "-S" : NULL;
+    for (i = 0; i < 3; i++) {
+      if ((pool = open_pool(1, 0, handler, env, k ? &q1[i] : &s1[i])) == NULL)
+        return -1;
+      pp_pool_close(pool);
+      if ((pool = open_pool(n, 0, handler, env, k ? &qn[i] : &sn[i])) == NULL)
+        return -1;
+      pp_pool_close(pool);
+    }
+  }
+  g_python_flag = NULL;
+  t1 = median3(s1);
+  tn = median3(sn);
+  g_prewarm_s1 = median3(q1);
+  g_prewarm_sn = median3(qn);
   figure(scen, "pool: 1 worker, pp_pool_open until ready", t1, "s", NULL);
   snprintf(name, sizeof(name), "pool: %d workers, pp_pool_open until ready",
            n);
   figure(scen, name, tn, "s", NULL);
+  figure(scen, "pool: 1 worker, python -S (no site hooks)", g_prewarm_s1, "s",
+         NULL);
+  snprintf(name, sizeof(name), "pool: %d workers, python -S (no site hooks)",
+           n);
+  figure(scen, name, g_prewarm_sn, "s", NULL);
   foreign_report(scen, foreign_end(&fl));
   g_prewarm_1 = t1;
   g_prewarm_n = tn;
@@ -2213,6 +2246,10 @@ static void targets(void) {
              O.prewarm_workers, O.slow_start);
     target("6", "pre-warm: 8 slow workers ready <= 1.15x one", g_prewarm_n,
            g_prewarm_1, "s", "<=", 1.15, NULL, note);
+    target("6*", "(info) the same with python -S: no site hooks",
+           g_prewarm_sn, g_prewarm_s1, "s", "info", 0, NULL,
+           "the interpreter's start-up without site.py and the .pth files "
+           "it runs; 8 starts share 2 CPUs");
   }
   if (g_zyg_1 > 0) {
     snprintf(note, sizeof(note),
