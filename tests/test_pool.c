@@ -615,8 +615,7 @@ static void run_until_blockers(ctx_t *c, blocker_t *b, int n) {
 /* Blocking pipelined pp_calls and pp_call_async share a worker: a ring of
  * one kind takes no new calls while the other kind waits, and the idle
  * worker goes to the oldest waiting call, so neither starves the other
- * under a stream that never lets up (each would time out after
- * checkout.timeout, 5 s, if it did). */
+ * under a stream that never lets up (a starved call would time out). */
 static void test_async_and_blocking_share(void **state) {
   pp_config_t *cfg = python_config("echo_handlers.py", 1);
   const char *echo = "{\"cmd\":\"echo\",\"args\":4}";
@@ -628,6 +627,8 @@ static void test_async_and_blocking_share(void **state) {
 
   (void)state;
   cfg_set(cfg, "worker.pipeline_depth", "4");
+  /* A starved call would time out; the limit only fires on failure. */
+  cfg_set(cfg, "checkout.timeout", "30s");
   ctx_start(&c, cfg, 1);
   uv_async_init(&c.loop, &wake, on_wake);
   memset(b, 0, sizeof(b));
@@ -780,6 +781,7 @@ static void test_async_stop_lets_calls_finish(void **state) {
   (void)state;
   pp_config_t *cfg = python_config("echo_handlers.py", 1);
   cfg_set(cfg, "worker.pipeline_depth", "2");
+  cfg_set(cfg, "worker.drain_timeout", "60s"); /* only fires on failure */
   ctx_start(&c, cfg, 1);
   acalls_init(a, 2, &c, &total);
   for (i = 0; i < 2; i++)
