@@ -21,36 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pp__idle_turn(pp_pool_t *pool, int async, uint64_t since) {
-  pp__queue_t *q = async ? &pool->pipe_queue : &pool->async_queue;
-  uint64_t other;
-
-  if (pp__queue_empty(q))
-    return 1;
-  other = async ? pp__container_of(q->next, struct pp__pcall, node)->start_ns
-                : pp__container_of(q->next, pp__acall_t, node)->start_ns;
-  return since <= other;
-}
-
-/* Can slot take one more call that arrived at `since`?  A ring stops
- * taking calls and drains, so that the worker goes through
- * pp__slot_release, when a lease or a blocking pipelined call waits, when
- * its replacement is ready or when it reached max_requests. */
+/* Can slot take one more call that arrived at `since`: an idle worker, or
+ * one serving these calls (pp__ring_takes says when). */
 static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth,
                   uint64_t since) {
-  pp__proc_t *proc = slot->proc;
-
-  if (slot->removing || proc == NULL || proc->dead || !proc->hello ||
-      slot->lease != NULL || slot->pinging)
-    return 0;
-  if (slot->anum == 0)
-    return slot->state == PP_WORKER_IDLE && pp__idle_turn(pool, 1, since);
-  if (pool->nwaiters > 0 || pool->pipe_waiters > 0 ||
-      (slot->next && slot->next->hello) ||
-      (proc->max_requests &&
-       proc->requests + (uint64_t)slot->anum >= proc->max_requests))
-    return 0;
-  return slot->anum < depth;
+  return (slot->anum > 0 || slot->state == PP_WORKER_IDLE) &&
+         pp__ring_takes(pool, slot, slot->anum, depth, 1, since);
 }
 
 static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since) {
@@ -241,10 +217,8 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid, 0, 0,
             status, "async");
   complete(pool, a, status, now);
-  if (slot->anum > 0) {
-    arm(proc, now);
-  } else {
-    pp__proc_arm(proc, 0);
+  arm(proc, now);
+  if (slot->anum == 0) {
     pp__proc_read_stop(proc);
     proc->req_start_ns = 0;
     /* Anything after the last reply was never asked for. */
@@ -353,8 +327,7 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
   } else if (pool->async_waiters == 0 &&
              (slot = pick(pool, pool->cfg->pipeline_depth, now)) != NULL) {
     r = place(pool, slot, a, now);
-  } else if (pool->nwaiters + pool->pipe_waiters + pool->async_waiters >=
-             pool->cfg->max_waiters) {
+  } else if (pp__waiting(pool) >= pool->cfg->max_waiters) {
     pool->rejected++;
     r = PP_EBUSY;
   } else {

@@ -250,10 +250,6 @@ static int spin(pp__proc_t *proc, struct pollfd *p) {
   return r;
 }
 
-/* After a wait that ended in poll(2), `waited` ns after it began: like
- * KVM's halt polling, a wait that ended within the ceiling opens or widens
- * the window (10 us, then doubling), a longer one closes it, so slow
- * handlers cost no polling at all. */
 /* Is the worker pinned to the CPU this thread runs on?  Then polling would
  * only keep it from running (asked when the window would open). */
 static int pinned_here(const pp__proc_t *proc) {
@@ -266,6 +262,10 @@ static int pinned_here(const pp__proc_t *proc) {
   return CPU_COUNT(&set) == 1 && CPU_ISSET(cpu, &set);
 }
 
+/* After a wait that ended in poll(2), `waited` ns after it began: like
+ * KVM's halt polling, a wait that ended within the ceiling opens or widens
+ * the window (10 us, then doubling), a longer one closes it, so slow
+ * handlers cost no polling at all. */
 void pp__spin_adapt(pp__proc_t *proc, uint64_t waited) {
   uint32_t max = proc->spin_max_ns, cur, next;
 

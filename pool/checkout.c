@@ -167,6 +167,10 @@ pp__slot_t *pp__idle_take(pp_pool_t *pool) {
   return slot;
 }
 
+int pp__waiting(const pp_pool_t *pool) {
+  return pool->nwaiters + pool->pipe_waiters + pool->async_waiters;
+}
+
 int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
   int idle, leased, busy, starting, backoff, fatal, size, waiting;
 
@@ -180,7 +184,7 @@ int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
   }
   pp__slot_count(pool, &idle, &leased, &busy, &starting, &backoff, &fatal);
   size = idle + leased + busy + starting + backoff + fatal;
-  waiting = pool->nwaiters + pool->pipe_waiters + pool->async_waiters;
+  waiting = pp__waiting(pool);
   if (!pool->ready_reported)
     pp__diag_set(diag, "pool warming (%d/%d ready)", idle + leased + busy,
                  size);

@@ -625,6 +625,17 @@ int pp__async_timer_due(pp__proc_t *proc);
  * a call that arrived at `since` may take one unless the other kind's
  * oldest waiting call is older (async: a pp_call_async asks). */
 int pp__idle_turn(pp_pool_t *pool, int async, uint64_t since);
+/* Can slot take one more pipelined call of a kind (async: pp_call_async,
+ * else the blocking face's) that arrived at `since`, `queued` of that kind
+ * being on it?  The caller has checked the slot is idle or serves that
+ * kind.  An idle worker takes one on its kind's turn (pp__idle_turn).  A
+ * ring takes no more than `depth`, and none, so that it drains through
+ * pp__slot_release, while a lease or a call of the other kind waits, when
+ * the worker's replacement is ready or when it reached max_requests. */
+int pp__ring_takes(pp_pool_t *pool, pp__slot_t *slot, int queued, int depth,
+                   int async, uint64_t since);
+/* Checkouts of every kind waiting: leases, pipelined and async calls. */
+int pp__waiting(const pp_pool_t *pool);
 /* Expire the waiting calls whose checkout deadline passed; returns the
  * earliest deadline left, 0 when none. */
 uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now);

@@ -44,29 +44,51 @@ static int ring_init(pp__slot_t *slot, int depth) {
   return 0;
 }
 
-/* Can slot take one more pipelined call?  `own`: the slot is busy with
- * pipelined calls (its reader asks), else it must be idle. */
-static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth, int own,
-                  uint64_t since) {
+int pp__idle_turn(pp_pool_t *pool, int async, uint64_t since) {
+  pp__queue_t *q = async ? &pool->pipe_queue : &pool->async_queue;
+  uint64_t other;
+
+  if (pp__queue_empty(q))
+    return 1;
+  other = async ? pp__container_of(q->next, struct pp__pcall, node)->start_ns
+                : pp__container_of(q->next, pp__acall_t, node)->start_ns;
+  return since <= other;
+}
+
+int pp__ring_takes(pp_pool_t *pool, pp__slot_t *slot, int queued, int depth,
+                   int async, uint64_t since) {
   pp__proc_t *proc = slot->proc;
 
   if (slot->removing || proc == NULL || proc->dead || !proc->hello ||
       slot->lease != NULL || slot->pinging)
     return 0;
-  if (slot->shared == 0 && !own)
-    return slot->state == PP_WORKER_IDLE && pp__idle_turn(pool, 0, since);
+  if (slot->state == PP_WORKER_IDLE)
+    return pp__idle_turn(pool, async, since);
   /* Let the ring drain, so that the worker goes through pp__slot_release:
-   * to a waiting lease or pp_call_async, to its ready replacement, or to be
-   * recycled. */
-  if (pool->nwaiters > 0 || pool->async_waiters > 0 ||
+   * to a waiting lease or call of the other kind, to its ready replacement,
+   * or to be recycled. */
+  if (pool->nwaiters > 0 ||
+      (async ? pool->pipe_waiters : pool->async_waiters) > 0 ||
       (slot->next && slot->next->hello) ||
       (proc->max_requests &&
-       proc->requests + (uint64_t)slot->shared >= proc->max_requests))
+       proc->requests + (uint64_t)queued >= proc->max_requests))
     return 0;
-  if (slot->shared >= depth || slot->ring_cap < depth)
+  return queued < depth;
+}
+
+/* Can slot take one more pipelined call?  `own`: the slot is busy with
+ * pipelined calls (its reader asks), else it must be idle or have some. */
+static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth, int own,
+                  uint64_t since) {
+  if (slot->shared == 0 && !own && slot->state != PP_WORKER_IDLE)
     return 0;
+  if (!pp__ring_takes(pool, slot, slot->shared, depth, 0, since))
+    return 0;
+  if (slot->state == PP_WORKER_IDLE)
+    return 1;
   /* Never queue behind calls to a process that has been replaced. */
-  return slot->shared == 0 || place(slot, 0)->proc == proc;
+  return slot->ring_cap >= depth &&
+         (slot->shared == 0 || place(slot, 0)->proc == slot->proc);
 }
 
 /* The worker with the fewest calls queued, below the depth; an idle one

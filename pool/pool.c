@@ -20,7 +20,7 @@ static void on_async(uv_async_t *a);
 
 /* The pool lock is held for short steps by many threads; spinning a
  * little before sleeping saves a futex round trip when it is busy. */
-static void pp__mutex_init_adaptive(uv_mutex_t *m) {
+static void mutex_init_adaptive(uv_mutex_t *m) {
 #if defined(PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP)
   pthread_mutexattr_t a;
 
@@ -706,7 +706,7 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   }
   if (opts)
     pool->opts = *opts;
-  pp__mutex_init_adaptive(&pool->lock);
+  mutex_init_adaptive(&pool->lock);
   uv_cond_init(&pool->state_cond);
   uv_cond_init(&pool->users_cond);
   uv_cond_init(&pool->quiesce_cond);

@@ -65,7 +65,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   st->size = 0;
   pp__slot_count(pool, &st->idle, &st->leased, &st->busy, &st->starting,
                  &st->backoff, &st->fatal);
-  st->waiters = pool->nwaiters + pool->pipe_waiters + pool->async_waiters;
+  st->waiters = pp__waiting(pool);
   st->waiters_max = pool->waiters_max;
   st->uptime_ms = (now - pool->start_ns) / 1000000;
   st->checkouts = pool->checkouts;

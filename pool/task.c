@@ -143,9 +143,8 @@ void pp__tasks_reap(pp_pool_t *pool) {
 }
 
 static int quiet(pp_pool_t *pool) {
-  return pool->tasks == 0 && pool->leases_out == 0 && pool->nwaiters == 0 &&
-         pool->orphans == 0 && pool->shared_calls == 0 &&
-         pool->pipe_waiters == 0 && pool->async_waiters == 0;
+  return pool->tasks == 0 && pool->leases_out == 0 && pp__waiting(pool) == 0 &&
+         pool->orphans == 0 && pool->shared_calls == 0;
 }
 
 int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag) {
@@ -161,8 +160,7 @@ int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag) {
                    "not quiet: %d leases out, %d waiting, %d tasks running, "
                    "%d requests finishing for departed clients, %d "
                    "pipelined calls",
-                   pool->leases_out, pool->nwaiters + pool->pipe_waiters + pool->async_waiters,
-                   pool->tasks,
+                   pool->leases_out, pp__waiting(pool), pool->tasks,
                    pool->orphans, pool->shared_calls);
       r = PP_ETIMEDOUT;
       break;
