@@ -270,6 +270,10 @@ typedef struct pp_status {
   pp_histogram_t run_time;
   int nworkers;
   pp_worker_status_t *workers; /* nworkers rows, owned by the snapshot */
+  char *handlers; /* the handler names the latest HELLO listed, as a JSON
+                     array ("[\"add\",\"echo\"]"), owned by the snapshot;
+                     NULL before any worker said HELLO or when its worker
+                     does not list them */
 } pp_status_t;
 
 /* Snapshot the pool.  Thread-safe.  Free with pp_status_free().  Returns 0
