@@ -460,6 +460,60 @@ def check_dunder_all():
             check(needle in w.err, "%s: stderr %r" % (text, w.err[-300:]))
 
 
+def check_hello_fits():
+    """a handler list over max_frame is cut in HELLO, and says so"""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "many.py")
+        with open(path, "w") as f:
+            for i in range(200):
+                f.write("def handler_with_a_long_name_%03d(args):\n" % i)
+                f.write("    return %d\n" % i)
+        w = spawn(path, env={"PORTPOOL_MAX_FRAME": "1024"})
+        payload = w.expect(HELLO, 0)
+        check(len(payload) <= 1024, "HELLO of %d bytes" % len(payload))
+        h = json.loads(payload)
+        check(h.get("handlers_truncated") is True, "no handlers_truncated")
+        check(0 < len(h["handlers"]) < 200, "%d handlers" % len(h["handlers"]))
+        # Every handler is still served, listed or not.
+        w.send_raw(request(1, "handler_with_a_long_name_199"))
+        check(w.expect_reply(1) == 199, "the last handler")
+        w.finish()
+
+
+def check_zygote_bad_all():
+    """zygote: a bad __all__ stops it before it forks a worker"""
+    import socket
+
+    zygote = os.path.join(ROOT, "bridge", "python", "portpool_zygote.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bad_all.py")
+        with open(path, "w") as f:
+            f.write('__all__ = ["echo", "missing"]\n')
+            f.write("def echo(args):\n    return args\n")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        err_r, err_w = os.pipe()
+        env = dict(os.environ, PORTPOOL_PARENT_PID=str(os.getpid()))
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, err_w, 2),
+            (os.POSIX_SPAWN_DUP2, theirs.fileno(), 3),
+        ]
+        argv = [PYTHON, zygote, path]
+        pid = os.posix_spawn(PYTHON, argv, env, file_actions=actions)
+        theirs.close()
+        os.close(err_w)
+        try:
+            ours.settimeout(TIMEOUT)
+            check(ours.recv(64) == b"", "the zygote said it was ready")
+            _, status = os.waitpid(pid, 0)
+            check(os.waitstatus_to_exitcode(status) == 1, "exit %r" % status)
+            err = _read_all(err_r)
+            check(b"'missing', which the module does not define" in err, repr(err))
+        finally:
+            ours.close()
+            os.close(err_r)
+
+
 def check_unknown_suggests():
     """UnknownCommand lists the handlers and suggests the nearest"""
     w = spawn(fixture("echo_handlers.py"))
@@ -882,6 +936,8 @@ CHECKS = [
     check_declared_only,
     check_dunder_all,
     check_unknown_suggests,
+    check_hello_fits,
+    check_zygote_bad_all,
     check_reply_is_json,
     check_error_fits,
     check_ping,
