@@ -174,7 +174,10 @@ static void print_handlers(FILE *out, json_t *names) {
       fprintf(out, " ... (%zu in all)", n);
       break;
     }
-    fprintf(out, "%s%s", i ? ", " : " ", name);
+    fputs(i ? ", " : " ", out);
+    /* A worker other than ours may send any text: no escape codes. */
+    for (const char *c = name; *c; c++)
+      fputc((unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c, out);
     col += strlen(name) + 2;
   }
   fputc('\n', out);

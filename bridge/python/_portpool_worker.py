@@ -771,8 +771,9 @@ def handler_table(module, raw=False):
     __all__ when the module defines it (each must name a callable in the
     module, else HandlerTableError); otherwise the module's own public
     functions: callables that are not classes, whose __module__ is the
-    handler module and whose name does not start with "_".  A name the
-    module imported (`from subprocess import getoutput`) is not a
+    handler module and whose name does not start with "_".  Names are
+    identifiers (str.isidentifier()) in either case.  A name the module
+    imported (`from subprocess import getoutput`) is not a
     handler."""
     namespace = module.__dict__
     mname = getattr(module, "__name__", "?")
@@ -788,6 +789,7 @@ def handler_table(module, raw=False):
             key: value
             for key, value in namespace.items()
             if not key.startswith("_")
+            and key.isidentifier()
             and callable(value)
             and not isinstance(value, type)
             and getattr(value, "__module__", None) == mname
@@ -800,7 +802,7 @@ def handler_table(module, raw=False):
         )
     table = {}
     for key in names:
-        if type(key) is not str:
+        if type(key) is not str or not key.isidentifier():
             raise HandlerTableError(
                 "__all__ in %r holds %r, which is not a name" % (mname, key)
             )

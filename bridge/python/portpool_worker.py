@@ -17,7 +17,7 @@ functions (callables, not classes, whose __module__ is the handler module
 and whose name does not start with "_"), or, when the module defines
 __all__, exactly the names it lists; anything else in the namespace (a
 function it imported, `from subprocess import getoutput`) is never called.
-An __all__ entry that is not a name, not defined or not callable is a
+An __all__ entry that is not an identifier, not defined or not callable is a
 start-up error (exit 1, the reason on stderr).  HELLO lists the handlers.
 Raw mode (--raw): the module defines handle(payload: bytes) -> bytes, the
 one handler, and payloads pass through untouched.  Failures become an
