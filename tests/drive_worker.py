@@ -446,7 +446,7 @@ def check_dunder_all():
         w.finish()
         cases = [
             ('__all__ = ["echo", "missing"]', b"'missing', which the module does not"),
-            ('__all__ = ["echo", "V"]\nV = 3', b"'V', which is a int, not a function"),
+            ('__all__ = ["echo", "V"]\nV = 3', b"'V', which is not callable (it is int)"),
             ('__all__ = "echo"', b"must be a list of handler names, not str"),
             ('__all__ = ["echo", 5]', b"holds 5, which is not a name"),
             ('__all__ = ["\\x1b[2J"]', b"holds '\\x1b[2J', which is not a name"),

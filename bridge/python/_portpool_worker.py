@@ -813,7 +813,7 @@ def handler_table(module, raw=False):
             )
         if not callable(namespace[key]):
             raise HandlerTableError(
-                "__all__ in %r names %r, which is a %s, not a function: "
+                "__all__ in %r names %r, which is not callable (it is %s): "
                 "remove it from __all__"
                 % (mname, key, type(namespace[key]).__name__)
             )
