@@ -5,6 +5,7 @@
 #define PP_CONFIG_KEYS_H
 
 #include "config/config.h"
+#include "config/distance.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -57,9 +58,6 @@ int pp__key_is_section(const char *name, size_t len);
 /* The nearest valid key or section to a misspelled one, copied into out;
  * 0 when none is near enough. */
 int pp__key_suggest(const char *typed, char *out, size_t len);
-
-/* Optimal string alignment distance; SIZE_MAX for very long strings. */
-size_t pp__distance(const char *a, size_t alen, const char *b, size_t blen);
 
 /* Allocation used by every config file, so tests can make any one fail
  * (see pp__config_fault_alloc).  All return NULL on failure. */

@@ -63,7 +63,12 @@ const char *pp_strerror(int err);
 const char *pp_err_name(int err);
 
 /* Optional detail a failing call fills in: a sentence, and where it applies
- * the file, line, column (1-based; 0 = unknown) and config key. */
+ * the file, line, column (1-based; 0 = unknown) and config key.  For
+ * PP_EHANDLER, from every call kind (pp_call, pp_lease_call, pp_request,
+ * pp_call_async, a control-socket call), the message is the worker's
+ * "Type: message" ("ValueError: boom: 1", "UnknownCommand: unknown command
+ * 'ech'; did you mean 'echo'? (handlers: ...)"), cut to fit at a UTF-8
+ * character boundary; the reply holds the whole ERROR payload. */
 typedef struct pp_diag {
   char message[512];
   char file[256];
@@ -270,6 +275,10 @@ typedef struct pp_status {
   pp_histogram_t run_time;
   int nworkers;
   pp_worker_status_t *workers; /* nworkers rows, owned by the snapshot */
+  char *handlers; /* the handler names the latest HELLO listed, as a JSON
+                     array ("[\"add\",\"echo\"]"), owned by the snapshot;
+                     NULL before any worker said HELLO or when its worker
+                     does not list them */
 } pp_status_t;
 
 /* Snapshot the pool.  Thread-safe.  Free with pp_status_free().  Returns 0
@@ -550,7 +559,13 @@ int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag);
 
 /* pp_call with the payload {"cmd": cmd, "args": args_json} built for you;
- * args_json NULL means null. */
+ * args_json NULL means null.  cmd must be an ASCII identifier (letters,
+ * digits and '_', not starting with a digit), as Python handler names are:
+ * it goes into the JSON unescaped, so anything else (a quote could add a
+ * second "cmd") returns UV_EINVAL with diag saying so, and nothing is sent;
+ * build the JSON yourself and use pp_call for other names.  args_json is
+ * pasted as it is: it must be one JSON value.  Returns what pp_call
+ * returns, or UV_EINVAL. */
 int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
                 pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
 

@@ -213,7 +213,7 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
     a->reply_len = f->len;
   }
   if (status == PP_EHANDLER)
-    snprintf(a->msg, sizeof(a->msg), "handler raised an exception");
+    pp__handler_error_text(f->payload, f->len, a->msg, sizeof(a->msg));
   pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid, 0, 0,
             status, "async");
   complete(pool, a, status, now);

@@ -418,8 +418,12 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
         r = PP_EPROTO;
       else if (pp__reply_store(reply, f.payload, f.len) != 0)
         r = UV_ENOMEM;
-      else if (f.type == PP_FRAME_ERROR)
+      else if (f.type == PP_FRAME_ERROR) {
         r = PP_EHANDLER;
+        if (diag)
+          pp__handler_error_text(f.payload, f.len, diag->message,
+                                 sizeof(diag->message));
+      }
     } else {
       r = (int)used;
     }
@@ -448,8 +452,6 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
     pp__histo_add(&slot->run_time, run_us);
     if (r != 0)
       pool->errors++;
-    if (r == PP_EHANDLER)
-      pp__diag_set(diag, "handler raised an exception");
     if (proc->rlen > 0)
       pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after the reply");
     else if (slot->lease == lease && !proc->dead)
@@ -560,10 +562,24 @@ int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
                 pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag) {
   char stack[1024];
   char *p = stack;
-  size_t need;
+  size_t need, i;
   int n, r;
 
-  /* cmd is a handler name: plain identifier characters, no escaping. */
+  /* A handler name is an ASCII identifier, so it goes into the JSON text
+   * without escaping; anything else (a quote could add keys) is refused. */
+  for (i = 0; cmd[i] != '\0'; i++)
+    if (!(cmd[i] == '_' || (cmd[i] >= 'a' && cmd[i] <= 'z') ||
+          (cmd[i] >= 'A' && cmd[i] <= 'Z') ||
+          (i > 0 && cmd[i] >= '0' && cmd[i] <= '9')))
+      break;
+  if (i == 0 || cmd[i] != '\0') {
+    pp__diag_set(diag,
+                 "command name '%.64s' is not an identifier (letters, digits, "
+                 "'_', not starting with a digit); for other names build the "
+                 "JSON request and use pp_call",
+                 cmd);
+    return UV_EINVAL;
+  }
   if (args_json == NULL)
     args_json = "null";
   need = strlen(cmd) + strlen(args_json) + 24;

@@ -579,7 +579,7 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
     status = UV_ENOMEM;
   if (status == PP_EHANDLER) {
     pool->errors++;
-    snprintf(lease->msg, sizeof(lease->msg), "handler raised an exception");
+    pp__handler_error_text(f->payload, f->len, lease->msg, sizeof(lease->msg));
   }
   pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
             lease->id, lease->client ? lease->client->id : 0, status, NULL);

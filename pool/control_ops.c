@@ -32,8 +32,7 @@ static void call_fail(pp__conn_t *c, int status, const pp_diag_t *diag) {
 
 static void call_reply(pp__conn_t *c, int status, const char *reply, size_t len,
                        const pp_diag_t *diag) {
-  json_t *v, *type, *msg;
-  char text[600];
+  json_t *v;
 
   v = len > 0 ? json_loadb(reply, len, JSON_DECODE_ANY, NULL) : NULL;
   if (status == 0) {
@@ -51,12 +50,8 @@ static void call_reply(pp__conn_t *c, int status, const char *reply, size_t len,
     return;
   }
   if (status == PP_EHANDLER && json_is_object(v)) {
-    type = json_object_get(v, "type");
-    msg = json_object_get(v, "message");
-    snprintf(text, sizeof(text), "%s: %s",
-             json_is_string(type) ? json_string_value(type) : "Error",
-             json_is_string(msg) ? json_string_value(msg) : "");
-    pp__conn_send_error(c, c->call_id, pp_err_name(status), text, v);
+    /* The diag says "Type: message"; detail has the whole ERROR. */
+    pp__conn_send_error(c, c->call_id, pp_err_name(status), diag->message, v);
     return;
   }
   json_decref(v);

@@ -1,9 +1,12 @@
 /* error.c -- names and messages for error codes, states and trace events,
- * all generated from the X-macro tables in portpool.h. */
-#include "portpool.h"
+ * all generated from the X-macro tables in portpool.h; the one sentence a
+ * PP_EHANDLER carries. */
+#include "internal.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 const char *pp_strerror(int err) {
   switch (err) {
@@ -107,4 +110,45 @@ void pp_buf_free(pp_buf_t *buf) {
   free(buf->data);
   buf->data = NULL;
   buf->len = buf->cap = 0;
+}
+
+/* Copy src into out (cap > 0 bytes), cut short at a UTF-8 character
+ * boundary so that the text stays valid for JSON encoders. */
+static void copy_utf8(char *out, size_t cap, const char *src) {
+  size_t n = strlen(src);
+
+  if (n >= cap) {
+    n = cap - 1;
+    /* Back off continuation bytes (10xxxxxx) to the start of a character,
+     * and drop that start too: its character does not fit. */
+    while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+      n--;
+  }
+  memcpy(out, src, n);
+  out[n] = '\0';
+}
+
+void pp__handler_error_text(const char *payload, size_t len, char *out,
+                            size_t cap) {
+  json_t *v = json_loadb(payload, len, 0, NULL);
+  json_t *type = json_object_get(v, "type");
+  json_t *msg = json_object_get(v, "message");
+  size_t n;
+
+  if (cap == 0)
+    return;
+  if (!json_is_string(type)) {
+    copy_utf8(out, cap,
+              "handler raised an exception (its ERROR payload has "
+              "no type)");
+    json_decref(v);
+    return;
+  }
+  copy_utf8(out, cap, json_string_value(type));
+  n = strlen(out);
+  if (json_is_string(msg) && json_string_length(msg) > 0 && n + 2 < cap) {
+    memcpy(out + n, ": ", 3);
+    copy_utf8(out + n + 2, cap - n - 2, json_string_value(msg));
+  }
+  json_decref(v);
 }

@@ -65,7 +65,7 @@ struct pp__acall {
   pp__pending_t pend;
   char *reply;
   size_t reply_len;
-  char msg[160];           /* why it failed */
+  char msg[512];           /* why it failed (a pp_diag_t message) */
   size_t len;
   char payload[];
 };
@@ -172,8 +172,9 @@ enum {
 
 /* A pipelined call, on its caller's stack (pipeline.c).  Fields are read
  * and written under the pool lock, except `done` (atomic: the caller looks
- * at it after its semaphore wakes it, without the lock) and the reply,
- * which only the slot's reader fills while the call is in the ring. */
+ * at it after its semaphore wakes it, without the lock) and the reply and
+ * a handler error's diag, which only the slot's reader fills while the
+ * call is in the ring. */
 struct pp__pcall {
   pp__queue_t node;        /* in pool->pipe_queue while waiting for a place */
   pp__proc_t *proc;        /* the worker it was written to, once placed */
@@ -262,7 +263,7 @@ struct pp_lease {
   int status;
   char *reply;
   size_t reply_len, reply_cap;
-  char msg[160];           /* why the request failed */
+  char msg[512];           /* why the request failed (a diag message) */
 };
 
 struct pp_client {
@@ -338,6 +339,8 @@ struct pp_pool {
   const pp__adapter_t *adapter;
   pp_adapter_t custom;     /* a program-supplied or the mock adapter */
   char *python;            /* resolved interpreter */
+  char *handlers;          /* JSON array of the latest HELLO's handler
+                              names, or NULL (none said so yet) */
   int nslots;
   pp__slot_t **slots;      /* nslots pointers; a slot never moves */
   int slots_cap;
@@ -599,6 +602,13 @@ void pp__lease_detach(pp_lease_t *lease);
 /* Loop thread, lock not held: call the user back. */
 void pp__checkout_deliver(pp__waiter_t *w);
 void pp__reply_deliver(pp_lease_t *lease);
+
+/* ---- error.c */
+/* "Type: message" from a worker's ERROR payload (JSON {type, message,
+ * traceback}) into out, cut to cap bytes at a character boundary: the
+ * sentence every PP_EHANDLER carries in its diag. */
+void pp__handler_error_text(const char *payload, size_t len, char *out,
+                            size_t cap);
 
 /* ---- histo.c */
 void pp__histo_add(pp_histogram_t *h, uint64_t us);

@@ -417,6 +417,9 @@ static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
         c->status = UV_ENOMEM;
       else
         c->status = f.type == PP_FRAME_ERROR ? PP_EHANDLER : 0;
+      if (c->status == PP_EHANDLER && c->diag)
+        pp__handler_error_text(f.payload, f.len, c->diag->message,
+                               sizeof(c->diag->message));
       off += (size_t)used;
       got++;
     }
@@ -441,8 +444,6 @@ static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
     c = pop(slot);
     proc->requests++;
     slot->requests_total++;
-    if (c->status == PP_EHANDLER)
-      pp__diag_set(c->diag, "handler raised an exception");
     finish(pool, c, c->status, now, &w);
   }
   switch (r) {

@@ -272,6 +272,25 @@ void pp__quiesce_poke(pp_pool_t *pool) {
 
 /* ---- frames and exits, called by proc.c on the loop with the lock held */
 
+/* Keep the handler names a HELLO lists (a JSON array of strings) as the
+ * pool's, for status; the latest HELLO wins, so a reload that changes the
+ * handlers shows.  Anything else there is ignored. */
+static void hello_handlers(pp_pool_t *pool, json_t *list) {
+  size_t i;
+  char *text;
+
+  if (!json_is_array(list))
+    return;
+  for (i = 0; i < json_array_size(list); i++)
+    if (!json_is_string(json_array_get(list, i)))
+      return;
+  text = json_dumps(list, JSON_COMPACT);
+  if (text == NULL)
+    return; /* out of memory: keep the list we had */
+  free(pool->handlers);
+  pool->handlers = text;
+}
+
 static int hello_ok(pp__proc_t *proc, const pp_frame_t *f) {
   json_error_t jerr;
   json_t *j = json_loadb(f->payload, f->len, 0, &jerr);
@@ -282,6 +301,8 @@ static int hello_ok(pp__proc_t *proc, const pp_frame_t *f) {
     snprintf(proc->detail, sizeof(proc->detail),
              j ? "HELLO with an unsupported protocol version"
                : "HELLO payload is not JSON");
+  else
+    hello_handlers(proc->pool, json_object_get(j, "handlers"));
   json_decref(j);
   return ok;
 }
@@ -659,6 +680,7 @@ static void pool_free(pp_pool_t *pool) {
     slot_free(pool->slots[i]);
   free(pool->slots);
   free(pool->python);
+  free(pool->handlers);
   free(pool->subs);
   while (pool->retired) {
     struct pp__retired *r = pool->retired;

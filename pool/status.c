@@ -87,6 +87,8 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   st->reclaimed_undelivered = pool->reclaimed_undelivered;
   st->reclaimed_idle = pool->reclaimed_idle;
   st->reclaimed_busy = pool->reclaimed_busy;
+  /* Out of memory: the snapshot just has no handler list. */
+  st->handlers = pool->handlers ? strdup(pool->handlers) : NULL;
   st->nworkers = 0;
   for (i = 0; i < pool->nslots; i++) {
     slot = pool->slots[i];
@@ -149,6 +151,8 @@ void pp_status_free(pp_status_t *st) {
   free(st->workers);
   st->workers = NULL;
   st->nworkers = 0;
+  free(st->handlers);
+  st->handlers = NULL;
 }
 
 static json_t *histo_json(const pp_histogram_t *h) {
@@ -167,7 +171,7 @@ static json_t *histo_json(const pp_histogram_t *h) {
 }
 
 char *pp_status_to_json(const pp_status_t *st) {
-  json_t *root, *workers, *w;
+  json_t *root, *workers, *w, *handlers;
   char *out = NULL;
   int i;
 
@@ -225,6 +229,8 @@ char *pp_status_to_json(const pp_status_t *st) {
   json_object_set_new(root, "recycles", json_integer((json_int_t)st->recycles));
   json_object_set_new(root, "draining", json_boolean(st->draining));
   json_object_set_new(root, "target_size", json_integer(st->target_size));
+  handlers = st->handlers ? json_loads(st->handlers, 0, NULL) : NULL;
+  json_object_set_new(root, "handlers", handlers ? handlers : json_null());
   json_object_set_new(root, "spawn_to_ready", histo_json(&st->spawn_to_ready));
   json_object_set_new(root, "queue_wait", histo_json(&st->queue_wait));
   json_object_set_new(root, "run_time", histo_json(&st->run_time));

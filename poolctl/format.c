@@ -157,6 +157,32 @@ static void put_state(FILE *out, const char *state, int width, int color) {
     fprintf(out, "%-*s", width, state);
 }
 
+/* "handlers add, echo, ..." from the names the workers' HELLO listed, on
+ * one line of at most about 100 columns; nothing when the pool has none. */
+static void print_handlers(FILE *out, json_t *names) {
+  size_t i, n = json_array_size(names), col = 8;
+  const char *name;
+
+  if (n == 0)
+    return;
+  fputs("handlers", out);
+  for (i = 0; i < n; i++) {
+    name = json_string_value(json_array_get(names, i));
+    if (name == NULL)
+      continue;
+    if (i > 0 && col + strlen(name) > 90) {
+      fprintf(out, " ... (%zu in all)", n);
+      break;
+    }
+    fputs(i ? ", " : " ", out);
+    /* A worker other than ours may send any text: no escape codes. */
+    for (const char *c = name; *c; c++)
+      fputc((unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c, out);
+    col += strlen(name) + 2;
+  }
+  fputc('\n', out);
+}
+
 void pc_print_header(FILE *out, json_t *st, int color) {
   json_t *by = json_object_get(st, "reclaimed_by");
   char up[32];
@@ -197,6 +223,7 @@ void pc_print_header(FILE *out, json_t *st, int color) {
           pc_num(st, "reclaimed"), pc_num(by, "withdrawn"),
           pc_num(by, "undelivered"), pc_num(by, "idle"),
           pc_num(by, "in_flight"), pc_num(st, "stale_replies"));
+  print_handlers(out, json_object_get(st, "handlers"));
 }
 
 /* One worker row's cells that need formatting. */

@@ -4,6 +4,7 @@
  * command lives in its own file. */
 #include "poolctl/poolctl.h"
 
+#include "config/distance.h"
 #include "portpool.h"
 
 #include <ctype.h>
@@ -211,6 +212,22 @@ static const pc_command_t *find_command(const char *name) {
   return NULL;
 }
 
+/* The command nearest to a misspelt one (at most 2 edits, or a third of
+ * its length), or NULL; the config's "did you mean" uses the same
+ * distance. */
+static const char *near_command(const char *name) {
+  size_t i, d, len = strlen(name), best = SIZE_MAX;
+  size_t limit = len / 3 > 2 ? len / 3 : 2;
+  const char *near = NULL;
+
+  for (i = 0; i < NCOMMANDS; i++) {
+    d = pp__distance(name, len, commands[i].name, strlen(commands[i].name));
+    if (d < best)
+      best = d, near = commands[i].name;
+  }
+  return best <= limit && best < len ? near : NULL;
+}
+
 /* ---------------------------------------------------------- socket path */
 
 int pc_default_socket(const char *name, char *buf, size_t len) {
@@ -407,7 +424,12 @@ int main(int argc, char **argv) {
   }
   cmd = find_command(rest[0]);
   if (cmd == NULL) {
-    r = pc_usage_error(NULL, "unknown command '%s'", rest[0]);
+    const char *near = near_command(rest[0]);
+    if (near)
+      r = pc_usage_error(NULL, "unknown command '%s'; did you mean '%s'?",
+                         rest[0], near);
+    else
+      r = pc_usage_error(NULL, "unknown command '%s'", rest[0]);
     goto out;
   }
   if (help) {

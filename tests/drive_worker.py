@@ -31,6 +31,7 @@ TIMEOUT = 10.0  # seconds; only reached when something is broken
 HELLO, REQUEST, REPLY, ERROR, PING, PONG, CANCEL = 1, 2, 3, 4, 5, 6, 7
 HDR = struct.Struct(">IBBHI")
 RUNTIME = "python %d.%d.%d" % sys.version_info[:3]
+UNKNOWN_KEYS = ("handlers", "suggestion")
 ECHO_HANDLERS = sorted(
     "add big cancelled_sleep crash echo env fail gate grow kill_self noisy pid sleep".split()
 )
@@ -202,10 +203,10 @@ class Worker:
     def expect_reply(self, rid):
         return json.loads(self.expect(REPLY, rid))
 
-    def expect_error(self, rid, etype):
+    def expect_error(self, rid, etype, extra=()):
         err = json.loads(self.expect(ERROR, rid))
         check(
-            set(err) == {"type", "message", "traceback"},
+            set(err) == {"type", "message", "traceback", *extra},
             "ERROR keys %r" % sorted(err),
         )
         check(err["type"] == etype, "error type %r, wanted %r" % (err["type"], etype))
@@ -330,7 +331,7 @@ def check_errors():
     check("portpool_worker" not in err["traceback"], "worker frames left out")
     for rid, cmd in ((6, "nope"), (7, "_private"), (8, "os"), (9, "__name__")):
         w.send_raw(request(rid, cmd))
-        err = w.expect_error(rid, "UnknownCommand")
+        err = w.expect_error(rid, "UnknownCommand", UNKNOWN_KEYS)
         check(cmd in err["message"], "message names the command")
     bad = [
         b"not json",
@@ -380,14 +381,192 @@ def check_extras():
         check(me == {"id": 77, "same_module": True, "cancelled": False}, repr(me))
         w.send_raw(request(4, "inherit"))
         check(w.expect_reply(4) == [False, False], "fds 3/4 are close-on-exec")
-        # Public callables are dispatched even when HELLO does not list them
-        # (imported functions, classes).
+        # Only what HELLO lists is dispatched: not an imported function,
+        # not a class.
         w.send_raw(request(5, "join", "a"))
-        check(w.expect_reply(5) == "a", "imported callable")
+        err = w.expect_error(5, "UnknownCommand", UNKNOWN_KEYS)
+        check(err["handlers"] == h["handlers"], "handlers %r" % err["handlers"])
         w.send_raw(request(6, "Thing", 1))
-        w.expect_error(6, "TypeError")
+        w.expect_error(6, "UnknownCommand", UNKNOWN_KEYS)
         w.send_raw(request(7, "exit_with", 5))
         check(w.wait() == 5, "sys.exit(5) in a handler exits 5")
+
+
+def check_declared_only():
+    """imported callables are not handlers: getoutput never runs"""
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = os.path.join(tmp, "ran")
+        w = spawn(fixture("hostile_handlers.py"))
+        h = w.hello()
+        check("getoutput" not in h["handlers"], "handlers %r" % h["handlers"])
+        check("echo" in h["handlers"] and "surrogate" in h["handlers"], "own ones")
+        for rid, cmd in enumerate(("getoutput", "subprocess", "os", "Popen"), 1):
+            w.send_raw(request(rid, cmd, "touch " + marker))
+            err = w.expect_error(rid, "UnknownCommand", UNKNOWN_KEYS)
+            check(err["handlers"] == h["handlers"], "handlers in the error")
+        w.send_raw(request(9, "echo", 1))
+        check(w.expect_reply(9) == 1, "alive")
+        w.finish()
+        check(not os.path.exists(marker), "getoutput ran a shell command")
+
+
+ALL_MODULE = r'''
+from os.path import join
+__all__ = ["echo", "join", "_hidden"]
+
+
+def echo(args):
+    return args
+
+
+def public_but_not_listed(args):
+    return "no"
+
+
+def _hidden(args):
+    return "hidden"
+'''
+
+
+def check_dunder_all():
+    """__all__ is exactly the table; a bad entry is a start-up error"""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "with_all.py")
+        with open(path, "w") as f:
+            f.write(ALL_MODULE)
+        w = spawn(path)
+        h = w.hello()
+        check(h["handlers"] == ["_hidden", "echo", "join"], repr(h["handlers"]))
+        w.send_raw(request(1, "join", ["a", "b"]))
+        w.expect_error(1, "TypeError")  # join(["a", "b"]): it did run
+        w.send_raw(request(2, "_hidden"))
+        check(w.expect_reply(2) == "hidden", "listed private name")
+        w.send_raw(request(3, "public_but_not_listed"))
+        w.expect_error(3, "UnknownCommand", UNKNOWN_KEYS)
+        w.finish()
+        cases = [
+            ('__all__ = ["echo", "missing"]', b"'missing', which the module does not"),
+            ('__all__ = ["echo", "V"]\nV = 3', b"'V', which is not callable (it is int)"),
+            ('__all__ = "echo"', b"must be a list of handler names, not str"),
+            ('__all__ = ["echo", 5]', b"holds 5, which is not a name"),
+            ('__all__ = ["\\x1b[2J"]', b"holds '\\x1b[2J', which is not a name"),
+        ]
+        for i, (text, needle) in enumerate(cases):
+            path = os.path.join(tmp, "bad_all_%d.py" % i)
+            with open(path, "w") as f:
+                f.write("def echo(args):\n    return args\n" + text + "\n")
+            w = spawn(path)
+            check(w.recv_bytes() == b"", "%s: no HELLO" % text)
+            check(w.wait() == 1, "%s: exit %r" % (text, w.status))
+            check(needle in w.err, "%s: stderr %r" % (text, w.err[-300:]))
+
+
+def check_hello_fits():
+    """a handler list over max_frame is cut in HELLO, and says so"""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "many.py")
+        with open(path, "w") as f:
+            for i in range(200):
+                f.write("def handler_with_a_long_name_%03d(args):\n" % i)
+                f.write("    return %d\n" % i)
+        w = spawn(path, env={"PORTPOOL_MAX_FRAME": "1024"})
+        payload = w.expect(HELLO, 0)
+        check(len(payload) <= 1024, "HELLO of %d bytes" % len(payload))
+        h = json.loads(payload)
+        check(h.get("handlers_truncated") is True, "no handlers_truncated")
+        check(0 < len(h["handlers"]) < 200, "%d handlers" % len(h["handlers"]))
+        # Every handler is still served, listed or not.
+        w.send_raw(request(1, "handler_with_a_long_name_199"))
+        check(w.expect_reply(1) == 199, "the last handler")
+        w.finish()
+
+
+def check_zygote_bad_all():
+    """zygote: a bad __all__ stops it before it forks a worker"""
+    import socket
+
+    zygote = os.path.join(ROOT, "bridge", "python", "portpool_zygote.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bad_all.py")
+        with open(path, "w") as f:
+            f.write('__all__ = ["echo", "missing"]\n')
+            f.write("def echo(args):\n    return args\n")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        err_r, err_w = os.pipe()
+        env = dict(os.environ, PORTPOOL_PARENT_PID=str(os.getpid()))
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, err_w, 2),
+            (os.POSIX_SPAWN_DUP2, theirs.fileno(), 3),
+        ]
+        argv = [PYTHON, zygote, path]
+        pid = os.posix_spawn(PYTHON, argv, env, file_actions=actions)
+        theirs.close()
+        os.close(err_w)
+        try:
+            ours.settimeout(TIMEOUT)
+            check(ours.recv(64) == b"", "the zygote said it was ready")
+            _, status = os.waitpid(pid, 0)
+            check(os.waitstatus_to_exitcode(status) == 1, "exit %r" % status)
+            err = _read_all(err_r)
+            check(b"'missing', which the module does not define" in err, repr(err))
+        finally:
+            ours.close()
+            os.close(err_r)
+
+
+def check_unknown_suggests():
+    """UnknownCommand lists the handlers and suggests the nearest"""
+    w = spawn(fixture("echo_handlers.py"))
+    w.hello()
+    w.send_raw(request(1, "ech"))
+    err = w.expect_error(1, "UnknownCommand", UNKNOWN_KEYS)
+    check(err["suggestion"] == "echo", "suggestion %r" % err["suggestion"])
+    check(err["handlers"] == ECHO_HANDLERS, "handlers %r" % err["handlers"])
+    check("did you mean 'echo'?" in err["message"], err["message"])
+    check("add, big, cancelled_sleep" in err["message"], err["message"])
+    w.send_raw(request(2, "zzzzzzzz"))
+    err = w.expect_error(2, "UnknownCommand", UNKNOWN_KEYS)
+    check(err["suggestion"] is None, "suggestion %r" % err["suggestion"])
+    check("did you mean" not in err["message"], err["message"])
+    w.finish()
+
+
+def check_reply_is_json():
+    """a lone surrogate in a result is an ERROR, never invalid JSON"""
+    w = spawn(fixture("hostile_handlers.py"))
+    w.hello()
+    w.send_raw(request(1, "surrogate"))
+    err = w.expect_error(1, "ValueError")
+    check("lone surrogate (\\ud800)" in err["message"], err["message"])
+    # Pairs are fine, and so is an escaped backslash before "ud800".
+    values = ("\U0001f600", "\\ud800", {"k\u00e9": "\U0001f600"})
+    for rid, value in enumerate(values, 2):
+        w.send_raw(request(rid, "echo", value))
+        check(w.expect_reply(rid) == value, "echo %r" % (value,))
+    w.finish()
+
+
+def check_error_fits():
+    """ERROR frames are cut to fit max_frame, keeping type and the end"""
+    limit = 1024
+    w = spawn(fixture("hostile_handlers.py"), env={"PORTPOOL_MAX_FRAME": str(limit)})
+    w.hello()
+    for rid, n in enumerate((400, 600, 5000, 200000), 1):
+        w.send_raw(request(rid, "raise_long", n))
+        payload = w.expect(ERROR, rid)
+        check(len(payload) <= limit, "ERROR of %d bytes" % len(payload))
+        err = json.loads(payload)
+        check(err["type"] == "ValueError", "type %r" % err["type"])
+        check(err["message"].startswith("mmmm"), "message %r" % err["message"][:40])
+        check(err["traceback"].rstrip().endswith("mmmm"), "end of the traceback")
+        if n >= 600:
+            check(err.get("truncated") is True, "truncated flag for %d" % n)
+            check("characters cut" in err["message"], "note in the message")
+            check(err["traceback"].startswith("["), "the traceback's head cut")
+    w.send_raw(request(9, "echo", "alive"))
+    check(w.expect_reply(9) == "alive", "worker lives on")
+    w.finish()
 
 
 def check_ping():
@@ -554,7 +733,7 @@ def check_protocol_errors():
 def check_raw():
     """--raw mode: bytes pass through verbatim, PING, big payloads"""
     w = spawn(fixture("raw_echo.py"), raw=True)
-    w.hello()
+    check(w.hello()["handlers"] == ["handle"], "raw mode's one handler")
     payloads = [b"", b"\x00\xff\x00binary", bytes(range(256)) * 1000, b"{not json"]
     for rid, payload in enumerate(payloads):
         w.send(REQUEST, rid, payload)
@@ -629,7 +808,11 @@ def check_max_frame():
     w.send_raw(request(1, "big", 998))
     check(w.expect_reply(1) == "x" * 998, "1000 bytes fit")
     w.send_raw(request(2, "big", 999))
-    w.expect_error(2, "FrameTooBig")
+    err = w.expect_error(2, "FrameTooBig")
+    check(
+        err["message"] == "result of 1001 bytes exceeds worker.max_frame (1000 bytes)",
+        err["message"],
+    )
     w.finish()
 
 
@@ -751,6 +934,13 @@ CHECKS = [
     check_hello_echo_add,
     check_errors,
     check_extras,
+    check_declared_only,
+    check_dunder_all,
+    check_unknown_suggests,
+    check_hello_fits,
+    check_zygote_bad_all,
+    check_reply_is_json,
+    check_error_fits,
     check_ping,
     check_pipelined_and_split,
     check_big,

@@ -119,6 +119,95 @@ static void test_handler_exception(void **state) {
   close_pool(f);
 }
 
+/* A PP_EHANDLER's diag says "Type: message" for pp_call (one worker per
+ * call, and pipelined) and pp_lease_call; a long message is cut to the
+ * diag's buffer at a character boundary. */
+static void test_handler_diag(void **state) {
+  static const char *depths[] = {"1", "4"};
+  const char *fail2 = "{\"cmd\":\"fail\",\"args\":2}";
+  char args[1024], *p = args;
+  pp_lease_t *lease;
+  pp_config_t *cfg;
+  fixture_t *f;
+  json_t *s;
+  int i, k;
+
+  (void)state;
+  /* "boom: " and 300 two-byte characters: 606 bytes, over 511. */
+  *p++ = '"';
+  for (k = 0; k < 300; k++)
+    p += sprintf(p, "\xc3\xa9");
+  *p++ = '"';
+  *p = '\0';
+  for (i = 0; i < 2; i++) {
+    cfg = python_config("echo_handlers.py", 1);
+    cfg_set(cfg, "worker.pipeline_depth", depths[i]);
+    f = open_pool(cfg);
+    memset(&f->diag, 0, sizeof(f->diag));
+    assert_int_equal(
+        pp_call_cmd(f->pool, "fail", "\"bad\"", &f->reply, -1, &f->diag),
+        PP_EHANDLER);
+    assert_string_equal(f->diag.message, "ValueError: boom: bad");
+    memset(&f->diag, 0, sizeof(f->diag));
+    assert_int_equal(
+        pp_call_cmd(f->pool, "fail", args, &f->reply, -1, &f->diag),
+        PP_EHANDLER);
+    assert_true(strncmp(f->diag.message, "ValueError: boom: \xc3\xa9", 20) ==
+                0);
+    assert_true(strlen(f->diag.message) >= sizeof(f->diag.message) - 2);
+    s = json_string(f->diag.message); /* NULL if not valid UTF-8 */
+    assert_non_null(s);
+    json_decref(s);
+    assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &lease, &f->diag), 0);
+    memset(&f->diag, 0, sizeof(f->diag));
+    assert_int_equal(
+        pp_lease_call(lease, fail2, strlen(fail2), -1, &f->reply, &f->diag),
+        PP_EHANDLER);
+    assert_string_equal(f->diag.message, "ValueError: boom: 2");
+    pp_checkin(lease);
+    close_pool(f);
+  }
+}
+
+/* pp_call_cmd takes identifiers only: a name that would add keys to the
+ * JSON (a quote, a second "cmd") is refused with UV_EINVAL before anything
+ * is sent, and the worker never runs the command smuggled in. */
+static void test_call_cmd_names(void **state) {
+  static const char *bad[] = {"echo\",\"cmd\":\"crash",
+                              "fail\", \"cmd\": \"crash",
+                              "",
+                              "1abc",
+                              "a b",
+                              "a.b",
+                              "echo\\",
+                              "caf\xc3\xa9",
+                              "a\nb"};
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
+  pp_status_t st;
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    memset(&f->diag, 0, sizeof(f->diag));
+    if (pp_call_cmd(f->pool, bad[i], "3", &f->reply, -1, &f->diag) != UV_EINVAL)
+      fail_msg("pp_call_cmd accepted the name '%s'", bad[i]);
+    assert_non_null(strstr(f->diag.message, "is not an identifier"));
+  }
+  /* Identifiers pass: unknown ones reach the worker. */
+  assert_int_equal(pp_call_cmd(f->pool, "_x1", NULL, &f->reply, -1, &f->diag),
+                   PP_EHANDLER);
+  assert_non_null(strstr(f->diag.message, "UnknownCommand"));
+  assert_int_equal(pp_call_cmd(f->pool, "echo", "5", &f->reply, -1, &f->diag),
+                   0);
+  assert_string_equal(f->reply.data, "5");
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.requests, 2); /* nothing else was sent */
+  assert_int_equal(st.restarts, 0);
+  pp_status_free(&st);
+  assert_int_equal(rec_count(&f->rec, PP_TRACE_EXIT), 0);
+  close_pool(f);
+}
+
 static void test_crash_mid_request(void **state) {
   pp_config_t *cfg = python_config("echo_handlers.py", 1);
   fixture_t *f = open_pool(cfg);
@@ -525,6 +614,8 @@ int main(void) {
       cmocka_unit_test(test_call_echo),
       cmocka_unit_test(test_spawn_all_before_hello),
       cmocka_unit_test(test_handler_exception),
+      cmocka_unit_test(test_handler_diag),
+      cmocka_unit_test(test_call_cmd_names),
       cmocka_unit_test(test_crash_mid_request),
       cmocka_unit_test(test_killed_by_signal),
       cmocka_unit_test(test_print_keeps_protocol),

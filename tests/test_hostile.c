@@ -899,6 +899,103 @@ static void test_max_frame_both_ways(void **state) {
   h_close(h);
 }
 
+/* hostile_handlers.py imports getoutput from subprocess: a public callable
+ * in its namespace, but not a handler.  A call for it, from the library or
+ * the control socket, is an UnknownCommand and runs nothing; HELLO (and so
+ * status) lists only the module's own functions. */
+static void test_undeclared_handler(void **state) {
+  char dir[] = "/tmp/pp_undeclared_XXXXXX", marker[64], args[128];
+  static const char *names[] = {"getoutput", "subprocess", "Popen", "os"};
+  pp_buf_t reply = {0};
+  pp_status_t st;
+  json_t *j, *list;
+  pp_diag_t d;
+  hpool_t *h;
+  size_t i;
+
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  snprintf(marker, sizeof(marker), "%s/ran", dir);
+  snprintf(args, sizeof(args), "\"touch %s\"", marker);
+  h = h_open(hostile_config(1));
+  for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(pp_call_cmd(h->pool, names[i], args, &reply, -1, &d),
+                     PP_EHANDLER);
+    assert_true(strncmp(d.message, "UnknownCommand: unknown command", 31) == 0);
+    j = json_loads(reply.data, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "type")),
+                        "UnknownCommand");
+    list = json_object_get(j, "handlers");
+    assert_true(json_array_size(list) > 5);
+    json_decref(j);
+    assert_null(strstr(reply.data, "\"getoutput\""));
+  }
+  assert_int_equal(access(marker, F_OK), -1); /* the shell never ran */
+  assert_int_equal(pp_pool_status(h->pool, &st), 0);
+  assert_non_null(st.handlers);
+  assert_non_null(strstr(st.handlers, "\"spawn_child\""));
+  assert_null(strstr(st.handlers, "getoutput"));
+  pp_status_free(&st);
+  assert_int_equal(h_count(h, PP_TRACE_EXIT, -1), 0);
+  pp_buf_free(&reply);
+  h_close(h);
+  rmdir(dir);
+}
+
+/* Every reply a worker builds fits worker.max_frame and is JSON: an
+ * exception message far over max_frame comes back as a truncated ERROR
+ * (PP_EHANDLER, its type kept, the worker alive), a result over it as
+ * FrameTooBig naming the size, and a result with a lone surrogate as a
+ * ValueError instead of text that is not JSON. */
+static void test_replies_fit(void **state) {
+  pp_config_t *cfg = hostile_config(1);
+  static const char *sizes[] = {"600", "2000", "100000"};
+  pp_buf_t reply = {0};
+  json_t *j;
+  pp_diag_t d;
+  hpool_t *h;
+  size_t i;
+
+  (void)state;
+  cfg_set(cfg, "worker.max_frame", "1KiB");
+  h = h_open(cfg);
+  for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(
+        pp_call_cmd(h->pool, "raise_long", sizes[i], &reply, -1, &d),
+        PP_EHANDLER);
+    assert_true(reply.len <= 1024);
+    j = json_loads(reply.data, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "type")),
+                        "ValueError");
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    json_decref(j);
+    assert_true(strncmp(d.message, "ValueError: mmmm", 16) == 0);
+  }
+  memset(&d, 0, sizeof(d));
+  assert_int_equal(pp_call_cmd(h->pool, "big", "5000", &reply, -1, &d),
+                   PP_EHANDLER);
+  assert_string_equal(d.message, "FrameTooBig: result of 5002 bytes exceeds "
+                                 "worker.max_frame (1024 bytes)");
+  memset(&d, 0, sizeof(d));
+  assert_int_equal(pp_call_cmd(h->pool, "surrogate", NULL, &reply, -1, &d),
+                   PP_EHANDLER);
+  assert_true(strncmp(d.message,
+                      "ValueError: result holds a lone surrogate (\\ud800)",
+                      49) == 0);
+  j = json_loads(reply.data, 0, NULL);
+  assert_non_null(j);
+  json_decref(j);
+  assert_int_equal(pp_call_cmd(h->pool, "echo", "1", &reply, -1, &d), 0);
+  assert_int_equal(h_count(h, PP_TRACE_EXIT, -1), 0);
+  assert_int_equal(h_count(h, PP_TRACE_PROTOCOL_ERROR, -1), 0);
+  pp_buf_free(&reply);
+  h_close(h);
+}
+
 /* Every slot fails at start: pp_pool_open gives up with PP_EDEGRADED as
  * soon as the last slot turns fatal, not after its timeouts. */
 static void test_open_degraded(void **state) {
@@ -2315,6 +2412,8 @@ int main(int argc, char **argv) {
       START(2, "hello_twice"),
       START(3, "exit_before_hello"),
       cmocka_unit_test_teardown(test_max_frame_both_ways, teardown),
+      cmocka_unit_test_teardown(test_undeclared_handler, teardown),
+      cmocka_unit_test_teardown(test_replies_fit, teardown),
       cmocka_unit_test_teardown(test_open_degraded, teardown),
       cmocka_unit_test_teardown(test_degraded_fails_at_once, teardown),
       cmocka_unit_test_teardown(test_backoff_per_slot, teardown),

@@ -20,6 +20,7 @@ typedef struct ctx {
   int reply_status;
   int reply_calls;
   char reply[256];
+  char reply_msg[sizeof(((pp_diag_t *)0)->message)];
   int closed;
   int timed_out;
   uv_timer_t guard;
@@ -110,8 +111,8 @@ static void on_reply(pp_lease_t *lease, int status, const char *reply,
                      size_t len, const pp_diag_t *diag, void *data) {
   ctx_t *c = data;
   (void)lease;
-  (void)diag;
   c->reply_status = status;
+  snprintf(c->reply_msg, sizeof(c->reply_msg), "%s", diag ? diag->message : "");
   snprintf(c->reply, sizeof(c->reply), "%.*s", (int)len, reply);
   c->reply_calls++;
 }
@@ -393,6 +394,52 @@ static void streams_stop(ctx_t *c, acall_t *a, int n) {
   }
   uv_timer_stop(&c->guard);
   assert_false(c->timed_out);
+}
+
+/* A PP_EHANDLER's diag says "Type: message" on the loop faces too
+ * (pp_request, pp_call_async), and status lists the handlers the workers'
+ * HELLO named. */
+static void test_loop_handler_diag(void **state) {
+  const char *fail = "{\"cmd\":\"fail\",\"args\":1}";
+  const char *ech = "{\"cmd\":\"ech\"}";
+  pp_lease_t *lease;
+  pp_status_t st;
+  acall_t a[2];
+  char *js;
+  int total = 0;
+  ctx_t c;
+
+  (void)state;
+  ctx_start(&c, python_config("echo_handlers.py", 1), 1);
+  lease = checkout(&c, -1);
+  assert_non_null(lease);
+  request(&c, lease, fail);
+  assert_int_equal(c.reply_status, PP_EHANDLER);
+  assert_string_equal(c.reply_msg, "ValueError: boom: 1");
+  request(&c, lease, ech);
+  assert_int_equal(c.reply_status, PP_EHANDLER);
+  assert_non_null(strstr(c.reply_msg, "UnknownCommand: unknown command 'ech'; "
+                                      "did you mean 'echo'?"));
+  pp_checkin(lease);
+  acalls_init(a, 2, &c, &total);
+  async_submit(&a[0], fail, -1);
+  async_submit(&a[1], ech, -1);
+  run_until_total(&c, &total, 2, 30000);
+  assert_int_equal(a[0].status, PP_EHANDLER);
+  assert_string_equal(a[0].msg, "ValueError: boom: 1");
+  assert_int_equal(a[1].status, PP_EHANDLER);
+  assert_non_null(strstr(a[1].msg, "did you mean 'echo'?"));
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_non_null(st.handlers);
+  assert_non_null(strstr(st.handlers, "\"echo\""));
+  assert_non_null(strstr(st.handlers, "\"cancelled_sleep\""));
+  assert_null(strstr(st.handlers, "\"signal\"")); /* imported module */
+  js = pp_status_to_json(&st);
+  assert_non_null(js);
+  assert_non_null(strstr(js, "\"handlers\":[\"add\",\"big\","));
+  free(js);
+  pp_status_free(&st);
+  ctx_stop(&c);
 }
 
 /* 64 callers with one call each in flight at a time, 20 calls each, on 2
@@ -832,6 +879,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_request),
       cmocka_unit_test(test_warming_reason),
+      cmocka_unit_test(test_loop_handler_diag),
       cmocka_unit_test(test_loop_crash),
       cmocka_unit_test(test_checkin_in_flight),
       cmocka_unit_test(test_startup_timeout),

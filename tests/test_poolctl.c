@@ -169,6 +169,18 @@ static void test_help_and_usage(void **state) {
   assert_string_equal(r.out, "");
   assert_true(strncmp(r.err, "poolctl: ", 9) == 0);
   assert_non_null(strstr(r.err, "bogus"));
+  assert_null(strstr(r.err, "did you mean")); /* nothing is near */
+  cli_run_free(&r);
+
+  /* A misspelt command: the nearest one is suggested. */
+  cli_poolctl(&r, "stauts", NULL);
+  assert_int_equal(r.code, 2);
+  assert_non_null(strstr(
+      r.err, "poolctl: unknown command 'stauts'; did you mean 'status'?"));
+  cli_run_free(&r);
+  cli_poolctl(&r, "help", "resatrt", NULL);
+  assert_int_equal(r.code, 2);
+  assert_non_null(strstr(r.err, "did you mean 'restart'?"));
   cli_run_free(&r);
 
   cli_poolctl(&r, NULL);
@@ -322,6 +334,12 @@ static void test_status_json(void **state) {
     fail_msg("status --json printed: %s", r.out);
   assert_string_equal(cli_jstr(st, "state"), "ready");
   assert_int_equal(cli_jint(st, "size"), 2);
+  /* The handlers the workers' HELLO listed: echo_handlers.py's own. */
+  w = json_object_get(st, "handlers");
+  assert_true(json_is_array(w));
+  assert_int_equal(json_array_size(w), 13);
+  assert_string_equal(json_string_value(json_array_get(w, 0)), "add");
+  assert_string_equal(json_string_value(json_array_get(w, 4)), "echo");
   workers = json_object_get(st, "workers");
   assert_int_equal(json_array_size(workers), 2);
   json_array_foreach(workers, i, w) {
@@ -346,6 +364,7 @@ static void test_status_table(void **state) {
   assert_non_null(strstr(r.out, "PID"));
   assert_non_null(strstr(r.out, "LAST-EXIT"));
   assert_non_null(strstr(r.out, "idle"));
+  assert_non_null(strstr(r.out, "\nhandlers add, big, cancelled_sleep, crash"));
   assert_null(strchr(r.out, '\033')); /* not a terminal: no colour */
   cli_run_free(&r);
 }
@@ -393,6 +412,14 @@ static void test_call_errors(void **state) {
   cli_poolctl(&r, "call", "-S", srv.sock, "no_such_handler", NULL);
   assert_int_equal(r.code, 1);
   assert_non_null(strstr(r.err, "poolctl: UnknownCommand"));
+  cli_run_free(&r);
+
+  /* A misspelt handler: the nearest one, and the list. */
+  cli_poolctl(&r, "call", "-S", srv.sock, "ehco", NULL);
+  assert_int_equal(r.code, 1);
+  assert_non_null(strstr(r.err,
+                         "poolctl: UnknownCommand: unknown command "
+                         "'ehco'; did you mean 'echo'? (handlers: add, "));
   cli_run_free(&r);
 
   cli_poolctl(&r, "call", "-S", srv.sock, "echo", "{x", NULL);

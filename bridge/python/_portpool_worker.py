@@ -13,6 +13,7 @@ if __name__ == "__main__":
     sys.modules.setdefault("portpool_worker", sys.modules[__name__])
 
 import json
+import re
 import struct
 
 PROTOCOL_VERSION = 1
@@ -171,11 +172,52 @@ def _clean(text):
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _send_error(rid, etype, message, tb=""):
-    payload = _encode(
-        {"type": _clean(etype), "message": _clean(message), "traceback": _clean(tb)}
-    ).encode()
-    _send(ERROR, rid, payload)
+def _cut_end(text, keep):
+    """text with all but its first keep characters replaced by a note."""
+    if len(text) <= keep:
+        return text
+    return text[:keep] + " [... %d characters cut]" % (len(text) - keep)
+
+
+def _cut_start(text, keep):
+    """text with all but its last keep characters replaced by a note."""
+    if len(text) <= keep:
+        return text
+    return "[%d characters cut ...] " % (len(text) - keep) + text[len(text) - keep :]
+
+
+def _error_payload(fields):
+    """The ERROR payload for fields (type, message, traceback, extras), cut
+    to fit max_frame: first the extras go, then the message keeps its
+    start and the traceback its end (where the exception is), the type at
+    most 200 characters."""
+    payload = _encode(fields).encode()
+    if len(payload) <= _max_reply:
+        return payload
+    etype, message, tb = fields["type"], fields["message"], fields["traceback"]
+    room = max(_max_reply - 256, 0)  # the keys, the notes, the quotes
+    while True:
+        # JSON escapes make a character 1 to 12 bytes: shrink until it fits.
+        short = {
+            "type": _cut_end(etype, 200),
+            "message": _cut_end(message, room // 4),
+            "traceback": _cut_start(tb, room - room // 4),
+            "truncated": True,
+        }
+        payload = _encode(short).encode()
+        if len(payload) <= _max_reply or room == 0:
+            return payload
+        room = room * _max_reply // len(payload) * 9 // 10
+
+
+def _send_error(rid, etype, message, tb="", **extra):
+    fields = {
+        "type": _clean(etype),
+        "message": _clean(message),
+        "traceback": _clean(tb),
+    }
+    fields.update(extra)
+    _send(ERROR, rid, _error_payload(fields))
 
 
 def _send_exception(rid, exc, skip_frames=1):
@@ -210,10 +252,59 @@ def _send_reply(rid, out):
         _send_error(
             rid,
             "FrameTooBig",
-            "reply of %d bytes is over max_frame (%d)" % (len(out), _max_reply),
+            "result of %d bytes exceeds worker.max_frame (%d bytes)"
+            % (len(out), _max_reply),
         )
     else:
         _send(REPLY, rid, out)
+
+
+# In a JSON text the encoder made (ensure_ascii, lower-case hex): a high
+# surrogate escape followed by a low one (a pair, fine), a lone surrogate
+# escape (group 1), or any other escape, skipped whole so that an escaped
+# backslash followed by "ud800" is no match.  (json imports re already.)
+_ESCAPES = re.compile(
+    rb"\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}"
+    rb"|(\\ud[89a-f][0-9a-f]{2})|\\."
+)
+
+
+def _lone_surrogate(out):
+    """The first lone surrogate escape ("\\ud800") in the encoded reply
+    out, or None.  Python strings may hold them; JSON text may not."""
+    for m in _ESCAPES.finditer(out):
+        if m.group(1):
+            return m.group(1).decode()
+    return None
+
+
+def _send_surrogate_error(rid, escape):
+    _send_error(
+        rid,
+        "ValueError",
+        "result holds a lone surrogate (%s), which JSON text cannot carry; "
+        "return bytes as base64, or clean the string with "
+        ".encode('utf-8', 'replace').decode()" % escape,
+    )
+
+
+def _send_unknown(rid, cmd, names):
+    """UnknownCommand for cmd: the message and the payload name the
+    handlers and the nearest one."""
+    import difflib
+
+    near = difflib.get_close_matches(cmd, names, n=1)
+    suggestion = near[0] if near else None
+    shown = ", ".join(names[:20]) if names else "none"
+    if len(names) > 20:
+        shown += ", ... (%d in all)" % len(names)
+    message = "unknown command %r" % cmd
+    if suggestion is not None:
+        message += "; did you mean %r?" % suggestion
+    message += " (handlers: %s)" % shown
+    _send_error(
+        rid, "UnknownCommand", message, handlers=names, suggestion=suggestion
+    )
 
 
 def _on_cancel(rid):
@@ -333,9 +424,9 @@ def _read_big(total):
     return payload
 
 
-def _make_json_runner(module):
+def _make_json_runner(table):
     # The hot path: everything it uses is a local of this closure.
-    namespace = module.__dict__
+    names = sorted(table)
     loads = _loads
     scan_once = _scan_once
     iterencode = _iterencode
@@ -378,9 +469,9 @@ def _make_json_runner(module):
                 'request must be a JSON object with a string "cmd"',
             )
             return
-        fn = namespace.get(cmd)
-        if fn is None or cmd[:1] == "_" or not callable(fn):
-            _send_error(rid, "UnknownCommand", "unknown command %r" % cmd)
+        fn = table.get(cmd)
+        if fn is None:
+            _send_unknown(rid, cmd, names)
             return
         current_request_id = rid
         try:
@@ -405,6 +496,11 @@ def _make_json_runner(module):
             # a circular reference.
             _send_exception(rid, exc, skip_frames=None)
             return
+        if b"\\ud" in out:
+            escape = _lone_surrogate(out)
+            if escape is not None:
+                _send_surrogate_error(rid, escape)
+                return
         if len(out) <= _max_reply:
             send(REPLY, rid, out)
         else:
@@ -413,8 +509,7 @@ def _make_json_runner(module):
     return run
 
 
-def _make_raw_runner(module):
-    handle = module.handle
+def _make_raw_runner(handle):
     cancelled_ids = _cancelled_ids
     send = _send
 
@@ -664,16 +759,84 @@ def _load_handler(spec):
     return importlib.import_module(spec)
 
 
-def _handler_names(module):
-    name = module.__name__
-    return sorted(
-        key
-        for key, value in module.__dict__.items()
-        if not key.startswith("_")
-        and callable(value)
-        and not isinstance(value, type)
-        and getattr(value, "__module__", None) == name
-    )
+class HandlerTableError(Exception):
+    """A handler module's __all__ names something that is not a handler."""
+
+
+def handler_table(module, raw=False):
+    """The handlers a worker dispatches to, as {name: callable}; nothing
+    else in the module's namespace is ever called.
+
+    Raw mode: {"handle": module.handle}.  JSON mode: exactly the names in
+    __all__ when the module defines it (each must name a callable in the
+    module, else HandlerTableError); otherwise the module's own public
+    functions: callables that are not classes, whose __module__ is the
+    handler module and whose name does not start with "_".  Names are
+    identifiers (str.isidentifier()) in either case.  A name the module
+    imported (`from subprocess import getoutput`) is not a
+    handler."""
+    namespace = module.__dict__
+    mname = getattr(module, "__name__", "?")
+    if raw:
+        handle = namespace.get("handle")
+        if not callable(handle):
+            raise HandlerTableError(
+                "--raw needs a handle(payload) function in %r" % mname
+            )
+        return {"handle": handle}
+    if "__all__" not in namespace:
+        return {
+            key: value
+            for key, value in namespace.items()
+            if not key.startswith("_")
+            and key.isidentifier()
+            and callable(value)
+            and not isinstance(value, type)
+            and getattr(value, "__module__", None) == mname
+        }
+    names = namespace["__all__"]
+    if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)):
+        raise HandlerTableError(
+            "__all__ in %r must be a list of handler names, not %s"
+            % (mname, type(names).__name__)
+        )
+    table = {}
+    for key in names:
+        if type(key) is not str or not key.isidentifier():
+            raise HandlerTableError(
+                "__all__ in %r holds %r, which is not a name" % (mname, key)
+            )
+        if key not in namespace:
+            raise HandlerTableError(
+                "__all__ in %r names %r, which the module does not define"
+                % (mname, key)
+            )
+        if not callable(namespace[key]):
+            raise HandlerTableError(
+                "__all__ in %r names %r, which is not callable (it is %s): "
+                "remove it from __all__"
+                % (mname, key, type(namespace[key]).__name__)
+            )
+        table[key] = namespace[key]
+    return table
+
+
+def _hello_payload(names):
+    """HELLO with the handler names, cut (and "handlers_truncated") if they
+    would not fit max_frame."""
+    hello = {
+        "protocol": PROTOCOL_VERSION,
+        "pid": os.getpid(),
+        "runtime": "python %d.%d.%d" % sys.version_info[:3],
+        "handlers": names,
+    }
+    payload = _encode(hello).encode()
+    while len(payload) > _max_reply and names:
+        names = names[: len(names) // 2]
+        hello["handlers"] = names
+        hello["handlers_truncated"] = True
+        payload = _encode(hello).encode()
+    return payload
 
 
 def main(argv=None):
@@ -728,24 +891,17 @@ def serve_module(module, raw=False):
     except (KeyError, ValueError):
         pass
 
+    try:
+        table = handler_table(module, raw)
+    except HandlerTableError as exc:
+        sys.stderr.write("portpool_worker: %s\n" % exc)
+        return EXIT_STARTUP
     if raw:
-        if not callable(getattr(module, "handle", None)):
-            sys.stderr.write(
-                "portpool_worker: --raw needs a handle(payload) function in %r\n"
-                % getattr(module, "__name__", "?")
-            )
-            return EXIT_STARTUP
-        run = _make_raw_runner(module)
+        run = _make_raw_runner(table["handle"])
     else:
-        run = _make_json_runner(module)
+        run = _make_json_runner(table)
 
-    hello = {
-        "protocol": PROTOCOL_VERSION,
-        "pid": os.getpid(),
-        "runtime": "python %d.%d.%d" % sys.version_info[:3],
-        "handlers": _handler_names(module),
-    }
-    _send(HELLO, 0, _encode(hello).encode())
+    _send(HELLO, 0, _hello_payload(sorted(table)))
     try:
         _serve(run)
     finally:

@@ -1,7 +1,9 @@
 """example_handlers -- the handlers `poolctl serve` runs when given no config.
 
-Each public function takes the request's "args" value and returns something
-JSON can hold.  Try: poolctl call add '{"a": 1, "b": 2}'.
+Each public function defined here is a handler: it takes the request's
+"args" value and returns something JSON can hold.  Names imported from
+other modules (os, sys, time) are not handlers.  Try:
+poolctl call add '{"a": 1, "b": 2}'.
 """
 
 import os

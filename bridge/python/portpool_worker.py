@@ -11,16 +11,29 @@ A frame is a u32 big-endian length of what follows, then u8 type, u8 flags,
 u16 zero, u32 big-endian request id, then the payload (see bridge/frame.h).
 
 JSON mode (default): a REQUEST payload is {"cmd": NAME, "args": VALUE}; the
-handler module's public callable NAME is called with VALUE (None when
-absent) and its result is sent back as a compact JSON REPLY.  Raw mode
-(--raw): the module defines handle(payload: bytes) -> bytes and payloads
-pass through untouched.  Failures become an ERROR frame carrying JSON
-{"type": ..., "message": ..., "traceback": ...}; the worker keeps running.
+handler NAME is called with VALUE (None when absent) and its result is sent
+back as a compact JSON REPLY.  The handlers are the module's own public
+functions (callables, not classes, whose __module__ is the handler module
+and whose name does not start with "_"), or, when the module defines
+__all__, exactly the names it lists; anything else in the namespace (a
+function it imported, `from subprocess import getoutput`) is never called.
+An __all__ entry that is not an identifier, not defined or not callable is a
+start-up error (exit 1, the reason on stderr).  HELLO lists the handlers.
+Raw mode (--raw): the module defines handle(payload: bytes) -> bytes, the
+one handler, and payloads pass through untouched.  Failures become an
+ERROR frame carrying JSON {"type": ..., "message": ..., "traceback": ...};
+the worker keeps running.  An unknown NAME gives type "UnknownCommand" with
+two more keys: "handlers" (the list) and "suggestion" (the nearest name, or
+null), both also in the message.
 
 Environment: PORTPOOL_PARENT_PID, the pool's pid (if the parent is already
 another process at start-up, the worker exits 1 at once); PORTPOOL_MAX_FRAME,
-optional, the pool's max_frame: a reply larger than it is replaced by an
-ERROR of type "FrameTooBig" instead of being sent and killing the worker.
+optional, the pool's max_frame: a result larger than it is replaced by an
+ERROR of type "FrameTooBig" ("result of N bytes exceeds worker.max_frame")
+instead of being sent and killing the worker, and an ERROR frame that would
+not fit is cut: the message keeps its start, the traceback its end, and
+the payload gets "truncated": true.  A result holding a lone surrogate
+("\\ud800"), which JSON text cannot carry, becomes a ValueError.
 
 Orphans: no process of a worker outlives its pool.  The pool starts each
 worker as the leader of its own process group (and session); the worker
@@ -47,8 +60,8 @@ request already answered is ignored.
 
 ERROR types: the handler's exception class name; "UnknownCommand";
 "BadRequest" (payload not UTF-8 JSON, or not an object with a string cmd);
-"TypeError"/"ValueError" (result not JSON-serialisable, NaN); "Cancelled";
-"FrameTooBig".
+"TypeError"/"ValueError" (result not JSON-serialisable, NaN, a lone
+surrogate); "Cancelled"; "FrameTooBig".
 
 Exit status: 0 on EOF of fd 3 (or when the pool stops reading fd 4);
 1 when it cannot start (usage, handler import error, parent already gone,

@@ -152,8 +152,11 @@ def main(argv=None):
         sys.stderr.write("portpool_zygote: cannot import handler %r\n" % args[0])
         traceback.print_exc()
         return pw.EXIT_STARTUP
-    if raw and not callable(getattr(module, "handle", None)):
-        sys.stderr.write("portpool_zygote: --raw needs handle(payload)\n")
+    # The table each forked worker dispatches to: checked once, here.
+    try:
+        pw.handler_table(module, raw)
+    except pw.HandlerTableError as exc:
+        sys.stderr.write("portpool_zygote: %s\n" % exc)
         return pw.EXIT_STARTUP
     # SIGCHLD wakes the loop through a pipe, so children are reaped at once.
     wake_r, wake_w = os.pipe()
