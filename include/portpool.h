@@ -558,13 +558,15 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
 int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag);
 
-/* pp_call with the payload {"cmd": cmd, "args": args_json} built for you;
+/* pp_call with the payload {"args": args_json, "cmd": cmd} built for you;
  * args_json NULL means null.  cmd must be an ASCII identifier (letters,
  * digits and '_', not starting with a digit), as Python handler names are:
  * it goes into the JSON unescaped, so anything else (a quote could add a
  * second "cmd") returns UV_EINVAL with diag saying so, and nothing is sent;
  * build the JSON yourself and use pp_call for other names.  args_json is
- * pasted as it is: it must be one JSON value.  Returns what pp_call
+ * pasted as it is, before "cmd" (the key that counts is the last one), so
+ * text in it cannot change which handler runs; it must be one JSON value,
+ * or the worker answers BadRequest (PP_EHANDLER).  Returns what pp_call
  * returns, or UV_EINVAL. */
 int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
                 pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);

@@ -585,7 +585,9 @@ int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
   need = strlen(cmd) + strlen(args_json) + 24;
   if (need > sizeof(stack) && (p = malloc(need)) == NULL)
     return UV_ENOMEM;
-  n = snprintf(p, need, "{\"cmd\":\"%s\",\"args\":%s}", cmd, args_json);
+  /* cmd comes last: JSON decoders here keep the last of duplicate keys,
+   * so args text that smuggles in a "cmd" key cannot override it. */
+  n = snprintf(p, need, "{\"args\":%s,\"cmd\":\"%s\"}", args_json, cmd);
   r = pp_call(pool, p, (size_t)n, reply, timeout_ms, diag);
   if (p != stack)
     free(p);

@@ -200,8 +200,13 @@ static void test_call_cmd_names(void **state) {
   assert_int_equal(pp_call_cmd(f->pool, "echo", "5", &f->reply, -1, &f->diag),
                    0);
   assert_string_equal(f->reply.data, "5");
+  /* Arguments that smuggle in a "cmd" key do not override the name. */
+  assert_int_equal(pp_call_cmd(f->pool, "echo", "6,\"cmd\":\"crash\"",
+                               &f->reply, -1, &f->diag),
+                   0);
+  assert_string_equal(f->reply.data, "6");
   assert_int_equal(pp_pool_status(f->pool, &st), 0);
-  assert_int_equal(st.requests, 2); /* nothing else was sent */
+  assert_int_equal(st.requests, 3); /* nothing else was sent */
   assert_int_equal(st.restarts, 0);
   pp_status_free(&st);
   assert_int_equal(rec_count(&f->rec, PP_TRACE_EXIT), 0);
