@@ -111,6 +111,45 @@ static int send_error(mw_t *m, uint32_t id, const char *type,
   return r;
 }
 
+static const char *const builtins[] = {"echo",  "sleep", "fail",
+                                       "crash", "hang",  "pid"};
+
+/* The handlers this worker answers, as a JSON array: the program's own,
+ * then the built-ins they do not shadow.  NULL when out of memory. */
+static json_t *handler_list(const pp_mock_t *mock) {
+  json_t *list = json_array();
+  size_t b;
+  int i, shadowed;
+
+  for (i = 0; list && mock && i < mock->n; i++)
+    json_array_append_new(list, json_string(mock->v[i].cmd));
+  for (b = 0; list && b < sizeof(builtins) / sizeof(builtins[0]); b++) {
+    for (shadowed = 0, i = 0; mock && i < mock->n; i++)
+      shadowed |= strcmp(mock->v[i].cmd, builtins[b]) == 0;
+    if (!shadowed)
+      json_array_append_new(list, json_string(builtins[b]));
+  }
+  return list;
+}
+
+/* UnknownCommand naming the handlers, as the python worker's does. */
+static int send_unknown(mw_t *m, uint32_t id, const char *cmd) {
+  json_t *list = handler_list(m->mock);
+  char *names = list ? json_dumps(list, JSON_COMPACT) : NULL;
+  json_t *j = json_pack("{s:s, s:s++++, s:s, s:O?}", "type", "UnknownCommand",
+                        "message", "unknown command '", cmd,
+                        "' (handlers: ", names ? names : "?", ")", "traceback",
+                        "", "handlers", list);
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  int r = s ? send_frame(m, PP_FRAME_ERROR, id, s, strlen(s)) : -1;
+
+  free(s);
+  free(names);
+  json_decref(j);
+  json_decref(list);
+  return r;
+}
+
 /* Wait for input or a signal, up to ms (-1 = forever).  Returns 1 when
  * req is readable, 0 on timeout, -1 when signalled. */
 static int wait_input(mw_t *m, int ms) {
@@ -197,7 +236,8 @@ static int serve(mw_t *m, const pp_frame_t *f) {
   m->running = f->id;
   m->cancelled = 0;
   if (cmd == NULL) {
-    send_error(m, f->id, "BadRequest", "payload is not {\"cmd\": ..., \"args\": ...}");
+    send_error(m, f->id, "BadRequest",
+               "payload is not {\"cmd\": ..., \"args\": ...}");
     goto done;
   }
   args = json_object_get(req, "args");
@@ -241,8 +281,7 @@ static int serve(mw_t *m, const pp_frame_t *f) {
     snprintf(msg, sizeof(msg), "%d", m->id);
     send_frame(m, PP_FRAME_REPLY, f->id, msg, strlen(msg));
   } else {
-    snprintf(msg, sizeof(msg), "no handler named %s", cmd);
-    send_error(m, f->id, "UnknownCommand", msg);
+    send_unknown(m, f->id, cmd);
   }
 done:
   free(atext);
@@ -254,16 +293,19 @@ done:
 
 static void mock_main(void *arg) {
   mw_t *m = arg;
-  char hello[96];
+  json_t *j =
+      json_pack("{s:i, s:i, s:s, s:o*}", "protocol", PP_PROTOCOL_VERSION, "pid",
+                m->id, "runtime", "mock", "handlers", handler_list(m->mock));
+  char *hello = j ? json_dumps(j, JSON_COMPACT) : NULL;
   int64_t status = 0;
   pp_frame_t f;
   long used;
   int r;
 
-  snprintf(hello, sizeof(hello),
-           "{\"protocol\":%d,\"pid\":%d,\"runtime\":\"mock\"}",
-           PP_PROTOCOL_VERSION, m->id);
-  if (send_frame(m, PP_FRAME_HELLO, 0, hello, strlen(hello)) != 0)
+  json_decref(j);
+  r = hello ? send_frame(m, PP_FRAME_HELLO, 0, hello, strlen(hello)) : -1;
+  free(hello);
+  if (r != 0)
     goto out;
   for (;;) {
     while ((used = pp_frame_decode(m->buf, m->len, UINT32_MAX - 8, &f)) > 0) {

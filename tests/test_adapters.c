@@ -271,6 +271,7 @@ static void test_mock_handlers(void **state) {
   pp_config_t *cfg = adapter_config("mock", 2);
   pp_pool_options_t o;
   pp_buf_t reply = {0};
+  pp_status_t st;
   pp_pool_t *pool;
   pp_mock_t *mock;
   pp_diag_t d;
@@ -289,6 +290,18 @@ static void test_mock_handlers(void **state) {
                    PP_EHANDLER);
   assert_non_null(strstr(reply.data, "refused"));
   assert_int_equal(pp_call_cmd(pool, "echo", "5", &reply, -1, &d), 0);
+  /* HELLO lists the program's handlers and the built-ins; an unknown name
+   * is told them, as the python worker does. */
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_non_null(st.handlers);
+  assert_string_equal(st.handlers, "[\"reverse\",\"refuse\",\"echo\","
+                                   "\"sleep\",\"fail\",\"crash\",\"hang\","
+                                   "\"pid\"]");
+  pp_status_free(&st);
+  assert_int_equal(pp_call_cmd(pool, "revers", NULL, &reply, -1, &d),
+                   PP_EHANDLER);
+  assert_non_null(strstr(d.message, "UnknownCommand"));
+  assert_non_null(strstr(d.message, "\"reverse\""));
   assert_int_equal(pp_test_pool_close(pool, 10000, &d), 0);
   pp_mock_free(mock);
   pp_buf_free(&reply);
