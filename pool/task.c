@@ -35,6 +35,8 @@ static void task_end(void *arg) {
 
   pp_client_close(task->client);
   pp__lock(pool);
+  /* The function has returned: nobody holds its reclaimed leases now. */
+  pp__client_drop_reaped(task->client);
   task->finished = 1;
   pool->tasks--;
   pp__quiesce_poke(pool);
