@@ -132,6 +132,8 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
   uint64_t now;
   int r = 0;
 
+  assert(pool != NULL && out != NULL);
+  assert(client == NULL || !client->closed);
   *out = NULL;
   if (client == NULL)
     client = &pool->anon;
@@ -546,6 +548,8 @@ refuse:
 int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
                   int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag) {
   int sent;
+
+  assert(lease != NULL);
   return lease_call(lease, payload, len, timeout_ms, reply, diag, &sent, 0,
                     0);
 }
@@ -556,6 +560,7 @@ int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
   pp_lease_t *lease;
   int r, sent, tries = 0;
 
+  assert(pool != NULL);
   /* A request that never reached its worker (it died idle, unreaped) is
    * retried on another: the caller does not notice. */
   if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD)

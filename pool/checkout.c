@@ -425,8 +425,10 @@ void pp__client_init(pp_pool_t *pool, pp_client_t *c) {
 }
 
 int pp_client_open(pp_pool_t *pool, pp_client_t **out) {
-  pp_client_t *c = calloc(1, sizeof(*c));
+  pp_client_t *c;
 
+  assert(pool != NULL && out != NULL);
+  c = calloc(1, sizeof(*c));
   if (c == NULL)
     return UV_ENOMEM;
   pp__lock(pool);
@@ -536,6 +538,8 @@ int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
   pp__slot_t *slot;
   int r = 0;
 
+  assert(pool != NULL && cb != NULL);
+  assert(client == NULL || !client->closed);
   if (client == NULL)
     client = &pool->anon;
   w = calloc(1, sizeof(*w));

@@ -940,6 +940,7 @@ static void stop_begin(pp_pool_t *pool) {
 }
 
 void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb, void *data) {
+  assert(pool != NULL && !pool->blocking);
   assert(pp__on_loop_thread(pool));
   pp__lock(pool);
   pool->close_cb = close_cb;
