@@ -1,8 +1,8 @@
 /* test_blocking.c -- the blocking face against real Python workers: calls,
  * leases, handler errors, crashes, timeouts, checkout reasons, backpressure,
  * threads, and close/reopen.  Every wait is on a trace event or a reply. */
-#include "helpers.h"
 #include "faults.h"
+#include "helpers.h"
 #include "internal.h" /* pp__spin_adapt, for its rule alone; a worker's
                         reply fd, for a fault hook */
 
@@ -558,8 +558,7 @@ static void test_close_cuts_call_closed(void **state) {
   fifo_make(fifo, sizeof(fifo), "close-cuts-call");
   snprintf(k.payload, sizeof(k.payload),
            "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
-  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &k.lease, &f->diag),
-                   0);
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &k.lease, &f->diag), 0);
   assert_int_equal(uv_thread_create(&t, lcall_main, &k), 0);
   assert_int_equal(rec_wait(&f->rec, PP_TRACE_REQUEST, 1, 10000), 0);
   /* Returns once the caller has left the pool (it never checks in: the
@@ -612,8 +611,7 @@ static void test_reply_in_pipe_at_deadline(void **state) {
   k.timeout_ms = 200;
   snprintf(k.payload, sizeof(k.payload),
            "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
-  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &k.lease, &f->diag),
-                   0);
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &k.lease, &f->diag), 0);
   pp_test_fault_hook(f->pool, late_hook, &l);
   lcall_main(&k);
   pp_test_fault_hook(f->pool, NULL, NULL);

@@ -419,12 +419,11 @@ static void test_closed_client_lease_fenced(void **state) {
   pp_client_close(c);
   assert_int_equal(pp_lease_acquire(pool, NULL, -1, &other, &d), 0);
   assert_ptr_not_equal(other, stale);
-  assert_int_equal(pp_lease_call(stale, "{\"cmd\":\"pid\"}", 13, -1, &reply,
-                                 &d),
-                   PP_ECANCELED);
-  assert_int_equal(pp_lease_call(other, "{\"cmd\":\"pid\"}", 13, -1, &reply,
-                                 &d),
-                   0);
+  assert_int_equal(
+      pp_lease_call(stale, "{\"cmd\":\"pid\"}", 13, -1, &reply, &d),
+      PP_ECANCELED);
+  assert_int_equal(
+      pp_lease_call(other, "{\"cmd\":\"pid\"}", 13, -1, &reply, &d), 0);
   assert_int_equal(atoi(reply.data), pp_lease_pid(other));
   /* Still out until its holder checks it in. */
   assert_int_equal(pp_pool_quiesce(pool, 0, &d), PP_ETIMEDOUT);

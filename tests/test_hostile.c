@@ -2396,10 +2396,10 @@ static void test_escaped_child_spews(void **state) {
   memset(&v, 0, sizeof(v));
   memset(&b, 0, sizeof(b));
   v.h = b.h = h_open(cfg);
-  assert_int_equal(
-      pp_lease_acquire(v.h->pool, NULL, WAIT_MS, &v.lease, &v.d), 0);
-  assert_int_equal(
-      pp_lease_acquire(v.h->pool, NULL, WAIT_MS, &b.lease, &b.d), 0);
+  assert_int_equal(pp_lease_acquire(v.h->pool, NULL, WAIT_MS, &v.lease, &v.d),
+                   0);
+  assert_int_equal(pp_lease_acquire(v.h->pool, NULL, WAIT_MS, &b.lease, &b.d),
+                   0);
   v.slot = pp_lease_slot(v.lease);
   pp_test_fault_hook(v.h->pool, spew_hook, &v);
   uv_mutex_lock(&v.h->mu);
@@ -2426,7 +2426,7 @@ static void test_escaped_child_spews(void **state) {
   ok = atomic_load(&b.done);
   uv_mutex_unlock(&v.h->mu);
   atomic_store(&v.done, 1); /* the log hook stops holding the reader back */
-  kill(child, SIGKILL); /* nobody else will; a frozen pool thaws */
+  kill(child, SIGKILL);     /* nobody else will; a frozen pool thaws */
   uv_thread_join(&bystander);
   uv_thread_join(&victim);
   pp_test_fault_hook(v.h->pool, NULL, NULL);

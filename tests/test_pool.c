@@ -856,9 +856,8 @@ static void test_stop_fails_request_in_flight(void **state) {
            "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
   lease = checkout(&c, -1);
   assert_non_null(lease);
-  assert_int_equal(pp_request(lease, payload, strlen(payload), -1,
-                              on_reply_checkin, &c),
-                   0);
+  assert_int_equal(
+      pp_request(lease, payload, strlen(payload), -1, on_reply_checkin, &c), 0);
   run_until_events(&c, PP_TRACE_REQUEST, 1, 10000);
   pp_pool_stop(c.pool, on_closed, &c);
   run_until(&c, &c.closed, 30000);
@@ -946,8 +945,7 @@ static void test_request_on_reclaimed_lease(void **state) {
   lease = checked_out;
   assert_non_null(lease);
   pp_client_close(client);
-  assert_int_equal(pp_request(lease, "{\"cmd\":\"pid\"}", 13, -1, on_reply,
-                              &c),
+  assert_int_equal(pp_request(lease, "{\"cmd\":\"pid\"}", 13, -1, on_reply, &c),
                    PP_ECANCELED);
   pp_checkin(lease);
   assert_int_equal(c.reply_calls, 0);
