@@ -927,6 +927,44 @@ static void test_reply_read_before_timeout(void **state) {
   ctx_stop(&c);
 }
 
+/* The same for pp_call_async: the reply in the pipe when the ring's
+ * deadline timer runs answers the call; the worker is kept. */
+static void test_async_reply_read_before_timeout(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  char fifo[128], payload[256];
+  pp_status_t st;
+  int total = 0;
+  acall_t a;
+  late_t l;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  cfg_set(cfg, "worker.request_timeout", "200ms");
+  ctx_start(&c, cfg, 1);
+  memset(&l, 0, sizeof(l));
+  fifo_make(fifo, sizeof(fifo), "async-before-timer");
+  l.fifo = fifo;
+  snprintf(payload, sizeof(payload),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  acalls_init(&a, 1, &c, &total);
+  pp_test_fault_hook(c.pool, late_hook, &l);
+  async_submit(&a, payload, -1);
+  run_until_total(&c, &total, 1, 30000);
+  pp_test_fault_hook(c.pool, NULL, NULL);
+  unlink(fifo);
+  assert_true(l.fired);
+  assert_true(l.readable);
+  assert_int_equal(a.status, 0);
+  assert_string_equal(a.reply, "\"opened\"");
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.errors, 0);
+  pp_status_free(&st);
+  assert_int_equal(rec_count(&c.rec, PP_TRACE_EXIT), 0);
+  ctx_stop(&c);
+}
+
 /* On the loop face too, a lease reclaimed with its closed client is
  * fenced until checked in: pp_request refuses it with PP_ECANCELED. */
 static void test_request_on_reclaimed_lease(void **state) {
@@ -973,6 +1011,7 @@ int main(void) {
       cmocka_unit_test(test_async_stop_lets_calls_finish),
       cmocka_unit_test(test_stop_fails_request_in_flight),
       cmocka_unit_test(test_reply_read_before_timeout),
+      cmocka_unit_test(test_async_reply_read_before_timeout),
       cmocka_unit_test(test_request_on_reclaimed_lease),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
