@@ -12,8 +12,6 @@
  *                 kill grace), before it acts (loop thread, no lock)
  *   "deadline"    a thread waiting for its reply found the deadline
  *                 passed, before it looks at the pipe once more (no lock)
- *   "drain"       an exited worker's stdout/stderr is being drained, after
- *                 each read (loop thread, no lock)
  * With the lock held ("handoff") the hook may only delay. */
 #ifndef PP_FAULTS_H
 #define PP_FAULTS_H

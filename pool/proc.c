@@ -170,7 +170,6 @@ static void drain_output(pp__proc_t *proc, uv_pipe_t *p, unsigned bit) {
       break;
     total += (size_t)n;
     lb->len += (size_t)n;
-    PP_FAULT(pool, "drain");
     pp__lock(pool);
     lines_flush(proc, lb, p == &proc->err, 0);
     pp__unlock(pool);
