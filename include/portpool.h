@@ -15,6 +15,13 @@
  * pp_strerror() and pp_err_name() describe both.  A call that returns an
  * error never calls its callback; one that returns 0 calls it exactly once.
  * Human-readable detail goes into an optional pp_diag_t.
+ *
+ * Misuse is undefined: a NULL handle, a handle used after it was closed,
+ * freed or checked in (a pool after pp_pool_close, a client after
+ * pp_client_close, a task after pp_task_join, a lease after pp_checkin),
+ * a second close, join or check-in.  Debug builds (without NDEBUG) assert
+ * on what can be detected; release builds (RelWithDebInfo defines NDEBUG)
+ * do not check.
  */
 #ifndef PORTPOOL_H
 #define PORTPOOL_H
@@ -442,13 +449,19 @@ int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
 
 /* Stop a pool started with pp_pool_start: refuse new checkouts, let
  * in-flight requests finish up to drain_timeout, SIGTERM, SIGKILL after
- * kill_grace.  close_cb runs on the loop after every worker is reaped,
- * every handle closed and the control socket removed; the pool is freed
- * right after it returns. */
+ * kill_grace.  A pp_request still in flight at drain_timeout gets its
+ * callback, once, with PP_ECLOSED.  close_cb runs on the loop after every
+ * worker is reaped, every handle closed and the control socket removed;
+ * the pool is freed right after it returns. */
 void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb, void *data);
 
 /* A client borrows workers and dies at close: its waiters are withdrawn and
- * its leases reclaimed.  Clients are cheap.  Thread-safe. */
+ * its leases reclaimed (README, "what the pool guarantees when a client
+ * dies").  A reclaimed lease gives its worker back at once but stays its
+ * holder's, fenced: every pp_lease_call and pp_request on it returns
+ * PP_ECANCELED without reaching a worker, until the holder checks it in
+ * (the client's memory goes with its last lease).  A task's end checks in
+ * the leases its function left.  Clients are cheap.  Thread-safe. */
 typedef struct pp_client pp_client_t;
 int pp_client_open(pp_pool_t *pool, pp_client_t **out);
 void pp_client_close(pp_client_t *client);
@@ -471,9 +484,12 @@ int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
  * status 0, or status PP_EHANDLER and the worker's ERROR payload (a JSON
  * object with type, message, traceback), or PP_ETIMEDOUT (request_timeout
  * or timeout_ms >= 0; the worker is replaced), PP_ECRASHED, PP_EPROTO,
- * PP_ECLOSED with an empty reply.  Returns 0, PP_ETOOBIG, UV_EINVAL (a
- * request already in flight on this lease) or UV_ENOMEM; then cb is not
- * called. */
+ * PP_ECLOSED (the pool stopped and the request ran past drain_timeout)
+ * with an empty reply, or PP_ECANCELED when the lease was checked in or
+ * reclaimed while the request ran: the lease is then gone (do not check it
+ * in).  Returns 0, PP_ETOOBIG, UV_EINVAL (a request already in flight on
+ * this lease), PP_ECANCELED (the lease was reclaimed with its client;
+ * check it in) or UV_ENOMEM; then cb is not called. */
 typedef void (*pp_reply_cb)(pp_lease_t *lease, int status, const char *reply,
                             size_t len, const pp_diag_t *diag, void *data);
 int pp_request(pp_lease_t *lease, const void *payload, size_t len,
@@ -500,8 +516,13 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
                   int64_t timeout_ms, pp_call_cb cb, void *data);
 
 /* Return a lease.  After a failed request the worker is already being
- * replaced and only the lease ends.  Thread-safe; the lease is invalid after
- * the call. */
+ * replaced and only the lease ends.  A lease reclaimed with its client is
+ * checked in the same way.  Thread-safe, also while another thread is in
+ * pp_lease_call on the lease: that call then returns PP_ECANCELED, and
+ * its worker is handled as if its client had died (on_client_death).  The
+ * lease is invalid after the call; checking it in twice is undefined
+ * (debug builds assert; release builds ignore it while the lease object
+ * has not been lent again). */
 void pp_checkin(pp_lease_t *lease);
 
 /* The worker slot and generation a lease holds, and its id. */
@@ -522,8 +543,12 @@ int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
 
 /* Close a pool opened with pp_pool_open: the graceful stop of
  * pp_pool_stop(), returning only after every worker process has been
- * reaped, the loop thread joined and the control socket removed.  Threads
- * blocked in the pool get PP_ECLOSED. */
+ * reaped, the loop thread joined and the control socket removed.  The stop
+ * begins first, then tasks not yet joined are cancelled and joined, so a
+ * request in flight, a task's too, whatever on_client_death says, is
+ * bounded by worker.drain_timeout + worker.kill_grace (a task's function
+ * must still return once its calls fail).  Threads blocked in the pool get
+ * PP_ECLOSED, a call cut short by the stop too. */
 void pp_pool_close(pp_pool_t *pool);
 
 /* Check out one worker for several calls, blocking up to timeout_ms (< 0:
@@ -538,10 +563,15 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
  * While replies come back fast, the thread polls for the reply for up to
  * worker.reply_spin_us (default 50) before it sleeps, and only while the
  * threads in blocking calls leave a CPU free (see the README).
+ * A reply already in the pipe when the deadline is checked (the caller
+ * was paused) is the answer, not a timeout.
  * Returns 0, PP_EHANDLER (reply holds the ERROR payload), PP_ETIMEDOUT,
- * PP_ECRASHED, PP_EPROTO, PP_ETOOBIG, PP_ECLOSED, UV_ENOMEM.  After any
- * error but PP_EHANDLER and PP_ETOOBIG the worker is gone: check the lease
- * in. */
+ * PP_ECRASHED, PP_EPROTO, PP_ETOOBIG, PP_ECLOSED (the pool is closing, or
+ * closed past drain_timeout during the call), PP_ECANCELED (the lease's
+ * client died, before or during the call, or another thread checked the
+ * lease in during it), UV_ENOMEM.  After any error but PP_EHANDLER and
+ * PP_ETOOBIG the worker is gone: check the lease in (after PP_ECANCELED
+ * too, unless another thread already did). */
 int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
                   int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag);
 
@@ -554,7 +584,8 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
  * (a lease still gets a worker to itself).  The calling thread sleeps once
  * until its reply is in; callers waiting for a place are served in FIFO
  * order.  If the worker dies or a request ahead passes its timeout, the
- * calls queued behind it fail with PP_ECRASHED. */
+ * calls queued behind it fail with PP_ECRASHED; if pp_pool_close stops it
+ * past drain_timeout, with PP_ECLOSED. */
 int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag);
 
@@ -595,7 +626,7 @@ int pp_task_cancelled(const pp_task_t *task);
 
 /* Wait for the task's function to return and free the task.  Returns 0, or
  * PP_ECANCELED if it was cancelled.  Tasks not joined are cancelled and
- * joined by pp_pool_close. */
+ * joined by pp_pool_close.  Joining twice is undefined. */
 int pp_task_join(pp_task_t *task);
 
 /* Block until the pool is quiet: no task running, no lease out, nobody

@@ -6,9 +6,10 @@
  * wakes the caller through the worker's eventfd if it dies. */
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <sched.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,11 +104,15 @@ int pp__pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
 }
 
 void pp_pool_close(pp_pool_t *pool) {
-  pp__tasks_reap(pool);
+  assert(pool != NULL && pool->blocking);
+  /* Stop first, then cancel and join the tasks: a task's request in
+   * flight is then bounded by drain_timeout + kill_grace like any other,
+   * whatever on_client_death says. */
   pp__lock(pool);
   pool->close_requested = 1;
   pp__wake(pool);
   pp__unlock(pool);
+  pp__tasks_reap(pool);
   uv_thread_join(&pool->thread);
   /* Threads woken with PP_ECLOSED may still be on their way out. */
   pp__lock(pool);
@@ -127,6 +132,8 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
   uint64_t now;
   int r = 0;
 
+  assert(pool != NULL && out != NULL);
+  assert(client == NULL || !client->closed);
   *out = NULL;
   if (client == NULL)
     client = &pool->anon;
@@ -287,21 +294,28 @@ int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped) {
   if (deadline_ns || proc->spin_max_ns)
     now = pp__now_ns();
   if (deadline_ns) {
-    if (now >= deadline_ns)
-      return PP_ETIMEDOUT;
-    ms = (int)((deadline_ns - now + 999999) / 1000000);
+    if (now >= deadline_ns) {
+      /* Past the deadline, a reply already in the pipe still counts: the
+       * caller may have been paused (SIGSTOP, a slow VM) while it came. */
+      PP_FAULT(proc->pool, "deadline");
+      ms = 0;
+    } else {
+      ms = (int)((deadline_ns - now + 999999) / 1000000);
+    }
   }
   p[0].fd = proc->rep_fd;
   p[0].events = POLLIN;
   p[1].fd = proc->wake_fd;
   p[1].events = POLLIN;
-  if (__atomic_load_n(&proc->spin_ns, __ATOMIC_RELAXED))
+  if (ms != 0 && __atomic_load_n(&proc->spin_ns, __ATOMIC_RELAXED))
     r = spin(proc, p);
   if (r == 0) {
     r = poll(p, 2, ms);
-    if (r > 0 && proc->spin_max_ns)
+    if (r > 0 && ms != 0 && proc->spin_max_ns)
       pp__spin_adapt(proc, pp__now_ns() - now);
   }
+  if (r == 0 && ms == 0)
+    return PP_ETIMEDOUT;
   if (r < 0 && errno != EINTR)
     return PP_ECRASHED;
   /* The process was reaped: read once more, for a reply written just
@@ -366,9 +380,12 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
     pp__lock(pool);
   /* Read under the lock: a client's death detaches the lease from its
    * worker from another thread. */
+  assert(!lease->free && !lease->released && !lease->checked_in &&
+         !lease->thread_call);
   proc = lease->proc;
-  if (lease->client->dead) {
-    pp__diag_set(diag, "client closed");
+  if (lease->reaped || lease->client->dead) {
+    /* Reclaimed with its client: fenced until checked in. */
+    pp__diag_set(diag, "client closed; the lease was reclaimed");
     r = PP_ECANCELED;
     goto refuse;
   }
@@ -407,7 +424,7 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   if (pool->cfg->on_client_death == PP_DEATH_CANCEL) {
     pp__lock(pool);
     lease->writing = 0;
-    if (r == 0 && lease->client->dead)
+    if (r == 0 && (lease->client->dead || lease->checked_in))
       pp__proc_cancel(proc, id);
     pp__unlock(pool);
   }
@@ -489,10 +506,25 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   }
   client = lease->client;
   if (pool->stopping) {
+    if (r == PP_ECRASHED && proc->stopping &&
+        proc->kill_reason == PP_EXIT_NONE) {
+      /* Cut short by the pool's stop (drain_timeout), not by the worker. */
+      r = PP_ECLOSED;
+      pp__diag_set(diag, "pool is closing: the request ran past "
+                         "drain_timeout");
+    }
     pp__proc_fail(proc, PP_EXIT_NONE, "pool closing");
     pp__lease_detach(lease);
   }
-  if (client->dead) {
+  if (lease->checked_in) {
+    /* Checked in by another thread while we were mid-call: the reply is
+     * dropped and the lease recycled now. */
+    if (r == 0 || r == PP_EHANDLER)
+      pool->stale_replies++;
+    pp__lease_end(lease, 0, "checked in during a request");
+    r = PP_ECANCELED;
+    pp__diag_set(diag, "lease checked in during the request");
+  } else if (client->dead) {
     /* The client died while we were mid-call: the reply is dropped and the
      * lease reclaimed now. */
     if (r == 0 || r == PP_EHANDLER)
@@ -518,6 +550,8 @@ refuse:
 int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
                   int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag) {
   int sent;
+
+  assert(lease != NULL);
   return lease_call(lease, payload, len, timeout_ms, reply, diag, &sent, 0,
                     0);
 }
@@ -528,6 +562,7 @@ int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
   pp_lease_t *lease;
   int r, sent, tries = 0;
 
+  assert(pool != NULL);
   /* A request that never reached its worker (it died idle, unreaped) is
    * retried on another: the caller does not notice. */
   if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD)

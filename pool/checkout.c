@@ -35,6 +35,7 @@ pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client) {
   lease->client = client;
   lease->ended = lease->thread_call = lease->in_flight = 0;
   lease->undelivered = lease->reaped = 0;
+  lease->free = lease->checked_in = 0;
   pool->leases_out++;
   lease->pend_queued = lease->released = 0;
   lease->status = 0;
@@ -66,8 +67,10 @@ void pp__lease_detach(pp_lease_t *lease) {
 static void lease_recycle(pp_lease_t *lease) {
   pp_client_t *client = lease->client;
 
+  assert(!lease->free && lease->pool->leases_out > 0);
   pp__queue_remove(&lease->node);
   lease->client = NULL;
+  lease->free = 1;
   pp__queue_insert_head(&lease->pool->free_leases, &lease->node);
   lease->pool->leases_out--;
   if (client)
@@ -119,9 +122,11 @@ void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
   pp__lease_detach(lease);
   if (lease->pend_queued)
     lease->released = 1; /* recycled after its callback runs */
-  else if (reclaimed && lease->client && !lease->client->closed)
-    lease->reaped = 1; /* its owner may still hold it: kept until the owner
-                          checks it in or closes the client */
+  else if (reclaimed)
+    lease->reaped = 1; /* its holder still has it: kept, fenced, until the
+                          holder checks it in (even after the client's
+                          close), so a stale holder never reaches the
+                          lease's next borrower */
   else
     lease_recycle(lease);
 }
@@ -134,11 +139,59 @@ void pp__lease_checkin(pp_lease_t *lease) {
     pp__lease_end(lease, 0, NULL);
 }
 
-void pp_checkin(pp_lease_t *lease) {
+void pp__client_drop_reaped(pp_client_t *c) {
+  pp__queue_t *q, *next;
+  pp_lease_t *lease;
+
+  for (q = c->leases.next; q != &c->leases; q = next) {
+    next = q->next;
+    lease = pp__container_of(q, pp_lease_t, node);
+    if (lease->reaped)
+      lease_recycle(lease);
+  }
+}
+
+/* A thread is in pp_lease_call on the lease and its holder is gone (its
+ * client died, or another thread checked the lease in): the worker is
+ * handled as on_client_death says; the call itself ends the lease when it
+ * returns (lock held). */
+static void thread_call_abandon(pp_lease_t *lease) {
   pp_pool_t *pool = lease->pool;
+
+  if (lease->proc == NULL || lease->proc->dead)
+    return;
+  if (pool->cfg->on_client_death == PP_DEATH_CANCEL) {
+    /* While it writes, the caller sends CANCEL after its request. */
+    if (!lease->writing)
+      pp__proc_cancel(lease->proc, lease->proc->next_id);
+  } else if (pool->cfg->on_client_death == PP_DEATH_KILL) {
+    pp__proc_fail(lease->proc, PP_EXIT_NONE,
+                  "client left during a request (on_client_death: kill)");
+  }
+}
+
+void pp_checkin(pp_lease_t *lease) {
+  pp_pool_t *pool;
   int on_loop;
 
+  assert(lease != NULL);
+  pool = lease->pool;
   pp__lock(pool);
+  /* A second check-in is undefined (the object may be lent again); while
+   * the object is unused it is caught here and changes nothing. */
+  assert(!lease->free && !lease->released && !lease->checked_in);
+  if (lease->free || lease->released || lease->checked_in) {
+    pp__unlock(pool);
+    return;
+  }
+  if (lease->thread_call) {
+    /* Another thread is mid-call on it: that call ends with PP_ECANCELED
+     * and recycles the lease when it returns. */
+    lease->checked_in = 1;
+    thread_call_abandon(lease);
+    pp__unlock(pool);
+    return;
+  }
   on_loop = pp__on_loop_thread(pool);
   pp__lease_checkin(lease);
   pp__unlock(pool);
@@ -326,6 +379,8 @@ int pp__lease_receive(pp_lease_t *lease, pp_diag_t *diag) {
   pool->reclaimed_undelivered++;
   pp__diag_set(diag, "client closed before receiving the worker");
   pp__lease_end(lease, 1, "client died before receiving the worker");
+  if (lease->reaped)
+    lease_recycle(lease); /* nobody received it */
   return PP_ECANCELED;
 }
 
@@ -370,8 +425,10 @@ void pp__client_init(pp_pool_t *pool, pp_client_t *c) {
 }
 
 int pp_client_open(pp_pool_t *pool, pp_client_t **out) {
-  pp_client_t *c = calloc(1, sizeof(*c));
+  pp_client_t *c;
 
+  assert(pool != NULL && out != NULL);
+  c = calloc(1, sizeof(*c));
   if (c == NULL)
     return UV_ENOMEM;
   pp__lock(pool);
@@ -429,16 +486,8 @@ static void client_reap(pp_client_t *c) {
     if (lease->undelivered || lease->reaped)
       continue;
     if (lease->thread_call) {
-      if (lease->proc && !lease->proc->dead) {
-        if (pool->cfg->on_client_death == PP_DEATH_CANCEL) {
-          if (!lease->writing)
-            pp__proc_cancel(lease->proc, lease->proc->next_id);
-        }
-        else if (pool->cfg->on_client_death == PP_DEATH_KILL)
-          pp__proc_fail(lease->proc, PP_EXIT_NONE,
-                        "client left during a request (on_client_death: "
-                        "kill)");
-      }
+      if (!lease->checked_in)
+        thread_call_abandon(lease);
       continue;
     }
     if (lease->in_flight)
@@ -464,19 +513,16 @@ void pp__client_kill(pp_client_t *c) {
 }
 
 void pp_client_close(pp_client_t *c) {
-  pp_pool_t *pool = c->pool;
-  int on_loop = pp__on_loop_thread(pool);
-  pp__queue_t *q, *next;
-  pp_lease_t *lease;
+  pp_pool_t *pool;
+  int on_loop;
 
+  assert(c != NULL && !c->closed);
+  pool = c->pool;
+  on_loop = pp__on_loop_thread(pool);
   pp__client_kill(c);
   pp__lock(pool);
-  for (q = c->leases.next; q != &c->leases; q = next) {
-    next = q->next;
-    lease = pp__container_of(q, pp_lease_t, node);
-    if (lease->reaped)
-      lease_recycle(lease);
-  }
+  /* Its reclaimed leases stay with their holders until checked in; the
+   * client is freed with the last of them. */
   c->closed = 1;
   pp__client_maybe_free(c);
   pp__unlock(pool);
@@ -492,6 +538,8 @@ int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
   pp__slot_t *slot;
   int r = 0;
 
+  assert(pool != NULL && cb != NULL);
+  assert(client == NULL || !client->closed);
   if (client == NULL)
     client = &pool->anon;
   w = calloc(1, sizeof(*w));
@@ -632,9 +680,15 @@ int pp_request(pp_lease_t *lease, const void *payload, size_t len,
 
   assert(pp__on_loop_thread(pool));
   pp__lock(pool);
+  assert(!lease->free && !lease->released);
   proc = lease->proc;
   if (lease->in_flight || lease->pend_queued || lease->thread_call) {
     r = UV_EINVAL;
+    goto out;
+  }
+  if (lease->reaped || lease->client->dead) {
+    /* Reclaimed with its client: fenced, never touches a worker. */
+    r = PP_ECANCELED;
     goto out;
   }
   if (len > pool->cfg->max_frame) {

@@ -8,6 +8,10 @@
  *   "reply"       a reply was read, before it is delivered (no lock)
  *   "reap"        a worker exited, before the pool processes it (loop
  *                 thread, no lock)
+ *   "timer"       a worker's timer fired (request deadline, start-up,
+ *                 kill grace), before it acts (loop thread, no lock)
+ *   "deadline"    a thread waiting for its reply found the deadline
+ *                 passed, before it looks at the pipe once more (no lock)
  * With the lock held ("handoff") the hook may only delay. */
 #ifndef PP_FAULTS_H
 #define PP_FAULTS_H

@@ -247,7 +247,13 @@ struct pp_lease {
   pp__queue_t node;        /* in client->leases, or pool->free_leases */
   int ended;               /* the worker is gone; only check-in remains */
   int undelivered;         /* granted to a waiter that has not received it */
-  int reaped;              /* reclaimed with its dead client, object kept */
+  int reaped;              /* reclaimed with its dead client: the object is
+                              kept, fenced (calls get PP_ECANCELED), until
+                              its holder checks it in */
+  int free;                /* in pool->free_leases: a second check-in is
+                              caught here while the object is unused */
+  int checked_in;          /* pp_checkin from another thread during a
+                              thread call: recycled when the call returns */
   int thread_call;         /* a thread is doing I/O in pp_lease_call */
   int writing;             /* ... and has not finished writing the request */
   /* Loop-face request in flight. */
@@ -557,8 +563,13 @@ void pp__on_proc_read_error(pp__proc_t *proc, int err);
 pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client);
 /* pp_checkin's work (lock held). */
 void pp__lease_checkin(pp_lease_t *lease);
-/* End a lease (lock held): return or retire its worker, recycle it. */
+/* End a lease (lock held): return or retire its worker.  A checked-in
+ * lease is recycled; a reclaimed one stays with its holder (reaped) until
+ * it is checked in; one with a callback owed is recycled after it. */
 void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why);
+/* A task's end: recycle the leases its function left reclaimed (lock
+ * held); nobody holds them any more. */
+void pp__client_drop_reaped(pp_client_t *c);
 /* Take an idle slot, or NULL (lock held). */
 pp__slot_t *pp__idle_take(pp_pool_t *pool);
 /* The waiter's side of a hand-off (lock held): 0, or PP_ECANCELED when

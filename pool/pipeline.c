@@ -464,7 +464,13 @@ static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
                     "reply is not a valid frame for this request");
     else if (!proc->exited)
       pp__proc_fail(proc, PP_EXIT_PROTOCOL, "worker closed its reply pipe");
-    fail_all(pool, slot, r == PP_EPROTO ? PP_EPROTO : PP_ECRASHED,
+    /* A worker the pool's stop ended (past drain_timeout): PP_ECLOSED. */
+    fail_all(pool, slot,
+             r == PP_EPROTO ? PP_EPROTO
+             : pool->stopping && proc->stopping &&
+                     proc->kill_reason == PP_EXIT_NONE
+                 ? PP_ECLOSED
+                 : PP_ECRASHED,
              proc->detail[0] ? proc->detail : "worker died");
     break;
   }

@@ -913,8 +913,14 @@ static void stop_workers(pp_pool_t *pool, int all) {
                  slot->anum > 0 ||
                  (lease && (lease->in_flight || lease->thread_call))))
       continue;
-    if (lease && !lease->thread_call)
+    if (lease && !lease->thread_call) {
+      /* A loop-face request still in flight gets its one callback. */
+      if (lease->in_flight)
+        pp__loop_request_fail(lease, PP_ECLOSED,
+                              "pool closing: the request ran past "
+                              "drain_timeout");
       pp__lease_detach(lease);
+    }
     if (!slot->proc->stopping) {
       pp__proc_fail(slot->proc, PP_EXIT_NONE, "pool closing");
       slot->state = PP_WORKER_STOPPING;
@@ -956,6 +962,7 @@ static void stop_begin(pp_pool_t *pool) {
 }
 
 void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb, void *data) {
+  assert(pool != NULL && !pool->blocking);
   assert(pp__on_loop_thread(pool));
   pp__lock(pool);
   pool->close_cb = close_cb;

@@ -144,9 +144,17 @@ static void on_output(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 }
 
 /* Read what is left in a stdout/stderr pipe without blocking, so the last
- * lines before an exit (a traceback) reach the log and the stderr tail. */
+ * lines before an exit (a traceback) reach the log and the stderr tail.
+ * At most PP_DRAIN_MAX bytes: a child that left the worker's process group
+ * (setsid) may hold the pipe and write without end; the rest is dropped
+ * when the pipe closes.  Loop thread, lock NOT held: it is taken only to
+ * log the lines, never across a read (only the loop thread touches the
+ * line buffers). */
+#define PP_DRAIN_MAX (16 * PP_LINE_MAX)
 static void drain_output(pp__proc_t *proc, uv_pipe_t *p, unsigned bit) {
   pp__linebuf_t *lb = p == &proc->err ? &proc->errline : &proc->outline;
+  pp_pool_t *pool = proc->pool;
+  size_t total = 0;
   uv_os_fd_t fd;
   ssize_t n;
 
@@ -154,14 +162,21 @@ static void drain_output(pp__proc_t *proc, uv_pipe_t *p, unsigned bit) {
     return;
   if (lb->buf == NULL && (lb->buf = malloc(PP_LINE_MAX)) == NULL)
     return;
-  for (;;) {
+  while (total < PP_DRAIN_MAX) {
     n = read(fd, lb->buf + lb->len, PP_LINE_MAX - lb->len);
+    if (n < 0 && errno == EINTR)
+      continue;
     if (n <= 0)
       break;
+    total += (size_t)n;
     lb->len += (size_t)n;
+    pp__lock(pool);
     lines_flush(proc, lb, p == &proc->err, 0);
+    pp__unlock(pool);
   }
+  pp__lock(pool);
   lines_flush(proc, lb, p == &proc->err, 1);
+  pp__unlock(pool);
 }
 
 /* ---- reading replies on the loop */
@@ -195,20 +210,15 @@ int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need) {
   return 0;
 }
 
-static void on_readable(uv_poll_t *h, int status, int events) {
-  pp__proc_t *proc = h->data;
+/* Read and handle every frame the reply pipe holds now (loop thread, lock
+ * held). */
+static void read_frames(pp__proc_t *proc) {
   pp_pool_t *pool = proc->pool;
   uint32_t max = pool->cfg->max_frame;
   pp_frame_t f;
   ssize_t n;
   long used;
 
-  (void)events;
-  pp__lock(pool);
-  if (status < 0) {
-    pp__on_proc_read_error(proc, status);
-    goto out;
-  }
   for (;;) {
     if (pp__proc_rbuf_reserve(proc, pp__proc_rbuf_want(proc)) != 0) {
       pp__on_proc_read_error(proc, UV_ENOMEM);
@@ -247,6 +257,19 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       break;
   }
 out:
+  return;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  pp__proc_t *proc = h->data;
+  pp_pool_t *pool = proc->pool;
+
+  (void)events;
+  pp__lock(pool);
+  if (status < 0)
+    pp__on_proc_read_error(proc, status);
+  else
+    read_frames(proc);
   pp__unlock(pool);
   pp__run_pending(pool);
 }
@@ -482,6 +505,8 @@ void pp__proc_timer_cb(uv_timer_t *t) {
     pp__proc_exited(proc, 1, 0);
     return;
   }
+  /* Tests pause here: the deadline passed, the timer has not acted. */
+  PP_FAULT(proc->pool, "timer");
   pp__lock(proc->pool);
   if (proc->cancel_sent && !proc->stopping) {
     proc->cancel_sent = 0;
@@ -492,7 +517,14 @@ void pp__proc_timer_cb(uv_timer_t *t) {
               proc->pid, 0, 0, SIGKILL, "kill_grace passed");
     signal_group(proc, SIGKILL);
   } else {
-    pp__on_proc_timer(proc);
+    /* A reply that arrived in time but was not read yet counts: after a
+     * pause (SIGSTOP, a slow VM) the loop runs its timers before it polls
+     * for I/O. */
+    int eof = proc->rep_eof;
+    if (proc->rpolling && !proc->dead)
+      read_frames(proc);
+    if (!proc->dead && proc->rep_eof == eof)
+      pp__on_proc_timer(proc);
   }
   pp__unlock(proc->pool);
   pp__run_pending(proc->pool);
@@ -539,8 +571,10 @@ void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal) {
    * members, so this reaches only what it left behind. */
   if (!proc->custom && proc->pid > 0)
     kill(-proc->pid, SIGKILL);
+  pp__unlock(pool);
   drain_output(proc, &proc->out, PP__H_OUT);
   drain_output(proc, &proc->err, PP__H_ERR);
+  pp__lock(pool);
   if (proc->rpolling)
     pp__proc_read_stop(proc);
   close_handle(proc, (uv_handle_t *)&proc->process, PP__H_PROCESS);

@@ -3,6 +3,7 @@
  * quiescence, and the test-only fault hook. */
 #include "internal.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -35,6 +36,8 @@ static void task_end(void *arg) {
 
   pp_client_close(task->client);
   pp__lock(pool);
+  /* The function has returned: nobody holds its reclaimed leases now. */
+  pp__client_drop_reaped(task->client);
   task->finished = 1;
   pool->tasks--;
   pp__quiesce_poke(pool);
@@ -54,6 +57,7 @@ int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data,
   pp_task_t *task;
   int r;
 
+  assert(pool != NULL && fn != NULL && out != NULL);
   *out = NULL;
   task = calloc(1, sizeof(*task));
   if (task == NULL)
@@ -95,8 +99,10 @@ int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data,
 }
 
 void pp_task_cancel(pp_task_t *task) {
-  pp_pool_t *pool = task->pool;
+  pp_pool_t *pool;
 
+  assert(task != NULL);
+  pool = task->pool;
   pp__lock(pool);
   if (task->cancelled || task->finished) {
     pp__unlock(pool);
@@ -112,8 +118,13 @@ int pp_task_cancelled(const pp_task_t *task) {
 }
 
 int pp_task_join(pp_task_t *task) {
-  pp_pool_t *pool = task->pool;
+  pp_pool_t *pool;
   int r;
+
+  assert(task != NULL && !task->joined);
+  pool = task->pool;
+  task->joined = 1; /* a join racing this one asserts; after it, the task
+                       is freed (undefined) */
 
   uv_thread_join(&task->thread);
   pp__lock(pool);

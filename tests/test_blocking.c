@@ -1,8 +1,12 @@
 /* test_blocking.c -- the blocking face against real Python workers: calls,
  * leases, handler errors, crashes, timeouts, checkout reasons, backpressure,
  * threads, and close/reopen.  Every wait is on a trace event or a reply. */
+#include "faults.h"
 #include "helpers.h"
-#include "internal.h" /* pp__spin_adapt, for its rule alone */
+#include "internal.h" /* pp__spin_adapt, for its rule alone; a worker's
+                        reply fd, for a fault hook */
+
+#include <poll.h>
 
 #include <jansson.h>
 #include <sched.h>
@@ -614,6 +618,112 @@ static void test_close_reopen(void **state) {
   }
 }
 
+typedef struct lcall {
+  pp_lease_t *lease;
+  char payload[256];
+  int64_t timeout_ms;
+  int status;
+  pp_diag_t diag;
+  pp_buf_t reply;
+} lcall_t;
+
+static void lcall_main(void *arg) {
+  lcall_t *k = arg;
+
+  k->status = pp_lease_call(k->lease, k->payload, strlen(k->payload),
+                            k->timeout_ms, &k->reply, &k->diag);
+}
+
+/* A blocking call cut short by pp_pool_close (its worker stopped past
+ * drain_timeout) gets PP_ECLOSED, as the header says, not PP_ECRASHED. */
+static void test_close_cuts_call_closed(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  fixture_t *f;
+  char fifo[128];
+  uv_thread_t t;
+  lcall_t k;
+
+  (void)state;
+  cfg_set(cfg, "worker.drain_timeout", "100ms");
+  cfg_set(cfg, "worker.kill_grace", "200ms");
+  f = open_pool(cfg);
+  memset(&k, 0, sizeof(k));
+  k.timeout_ms = -1;
+  fifo_make(fifo, sizeof(fifo), "close-cuts-call");
+  snprintf(k.payload, sizeof(k.payload),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &k.lease, &f->diag), 0);
+  assert_int_equal(uv_thread_create(&t, lcall_main, &k), 0);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_REQUEST, 1, 10000), 0);
+  /* Returns once the caller has left the pool (it never checks in: the
+   * lease goes with the pool). */
+  close_pool(f);
+  uv_thread_join(&t);
+  unlink(fifo);
+  assert_int_equal(k.status, PP_ECLOSED);
+  assert_non_null(strstr(k.diag.message, "closing"));
+  pp_buf_free(&k.reply);
+}
+
+/* A fault hook for the "deadline" point: the caller's deadline has passed
+ * while its handler waited on a FIFO; now the handler is let go and the
+ * hook returns only once the reply is in the worker's pipe, unread. */
+typedef struct late {
+  const char *fifo;
+  int fired, readable;
+} late_t;
+
+static void late_hook(pp_pool_t *pool, const char *point, void *data) {
+  late_t *l = data;
+  struct pollfd p;
+
+  if (strcmp(point, "deadline") != 0 || l->fired)
+    return;
+  l->fired = 1;
+  fifo_release(l->fifo);
+  /* This thread holds the lease, so slot 0's process stays put. */
+  p.fd = pool->slots[0]->proc->rep_fd;
+  p.events = POLLIN;
+  l->readable = poll(&p, 1, 10000 * test_time_scale()) == 1;
+}
+
+/* A reply that arrived before the caller looked at its deadline (it was
+ * paused: SIGSTOP, a slow VM) is the answer, not a timeout, and the
+ * worker is kept. */
+static void test_reply_in_pipe_at_deadline(void **state) {
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
+  pp_status_t st;
+  char fifo[128];
+  late_t l;
+  lcall_t k;
+
+  (void)state;
+  memset(&k, 0, sizeof(k));
+  memset(&l, 0, sizeof(l));
+  fifo_make(fifo, sizeof(fifo), "reply-at-deadline");
+  l.fifo = fifo;
+  k.timeout_ms = 200;
+  snprintf(k.payload, sizeof(k.payload),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &k.lease, &f->diag), 0);
+  pp_test_fault_hook(f->pool, late_hook, &l);
+  lcall_main(&k);
+  pp_test_fault_hook(f->pool, NULL, NULL);
+  unlink(fifo);
+  assert_true(l.fired);
+  assert_true(l.readable);
+  assert_int_equal(k.status, 0);
+  assert_string_equal(k.reply.data, "\"opened\"");
+  pp_checkin(k.lease);
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.errors, 0);
+  pp_status_free(&st);
+  assert_int_equal(rec_count(&f->rec, PP_TRACE_EXIT), 0);
+  pp_buf_free(&k.reply);
+  close_pool(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_call_echo),
@@ -634,6 +744,8 @@ int main(void) {
       cmocka_unit_test(test_reply_spin),
       cmocka_unit_test(test_reply_spin_pinned_beside),
       cmocka_unit_test(test_close_reopen),
+      cmocka_unit_test(test_close_cuts_call_closed),
+      cmocka_unit_test(test_reply_in_pipe_at_deadline),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- a gate: pause the core once at a named fault point */
 
@@ -398,6 +400,203 @@ static void test_quiesce(void **state) {
   close_pool(pool);
 }
 
+/* A lease whose client was closed while its holder kept it is reclaimed
+ * (the worker goes back at once) but stays the holder's, fenced, until
+ * checked in: every call on it gets PP_ECANCELED and never reaches the
+ * worker, which meanwhile serves its next borrower through another lease
+ * object. */
+static void test_closed_client_lease_fenced(void **state) {
+  pp_pool_t *pool = open_pool(python_config("echo_handlers.py", 1));
+  pp_lease_t *stale, *other;
+  pp_buf_t reply = {0};
+  pp_client_t *c;
+  pp_status_t st;
+  pp_diag_t d;
+
+  (void)state;
+  assert_int_equal(pp_client_open(pool, &c), 0);
+  assert_int_equal(pp_lease_acquire(pool, c, -1, &stale, &d), 0);
+  pp_client_close(c);
+  assert_int_equal(pp_lease_acquire(pool, NULL, -1, &other, &d), 0);
+  assert_ptr_not_equal(other, stale);
+  assert_int_equal(
+      pp_lease_call(stale, "{\"cmd\":\"pid\"}", 13, -1, &reply, &d),
+      PP_ECANCELED);
+  assert_int_equal(
+      pp_lease_call(other, "{\"cmd\":\"pid\"}", 13, -1, &reply, &d), 0);
+  assert_int_equal(atoi(reply.data), pp_lease_pid(other));
+  /* Still out until its holder checks it in. */
+  assert_int_equal(pp_pool_quiesce(pool, 0, &d), PP_ETIMEDOUT);
+  pp_checkin(other);
+  assert_int_equal(pp_pool_quiesce(pool, 0, &d), PP_ETIMEDOUT);
+  assert_non_null(strstr(d.message, "1 leases out"));
+  pp_checkin(stale);
+  status_of(pool, &st);
+  assert_int_equal(st.reclaimed_idle, 1);
+  assert_int_equal(st.requests, 1);
+  assert_int_equal(st.restarts, 0);
+  pp_status_free(&st);
+  pp_buf_free(&reply);
+  close_pool(pool);
+}
+
+typedef struct caller {
+  pp_lease_t *lease;
+  char payload[256];
+  int status;
+  pp_diag_t diag;
+} caller_t;
+
+static void caller_main(void *arg) {
+  caller_t *k = arg;
+  pp_buf_t reply = {0};
+
+  k->status = pp_lease_call(k->lease, k->payload, strlen(k->payload), -1,
+                            &reply, &k->diag);
+  pp_buf_free(&reply);
+}
+
+/* pp_checkin from another thread while a pp_lease_call runs on the lease:
+ * the call ends with PP_ECANCELED, its reply is dropped (on_client_death:
+ * finish), and the lease and the worker come back once, intact. */
+static void test_checkin_during_call(void **state) {
+  pp_pool_t *pool = open_pool(python_config("echo_handlers.py", 1));
+  pp_buf_t reply = {0};
+  uv_thread_t t;
+  pp_status_t st;
+  caller_t k;
+  char fifo[128];
+  pp_diag_t d;
+
+  (void)state;
+  memset(&k, 0, sizeof(k));
+  fifo_make(fifo, sizeof(fifo), "checkin-during-call");
+  snprintf(k.payload, sizeof(k.payload),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  assert_int_equal(pp_lease_acquire(pool, NULL, -1, &k.lease, &d), 0);
+  assert_int_equal(uv_thread_create(&t, caller_main, &k), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_REQUEST, 1, 10000), 0);
+  pp_checkin(k.lease);
+  fifo_release(fifo); /* the handler returns; its reply is nobody's */
+  uv_thread_join(&t);
+  unlink(fifo);
+  assert_int_equal(k.status, PP_ECANCELED);
+  assert_non_null(strstr(k.diag.message, "checked in"));
+  assert_int_equal(pp_call_cmd(pool, "echo", "\"after\"", &reply, -1, &d), 0);
+  assert_string_equal(reply.data, "\"after\"");
+  status_of(pool, &st);
+  assert_int_equal(st.checkins, 2);
+  assert_int_equal(st.stale_replies, 1);
+  assert_int_equal(st.restarts, 0);
+  pp_status_free(&st);
+  pp_buf_free(&reply);
+  close_pool(pool);
+}
+
+/* A second pp_checkin of one lease is undefined.  Debug builds assert (a
+ * child process shows it); others ignore it while the lease object is
+ * unused, so the counters stay right and quiescence still comes. */
+static void test_double_checkin(void **state) {
+  pp_pool_t *pool = open_pool(python_config("echo_handlers.py", 1));
+  pp_lease_t *lease;
+  pp_status_t st;
+  pp_diag_t d;
+
+  (void)state;
+  assert_int_equal(pp_lease_acquire(pool, NULL, -1, &lease, &d), 0);
+  pp_checkin(lease);
+#ifndef NDEBUG
+  {
+    int wst = 0;
+    pid_t pid;
+
+    assert_int_equal(pp_pool_quiesce(pool, 10000, &d), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      pp_checkin(lease); /* the assert ends the child */
+      _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_true(WIFSIGNALED(wst));
+    assert_int_equal(WTERMSIG(wst), SIGABRT);
+  }
+#else
+  pp_checkin(lease);
+#endif
+  status_of(pool, &st);
+  assert_int_equal(st.checkouts, 1);
+  assert_int_equal(st.checkins, 1);
+  assert_int_equal(st.idle, 1);
+  pp_status_free(&st);
+  assert_int_equal(pp_pool_quiesce(pool, 10000, &d), 0);
+  close_pool(pool);
+}
+
+typedef struct closer {
+  pp_pool_t *pool;
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  int done;
+} closer_t;
+
+static void closer_main(void *arg) {
+  closer_t *cl = arg;
+
+  pp_pool_close(cl->pool);
+  uv_mutex_lock(&cl->mu);
+  cl->done = 1;
+  uv_cond_signal(&cl->cv);
+  uv_mutex_unlock(&cl->mu);
+}
+
+/* pp_pool_close with a supervised task's request in flight under
+ * on_client_death: finish returns within drain_timeout + kill_grace, not
+ * when the handler ends: here the handler would wait forever on a FIFO. */
+static void test_close_bounds_task_request(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  char fifo[128], payload[256];
+  uint64_t limit;
+  pp_task_t *task;
+  uv_thread_t t;
+  closer_t cl;
+  job_t job;
+  int r = 0;
+
+  (void)state;
+  cfg_set(cfg, "on_client_death", "finish");
+  cfg_set(cfg, "worker.drain_timeout", "200ms");
+  cfg_set(cfg, "worker.kill_grace", "200ms");
+  memset(&job, 0, sizeof(job));
+  memset(&cl, 0, sizeof(cl));
+  fifo_make(fifo, sizeof(fifo), "close-bounds-task");
+  snprintf(payload, sizeof(payload),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  job.payload = payload;
+  cl.pool = open_pool(cfg);
+  assert_int_equal(pp_task_spawn(cl.pool, job_fn, &job, &task), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_REQUEST, 1, 10000), 0);
+  uv_mutex_init(&cl.mu);
+  uv_cond_init(&cl.cv);
+  assert_int_equal(uv_thread_create(&t, closer_main, &cl), 0);
+  /* A failure-only bound, far above drain_timeout + kill_grace. */
+  limit = 30000000000ull * (uint64_t)test_time_scale();
+  uv_mutex_lock(&cl.mu);
+  while (!cl.done && r == 0)
+    r = uv_cond_timedwait(&cl.cv, &cl.mu, limit);
+  uv_mutex_unlock(&cl.mu);
+  if (r != 0)
+    fifo_release(fifo); /* let the handler end, so the test can */
+  uv_thread_join(&t);
+  unlink(fifo);
+  uv_cond_destroy(&cl.cv);
+  uv_mutex_destroy(&cl.mu);
+  rec_free(&rec);
+  assert_int_equal(r, 0);
+  assert_int_equal(job.acquire_status, 0);
+  assert_int_equal(job.call_status, PP_ECANCELED);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dead_while_waiting),
@@ -410,6 +609,10 @@ int main(void) {
       cmocka_unit_test(test_dead_mid_request_cancel_ignored),
       cmocka_unit_test(test_idle_worker_died_unreaped),
       cmocka_unit_test(test_quiesce),
+      cmocka_unit_test(test_closed_client_lease_fenced),
+      cmocka_unit_test(test_checkin_during_call),
+      cmocka_unit_test(test_double_checkin),
+      cmocka_unit_test(test_close_bounds_task_request),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,9 @@
 #include "cli.h"
 #include "helpers.h"
 
+#include "faults.h"
+#include "internal.h" /* a worker's stderr fd, for a log hook */
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -128,6 +131,10 @@ typedef struct hpool {
   char last_err[MAX_SLOTS][128]; /* the last stderr line of each slot */
   uint64_t news;                 /* events other than requests and leases */
   uint64_t lines;
+  /* Called for each stderr line of a worker, after h_log (pool lock
+   * held), when set. */
+  void (*err_hook)(pp_pool_t *pool, int slot, void *data);
+  void *err_hook_data;
 } hpool_t;
 
 static void h_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
@@ -179,8 +186,9 @@ static void h_log(pp_pool_t *pool, const char *line, void *data) {
   size_t len = strlen(line);
   const char *p, *msg;
   int slot, err = 0, child;
+  void (*hook)(pp_pool_t *, int, void *);
+  void *hook_data;
 
-  (void)pool;
   if (getenv("PP_TEST_VERBOSE") && len < 300)
     fprintf(stderr, "  log: %s\n", line);
   uv_mutex_lock(&h->mu);
@@ -210,8 +218,12 @@ static void h_log(pp_pool_t *pool, const char *line, void *data) {
     if (msg && err)
       snprintf(h->last_err[slot], sizeof(h->last_err[slot]), "%s", msg);
   }
+  hook = err ? h->err_hook : NULL;
+  hook_data = h->err_hook_data;
   uv_cond_broadcast(&h->cv);
   uv_mutex_unlock(&h->mu);
+  if (hook)
+    hook(pool, slot, hook_data);
 }
 
 static int matches(const hev_t *e, pp_trace_type_t type, int slot) {
@@ -2388,6 +2400,147 @@ static void test_status_stderr_tail(void **state) {
 
 static const char flood_stdout[] = "stdout", flood_stderr[] = "stderr";
 
+/* ---- an escaped child that floods the exited worker's stderr */
+
+typedef struct spew {
+  hpool_t *h;
+  pp_lease_t *lease;
+  int slot;
+  atomic_int reaped, done;
+  int status, status_r;
+  int call_r;
+  pp_diag_t d;
+} spew_t;
+
+/* The "reap" fault point: the victim has exited, its stderr is about to
+ * be drained (loop thread, no lock). */
+static void spew_hook(pp_pool_t *pool, const char *point, void *data) {
+  spew_t *s = data;
+
+  (void)pool;
+  if (strcmp(point, "reap") != 0)
+    return;
+  uv_mutex_lock(&s->h->mu);
+  atomic_store(&s->reaped, 1);
+  uv_cond_broadcast(&s->h->cv);
+  uv_mutex_unlock(&s->h->mu);
+}
+
+/* While the victim's stderr is drained and the bystander has not
+ * finished, each line logged waits until the child has written more: the
+ * child stays ahead of the reader, however fast the reader is (a failure
+ * bound of a second per line, should the child stop). */
+static void spew_err_hook(pp_pool_t *pool, int slot, void *data) {
+  spew_t *s = data;
+  pp__proc_t *proc = pool->slots[slot]->proc; /* pool lock held */
+  struct pollfd p;
+  uv_os_fd_t fd;
+
+  if (slot != s->slot || !atomic_load(&s->reaped) || atomic_load(&s->done) ||
+      proc == NULL || !(proc->handles & PP__H_ERR) ||
+      uv_fileno((uv_handle_t *)&proc->err, &fd) != 0)
+    return;
+  p.fd = fd;
+  p.events = POLLIN;
+  poll(&p, 1, 1000);
+}
+
+static void spew_victim(void *arg) {
+  spew_t *s = arg;
+  pp_buf_t reply = {0};
+
+  s->call_r = lcall(s->lease, "fork_exit",
+                    "{\"code\":7,\"defeat\":true,\"setsid\":true,"
+                    "\"spew\":true}",
+                    -1, &reply, &s->d);
+  pp_buf_free(&reply);
+}
+
+/* Another worker's call and a status snapshot, then done. */
+static void spew_bystander(void *arg) {
+  spew_t *s = arg;
+  pp_buf_t reply = {0};
+  pp_status_t st;
+  pp_diag_t d;
+  int r;
+
+  r = lcall(s->lease, "echo", "\"bystander\"", 10000, &reply, &d);
+  s->status_r = pp_pool_status(s->h->pool, &st);
+  if (s->status_r == 0)
+    pp_status_free(&st);
+  pp_buf_free(&reply);
+  uv_mutex_lock(&s->h->mu);
+  s->status = r;
+  atomic_store(&s->done, 1);
+  uv_cond_broadcast(&s->h->cv);
+  uv_mutex_unlock(&s->h->mu);
+}
+
+/* A handler forks a child that leaves the worker's process group and
+ * writes to the worker's stderr as fast as it can; then the worker exits.
+ * Draining that pipe is bounded and holds no lock across reads: another
+ * worker's call and a status snapshot complete while the child still
+ * writes (the test kills it only afterwards). */
+static void test_escaped_child_spews(void **state) {
+  pp_config_t *cfg = hostile_config(2);
+  uv_thread_t victim, bystander;
+  spew_t v, b;
+  uint64_t deadline;
+  int child, ok;
+
+  (void)state;
+  cfg_set(cfg, "worker.request_timeout", "5s");
+  memset(&v, 0, sizeof(v));
+  memset(&b, 0, sizeof(b));
+  v.h = b.h = h_open(cfg);
+  assert_int_equal(pp_lease_acquire(v.h->pool, NULL, WAIT_MS, &v.lease, &v.d),
+                   0);
+  assert_int_equal(pp_lease_acquire(v.h->pool, NULL, WAIT_MS, &b.lease, &b.d),
+                   0);
+  v.slot = pp_lease_slot(v.lease);
+  pp_test_fault_hook(v.h->pool, spew_hook, &v);
+  uv_mutex_lock(&v.h->mu);
+  v.h->err_hook_data = &v;
+  v.h->err_hook = spew_err_hook;
+  uv_mutex_unlock(&v.h->mu);
+  assert_int_equal(uv_thread_create(&victim, spew_victim, &v), 0);
+  /* The worker has exited and its escaped child is known (its first line
+   * reaches the log while the worker lives, or in the drain). */
+  deadline = now_ns() + (uint64_t)WAIT_MS * 1000000ull;
+  uv_mutex_lock(&v.h->mu);
+  while ((!atomic_load(&v.reaped) || v.h->lingering_pid <= 0) &&
+         now_ns() < deadline)
+    uv_cond_timedwait(&v.h->cv, &v.h->mu, 10000000ull);
+  child = v.h->lingering_pid;
+  uv_mutex_unlock(&v.h->mu);
+  assert_true(atomic_load(&v.reaped));
+  assert_true(child > 0);
+  assert_int_equal(uv_thread_create(&bystander, spew_bystander, &b), 0);
+  deadline = now_ns() + 10000000000ull * (uint64_t)test_time_scale();
+  uv_mutex_lock(&v.h->mu);
+  while (!atomic_load(&b.done) && now_ns() < deadline)
+    uv_cond_timedwait(&v.h->cv, &v.h->mu, 10000000ull);
+  ok = atomic_load(&b.done);
+  uv_mutex_unlock(&v.h->mu);
+  atomic_store(&v.done, 1); /* the log hook stops holding the reader back */
+  kill(child, SIGKILL);     /* nobody else will; a frozen pool thaws */
+  uv_thread_join(&bystander);
+  uv_thread_join(&victim);
+  pp_test_fault_hook(v.h->pool, NULL, NULL);
+  uv_mutex_lock(&v.h->mu);
+  v.h->err_hook = NULL;
+  uv_mutex_unlock(&v.h->mu);
+  if (!ok)
+    fail_msg("the pool froze while an escaped child flooded the stderr of "
+             "an exited worker");
+  assert_int_equal(b.status, 0);
+  assert_int_equal(b.status_r, 0);
+  assert_int_equal(v.call_r, PP_ECRASHED);
+  pp_checkin(v.lease);
+  pp_checkin(b.lease);
+  h_close(v.h);
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest faults[] = {
       FAULT(0, "garbage"),
@@ -2425,6 +2578,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(test_fork_exit, teardown),
       cmocka_unit_test_teardown(test_fork_exit_escaped, teardown),
       cmocka_unit_test_teardown(test_fork_child_dies_with_worker, teardown),
+      cmocka_unit_test_teardown(test_escaped_child_spews, teardown),
   };
   const struct CMUnitTest orphans[] = {
       cmocka_unit_test_teardown(test_serve_sigkill_no_survivors, teardown),

@@ -440,6 +440,48 @@ static void test_maintenance_under_load(void **state) {
   close_pool(f);
 }
 
+typedef struct pcall {
+  pp_pool_t *pool;
+  char payload[256];
+  int status;
+  pp_diag_t diag;
+} pcall_t;
+
+static void pcall_main(void *arg) {
+  pcall_t *k = arg;
+  pp_buf_t reply = {0};
+
+  k->status =
+      pp_call(k->pool, k->payload, strlen(k->payload), &reply, -1, &k->diag);
+  pp_buf_free(&reply);
+}
+
+/* A pipelined call cut short by pp_pool_close (its worker stopped past
+ * drain_timeout) gets PP_ECLOSED, not PP_ECRASHED. */
+static void test_close_cuts_call_closed(void **state) {
+  pp_config_t *cfg = pipelined(1, "4");
+  char fifo[128];
+  uv_thread_t t;
+  fixture_t *f;
+  pcall_t k;
+
+  (void)state;
+  cfg_set(cfg, "worker.drain_timeout", "100ms");
+  cfg_set(cfg, "worker.kill_grace", "200ms");
+  f = open_pool(cfg);
+  memset(&k, 0, sizeof(k));
+  k.pool = f->pool;
+  fifo_make(fifo, sizeof(fifo), "pipeline-close");
+  snprintf(k.payload, sizeof(k.payload),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  assert_int_equal(uv_thread_create(&t, pcall_main, &k), 0);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_REQUEST, 1, 10000), 0);
+  close_pool(f); /* returns once the caller has left the pool */
+  uv_thread_join(&t);
+  unlink(fifo);
+  assert_int_equal(k.status, PP_ECLOSED);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_replies_reach_their_callers),
@@ -450,6 +492,7 @@ int main(void) {
       cmocka_unit_test(test_drain_fails_waiting_call),
       cmocka_unit_test(test_big_replies_behind_full_pipe),
       cmocka_unit_test(test_maintenance_under_load),
+      cmocka_unit_test(test_close_cuts_call_closed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,9 +5,14 @@
  * test ends with every handle closed and uv_loop_close() == 0. */
 #include "helpers.h"
 
+#include "faults.h"
+#include "internal.h" /* a worker's reply fd, for a fault hook */
+
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct ctx {
   uv_loop_t loop;
@@ -875,6 +880,163 @@ static void test_async_stop(void **state) {
   ctx_finish(&c);
 }
 
+static void on_reply_checkin(pp_lease_t *lease, int status, const char *reply,
+                             size_t len, const pp_diag_t *diag, void *data) {
+  on_reply(lease, status, reply, len, diag, data);
+  pp_checkin(lease);
+}
+
+/* pp_pool_stop with a loop-face request in flight past drain_timeout: its
+ * callback still runs, once, with PP_ECLOSED. */
+static void test_stop_fails_request_in_flight(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  char fifo[128], payload[256];
+  pp_lease_t *lease;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.drain_timeout", "100ms");
+  cfg_set(cfg, "worker.kill_grace", "200ms");
+  ctx_start(&c, cfg, 1);
+  fifo_make(fifo, sizeof(fifo), "stop-in-flight");
+  snprintf(payload, sizeof(payload),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  lease = checkout(&c, -1);
+  assert_non_null(lease);
+  assert_int_equal(
+      pp_request(lease, payload, strlen(payload), -1, on_reply_checkin, &c), 0);
+  run_until_events(&c, PP_TRACE_REQUEST, 1, 10000);
+  pp_pool_stop(c.pool, on_closed, &c);
+  run_until(&c, &c.closed, 30000);
+  unlink(fifo);
+  assert_int_equal(c.reply_calls, 1);
+  assert_int_equal(c.reply_status, PP_ECLOSED);
+  ctx_finish(&c);
+}
+
+/* A fault hook for the "timer" point: the request's deadline timer fired
+ * while its handler waited on a FIFO; the hook lets the handler go and
+ * returns only once the reply is in the worker's pipe, unread, as after a
+ * SIGSTOP of the pool's process. */
+typedef struct late {
+  const char *fifo;
+  int fired, readable;
+} late_t;
+
+static void late_hook(pp_pool_t *pool, const char *point, void *data) {
+  late_t *l = data;
+  struct pollfd p;
+
+  if (strcmp(point, "timer") != 0 || l->fired)
+    return;
+  l->fired = 1;
+  fifo_release(l->fifo);
+  /* The loop thread (this one) is paused here: slot 0 keeps its proc. */
+  p.fd = pool->slots[0]->proc->rep_fd;
+  p.events = POLLIN;
+  l->readable = poll(&p, 1, 10000 * test_time_scale()) == 1;
+}
+
+/* A reply that arrived before the deadline timer ran is the answer: the
+ * request succeeds and the worker is kept. */
+static void test_reply_read_before_timeout(void **state) {
+  char fifo[128], payload[256];
+  pp_lease_t *lease;
+  pp_status_t st;
+  late_t l;
+  ctx_t c;
+
+  (void)state;
+  ctx_start(&c, python_config("echo_handlers.py", 1), 1);
+  memset(&l, 0, sizeof(l));
+  fifo_make(fifo, sizeof(fifo), "reply-before-timer");
+  l.fifo = fifo;
+  snprintf(payload, sizeof(payload),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  lease = checkout(&c, -1);
+  assert_non_null(lease);
+  pp_test_fault_hook(c.pool, late_hook, &l);
+  assert_int_equal(
+      pp_request(lease, payload, strlen(payload), 200, on_reply, &c), 0);
+  run_until(&c, &c.reply_calls, 30000);
+  pp_test_fault_hook(c.pool, NULL, NULL);
+  unlink(fifo);
+  assert_true(l.fired);
+  assert_true(l.readable);
+  assert_int_equal(c.reply_status, 0);
+  assert_string_equal(c.reply, "\"opened\"");
+  pp_checkin(lease);
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.errors, 0);
+  pp_status_free(&st);
+  assert_int_equal(rec_count(&c.rec, PP_TRACE_EXIT), 0);
+  ctx_stop(&c);
+}
+
+/* The same for pp_call_async: the reply in the pipe when the ring's
+ * deadline timer runs answers the call; the worker is kept. */
+static void test_async_reply_read_before_timeout(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  char fifo[128], payload[256];
+  pp_status_t st;
+  int total = 0;
+  acall_t a;
+  late_t l;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  cfg_set(cfg, "worker.request_timeout", "200ms");
+  ctx_start(&c, cfg, 1);
+  memset(&l, 0, sizeof(l));
+  fifo_make(fifo, sizeof(fifo), "async-before-timer");
+  l.fifo = fifo;
+  snprintf(payload, sizeof(payload),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  acalls_init(&a, 1, &c, &total);
+  pp_test_fault_hook(c.pool, late_hook, &l);
+  async_submit(&a, payload, -1);
+  run_until_total(&c, &total, 1, 30000);
+  pp_test_fault_hook(c.pool, NULL, NULL);
+  unlink(fifo);
+  assert_true(l.fired);
+  assert_true(l.readable);
+  assert_int_equal(a.status, 0);
+  assert_string_equal(a.reply, "\"opened\"");
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.errors, 0);
+  pp_status_free(&st);
+  assert_int_equal(rec_count(&c.rec, PP_TRACE_EXIT), 0);
+  ctx_stop(&c);
+}
+
+/* On the loop face too, a lease reclaimed with its closed client is
+ * fenced until checked in: pp_request refuses it with PP_ECANCELED. */
+static void test_request_on_reclaimed_lease(void **state) {
+  pp_client_t *client;
+  pp_lease_t *lease;
+  ctx_t c;
+
+  (void)state;
+  ctx_start(&c, python_config("echo_handlers.py", 1), 1);
+  assert_int_equal(pp_client_open(c.pool, &client), 0);
+  c.checkout_status = 1;
+  checked_out = NULL;
+  assert_int_equal(pp_checkout(c.pool, client, -1, on_checkout, &c), 0);
+  while (c.checkout_status == 1)
+    uv_run(&c.loop, UV_RUN_ONCE);
+  lease = checked_out;
+  assert_non_null(lease);
+  pp_client_close(client);
+  assert_int_equal(pp_request(lease, "{\"cmd\":\"pid\"}", 13, -1, on_reply, &c),
+                   PP_ECANCELED);
+  pp_checkin(lease);
+  assert_int_equal(c.reply_calls, 0);
+  ctx_stop(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_request),
@@ -895,6 +1057,10 @@ int main(void) {
       cmocka_unit_test(test_async_before_ready),
       cmocka_unit_test(test_async_stop),
       cmocka_unit_test(test_async_stop_lets_calls_finish),
+      cmocka_unit_test(test_stop_fails_request_in_flight),
+      cmocka_unit_test(test_reply_read_before_timeout),
+      cmocka_unit_test(test_async_reply_read_before_timeout),
+      cmocka_unit_test(test_request_on_reclaimed_lease),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
