@@ -18,6 +18,7 @@
 
 static void call_end(pp__conn_t *c) {
   c->busy = 0;
+  c->active_ns = pp__now_ns(); /* the idle timeout starts again */
   free(c->payload);
   c->payload = NULL;
   json_decref(c->call_id);
