@@ -50,8 +50,8 @@ static void test_fields(void **state) {
                          &req, err, sizeof(err)),
                    0);
   assert_true(json_is_array(req.id));
-  assert_string_equal(json_string_value(json_object_get(req.payload, "cmd")),
-                      "echo");
+  /* The payload is kept as written (compact), not decoded. */
+  assert_string_equal(req.payload_raw, "{\"cmd\":\"echo\"}");
   assert_int_equal(req.timeout_ms, 250);
   pp__ctl_req_free(&req);
 

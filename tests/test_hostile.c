@@ -1883,7 +1883,9 @@ static void test_hostile_socket_clients(void **state) {
       {"NUL byte", "{\"op\":\"ping\"}\0trailing\n", 24, 1},
       {"invalid UTF-8", "{\"op\":\"call\",\"payload\":\"\xff\xfe\"}\n", 0, 1},
       {"not an object", "[1,2,3]\n", 0, 0},
-      {"number overflow", "{\"op\":\"call\",\"payload\":1e999}\n", 0, 1},
+      /* Valid JSON past a double: passed on as written, and the worker
+       * refuses a payload that is not a call. */
+      {"number past a double", "{\"op\":\"call\",\"payload\":1e999}\n", 0, 0},
       {"unknown op", "{\"op\":\"self_destruct\"}\n", 0, 0},
       {"op not a string", "{\"op\":{\"op\":\"ping\"}}\n", 0, 0},
       {"payload the worker refuses", "{\"op\":\"call\",\"payload\":\"x\"}\n", 0,
@@ -1944,7 +1946,8 @@ static void test_hostile_socket_clients(void **state) {
   }
   for (i = 0; i < 300; i++)
     cli_conn_close(many[i]);
-  assert_true(busy_refused >= 300 - 256);
+  /* 256, and 8 more for the pool's own uid (the test's). */
+  assert_true(busy_refused >= 300 - 256 - 8);
   assert_int_equal(conn_call_int(good, "pid", "null") > 0, 1);
   /* The workers never noticed. */
   assert_int_equal(conn_worker_pids(good, pids2, 2), 2);
