@@ -543,6 +543,15 @@ static int open_dir(pp__control_t *ctl, pp_diag_t *diag) {
                  dir, (unsigned)st.st_uid, (unsigned)geteuid());
     return UV_EACCES;
   }
+  if ((st.st_mode & 022) && (st.st_mode & S_ISVTX)) {
+    pp__diag_set(diag,
+                 "unsafe socket directory %s: it is shared (mode %04o), so "
+                 "anyone can plant names in it; put the socket in a "
+                 "directory of your own, like %s/portpool-%u/",
+                 dir, (unsigned)(st.st_mode & 07777),
+                 strcmp(dir, "/") == 0 ? "" : dir, (unsigned)geteuid());
+    return UV_EACCES;
+  }
   if (st.st_mode & 022) {
     pp__diag_set(diag,
                  "unsafe socket directory %s: mode %04o lets %s write in it; "
