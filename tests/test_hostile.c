@@ -2141,11 +2141,12 @@ static void test_owner_reserve(void **state) {
   serve_cleanup(&s);
 }
 
-/* control.allow_uids with 180 entries, uids and a user name: none is
- * dropped (the last one, "nobody", gets in).  Needs root. */
+/* control.allow_uids with 180 entries, uids and a user name, more than
+ * 2 KiB as text: none is dropped (the last one, "nobody", gets in).
+ * Needs root. */
 static void test_allow_uids_many(void **state) {
   static serve_t s;
-  static char allow[2048];
+  static char allow[4096];
   const char *sets[] = {allow, "control.mode=0666", NULL};
   int report[2], go[2], ok = 0;
   size_t len;
@@ -2159,8 +2160,8 @@ static void test_allow_uids_many(void **state) {
     cli_skip("no user nobody with uid 65534");
   len = (size_t)snprintf(allow, sizeof(allow), "control.allow_uids=[");
   for (i = 0; i < 179; i++)
-    len +=
-        (size_t)snprintf(allow + len, sizeof(allow) - len, "%d, ", 20000 + i);
+    len += (size_t)snprintf(allow + len, sizeof(allow) - len, "%d, ",
+                            1000000000 + i);
   snprintf(allow + len, sizeof(allow) - len, "nobody]");
   serve_start_sets(&s, "echo_handlers.py", sets);
   serve_wait_line(&s, "ready: ");
@@ -2188,7 +2189,6 @@ static void test_allow_uids_many(void **state) {
   s.pid = 0;
   serve_cleanup(&s);
 }
-
 
 /* ============================================ lifecycle (heartbeat, ...) */
 
