@@ -1,6 +1,7 @@
 /* control_proto.c -- owns the request side of the control protocol: one
  * line of text in, a checked request out (docs/protocol.md), plus the pure
- * helpers the control socket needs (trace filters, uid lists).  No libuv,
+ * helpers the control socket needs (trace filters, JSON passed through as
+ * written).  No libuv,
  * no pool, no allocation besides jansson's: the fuzz target drives it. */
 #include "control_proto.h"
 
@@ -103,41 +104,6 @@ int pp__ctl_trace_mask(const char *filter, uint64_t *mask, char *err,
     if (end == NULL)
       return 0;
     p = end + 1;
-  }
-}
-
-int pp__ctl_parse_uids(const char *text, uint32_t *uids, int max) {
-  const char *p = text;
-  unsigned long long v;
-  int n = 0;
-
-  if (text == NULL)
-    return 0;
-  while (*p == ' ' || *p == '\t')
-    p++;
-  if (strcmp(p, "~") == 0 || strcmp(p, "null") == 0)
-    return 0;
-  for (;;) {
-    while (*p && strchr("[]-, \t\r\n", *p)) {
-      if (*p == '-' && p[1] >= '0' && p[1] <= '9')
-        return -1; /* a negative number, not a block item */
-      p++;
-    }
-    if (*p == '\0')
-      return n;
-    if (*p < '0' || *p > '9')
-      return -1;
-    v = 0;
-    while (*p >= '0' && *p <= '9') {
-      v = v * 10 + (unsigned)(*p++ - '0');
-      if (v > UINT32_MAX)
-        return -1;
-    }
-    if (*p && !strchr("], \t\r\n", *p))
-      return -1;
-    if (n >= max)
-      return -1;
-    uids[n++] = (uint32_t)v;
   }
 }
 

@@ -56,11 +56,6 @@ void pp__ctl_req_free(pp__ctl_req_t *req);
 int pp__ctl_trace_mask(const char *filter, uint64_t *mask, char *err,
                        size_t errlen);
 
-/* The uids of control.allow_uids as pp_config_get renders it ("[1001,
- * 1002]", "[]", "1001, 1002" or block items "- 1001").  Returns how many
- * were stored in uids (at most max), or -1 for anything else. */
-int pp__ctl_parse_uids(const char *text, uint32_t *uids, int max);
-
 /* How deep JSON may nest: jansson's own limit. */
 #define PP_CTL_JSON_DEPTH 2048
 
