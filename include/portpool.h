@@ -430,7 +430,7 @@ typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
  *
  * With control.socket set, the socket's directory must be the process's
  * user's (or root's) and writable by nobody else, wherever it is: UV_EACCES
- * (or UV_ELOOP for a symlink) otherwise, with diag saying why.  The socket
+ * (UV_ENOTDIR for a symlink) otherwise, with diag saying why.  The socket
  * gets control.mode without chmod by path or a change of umask (it is
  * bound in a private directory and renamed into place), and PATH.lock
  * beside it is held while the pool runs: UV_EADDRINUSE when another
