@@ -691,8 +691,10 @@ static int check_stale(pp__control_t *ctl, pp_diag_t *diag) {
  * mode there, then rename the socket into place.  Why not umask or
  * chmod: umask is process-wide (another thread of an embedding program
  * would create files with it), and chmod by path follows a symlink that
- * someone swapped in.  Inside a 0700 directory of ours nobody else can
- * reach the name, so fchmodat on it changes our socket and nothing else;
+ * someone swapped in; fchmod on the socket before bind, which Linux
+ * honours, still gives only mode & ~umask.  Inside a 0700 directory of
+ * ours nobody else can reach the name, so fchmodat on it changes our
+ * socket and nothing else;
  * the rename then publishes a socket that already has its mode and is
  * already listening, replacing a stale one in one step.  Returns the
  * listening fd (>= 0) or an error. */
