@@ -91,7 +91,6 @@ static void on_conn_close(uv_handle_t *h) {
     pp_client_close(c->client);
   }
   pp__queue_remove(&c->node);
-  ctl->nconns--;
   c->ctl = NULL;
   ctl_handle_closed(ctl);
   pp__conn_unref(c);
@@ -101,6 +100,10 @@ void pp__conn_close(pp__conn_t *c) {
   if (c->closing)
     return;
   c->closing = 1;
+  /* Its socket is closed now (uv_close below): the slot is free at once,
+   * not only after the close callback, so a client that saw the hang-up
+   * finds it free. */
+  c->ctl->nconns--;
   if (c->tbuf) {
     uv_mutex_lock(&c->tlock);
     c->tdead = 1;

@@ -56,7 +56,7 @@ struct pp__control {
   int timer_open;
   uint64_t idle_ms; /* control.idle_timeout, 0 = none */
   unsigned handles; /* open uv handles: server, async, connections */
-  int nconns;
+  int nconns;       /* connections not closing yet */
   pp__queue_t conns;
   int stopping;
   void (*done_cb)(pp_pool_t *);
