@@ -1984,8 +1984,14 @@ static void test_idle_timeout(void **state) {
   json_t *v, *st;
   size_t i;
 
+  static char idle_set[64];
+
   (void)state;
-  serve_start(&s, "echo_handlers.py", "control.idle_timeout=300ms", NULL);
+  /* Long enough that the test's own connections, which are never idle
+   * on purpose, are not closed while it is descheduled. */
+  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
+           1000 * test_time_scale());
+  serve_start(&s, "echo_handlers.py", idle_set, NULL);
   serve_wait_line(&s, "ready: ");
   trace = cli_conn_open(s.sock);
   conn_send(trace, "{\"op\":\"trace\",\"filter\":\"reply\"}\n");
@@ -2031,8 +2037,12 @@ static void test_stalled_reader_closed(void **state) {
   cli_conn_t *stalled, *probe;
   json_t *st;
 
+  static char idle_set[64];
+
   (void)state;
-  serve_start(&s, "echo_handlers.py", "control.idle_timeout=500ms", NULL);
+  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
+           1000 * test_time_scale());
+  serve_start(&s, "echo_handlers.py", idle_set, NULL);
   serve_wait_line(&s, "ready: ");
   stalled = cli_conn_open(s.sock);
   conn_send(stalled, "{\"op\":\"call\",\"payload\":{\"cmd\":\"big\","
