@@ -7,6 +7,8 @@
 
 #include <assert.h>
 #include <ctype.h>
+#include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,7 +140,12 @@ const pp__key_t pp__keys[PP__NKEYS] = {
    .def = "0600", .doc = "file mode of the control socket"},
   {KEY("control.allow_uids", LIST, allow_uids), AT2(allow_uids_len),
    .def_items = no_items,
-   .doc = "other uids allowed on the control socket, besides our own"},
+   .doc = "other uids (or user names) allowed on the control socket, "
+          "besides our own"},
+  {KEY("control.idle_timeout", DURATION, idle_timeout_ms), .max = DUR_MAX,
+   .def = "10s",
+   .doc = "close a control connection idle (or not reading) this long; "
+          "0 = never"},
 };
 /* clang-format on */
 
@@ -583,9 +590,41 @@ static int fail_key(pp_diag_t *diag, const char *key) {
   return PP_ECONFIG;
 }
 
+int pp__config_uid(const char *entry, uint32_t *uid, char *why, size_t len) {
+  struct passwd pw, *res = NULL;
+  unsigned long long v = 0;
+  const char *p = entry;
+  char buf[4096];
+  int r;
+
+  if (*p >= '0' && *p <= '9') {
+    for (; *p >= '0' && *p <= '9' && v <= UINT32_MAX; p++)
+      v = v * 10 + (unsigned)(*p - '0');
+    /* (uid_t)-1 means "no change" to chown and setuid: never a user. */
+    if (*p != '\0' || v >= UINT32_MAX) {
+      snprintf(why, len, "\"%.64s\" is not a uid (0 to %u) nor a user name",
+               entry, UINT32_MAX - 1);
+      return PP_ECONFIG;
+    }
+    *uid = (uint32_t)v;
+    return 0;
+  }
+  r = getpwnam_r(entry, &pw, buf, sizeof(buf), &res);
+  if (r != 0 || res == NULL) {
+    snprintf(why, len,
+             "no user named \"%.64s\" on this system%s%s (give a uid or an "
+             "existing user name)",
+             entry, r ? ": " : "", r ? strerror(r) : "");
+    return PP_ECONFIG;
+  }
+  *uid = (uint32_t)res->pw_uid;
+  return 0;
+}
+
 int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
   const size_t sun_path = sizeof(((struct sockaddr_un *)0)->sun_path);
-  char a[32];
+  char a[32], why[256];
+  uint32_t uid;
 
   for (int i = 0; i < PP__NKEYS; i++)
     if (pp__value_check(cfg, &pp__keys[i], diag) != 0)
@@ -615,6 +654,11 @@ int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
                 sun_path, strlen(cfg->socket));
     return fail_key(diag, "control.socket");
   }
+  for (int i = 0; i < cfg->allow_uids_len; i++)
+    if (pp__config_uid(cfg->allow_uids[i], &uid, why, sizeof(why)) != 0) {
+      pp__diag_at(diag, NULL, "%s", why);
+      return fail_key(diag, "control.allow_uids");
+    }
   return 0;
 }
 

@@ -1,7 +1,7 @@
 /* embed.c -- a small C program that embeds portpool: open a pool from a
  * YAML file, call a Python handler from 4 threads, print the replies, close.
  * The config names a control socket, so while it runs an operator can
- * watch it: `poolctl status -S /tmp/portpool-embed-example.sock`.
+ * watch it: `poolctl status -S /tmp/portpool-embed-example/embed.sock`.
  *
  *   ./build/embed examples/embed.yaml
  */

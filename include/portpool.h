@@ -442,7 +442,17 @@ typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
  * Every worker is spawned at once.  ready_cb (may be NULL) is called once,
  * when the pool is ready (status 0), or with an error if the pool degrades
  * or is stopped first.  Returns 0, PP_ECONFIG, or a libuv error (for example
- * from binding the control socket); on error nothing was started. */
+ * from binding the control socket); on error nothing was started.
+ *
+ * With control.socket set, the socket's directory must be the process's
+ * user's (or root's) and writable by nobody else, wherever it is: UV_EACCES
+ * (UV_ENOTDIR for a symlink) otherwise, with diag saying why.  The socket
+ * gets control.mode without chmod by path or a change of umask (it is
+ * bound in a private directory and renamed into place), and PATH.lock
+ * beside it is held while the pool runs: UV_EADDRINUSE when another
+ * server holds it ("another server holds PATH (pid N)").  Each control
+ * connection idle for control.idle_timeout, or leaving over 4 MiB of
+ * replies unread that long, is closed (docs/protocol.md). */
 int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
                   const pp_pool_options_t *opts, pp_pool_ready_cb ready_cb,
                   void *data, pp_pool_t **out, pp_diag_t *diag);
@@ -536,8 +546,8 @@ int pp_lease_pid(const pp_lease_t *lease);
 
 /* Start a pool on its own loop thread and return once it is ready, or fail:
  * PP_ECONFIG, PP_ETIMEDOUT (not ready within startup_timeout plus the
- * checkout timeout), PP_EDEGRADED, or a libuv error.  The config is
- * copied. */
+ * checkout timeout), PP_EDEGRADED, or a libuv error (the control socket's
+ * as for pp_pool_start).  The config is copied. */
 int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
                  pp_pool_t **out, pp_diag_t *diag);
 

@@ -8,11 +8,14 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -43,6 +46,18 @@ void pp__conn_unref(pp__conn_t *c) {
   free(c);
 }
 
+static void ctl_free(pp__control_t *ctl) {
+  assert(ctl->lockfd < 0);
+  if (ctl->dirfd >= 0)
+    close(ctl->dirfd);
+  free(ctl->allow);
+  free(ctl->lockname);
+  free(ctl->name);
+  free(ctl->dir);
+  free(ctl->path);
+  free(ctl);
+}
+
 static void ctl_handle_closed(pp__control_t *ctl) {
   pp_pool_t *pool = ctl->pool;
   void (*done)(pp_pool_t *) = ctl->done_cb;
@@ -50,8 +65,7 @@ static void ctl_handle_closed(pp__control_t *ctl) {
   assert(ctl->handles > 0);
   if (--ctl->handles > 0)
     return;
-  free(ctl->path);
-  free(ctl);
+  ctl_free(ctl);
   if (pool == NULL)
     return; /* detached: a failed start, the pool is already gone */
   pool->control = NULL;
@@ -77,7 +91,6 @@ static void on_conn_close(uv_handle_t *h) {
     pp_client_close(c->client);
   }
   pp__queue_remove(&c->node);
-  ctl->nconns--;
   c->ctl = NULL;
   ctl_handle_closed(ctl);
   pp__conn_unref(c);
@@ -87,6 +100,10 @@ void pp__conn_close(pp__conn_t *c) {
   if (c->closing)
     return;
   c->closing = 1;
+  /* Its socket is closed now (uv_close below): the slot is free at once,
+   * not only after the close callback, so a client that saw the hang-up
+   * finds it free. */
+  c->ctl->nconns--;
   if (c->tbuf) {
     uv_mutex_lock(&c->tlock);
     c->tdead = 1;
@@ -123,6 +140,8 @@ static void on_write(uv_write_t *req, int status) {
   }
   free(w);
   c->writes--;
+  if (status == 0)
+    c->active_ns = pp__now_ns(); /* the peer takes its replies */
   if (!c->closing) {
     if (status < 0)
       pp__conn_close(c); /* the peer is gone */
@@ -290,6 +309,7 @@ void pp__conn_pump(pp__conn_t *c) {
       return;
     }
     n = (size_t)(nl - line);
+    c->active_ns = pp__now_ns();
     c->start += n + 1;
     c->scanned = 0;
     if (c->start == c->len)
@@ -343,6 +363,43 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
 
 /* ------------------------------------------------------------- accepting */
 
+/* The sweep, a few times per idle timeout: close a connection that has
+ * sent no complete request (and has no call or trace stream running) for
+ * control.idle_timeout, like a web server's header timeout, and one whose
+ * unwritten replies stayed past CTL_WQUEUE_MAX that long (a peer that
+ * stopped reading: trace streams too). */
+static void on_sweep(uv_timer_t *t) {
+  pp__control_t *ctl = t->data;
+  uint64_t now = pp__now_ns(), limit = ctl->idle_ms * 1000000;
+  pp__queue_t *q, *next;
+  pp__conn_t *c;
+  size_t wq;
+
+  for (q = ctl->conns.next; q != &ctl->conns; q = next) {
+    next = q->next;
+    c = pp__container_of(q, pp__conn_t, node);
+    if (c->closing)
+      continue;
+    wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe);
+    if (wq <= CTL_WQUEUE_MAX) {
+      c->over_ns = 0;
+    } else if (c->over_ns == 0) {
+      c->over_ns = now;
+    } else if (now - c->over_ns >= limit) {
+      pp__log(ctl->pool,
+              "control socket: closing a connection that has not taken its "
+              "replies (%zu bytes) for %" PRIu64 " ms",
+              wq, ctl->idle_ms);
+      pp__conn_close(c);
+      continue;
+    }
+    if (!c->busy && !c->tracing && now - c->active_ns >= limit)
+      pp__conn_close(c);
+  }
+  if (ctl->nconns == 0)
+    uv_timer_stop(t);
+}
+
 static int uid_allowed(const pp__control_t *ctl, uid_t uid) {
   int i;
 
@@ -377,6 +434,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->pool = pool;
   c->refs = 1;
   c->call_id = NULL;
+  c->active_ns = pp__now_ns();
   uv_pipe_init(pool->loop, &c->pipe, 0);
   c->pipe.data = c;
   ctl->handles++;
@@ -402,8 +460,15 @@ static void on_connection(uv_stream_t *server, int status) {
     pp__conn_finish(c);
     return;
   }
-  if (ctl->nconns > CTL_CONN_MAX) {
-    pp__conn_send_error(c, NULL, "EBUSY", "too many control connections", NULL);
+  /* The pool's own user gets a few more, so that an operator's
+   * `poolctl status` gets through whoever holds the others. */
+  if (ctl->nconns > CTL_CONN_MAX &&
+      (cred.uid != geteuid() ||
+       ctl->nconns > CTL_CONN_MAX + CTL_CONN_RESERVE)) {
+    snprintf(msg, sizeof(msg),
+             "too many control connections (%d in use); try again later",
+             ctl->nconns - 1);
+    pp__conn_send_error(c, NULL, "EBUSY", msg, NULL);
     pp__conn_finish(c);
     return;
   }
@@ -413,87 +478,335 @@ static void on_connection(uv_stream_t *server, int status) {
     pp__conn_finish(c);
     return;
   }
+  if (ctl->idle_ms > 0 && !uv_is_active((uv_handle_t *)&ctl->timer)) {
+    uint64_t every = ctl->idle_ms / 4;
+    every = every < 10 ? 10 : every > 1000 ? 1000 : every;
+    uv_timer_start(&ctl->timer, on_sweep, every, every);
+  }
   conn_update_reading(c);
 }
 
 /* ------------------------------------------------------- start and stop */
 
-/* Create the socket's directory (the last component only) as 0700. */
-static int make_parent(const char *path, pp_diag_t *diag) {
-  const char *slash = strrchr(path, '/');
-  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  size_t n;
+/* A name in the socket's directory as a path that goes through the open
+ * directory (/proc/self/fd/N/NAME), so that the directory we checked is
+ * the one used even if its path is swapped meanwhile; without /proc, the
+ * checked path itself. */
+static int at_path(const pp__control_t *ctl, const char *rel, char *buf,
+                   size_t len) {
+  int n;
 
-  if (slash == NULL || slash == path)
-    return 0;
-  n = (size_t)(slash - path);
-  memcpy(dir, path, n);
-  dir[n] = '\0';
-  if (mkdir(dir, 0700) == 0 || errno == EEXIST)
-    return 0;
-  pp__diag_set(diag, "cannot create the socket directory %s: %s", dir,
-               strerror(errno));
-  return uv_translate_sys_error(errno);
+  if (ctl->proc)
+    n = snprintf(buf, len, "/proc/self/fd/%d/%s", ctl->dirfd, rel);
+  else
+    n = snprintf(buf, len, "%s/%s", ctl->dir, rel);
+  return n < 0 || (size_t)n >= len ? UV_ENAMETOOLONG : 0;
 }
 
-/* A socket file left by a pool that died is removed; one that answers is a
- * running pool. */
-static int clear_stale(const char *path, const struct sockaddr_un *sa,
-                       pp_diag_t *diag) {
-  struct stat st;
-  int fd, r, err;
+/* Create the socket's directory (its last component, 0700) if it is
+ * missing, open it without following a symlink, and check what we opened
+ * (OpenSSH's StrictModes rule): owned by us or root, and writable by
+ * nobody else, so nobody else can plant or swap a name in it.  Every later
+ * use goes through the fd.  0755 is fine; 0770 or 1777 (/tmp) are not. */
+static int open_dir(pp__control_t *ctl, pp_diag_t *diag) {
+  const char *dir = ctl->dir;
+  char self[64];
+  struct stat st, pst;
+  int fd;
 
-  if (lstat(path, &st) != 0) {
-    if (errno == ENOENT)
-      return 0;
-    pp__diag_set(diag, "%s: %s", path, strerror(errno));
-    return uv_translate_sys_error(errno);
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    pp__diag_set(diag, "%s exists and is not a socket", path);
-    return UV_EEXIST;
-  }
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0)
-    return uv_translate_sys_error(errno);
-  r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-  err = errno;
-  close(fd);
-  if (r == 0 || err == EAGAIN) {
-    pp__diag_set(diag, "a pool is already running at %s", path);
-    return UV_EADDRINUSE;
-  }
-  if (err != ECONNREFUSED) {
-    pp__diag_set(diag, "%s: %s", path, strerror(err));
-    return uv_translate_sys_error(err);
-  }
-  if (unlink(path) != 0 && errno != ENOENT) {
-    pp__diag_set(diag, "cannot remove the stale socket %s: %s", path,
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    pp__diag_set(diag, "cannot create the socket directory %s: %s", dir,
                  strerror(errno));
     return uv_translate_sys_error(errno);
   }
+  fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ELOOP || err == ENOTDIR)
+      pp__diag_set(diag,
+                   "unsafe socket directory %s: not a directory (a "
+                   "symlink?); use a directory of your own for "
+                   "control.socket",
+                   dir);
+    else
+      pp__diag_set(diag, "cannot open the socket directory %s: %s", dir,
+                   strerror(err));
+    return uv_translate_sys_error(err);
+  }
+  ctl->dirfd = fd;
+  if (fstat(fd, &st) != 0) {
+    pp__diag_set(diag, "%s: %s", dir, strerror(errno));
+    return uv_translate_sys_error(errno);
+  }
+  if (st.st_uid != geteuid() && st.st_uid != 0) {
+    pp__diag_set(diag,
+                 "unsafe socket directory %s: owned by uid %u, not by you "
+                 "(uid %u) or root; use a directory of your own for "
+                 "control.socket",
+                 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+    return UV_EACCES;
+  }
+  if ((st.st_mode & 022) && (st.st_mode & S_ISVTX)) {
+    pp__diag_set(diag,
+                 "unsafe socket directory %s: it is shared (mode %04o), so "
+                 "anyone can plant names in it; put the socket in a "
+                 "directory of your own, like %s/portpool-%u/",
+                 dir, (unsigned)(st.st_mode & 07777),
+                 strcmp(dir, "/") == 0 ? "" : dir, (unsigned)geteuid());
+    return UV_EACCES;
+  }
+  if (st.st_mode & 022) {
+    pp__diag_set(diag,
+                 "unsafe socket directory %s: mode %04o lets %s write in it; "
+                 "`chmod go-w %s`, or use a directory of your own for "
+                 "control.socket",
+                 dir, (unsigned)(st.st_mode & 07777),
+                 (st.st_mode & 020) && (st.st_mode & 002) ? "group and others"
+                 : (st.st_mode & 020)                     ? "its group"
+                                                          : "others",
+                 dir);
+    return UV_EACCES;
+  }
+  snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+  ctl->proc = stat(self, &pst) == 0 && pst.st_dev == st.st_dev &&
+              pst.st_ino == st.st_ino;
   return 0;
 }
 
-/* control.allow_uids, when this build's config has the key. */
+/* Take NAME.lock beside the socket and hold it (flock) for the server's
+ * life: of two servers starting on one socket, exactly one gets past
+ * here, so the stale-socket check and the takeover below are atomic. */
+static int take_lock(pp__control_t *ctl, pp_diag_t *diag) {
+  struct stat a, b;
+  char pid[32];
+  ssize_t n;
+  int fd, tries;
+
+  for (tries = 0; tries < 16; tries++) {
+    fd = openat(ctl->dirfd, ctl->lockname,
+                O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      pp__diag_set(diag, "cannot open the lock file %s/%s: %s", ctl->dir,
+                   ctl->lockname, strerror(errno));
+      return uv_translate_sys_error(errno);
+    }
+    if (fstat(fd, &a) != 0 || !S_ISREG(a.st_mode)) {
+      pp__diag_set(diag, "%s/%s is not a regular file: remove it", ctl->dir,
+                   ctl->lockname);
+      close(fd);
+      return UV_EEXIST;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int err = errno;
+      memset(pid, 0, sizeof(pid));
+      n = pread(fd, pid, sizeof(pid) - 1, 0);
+      close(fd);
+      if (err != EWOULDBLOCK) {
+        pp__diag_set(diag, "cannot lock %s/%s: %s", ctl->dir, ctl->lockname,
+                     strerror(err));
+        return uv_translate_sys_error(err);
+      }
+      pp__diag_set(diag,
+                   "a pool is already running at %s: another server holds "
+                   "%s (pid %d); stop it first, or give this pool another "
+                   "control.socket",
+                   ctl->path, ctl->path, n > 0 ? atoi(pid) : 0);
+      return UV_EADDRINUSE;
+    }
+    /* The holder removes the file at stop while still holding it: a lock
+     * on a file no longer at the name guards nothing, so try again. */
+    if (fstatat(ctl->dirfd, ctl->lockname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+        a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+      break;
+    close(fd);
+    fd = -1;
+  }
+  if (fd < 0) {
+    pp__diag_set(diag, "cannot lock %s/%s: it keeps changing", ctl->dir,
+                 ctl->lockname);
+    return UV_EAGAIN;
+  }
+  ctl->lockfd = fd;
+  n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+    pp__log(ctl->pool, "control socket: cannot write our pid into %s/%s",
+            ctl->dir, ctl->lockname);
+  return 0;
+}
+
+/* Remove the lock file while we still hold it, then let it go. */
+static void ctl_unlock(pp__control_t *ctl) {
+  struct stat a, b;
+
+  if (ctl->lockfd < 0)
+    return;
+  if (fstat(ctl->lockfd, &a) == 0 &&
+      fstatat(ctl->dirfd, ctl->lockname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+      a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    unlinkat(ctl->dirfd, ctl->lockname, 0);
+  close(ctl->lockfd);
+  ctl->lockfd = -1;
+}
+
+/* With the lock held: what is at the socket's name may be replaced only
+ * if it is a socket nobody listens on (left by a pool that died). */
+static int check_stale(pp__control_t *ctl, pp_diag_t *diag) {
+  struct sockaddr_un sa;
+  struct stat st;
+  int fd, r, err;
+
+  if (fstatat(ctl->dirfd, ctl->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT)
+      return 0;
+    pp__diag_set(diag, "%s: %s", ctl->path, strerror(errno));
+    return uv_translate_sys_error(errno);
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    pp__diag_set(diag,
+                 "%s exists and is not a socket: remove it, or choose "
+                 "another control.socket",
+                 ctl->path);
+    return UV_EEXIST;
+  }
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  if (at_path(ctl, ctl->name, sa.sun_path, sizeof(sa.sun_path)) != 0)
+    memcpy(sa.sun_path, ctl->path, strlen(ctl->path) + 1);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  r = connect(fd, (const struct sockaddr *)&sa, sizeof(sa));
+  err = errno;
+  close(fd);
+  /* A server without our lock (an older build) still answers. */
+  if (r == 0 || err == EAGAIN) {
+    pp__diag_set(diag, "a pool is already running at %s", ctl->path);
+    return UV_EADDRINUSE;
+  }
+  if (err != ECONNREFUSED) {
+    pp__diag_set(diag, "%s: %s", ctl->path, strerror(err));
+    return uv_translate_sys_error(err);
+  }
+  return 0; /* stale: the rename below replaces it atomically */
+}
+
+/* Bind and listen in a private directory made for the purpose, set the
+ * mode there, then rename the socket into place.  Why not umask or
+ * chmod: umask is process-wide (another thread of an embedding program
+ * would create files with it), and chmod by path follows a symlink that
+ * someone swapped in; fchmod on the socket before bind, which Linux
+ * honours, still gives only mode & ~umask.  Inside a 0700 directory of
+ * ours nobody else can reach the name, so fchmodat on it changes our
+ * socket and nothing else;
+ * the rename then publishes a socket that already has its mode and is
+ * already listening, replacing a stale one in one step.  Returns the
+ * listening fd (>= 0) or an error. */
+static int bind_private(pp__control_t *ctl, int mode, pp_diag_t *diag) {
+  struct sockaddr_un sa;
+  char tmp[64];
+  struct stat st;
+  int fd = -1, tfd = -1, i, r;
+
+  for (i = 0; i < 100; i++) {
+    snprintf(tmp, sizeof(tmp), ".pp-bind-%d-%d", (int)getpid(), i);
+    if (mkdirat(ctl->dirfd, tmp, 0700) == 0)
+      break;
+    if (errno != EEXIST) {
+      pp__diag_set(diag, "cannot create %s/%s: %s", ctl->dir, tmp,
+                   strerror(errno));
+      return uv_translate_sys_error(errno);
+    }
+  }
+  if (i == 100) {
+    pp__diag_set(diag, "cannot create a private directory in %s", ctl->dir);
+    return UV_EEXIST;
+  }
+  tfd =
+      openat(ctl->dirfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (tfd < 0) {
+    r = uv_translate_sys_error(errno);
+    pp__diag_set(diag, "%s/%s: %s", ctl->dir, tmp, strerror(errno));
+    goto fail;
+  }
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  {
+    char rel[80];
+    snprintf(rel, sizeof(rel), "%s/s", tmp);
+    if ((r = at_path(ctl, rel, sa.sun_path, sizeof(sa.sun_path))) != 0) {
+      pp__diag_set(diag, "socket path too long: %s", ctl->path);
+      goto fail;
+    }
+  }
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    r = uv_translate_sys_error(errno);
+    pp__diag_set(diag, "socket: %s", strerror(errno));
+    goto fail;
+  }
+  if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    r = uv_translate_sys_error(errno);
+    pp__diag_set(diag, "cannot bind %s: %s", ctl->path, strerror(errno));
+    goto fail;
+  }
+  if (fchmodat(tfd, "s", (mode_t)mode, 0) != 0 ||
+      fstatat(tfd, "s", &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    r = uv_translate_sys_error(errno);
+    pp__diag_set(diag, "cannot set the mode of %s: %s", ctl->path,
+                 strerror(errno));
+    goto fail;
+  }
+  if (listen(fd, CTL_BACKLOG) != 0) {
+    r = uv_translate_sys_error(errno);
+    pp__diag_set(diag, "cannot listen on %s: %s", ctl->path, strerror(errno));
+    goto fail;
+  }
+  if (renameat(tfd, "s", ctl->dirfd, ctl->name) != 0) {
+    r = uv_translate_sys_error(errno);
+    pp__diag_set(diag, "cannot move the socket into place at %s: %s", ctl->path,
+                 strerror(errno));
+    goto fail;
+  }
+  ctl->dev = st.st_dev;
+  ctl->ino = st.st_ino;
+  ctl->bound = 1;
+  close(tfd);
+  unlinkat(ctl->dirfd, tmp, AT_REMOVEDIR);
+  return fd;
+
+fail:
+  if (fd >= 0)
+    close(fd);
+  if (tfd >= 0) {
+    unlinkat(tfd, "s", 0);
+    close(tfd);
+  }
+  unlinkat(ctl->dirfd, tmp, AT_REMOVEDIR);
+  return r;
+}
+
+/* control.allow_uids: uids and user names (checked when the config was
+ * loaded; a user removed since is an error here). */
 static int read_allow_uids(pp__control_t *ctl, const pp_config_t *cfg,
                            pp_diag_t *diag) {
-  char text[2048];
-  int n;
+  char why[256];
+  int i;
 
-  if (pp_config_get(cfg, "control.allow_uids", text, sizeof(text)) != 0)
-    return 0; /* no such key (yet): only our own uid */
-  n = pp__ctl_parse_uids(text, ctl->allow, CTL_ALLOW_MAX);
-  if (n < 0) {
-    pp__diag_set(diag,
-                 "control.allow_uids: expected a list of at most %d numeric "
-                 "uids, got %.200s",
-                 CTL_ALLOW_MAX, text);
-    if (diag)
-      snprintf(diag->key, sizeof(diag->key), "control.allow_uids");
-    return PP_ECONFIG;
+  if (cfg->allow_uids_len <= 0)
+    return 0;
+  ctl->allow = calloc((size_t)cfg->allow_uids_len, sizeof(*ctl->allow));
+  if (ctl->allow == NULL)
+    return UV_ENOMEM;
+  for (i = 0; i < cfg->allow_uids_len; i++) {
+    if (pp__config_uid(cfg->allow_uids[i], &ctl->allow[i], why, sizeof(why)) !=
+        0) {
+      pp__diag_set(diag, "%s", why);
+      if (diag)
+        snprintf(diag->key, sizeof(diag->key), "control.allow_uids");
+      return PP_ECONFIG;
+    }
   }
-  ctl->nallow = n;
+  ctl->nallow = cfg->allow_uids_len;
   return 0;
 }
 
@@ -506,16 +819,37 @@ static void ctl_unlink(pp__control_t *ctl) {
   if (!ctl->bound)
     return;
   ctl->bound = 0;
-  if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev &&
-      st.st_ino == ctl->ino)
-    unlink(ctl->path);
+  if (fstatat(ctl->dirfd, ctl->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      st.st_dev == ctl->dev && st.st_ino == ctl->ino)
+    unlinkat(ctl->dirfd, ctl->name, 0);
+}
+
+/* Split path into ctl->dir and ctl->name, and name the lock file. */
+static int split_path(pp__control_t *ctl, const char *path) {
+  const char *slash = strrchr(path, '/');
+  size_t n;
+
+  if (slash == NULL) {
+    ctl->dir = strdup(".");
+    ctl->name = strdup(path);
+  } else {
+    n = slash == path ? 1 : (size_t)(slash - path);
+    ctl->dir = strndup(path, n);
+    ctl->name = strdup(slash + 1);
+  }
+  if (ctl->dir == NULL || ctl->name == NULL)
+    return UV_ENOMEM;
+  ctl->lockname = malloc(strlen(ctl->name) + 6);
+  if (ctl->lockname == NULL)
+    return UV_ENOMEM;
+  sprintf(ctl->lockname, "%s.lock", ctl->name);
+  return 0;
 }
 
 int pp__control_start(pp_pool_t *pool, pp_diag_t *diag) {
   const char *path = pool->cfg->socket;
   struct sockaddr_un sa;
   pp__control_t *ctl;
-  struct stat st;
   int fd = -1, r;
 
   assert(pool->control == NULL);
@@ -523,49 +857,32 @@ int pp__control_start(pp_pool_t *pool, pp_diag_t *diag) {
     pp__diag_set(diag, "socket path too long: %s", path);
     return UV_ENAMETOOLONG;
   }
-  memset(&sa, 0, sizeof(sa));
-  sa.sun_family = AF_UNIX;
-  memcpy(sa.sun_path, path, strlen(path) + 1);
   ctl = calloc(1, sizeof(*ctl));
-  if (ctl == NULL || (ctl->path = strdup(path)) == NULL) {
-    free(ctl);
+  if (ctl == NULL)
     return UV_ENOMEM;
-  }
+  ctl->dirfd = ctl->lockfd = -1;
+  ctl->pool = pool;
+  ctl->idle_ms = pool->cfg->idle_timeout_ms;
   pp__queue_init(&ctl->conns);
+  if ((ctl->path = strdup(path)) == NULL || split_path(ctl, path) != 0) {
+    r = UV_ENOMEM;
+    goto fail;
+  }
+  if (ctl->name[0] == '\0') {
+    pp__diag_set(diag, "control.socket %s names a directory, not a socket",
+                 path);
+    r = UV_EINVAL;
+    goto fail;
+  }
   if ((r = read_allow_uids(ctl, pool->cfg, diag)) != 0 ||
-      (r = make_parent(path, diag)) != 0 ||
-      (r = clear_stale(path, &sa, diag)) != 0)
+      (r = open_dir(ctl, diag)) != 0 || (r = take_lock(ctl, diag)) != 0 ||
+      (r = check_stale(ctl, diag)) != 0)
     goto fail;
-  /* Bind, chmod and listen on a plain socket first, so that every failure
-   * up to here leaves no uv handle behind. */
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    r = uv_translate_sys_error(errno);
-    pp__diag_set(diag, "socket: %s", strerror(errno));
-    goto fail;
-  }
-  if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-    r = uv_translate_sys_error(errno);
-    if (errno == EADDRINUSE)
-      pp__diag_set(diag, "a pool is already running at %s", path);
-    else
-      pp__diag_set(diag, "cannot bind %s: %s", path, strerror(errno));
-    goto fail;
-  }
-  if (lstat(path, &st) == 0) {
-    ctl->dev = st.st_dev;
-    ctl->ino = st.st_ino;
-    ctl->bound = 1;
-  }
-  /* Nobody can connect before listen(), so the umask's mode never shows. */
-  if (chmod(path, (mode_t)pool->cfg->socket_mode) != 0) {
-    r = uv_translate_sys_error(errno);
-    pp__diag_set(diag, "cannot chmod %s: %s", path, strerror(errno));
-    goto fail;
-  }
-  if (listen(fd, CTL_BACKLOG) != 0) {
-    r = uv_translate_sys_error(errno);
-    pp__diag_set(diag, "cannot listen on %s: %s", path, strerror(errno));
+  /* Bound, moded and listening on a plain socket first, so that every
+   * failure up to here leaves no uv handle behind. */
+  if ((fd = bind_private(ctl, pool->cfg->socket_mode, diag)) < 0) {
+    r = fd;
+    fd = -1;
     goto fail;
   }
   uv_pipe_init(pool->loop, &ctl->server, 0);
@@ -588,22 +905,29 @@ int pp__control_start(pp_pool_t *pool, pp_diag_t *diag) {
   ctl->async.data = ctl;
   ctl->async_open = 1;
   ctl->handles++;
-  ctl->pool = pool;
+  uv_timer_init(pool->loop, &ctl->timer);
+  ctl->timer.data = ctl;
+  ctl->timer_open = 1;
+  ctl->handles++;
   pool->control = ctl;
   return 0;
 
 fail:
   ctl_unlink(ctl);
+  ctl_unlock(ctl);
   if (fd >= 0)
     close(fd);
   pool->control = NULL;
+  ctl->pool = NULL;
   if (ctl->handles > 0) {
     /* Detached: its close callback frees it without touching the pool. */
-    ctl->pool = NULL;
+    if (ctl->async_open) {
+      ctl->async_open = 0;
+      uv_close((uv_handle_t *)&ctl->async, on_handle_close);
+    }
     uv_close((uv_handle_t *)&ctl->server, on_handle_close);
   } else {
-    free(ctl->path);
-    free(ctl);
+    ctl_free(ctl);
   }
   return r;
 }
@@ -622,7 +946,12 @@ void pp__control_stop(pp_pool_t *pool, void (*done_cb)(pp_pool_t *)) {
   ctl->stopping = 1;
   ctl->done_cb = done_cb;
   ctl_unlink(ctl);
+  ctl_unlock(ctl);
   uv_close((uv_handle_t *)&ctl->server, on_handle_close);
+  if (ctl->timer_open) {
+    ctl->timer_open = 0;
+    uv_close((uv_handle_t *)&ctl->timer, on_handle_close);
+  }
   pp__queue_foreach(q, &ctl->conns) {
     c = pp__container_of(q, pp__conn_t, node);
     if (c->tracing && !c->closing) {

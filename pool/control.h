@@ -19,17 +19,19 @@
 #define CTL_BUF_MAX (CTL_LINE_MAX + 1)
 #define CTL_BUF_MIN 4096
 /* Reply bytes the kernel has not taken yet, past which a connection stops
- * reading requests until its peer catches up. */
+ * reading requests and starting calls until its peer catches up; one that
+ * stays past it for control.idle_timeout is closed, so a peer that stops
+ * reading pins at most one reply, for a bounded time. */
 #define CTL_WQUEUE_MAX (4u << 20)
 #define CTL_CONN_MAX 256
+/* Connections past CTL_CONN_MAX kept for the pool's own uid, so that its
+ * operator can always get a `status` through. */
+#define CTL_CONN_RESERVE 8
 #define CTL_BACKLOG 128
 /* Trace lines a connection buffers between two turns of the loop; past
  * it, events are dropped and counted, never queued without bound. */
 #define CTL_TRACE_BUF (128u << 10)
 #define CTL_TRACE_LINE 768
-/* control.allow_uids entries kept. */
-#define CTL_ALLOW_MAX 64
-
 typedef struct pp__conn pp__conn_t;
 typedef struct pp__control pp__control_t;
 
@@ -39,15 +41,26 @@ struct pp__control {
   uv_async_t async; /* trace subscribers wake the loop through it */
   int async_open;
   char *path;
+  /* The socket's directory, opened and checked once; every later use of
+   * it (bind, the lock file, unlink) goes through this fd. */
+  int dirfd;
+  int proc;       /* /proc/self/fd/N reaches it (else the path does) */
+  char *dir;      /* its path, for messages */
+  char *name;     /* the socket's file name in dirfd */
+  char *lockname; /* NAME.lock beside it, flock'ed while we serve */
+  int lockfd;
   dev_t dev; /* the socket file we bound: unlinked only if */
   ino_t ino; /* it is still ours */
   int bound;
+  uv_timer_t timer; /* the idle and stall sweep over the connections */
+  int timer_open;
+  uint64_t idle_ms; /* control.idle_timeout, 0 = none */
   unsigned handles; /* open uv handles: server, async, connections */
-  int nconns;
+  int nconns;       /* connections not closing yet */
   pp__queue_t conns;
   int stopping;
   void (*done_cb)(pp_pool_t *);
-  uint32_t allow[CTL_ALLOW_MAX]; /* control.allow_uids besides our own */
+  uint32_t *allow; /* control.allow_uids besides our own */
   int nallow;
 };
 
@@ -67,6 +80,11 @@ struct pp__conn {
   int eof;             /* the peer shut down its writing side */
   int reading;
   unsigned writes;
+  /* The idle timeout counts from the last thing the peer finished (the
+   * connection, a request line, a reply taken); over_ns is when its
+   * unwritten replies went past CTL_WQUEUE_MAX (0: they are not). */
+  uint64_t active_ns;
+  uint64_t over_ns;
   /* Request bytes: [start, len) unconsumed, [start, start + scanned)
    * known to hold no '\n'. */
   char *buf;

@@ -18,6 +18,7 @@
 
 static void call_end(pp__conn_t *c) {
   c->busy = 0;
+  c->active_ns = pp__now_ns(); /* the idle timeout starts again */
   free(c->payload);
   c->payload = NULL;
   json_decref(c->call_id);
@@ -30,25 +31,70 @@ static void call_fail(pp__conn_t *c, int status, const pp_diag_t *diag) {
   pp__conn_send_error(c, c->call_id, pp_err_name(status), msg, NULL);
 }
 
+/* {"ok":true,"id":ID,"reply":REPLY} with the worker's reply spliced in
+ * as it wrote it (compact): never decoded and encoded again, so numbers
+ * of any size or precision pass through exactly.  Returns 0, or -1 when
+ * the reply is not JSON. */
+static int send_raw_reply(pp__conn_t *c, const char *reply, size_t len) {
+  static const char head[] = "{\"ok\":true,";
+  char *id = NULL, *line;
+  size_t n = 0, idlen = 0;
+  long r;
+
+  if (c->call_id) {
+    id = json_dumps(c->call_id, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (id == NULL) {
+      pp__conn_close(c);
+      return 0;
+    }
+    idlen = strlen(id);
+  }
+  line = malloc(sizeof(head) + idlen + 16 + len);
+  if (line == NULL) {
+    free(id);
+    pp__conn_close(c);
+    return 0;
+  }
+  memcpy(line, head, sizeof(head) - 1);
+  n = sizeof(head) - 1;
+  if (id) {
+    memcpy(line + n, "\"id\":", 5);
+    memcpy(line + n + 5, id, idlen);
+    line[n + 5 + idlen] = ',';
+    n += 6 + idlen;
+  }
+  memcpy(line + n, "\"reply\":", 8);
+  n += 8;
+  r = pp__ctl_json_compact(reply, len, line + n, NULL, NULL, NULL);
+  free(id);
+  if (r < 0) {
+    free(line);
+    return -1;
+  }
+  n += (size_t)r;
+  line[n++] = '}';
+  pp__conn_write(c, line, n, 1, 0);
+  free(line);
+  return 0;
+}
+
 static void call_reply(pp__conn_t *c, int status, const char *reply, size_t len,
                        const pp_diag_t *diag) {
   json_t *v;
 
-  v = len > 0 ? json_loadb(reply, len, JSON_DECODE_ANY, NULL) : NULL;
   if (status == 0) {
-    /* Workers normally reply JSON; a raw handler's bytes go as text. */
-    if (v == NULL) {
-      v = json_pack("{s:b, s:s%, s:b}", "ok", 1, "reply", reply, len, "raw", 1);
-      if (v == NULL)
-        pp__conn_send_error(c, c->call_id, pp_err_name(PP_EPROTO),
-                            "the reply is neither JSON nor UTF-8 text", NULL);
-      else
-        pp__conn_send(c, v, c->call_id, 0);
-    } else
-      pp__conn_send(c, json_pack("{s:b, s:o}", "ok", 1, "reply", v), c->call_id,
-                    0);
+    if (len > 0 && send_raw_reply(c, reply, len) == 0)
+      return;
+    /* Not JSON: a raw handler's bytes go as text. */
+    v = json_pack("{s:b, s:b, s:s%}", "ok", 1, "raw", 1, "reply", reply, len);
+    if (v == NULL)
+      pp__conn_send_error(c, c->call_id, pp_err_name(PP_EPROTO),
+                          "the reply is neither JSON nor UTF-8 text", NULL);
+    else
+      pp__conn_send(c, v, c->call_id, 0);
     return;
   }
+  v = len > 0 ? json_loadb(reply, len, JSON_DECODE_ANY, NULL) : NULL;
   if (status == PP_EHANDLER && json_is_object(v)) {
     /* The diag says "Type: message"; detail has the whole ERROR. */
     pp__conn_send_error(c, c->call_id, pp_err_name(status), diag->message, v);
@@ -124,7 +170,11 @@ static void op_call(pp__conn_t *c, const pp__ctl_req_t *req) {
   int r;
 
   c->timeout_ms = req->timeout_ms;
-  c->payload = json_dumps(req->payload, JSON_COMPACT | JSON_ENCODE_ANY);
+  /* The payload goes to the worker as the client wrote it. */
+  if (req->payload_raw)
+    c->payload = strdup(req->payload_raw);
+  else
+    c->payload = json_dumps(req->payload, JSON_COMPACT | JSON_ENCODE_ANY);
   if (c->payload == NULL) {
     pp__conn_send_error(c, req->id, "ENOMEM", pp_strerror(UV_ENOMEM), NULL);
     return;

@@ -1,6 +1,7 @@
 /* control_proto.c -- owns the request side of the control protocol: one
  * line of text in, a checked request out (docs/protocol.md), plus the pure
- * helpers the control socket needs (trace filters, uid lists).  No libuv,
+ * helpers the control socket needs (trace filters, JSON passed through as
+ * written).  No libuv,
  * no pool, no allocation besides jansson's: the fuzz target drives it. */
 #include "control_proto.h"
 
@@ -8,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Every trace type fits one bit of a filter mask. */
@@ -105,41 +107,6 @@ int pp__ctl_trace_mask(const char *filter, uint64_t *mask, char *err,
   }
 }
 
-int pp__ctl_parse_uids(const char *text, uint32_t *uids, int max) {
-  const char *p = text;
-  unsigned long long v;
-  int n = 0;
-
-  if (text == NULL)
-    return 0;
-  while (*p == ' ' || *p == '\t')
-    p++;
-  if (strcmp(p, "~") == 0 || strcmp(p, "null") == 0)
-    return 0;
-  for (;;) {
-    while (*p && strchr("[]-, \t\r\n", *p)) {
-      if (*p == '-' && p[1] >= '0' && p[1] <= '9')
-        return -1; /* a negative number, not a block item */
-      p++;
-    }
-    if (*p == '\0')
-      return n;
-    if (*p < '0' || *p > '9')
-      return -1;
-    v = 0;
-    while (*p >= '0' && *p <= '9') {
-      v = v * 10 + (unsigned)(*p++ - '0');
-      if (v > UINT32_MAX)
-        return -1;
-    }
-    if (*p && !strchr("], \t\r\n", *p))
-      return -1;
-    if (n >= max)
-      return -1;
-    uids[n++] = (uint32_t)v;
-  }
-}
-
 /* An optional integer field in [lo, hi]: 0 with *out set (left alone when
  * absent or null), -1 otherwise. */
 static int get_int(json_t *root, const char *key, json_int_t lo, json_int_t hi,
@@ -225,12 +192,52 @@ static int parse_fields(pp__ctl_req_t *req, char *err, size_t errlen) {
   }
 }
 
+/* The request as jansson should see it: compact, with the call's payload
+ * taken out (kept byte for byte in req->payload_raw) and null in its
+ * place, so that no number in it is ever converted.  Returns the text
+ * (malloc'd) or NULL: not JSON (*fatal set) or out of memory. */
+static char *take_payload(const char *line, size_t len, pp__ctl_req_t *req,
+                          size_t *outlen, int *fatal) {
+  size_t at, plen;
+  char *text;
+  long n;
+
+  *fatal = 0;
+  text = malloc(len + 5);
+  if (text == NULL)
+    return NULL;
+  n = pp__ctl_json_compact(line, len, text, "payload", &at, &plen);
+  if (n < 0) {
+    *fatal = 1;
+    free(text);
+    return NULL;
+  }
+  if (plen > 0 && text[0] == '{') {
+    req->payload_raw = malloc(plen + 1);
+    if (req->payload_raw == NULL) {
+      free(text);
+      return NULL;
+    }
+    memcpy(req->payload_raw, text + at, plen);
+    req->payload_raw[plen] = '\0';
+    req->payload_len = plen;
+    /* "null" is at most as long as any value but a one-digit number. */
+    memmove(text + at + 4, text + at + plen, (size_t)n - at - plen);
+    memcpy(text + at, "null", 4);
+    n = n - (long)plen + 4;
+  }
+  *outlen = (size_t)n;
+  return text;
+}
+
 int pp__ctl_parse(const char *line, size_t len, pp__ctl_req_t *req, char *err,
                   size_t errlen) {
   json_error_t jerr;
   json_t *op;
   const char *name;
-  size_t i;
+  size_t i, tlen = 0;
+  char *text;
+  int fatal;
 
   memset(req, 0, sizeof(*req));
   req->timeout_ms = -1;
@@ -240,11 +247,29 @@ int pp__ctl_parse(const char *line, size_t len, pp__ctl_req_t *req, char *err,
   while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ' ||
                      line[len - 1] == '\t'))
     len--;
-  req->root = json_loadb(line, len, JSON_DECODE_ANY, &jerr);
-  if (req->root == NULL) {
-    say(err, errlen, "request is not JSON: %s (column %d)", jerr.text,
-        jerr.column);
+  text = take_payload(line, len, req, &tlen, &fatal);
+  if (text == NULL && fatal) {
+    /* jansson says where, for the message. */
+    json_t *v = json_loadb(line, len, JSON_DECODE_ANY, &jerr);
+    if (v == NULL)
+      say(err, errlen, "request is not JSON: %s (column %d)", jerr.text,
+          jerr.column);
+    else
+      say(err, errlen, "request is not JSON");
+    json_decref(v);
     return PP_CTL_EFATAL;
+  }
+  if (text == NULL) {
+    say(err, errlen, "out of memory");
+    goto invalid;
+  }
+  req->root = json_loadb(text, tlen, JSON_DECODE_ANY, &jerr);
+  free(text);
+  if (req->root == NULL) {
+    /* Valid JSON that jansson cannot hold: a number out of its range. */
+    say(err, errlen, "request field out of range: %s (column %d)", jerr.text,
+        jerr.column);
+    goto invalid;
   }
   if (!json_is_object(req->root)) {
     say(err, errlen, "a request must be a JSON object");
@@ -282,7 +307,248 @@ void pp__ctl_req_free(pp__ctl_req_t *req) {
     return;
   json_decref(req->root);
   req->root = NULL;
+  free(req->payload_raw);
+  req->payload_raw = NULL;
+  req->payload_len = 0;
   req->id = NULL;
   req->payload = NULL;
   req->filter = NULL;
+}
+
+/* ------------------------------------------------------ JSON, as written */
+
+typedef struct jscan {
+  const unsigned char *s;
+  size_t n, i;
+  char *out;
+  size_t o;
+} jscan_t;
+
+static void j_ws(jscan_t *j) {
+  while (j->i < j->n && (j->s[j->i] == ' ' || j->s[j->i] == '\t' ||
+                         j->s[j->i] == '\n' || j->s[j->i] == '\r'))
+    j->i++;
+}
+
+static void j_copy(jscan_t *j, size_t from) {
+  if (j->out)
+    memcpy(j->out + j->o, j->s + from, j->i - from);
+  j->o += j->i - from;
+}
+
+static int j_hex(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+         (c >= 'A' && c <= 'F');
+}
+
+/* The length of the well-formed UTF-8 sequence at s[0..n), or 0. */
+static size_t j_utf8(const unsigned char *s, size_t n) {
+  size_t len, k;
+  unsigned cp;
+
+  if (s[0] >= 0xc2 && s[0] <= 0xdf)
+    len = 2, cp = s[0] & 0x1fu;
+  else if (s[0] >= 0xe0 && s[0] <= 0xef)
+    len = 3, cp = s[0] & 0x0fu;
+  else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+    len = 4, cp = s[0] & 0x07u;
+  else
+    return 0;
+  if (n < len)
+    return 0;
+  for (k = 1; k < len; k++) {
+    if ((s[k] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[k] & 0x3fu);
+  }
+  if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+      (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+    return 0;
+  return len;
+}
+
+/* A string at j->i; its body (without quotes) is s[*body, *body + *blen). */
+static int j_string(jscan_t *j, size_t *body, size_t *blen) {
+  size_t from = j->i, k;
+  unsigned char c;
+
+  if (j->i >= j->n || j->s[j->i] != '"')
+    return -1;
+  j->i++;
+  *body = j->i;
+  while (j->i < j->n) {
+    c = j->s[j->i];
+    if (c == '"') {
+      *blen = j->i - *body;
+      j->i++;
+      j_copy(j, from);
+      return 0;
+    }
+    if (c < 0x20)
+      return -1;
+    if (c == '\\') {
+      if (j->i + 1 >= j->n)
+        return -1;
+      c = j->s[j->i + 1];
+      if (c == 'u') {
+        if (j->i + 6 > j->n)
+          return -1;
+        for (k = 2; k < 6; k++)
+          if (!j_hex(j->s[j->i + k]))
+            return -1;
+        j->i += 6;
+      } else if (strchr("\"\\/bfnrt", c) != NULL && c != '\0') {
+        j->i += 2;
+      } else {
+        return -1;
+      }
+    } else if (c >= 0x80) {
+      if ((k = j_utf8(j->s + j->i, j->n - j->i)) == 0)
+        return -1;
+      j->i += k;
+    } else {
+      j->i++;
+    }
+  }
+  return -1;
+}
+
+static int j_digits(jscan_t *j) {
+  size_t from = j->i;
+
+  while (j->i < j->n && j->s[j->i] >= '0' && j->s[j->i] <= '9')
+    j->i++;
+  return j->i > from ? 0 : -1;
+}
+
+/* A number, any size: it is copied, never converted. */
+static int j_number(jscan_t *j) {
+  size_t from = j->i;
+
+  if (j->i < j->n && j->s[j->i] == '-')
+    j->i++;
+  if (j->i < j->n && j->s[j->i] == '0')
+    j->i++;
+  else if (j_digits(j) != 0)
+    return -1;
+  if (j->i < j->n && j->s[j->i] == '.') {
+    j->i++;
+    if (j_digits(j) != 0)
+      return -1;
+  }
+  if (j->i < j->n && (j->s[j->i] == 'e' || j->s[j->i] == 'E')) {
+    j->i++;
+    if (j->i < j->n && (j->s[j->i] == '+' || j->s[j->i] == '-'))
+      j->i++;
+    if (j_digits(j) != 0)
+      return -1;
+  }
+  j_copy(j, from);
+  return 0;
+}
+
+static int j_word(jscan_t *j, const char *w) {
+  size_t len = strlen(w), from = j->i;
+
+  if (j->n - j->i < len || memcmp(j->s + j->i, w, len) != 0)
+    return -1;
+  j->i += len;
+  j_copy(j, from);
+  return 0;
+}
+
+static void j_put(jscan_t *j, char c) {
+  if (j->out)
+    j->out[j->o] = c;
+  j->o++;
+  j->i++;
+}
+
+long pp__ctl_json_compact(const char *in, size_t n, char *out, const char *key,
+                          size_t *at, size_t *len) {
+  char stack[PP_CTL_JSON_DEPTH];
+  jscan_t j = {(const unsigned char *)in, n, 0, out, 0};
+  int depth = 0, want_key = 0, member = 0;
+  size_t body, blen, vstart = 0;
+  unsigned char c;
+
+  if (at)
+    *at = 0;
+  if (len)
+    *len = 0;
+  for (;;) {
+    /* A member's key, then a value. */
+    j_ws(&j);
+    if (want_key) {
+      if (j_string(&j, &body, &blen) != 0)
+        return -1;
+      if (depth == 1)
+        member =
+            key && strlen(key) == blen && memcmp(in + body, key, blen) == 0;
+      j_ws(&j);
+      if (j.i >= n || j.s[j.i] != ':')
+        return -1;
+      j_put(&j, ':');
+      j_ws(&j);
+      if (depth == 1)
+        vstart = j.o;
+      want_key = 0;
+    }
+    if (j.i >= n)
+      return -1;
+    c = j.s[j.i];
+    if (c == '{' || c == '[') {
+      if (depth == PP_CTL_JSON_DEPTH)
+        return -1;
+      stack[depth++] = (char)c;
+      j_put(&j, (char)c);
+      j_ws(&j);
+      if (j.i < n && j.s[j.i] == (c == '{' ? '}' : ']')) {
+        depth--;
+        j_put(&j, (char)j.s[j.i]);
+      } else {
+        if (c == '{')
+          want_key = 1;
+        continue;
+      }
+    } else if (c == '"') {
+      if (j_string(&j, &body, &blen) != 0)
+        return -1;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      if (j_number(&j) != 0)
+        return -1;
+    } else if (j_word(&j, c == 't'   ? "true"
+                          : c == 'f' ? "false"
+                                     : "null") != 0) {
+      return -1;
+    }
+    /* After a value: close containers, or go on to the next item. */
+    for (;;) {
+      if (member && depth == 1) {
+        if (at)
+          *at = vstart;
+        if (len)
+          *len = j.o - vstart;
+        member = 0;
+      }
+      j_ws(&j);
+      if (depth == 0) {
+        if (j.i != n)
+          return -1;
+        return (long)j.o;
+      }
+      if (j.i >= n)
+        return -1;
+      c = j.s[j.i];
+      if (c == ',') {
+        j_put(&j, ',');
+        want_key = stack[depth - 1] == '{';
+        break;
+      }
+      if (c != (stack[depth - 1] == '{' ? '}' : ']'))
+        return -1;
+      depth--;
+      j_put(&j, (char)c);
+    }
+  }
 }

@@ -22,10 +22,14 @@ typedef enum {
 
 typedef struct pp__ctl_req {
   pp__ctl_op_t op;
-  json_t *root;       /* the whole request; owns what the pointers below
-                         point into */
-  json_t *id;         /* "id", echoed in the reply, or NULL */
-  json_t *payload;    /* call: the value sent to the worker */
+  json_t *root;      /* the whole request; owns what the pointers below
+                        point into */
+  json_t *id;        /* "id", echoed in the reply, or NULL */
+  json_t *payload;   /* call: the value sent to the worker (null when
+                        payload_raw holds it) */
+  char *payload_raw; /* call: the payload exactly as the client wrote it
+                        (compact), or NULL; owned */
+  size_t payload_len;
   int64_t timeout_ms; /* call: -1 when absent */
   int n;              /* scale: the new size */
   int force;          /* scale: kill busy workers */
@@ -52,9 +56,18 @@ void pp__ctl_req_free(pp__ctl_req_t *req);
 int pp__ctl_trace_mask(const char *filter, uint64_t *mask, char *err,
                        size_t errlen);
 
-/* The uids of control.allow_uids as pp_config_get renders it ("[1001,
- * 1002]", "[]", "1001, 1002" or block items "- 1001").  Returns how many
- * were stored in uids (at most max), or -1 for anything else. */
-int pp__ctl_parse_uids(const char *text, uint32_t *uids, int max);
+/* How deep JSON may nest: jansson's own limit. */
+#define PP_CTL_JSON_DEPTH 2048
+
+/* Check that in[0..n) is one JSON value (RFC 8259, UTF-8, nesting at most
+ * PP_CTL_JSON_DEPTH) with only whitespace around it, and copy it into out
+ * (room for n bytes; NULL only checks) without the whitespace outside its
+ * strings.  Nothing is decoded: numbers of any size and strings stay byte
+ * for byte as written, so a value passes through exactly.  When key is
+ * not NULL, [*at, *at + *len) is where in out the value of the last
+ * top-level member named key (compared as written) lies; *len is 0 when
+ * there is none.  Returns the length written, or -1. */
+long pp__ctl_json_compact(const char *in, size_t n, char *out, const char *key,
+                          size_t *at, size_t *len);
 
 #endif

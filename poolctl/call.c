@@ -30,6 +30,50 @@ static int print_handler_error(json_t *reply, int traceback) {
   return PC_EXIT_ERROR;
 }
 
+/* The request line, with the argument as the user wrote it: it is only
+ * checked here, never decoded and encoded, so numbers of any size or
+ * precision reach the handler exactly.  Returns it (malloc'd) or NULL. */
+static char *call_line(const char *cmd, const char *args, long timeout_ms) {
+  char *name = NULL, *line = NULL, *p;
+  json_t *s = json_string(cmd);
+  size_t n;
+
+  if (s)
+    name = json_dumps(s, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(s);
+  if (name == NULL)
+    return NULL;
+  n = strlen(name) + (args ? strlen(args) : 4) + 96;
+  if ((line = malloc(n)) != NULL) {
+    snprintf(line, n, "{\"op\":\"call\",\"payload\":{\"cmd\":%s,\"args\":%s}",
+             name, args ? args : "null");
+    if (timeout_ms >= 0)
+      snprintf(line + strlen(line), n - strlen(line), ",\"timeout_ms\":%ld",
+               timeout_ms);
+    strcat(line, "}");
+    /* A line break in valid JSON is whitespace outside strings (inside
+     * them it is escaped): a space keeps the request one line. */
+    for (p = line; *p; p++)
+      if (*p == '\n' || *p == '\r')
+        *p = ' ';
+  }
+  free(name);
+  return line;
+}
+
+/* The reply as the worker wrote it, when the pool sent it spliced in
+ * {"ok":true,"reply":REPLY}; NULL otherwise. */
+static const char *raw_reply(char *line, size_t *len) {
+  static const char head[] = "{\"ok\":true,\"reply\":";
+  size_t n = strlen(line);
+
+  if (n < sizeof(head) || strncmp(line, head, sizeof(head) - 1) != 0 ||
+      line[n - 1] != '}')
+    return NULL;
+  *len = n - sizeof(head);
+  return line + sizeof(head) - 1;
+}
+
 int pc_call(const pc_command_t *cmd, int argc, char **argv,
             const pc_global_t *g) {
   static const struct option longopts[] = {
@@ -38,11 +82,14 @@ int pc_call(const pc_command_t *cmd, int argc, char **argv,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  json_t *args = NULL, *req = NULL, *reply = NULL;
+  json_t *args = NULL, *reply = NULL;
   long timeout_ms = -1;
   int c, traceback = 0, r = PC_EXIT_ERROR;
+  const char *raw, *argtext = NULL;
+  char *end, *text, *req = NULL, *line;
   json_error_t jerr;
-  char *end, *text;
+  pc_conn_t conn;
+  size_t len;
 
   while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
     switch (c) {
@@ -71,8 +118,12 @@ int pc_call(const pc_command_t *cmd, int argc, char **argv,
     return pc_usage_error(cmd, "call: unexpected argument '%s'",
                           argv[optind + 2]);
   if (argc - optind == 2) {
-    args = json_loads(argv[optind + 1], JSON_DECODE_ANY, &jerr);
-    if (args == NULL)
+    /* Checked only: integers past 64 bits are fine (INT_AS_REAL), and so
+     * is a float past a double, which only jansson cannot hold. */
+    argtext = argv[optind + 1];
+    args =
+        json_loads(argtext, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
+    if (args == NULL && strstr(jerr.text, "overflow") == NULL)
       return pc_usage_error(cmd,
                             "call: the JSON argument does not parse: %s "
                             "(column %d)",
@@ -82,20 +133,32 @@ int pc_call(const pc_command_t *cmd, int argc, char **argv,
     goto out;
   if ((r = pc_check_socket_dir(path)) != PC_EXIT_OK)
     goto out;
-  req = json_pack("{s:s, s:{s:s, s:o?}}", "op", "call", "payload", "cmd",
-                  argv[optind], "args", json_incref(args));
-  if (req && timeout_ms >= 0 &&
-      json_object_set_new(req, "timeout_ms", json_integer(timeout_ms)) != 0) {
-    json_decref(req);
-    req = NULL;
-  }
+  req = call_line(argv[optind], argtext, timeout_ms);
   if (req == NULL) {
     pc_err("out of memory");
     r = PC_EXIT_ERROR;
     goto out;
   }
-  r = pc_request(path, req, timeout_ms >= 0 ? timeout_ms + CALL_GRACE_MS : -1,
-                 &reply);
+  if ((r = pc_conn_open(path, &conn)) != PC_EXIT_OK)
+    goto out;
+  r = pc_conn_request_text(&conn, req, strlen(req),
+                           timeout_ms >= 0 ? timeout_ms + CALL_GRACE_MS : -1,
+                           &line);
+  if (r == PC_EXIT_OK && (raw = raw_reply(line, &len)) != NULL) {
+    /* Printed exactly as the handler's worker wrote it. */
+    fwrite(raw, 1, len, stdout);
+    putchar('\n');
+    pc_conn_close(&conn);
+    goto out;
+  }
+  if (r == PC_EXIT_OK) {
+    reply = json_loads(line, JSON_DECODE_INT_AS_REAL, &jerr);
+    if (!json_is_object(reply)) {
+      pc_err("the pool at %s sent a reply that is not a JSON object", path);
+      r = PC_EXIT_ERROR;
+    }
+  }
+  pc_conn_close(&conn);
   if (r != PC_EXIT_OK)
     goto out;
   if (!json_is_true(json_object_get(reply, "ok"))) {
@@ -114,7 +177,7 @@ int pc_call(const pc_command_t *cmd, int argc, char **argv,
   r = PC_EXIT_OK;
 out:
   json_decref(reply);
-  json_decref(req);
+  free(req);
   json_decref(args);
   return r;
 }

@@ -95,24 +95,31 @@ static int send_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-int pc_conn_send(pc_conn_t *c, json_t *req) {
+/* Send req as one line; 0 or an errno value (not printed). */
+static int conn_send(pc_conn_t *c, json_t *req) {
   char *text;
   size_t n;
-  int r = PC_EXIT_OK;
+  int err = 0;
 
   text = json_dumps(req, JSON_COMPACT);
-  if (text == NULL) {
-    pc_err("out of memory");
-    return PC_EXIT_ERROR;
-  }
+  if (text == NULL)
+    return ENOMEM;
   n = strlen(text);
   text[n] = '\n'; /* json_dumps left room: replace the NUL, send n + 1 */
-  if (send_all(c->fd, text, n + 1) != 0) {
-    pc_err("sending to %s: %s", c->path, strerror(errno));
-    r = PC_EXIT_ERROR;
-  }
+  c->used = 1;
+  if (send_all(c->fd, text, n + 1) != 0)
+    err = errno;
   free(text);
-  return r;
+  return err;
+}
+
+int pc_conn_send(pc_conn_t *c, json_t *req) {
+  int err = conn_send(c, req);
+
+  if (err == 0)
+    return PC_EXIT_OK;
+  pc_err("sending to %s: %s", c->path, strerror(err));
+  return PC_EXIT_ERROR;
 }
 
 int pc_conn_line(pc_conn_t *c, long timeout_ms, int intr, char **line) {
@@ -184,7 +191,10 @@ int pc_conn_line(pc_conn_t *c, long timeout_ms, int intr, char **line) {
   }
 }
 
-int pc_conn_recv(pc_conn_t *c, long timeout_ms, json_t **reply) {
+/* The next line as a JSON object, or PC_EOF (not printed) when quiet_eof
+ * is set and the server closed the connection. */
+static int conn_recv(pc_conn_t *c, long timeout_ms, int quiet_eof,
+                     json_t **reply) {
   json_error_t jerr;
   char *line;
   int r;
@@ -195,6 +205,8 @@ int pc_conn_recv(pc_conn_t *c, long timeout_ms, json_t **reply) {
     pc_err("no reply from %s within %ld ms", c->path, timeout_ms);
     return PC_EXIT_ERROR;
   }
+  if (r == PC_EOF && quiet_eof)
+    return PC_EOF;
   if (r == PC_EOF) {
     pc_err("the pool at %s closed the connection without replying", c->path);
     return PC_EXIT_ERROR;
@@ -211,19 +223,90 @@ int pc_conn_recv(pc_conn_t *c, long timeout_ms, json_t **reply) {
   return PC_EXIT_OK;
 }
 
-int pc_conn_request(pc_conn_t *c, json_t *req, long timeout_ms,
-                    json_t **reply) {
-  int r;
+int pc_conn_recv(pc_conn_t *c, long timeout_ms, json_t **reply) {
+  return conn_recv(c, timeout_ms, 0, reply);
+}
+
+/* Send req and read its reply; PC_EOF (not printed) as conn_recv. */
+static int conn_request(pc_conn_t *c, json_t *req, long timeout_ms,
+                        int quiet_eof, json_t **reply) {
+  int err;
 
   *reply = NULL;
-  if ((r = pc_conn_send(c, req)) != PC_EXIT_OK)
+  err = conn_send(c, req);
+  if (err == EPIPE || err == ECONNRESET) {
+    /* Refused at once (too many connections, a uid it does not allow):
+     * the server wrote why before it closed; that line is the answer. */
+    if (conn_recv(c, 1000, 1, reply) == PC_EXIT_OK)
+      return PC_EXIT_OK;
+  }
+  if (err != 0) {
+    pc_err("sending to %s: %s", c->path, strerror(err));
+    return PC_EXIT_ERROR;
+  }
+  return conn_recv(c, timeout_ms, quiet_eof, reply);
+}
+
+int pc_conn_request_text(pc_conn_t *c, const char *text, size_t n,
+                         long timeout_ms, char **line) {
+  char *buf = malloc(n + 1);
+  int err = 0, r;
+
+  if (buf == NULL) {
+    pc_err("out of memory");
+    return PC_EXIT_ERROR;
+  }
+  memcpy(buf, text, n);
+  buf[n] = '\n';
+  c->used = 1;
+  if (send_all(c->fd, buf, n + 1) != 0)
+    err = errno;
+  free(buf);
+  if (err != 0 && err != EPIPE && err != ECONNRESET) {
+    pc_err("sending to %s: %s", c->path, strerror(err));
+    return PC_EXIT_ERROR;
+  }
+  /* After EPIPE, the line the server wrote before closing is the answer. */
+  r = pc_conn_line(c, err ? 1000 : timeout_ms, 0, line);
+  if (r == PC_EXIT_OK)
     return r;
-  return pc_conn_recv(c, timeout_ms, reply);
+  if (err != 0)
+    pc_err("sending to %s: %s", c->path, strerror(err));
+  else if (r == PC_TIMEOUT)
+    pc_err("no reply from %s within %ld ms", c->path, timeout_ms);
+  else if (r == PC_EOF)
+    pc_err("the pool at %s closed the connection without replying", c->path);
+  return PC_EXIT_ERROR;
+}
+
+int pc_conn_request(pc_conn_t *c, json_t *req, long timeout_ms,
+                    json_t **reply) {
+  return conn_request(c, req, timeout_ms, 0, reply);
+}
+
+/* 1 when the server closed c and nothing it sent is left to read. */
+static int closed_by_server(pc_conn_t *c) {
+  ssize_t n;
+  char b;
+
+  if (c->len > c->scanned)
+    return 0;
+  n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 ||
+         (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static int reconnect(pc_conn_t *c) {
+  const char *path = c->path;
+
+  pc_conn_close(c);
+  return pc_conn_open(path, c);
 }
 
 int pc_conn_simple(pc_conn_t *c, const char *op, long timeout_ms,
                    json_t **out) {
   json_t *req = json_pack("{s:s}", "op", op), *reply = NULL;
+  int idem = strcmp(op, "status") == 0 || strcmp(op, "ping") == 0;
   int r;
 
   if (out)
@@ -232,7 +315,18 @@ int pc_conn_simple(pc_conn_t *c, const char *op, long timeout_ms,
     pc_err("out of memory");
     return PC_EXIT_ERROR;
   }
-  r = pc_conn_request(c, req, timeout_ms, &reply);
+  /* A connection kept between status requests (top, --watch, the waits
+   * of the operating commands) may have been closed for being idle. */
+  if (idem && c->used && closed_by_server(c) &&
+      (r = reconnect(c)) != PC_EXIT_OK) {
+    json_decref(req);
+    return r;
+  }
+  r = conn_request(c, req, timeout_ms, idem, &reply);
+  if (r == PC_EOF) { /* closed just as we sent: once more */
+    if ((r = reconnect(c)) == PC_EXIT_OK)
+      r = conn_request(c, req, timeout_ms, 0, &reply);
+  }
   json_decref(req);
   if (r != PC_EXIT_OK)
     return r;

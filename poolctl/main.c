@@ -268,30 +268,30 @@ int pc_check_socket_dir(const char *path) {
 
   if (slash == NULL)
     return PC_EXIT_OK;
-  n = (size_t)(slash - path);
+  n = slash == path ? 1 : (size_t)(slash - path);
   if (n >= sizeof(dir))
     return PC_EXIT_OK;
   memcpy(dir, path, n);
   dir[n] = '\0';
-  /* Only directories inside the shared /tmp can be planted by someone
-   * else; /tmp itself is sticky and every other place is the user's. */
-  if (strncmp(dir, "/tmp/", 5) != 0)
-    return PC_EXIT_OK;
+  /* The rule the server applies to the directory it binds in (OpenSSH's
+   * StrictModes): ours or root's, and nobody else may write in it.  The
+   * server's uid is checked on connecting too (SO_PEERCRED). */
   if (lstat(dir, &st) != 0)
-    return PC_EXIT_OK; /* not there yet: serve creates it as 0700 */
+    return PC_EXIT_OK; /* not there yet: the server creates it as 0700 */
   if (!S_ISDIR(st.st_mode)) {
     pc_err("unsafe socket directory %s: not a directory", dir);
     return PC_EXIT_ERROR;
   }
-  if (st.st_uid != geteuid()) {
+  if (st.st_uid != geteuid() && st.st_uid != 0) {
     pc_err("unsafe socket directory %s: owned by uid %u, not by you (uid "
-           "%u); it must be yours and mode 0700",
+           "%u) or root",
            dir, (unsigned)st.st_uid, (unsigned)geteuid());
     return PC_EXIT_ERROR;
   }
-  if ((st.st_mode & 077) != 0) {
-    pc_err("unsafe socket directory %s: mode %04o, expected 0700", dir,
-           (unsigned)(st.st_mode & 07777));
+  if ((st.st_mode & 022) != 0) {
+    pc_err("unsafe socket directory %s: mode %04o lets others write in it "
+           "(`chmod go-w %s`)",
+           dir, (unsigned)(st.st_mode & 07777), dir);
     return PC_EXIT_ERROR;
   }
   return PC_EXIT_OK;

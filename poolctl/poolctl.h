@@ -89,8 +89,9 @@ int pc_default_socket(const char *name, char *buf, size_t len);
 /* The socket a client command talks to: -S, else the default for -n NAME
  * (default "portpool").  Returns 0 or -1 (message printed). */
 int pc_client_socket(const pc_global_t *g, char *buf, size_t len);
-/* A socket directory inside /tmp must be ours and mode 0700 (or not exist
- * yet).  Returns PC_EXIT_OK, or PC_EXIT_ERROR with a message printed. */
+/* A socket directory must be ours (or root's) and writable by nobody
+ * else (or not exist yet), as the server requires.  Returns PC_EXIT_OK, or
+ * PC_EXIT_ERROR with a message printed. */
 int pc_check_socket_dir(const char *path);
 /* 1 when colour may be used on stdout: a terminal, and NO_COLOR unset. */
 int pc_use_color(void);
@@ -112,6 +113,7 @@ typedef struct pc_conn {
   const char *path;
   char *buf;
   size_t len, cap, scanned;
+  int used; /* a request went out on it */
 } pc_conn_t;
 
 /* What pc_conn_line returns besides the exit codes. */
@@ -135,10 +137,19 @@ int pc_conn_line(pc_conn_t *c, long timeout_ms, int intr, char **line);
 /* The next line parsed as a JSON object.  Returns PC_EXIT_OK or
  * PC_EXIT_ERROR; a timeout or EOF is printed as an error. */
 int pc_conn_recv(pc_conn_t *c, long timeout_ms, json_t **reply);
-/* Send req and read its reply. */
+/* Send req and read its reply.  When the server closed the connection
+ * before taking req (it was refused: too many connections, a uid not
+ * allowed), the line it wrote first is the reply. */
 int pc_conn_request(pc_conn_t *c, json_t *req, long timeout_ms, json_t **reply);
+/* Send text (one request line, without its newline) and point *line at
+ * the reply line as the server wrote it (valid until the next call on c).
+ * Returns PC_EXIT_OK or PC_EXIT_ERROR (printed). */
+int pc_conn_request_text(pc_conn_t *c, const char *text, size_t n,
+                         long timeout_ms, char **line);
 /* A request {"op": op} with no arguments; the reply must be ok (else it
- * is printed and PC_EXIT_ERROR returned).  *reply may be NULL. */
+ * is printed and PC_EXIT_ERROR returned).  *reply may be NULL.  A status
+ * or ping on a connection the server closed for being idle
+ * (control.idle_timeout) connects again and is sent once more. */
 int pc_conn_simple(pc_conn_t *c, const char *op, long timeout_ms,
                    json_t **reply);
 

@@ -344,11 +344,8 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
     free(sets);
     return r;
   }
-  if ((r = pc_check_socket_dir(s.socket)) != PC_EXIT_OK) {
-    pp_config_free(cfg);
-    free(sets);
-    return r;
-  }
+  /* The socket's directory is checked by the library, in the same step
+   * as it is opened and used (pp_pool_start). */
   s.size = cfg->size;
 
   /* A peer that hangs up must cost an EPIPE, not the whole server. */

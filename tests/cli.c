@@ -354,6 +354,42 @@ json_t *cli_conn_recv(cli_conn_t *c) {
   }
 }
 
+int cli_conn_hup(cli_conn_t *c, int timeout_ms) {
+  int64_t deadline = cli_now_ms() + timeout_ms;
+  struct pollfd p;
+  int r;
+
+  for (;;) {
+    p.fd = c->fd;
+    p.events = 0; /* POLLHUP is reported whatever is asked */
+    p.revents = 0;
+    r = poll(&p, 1, cli_remaining(deadline));
+    if (r < 0 && errno == EINTR)
+      continue;
+    return r == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
+  }
+}
+
+void cli_shim(const char *var, const char *value) {
+  static char prev[64];
+  const char *so = getenv("PP_SHIM");
+
+  if (prev[0]) {
+    unsetenv(prev);
+    prev[0] = '\0';
+  }
+  if (var == NULL) {
+    unsetenv("LD_PRELOAD");
+    return;
+  }
+  assert_non_null(so);
+  assert_int_equal(setenv("LD_PRELOAD", so, 1), 0);
+  /* A sanitizer build wants its runtime first; the shim needs none. */
+  assert_int_equal(setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0), 0);
+  assert_int_equal(setenv(var, value, 1), 0);
+  snprintf(prev, sizeof(prev), "%s", var);
+}
+
 json_t *cli_conn_status(cli_conn_t *c) {
   json_t *reply, *st;
 

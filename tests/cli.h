@@ -59,6 +59,10 @@ const char *cli_lines_find(cli_lines_t *l, const char *needle);
 /* Read until EOF (the child closed the pipe); returns everything unseen. */
 const char *cli_lines_rest(cli_lines_t *l);
 
+/* Run the children spawned from now on with tests/shim.c preloaded and
+ * its act var=value on (var NULL: preload nothing again). */
+void cli_shim(const char *var, const char *value);
+
 /* A `poolctl serve` child. */
 typedef struct cli_server {
   pid_t pid;
@@ -82,6 +86,9 @@ void cli_conn_close(cli_conn_t *c);
 void cli_conn_send(cli_conn_t *c, const char *s);
 /* The next line, parsed; NULL at EOF. */
 json_t *cli_conn_recv(cli_conn_t *c);
+/* 1 once the server has hung up on c (nothing read from it), 0 when it
+ * has not within timeout_ms. */
+int cli_conn_hup(cli_conn_t *c, int timeout_ms);
 /* One status request; the status object (owned). */
 json_t *cli_conn_status(cli_conn_t *c);
 

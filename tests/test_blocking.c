@@ -599,11 +599,13 @@ static void test_reply_spin(void **state) {
 /* Close is synchronous: the workers are reaped when it returns, so a new
  * pool (same name, same socket) starts on the next line, 50 times. */
 static void test_close_reopen(void **state) {
-  char sock[128];
+  char dir[64] = "/tmp/pp-test-reopen-XXXXXX", sock[128];
   int i, pid;
 
   (void)state;
-  snprintf(sock, sizeof(sock), "/tmp/pp-test-reopen-%d.sock", (int)getpid());
+  /* A directory of our own: the pool refuses a socket right in /tmp. */
+  assert_non_null(mkdtemp(dir));
+  snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
   for (i = 0; i < 50; i++) {
     pp_config_t *cfg = python_config("echo_handlers.py", 1);
     fixture_t *f;
@@ -616,6 +618,7 @@ static void test_close_reopen(void **state) {
     assert_false(pid_alive(pid));
     assert_int_equal(access(sock, F_OK), -1);
   }
+  assert_int_equal(rmdir(dir), 0); /* no lock file or socket left behind */
 }
 
 typedef struct lcall {

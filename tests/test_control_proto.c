@@ -50,8 +50,8 @@ static void test_fields(void **state) {
                          &req, err, sizeof(err)),
                    0);
   assert_true(json_is_array(req.id));
-  assert_string_equal(json_string_value(json_object_get(req.payload, "cmd")),
-                      "echo");
+  /* The payload is kept as written (compact), not decoded. */
+  assert_string_equal(req.payload_raw, "{\"cmd\":\"echo\"}");
   assert_int_equal(req.timeout_ms, 250);
   pp__ctl_req_free(&req);
 
@@ -158,32 +158,75 @@ static void test_trace_mask(void **state) {
   assert_int_equal(pp__ctl_trace_mask("", &mask, err, sizeof(err)), -1);
 }
 
-static void test_uids(void **state) {
-  uint32_t uids[4];
+/* JSON checked and compacted, never converted: numbers of any size stay
+ * as written, and a top-level member's value is found. */
+static void test_json_compact(void **state) {
+  const char *in = " { \"payload\" : [ 18446744073709551616 ,\r\n 0.1, "
+                   "1e400, \"a b\\n\\u00e9\" ] , \"op\":\"call\" } ";
+  char out[256];
+  size_t at, len;
+  long n;
 
   (void)state;
-  assert_int_equal(pp__ctl_parse_uids("[]", uids, 4), 0);
-  assert_int_equal(pp__ctl_parse_uids("", uids, 4), 0);
-  assert_int_equal(pp__ctl_parse_uids("null", uids, 4), 0);
-  assert_int_equal(pp__ctl_parse_uids(NULL, uids, 4), 0);
-  assert_int_equal(pp__ctl_parse_uids("[1001, 1002]", uids, 4), 2);
-  assert_int_equal(uids[0], 1001);
-  assert_int_equal(uids[1], 1002);
-  assert_int_equal(pp__ctl_parse_uids("- 0\n- 4294967295\n", uids, 4), 2);
-  assert_int_equal(uids[1], 4294967295u);
-  assert_int_equal(pp__ctl_parse_uids("7,8", uids, 4), 2);
-  assert_int_equal(pp__ctl_parse_uids("[1, 2, 3, 4, 5]", uids, 4), -1);
-  assert_int_equal(pp__ctl_parse_uids("[alice]", uids, 4), -1);
-  assert_int_equal(pp__ctl_parse_uids("[-1]", uids, 4), -1);
-  assert_int_equal(pp__ctl_parse_uids("[4294967296]", uids, 4), -1);
-  assert_int_equal(pp__ctl_parse_uids("[12x]", uids, 4), -1);
+  n = pp__ctl_json_compact(in, strlen(in), out, "payload", &at, &len);
+  assert_true(n > 0);
+  out[n] = '\0';
+  assert_string_equal(out, "{\"payload\":[18446744073709551616,0.1,1e400,"
+                           "\"a b\\n\\u00e9\"],\"op\":\"call\"}");
+  assert_int_equal(at, strlen("{\"payload\":"));
+  assert_int_equal(len, strlen("[18446744073709551616,0.1,1e400,"
+                               "\"a b\\n\\u00e9\"]"));
+  /* A nested member of the same name is not the top-level one. */
+  n = pp__ctl_json_compact("{\"a\":{\"payload\":1},\"payload\":2}", 31, out,
+                           "payload", &at, &len);
+  assert_true(n > 0);
+  assert_int_equal(len, 1);
+  assert_int_equal(out[at], '2');
+  n = pp__ctl_json_compact("{\"a\":1}", 7, out, "payload", &at, &len);
+  assert_int_equal(n, 7);
+  assert_int_equal(len, 0);
+  /* Not JSON. */
+  assert_int_equal(pp__ctl_json_compact("[1,]", 4, NULL, NULL, NULL, NULL), -1);
+  assert_int_equal(pp__ctl_json_compact("01", 2, NULL, NULL, NULL, NULL), -1);
+  assert_int_equal(pp__ctl_json_compact("1.", 2, NULL, NULL, NULL, NULL), -1);
+  assert_int_equal(pp__ctl_json_compact("\"\x01\"", 3, NULL, NULL, NULL, NULL),
+                   -1);
+  assert_int_equal(
+      pp__ctl_json_compact("\"\xc0\xaf\"", 4, NULL, NULL, NULL, NULL),
+      -1); /* overlong UTF-8 */
+  assert_int_equal(pp__ctl_json_compact("\"\\x\"", 4, NULL, NULL, NULL, NULL),
+                   -1);
+  assert_int_equal(pp__ctl_json_compact("1 2", 3, NULL, NULL, NULL, NULL), -1);
+  assert_int_equal(pp__ctl_json_compact("nul", 3, NULL, NULL, NULL, NULL), -1);
+  assert_int_equal(pp__ctl_json_compact("{\"a\" 1}", 7, NULL, NULL, NULL, NULL),
+                   -1);
+  assert_int_equal(pp__ctl_json_compact("", 0, NULL, NULL, NULL, NULL), -1);
+  assert_int_equal(pp__ctl_json_compact("[1]\0", 4, NULL, NULL, NULL, NULL),
+                   -1);
+}
+
+/* Deep nesting: up to jansson's limit, and no further. */
+static void test_json_depth(void **state) {
+  static char deep[2 * PP_CTL_JSON_DEPTH + 2];
+
+  (void)state;
+  memset(deep, '[', PP_CTL_JSON_DEPTH);
+  memset(deep + PP_CTL_JSON_DEPTH, ']', PP_CTL_JSON_DEPTH);
+  assert_int_equal(
+      pp__ctl_json_compact(deep, 2 * PP_CTL_JSON_DEPTH, NULL, NULL, NULL, NULL),
+      2 * PP_CTL_JSON_DEPTH);
+  memset(deep, '[', PP_CTL_JSON_DEPTH + 1);
+  memset(deep + PP_CTL_JSON_DEPTH + 1, ']', PP_CTL_JSON_DEPTH + 1);
+  assert_int_equal(pp__ctl_json_compact(deep, 2 * PP_CTL_JSON_DEPTH + 2, NULL,
+                                        NULL, NULL, NULL),
+                   -1);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ops),    cmocka_unit_test(test_fields),
-      cmocka_unit_test(test_errors), cmocka_unit_test(test_trace_mask),
-      cmocka_unit_test(test_uids),
+      cmocka_unit_test(test_ops),          cmocka_unit_test(test_fields),
+      cmocka_unit_test(test_errors),       cmocka_unit_test(test_trace_mask),
+      cmocka_unit_test(test_json_compact), cmocka_unit_test(test_json_depth),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,12 +31,15 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1452,12 +1455,12 @@ typedef struct serve {
  * fails before it could stop it. */
 static serve_t *live_serve;
 
-static void serve_start(serve_t *s, const char *handlers, const char *set1,
-                        const char *set2) {
+static void serve_start_sets(serve_t *s, const char *handlers,
+                             const char *const *sets) {
   const char *py = getenv("PP_PYTHON"), *worker = getenv("PP_WORKER_PY");
   char *h = fixture_path(handlers), cmd[2048];
   static char start[64];
-  char *argv[18];
+  char *argv[24];
   int n = 0;
 
   memset(s, 0, sizeof(*s));
@@ -1474,13 +1477,10 @@ static void serve_start(serve_t *s, const char *handlers, const char *set1,
   argv[n++] = "size=2";
   argv[n++] = "--set";
   argv[n++] = cmd;
-  if (set1) {
+  for (; sets && *sets; sets++) {
+    assert_true(n < 18);
     argv[n++] = "--set";
-    argv[n++] = (char *)set1;
-  }
-  if (set2) {
-    argv[n++] = "--set";
-    argv[n++] = (char *)set2;
+    argv[n++] = (char *)*sets;
   }
   if (getenv("PP_START") && *getenv("PP_START")) {
     snprintf(start, sizeof(start), "worker.start=%s", getenv("PP_START"));
@@ -1490,6 +1490,13 @@ static void serve_start(serve_t *s, const char *handlers, const char *set1,
   argv[n] = NULL;
   s->pid = cli_spawn(argv, &s->out, NULL);
   live_serve = s;
+}
+
+static void serve_start(serve_t *s, const char *handlers, const char *set1,
+                        const char *set2) {
+  const char *sets[3] = {set1, set1 ? set2 : NULL, NULL};
+
+  serve_start_sets(s, handlers, sets);
 }
 
 /* Read the server's stdout until a line starting with prefix. */
@@ -1870,6 +1877,9 @@ static const yaml_case_t yaml_cases[] = {
     {"long_key.yaml", 1, 5001, ""},
     {"empty_command.yaml", 2, 12, "needs a command"},
     {"negative_duration.yaml", 2, 15, "worker.kill_grace"},
+    /* Checked when loaded, not when the socket starts. */
+    {"unknown_user.yaml", 3, 15,
+     "control.allow_uids: no user named \"no-such-user-pp\""},
 };
 
 #define NYAML (sizeof(yaml_cases) / sizeof(yaml_cases[0]))
@@ -1992,7 +2002,9 @@ static void test_hostile_socket_clients(void **state) {
       {"NUL byte", "{\"op\":\"ping\"}\0trailing\n", 24, 1},
       {"invalid UTF-8", "{\"op\":\"call\",\"payload\":\"\xff\xfe\"}\n", 0, 1},
       {"not an object", "[1,2,3]\n", 0, 0},
-      {"number overflow", "{\"op\":\"call\",\"payload\":1e999}\n", 0, 1},
+      /* Valid JSON past a double: passed on as written, and the worker
+       * refuses a payload that is not a call. */
+      {"number past a double", "{\"op\":\"call\",\"payload\":1e999}\n", 0, 0},
       {"unknown op", "{\"op\":\"self_destruct\"}\n", 0, 0},
       {"op not a string", "{\"op\":{\"op\":\"ping\"}}\n", 0, 0},
       {"payload the worker refuses", "{\"op\":\"call\",\"payload\":\"x\"}\n", 0,
@@ -2053,7 +2065,8 @@ static void test_hostile_socket_clients(void **state) {
   }
   for (i = 0; i < 300; i++)
     cli_conn_close(many[i]);
-  assert_true(busy_refused >= 300 - 256);
+  /* 256, and 8 more for the pool's own uid (the test's). */
+  assert_true(busy_refused >= 300 - 256 - 8);
   assert_int_equal(conn_call_int(good, "pid", "null") > 0, 1);
   /* The workers never noticed. */
   assert_int_equal(conn_worker_pids(good, pids2, 2), 2);
@@ -2063,6 +2076,233 @@ static void test_hostile_socket_clients(void **state) {
   assert_int_equal(json_integer_value(json_object_get(st, "restarts")), 0);
   json_decref(st);
   cli_conn_close(good);
+  assert_int_equal(kill(s.pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s.pid), 0);
+  s.pid = 0;
+  serve_cleanup(&s);
+}
+
+/* Idle control connections are closed after control.idle_timeout (so 256
+ * of them cannot lock operators out), and so is one that sends half a
+ * request and stops; a trace stream is not idle while it reads; and once
+ * the idle ones are gone, status gets through again. */
+static void test_idle_timeout(void **state) {
+  static serve_t s; /* the teardown may need it after a failure */
+  static cli_conn_t *idle[300];
+  cli_conn_t *slow, *trace, *probe;
+  json_t *v, *st;
+  size_t i;
+
+  static char idle_set[64];
+
+  (void)state;
+  /* Long enough that the test's own connections, which are never idle
+   * on purpose, are not closed while it is descheduled. */
+  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
+           1000 * test_time_scale());
+  serve_start(&s, "echo_handlers.py", idle_set, NULL);
+  serve_wait_line(&s, "ready: ");
+  trace = cli_conn_open(s.sock);
+  conn_send(trace, "{\"op\":\"trace\",\"filter\":\"reply\"}\n");
+  v = conn_recv(trace);
+  assert_true(v && json_is_true(json_object_get(v, "ok")));
+  json_decref(v);
+  slow = cli_conn_open(s.sock);
+  conn_send(slow, "{\"op\":\"sta");
+  /* More than the server serves at once, all silent. */
+  for (i = 0; i < 300; i++)
+    idle[i] = cli_conn_open(s.sock);
+  for (i = 0; i < 300; i++)
+    if (!cli_conn_hup(idle[i], WAIT_MS))
+      fail_msg("idle connection %zu still open after %d ms", i, WAIT_MS);
+  if (!cli_conn_hup(slow, WAIT_MS))
+    fail_msg("the connection with half a request is still open");
+  probe = cli_conn_open(s.sock);
+  st = conn_status(probe);
+  json_decref(st);
+  /* The trace stream, older than every idle one, still streams. */
+  assert_true(conn_call_int(probe, "pid", "null") > 0);
+  v = conn_recv(trace);
+  if (v == NULL ||
+      strcmp(json_string_value(json_object_get(v, "event")), "reply") != 0)
+    fail_msg("the trace stream was closed or sent no reply event");
+  json_decref(v);
+  for (i = 0; i < 300; i++)
+    cli_conn_close(idle[i]);
+  cli_conn_close(slow);
+  cli_conn_close(trace);
+  cli_conn_close(probe);
+  assert_int_equal(kill(s.pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s.pid), 0);
+  s.pid = 0;
+  serve_cleanup(&s);
+}
+
+/* A client that asks for a big reply and never reads it is closed once
+ * its unwritten reply stays past the bound (4 MiB) for the timeout: the
+ * server does not pin 30 MB per such client for ever. */
+static void test_stalled_reader_closed(void **state) {
+  static serve_t s;
+  cli_conn_t *stalled, *probe;
+  json_t *st;
+
+  static char idle_set[64];
+
+  (void)state;
+  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
+           1000 * test_time_scale());
+  serve_start(&s, "echo_handlers.py", idle_set, NULL);
+  serve_wait_line(&s, "ready: ");
+  stalled = cli_conn_open(s.sock);
+  conn_send(stalled, "{\"op\":\"call\",\"payload\":{\"cmd\":\"big\","
+                     "\"args\":30000000}}\n");
+  if (!cli_conn_hup(stalled, WAIT_MS))
+    fail_msg("the server still holds a reply for a client that does not "
+             "read");
+  probe = cli_conn_open(s.sock);
+  st = conn_status(probe);
+  assert_int_equal(json_integer_value(json_object_get(st, "restarts")), 0);
+  json_decref(st);
+  assert_true(conn_call_int(probe, "pid", "null") > 0);
+  cli_conn_close(probe);
+  cli_conn_close(stalled);
+  assert_int_equal(kill(s.pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s.pid), 0);
+  s.pid = 0;
+  serve_cleanup(&s);
+}
+
+/* As uid 65534: open n connections and ping on each (writing how many
+ * answered ok to the pipe), then, when the parent says so, one more,
+ * whose first line goes to the pipe too; hold them until told to go. */
+static void other_uid_clients(const char *sock, int n, int report, int go) {
+  struct sockaddr_un sa;
+  char buf[512], c;
+  int i, fd, ok = 0;
+  ssize_t got;
+
+  if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534))
+    _exit(10);
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+  for (i = 0; i <= n; i++) {
+    if (i == n && read(go, &c, 1) != 1)
+      _exit(11);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+      _exit(12);
+    send(fd, "{\"op\":\"ping\"}\n", 14, MSG_NOSIGNAL);
+    got = read(fd, buf, sizeof(buf) - 1);
+    buf[got > 0 ? got : 0] = '\0';
+    if (i < n) {
+      ok += strstr(buf, "\"ok\":true") != NULL;
+      if (i == n - 1 && write(report, &ok, sizeof(ok)) != sizeof(ok))
+        _exit(13);
+    } else if (write(report, buf, strlen(buf)) < 0) {
+      _exit(14);
+    }
+  }
+  close(report);
+  while (read(go, &c, 1) > 0)
+    ;
+  _exit(0);
+}
+
+/* Another allowed uid holds every connection: the pool's own user still
+ * gets a status through (a reserve of 8 for it), and that uid's next
+ * connection is refused with EBUSY.  Needs root, for the second uid. */
+static void test_owner_reserve(void **state) {
+  static serve_t s;
+  const char *sets[] = {"control.allow_uids=[65534]", "control.mode=0666",
+                        "control.idle_timeout=1h", NULL};
+  int report[2], go[2], ok = 0;
+  char buf[512] = {0};
+  cli_run_t r;
+  ssize_t n;
+  pid_t pid;
+
+  (void)state;
+  if (geteuid() != 0)
+    cli_skip("needs root to run clients as a second uid");
+  serve_start_sets(&s, "echo_handlers.py", sets);
+  serve_wait_line(&s, "ready: ");
+  assert_int_equal(chmod(s.dir, 0711), 0);
+  assert_int_equal(pipe(report), 0);
+  assert_int_equal(pipe(go), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(report[0]);
+    close(go[1]);
+    other_uid_clients(s.sock, 256, report[1], go[0]);
+  }
+  close(report[1]);
+  close(go[0]);
+  assert_int_equal(read(report[0], &ok, sizeof(ok)), sizeof(ok));
+  assert_int_equal(ok, 256);
+  cli_poolctl(&r, "status", "-S", s.sock, NULL);
+  if (r.code != 0)
+    fail_msg("the owner's status was refused: %s", r.err);
+  cli_run_free(&r);
+  assert_int_equal(write(go[1], "g", 1), 1);
+  n = read(report[0], buf, sizeof(buf) - 1);
+  assert_true(n > 0);
+  if (!strstr(buf, "\"error\":\"EBUSY\"") ||
+      !strstr(buf, "too many control connections"))
+    fail_msg("uid 65534's connection 257 got: %s", buf);
+  close(go[1]);
+  close(report[0]);
+  assert_int_equal(wait_exit(pid), 0);
+  assert_int_equal(kill(s.pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s.pid), 0);
+  s.pid = 0;
+  serve_cleanup(&s);
+}
+
+/* control.allow_uids with 180 entries, uids and a user name, more than
+ * 2 KiB as text: none is dropped (the last one, "nobody", gets in).
+ * Needs root. */
+static void test_allow_uids_many(void **state) {
+  static serve_t s;
+  static char allow[4096];
+  const char *sets[] = {allow, "control.mode=0666", NULL};
+  int report[2], go[2], ok = 0;
+  size_t len;
+  pid_t pid;
+  int i;
+
+  (void)state;
+  if (geteuid() != 0)
+    cli_skip("needs root to run a client as a second uid");
+  if (getpwnam("nobody") == NULL || getpwnam("nobody")->pw_uid != 65534)
+    cli_skip("no user nobody with uid 65534");
+  len = (size_t)snprintf(allow, sizeof(allow), "control.allow_uids=[");
+  for (i = 0; i < 179; i++)
+    len += (size_t)snprintf(allow + len, sizeof(allow) - len, "%d, ",
+                            1000000000 + i);
+  snprintf(allow + len, sizeof(allow) - len, "nobody]");
+  serve_start_sets(&s, "echo_handlers.py", sets);
+  serve_wait_line(&s, "ready: ");
+  assert_int_equal(chmod(s.dir, 0711), 0);
+  assert_int_equal(pipe(report), 0);
+  assert_int_equal(pipe(go), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(report[0]);
+    close(go[1]);
+    other_uid_clients(s.sock, 1, report[1], go[0]);
+  }
+  close(report[1]);
+  close(go[0]);
+  assert_int_equal(read(report[0], &ok, sizeof(ok)), sizeof(ok));
+  close(go[1]);
+  close(report[0]);
+  wait_exit(pid);
+  if (ok != 1)
+    fail_msg("uid 65534 (nobody, the 180th of control.allow_uids) was "
+             "refused");
   assert_int_equal(kill(s.pid, SIGTERM), 0);
   assert_int_equal(wait_exit(s.pid), 0);
   s.pid = 0;
@@ -2590,6 +2830,10 @@ int main(int argc, char **argv) {
   const struct CMUnitTest configs[] = {
       cmocka_unit_test_teardown(test_malformed_configs, teardown),
       cmocka_unit_test_teardown(test_hostile_socket_clients, teardown),
+      cmocka_unit_test_teardown(test_idle_timeout, teardown),
+      cmocka_unit_test_teardown(test_stalled_reader_closed, teardown),
+      cmocka_unit_test_teardown(test_owner_reserve, teardown),
+      cmocka_unit_test_teardown(test_allow_uids_many, teardown),
   };
   const struct CMUnitTest lifecycle[] = {
       cmocka_unit_test_teardown(test_heartbeat_stopped_worker, teardown),

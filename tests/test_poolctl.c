@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -770,6 +771,287 @@ static void test_sigterm_stops(void **state) {
   cli_run_free(&r);
 }
 
+/* ------------------------------------------- the socket's file and lock */
+
+/* A fresh directory of mode `mode` under base (made with mkdtemp, so the
+ * name is ours); its path into dir. */
+static void fresh_dir(const char *base, mode_t mode, char *dir, size_t len) {
+  snprintf(dir, len, "%s/pp-sec-XXXXXX", base);
+  assert_non_null(mkdtemp(dir));
+  assert_int_equal(chmod(dir, mode), 0);
+}
+
+/* Someone who can write in the socket's directory swaps the socket for a
+ * symlink right after bind (tests/shim.c does it in that very window):
+ * the server must never change the mode of what the link points at.  A
+ * directory outside /tmp, since that is where nothing checked it. */
+static void test_socket_symlink_swap(void **state) {
+  char dir[128], sock[160], target[192], cwd[96], out[4096];
+  char *cmd = worker_command();
+  char *argv[] = {(char *)cli_poolctl_path(),
+                  "serve",
+                  "-S",
+                  sock,
+                  "--set",
+                  "size=1",
+                  "--set",
+                  cmd,
+                  NULL};
+  int64_t deadline = cli_now_ms() + CLI_WAIT_MS;
+  size_t len = 0;
+  struct stat st;
+  struct pollfd p;
+  int fd, code;
+  ssize_t got;
+  pid_t pid;
+
+  (void)state;
+  assert_non_null(getcwd(cwd, sizeof(cwd)));
+  fresh_dir(cwd, 0777, dir, sizeof(dir));
+  snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
+  snprintf(target, sizeof(target), "%s/victim", cwd);
+  fd = open(target, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+  assert_true(fd >= 0);
+  close(fd);
+  assert_int_equal(chmod(target, 0644), 0);
+  cli_shim("PP_SHIM_SWAP_TARGET", target);
+  pid = cli_spawn(argv, &fd, NULL);
+  cli_shim(NULL, NULL);
+  free(cmd);
+  /* Until it exits, or has its socket set up (it says "warming"). */
+  out[0] = '\0';
+  while (strstr(out, "warming") == NULL && len + 1 < sizeof(out)) {
+    p.fd = fd;
+    p.events = POLLIN;
+    if (poll(&p, 1, cli_remaining(deadline)) <= 0)
+      break;
+    got = read(fd, out + len, sizeof(out) - 1 - len);
+    if (got <= 0)
+      break;
+    len += (size_t)got;
+    out[len] = '\0';
+  }
+  close(fd);
+  kill(pid, SIGKILL);
+  code = cli_wait_exit(pid);
+  assert_int_equal(stat(target, &st), 0);
+  if ((st.st_mode & 0777) != 0644)
+    fail_msg("the server changed the mode of %s through a symlink to %04o",
+             target, (unsigned)(st.st_mode & 0777));
+  /* It refused the directory anybody could write in. */
+  assert_int_equal(code, 1);
+  assert_null(strstr(out, "warming"));
+  unlink(target);
+  unlink(sock);
+  snprintf(target, sizeof(target), "%s.moved", sock);
+  unlink(target);
+  rmdir(dir);
+}
+
+/* The socket's directory must be ours (or root's) and writable by nobody
+ * else (OpenSSH's StrictModes), wherever it is, in the library: a
+ * group-writable one, one owned by another uid, or a symlink is refused
+ * with a message that says why; a private 0755 one is fine. */
+static void test_socket_dir_rules(void **state) {
+  char dir[128], link[160], sock[192], cwd[96];
+  char *cmd = worker_command();
+  cli_server_t s;
+  cli_run_t r;
+
+  (void)state;
+  assert_non_null(getcwd(cwd, sizeof(cwd)));
+  /* Group-writable, outside /tmp. */
+  fresh_dir(cwd, 0770, dir, sizeof(dir));
+  snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
+  cli_poolctl(&r, "serve", "-S", sock, "--set", "size=1", "--set", cmd, NULL);
+  assert_int_equal(r.code, 1);
+  assert_non_null(strstr(r.err, "unsafe socket directory"));
+  assert_non_null(strstr(r.err, "mode 0770 lets its group write in it"));
+  assert_int_equal(access(sock, F_OK), -1);
+  cli_run_free(&r);
+  /* A symlink to a private directory. */
+  assert_int_equal(chmod(dir, 0700), 0);
+  snprintf(link, sizeof(link), "%s.link", dir);
+  assert_int_equal(symlink(dir, link), 0);
+  snprintf(sock, sizeof(sock), "%s/pool.sock", link);
+  cli_poolctl(&r, "serve", "-S", sock, "--set", "size=1", "--set", cmd, NULL);
+  assert_int_equal(r.code, 1);
+  assert_non_null(strstr(r.err, "not a directory (a symlink?)"));
+  cli_run_free(&r);
+  unlink(link);
+  /* Owned by someone else (created before us, say), even mode 0700. */
+  if (geteuid() == 0) {
+    assert_int_equal(chown(dir, 65534, 65534), 0);
+    snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
+    cli_poolctl(&r, "serve", "-S", sock, "--set", "size=1", "--set", cmd,
+                NULL);
+    assert_int_equal(r.code, 1);
+    assert_non_null(strstr(r.err, "owned by uid 65534, not by you"));
+    assert_int_equal(access(sock, F_OK), -1);
+    cli_run_free(&r);
+    assert_int_equal(chown(dir, 0, 0), 0);
+  }
+  rmdir(dir);
+  /* 0755 and ours, in /tmp: served, and poolctl talks to it. */
+  fresh_dir("/tmp", 0755, dir, sizeof(dir));
+  snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
+  cli_server_start(&s, "-S", sock, "--set", "size=1", "--set", cmd, NULL);
+  cli_poolctl(&r, "status", "--json", "-S", sock, NULL);
+  assert_int_equal(r.code, 0);
+  cli_run_free(&r);
+  kill(s.pid, SIGTERM);
+  assert_int_equal(cli_wait_exit(s.pid), 0);
+  s.pid = 0;
+  cli_server_kill(&s);
+  /* Stopped: neither the socket nor its lock file is left. */
+  assert_int_equal(rmdir(dir), 0);
+  free(cmd);
+}
+
+/* A server that is starting holds the lock and has bound its socket but
+ * does not listen yet (the test plays it): a second server must not take
+ * the socket for stale, and says who holds it. */
+static void test_two_servers_one_socket(void **state) {
+  char dir[64], sock[96], lock[104], pid[32];
+  char *cmd = worker_command();
+  struct sockaddr_un sa;
+  cli_server_t s;
+  struct stat a, b;
+  cli_run_t r;
+  int fd, lfd;
+
+  (void)state;
+  fresh_dir("/tmp", 0700, dir, sizeof(dir));
+  snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
+  snprintf(lock, sizeof(lock), "%s.lock", sock);
+  lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  assert_true(lfd >= 0);
+  assert_int_equal(flock(lfd, LOCK_EX | LOCK_NB), 0);
+  snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+  assert_int_equal(write(lfd, pid, strlen(pid)), (ssize_t)strlen(pid));
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+  assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  assert_int_equal(stat(sock, &a), 0);
+
+  cli_poolctl(&r, "serve", "-S", sock, "--set", "size=1", "--set", cmd, NULL);
+  assert_int_equal(r.code, 1);
+  snprintf(pid, sizeof(pid), "(pid %d)", (int)getpid());
+  if (!strstr(r.err, "another server holds") || !strstr(r.err, pid))
+    fail_msg("the second server said: %s", r.err);
+  cli_run_free(&r);
+  /* The first one's socket is still the one it bound. */
+  assert_int_equal(stat(sock, &b), 0);
+  assert_true(a.st_ino == b.st_ino);
+
+  /* Once it is gone (lock released, socket stale), a server takes over;
+   * a second one started beside it fails, and the first still answers. */
+  close(fd);
+  close(lfd);
+  cli_server_start(&s, "-S", sock, "--set", "size=1", "--set", cmd, NULL);
+  cli_poolctl(&r, "serve", "-S", sock, "--set", "size=1", "--set", cmd, NULL);
+  assert_int_equal(r.code, 1);
+  snprintf(pid, sizeof(pid), "(pid %d)", (int)s.pid);
+  if (!strstr(r.err, "another server holds") || !strstr(r.err, pid))
+    fail_msg("the second server said: %s", r.err);
+  cli_run_free(&r);
+  cli_poolctl(&r, "status", "--json", "-S", sock, NULL);
+  assert_int_equal(r.code, 0);
+  cli_run_free(&r);
+  kill(s.pid, SIGTERM);
+  assert_int_equal(cli_wait_exit(s.pid), 0);
+  s.pid = 0;
+  cli_server_kill(&s);
+  assert_int_equal(access(lock, F_OK), -1);
+  assert_int_equal(rmdir(dir), 0);
+  free(cmd);
+}
+
+/* Numbers reach the handler and come back exactly as written: floats
+ * that need 17 digits in a double's shortest form are not rewritten, and
+ * integers past 64 bits are neither refused nor turned into strings, by
+ * poolctl or by the socket. */
+static void test_numbers_exact(void **state) {
+  const char *args = "[0.1,1e+300,18446744073709551616,-9223372036854775809,"
+                     "2.5e-08,123456789012345678901234567890]";
+  char want[256];
+  cli_conn_t *c;
+  cli_run_t r;
+  char line[512];
+  ssize_t n;
+  size_t got = 0;
+
+  (void)state;
+  need_server();
+  cli_poolctl(&r, "call", "-S", srv.sock, "echo", args, NULL);
+  assert_int_equal(r.code, 0);
+  snprintf(want, sizeof(want), "%s\n", args);
+  assert_string_equal(r.out, want);
+  cli_run_free(&r);
+  /* The same on the raw socket, with an id, and a line break in the
+   * payload's whitespace. */
+  c = conn_open();
+  cli_conn_send(c, "{\"op\":\"call\",\"id\":7,\"payload\":{\"cmd\":\"echo\","
+                   "\"args\": [18446744073709551616,\r 0.1]}}\n");
+  while (got == 0 || line[got - 1] != '\n') {
+    n = read(c->fd, line + got, sizeof(line) - 1 - got);
+    assert_true(n > 0);
+    got += (size_t)n;
+  }
+  line[got] = '\0';
+  assert_string_equal(line, "{\"ok\":true,\"id\":7,\"reply\":"
+                            "[18446744073709551616,0.1]}\n");
+  cli_conn_close(c);
+}
+
+/* The server refuses a connection past its limit with a line, then
+ * closes; a poolctl whose request comes after that close (tests/shim.c
+ * holds its send until then) prints the server's reason, not EPIPE. */
+static void test_refusal_after_epipe(void **state) {
+  char dir[64], sock[96];
+  char *cmd = worker_command();
+  cli_conn_t *many[270];
+  cli_server_t s;
+  json_t *v;
+  cli_run_t r;
+  int i, n = 0;
+
+  (void)state;
+  fresh_dir("/tmp", 0700, dir, sizeof(dir));
+  snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
+  cli_server_start(&s, "-S", sock, "--set", "size=1", "--set", cmd, "--set",
+                   "control.idle_timeout=1h", NULL);
+  /* Every connection, the owner's reserve too. */
+  for (i = 0; i < 270; i++) {
+    many[i] = cli_conn_open(sock);
+    /* One refused may have been closed already. */
+    if (send(many[i]->fd, "{\"op\":\"ping\"}\n", 14, MSG_NOSIGNAL) < 0)
+      continue;
+    v = cli_conn_recv(many[i]);
+    n += json_is_true(json_object_get(v, "ok"));
+    json_decref(v);
+  }
+  assert_int_equal(n, 256 + 8);
+  cli_shim("PP_SHIM_SEND_AFTER_HUP", "1");
+  cli_poolctl(&r, "status", "-S", sock, NULL);
+  cli_shim(NULL, NULL);
+  assert_int_equal(r.code, 1);
+  if (!strstr(r.err, "too many control connections") ||
+      !strstr(r.err, "(EBUSY)") || strstr(r.err, "Broken pipe"))
+    fail_msg("poolctl said: %s", r.err);
+  cli_run_free(&r);
+  for (i = 0; i < 270; i++)
+    cli_conn_close(many[i]);
+  kill(s.pid, SIGTERM);
+  assert_int_equal(cli_wait_exit(s.pid), 0);
+  s.pid = 0;
+  cli_server_kill(&s);
+  rmdir(dir);
+  free(cmd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_help_and_usage),
@@ -788,7 +1070,12 @@ int main(void) {
       cmocka_unit_test(test_other_uid_refused),
       cmocka_unit_test(test_disconnect_mid_call),
       cmocka_unit_test(test_disconnect_while_waiting),
+      cmocka_unit_test(test_numbers_exact),
       cmocka_unit_test(test_sigterm_stops),
+      cmocka_unit_test(test_socket_symlink_swap),
+      cmocka_unit_test(test_socket_dir_rules),
+      cmocka_unit_test(test_two_servers_one_socket),
+      cmocka_unit_test(test_refusal_after_epipe),
   };
 
   signal(SIGPIPE, SIG_IGN);

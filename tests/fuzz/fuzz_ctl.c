@@ -1,7 +1,8 @@
 /* fuzz_ctl.c -- libFuzzer target for the control protocol's request
  * parser (pp__ctl_parse, pool/control_proto.c): one line of arbitrary
  * bytes, not NUL-terminated, either parses into a request whose fields fit
- * its op, or fails with PP_CTL_EFATAL / PP_CTL_EINVAL and a sentence. */
+ * its op, or fails with PP_CTL_EFATAL / PP_CTL_EINVAL and a sentence; and
+ * pp__ctl_json_compact accepts what jansson accepts, idempotently. */
 #include "fuzz.h"
 
 #include "pool/control_proto.h"
@@ -33,6 +34,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     FUZZ_CHECK(r == PP_CTL_EFATAL || r == PP_CTL_EINVAL);
     FUZZ_CHECK(memchr(err, '\0', sizeof(err)) != NULL && err[0] != '\0');
+  }
+  /* The pass-through check: whatever jansson reads, it accepts too, and
+   * its compact copy is a fixed point. */
+  {
+    char *out = malloc(size + 1), *again = malloc(size + 1);
+    json_t *v = json_loadb(line, size, JSON_DECODE_ANY, NULL);
+    long n, m;
+
+    FUZZ_CHECK(out != NULL && again != NULL);
+    n = pp__ctl_json_compact(line, size, out, NULL, NULL, NULL);
+    if (v != NULL)
+      FUZZ_CHECK(n >= 0);
+    if (n >= 0) {
+      m = pp__ctl_json_compact(out, (size_t)n, again, NULL, NULL, NULL);
+      FUZZ_CHECK(m == n && memcmp(out, again, (size_t)n) == 0);
+    }
+    json_decref(v);
+    free(again);
+    free(out);
   }
   free(line);
   return 0;
