@@ -355,10 +355,10 @@ static void test_relative_paths_from_file_dir(void **state) {
   assert_string_equal(c->command[3], want);
   snprintf(want, sizeof(want), "%s/run/pool.sock", dir);
   assert_string_equal(c->socket, want);
-  /* A module name is not a file; an override is relative to the cwd. */
   pp_config_free(c);
   c = NULL;
-  /* The same file loaded through a relative path. */
+  /* The same file through a relative path; then an override, relative to
+   * the cwd, and a module name, which is not a file. */
   assert_int_equal(chdir(dir), 0);
   assert_int_equal(pp_config_load_file("sub/../pool.yaml", &c, &d), 0);
   snprintf(want, sizeof(want), "%s/w.py", dir);
