@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,10 +16,6 @@
 #include <string.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#ifndef PP_PYTHON_DIR
-#define PP_PYTHON_DIR "bridge/python"
-#endif
 
 /* ------------------------------------------------------------ the table */
 
@@ -48,9 +45,9 @@ static const char *const deaths[] = {"finish", "cancel", "kill", NULL};
 static const char *const starts[] = {"spawn", "zygote", NULL};
 static const char *const no_items[] = {NULL};
 
-static const char *const default_command[] = {
-    "python3", PP_PYTHON_DIR "/portpool_worker.py",
-    PP_PYTHON_DIR "/example_handlers.py", NULL};
+/* Found at run time in pp__python_dir() (paths.c). */
+static const char *const default_command[] = {"python3", "portpool_worker.py",
+                                              "example_handlers.py", NULL};
 static const char *const default_env[] = {
     "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1", NULL};
 
@@ -69,7 +66,7 @@ const pp__key_t pp__keys[PP__NKEYS] = {
    .doc = "how workers are made: python processes or an in-process mock"},
 
   {KEY("worker.command", LIST, command), AT2(command_len),
-   .def_items = default_command,
+   .flags = PP__F_PYDIR, .def_items = default_command,
    .doc = "a worker's argv: [python3, worker.py, handlers.py]"},
   {KEY("worker.env", ENV, env), AT2(env_len), .def_items = default_env,
    .doc = "environment added for workers, NAME: value; null drops a name"},
@@ -378,11 +375,33 @@ static int set_text(pp_config_t *cfg, const pp__key_t *k, const char *value,
   return pp__value_set(cfg, k, NULL, &lone, diag);
 }
 
+/* Key k's default list, with PP__F_PYDIR file names made paths. */
+static int default_items(const pp__key_t *k, char ***out, size_t *n) {
+  char dir[PATH_MAX], *p;
+  char **v;
+
+  if (strv_dup(k->def_items, &v, n) != 0)
+    return UV_ENOMEM;
+  if (k->flags & PP__F_PYDIR) {
+    pp__python_dir(dir, sizeof(dir));
+    for (size_t i = 1; i < *n; i++) {
+      if (pp__path_rebase(dir, v[i], &p) != 0) {
+        pp__strv_free(v);
+        return UV_ENOMEM;
+      }
+      free(v[i]);
+      v[i] = p;
+    }
+  }
+  *out = v;
+  return 0;
+}
+
 static int value_default(pp_config_t *cfg, const pp__key_t *k) {
   if (k->def_items != NULL) {
     char **v;
     size_t n;
-    if (strv_dup(k->def_items, &v, &n) != 0)
+    if (default_items(k, &v, &n) != 0)
       return UV_ENOMEM;
     value_free(cfg, k);
     *FIELD(cfg, k->off, char **) = v;

@@ -31,6 +31,9 @@ typedef enum { PP__C_INT = 0, PP__C_U32, PP__C_U64 } pp__ctype_t;
 
 #define PP__F_NULLABLE 1u /* STRING: empty or null means NULL */
 #define PP__F_STRVAL 2u   /* ENUM: the field is a char * holding the name */
+#define PP__F_PYDIR                                                            \
+  4u /* LIST: default items after the first are file                           \
+        names in pp__python_dir() */
 
 typedef struct pp__key {
   const char *name; /* dotted, as in the YAML */
@@ -64,6 +67,19 @@ int pp__key_suggest(const char *typed, char *out, size_t len);
 void *pp__cfg_malloc(size_t n);
 void *pp__cfg_realloc(void *p, size_t n);
 char *pp__cfg_strndup(const char *s, size_t n);
+
+/* The directory of the installed Python worker module (portpool_worker.py,
+ * example_handlers.py) into out: beside the library that holds this code,
+ * <libdir>/../share/portpool/python (or <bindir>/../share/... for a
+ * program linked with the static library); the source tree's copy only
+ * when the library was loaded from its build tree; else the configured
+ * install directory.  Truncated to fit len. */
+void pp__python_dir(char *out, size_t len);
+
+/* A relative path made absolute against dir (dir/path, malloc'd) into
+ * *out; *out is NULL when path is absolute or empty.  Returns 0 or
+ * UV_ENOMEM. */
+int pp__path_rebase(const char *dir, const char *path, char **out);
 
 /* Free a NULL-terminated string vector (NULL is fine). */
 void pp__strv_free(char **v);

@@ -6,9 +6,11 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct loader {
   pp_config_t *cfg;
@@ -18,6 +20,9 @@ typedef struct loader {
    * {timeout: ..}` and `checkout.timeout: ..`) and validation messages. */
   const yaml_node_t *key_at[PP__NKEYS];
   const yaml_node_t *value_at[PP__NKEYS];
+  /* The file's directory, which relative paths in it are relative to;
+   * NULL for text that is not a file (they stay relative to the cwd). */
+  const char *dir;
 } loader_t;
 
 #define KEY_MAX 128 /* longest dotted key we look up */
@@ -318,6 +323,78 @@ static int check(loader_t *l) {
   return rc;
 }
 
+/* ------------------------------------------------------- file paths */
+
+/* The node of item i of key k's value, for messages: the sequence item,
+ * or the whole value when it was written as one string. */
+static const yaml_node_t *item_node(loader_t *l, const pp__key_t *k, int i) {
+  const yaml_node_t *v = l->value_at[k - pp__keys];
+
+  if (v->type == YAML_SEQUENCE_NODE &&
+      i < v->data.sequence.items.top - v->data.sequence.items.start)
+    return yaml_document_get_node(l->doc, v->data.sequence.items.start[i]);
+  return v;
+}
+
+/* Replace *s by its absolute form against the file's directory. */
+static int rebase_one(loader_t *l, char **s) {
+  char *abs;
+  int rc = pp__path_rebase(l->dir, *s, &abs);
+
+  if (rc == 0 && abs != NULL) {
+    free(*s);
+    *s = abs;
+  }
+  return rc;
+}
+
+/* An argument of worker.command that names a file: the interpreter when
+ * it has a slash (a bare name is looked up on PATH), after it anything
+ * with a slash or ending in .py (the worker script, a handler file; not an
+ * option or a module name such as myapp.handlers). */
+static int names_file(const char *arg, int i) {
+  size_t n = strlen(arg);
+
+  if (strchr(arg, '/') != NULL)
+    return 1;
+  return i > 0 && arg[0] != '-' && n > 3 && strcmp(arg + n - 3, ".py") == 0;
+}
+
+/* Paths the file set, relative to its directory (as nginx and systemd
+ * read theirs): worker.command's files and control.socket.  Then the files
+ * of worker.command must be there, checked now with the file's position
+ * rather than when a pool starts. */
+static int rebase_paths(loader_t *l) {
+  pp_config_t *cfg = l->cfg;
+  const pp__key_t *k = pp__key_find("worker.command", 14);
+  const pp__key_t *sk = pp__key_find("control.socket", 14);
+  int rc, i;
+
+  if (l->value_at[sk - pp__keys] != NULL && cfg->socket != NULL &&
+      (rc = rebase_one(l, &cfg->socket)) != 0)
+    return rc;
+  if (l->value_at[k - pp__keys] == NULL)
+    return 0;
+  for (i = 0; i < cfg->command_len; i++) {
+    int relative = cfg->command[i][0] != '/';
+    if (!names_file(cfg->command[i], i))
+      continue;
+    if ((rc = rebase_one(l, &cfg->command[i])) != 0)
+      return rc;
+    if (strcmp(cfg->adapter, "python") != 0 ||
+        access(cfg->command[i], i == 0 ? X_OK : R_OK) == 0)
+      continue;
+    set_key(l->diag, k->name);
+    return pp__diag_at(
+        l->diag, item_node(l, k, i), "%s %s: %s%s",
+        i == 0 ? "interpreter" : "file", cfg->command[i], strerror(errno),
+        relative ? " (relative paths are read from the config file's "
+                   "directory)"
+                 : "");
+  }
+  return 0;
+}
+
 /* Load one document from text into cfg, and validate it. */
 static int load(loader_t *l, const char *text, size_t len) {
   yaml_parser_t parser;
@@ -361,6 +438,8 @@ static int load(loader_t *l, const char *text, size_t len) {
     }
     rc = walk(l, root, "");
   }
+  if (rc == 0 && l->dir != NULL)
+    rc = rebase_paths(l);
   if (rc == 0)
     rc = check(l);
 
@@ -372,13 +451,14 @@ fail_parser:
   return rc;
 }
 
-int pp_config_load_string(const char *name, const char *yaml, size_t len,
-                          pp_config_t **out, pp_diag_t *diag) {
+/* Text named `name` into a new config; relative paths in it are relative
+ * to dir (NULL: left as written). */
+static int load_text(const char *name, const char *dir, const char *yaml,
+                     size_t len, pp_config_t **out, pp_diag_t *diag) {
   loader_t l;
   pp_config_t *cfg = NULL;
   int rc;
 
-  assert(out != NULL && (yaml != NULL || len == 0));
   *out = NULL;
   pp__diag_reset(diag, name, NULL);
   rc = pp_config_new(&cfg);
@@ -387,12 +467,39 @@ int pp_config_load_string(const char *name, const char *yaml, size_t len,
   memset(&l, 0, sizeof(l));
   l.cfg = cfg;
   l.diag = diag;
+  l.dir = dir;
   rc = load(&l, yaml != NULL ? yaml : "", len);
   if (rc != 0) {
     pp_config_free(cfg);
     return rc;
   }
   *out = cfg;
+  return 0;
+}
+
+int pp_config_load_string(const char *name, const char *yaml, size_t len,
+                          pp_config_t **out, pp_diag_t *diag) {
+  assert(out != NULL && (yaml != NULL || len == 0));
+  return load_text(name, NULL, yaml, len, out, diag);
+}
+
+/* The absolute directory of path (symlinks in it resolved) into dir. */
+static int dir_of(const char *path, char *dir, size_t len) {
+  char part[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+
+  if (slash == NULL)
+    snprintf(part, sizeof(part), ".");
+  else if (slash == path)
+    snprintf(part, sizeof(part), "/");
+  else if ((size_t)(slash - path) < sizeof(part))
+    snprintf(part, sizeof(part), "%.*s", (int)(slash - path), path);
+  else
+    return UV_ENAMETOOLONG;
+  if (realpath(part, dir) == NULL)
+    return -errno;
+  if (strlen(dir) >= len)
+    return UV_ENAMETOOLONG;
   return 0;
 }
 
@@ -439,6 +546,7 @@ fail:
 }
 
 int pp_config_load_file(const char *path, pp_config_t **out, pp_diag_t *diag) {
+  char dir[PATH_MAX];
   char *text = NULL;
   size_t len = 0;
   int rc;
@@ -451,7 +559,14 @@ int pp_config_load_file(const char *path, pp_config_t **out, pp_diag_t *diag) {
     pp__diag_at(diag, NULL, "cannot read: %s", uv_strerror(rc));
     return rc;
   }
-  rc = pp_config_load_string(path, text, len, out, diag);
+  rc = dir_of(path, dir, sizeof(dir));
+  if (rc != 0) {
+    free(text);
+    pp__diag_reset(diag, path, NULL);
+    pp__diag_at(diag, NULL, "cannot find its directory: %s", uv_strerror(rc));
+    return rc;
+  }
+  rc = load_text(path, dir, text, len, out, diag);
   free(text);
   return rc;
 }

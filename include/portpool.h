@@ -102,14 +102,28 @@ void pp_buf_free(pp_buf_t *buf);
  * from any thread on distinct config values. */
 typedef struct pp_config pp_config_t;
 
-/* A new config holding every default.  Returns 0 or UV_ENOMEM. */
+/* A new config holding every default.  The default worker.command is
+ * [python3, DIR/portpool_worker.py, DIR/example_handlers.py], DIR found
+ * from where the library was loaded: <libdir>/../share/portpool/python for
+ * an installed (or moved) shared library, <bindir>/../share/portpool/python
+ * for a program linked with the static one, the source tree's bridge/python
+ * for a library in its build tree, else the configured install directory.
+ * Returns 0 or UV_ENOMEM. */
 int pp_config_new(pp_config_t **out);
 
 /* Parse YAML from a file or a buffer into a new config (defaults for what
  * the text leaves out), then validate it.  `name` labels a buffer in
  * messages.  Returns 0, PP_ECONFIG (diag names file, line, column and key,
  * and suggests the nearest valid key for a misspelled one), or an I/O
- * error from libuv's set.  On error *out is NULL. */
+ * error from libuv's set.  On error *out is NULL.
+ *
+ * In a file, relative paths are relative to the file's directory: in
+ * worker.command the interpreter if it has a slash and every later
+ * argument with a slash or ending in .py; control.socket.  Those files of
+ * worker.command must exist (the interpreter be executable) when the
+ * adapter is python, or the load fails with PP_ECONFIG at their position.
+ * A buffer's relative paths, and those given to pp_config_set and the
+ * other setters below, are kept as written (relative to the cwd). */
 int pp_config_load_file(const char *path, pp_config_t **out, pp_diag_t *diag);
 int pp_config_load_string(const char *name, const char *yaml, size_t len,
                           pp_config_t **out, pp_diag_t *diag);

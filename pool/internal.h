@@ -194,6 +194,11 @@ struct pp__pcall {
   sem_t sem;
 };
 
+/* Entries in a slot's crash history: restart.max_restarts up to
+ * PP__CRASH_RING - 1 is counted exactly, above it per 1/PP__CRASH_RING of
+ * restart.within. */
+#define PP__CRASH_RING 32
+
 /* A slot is a place for one worker; it outlives its processes. */
 struct pp__slot {
   pp_pool_t *pool;
@@ -206,9 +211,14 @@ struct pp__slot {
   uv_timer_t backoff;      /* restart delay */
   int backoff_open;
   uint32_t restarts;
-  uint64_t *crash_times;   /* ring of the last max_restarts+1 crash times */
-  unsigned crash_cap;
-  unsigned ncrash;
+  /* Recent crashes, newest at crash_head: PP__CRASH_RING (time, count)
+   * entries, whatever restart.max_restarts says (pool.c, slot_crashed). */
+  struct pp__crash {
+    uint64_t at_ns;        /* the entry's first crash */
+    uint32_t count;        /* crashes it holds */
+  } crashes[PP__CRASH_RING];
+  unsigned crash_head;
+  unsigned ncrash;         /* entries in use; 0 forgets every crash */
   uint64_t requests_total;
   pp_histogram_t run_time;
   uint64_t backoff_until_ns;   /* when a backoff restart is due */

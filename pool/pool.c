@@ -427,25 +427,58 @@ static void on_backoff(uv_timer_t *t) {
   pp__run_pending(pool);
 }
 
+/* Note a crash in the slot's history and return the crashes within
+ * restart.within, this one included.  The history is PP__CRASH_RING
+ * entries whatever max_restarts says: with max_restarts below that, each
+ * entry is one crash and the count is exact (the oldest entry dropped is
+ * more than max_restarts crashes back, so it never decides anything).
+ * Above it, crashes less than within / PP__CRASH_RING after an entry's
+ * first one join that entry, and an entry counts while its first crash is
+ * within the window: the window is then exact to within one such part. */
+static uint64_t crash_note(pp__slot_t *slot, uint64_t now) {
+  pp_config_t *cfg = slot->pool->cfg;
+  uint64_t within = cfg->within_ms * 1000000ull, part = 0, recent = 0;
+  struct pp__crash *e = &slot->crashes[slot->crash_head];
+  unsigned i;
+
+  if ((uint64_t)cfg->max_restarts >= PP__CRASH_RING)
+    part = within / PP__CRASH_RING;
+  if (slot->ncrash > 0 && part > 0 && now - e->at_ns < part &&
+      e->count < UINT32_MAX) {
+    e->count++;
+  } else {
+    if (slot->ncrash > 0)
+      slot->crash_head = (slot->crash_head + 1) % PP__CRASH_RING;
+    if (slot->ncrash < PP__CRASH_RING)
+      slot->ncrash++;
+    e = &slot->crashes[slot->crash_head];
+    e->at_ns = now;
+    e->count = 1;
+  }
+  for (i = 0; i < slot->ncrash; i++) {
+    e = &slot->crashes[(slot->crash_head + PP__CRASH_RING - i) %
+                       PP__CRASH_RING];
+    if (now - e->at_ns <= within)
+      recent += e->count;
+  }
+  return recent;
+}
+
 /* A crash: restart after a backoff that doubles with each recent crash,
  * with jitter; too many within restart.within makes the slot fatal. */
 static void slot_crashed(pp__slot_t *slot) {
   pp_pool_t *pool = slot->pool;
   pp_config_t *cfg = pool->cfg;
-  unsigned cap = slot->crash_cap, i, recent = 0;
-  uint64_t now = pp__now_ns(), delay, jitter;
+  uint64_t now = pp__now_ns(), recent, delay, jitter, i;
 
-  slot->crash_times[slot->ncrash % cap] = now;
-  slot->ncrash++;
-  for (i = 0; i < cap && i < slot->ncrash; i++)
-    if (now - slot->crash_times[i] <= cfg->within_ms * 1000000ull)
-      recent++;
-  if (recent > (unsigned)cfg->max_restarts) {
+  recent = crash_note(slot, now);
+  if (recent > (uint64_t)cfg->max_restarts) {
     slot->state = PP_WORKER_FATAL;
     pp__trace(pool, PP_TRACE_FATAL, slot->id, slot->generation, 0, 0, 0, 0,
               NULL);
-    pp__log(pool, "worker %d: %u crashes within %llums; giving up (fatal)",
-            slot->id, recent, (unsigned long long)cfg->within_ms);
+    pp__log(pool, "worker %d: %llu crashes within %llums; giving up (fatal)",
+            slot->id, (unsigned long long)recent,
+            (unsigned long long)cfg->within_ms);
     check_degraded(pool);
     return;
   }
@@ -630,19 +663,11 @@ pp__slot_t *pp__slot_new(pp_pool_t *pool, int id) {
   slot->state = PP_WORKER_STARTING;
   pp__queue_init(&slot->idle_node);
   pp__queue_init(&slot->aring);
-  slot->crash_times =
-      calloc((size_t)pool->cfg->max_restarts + 1, sizeof(uint64_t));
-  slot->crash_cap = (unsigned)pool->cfg->max_restarts + 1;
-  if (slot->crash_times == NULL) {
-    free(slot);
-    return NULL;
-  }
   return slot;
 }
 
 static void slot_free(pp__slot_t *slot) {
   free(slot->ring);
-  free(slot->crash_times);
   free(slot->stderr_tail);
   free(slot);
 }

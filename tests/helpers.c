@@ -13,6 +13,49 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The paths the suites need, built in by tests/CMakeLists.txt so that a
+ * suite run by hand needs no environment; a variable that is set and not
+ * empty overrides its default (ctest sets them all). */
+#ifndef PP_TEST_PYTHON
+#define PP_TEST_PYTHON ""
+#define PP_TEST_FIXTURES ""
+#define PP_TEST_WORKER_PY ""
+#define PP_TEST_POOLCTL ""
+#define PP_TEST_EMBED ""
+#endif
+
+static const struct test_path {
+  const char *name, *dflt;
+} test_paths[] = {
+    {"PP_PYTHON", PP_TEST_PYTHON},       {"PP_FIXTURES", PP_TEST_FIXTURES},
+    {"PP_WORKER_PY", PP_TEST_WORKER_PY}, {"PP_POOLCTL", PP_TEST_POOLCTL},
+    {"PP_EMBED", PP_TEST_EMBED},
+};
+
+/* Before main: fill each unset variable from its built-in default, so the
+ * suites and the programs they start see one set of paths. */
+__attribute__((constructor)) static void test_path_defaults(void) {
+  for (size_t i = 0; i < sizeof(test_paths) / sizeof(test_paths[0]); i++) {
+    const char *v = getenv(test_paths[i].name);
+    if ((v == NULL || *v == '\0') && test_paths[i].dflt[0] != '\0')
+      setenv(test_paths[i].name, test_paths[i].dflt, 1);
+  }
+}
+
+const char *test_path(const char *name) {
+  const char *v = getenv(name);
+
+  if (v == NULL || *v == '\0')
+    fail_msg("%s is not set and this build has no default for it: run the "
+             "suite through ctest, or set %s=PATH",
+             name, name);
+  if (access(v, F_OK) != 0)
+    fail_msg("%s=%s: %s (a moved build or source tree? rebuild, or set "
+             "%s=PATH)",
+             name, v, strerror(errno), name);
+  return v;
+}
+
 static uint64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -130,12 +173,10 @@ pp_pool_options_t rec_options(rec_t *r) {
 }
 
 char *fixture_path(const char *name) {
-  const char *dir = getenv("PP_FIXTURES");
+  const char *dir = test_path("PP_FIXTURES");
   char *p;
   size_t n;
 
-  if (dir == NULL)
-    dir = "fixtures";
   n = strlen(dir) + strlen(name) + 2;
   p = malloc(n);
   assert_non_null(p);
@@ -156,11 +197,10 @@ void cfg_set(pp_config_t *cfg, const char *key, const char *value) {
 /* `size` workers running [PP_PYTHON, script, arg], restarting fast. */
 static pp_config_t *script_config(const char *script, const char *arg,
                                   int size) {
-  const char *py = getenv("PP_PYTHON");
+  const char *py = test_path("PP_PYTHON");
   char cmd[2048], sz[32];
   pp_config_t *cfg;
 
-  assert_non_null(py);
   assert_non_null(script);
   assert_int_equal(pp_config_new(&cfg), 0);
   snprintf(cmd, sizeof(cmd), "[%s, %s, %s]", py, script, arg);
@@ -174,7 +214,7 @@ static pp_config_t *script_config(const char *script, const char *arg,
 
 pp_config_t *python_config(const char *handlers, int size) {
   char *h = fixture_path(handlers);
-  pp_config_t *cfg = script_config(getenv("PP_WORKER_PY"), h, size);
+  pp_config_t *cfg = script_config(test_path("PP_WORKER_PY"), h, size);
 
   free(h);
   cfg_set(cfg, "name", "test");

@@ -72,6 +72,12 @@ void cfg_set(pp_config_t *cfg, const char *key, const char *value);
  * multiplied by PP_TEST_TIME_SCALE, for slow runs such as valgrind's. */
 int test_time_scale(void);
 
+/* The path in environment variable `name` (PP_PYTHON, PP_FIXTURES,
+ * PP_WORKER_PY, PP_POOLCTL, PP_EMBED), which defaults to the one this build
+ * knows; fails the test with a message saying what to set when it is
+ * missing or names nothing. */
+const char *test_path(const char *name);
+
 /* Environment integer with a default (POOL_SIZE, CLIENTS, ...). */
 int env_int(const char *name, int dflt);
 

@@ -6,9 +6,12 @@
  * lease, no waiter, granted = returned + reclaimed, no restart, and no task
  * ever received a reply that was not its own.
  *
- * POOL_SIZE, CLIENTS, ROUNDS (defaults 4, 5, 20), SEED and ADAPTER
- * (python or mock) come from the environment; the seed is printed so a
- * failure replays. */
+ * POOL_SIZE, CLIENTS, ROUNDS, SEED and ADAPTER (python or mock) come from
+ * the environment; the seed is printed so a failure replays.  Unset sizes
+ * fall back to PP_DEFAULT_POOL_SIZE, PP_DEFAULT_CLIENTS and
+ * PP_DEFAULT_ROUNDS (what the ctest entries set, so that a caller's
+ * POOL_SIZE=16 CLIENTS=400 ctest -R concurrent wins), then 4, 5 and 20.
+ * The interpreter and paths default to this build's (helpers.c). */
 #include "helpers.h"
 
 #include <inttypes.h>
@@ -125,8 +128,10 @@ static void driver_main(void *arg) {
 }
 
 static void test_concurrent_checkouts(void **state) {
-  int size = env_int("POOL_SIZE", 4), clients = env_int("CLIENTS", 5);
-  int rounds = env_int("ROUNDS", 20), i, ok = 0, cancelled = 0;
+  int size = env_int("POOL_SIZE", env_int("PP_DEFAULT_POOL_SIZE", 4));
+  int clients = env_int("CLIENTS", env_int("PP_DEFAULT_CLIENTS", 5));
+  int rounds = env_int("ROUNDS", env_int("PP_DEFAULT_ROUNDS", 20));
+  int i, ok = 0, cancelled = 0;
   uint64_t seed = (uint64_t)env_int("SEED", 0);
   const char *adapter = getenv("ADAPTER") ? getenv("ADAPTER") : "python";
   pp_config_t *cfg = python_config("echo_handlers.py", size);
@@ -141,6 +146,9 @@ static void test_concurrent_checkouts(void **state) {
   (void)state;
   if (seed == 0)
     seed = (uint64_t)time(NULL);
+  if (size < 1 || clients < 1 || rounds < 1)
+    fail_msg("POOL_SIZE=%d CLIENTS=%d ROUNDS=%d: each must be at least 1", size,
+             clients, rounds);
   fprintf(stderr,
           "ADAPTER=%s POOL_SIZE=%d CLIENTS=%d ROUNDS=%d SEED=%" PRIu64 "\n",
           adapter, size, clients, rounds, seed);
@@ -189,6 +197,8 @@ static void test_concurrent_checkouts(void **state) {
   rec_free(&rec);
   free(dr);
   free(t);
+  printf("test_concurrent: %s pool %d, clients %d, rounds %d: passed\n",
+         adapter, size, clients, rounds);
 }
 
 int main(void) {

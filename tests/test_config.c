@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #define MiB (UINT64_C(1) << 20)
 
@@ -23,8 +25,9 @@
 
 static void fixture_path(const char *name, char *buf, size_t len) {
   const char *dir = getenv("PP_FIXTURES");
+  /* This build's fixtures (tests/CMakeLists.txt) when run by hand. */
   if (dir == NULL || dir[0] == '\0')
-    dir = "fixtures";
+    dir = PP_TEST_FIXTURES;
   snprintf(buf, len, "%s/config/%s", dir, name);
 }
 
@@ -255,8 +258,10 @@ static void test_full(void **state) {
   assert_int_equal(c->command_len, 4);
   assert_string_equal(c->command[0], "python3");
   assert_string_equal(c->command[1], "-u");
-  assert_string_equal(c->command[2], "w.py");
-  assert_string_equal(c->command[3], "my handlers.py");
+  /* Files named in a config file are read from its directory. */
+  assert_true(c->command[2][0] == '/');
+  assert_true(ends_with(c->command[2], "/config/w.py"));
+  assert_true(ends_with(c->command[3], "/config/my handlers.py"));
   assert_null(c->command[4]);
   /* The user's OMP_NUM_THREADS replaces the default in place; the other
    * defaults stay; new names come last. */
@@ -293,6 +298,115 @@ static void test_full(void **state) {
   pp_config_free(c);
 }
 
+/* A directory with a config file and the files it names, for the tests of
+ * relative paths: DIR/pool.yaml holding `yaml`, DIR/w.py, DIR/sub/h.py. */
+static void path_fixture(char *dir, size_t len, const char *yaml) {
+  char p[600];
+  FILE *f;
+
+  snprintf(dir, len, "/tmp/pp-test-cfgdir-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  snprintf(p, sizeof(p), "%s/sub", dir);
+  assert_int_equal(mkdir(p, 0700), 0);
+  const char *files[] = {"w.py", "sub/h.py", "pool.yaml"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+    f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(i == 2 ? yaml : "\n", f);
+    fclose(f);
+  }
+}
+
+static void path_fixture_remove(const char *dir) {
+  char p[600];
+  const char *files[] = {"w.py", "sub/h.py", "pool.yaml", "sub", ""};
+
+  for (int i = 0; i < 5; i++) {
+    snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+    remove(p);
+  }
+}
+
+/* Relative paths in a file are read from the file's directory, whatever
+ * the current one: the worker script, a handler file, an interpreter with
+ * a slash and control.socket; options, bare names (found on PATH) and
+ * module names are left as written.  --set values stay relative to the
+ * current directory. */
+static void test_relative_paths_from_file_dir(void **state) {
+  char dir[64], path[600], want[600], cwd[600];
+  pp_config_t *c = NULL;
+  pp_diag_t d;
+
+  (void)state;
+  path_fixture(dir, sizeof(dir),
+               "worker:\n  command: [python3, -u, w.py, sub/h.py]\n"
+               "control:\n  socket: run/pool.sock\n");
+  assert_non_null(getcwd(cwd, sizeof(cwd)));
+  assert_int_equal(chdir("/"), 0);
+  snprintf(path, sizeof(path), "%s/pool.yaml", dir);
+  if (pp_config_load_file(path, &c, &d) != 0)
+    fail_msg("%s:%d:%d: %s: %s", d.file, d.line, d.column, d.key, d.message);
+  assert_string_equal(c->command[0], "python3");
+  assert_string_equal(c->command[1], "-u");
+  snprintf(want, sizeof(want), "%s/w.py", dir);
+  assert_string_equal(c->command[2], want);
+  snprintf(want, sizeof(want), "%s/sub/h.py", dir);
+  assert_string_equal(c->command[3], want);
+  snprintf(want, sizeof(want), "%s/run/pool.sock", dir);
+  assert_string_equal(c->socket, want);
+  pp_config_free(c);
+  c = NULL;
+  /* The same file through a relative path; then an override, relative to
+   * the cwd, and a module name, which is not a file. */
+  assert_int_equal(chdir(dir), 0);
+  assert_int_equal(pp_config_load_file("sub/../pool.yaml", &c, &d), 0);
+  snprintf(want, sizeof(want), "%s/w.py", dir);
+  assert_string_equal(c->command[2], want);
+  assert_int_equal(
+      pp_config_override(c, "worker.command=[python3, w.py, app.handlers]", &d),
+      0);
+  assert_string_equal(c->command[1], "w.py");
+  assert_string_equal(c->command[2], "app.handlers");
+  pp_config_free(c);
+  assert_int_equal(chdir(cwd), 0);
+  path_fixture_remove(dir);
+}
+
+/* A worker script or handler file that is not there fails the load, at
+ * its place in the file and naming the key, not later when a pool starts;
+ * so does an interpreter path that is not executable. */
+static void test_missing_worker_file_located(void **state) {
+  char dir[64], path[600];
+  pp_config_t *c = NULL;
+  pp_diag_t d;
+
+  (void)state;
+  path_fixture(dir, sizeof(dir),
+               "size: 1\nworker:\n  command: [python3, w.py, nothere.py]\n");
+  snprintf(path, sizeof(path), "%s/pool.yaml", dir);
+  assert_int_equal(pp_config_load_file(path, &c, &d), PP_ECONFIG);
+  assert_null(c);
+  assert_string_equal(d.file, path);
+  assert_int_equal(d.line, 3);
+  assert_int_equal(d.column, 28);
+  assert_string_equal(d.key, "worker.command");
+  assert_non_null(strstr(d.message, "/nothere.py"));
+  assert_non_null(strstr(d.message, "No such file"));
+  assert_non_null(strstr(d.message, "config file's directory"));
+  path_fixture_remove(dir);
+
+  path_fixture(dir, sizeof(dir),
+               "worker:\n  command: [./venv/bin/python, w.py, sub/h.py]\n");
+  snprintf(path, sizeof(path), "%s/pool.yaml", dir);
+  assert_int_equal(pp_config_load_file(path, &c, &d), PP_ECONFIG);
+  assert_int_equal(d.line, 2);
+  assert_int_equal(d.column, 13);
+  assert_non_null(strstr(d.message, "interpreter"));
+  assert_non_null(strstr(d.message, "/venv/bin/python"));
+  path_fixture_remove(dir);
+}
+
 /* Every key rendered by get and fed back to set gives the same value. */
 static void test_round_trip(void **state) {
   (void)state;
@@ -306,7 +420,7 @@ static void test_round_trip(void **state) {
     assert_int_equal(pp_config_get(b, key, vb, sizeof(vb)), 0);
     assert_string_equal(va, vb);
   }
-  assert_string_equal(b->command[3], "my handlers.py");
+  assert_true(ends_with(b->command[3], "/config/my handlers.py"));
   pp_config_free(a);
   pp_config_free(b);
 }
@@ -1073,7 +1187,7 @@ static int op_copy(void *arg) {
   pp_config_t *c = NULL;
   int rc = pp_config_copy(arg, &c);
   if (rc == 0) {
-    assert_string_equal(c->command[3], "my handlers.py");
+    assert_true(ends_with(c->command[3], "/config/my handlers.py"));
     assert_string_equal(c->env[3], "PYTHONHASHSEED=0");
   }
   pp_config_free(c);
@@ -1211,6 +1325,8 @@ int main(void) {
       cmocka_unit_test(test_defaults_rendered),
       cmocka_unit_test(test_key_listing),
       cmocka_unit_test(test_full),
+      cmocka_unit_test(test_relative_paths_from_file_dir),
+      cmocka_unit_test(test_missing_worker_file_located),
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_minimal_and_empty),
       cmocka_unit_test(test_size_auto),

@@ -285,6 +285,74 @@ static void test_crash_loop_degrades(void **state) {
   ctx_stop(&c);
 }
 
+/* The virtual size of this process in KiB (/proc/self/statm). */
+static long vm_kib(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = -1;
+
+  assert_non_null(f);
+  assert_int_equal(fscanf(f, "%ld", &pages), 1);
+  fclose(f);
+  return pages * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* The crash history does not grow with restart.max_restarts: a pool with
+ * the largest value opens and costs what any pool costs (it reserved
+ * 16 GiB of history per slot, and failed or swallowed the address space). */
+static void test_crash_history_bounded(void **state) {
+  pp_config_t *cfg;
+  pp_pool_t *pool = NULL;
+  pp_diag_t d;
+  long before, after;
+
+  (void)state;
+  memset(&d, 0, sizeof(d));
+  assert_int_equal(pp_config_new(&cfg), 0);
+  cfg_set(cfg, "adapter", "mock");
+  cfg_set(cfg, "size", "2");
+  cfg_set(cfg, "restart.max_restarts", "2147483647");
+  before = vm_kib();
+  assert_int_equal(pp_pool_open(cfg, NULL, &pool, &d), 0);
+  after = vm_kib();
+  /* Generous: two mock workers' threads and the loop's, far below 16 GiB. */
+  assert_true(after - before < 1024 * 1024);
+  pp_pool_close(pool);
+  pp_config_free(cfg);
+}
+
+/* Past the exactly counted history (max_restarts 40 > PP__CRASH_RING),
+ * crashes within restart.within still make the slot fatal at exactly
+ * max_restarts + 1: the 41st crash, not earlier, not later. */
+static void test_crash_count_past_ring(void **state) {
+  pp_config_t *cfg;
+  pp_pool_t *pool = NULL;
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+  int crashes = 0, r = 0, i;
+
+  (void)state;
+  memset(&d, 0, sizeof(d));
+  assert_int_equal(pp_config_new(&cfg), 0);
+  cfg_set(cfg, "adapter", "mock");
+  cfg_set(cfg, "size", "1");
+  cfg_set(cfg, "restart.max_restarts", "40");
+  cfg_set(cfg, "restart.within", "1h");
+  cfg_set(cfg, "restart.backoff", "[0ms, 0ms]");
+  assert_int_equal(pp_pool_open(cfg, NULL, &pool, &d), 0);
+  for (i = 0; i < 100; i++) {
+    r = pp_call_cmd(pool, "crash", "3", &reply, 60000 * test_time_scale(), &d);
+    if (r == PP_EDEGRADED)
+      break;
+    assert_int_not_equal(r, 0);
+    crashes++;
+  }
+  assert_int_equal(r, PP_EDEGRADED);
+  assert_int_equal(crashes, 41);
+  pp_buf_free(&reply);
+  pp_pool_close(pool);
+  pp_config_free(cfg);
+}
+
 /* ---- pp_call_async */
 
 typedef struct acall {
@@ -1046,6 +1114,8 @@ int main(void) {
       cmocka_unit_test(test_checkin_in_flight),
       cmocka_unit_test(test_startup_timeout),
       cmocka_unit_test(test_crash_loop_degrades),
+      cmocka_unit_test(test_crash_history_bounded),
+      cmocka_unit_test(test_crash_count_past_ring),
       cmocka_unit_test(test_async_calls),
       cmocka_unit_test(test_async_crash_fails_the_ring),
       cmocka_unit_test(test_async_request_timeout),

@@ -71,6 +71,23 @@ for via in cmake cmake-static pkg-config; do
   grep -q 'echo -> {"installed": *true}' "$tmp/run-$via.log" ||
     fail "consumer ($via) did not call the pool"
 done
+# The default worker.command comes from where the library is, not from
+# the source tree it was built from: move the installed tree elsewhere and
+# a default pool still starts, with the moved copy of the worker module.
+echo "== default worker.command from a moved prefix"
+moved=$tmp/elsewhere/moved-prefix
+mkdir -p "$tmp/elsewhere"
+mv "$prefix" "$moved"
+mlibdir=$moved/${libdir#"$prefix"/}
+(cd "$tmp/elsewhere" && PATH=$(dirname "$py"):$PATH LD_LIBRARY_PATH=$mlibdir \
+  "$tmp/b-cmake/consumer") | tee "$tmp/run-default.log"
+grep -q "worker.command: \[python3, $moved/share/portpool/python/portpool_worker.py, $moved/share/portpool/python/example_handlers.py\]" \
+  "$tmp/run-default.log" ||
+  fail "the default worker.command is not the moved prefix's module"
+grep -q 'echo -> {"installed": *true}' "$tmp/run-default.log" ||
+  fail "a default pool from the moved prefix did not answer"
+mv "$moved" "$prefix"
+
 if [ -n "$(readelf -d "$tmp/b-cmake-static/consumer" | grep NEEDED |
   grep libportpool)" ]; then
   fail "the static consumer needs libportpool.so"
