@@ -47,7 +47,8 @@ extern "C" {
   X(ECONFIG, -30008, "invalid configuration")                                 \
   X(ECANCELED, -30009, "canceled")                                            \
   X(ETOOBIG, -30010, "payload larger than max_frame")                         \
-  X(ENOTRUNNING, -30011, "no pool is running there")
+  X(ENOTRUNNING, -30011, "no pool is running there")                         \
+  X(EBOOT, -30012, "worker failed to boot")
 
 typedef enum {
 #define PP__ERR_ENUM(name, value, msg) PP_##name = (value),
@@ -434,11 +435,23 @@ typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
 /* Start a pool on `loop` (which the caller runs).  The config is copied.
  * Every worker is spawned at once.  ready_cb (may be NULL) is called once,
  * when the pool is ready (status 0), or with an error if the pool degrades
- * or is stopped first.  Returns 0, PP_ECONFIG, or a libuv error (for example
- * from binding the control socket); on error nothing was started. */
+ * or is stopped first.  A worker that fails to boot before the pool was
+ * ever ready (its handler module cannot be imported, raises or exits while
+ * being imported, or no process can be spawned: out of file descriptors)
+ * ends the wait at once with PP_EBOOT, unless
+ * restart.retry_boot_failures is true; pp_pool_ready_diag() then says why.
+ * Returns 0, PP_ECONFIG, or a libuv error (for example from binding the
+ * control socket); on error nothing was started. */
 int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
                   const pp_pool_options_t *opts, pp_pool_ready_cb ready_cb,
                   void *data, pp_pool_t **out, pp_diag_t *diag);
+
+/* Why the pool is not ready: returns the status ready_cb got (0 when ready
+ * or not yet reported) and fills diag with the reason.  For PP_EBOOT the
+ * message is "worker N failed to boot: Type: message (last traceback
+ * line)"; the full traceback is in the pool's log, once.  Thread-safe; may
+ * be called from ready_cb. */
+int pp_pool_ready_diag(pp_pool_t *pool, pp_diag_t *diag);
 
 /* Stop a pool started with pp_pool_start: refuse new checkouts, let
  * in-flight requests finish up to drain_timeout, SIGTERM, SIGKILL after
@@ -515,8 +528,10 @@ int pp_lease_pid(const pp_lease_t *lease);
 
 /* Start a pool on its own loop thread and return once it is ready, or fail:
  * PP_ECONFIG, PP_ETIMEDOUT (not ready within startup_timeout plus the
- * checkout timeout), PP_EDEGRADED, or a libuv error.  The config is
- * copied. */
+ * checkout timeout), PP_EDEGRADED, PP_EBOOT (a worker failed to boot, see
+ * pp_pool_start: diag has the exception's type, message and last traceback
+ * line, within about one worker start-up), or a libuv error.  The config
+ * is copied. */
 int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
                  pp_pool_t **out, pp_diag_t *diag);
 

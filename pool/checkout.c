@@ -178,6 +178,10 @@ int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
     pp__diag_set(diag, pool->stopping ? "pool is closing" : "pool draining");
     return PP_ECLOSED;
   }
+  if (pool->boot_failed && !pool->was_ready) {
+    pp__diag_set(diag, "%s", pool->boot_diag);
+    return PP_EBOOT;
+  }
   if (pool->state == PP_POOL_DEGRADED) {
     pp__diag_set(diag, "pool degraded: every worker slot gave up restarting");
     return PP_EDEGRADED;
