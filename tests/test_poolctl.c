@@ -302,6 +302,30 @@ static void test_serve_boot_failure(void **state) {
   cli_run_free(&r);
 }
 
+/* Out of file descriptors at start-up: serve says so, and how to fix it,
+ * and exits 3, instead of warming for ever. */
+static void test_serve_out_of_fds(void **state) {
+  char *cmd = worker_command();
+  char sock[192], script[1024];
+  cli_run_t r;
+  char *argv[] = {"/bin/sh", "-c", script, NULL};
+
+  (void)state;
+  snprintf(sock, sizeof(sock), "%s/fds.sock", srv.dir);
+  snprintf(script, sizeof(script),
+           "ulimit -n 32 && exec '%s' serve -S '%s' --set size=16 --set '%s'",
+           cli_poolctl_path(), sock, cmd);
+  free(cmd);
+  cli_run_argv(&r, argv);
+  assert_int_equal(r.code, 3);
+  if (strstr(r.err, "failed to boot: spawn failed: out of file descriptors "
+                    "(RLIMIT_NOFILE=32): raise ulimit -n or lower size") ==
+      NULL)
+    fail_msg("stderr:\n%s", r.err);
+  assert_int_equal(access(sock, F_OK), -1);
+  cli_run_free(&r);
+}
+
 /* ------------------------------------------------------- with a server */
 
 static void test_serve_ready(void **state) {
@@ -814,6 +838,7 @@ int main(void) {
       cmocka_unit_test(test_not_running),
       cmocka_unit_test(test_bad_config),
       cmocka_unit_test(test_serve_boot_failure),
+      cmocka_unit_test(test_serve_out_of_fds),
       cmocka_unit_test(test_serve_ready),
       cmocka_unit_test(test_socket_mode),
       cmocka_unit_test(test_second_serve_refused),
