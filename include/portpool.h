@@ -179,7 +179,10 @@ typedef enum {
   PP_EXIT_OOM,        /* killed by SIGKILL after passing max_rss, or OOM */
   PP_EXIT_NO_HELLO,   /* died or was killed before its HELLO */
   PP_EXIT_TIMEOUT,    /* killed because a request or start-up timed out */
-  PP_EXIT_PROTOCOL    /* killed for a protocol error */
+  PP_EXIT_PROTOCOL,   /* killed for a protocol error */
+  PP_EXIT_STOPPED     /* stopped by the pool, as planned: scale-down,
+                         restart, recycle, reload, close ("stopped
+                         (scaled down)" in last_exit_text) */
 } pp_exit_kind_t;
 
 /* "exit 0", "signal 9", "killed for timeout", ... into buf. */
@@ -229,7 +232,14 @@ typedef struct pp_worker_status {
   pp_exit_kind_t last_exit;
   int last_exit_code;
   int last_exit_signal;
-  char last_exit_text[64];  /* pp_exit_describe() of the last exit */
+  char last_exit_text[64];  /* pp_exit_describe() of the last exit, with
+                               why the pool stopped it: "stopped
+                               (restarted)" */
+  char last_error[320];     /* why its last process failed to boot ("" when
+                               it did not): "ImportError: msg (File
+                               \"h.py\", line 3, in <module>)", or the
+                               last stderr line of one that died before
+                               HELLO */
   uint64_t request_age_ms;  /* age of the request in flight, 0 when none */
   uint64_t max_requests;    /* recycle limit of this process (with jitter),
                                0 = none */

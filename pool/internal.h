@@ -234,6 +234,8 @@ struct pp__slot {
   int last_exit_signal;
   char (*stderr_tail)[160]; /* PP_STDERR_TAIL lines, at the first one */
   unsigned stderr_next;
+  const char *retire_why;   /* static text: "restarted", "recycled", ... */
+  char last_stop[32];       /* with last_exit PP_EXIT_STOPPED: why */
   char last_error[320];     /* why the last process failed to boot:
                                "Type: message (File ..., line N)", or its
                                last stderr line; "" when none */

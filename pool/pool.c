@@ -395,6 +395,7 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
       return;
     }
     proc->hello = 1;
+    slot->last_error[0] = '\0';
     proc->ready_ns = pp__now_ns();
     pp__histo_add(&pool->h_spawn, (proc->ready_ns - proc->spawn_ns) / 1000);
     uv_timer_stop(&proc->timer);
@@ -583,14 +584,20 @@ void pp__on_proc_exit(pp__proc_t *proc) {
 
   if (proc->kill_reason != PP_EXIT_NONE)
     kind = proc->kill_reason;
+  else if (proc->hello && (proc->retired || pool->stopping || slot->removing))
+    kind = PP_EXIT_STOPPED; /* as planned: say why, not "signal 9" */
   else if (!proc->hello)
     kind = PP_EXIT_NO_HELLO;
   else if (proc->term_signal)
     kind = PP_EXIT_SIGNAL;
   else
     kind = PP_EXIT_NORMAL;
-  pp_exit_describe(kind, (int)proc->exit_status, proc->term_signal, text,
-                   sizeof(text));
+  if (kind == PP_EXIT_STOPPED)
+    snprintf(text, sizeof(text), "stopped (%.40s)",
+             pool->stopping ? "pool closing" : proc->detail);
+  else
+    pp_exit_describe(kind, (int)proc->exit_status, proc->term_signal, text,
+                     sizeof(text));
   /* It ended on its own before HELLO: it failed to boot. */
   boot_failure = kind == PP_EXIT_NO_HELLO && proc->kill_reason == PP_EXIT_NONE &&
                  slot->proc == proc && !pool->stopping && !slot->removing;
@@ -607,12 +614,16 @@ void pp__on_proc_exit(pp__proc_t *proc) {
     pool->orphans--;
     pp__quiesce_poke(pool);
   }
-  /* A worker retired by its replacement: expected, nothing to record. */
-  if (proc->retired)
-    return;
   slot->last_exit = kind;
   slot->last_exit_code = (int)proc->exit_status;
   slot->last_exit_signal = proc->term_signal;
+  if (kind == PP_EXIT_STOPPED)
+    snprintf(slot->last_stop, sizeof(slot->last_stop), "%.*s",
+             (int)sizeof(slot->last_stop) - 1,
+             pool->stopping ? "pool closing" : proc->detail);
+  /* A worker retired by its replacement: expected, nothing more. */
+  if (proc->retired)
+    return;
   /* A stop's SIGTERM is expected; any other exit is news. */
   if (!pool->stopping && !slot->removing)
     pp__log(pool, "worker %d (pid %d) exited: %s", slot->id, proc->pid, text);

@@ -568,6 +568,27 @@ static void test_start_ready_cb_boot_failure(void **state) {
   assert_int_equal(b.status, PP_EBOOT);
   assert_int_equal(b.diag_status, PP_EBOOT);
   assert_import_error_diag(&b.d);
+  /* Status says why the slot died before HELLO, not only that it did. */
+  {
+    pp_status_t st;
+    char *json;
+    int i, shown = 0;
+
+    assert_int_equal(pp_pool_status(pool, &st), 0);
+    for (i = 0; i < st.nworkers; i++) {
+      if (st.workers[i].last_exit != PP_EXIT_NO_HELLO)
+        continue;
+      assert_non_null(strstr(st.workers[i].last_exit_text, "died before HELLO"));
+      assert_non_null(strstr(st.workers[i].last_error,
+                             "ImportError: fixture import_error"));
+      shown++;
+    }
+    assert_true(shown >= 1);
+    json = pp_status_to_json(&st);
+    assert_non_null(strstr(json, "\"last_error\":\"ImportError: fixture"));
+    free(json);
+    pp_status_free(&st);
+  }
   pp_pool_stop(pool, boot_closed, &b);
   while (!b.closed)
     uv_run(&loop, UV_RUN_ONCE);
