@@ -99,6 +99,9 @@ int pc_use_color(void);
 
 /* Parse a non-negative integer option value (milliseconds, a count).
  * Returns 0, or a usage error (printed) as PC_EXIT_USAGE. */
+/* --interval: a duration from 100ms to 24h, "500ms", "2s", "1.5s", "1m";
+ * a bare number is milliseconds.  Returns 0 or a usage error (printed). */
+int pc_parse_interval(const pc_command_t *cmd, const char *arg, long *out);
 int pc_parse_count(const pc_command_t *cmd, const char *opt, const char *arg,
                    long *out);
 /* The socket path of a client command, with its directory checked.

@@ -61,7 +61,8 @@ static void on_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
     break;
   case PP_TRACE_READY:
     s->ready = 1;
-    say("ready: %d workers, socket %s", s->size, s->socket);
+    say("ready: %d worker%s, socket %s", s->size, s->size == 1 ? "" : "s",
+        s->socket);
     break;
   case PP_TRACE_FATAL:
     if (ev->code == PP_EBOOT)
