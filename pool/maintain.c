@@ -72,8 +72,9 @@ void pp__next_failed(pp__slot_t *slot, pp__proc_t *proc) {
   if (slot->replace_failures > (unsigned)pool->cfg->max_restarts) {
     pp__log(pool,
             "worker %d: %u replacements failed to start; keeping the "
-            "current worker",
-            slot->id, slot->replace_failures);
+            "current worker%s%s",
+            slot->id, slot->replace_failures, slot->last_error[0] ? ": " : "",
+            slot->last_error);
     slot->retiring = 0;
     slot->replace_failures = 0;
   }

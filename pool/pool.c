@@ -598,11 +598,13 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   else
     pp_exit_describe(kind, (int)proc->exit_status, proc->term_signal, text,
                      sizeof(text));
-  /* It ended on its own before HELLO: it failed to boot. */
+  /* It ended on its own before HELLO: it failed to boot (a replacement
+   * too: a reload's error shows in status). */
   boot_failure = kind == PP_EXIT_NO_HELLO && proc->kill_reason == PP_EXIT_NONE &&
-                 slot->proc == proc && !pool->stopping && !slot->removing;
+                 !pool->stopping && !slot->removing;
   if (boot_failure && !proc->boot_failed)
     boot_error_from_exit(slot, text);
+  boot_failure = boot_failure && slot->proc == proc;
   if (proc->detail[0] == '\0')
     snprintf(proc->detail, sizeof(proc->detail), "worker %d: %s", slot->id,
              text);

@@ -353,6 +353,51 @@ static void test_status_degraded(void **state) {
   cli_server_kill(&other);
 }
 
+/* A reload whose new handler module cannot be imported: the pool keeps
+ * its worker, and `poolctl reload` fails saying the worker's error. */
+static void test_reload_boot_failure(void **state) {
+  const char *py = getenv("PP_PYTHON"), *worker = getenv("PP_WORKER_PY");
+  const char *sock = in_dir("reload.sock"), *conf = in_dir("reload.yaml");
+  const char *handlers[] = {"echo_handlers.py", "import_error.py"};
+  cli_server_t other = {0};
+  cli_run_t r;
+  FILE *f;
+  int k;
+
+  (void)state;
+  for (k = 0; k < 2; k++) {
+    char *h = fixture_path(handlers[k]);
+
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "size: 1\nworker: {command: [\"%s\", \"%s\", \"%s\"]}\n"
+            "restart: {max_restarts: 1}\n",
+            py, worker, h);
+    fclose(f);
+    free(h);
+    if (k == 0)
+      cli_server_start(&other, "-c", conf, "-S", sock, NULL);
+  }
+  cli_poolctl(&r, "reload", "-S", sock, NULL);
+  assert_int_equal(r.code, 1);
+  if (strstr(r.err, "failed to boot: ImportError: fixture import_error") ==
+      NULL)
+    fail_msg("poolctl reload said: %s", r.err);
+  cli_run_free(&r);
+  cli_poolctl(&r, "status", "-S", sock, NULL);
+  assert_int_equal(r.code, 0);
+  assert_non_null(strstr(r.out, "ImportError: fixture import_error"));
+  cli_run_free(&r);
+  cli_poolctl(&r, "call", "echo", "1", "-S", sock, NULL);
+  assert_int_equal(r.code, 0);
+  cli_run_free(&r);
+  kill(other.pid, SIGTERM);
+  assert_int_equal(cli_wait_exit(other.pid), 0);
+  other.pid = 0;
+  cli_server_kill(&other);
+}
+
 static void test_not_running(void **state) {
   static const char *cmds[][3] = {
       {"status", NULL},  {"trace", NULL},  {"scale", "2"},
@@ -1388,6 +1433,7 @@ int main(void) {
       cmocka_unit_test(test_restart),
       cmocka_unit_test(test_drain),
       cmocka_unit_test(test_reload_under_load),
+      cmocka_unit_test(test_reload_boot_failure),
       cmocka_unit_test(test_second_uid_refused),
       cmocka_unit_test(test_allow_uids),
       cmocka_unit_test(test_top_tmux),
