@@ -596,12 +596,39 @@ static void test_start_ready_cb_boot_failure(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* With min_ready, a checkout that times out while a worker is still
+ * starting for the first time says "starting", not "restarting". */
+static void test_timeout_names_first_start(void **state) {
+  pp_config_t *cfg = python_config("slow_start.py", 2);
+  pp_lease_t *held, *none;
+  pp_pool_t *pool;
+  pp_diag_t d;
+
+  (void)state;
+  cfg_set(cfg, "worker.env", "{PP_SLOW_START: '600', PP_SLOW_START_ONLY: '1'}");
+  cfg_set(cfg, "worker.startup_timeout", "10m");
+  cfg_set(cfg, "worker.kill_grace", "100ms");
+  cfg_set(cfg, "min_ready", "1");
+  assert_int_equal(pp_pool_open(cfg, NULL, &pool, &d), 0);
+  pp_config_free(cfg);
+  assert_int_equal(pp_lease_acquire(pool, NULL, -1, &held, &d), 0);
+  assert_int_equal(pp_lease_slot(held), 0);
+  memset(&d, 0, sizeof(d));
+  assert_int_equal(pp_lease_acquire(pool, NULL, 50, &none, &d), PP_ETIMEDOUT);
+  if (strstr(d.message, "all 2 workers busy or starting (1 starting)") == NULL ||
+      strstr(d.message, "restarting") != NULL)
+    fail_msg("diag: %s", d.message);
+  pp_checkin(held);
+  pp_pool_close(pool);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_open_import_error_fails_fast),
       cmocka_unit_test(test_open_exit_zero_fails_fast),
       cmocka_unit_test(test_helper_open_boot_failure),
       cmocka_unit_test(test_start_ready_cb_boot_failure),
+      cmocka_unit_test(test_timeout_names_first_start),
       cmocka_unit_test(test_same_table_both_adapters),
       cmocka_unit_test(test_two_pools_side_by_side),
       cmocka_unit_test(test_mock_handlers),
