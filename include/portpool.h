@@ -635,7 +635,8 @@ int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
 /* For users' test suites (cmocka or any other).  pp_test_pool_open opens
  * a pool scoped to one test: warm when it returns, or a clear failure
  * within timeout_ms (which bounds start-up instead of the config's
- * startup_timeout + checkout.timeout).  pp_test_pool_close quiesces the
+ * startup_timeout + checkout.timeout); a handler module that cannot be
+ * imported fails it at once with PP_EBOOT, as pp_pool_open.  pp_test_pool_close quiesces the
  * pool (up to timeout_ms), checks nothing leaked (no lease out, no waiter,
  * no task, no request in flight), then closes it synchronously.  It
  * returns 0, or PP_ETIMEDOUT with diag saying what leaked ("1 leases out,
