@@ -47,7 +47,7 @@ extern "C" {
   X(ECONFIG, -30008, "invalid configuration")                                 \
   X(ECANCELED, -30009, "canceled")                                            \
   X(ETOOBIG, -30010, "payload larger than max_frame")                         \
-  X(ENOTRUNNING, -30011, "no pool is running there")                         \
+  X(ENOTRUNNING, -30011, "no pool is running there")                          \
   X(EBOOT, -30012, "worker failed to boot")
 
 typedef enum {
@@ -636,9 +636,10 @@ int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
  * a pool scoped to one test: warm when it returns, or a clear failure
  * within timeout_ms (which bounds start-up instead of the config's
  * startup_timeout + checkout.timeout); a handler module that cannot be
- * imported fails it at once with PP_EBOOT, as pp_pool_open.  pp_test_pool_close quiesces the
- * pool (up to timeout_ms), checks nothing leaked (no lease out, no waiter,
- * no task, no request in flight), then closes it synchronously.  It
+ * imported fails it at once with PP_EBOOT, as pp_pool_open.
+ * pp_test_pool_close quiesces the pool (up to timeout_ms), checks nothing
+ * leaked (no lease out, no waiter, no task, no request in flight), then
+ * closes it synchronously.  It
  * returns 0, or PP_ETIMEDOUT with diag saying what leaked ("1 leases out,
  * 0 waiting, 0 tasks running"); the pool is closed either way. */
 int pp_test_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,

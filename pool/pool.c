@@ -378,7 +378,11 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
   pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
 
   if (!proc->hello) {
-    if (f->type == PP_FRAME_ERROR && f->id == 0 && !proc->boot_failed) {
+    if (proc->boot_failed) {
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "a frame after its boot failure");
+      return;
+    }
+    if (f->type == PP_FRAME_ERROR && f->id == 0) {
       on_boot_error(proc, f);
       return;
     }
