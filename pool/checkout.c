@@ -203,8 +203,10 @@ int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
           pool->slots[i]->generation <= 1)
         first++;
     if (first == starting + backoff)
-      pp__diag_set(diag, "all %d workers busy or starting (%d starting), %d "
-                   "waiting", size, first, waiting);
+      pp__diag_set(diag,
+                   "all %d workers busy or starting (%d starting), %d "
+                   "waiting",
+                   size, first, waiting);
     else if (first > 0)
       pp__diag_set(diag,
                    "all %d workers busy, starting or restarting (%d starting, "
@@ -215,8 +217,7 @@ int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
                    "all %d workers busy or restarting (%d restarting), %d "
                    "waiting",
                    size, starting + backoff, waiting);
-  }
-  else
+  } else
     pp__diag_set(diag, "all %d workers busy, %d waiting", size, waiting);
   return PP_ETIMEDOUT;
 }

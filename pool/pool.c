@@ -505,8 +505,7 @@ static void boot_error_from_exit(pp__slot_t *slot, const char *text) {
 /* While the pool has never been ready, a boot failure is not retried
  * (unless restart.retry_boot_failures): it would fail the same way. */
 static int boot_is_fatal(pp_pool_t *pool) {
-  return !pool->was_ready && !pool->stopping &&
-         !pool->cfg->retry_boot_failures;
+  return !pool->was_ready && !pool->stopping && !pool->cfg->retry_boot_failures;
 }
 
 /* The slot gives up at once; the first such failure ends the wait for
@@ -515,8 +514,8 @@ static void slot_boot_failed(pp__slot_t *slot) {
   pp_pool_t *pool = slot->pool;
 
   slot->state = PP_WORKER_FATAL;
-  pp__trace(pool, PP_TRACE_FATAL, slot->id, slot->generation, 0, 0, 0,
-            PP_EBOOT, slot->last_error);
+  pp__trace(pool, PP_TRACE_FATAL, slot->id, slot->generation, 0, 0, 0, PP_EBOOT,
+            slot->last_error);
   pp__log(pool, "worker %d failed to boot: %s", slot->id, slot->last_error);
   if (!pool->boot_failed) {
     pool->boot_failed = 1;
@@ -604,8 +603,9 @@ void pp__on_proc_exit(pp__proc_t *proc) {
                      sizeof(text));
   /* It ended on its own before HELLO: it failed to boot (a replacement
    * too: a reload's error shows in status). */
-  boot_failure = kind == PP_EXIT_NO_HELLO && proc->kill_reason == PP_EXIT_NONE &&
-                 !pool->stopping && !slot->removing;
+  boot_failure = kind == PP_EXIT_NO_HELLO &&
+                 proc->kill_reason == PP_EXIT_NONE && !pool->stopping &&
+                 !slot->removing;
   if (boot_failure && !proc->boot_failed)
     boot_error_from_exit(slot, text);
   boot_failure = boot_failure && slot->proc == proc;

@@ -17,8 +17,8 @@
   X(OK, 0, "ok")                                                               \
   X(ERROR, 1, "error (the request failed, the handler raised, ...)")           \
   X(USAGE, 2, "usage error (bad option or argument, bad config)")              \
-  X(NOT_RUNNING, 3, "no pool running at the socket")                          \
-  X(BOOT, 3, "serve: a worker failed to boot (as gunicorn)")                  \
+  X(NOT_RUNNING, 3, "no pool running at the socket")                           \
+  X(BOOT, 3, "serve: a worker failed to boot (as gunicorn)")                   \
   X(DEGRADED, 4, "status: the pool is degraded or a worker slot is fatal")
 
 typedef enum {

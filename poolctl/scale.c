@@ -58,8 +58,8 @@ int pc_scale(const pc_command_t *cmd, int argc, char **argv,
     return pc_usage_error(cmd, "scale: unexpected argument '%s'",
                           argv[optind + 1]);
   if (!whole_number(argv[optind], &v))
-    return pc_usage_error(cmd, "scale: N wants a number from 1 to 4096, not '%s'",
-                          argv[optind]);
+    return pc_usage_error(
+        cmd, "scale: N wants a number from 1 to 4096, not '%s'", argv[optind]);
   if (v < 1 || v > 4096)
     return pc_usage_error(cmd, "scale: N must be from 1 to 4096, not %ld", v);
   n = (int)v;

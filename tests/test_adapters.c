@@ -560,8 +560,8 @@ static void test_start_ready_cb_boot_failure(void **state) {
   (void)state;
   memset(&b, 0, sizeof(b));
   assert_int_equal(uv_loop_init(&loop), 0);
-  assert_int_equal(
-      pp_pool_start(&loop, cfg, NULL, boot_ready, &b, &pool, &d), 0);
+  assert_int_equal(pp_pool_start(&loop, cfg, NULL, boot_ready, &b, &pool, &d),
+                   0);
   pp_config_free(cfg);
   while (b.calls == 0)
     uv_run(&loop, UV_RUN_ONCE);
@@ -578,7 +578,8 @@ static void test_start_ready_cb_boot_failure(void **state) {
     for (i = 0; i < st.nworkers; i++) {
       if (st.workers[i].last_exit != PP_EXIT_NO_HELLO)
         continue;
-      assert_non_null(strstr(st.workers[i].last_exit_text, "died before HELLO"));
+      assert_non_null(
+          strstr(st.workers[i].last_exit_text, "died before HELLO"));
       assert_non_null(strstr(st.workers[i].last_error,
                              "ImportError: fixture import_error"));
       shown++;
@@ -615,7 +616,8 @@ static void test_timeout_names_first_start(void **state) {
   assert_int_equal(pp_lease_slot(held), 0);
   memset(&d, 0, sizeof(d));
   assert_int_equal(pp_lease_acquire(pool, NULL, 50, &none, &d), PP_ETIMEDOUT);
-  if (strstr(d.message, "all 2 workers busy or starting (1 starting)") == NULL ||
+  if (strstr(d.message, "all 2 workers busy or starting (1 starting)") ==
+          NULL ||
       strstr(d.message, "restarting") != NULL)
     fail_msg("diag: %s", d.message);
   pp_checkin(held);

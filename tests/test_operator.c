@@ -332,7 +332,8 @@ static void test_status_degraded(void **state) {
   free(cmd);
   free(h);
   /* "ready: 1 worker", not "1 workers" (the line was read by start). */
-  assert_non_null(memmem(other.out.buf, other.out.len, "ready: 1 worker, ", 17));
+  assert_non_null(
+      memmem(other.out.buf, other.out.len, "ready: 1 worker, ", 17));
   cli_poolctl(&r, "status", "-S", sock, NULL);
   assert_int_equal(r.code, 0);
   cli_run_free(&r);

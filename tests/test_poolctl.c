@@ -91,7 +91,9 @@ static char *worker_command_for(const char *handlers) {
   return s;
 }
 
-static char *worker_command(void) { return worker_command_for("echo_handlers.py"); }
+static char *worker_command(void) {
+  return worker_command_for("echo_handlers.py");
+}
 
 /* Leave a stale socket file where the server will bind: bound, never
  * listened on, then closed.  The server must clear it. */
@@ -286,8 +288,8 @@ static void test_serve_boot_failure(void **state) {
 
   (void)state;
   snprintf(sock, sizeof(sock), "%s/boot.sock", srv.dir);
-  cli_poolctl(&r, "serve", "-S", sock, "--set", "size=2", "--set", cmd,
-              "--set", "worker.startup_timeout=10m", NULL);
+  cli_poolctl(&r, "serve", "-S", sock, "--set", "size=2", "--set", cmd, "--set",
+              "worker.startup_timeout=10m", NULL);
   free(cmd);
   assert_int_equal(r.code, 3);
   if (count_of(r.err, "Traceback (most recent call last)") != 1)
@@ -318,9 +320,9 @@ static void test_serve_out_of_fds(void **state) {
   free(cmd);
   cli_run_argv(&r, argv);
   assert_int_equal(r.code, 3);
-  if (strstr(r.err, "failed to boot: spawn failed: out of file descriptors "
-                    "(RLIMIT_NOFILE=32): raise ulimit -n or lower size") ==
-      NULL)
+  if (strstr(r.err,
+             "failed to boot: spawn failed: out of file descriptors "
+             "(RLIMIT_NOFILE=32): raise ulimit -n or lower size") == NULL)
     fail_msg("stderr:\n%s", r.err);
   assert_int_equal(access(sock, F_OK), -1);
   cli_run_free(&r);
