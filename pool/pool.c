@@ -336,6 +336,10 @@ static void traceback_where(const char *tb, char *out, size_t len) {
   snprintf(out, len, "%.*s", line ? (int)(end - line) : 0, line ? line : "");
 }
 
+/* A traceback longer than this keeps only its end in the log, where the
+ * exception is. */
+#define BOOT_LOG_LINES 200
+
 /* A boot failure the worker reported before HELLO: an ERROR frame with
  * request id 0 ({type, message, traceback}).  Keep "Type: message (File
  * ..., line N)" for the slot; the first one's traceback goes to the log,
@@ -349,6 +353,7 @@ static void on_boot_error(pp__proc_t *proc, const pp_frame_t *f) {
   const char *tb = json_string_value(json_object_get(j, "traceback"));
   const char *p, *e;
   char where[160];
+  int lines = 0;
 
   traceback_where(tb ? tb : "", where, sizeof(where));
   snprintf(slot->last_error, sizeof(slot->last_error), "%s%s%s%s%s%s",
@@ -361,11 +366,16 @@ static void on_boot_error(pp__proc_t *proc, const pp_frame_t *f) {
   if (!pool->boot_logged && tb && *tb) {
     pool->boot_logged = 1;
     pp__log(pool, "worker %d failed to boot:", slot->id);
-    for (p = tb; *p; p = *e ? e + 1 : e) {
+    for (p = tb; *p; p++)
+      lines += *p == '\n';
+    if (lines > BOOT_LOG_LINES)
+      pp__log(pool, "worker %d: [the first %d traceback lines not shown]",
+              slot->id, lines - BOOT_LOG_LINES);
+    for (p = tb; *p; p = *e ? e + 1 : e, lines--) {
       e = strchr(p, '\n');
       if (e == NULL)
         e = p + strlen(p);
-      if (e > p)
+      if (e > p && lines <= BOOT_LOG_LINES)
         pp__log(pool, "worker %d: %.*s", slot->id, (int)(e - p), p);
     }
   }
@@ -497,8 +507,8 @@ static void boot_error_from_exit(pp__slot_t *slot, const char *text) {
 
   if (slot->stderr_tail && slot->stderr_next > 0)
     line = slot->stderr_tail[(slot->stderr_next - 1) % PP_STDERR_TAIL];
-  snprintf(slot->last_error, sizeof(slot->last_error), "%s before HELLO%s%s",
-           text, line ? ": " : " (nothing on stderr)", line ? line : "");
+  snprintf(slot->last_error, sizeof(slot->last_error), "%s%s%s", text,
+           line ? ": " : ", nothing on stderr", line ? line : "");
   strip_controls(slot->last_error);
 }
 
