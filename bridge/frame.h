@@ -16,7 +16,9 @@ typedef enum {
                            {"protocol":1,"pid":N,"runtime":"python 3.11.7"} */
   PP_FRAME_REQUEST = 2, /* pool -> worker */
   PP_FRAME_REPLY = 3,   /* worker -> pool */
-  PP_FRAME_ERROR = 4,   /* worker -> pool: JSON {type, message, traceback} */
+  PP_FRAME_ERROR = 4,   /* worker -> pool: JSON {type, message, traceback};
+                           with id 0 in place of HELLO: the worker failed
+                           to boot (import error), then exits */
   PP_FRAME_PING = 5,    /* pool -> worker */
   PP_FRAME_PONG = 6,    /* worker -> pool */
   PP_FRAME_CANCEL = 7   /* pool -> worker, id of the request to cancel */

@@ -43,6 +43,7 @@ static const char *const adapters[] = {"python", "mock", NULL};
 static const char *const strategies[] = {"lifo", "fifo", NULL};
 static const char *const deaths[] = {"finish", "cancel", "kill", NULL};
 static const char *const starts[] = {"spawn", "zygote", NULL};
+static const char *const no_yes[] = {"false", "true", NULL};
 static const char *const no_items[] = {NULL};
 
 /* Found at run time in pp__python_dir() (paths.c). */
@@ -126,6 +127,10 @@ const pp__key_t pp__keys[PP__NKEYS] = {
   {KEY("restart.backoff", BACKOFF, backoff_min_ms), AT2(backoff_max_ms),
    .max = DUR_MAX, .def = "100ms 5s",
    .doc = "delay before a restart, [min, max], doubling with jitter"},
+  {KEY("restart.retry_boot_failures", ENUM, retry_boot_failures),
+   .choices = no_yes, .def = "false",
+   .doc = "true: a worker that fails to boot before the pool was ever "
+          "ready is restarted; false: the start fails at once"},
 
   {KEY("on_client_death", ENUM, on_client_death), .choices = deaths,
    .def = "finish",

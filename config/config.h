@@ -55,6 +55,7 @@ struct pp_config {
   uint64_t within_ms;           /* "restart.within", 60s */
   uint64_t backoff_min_ms;      /* "restart.backoff": [min, max] */
   uint64_t backoff_max_ms;      /* default [100ms, 5s] */
+  int retry_boot_failures;      /* "restart.retry_boot_failures", false (0) */
 
   pp__death_t on_client_death;  /* "on_client_death", finish */
 

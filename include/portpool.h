@@ -54,7 +54,8 @@ extern "C" {
   X(ECONFIG, -30008, "invalid configuration")                                 \
   X(ECANCELED, -30009, "canceled")                                            \
   X(ETOOBIG, -30010, "payload larger than max_frame")                         \
-  X(ENOTRUNNING, -30011, "no pool is running there")
+  X(ENOTRUNNING, -30011, "no pool is running there")                          \
+  X(EBOOT, -30012, "worker failed to boot")
 
 typedef enum {
 #define PP__ERR_ENUM(name, value, msg) PP_##name = (value),
@@ -199,7 +200,10 @@ typedef enum {
   PP_EXIT_OOM,        /* killed by SIGKILL after passing max_rss, or OOM */
   PP_EXIT_NO_HELLO,   /* died or was killed before its HELLO */
   PP_EXIT_TIMEOUT,    /* killed because a request or start-up timed out */
-  PP_EXIT_PROTOCOL    /* killed for a protocol error */
+  PP_EXIT_PROTOCOL,   /* killed for a protocol error */
+  PP_EXIT_STOPPED     /* stopped by the pool, as planned: scale-down,
+                         restart, recycle, reload, close ("stopped
+                         (scaled down)" in last_exit_text) */
 } pp_exit_kind_t;
 
 /* "exit 0", "signal 9", "killed for timeout", ... into buf. */
@@ -249,7 +253,14 @@ typedef struct pp_worker_status {
   pp_exit_kind_t last_exit;
   int last_exit_code;
   int last_exit_signal;
-  char last_exit_text[64];  /* pp_exit_describe() of the last exit */
+  char last_exit_text[64];  /* pp_exit_describe() of the last exit, with
+                               why the pool stopped it: "stopped
+                               (restarted)" */
+  char last_error[320];     /* why its last process failed to boot ("" when
+                               it did not): "ImportError: msg (File
+                               \"h.py\", line 3, in <module>)", or the
+                               last stderr line of one that died before
+                               HELLO */
   uint64_t request_age_ms;  /* age of the request in flight, 0 when none */
   uint64_t max_requests;    /* recycle limit of this process (with jitter),
                                0 = none */
@@ -455,8 +466,13 @@ typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
 /* Start a pool on `loop` (which the caller runs).  The config is copied.
  * Every worker is spawned at once.  ready_cb (may be NULL) is called once,
  * when the pool is ready (status 0), or with an error if the pool degrades
- * or is stopped first.  Returns 0, PP_ECONFIG, or a libuv error (for example
- * from binding the control socket); on error nothing was started.
+ * or is stopped first.  A worker that fails to boot before the pool was
+ * ever ready (its handler module cannot be imported, raises or exits while
+ * being imported, or no process can be spawned: out of file descriptors)
+ * ends the wait at once with PP_EBOOT, unless
+ * restart.retry_boot_failures is true; pp_pool_ready_diag() then says why.
+ * Returns 0, PP_ECONFIG, or a libuv error (for example from binding the
+ * control socket); on error nothing was started.
  *
  * With control.socket set, the socket's directory must be the process's
  * user's (or root's) and writable by nobody else, wherever it is: UV_EACCES
@@ -470,6 +486,13 @@ typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
 int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
                   const pp_pool_options_t *opts, pp_pool_ready_cb ready_cb,
                   void *data, pp_pool_t **out, pp_diag_t *diag);
+
+/* Why the pool is not ready: returns the status ready_cb got (0 when ready
+ * or not yet reported) and fills diag with the reason.  For PP_EBOOT the
+ * message is "worker N failed to boot: Type: message (last traceback
+ * line)"; the full traceback is in the pool's log, once.  Thread-safe; may
+ * be called from ready_cb. */
+int pp_pool_ready_diag(pp_pool_t *pool, pp_diag_t *diag);
 
 /* Stop a pool started with pp_pool_start: refuse new checkouts, let
  * in-flight requests finish up to drain_timeout, SIGTERM, SIGKILL after
@@ -560,8 +583,10 @@ int pp_lease_pid(const pp_lease_t *lease);
 
 /* Start a pool on its own loop thread and return once it is ready, or fail:
  * PP_ECONFIG, PP_ETIMEDOUT (not ready within startup_timeout plus the
- * checkout timeout), PP_EDEGRADED, or a libuv error (the control socket's
- * as for pp_pool_start).  The config is copied. */
+ * checkout timeout), PP_EDEGRADED, PP_EBOOT (a worker failed to boot, see
+ * pp_pool_start: diag has the exception's type, message and last traceback
+ * line, within about one worker start-up), or a libuv error (the control
+ * socket's as for pp_pool_start).  The config is copied. */
 int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
                  pp_pool_t **out, pp_diag_t *diag);
 
@@ -665,9 +690,11 @@ int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
 /* For users' test suites (cmocka or any other).  pp_test_pool_open opens
  * a pool scoped to one test: warm when it returns, or a clear failure
  * within timeout_ms (which bounds start-up instead of the config's
- * startup_timeout + checkout.timeout).  pp_test_pool_close quiesces the
- * pool (up to timeout_ms), checks nothing leaked (no lease out, no waiter,
- * no task, no request in flight), then closes it synchronously.  It
+ * startup_timeout + checkout.timeout); a handler module that cannot be
+ * imported fails it at once with PP_EBOOT, as pp_pool_open.
+ * pp_test_pool_close quiesces the pool (up to timeout_ms), checks nothing
+ * leaked (no lease out, no waiter, no task, no request in flight), then
+ * closes it synchronously.  It
  * returns 0, or PP_ETIMEDOUT with diag saying what leaked ("1 leases out,
  * 0 waiting, 0 tasks running"); the pool is closed either way. */
 int pp_test_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,

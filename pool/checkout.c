@@ -231,6 +231,10 @@ int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
     pp__diag_set(diag, pool->stopping ? "pool is closing" : "pool draining");
     return PP_ECLOSED;
   }
+  if (pool->boot_failed && !pool->was_ready) {
+    pp__diag_set(diag, "%s", pool->boot_diag);
+    return PP_EBOOT;
+  }
   if (pool->state == PP_POOL_DEGRADED) {
     pp__diag_set(diag, "pool degraded: every worker slot gave up restarting");
     return PP_EDEGRADED;
@@ -241,12 +245,32 @@ int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
   if (!pool->ready_reported)
     pp__diag_set(diag, "pool warming (%d/%d ready)", idle + leased + busy,
                  size);
-  else if (starting + backoff > 0)
-    pp__diag_set(diag,
-                 "all %d workers busy or restarting (%d restarting), %d "
-                 "waiting",
-                 size, starting + backoff, waiting);
-  else
+  else if (starting + backoff > 0) {
+    /* With min_ready, some may still be starting for the first time:
+     * that is not a restart. */
+    int first = 0, i;
+
+    for (i = 0; i < pool->nslots; i++)
+      if (!pool->slots[i]->removing &&
+          pool->slots[i]->state == PP_WORKER_STARTING &&
+          pool->slots[i]->generation <= 1)
+        first++;
+    if (first == starting + backoff)
+      pp__diag_set(diag,
+                   "all %d workers busy or starting (%d starting), %d "
+                   "waiting",
+                   size, first, waiting);
+    else if (first > 0)
+      pp__diag_set(diag,
+                   "all %d workers busy, starting or restarting (%d starting, "
+                   "%d restarting), %d waiting",
+                   size, first, starting + backoff - first, waiting);
+    else
+      pp__diag_set(diag,
+                   "all %d workers busy or restarting (%d restarting), %d "
+                   "waiting",
+                   size, starting + backoff, waiting);
+  } else
     pp__diag_set(diag, "all %d workers busy, %d waiting", size, waiting);
   return PP_ETIMEDOUT;
 }

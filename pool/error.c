@@ -101,6 +101,9 @@ void pp_exit_describe(pp_exit_kind_t kind, int code, int signal, char *buf,
   case PP_EXIT_PROTOCOL:
     snprintf(buf, len, "protocol error");
     break;
+  case PP_EXIT_STOPPED:
+    snprintf(buf, len, "stopped");
+    break;
   }
 }
 

@@ -127,6 +127,7 @@ struct pp__proc {
   uint32_t cancel_id;
   int rep_eof;         /* EOF on rep_fd; waiting for the exit */
   int retired;         /* replaced by a successor: its exit is expected */
+  int boot_failed;     /* sent a boot failure (ERROR, id 0) before HELLO */
   pp_exit_kind_t kill_reason; /* why we killed it, for the exit class */
   int64_t exit_status;
   int term_signal;
@@ -243,6 +244,11 @@ struct pp__slot {
   int last_exit_signal;
   char (*stderr_tail)[160]; /* PP_STDERR_TAIL lines, at the first one */
   unsigned stderr_next;
+  const char *retire_why;   /* static text: "restarted", "recycled", ... */
+  char last_stop[32];       /* with last_exit PP_EXIT_STOPPED: why */
+  char last_error[320];     /* why the last process failed to boot:
+                               "Type: message (File ..., line N)", or its
+                               last stderr line; "" when none */
 };
 
 /* One checkout: a worker bound to a client, fenced by (slot, generation,
@@ -365,6 +371,10 @@ struct pp_pool {
   pp_pool_ready_cb ready_cb;
   void *ready_data;
   int ready_status;
+  int was_ready;           /* reached ready once: boot failures retry */
+  int boot_failed;         /* a worker failed to boot before that */
+  int boot_logged;         /* a boot failure's traceback was logged */
+  char boot_diag[512];     /* why, for PP_EBOOT diags */
 
   pp__queue_t idle;        /* idle slots, take from the head */
   pp__queue_t waiters;     /* FIFO */

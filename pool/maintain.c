@@ -20,6 +20,9 @@ static void retire(pp__slot_t *slot, const char *why) {
   if (slot->retiring)
     return;
   slot->retiring = 1;
+  slot->retire_why = strcmp(why, "restart") == 0  ? "restarted"
+                     : strcmp(why, "reload") == 0 ? "reloaded"
+                                                  : "recycled";
   pp__trace(pool, PP_TRACE_RECYCLE, slot->id, slot->generation,
             slot->proc ? slot->proc->pid : 0, 0, 0, 0, why);
 }
@@ -40,7 +43,8 @@ void pp__slot_swap(pp__slot_t *slot) {
   if (old) {
     /* Retired, not crashed: its exit is not counted against the slot. */
     old->retired = 1;
-    pp__proc_fail(old, PP_EXIT_NONE, "recycled");
+    pp__proc_fail(old, PP_EXIT_NONE,
+                  slot->retire_why ? slot->retire_why : "recycled");
     pp__proc_unref(old);
   }
 }
@@ -68,8 +72,9 @@ void pp__next_failed(pp__slot_t *slot, pp__proc_t *proc) {
   if (slot->replace_failures > (unsigned)pool->cfg->max_restarts) {
     pp__log(pool,
             "worker %d: %u replacements failed to start; keeping the "
-            "current worker",
-            slot->id, slot->replace_failures);
+            "current worker%s%s",
+            slot->id, slot->replace_failures, slot->last_error[0] ? ": " : "",
+            slot->last_error);
     slot->retiring = 0;
     slot->replace_failures = 0;
   }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static void stop_check_done(pp_pool_t *pool);
@@ -112,6 +113,7 @@ static void pend_ready(pp_pool_t *pool, int status) {
   pool->ready_status = status;
   if (status == 0) {
     pool->state = PP_POOL_READY;
+    pool->was_ready = 1;
     pp__trace(pool, PP_TRACE_READY, -1, 0, 0, 0, 0, 0, NULL);
   }
   if (pool->ready_cb) {
@@ -307,12 +309,93 @@ static int hello_ok(pp__proc_t *proc, const pp_frame_t *f) {
   return ok;
 }
 
+/* One line of text from a worker, safe to show: control bytes become
+ * '?'. */
+static void strip_controls(char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f)
+      *s = '?';
+}
+
+/* The last line of a traceback that names a place ("File ..., line N,
+ * in f"), into out; "" when there is none. */
+static void traceback_where(const char *tb, char *out, size_t len) {
+  const char *p = tb, *line = NULL, *end = NULL, *e;
+
+  for (; *p; p = *e ? e + 1 : e) {
+    e = strchr(p, '\n');
+    if (e == NULL)
+      e = p + strlen(p);
+    while (p < e && *p == ' ')
+      p++;
+    if (strncmp(p, "File ", 5) == 0) {
+      line = p;
+      end = e;
+    }
+  }
+  snprintf(out, len, "%.*s", line ? (int)(end - line) : 0, line ? line : "");
+}
+
+/* A traceback longer than this keeps only its end in the log, where the
+ * exception is. */
+#define BOOT_LOG_LINES 200
+
+/* A boot failure the worker reported before HELLO: an ERROR frame with
+ * request id 0 ({type, message, traceback}).  Keep "Type: message (File
+ * ..., line N)" for the slot; the first one's traceback goes to the log,
+ * once per pool.  The worker exits after it. */
+static void on_boot_error(pp__proc_t *proc, const pp_frame_t *f) {
+  pp__slot_t *slot = proc->slot;
+  pp_pool_t *pool = proc->pool;
+  json_t *j = json_loadb(f->payload, f->len, 0, NULL);
+  const char *type = json_string_value(json_object_get(j, "type"));
+  const char *msg = json_string_value(json_object_get(j, "message"));
+  const char *tb = json_string_value(json_object_get(j, "traceback"));
+  const char *p, *e;
+  char where[160];
+  int lines = 0;
+
+  traceback_where(tb ? tb : "", where, sizeof(where));
+  snprintf(slot->last_error, sizeof(slot->last_error), "%s%s%s%s%s%s",
+           type ? type : "error", msg && *msg ? ": " : "", msg ? msg : "",
+           where[0] ? " (" : "", where, where[0] ? ")" : "");
+  strip_controls(slot->last_error);
+  snprintf(proc->detail, sizeof(proc->detail), "%.*s",
+           (int)sizeof(proc->detail) - 1, slot->last_error);
+  proc->boot_failed = 1;
+  if (!pool->boot_logged && tb && *tb) {
+    pool->boot_logged = 1;
+    pp__log(pool, "worker %d failed to boot:", slot->id);
+    for (p = tb; *p; p++)
+      lines += *p == '\n';
+    if (lines > BOOT_LOG_LINES)
+      pp__log(pool, "worker %d: [the first %d traceback lines not shown]",
+              slot->id, lines - BOOT_LOG_LINES);
+    for (p = tb; *p; p = *e ? e + 1 : e, lines--) {
+      e = strchr(p, '\n');
+      if (e == NULL)
+        e = p + strlen(p);
+      if (e > p && lines <= BOOT_LOG_LINES)
+        pp__log(pool, "worker %d: %.*s", slot->id, (int)(e - p), p);
+    }
+  }
+  json_decref(j);
+}
+
 void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
   pp__slot_t *slot = proc->slot;
   pp_pool_t *pool = proc->pool;
   pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
 
   if (!proc->hello) {
+    if (proc->boot_failed) {
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "a frame after its boot failure");
+      return;
+    }
+    if (f->type == PP_FRAME_ERROR && f->id == 0) {
+      on_boot_error(proc, f);
+      return;
+    }
     if (f->type != PP_FRAME_HELLO) {
       pp__proc_fail(proc, PP_EXIT_PROTOCOL, "first frame is not HELLO");
       return;
@@ -326,6 +409,7 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
       return;
     }
     proc->hello = 1;
+    slot->last_error[0] = '\0';
     proc->ready_ns = pp__now_ns();
     pp__histo_add(&pool->h_spawn, (proc->ready_ns - proc->spawn_ns) / 1000);
     uv_timer_stop(&proc->timer);
@@ -414,6 +498,43 @@ void pp__on_proc_timer(pp__proc_t *proc) {
   }
   if (proc->orphan_id != 0 || (slot->lease && slot->lease->in_flight))
     pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
+}
+
+/* A worker that ended before HELLO without saying why: its last stderr
+ * line, if any, is the best account. */
+static void boot_error_from_exit(pp__slot_t *slot, const char *text) {
+  const char *line = NULL;
+
+  if (slot->stderr_tail && slot->stderr_next > 0)
+    line = slot->stderr_tail[(slot->stderr_next - 1) % PP_STDERR_TAIL];
+  snprintf(slot->last_error, sizeof(slot->last_error), "%s%s%s", text,
+           line ? ": " : ", nothing on stderr", line ? line : "");
+  strip_controls(slot->last_error);
+}
+
+/* While the pool has never been ready, a boot failure is not retried
+ * (unless restart.retry_boot_failures): it would fail the same way. */
+static int boot_is_fatal(pp_pool_t *pool) {
+  return !pool->was_ready && !pool->stopping && !pool->cfg->retry_boot_failures;
+}
+
+/* The slot gives up at once; the first such failure ends the wait for
+ * ready with PP_EBOOT and the reason. */
+static void slot_boot_failed(pp__slot_t *slot) {
+  pp_pool_t *pool = slot->pool;
+
+  slot->state = PP_WORKER_FATAL;
+  pp__trace(pool, PP_TRACE_FATAL, slot->id, slot->generation, 0, 0, 0, PP_EBOOT,
+            slot->last_error);
+  pp__log(pool, "worker %d failed to boot: %s", slot->id, slot->last_error);
+  if (!pool->boot_failed) {
+    pool->boot_failed = 1;
+    snprintf(pool->boot_diag, sizeof(pool->boot_diag),
+             "worker %d failed to boot: %s", slot->id, slot->last_error);
+    pp__waiters_fail_all(pool, PP_EBOOT, pool->boot_diag);
+    pend_ready(pool, PP_EBOOT);
+  }
+  check_degraded(pool);
 }
 
 static void on_backoff(uv_timer_t *t) {
@@ -505,17 +626,32 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
   pp_exit_kind_t kind;
   char text[64];
+  int boot_failure;
 
   if (proc->kill_reason != PP_EXIT_NONE)
     kind = proc->kill_reason;
+  else if (proc->hello && (proc->retired || pool->stopping || slot->removing))
+    kind = PP_EXIT_STOPPED; /* as planned: say why, not "signal 9" */
   else if (!proc->hello)
     kind = PP_EXIT_NO_HELLO;
   else if (proc->term_signal)
     kind = PP_EXIT_SIGNAL;
   else
     kind = PP_EXIT_NORMAL;
-  pp_exit_describe(kind, (int)proc->exit_status, proc->term_signal, text,
-                   sizeof(text));
+  if (kind == PP_EXIT_STOPPED)
+    snprintf(text, sizeof(text), "stopped (%.40s)",
+             pool->stopping ? "pool closing" : proc->detail);
+  else
+    pp_exit_describe(kind, (int)proc->exit_status, proc->term_signal, text,
+                     sizeof(text));
+  /* It ended on its own before HELLO: it failed to boot (a replacement
+   * too: a reload's error shows in status). */
+  boot_failure = kind == PP_EXIT_NO_HELLO &&
+                 proc->kill_reason == PP_EXIT_NONE && !pool->stopping &&
+                 !slot->removing;
+  if (boot_failure && !proc->boot_failed)
+    boot_error_from_exit(slot, text);
+  boot_failure = boot_failure && slot->proc == proc;
   if (proc->detail[0] == '\0')
     snprintf(proc->detail, sizeof(proc->detail), "worker %d: %s", slot->id,
              text);
@@ -527,12 +663,16 @@ void pp__on_proc_exit(pp__proc_t *proc) {
     pool->orphans--;
     pp__quiesce_poke(pool);
   }
-  /* A worker retired by its replacement: expected, nothing to record. */
-  if (proc->retired)
-    return;
   slot->last_exit = kind;
   slot->last_exit_code = (int)proc->exit_status;
   slot->last_exit_signal = proc->term_signal;
+  if (kind == PP_EXIT_STOPPED)
+    snprintf(slot->last_stop, sizeof(slot->last_stop), "%.*s",
+             (int)sizeof(slot->last_stop) - 1,
+             pool->stopping ? "pool closing" : proc->detail);
+  /* A worker retired by its replacement: expected, nothing more. */
+  if (proc->retired)
+    return;
   /* A stop's SIGTERM is expected; any other exit is news. */
   if (!pool->stopping && !slot->removing)
     pp__log(pool, "worker %d (pid %d) exited: %s", slot->id, proc->pid, text);
@@ -575,7 +715,10 @@ void pp__on_proc_exit(pp__proc_t *proc) {
       pp__slot_release(slot);
     return;
   }
-  slot_crashed(slot);
+  if (boot_failure && boot_is_fatal(pool))
+    slot_boot_failed(slot);
+  else
+    slot_crashed(slot);
 }
 
 /* ---- spawning */
@@ -589,6 +732,21 @@ void pp__proc_limits(pp__proc_t *proc) {
   proc->spin_max_ns = (uint32_t)pool->cfg->reply_spin_us * 1000u;
 }
 
+/* Why a spawn failed, in words that say what to do. */
+static void spawn_error(pp__slot_t *slot, int r) {
+  struct rlimit rl;
+
+  if ((r == UV_EMFILE || r == UV_ENFILE) && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    snprintf(slot->last_error, sizeof(slot->last_error),
+             "spawn failed: out of file descriptors%s (RLIMIT_NOFILE=%llu): "
+             "raise ulimit -n or lower size",
+             r == UV_ENFILE ? " system-wide" : "",
+             (unsigned long long)rl.rlim_cur);
+  else
+    snprintf(slot->last_error, sizeof(slot->last_error), "spawn failed: %s",
+             uv_strerror(r));
+}
+
 void pp__spawn_slot(pp__slot_t *slot) {
   pp_pool_t *pool = slot->pool;
   pp__proc_t *proc;
@@ -597,10 +755,14 @@ void pp__spawn_slot(pp__slot_t *slot) {
   slot->generation++;
   r = pool->adapter->spawn(slot, slot->generation, &proc);
   if (r != 0) {
-    pp__log(pool, "worker %d: spawn failed: %s", slot->id, uv_strerror(r));
+    spawn_error(slot, r);
+    pp__log(pool, "worker %d: %s", slot->id, slot->last_error);
     slot->last_exit = PP_EXIT_NO_HELLO;
     slot->last_exit_code = r;
-    slot_crashed(slot);
+    if (boot_is_fatal(pool))
+      slot_boot_failed(slot);
+    else
+      slot_crashed(slot);
     return;
   }
   slot->proc = proc;
@@ -866,6 +1028,20 @@ int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
   }
   *out = pool;
   return 0;
+}
+
+int pp_pool_ready_diag(pp_pool_t *pool, pp_diag_t *diag) {
+  int r;
+
+  assert(pool != NULL);
+  pp__lock(pool);
+  r = pool->ready_reported ? pool->ready_status : 0;
+  if (r != 0)
+    pp__checkout_unavailable(pool, diag);
+  else
+    pp__diag_set(diag, "%s", pool->ready_reported ? "ready" : "warming");
+  pp__unlock(pool);
+  return r;
 }
 
 /* ---- stop */

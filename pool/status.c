@@ -106,9 +106,14 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
     w->last_exit = slot->last_exit;
     w->last_exit_code = slot->last_exit_code;
     w->last_exit_signal = slot->last_exit_signal;
-    pp_exit_describe(slot->last_exit, slot->last_exit_code,
-                     slot->last_exit_signal, w->last_exit_text,
-                     sizeof(w->last_exit_text));
+    if (slot->last_exit == PP_EXIT_STOPPED && slot->last_stop[0])
+      snprintf(w->last_exit_text, sizeof(w->last_exit_text), "stopped (%s)",
+               slot->last_stop);
+    else
+      pp_exit_describe(slot->last_exit, slot->last_exit_code,
+                       slot->last_exit_signal, w->last_exit_text,
+                       sizeof(w->last_exit_text));
+    snprintf(w->last_error, sizeof(w->last_error), "%s", slot->last_error);
     if (slot->lease)
       w->lease = slot->lease->id;
     w->run_time = slot->run_time;
@@ -211,6 +216,7 @@ char *pp_status_to_json(const pp_status_t *st) {
         json_array_append_new(tail, json_string(ws->stderr_tail[j]));
       json_object_set_new(w, "stderr_tail", tail ? tail : json_null());
     }
+    json_object_set_new(w, "last_error", json_string(ws->last_error));
     json_object_set_new(w, "request_age_ms",
                         json_integer((json_int_t)ws->request_age_ms));
     json_object_set_new(w, "max_requests",

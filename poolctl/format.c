@@ -267,6 +267,7 @@ void pc_print_status(FILE *out, json_t *st, const pc_cpu_t *prev, int color) {
 void pc_print_workers(FILE *out, json_t *st, const pc_cpu_t *prev, int color) {
   json_t *workers = json_object_get(st, "workers"), *w;
   char age[32], reqs[48], up[32], rss[32], cpu[32], lease[32], state[32];
+  const char *err;
   int retiring = 0;
   size_t i;
 
@@ -296,9 +297,14 @@ void pc_print_workers(FILE *out, json_t *st, const pc_cpu_t *prev, int color) {
       fprintf(out, "%-10s", state);
     fprintf(out,
             " %4" JSON_INTEGER_FORMAT " %6s %8s %11s %8" JSON_INTEGER_FORMAT
-            " %7s %9s %7s  %s\n",
+            " %7s %9s %7s  %s",
             pc_num(w, "generation"), lease, age, reqs, pc_num(w, "restarts"),
             up, rss, cpu, pc_str(w, "last_exit"));
+    /* Died before HELLO: say why (the pool strips control bytes). */
+    err = json_string_value(json_object_get(w, "last_error"));
+    if (err && *err)
+      fprintf(out, ": %s", err);
+    fputc('\n', out);
   }
   if (retiring)
     fputs("* retiring: replaced once idle\n", out);

@@ -40,13 +40,16 @@ static const pc_command_t commands[] = {
      "                       latency histograms) for a scraper\n"
      "  -w, --watch          repeat every interval (in place on a\n"
      "                       terminal); the CPU column turns into %\n"
-     "      --interval MS    the watch interval (default 1000, min 100)\n"
+     "      --interval D     the watch interval: 500ms, 2s (a bare number\n"
+     "                       is ms; default 1s, min 100ms)\n"
      "      --count N        stop after N refreshes\n"
+     "  exits 4 when the pool is degraded or a worker slot is fatal\n"
      "  -n, --name NAME      the pool's name, for the default socket\n"
      "  -S, --socket PATH    the control socket\n"},
-    {"top", pc_top, "top [--interval MS] [-S PATH]",
+    {"top", pc_top, "top [--interval D] [-S PATH]",
      "a live full-screen view: workers, queue length over time, latency",
-     "      --interval MS    refresh interval (default 1000, min 100)\n"
+     "      --interval D     refresh interval: 500ms, 2s (a bare number is\n"
+     "                       ms; default 1s, min 100ms)\n"
      "  keys: q or Ctrl-C leave; any other key refreshes at once\n"
      "  -n, --name NAME      the pool's name, for the default socket\n"
      "  -S, --socket PATH    the control socket\n"},

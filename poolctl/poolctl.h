@@ -17,7 +17,9 @@
   X(OK, 0, "ok")                                                               \
   X(ERROR, 1, "error (the request failed, the handler raised, ...)")           \
   X(USAGE, 2, "usage error (bad option or argument, bad config)")              \
-  X(NOT_RUNNING, 3, "no pool running at the socket")
+  X(NOT_RUNNING, 3, "no pool running at the socket")                           \
+  X(BOOT, 3, "serve: a worker failed to boot (as gunicorn)")                   \
+  X(DEGRADED, 4, "status: the pool is degraded or a worker slot is fatal")
 
 typedef enum {
 #define PC__EXIT_ENUM(name, value, text) PC_EXIT_##name = (value),
@@ -98,6 +100,9 @@ int pc_use_color(void);
 
 /* Parse a non-negative integer option value (milliseconds, a count).
  * Returns 0, or a usage error (printed) as PC_EXIT_USAGE. */
+/* --interval: a duration from 100ms to 24h, "500ms", "2s", "1.5s", "1m";
+ * a bare number is milliseconds.  Returns 0 or a usage error (printed). */
+int pc_parse_interval(const pc_command_t *cmd, const char *arg, long *out);
 int pc_parse_count(const pc_command_t *cmd, const char *opt, const char *arg,
                    long *out);
 /* The socket path of a client command, with its directory checked.

@@ -3,6 +3,7 @@
  * retiring or stopping. */
 #include "poolctl/poolctl.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,15 @@ static int scaled(json_t *st, void *data, char *why, size_t whylen) {
   return 0;
 }
 
+/* 1 when arg is a whole number (into *out). */
+static int whole_number(const char *arg, long *out) {
+  char *end;
+
+  errno = 0;
+  *out = strtol(arg, &end, 10);
+  return errno == 0 && end != arg && *end == '\0';
+}
+
 int pc_scale(const pc_command_t *cmd, int argc, char **argv,
              const pc_global_t *g) {
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -47,8 +57,9 @@ int pc_scale(const pc_command_t *cmd, int argc, char **argv,
   if (argc - optind > 1)
     return pc_usage_error(cmd, "scale: unexpected argument '%s'",
                           argv[optind + 1]);
-  if (pc_parse_count(cmd, "N", argv[optind], &v) != 0)
-    return PC_EXIT_USAGE;
+  if (!whole_number(argv[optind], &v))
+    return pc_usage_error(
+        cmd, "scale: N wants a number from 1 to 4096, not '%s'", argv[optind]);
   if (v < 1 || v > 4096)
     return pc_usage_error(cmd, "scale: N must be from 1 to 4096, not %ld", v);
   n = (int)v;

@@ -32,6 +32,7 @@ typedef struct serve {
   int size;
   int hellos;
   int ready;
+  int boot_failed; /* a worker failed to boot: exit PC_EXIT_BOOT */
   char socket[sizeof(((struct sockaddr_un *)0)->sun_path)];
 } serve_t;
 
@@ -60,9 +61,16 @@ static void on_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
     break;
   case PP_TRACE_READY:
     s->ready = 1;
-    say("ready: %d workers, socket %s", s->size, s->socket);
+    say("ready: %d worker%s, socket %s", s->size, s->size == 1 ? "" : "s",
+        s->socket);
+    break;
+  case PP_TRACE_FATAL:
+    if (ev->code == PP_EBOOT)
+      s->boot_failed = 1;
     break;
   case PP_TRACE_DEGRADED:
+    if (s->boot_failed)
+      break; /* said once, with the reason, by on_ready */
     pc_err("pool degraded: every worker slot gave up restarting; see the "
            "log above (still serving status)");
     break;
@@ -99,6 +107,22 @@ static void stop_serving(serve_t *s, const char *why) {
   s->stopping = 1;
   say("stopping (%s)", why);
   pp_pool_stop(s->pool, on_pool_closed, s);
+}
+
+/* A worker that fails to boot before the pool was ever ready ends serve
+ * at once, as gunicorn's "Worker failed to boot": its traceback is in the
+ * log above (once), the reason here. */
+static void on_ready(pp_pool_t *pool, int status, void *data) {
+  serve_t *s = data;
+  pp_diag_t d;
+
+  if (status != PP_EBOOT)
+    return;
+  memset(&d, 0, sizeof(d));
+  pp_pool_ready_diag(pool, &d);
+  s->boot_failed = 1;
+  pc_err("%s", d.message);
+  stop_serving(s, "a worker failed to boot");
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -362,7 +386,7 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
   opts.control = on_control;
   opts.control_data = &s;
   memset(&d, 0, sizeof(d));
-  r = pp_pool_start(&s.loop, cfg, &opts, NULL, NULL, &s.pool, &d);
+  r = pp_pool_start(&s.loop, cfg, &opts, on_ready, &s, &s.pool, &d);
   pp_config_free(cfg);
   if (r != 0) {
     if (r == PP_ECONFIG)
@@ -394,5 +418,5 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
     return PC_EXIT_ERROR;
   }
   say("stopped");
-  return PC_EXIT_OK;
+  return s.boot_failed ? PC_EXIT_BOOT : PC_EXIT_OK;
 }

@@ -15,6 +15,36 @@
 
 #define STATUS_TIMEOUT_MS 10000
 
+int pc_parse_interval(const pc_command_t *cmd, const char *arg, long *out) {
+  char *end;
+  double v, unit = 1;
+
+  v = strtod(arg, &end);
+  if (end != arg && strcmp(end, "s") == 0)
+    unit = 1000;
+  else if (end != arg && strcmp(end, "m") == 0)
+    unit = 60000;
+  else if (end == arg || (*end && strcmp(end, "ms") != 0))
+    v = -1;
+  v *= unit;
+  if (!(v >= 100 && v <= 86400000))
+    return pc_usage_error(cmd,
+                          "%s: --interval wants a duration from 100ms to 24h "
+                          "(500ms, 2s, 1.5s; a bare number is milliseconds), "
+                          "not '%s'",
+                          cmd->name, arg);
+  *out = (long)v;
+  return PC_EXIT_OK;
+}
+
+/* Like supervisorctl status: a pool that cannot serve, or a worker slot
+ * that gave up, is not a success. */
+static int unhealthy(json_t *st) {
+  const char *state = json_string_value(json_object_get(st, "state"));
+
+  return (state && strcmp(state, "degraded") == 0) || pc_num(st, "fatal") > 0;
+}
+
 /* Set by SIGINT/SIGTERM while watching: leave after the current frame. */
 static volatile sig_atomic_t stop_watch;
 
@@ -71,7 +101,7 @@ int pc_status(const pc_command_t *cmd, int argc, char **argv,
       {NULL, 0, NULL, 0}};
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
   long interval = 1000, count = -1, frame;
-  int c, fmt = FMT_TABLE, watch = 0, r, tty, color;
+  int c, fmt = FMT_TABLE, watch = 0, r, tty, color, sick = 0;
   pc_cpu_t prev = {0}, cur = {0}, tmp;
   json_t *reply = NULL, *st;
   pc_conn_t conn;
@@ -90,10 +120,8 @@ int pc_status(const pc_command_t *cmd, int argc, char **argv,
       watch = 1;
       break;
     case 'i':
-      if ((r = pc_parse_count(cmd, "--interval", optarg, &interval)) != 0)
+      if ((r = pc_parse_interval(cmd, optarg, &interval)) != 0)
         return r;
-      if (interval < 100)
-        return pc_usage_error(cmd, "status: --interval is at least 100 ms");
       watch = 1;
       break;
     case 'c':
@@ -141,6 +169,7 @@ int pc_status(const pc_command_t *cmd, int argc, char **argv,
       break;
     }
     r = print_one(st, fmt, frame > 0 ? &prev : NULL, color);
+    sick = unhealthy(st);
     json_decref(reply);
     reply = NULL;
     fflush(stdout);
@@ -160,5 +189,5 @@ int pc_status(const pc_command_t *cmd, int argc, char **argv,
   pc_cpu_free(&prev);
   pc_cpu_free(&cur);
   pc_conn_close(&conn);
-  return r;
+  return r == PC_EXIT_OK && sick ? PC_EXIT_DEGRADED : r;
 }

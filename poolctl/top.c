@@ -323,10 +323,8 @@ int pc_top(const pc_command_t *cmd, int argc, char **argv,
   while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
     switch (c) {
     case 'i':
-      if ((r = pc_parse_count(cmd, "--interval", optarg, &interval)) != 0)
+      if ((r = pc_parse_interval(cmd, optarg, &interval)) != 0)
         return r;
-      if (interval < 100)
-        return pc_usage_error(cmd, "top: --interval is at least 100 ms");
       break;
     case 'h':
       pc_command_help(cmd, stdout);

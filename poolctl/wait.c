@@ -195,12 +195,23 @@ static int serving(const char *state) {
 int pc_rolled_done(json_t *st, void *data, char *why, size_t whylen) {
   pc_rolled_t *r = data;
   json_t *workers = json_object_get(st, "workers"), *w;
-  const char *state;
+  const char *state, *err;
   int pending = 0, first = -1;
   size_t i;
 
   json_array_foreach(workers, i, w) {
     state = pc_str(w, "state");
+    err = json_string_value(json_object_get(w, "last_error"));
+    /* Its replacements failed to boot and the pool gave up: say why. */
+    if ((int)i < r->n && (r->id < 0 || (int)i == r->id) && err && *err &&
+        serving(state) && !pc_num(w, "retiring") &&
+        (uint32_t)pc_num(w, "generation") <= r->before[i]) {
+      snprintf(why, whylen,
+               "worker %zu kept its old process: the new one failed to boot: "
+               "%s",
+               i, err);
+      return -1;
+    }
     /* New slots (a reload that grows the pool) must have started too. */
     if ((int)i >= r->n && r->id < 0 && strcmp(state, "starting") == 0) {
       if (first < 0)
@@ -222,10 +233,12 @@ int pc_rolled_done(json_t *st, void *data, char *why, size_t whylen) {
   if (pending == 0)
     return 1;
   w = json_array_get(workers, (size_t)first);
+  err = json_string_value(json_object_get(w, "last_error"));
   snprintf(why, whylen,
            "%d worker%s not replaced yet (worker %d: %s, generation "
-           "%" JSON_INTEGER_FORMAT "%s)",
+           "%" JSON_INTEGER_FORMAT "%s%s%s)",
            pending, pending == 1 ? "" : "s", first, pc_str(w, "state"),
-           pc_num(w, "generation"), pc_num(w, "retiring") ? ", retiring" : "");
+           pc_num(w, "generation"), pc_num(w, "retiring") ? ", retiring" : "",
+           err && *err ? "; failed to boot: " : "", err && *err ? err : "");
   return 0;
 }

@@ -456,9 +456,10 @@ def check_dunder_all():
             with open(path, "w") as f:
                 f.write("def echo(args):\n    return args\n" + text + "\n")
             w = spawn(path)
-            check(w.recv_bytes() == b"", "%s: no HELLO" % text)
+            err = w.expect_error(0, "HandlerTableError")
+            check(needle.decode() in err["message"], "%s: ERROR %r" % (text, err))
+            check(w.recv() is None, "%s: no HELLO" % text)
             check(w.wait() == 1, "%s: exit %r" % (text, w.status))
-            check(needle in w.err, "%s: stderr %r" % (text, w.err[-300:]))
 
 
 def check_hello_fits():
@@ -482,7 +483,8 @@ def check_hello_fits():
 
 
 def check_zygote_bad_all():
-    """zygote: a bad __all__ stops it before it forks a worker"""
+    """zygote: a bad __all__ reaches the pool as each forked worker's boot failure"""
+    import array
     import socket
 
     zygote = os.path.join(ROOT, "bridge", "python", "portpool_zygote.py")
@@ -492,27 +494,37 @@ def check_zygote_bad_all():
             f.write('__all__ = ["echo", "missing"]\n')
             f.write("def echo(args):\n    return args\n")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        err_r, err_w = os.pipe()
         env = dict(os.environ, PORTPOOL_PARENT_PID=str(os.getpid()))
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, err_w, 2),
             (os.POSIX_SPAWN_DUP2, theirs.fileno(), 3),
         ]
         argv = [PYTHON, zygote, path]
         pid = os.posix_spawn(PYTHON, argv, env, file_actions=actions)
         theirs.close()
-        os.close(err_w)
+        fds = array.array("i")
         try:
             ours.settimeout(TIMEOUT)
-            check(ours.recv(64) == b"", "the zygote said it was ready")
-            _, status = os.waitpid(pid, 0)
-            check(os.waitstatus_to_exitcode(status) == 1, "exit %r" % status)
-            err = _read_all(err_r)
-            check(b"'missing', which the module does not define" in err, repr(err))
+            check(ours.recv(64) == b"R", "the zygote did not say it was ready")
+            ours.send(b"F" + struct.pack(">II", 0, 1))
+            msg, anc, _, _ = ours.recvmsg(64, socket.CMSG_SPACE(4 * 4))
+            check(msg[:1] == b"W", "fork answer %r" % msg)
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(data[: len(data) - len(data) % 4])
+            check(len(fds) == 4, "fds %r" % list(fds))
+            data = _read_all(fds[1])
+            length, ftype, _, _, rid = HDR.unpack_from(data, 0)
+            check(ftype == ERROR and rid == 0, "frame type %d id %d" % (ftype, rid))
+            err = json.loads(data[12 : length + 4])
+            check(err["type"] == "HandlerTableError", repr(err))
+            check("'missing', which the module does not define" in err["message"], repr(err))
+            check(len(data) == length + 4, "more after the boot failure")
         finally:
             ours.close()
-            os.close(err_r)
+            for fd in fds:
+                os.close(fd)
+            os.waitpid(pid, 0)
 
 
 def check_unknown_suggests():
@@ -744,22 +756,29 @@ def check_raw():
 
 
 def check_startup_failures():
-    """no HELLO: --raw without handle, import error, exit 0 on import, usage"""
+    """boot failures: one ERROR frame (id 0, with the traceback) instead of HELLO, exit 1"""
     echo = fixture("echo_handlers.py")
     cases = [
-        ("--raw without handle()", dict(handler=echo, raw=True), 1, b"handle"),
-        ("import_error.py", dict(handler=fixture("import_error.py")), 1, b"ImportError"),
-        ("missing file", dict(handler=fixture("no_such_file.py")), 1, b"No such file"),
-        ("missing module", dict(handler="no_such_mod_pp"), 1, b"ModuleNotFoundError"),
-        ("exit_zero_on_import", dict(handler=fixture("exit_zero_on_import.py")), 0, None),
-        ("parent already gone", dict(handler=echo, parent_pid=1), 1, None),
+        ("--raw without handle()", dict(handler=echo, raw=True), "HandlerTableError", "handle"),
+        ("import_error.py", dict(handler=fixture("import_error.py")), "ImportError",
+         "import_error.py"),
+        ("missing file", dict(handler=fixture("no_such_file.py")), "FileNotFoundError",
+         "No such file"),
+        ("missing module", dict(handler="no_such_mod_pp"), "ModuleNotFoundError",
+         "no_such_mod_pp"),
+        ("exit_zero_on_import", dict(handler=fixture("exit_zero_on_import.py")), "SystemExit",
+         "sys.exit(0)"),
     ]
-    for name, kw, code, needle in cases:
+    for name, kw, etype, needle in cases:
         w = spawn(**kw)
-        check(w.recv_bytes() == b"", "%s: wrote to fd 4" % name)
-        check(w.wait() == code, "%s: exit %r, wanted %d" % (name, w.status, code))
-        if needle is not None:
-            check(needle in w.err, "%s: stderr %r" % (name, w.err[-300:]))
+        err = w.expect_error(0, etype)
+        check(needle in err["message"] + err["traceback"], "%s: ERROR %r" % (name, err))
+        check(w.recv() is None, "%s: more after the boot failure" % name)
+        check(w.wait() == 1, "%s: exit %r, wanted 1" % (name, w.status))
+        check(b"Traceback" not in w.err, "%s: traceback also on stderr" % name)
+    w = spawn(handler=echo, parent_pid=1)
+    check(w.recv_bytes() == b"", "parent already gone: wrote to fd 4")
+    check(w.wait() == 1, "parent already gone: exit %r, wanted 1" % (w.status,))
     w = Worker([PYTHON, WORKER])
     _workers.append(w)
     check(w.recv_bytes() == b"" and w.wait() == 1 and b"usage" in w.err, "usage error")

@@ -464,8 +464,173 @@ static void test_helper_open_fails_clearly(void **state) {
   pp_config_free(cfg);
 }
 
+/* ---- start-up failures fail fast (no retry while never ready) */
+
+/* Start-up bounds far beyond a test's life: only failing fast passes. */
+static pp_config_t *boot_config(const char *handlers, const char *start) {
+  pp_config_t *cfg = python_config(handlers, 2);
+
+  cfg_set(cfg, "worker.start", start);
+  cfg_set(cfg, "worker.startup_timeout", "10m");
+  cfg_set(cfg, "checkout.timeout", "10m");
+  return cfg;
+}
+
+static void assert_import_error_diag(const pp_diag_t *d) {
+  assert_non_null(strstr(d->message, "failed to boot"));
+  assert_non_null(strstr(d->message, "ImportError: fixture import_error: this "
+                                     "handler module cannot be imported"));
+  assert_non_null(strstr(d->message, "import_error.py\", line"));
+}
+
+static void test_open_import_error_fails_fast(void **state) {
+  static const char *const starts[] = {"spawn", "zygote"};
+  pp_config_t *cfg;
+  pp_pool_t *pool;
+  pp_diag_t d;
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < 2; i++) {
+    cfg = boot_config("import_error.py", starts[i]);
+    memset(&d, 0, sizeof(d));
+    pool = (pp_pool_t *)&d;
+    assert_int_equal(pp_pool_open(cfg, NULL, &pool, &d), PP_EBOOT);
+    assert_null(pool);
+    assert_import_error_diag(&d);
+    pp_config_free(cfg);
+  }
+  assert_string_equal(pp_err_name(PP_EBOOT), "PP_EBOOT");
+  assert_string_equal(pp_strerror(PP_EBOOT), "worker failed to boot");
+}
+
+static void test_open_exit_zero_fails_fast(void **state) {
+  pp_config_t *cfg = boot_config("exit_zero_on_import.py", "spawn");
+  pp_pool_t *pool;
+  pp_diag_t d;
+
+  (void)state;
+  memset(&d, 0, sizeof(d));
+  assert_int_equal(pp_pool_open(cfg, NULL, &pool, &d), PP_EBOOT);
+  assert_non_null(strstr(d.message, "SystemExit"));
+  assert_non_null(strstr(d.message, "sys.exit(0)"));
+  pp_config_free(cfg);
+}
+
+static void test_helper_open_boot_failure(void **state) {
+  pp_config_t *cfg = boot_config("import_error.py", "spawn");
+  pp_pool_t *pool;
+  pp_diag_t d;
+
+  (void)state;
+  memset(&d, 0, sizeof(d));
+  assert_int_equal(pp_test_pool_open(cfg, NULL, 600000, &pool, &d), PP_EBOOT);
+  assert_import_error_diag(&d);
+  pp_config_free(cfg);
+}
+
+typedef struct boot_ctx {
+  int calls;
+  int status;
+  int diag_status;
+  pp_diag_t d;
+  int closed;
+} boot_ctx_t;
+
+static void boot_ready(pp_pool_t *pool, int status, void *data) {
+  boot_ctx_t *b = data;
+
+  b->calls++;
+  b->status = status;
+  b->diag_status = pp_pool_ready_diag(pool, &b->d);
+}
+
+static void boot_closed(pp_pool_t *pool, void *data) {
+  (void)pool;
+  ((boot_ctx_t *)data)->closed = 1;
+}
+
+static void test_start_ready_cb_boot_failure(void **state) {
+  pp_config_t *cfg = boot_config("import_error.py", "spawn");
+  boot_ctx_t b;
+  pp_pool_t *pool;
+  uv_loop_t loop;
+  pp_diag_t d;
+
+  (void)state;
+  memset(&b, 0, sizeof(b));
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(pp_pool_start(&loop, cfg, NULL, boot_ready, &b, &pool, &d),
+                   0);
+  pp_config_free(cfg);
+  while (b.calls == 0)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(b.status, PP_EBOOT);
+  assert_int_equal(b.diag_status, PP_EBOOT);
+  assert_import_error_diag(&b.d);
+  /* Status says why the slot died before HELLO, not only that it did. */
+  {
+    pp_status_t st;
+    char *json;
+    int i, shown = 0;
+
+    assert_int_equal(pp_pool_status(pool, &st), 0);
+    for (i = 0; i < st.nworkers; i++) {
+      if (st.workers[i].last_exit != PP_EXIT_NO_HELLO)
+        continue;
+      assert_non_null(
+          strstr(st.workers[i].last_exit_text, "died before HELLO"));
+      assert_non_null(strstr(st.workers[i].last_error,
+                             "ImportError: fixture import_error"));
+      shown++;
+    }
+    assert_true(shown >= 1);
+    json = pp_status_to_json(&st);
+    assert_non_null(strstr(json, "\"last_error\":\"ImportError: fixture"));
+    free(json);
+    pp_status_free(&st);
+  }
+  pp_pool_stop(pool, boot_closed, &b);
+  while (!b.closed)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(b.calls, 1);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* With min_ready, a checkout that times out while a worker is still
+ * starting for the first time says "starting", not "restarting". */
+static void test_timeout_names_first_start(void **state) {
+  pp_config_t *cfg = python_config("slow_start.py", 2);
+  pp_lease_t *held, *none;
+  pp_pool_t *pool;
+  pp_diag_t d;
+
+  (void)state;
+  cfg_set(cfg, "worker.env", "{PP_SLOW_START: '600', PP_SLOW_START_ONLY: '1'}");
+  cfg_set(cfg, "worker.startup_timeout", "10m");
+  cfg_set(cfg, "worker.kill_grace", "100ms");
+  cfg_set(cfg, "min_ready", "1");
+  assert_int_equal(pp_pool_open(cfg, NULL, &pool, &d), 0);
+  pp_config_free(cfg);
+  assert_int_equal(pp_lease_acquire(pool, NULL, -1, &held, &d), 0);
+  assert_int_equal(pp_lease_slot(held), 0);
+  memset(&d, 0, sizeof(d));
+  assert_int_equal(pp_lease_acquire(pool, NULL, 50, &none, &d), PP_ETIMEDOUT);
+  if (strstr(d.message, "all 2 workers busy or starting (1 starting)") ==
+          NULL ||
+      strstr(d.message, "restarting") != NULL)
+    fail_msg("diag: %s", d.message);
+  pp_checkin(held);
+  pp_pool_close(pool);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_open_import_error_fails_fast),
+      cmocka_unit_test(test_open_exit_zero_fails_fast),
+      cmocka_unit_test(test_helper_open_boot_failure),
+      cmocka_unit_test(test_start_ready_cb_boot_failure),
+      cmocka_unit_test(test_timeout_names_first_start),
       cmocka_unit_test(test_same_table_both_adapters),
       cmocka_unit_test(test_two_pools_side_by_side),
       cmocka_unit_test(test_mock_handlers),

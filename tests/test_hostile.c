@@ -841,6 +841,9 @@ static pp_config_t *one_bad_slot(const char *mode, int size) {
   cfg_set(cfg, "min_ready", "1");
   cfg_set(cfg, "restart.max_restarts", "1");
   cfg_set(cfg, "restart.within", "1m");
+  /* The bad slot may fail before the good one is ready: these cases are
+   * about restarts, not about failing the start. */
+  cfg_set(cfg, "restart.retry_boot_failures", "true");
   return cfg;
 }
 

@@ -106,7 +106,8 @@ static void test_recycle_max_requests(void **state) {
   assert_int_equal(st.recycles, 1);
   assert_int_equal(st.restarts, 0);
   assert_int_equal(st.workers[0].generation, 2);
-  assert_string_equal(st.workers[0].last_exit_text, "-");
+  assert_string_equal(st.workers[0].last_exit_text, "stopped (recycled)");
+  assert_int_equal(st.workers[0].last_exit, PP_EXIT_STOPPED);
   pp_status_free(&st);
   close_pool(pool);
 }
@@ -130,6 +131,9 @@ static void test_rolling_restart_under_load(void **state) {
   assert_int_equal(st.restarts, 0);
   assert_int_equal(st.workers[0].generation, 2);
   assert_int_equal(st.workers[1].generation, 2);
+  /* Planned, not a crash: the last exit says why, not "signal 9". */
+  assert_string_equal(st.workers[0].last_exit_text, "stopped (restarted)");
+  assert_string_equal(st.workers[1].last_exit_text, "stopped (restarted)");
   pp_status_free(&st);
   assert_int_equal(pp_pool_restart(pool, 7), UV_EINVAL);
   close_pool(pool);
@@ -166,6 +170,18 @@ static void test_scale(void **state) {
   assert_int_equal(rec_wait(&rec, PP_TRACE_HELLO, 4, 30000), 0);
   assert_int_equal(pp_pool_status(pool, &st), 0);
   assert_int_equal(st.size, 2);
+  /* The reused slot's last exit was the scale-down: it says so. */
+  {
+    int i, scaled = 0;
+
+    for (i = 0; i < st.nworkers; i++) {
+      if (strcmp(st.workers[i].last_exit_text, "stopped (scaled down)") == 0)
+        scaled++;
+      else
+        assert_string_equal(st.workers[i].last_exit_text, "-");
+    }
+    assert_int_equal(scaled, 1);
+  }
   pp_status_free(&st);
   close_pool(pool);
 }

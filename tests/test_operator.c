@@ -290,6 +290,115 @@ static void test_usage_errors(void **state) {
   cli_run_free(&r);
 }
 
+/* Usage messages name the right range and units. */
+static void test_usage_messages(void **state) {
+  cli_run_t r;
+
+  (void)state;
+  cli_poolctl(&r, "scale", "abc", "-S", "/nonexistent.sock", NULL);
+  assert_int_equal(r.code, 2);
+  assert_non_null(strstr(r.err, "scale: N wants a number from 1 to 4096, "
+                                "not 'abc'"));
+  cli_run_free(&r);
+  cli_poolctl(&r, "status", "--interval", "2x", "-S", "/nonexistent.sock",
+              NULL);
+  assert_int_equal(r.code, 2);
+  assert_non_null(strstr(r.err, "--interval wants a duration"));
+  assert_non_null(strstr(r.err, "500ms, 2s"));
+  cli_run_free(&r);
+  /* A duration with units is accepted (then: nothing runs there). */
+  cli_poolctl(&r, "status", "--interval", "2s", "-S", "/nonexistent.sock",
+              NULL);
+  assert_int_equal(r.code, 3);
+  cli_run_free(&r);
+}
+
+/* Like supervisorctl status: a degraded pool (every slot fatal) is not a
+ * success, in any format; the table says how the worker ended. */
+static void test_status_degraded(void **state) {
+  const char *py = getenv("PP_PYTHON"), *worker = getenv("PP_WORKER_PY");
+  char *h = fixture_path("echo_handlers.py"), *cmd;
+  cli_server_t other = {0};
+  size_t n = strlen(py) + strlen(worker) + strlen(h) + 64;
+  const char *sock = in_dir("degraded.sock");
+  cli_run_t r;
+
+  (void)state;
+  cmd = malloc(n);
+  assert_non_null(cmd);
+  snprintf(cmd, n, "worker.command=[%s, %s, %s]", py, worker, h);
+  cli_server_start(&other, "-S", sock, "--set", "size=1", "--set",
+                   "restart.max_restarts=0", "--set", cmd, NULL);
+  free(cmd);
+  free(h);
+  /* "ready: 1 worker", not "1 workers" (the line was read by start). */
+  assert_non_null(
+      memmem(other.out.buf, other.out.len, "ready: 1 worker, ", 17));
+  cli_poolctl(&r, "status", "-S", sock, NULL);
+  assert_int_equal(r.code, 0);
+  cli_run_free(&r);
+  cli_poolctl(&r, "call", "crash", "3", "-S", sock, NULL);
+  assert_int_equal(r.code, 1);
+  cli_run_free(&r);
+  cli_poolctl(&r, "status", "-S", sock, NULL);
+  assert_int_equal(r.code, 4);
+  assert_non_null(strstr(r.out, "degraded"));
+  assert_non_null(strstr(r.out, "exit 3"));
+  cli_run_free(&r);
+  cli_poolctl(&r, "status", "--json", "-S", sock, NULL);
+  assert_int_equal(r.code, 4);
+  cli_run_free(&r);
+  kill(other.pid, SIGTERM);
+  assert_int_equal(cli_wait_exit(other.pid), 0);
+  other.pid = 0;
+  cli_server_kill(&other);
+}
+
+/* A reload whose new handler module cannot be imported: the pool keeps
+ * its worker, and `poolctl reload` fails saying the worker's error. */
+static void test_reload_boot_failure(void **state) {
+  const char *py = getenv("PP_PYTHON"), *worker = getenv("PP_WORKER_PY");
+  const char *sock = in_dir("reload.sock"), *conf = in_dir("reload.yaml");
+  const char *handlers[] = {"echo_handlers.py", "import_error.py"};
+  cli_server_t other = {0};
+  cli_run_t r;
+  FILE *f;
+  int k;
+
+  (void)state;
+  for (k = 0; k < 2; k++) {
+    char *h = fixture_path(handlers[k]);
+
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "size: 1\nworker: {command: [\"%s\", \"%s\", \"%s\"]}\n"
+            "restart: {max_restarts: 1}\n",
+            py, worker, h);
+    fclose(f);
+    free(h);
+    if (k == 0)
+      cli_server_start(&other, "-c", conf, "-S", sock, NULL);
+  }
+  cli_poolctl(&r, "reload", "-S", sock, NULL);
+  assert_int_equal(r.code, 1);
+  if (strstr(r.err, "failed to boot: ImportError: fixture import_error") ==
+      NULL)
+    fail_msg("poolctl reload said: %s", r.err);
+  cli_run_free(&r);
+  cli_poolctl(&r, "status", "-S", sock, NULL);
+  assert_int_equal(r.code, 0);
+  assert_non_null(strstr(r.out, "ImportError: fixture import_error"));
+  cli_run_free(&r);
+  cli_poolctl(&r, "call", "echo", "1", "-S", sock, NULL);
+  assert_int_equal(r.code, 0);
+  cli_run_free(&r);
+  kill(other.pid, SIGTERM);
+  assert_int_equal(cli_wait_exit(other.pid), 0);
+  other.pid = 0;
+  cli_server_kill(&other);
+}
+
 static void test_not_running(void **state) {
   static const char *cmds[][3] = {
       {"status", NULL},  {"trace", NULL},  {"scale", "2"},
@@ -1312,17 +1421,20 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_help),
       cmocka_unit_test(test_usage_errors),
+      cmocka_unit_test(test_usage_messages),
       cmocka_unit_test(test_not_running),
       cmocka_unit_test(test_serve),
       cmocka_unit_test(test_status_table),
       cmocka_unit_test(test_status_json),
       cmocka_unit_test(test_status_watch),
       cmocka_unit_test(test_status_prometheus),
+      cmocka_unit_test(test_status_degraded),
       cmocka_unit_test(test_trace),
       cmocka_unit_test(test_scale),
       cmocka_unit_test(test_restart),
       cmocka_unit_test(test_drain),
       cmocka_unit_test(test_reload_under_load),
+      cmocka_unit_test(test_reload_boot_failure),
       cmocka_unit_test(test_second_uid_refused),
       cmocka_unit_test(test_allow_uids),
       cmocka_unit_test(test_top_tmux),

@@ -264,14 +264,16 @@ static void test_startup_timeout(void **state) {
   ctx_stop(&c);
 }
 
-/* A worker that exits 0 at import loops no further than max_restarts:
- * the slot turns fatal, the pool degraded, and a checkout fails at once
- * with PP_EDEGRADED. */
+/* A worker that exits 0 at import, with restart.retry_boot_failures,
+ * loops no further than max_restarts: the slot turns fatal, the pool
+ * degraded, and a checkout fails at once with PP_EDEGRADED.  (Without the
+ * key the start fails at the first exit: test_adapters.) */
 static void test_crash_loop_degrades(void **state) {
   pp_config_t *cfg = python_config("exit_zero_on_import.py", 1);
   ctx_t c;
 
   (void)state;
+  cfg_set(cfg, "restart.retry_boot_failures", "true");
   cfg_set(cfg, "restart.max_restarts", "2");
   cfg_set(cfg, "restart.within", "1m");
   ctx_start(&c, cfg, 0);

@@ -77,9 +77,9 @@ static void serve_wait_line(const char *prefix) {
   }
 }
 
-static char *worker_command(void) {
+static char *worker_command_for(const char *handlers) {
   const char *py = getenv("PP_PYTHON"), *worker = getenv("PP_WORKER_PY");
-  char *h = fixture_path("echo_handlers.py"), *s;
+  char *h = fixture_path(handlers), *s;
   size_t n;
 
   assert_non_null(py);
@@ -90,6 +90,10 @@ static char *worker_command(void) {
   snprintf(s, n, "worker.command=[%s, %s, %s]", py, worker, h);
   free(h);
   return s;
+}
+
+static char *worker_command(void) {
+  return worker_command_for("echo_handlers.py");
 }
 
 /* Leave a stale socket file where the server will bind: bound, never
@@ -263,6 +267,66 @@ static void test_bad_config(void **state) {
   assert_int_equal(access(sock, F_OK), -1);
   free(bad);
   free(unknown);
+}
+
+static int count_of(const char *hay, const char *needle) {
+  int n = 0;
+
+  while ((hay = strstr(hay, needle)) != NULL) {
+    n++;
+    hay += strlen(needle);
+  }
+  return n;
+}
+
+/* A handler that cannot be imported: serve prints the traceback once and
+ * exits 3 at once (as gunicorn's "Worker failed to boot"), not a crash
+ * loop, whatever the start-up bounds. */
+static void test_serve_boot_failure(void **state) {
+  char *cmd = worker_command_for("import_error.py");
+  char sock[192];
+  cli_run_t r;
+
+  (void)state;
+  snprintf(sock, sizeof(sock), "%s/boot.sock", srv.dir);
+  cli_poolctl(&r, "serve", "-S", sock, "--set", "size=2", "--set", cmd, "--set",
+              "worker.startup_timeout=10m", NULL);
+  free(cmd);
+  assert_int_equal(r.code, 3);
+  if (count_of(r.err, "Traceback (most recent call last)") != 1)
+    fail_msg("want the traceback once; stderr:\n%s", r.err);
+  assert_non_null(strstr(r.err, "poolctl: worker "));
+  assert_non_null(strstr(r.err, "failed to boot: ImportError: fixture "
+                                "import_error: this handler module cannot be "
+                                "imported"));
+  assert_null(strstr(r.err, "degraded"));
+  assert_non_null(strstr(r.out, "stopping (a worker failed to boot)"));
+  assert_int_equal(access(sock, F_OK), -1);
+  cli_run_free(&r);
+}
+
+/* Out of file descriptors at start-up: serve says so, and how to fix it,
+ * and exits 3, instead of warming for ever. */
+static void test_serve_out_of_fds(void **state) {
+  char *cmd = worker_command();
+  char sock[192], script[1024];
+  cli_run_t r;
+  char *argv[] = {"/bin/sh", "-c", script, NULL};
+
+  (void)state;
+  snprintf(sock, sizeof(sock), "%s/fds.sock", srv.dir);
+  snprintf(script, sizeof(script),
+           "ulimit -n 32 && exec '%s' serve -S '%s' --set size=16 --set '%s'",
+           cli_poolctl_path(), sock, cmd);
+  free(cmd);
+  cli_run_argv(&r, argv);
+  assert_int_equal(r.code, 3);
+  if (strstr(r.err,
+             "failed to boot: spawn failed: out of file descriptors "
+             "(RLIMIT_NOFILE=32): raise ulimit -n or lower size") == NULL)
+    fail_msg("stderr:\n%s", r.err);
+  assert_int_equal(access(sock, F_OK), -1);
+  cli_run_free(&r);
 }
 
 /* ------------------------------------------------------- with a server */
@@ -1057,6 +1121,8 @@ int main(void) {
       cmocka_unit_test(test_help_and_usage),
       cmocka_unit_test(test_not_running),
       cmocka_unit_test(test_bad_config),
+      cmocka_unit_test(test_serve_boot_failure),
+      cmocka_unit_test(test_serve_out_of_fds),
       cmocka_unit_test(test_serve_ready),
       cmocka_unit_test(test_socket_mode),
       cmocka_unit_test(test_second_serve_refused),

@@ -759,6 +759,48 @@ def _load_handler(spec):
     return importlib.import_module(spec)
 
 
+def boot_failed(exc, what=None):
+    """This worker cannot boot (its handler module failed to import, raised
+    or called sys.exit() while being imported, or its __all__ is bad): tell
+    the pool in place of HELLO, with an ERROR frame of request id 0 carrying
+    {type, message, traceback}; the pool shows the traceback once and fails
+    its start at once.  Not under a pool (fd 4 is no pipe), on stderr.
+    Returns the exit status."""
+    import stat
+    import traceback
+
+    if isinstance(exc, SystemExit):
+        etype = "SystemExit"
+        message = "the handler module called sys.exit(%r) while being imported" % (
+            exc.code,
+        )
+    else:
+        etype = type(exc).__name__
+        try:
+            message = str(exc)
+        except Exception:
+            message = "<unprintable %s>" % etype
+    if isinstance(exc, HandlerTableError):
+        text = ""
+    else:
+        try:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        except Exception:
+            text = ""
+    try:
+        mode = os.fstat(REP_FD).st_mode
+        piped = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    except OSError:
+        piped = False
+    if piped:
+        _send_error(0, etype, message, text)
+    else:
+        sys.stderr.write("portpool_worker: %s\n" % (what or "cannot boot"))
+        sys.stderr.write(text or "%s: %s\n" % (etype, message))
+    _flush_std()
+    return EXIT_STARTUP
+
+
 class HandlerTableError(Exception):
     """A handler module's __all__ names something that is not a handler."""
 
@@ -859,12 +901,8 @@ def main(argv=None):
 
     try:
         module = _load_handler(args[0])
-    except Exception:
-        import traceback
-
-        sys.stderr.write("portpool_worker: cannot import handler %r\n" % args[0])
-        traceback.print_exc()
-        return EXIT_STARTUP
+    except (Exception, SystemExit) as exc:
+        return boot_failed(exc, "cannot import handler %r" % args[0])
     return serve_module(module, raw)
 
 
@@ -894,8 +932,7 @@ def serve_module(module, raw=False):
     try:
         table = handler_table(module, raw)
     except HandlerTableError as exc:
-        sys.stderr.write("portpool_worker: %s\n" % exc)
-        return EXIT_STARTUP
+        return boot_failed(exc)
     if raw:
         run = _make_raw_runner(table["handle"])
     else:

@@ -18,7 +18,11 @@ and whose name does not start with "_"), or, when the module defines
 __all__, exactly the names it lists; anything else in the namespace (a
 function it imported, `from subprocess import getoutput`) is never called.
 An __all__ entry that is not an identifier, not defined or not callable is a
-start-up error (exit 1, the reason on stderr).  HELLO lists the handlers.
+boot failure, as is a module that cannot be imported (or raises or calls
+sys.exit() while being imported): in place of HELLO the worker sends one
+ERROR frame with request id 0 carrying {"type", "message", "traceback"},
+then exits 1 (on stderr instead when fd 4 is not a pipe).  HELLO lists the
+handlers.
 Raw mode (--raw): the module defines handle(payload: bytes) -> bytes, the
 one handler, and payloads pass through untouched.  Failures become an
 ERROR frame carrying JSON {"type": ..., "message": ..., "traceback": ...};
@@ -64,7 +68,7 @@ ERROR types: the handler's exception class name; "UnknownCommand";
 surrogate); "Cancelled"; "FrameTooBig".
 
 Exit status: 0 on EOF of fd 3 (or when the pool stops reading fd 4);
-1 when it cannot start (usage, handler import error, parent already gone,
+1 when it cannot start (usage, a boot failure, parent already gone,
 fds 3/4 missing); 2 on a protocol error from the pool (malformed frame or a
 frame type the pool must not send); a handler's sys.exit()/os._exit() or a
 signal otherwise.

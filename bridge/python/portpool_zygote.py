@@ -68,7 +68,10 @@ def _child(ctl, fds, module, raw, slot):
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         pw._orphan_proof()
-        code = pw.serve_module(module, raw)
+        if isinstance(module, BaseException):
+            code = pw.boot_failed(module)
+        else:
+            code = pw.serve_module(module, raw)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -144,20 +147,15 @@ def main(argv=None):
     except OSError as exc:
         sys.stderr.write("portpool_zygote: fd 3 is not the pool's socket: %s\n" % exc)
         return pw.EXIT_STARTUP
+    # A module that cannot boot is kept as its exception: each forked
+    # worker reports it to the pool as a boot failure (in place of HELLO),
+    # so the pool fails its start at once, as with worker.start: spawn.
     try:
         module = pw._load_handler(args[0])
-    except Exception:
-        import traceback
-
-        sys.stderr.write("portpool_zygote: cannot import handler %r\n" % args[0])
-        traceback.print_exc()
-        return pw.EXIT_STARTUP
-    # The table each forked worker dispatches to: checked once, here.
-    try:
+        # The table each forked worker dispatches to: checked once, here.
         pw.handler_table(module, raw)
-    except pw.HandlerTableError as exc:
-        sys.stderr.write("portpool_zygote: %s\n" % exc)
-        return pw.EXIT_STARTUP
+    except (Exception, SystemExit) as exc:
+        module = exc
     # SIGCHLD wakes the loop through a pipe, so children are reaped at once.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
