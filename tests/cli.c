@@ -384,8 +384,17 @@ void cli_shim(const char *var, const char *value) {
   }
   assert_non_null(so);
   assert_int_equal(setenv("LD_PRELOAD", so, 1), 0);
-  /* A sanitizer build wants its runtime first; the shim needs none. */
-  assert_int_equal(setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0), 0);
+  /* A sanitizer build wants its runtime first; the shim needs none.  The
+   * option joins whatever ASAN_OPTIONS the run has (CI sets some). */
+  if (!strstr(getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "",
+              "verify_asan_link_order=0")) {
+    static char opts[512];
+    const char *was = getenv("ASAN_OPTIONS");
+
+    snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0",
+             was ? was : "", was && *was ? ":" : "");
+    assert_int_equal(setenv("ASAN_OPTIONS", opts, 1), 0);
+  }
   assert_int_equal(setenv(var, value, 1), 0);
   snprintf(prev, sizeof(prev), "%s", var);
 }

@@ -44,7 +44,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     FUZZ_CHECK(out != NULL && again != NULL);
     n = pp__ctl_json_compact(line, size, out, NULL, NULL, NULL);
-    if (v != NULL)
+    /* jansson takes a NUL byte after a bare scalar as the end ("2\0 "
+     * reads as 2); JSON has no NUL outside strings, and the compactor
+     * refuses it, so such inputs are left out of the comparison. */
+    if (v != NULL && memchr(line, '\0', size) == NULL)
       FUZZ_CHECK(n >= 0);
     if (n >= 0) {
       m = pp__ctl_json_compact(out, (size_t)n, again, NULL, NULL, NULL);
