@@ -148,36 +148,6 @@ static int yaml_quote(const char *in, char *out, size_t len) {
   return 0;
 }
 
-/* With no config file: prefer the installed copy of the bridge and the
- * example handlers beside this executable (<bin>/../share/portpool/python),
- * else keep the default, which points into the source tree. */
-static int default_command(pp_config_t *cfg, pp_diag_t *diag) {
-  char exe[PATH_MAX], dir[PATH_MAX], w[PATH_MAX], h[PATH_MAX];
-  char qw[2 * PATH_MAX + 3], qh[2 * PATH_MAX + 3], cmd[4 * PATH_MAX + 32];
-  size_t size = sizeof(exe);
-  char *slash;
-
-  if (uv_exepath(exe, &size) != 0)
-    return 0;
-  slash = strrchr(exe, '/');
-  if (slash == NULL)
-    return 0;
-  *slash = '\0';
-  if ((size_t)snprintf(w, sizeof(w), "%s/../share/portpool/python", exe) >=
-          sizeof(w) ||
-      realpath(w, dir) == NULL)
-    return 0;
-  if ((size_t)snprintf(w, sizeof(w), "%s/portpool_worker.py", dir) >=
-          sizeof(w) ||
-      (size_t)snprintf(h, sizeof(h), "%s/example_handlers.py", dir) >=
-          sizeof(h) ||
-      access(w, R_OK) != 0 || yaml_quote(w, qw, sizeof(qw)) != 0 ||
-      yaml_quote(h, qh, sizeof(qh)) != 0)
-    return 0;
-  snprintf(cmd, sizeof(cmd), "[python3, %s, %s]", qw, qh);
-  return pp_config_set(cfg, "worker.command", cmd, diag);
-}
-
 static int config_error(const char *what, const pp_diag_t *d, int r) {
   char text[1024];
 
@@ -211,13 +181,11 @@ static int make_config(const char *file, char **sets, int nsets,
         *why = d;
       return config_error(file, &d, r);
     }
-  } else {
-    if ((r = pp_config_new(&cfg)) != 0) {
-      pc_err("out of memory");
-      return PC_EXIT_ERROR;
-    }
-    if ((r = default_command(cfg, &d)) != 0)
-      goto bad;
+  } else if ((r = pp_config_new(&cfg)) != 0) {
+    /* The built-in default: the library finds its bundled worker and
+     * example handlers wherever it is installed (config/paths.c). */
+    pc_err("out of memory");
+    return PC_EXIT_ERROR;
   }
   if (g->name && (r = pp_config_set(cfg, "name", g->name, &d)) != 0)
     goto bad;

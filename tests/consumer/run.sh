@@ -86,18 +86,18 @@ grep -q "worker.command: \[python3, $moved/share/portpool/python/portpool_worker
   fail "the default worker.command is not the moved prefix's module"
 grep -q 'echo -> {"installed": *true}' "$tmp/run-default.log" ||
   fail "a default pool from the moved prefix did not answer"
-mv "$moved" "$prefix"
 
 if [ -n "$(readelf -d "$tmp/b-cmake-static/consumer" | grep NEEDED |
   grep libportpool)" ]; then
   fail "the static consumer needs libportpool.so"
 fi
 
-echo "== installed poolctl serve finds its worker module"
+echo "== installed poolctl serve, moved too, finds its worker module"
 mkfifo "$tmp/out"
 sock=$tmp/pool.sock
-PATH=$(dirname "$py"):$PATH "$prefix/bin/poolctl" serve -S "$sock" \
-  --set size=1 >"$tmp/out" &
+(cd "$tmp/elsewhere" && PATH=$(dirname "$py"):$PATH LD_LIBRARY_PATH=$mlibdir \
+  exec "$moved/bin/poolctl" serve -S "$sock" \
+  --set size=1 >"$tmp/out") &
 server=$!
 exec 3<"$tmp/out"
 ready=
@@ -111,9 +111,9 @@ while IFS= read -r -t 60 line <&3; do
   esac
 done
 [ -n "$ready" ] || fail "the installed poolctl serve never got ready"
-reply=$("$prefix/bin/poolctl" -S "$sock" call add '{"a": 40, "b": 2}')
+reply=$(LD_LIBRARY_PATH=$mlibdir "$moved/bin/poolctl" -S "$sock" call add '{"a": 40, "b": 2}')
 [ "$reply" = 42 ] || fail "call through the installed poolctl: $reply"
-"$prefix/bin/poolctl" -S "$sock" stop
+LD_LIBRARY_PATH=$mlibdir "$moved/bin/poolctl" -S "$sock" stop
 wait "$server" || fail "poolctl serve exited with $?"
 server=
 exec 3<&-
