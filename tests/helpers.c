@@ -1,5 +1,6 @@
 /* helpers.c -- test support shared by the integration suites. */
 #include "helpers.h"
+#include "internal.h" /* slot 0's reply fd, for late_hook */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -265,6 +266,21 @@ void fifo_release(const char *path) {
 
   assert_true(fd >= 0);
   close(fd);
+}
+
+void late_hook(pp_pool_t *pool, const char *point, void *data) {
+  late_t *l = data;
+  struct pollfd p;
+
+  if (strcmp(point, l->point) != 0 || l->fired)
+    return;
+  l->fired = 1;
+  fifo_release(l->fifo);
+  /* The paused party holds slot 0's process in place: the lease's caller,
+   * or the loop thread itself. */
+  p.fd = pool->slots[0]->proc->rep_fd;
+  p.events = POLLIN;
+  l->readable = poll(&p, 1, 10000 * test_time_scale()) == 1;
 }
 
 pp_config_t *bad_worker_config(const char *mode, int size) {

@@ -54,6 +54,18 @@ pp_config_t *bad_worker_config(const char *mode, int size);
 void fifo_make(char *path, size_t len, const char *tag);
 void fifo_release(const char *path);
 
+/* A pool paused (SIGSTOP, a slow VM) while a reply arrives, made exact:
+ * with late_hook as the fault hook and data a late_t, the first time the
+ * pool reaches fault point `point` the hook releases `fifo` (a `gate`
+ * handler's) and returns only once the reply is in slot 0's reply pipe,
+ * unread.  fired and readable say what happened. */
+typedef struct late {
+  const char *point;
+  const char *fifo;
+  int fired, readable;
+} late_t;
+void late_hook(pp_pool_t *pool, const char *point, void *data);
+
 /* Options that record into r and keep worker logs quiet unless
  * PP_TEST_VERBOSE is set. */
 pp_pool_options_t rec_options(rec_t *r);

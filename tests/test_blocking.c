@@ -668,28 +668,6 @@ static void test_close_cuts_call_closed(void **state) {
   pp_buf_free(&k.reply);
 }
 
-/* A fault hook for the "deadline" point: the caller's deadline has passed
- * while its handler waited on a FIFO; now the handler is let go and the
- * hook returns only once the reply is in the worker's pipe, unread. */
-typedef struct late {
-  const char *fifo;
-  int fired, readable;
-} late_t;
-
-static void late_hook(pp_pool_t *pool, const char *point, void *data) {
-  late_t *l = data;
-  struct pollfd p;
-
-  if (strcmp(point, "deadline") != 0 || l->fired)
-    return;
-  l->fired = 1;
-  fifo_release(l->fifo);
-  /* This thread holds the lease, so slot 0's process stays put. */
-  p.fd = pool->slots[0]->proc->rep_fd;
-  p.events = POLLIN;
-  l->readable = poll(&p, 1, 10000 * test_time_scale()) == 1;
-}
-
 /* A reply that arrived before the caller looked at its deadline (it was
  * paused: SIGSTOP, a slow VM) is the answer, not a timeout, and the
  * worker is kept. */
@@ -704,6 +682,7 @@ static void test_reply_in_pipe_at_deadline(void **state) {
   memset(&k, 0, sizeof(k));
   memset(&l, 0, sizeof(l));
   fifo_make(fifo, sizeof(fifo), "reply-at-deadline");
+  l.point = "deadline";
   l.fifo = fifo;
   k.timeout_ms = 200;
   snprintf(k.payload, sizeof(k.payload),

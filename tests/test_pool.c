@@ -984,29 +984,6 @@ static void test_stop_fails_request_in_flight(void **state) {
   ctx_finish(&c);
 }
 
-/* A fault hook for the "timer" point: the request's deadline timer fired
- * while its handler waited on a FIFO; the hook lets the handler go and
- * returns only once the reply is in the worker's pipe, unread, as after a
- * SIGSTOP of the pool's process. */
-typedef struct late {
-  const char *fifo;
-  int fired, readable;
-} late_t;
-
-static void late_hook(pp_pool_t *pool, const char *point, void *data) {
-  late_t *l = data;
-  struct pollfd p;
-
-  if (strcmp(point, "timer") != 0 || l->fired)
-    return;
-  l->fired = 1;
-  fifo_release(l->fifo);
-  /* The loop thread (this one) is paused here: slot 0 keeps its proc. */
-  p.fd = pool->slots[0]->proc->rep_fd;
-  p.events = POLLIN;
-  l->readable = poll(&p, 1, 10000 * test_time_scale()) == 1;
-}
-
 /* A reply that arrived before the deadline timer ran is the answer: the
  * request succeeds and the worker is kept. */
 static void test_reply_read_before_timeout(void **state) {
@@ -1020,6 +997,7 @@ static void test_reply_read_before_timeout(void **state) {
   ctx_start(&c, python_config("echo_handlers.py", 1), 1);
   memset(&l, 0, sizeof(l));
   fifo_make(fifo, sizeof(fifo), "reply-before-timer");
+  l.point = "timer";
   l.fifo = fifo;
   snprintf(payload, sizeof(payload),
            "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
@@ -1061,6 +1039,7 @@ static void test_async_reply_read_before_timeout(void **state) {
   ctx_start(&c, cfg, 1);
   memset(&l, 0, sizeof(l));
   fifo_make(fifo, sizeof(fifo), "async-before-timer");
+  l.point = "timer";
   l.fifo = fifo;
   snprintf(payload, sizeof(payload),
            "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
