@@ -466,11 +466,12 @@ static void test_helper_open_fails_clearly(void **state) {
 
 /* ---- start-up failures fail fast (no retry while never ready) */
 
-/* Start-up bounds far beyond a test's life: only failing fast passes. */
-static pp_config_t *boot_config(const char *handlers, const char *start) {
+/* Start-up bounds far beyond a test's life: only failing fast passes.
+ * The start mode is the run's (test_adapters_zygote runs these with
+ * worker.start: zygote). */
+static pp_config_t *boot_config(const char *handlers) {
   pp_config_t *cfg = python_config(handlers, 2);
 
-  cfg_set(cfg, "worker.start", start);
   cfg_set(cfg, "worker.startup_timeout", "10m");
   cfg_set(cfg, "checkout.timeout", "10m");
   return cfg;
@@ -484,28 +485,23 @@ static void assert_import_error_diag(const pp_diag_t *d) {
 }
 
 static void test_open_import_error_fails_fast(void **state) {
-  static const char *const starts[] = {"spawn", "zygote"};
-  pp_config_t *cfg;
+  pp_config_t *cfg = boot_config("import_error.py");
   pp_pool_t *pool;
   pp_diag_t d;
-  size_t i;
 
   (void)state;
-  for (i = 0; i < 2; i++) {
-    cfg = boot_config("import_error.py", starts[i]);
-    memset(&d, 0, sizeof(d));
-    pool = (pp_pool_t *)&d;
-    assert_int_equal(pp_pool_open(cfg, NULL, &pool, &d), PP_EBOOT);
-    assert_null(pool);
-    assert_import_error_diag(&d);
-    pp_config_free(cfg);
-  }
+  memset(&d, 0, sizeof(d));
+  pool = (pp_pool_t *)&d;
+  assert_int_equal(pp_pool_open(cfg, NULL, &pool, &d), PP_EBOOT);
+  assert_null(pool);
+  assert_import_error_diag(&d);
+  pp_config_free(cfg);
   assert_string_equal(pp_err_name(PP_EBOOT), "PP_EBOOT");
   assert_string_equal(pp_strerror(PP_EBOOT), "worker failed to boot");
 }
 
 static void test_open_exit_zero_fails_fast(void **state) {
-  pp_config_t *cfg = boot_config("exit_zero_on_import.py", "spawn");
+  pp_config_t *cfg = boot_config("exit_zero_on_import.py");
   pp_pool_t *pool;
   pp_diag_t d;
 
@@ -518,7 +514,7 @@ static void test_open_exit_zero_fails_fast(void **state) {
 }
 
 static void test_helper_open_boot_failure(void **state) {
-  pp_config_t *cfg = boot_config("import_error.py", "spawn");
+  pp_config_t *cfg = boot_config("import_error.py");
   pp_pool_t *pool;
   pp_diag_t d;
 
@@ -551,7 +547,7 @@ static void boot_closed(pp_pool_t *pool, void *data) {
 }
 
 static void test_start_ready_cb_boot_failure(void **state) {
-  pp_config_t *cfg = boot_config("import_error.py", "spawn");
+  pp_config_t *cfg = boot_config("import_error.py");
   boot_ctx_t b;
   pp_pool_t *pool;
   uv_loop_t loop;
@@ -606,6 +602,9 @@ static void test_timeout_names_first_start(void **state) {
   pp_diag_t d;
 
   (void)state;
+  /* One slow worker beside a ready one needs spawned workers: a zygote
+   * imports the module once for both. */
+  cfg_set(cfg, "worker.start", "spawn");
   cfg_set(cfg, "worker.env", "{PP_SLOW_START: '600', PP_SLOW_START_ONLY: '1'}");
   cfg_set(cfg, "worker.startup_timeout", "10m");
   cfg_set(cfg, "worker.kill_grace", "100ms");
