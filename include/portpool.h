@@ -31,6 +31,14 @@
 
 #include <uv.h>
 
+/* The library is built with hidden visibility: what this header declares
+ * with PP_EXTERN is its whole ABI (libuv's UV_EXTERN). */
+#if defined(__GNUC__)
+#define PP_EXTERN __attribute__((visibility("default")))
+#else
+#define PP_EXTERN /* nothing */
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -65,10 +73,10 @@ typedef enum {
 
 /* Message for any code returned by portpool or libuv.  Never NULL; the
  * string is static. */
-const char *pp_strerror(int err);
+PP_EXTERN const char *pp_strerror(int err);
 
 /* Symbolic name ("PP_EPROTO", "ENOMEM", ...) for any such code. */
-const char *pp_err_name(int err);
+PP_EXTERN const char *pp_err_name(int err);
 
 /* Optional detail a failing call fills in: a sentence, and where it applies
  * the file, line, column (1-based; 0 = unknown) and config key.  For
@@ -92,7 +100,7 @@ typedef struct pp_buf {
   size_t len;
   size_t cap;
 } pp_buf_t;
-void pp_buf_free(pp_buf_t *buf);
+PP_EXTERN void pp_buf_free(pp_buf_t *buf);
 
 /* ---------------------------------------------------------------- config */
 
@@ -110,7 +118,7 @@ typedef struct pp_config pp_config_t;
  * for a program linked with the static one, the source tree's bridge/python
  * for a library in its build tree, else the configured install directory.
  * Returns 0 or UV_ENOMEM. */
-int pp_config_new(pp_config_t **out);
+PP_EXTERN int pp_config_new(pp_config_t **out);
 
 /* Parse YAML from a file or a buffer into a new config (defaults for what
  * the text leaves out), then validate it.  `name` labels a buffer in
@@ -125,47 +133,47 @@ int pp_config_new(pp_config_t **out);
  * adapter is python, or the load fails with PP_ECONFIG at their position.
  * A buffer's relative paths, and those given to pp_config_set and the
  * other setters below, are kept as written (relative to the cwd). */
-int pp_config_load_file(const char *path, pp_config_t **out, pp_diag_t *diag);
-int pp_config_load_string(const char *name, const char *yaml, size_t len,
+PP_EXTERN int pp_config_load_file(const char *path, pp_config_t **out, pp_diag_t *diag);
+PP_EXTERN int pp_config_load_string(const char *name, const char *yaml, size_t len,
                           pp_config_t **out, pp_diag_t *diag);
 
 /* Set one key from text, exactly as its YAML value would be written:
  * ("checkout.timeout", "2s"), ("size", "auto"), ("worker.command",
  * "[python3, w.py, h.py]").  Returns 0 or PP_ECONFIG with diag filled. */
-int pp_config_set(pp_config_t *cfg, const char *key, const char *value,
+PP_EXTERN int pp_config_set(pp_config_t *cfg, const char *key, const char *value,
                   pp_diag_t *diag);
 
 /* Apply one "key=value" override (the form of `poolctl --set`). */
-int pp_config_override(pp_config_t *cfg, const char *assignment,
+PP_EXTERN int pp_config_override(pp_config_t *cfg, const char *assignment,
                        pp_diag_t *diag);
 
 /* Apply overrides from environment variables PREFIX_KEY, where KEY is the
  * dotted key upper-cased with '.' as '_' (PORTPOOL_CHECKOUT_TIMEOUT=2s).
  * Nothing reads the environment unless a program calls this.  Returns 0 or
  * PP_ECONFIG. */
-int pp_config_apply_env(pp_config_t *cfg, const char *prefix,
+PP_EXTERN int pp_config_apply_env(pp_config_t *cfg, const char *prefix,
                         pp_diag_t *diag);
 
 /* Check the whole value (ranges, a command for the python adapter, ...).
  * Returns 0 or PP_ECONFIG.  Pools validate on start too. */
-int pp_config_validate(const pp_config_t *cfg, pp_diag_t *diag);
+PP_EXTERN int pp_config_validate(const pp_config_t *cfg, pp_diag_t *diag);
 
 /* A deep copy.  Returns 0 or UV_ENOMEM. */
-int pp_config_copy(const pp_config_t *cfg, pp_config_t **out);
+PP_EXTERN int pp_config_copy(const pp_config_t *cfg, pp_config_t **out);
 
 /* Render one key's current value as text (the YAML form) into buf.
  * Returns 0, PP_ECONFIG for an unknown key, or UV_ENOBUFS. */
-int pp_config_get(const pp_config_t *cfg, const char *key, char *buf,
+PP_EXTERN int pp_config_get(const pp_config_t *cfg, const char *key, char *buf,
                   size_t len);
 
 /* A config derived from base: a deep copy with each "key=value" of
  * overrides applied in order (n of them).  base is not changed.  Returns
  * 0, PP_ECONFIG (diag names the key) or UV_ENOMEM. */
-int pp_config_derive(const pp_config_t *base, const char *const *overrides,
+PP_EXTERN int pp_config_derive(const pp_config_t *base, const char *const *overrides,
                      size_t n, pp_config_t **out, pp_diag_t *diag);
 
 /* Free a config.  NULL is allowed. */
-void pp_config_free(pp_config_t *cfg);
+PP_EXTERN void pp_config_free(pp_config_t *cfg);
 
 /* ------------------------------------------------------------ pool, status */
 
@@ -190,7 +198,7 @@ typedef enum {
 #undef PP__WS_ENUM
 } pp_worker_state_t;
 
-const char *pp_worker_state_name(pp_worker_state_t s);
+PP_EXTERN const char *pp_worker_state_name(pp_worker_state_t s);
 
 /* How a worker process last ended. */
 typedef enum {
@@ -207,7 +215,7 @@ typedef enum {
 } pp_exit_kind_t;
 
 /* "exit 0", "signal 9", "killed for timeout", ... into buf. */
-void pp_exit_describe(pp_exit_kind_t kind, int code, int signal, char *buf,
+PP_EXTERN void pp_exit_describe(pp_exit_kind_t kind, int code, int signal, char *buf,
                       size_t len);
 
 typedef enum {
@@ -218,7 +226,7 @@ typedef enum {
   PP_POOL_CLOSED
 } pp_pool_state_t;
 
-const char *pp_pool_state_name(pp_pool_state_t s);
+PP_EXTERN const char *pp_pool_state_name(pp_pool_state_t s);
 
 /* A latency histogram: counts per bucket, bucket k holding values up to
  * pp_histogram_bound_us(k) microseconds (1 us doubling to about 67 s; the
@@ -232,10 +240,10 @@ typedef struct pp_histogram {
 } pp_histogram_t;
 
 /* Upper bound of bucket k in microseconds (UINT64_MAX for the last). */
-uint64_t pp_histogram_bound_us(int k);
+PP_EXTERN uint64_t pp_histogram_bound_us(int k);
 /* The q-quantile (0 < q <= 1) in microseconds, the upper bound of the
  * bucket it falls in, clamped to max; 0 when empty. */
-uint64_t pp_histogram_quantile_us(const pp_histogram_t *h, double q);
+PP_EXTERN uint64_t pp_histogram_quantile_us(const pp_histogram_t *h, double q);
 
 #define PP_STDERR_TAIL_LINES 20
 
@@ -315,11 +323,11 @@ typedef struct pp_status {
 
 /* Snapshot the pool.  Thread-safe.  Free with pp_status_free().  Returns 0
  * or UV_ENOMEM. */
-int pp_pool_status(pp_pool_t *pool, pp_status_t *out);
-void pp_status_free(pp_status_t *st);
+PP_EXTERN int pp_pool_status(pp_pool_t *pool, pp_status_t *out);
+PP_EXTERN void pp_status_free(pp_status_t *st);
 
 /* The snapshot as a JSON object text, malloc'd; NULL on ENOMEM. */
-char *pp_status_to_json(const pp_status_t *st);
+PP_EXTERN char *pp_status_to_json(const pp_status_t *st);
 
 /* ------------------------------------------------------------------ trace */
 
@@ -355,7 +363,7 @@ typedef enum {
 #undef PP__TR_ENUM
 } pp_trace_type_t;
 
-const char *pp_trace_name(pp_trace_type_t t);
+PP_EXTERN const char *pp_trace_name(pp_trace_type_t t);
 
 typedef struct pp_trace_event {
   pp_trace_type_t type;
@@ -410,7 +418,7 @@ typedef struct pp_adapter {
 
 /* The adapter reports, exactly once and from any thread, that a worker has
  * ended: with an exit status, or the signal that ended it. */
-void pp_adapter_worker_exited(pp_adapter_worker_t *w, int64_t status,
+PP_EXTERN void pp_adapter_worker_exited(pp_adapter_worker_t *w, int64_t status,
                               int signal);
 
 /* ------------------------------------------------------------ mock adapter */
@@ -430,10 +438,10 @@ typedef struct pp_mock pp_mock_t;
 
 /* A handler table.  Returns 0 or UV_ENOMEM.  Register handlers before the
  * pool starts; the pool keeps a pointer, so free it after the pool. */
-int pp_mock_new(pp_mock_t **out);
-int pp_mock_add(pp_mock_t *mock, const char *cmd, pp_mock_handler fn,
+PP_EXTERN int pp_mock_new(pp_mock_t **out);
+PP_EXTERN int pp_mock_add(pp_mock_t *mock, const char *cmd, pp_mock_handler fn,
                 void *data);
-void pp_mock_free(pp_mock_t *mock);
+PP_EXTERN void pp_mock_free(pp_mock_t *mock);
 
 /* Options given at start and never changed afterwards. */
 typedef struct pp_pool_options {
@@ -483,7 +491,7 @@ typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
  * server holds it ("another server holds PATH (pid N)").  Each control
  * connection idle for control.idle_timeout, or leaving over 4 MiB of
  * replies unread that long, is closed (docs/protocol.md). */
-int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
+PP_EXTERN int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
                   const pp_pool_options_t *opts, pp_pool_ready_cb ready_cb,
                   void *data, pp_pool_t **out, pp_diag_t *diag);
 
@@ -492,7 +500,7 @@ int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
  * message is "worker N failed to boot: Type: message (last traceback
  * line)"; the full traceback is in the pool's log, once.  Thread-safe; may
  * be called from ready_cb. */
-int pp_pool_ready_diag(pp_pool_t *pool, pp_diag_t *diag);
+PP_EXTERN int pp_pool_ready_diag(pp_pool_t *pool, pp_diag_t *diag);
 
 /* Stop a pool started with pp_pool_start: refuse new checkouts, let
  * in-flight requests finish up to drain_timeout, SIGTERM, SIGKILL after
@@ -500,7 +508,7 @@ int pp_pool_ready_diag(pp_pool_t *pool, pp_diag_t *diag);
  * callback, once, with PP_ECLOSED.  close_cb runs on the loop after every
  * worker is reaped, every handle closed and the control socket removed;
  * the pool is freed right after it returns. */
-void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb, void *data);
+PP_EXTERN void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb, void *data);
 
 /* A client borrows workers and dies at close: its waiters are withdrawn and
  * its leases reclaimed (README, "what the pool guarantees when a client
@@ -510,10 +518,10 @@ void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb, void *data);
  * (the client's memory goes with its last lease).  A task's end checks in
  * the leases its function left.  Clients are cheap.  Thread-safe. */
 typedef struct pp_client pp_client_t;
-int pp_client_open(pp_pool_t *pool, pp_client_t **out);
-void pp_client_close(pp_client_t *client);
-uint64_t pp_client_id(const pp_client_t *client);
-pp_pool_t *pp_client_pool(const pp_client_t *client);
+PP_EXTERN int pp_client_open(pp_pool_t *pool, pp_client_t **out);
+PP_EXTERN void pp_client_close(pp_client_t *client);
+PP_EXTERN uint64_t pp_client_id(const pp_client_t *client);
+PP_EXTERN pp_pool_t *pp_client_pool(const pp_client_t *client);
 
 /* Checkout on the loop: cb runs on the loop thread with a lease, or with
  * lease NULL and PP_ETIMEDOUT (diag says why: warming, busy, degraded),
@@ -523,7 +531,7 @@ pp_pool_t *pp_client_pool(const pp_client_t *client);
  * client may be NULL (the pool's own anonymous client). */
 typedef void (*pp_checkout_cb)(pp_lease_t *lease, int status,
                                const pp_diag_t *diag, void *data);
-int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
+PP_EXTERN int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
                 pp_checkout_cb cb, void *data);
 
 /* Send one request on a lease, from the loop thread.  The payload is copied
@@ -539,7 +547,7 @@ int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
  * check it in) or UV_ENOMEM; then cb is not called. */
 typedef void (*pp_reply_cb)(pp_lease_t *lease, int status, const char *reply,
                             size_t len, const pp_diag_t *diag, void *data);
-int pp_request(pp_lease_t *lease, const void *payload, size_t len,
+PP_EXTERN int pp_request(pp_lease_t *lease, const void *payload, size_t len,
                int64_t timeout_ms, pp_reply_cb cb, void *data);
 
 /* Check out, request, check in, on the loop, for programs with many calls
@@ -559,7 +567,7 @@ int pp_request(pp_lease_t *lease, const void *payload, size_t len,
  * the loop thread); then cb is not called. */
 typedef void (*pp_call_cb)(int status, const char *reply, size_t len,
                            const pp_diag_t *diag, void *data);
-int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
+PP_EXTERN int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
                   int64_t timeout_ms, pp_call_cb cb, void *data);
 
 /* Return a lease.  After a failed request the worker is already being
@@ -570,13 +578,13 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
  * lease is invalid after the call; checking it in twice is undefined
  * (debug builds assert; release builds ignore it while the lease object
  * has not been lent again). */
-void pp_checkin(pp_lease_t *lease);
+PP_EXTERN void pp_checkin(pp_lease_t *lease);
 
 /* The worker slot and generation a lease holds, and its id. */
-int pp_lease_slot(const pp_lease_t *lease);
-uint32_t pp_lease_generation(const pp_lease_t *lease);
-uint64_t pp_lease_id(const pp_lease_t *lease);
-int pp_lease_pid(const pp_lease_t *lease);
+PP_EXTERN int pp_lease_slot(const pp_lease_t *lease);
+PP_EXTERN uint32_t pp_lease_generation(const pp_lease_t *lease);
+PP_EXTERN uint64_t pp_lease_id(const pp_lease_t *lease);
+PP_EXTERN int pp_lease_pid(const pp_lease_t *lease);
 
 /* ---------------------------------------------------------- blocking face */
 
@@ -587,7 +595,7 @@ int pp_lease_pid(const pp_lease_t *lease);
  * pp_pool_start: diag has the exception's type, message and last traceback
  * line, within about one worker start-up), or a libuv error (the control
  * socket's as for pp_pool_start).  The config is copied. */
-int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
+PP_EXTERN int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
                  pp_pool_t **out, pp_diag_t *diag);
 
 /* Close a pool opened with pp_pool_open: the graceful stop of
@@ -598,13 +606,13 @@ int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
  * bounded by worker.drain_timeout + worker.kill_grace (a task's function
  * must still return once its calls fail).  Threads blocked in the pool get
  * PP_ECLOSED, a call cut short by the stop too. */
-void pp_pool_close(pp_pool_t *pool);
+PP_EXTERN void pp_pool_close(pp_pool_t *pool);
 
 /* Check out one worker for several calls, blocking up to timeout_ms (< 0:
  * the config's checkout.timeout).  Returns 0, PP_ETIMEDOUT (diag says why),
  * PP_EBUSY, PP_EDEGRADED, PP_ECLOSED.  client may be NULL.  Must not be
  * called on the loop thread. */
-int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
+PP_EXTERN int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
                      pp_lease_t **out, pp_diag_t *diag);
 
 /* One request on a held lease, performed on the calling thread (no hop
@@ -621,7 +629,7 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
  * lease in during it), UV_ENOMEM.  After any error but PP_EHANDLER and
  * PP_ETOOBIG the worker is gone: check the lease in (after PP_ECANCELED
  * too, unless another thread already did). */
-int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
+PP_EXTERN int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
                   int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag);
 
 /* Check out, call once, check in.  Thread-safe.  timeout_ms bounds the
@@ -635,7 +643,7 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
  * order.  If the worker dies or a request ahead passes its timeout, the
  * calls queued behind it fail with PP_ECRASHED; if pp_pool_close stops it
  * past drain_timeout, with PP_ECLOSED. */
-int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
+PP_EXTERN int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag);
 
 /* pp_call with the payload {"args": args_json, "cmd": cmd} built for you;
@@ -648,7 +656,7 @@ int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
  * text in it cannot change which handler runs; it must be one JSON value,
  * or the worker answers BadRequest (PP_EHANDLER).  Returns what pp_call
  * returns, or UV_EINVAL. */
-int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
+PP_EXTERN int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
                 pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
 
 /* ---------------------------------------------- supervised tasks, quiesce */
@@ -662,7 +670,7 @@ typedef void (*pp_task_fn)(pp_task_t *task, pp_client_t *client, void *data);
 
 /* Start a task.  Returns 0, PP_ECLOSED, or a libuv error (thread creation,
  * UV_ENOMEM); then fn never runs. */
-int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data,
+PP_EXTERN int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data,
                   pp_task_t **out);
 
 /* Cancel: the task's client dies now, so its blocked checkouts return
@@ -670,20 +678,20 @@ int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data,
  * (per on_client_death for a request in flight), and pp_task_cancelled()
  * turns true for fn to notice.  Thread-safe; the task must still be
  * joined. */
-void pp_task_cancel(pp_task_t *task);
-int pp_task_cancelled(const pp_task_t *task);
+PP_EXTERN void pp_task_cancel(pp_task_t *task);
+PP_EXTERN int pp_task_cancelled(const pp_task_t *task);
 
 /* Wait for the task's function to return and free the task.  Returns 0, or
  * PP_ECANCELED if it was cancelled.  Tasks not joined are cancelled and
  * joined by pp_pool_close.  Joining twice is undefined. */
-int pp_task_join(pp_task_t *task);
+PP_EXTERN int pp_task_join(pp_task_t *task);
 
 /* Block until the pool is quiet: no task running, no lease out, nobody
  * waiting, no request in flight (including requests still finishing for a
  * client that left).  Returns 0, or PP_ETIMEDOUT after timeout_ms with diag
  * saying what is still outstanding ("2 leases out, 1 waiting, 1 task").
  * Not on the loop thread. */
-int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
+PP_EXTERN int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
 
 /* ------------------------------------------------------ test helpers */
 
@@ -697,9 +705,9 @@ int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
  * closes it synchronously.  It
  * returns 0, or PP_ETIMEDOUT with diag saying what leaked ("1 leases out,
  * 0 waiting, 0 tasks running"); the pool is closed either way. */
-int pp_test_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
+PP_EXTERN int pp_test_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
                       int64_t timeout_ms, pp_pool_t **out, pp_diag_t *diag);
-int pp_test_pool_close(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
+PP_EXTERN int pp_test_pool_close(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
 
 /* ------------------------------------------------------ operating a pool */
 
@@ -710,18 +718,18 @@ int pp_test_pool_close(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
 /* Grow or shrink to n workers (1..4096).  Shrinking retires idle workers
  * first, then busy ones as they finish; force kills busy ones at once
  * (their clients get PP_ECRASHED). */
-int pp_pool_scale(pp_pool_t *pool, int n, int force);
+PP_EXTERN int pp_pool_scale(pp_pool_t *pool, int n, int force);
 
 /* Rolling restart of slot `id`, or of every slot when id < 0: each
  * replacement is started before the old worker is retired, at most
  * worker.max_recycling at a time, so capacity never dips below
  * size - max_recycling. */
-int pp_pool_restart(pp_pool_t *pool, int id);
+PP_EXTERN int pp_pool_restart(pp_pool_t *pool, int id);
 
 /* Stop handing out workers: new checkouts fail with PP_ECLOSED ("pool
  * draining"), queued ones too; requests in flight finish.  pp_pool_quiesce
  * then tells when they have.  undrain = 0 drains, 1 serves again. */
-int pp_pool_drain(pp_pool_t *pool, int undrain);
+PP_EXTERN int pp_pool_drain(pp_pool_t *pool, int undrain);
 
 /* Apply a new config to a running pool: a rolling replacement of every
  * worker with the new worker settings (as pp_pool_restart(pool, -1)), a
@@ -729,18 +737,18 @@ int pp_pool_drain(pp_pool_t *pool, int undrain);
  * settings for what comes next.  No request is dropped.  The name, the
  * adapter and control.* cannot change (PP_ECONFIG naming the key).  The
  * config is copied. */
-int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag);
+PP_EXTERN int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag);
 
 /* Add a trace subscriber besides the one given at start (the control
  * socket streams events this way).  Returns 0 and an id for
  * pp_pool_trace_unsubscribe, or UV_ENOMEM.  The callback runs as the
  * start option's does: any thread, pool lock held. */
-int pp_pool_trace_subscribe(pp_pool_t *pool, pp_trace_cb cb, void *data,
+PP_EXTERN int pp_pool_trace_subscribe(pp_pool_t *pool, pp_trace_cb cb, void *data,
                             int *id);
-void pp_pool_trace_unsubscribe(pp_pool_t *pool, int id);
+PP_EXTERN void pp_pool_trace_unsubscribe(pp_pool_t *pool, int id);
 
 /* The pool's config as started (read-only, owned by the pool). */
-const pp_config_t *pp_pool_config(const pp_pool_t *pool);
+PP_EXTERN const pp_config_t *pp_pool_config(const pp_pool_t *pool);
 
 #ifdef __cplusplus
 }
