@@ -150,7 +150,7 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
     return r;
   a->placed = 1;
   a->placed_ns = now;
-  a->deadline_ns = ms ? now + ms * 1000000ull : 0;
+  a->deadline_ns = ms ? pp__deadline_after(now, ms) : 0;
   pp__queue_insert_tail(&slot->aring, &a->node);
   if (slot->anum++ == 0) {
     pp__queue_remove(&slot->idle_node);
@@ -333,7 +333,7 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
   } else {
     ms = timeout_ms < 0 ? pool->cfg->checkout_timeout_ms
                         : (uint64_t)timeout_ms;
-    a->deadline_ns = now + ms * 1000000ull;
+    a->deadline_ns = pp__deadline_after(now, ms);
     pp__queue_insert_tail(&pool->async_queue, &a->node);
     pool->async_waiters++;
     pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, 0,

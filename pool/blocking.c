@@ -52,7 +52,7 @@ int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
 int pp__pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
                   int64_t wait_ms, pp_pool_t **out, pp_diag_t *diag) {
   pp_pool_t *pool;
-  uint64_t wait_ns;
+  uint64_t deadline, now;
   int r;
 
   *out = NULL;
@@ -68,15 +68,14 @@ int pp__pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
     pp__pool_free(pool);
     return r;
   }
-  wait_ns = wait_ms >= 0 ? (uint64_t)wait_ms * 1000000ull
-                        : (pool->cfg->startup_timeout_ms +
-                           pool->cfg->checkout_timeout_ms) *
-                              1000000ull;
+  deadline = pp__deadline_after(
+      pp__now_ns(), wait_ms >= 0 ? (uint64_t)wait_ms
+                                 : pool->cfg->startup_timeout_ms +
+                                       pool->cfg->checkout_timeout_ms);
   pp__lock(pool);
-  while (!pool->ready_reported) {
-    if (uv_cond_timedwait(&pool->state_cond, &pool->lock, wait_ns) != 0)
-      break;
-  }
+  while (!pool->ready_reported && (now = pp__now_ns()) < deadline)
+    uv_cond_timedwait(&pool->state_cond, &pool->lock,
+                      pp__wait_ns(deadline, now));
   if (pool->begin_failed) {
     r = pool->ready_status;
     if (diag)
@@ -164,12 +163,12 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
     pp__waiter_enqueue(pool, &w, client, timeout_ms);
     while (!w.done) {
       now = pp__now_ns();
-      if (now >= w.deadline_ns ||
-          uv_cond_timedwait(&w.u.cond, &pool->lock, w.deadline_ns - now) != 0) {
-        if (!w.done) {
-          pool->timeouts++;
-          pp__waiter_complete(&w, pp__checkout_unavailable(pool, diag), NULL);
-        }
+      if (now < w.deadline_ns) {
+        uv_cond_timedwait(&w.u.cond, &pool->lock,
+                          pp__wait_ns(w.deadline_ns, now));
+      } else if (!w.done) {
+        pool->timeouts++;
+        pp__waiter_complete(&w, pp__checkout_unavailable(pool, diag), NULL);
       }
     }
     uv_cond_destroy(&w.u.cond);
@@ -300,7 +299,7 @@ int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped) {
       PP_FAULT(proc->pool, "deadline");
       ms = 0;
     } else {
-      ms = (int)((deadline_ns - now + 999999) / 1000000);
+      ms = pp__poll_ms(deadline_ns, now);
     }
   }
   p[0].fd = proc->rep_fd;
@@ -415,7 +414,7 @@ static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
   pp__unlock(pool);
 
   if (ms)
-    deadline = start + ms * 1000000ull;
+    deadline = pp__deadline_after(start, ms);
   r = pp__proc_write_blocking(proc, PP_FRAME_REQUEST, id, payload, len,
                               deadline);
   *sent = r == 0;

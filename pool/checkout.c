@@ -326,7 +326,7 @@ void pp__waiter_enqueue(pp_pool_t *pool, pp__waiter_t *w, pp_client_t *c,
 
   w->client = c;
   w->enqueue_ns = pp__now_ns();
-  w->deadline_ns = w->enqueue_ns + ms * 1000000ull;
+  w->deadline_ns = pp__deadline_after(w->enqueue_ns, ms);
   w->done = 0;
   w->lease = NULL;
   pp__queue_insert_tail(&pool->waiters, &w->node);

@@ -273,7 +273,7 @@ static int write_batch(pp_pool_t *pool, pp__proc_t *proc,
       return PP_ECRASHED;
     now = pp__now_ns();
     if (ms && deadline == 0)
-      deadline = now + ms * 1000000ull;
+      deadline = pp__deadline_after(now, ms);
     if (deadline && now >= deadline)
       return PP_ETIMEDOUT;
     pp__lock(pool);
@@ -282,7 +282,7 @@ static int write_batch(pp_pool_t *pool, pp__proc_t *proc,
     /* Not the reader: look again every 100 ms, in case we become it. */
     slice = reader ? -1 : 100;
     if (deadline) {
-      int left = (int)((deadline - now + 999999) / 1000000);
+      int left = pp__poll_ms(deadline, now);
       slice = slice < 0 || left < slice ? left : slice;
     }
     fds[0].fd = proc->req_fd;
@@ -591,10 +591,9 @@ int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
   c.diag = diag;
   c.start_ns = pp__now_ns();
   pp__queue_init(&c.node);
-  wait_until = c.start_ns + (uint64_t)(timeout_ms < 0
-                                           ? (int64_t)pool->cfg->checkout_timeout_ms
-                                           : timeout_ms) *
-                                1000000ull;
+  wait_until = pp__deadline_after(
+      c.start_ns, timeout_ms < 0 ? pool->cfg->checkout_timeout_ms
+                                 : (uint64_t)timeout_ms);
   if (sem_init(&c.sem, 0, 0) != 0)
     return UV_ENOMEM;
   pp__lock(pool);

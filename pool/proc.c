@@ -406,7 +406,7 @@ static int poll_until(int fd, short events, uint64_t deadline_ns) {
       now = pp__now_ns();
       if (now >= deadline_ns)
         return PP_ETIMEDOUT;
-      ms = (int)((deadline_ns - now + 999999) / 1000000);
+      ms = pp__poll_ms(deadline_ns, now);
     }
     r = poll(&p, 1, ms);
     if (r > 0)

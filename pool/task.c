@@ -159,7 +159,8 @@ static int quiet(pp_pool_t *pool) {
 }
 
 int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag) {
-  uint64_t deadline = pp__now_ns() + (uint64_t)timeout_ms * 1000000ull, now;
+  uint64_t deadline = pp__deadline_after(pp__now_ns(), (uint64_t)timeout_ms),
+           now;
   int r = 0;
 
   pp__lock(pool);
@@ -179,7 +180,8 @@ int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag) {
     if (timeout_ms < 0)
       uv_cond_wait(&pool->quiesce_cond, &pool->lock);
     else
-      uv_cond_timedwait(&pool->quiesce_cond, &pool->lock, deadline - now);
+      uv_cond_timedwait(&pool->quiesce_cond, &pool->lock,
+                        pp__wait_ns(deadline, now));
   }
   pool->quiesce_waiting--;
   pp__unlock(pool);

@@ -96,10 +96,13 @@ int pc_call(const pc_command_t *cmd, int argc, char **argv,
     case 't':
       errno = 0;
       timeout_ms = strtol(optarg, &end, 10);
-      if (errno || end == optarg || *end || timeout_ms < 0)
+      /* At most ~10 years: past that a deadline would not fit a clock. */
+      if (errno || end == optarg || *end || timeout_ms < 0 ||
+          timeout_ms > 315360000000L)
         return pc_usage_error(cmd,
                               "call: --timeout wants milliseconds (an "
-                              "integer >= 0), not '%s'",
+                              "integer from 0 to 315360000000, ten years), "
+                              "not '%s'",
                               optarg);
       break;
     case 'T':

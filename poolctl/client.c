@@ -5,6 +5,7 @@
 #include "poolctl/poolctl.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -164,9 +165,9 @@ int pc_conn_line(pc_conn_t *c, long timeout_ms, int intr, char **line) {
     p.events = POLLIN;
     wait = -1;
     if (timeout_ms >= 0) {
-      wait = (int)(deadline - now_ms());
-      if (wait < 0)
-        wait = 0;
+      int64_t left = deadline - now_ms();
+      /* poll() takes an int: a longer wait goes round again. */
+      wait = left < 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
     }
     r = poll(&p, 1, wait);
     if (r < 0 && errno == EINTR) {
@@ -174,6 +175,8 @@ int pc_conn_line(pc_conn_t *c, long timeout_ms, int intr, char **line) {
         return PC_EINTR;
       continue;
     }
+    if (r == 0 && now_ms() < deadline)
+      continue; /* a wait longer than poll() takes */
     if (r == 0)
       return PC_TIMEOUT;
     r = read(c->fd, c->buf + c->len, c->cap - c->len - 1);

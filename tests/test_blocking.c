@@ -637,6 +637,75 @@ static void lcall_main(void *arg) {
                             k->timeout_ms, &k->reply, &k->diag);
 }
 
+/* Just under 2^64 ns in ms: added to the clock in ns it wraps into the
+ * past. */
+#define PP_TEST_HUGE_MS ((int64_t)18446744073709)
+
+/* Waits with a huge timeout, behind the only worker. */
+typedef struct longwait {
+  pp_pool_t *pool;
+  pp_lease_t *lease;
+  int status;
+} longwait_t;
+
+static void longwait_acquire(void *arg) {
+  longwait_t *w = arg;
+
+  w->status = pp_lease_acquire(w->pool, NULL, PP_TEST_HUGE_MS, &w->lease, NULL);
+}
+
+static void longwait_quiesce(void *arg) {
+  longwait_t *w = arg;
+
+  w->status = pp_pool_quiesce(w->pool, PP_TEST_HUGE_MS, NULL);
+}
+
+/* A timeout too large for a deadline in nanoseconds waits (it used to
+ * wrap into one already past: PP_ETIMEDOUT at once), for a call, a
+ * checkout and quiesce alike.  Each wait ends only when a lease it waits
+ * for is checked in, whenever the thread began waiting. */
+static void test_huge_timeouts_wait(void **state) {
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
+  longwait_t a, q;
+  pp_lease_t *held;
+  uv_thread_t t;
+
+  (void)state;
+  assert_int_equal(pp_call_cmd(f->pool, "echo", "1", &f->reply, PP_TEST_HUGE_MS,
+                               &f->diag),
+                   0);
+  assert_string_equal(f->reply.data, "1");
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &held, &f->diag), 0);
+  memset(&a, 0, sizeof(a));
+  a.pool = f->pool;
+  assert_int_equal(uv_thread_create(&t, longwait_acquire, &a), 0);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_CHECKOUT_WAIT, 1,
+                            10000 * test_time_scale()),
+                   0);
+  pp_checkin(held);
+  uv_thread_join(&t);
+  assert_int_equal(a.status, 0);
+  memset(&q, 0, sizeof(q));
+  q.pool = f->pool;
+  q.status = 1;
+  assert_int_equal(uv_thread_create(&t, longwait_quiesce, &q), 0);
+  /* Check in only once quiesce waits for it. */
+  for (;;) {
+    int waiting;
+
+    pp__lock(f->pool);
+    waiting = f->pool->quiesce_waiting;
+    pp__unlock(f->pool);
+    if (waiting)
+      break;
+    sched_yield();
+  }
+  pp_checkin(a.lease);
+  uv_thread_join(&t);
+  assert_int_equal(q.status, 0);
+  close_pool(f);
+}
+
 /* A blocking call cut short by pp_pool_close (its worker stopped past
  * drain_timeout) gets PP_ECLOSED, as the header says, not PP_ECRASHED. */
 static void test_close_cuts_call_closed(void **state) {
@@ -713,6 +782,7 @@ int main(void) {
       cmocka_unit_test(test_handler_exception),
       cmocka_unit_test(test_handler_diag),
       cmocka_unit_test(test_call_cmd_names),
+      cmocka_unit_test(test_huge_timeouts_wait),
       cmocka_unit_test(test_crash_mid_request),
       cmocka_unit_test(test_killed_by_signal),
       cmocka_unit_test(test_print_keeps_protocol),
