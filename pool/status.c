@@ -175,6 +175,66 @@ static json_t *histo_json(const pp_histogram_t *h) {
   return o;
 }
 
+/* Length of the valid UTF-8 character at s (n bytes left), or 0: what
+ * JSON text may hold (no overlong forms, surrogates or code points past
+ * U+10FFFF). */
+static size_t utf8_char(const unsigned char *s, size_t n) {
+  size_t len, i;
+  uint32_t cp;
+
+  if (s[0] < 0x80)
+    return 1;
+  if (s[0] >= 0xC2 && s[0] <= 0xDF)
+    len = 2, cp = s[0] & 0x1F;
+  else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+    len = 3, cp = s[0] & 0x0F;
+  else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+    len = 4, cp = s[0] & 0x07;
+  else
+    return 0;
+  if (len > n)
+    return 0;
+  for (i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80)
+      return 0;
+    cp = cp << 6 | (s[i] & 0x3F);
+  }
+  if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+      (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+    return 0;
+  return len;
+}
+
+/* A JSON string of text a worker wrote (a stderr line, its boot error),
+ * which need not be UTF-8 and may have been cut mid-character: each byte
+ * that is not part of a valid character becomes U+FFFD.  Never NULL
+ * unless out of memory, so a field is never dropped for its bytes. */
+static json_t *text_json(const char *text) {
+  const unsigned char *s = (const unsigned char *)text;
+  size_t n = strlen(text), i = 0, o = 0, k;
+  json_t *j;
+  char *out;
+
+  if ((j = json_string(text)) != NULL)
+    return j;
+  if ((out = malloc(3 * n + 1)) == NULL)
+    return NULL;
+  while (i < n) {
+    if ((k = utf8_char(s + i, n - i)) == 0) {
+      memcpy(out + o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      i++;
+    } else {
+      memcpy(out + o, s + i, k);
+      o += k;
+      i += k;
+    }
+  }
+  j = json_stringn(out, o);
+  free(out);
+  return j;
+}
+
 char *pp_status_to_json(const pp_status_t *st) {
   json_t *root, *workers, *w, *handlers;
   char *out = NULL;
@@ -199,24 +259,25 @@ char *pp_status_to_json(const pp_status_t *st) {
     goto done;
   for (i = 0; i < st->nworkers; i++) {
     const pp_worker_status_t *ws = &st->workers[i];
-    w = json_pack("{s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:s}",
+    w = json_pack("{s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:o}",
                   "id", ws->id, "pid", ws->pid, "state",
                   pp_worker_state_name(ws->state), "generation",
                   (json_int_t)ws->generation, "lease", (json_int_t)ws->lease,
                   "requests", (json_int_t)ws->requests, "requests_total",
                   (json_int_t)ws->requests_total, "restarts", (int)ws->restarts,
                   "uptime_ms", (json_int_t)ws->uptime_ms, "rss_bytes",
-                  (json_int_t)ws->rss_bytes, "last_exit", ws->last_exit_text);
+                  (json_int_t)ws->rss_bytes, "last_exit",
+                  text_json(ws->last_exit_text));
     if (w == NULL)
       goto done;
     {
       json_t *tail = json_array();
       int j;
       for (j = 0; tail && j < ws->stderr_lines; j++)
-        json_array_append_new(tail, json_string(ws->stderr_tail[j]));
+        json_array_append_new(tail, text_json(ws->stderr_tail[j]));
       json_object_set_new(w, "stderr_tail", tail ? tail : json_null());
     }
-    json_object_set_new(w, "last_error", json_string(ws->last_error));
+    json_object_set_new(w, "last_error", text_json(ws->last_error));
     json_object_set_new(w, "request_age_ms",
                         json_integer((json_int_t)ws->request_age_ms));
     json_object_set_new(w, "max_requests",

@@ -5,6 +5,7 @@
  * through the public interface; configs derived from a base never change
  * it or a running pool; the test helpers report leaks. */
 #include "helpers.h"
+#include <jansson.h>
 
 #include "bridge/frame.h"
 
@@ -623,12 +624,60 @@ static void test_timeout_names_first_start(void **state) {
   pp_pool_close(pool);
 }
 
+/* A boot error cut to fit status (a long message of two-byte characters)
+ * is still in status's JSON: text a worker wrote is made valid UTF-8, never
+ * dropped for its bytes. */
+static void test_status_keeps_cut_boot_error(void **state) {
+  pp_config_t *cfg = boot_config("boot_error_utf8.py");
+  json_t *root, *workers;
+  boot_ctx_t b;
+  pp_status_t st;
+  pp_pool_t *pool;
+  uv_loop_t loop;
+  pp_diag_t d;
+  size_t i, shown = 0;
+  char *json;
+
+  (void)state;
+  memset(&b, 0, sizeof(b));
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(pp_pool_start(&loop, cfg, NULL, boot_ready, &b, &pool, &d),
+                   0);
+  pp_config_free(cfg);
+  while (b.calls == 0)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(b.status, PP_EBOOT);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  json = pp_status_to_json(&st);
+  assert_non_null(json);
+  root = json_loads(json, 0, NULL);
+  assert_non_null(root);
+  workers = json_object_get(root, "workers");
+  for (i = 0; i < json_array_size(workers); i++) {
+    const char *e = json_string_value(
+        json_object_get(json_array_get(workers, i), "last_error"));
+
+    if (e != NULL && strstr(e, "ImportError: x\xc3\xa9\xc3\xa9") == e)
+      shown++;
+  }
+  if (shown == 0)
+    fail_msg("no worker's last_error in %s", json);
+  json_decref(root);
+  free(json);
+  pp_status_free(&st);
+  pp_pool_stop(pool, boot_closed, &b);
+  while (!b.closed)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_open_import_error_fails_fast),
       cmocka_unit_test(test_open_exit_zero_fails_fast),
       cmocka_unit_test(test_helper_open_boot_failure),
       cmocka_unit_test(test_start_ready_cb_boot_failure),
+      cmocka_unit_test(test_status_keeps_cut_boot_error),
       cmocka_unit_test(test_timeout_names_first_start),
       cmocka_unit_test(test_same_table_both_adapters),
       cmocka_unit_test(test_two_pools_side_by_side),
