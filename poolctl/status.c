@@ -24,13 +24,15 @@ int pc_parse_interval(const pc_command_t *cmd, const char *arg, long *out) {
     unit = 1000;
   else if (end != arg && strcmp(end, "m") == 0)
     unit = 60000;
+  else if (end != arg && strcmp(end, "h") == 0)
+    unit = 3600000;
   else if (end == arg || (*end && strcmp(end, "ms") != 0))
     v = -1;
   v *= unit;
   if (!(v >= 100 && v <= 86400000))
     return pc_usage_error(cmd,
                           "%s: --interval wants a duration from 100ms to 24h "
-                          "(500ms, 2s, 1.5s; a bare number is milliseconds), "
+                          "(500ms, 2s, 1.5m, 1h; a bare number is milliseconds), "
                           "not '%s'",
                           cmd->name, arg);
   *out = (long)v;
