@@ -103,7 +103,9 @@ void pp__conn_close(pp__conn_t *c) {
   /* Its socket is closed now (uv_close below): the slot is free at once,
    * not only after the close callback, so a client that saw the hang-up
    * finds it free. */
-  c->ctl->nconns--;
+  if (c->counted)
+    c->ctl->nconns--;
+  c->counted = 0;
   if (c->tbuf) {
     uv_mutex_lock(&c->tlock);
     c->tdead = 1;
@@ -411,6 +413,25 @@ static int uid_allowed(const pp__control_t *ctl, uid_t uid) {
   return 0;
 }
 
+/* Refuse a peer: its one error line goes out with a non-blocking write
+ * (a fresh socket's buffer takes a short line; if not, the peer gets the
+ * hang-up alone) and it is closed at once.  It never held a slot and
+ * nothing stays queued for it, so refused peers cannot crowd out anyone. */
+static void refuse(pp__conn_t *c, const char *name, const char *message) {
+  char line[256];
+  uv_buf_t b;
+  int n;
+
+  n = snprintf(line, sizeof(line),
+               "{\"ok\":false,\"error\":\"%s\",\"message\":\"%s\"}\n", name,
+               message);
+  if (n > 0 && (size_t)n < sizeof(line)) {
+    b = uv_buf_init(line, (unsigned)n);
+    (void)uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+  }
+  pp__conn_close(c);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   pp__control_t *ctl = server->data;
   pp_pool_t *pool = ctl->pool;
@@ -419,7 +440,7 @@ static void on_connection(uv_stream_t *server, int status) {
   uv_os_fd_t fd;
   pp__conn_t *c;
   char msg[128];
-  int r;
+  int r, owner;
 
   if (status < 0) {
     pp__log(pool, "control socket: accept: %s", uv_strerror(status));
@@ -438,7 +459,6 @@ static void on_connection(uv_stream_t *server, int status) {
   uv_pipe_init(pool->loop, &c->pipe, 0);
   c->pipe.data = c;
   ctl->handles++;
-  ctl->nconns++;
   pp__queue_insert_tail(&ctl->conns, &c->node);
   if ((r = uv_accept(server, (uv_stream_t *)&c->pipe)) != 0) {
     pp__log(pool, "control socket: accept: %s", uv_strerror(r));
@@ -449,29 +469,27 @@ static void on_connection(uv_stream_t *server, int status) {
    * whatever the socket's mode. */
   if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0) {
-    pp__conn_send_error(c, NULL, "EPERM", "cannot read the peer's credentials",
-                        NULL);
-    pp__conn_finish(c);
+    refuse(c, "EPERM", "cannot read the peer's credentials");
     return;
   }
   if (!uid_allowed(ctl, cred.uid)) {
     snprintf(msg, sizeof(msg), "uid %u is not allowed", (unsigned)cred.uid);
-    pp__conn_send_error(c, NULL, "EPERM", msg, NULL);
-    pp__conn_finish(c);
+    refuse(c, "EPERM", msg);
     return;
   }
   /* The pool's own user gets a few more, so that an operator's
-   * `poolctl status` gets through whoever holds the others. */
-  if (ctl->nconns > CTL_CONN_MAX &&
-      (cred.uid != geteuid() ||
-       ctl->nconns > CTL_CONN_MAX + CTL_CONN_RESERVE)) {
+   * `poolctl status` gets through whoever holds the others; nobody else
+   * can take those. */
+  owner = cred.uid == geteuid();
+  if (ctl->nconns >= CTL_CONN_MAX + (owner ? CTL_CONN_RESERVE : 0)) {
     snprintf(msg, sizeof(msg),
              "too many control connections (%d in use); try again later",
-             ctl->nconns - 1);
-    pp__conn_send_error(c, NULL, "EBUSY", msg, NULL);
-    pp__conn_finish(c);
+             ctl->nconns);
+    refuse(c, "EBUSY", msg);
     return;
   }
+  c->counted = 1;
+  ctl->nconns++;
   if ((r = pp_client_open(pool, &c->client)) != 0) {
     c->client = NULL;
     pp__conn_send_error(c, NULL, pp_err_name(r), pp_strerror(r), NULL);

@@ -56,7 +56,8 @@ struct pp__control {
   int timer_open;
   uint64_t idle_ms; /* control.idle_timeout, 0 = none */
   unsigned handles; /* open uv handles: server, async, connections */
-  int nconns;       /* connections not closing yet */
+  int nconns;       /* accepted connections not closing yet (a refused
+                       peer never counts) */
   pp__queue_t conns;
   int stopping;
   void (*done_cb)(pp_pool_t *);
@@ -75,6 +76,7 @@ struct pp__conn {
   int refs;
   pp_client_t *client; /* NULL for a refused peer */
   int client_closed;   /* its leases are gone: never touch them */
+  int counted;         /* accepted: holds one of ctl->nconns */
   int closing;         /* uv_close called: never write again */
   int finishing;       /* close once the queued replies are written */
   int eof;             /* the peer shut down its writing side */

@@ -48,6 +48,8 @@
 /* Only a broken build waits this long (scaled for slow runs such as
  * valgrind's, PP_TEST_TIME_SCALE). */
 #define WAIT_MS (30000 * test_time_scale())
+/* The server's connection limit, CTL_CONN_MAX (pool/control.h). */
+#define CTL_TEST_CONN_MAX 256
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -2263,6 +2265,119 @@ static void test_owner_reserve(void **state) {
   serve_cleanup(&s);
 }
 
+/* As uid 65533 (not allowed): connect n times, read nothing, report how
+ * many connects went through; when told to, count the refusals (an EPERM
+ * line, then the hang-up) and report that; hold the rest until told to
+ * go. */
+static void refused_uid_clients(const char *sock, int n, int report, int go) {
+  static int fds[128];
+  struct sockaddr_un sa;
+  char buf[512], c;
+  int i, refused = 0;
+  ssize_t got;
+
+  if (n > 128 || setresgid(65533, 65533, 65533) != 0 ||
+      setresuid(65533, 65533, 65533))
+    _exit(10);
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+  for (i = 0; i < n; i++) {
+    fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) != 0)
+      _exit(12);
+  }
+  if (write(report, &n, sizeof(n)) != sizeof(n) || read(go, &c, 1) != 1)
+    _exit(13);
+  for (i = 0; i < n; i++) {
+    struct pollfd p = {fds[i], POLLIN, 0};
+    size_t len = 0;
+
+    for (;;) {
+      if (poll(&p, 1, WAIT_MS) != 1)
+        break;
+      got = read(fds[i], buf + len, sizeof(buf) - 1 - len);
+      if (got <= 0)
+        break;
+      len += (size_t)got;
+    }
+    buf[len] = '\0';
+    refused += got == 0 && strstr(buf, "\"error\":\"EPERM\"") != NULL;
+  }
+  if (write(report, &refused, sizeof(refused)) != sizeof(refused))
+    _exit(14);
+  close(report);
+  while (read(go, &c, 1) > 0)
+    ;
+  _exit(0);
+}
+
+/* Peers of a uid that is not allowed never hold a slot: with the owner's
+ * 256 connections open, 100 refused ones queued ahead of the owner's
+ * next (the server stopped while they queue, so one turn of its loop
+ * accepts them all) do not push that one past the limit; each refused
+ * peer got its EPERM line and was hung up.  Needs root. */
+static void test_refused_uid_no_slot(void **state) {
+  static serve_t s;
+  static cli_conn_t *held[CTL_TEST_CONN_MAX];
+  const char *sets[] = {"control.allow_uids=[65534]", "control.mode=0666",
+                        "control.idle_timeout=1h", NULL};
+  int report[2], go[2], n = 0, i;
+  cli_conn_t *extra;
+  json_t *v;
+  pid_t pid;
+
+  (void)state;
+  if (geteuid() != 0)
+    cli_skip("needs root to run clients as a second uid");
+  serve_start_sets(&s, "echo_handlers.py", sets);
+  serve_wait_line(&s, "ready: ");
+  assert_int_equal(chmod(s.dir, 0711), 0);
+  for (i = 0; i < CTL_TEST_CONN_MAX; i++) {
+    held[i] = cli_conn_open(s.sock);
+    conn_send(held[i], "{\"op\":\"ping\"}\n");
+    v = conn_recv(held[i]);
+    if (v == NULL || !json_is_true(json_object_get(v, "ok")))
+      fail_msg("the owner's connection %d was refused", i);
+    json_decref(v);
+  }
+  assert_int_equal(pipe(report), 0);
+  assert_int_equal(pipe(go), 0);
+  assert_int_equal(kill(s.pid, SIGSTOP), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(report[0]);
+    close(go[1]);
+    refused_uid_clients(s.sock, 100, report[1], go[0]);
+  }
+  close(report[1]);
+  close(go[0]);
+  assert_int_equal(read(report[0], &n, sizeof(n)), sizeof(n));
+  assert_int_equal(n, 100);
+  extra = cli_conn_open(s.sock);
+  assert_int_equal(kill(s.pid, SIGCONT), 0);
+  conn_send(extra, "{\"op\":\"status\"}\n");
+  v = conn_recv(extra);
+  if (v == NULL || !json_is_true(json_object_get(v, "ok")))
+    fail_msg("the owner's status behind 100 refused peers failed: %s",
+             v ? json_string_value(json_object_get(v, "message")) : "EOF");
+  json_decref(v);
+  assert_int_equal(write(go[1], "g", 1), 1);
+  assert_int_equal(read(report[0], &n, sizeof(n)), sizeof(n));
+  assert_int_equal(n, 100);
+  close(go[1]);
+  close(report[0]);
+  assert_int_equal(wait_exit(pid), 0);
+  cli_conn_close(extra);
+  for (i = 0; i < CTL_TEST_CONN_MAX; i++)
+    cli_conn_close(held[i]);
+  assert_int_equal(kill(s.pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s.pid), 0);
+  s.pid = 0;
+  serve_cleanup(&s);
+}
+
 /* control.allow_uids with 180 entries, uids and a user name, more than
  * 2 KiB as text: none is dropped (the last one, "nobody", gets in).
  * Needs root. */
@@ -2836,6 +2951,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(test_idle_timeout, teardown),
       cmocka_unit_test_teardown(test_stalled_reader_closed, teardown),
       cmocka_unit_test_teardown(test_owner_reserve, teardown),
+      cmocka_unit_test_teardown(test_refused_uid_no_slot, teardown),
       cmocka_unit_test_teardown(test_allow_uids_many, teardown),
   };
   const struct CMUnitTest lifecycle[] = {
