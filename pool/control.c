@@ -277,6 +277,16 @@ static void conn_update_reading(pp__conn_t *c) {
   }
 }
 
+/* 1 when line[0..n) holds only spaces, tabs and '\r': a blank line,
+ * which is skipped and is not activity (it does not restart the idle
+ * timeout). */
+static int blank_line(const char *line, size_t n) {
+  while (n > 0 &&
+         (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+    n--;
+  return n == 0;
+}
+
 /* Serve the complete lines in the buffer, one at a time, in order; stop at
  * a call until it is answered.  A trace stream ignores what follows: it
  * reads only to notice the peer hanging up. */
@@ -311,7 +321,8 @@ void pp__conn_pump(pp__conn_t *c) {
       return;
     }
     n = (size_t)(nl - line);
-    c->active_ns = pp__now_ns();
+    if (!blank_line(line, n))
+      c->active_ns = pp__now_ns();
     c->start += n + 1;
     c->scanned = 0;
     if (c->start == c->len)

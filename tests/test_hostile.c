@@ -2143,6 +2143,60 @@ static void test_idle_timeout(void **state) {
   serve_cleanup(&s);
 }
 
+/* Blank lines are skipped, and are not activity: a client that only
+ * sends them (every quarter of the idle timeout) is still closed once
+ * control.idle_timeout passes. */
+static void test_blank_lines_idle(void **state) {
+  static serve_t s;
+  static char idle_set[64];
+  const char *blanks[] = {"\n", " \r\n", "\t\n"};
+  int64_t deadline;
+  cli_conn_t *c, *probe;
+  struct pollfd p;
+  json_t *st;
+  char buf[256];
+  int i = 0, r, closed = 0;
+
+  (void)state;
+  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
+           200 * test_time_scale());
+  serve_start(&s, "echo_handlers.py", idle_set, NULL);
+  serve_wait_line(&s, "ready: ");
+  c = cli_conn_open(s.sock);
+  deadline = now_ms() + WAIT_MS;
+  while (!closed && remaining(deadline) > 0) {
+    if (conn_send_n(c, blanks[i % 3], strlen(blanks[i % 3])) != 0)
+      break; /* the server hung up */
+    i++;
+    /* The pace of the blank lines; the close ends the wait at once. */
+    p.fd = c->fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    r = poll(&p, 1, 50 * test_time_scale());
+    if (r < 0 && errno != EINTR)
+      break;
+    if (r == 1) {
+      ssize_t got = read(c->fd, buf, sizeof(buf));
+      if (got > 0)
+        fail_msg("a blank line got a reply: %.*s", (int)got, buf);
+      closed = 1;
+    }
+  }
+  if (!closed && !cli_conn_hup(c, 0))
+    fail_msg("a client sending only blank lines (%d of them) was not closed "
+             "by the %d ms idle timeout within %d ms",
+             i, 200 * test_time_scale(), WAIT_MS);
+  cli_conn_close(c);
+  probe = cli_conn_open(s.sock);
+  st = conn_status(probe);
+  json_decref(st);
+  cli_conn_close(probe);
+  assert_int_equal(kill(s.pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s.pid), 0);
+  s.pid = 0;
+  serve_cleanup(&s);
+}
+
 /* A client that asks for a big reply and never reads it is closed once
  * its unwritten reply stays past the bound (4 MiB) for the timeout: the
  * server does not pin 30 MB per such client for ever. */
@@ -2293,6 +2347,7 @@ static void refused_uid_clients(const char *sock, int n, int report, int go) {
     struct pollfd p = {fds[i], POLLIN, 0};
     size_t len = 0;
 
+    got = -1;
     for (;;) {
       if (poll(&p, 1, WAIT_MS) != 1)
         break;
@@ -2949,6 +3004,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(test_malformed_configs, teardown),
       cmocka_unit_test_teardown(test_hostile_socket_clients, teardown),
       cmocka_unit_test_teardown(test_idle_timeout, teardown),
+      cmocka_unit_test_teardown(test_blank_lines_idle, teardown),
       cmocka_unit_test_teardown(test_stalled_reader_closed, teardown),
       cmocka_unit_test_teardown(test_owner_reserve, teardown),
       cmocka_unit_test_teardown(test_refused_uid_no_slot, teardown),
