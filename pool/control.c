@@ -40,7 +40,7 @@ void pp__conn_unref(pp__conn_t *c) {
     uv_mutex_destroy(&c->tlock);
     free(c->tbuf);
   }
-  json_decref(c->call_id);
+  free(c->call_id);
   free(c->payload);
   free(c->buf);
   free(c);
@@ -185,27 +185,51 @@ void pp__conn_write(pp__conn_t *c, const char *text, size_t len, int newline,
 }
 
 /* Serialise obj (a reference is stolen) as one reply line, with the
- * request's "id" when it had one. */
-void pp__conn_send(pp__conn_t *c, json_t *obj, json_t *id, int signal_after) {
-  char *s;
+ * request's "id" spliced in as the client wrote it (compact), so that
+ * every id comes back byte for byte. */
+void pp__conn_send(pp__conn_t *c, json_t *obj, const char *id,
+                   int signal_after) {
+  size_t n, idlen;
+  char *s, *line;
 
   if (obj == NULL) {
     pp__conn_close(c);
     return;
   }
-  if (id)
-    json_object_set(obj, "id", id);
   s = json_dumps(obj, JSON_COMPACT);
   json_decref(obj);
   if (s == NULL) {
     pp__conn_close(c);
     return;
   }
-  pp__conn_write(c, s, strlen(s), 1, signal_after);
+  n = strlen(s);
+  if (id == NULL || n < 2) {
+    pp__conn_write(c, s, n, 1, signal_after);
+    free(s);
+    return;
+  }
+  /* s is "{...}": the id goes last, before its '}'. */
+  idlen = strlen(id);
+  line = malloc(n + idlen + 8);
+  if (line == NULL) {
+    free(s);
+    pp__conn_close(c);
+    return;
+  }
+  memcpy(line, s, n - 1);
+  n--;
+  if (n > 1)
+    line[n++] = ',';
+  memcpy(line + n, "\"id\":", 5);
+  memcpy(line + n + 5, id, idlen);
+  n += 5 + idlen;
+  line[n++] = '}';
   free(s);
+  pp__conn_write(c, line, n, 1, signal_after);
+  free(line);
 }
 
-void pp__conn_send_error(pp__conn_t *c, json_t *id, const char *name,
+void pp__conn_send_error(pp__conn_t *c, const char *id, const char *name,
                          const char *message, json_t *detail) {
   json_t *o =
       json_pack("{s:b, s:s, s:s}", "ok", 0, "error", name, "message", message);
@@ -216,7 +240,7 @@ void pp__conn_send_error(pp__conn_t *c, json_t *id, const char *name,
   pp__conn_send(c, o, id, 0);
 }
 
-void pp__conn_send_code(pp__conn_t *c, json_t *id, int r) {
+void pp__conn_send_code(pp__conn_t *c, const char *id, int r) {
   if (r == 0)
     pp__conn_send(c, json_pack("{s:b}", "ok", 1), id, 0);
   else

@@ -2143,6 +2143,62 @@ static void test_idle_timeout(void **state) {
   serve_cleanup(&s);
 }
 
+/* Every reply carries its request's id as written: a number jansson
+ * would round or refuse, through ping, a call, an error and a bad
+ * request. */
+static void test_id_echoed_as_written(void **state) {
+  static serve_t s;
+  static const struct {
+    const char *req, *id;
+  } cases[] = {
+      {"{\"op\":\"ping\",\"id\":0.1}\n", "\"id\":0.1}"},
+      {"{\"op\":\"ping\",\"id\":18446744073709551616}\n",
+       "\"id\":18446744073709551616}"},
+      {"{\"op\":\"call\",\"id\": [ 0.1 , 1e400 ],\"payload\":{\"cmd\":"
+       "\"pid\",\"args\":null}}\n",
+       "\"id\":[0.1,1e400],"},
+      {"{\"op\":\"nope\",\"id\":0.10}\n", "\"id\":0.10}"},
+      {"{\"op\":\"scale\",\"id\":1E+2,\"n\":0}\n", "\"id\":1E+2}"},
+  };
+  cli_conn_t *c;
+  char line[4096];
+  size_t i, len;
+  char *nl;
+
+  (void)state;
+  serve_start(&s, "echo_handlers.py", NULL, NULL);
+  serve_wait_line(&s, "ready: ");
+  c = cli_conn_open(s.sock);
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    conn_send(c, cases[i].req);
+    /* The raw bytes: read up to the newline ourselves. */
+    for (;;) {
+      nl = memchr(c->buf, '\n', c->len);
+      if (nl)
+        break;
+      struct pollfd p = {c->fd, POLLIN, 0};
+      ssize_t got;
+      if (poll(&p, 1, WAIT_MS) != 1)
+        fail_msg("no reply to %s", cases[i].req);
+      got = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+      if (got <= 0)
+        fail_msg("hung up on %s", cases[i].req);
+      c->len += (size_t)got;
+    }
+    len = (size_t)(nl - c->buf);
+    snprintf(line, sizeof(line), "%.*s", (int)len, c->buf);
+    memmove(c->buf, nl + 1, c->len - len - 1);
+    c->len -= len + 1;
+    if (strstr(line, cases[i].id) == NULL)
+      fail_msg("%s got %s, without %s", cases[i].req, line, cases[i].id);
+  }
+  cli_conn_close(c);
+  assert_int_equal(kill(s.pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s.pid), 0);
+  s.pid = 0;
+  serve_cleanup(&s);
+}
+
 /* Blank lines are skipped, and are not activity: a client that only
  * sends them (every quarter of the idle timeout) is still closed once
  * control.idle_timeout passes. */
@@ -3005,6 +3061,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(test_hostile_socket_clients, teardown),
       cmocka_unit_test_teardown(test_idle_timeout, teardown),
       cmocka_unit_test_teardown(test_blank_lines_idle, teardown),
+      cmocka_unit_test_teardown(test_id_echoed_as_written, teardown),
       cmocka_unit_test_teardown(test_stalled_reader_closed, teardown),
       cmocka_unit_test_teardown(test_owner_reserve, teardown),
       cmocka_unit_test_teardown(test_refused_uid_no_slot, teardown),
