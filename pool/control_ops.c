@@ -414,7 +414,8 @@ static int handles_signal(int sig) {
  * pool: until the core offers a hook for them, they are delivered as the
  * signals such a program already handles (SIGTERM, SIGHUP), after the
  * answer is written. */
-static void op_signal(pp__conn_t *c, const char *id, int sig, const char *what) {
+static void op_signal(pp__conn_t *c, const char *id, int sig,
+                      const char *what) {
   const char *name = sig == SIGTERM ? "SIGTERM" : "SIGHUP";
   char msg[256];
 

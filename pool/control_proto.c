@@ -305,8 +305,7 @@ int pp__ctl_parse(const char *line, size_t len, pp__ctl_req_t *req, char *err,
   req->root =
       json_loadb(text, tlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
   free(text);
-  if (req->root == NULL &&
-      json_error_code(&jerr) == json_error_duplicate_key) {
+  if (req->root == NULL && json_error_code(&jerr) == json_error_duplicate_key) {
     say(err, errlen,
         "request has a key twice: %s (column %d); send each key once",
         jerr.text, jerr.column);

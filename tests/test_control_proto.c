@@ -274,8 +274,7 @@ static void test_id_as_written(void **state) {
     const char *line, *id;
   } cases[] = {
       {"{\"op\":\"ping\",\"id\":0.1}", "0.1"},
-      {"{\"op\":\"ping\",\"id\":18446744073709551616}",
-       "18446744073709551616"},
+      {"{\"op\":\"ping\",\"id\":18446744073709551616}", "18446744073709551616"},
       {"{\"op\":\"ping\",\"id\":1.0e400}", "1.0e400"},
       {"{\"id\" : { \"a\" : [ 1 , \"x\\u0041\" ] } ,\"op\":\"ping\"}",
        "{\"a\":[1,\"x\\u0041\"]}"},
@@ -324,9 +323,12 @@ static void test_deep_request_message(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ops),          cmocka_unit_test(test_fields),
-      cmocka_unit_test(test_errors),       cmocka_unit_test(test_trace_mask),
-      cmocka_unit_test(test_json_compact), cmocka_unit_test(test_json_depth),
+      cmocka_unit_test(test_ops),
+      cmocka_unit_test(test_fields),
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_trace_mask),
+      cmocka_unit_test(test_json_compact),
+      cmocka_unit_test(test_json_depth),
       cmocka_unit_test(test_keys_one_meaning),
       cmocka_unit_test(test_id_as_written),
       cmocka_unit_test(test_deep_request_message),
