@@ -40,7 +40,7 @@ void pp__conn_unref(pp__conn_t *c) {
     uv_mutex_destroy(&c->tlock);
     free(c->tbuf);
   }
-  json_decref(c->call_id);
+  free(c->call_id);
   free(c->payload);
   free(c->buf);
   free(c);
@@ -103,7 +103,9 @@ void pp__conn_close(pp__conn_t *c) {
   /* Its socket is closed now (uv_close below): the slot is free at once,
    * not only after the close callback, so a client that saw the hang-up
    * finds it free. */
-  c->ctl->nconns--;
+  if (c->counted)
+    c->ctl->nconns--;
+  c->counted = 0;
   if (c->tbuf) {
     uv_mutex_lock(&c->tlock);
     c->tdead = 1;
@@ -183,27 +185,51 @@ void pp__conn_write(pp__conn_t *c, const char *text, size_t len, int newline,
 }
 
 /* Serialise obj (a reference is stolen) as one reply line, with the
- * request's "id" when it had one. */
-void pp__conn_send(pp__conn_t *c, json_t *obj, json_t *id, int signal_after) {
-  char *s;
+ * request's "id" spliced in as the client wrote it (compact), so that
+ * every id comes back byte for byte. */
+void pp__conn_send(pp__conn_t *c, json_t *obj, const char *id,
+                   int signal_after) {
+  size_t n, idlen;
+  char *s, *line;
 
   if (obj == NULL) {
     pp__conn_close(c);
     return;
   }
-  if (id)
-    json_object_set(obj, "id", id);
   s = json_dumps(obj, JSON_COMPACT);
   json_decref(obj);
   if (s == NULL) {
     pp__conn_close(c);
     return;
   }
-  pp__conn_write(c, s, strlen(s), 1, signal_after);
+  n = strlen(s);
+  if (id == NULL || n < 2) {
+    pp__conn_write(c, s, n, 1, signal_after);
+    free(s);
+    return;
+  }
+  /* s is "{...}": the id goes last, before its '}'. */
+  idlen = strlen(id);
+  line = malloc(n + idlen + 8);
+  if (line == NULL) {
+    free(s);
+    pp__conn_close(c);
+    return;
+  }
+  memcpy(line, s, n - 1);
+  n--;
+  if (n > 1)
+    line[n++] = ',';
+  memcpy(line + n, "\"id\":", 5);
+  memcpy(line + n + 5, id, idlen);
+  n += 5 + idlen;
+  line[n++] = '}';
   free(s);
+  pp__conn_write(c, line, n, 1, signal_after);
+  free(line);
 }
 
-void pp__conn_send_error(pp__conn_t *c, json_t *id, const char *name,
+void pp__conn_send_error(pp__conn_t *c, const char *id, const char *name,
                          const char *message, json_t *detail) {
   json_t *o =
       json_pack("{s:b, s:s, s:s}", "ok", 0, "error", name, "message", message);
@@ -214,7 +240,7 @@ void pp__conn_send_error(pp__conn_t *c, json_t *id, const char *name,
   pp__conn_send(c, o, id, 0);
 }
 
-void pp__conn_send_code(pp__conn_t *c, json_t *id, int r) {
+void pp__conn_send_code(pp__conn_t *c, const char *id, int r) {
   if (r == 0)
     pp__conn_send(c, json_pack("{s:b}", "ok", 1), id, 0);
   else
@@ -275,6 +301,16 @@ static void conn_update_reading(pp__conn_t *c) {
   }
 }
 
+/* 1 when line[0..n) holds only spaces, tabs and '\r': a blank line,
+ * which is skipped and is not activity (it does not restart the idle
+ * timeout). */
+static int blank_line(const char *line, size_t n) {
+  while (n > 0 &&
+         (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+    n--;
+  return n == 0;
+}
+
 /* Serve the complete lines in the buffer, one at a time, in order; stop at
  * a call until it is answered.  A trace stream ignores what follows: it
  * reads only to notice the peer hanging up. */
@@ -309,7 +345,8 @@ void pp__conn_pump(pp__conn_t *c) {
       return;
     }
     n = (size_t)(nl - line);
-    c->active_ns = pp__now_ns();
+    if (!blank_line(line, n))
+      c->active_ns = pp__now_ns();
     c->start += n + 1;
     c->scanned = 0;
     if (c->start == c->len)
@@ -411,6 +448,25 @@ static int uid_allowed(const pp__control_t *ctl, uid_t uid) {
   return 0;
 }
 
+/* Refuse a peer: its one error line goes out with a non-blocking write
+ * (a fresh socket's buffer takes a short line; if not, the peer gets the
+ * hang-up alone) and it is closed at once.  It never held a slot and
+ * nothing stays queued for it, so refused peers cannot crowd out anyone. */
+static void refuse(pp__conn_t *c, const char *name, const char *message) {
+  char line[256];
+  uv_buf_t b;
+  int n;
+
+  n = snprintf(line, sizeof(line),
+               "{\"ok\":false,\"error\":\"%s\",\"message\":\"%s\"}\n", name,
+               message);
+  if (n > 0 && (size_t)n < sizeof(line)) {
+    b = uv_buf_init(line, (unsigned)n);
+    (void)uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+  }
+  pp__conn_close(c);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   pp__control_t *ctl = server->data;
   pp_pool_t *pool = ctl->pool;
@@ -419,7 +475,7 @@ static void on_connection(uv_stream_t *server, int status) {
   uv_os_fd_t fd;
   pp__conn_t *c;
   char msg[128];
-  int r;
+  int r, owner;
 
   if (status < 0) {
     pp__log(pool, "control socket: accept: %s", uv_strerror(status));
@@ -438,7 +494,6 @@ static void on_connection(uv_stream_t *server, int status) {
   uv_pipe_init(pool->loop, &c->pipe, 0);
   c->pipe.data = c;
   ctl->handles++;
-  ctl->nconns++;
   pp__queue_insert_tail(&ctl->conns, &c->node);
   if ((r = uv_accept(server, (uv_stream_t *)&c->pipe)) != 0) {
     pp__log(pool, "control socket: accept: %s", uv_strerror(r));
@@ -449,29 +504,27 @@ static void on_connection(uv_stream_t *server, int status) {
    * whatever the socket's mode. */
   if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0) {
-    pp__conn_send_error(c, NULL, "EPERM", "cannot read the peer's credentials",
-                        NULL);
-    pp__conn_finish(c);
+    refuse(c, "EPERM", "cannot read the peer's credentials");
     return;
   }
   if (!uid_allowed(ctl, cred.uid)) {
     snprintf(msg, sizeof(msg), "uid %u is not allowed", (unsigned)cred.uid);
-    pp__conn_send_error(c, NULL, "EPERM", msg, NULL);
-    pp__conn_finish(c);
+    refuse(c, "EPERM", msg);
     return;
   }
   /* The pool's own user gets a few more, so that an operator's
-   * `poolctl status` gets through whoever holds the others. */
-  if (ctl->nconns > CTL_CONN_MAX &&
-      (cred.uid != geteuid() ||
-       ctl->nconns > CTL_CONN_MAX + CTL_CONN_RESERVE)) {
+   * `poolctl status` gets through whoever holds the others; nobody else
+   * can take those. */
+  owner = cred.uid == geteuid();
+  if (ctl->nconns >= CTL_CONN_MAX + (owner ? CTL_CONN_RESERVE : 0)) {
     snprintf(msg, sizeof(msg),
              "too many control connections (%d in use); try again later",
-             ctl->nconns - 1);
-    pp__conn_send_error(c, NULL, "EBUSY", msg, NULL);
-    pp__conn_finish(c);
+             ctl->nconns);
+    refuse(c, "EBUSY", msg);
     return;
   }
+  c->counted = 1;
+  ctl->nconns++;
   if ((r = pp_client_open(pool, &c->client)) != 0) {
     c->client = NULL;
     pp__conn_send_error(c, NULL, pp_err_name(r), pp_strerror(r), NULL);

@@ -56,7 +56,8 @@ struct pp__control {
   int timer_open;
   uint64_t idle_ms; /* control.idle_timeout, 0 = none */
   unsigned handles; /* open uv handles: server, async, connections */
-  int nconns;       /* connections not closing yet */
+  int nconns;       /* accepted connections not closing yet (a refused
+                       peer never counts) */
   pp__queue_t conns;
   int stopping;
   void (*done_cb)(pp_pool_t *);
@@ -75,6 +76,7 @@ struct pp__conn {
   int refs;
   pp_client_t *client; /* NULL for a refused peer */
   int client_closed;   /* its leases are gone: never touch them */
+  int counted;         /* accepted: holds one of ctl->nconns */
   int closing;         /* uv_close called: never write again */
   int finishing;       /* close once the queued replies are written */
   int eof;             /* the peer shut down its writing side */
@@ -95,7 +97,7 @@ struct pp__conn {
   size_t payload_len;
   int64_t timeout_ms;
   uint64_t call_start_ns;
-  json_t *call_id;
+  char *call_id; /* its request's "id" as written, or NULL */
   /* A trace stream.  The subscriber callback runs on any thread with the
    * pool's lock held: it only appends to tbuf under tlock and wakes the
    * loop, which writes tbuf out.  Lock order: pool lock, then tlock. */
@@ -124,16 +126,17 @@ void pp__conn_finish(pp__conn_t *c);
 void pp__conn_write(pp__conn_t *c, const char *text, size_t len, int newline,
                     int signal_after);
 /* Serialise obj (a reference is stolen) as one line, with the request's
- * "id" when it had one. */
-void pp__conn_send(pp__conn_t *c, json_t *obj, json_t *id, int signal_after);
+ * "id" (its compact JSON text as the client wrote it) when not NULL. */
+void pp__conn_send(pp__conn_t *c, json_t *obj, const char *id,
+                   int signal_after);
 /* signal_after value: call the program's control hook with "stop". */
 #define PP__AFTER_STOP (-1)
 /* {"ok":false,"error":NAME,"message":...,"detail":...}; detail is stolen
  * and may be NULL. */
-void pp__conn_send_error(pp__conn_t *c, json_t *id, const char *name,
+void pp__conn_send_error(pp__conn_t *c, const char *id, const char *name,
                          const char *message, json_t *detail);
 /* {"ok":true} for r == 0, else the error named by r. */
-void pp__conn_send_code(pp__conn_t *c, json_t *id, int r);
+void pp__conn_send_code(pp__conn_t *c, const char *id, int r);
 /* Serve the buffered request lines that can be served now. */
 void pp__conn_pump(pp__conn_t *c);
 

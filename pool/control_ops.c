@@ -21,7 +21,7 @@ static void call_end(pp__conn_t *c) {
   c->active_ns = pp__now_ns(); /* the idle timeout starts again */
   free(c->payload);
   c->payload = NULL;
-  json_decref(c->call_id);
+  free(c->call_id);
   c->call_id = NULL;
 }
 
@@ -37,21 +37,13 @@ static void call_fail(pp__conn_t *c, int status, const pp_diag_t *diag) {
  * the reply is not JSON. */
 static int send_raw_reply(pp__conn_t *c, const char *reply, size_t len) {
   static const char head[] = "{\"ok\":true,";
-  char *id = NULL, *line;
-  size_t n = 0, idlen = 0;
+  const char *id = c->call_id;
+  size_t n = 0, idlen = id ? strlen(id) : 0;
+  char *line;
   long r;
 
-  if (c->call_id) {
-    id = json_dumps(c->call_id, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (id == NULL) {
-      pp__conn_close(c);
-      return 0;
-    }
-    idlen = strlen(id);
-  }
   line = malloc(sizeof(head) + idlen + 16 + len);
   if (line == NULL) {
-    free(id);
     pp__conn_close(c);
     return 0;
   }
@@ -66,7 +58,6 @@ static int send_raw_reply(pp__conn_t *c, const char *reply, size_t len) {
   memcpy(line + n, "\"reply\":", 8);
   n += 8;
   r = pp__ctl_json_compact(reply, len, line + n, NULL, NULL, NULL);
-  free(id);
   if (r < 0) {
     free(line);
     return -1;
@@ -180,7 +171,13 @@ static void op_call(pp__conn_t *c, const pp__ctl_req_t *req) {
     return;
   }
   c->payload_len = strlen(c->payload);
-  c->call_id = json_incref(req->id);
+  c->call_id = req->id ? strdup(req->id) : NULL;
+  if (req->id && c->call_id == NULL) {
+    free(c->payload);
+    c->payload = NULL;
+    pp__conn_send_error(c, req->id, "ENOMEM", pp_strerror(UV_ENOMEM), NULL);
+    return;
+  }
   c->call_start_ns = pp__now_ns();
   c->busy = 1;
   c->refs++;
@@ -194,7 +191,7 @@ static void op_call(pp__conn_t *c, const pp__ctl_req_t *req) {
 
 /* ----------------------------------------------------------------- status */
 
-static void op_status(pp__conn_t *c, json_t *id) {
+static void op_status(pp__conn_t *c, const char *id) {
   json_t *root = NULL;
   pp_status_t st;
   char *js;
@@ -417,7 +414,8 @@ static int handles_signal(int sig) {
  * pool: until the core offers a hook for them, they are delivered as the
  * signals such a program already handles (SIGTERM, SIGHUP), after the
  * answer is written. */
-static void op_signal(pp__conn_t *c, json_t *id, int sig, const char *what) {
+static void op_signal(pp__conn_t *c, const char *id, int sig,
+                      const char *what) {
   const char *name = sig == SIGTERM ? "SIGTERM" : "SIGHUP";
   char msg[256];
 
@@ -436,7 +434,7 @@ static void op_signal(pp__conn_t *c, json_t *id, int sig, const char *what) {
 }
 
 /* reload through the program's hook: its result is the answer. */
-static void op_reload_hook(pp__conn_t *c, json_t *id) {
+static void op_reload_hook(pp__conn_t *c, const char *id) {
   pp_pool_t *pool = c->pool;
   pp_diag_t d;
   char msg[900];
@@ -457,19 +455,9 @@ static void op_reload_hook(pp__conn_t *c, json_t *id) {
 
 /* --------------------------------------------------------------- requests */
 
-/* The "id" of a line that did not parse as a request, for its error. */
-static json_t *line_id(const char *line, size_t n) {
-  json_t *v = json_loadb(line, n, JSON_DECODE_ANY, NULL);
-  json_t *id = json_is_object(v) ? json_incref(json_object_get(v, "id")) : NULL;
-
-  json_decref(v);
-  return id;
-}
-
 void pp__ctl_handle_line(pp__conn_t *c, const char *line, size_t n) {
   pp__ctl_req_t req;
   char msg[600];
-  json_t *id;
   int r;
 
   while (n > 0 &&
@@ -484,9 +472,8 @@ void pp__ctl_handle_line(pp__conn_t *c, const char *line, size_t n) {
     return;
   }
   if (r != 0) {
-    id = line_id(line, n);
-    pp__conn_send_error(c, id, "EINVAL", msg, NULL);
-    json_decref(id);
+    pp__conn_send_error(c, req.id, "EINVAL", msg, NULL);
+    pp__ctl_req_free(&req);
     return;
   }
   switch (req.op) {

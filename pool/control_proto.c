@@ -192,42 +192,73 @@ static int parse_fields(pp__ctl_req_t *req, char *err, size_t errlen) {
   }
 }
 
+/* Move the value of the top-level member key out of the compact request
+ * text[0..*n) into a malloc'd copy (*raw, *rawlen), leaving null in its
+ * place.  Returns 0 (*raw NULL when there is no such member), -1 out of
+ * memory. */
+static int take_member(char *text, size_t *n, const char *key, char **raw,
+                       size_t *rawlen) {
+  size_t at, len;
+
+  *raw = NULL;
+  *rawlen = 0;
+  /* text is compact already: scanning it again writes nothing, and the
+   * offsets it gives are offsets into text. */
+  if (text[0] != '{' ||
+      pp__ctl_json_compact(text, *n, NULL, key, &at, &len) < 0 || len == 0)
+    return 0;
+  *raw = malloc(len + 1);
+  if (*raw == NULL)
+    return -1;
+  memcpy(*raw, text + at, len);
+  (*raw)[len] = '\0';
+  *rawlen = len;
+  /* "null" is at most as long as any value but a one-digit number. */
+  memmove(text + at + 4, text + at + len, *n - at - len);
+  memcpy(text + at, "null", 4);
+  *n = *n - len + 4;
+  return 0;
+}
+
 /* The request as jansson should see it: compact, with the call's payload
- * taken out (kept byte for byte in req->payload_raw) and null in its
- * place, so that no number in it is ever converted.  Returns the text
- * (malloc'd) or NULL: not JSON (*fatal set) or out of memory. */
-static char *take_payload(const char *line, size_t len, pp__ctl_req_t *req,
-                          size_t *outlen, int *fatal) {
-  size_t at, plen;
+ * and the id taken out (kept byte for byte in req->payload_raw, req->id)
+ * and null in their places, so that no number in them is ever converted.
+ * Returns the text (malloc'd) or NULL: not JSON (*fatal set) or out of
+ * memory. */
+static char *take_raw(const char *line, size_t len, pp__ctl_req_t *req,
+                      size_t *outlen, int *fatal) {
+  size_t idlen;
   char *text;
   long n;
 
   *fatal = 0;
-  text = malloc(len + 5);
+  text = malloc(len + 8); /* two one-digit values may become null */
   if (text == NULL)
     return NULL;
-  n = pp__ctl_json_compact(line, len, text, "payload", &at, &plen);
+  n = pp__ctl_json_compact(line, len, text, NULL, NULL, NULL);
   if (n < 0) {
     *fatal = 1;
     free(text);
     return NULL;
   }
-  if (plen > 0 && text[0] == '{') {
-    req->payload_raw = malloc(plen + 1);
-    if (req->payload_raw == NULL) {
-      free(text);
-      return NULL;
-    }
-    memcpy(req->payload_raw, text + at, plen);
-    req->payload_raw[plen] = '\0';
-    req->payload_len = plen;
-    /* "null" is at most as long as any value but a one-digit number. */
-    memmove(text + at + 4, text + at + plen, (size_t)n - at - plen);
-    memcpy(text + at, "null", 4);
-    n = n - (long)plen + 4;
-  }
   *outlen = (size_t)n;
+  if (take_member(text, outlen, "payload", &req->payload_raw,
+                  &req->payload_len) != 0 ||
+      take_member(text, outlen, "id", &req->id, &idlen) != 0) {
+    free(text);
+    return NULL;
+  }
   return text;
+}
+
+/* On an invalid request, everything but the id goes. */
+static int invalid(pp__ctl_req_t *req) {
+  char *id = req->id;
+
+  req->id = NULL;
+  pp__ctl_req_free(req);
+  req->id = id;
+  return PP_CTL_EINVAL;
 }
 
 int pp__ctl_parse(const char *line, size_t len, pp__ctl_req_t *req, char *err,
@@ -247,11 +278,16 @@ int pp__ctl_parse(const char *line, size_t len, pp__ctl_req_t *req, char *err,
   while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ' ||
                      line[len - 1] == '\t'))
     len--;
-  text = take_payload(line, len, req, &tlen, &fatal);
+  text = take_raw(line, len, req, &tlen, &fatal);
   if (text == NULL && fatal) {
     /* jansson says where, for the message. */
     json_t *v = json_loadb(line, len, JSON_DECODE_ANY, &jerr);
-    if (v == NULL)
+    if (v == NULL && json_error_code(&jerr) == json_error_stack_overflow)
+      say(err, errlen,
+          "request nests deeper than %d levels (column %d); send a flatter "
+          "request",
+          PP_CTL_JSON_DEPTH, jerr.column);
+    else if (v == NULL)
       say(err, errlen, "request is not JSON: %s (column %d)", jerr.text,
           jerr.column);
     else
@@ -261,25 +297,44 @@ int pp__ctl_parse(const char *line, size_t len, pp__ctl_req_t *req, char *err,
   }
   if (text == NULL) {
     say(err, errlen, "out of memory");
-    goto invalid;
+    return invalid(req);
   }
-  req->root = json_loadb(text, tlen, JSON_DECODE_ANY, &jerr);
+  /* One parser decides what a key is: two members of the same name (as
+   * jansson decodes them) would let the raw scanner and jansson disagree
+   * on which one counts. */
+  req->root =
+      json_loadb(text, tlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
   free(text);
+  if (req->root == NULL && json_error_code(&jerr) == json_error_duplicate_key) {
+    say(err, errlen,
+        "request has a key twice: %s (column %d); send each key once",
+        jerr.text, jerr.column);
+    return invalid(req);
+  }
   if (req->root == NULL) {
     /* Valid JSON that jansson cannot hold: a number out of its range. */
     say(err, errlen, "request field out of range: %s (column %d)", jerr.text,
         jerr.column);
-    goto invalid;
+    return invalid(req);
   }
   if (!json_is_object(req->root)) {
     say(err, errlen, "a request must be a JSON object");
-    goto invalid;
+    return invalid(req);
+  }
+  /* "payload" and "id" are taken as written, found by their plain bytes:
+   * one spelled with escapes (\u0070ayload) is refused, not decoded. */
+  if ((req->payload_raw == NULL && json_object_get(req->root, "payload")) ||
+      (req->id == NULL && json_object_get(req->root, "id"))) {
+    say(err, errlen,
+        "write the keys \"payload\" and \"id\" plainly, without escapes "
+        "(\\u...) in them");
+    return invalid(req);
   }
   op = json_object_get(req->root, "op");
   name = json_string_value(op);
   if (name == NULL) {
     say(err, errlen, "a request needs a string \"op\"");
-    goto invalid;
+    return invalid(req);
   }
   for (i = 0; i < NOPS; i++)
     if (strcmp(ops[i].name, name) == 0)
@@ -289,17 +344,12 @@ int pp__ctl_parse(const char *line, size_t len, pp__ctl_req_t *req, char *err,
         "unknown op \"%.200s\" (expected ping, status, call, trace, scale, "
         "restart, drain, undrain, stop or reload)",
         name);
-    goto invalid;
+    return invalid(req);
   }
   req->op = ops[i].op;
   if (parse_fields(req, err, errlen) != 0)
-    goto invalid;
-  req->id = json_object_get(req->root, "id");
+    return invalid(req);
   return 0;
-
-invalid:
-  pp__ctl_req_free(req);
-  return PP_CTL_EINVAL;
 }
 
 void pp__ctl_req_free(pp__ctl_req_t *req) {
@@ -310,6 +360,7 @@ void pp__ctl_req_free(pp__ctl_req_t *req) {
   free(req->payload_raw);
   req->payload_raw = NULL;
   req->payload_len = 0;
+  free(req->id);
   req->id = NULL;
   req->payload = NULL;
   req->filter = NULL;

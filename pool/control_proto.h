@@ -24,7 +24,8 @@ typedef struct pp__ctl_req {
   pp__ctl_op_t op;
   json_t *root;      /* the whole request; owns what the pointers below
                         point into */
-  json_t *id;        /* "id", echoed in the reply, or NULL */
+  char *id;          /* "id" exactly as the client wrote it (compact),
+                        echoed in the reply, or NULL; owned */
   json_t *payload;   /* call: the value sent to the worker (null when
                         payload_raw holds it) */
   char *payload_raw; /* call: the payload exactly as the client wrote it
@@ -41,9 +42,10 @@ typedef struct pp__ctl_req {
  * it with pp__ctl_req_free); PP_CTL_EFATAL when the line is not JSON
  * at all (the connection is closed after the error reply); PP_CTL_EINVAL
  * for valid JSON that is not a valid request (not an object, unknown op, a
- * bad field), answered with an error and the connection kept.  err receives a
- * sentence either way; on error *req holds nothing to free except that
- * req->id may be set (a borrowed reference into nothing: NULL). */
+ * bad field, a key twice, "payload" or "id" written with escapes),
+ * answered with an error and the connection kept.  err receives a sentence
+ * either way; on PP_CTL_EINVAL only req->id may be set, for the error
+ * reply (free it with pp__ctl_req_free). */
 #define PP_CTL_EFATAL (-1)
 #define PP_CTL_EINVAL (-2)
 int pp__ctl_parse(const char *line, size_t len, pp__ctl_req_t *req, char *err,

@@ -292,9 +292,13 @@ int pc_check_socket_dir(const char *path) {
     return PC_EXIT_ERROR;
   }
   if ((st.st_mode & 022) != 0) {
-    pc_err("unsafe socket directory %s: mode %04o lets others write in it "
+    pc_err("unsafe socket directory %s: mode %04o lets %s write in it "
            "(`chmod go-w %s`)",
-           dir, (unsigned)(st.st_mode & 07777), dir);
+           dir, (unsigned)(st.st_mode & 07777),
+           (st.st_mode & 020) && (st.st_mode & 002) ? "group and others"
+           : (st.st_mode & 020)                     ? "its group"
+                                                    : "others",
+           dir);
     return PC_EXIT_ERROR;
   }
   return PC_EXIT_OK;

@@ -49,7 +49,7 @@ static void test_fields(void **state) {
                          "\"echo\"},\"timeout_ms\":250}\r ",
                          &req, err, sizeof(err)),
                    0);
-  assert_true(json_is_array(req.id));
+  assert_string_equal(req.id, "[7]");
   /* The payload is kept as written (compact), not decoded. */
   assert_string_equal(req.payload_raw, "{\"cmd\":\"echo\"}");
   assert_int_equal(req.timeout_ms, 250);
@@ -222,11 +222,116 @@ static void test_json_depth(void **state) {
                    -1);
 }
 
+/* Two parsers must not disagree on a key: a key twice, or "payload" /
+ * "id" spelled with escapes (which the raw scanner would not see), is
+ * refused, whatever comes first. */
+static void test_keys_one_meaning(void **state) {
+  static const char *const bad[] = {
+      "{\"op\":\"call\",\"payload\":{\"cmd\":\"echo\"},"
+      "\"pay\\u006coad\":{\"cmd\":\"nums\",\"args\":\"smuggled\"}}",
+      "{\"op\":\"call\",\"pay\\u006coad\":{\"cmd\":\"nums\"},"
+      "\"payload\":{\"cmd\":\"echo\"}}",
+      "{\"op\":\"call\",\"payload\":1,\"payload\":2}",
+      "{\"op\":\"ping\",\"op\":\"stop\"}",
+      "{\"op\":\"ping\",\"\\u006fp\":\"stop\"}",
+      "{\"op\":\"ping\",\"id\":1,\"id\":2}",
+  };
+  static const char *const escaped[] = {
+      "{\"op\":\"call\",\"pay\\u006coad\":{\"cmd\":\"echo\",\"args\":1.10}}",
+      "{\"op\":\"ping\",\"\\u0069d\":0.1}",
+  };
+  pp__ctl_req_t req;
+  char err[512];
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    err[0] = '\0';
+    if (parse(bad[i], &req, err, sizeof(err)) != PP_CTL_EINVAL)
+      fail_msg("%s: accepted", bad[i]);
+    if (strstr(err, "key twice") == NULL)
+      fail_msg("%s: message '%s' does not say 'key twice'", bad[i], err);
+    assert_null(req.root);
+    pp__ctl_req_free(&req);
+  }
+  for (i = 0; i < sizeof(escaped) / sizeof(escaped[0]); i++) {
+    err[0] = '\0';
+    if (parse(escaped[i], &req, err, sizeof(err)) != PP_CTL_EINVAL)
+      fail_msg("%s: accepted", escaped[i]);
+    if (strstr(err, "without escapes") == NULL)
+      fail_msg("%s: message '%s' does not say 'without escapes'", escaped[i],
+               err);
+    assert_null(req.root);
+    pp__ctl_req_free(&req);
+  }
+}
+
+/* The id comes back as written (compact): numbers of any size or
+ * precision, strings with their escapes; and an invalid request still
+ * has its id for the error reply. */
+static void test_id_as_written(void **state) {
+  static const struct {
+    const char *line, *id;
+  } cases[] = {
+      {"{\"op\":\"ping\",\"id\":0.1}", "0.1"},
+      {"{\"op\":\"ping\",\"id\":18446744073709551616}", "18446744073709551616"},
+      {"{\"op\":\"ping\",\"id\":1.0e400}", "1.0e400"},
+      {"{\"id\" : { \"a\" : [ 1 , \"x\\u0041\" ] } ,\"op\":\"ping\"}",
+       "{\"a\":[1,\"x\\u0041\"]}"},
+      {"{\"op\":\"ping\",\"id\":7}", "7"},
+      {"{\"op\":\"call\",\"id\":-0.0,\"payload\":2}", "-0.0"},
+  };
+  pp__ctl_req_t req;
+  char err[512];
+  size_t i;
+
+  (void)state;
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    if (parse(cases[i].line, &req, err, sizeof(err)) != 0)
+      fail_msg("%s: %s", cases[i].line, err);
+    assert_non_null(req.id);
+    assert_string_equal(req.id, cases[i].id);
+    pp__ctl_req_free(&req);
+    assert_null(req.id);
+  }
+  assert_int_equal(
+      parse("{\"op\":\"nope\",\"id\":0.1}", &req, err, sizeof(err)),
+      PP_CTL_EINVAL);
+  assert_string_equal(req.id, "0.1");
+  pp__ctl_req_free(&req);
+}
+
+/* Too deep is said as such, not as "not JSON". */
+static void test_deep_request_message(void **state) {
+  static char line[64 + 3000 + 3000 + 2];
+  pp__ctl_req_t req;
+  char err[512];
+  size_t n = 0;
+
+  (void)state;
+  n += (size_t)sprintf(line, "{\"op\":\"call\",\"payload\":");
+  memset(line + n, '[', 3000);
+  n += 3000;
+  memset(line + n, ']', 3000);
+  n += 3000;
+  line[n++] = '}';
+  line[n] = '\0';
+  assert_int_equal(parse(line, &req, err, sizeof(err)), PP_CTL_EFATAL);
+  if (strstr(err, "nests deeper than 2048 levels") == NULL)
+    fail_msg("message '%s' does not say how deep is too deep", err);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ops),          cmocka_unit_test(test_fields),
-      cmocka_unit_test(test_errors),       cmocka_unit_test(test_trace_mask),
-      cmocka_unit_test(test_json_compact), cmocka_unit_test(test_json_depth),
+      cmocka_unit_test(test_ops),
+      cmocka_unit_test(test_fields),
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_trace_mask),
+      cmocka_unit_test(test_json_compact),
+      cmocka_unit_test(test_json_depth),
+      cmocka_unit_test(test_keys_one_meaning),
+      cmocka_unit_test(test_id_as_written),
+      cmocka_unit_test(test_deep_request_message),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -48,6 +48,8 @@
 /* Only a broken build waits this long (scaled for slow runs such as
  * valgrind's, PP_TEST_TIME_SCALE). */
 #define WAIT_MS (30000 * test_time_scale())
+/* The server's connection limit, CTL_CONN_MAX (pool/control.h). */
+#define CTL_TEST_CONN_MAX 256
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -2141,6 +2143,116 @@ static void test_idle_timeout(void **state) {
   serve_cleanup(&s);
 }
 
+/* Every reply carries its request's id as written: a number jansson
+ * would round or refuse, through ping, a call, an error and a bad
+ * request. */
+static void test_id_echoed_as_written(void **state) {
+  static serve_t s;
+  static const struct {
+    const char *req, *id;
+  } cases[] = {
+      {"{\"op\":\"ping\",\"id\":0.1}\n", "\"id\":0.1}"},
+      {"{\"op\":\"ping\",\"id\":18446744073709551616}\n",
+       "\"id\":18446744073709551616}"},
+      {"{\"op\":\"call\",\"id\": [ 0.1 , 1e400 ],\"payload\":{\"cmd\":"
+       "\"pid\",\"args\":null}}\n",
+       "\"id\":[0.1,1e400],"},
+      {"{\"op\":\"nope\",\"id\":0.10}\n", "\"id\":0.10}"},
+      {"{\"op\":\"scale\",\"id\":1E+2,\"n\":0}\n", "\"id\":1E+2}"},
+  };
+  cli_conn_t *c;
+  char line[4096];
+  size_t i, len;
+  char *nl;
+
+  (void)state;
+  serve_start(&s, "echo_handlers.py", NULL, NULL);
+  serve_wait_line(&s, "ready: ");
+  c = cli_conn_open(s.sock);
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    conn_send(c, cases[i].req);
+    /* The raw bytes: read up to the newline ourselves. */
+    for (;;) {
+      nl = memchr(c->buf, '\n', c->len);
+      if (nl)
+        break;
+      struct pollfd p = {c->fd, POLLIN, 0};
+      ssize_t got;
+      if (poll(&p, 1, WAIT_MS) != 1)
+        fail_msg("no reply to %s", cases[i].req);
+      got = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+      if (got <= 0)
+        fail_msg("hung up on %s", cases[i].req);
+      c->len += (size_t)got;
+    }
+    len = (size_t)(nl - c->buf);
+    snprintf(line, sizeof(line), "%.*s", (int)len, c->buf);
+    memmove(c->buf, nl + 1, c->len - len - 1);
+    c->len -= len + 1;
+    if (strstr(line, cases[i].id) == NULL)
+      fail_msg("%s got %s, without %s", cases[i].req, line, cases[i].id);
+  }
+  cli_conn_close(c);
+  assert_int_equal(kill(s.pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s.pid), 0);
+  s.pid = 0;
+  serve_cleanup(&s);
+}
+
+/* Blank lines are skipped, and are not activity: a client that only
+ * sends them (every quarter of the idle timeout) is still closed once
+ * control.idle_timeout passes. */
+static void test_blank_lines_idle(void **state) {
+  static serve_t s;
+  static char idle_set[64];
+  const char *blanks[] = {"\n", " \r\n", "\t\n"};
+  int64_t deadline;
+  cli_conn_t *c, *probe;
+  struct pollfd p;
+  json_t *st;
+  char buf[256];
+  int i = 0, r, closed = 0;
+
+  (void)state;
+  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
+           200 * test_time_scale());
+  serve_start(&s, "echo_handlers.py", idle_set, NULL);
+  serve_wait_line(&s, "ready: ");
+  c = cli_conn_open(s.sock);
+  deadline = now_ms() + WAIT_MS;
+  while (!closed && remaining(deadline) > 0) {
+    if (conn_send_n(c, blanks[i % 3], strlen(blanks[i % 3])) != 0)
+      break; /* the server hung up */
+    i++;
+    /* The pace of the blank lines; the close ends the wait at once. */
+    p.fd = c->fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    r = poll(&p, 1, 50 * test_time_scale());
+    if (r < 0 && errno != EINTR)
+      break;
+    if (r == 1) {
+      ssize_t got = read(c->fd, buf, sizeof(buf));
+      if (got > 0)
+        fail_msg("a blank line got a reply: %.*s", (int)got, buf);
+      closed = 1;
+    }
+  }
+  if (!closed && !cli_conn_hup(c, 0))
+    fail_msg("a client sending only blank lines (%d of them) was not closed "
+             "by the %d ms idle timeout within %d ms",
+             i, 200 * test_time_scale(), WAIT_MS);
+  cli_conn_close(c);
+  probe = cli_conn_open(s.sock);
+  st = conn_status(probe);
+  json_decref(st);
+  cli_conn_close(probe);
+  assert_int_equal(kill(s.pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s.pid), 0);
+  s.pid = 0;
+  serve_cleanup(&s);
+}
+
 /* A client that asks for a big reply and never reads it is closed once
  * its unwritten reply stays past the bound (4 MiB) for the timeout: the
  * server does not pin 30 MB per such client for ever. */
@@ -2257,6 +2369,120 @@ static void test_owner_reserve(void **state) {
   close(go[1]);
   close(report[0]);
   assert_int_equal(wait_exit(pid), 0);
+  assert_int_equal(kill(s.pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s.pid), 0);
+  s.pid = 0;
+  serve_cleanup(&s);
+}
+
+/* As uid 65533 (not allowed): connect n times, read nothing, report how
+ * many connects went through; when told to, count the refusals (an EPERM
+ * line, then the hang-up) and report that; hold the rest until told to
+ * go. */
+static void refused_uid_clients(const char *sock, int n, int report, int go) {
+  static int fds[128];
+  struct sockaddr_un sa;
+  char buf[512], c;
+  int i, refused = 0;
+  ssize_t got;
+
+  if (n > 128 || setresgid(65533, 65533, 65533) != 0 ||
+      setresuid(65533, 65533, 65533))
+    _exit(10);
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+  for (i = 0; i < n; i++) {
+    fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) != 0)
+      _exit(12);
+  }
+  if (write(report, &n, sizeof(n)) != sizeof(n) || read(go, &c, 1) != 1)
+    _exit(13);
+  for (i = 0; i < n; i++) {
+    struct pollfd p = {fds[i], POLLIN, 0};
+    size_t len = 0;
+
+    got = -1;
+    for (;;) {
+      if (poll(&p, 1, WAIT_MS) != 1)
+        break;
+      got = read(fds[i], buf + len, sizeof(buf) - 1 - len);
+      if (got <= 0)
+        break;
+      len += (size_t)got;
+    }
+    buf[len] = '\0';
+    refused += got == 0 && strstr(buf, "\"error\":\"EPERM\"") != NULL;
+  }
+  if (write(report, &refused, sizeof(refused)) != sizeof(refused))
+    _exit(14);
+  close(report);
+  while (read(go, &c, 1) > 0)
+    ;
+  _exit(0);
+}
+
+/* Peers of a uid that is not allowed never hold a slot: with the owner's
+ * 256 connections open, 100 refused ones queued ahead of the owner's
+ * next (the server stopped while they queue, so one turn of its loop
+ * accepts them all) do not push that one past the limit; each refused
+ * peer got its EPERM line and was hung up.  Needs root. */
+static void test_refused_uid_no_slot(void **state) {
+  static serve_t s;
+  static cli_conn_t *held[CTL_TEST_CONN_MAX];
+  const char *sets[] = {"control.allow_uids=[65534]", "control.mode=0666",
+                        "control.idle_timeout=1h", NULL};
+  int report[2], go[2], n = 0, i;
+  cli_conn_t *extra;
+  json_t *v;
+  pid_t pid;
+
+  (void)state;
+  if (geteuid() != 0)
+    cli_skip("needs root to run clients as a second uid");
+  serve_start_sets(&s, "echo_handlers.py", sets);
+  serve_wait_line(&s, "ready: ");
+  assert_int_equal(chmod(s.dir, 0711), 0);
+  for (i = 0; i < CTL_TEST_CONN_MAX; i++) {
+    held[i] = cli_conn_open(s.sock);
+    conn_send(held[i], "{\"op\":\"ping\"}\n");
+    v = conn_recv(held[i]);
+    if (v == NULL || !json_is_true(json_object_get(v, "ok")))
+      fail_msg("the owner's connection %d was refused", i);
+    json_decref(v);
+  }
+  assert_int_equal(pipe(report), 0);
+  assert_int_equal(pipe(go), 0);
+  assert_int_equal(kill(s.pid, SIGSTOP), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(report[0]);
+    close(go[1]);
+    refused_uid_clients(s.sock, 100, report[1], go[0]);
+  }
+  close(report[1]);
+  close(go[0]);
+  assert_int_equal(read(report[0], &n, sizeof(n)), sizeof(n));
+  assert_int_equal(n, 100);
+  extra = cli_conn_open(s.sock);
+  assert_int_equal(kill(s.pid, SIGCONT), 0);
+  conn_send(extra, "{\"op\":\"status\"}\n");
+  v = conn_recv(extra);
+  if (v == NULL || !json_is_true(json_object_get(v, "ok")))
+    fail_msg("the owner's status behind 100 refused peers failed: %s",
+             v ? json_string_value(json_object_get(v, "message")) : "EOF");
+  json_decref(v);
+  assert_int_equal(write(go[1], "g", 1), 1);
+  assert_int_equal(read(report[0], &n, sizeof(n)), sizeof(n));
+  assert_int_equal(n, 100);
+  close(go[1]);
+  close(report[0]);
+  assert_int_equal(wait_exit(pid), 0);
+  cli_conn_close(extra);
+  for (i = 0; i < CTL_TEST_CONN_MAX; i++)
+    cli_conn_close(held[i]);
   assert_int_equal(kill(s.pid, SIGTERM), 0);
   assert_int_equal(wait_exit(s.pid), 0);
   s.pid = 0;
@@ -2834,8 +3060,11 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(test_malformed_configs, teardown),
       cmocka_unit_test_teardown(test_hostile_socket_clients, teardown),
       cmocka_unit_test_teardown(test_idle_timeout, teardown),
+      cmocka_unit_test_teardown(test_blank_lines_idle, teardown),
+      cmocka_unit_test_teardown(test_id_echoed_as_written, teardown),
       cmocka_unit_test_teardown(test_stalled_reader_closed, teardown),
       cmocka_unit_test_teardown(test_owner_reserve, teardown),
+      cmocka_unit_test_teardown(test_refused_uid_no_slot, teardown),
       cmocka_unit_test_teardown(test_allow_uids_many, teardown),
   };
   const struct CMUnitTest lifecycle[] = {

@@ -933,6 +933,23 @@ static void test_socket_dir_rules(void **state) {
   assert_non_null(strstr(r.err, "mode 0770 lets its group write in it"));
   assert_int_equal(access(sock, F_OK), -1);
   cli_run_free(&r);
+  /* The client applies the same rule, and names who may write the same
+   * way: its group, others, or both. */
+  cli_poolctl(&r, "status", "-S", sock, NULL);
+  assert_int_not_equal(r.code, 0);
+  if (!strstr(r.err, "mode 0770 lets its group write in it"))
+    fail_msg("poolctl status on a 0770 directory said: %s", r.err);
+  cli_run_free(&r);
+  assert_int_equal(chmod(dir, 0757), 0);
+  cli_poolctl(&r, "status", "-S", sock, NULL);
+  if (!strstr(r.err, "mode 0757 lets others write in it"))
+    fail_msg("poolctl status on a 0757 directory said: %s", r.err);
+  cli_run_free(&r);
+  assert_int_equal(chmod(dir, 0777), 0);
+  cli_poolctl(&r, "status", "-S", sock, NULL);
+  if (!strstr(r.err, "mode 0777 lets group and others write in it"))
+    fail_msg("poolctl status on a 0777 directory said: %s", r.err);
+  cli_run_free(&r);
   /* A symlink to a private directory. */
   assert_int_equal(chmod(dir, 0700), 0);
   snprintf(link, sizeof(link), "%s.link", dir);

@@ -34,6 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     FUZZ_CHECK(r == PP_CTL_EFATAL || r == PP_CTL_EINVAL);
     FUZZ_CHECK(memchr(err, '\0', sizeof(err)) != NULL && err[0] != '\0');
+    FUZZ_CHECK(req.root == NULL);
+    pp__ctl_req_free(&req); /* an invalid request keeps its id */
   }
   /* The pass-through check: whatever jansson reads, it accepts too, and
    * its compact copy is a fixed point. */
