@@ -134,7 +134,7 @@ int pc_call(const pc_command_t *cmd, int argc, char **argv,
   }
   if (pc_client_socket(g, path, sizeof(path)) != 0)
     goto out;
-  if ((r = pc_check_socket_dir(path)) != PC_EXIT_OK)
+  if ((r = pc_check_socket_dir(path, g->socket != NULL)) != PC_EXIT_OK)
     goto out;
   req = call_line(argv[optind], argtext, timeout_ms);
   if (req == NULL) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,23 @@ static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The owner of the directory path's socket is in, when nobody else may
+ * write in it; else (uid_t)-1, which no server has. */
+static uid_t dir_owner(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  struct stat st;
+  size_t n = slash == NULL ? 1 : slash == path ? 1 : (size_t)(slash - path);
+
+  if (n >= sizeof(dir))
+    return (uid_t)-1;
+  memcpy(dir, slash ? path : ".", n);
+  dir[n] = '\0';
+  if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || (st.st_mode & 022))
+    return (uid_t)-1;
+  return st.st_uid;
 }
 
 int pc_conn_open(const char *path, pc_conn_t *c) {
@@ -60,10 +78,15 @@ int pc_conn_open(const char *path, pc_conn_t *c) {
     return PC_EXIT_ERROR;
   }
   /* The server checks our uid; we check its, so a socket planted by
-   * someone else is never trusted with a request. */
+   * someone else is never trusted with a request: it must run as us,
+   * root, or the owner of the directory the socket is in (which
+   * pc_check_socket_dir found writable by nobody else). */
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 ||
-      cred.uid != geteuid()) {
-    pc_err("refusing the server at %s: it does not run as your user", path);
+      (cred.uid != geteuid() && cred.uid != 0 &&
+       cred.uid != dir_owner(path))) {
+    pc_err("refusing the server at %s: it runs as uid %u, neither you nor "
+           "the owner of its directory",
+           path, (unsigned)cred.uid);
     close(fd);
     return PC_EXIT_ERROR;
   }

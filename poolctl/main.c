@@ -263,7 +263,7 @@ int pc_client_socket(const pc_global_t *g, char *buf, size_t len) {
   return 0;
 }
 
-int pc_check_socket_dir(const char *path) {
+int pc_check_socket_dir(const char *path, int named) {
   const char *slash = strrchr(path, '/');
   char dir[4096];
   struct stat st;
@@ -285,9 +285,10 @@ int pc_check_socket_dir(const char *path) {
     pc_err("unsafe socket directory %s: not a directory", dir);
     return PC_EXIT_ERROR;
   }
-  if (st.st_uid != geteuid() && st.st_uid != 0) {
+  if (!named && st.st_uid != geteuid() && st.st_uid != 0) {
     pc_err("unsafe socket directory %s: owned by uid %u, not by you (uid "
-           "%u) or root",
+           "%u) or root (for another user's server, name its socket with "
+           "-S)",
            dir, (unsigned)st.st_uid, (unsigned)geteuid());
     return PC_EXIT_ERROR;
   }
@@ -325,7 +326,7 @@ int pc_parse_count(const pc_command_t *cmd, const char *opt, const char *arg,
 int pc_target(const pc_global_t *g, char *buf, size_t len) {
   if (pc_client_socket(g, buf, len) != 0)
     return PC_EXIT_ERROR;
-  return pc_check_socket_dir(buf);
+  return pc_check_socket_dir(buf, g->socket != NULL);
 }
 
 /* ----------------------------------------------------------------- main */

@@ -91,10 +91,13 @@ int pc_default_socket(const char *name, char *buf, size_t len);
 /* The socket a client command talks to: -S, else the default for -n NAME
  * (default "portpool").  Returns 0 or -1 (message printed). */
 int pc_client_socket(const pc_global_t *g, char *buf, size_t len);
-/* A socket directory must be ours (or root's) and writable by nobody
- * else (or not exist yet), as the server requires.  Returns PC_EXIT_OK, or
+/* A socket directory must be writable by nobody but its owner (or not
+ * exist yet), as the server requires.  Its owner must be us or root,
+ * except for a path the user named (-S): a server of another user's that
+ * lists us in control.allow_uids lives in that user's directory, and
+ * pc_conn_open then trusts exactly that user.  Returns PC_EXIT_OK, or
  * PC_EXIT_ERROR with a message printed. */
-int pc_check_socket_dir(const char *path);
+int pc_check_socket_dir(const char *path, int named);
 /* 1 when colour may be used on stdout: a terminal, and NO_COLOR unset. */
 int pc_use_color(void);
 

@@ -28,6 +28,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
@@ -2489,6 +2490,36 @@ static void test_refused_uid_no_slot(void **state) {
   serve_cleanup(&s);
 }
 
+/* `poolctl -S SOCK status` run as uid 65534; its exit code, its stderr
+ * into err. */
+static int poolctl_status_as_nobody(const char *sock, char *err, size_t len) {
+  int pipefd[2], code;
+  ssize_t n, got = 0;
+  pid_t pid;
+
+  assert_int_equal(pipe(pipefd), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+
+    dup2(null, 1);
+    dup2(pipefd[1], 2);
+    if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0)
+      _exit(126);
+    execl(cli_poolctl_path(), "poolctl", "-S", sock, "status", (char *)NULL);
+    _exit(127);
+  }
+  close(pipefd[1]);
+  while ((n = read(pipefd[0], err + got, len - 1 - (size_t)got)) > 0)
+    got += n;
+  err[got] = '\0';
+  close(pipefd[0]);
+  code = wait_exit(pid);
+  return code;
+}
+
 /* control.allow_uids with 180 entries, uids and a user name, more than
  * 2 KiB as text: none is dropped (the last one, "nobody", gets in).
  * Needs root. */
@@ -2532,6 +2563,15 @@ static void test_allow_uids_many(void **state) {
   if (ok != 1)
     fail_msg("uid 65534 (nobody, the 180th of control.allow_uids) was "
              "refused");
+  /* poolctl itself serves an allowed user: the server runs as the owner
+   * of the socket's directory (root here), not as the caller. */
+  {
+    char err[1024];
+    int code = poolctl_status_as_nobody(s.sock, err, sizeof(err));
+
+    if (code != 0)
+      fail_msg("poolctl status as nobody: exit %d: %s", code, err);
+  }
   assert_int_equal(kill(s.pid, SIGTERM), 0);
   assert_int_equal(wait_exit(s.pid), 0);
   s.pid = 0;
