@@ -246,6 +246,8 @@ struct pp__slot {
   unsigned stderr_next;
   const char *retire_why;   /* static text: "restarted", "recycled", ... */
   char last_stop[32];       /* with last_exit PP_EXIT_STOPPED: why */
+  int last_hello_timeout;   /* last_exit PP_EXIT_NO_HELLO was the kill at
+                               startup_timeout */
   char last_error[320];     /* why the last process failed to boot:
                                "Type: message (File ..., line N)", or its
                                last stderr line; "" when none */

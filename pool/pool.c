@@ -626,7 +626,7 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
   pp_exit_kind_t kind;
   char text[64];
-  int boot_failure;
+  int boot_failure, hello_timeout;
 
   if (proc->kill_reason != PP_EXIT_NONE)
     kind = proc->kill_reason;
@@ -644,13 +644,15 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   else
     pp_exit_describe(kind, (int)proc->exit_status, proc->term_signal, text,
                      sizeof(text));
-  /* It ended on its own before HELLO: it failed to boot (a replacement
-   * too: a reload's error shows in status). */
+  /* It ended on its own before HELLO, or was killed for not saying HELLO
+   * within startup_timeout: it failed to boot (a replacement too: a
+   * reload's error shows in status). */
+  hello_timeout = proc->kill_reason == PP_EXIT_NO_HELLO;
   boot_failure = kind == PP_EXIT_NO_HELLO &&
-                 proc->kill_reason == PP_EXIT_NONE && !pool->stopping &&
-                 !slot->removing;
+                 (proc->kill_reason == PP_EXIT_NONE || hello_timeout) &&
+                 !pool->stopping && !slot->removing;
   if (boot_failure && !proc->boot_failed)
-    boot_error_from_exit(slot, text);
+    boot_error_from_exit(slot, hello_timeout ? proc->detail : text);
   boot_failure = boot_failure && slot->proc == proc;
   if (proc->detail[0] == '\0')
     snprintf(proc->detail, sizeof(proc->detail), "worker %d: %s", slot->id,
@@ -664,6 +666,7 @@ void pp__on_proc_exit(pp__proc_t *proc) {
     pp__quiesce_poke(pool);
   }
   slot->last_exit = kind;
+  slot->last_hello_timeout = hello_timeout;
   slot->last_exit_code = (int)proc->exit_status;
   slot->last_exit_signal = proc->term_signal;
   if (kind == PP_EXIT_STOPPED)
@@ -758,6 +761,7 @@ void pp__spawn_slot(pp__slot_t *slot) {
     spawn_error(slot, r);
     pp__log(pool, "worker %d: %s", slot->id, slot->last_error);
     slot->last_exit = PP_EXIT_NO_HELLO;
+    slot->last_hello_timeout = 0;
     slot->last_exit_code = r;
     if (boot_is_fatal(pool))
       slot_boot_failed(slot);

@@ -106,7 +106,10 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
     w->last_exit = slot->last_exit;
     w->last_exit_code = slot->last_exit_code;
     w->last_exit_signal = slot->last_exit_signal;
-    if (slot->last_exit == PP_EXIT_STOPPED && slot->last_stop[0])
+    if (slot->last_exit == PP_EXIT_NO_HELLO && slot->last_hello_timeout)
+      snprintf(w->last_exit_text, sizeof(w->last_exit_text),
+               "no HELLO within startup_timeout");
+    else if (slot->last_exit == PP_EXIT_STOPPED && slot->last_stop[0])
       snprintf(w->last_exit_text, sizeof(w->last_exit_text), "stopped (%s)",
                slot->last_stop);
     else
