@@ -319,6 +319,10 @@ typedef struct pp_status {
                      array ("[\"add\",\"echo\"]"), owned by the snapshot;
                      NULL before any worker said HELLO or when its worker
                      does not list them */
+  char reload_error[448]; /* "reload rolled back: worker 0's replacement
+                             failed to boot: ModuleNotFoundError: ...":
+                             the latest reload was undone; "" otherwise
+                             (cleared by the next reload) */
 } pp_status_t;
 
 /* Snapshot the pool.  Thread-safe.  Free with pp_status_free().  Returns 0

@@ -410,6 +410,8 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
     }
     proc->hello = 1;
     slot->last_error[0] = '\0';
+    if (pool->reload_pending && proc->cfg_seq == pool->reload_seq)
+      pool->reload_pending = 0; /* the new config boots: it stays */
     proc->ready_ns = pp__now_ns();
     pp__histo_add(&pool->h_spawn, (proc->ready_ns - proc->spawn_ns) / 1000);
     uv_timer_stop(&proc->timer);
@@ -626,7 +628,7 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
   pp_exit_kind_t kind;
   char text[64];
-  int boot_failure, hello_timeout;
+  int boot_failure, hello_timeout, rollback;
 
   if (proc->kill_reason != PP_EXIT_NONE)
     kind = proc->kill_reason;
@@ -653,6 +655,9 @@ void pp__on_proc_exit(pp__proc_t *proc) {
                  !pool->stopping && !slot->removing;
   if (boot_failure && !proc->boot_failed)
     boot_error_from_exit(slot, hello_timeout ? proc->detail : text);
+  /* One of a reload's new workers failed to boot: the reload is undone. */
+  rollback =
+      boot_failure && pool->reload_pending && proc->cfg_seq == pool->reload_seq;
   boot_failure = boot_failure && slot->proc == proc;
   if (proc->detail[0] == '\0')
     snprintf(proc->detail, sizeof(proc->detail), "worker %d: %s", slot->id,
@@ -680,9 +685,11 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   if (!pool->stopping && !slot->removing)
     pp__log(pool, "worker %d (pid %d) exited: %s", slot->id, proc->pid, text);
   if (proc == slot->next) {
-    if (!pool->stopping && !slot->removing)
+    if (!pool->stopping && !slot->removing) {
       pp__next_failed(slot, proc);
-    else {
+      if (rollback)
+        pp__reload_rollback(slot, 1);
+    } else {
       slot->next = NULL;
       pp__proc_unref(proc);
     }
@@ -718,6 +725,8 @@ void pp__on_proc_exit(pp__proc_t *proc) {
       pp__slot_release(slot);
     return;
   }
+  if (rollback)
+    pp__reload_rollback(slot, 0);
   if (boot_failure && boot_is_fatal(pool))
     slot_boot_failed(slot);
   else
@@ -771,6 +780,7 @@ void pp__spawn_slot(pp__slot_t *slot) {
   }
   slot->proc = proc;
   slot->state = PP_WORKER_STARTING;
+  proc->cfg_seq = pool->reload_seq;
   pp__proc_limits(proc);
   pp__trace(pool, PP_TRACE_SPAWN, slot->id, proc->generation, proc->pid, 0, 0,
             0, NULL);
