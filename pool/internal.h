@@ -437,9 +437,10 @@ struct pp_pool {
   } *retired;
   /* A reload is live once a worker of the new config said HELLO; until
    * then a boot failure of one rolls the pool back to reload_prev's. */
-  uint32_t reload_seq; /* bumped by each reload (and roll-back) */
+  uint32_t reload_seq;  /* bumped by each reload (and roll-back) */
+  uint32_t reload_base; /* reload_seq of the config to roll back to */
   int reload_pending;
-  struct pp__retired *reload_prev; /* the config before it */
+  struct pp__retired *reload_prev; /* the config to roll back to */
   char reload_error[448]; /* "reload rolled back: ...", until the next */
   pp_histogram_t h_spawn, h_wait, h_run;
 

@@ -300,7 +300,7 @@ void pp__reload_rollback(pp__slot_t *slot, int replacement) {
   struct pp__retired *prev = pool->reload_prev;
   pp_config_t *bad = pool->cfg;
   char *bad_python = pool->python;
-  uint32_t seq = pool->reload_seq;
+  uint32_t base = pool->reload_base;
   pp__slot_t *s;
   int i;
 
@@ -325,9 +325,9 @@ void pp__reload_rollback(pp__slot_t *slot, int replacement) {
     if (s->retiring && s->retire_why && strcmp(s->retire_why, "reloaded") == 0)
       s->retiring = 0;
     s->replace_failures = 0;
-    if (s->next && s->next->cfg_seq == seq)
+    if (s->next && s->next->cfg_seq > base)
       pp__proc_fail(s->next, PP_EXIT_STOPPED, "reload rolled back");
-    if (s->proc && !s->proc->hello && s->proc->cfg_seq == seq)
+    if (s->proc && !s->proc->hello && s->proc->cfg_seq > base)
       pp__proc_fail(s->proc, PP_EXIT_STOPPED, "reload rolled back");
   }
   pool->maintain_wanted = 1; /* scale back to the old size */
@@ -420,9 +420,14 @@ int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag) {
   pool->retired = old;
   pool->cfg = copy;
   pool->python = python;
+  /* A reload over one not yet confirmed rolls back to the config that
+   * was confirmed, not to the one in between. */
+  if (!pool->reload_pending) {
+    pool->reload_base = pool->reload_seq;
+    pool->reload_prev = old;
+  }
   pool->reload_seq++;
   pool->reload_pending = 1;
-  pool->reload_prev = old;
   pool->reload_error[0] = '\0';
   if (pool->zygote)
     pp__zygote_retire(pool);

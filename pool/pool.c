@@ -657,7 +657,7 @@ void pp__on_proc_exit(pp__proc_t *proc) {
     boot_error_from_exit(slot, hello_timeout ? proc->detail : text);
   /* One of a reload's new workers failed to boot: the reload is undone. */
   rollback =
-      boot_failure && pool->reload_pending && proc->cfg_seq == pool->reload_seq;
+      boot_failure && pool->reload_pending && proc->cfg_seq > pool->reload_base;
   boot_failure = boot_failure && slot->proc == proc;
   if (proc->detail[0] == '\0')
     snprintf(proc->detail, sizeof(proc->detail), "worker %d: %s", slot->id,
