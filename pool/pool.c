@@ -640,16 +640,18 @@ void pp__on_proc_exit(pp__proc_t *proc) {
     kind = PP_EXIT_SIGNAL;
   else
     kind = PP_EXIT_NORMAL;
+  hello_timeout = proc->kill_reason == PP_EXIT_NO_HELLO;
   if (kind == PP_EXIT_STOPPED)
     snprintf(text, sizeof(text), "stopped (%.40s)",
              pool->stopping ? "pool closing" : proc->detail);
+  else if (hello_timeout) /* not "died before HELLO (signal 9)" */
+    snprintf(text, sizeof(text), "no HELLO within startup_timeout");
   else
     pp_exit_describe(kind, (int)proc->exit_status, proc->term_signal, text,
                      sizeof(text));
   /* It ended on its own before HELLO, or was killed for not saying HELLO
    * within startup_timeout: it failed to boot (a replacement too: a
    * reload's error shows in status). */
-  hello_timeout = proc->kill_reason == PP_EXIT_NO_HELLO;
   boot_failure = kind == PP_EXIT_NO_HELLO &&
                  (proc->kill_reason == PP_EXIT_NONE || hello_timeout) &&
                  !pool->stopping && !slot->removing;
