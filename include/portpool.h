@@ -319,6 +319,10 @@ typedef struct pp_status {
                      array ("[\"add\",\"echo\"]"), owned by the snapshot;
                      NULL before any worker said HELLO or when its worker
                      does not list them */
+  char reload_error[448]; /* "reload rolled back: worker 0's replacement
+                             failed to boot: ModuleNotFoundError: ...":
+                             the latest reload was undone; "" otherwise
+                             (cleared by the next reload) */
 } pp_status_t;
 
 /* Snapshot the pool.  Thread-safe.  Free with pp_status_free().  Returns 0
@@ -476,8 +480,8 @@ typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
  * when the pool is ready (status 0), or with an error if the pool degrades
  * or is stopped first.  A worker that fails to boot before the pool was
  * ever ready (its handler module cannot be imported, raises or exits while
- * being imported, or no process can be spawned: out of file descriptors)
- * ends the wait at once with PP_EBOOT, unless
+ * being imported, hangs past worker.startup_timeout without a HELLO, or no
+ * process can be spawned: out of file descriptors) ends the wait at once with PP_EBOOT, unless
  * restart.retry_boot_failures is true; pp_pool_ready_diag() then says why.
  * Returns 0, PP_ECONFIG, or a libuv error (for example from binding the
  * control socket); on error nothing was started.
@@ -736,7 +740,15 @@ PP_EXTERN int pp_pool_drain(pp_pool_t *pool, int undrain);
  * scale to the new size, and the new checkout, restart and timeout
  * settings for what comes next.  No request is dropped.  The name, the
  * adapter and control.* cannot change (PP_ECONFIG naming the key).  The
- * config is copied. */
+ * config is copied.  Returns once the pool took the order; the rest is
+ * asynchronous.  The new config stands once one of its workers said
+ * HELLO.  If one fails to boot before that (its handler cannot be
+ * imported, or no HELLO within startup_timeout), the reload is rolled
+ * back: the previous config is live again for every later start, the
+ * replacements still starting are stopped, the old workers keep serving,
+ * and pp_status_t.reload_error says so ("reload rolled back: worker 0's
+ * replacement failed to boot: ModuleNotFoundError: ...") until the next
+ * reload. */
 PP_EXTERN int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag);
 
 /* Add a trace subscriber besides the one given at start (the control

@@ -129,6 +129,7 @@ struct pp__proc {
   int rep_eof;         /* EOF on rep_fd; waiting for the exit */
   int retired;         /* replaced by a successor: its exit is expected */
   int boot_failed;     /* sent a boot failure (ERROR, id 0) before HELLO */
+  uint32_t cfg_seq;    /* pool->reload_seq when spawned: its config */
   pp_exit_kind_t kill_reason; /* why we killed it, for the exit class */
   int64_t exit_status;
   int term_signal;
@@ -247,6 +248,8 @@ struct pp__slot {
   unsigned stderr_next;
   const char *retire_why;   /* static text: "restarted", "recycled", ... */
   char last_stop[32];       /* with last_exit PP_EXIT_STOPPED: why */
+  int last_hello_timeout;   /* last_exit PP_EXIT_NO_HELLO was the kill at
+                               startup_timeout */
   char last_error[320];     /* why the last process failed to boot:
                                "Type: message (File ..., line N)", or its
                                last stderr line; "" when none */
@@ -433,6 +436,13 @@ struct pp_pool {
     char *python;
     struct pp__retired *next;
   } *retired;
+  /* A reload is live once a worker of the new config said HELLO; until
+   * then a boot failure of one rolls the pool back to reload_prev's. */
+  uint32_t reload_seq;  /* bumped by each reload (and roll-back) */
+  uint32_t reload_base; /* reload_seq of the config to roll back to */
+  int reload_pending;
+  struct pp__retired *reload_prev; /* the config to roll back to */
+  char reload_error[448]; /* "reload rolled back: ...", until the next */
   pp_histogram_t h_spawn, h_wait, h_run;
 
   /* counters */
@@ -576,6 +586,9 @@ int pp__resolve_python(const char *cmd0, char **out, pp_diag_t *diag);
 /* Called by proc.c on the loop with the lock held. */
 void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f);
 void pp__on_proc_exit(pp__proc_t *proc);
+/* A worker of a reloaded config not yet confirmed failed to boot (its
+ * error in slot->last_error): back to the config before (maintain.c). */
+void pp__reload_rollback(pp__slot_t *slot, int replacement);
 void pp__on_proc_timer(pp__proc_t *proc);
 void pp__on_proc_read_error(pp__proc_t *proc, int err);
 

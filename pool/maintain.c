@@ -93,6 +93,7 @@ static void start_replacement(pp__slot_t *slot) {
     return;
   }
   slot->next = proc;
+  proc->cfg_seq = pool->reload_seq;
   pp__proc_limits(proc);
   pp__trace(pool, PP_TRACE_SPAWN, slot->id, proc->generation, proc->pid, 0, 0,
             0, "replacement");
@@ -290,6 +291,49 @@ void pp__tick_start(pp_pool_t *pool) {
   uv_timer_start(&pool->tick, on_tick, ms, ms);
 }
 
+/* A worker of the reloaded config failed to boot before any said HELLO:
+ * the config before comes back for every later start, the replacements
+ * still on their way stop, and no slot is left retiring toward the new
+ * config.  Status and `poolctl reload` show why. */
+void pp__reload_rollback(pp__slot_t *slot, int replacement) {
+  pp_pool_t *pool = slot->pool;
+  struct pp__retired *prev = pool->reload_prev;
+  pp_config_t *bad = pool->cfg;
+  char *bad_python = pool->python;
+  uint32_t base = pool->reload_base;
+  pp__slot_t *s;
+  int i;
+
+  pool->reload_pending = 0;
+  /* The failed config takes the old one's place among the retired (a
+   * thread may still read it); the old one is live again. */
+  pool->cfg = prev->cfg;
+  pool->python = prev->python;
+  prev->cfg = bad;
+  prev->python = bad_python;
+  pool->reload_seq++;
+  if (pool->zygote)
+    pp__zygote_retire(pool); /* the next fork starts one of the old config */
+  pool->target_size = pool->cfg->size;
+  snprintf(pool->reload_error, sizeof(pool->reload_error),
+           "reload rolled back: worker %d%s failed to boot: %s", slot->id,
+           replacement ? "'s replacement" : " (new config)",
+           slot->last_error[0] ? slot->last_error : "no reason given");
+  pp__log(pool, "%s; the pool keeps its previous config", pool->reload_error);
+  for (i = 0; i < pool->nslots; i++) {
+    s = pool->slots[i];
+    if (s->retiring && s->retire_why && strcmp(s->retire_why, "reloaded") == 0)
+      s->retiring = 0;
+    s->replace_failures = 0;
+    if (s->next && s->next->cfg_seq > base)
+      pp__proc_fail(s->next, PP_EXIT_STOPPED, "reload rolled back");
+    if (s->proc && !s->proc->hello && s->proc->cfg_seq > base)
+      pp__proc_fail(s->proc, PP_EXIT_STOPPED, "reload rolled back");
+  }
+  pool->maintain_wanted = 1; /* scale back to the old size */
+  pp__wake(pool);
+}
+
 /* ---- the public operations */
 
 static int request(pp_pool_t *pool) {
@@ -376,6 +420,15 @@ int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag) {
   pool->retired = old;
   pool->cfg = copy;
   pool->python = python;
+  /* A reload over one not yet confirmed rolls back to the config that
+   * was confirmed, not to the one in between. */
+  if (!pool->reload_pending) {
+    pool->reload_base = pool->reload_seq;
+    pool->reload_prev = old;
+  }
+  pool->reload_seq++;
+  pool->reload_pending = 1;
+  pool->reload_error[0] = '\0';
   if (pool->zygote)
     pp__zygote_retire(pool);
   pool->target_size = copy->size;

@@ -410,6 +410,8 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
     }
     proc->hello = 1;
     slot->last_error[0] = '\0';
+    if (pool->reload_pending && proc->cfg_seq == pool->reload_seq)
+      pool->reload_pending = 0; /* the new config boots: it stays */
     proc->ready_ns = pp__now_ns();
     pp__histo_add(&pool->h_spawn, (proc->ready_ns - proc->spawn_ns) / 1000);
     uv_timer_stop(&proc->timer);
@@ -626,7 +628,7 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
   pp_exit_kind_t kind;
   char text[64];
-  int boot_failure;
+  int boot_failure, hello_timeout, rollback;
 
   if (proc->kill_reason != PP_EXIT_NONE)
     kind = proc->kill_reason;
@@ -638,19 +640,26 @@ void pp__on_proc_exit(pp__proc_t *proc) {
     kind = PP_EXIT_SIGNAL;
   else
     kind = PP_EXIT_NORMAL;
+  hello_timeout = proc->kill_reason == PP_EXIT_NO_HELLO;
   if (kind == PP_EXIT_STOPPED)
     snprintf(text, sizeof(text), "stopped (%.40s)",
              pool->stopping ? "pool closing" : proc->detail);
+  else if (hello_timeout) /* not "died before HELLO (signal 9)" */
+    snprintf(text, sizeof(text), "no HELLO within startup_timeout");
   else
     pp_exit_describe(kind, (int)proc->exit_status, proc->term_signal, text,
                      sizeof(text));
-  /* It ended on its own before HELLO: it failed to boot (a replacement
-   * too: a reload's error shows in status). */
+  /* It ended on its own before HELLO, or was killed for not saying HELLO
+   * within startup_timeout: it failed to boot (a replacement too: a
+   * reload's error shows in status). */
   boot_failure = kind == PP_EXIT_NO_HELLO &&
-                 proc->kill_reason == PP_EXIT_NONE && !pool->stopping &&
-                 !slot->removing;
+                 (proc->kill_reason == PP_EXIT_NONE || hello_timeout) &&
+                 !pool->stopping && !slot->removing;
   if (boot_failure && !proc->boot_failed)
-    boot_error_from_exit(slot, text);
+    boot_error_from_exit(slot, hello_timeout ? proc->detail : text);
+  /* One of a reload's new workers failed to boot: the reload is undone. */
+  rollback =
+      boot_failure && pool->reload_pending && proc->cfg_seq > pool->reload_base;
   boot_failure = boot_failure && slot->proc == proc;
   if (proc->detail[0] == '\0')
     snprintf(proc->detail, sizeof(proc->detail), "worker %d: %s", slot->id,
@@ -664,6 +673,7 @@ void pp__on_proc_exit(pp__proc_t *proc) {
     pp__quiesce_poke(pool);
   }
   slot->last_exit = kind;
+  slot->last_hello_timeout = hello_timeout;
   slot->last_exit_code = (int)proc->exit_status;
   slot->last_exit_signal = proc->term_signal;
   if (kind == PP_EXIT_STOPPED)
@@ -677,9 +687,11 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   if (!pool->stopping && !slot->removing)
     pp__log(pool, "worker %d (pid %d) exited: %s", slot->id, proc->pid, text);
   if (proc == slot->next) {
-    if (!pool->stopping && !slot->removing)
+    if (!pool->stopping && !slot->removing) {
       pp__next_failed(slot, proc);
-    else {
+      if (rollback)
+        pp__reload_rollback(slot, 1);
+    } else {
       slot->next = NULL;
       pp__proc_unref(proc);
     }
@@ -715,6 +727,8 @@ void pp__on_proc_exit(pp__proc_t *proc) {
       pp__slot_release(slot);
     return;
   }
+  if (rollback)
+    pp__reload_rollback(slot, 0);
   if (boot_failure && boot_is_fatal(pool))
     slot_boot_failed(slot);
   else
@@ -758,6 +772,7 @@ void pp__spawn_slot(pp__slot_t *slot) {
     spawn_error(slot, r);
     pp__log(pool, "worker %d: %s", slot->id, slot->last_error);
     slot->last_exit = PP_EXIT_NO_HELLO;
+    slot->last_hello_timeout = 0;
     slot->last_exit_code = r;
     if (boot_is_fatal(pool))
       slot_boot_failed(slot);
@@ -767,6 +782,7 @@ void pp__spawn_slot(pp__slot_t *slot) {
   }
   slot->proc = proc;
   slot->state = PP_WORKER_STARTING;
+  proc->cfg_seq = pool->reload_seq;
   pp__proc_limits(proc);
   pp__trace(pool, PP_TRACE_SPAWN, slot->id, proc->generation, proc->pid, 0, 0,
             0, NULL);

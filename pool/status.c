@@ -62,6 +62,8 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
            pool->adapter == &pp__adapter_custom ? pool->custom.name
                                                 : pool->cfg->adapter);
   st->state = pool->state;
+  snprintf(st->reload_error, sizeof(st->reload_error), "%s",
+           pool->reload_error);
   st->size = 0;
   pp__slot_count(pool, &st->idle, &st->leased, &st->busy, &st->starting,
                  &st->backoff, &st->fatal);
@@ -106,7 +108,10 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
     w->last_exit = slot->last_exit;
     w->last_exit_code = slot->last_exit_code;
     w->last_exit_signal = slot->last_exit_signal;
-    if (slot->last_exit == PP_EXIT_STOPPED && slot->last_stop[0])
+    if (slot->last_exit == PP_EXIT_NO_HELLO && slot->last_hello_timeout)
+      snprintf(w->last_exit_text, sizeof(w->last_exit_text),
+               "no HELLO within startup_timeout");
+    else if (slot->last_exit == PP_EXIT_STOPPED && slot->last_stop[0])
       snprintf(w->last_exit_text, sizeof(w->last_exit_text), "stopped (%s)",
                slot->last_stop);
     else
@@ -296,6 +301,7 @@ char *pp_status_to_json(const pp_status_t *st) {
   json_object_set_new(root, "recycles", json_integer((json_int_t)st->recycles));
   json_object_set_new(root, "draining", json_boolean(st->draining));
   json_object_set_new(root, "target_size", json_integer(st->target_size));
+  json_object_set_new(root, "reload_error", json_string(st->reload_error));
   handlers = st->handlers ? json_loads(st->handlers, 0, NULL) : NULL;
   json_object_set_new(root, "handlers", handlers ? handlers : json_null());
   json_object_set_new(root, "spawn_to_ready", histo_json(&st->spawn_to_ready));

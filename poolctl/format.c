@@ -259,7 +259,12 @@ static void worker_cells(json_t *st, json_t *w, const pc_cpu_t *prev, char *age,
 }
 
 void pc_print_status(FILE *out, json_t *st, const pc_cpu_t *prev, int color) {
+  const char *undone = json_string_value(json_object_get(st, "reload_error"));
+
   pc_print_header(out, st, color);
+  /* The latest reload was undone: the pool runs its previous config. */
+  if (undone && *undone)
+    fprintf(out, "%s; the pool kept its previous config\n", undone);
   fputc('\n', out);
   pc_print_workers(out, st, prev, color);
 }

@@ -8,6 +8,18 @@
 #include <stdlib.h>
 #include <sys/un.h>
 
+/* Done when every worker was replaced; failed at once when the pool rolled
+ * the reload back (a new worker failed to boot): it says why. */
+static int reload_done(json_t *st, void *data, char *why, size_t whylen) {
+  const char *undone = json_string_value(json_object_get(st, "reload_error"));
+
+  if (undone && *undone) {
+    snprintf(why, whylen, "%s; the pool kept its previous config", undone);
+    return -1;
+  }
+  return pc_rolled_done(st, data, why, whylen);
+}
+
 int pc_reload(const pc_command_t *cmd, int argc, char **argv,
               const pc_global_t *g) {
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -40,7 +52,7 @@ int pc_reload(const pc_command_t *cmd, int argc, char **argv,
     pc_err("reload: the pool kept its config; its log says why");
     goto out;
   }
-  r = pc_wait_status(&conn, &watch, "reload", pc_rolled_done, &rolled,
+  r = pc_wait_status(&conn, &watch, "reload", reload_done, &rolled,
                      w.timeout_ms);
 out:
   free(rolled.before);

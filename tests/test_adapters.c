@@ -594,6 +594,65 @@ static void test_start_ready_cb_boot_failure(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A handler that hangs at import: no HELLO within startup_timeout before
+ * the pool was ever ready is a boot failure too, not a kill-and-restart
+ * loop.  Only the outcome is checked: the bound is short so the test is,
+ * and a worker slower than it fails the same way. */
+static pp_config_t *hang_config(void) {
+  pp_config_t *cfg = python_config("hang_on_import.py", 1);
+
+  cfg_set(cfg, "worker.startup_timeout", "300ms");
+  cfg_set(cfg, "worker.kill_grace", "100ms");
+  cfg_set(cfg, "checkout.timeout", "10m");
+  return cfg;
+}
+
+static void test_open_hang_at_import_fails_fast(void **state) {
+  pp_config_t *cfg = hang_config();
+  pp_pool_t *pool;
+  pp_diag_t d;
+
+  (void)state;
+  memset(&d, 0, sizeof(d));
+  assert_int_equal(pp_pool_open(cfg, NULL, &pool, &d), PP_EBOOT);
+  if (strstr(d.message, "worker 0 failed to boot: no HELLO within "
+                        "startup_timeout (300ms)") == NULL)
+    fail_msg("diag: %s", d.message);
+  pp_config_free(cfg);
+}
+
+static void test_start_hang_at_import_status(void **state) {
+  pp_config_t *cfg = hang_config();
+  boot_ctx_t b;
+  pp_pool_t *pool;
+  pp_status_t st;
+  uv_loop_t loop;
+  pp_diag_t d;
+
+  (void)state;
+  memset(&b, 0, sizeof(b));
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(pp_pool_start(&loop, cfg, NULL, boot_ready, &b, &pool, &d),
+                   0);
+  pp_config_free(cfg);
+  while (b.calls == 0)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(b.status, PP_EBOOT);
+  assert_non_null(strstr(b.d.message, "no HELLO within startup_timeout"));
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.workers[0].state, PP_WORKER_FATAL);
+  assert_int_equal(st.workers[0].last_exit, PP_EXIT_NO_HELLO);
+  assert_string_equal(st.workers[0].last_exit_text,
+                      "no HELLO within startup_timeout");
+  assert_non_null(strstr(st.workers[0].last_error,
+                         "no HELLO within startup_timeout (300ms)"));
+  pp_status_free(&st);
+  pp_pool_stop(pool, boot_closed, &b);
+  while (!b.closed)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* With min_ready, a checkout that times out while a worker is still
  * starting for the first time says "starting", not "restarting". */
 static void test_timeout_names_first_start(void **state) {
@@ -678,6 +737,8 @@ int main(void) {
       cmocka_unit_test(test_helper_open_boot_failure),
       cmocka_unit_test(test_start_ready_cb_boot_failure),
       cmocka_unit_test(test_status_keeps_cut_boot_error),
+      cmocka_unit_test(test_open_hang_at_import_fails_fast),
+      cmocka_unit_test(test_start_hang_at_import_status),
       cmocka_unit_test(test_timeout_names_first_start),
       cmocka_unit_test(test_same_table_both_adapters),
       cmocka_unit_test(test_two_pools_side_by_side),

@@ -829,8 +829,8 @@ typedef struct start_case {
 static const start_case_t start_cases[] = {
     {"bad_version", "10s", PP_EXIT_PROTOCOL, "protocol error",
      PP_TRACE_PROTOCOL_ERROR, "unsupported protocol version"},
-    {"no_hello", "1s", PP_EXIT_NO_HELLO, "died before HELLO", PP_TRACE_KILL,
-     "no HELLO within startup_timeout"},
+    {"no_hello", "1s", PP_EXIT_NO_HELLO, "no HELLO within startup_timeout",
+     PP_TRACE_KILL, "no HELLO within startup_timeout"},
     {"hello_twice", "10s", PP_EXIT_PROTOCOL, "protocol error",
      PP_TRACE_PROTOCOL_ERROR, "bytes after HELLO"},
     /* Exit 0 before HELLO is a crash like any other. */

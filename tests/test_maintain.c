@@ -269,6 +269,54 @@ static void test_reload_under_load(void **state) {
   close_pool(pool);
 }
 
+/* A reload whose new worker fails to boot is undone: the old config
+ * stays the one every later start uses, no slot is left retiring toward
+ * the new one, and status says why. */
+static void test_reload_rollback(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 2);
+  pp_config_t *next = python_config("import_error.py", 2);
+  pp_buf_t reply = {0};
+  pp_pool_t *pool;
+  pp_status_t st;
+  pp_diag_t d;
+  int i, pid;
+
+  (void)state;
+  cfg_set(cfg, "worker.env", "{PP_FLAVOUR: old}");
+  pool = open_pool(cfg);
+  assert_int_equal(pp_pool_reload(pool, next, &d), 0);
+  pp_config_free(next);
+  /* The first replacement's exit: the roll-back happens with it. */
+  assert_int_equal(rec_wait(&rec, PP_TRACE_EXIT, 1, 30000), 0);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  if (strstr(st.reload_error, "reload rolled back: worker ") == NULL ||
+      strstr(st.reload_error, "'s replacement failed to boot: ImportError: "
+                              "fixture import_error") == NULL)
+    fail_msg("reload_error: '%s'", st.reload_error);
+  for (i = 0; i < st.nworkers; i++)
+    assert_false(st.workers[i].retiring);
+  pid = st.workers[0].pid;
+  pp_status_free(&st);
+  /* A crash restarts the worker with the old config, */
+  assert_int_equal(kill(pid, SIGKILL), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_HELLO, 3, 30000), 0);
+  /* and so does a restart. */
+  assert_int_equal(pp_pool_restart(pool, 1), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_HELLO, 4, 30000), 0);
+  for (i = 0; i < 4; i++) {
+    assert_int_equal(
+        pp_call_cmd(pool, "env", "[\"PP_FLAVOUR\"]", &reply, 10000, &d), 0);
+    assert_string_equal(reply.data, "{\"PP_FLAVOUR\":\"old\"}");
+  }
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.fatal, 0);
+  assert_int_equal(st.size, 2);
+  assert_non_null(strstr(st.reload_error, "reload rolled back"));
+  pp_status_free(&st);
+  pp_buf_free(&reply);
+  close_pool(pool);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_recycle_max_requests),
@@ -277,6 +325,7 @@ int main(void) {
       cmocka_unit_test(test_drain),
       cmocka_unit_test(test_heartbeat_replaces_silent_worker),
       cmocka_unit_test(test_reload_under_load),
+      cmocka_unit_test(test_reload_rollback),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

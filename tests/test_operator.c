@@ -367,8 +367,9 @@ static void test_status_degraded(void **state) {
   cli_server_kill(&other);
 }
 
-/* A reload whose new handler module cannot be imported: the pool keeps
- * its worker, and `poolctl reload` fails saying the worker's error. */
+/* A reload whose new handler module cannot be imported is rolled back:
+ * the pool keeps its workers and its config (later restarts use it), no
+ * worker is left retiring, and `poolctl reload` and `status` say why. */
 static void test_reload_boot_failure(void **state) {
   const char *py = getenv("PP_PYTHON"), *worker = getenv("PP_WORKER_PY");
   const char *sock = in_dir("reload.sock"), *conf = in_dir("reload.yaml");
@@ -385,7 +386,7 @@ static void test_reload_boot_failure(void **state) {
     f = fopen(conf, "w");
     assert_non_null(f);
     fprintf(f,
-            "size: 1\nworker: {command: [\"%s\", \"%s\", \"%s\"]}\n"
+            "size: 2\nworker: {command: [\"%s\", \"%s\", \"%s\"]}\n"
             "restart: {max_restarts: 1}\n",
             py, worker, h);
     fclose(f);
@@ -395,13 +396,22 @@ static void test_reload_boot_failure(void **state) {
   }
   cli_poolctl(&r, "reload", "-S", sock, NULL);
   assert_int_equal(r.code, 1);
-  if (strstr(r.err, "failed to boot: ImportError: fixture import_error") ==
-      NULL)
+  if (strstr(r.err, "reload rolled back: worker ") == NULL ||
+      strstr(r.err, "'s replacement failed to boot: ImportError: fixture "
+                    "import_error") == NULL)
     fail_msg("poolctl reload said: %s", r.err);
   cli_run_free(&r);
   cli_poolctl(&r, "status", "-S", sock, NULL);
   assert_int_equal(r.code, 0);
-  assert_non_null(strstr(r.out, "ImportError: fixture import_error"));
+  if (strstr(r.out, "reload rolled back: worker ") == NULL ||
+      strstr(r.out, "ImportError: fixture import_error") == NULL ||
+      strstr(r.out, "retiring") != NULL)
+    fail_msg("poolctl status said: %s", r.out);
+  cli_run_free(&r);
+  /* Every worker restarts with the config it had. */
+  cli_poolctl(&r, "restart", "-S", sock, NULL);
+  if (r.code != 0)
+    fail_msg("poolctl restart: exit %d: %s", r.code, r.err);
   cli_run_free(&r);
   cli_poolctl(&r, "call", "echo", "1", "-S", sock, NULL);
   assert_int_equal(r.code, 0);

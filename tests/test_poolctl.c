@@ -305,6 +305,27 @@ static void test_serve_boot_failure(void **state) {
   cli_run_free(&r);
 }
 
+/* A handler that hangs at import: no HELLO within startup_timeout fails
+ * the start-up like an import error: serve exits 3 and says why. */
+static void test_serve_hang_at_import(void **state) {
+  char *cmd = worker_command_for("hang_on_import.py");
+  char sock[192];
+  cli_run_t r;
+
+  (void)state;
+  snprintf(sock, sizeof(sock), "%s/hang.sock", srv.dir);
+  cli_poolctl(&r, "serve", "-S", sock, "--set", "size=1", "--set", cmd, "--set",
+              "worker.startup_timeout=300ms", "--set",
+              "worker.kill_grace=100ms", NULL);
+  free(cmd);
+  if (r.code != 3 ||
+      strstr(r.err, "failed to boot: no HELLO within startup_timeout "
+                    "(300ms)") == NULL)
+    fail_msg("exit %d; stderr:\n%s", r.code, r.err);
+  assert_int_equal(access(sock, F_OK), -1);
+  cli_run_free(&r);
+}
+
 /* Out of file descriptors at start-up: serve says so, and how to fix it,
  * and exits 3, instead of warming for ever. */
 static void test_serve_out_of_fds(void **state) {
@@ -1139,6 +1160,7 @@ int main(void) {
       cmocka_unit_test(test_not_running),
       cmocka_unit_test(test_bad_config),
       cmocka_unit_test(test_serve_boot_failure),
+      cmocka_unit_test(test_serve_hang_at_import),
       cmocka_unit_test(test_serve_out_of_fds),
       cmocka_unit_test(test_serve_ready),
       cmocka_unit_test(test_socket_mode),
