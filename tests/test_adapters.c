@@ -547,21 +547,40 @@ static void boot_closed(pp_pool_t *pool, void *data) {
   ((boot_ctx_t *)data)->closed = 1;
 }
 
+/* Start cfg (freed here) on loop, and return once its ready callback ran. */
+static pp_pool_t *boot_start(pp_config_t *cfg, uv_loop_t *loop,
+                             boot_ctx_t *b) {
+  pp_pool_t *pool;
+  pp_diag_t d;
+
+  memset(b, 0, sizeof(*b));
+  assert_int_equal(uv_loop_init(loop), 0);
+  assert_int_equal(pp_pool_start(loop, cfg, NULL, boot_ready, b, &pool, &d),
+                   0);
+  pp_config_free(cfg);
+  while (b->calls == 0)
+    uv_run(loop, UV_RUN_ONCE);
+  return pool;
+}
+
+/* Stop the pool, run the loop until it closed, and close the loop; the
+ * ready callback ran once. */
+static void boot_stop(pp_pool_t *pool, uv_loop_t *loop, boot_ctx_t *b) {
+  pp_pool_stop(pool, boot_closed, b);
+  while (!b->closed)
+    uv_run(loop, UV_RUN_ONCE);
+  assert_int_equal(b->calls, 1);
+  assert_int_equal(uv_loop_close(loop), 0);
+}
+
 static void test_start_ready_cb_boot_failure(void **state) {
   pp_config_t *cfg = boot_config("import_error.py");
   boot_ctx_t b;
   pp_pool_t *pool;
   uv_loop_t loop;
-  pp_diag_t d;
 
   (void)state;
-  memset(&b, 0, sizeof(b));
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_int_equal(pp_pool_start(&loop, cfg, NULL, boot_ready, &b, &pool, &d),
-                   0);
-  pp_config_free(cfg);
-  while (b.calls == 0)
-    uv_run(&loop, UV_RUN_ONCE);
+  pool = boot_start(cfg, &loop, &b);
   assert_int_equal(b.status, PP_EBOOT);
   assert_int_equal(b.diag_status, PP_EBOOT);
   assert_import_error_diag(&b.d);
@@ -587,11 +606,7 @@ static void test_start_ready_cb_boot_failure(void **state) {
     free(json);
     pp_status_free(&st);
   }
-  pp_pool_stop(pool, boot_closed, &b);
-  while (!b.closed)
-    uv_run(&loop, UV_RUN_ONCE);
-  assert_int_equal(b.calls, 1);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  boot_stop(pool, &loop, &b);
 }
 
 /* A handler that hangs at import: no HELLO within startup_timeout before
@@ -627,16 +642,9 @@ static void test_start_hang_at_import_status(void **state) {
   pp_pool_t *pool;
   pp_status_t st;
   uv_loop_t loop;
-  pp_diag_t d;
 
   (void)state;
-  memset(&b, 0, sizeof(b));
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_int_equal(pp_pool_start(&loop, cfg, NULL, boot_ready, &b, &pool, &d),
-                   0);
-  pp_config_free(cfg);
-  while (b.calls == 0)
-    uv_run(&loop, UV_RUN_ONCE);
+  pool = boot_start(cfg, &loop, &b);
   assert_int_equal(b.status, PP_EBOOT);
   assert_non_null(strstr(b.d.message, "no HELLO within startup_timeout"));
   assert_int_equal(pp_pool_status(pool, &st), 0);
@@ -647,10 +655,7 @@ static void test_start_hang_at_import_status(void **state) {
   assert_non_null(strstr(st.workers[0].last_error,
                          "no HELLO within startup_timeout (300ms)"));
   pp_status_free(&st);
-  pp_pool_stop(pool, boot_closed, &b);
-  while (!b.closed)
-    uv_run(&loop, UV_RUN_ONCE);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  boot_stop(pool, &loop, &b);
 }
 
 /* With min_ready, a checkout that times out while a worker is still
@@ -693,18 +698,11 @@ static void test_status_keeps_cut_boot_error(void **state) {
   pp_status_t st;
   pp_pool_t *pool;
   uv_loop_t loop;
-  pp_diag_t d;
   size_t i, shown = 0;
   char *json;
 
   (void)state;
-  memset(&b, 0, sizeof(b));
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_int_equal(pp_pool_start(&loop, cfg, NULL, boot_ready, &b, &pool, &d),
-                   0);
-  pp_config_free(cfg);
-  while (b.calls == 0)
-    uv_run(&loop, UV_RUN_ONCE);
+  pool = boot_start(cfg, &loop, &b);
   assert_int_equal(b.status, PP_EBOOT);
   assert_int_equal(pp_pool_status(pool, &st), 0);
   json = pp_status_to_json(&st);
@@ -724,10 +722,7 @@ static void test_status_keeps_cut_boot_error(void **state) {
   json_decref(root);
   free(json);
   pp_status_free(&st);
-  pp_pool_stop(pool, boot_closed, &b);
-  while (!b.closed)
-    uv_run(&loop, UV_RUN_ONCE);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  boot_stop(pool, &loop, &b);
 }
 
 int main(void) {

@@ -2325,6 +2325,29 @@ static void other_uid_clients(const char *sock, int n, int report, int go) {
   _exit(0);
 }
 
+/* Start other_uid_clients(sock, n) in a child; returns its pid once it
+ * reported how many of its n pings were answered (into *ok).  report[0]
+ * (its further report) and go[1] (the word to go on) stay open for the
+ * caller. */
+static pid_t other_uid_begin(const char *sock, int n, int report[2],
+                             int go[2], int *ok) {
+  pid_t pid;
+
+  assert_int_equal(pipe(report), 0);
+  assert_int_equal(pipe(go), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(report[0]);
+    close(go[1]);
+    other_uid_clients(sock, n, report[1], go[0]);
+  }
+  close(report[1]);
+  close(go[0]);
+  assert_int_equal(read(report[0], ok, sizeof(*ok)), sizeof(*ok));
+  return pid;
+}
+
 /* Another allowed uid holds every connection: the pool's own user still
  * gets a status through (a reserve of 8 for it), and that uid's next
  * connection is refused with EBUSY.  Needs root, for the second uid. */
@@ -2344,18 +2367,7 @@ static void test_owner_reserve(void **state) {
   serve_start_sets(&s, "echo_handlers.py", sets);
   serve_wait_line(&s, "ready: ");
   assert_int_equal(chmod(s.dir, 0711), 0);
-  assert_int_equal(pipe(report), 0);
-  assert_int_equal(pipe(go), 0);
-  pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    close(report[0]);
-    close(go[1]);
-    other_uid_clients(s.sock, 256, report[1], go[0]);
-  }
-  close(report[1]);
-  close(go[0]);
-  assert_int_equal(read(report[0], &ok, sizeof(ok)), sizeof(ok));
+  pid = other_uid_begin(s.sock, 256, report, go, &ok);
   assert_int_equal(ok, 256);
   cli_poolctl(&r, "status", "-S", s.sock, NULL);
   if (r.code != 0)
@@ -2545,18 +2557,7 @@ static void test_allow_uids_many(void **state) {
   serve_start_sets(&s, "echo_handlers.py", sets);
   serve_wait_line(&s, "ready: ");
   assert_int_equal(chmod(s.dir, 0711), 0);
-  assert_int_equal(pipe(report), 0);
-  assert_int_equal(pipe(go), 0);
-  pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    close(report[0]);
-    close(go[1]);
-    other_uid_clients(s.sock, 1, report[1], go[0]);
-  }
-  close(report[1]);
-  close(go[0]);
-  assert_int_equal(read(report[0], &ok, sizeof(ok)), sizeof(ok));
+  pid = other_uid_begin(s.sock, 1, report, go, &ok);
   close(go[1]);
   close(report[0]);
   wait_exit(pid);
