@@ -1547,6 +1547,14 @@ static void serve_cleanup(serve_t *s) {
   rmdir(s->dir);
 }
 
+/* Stop the server as an operator does (SIGTERM): it must exit 0. */
+static void serve_stop(serve_t *s) {
+  assert_int_equal(kill(s->pid, SIGTERM), 0);
+  assert_int_equal(wait_exit(s->pid), 0);
+  s->pid = 0;
+  serve_cleanup(s);
+}
+
 /* After every test: what a failed test left running is stopped (its pool
  * is left open: a failure leaks, it must not crash the next test). */
 static int teardown(void **state) {
@@ -2082,10 +2090,7 @@ static void test_hostile_socket_clients(void **state) {
   assert_int_equal(json_integer_value(json_object_get(st, "restarts")), 0);
   json_decref(st);
   cli_conn_close(good);
-  assert_int_equal(kill(s.pid, SIGTERM), 0);
-  assert_int_equal(wait_exit(s.pid), 0);
-  s.pid = 0;
-  serve_cleanup(&s);
+  serve_stop(&s);
 }
 
 /* Idle control connections are closed after control.idle_timeout (so 256
@@ -2138,10 +2143,7 @@ static void test_idle_timeout(void **state) {
   cli_conn_close(slow);
   cli_conn_close(trace);
   cli_conn_close(probe);
-  assert_int_equal(kill(s.pid, SIGTERM), 0);
-  assert_int_equal(wait_exit(s.pid), 0);
-  s.pid = 0;
-  serve_cleanup(&s);
+  serve_stop(&s);
 }
 
 /* Every reply carries its request's id as written: a number jansson
@@ -2194,10 +2196,7 @@ static void test_id_echoed_as_written(void **state) {
       fail_msg("%s got %s, without %s", cases[i].req, line, cases[i].id);
   }
   cli_conn_close(c);
-  assert_int_equal(kill(s.pid, SIGTERM), 0);
-  assert_int_equal(wait_exit(s.pid), 0);
-  s.pid = 0;
-  serve_cleanup(&s);
+  serve_stop(&s);
 }
 
 /* Blank lines are skipped, and are not activity: a client that only
@@ -2248,10 +2247,7 @@ static void test_blank_lines_idle(void **state) {
   st = conn_status(probe);
   json_decref(st);
   cli_conn_close(probe);
-  assert_int_equal(kill(s.pid, SIGTERM), 0);
-  assert_int_equal(wait_exit(s.pid), 0);
-  s.pid = 0;
-  serve_cleanup(&s);
+  serve_stop(&s);
 }
 
 /* A client that asks for a big reply and never reads it is closed once
@@ -2282,10 +2278,7 @@ static void test_stalled_reader_closed(void **state) {
   assert_true(conn_call_int(probe, "pid", "null") > 0);
   cli_conn_close(probe);
   cli_conn_close(stalled);
-  assert_int_equal(kill(s.pid, SIGTERM), 0);
-  assert_int_equal(wait_exit(s.pid), 0);
-  s.pid = 0;
-  serve_cleanup(&s);
+  serve_stop(&s);
 }
 
 /* As uid 65534: open n connections and ping on each (writing how many
@@ -2382,10 +2375,7 @@ static void test_owner_reserve(void **state) {
   close(go[1]);
   close(report[0]);
   assert_int_equal(wait_exit(pid), 0);
-  assert_int_equal(kill(s.pid, SIGTERM), 0);
-  assert_int_equal(wait_exit(s.pid), 0);
-  s.pid = 0;
-  serve_cleanup(&s);
+  serve_stop(&s);
 }
 
 /* As uid 65533 (not allowed): connect n times, read nothing, report how
@@ -2496,10 +2486,7 @@ static void test_refused_uid_no_slot(void **state) {
   cli_conn_close(extra);
   for (i = 0; i < CTL_TEST_CONN_MAX; i++)
     cli_conn_close(held[i]);
-  assert_int_equal(kill(s.pid, SIGTERM), 0);
-  assert_int_equal(wait_exit(s.pid), 0);
-  s.pid = 0;
-  serve_cleanup(&s);
+  serve_stop(&s);
 }
 
 /* `poolctl -S SOCK status` run as uid 65534; its exit code, its stderr
@@ -2573,10 +2560,7 @@ static void test_allow_uids_many(void **state) {
     if (code != 0)
       fail_msg("poolctl status as nobody: exit %d: %s", code, err);
   }
-  assert_int_equal(kill(s.pid, SIGTERM), 0);
-  assert_int_equal(wait_exit(s.pid), 0);
-  s.pid = 0;
-  serve_cleanup(&s);
+  serve_stop(&s);
 }
 
 /* ============================================ lifecycle (heartbeat, ...) */
