@@ -276,6 +276,13 @@ void cli_server_kill(cli_server_t *s) {
     cli_lines_free(&s->err);
 }
 
+void cli_server_stop(cli_server_t *s) {
+  assert_int_equal(kill(s->pid, SIGTERM), 0);
+  assert_int_equal(cli_wait_exit(s->pid), 0);
+  s->pid = 0;
+  cli_server_kill(s);
+}
+
 /* ------------------------------------------------------------ raw clients */
 
 cli_conn_t *cli_conn_open(const char *path) {

@@ -73,6 +73,9 @@ typedef struct cli_server {
 void cli_server_start(cli_server_t *s, ...);
 /* SIGKILL it if it still runs (after a failure), and close its pipes. */
 void cli_server_kill(cli_server_t *s);
+/* Stop it as an operator does (SIGTERM): it must exit 0; then as
+ * cli_server_kill. */
+void cli_server_stop(cli_server_t *s);
 
 /* A raw client of the control socket. */
 typedef struct cli_conn {

@@ -361,10 +361,7 @@ static void test_status_degraded(void **state) {
   cli_poolctl(&r, "status", "--json", "-S", sock, NULL);
   assert_int_equal(r.code, 4);
   cli_run_free(&r);
-  kill(other.pid, SIGTERM);
-  assert_int_equal(cli_wait_exit(other.pid), 0);
-  other.pid = 0;
-  cli_server_kill(&other);
+  cli_server_stop(&other);
 }
 
 /* A reload whose new handler module cannot be imported is rolled back:
@@ -416,10 +413,7 @@ static void test_reload_boot_failure(void **state) {
   cli_poolctl(&r, "call", "echo", "1", "-S", sock, NULL);
   assert_int_equal(r.code, 0);
   cli_run_free(&r);
-  kill(other.pid, SIGTERM);
-  assert_int_equal(cli_wait_exit(other.pid), 0);
-  other.pid = 0;
-  cli_server_kill(&other);
+  cli_server_stop(&other);
 }
 
 static void test_not_running(void **state) {
@@ -1164,10 +1158,7 @@ static void test_allow_uids(void **state) {
   assert_int_equal(chmod(t.dir, 0700), 0);
   assert_int_equal(code, 0);
   assert_string_equal(out, "{\"ok\":true}\n");
-  kill(other.pid, SIGTERM);
-  assert_int_equal(cli_wait_exit(other.pid), 0);
-  other.pid = 0;
-  cli_server_kill(&other);
+  cli_server_stop(&other);
 }
 
 /* ------------------------------------------------------------ top, tmux */

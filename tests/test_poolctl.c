@@ -1001,10 +1001,7 @@ static void test_socket_dir_rules(void **state) {
   cli_poolctl(&r, "status", "--json", "-S", sock, NULL);
   assert_int_equal(r.code, 0);
   cli_run_free(&r);
-  kill(s.pid, SIGTERM);
-  assert_int_equal(cli_wait_exit(s.pid), 0);
-  s.pid = 0;
-  cli_server_kill(&s);
+  cli_server_stop(&s);
   /* Stopped: neither the socket nor its lock file is left. */
   assert_int_equal(rmdir(dir), 0);
   free(cmd);
@@ -1062,10 +1059,7 @@ static void test_two_servers_one_socket(void **state) {
   cli_poolctl(&r, "status", "--json", "-S", sock, NULL);
   assert_int_equal(r.code, 0);
   cli_run_free(&r);
-  kill(s.pid, SIGTERM);
-  assert_int_equal(cli_wait_exit(s.pid), 0);
-  s.pid = 0;
-  cli_server_kill(&s);
+  cli_server_stop(&s);
   assert_int_equal(access(lock, F_OK), -1);
   assert_int_equal(rmdir(dir), 0);
   free(cmd);
@@ -1146,10 +1140,7 @@ static void test_refusal_after_epipe(void **state) {
   cli_run_free(&r);
   for (i = 0; i < 270; i++)
     cli_conn_close(many[i]);
-  kill(s.pid, SIGTERM);
-  assert_int_equal(cli_wait_exit(s.pid), 0);
-  s.pid = 0;
-  cli_server_kill(&s);
+  cli_server_stop(&s);
   rmdir(dir);
   free(cmd);
 }
