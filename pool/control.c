@@ -750,9 +750,9 @@ static int check_stale(pp__control_t *ctl, pp_diag_t *diag) {
  * someone swapped in; fchmod on the socket before bind, which Linux
  * honours, still gives only mode & ~umask.  Inside a 0700 directory of
  * ours nobody else can reach the name, so fchmodat on it changes our
- * socket and nothing else;
- * the rename then publishes a socket that already has its mode and is
- * already listening, replacing a stale one in one step.  Returns the
+ * socket and nothing else; the rename then publishes a socket that
+ * already has its mode and is already listening, replacing a stale one in
+ * one step.  Returns the
  * listening fd (>= 0) or an error. */
 static int bind_private(pp__control_t *ctl, int mode, pp_diag_t *diag) {
   struct sockaddr_un sa;

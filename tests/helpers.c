@@ -283,6 +283,16 @@ void late_hook(pp_pool_t *pool, const char *point, void *data) {
   l->readable = poll(&p, 1, 10000 * test_time_scale()) == 1;
 }
 
+void assert_workers_kept(pp_pool_t *pool, rec_t *rec) {
+  pp_status_t st;
+
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.errors, 0);
+  pp_status_free(&st);
+  assert_int_equal(rec_count(rec, PP_TRACE_EXIT), 0);
+}
+
 pp_config_t *bad_worker_config(const char *mode, int size) {
   char *script = fixture_path("bad_worker.py");
   pp_config_t *cfg = script_config(script, mode, size);

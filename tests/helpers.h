@@ -65,6 +65,9 @@ typedef struct late {
   int fired, readable;
 } late_t;
 void late_hook(pp_pool_t *pool, const char *point, void *data);
+/* The pool's workers were all kept: no restart, no error, no exit event
+ * in rec. */
+void assert_workers_kept(pp_pool_t *pool, rec_t *rec);
 
 /* Options that record into r and keep worker logs quiet unless
  * PP_TEST_VERBOSE is set. */

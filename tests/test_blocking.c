@@ -742,7 +742,6 @@ static void test_close_cuts_call_closed(void **state) {
  * worker is kept. */
 static void test_reply_in_pipe_at_deadline(void **state) {
   fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
-  pp_status_t st;
   char fifo[128];
   late_t l;
   lcall_t k;
@@ -766,11 +765,7 @@ static void test_reply_in_pipe_at_deadline(void **state) {
   assert_int_equal(k.status, 0);
   assert_string_equal(k.reply.data, "\"opened\"");
   pp_checkin(k.lease);
-  assert_int_equal(pp_pool_status(f->pool, &st), 0);
-  assert_int_equal(st.restarts, 0);
-  assert_int_equal(st.errors, 0);
-  pp_status_free(&st);
-  assert_int_equal(rec_count(&f->rec, PP_TRACE_EXIT), 0);
+  assert_workers_kept(f->pool, &f->rec);
   pp_buf_free(&k.reply);
   close_pool(f);
 }

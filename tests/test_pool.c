@@ -992,7 +992,6 @@ static void test_stop_fails_request_in_flight(void **state) {
 static void test_reply_read_before_timeout(void **state) {
   char fifo[128], payload[256];
   pp_lease_t *lease;
-  pp_status_t st;
   late_t l;
   ctx_t c;
 
@@ -1017,11 +1016,7 @@ static void test_reply_read_before_timeout(void **state) {
   assert_int_equal(c.reply_status, 0);
   assert_string_equal(c.reply, "\"opened\"");
   pp_checkin(lease);
-  assert_int_equal(pp_pool_status(c.pool, &st), 0);
-  assert_int_equal(st.restarts, 0);
-  assert_int_equal(st.errors, 0);
-  pp_status_free(&st);
-  assert_int_equal(rec_count(&c.rec, PP_TRACE_EXIT), 0);
+  assert_workers_kept(c.pool, &c.rec);
   ctx_stop(&c);
 }
 
@@ -1030,7 +1025,6 @@ static void test_reply_read_before_timeout(void **state) {
 static void test_async_reply_read_before_timeout(void **state) {
   pp_config_t *cfg = python_config("echo_handlers.py", 1);
   char fifo[128], payload[256];
-  pp_status_t st;
   int total = 0;
   acall_t a;
   late_t l;
@@ -1056,11 +1050,7 @@ static void test_async_reply_read_before_timeout(void **state) {
   assert_true(l.readable);
   assert_int_equal(a.status, 0);
   assert_string_equal(a.reply, "\"opened\"");
-  assert_int_equal(pp_pool_status(c.pool, &st), 0);
-  assert_int_equal(st.restarts, 0);
-  assert_int_equal(st.errors, 0);
-  pp_status_free(&st);
-  assert_int_equal(rec_count(&c.rec, PP_TRACE_EXIT), 0);
+  assert_workers_kept(c.pool, &c.rec);
   ctx_stop(&c);
 }
 
