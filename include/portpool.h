@@ -302,8 +302,8 @@ typedef struct pp_status {
   uint64_t reclaimed_busy;  /* client died with a request in flight */
   uint64_t timeouts;        /* checkouts that timed out */
   uint64_t rejected;        /* checkouts refused at once (EBUSY) */
-  uint64_t requests;
-  uint64_t errors;          /* requests that failed */
+  uint64_t requests;        /* requests handed to a worker */
+  uint64_t errors;          /* of those, the ones that failed */
   uint64_t restarts;
   uint64_t stale_replies;   /* replies dropped because their lease ended */
   uint64_t recycles;        /* workers replaced for max_requests, max_rss,
@@ -311,8 +311,10 @@ typedef struct pp_status {
   int draining;             /* pp_pool_drain: no new checkouts */
   int target_size;          /* size asked for by pp_pool_scale */
   pp_histogram_t spawn_to_ready;
-  pp_histogram_t queue_wait;
-  pp_histogram_t run_time;
+  pp_histogram_t queue_wait; /* per checkout (a lease, or a one-shot call
+                                placed on its worker): ask to grant */
+  pp_histogram_t run_time;  /* per request its worker answered: handed
+                               over to answer read, as workers[].run_time */
   int nworkers;
   pp_worker_status_t *workers; /* nworkers rows, owned by the snapshot */
   char *handlers; /* the handler names the latest HELLO listed, as a JSON

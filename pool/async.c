@@ -45,17 +45,16 @@ static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since) {
   return best;
 }
 
-/* a is finished: its callback runs after the lock is released. */
+/* a is finished: its callback runs after the lock is released.  proc:
+ * the worker it was placed on (NULL: none); answered: it replied. */
 static void complete(pp_pool_t *pool, pp__acall_t *a, int status,
-                     uint64_t now) {
+                     pp__proc_t *proc, int answered, uint64_t now) {
   a->status = status;
   if (a->placed) {
-    pp__histo_add(&pool->h_run, (now - a->start_ns) / 1000);
+    pp__count_end(pool, proc, a->placed_ns, now, status, answered);
     pool->shared_calls--;
     pool->checkins++;
   }
-  if (status != 0)
-    pool->errors++;
   a->pend.kind = PP__PEND_ACALL;
   a->pend.u.acall = a;
   pp__queue_insert_tail(&pool->pending, &a->pend.node);
@@ -63,10 +62,11 @@ static void complete(pp_pool_t *pool, pp__acall_t *a, int status,
   pp__quiesce_poke(pool);
 }
 
+/* A call that never reached a worker fails. */
 static void fail(pp_pool_t *pool, pp__acall_t *a, int status, const char *why,
                  uint64_t now) {
   snprintf(a->msg, sizeof(a->msg), "%.159s", why);
-  complete(pool, a, status, now);
+  complete(pool, a, status, NULL, 0, now);
 }
 
 void pp__acall_deliver(pp__acall_t *a) {
@@ -161,8 +161,8 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
   }
   pool->shared_calls++;
   pool->checkouts++;
-  pool->requests++;
-  pp__histo_add(&pool->h_wait, (now - a->start_ns) / 1000);
+  pp__count_wait(pool, a->start_ns, now);
+  pp__count_request(pool, proc, ms);
   pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid, 0,
             0, slot->anum - 1, "async");
   flush_soon(pool, proc);
@@ -187,36 +187,36 @@ void pp__async_admit(pp_pool_t *pool) {
   }
 }
 
+/* pp__call_reply's store: a copy of the reply for the callback. */
+static int store(void *to, const char *p, size_t len) {
+  pp__acall_t *a = to;
+
+  if ((a->reply = malloc(len + 1)) == NULL)
+    return UV_ENOMEM;
+  memcpy(a->reply, p, len);
+  a->reply[len] = '\0';
+  a->reply_len = len;
+  return 0;
+}
+
 void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__slot_t *slot = proc->slot;
   pp_pool_t *pool = proc->pool;
   uint64_t now = pp__now_ns();
   pp__acall_t *a = pp__container_of(slot->aring.next, pp__acall_t, node);
-  int status = f->type == PP_FRAME_ERROR ? PP_EHANDLER : 0;
+  int status = pp__call_reply(f, a->id, store, a, a->msg, sizeof(a->msg));
 
-  if (f->id != a->id) {
+  if (status == PP_EPROTO) {
+    /* Every call in the ring fails with the worker (pp__async_ring_fail). */
     pp__proc_fail(proc, PP_EXIT_PROTOCOL,
                   "reply is not for the oldest request queued");
     return;
   }
   pp__queue_remove(&a->node);
   slot->anum--;
-  proc->requests++;
-  slot->requests_total++;
-  pp__histo_add(&slot->run_time, (now - a->placed_ns) / 1000);
-  if ((a->reply = malloc(f->len + 1)) == NULL) {
-    status = UV_ENOMEM;
-    snprintf(a->msg, sizeof(a->msg), "out of memory for the reply");
-  } else {
-    memcpy(a->reply, f->payload, f->len);
-    a->reply[f->len] = '\0';
-    a->reply_len = f->len;
-  }
-  if (status == PP_EHANDLER)
-    pp__handler_error_text(f->payload, f->len, a->msg, sizeof(a->msg));
   pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid, 0, 0,
             status, "async");
-  complete(pool, a, status, now);
+  complete(pool, a, status, proc, 1, now);
   arm(proc, now);
   if (slot->anum == 0) {
     pp__proc_read_stop(proc);
@@ -231,33 +231,19 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__async_admit(pool);
 }
 
-void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason,
-                         const char *why) {
+void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason) {
   pp__slot_t *slot = proc->slot;
   pp_pool_t *pool = proc->pool;
   uint64_t now = pp__now_ns();
-  char msg[160];
   pp__acall_t *a;
-  int first = 1;
+  int first = 1, status;
 
   while (slot->anum > 0) {
     a = pp__container_of(slot->aring.next, pp__acall_t, node);
     pp__queue_remove(&a->node);
     slot->anum--;
-    if (reason == PP_EXIT_TIMEOUT && first) {
-      snprintf(msg, sizeof(msg),
-               "request timed out after %llums; worker %d replaced",
-               (unsigned long long)pool->cfg->request_timeout_ms, slot->id);
-      fail(pool, a, PP_ETIMEDOUT, msg, now);
-    } else if (reason == PP_EXIT_TIMEOUT) {
-      fail(pool, a, PP_ECRASHED, "worker replaced: a request ahead timed out",
-           now);
-    } else if (reason == PP_EXIT_PROTOCOL) {
-      fail(pool, a, PP_EPROTO, why, now);
-    } else {
-      fail(pool, a, pool->stopping ? PP_ECLOSED : PP_ECRASHED,
-           why && why[0] ? why : "worker died", now);
-    }
+    status = pp__call_cut(proc, reason, first, a->msg, sizeof(a->msg));
+    complete(pool, a, status, proc, 0, now);
     first = 0;
   }
   proc->req_start_ns = 0;

@@ -142,7 +142,7 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
       pool->state == PP_POOL_DEGRADED) {
     r = client->dead ? PP_ECANCELED : pp__checkout_unavailable(pool, diag);
   } else if ((slot = pp__idle_take(pool)) != NULL) {
-    pp__histo_add(&pool->h_wait, 0);
+    pp__count_wait(pool, 0, 0);
     *out = pp__lease_new(slot, client);
     if (*out == NULL) {
       pp__slot_release(slot);
@@ -333,7 +333,8 @@ void pp__wait_reaped(pp__proc_t *proc, uint64_t ms) {
     ;
 }
 
-int pp__reply_store(pp_buf_t *reply, const char *p, size_t len) {
+int pp__reply_store(void *to, const char *p, size_t len) {
+  pp_buf_t *reply = to;
   size_t cap;
   char *np;
 
@@ -355,241 +356,259 @@ int pp__reply_store(pp_buf_t *reply, const char *p, size_t len) {
   return 0;
 }
 
-/* *sent is 0 when the request never reached the worker (its pipe was
- * already closed): the caller may retry elsewhere.  With `held` the caller
- * holds the pool lock on entry; with `checkin` the lease is checked in
- * within the call's last locked step.  The lock is released on return. */
-static int lease_call(pp_lease_t *lease, const void *payload, size_t len,
-                      int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag,
-                      int *sent, int held, int checkin) {
+/* A lease's call on its caller's thread, in plain steps: call_begin (lock
+ * held) checks the lease and hands the worker the request; call_io (lock
+ * not held) writes it and reads the answer; call_end (lock held) maps and
+ * counts the outcome (call.c); call_fence takes the lease away if it was
+ * checked in or reclaimed meanwhile. */
+typedef struct {
+  pp_lease_t *lease;
+  pp__proc_t *proc;
+  uint32_t id;
+  uint64_t sent_ns, deadline_ns;
+  int sent;          /* the request reached the worker's pipe */
+  long used;         /* the answer's size in rbuf, 0 when none */
+  int status;
+  char *msg;         /* why it failed: the caller's diag, or NULL */
+  size_t cap;        /* its size, 0 with NULL */
+} tcall_t;
+
+/* Refuses the call (its status, nothing changed) or starts it. */
+static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
+                      int64_t timeout_ms, pp_diag_t *diag) {
   pp_pool_t *pool = lease->pool;
   pp__slot_t *slot = lease->slot;
-  pp__proc_t *proc;
-  pp_client_t *client;
-  uint64_t deadline = 0, ms, start, run_us;
-  pp_frame_t f;
-  uint32_t id;
-  long used = 0;
-  int r;
+  pp__proc_t *proc = lease->proc;
+  uint64_t ms;
 
-  *sent = 0;
-  if (reply)
-    reply->len = 0;
-  if (!held)
-    pp__lock(pool);
   /* Read under the lock: a client's death detaches the lease from its
    * worker from another thread. */
   assert(!lease->free && !lease->released && !lease->checked_in &&
          !lease->thread_call);
-  proc = lease->proc;
+  memset(c, 0, sizeof(*c));
+  c->lease = lease;
+  c->proc = proc;
+  c->msg = diag ? diag->message : NULL;
+  c->cap = diag ? sizeof(diag->message) : 0;
   if (lease->reaped || lease->client->dead) {
     /* Reclaimed with its client: fenced until checked in. */
     pp__diag_set(diag, "client closed; the lease was reclaimed");
-    r = PP_ECANCELED;
-    goto refuse;
+    return PP_ECANCELED;
   }
   if (pool->stopping || lease->ended || proc == NULL || proc->dead) {
-    r = pool->stopping ? PP_ECLOSED : PP_ECRASHED;
     pp__diag_set(diag, "%s",
                  pool->stopping ? "pool is closing"
                  : proc && proc->detail[0] ? proc->detail
                                            : "worker is gone");
-    goto refuse;
+    return pool->stopping ? PP_ECLOSED : PP_ECRASHED;
   }
   if (len > pool->cfg->max_frame) {
     pp__diag_set(diag, "payload of %zu bytes is over worker.max_frame", len);
-    r = PP_ETOOBIG;
-    goto refuse;
+    return PP_ETOOBIG;
   }
   lease->thread_call = 1;
   lease->writing = 1;
   __atomic_add_fetch(&pool->users, 1, __ATOMIC_RELAXED);
   slot->state = PP_WORKER_BUSY;
-  id = ++proc->next_id;
-  pool->requests++;
+  c->id = ++proc->next_id;
+  ms = timeout_ms >= 0 ? (uint64_t)timeout_ms : pool->cfg->request_timeout_ms;
+  pp__count_request(pool, proc, ms);
   pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid,
             lease->id, lease->client->id, 0, NULL);
-  ms = timeout_ms >= 0 ? (uint64_t)timeout_ms : pool->cfg->request_timeout_ms;
-  start = proc->req_start_ns = pp__now_ns();
-  pp__unlock(pool);
+  c->sent_ns = proc->req_start_ns = pp__now_ns();
+  c->deadline_ns = ms ? pp__deadline_after(c->sent_ns, ms) : 0;
+  return 0;
+}
 
-  if (ms)
-    deadline = pp__deadline_after(start, ms);
-  r = pp__proc_write_blocking(proc, PP_FRAME_REQUEST, id, payload, len,
-                              deadline);
-  *sent = r == 0;
+static void call_io(tcall_t *c, const void *payload, size_t len,
+                    pp_buf_t *reply) {
+  pp__proc_t *proc = c->proc;
+  pp_pool_t *pool = proc->pool;
+  pp_frame_t f;
+  long used;
+  int r;
+
+  r = pp__proc_write_blocking(proc, PP_FRAME_REQUEST, c->id, payload, len,
+                              c->deadline_ns);
+  c->sent = r == 0;
   /* A client that died while we wrote left its CANCEL to us, so that it
    * reaches the worker after the request it cancels. */
   if (pool->cfg->on_client_death == PP_DEATH_CANCEL) {
     pp__lock(pool);
-    lease->writing = 0;
-    if (r == 0 && (lease->client->dead || lease->checked_in))
-      pp__proc_cancel(proc, id);
+    c->lease->writing = 0;
+    if (r == 0 && (c->lease->client->dead || c->lease->checked_in))
+      pp__proc_cancel(proc, c->id);
     pp__unlock(pool);
   }
   if (r == 0) {
-    used = pp__read_frame(proc, deadline, &f);
+    used = pp__read_frame(proc, c->deadline_ns, &f);
     if (used > 0) {
-      if ((f.type != PP_FRAME_REPLY && f.type != PP_FRAME_ERROR) || f.id != id)
-        r = PP_EPROTO;
-      else if (pp__reply_store(reply, f.payload, f.len) != 0)
-        r = UV_ENOMEM;
-      else if (f.type == PP_FRAME_ERROR) {
-        r = PP_EHANDLER;
-        if (diag)
-          pp__handler_error_text(f.payload, f.len, diag->message,
-                                 sizeof(diag->message));
-      }
+      c->used = used;
+      r = pp__call_reply(&f, c->id, pp__reply_store, reply, c->msg,
+                         c->cap);
     } else {
       r = (int)used;
     }
   }
-  if (r == PP_ECRASHED && *sent)
+  if (r == PP_ECRASHED && c->sent)
     pp__wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
   PP_FAULT(pool, "reply");
+  c->status = r;
+}
 
-  run_us = (pp__now_ns() - start) / 1000;
-  pp__lock(pool);
+/* The outcome, mapped and counted; the worker goes back to its lease or
+ * is failed.  Returns the call's status. */
+static int call_end(tcall_t *c) {
+  pp_lease_t *lease = c->lease;
+  pp__proc_t *proc = c->proc;
+  pp_pool_t *pool = lease->pool;
+  pp__slot_t *slot = lease->slot;
+  int r = c->status, answered = c->used > 0 && r != PP_EPROTO;
+
   lease->thread_call = 0;
   lease->writing = 0;
   proc->cancel_sent = 0;
   proc->req_start_ns = 0;
-  if (used > 0) {
-    memmove(proc->rbuf, proc->rbuf + used, proc->rlen - (size_t)used);
-    proc->rlen -= (size_t)used;
+  if (c->used > 0) {
+    memmove(proc->rbuf, proc->rbuf + c->used, proc->rlen - (size_t)c->used);
+    proc->rlen -= (size_t)c->used;
   }
-  switch (r) {
-  case 0:
-  case PP_EHANDLER:
-  case UV_ENOMEM:
-    proc->requests++;
-    slot->requests_total++;
-    pp__histo_add(&pool->h_run, run_us);
-    pp__histo_add(&slot->run_time, run_us);
-    if (r != 0)
-      pool->errors++;
-    if (proc->rlen > 0)
-      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after the reply");
-    else if (slot->lease == lease && !proc->dead)
-      slot->state = PP_WORKER_LEASED;
+  if (!c->sent && r != PP_ETIMEDOUT) {
+    /* It died while idle and the loop has not reaped it yet. */
+    pp__proc_fail(proc, PP_EXIT_NONE, "worker died while idle");
+    snprintf(c->msg, c->cap, "worker %d died while idle",
+             slot->id);
+    r = PP_ECRASHED;
+  } else if (!answered) {
+    r = pp__call_fail(proc, r, c->msg, c->cap);
+  } else if (proc->rlen > 0) {
+    pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after the reply");
+  } else if (slot->lease == lease && !proc->dead) {
+    slot->state = PP_WORKER_LEASED;
+  }
+  pp__count_end(pool, proc, c->sent_ns, pp__now_ns(), r, answered);
+  if (answered)
     pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
               lease->id, lease->client->id, r, NULL);
-    break;
-  case PP_ETIMEDOUT:
-    pool->errors++;
-    pp__diag_set(diag, "request timed out after %llums; worker %d replaced",
-                 (unsigned long long)ms, slot->id);
-    pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
-    break;
-  case PP_EPROTO:
-    pool->errors++;
-    pp__proc_fail(proc, PP_EXIT_PROTOCOL, "reply is not a valid frame for "
-                                          "this request");
-    pp__diag_set(diag, "worker %d: %s", slot->id, proc->detail);
-    break;
-  default:
-    pool->errors++;
-    if (!*sent) {
-      /* It died while idle and the loop has not reaped it yet. */
-      pp__proc_fail(proc, PP_EXIT_NONE, "worker died while idle");
-      pp__diag_set(diag, "worker %d died while idle", slot->id);
-      r = PP_ECRASHED;
-      break;
-    }
-    if (!proc->exited)
-      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "worker closed its reply pipe");
-    pp__diag_set(diag, "%s", proc->detail[0] ? proc->detail : "worker died");
-    r = proc->kill_reason == PP_EXIT_PROTOCOL && !proc->exited ? PP_EPROTO
-                                                               : PP_ECRASHED;
-    break;
-  }
-  client = lease->client;
   if (pool->stopping) {
-    if (r == PP_ECRASHED && proc->stopping &&
-        proc->kill_reason == PP_EXIT_NONE) {
-      /* Cut short by the pool's stop (drain_timeout), not by the worker. */
-      r = PP_ECLOSED;
-      pp__diag_set(diag, "pool is closing: the request ran past "
-                         "drain_timeout");
-    }
     pp__proc_fail(proc, PP_EXIT_NONE, "pool closing");
     pp__lease_detach(lease);
   }
+  return r;
+}
+
+/* Checked in by another thread, or its client died, during the call: the
+ * answer is dropped and the lease taken away (1).  0: still the caller's. */
+static int call_fence(pp_lease_t *lease, int *r, pp_diag_t *diag) {
+  pp_pool_t *pool = lease->pool;
+
+  if (!lease->checked_in && !lease->client->dead)
+    return 0;
+  if (*r == 0 || *r == PP_EHANDLER)
+    pool->stale_replies++;
   if (lease->checked_in) {
-    /* Checked in by another thread while we were mid-call: the reply is
-     * dropped and the lease recycled now. */
-    if (r == 0 || r == PP_EHANDLER)
-      pool->stale_replies++;
     pp__lease_end(lease, 0, "checked in during a request");
-    r = PP_ECANCELED;
     pp__diag_set(diag, "lease checked in during the request");
-  } else if (client->dead) {
-    /* The client died while we were mid-call: the reply is dropped and the
-     * lease reclaimed now. */
-    if (r == 0 || r == PP_EHANDLER)
-      pool->stale_replies++;
+  } else {
     pool->reclaimed_busy++;
     pp__lease_end(lease, 1, "client closed during a request");
-    r = PP_ECANCELED;
     pp__diag_set(diag, "client closed during the request");
-  } else if (checkin) {
-    pp__lease_checkin(lease);
   }
-  pp__users_leave(pool);
-  pp__unlock(pool);
-  return r;
+  *r = PP_ECANCELED;
+  return 1;
+}
 
-refuse:
-  if (checkin)
-    pp__lease_checkin(lease);
+/* The call's steps after call_begin: I/O without the lock, the end with
+ * it (held again on return). */
+static int call_run(tcall_t *c, const void *payload, size_t len,
+                    pp_buf_t *reply, pp_diag_t *diag) {
+  pp_pool_t *pool = c->lease->pool;
+  int r;
+
   pp__unlock(pool);
+  call_io(c, payload, len, reply);
+  pp__lock(pool);
+  r = call_end(c);
+  call_fence(c->lease, &r, diag);
+  pp__users_leave(pool);
   return r;
 }
 
 int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
                   int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag) {
-  int sent;
+  pp_pool_t *pool;
+  tcall_t c;
+  int r;
 
   assert(lease != NULL);
-  return lease_call(lease, payload, len, timeout_ms, reply, diag, &sent, 0,
-                    0);
+  pool = lease->pool;
+  if (reply)
+    reply->len = 0;
+  pp__lock(pool);
+  r = call_begin(&c, lease, len, timeout_ms, diag);
+  if (r == 0)
+    r = call_run(&c, payload, len, reply, diag);
+  pp__unlock(pool);
+  return r;
+}
+
+/* pp_call on a lease of its own (worker.pipeline_depth 1, or a payload
+ * too large to pipeline): 1 when the request never reached its worker
+ * (it died idle, unreaped), so that another may take it. */
+static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
+                       pp_buf_t *reply, pp_diag_t *diag, int *r) {
+  pp_pool_t *pool = lease->pool;
+  int unsent;
+  tcall_t c;
+
+  *r = call_begin(&c, lease, len, -1, diag);
+  if (*r == 0)
+    *r = call_run(&c, payload, len, reply, diag);
+  unsent = *r == PP_ECRASHED && !c.sent;
+  if (!lease->free && !lease->reaped)
+    pp__lease_checkin(lease);
+  pp__unlock(pool);
+  return unsent;
 }
 
 int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag) {
   pp__slot_t *slot;
   pp_lease_t *lease;
-  int r, sent, tries = 0;
+  int r, tries = 0;
 
   assert(pool != NULL);
-  /* A request that never reached its worker (it died idle, unreaped) is
-   * retried on another: the caller does not notice. */
   if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD)
     return pp__pipelined_call(pool, payload, len, reply, timeout_ms, diag);
-  do {
+  if (reply)
+    reply->len = 0;
+  /* A request that never reached its worker (it died idle, unreaped) is
+   * retried on another: the caller does not notice. */
+  for (;;) {
     /* The common case in two locked steps: an idle worker is taken and the
      * request set up in one; the reply is booked and the worker returned in
      * the other. */
     pp__lock(pool);
     if (!pool->stopping && !pool->draining &&
         (slot = pp__idle_take(pool)) != NULL) {
-      pp__histo_add(&pool->h_wait, 0);
+      pp__count_wait(pool, 0, 0);
       lease = pp__lease_new(slot, &pool->anon);
       if (lease == NULL) {
         pp__slot_release(slot);
         pp__unlock(pool);
         return UV_ENOMEM;
       }
-      r = lease_call(lease, payload, len, -1, reply, diag, &sent, 1, 1);
-      continue;
+    } else {
+      pp__unlock(pool);
+      r = pp_lease_acquire(pool, NULL, timeout_ms, &lease, diag);
+      if (r != 0)
+        return r;
+      pp__lock(pool);
     }
-    pp__unlock(pool);
-    r = pp_lease_acquire(pool, NULL, timeout_ms, &lease, diag);
-    if (r != 0)
+    if (!call_leased(lease, payload, len, reply, diag, &r) ||
+        ++tries > pool->nslots)
       return r;
-    r = lease_call(lease, payload, len, -1, reply, diag, &sent, 0, 1);
-  } while (r == PP_ECRASHED && !sent && ++tries <= pool->nslots);
-  return r;
+  }
 }
 
 int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,

@@ -288,7 +288,7 @@ void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
     w->status = UV_ENOMEM;
   if (lease) {
     lease->undelivered = 1;
-    pp__histo_add(&pool->h_wait, (pp__now_ns() - w->enqueue_ns) / 1000);
+    pp__count_wait(pool, w->enqueue_ns, pp__now_ns());
   }
   pp__quiesce_poke(pool);
   if (status != 0)
@@ -608,7 +608,9 @@ static void reply_queue(pp_lease_t *lease, int status) {
   pp__wake(pool);
 }
 
-static int reply_copy(pp_lease_t *lease, const char *p, size_t len) {
+/* pp__call_reply's store: the reply kept with the lease. */
+static int reply_copy(void *to, const char *p, size_t len) {
+  pp_lease_t *lease = to;
   char *np;
 
   if (lease->reply_cap < len + 1) {
@@ -627,32 +629,36 @@ static int reply_copy(pp_lease_t *lease, const char *p, size_t len) {
 void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why) {
   lease->reply_len = 0;
   snprintf(lease->msg, sizeof(lease->msg), "%s", why);
-  lease->pool->errors++;
+  pp__count_end(lease->pool, lease->proc, lease->req_start_ns, pp__now_ns(),
+                status, 0);
   reply_queue(lease, status);
 }
 
+void pp__loop_request_cut(pp_lease_t *lease, pp_exit_kind_t reason) {
+  int status;
+
+  assert(lease->proc != NULL);
+  lease->reply_len = 0;
+  status = pp__call_cut(lease->proc, reason, 1, lease->msg, sizeof(lease->msg));
+  pp__count_end(lease->pool, lease->proc, lease->req_start_ns, pp__now_ns(),
+                status, 0);
+  reply_queue(lease, status);
+}
+
+/* The dispatcher (pool.c) sends here only an answer to the request. */
 void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__slot_t *slot = proc->slot;
   pp_lease_t *lease = slot->lease;
   pp_pool_t *pool = proc->pool;
-  int status = f->type == PP_FRAME_ERROR ? PP_EHANDLER : 0;
-
-  uint64_t run_us = (pp__now_ns() - lease->req_start_ns) / 1000;
+  int status;
 
   pp__proc_arm(proc, 0);
   pp__proc_read_stop(proc);
-  proc->requests++;
   proc->req_start_ns = 0;
-  slot->requests_total++;
-  pp__histo_add(&pool->h_run, run_us);
-  pp__histo_add(&slot->run_time, run_us);
   slot->state = PP_WORKER_LEASED;
-  if (reply_copy(lease, f->payload, f->len) != 0)
-    status = UV_ENOMEM;
-  if (status == PP_EHANDLER) {
-    pool->errors++;
-    pp__handler_error_text(f->payload, f->len, lease->msg, sizeof(lease->msg));
-  }
+  status = pp__call_reply(f, lease->req_id, reply_copy, lease, lease->msg,
+                          sizeof(lease->msg));
+  pp__count_end(pool, proc, lease->req_start_ns, pp__now_ns(), status, 1);
   pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
             lease->id, lease->client ? lease->client->id : 0, status, NULL);
   reply_queue(lease, status);
@@ -723,8 +729,9 @@ int pp_request(pp_lease_t *lease, const void *payload, size_t len,
   lease->reply_data = data;
   lease->in_flight = 1;
   lease->req_start_ns = pp__now_ns();
-  pool->requests++;
+  ms = timeout_ms >= 0 ? (uint64_t)timeout_ms : pool->cfg->request_timeout_ms;
   if (pool->stopping || lease->ended || proc == NULL || proc->dead) {
+    pp__count_request(pool, NULL, ms);
     pp__loop_request_fail(lease, pool->stopping ? PP_ECLOSED : PP_ECRASHED,
                           proc && proc->detail[0] ? proc->detail
                                                   : "worker is gone");
@@ -740,15 +747,14 @@ int pp_request(pp_lease_t *lease, const void *payload, size_t len,
   r = pp__proc_send(proc, PP_FRAME_REQUEST, lease->req_id, payload, len);
   if (r == UV_ENOMEM) {
     lease->in_flight = 0;
-    pool->requests--;
     goto out;
   }
+  pp__count_request(pool, proc, ms);
   if (r != 0) {
     pp__proc_fail(proc, PP_EXIT_NONE, "worker's request pipe is closed");
     r = 0;
     goto out;
   }
-  ms = timeout_ms >= 0 ? (uint64_t)timeout_ms : pool->cfg->request_timeout_ms;
   pp__proc_arm(proc, ms);
   pp__proc_read_start(proc);
 out:

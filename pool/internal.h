@@ -158,6 +158,7 @@ struct pp__proc {
    * ceiling, from the config. */
   uint32_t spin_ns, spin_max_ns;
   uint64_t req_start_ns;   /* the request in flight, 0 when none */
+  uint64_t req_timeout_ms; /* its timeout, for the diag (call.c) */
   uint64_t spawn_ns, ready_ns;
   pp__linebuf_t outline, errline;
 };
@@ -185,10 +186,12 @@ struct pp__pcall {
   size_t len;
   pp_buf_t *reply;
   pp_diag_t *diag;
-  uint64_t start_ns;       /* entry, for the wait and run histograms */
+  uint64_t start_ns;       /* entry: its queue wait counts from here */
+  uint64_t placed_ns;      /* written to its worker: its run time */
   uint64_t deadline_ns;    /* request timeout, from placement; 0 = none */
   uint32_t id;
   int placed;              /* has a place in a ring */
+  int answered;            /* its worker answered (REPLY or ERROR) */
   int away;                /* its thread is out of the pool, in park() */
   int parked;              /* ... and a post will wake it */
   int kicked;              /* woken to look for a place again */
@@ -625,8 +628,10 @@ void pp__on_waiter_timer(uv_timer_t *t);
  * back and relocks). */
 void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f);
 /* Fail the loop-face request in flight on a lease (lock held; calls back
- * with the lock released). */
+ * with the lock released): with status and why, or (cut) because its
+ * worker failed for reason (pp__call_cut says how). */
 void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why);
+void pp__loop_request_cut(pp_lease_t *lease, pp_exit_kind_t reason);
 void pp__client_init(pp_pool_t *pool, pp_client_t *c);
 /* Mark c dead, withdraw its waits and reclaim its leases (lock NOT held:
  * it takes the lock, with a fault point after marking). */
@@ -655,6 +660,41 @@ void pp__reply_deliver(pp_lease_t *lease);
 void pp__handler_error_text(const char *payload, size_t len, char *out,
                             size_t cap);
 
+/* ---- call.c: how every call ends (lock held unless said) */
+/* A checkout's wait ended, queued since start_ns: a lease granted, or a
+ * one-shot call placed on its worker (queue_wait). */
+void pp__count_wait(pp_pool_t *pool, uint64_t start_ns, uint64_t now);
+/* A request goes to proc's worker (NULL: it is gone already), with
+ * timeout_ms (0 = none). */
+void pp__count_request(pp_pool_t *pool, pp__proc_t *proc,
+                       uint64_t timeout_ms);
+/* The answer to a request whose caller is gone arrived: dropped, counted
+ * in the worker's requests but not in run time. */
+void pp__count_stale(pp__proc_t *proc);
+/* A request handed to proc's worker at sent_ns ended with status: errors,
+ * and when the worker answered it (REPLY or ERROR frame) its run time,
+ * in the pool's and the worker's histograms.  proc may be NULL when the
+ * request never reached a worker. */
+void pp__count_end(pp_pool_t *pool, pp__proc_t *proc, uint64_t sent_ns,
+                   uint64_t now, int status, int answered);
+/* The status a frame read for request id gives its call (lock not
+ * needed): 0 or PP_EHANDLER with the payload stored through store(to)
+ * (UV_ENOMEM when that fails), or PP_EPROTO (not an answer to id: hand
+ * it to pp__call_fail).  msg gets why it failed (NULL with cap 0:
+ * nobody asks). */
+int pp__call_reply(const pp_frame_t *f, uint32_t id,
+                   int (*store)(void *to, const char *p, size_t len),
+                   void *to, char *msg, size_t cap);
+/* A reader's failure r (PP_ETIMEDOUT, PP_EPROTO, UV_ENOMEM, else the
+ * reply pipe closed or the process reaped): fails the worker with the
+ * matching kill reason and returns the call's status, msg saying why. */
+int pp__call_fail(pp__proc_t *proc, int r, char *msg, size_t cap);
+/* The status of a call cut short because its worker failed for reason;
+ * `first`: the call the reason is about (the oldest in flight), the
+ * others behind a timed-out one get PP_ECRASHED. */
+int pp__call_cut(const pp__proc_t *proc, pp_exit_kind_t reason, int first,
+                 char *msg, size_t cap);
+
 /* ---- histo.c */
 void pp__histo_add(pp_histogram_t *h, uint64_t us);
 
@@ -667,9 +707,8 @@ int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped);
 /* ---- async.c (loop thread, lock held unless said) */
 /* A reply for a worker serving pp_call_async calls. */
 void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f);
-/* Fail the calls queued on proc, which died or must go. */
-void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason,
-                         const char *why);
+/* Fail the calls queued on proc, which died or must go for reason. */
+void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason);
 /* Give free places to the waiting calls. */
 void pp__async_admit(pp_pool_t *pool);
 /* The request timer fired: 1 if the oldest call's deadline has passed,
@@ -702,7 +741,8 @@ void pp__async_flush_cb(uv_prepare_t *h);
 /* The reply-polling window after a wait that slept, `waited` ns in all. */
 void pp__spin_adapt(pp__proc_t *proc, uint64_t waited);
 void pp__wait_reaped(pp__proc_t *proc, uint64_t ms);
-int pp__reply_store(pp_buf_t *reply, const char *p, size_t len);
+/* Store a reply in the pp_buf_t `to` (NULL: drop it): 0 or UV_ENOMEM. */
+int pp__reply_store(void *to, const char *p, size_t len);
 
 /* ---- pipeline.c */
 /* One-shot calls that share a worker up to worker.pipeline_depth; larger

@@ -33,6 +33,15 @@ static int done(struct pp__pcall *c) {
   return __atomic_load_n(&c->done, __ATOMIC_ACQUIRE);
 }
 
+/* Where c's failure is told: its caller's diag, or nowhere. */
+static char *msg_of(struct pp__pcall *c) {
+  return c->diag ? c->diag->message : NULL;
+}
+
+static size_t cap_of(struct pp__pcall *c) {
+  return c->diag ? sizeof(c->diag->message) : 0;
+}
+
 static int ring_init(pp__slot_t *slot, int depth) {
   if (slot->ring)
     return slot->ring_cap >= depth ? 0 : UV_EINVAL;
@@ -149,12 +158,13 @@ static int place_call(pp_pool_t *pool, pp__slot_t *slot, struct pp__pcall *c) {
   c->proc = proc;
   c->placed = 1;
   pp__proc_ref(proc);
+  c->placed_ns = now;
   if (pool->cfg->request_timeout_ms)
-    c->deadline_ns = now + pool->cfg->request_timeout_ms * 1000000ull;
+    c->deadline_ns = pp__deadline_after(now, pool->cfg->request_timeout_ms);
   pool->shared_calls++;
   pool->checkouts++;
-  pool->requests++;
-  pp__histo_add(&pool->h_wait, (now - c->start_ns) / 1000);
+  pp__count_wait(pool, c->start_ns, now);
+  pp__count_request(pool, proc, pool->cfg->request_timeout_ms);
   pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid, 0,
             0, k, "pipelined");
   return 0;
@@ -210,11 +220,9 @@ static void finish(pp_pool_t *pool, struct pp__pcall *c, int status,
                    uint64_t now, wakes_t *w) {
   c->status = status;
   if (c->placed) {
-    pp__histo_add(&pool->h_run, (now - c->start_ns) / 1000);
+    pp__count_end(pool, c->proc, c->placed_ns, now, status, c->answered);
     pool->shared_calls--;
     pool->checkins++;
-    if (status != 0)
-      pool->errors++;
     pp__proc_unref(c->proc);
   }
   /* A thread out of the pool returns without coming back in: it has left
@@ -236,16 +244,20 @@ static struct pp__pcall *pop(pp__slot_t *slot) {
   return c;
 }
 
-/* Every call still queued on slot fails (lock held). */
-static void fail_all(pp_pool_t *pool, pp__slot_t *slot, int status,
-                     const char *why) {
-  uint64_t now = pp__now_ns();
+/* The reader failed with r: the worker goes, the call at the head fails
+ * for r and every call behind it for the worker's end (lock held). */
+static void fail_all(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
+                     int r, uint64_t now) {
   struct pp__pcall *c;
+  int first = 1, status;
 
   while (slot->shared > 0) {
     c = pop(slot);
-    pp__diag_set(c->diag, "%s", why);
+    status = first ? pp__call_fail(proc, r, msg_of(c), cap_of(c))
+                   : pp__call_cut(proc, proc->kill_reason, 0, msg_of(c),
+                                  cap_of(c));
     finish(pool, c, status, now, NULL);
+    first = 0;
   }
   slot->reader = NULL;
 }
@@ -408,18 +420,14 @@ static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
       if (used == 0)
         break;
       c = place(slot, got);
-      if (used < 0 || (f.type != PP_FRAME_REPLY && f.type != PP_FRAME_ERROR) ||
-          f.id != c->id) {
+      if (used < 0 || (c->status = pp__call_reply(&f, c->id, pp__reply_store,
+                                                   c->reply, msg_of(c),
+                                                   cap_of(c))) == PP_EPROTO) {
+        c->status = 0;
         r = PP_EPROTO;
         break;
       }
-      if (pp__reply_store(c->reply, f.payload, f.len) != 0)
-        c->status = UV_ENOMEM;
-      else
-        c->status = f.type == PP_FRAME_ERROR ? PP_EHANDLER : 0;
-      if (c->status == PP_EHANDLER && c->diag)
-        pp__handler_error_text(f.payload, f.len, c->diag->message,
-                               sizeof(c->diag->message));
+      c->answered = 1;
       off += (size_t)used;
       got++;
     }
@@ -442,38 +450,10 @@ static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
   pp__lock(pool);
   while (got-- > 0) {
     c = pop(slot);
-    proc->requests++;
-    slot->requests_total++;
     finish(pool, c, c->status, now, &w);
   }
-  switch (r) {
-  case 0:
-    break;
-  case PP_ETIMEDOUT:
-    pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
-    c = pop(slot);
-    pp__diag_set(c->diag, "request timed out after %llums; worker %d replaced",
-                 (unsigned long long)pool->cfg->request_timeout_ms, slot->id);
-    finish(pool, c, PP_ETIMEDOUT, now, NULL);
-    fail_all(pool, slot, PP_ECRASHED,
-             "worker replaced: a request ahead timed out");
-    break;
-  default:
-    if (r == PP_EPROTO)
-      pp__proc_fail(proc, PP_EXIT_PROTOCOL,
-                    "reply is not a valid frame for this request");
-    else if (!proc->exited)
-      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "worker closed its reply pipe");
-    /* A worker the pool's stop ended (past drain_timeout): PP_ECLOSED. */
-    fail_all(pool, slot,
-             r == PP_EPROTO ? PP_EPROTO
-             : pool->stopping && proc->stopping &&
-                     proc->kill_reason == PP_EXIT_NONE
-                 ? PP_ECLOSED
-                 : PP_ECRASHED,
-             proc->detail[0] ? proc->detail : "worker died");
-    break;
-  }
+  if (r != 0)
+    fail_all(pool, slot, proc, r, now);
   if (slot->proc == proc && !proc->dead)
     admit(pool, slot, depth);
   if (slot->shared > 0 && slot->reader == NULL) {

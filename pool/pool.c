@@ -226,14 +226,9 @@ void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why) {
       slot->state = PP_WORKER_STOPPING;
   }
   if (lease && lease->in_flight)
-    pp__loop_request_fail(lease,
-                          reason == PP_EXIT_TIMEOUT    ? PP_ETIMEDOUT
-                          : reason == PP_EXIT_PROTOCOL ? PP_EPROTO
-                          : pool->stopping             ? PP_ECLOSED
-                                                       : PP_ECRASHED,
-                          why);
+    pp__loop_request_cut(lease, reason);
   if (slot->proc == proc && slot->anum > 0)
-    pp__async_ring_fail(proc, reason, why);
+    pp__async_ring_fail(proc, reason);
   if (pp__on_loop_thread(pool)) {
     pp__proc_stop(proc, reason == PP_EXIT_PROTOCOL || reason == PP_EXIT_NO_HELLO
                             ? 0
@@ -440,7 +435,7 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
       proc->orphan_id = 0;
       proc->cancel_sent = 0;
       pool->orphans--;
-      pool->stale_replies++;
+      pp__count_stale(proc);
       pp__quiesce_poke(pool);
       if (proc->rlen > PP_FRAME_HEADER + (size_t)f->len) {
         pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after a reply");
@@ -450,8 +445,6 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
                 proc->pid, 0, 0, 0, NULL);
       uv_timer_stop(&proc->timer);
       pp__proc_read_stop(proc);
-      proc->requests++;
-      slot->requests_total++;
       pp__slot_release(slot);
       return;
     }
@@ -703,11 +696,10 @@ void pp__on_proc_exit(pp__proc_t *proc) {
     lease->ended = 1;
     slot->lease = NULL;
     if (lease->in_flight)
-      pp__loop_request_fail(lease, pool->stopping ? PP_ECLOSED : PP_ECRASHED,
-                            proc->detail);
+      pp__loop_request_cut(lease, PP_EXIT_NONE);
   }
   if (slot->anum > 0)
-    pp__async_ring_fail(proc, PP_EXIT_NONE, proc->detail);
+    pp__async_ring_fail(proc, PP_EXIT_NONE);
   pp__queue_remove(&slot->idle_node);
   slot->pinging = 0;
   slot->proc = NULL;
@@ -1133,9 +1125,7 @@ static void stop_workers(pp_pool_t *pool, int all) {
     if (lease && !lease->thread_call) {
       /* A loop-face request still in flight gets its one callback. */
       if (lease->in_flight)
-        pp__loop_request_fail(lease, PP_ECLOSED,
-                              "pool closing: the request ran past "
-                              "drain_timeout");
+        pp__loop_request_cut(lease, PP_EXIT_NONE);
       pp__lease_detach(lease);
     }
     if (!slot->proc->stopping) {

@@ -1,0 +1,118 @@
+/* call.c -- how every call ends, whatever its kind: a lease's call on its
+ * caller's thread (blocking.c) or on the loop (checkout.c), a pipelined
+ * pp_call (pipeline.c), a pp_call_async (async.c).  One mapping from what
+ * the reader saw to the call's status, the worker's kill reason and the
+ * diag, and one place that counts it:
+ *   queue_wait  per checkout (a lease granted, a one-shot call placed on
+ *               its worker), from the ask to the grant;
+ *   requests    requests handed to a worker; errors: those that ended with
+ *               a status other than 0;
+ *   run_time    per request its worker answered (a REPLY or an ERROR
+ *               frame), from handing it over to reading the answer, in the
+ *               pool's histogram and in its worker's alike. */
+#include "internal.h"
+
+/* msg may be NULL with cap 0 (nobody asked why): snprintf writes nothing. */
+
+#include <stdio.h>
+
+void pp__count_wait(pp_pool_t *pool, uint64_t start_ns, uint64_t now) {
+  pp__histo_add(&pool->h_wait, now > start_ns ? (now - start_ns) / 1000 : 0);
+}
+
+void pp__count_request(pp_pool_t *pool, pp__proc_t *proc,
+                       uint64_t timeout_ms) {
+  pool->requests++;
+  if (proc)
+    proc->req_timeout_ms = timeout_ms;
+}
+
+void pp__count_end(pp_pool_t *pool, pp__proc_t *proc, uint64_t sent_ns,
+                   uint64_t now, int status, int answered) {
+  uint64_t us;
+
+  if (status != 0)
+    pool->errors++;
+  if (!answered)
+    return;
+  us = now > sent_ns ? (now - sent_ns) / 1000 : 0;
+  proc->requests++;
+  proc->slot->requests_total++;
+  pp__histo_add(&pool->h_run, us);
+  pp__histo_add(&proc->slot->run_time, us);
+}
+
+void pp__count_stale(pp__proc_t *proc) {
+  proc->pool->stale_replies++;
+  proc->requests++;
+  proc->slot->requests_total++;
+}
+
+int pp__call_reply(const pp_frame_t *f, uint32_t id,
+                   int (*store)(void *to, const char *p, size_t len),
+                   void *to, char *msg, size_t cap) {
+  if ((f->type != PP_FRAME_REPLY && f->type != PP_FRAME_ERROR) || f->id != id)
+    return PP_EPROTO;
+  if (store(to, f->payload, f->len) != 0) {
+    snprintf(msg, cap, "out of memory for the reply");
+    return UV_ENOMEM;
+  }
+  if (f->type == PP_FRAME_REPLY)
+    return 0;
+  if (msg)
+    pp__handler_error_text(f->payload, f->len, msg, cap);
+  return PP_EHANDLER;
+}
+
+int pp__call_cut(const pp__proc_t *proc, pp_exit_kind_t reason, int first,
+                 char *msg, size_t cap) {
+  const char *detail = proc->detail[0] ? proc->detail : "worker died";
+
+  switch (reason) {
+  case PP_EXIT_TIMEOUT:
+    if (!first) {
+      snprintf(msg, cap, "worker replaced: a request ahead timed out");
+      return PP_ECRASHED;
+    }
+    snprintf(msg, cap, "request timed out after %llums; worker %d replaced",
+             (unsigned long long)proc->req_timeout_ms, proc->slot->id);
+    return PP_ETIMEDOUT;
+  case PP_EXIT_PROTOCOL:
+    snprintf(msg, cap, "worker %d: %s", proc->slot->id, detail);
+    return PP_EPROTO;
+  default:
+    /* Stopped by the pool's close (past drain_timeout), not by the
+     * worker: a worker that died on its own exited before we stopped it. */
+    if (proc->pool->stopping && (proc->stopping || !proc->exited)) {
+      snprintf(msg, cap, "pool is closing: the request ran past "
+                         "drain_timeout");
+      return PP_ECLOSED;
+    }
+    snprintf(msg, cap, "%s", detail);
+    return PP_ECRASHED;
+  }
+}
+
+int pp__call_fail(pp__proc_t *proc, int r, char *msg, size_t cap) {
+  switch (r) {
+  case PP_ETIMEDOUT:
+    pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
+    break;
+  case PP_EPROTO:
+    pp__proc_fail(proc, PP_EXIT_PROTOCOL,
+                  "reply is not a valid frame for this request");
+    break;
+  case UV_ENOMEM:
+    /* Our memory, not the worker's fault; but the reply stream is lost. */
+    pp__proc_fail(proc, PP_EXIT_NONE, "out of memory reading the reply");
+    snprintf(msg, cap, "out of memory for the reply");
+    return UV_ENOMEM;
+  default:
+    /* EOF or the process reaped: an exit names how it died; a pipe closed
+     * by a worker that lives on is a protocol error. */
+    if (!proc->exited)
+      pp__proc_fail(proc, PP_EXIT_PROTOCOL, "worker closed its reply pipe");
+    break;
+  }
+  return pp__call_cut(proc, proc->kill_reason, 1, msg, cap);
+}
