@@ -136,8 +136,8 @@ typedef struct serve {
 
 /* Start `poolctl serve` with two workers running the fixture handlers,
  * with worker.start from PP_START, and with the --set values in sets
- * (NULL-terminated, or NULL).  serve_start takes up to two (set1, then
- * set2, each NULL for none).  The server of the test running is
+ * (NULL-terminated, or NULL).  serve_start takes up to two: set1 and set2,
+ * where a NULL ends the list.  The server of the test running is
  * remembered for hostile_teardown. */
 void serve_start_sets(serve_t *s, const char *handlers,
                       const char *const *sets);
