@@ -49,6 +49,7 @@ static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since) {
  * the worker it was placed on (NULL: none); answered: it replied. */
 static void complete(pp_pool_t *pool, pp__acall_t *a, int status,
                      pp__proc_t *proc, int answered, uint64_t now) {
+  PP_ASSERT_LOCKED(pool);
   a->status = status;
   if (a->placed) {
     pp__count_end(pool, proc, a->placed_ns, now, status, answered);
@@ -175,6 +176,9 @@ void pp__async_admit(pp_pool_t *pool) {
   pp__slot_t *slot;
   pp__acall_t *a;
 
+  PP_ASSERT_LOOP(pool);
+  PP_ASSERT_LOCKED(pool);
+
   pool->async_kick = 0;
   while (pool->async_waiters > 0) {
     a = pp__container_of(pool->async_queue.next, pp__acall_t, node);
@@ -205,6 +209,9 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   uint64_t now = pp__now_ns();
   pp__acall_t *a = pp__container_of(slot->aring.next, pp__acall_t, node);
   int status = pp__call_reply(f, a->id, store, a, a->msg, sizeof(a->msg));
+
+  PP_ASSERT_LOOP(proc->pool);
+  PP_ASSERT_LOCKED(proc->pool);
 
   if (status == PP_EPROTO) {
     /* Every call in the ring fails with the worker (pp__async_ring_fail). */
@@ -237,6 +244,8 @@ void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason) {
   uint64_t now = pp__now_ns();
   pp__acall_t *a;
   int first = 1, status;
+
+  PP_ASSERT_LOCKED(proc->pool);
 
   while (slot->anum > 0) {
     a = pp__container_of(slot->aring.next, pp__acall_t, node);

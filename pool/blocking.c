@@ -74,8 +74,7 @@ int pp__pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
                                        pool->cfg->checkout_timeout_ms);
   pp__lock(pool);
   while (!pool->ready_reported && (now = pp__now_ns()) < deadline)
-    uv_cond_timedwait(&pool->state_cond, &pool->lock,
-                      pp__wait_ns(deadline, now));
+    pp__cond_timedwait(pool, &pool->state_cond, pp__wait_ns(deadline, now));
   if (pool->begin_failed) {
     r = pool->ready_status;
     if (diag)
@@ -116,7 +115,7 @@ void pp_pool_close(pp_pool_t *pool) {
   /* Threads woken with PP_ECLOSED may still be on their way out. */
   pp__lock(pool);
   while (__atomic_load_n(&pool->users, __ATOMIC_RELAXED) > 0)
-    uv_cond_wait(&pool->users_cond, &pool->lock);
+    pp__cond_wait(pool, &pool->users_cond);
   pp__unlock(pool);
   uv_loop_close(&pool->own_loop);
   pp__pool_free(pool);
@@ -164,8 +163,7 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
     while (!w.done) {
       now = pp__now_ns();
       if (now < w.deadline_ns) {
-        uv_cond_timedwait(&w.u.cond, &pool->lock,
-                          pp__wait_ns(w.deadline_ns, now));
+        pp__cond_timedwait(pool, &w.u.cond, pp__wait_ns(w.deadline_ns, now));
       } else if (!w.done) {
         pool->timeouts++;
         pp__waiter_complete(&w, pp__checkout_unavailable(pool, diag), NULL);
@@ -381,6 +379,8 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
   pp__proc_t *proc = lease->proc;
   uint64_t ms;
 
+  PP_ASSERT_LOCKED(lease->pool);
+
   /* Read under the lock: a client's death detaches the lease from its
    * worker from another thread. */
   assert(!lease->free && !lease->released && !lease->checked_in &&
@@ -464,6 +464,8 @@ static int call_end(tcall_t *c) {
   pp_pool_t *pool = lease->pool;
   pp__slot_t *slot = lease->slot;
   int r = c->status, answered = c->used > 0 && r != PP_EPROTO;
+
+  PP_ASSERT_LOCKED(lease->pool);
 
   lease->thread_call = 0;
   lease->writing = 0;

@@ -17,11 +17,13 @@
 #include <stdio.h>
 
 void pp__count_wait(pp_pool_t *pool, uint64_t start_ns, uint64_t now) {
+  PP_ASSERT_LOCKED(pool);
   pp__histo_add(&pool->h_wait, now > start_ns ? (now - start_ns) / 1000 : 0);
 }
 
 void pp__count_request(pp_pool_t *pool, pp__proc_t *proc,
                        uint64_t timeout_ms) {
+  PP_ASSERT_LOCKED(pool);
   pool->requests++;
   if (proc)
     proc->req_timeout_ms = timeout_ms;
@@ -30,6 +32,8 @@ void pp__count_request(pp_pool_t *pool, pp__proc_t *proc,
 void pp__count_end(pp_pool_t *pool, pp__proc_t *proc, uint64_t sent_ns,
                    uint64_t now, int status, int answered) {
   uint64_t us;
+
+  PP_ASSERT_LOCKED(pool);
 
   if (status != 0)
     pool->errors++;
@@ -68,6 +72,8 @@ int pp__call_cut(const pp__proc_t *proc, pp_exit_kind_t reason, int first,
                  char *msg, size_t cap) {
   const char *detail = proc->detail[0] ? proc->detail : "worker died";
 
+  PP_ASSERT_LOCKED(proc->pool);
+
   switch (reason) {
   case PP_EXIT_TIMEOUT:
     if (!first) {
@@ -94,6 +100,7 @@ int pp__call_cut(const pp__proc_t *proc, pp_exit_kind_t reason, int first,
 }
 
 int pp__call_fail(pp__proc_t *proc, int r, char *msg, size_t cap) {
+  PP_ASSERT_LOCKED(proc->pool);
   switch (r) {
   case PP_ETIMEDOUT:
     pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");

@@ -16,6 +16,8 @@ pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client) {
   pp_pool_t *pool = slot->pool;
   pp_lease_t *lease = NULL;
 
+  PP_ASSERT_LOCKED(slot->pool);
+
   if (!pp__queue_empty(&pool->free_leases)) {
     lease = pp__container_of(pool->free_leases.next, pp_lease_t, node);
     pp__queue_remove(&lease->node);
@@ -55,6 +57,7 @@ void pp__lease_free(pp_lease_t *lease) {
 }
 
 void pp__lease_detach(pp_lease_t *lease) {
+  PP_ASSERT_LOCKED(lease->pool);
   if (lease->proc == NULL)
     return;
   if (lease->slot->lease == lease)
@@ -82,6 +85,8 @@ void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
   pp_pool_t *pool = lease->pool;
   pp__slot_t *slot = lease->slot;
   pp__proc_t *proc = lease->proc;
+
+  PP_ASSERT_LOCKED(lease->pool);
 
   if (reclaimed)
     pool->reclaimed++;
@@ -132,6 +137,7 @@ void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
 }
 
 void pp__lease_checkin(pp_lease_t *lease) {
+  PP_ASSERT_LOCKED(lease->pool);
   assert(!lease->released);
   if (lease->reaped)
     lease_recycle(lease); /* already reclaimed with its dead client */
@@ -213,6 +219,8 @@ int pp_lease_pid(const pp_lease_t *lease) {
 pp__slot_t *pp__idle_take(pp_pool_t *pool) {
   pp__slot_t *slot;
 
+  PP_ASSERT_LOCKED(pool);
+
   if (pp__queue_empty(&pool->idle))
     return NULL;
   slot = pp__container_of(pool->idle.next, pp__slot_t, idle_node);
@@ -278,6 +286,8 @@ int pp__checkout_unavailable(pp_pool_t *pool, pp_diag_t *diag) {
 void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
   pp_pool_t *pool = w->client->pool;
 
+  PP_ASSERT_LOCKED(w->client->pool);
+
   pp__queue_remove(&w->node);
   pp__queue_remove(&w->cnode);
   pool->nwaiters--;
@@ -321,6 +331,7 @@ void pp__waiters_fail_all(pp_pool_t *pool, int status, const char *why) {
 /* Queue w (lock held).  The caller has checked max_waiters. */
 void pp__waiter_enqueue(pp_pool_t *pool, pp__waiter_t *w, pp_client_t *c,
                         int64_t timeout_ms) {
+  PP_ASSERT_LOCKED(pool);
   uint64_t ms = timeout_ms < 0 ? pool->cfg->checkout_timeout_ms
                                : (uint64_t)timeout_ms;
 
@@ -482,6 +493,7 @@ void pp__client_free(pp_client_t *c) {
 }
 
 void pp__client_maybe_free(pp_client_t *c) {
+  PP_ASSERT_LOCKED(c->pool);
   if (!c->closed || c->task_owned || !pp__queue_empty(&c->leases) ||
       c == &c->pool->anon)
     return;
@@ -599,6 +611,8 @@ int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
 static void reply_queue(pp_lease_t *lease, int status) {
   pp_pool_t *pool = lease->pool;
 
+  PP_ASSERT_LOCKED(lease->pool);
+
   lease->in_flight = 0;
   lease->status = status;
   lease->pend.kind = PP__PEND_REPLY;
@@ -627,6 +641,7 @@ static int reply_copy(void *to, const char *p, size_t len) {
 }
 
 void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why) {
+  PP_ASSERT_LOCKED(lease->pool);
   lease->reply_len = 0;
   snprintf(lease->msg, sizeof(lease->msg), "%s", why);
   pp__count_end(lease->pool, lease->proc, lease->req_start_ns, pp__now_ns(),
@@ -636,6 +651,8 @@ void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why) {
 
 void pp__loop_request_cut(pp_lease_t *lease, pp_exit_kind_t reason) {
   int status;
+
+  PP_ASSERT_LOCKED(lease->pool);
 
   assert(lease->proc != NULL);
   lease->reply_len = 0;
@@ -651,6 +668,9 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp_lease_t *lease = slot->lease;
   pp_pool_t *pool = proc->pool;
   int status;
+
+  PP_ASSERT_LOOP(proc->pool);
+  PP_ASSERT_LOCKED(proc->pool);
 
   pp__proc_arm(proc, 0);
   pp__proc_read_stop(proc);

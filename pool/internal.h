@@ -10,10 +10,16 @@
 #include "config/config.h"
 #include "queue.h"
 
+#include <assert.h>
 #include <semaphore.h>
 #include <limits.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/* Assertions on (see PP_ASSERT_LOCKED below). */
+#if defined(PP_FAULTS) || !defined(NDEBUG)
+#define PP_CHECKS 1
+#endif
 
 typedef struct pp__slot pp__slot_t;
 typedef struct pp__proc pp__proc_t;
@@ -359,6 +365,9 @@ struct pp_pool {
   pp_config_t *cfg;
   pp_pool_options_t opts;
   uv_mutex_t lock;
+#ifdef PP_CHECKS
+  uv_thread_t lock_owner;  /* atomic: the thread holding lock, or 0 */
+#endif
   uv_async_t async;        /* wakes the loop for pending work */
   uv_timer_t waiter_timer; /* earliest loop-waiter deadline */
   uint64_t waiter_due_ns;  /* when it is armed for, 0 = not armed */
@@ -487,6 +496,27 @@ struct pp_pool {
 /* ---- pool.c */
 void pp__lock(pp_pool_t *pool);
 void pp__unlock(pp_pool_t *pool);
+/* Wait on cond with pool->lock held (released meanwhile), forever or up
+ * to ns nanoseconds. */
+void pp__cond_wait(pp_pool_t *pool, uv_cond_t *cond);
+void pp__cond_timedwait(pp_pool_t *pool, uv_cond_t *cond, uint64_t ns);
+
+/* The preconditions comments state, checked wherever assertions are on:
+ * in the test library (PP_FAULTS) and in builds without NDEBUG.  The
+ * lock's owner is only tracked then. */
+#ifdef PP_CHECKS
+int pp__lock_held(pp_pool_t *pool);
+/* Print where and abort (NDEBUG does not turn these off). */
+_Noreturn void pp__check_failed(const char *what, const char *file, int line);
+#define PP_CHECK(e) ((e) ? (void)0 : pp__check_failed(#e, __FILE__, __LINE__))
+#define PP_ASSERT_LOCKED(pool) PP_CHECK(pp__lock_held(pool))
+#define PP_ASSERT_UNLOCKED(pool) PP_CHECK(!pp__lock_held(pool))
+#define PP_ASSERT_LOOP(pool) PP_CHECK(pp__on_loop_thread(pool))
+#else
+#define PP_ASSERT_LOCKED(pool) ((void)0)
+#define PP_ASSERT_UNLOCKED(pool) ((void)0)
+#define PP_ASSERT_LOOP(pool) ((void)0)
+#endif
 /* Ask the loop to run pending work (any thread; lock not needed). */
 void pp__wake(pp_pool_t *pool);
 /* Run queued user callbacks; loop thread, lock NOT held. */
@@ -509,7 +539,8 @@ pp__slot_t *pp__slot_new(pp_pool_t *pool, int id);
 int pp__slots_reserve(pp_pool_t *pool, int n);
 uint64_t pp__rand(pp_pool_t *pool);
 
-/* ---- maintain.c (loop thread, lock held) */
+/* ---- maintain.c (loop thread, lock held; pp__slot_swap, pp__next_failed
+ * on any thread) */
 void pp__maintain(pp_pool_t *pool, int tick);
 void pp__tick_start(pp_pool_t *pool);
 void pp__slot_swap(pp__slot_t *slot);

@@ -27,10 +27,13 @@ static void retire(pp__slot_t *slot, const char *why) {
             slot->proc ? slot->proc->pid : 0, 0, 0, 0, why);
 }
 
-/* The replacement said HELLO, or the old worker became idle: swap them. */
+/* The replacement said HELLO, or the old worker became idle: swap them
+ * (any thread: pp__slot_release calls it). */
 void pp__slot_swap(pp__slot_t *slot) {
   pp_pool_t *pool = slot->pool;
   pp__proc_t *old = slot->proc, *fresh = slot->next;
+
+  PP_ASSERT_LOCKED(slot->pool);
 
   slot->next = NULL;
   pp__queue_remove(&slot->idle_node);
@@ -235,6 +238,9 @@ void pp__maintain(pp_pool_t *pool, int tick) {
   pp__slot_t *slot;
   pp__proc_t *proc;
   int i, active = 0;
+
+  PP_ASSERT_LOOP(pool);
+  PP_ASSERT_LOCKED(pool);
 
   if (pool->stopping)
     return;

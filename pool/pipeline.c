@@ -146,6 +146,8 @@ static int place_call(pp_pool_t *pool, pp__slot_t *slot, struct pp__pcall *c) {
   uint64_t now = pp__now_ns();
   int k, r;
 
+  PP_ASSERT_LOCKED(pool);
+
   c->id = ++proc->next_id;
   if ((r = pend(proc, c)) != 0)
     return r;
@@ -218,6 +220,7 @@ static void wakes_post(wakes_t *w) {
  * itself and leaves on its own. */
 static void finish(pp_pool_t *pool, struct pp__pcall *c, int status,
                    uint64_t now, wakes_t *w) {
+  PP_ASSERT_LOCKED(pool);
   c->status = status;
   if (c->placed) {
     pp__count_end(pool, c->proc, c->placed_ns, now, status, c->answered);
@@ -250,6 +253,8 @@ static void fail_all(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
                      int r, uint64_t now) {
   struct pp__pcall *c;
   int first = 1, status;
+
+  PP_ASSERT_LOCKED(pool);
 
   while (slot->shared > 0) {
     c = pop(slot);
@@ -323,6 +328,8 @@ static void flush(pp_pool_t *pool, pp__proc_t *proc, struct pp__pcall *self) {
   char *p;
   int r;
 
+  PP_ASSERT_LOCKED(pool);
+
   if (proc->pwriting)
     return;
   pp__proc_ref(proc);
@@ -388,6 +395,8 @@ static long read_more(pp__proc_t *proc, uint64_t deadline_ns) {
 static void admit(pp_pool_t *pool, pp__slot_t *slot, int depth) {
   struct pp__pcall *c;
 
+  PP_ASSERT_LOCKED(pool);
+
   while (!pp__queue_empty(&pool->pipe_queue) &&
          usable(pool, slot, depth, 1, 0)) {
     c = pp__container_of(pool->pipe_queue.next, struct pp__pcall, node);
@@ -409,6 +418,8 @@ static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
   struct pp__pcall *c;
   pp_frame_t f;
   long used;
+
+  PP_ASSERT_LOCKED(pool);
 
   pp__proc_ref(proc);
   pp__unlock(pool);
@@ -492,6 +503,8 @@ void pp__pipe_kick(pp_pool_t *pool) {
 
 void pp__pipe_waiters_fail(pp_pool_t *pool, int status, const char *why) {
   struct pp__pcall *c;
+
+  PP_ASSERT_LOCKED(pool);
 
   while (!pp__queue_empty(&pool->pipe_queue)) {
     c = pp__container_of(pool->pipe_queue.next, struct pp__pcall, node);

@@ -37,8 +37,49 @@ static void mutex_init_adaptive(uv_mutex_t *m) {
   uv_mutex_init(m);
 }
 
-void pp__lock(pp_pool_t *pool) { uv_mutex_lock(&pool->lock); }
-void pp__unlock(pp_pool_t *pool) { uv_mutex_unlock(&pool->lock); }
+#ifdef PP_CHECKS
+static void owner_set(pp_pool_t *pool, int held) {
+  __atomic_store_n(&pool->lock_owner, held ? uv_thread_self() : 0,
+                   __ATOMIC_RELAXED);
+}
+
+void pp__check_failed(const char *what, const char *file, int line) {
+  fprintf(stderr, "portpool: %s:%d: precondition failed: %s\n", file, line,
+          what);
+  abort();
+}
+
+int pp__lock_held(pp_pool_t *pool) {
+  uv_thread_t self = uv_thread_self(),
+              owner = __atomic_load_n(&pool->lock_owner, __ATOMIC_RELAXED);
+
+  return uv_thread_equal(&self, &owner);
+}
+#else
+#define owner_set(pool, held) ((void)0)
+#endif
+
+void pp__lock(pp_pool_t *pool) {
+  uv_mutex_lock(&pool->lock);
+  owner_set(pool, 1);
+}
+
+void pp__unlock(pp_pool_t *pool) {
+  owner_set(pool, 0);
+  uv_mutex_unlock(&pool->lock);
+}
+
+void pp__cond_wait(pp_pool_t *pool, uv_cond_t *cond) {
+  owner_set(pool, 0);
+  uv_cond_wait(cond, &pool->lock);
+  owner_set(pool, 1);
+}
+
+void pp__cond_timedwait(pp_pool_t *pool, uv_cond_t *cond, uint64_t ns) {
+  owner_set(pool, 0);
+  uv_cond_timedwait(cond, &pool->lock, ns);
+  owner_set(pool, 1);
+}
 void pp__wake(pp_pool_t *pool) { uv_async_send(&pool->async); }
 
 int pp__on_loop_thread(pp_pool_t *pool) {
@@ -161,6 +202,8 @@ void pp__slot_release(pp__slot_t *slot) {
   pp__queue_t *q;
   pp__waiter_t *w;
 
+  PP_ASSERT_LOCKED(slot->pool);
+
   if (proc == NULL || proc->dead)
     return;
   if (pool->stopping || slot->removing) {
@@ -207,6 +250,8 @@ void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why) {
   pp_pool_t *pool = proc->pool;
   pp__slot_t *slot = proc->slot;
   pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
+
+  PP_ASSERT_LOCKED(proc->pool);
 
   if (proc->dead)
     return;
@@ -382,6 +427,9 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
   pp_pool_t *pool = proc->pool;
   pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
 
+  PP_ASSERT_LOOP(proc->pool);
+  PP_ASSERT_LOCKED(proc->pool);
+
   if (!proc->hello) {
     if (proc->boot_failed) {
       pp__proc_fail(proc, PP_EXIT_PROTOCOL, "a frame after its boot failure");
@@ -474,6 +522,9 @@ void pp__on_proc_read_error(pp__proc_t *proc, int err) {
 void pp__on_proc_timer(pp__proc_t *proc) {
   pp__slot_t *slot = proc->slot;
   char why[96];
+
+  PP_ASSERT_LOOP(proc->pool);
+  PP_ASSERT_LOCKED(proc->pool);
 
   if (proc->rep_eof) {
     pp__proc_fail(proc, PP_EXIT_PROTOCOL, "worker closed its reply pipe");
@@ -623,6 +674,9 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   char text[64];
   int boot_failure, hello_timeout, rollback;
 
+  PP_ASSERT_LOOP(proc->pool);
+  PP_ASSERT_LOCKED(proc->pool);
+
   if (proc->kill_reason != PP_EXIT_NONE)
     kind = proc->kill_reason;
   else if (proc->hello && (proc->retired || pool->stopping || slot->removing))
@@ -758,6 +812,9 @@ void pp__spawn_slot(pp__slot_t *slot) {
   pp__proc_t *proc;
   int r;
 
+  PP_ASSERT_LOOP(slot->pool);
+  PP_ASSERT_LOCKED(slot->pool);
+
   slot->generation++;
   r = pool->adapter->spawn(slot, slot->generation, &proc);
   if (r != 0) {
@@ -787,6 +844,9 @@ void pp__spawn_slot(pp__slot_t *slot) {
 void pp__run_pending(pp_pool_t *pool) {
   pp__queue_t local, *q;
   pp__pending_t *p;
+
+  PP_ASSERT_LOOP(pool);
+  PP_ASSERT_UNLOCKED(pool);
 
   pp__queue_init(&local);
   pp__lock(pool);

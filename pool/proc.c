@@ -219,6 +219,9 @@ static void read_frames(pp__proc_t *proc) {
   ssize_t n;
   long used;
 
+  PP_ASSERT_LOOP(proc->pool);
+  PP_ASSERT_LOCKED(proc->pool);
+
   for (;;) {
     if (pp__proc_rbuf_reserve(proc, pp__proc_rbuf_want(proc)) != 0) {
       pp__on_proc_read_error(proc, UV_ENOMEM);
@@ -275,6 +278,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
 }
 
 void pp__proc_read_start(pp__proc_t *proc) {
+  PP_ASSERT_LOOP(proc->pool);
   if (proc->rpolling || !(proc->handles & PP__H_RPOLL))
     return;
   proc->rpolling = 1;
@@ -282,6 +286,7 @@ void pp__proc_read_start(pp__proc_t *proc) {
 }
 
 void pp__proc_read_stop(pp__proc_t *proc) {
+  PP_ASSERT_LOOP(proc->pool);
   if (!proc->rpolling)
     return;
   proc->rpolling = 0;
@@ -366,6 +371,9 @@ static void on_writable(uv_poll_t *h, int status, int events) {
 int pp__proc_send(pp__proc_t *proc, uint8_t type, uint32_t id,
                   const void *payload, size_t len) {
   int r = pp__proc_queue(proc, type, id, payload, len);
+
+  PP_ASSERT_LOOP(proc->pool);
+  PP_ASSERT_LOCKED(proc->pool);
 
   return r != 0 ? r : flush_wbuf(proc);
 }
@@ -531,6 +539,7 @@ void pp__proc_timer_cb(uv_timer_t *t) {
 }
 
 void pp__proc_arm(pp__proc_t *proc, uint64_t ms) {
+  PP_ASSERT_LOOP(proc->pool);
   if (proc->handles & PP__H_TIMER) {
     if (ms)
       uv_timer_start(&proc->timer, pp__proc_timer_cb, ms, 0);
@@ -540,6 +549,8 @@ void pp__proc_arm(pp__proc_t *proc, uint64_t ms) {
 }
 
 void pp__proc_stop(pp__proc_t *proc, uint64_t grace_ms) {
+  PP_ASSERT_LOOP(proc->pool);
+  PP_ASSERT_LOCKED(proc->pool);
   if (proc->exited)
     return;
   if (proc->stopping && grace_ms > 0)

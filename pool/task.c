@@ -178,10 +178,9 @@ int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag) {
       break;
     }
     if (timeout_ms < 0)
-      uv_cond_wait(&pool->quiesce_cond, &pool->lock);
+      pp__cond_wait(pool, &pool->quiesce_cond);
     else
-      uv_cond_timedwait(&pool->quiesce_cond, &pool->lock,
-                        pp__wait_ns(deadline, now));
+      pp__cond_timedwait(pool, &pool->quiesce_cond, pp__wait_ns(deadline, now));
   }
   pool->quiesce_waiting--;
   pp__unlock(pool);

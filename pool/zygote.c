@@ -376,6 +376,8 @@ void pp__zygote_retire(pp_pool_t *pool) {
 void pp__zygote_worker_gone(pp__proc_t *proc) {
   pp__zygote_t *z = proc->zygote;
 
+  PP_ASSERT_LOCKED(proc->pool);
+
   proc->zygote = NULL;
   if (--z->workers == 0 && z->retired && z->open > 0) {
     z->pool->maintain_wanted = 1;
