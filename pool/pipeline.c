@@ -406,31 +406,25 @@ static void admit(pp_pool_t *pool, pp__slot_t *slot, int depth) {
   }
 }
 
-/* The reader's turn (lock held on entry and exit; released while reading).
- * Completes at least one call, or fails them all. */
-static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
-                      struct pp__pcall *self) {
-  uint32_t max = pool->cfg->max_frame;
-  int n = slot->shared, got = 0, r = 0, depth = pool->cfg->pipeline_depth;
-  uint64_t deadline = place(slot, 0)->deadline_ns, now;
-  size_t off = 0;
-  wakes_t w;
+/* Read until at least one of the first n calls of the ring has its answer
+ * (lock not held): their replies are stored and *got counted.  Returns 0,
+ * or the read's failure (PP_EPROTO: a frame that answers nothing). */
+static int read_replies(pp__slot_t *slot, pp__proc_t *proc, int n,
+                        int *got) {
+  uint32_t max = proc->pool->cfg->max_frame;
+  uint64_t deadline = place(slot, 0)->deadline_ns;
   struct pp__pcall *c;
+  size_t off = 0;
   pp_frame_t f;
   long used;
+  int r = 0;
 
-  PP_ASSERT_LOCKED(pool);
-
-  pp__proc_ref(proc);
-  pp__unlock(pool);
-  /* The first n calls of the ring stay put while we read: only the reader
-   * removes calls, and new ones go in behind them. */
   for (;;) {
-    while (got < n && off < proc->rlen) {
+    while (*got < n && off < proc->rlen) {
       used = pp_frame_decode(proc->rbuf + off, proc->rlen - off, max, &f);
       if (used == 0)
         break;
-      c = place(slot, got);
+      c = place(slot, *got);
       if (used < 0 || (c->status = pp__call_reply(&f, c->id, pp__reply_store,
                                                    c->reply, msg_of(c),
                                                    cap_of(c))) == PP_EPROTO) {
@@ -440,9 +434,9 @@ static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
       }
       c->answered = 1;
       off += (size_t)used;
-      got++;
+      (*got)++;
     }
-    if (got > 0 || r != 0)
+    if (*got > 0 || r != 0)
       break;
     used = read_more(proc, deadline);
     if (used < 0) {
@@ -454,6 +448,25 @@ static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
     memmove(proc->rbuf, proc->rbuf + off, proc->rlen - off);
     proc->rlen -= off;
   }
+  return r;
+}
+
+/* The reader's turn (lock held on entry and exit; released while reading).
+ * Completes at least one call, or fails them all. */
+static void read_turn(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
+                      struct pp__pcall *self) {
+  int n = slot->shared, got = 0, r, depth = pool->cfg->pipeline_depth;
+  struct pp__pcall *c;
+  uint64_t now;
+  wakes_t w;
+
+  PP_ASSERT_LOCKED(pool);
+
+  pp__proc_ref(proc);
+  pp__unlock(pool);
+  /* The first n calls of the ring stay put while we read: only the reader
+   * removes calls, and new ones go in behind them. */
+  r = read_replies(slot, proc, n, &got);
   if (r == PP_ECRASHED)
     pp__wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
   now = pp__now_ns();
