@@ -2,8 +2,8 @@
  * and the config value's life: new, copy, free, set, get, overrides, the
  * environment, validation, diagnostics.  YAML and key suggestions are in
  * parse.c, text to field in values.c, field to text in render.c. */
-#include "config/config.h"
-#include "config/keys.h"
+#include "config.h"
+#include "keys.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -245,35 +245,6 @@ void pp__diag_reset(pp_diag_t *diag, const char *file, const char *key) {
   memset(diag, 0, sizeof(*diag));
   pp__diag_copy(diag->file, sizeof(diag->file), file ? file : "");
   pp__diag_copy(diag->key, sizeof(diag->key), key ? key : "");
-}
-
-void pp__diag_format(const pp_diag_t *d, char *buf, size_t len) {
-  size_t n = 0;
-  int w;
-
-  if (len == 0)
-    return;
-  buf[0] = '\0';
-#define PUT(...)                                                               \
-  do {                                                                         \
-    w = snprintf(buf + n, len - n, __VA_ARGS__);                               \
-    if (w < 0 || (size_t)w >= len - n)                                         \
-      return;                                                                  \
-    n += (size_t)w;                                                            \
-  } while (0)
-  if (d->file[0] != '\0')
-    PUT("%s", d->file);
-  if (d->line > 0) {
-    PUT("%s%d", n > 0 ? ":" : "", d->line);
-    if (d->column > 0)
-      PUT(":%d", d->column);
-  }
-  if (n > 0)
-    PUT(": ");
-  if (d->key[0] != '\0')
-    PUT("%s: ", d->key);
-  PUT("%s", d->message);
-#undef PUT
 }
 
 /* ------------------------------------------------------- the value */

@@ -4,7 +4,7 @@
  * restart, drain, and stop and reload handed to the program.  Lines come
  * parsed from control_proto.c; bytes go out through control.c. */
 #include "control.h"
-#include "config/config.h"
+#include "diag.h"
 
 #include <inttypes.h>
 #include <signal.h>

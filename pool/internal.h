@@ -6,8 +6,12 @@
 
 #include "portpool.h"
 
-#include "bridge/frame.h"
-#include "config/config.h"
+#include "clock.h"
+#include "config.h"
+#include "diag.h"
+#include "errors.h"
+#include "frame.h"
+#include "histo.h"
 #include "queue.h"
 
 #include <semaphore.h>
@@ -648,16 +652,6 @@ void pp__lease_detach(pp_lease_t *lease);
 void pp__checkout_deliver(pp__waiter_t *w);
 void pp__reply_deliver(pp_lease_t *lease);
 
-/* ---- error.c */
-/* "Type: message" from a worker's ERROR payload (JSON {type, message,
- * traceback}) into out, cut to cap bytes at a character boundary: the
- * sentence every PP_EHANDLER carries in its diag. */
-void pp__handler_error_text(const char *payload, size_t len, char *out,
-                            size_t cap);
-
-/* ---- histo.c */
-void pp__histo_add(pp_histogram_t *h, uint64_t us);
-
 /* ---- blocking.c, shared with pipeline.c */
 void pp__users_leave(pp_pool_t *pool);
 long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f);
@@ -719,33 +713,9 @@ void pp__pipe_waiters_fail(pp_pool_t *pool, int status, const char *why);
 void pp__tasks_reap(pp_pool_t *pool);
 
 /* ---- trace.c */
-uint64_t pp__now_ns(void);
-/* now_ns plus ms milliseconds, saturating at UINT64_MAX (no deadline in
- * practice) where the sum would wrap: a huge timeout never turns into an
- * immediate one. */
-static inline uint64_t pp__deadline_after(uint64_t now_ns, uint64_t ms) {
-  if (ms > (UINT64_MAX - now_ns) / 1000000u)
-    return UINT64_MAX;
-  return now_ns + ms * 1000000u;
-}
-/* Nanoseconds from now_ns to deadline_ns for uv_cond_timedwait, at most a
- * day (libuv adds the clock to it, which must not wrap); callers loop and
- * check the deadline. */
-static inline uint64_t pp__wait_ns(uint64_t deadline_ns, uint64_t now_ns) {
-  uint64_t left = deadline_ns - now_ns, day = 86400ull * 1000000000u;
-  return left > day ? day : left;
-}
-/* Milliseconds from now_ns to deadline_ns, rounded up, for poll(): at
- * most INT_MAX. */
-static inline int pp__poll_ms(uint64_t deadline_ns, uint64_t now_ns) {
-  uint64_t ms = (deadline_ns - now_ns) / 1000000u + 1;
-  return ms > INT_MAX ? INT_MAX : (int)ms;
-}
 void pp__trace(pp_pool_t *pool, pp_trace_type_t type, int slot,
                uint32_t gen, int pid, uint64_t lease, uint64_t client,
                int code, const char *detail);
-void pp__diag_set(pp_diag_t *diag, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 /* ---- control.c */
 int pp__control_start(pp_pool_t *pool, pp_diag_t *diag);

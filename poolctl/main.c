@@ -4,7 +4,7 @@
  * command lives in its own file. */
 #include "poolctl/poolctl.h"
 
-#include "config/distance.h"
+#include "distance.h"
 #include "portpool.h"
 
 #include <ctype.h>

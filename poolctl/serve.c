@@ -5,7 +5,8 @@
  * overrides applied, the workers replaced one by one). */
 #include "poolctl/poolctl.h"
 
-#include "config/config.h"
+#include "config.h"
+#include "diag.h"
 #include "portpool.h"
 
 #include <getopt.h>

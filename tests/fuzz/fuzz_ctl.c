@@ -5,7 +5,7 @@
  * pp__ctl_json_compact accepts what jansson accepts, idempotently. */
 #include "fuzz.h"
 
-#include "pool/control_proto.h"
+#include "control_proto.h"
 
 #include <string.h>
 
