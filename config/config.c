@@ -4,12 +4,12 @@
  * parse.c, text to field in values.c, field to text in render.c. */
 #include "config.h"
 #include "keys.h"
+#include "uid.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -585,37 +585,6 @@ static int fail_key(pp_diag_t *diag, const char *key) {
   return PP_ECONFIG;
 }
 
-int pp__config_uid(const char *entry, uint32_t *uid, char *why, size_t len) {
-  struct passwd pw, *res = NULL;
-  unsigned long long v = 0;
-  const char *p = entry;
-  char buf[4096];
-  int r;
-
-  if (*p >= '0' && *p <= '9') {
-    for (; *p >= '0' && *p <= '9' && v <= UINT32_MAX; p++)
-      v = v * 10 + (unsigned)(*p - '0');
-    /* (uid_t)-1 means "no change" to chown and setuid: never a user. */
-    if (*p != '\0' || v >= UINT32_MAX) {
-      snprintf(why, len, "\"%.64s\" is not a uid (0 to %u) nor a user name",
-               entry, UINT32_MAX - 1);
-      return PP_ECONFIG;
-    }
-    *uid = (uint32_t)v;
-    return 0;
-  }
-  r = getpwnam_r(entry, &pw, buf, sizeof(buf), &res);
-  if (r != 0 || res == NULL) {
-    snprintf(why, len,
-             "no user named \"%.64s\" on this system%s%s (give a uid or an "
-             "existing user name)",
-             entry, r ? ": " : "", r ? strerror(r) : "");
-    return PP_ECONFIG;
-  }
-  *uid = (uint32_t)res->pw_uid;
-  return 0;
-}
-
 int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
   const size_t sun_path = sizeof(((struct sockaddr_un *)0)->sun_path);
   char a[32], why[256];
@@ -650,7 +619,7 @@ int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
     return fail_key(diag, "control.socket");
   }
   for (int i = 0; i < cfg->allow_uids_len; i++)
-    if (pp__config_uid(cfg->allow_uids[i], &uid, why, sizeof(why)) != 0) {
+    if (pp__uid_parse(cfg->allow_uids[i], &uid, why, sizeof(why)) != 0) {
       pp__diag_at(diag, NULL, "%s", why);
       return fail_key(diag, "control.allow_uids");
     }

@@ -8,10 +8,12 @@
 
 #include "clock.h"
 #include "config.h"
+#include "control_api.h"
 #include "diag.h"
 #include "errors.h"
 #include "frame.h"
 #include "histo.h"
+#include "pool_access.h"
 #include "queue.h"
 
 #include <semaphore.h>
@@ -500,8 +502,6 @@ void pp__slot_release(pp__slot_t *slot);
  * the loop to. */
 void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why);
 int pp__on_loop_thread(pp_pool_t *pool);
-void pp__log(pp_pool_t *pool, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 void pp__slot_count(pp_pool_t *pool, int *idle, int *leased, int *busy,
                     int *starting, int *backoff, int *fatal);
 
@@ -716,11 +716,6 @@ void pp__tasks_reap(pp_pool_t *pool);
 void pp__trace(pp_pool_t *pool, pp_trace_type_t type, int slot,
                uint32_t gen, int pid, uint64_t lease, uint64_t client,
                int code, const char *detail);
-
-/* ---- control.c */
-int pp__control_start(pp_pool_t *pool, pp_diag_t *diag);
-/* Stop accepting, close every connection; done_cb when all closed. */
-void pp__control_stop(pp_pool_t *pool, void (*done_cb)(pp_pool_t *));
 
 /* ---- faults (tests only) */
 #ifdef PP_FAULTS
