@@ -13,6 +13,7 @@
 #include "errors.h"
 #include "frame.h"
 #include "histo.h"
+#include "mock.h"
 #include "pool_access.h"
 #include "queue.h"
 
@@ -353,9 +354,6 @@ typedef struct pp__adapter {
 extern const pp__adapter_t pp__adapter_python;
 extern const pp__adapter_t pp__adapter_custom;
 extern const pp__adapter_t pp__adapter_zygote;
-/* The mock adapter's table, with `data` to be set to the pool's
- * pp_mock_t (or NULL). */
-extern const pp_adapter_t pp__mock_adapter;
 
 struct pp_pool {
   uv_loop_t *loop;
