@@ -1,6 +1,6 @@
-/* internal.h -- the pool core's shared structures: pool, slot, process,
- * lease, waiter, client.  Everything here is guarded by pool->lock unless a
- * comment says otherwise.  Not installed. */
+/* internal.h -- the pool core's shared structures: pool, slot, lease,
+ * waiter, client (a worker process: worker/worker.h).  Everything here is
+ * guarded by pool->lock unless a comment says otherwise.  Not installed. */
 #ifndef PP_INTERNAL_H
 #define PP_INTERNAL_H
 
