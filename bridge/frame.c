@@ -1,7 +1,7 @@
 /* frame.c -- owns the bridge wire format: encoding frame headers and the
  * incremental, bounds-checked frame decoder.  Pure C: no libuv, no
  * allocation, no I/O; callers own every buffer. */
-#include "bridge/frame.h"
+#include "frame.h"
 
 #include <assert.h>
 #include <limits.h>

@@ -2,14 +2,14 @@
  * and the config value's life: new, copy, free, set, get, overrides, the
  * environment, validation, diagnostics.  YAML and key suggestions are in
  * parse.c, text to field in values.c, field to text in render.c. */
-#include "config/config.h"
-#include "config/keys.h"
+#include "config.h"
+#include "keys.h"
+#include "uid.h"
 
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,35 +245,6 @@ void pp__diag_reset(pp_diag_t *diag, const char *file, const char *key) {
   memset(diag, 0, sizeof(*diag));
   pp__diag_copy(diag->file, sizeof(diag->file), file ? file : "");
   pp__diag_copy(diag->key, sizeof(diag->key), key ? key : "");
-}
-
-void pp__diag_format(const pp_diag_t *d, char *buf, size_t len) {
-  size_t n = 0;
-  int w;
-
-  if (len == 0)
-    return;
-  buf[0] = '\0';
-#define PUT(...)                                                               \
-  do {                                                                         \
-    w = snprintf(buf + n, len - n, __VA_ARGS__);                               \
-    if (w < 0 || (size_t)w >= len - n)                                         \
-      return;                                                                  \
-    n += (size_t)w;                                                            \
-  } while (0)
-  if (d->file[0] != '\0')
-    PUT("%s", d->file);
-  if (d->line > 0) {
-    PUT("%s%d", n > 0 ? ":" : "", d->line);
-    if (d->column > 0)
-      PUT(":%d", d->column);
-  }
-  if (n > 0)
-    PUT(": ");
-  if (d->key[0] != '\0')
-    PUT("%s: ", d->key);
-  PUT("%s", d->message);
-#undef PUT
 }
 
 /* ------------------------------------------------------- the value */
@@ -614,37 +585,6 @@ static int fail_key(pp_diag_t *diag, const char *key) {
   return PP_ECONFIG;
 }
 
-int pp__config_uid(const char *entry, uint32_t *uid, char *why, size_t len) {
-  struct passwd pw, *res = NULL;
-  unsigned long long v = 0;
-  const char *p = entry;
-  char buf[4096];
-  int r;
-
-  if (*p >= '0' && *p <= '9') {
-    for (; *p >= '0' && *p <= '9' && v <= UINT32_MAX; p++)
-      v = v * 10 + (unsigned)(*p - '0');
-    /* (uid_t)-1 means "no change" to chown and setuid: never a user. */
-    if (*p != '\0' || v >= UINT32_MAX) {
-      snprintf(why, len, "\"%.64s\" is not a uid (0 to %u) nor a user name",
-               entry, UINT32_MAX - 1);
-      return PP_ECONFIG;
-    }
-    *uid = (uint32_t)v;
-    return 0;
-  }
-  r = getpwnam_r(entry, &pw, buf, sizeof(buf), &res);
-  if (r != 0 || res == NULL) {
-    snprintf(why, len,
-             "no user named \"%.64s\" on this system%s%s (give a uid or an "
-             "existing user name)",
-             entry, r ? ": " : "", r ? strerror(r) : "");
-    return PP_ECONFIG;
-  }
-  *uid = (uint32_t)res->pw_uid;
-  return 0;
-}
-
 int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
   const size_t sun_path = sizeof(((struct sockaddr_un *)0)->sun_path);
   char a[32], why[256];
@@ -679,7 +619,7 @@ int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
     return fail_key(diag, "control.socket");
   }
   for (int i = 0; i < cfg->allow_uids_len; i++)
-    if (pp__config_uid(cfg->allow_uids[i], &uid, why, sizeof(why)) != 0) {
+    if (pp__uid_parse(cfg->allow_uids[i], &uid, why, sizeof(why)) != 0) {
       pp__diag_at(diag, NULL, "%s", why);
       return fail_key(diag, "control.allow_uids");
     }

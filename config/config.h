@@ -68,18 +68,8 @@ struct pp_config {
   uint64_t idle_timeout_ms;     /* "control.idle_timeout", 10s; 0 = none */
 };
 
-/* One control.allow_uids entry, a uid or a user name, as a uid.  Returns
- * 0, or PP_ECONFIG with a sentence in why (an unknown user, a bad
- * number). */
-int pp__config_uid(const char *entry, uint32_t *uid, char *why, size_t len);
-
 /* The number of CPUs, for `auto` (at least 1). */
 int pp__config_cpus(void);
-
-/* A diagnostic as one line, "FILE:LINE:COL: KEY: MESSAGE", leaving out the
- * parts that are empty or 0.  Always NUL-terminates (truncates) when len >
- * 0. */
-void pp__diag_format(const pp_diag_t *d, char *buf, size_t len);
 
 /* The i-th config key (dotted name) and its one-line description, for
  * listings; NULL when i is out of range. */

@@ -4,8 +4,8 @@
 #ifndef PP_CONFIG_KEYS_H
 #define PP_CONFIG_KEYS_H
 
-#include "config/config.h"
-#include "config/distance.h"
+#include "config.h"
+#include "distance.h"
 
 #include <stddef.h>
 #include <stdint.h>

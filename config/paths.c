@@ -2,7 +2,7 @@
  * module, found from the place the library (or the program it is linked
  * into) was loaded from, and relative paths made absolute against a
  * directory (a config file's).  Does not read configs. */
-#include "config/keys.h"
+#include "keys.h"
 
 #include <dlfcn.h>
 #include <limits.h>

@@ -1,7 +1,7 @@
 /* render.c -- config fields back to text: each key's YAML form for
  * pp_config_get, the texts messages quote (values, ranges, choices), and
  * the bounds check of a field that may have been changed by hand. */
-#include "config/keys.h"
+#include "keys.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

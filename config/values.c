@@ -1,7 +1,7 @@
 /* values.c -- text to config fields: parses a YAML node (or the lone
  * scalar pp_config_set makes) as a key's value, for every key type, with a
  * message saying what was expected.  Knows the types, not the keys. */
-#include "config/keys.h"
+#include "keys.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

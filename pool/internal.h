@@ -1,14 +1,22 @@
-/* internal.h -- the pool core's shared structures: pool, slot, process,
- * lease, waiter, client.  Everything here is guarded by pool->lock unless a
- * comment says otherwise.  Not installed. */
+/* internal.h -- the pool core's shared structures: pool, slot, lease,
+ * waiter, client (a worker process: worker/worker.h).  Everything here is
+ * guarded by pool->lock unless a comment says otherwise.  Not installed. */
 #ifndef PP_INTERNAL_H
 #define PP_INTERNAL_H
 
 #include "portpool.h"
 
-#include "bridge/frame.h"
-#include "config/config.h"
+#include "clock.h"
+#include "config.h"
+#include "control_api.h"
+#include "diag.h"
+#include "errors.h"
+#include "frame.h"
+#include "histo.h"
+#include "mock.h"
+#include "pool_access.h"
 #include "queue.h"
+#include "worker.h"
 
 #include <assert.h>
 #include <semaphore.h>
@@ -27,16 +35,6 @@ typedef struct pp__waiter pp__waiter_t;
 typedef struct pp__pending pp__pending_t;
 typedef struct pp__zygote pp__zygote_t;
 typedef struct pp__acall pp__acall_t;
-
-/* Lines of a worker's stdout/stderr are split in these buffers; a longer
- * line is cut and logged in pieces, so memory stays bounded. */
-#define PP_LINE_MAX 4096
-#define PP_STDERR_TAIL 20
-
-typedef struct pp__linebuf {
-  char *buf;           /* PP_LINE_MAX bytes, allocated at the first output */
-  size_t len;
-} pp__linebuf_t;
 
 /* Work the loop must do after the lock is released: user callbacks. */
 typedef enum {
@@ -75,109 +73,6 @@ struct pp__acall {
   char msg[512];           /* why it failed (a pp_diag_t message) */
   size_t len;
   char payload[];
-};
-
-/* One worker process: one generation of a slot.  Reference-counted: +1 for
- * each open uv handle, +1 for the slot while it is current, +1 for each
- * lease that holds it.  Its fds are closed and its memory freed when the
- * count reaches zero, which may happen on any thread once every handle is
- * closed. */
-struct pp__proc {
-  pp_pool_t *pool;
-  pp__slot_t *slot;
-  uint32_t generation;
-  int refs;
-
-  /* How its exit is seen, one per kind of worker: a child process, an
-   * adapter's report, or a zygote child's pidfd. */
-  union {
-    uv_process_t process;
-    uv_async_t exit_async;
-    uv_poll_t pidpoll;
-  };
-  void *adapter_state;     /* the adapter's state, for those */
-  int custom;              /* made by pool->custom, not by a process */
-  /* zygote workers: no uv_process_t; the exit is seen through a pidfd and
-   * classified by the zygote's wait status */
-  int forking;             /* asked of the zygote, fds not here yet */
-  int abandoned;           /* stopped while forking */
-  int pidfd;
-  int pidfd_fired;
-  int zstatus_known;
-  int zstatus;             /* wait status reported by the zygote */
-  int zexit_pending;       /* both known: exit from the timer */
-  pp__zygote_t *zygote;    /* the zygote that forked it */
-  pp__queue_t znode;       /* in pool->zprocs */
-  int64_t a_status;
-  int a_signal;
-  uv_pipe_t out;       /* the worker's stdout */
-  uv_pipe_t err;       /* the worker's stderr */
-  uv_poll_t rpoll;     /* readable on rep_fd, while the loop reads */
-  uv_poll_t wpoll;     /* writable on req_fd, while the loop has output */
-  uv_timer_t timer;    /* start-up timeout, request timeout, kill grace */
-  unsigned handles;    /* bit per open handle, see PP__H_* */
-
-  int req_fd;          /* we write requests; the worker's fd 3 */
-  int rep_fd;          /* we read replies; the worker's fd 4 */
-  int wake_fd;         /* eventfd: written when the process is reaped */
-  int pid;
-
-  int hello;           /* HELLO received */
-  int dead;            /* unusable: killed, exited or broke the protocol */
-  int exited;          /* exit callback ran: pid is no longer ours */
-  int rpolling, wpolling;
-  int stopping;        /* SIGTERM sent, kill timer armed */
-  int stop_wanted;     /* a thread asked the loop to stop it */
-  pp__queue_t stop_node; /* in pool->stop_list while stop_wanted */
-  int cancel_wanted;   /* a thread asked the loop to send CANCEL */
-  int cancel_sent;     /* CANCEL sent; killed if cancel_grace passes */
-  uint32_t cancel_id;
-  int rep_eof;         /* EOF on rep_fd; waiting for the exit */
-  int retired;         /* replaced by a successor: its exit is expected */
-  int boot_failed;     /* sent a boot failure (ERROR, id 0) before HELLO */
-  uint32_t cfg_seq;    /* pool->reload_seq when spawned: its config */
-  pp_exit_kind_t kill_reason; /* why we killed it, for the exit class */
-  int64_t exit_status;
-  int term_signal;
-  char detail[160];    /* why it died, for the client's diag */
-
-  /* Reply stream, decoded with the frame codec.  Owned by whoever does the
-   * I/O: the loop, or the one thread in pp_lease_call. */
-  char *rbuf;
-  size_t rlen, rcap;
-  /* Loop-face output not yet written. */
-  char *wbuf;
-  size_t wlen, woff, wcap;
-  /* Pipelined requests not yet written (pbuf, appended under the lock) and
-   * the batch one thread is writing without it (psend). */
-  char *pbuf, *psend;
-  size_t plen, pcap, pscap;
-  int pwriting;
-  int wflush;          /* wbuf has pp_call_async requests to write */
-
-  uint32_t next_id;
-  uint32_t orphan_id;  /* request whose lease ended before its reply */
-  uint64_t requests;
-  uint64_t max_requests;   /* recycle after this many (jittered), 0 = never */
-  /* Polling for a reply before sleeping (pp__reply_wait): the window now,
-   * adapted by whoever does the I/O (atomic: status reads it), and its
-   * ceiling, from the config. */
-  uint32_t spin_ns, spin_max_ns;
-  uint64_t req_start_ns;   /* the request in flight, 0 when none */
-  uint64_t req_timeout_ms; /* its timeout, for the diag (call.c) */
-  uint64_t spawn_ns, ready_ns;
-  pp__linebuf_t outline, errline;
-};
-
-enum {
-  PP__H_PROCESS = 1 << 0,
-  PP__H_OUT = 1 << 1,
-  PP__H_ERR = 1 << 2,
-  PP__H_RPOLL = 1 << 3,
-  PP__H_WPOLL = 1 << 4,
-  PP__H_TIMER = 1 << 5,
-  PP__H_ASYNC = 1 << 6,
-  PP__H_PIDFD = 1 << 7
 };
 
 /* A pipelined call, on its caller's stack (pipeline.c).  Fields are read
@@ -339,26 +234,6 @@ struct pp__waiter {
 };
 
 struct pp__control;
-
-/* How workers are made.  The python adapter spawns interpreter processes
- * (proc.c); the mock adapter of the adapters issue plugs in here.  Tables
- * are constant: no adapter is chosen process-wide, each pool names its
- * own. */
-typedef struct pp__adapter {
-  const char *name;
-  /* Resolve what the adapter needs once per pool (the interpreter). */
-  int (*prepare)(pp_pool_t *pool, pp_diag_t *diag);
-  /* Start a process for a slot, of the given generation (loop thread,
-   * lock held). */
-  int (*spawn)(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
-} pp__adapter_t;
-
-extern const pp__adapter_t pp__adapter_python;
-extern const pp__adapter_t pp__adapter_custom;
-extern const pp__adapter_t pp__adapter_zygote;
-/* The mock adapter's table, with `data` to be set to the pool's
- * pp_mock_t (or NULL). */
-extern const pp_adapter_t pp__mock_adapter;
 
 struct pp_pool {
   uv_loop_t *loop;
@@ -529,8 +404,6 @@ void pp__slot_release(pp__slot_t *slot);
  * the loop to. */
 void pp__proc_fail(pp__proc_t *proc, pp_exit_kind_t reason, const char *why);
 int pp__on_loop_thread(pp_pool_t *pool);
-void pp__log(pp_pool_t *pool, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 void pp__slot_count(pp_pool_t *pool, int *idle, int *leased, int *busy,
                     int *starting, int *backoff, int *fatal);
 
@@ -556,66 +429,6 @@ void pp__pool_free(pp_pool_t *pool);
  * startup_timeout + checkout.timeout). */
 int pp__pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
                   int64_t wait_ms, pp_pool_t **out, pp_diag_t *diag);
-
-/* ---- proc.c */
-int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
-/* Parts of a start every adapter shares: allocate; make the two protocol
- * pipes (child[0] reads requests, child[1] writes replies); set up the
- * stdout/stderr pipes; once started, the handles; or undo on failure. */
-pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation);
-int pp__proc_pipes(pp__proc_t *proc, int child[2]);
-void pp__proc_output_init(pp__proc_t *proc);
-void pp__proc_timer_init(pp__proc_t *proc);
-void pp__proc_timer_cb(uv_timer_t *t);
-void pp__proc_set_nonblock(int fd);
-/* Stop every zygote (all) or those retired with no worker left. */
-void pp__zygotes_stop(pp_pool_t *pool, int all);
-/* Reload: forks go to a new zygote; the old one lives on until its last
- * worker is gone (its death would end them). */
-void pp__zygote_retire(pp_pool_t *pool);
-void pp__zygote_worker_gone(pp__proc_t *proc);
-int pp__pidfd_signal(int pidfd, int sig);
-char **pp__build_env(pp__slot_t *slot);
-void pp__free_env(char **env);
-void pp__proc_started(pp__proc_t *proc, int pid);
-void pp__proc_abort(pp__proc_t *proc);
-/* The worker ended (loop thread, lock NOT held). */
-void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal);
-uint64_t pp__read_rss(int pid);
-void pp__proc_ref(pp__proc_t *proc);
-/* Its recycling limits from the config (max_requests, jittered). */
-void pp__proc_limits(pp__proc_t *proc);
-/* Drop a reference (lock held); frees when the last goes. */
-void pp__proc_unref(pp__proc_t *proc);
-/* Loop thread: SIGTERM the group, SIGKILL after grace (0 = SIGKILL now). */
-void pp__proc_stop(pp__proc_t *proc, uint64_t grace_ms);
-/* Loop thread: arm the proc's timer (start-up or request timeout) for ms
- * milliseconds; 0 disarms it. */
-void pp__proc_arm(pp__proc_t *proc, uint64_t ms);
-/* Loop thread: start or stop watching rep_fd. */
-void pp__proc_read_start(pp__proc_t *proc);
-void pp__proc_read_stop(pp__proc_t *proc);
-/* Loop thread: queue a frame and write as much as the pipe takes. */
-int pp__proc_send(pp__proc_t *proc, uint8_t type, uint32_t id,
-                  const void *payload, size_t len);
-/* The same in two steps: append the frame (UV_ENOMEM), and later write
- * what the pipe takes (PP_ECRASHED when it is closed). */
-int pp__proc_queue(pp__proc_t *proc, uint8_t type, uint32_t id,
-                   const void *payload, size_t len);
-int pp__proc_flush(pp__proc_t *proc);
-/* Write a whole frame on the calling thread, blocking up to deadline_ns
- * (0 = forever).  Returns 0, PP_ETIMEDOUT or PP_ECRASHED. */
-int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
-                            const void *payload, size_t len,
-                            uint64_t deadline_ns);
-/* One write(2) of what fits now, SIGPIPE kept away: bytes written, or -1
- * with errno (EAGAIN: the pipe is full). */
-ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len);
-/* Make room for `need` more bytes in rbuf.  Returns 0 or UV_ENOMEM. */
-int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need);
-size_t pp__proc_rbuf_want(const pp__proc_t *proc);
-/* Resolve the interpreter once per pool (a shim costs ~75 ms a start). */
-int pp__resolve_python(const char *cmd0, char **out, pp_diag_t *diag);
 
 /* Called by proc.c on the loop with the lock held. */
 void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f);
@@ -684,13 +497,6 @@ void pp__lease_detach(pp_lease_t *lease);
 void pp__checkout_deliver(pp__waiter_t *w);
 void pp__reply_deliver(pp_lease_t *lease);
 
-/* ---- error.c */
-/* "Type: message" from a worker's ERROR payload (JSON {type, message,
- * traceback}) into out, cut to cap bytes at a character boundary: the
- * sentence every PP_EHANDLER carries in its diag. */
-void pp__handler_error_text(const char *payload, size_t len, char *out,
-                            size_t cap);
-
 /* ---- call.c: how every call ends (lock held unless said) */
 /* A checkout's wait ended, queued since start_ns: a lease granted, or a
  * one-shot call placed on its worker (queue_wait). */
@@ -725,9 +531,6 @@ int pp__call_fail(pp__proc_t *proc, int r, char *msg, size_t cap);
  * others behind a timed-out one get PP_ECRASHED. */
 int pp__call_cut(const pp__proc_t *proc, pp_exit_kind_t reason, int first,
                  char *msg, size_t cap);
-
-/* ---- histo.c */
-void pp__histo_add(pp_histogram_t *h, uint64_t us);
 
 /* ---- blocking.c, shared with pipeline.c */
 void pp__users_leave(pp_pool_t *pool);
@@ -790,38 +593,9 @@ void pp__pipe_waiters_fail(pp_pool_t *pool, int status, const char *why);
 void pp__tasks_reap(pp_pool_t *pool);
 
 /* ---- trace.c */
-uint64_t pp__now_ns(void);
-/* now_ns plus ms milliseconds, saturating at UINT64_MAX (no deadline in
- * practice) where the sum would wrap: a huge timeout never turns into an
- * immediate one. */
-static inline uint64_t pp__deadline_after(uint64_t now_ns, uint64_t ms) {
-  if (ms > (UINT64_MAX - now_ns) / 1000000u)
-    return UINT64_MAX;
-  return now_ns + ms * 1000000u;
-}
-/* Nanoseconds from now_ns to deadline_ns for uv_cond_timedwait, at most a
- * day (libuv adds the clock to it, which must not wrap); callers loop and
- * check the deadline. */
-static inline uint64_t pp__wait_ns(uint64_t deadline_ns, uint64_t now_ns) {
-  uint64_t left = deadline_ns - now_ns, day = 86400ull * 1000000000u;
-  return left > day ? day : left;
-}
-/* Milliseconds from now_ns to deadline_ns, rounded up, for poll(): at
- * most INT_MAX. */
-static inline int pp__poll_ms(uint64_t deadline_ns, uint64_t now_ns) {
-  uint64_t ms = (deadline_ns - now_ns) / 1000000u + 1;
-  return ms > INT_MAX ? INT_MAX : (int)ms;
-}
 void pp__trace(pp_pool_t *pool, pp_trace_type_t type, int slot,
                uint32_t gen, int pid, uint64_t lease, uint64_t client,
                int code, const char *detail);
-void pp__diag_set(pp_diag_t *diag, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* ---- control.c */
-int pp__control_start(pp_pool_t *pool, pp_diag_t *diag);
-/* Stop accepting, close every connection; done_cb when all closed. */
-void pp__control_stop(pp_pool_t *pool, void (*done_cb)(pp_pool_t *));
 
 /* ---- faults (tests only) */
 #ifdef PP_FAULTS

@@ -1,6 +1,6 @@
 /* task.c -- owns supervised tasks (a thread with a client of its own,
- * reaped when the function returns, its thread exits or it is cancelled),
- * quiescence, and the test-only fault hook. */
+ * reaped when the function returns, its thread exits or it is cancelled)
+ * and quiescence. */
 #include "internal.h"
 
 #include <assert.h>
@@ -186,21 +186,3 @@ int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag) {
   pp__unlock(pool);
   return r;
 }
-
-#ifdef PP_FAULTS
-#include "faults.h"
-
-void pp__fault(pp_pool_t *pool, const char *point) {
-  if (pool->fault_cb)
-    pool->fault_cb(pool, point, pool->fault_data);
-}
-
-void pp_test_fault_hook(pp_pool_t *pool,
-                        void (*cb)(pp_pool_t *, const char *, void *),
-                        void *data) {
-  pp__lock(pool);
-  pool->fault_cb = cb;
-  pool->fault_data = data;
-  pp__unlock(pool);
-}
-#endif

@@ -1,17 +1,8 @@
-/* trace.c -- the monotonic clock, trace event emission and diag helpers.
- * Events go to the subscriber given at start, with the pool lock held. */
+/* trace.c -- trace event emission and subscriptions.  Events go to the
+ * subscriber given at start, with the pool lock held. */
 #include "internal.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-uint64_t pp__now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 void pp__trace(pp_pool_t *pool, pp_trace_type_t type, int slot, uint32_t gen,
                int pid, uint64_t lease, uint64_t client, int code,
@@ -65,14 +56,4 @@ void pp_pool_trace_unsubscribe(pp_pool_t *pool, int id) {
       break;
     }
   pp__unlock(pool);
-}
-
-void pp__diag_set(pp_diag_t *diag, const char *fmt, ...) {
-  va_list ap;
-
-  if (diag == NULL)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(diag->message, sizeof(diag->message), fmt, ap);
-  va_end(ap);
 }

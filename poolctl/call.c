@@ -1,7 +1,7 @@
 /* call.c -- `poolctl call CMD [JSON]`: run one handler on a worker of the
  * pool and print its reply as one line of compact JSON; a handler's
  * exception becomes `poolctl: TYPE: MESSAGE` and exit 1. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -2,7 +2,7 @@
  * blocking socket, check the server is our own user's (and learn its pid),
  * send JSON lines, read lines with a bound on time and size.  No libuv
  * here. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <errno.h>
 #include <limits.h>

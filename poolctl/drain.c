@@ -1,6 +1,6 @@
 /* drain.c -- `poolctl drain` (stop handing out workers, then wait until
  * no worker is lent out) and `poolctl undrain` (serve again). */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* format.c -- how poolctl shows a status object to people: durations,
  * sizes, latencies, state colours, CPU use between two samples, and the
  * header lines and worker table that `status` prints and `top` reuses. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <inttypes.h>
 #include <stdint.h>

@@ -2,9 +2,9 @@
  * (-S/--socket, -n/--name, accepted before or after the command), help and
  * usage errors, and the socket path rules the commands share.  Each
  * command lives in its own file. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
-#include "config/distance.h"
+#include "distance.h"
 #include "portpool.h"
 
 #include <ctype.h>

@@ -2,7 +2,7 @@
  * --prometheus`): counters, gauges per pool and worker state, per-worker
  * gauges, and the pool's latency histograms with the library's own bucket
  * bounds.  Every family is labelled with the pool's name. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <inttypes.h>
 #include <stdint.h>

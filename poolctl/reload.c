@@ -1,7 +1,7 @@
 /* reload.c -- `poolctl reload`: have the serving process re-read its
  * config (what SIGHUP does to `poolctl serve`), then wait for the pool to
  * report the reload and for every worker to be replaced. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* restart.c -- `poolctl restart [ID|--all]`: a rolling replacement of one
  * worker or of all, each new worker started before the old one leaves,
  * then wait until every one named serves with a newer generation. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <getopt.h>
 #include <stdio.h>

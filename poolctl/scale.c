@@ -1,7 +1,7 @@
 /* scale.c -- `poolctl scale N [--force]`: grow or shrink the pool live,
  * then wait until exactly N workers serve and nothing is starting,
  * retiring or stopping. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <errno.h>
 #include <getopt.h>

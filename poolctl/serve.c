@@ -3,9 +3,10 @@
  * with its control socket, print warm-up progress, stop gracefully on
  * SIGINT or SIGTERM, and reload on SIGHUP (the file read again, the same
  * overrides applied, the workers replaced one by one). */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
-#include "config/config.h"
+#include "config.h"
+#include "diag.h"
 #include "portpool.h"
 
 #include <getopt.h>

@@ -2,7 +2,7 @@
  * a table (header lines, then one row per worker), as the status object on
  * one JSON line (--json), or as OpenMetrics text (--prometheus); --watch
  * repeats it every interval, in place on a terminal. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <getopt.h>
 #include <poll.h>

@@ -1,6 +1,6 @@
 /* stop.c -- `poolctl stop`: ask the serving process to stop gracefully,
  * then wait until that process (the socket's peer) has exited. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <errno.h>
 #include <getopt.h>

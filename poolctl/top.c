@@ -3,7 +3,7 @@
  * sparklines, latency percentiles from the pool's histograms, and the
  * worker table.  Raw keyboard mode on the alternate screen; q or Ctrl-C
  * (or SIGINT/SIGTERM/SIGHUP) leaves with the terminal as it was. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,7 +1,7 @@
 /* trace.c -- `poolctl trace`: subscribe to the pool's lifecycle events and
  * print each as one JSON line as it arrives, until the pool stops, Ctrl-C,
  * or --count events. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <getopt.h>
 #include <stdio.h>

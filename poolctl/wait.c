@@ -2,7 +2,7 @@
  * restarted, reloaded) without sleeping: a trace stream opened before the
  * operation wakes us, and a status request after each batch of events
  * decides. */
-#include "poolctl/poolctl.h"
+#include "poolctl.h"
 
 #include <getopt.h>
 #include <stdint.h>

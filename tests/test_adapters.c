@@ -7,7 +7,7 @@
 #include "helpers.h"
 #include <jansson.h>
 
-#include "bridge/frame.h"
+#include "frame.h"
 
 #include <errno.h>
 #include <poll.h>

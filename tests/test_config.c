@@ -10,7 +10,8 @@
 #include <cmocka.h>
 
 #include "portpool.h"
-#include "config/config.h"
+#include "config.h"
+#include "diag.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* test_control_proto.c -- the control protocol's request parser
- * (pool/control_proto.c) on its own: every op and field, what is fatal
+ * (control/control_proto.c) on its own: every op and field, what is fatal
  * and what keeps the connection, the trace filter mask and the uid list. */
 #include "helpers.h"
 

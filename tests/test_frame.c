@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/frame.h"
+#include "frame.h"
 
 #define MAX_RECS 64
 

@@ -7,7 +7,8 @@
  * copy renders the same. */
 #include "fuzz.h"
 
-#include "config/config.h"
+#include "config.h"
+#include "diag.h"
 
 #include <string.h>
 

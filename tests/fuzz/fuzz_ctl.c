@@ -1,11 +1,11 @@
 /* fuzz_ctl.c -- libFuzzer target for the control protocol's request
- * parser (pp__ctl_parse, pool/control_proto.c): one line of arbitrary
+ * parser (pp__ctl_parse, control/control_proto.c): one line of arbitrary
  * bytes, not NUL-terminated, either parses into a request whose fields fit
  * its op, or fails with PP_CTL_EFATAL / PP_CTL_EINVAL and a sentence; and
  * pp__ctl_json_compact accepts what jansson accepts, idempotently. */
 #include "fuzz.h"
 
-#include "pool/control_proto.h"
+#include "control_proto.h"
 
 #include <string.h>
 

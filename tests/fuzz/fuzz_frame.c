@@ -10,7 +10,7 @@
  * AddressSanitizer catches any read past them. */
 #include "fuzz.h"
 
-#include "bridge/frame.h"
+#include "frame.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
-/* faults.h -- fault-injection points, compiled only into the test build of
- * the library (PP_FAULTS).  The hook runs at each named point so a test can
- * pause or delay the core there and hit a race on every run:
+/* faults.h -- fault-injection points (faults.c), compiled only into the
+ * test build of the library (PP_FAULTS).  The hook runs at each named point
+ * so a test can pause or delay the core there and hit a race on every run:
  *   "handoff"     a worker was chosen for a waiter (pool lock held)
  *   "deliver"     ... and the waiter has not received it yet (no lock)
  *   "client_dead" a client was marked dead, before its waits and leases are

@@ -1,8 +1,8 @@
 /* distance.h -- the edit distance behind every "did you mean": config/'s
- * key and value suggestions and poolctl's command suggestion.  Internal
- * (pp__), not part of the public API. */
-#ifndef PP_CONFIG_DISTANCE_H
-#define PP_CONFIG_DISTANCE_H
+ * key and value suggestions and poolctl's command suggestion (distance.c).
+ * Internal (pp__), not part of the public API. */
+#ifndef PP_DISTANCE_H
+#define PP_DISTANCE_H
 
 #include <stddef.h>
 

@@ -6,6 +6,9 @@
  * Does not own workers or leases. */
 #include "control.h"
 
+#include "control_api.h"
+#include "uid.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -68,7 +71,7 @@ static void ctl_handle_closed(pp__control_t *ctl) {
   ctl_free(ctl);
   if (pool == NULL)
     return; /* detached: a failed start, the pool is already gone */
-  pool->control = NULL;
+  pp__pool_set_control(pool, NULL);
   if (done)
     done(pool);
 }
@@ -136,7 +139,8 @@ static void on_write(uv_write_t *req, int status) {
   if (w->signal_after == PP__AFTER_STOP) {
     pp_pool_t *pool = c->pool;
     pp_diag_t d;
-    pool->opts.control(pool, "stop", &d, pool->opts.control_data);
+    pp__pool_options(pool)->control(pool, "stop", &d,
+                                    pp__pool_options(pool)->control_data);
   } else if (w->signal_after) {
     kill(getpid(), w->signal_after);
   }
@@ -491,7 +495,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->refs = 1;
   c->call_id = NULL;
   c->active_ns = pp__now_ns();
-  uv_pipe_init(pool->loop, &c->pipe, 0);
+  uv_pipe_init(pp__pool_loop(pool), &c->pipe, 0);
   c->pipe.data = c;
   ctl->handles++;
   pp__queue_insert_tail(&ctl->conns, &c->node);
@@ -840,7 +844,7 @@ fail:
 
 /* control.allow_uids: uids and user names (checked when the config was
  * loaded; a user removed since is an error here). */
-static int read_allow_uids(pp__control_t *ctl, const pp_config_t *cfg,
+static int read_allow_uids(pp__control_t *ctl, const pp__control_cfg_t *cfg,
                            pp_diag_t *diag) {
   char why[256];
   int i;
@@ -851,7 +855,7 @@ static int read_allow_uids(pp__control_t *ctl, const pp_config_t *cfg,
   if (ctl->allow == NULL)
     return UV_ENOMEM;
   for (i = 0; i < cfg->allow_uids_len; i++) {
-    if (pp__config_uid(cfg->allow_uids[i], &ctl->allow[i], why, sizeof(why)) !=
+    if (pp__uid_parse(cfg->allow_uids[i], &ctl->allow[i], why, sizeof(why)) !=
         0) {
       pp__diag_set(diag, "%s", why);
       if (diag)
@@ -900,12 +904,13 @@ static int split_path(pp__control_t *ctl, const char *path) {
 }
 
 int pp__control_start(pp_pool_t *pool, pp_diag_t *diag) {
-  const char *path = pool->cfg->socket;
+  const pp__control_cfg_t cfg = pp__pool_control_cfg(pool);
+  const char *path = cfg.socket;
   struct sockaddr_un sa;
   pp__control_t *ctl;
   int fd = -1, r;
 
-  assert(pool->control == NULL);
+  assert(pp__pool_control(pool) == NULL);
   if (strlen(path) >= sizeof(sa.sun_path)) {
     pp__diag_set(diag, "socket path too long: %s", path);
     return UV_ENAMETOOLONG;
@@ -915,7 +920,7 @@ int pp__control_start(pp_pool_t *pool, pp_diag_t *diag) {
     return UV_ENOMEM;
   ctl->dirfd = ctl->lockfd = -1;
   ctl->pool = pool;
-  ctl->idle_ms = pool->cfg->idle_timeout_ms;
+  ctl->idle_ms = cfg.idle_timeout_ms;
   pp__queue_init(&ctl->conns);
   if ((ctl->path = strdup(path)) == NULL || split_path(ctl, path) != 0) {
     r = UV_ENOMEM;
@@ -927,18 +932,18 @@ int pp__control_start(pp_pool_t *pool, pp_diag_t *diag) {
     r = UV_EINVAL;
     goto fail;
   }
-  if ((r = read_allow_uids(ctl, pool->cfg, diag)) != 0 ||
+  if ((r = read_allow_uids(ctl, &cfg, diag)) != 0 ||
       (r = open_dir(ctl, diag)) != 0 || (r = take_lock(ctl, diag)) != 0 ||
       (r = check_stale(ctl, diag)) != 0)
     goto fail;
   /* Bound, moded and listening on a plain socket first, so that every
    * failure up to here leaves no uv handle behind. */
-  if ((fd = bind_private(ctl, pool->cfg->socket_mode, diag)) < 0) {
+  if ((fd = bind_private(ctl, cfg.socket_mode, diag)) < 0) {
     r = fd;
     fd = -1;
     goto fail;
   }
-  uv_pipe_init(pool->loop, &ctl->server, 0);
+  uv_pipe_init(pp__pool_loop(pool), &ctl->server, 0);
   ctl->server.data = ctl;
   ctl->handles = 1;
   if ((r = uv_pipe_open(&ctl->server, fd)) != 0) {
@@ -951,18 +956,19 @@ int pp__control_start(pp_pool_t *pool, pp_diag_t *diag) {
     pp__diag_set(diag, "cannot listen on %s: %s", path, uv_strerror(r));
     goto fail;
   }
-  if ((r = uv_async_init(pool->loop, &ctl->async, pp__ctl_on_async)) != 0) {
+  if ((r = uv_async_init(pp__pool_loop(pool), &ctl->async, pp__ctl_on_async)) !=
+      0) {
     pp__diag_set(diag, "control socket: %s", uv_strerror(r));
     goto fail;
   }
   ctl->async.data = ctl;
   ctl->async_open = 1;
   ctl->handles++;
-  uv_timer_init(pool->loop, &ctl->timer);
+  uv_timer_init(pp__pool_loop(pool), &ctl->timer);
   ctl->timer.data = ctl;
   ctl->timer_open = 1;
   ctl->handles++;
-  pool->control = ctl;
+  pp__pool_set_control(pool, ctl);
   return 0;
 
 fail:
@@ -970,7 +976,7 @@ fail:
   ctl_unlock(ctl);
   if (fd >= 0)
     close(fd);
-  pool->control = NULL;
+  pp__pool_set_control(pool, NULL);
   ctl->pool = NULL;
   if (ctl->handles > 0) {
     /* Detached: its close callback frees it without touching the pool. */
@@ -986,7 +992,7 @@ fail:
 }
 
 void pp__control_stop(pp_pool_t *pool, void (*done_cb)(pp_pool_t *)) {
-  pp__control_t *ctl = pool->control;
+  pp__control_t *ctl = pp__pool_control(pool);
   pp__queue_t *q;
   pp__conn_t *c;
 

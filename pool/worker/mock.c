@@ -3,7 +3,10 @@
  * (pp_mock_t) or built-in behaviours (echo, sleep, fail, crash, hang, pid).
  * Because it goes through the same pipes, frames and exit path as a
  * Python process, it yields the same error codes and trace events. */
-#include "internal.h"
+#include "mock.h"
+
+#include "clock.h"
+#include "frame.h"
 
 #include <errno.h>
 #include <jansson.h>

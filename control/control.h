@@ -1,13 +1,17 @@
 /* control.h -- what the control socket's two halves share: control.c
  * (the listening socket, connections, reading and writing lines) and
  * control_ops.c (what each request does: call, status, trace, the
- * operating ops).  Not installed. */
+ * operating ops).  Built on the public API and pool_access.h, never on the
+ * core's internal.h.  Not installed. */
 #ifndef PP_CONTROL_H
 #define PP_CONTROL_H
 
-#include "internal.h"
+#include "pool_access.h"
 
+#include "clock.h"
 #include "control_proto.h"
+#include "diag.h"
+#include "queue.h"
 
 #include <jansson.h>
 #include <stdint.h>

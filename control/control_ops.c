@@ -4,7 +4,7 @@
  * restart, drain, and stop and reload handed to the program.  Lines come
  * parsed from control_proto.c; bytes go out through control.c. */
 #include "control.h"
-#include "config/config.h"
+#include "diag.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -441,7 +441,8 @@ static void op_reload_hook(pp__conn_t *c, const char *id) {
   int r;
 
   memset(&d, 0, sizeof(d));
-  r = pool->opts.control(pool, "reload", &d, pool->opts.control_data);
+  r = pp__pool_options(pool)->control(pool, "reload", &d,
+                                      pp__pool_options(pool)->control_data);
   if (r == 0) {
     pp__conn_send(c, json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid()),
                   id, 0);
@@ -501,7 +502,7 @@ void pp__ctl_handle_line(pp__conn_t *c, const char *line, size_t n) {
                        pp_pool_drain(c->pool, req.op == PP_CTL_UNDRAIN));
     break;
   case PP_CTL_STOP:
-    if (c->pool->opts.control)
+    if (pp__pool_options(c->pool)->control)
       pp__conn_send(c,
                     json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid()),
                     req.id, PP__AFTER_STOP);
@@ -509,7 +510,7 @@ void pp__ctl_handle_line(pp__conn_t *c, const char *line, size_t n) {
       op_signal(c, req.id, SIGTERM, "stop");
     break;
   case PP_CTL_RELOAD:
-    if (c->pool->opts.control)
+    if (pp__pool_options(c->pool)->control)
       op_reload_hook(c, req.id);
     else
       op_signal(c, req.id, SIGHUP, "reload");

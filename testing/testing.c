@@ -1,6 +1,7 @@
 /* testing.c -- owns the helpers for users' test suites: a pool scoped to
  * one test, opened warm within a bound, and closed only after checking
- * that the test left nothing behind. */
+ * that the test left nothing behind.  Public API (portpool.h), so in every
+ * build of the library, unlike faults.c. */
 #include "internal.h"
 
 

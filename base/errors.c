@@ -1,7 +1,9 @@
-/* error.c -- names and messages for error codes, states and trace events,
+/* errors.c -- names and messages for error codes, states and trace events,
  * all generated from the X-macro tables in portpool.h; the one sentence a
  * PP_EHANDLER carries. */
-#include "internal.h"
+#include "errors.h"
+
+#include "portpool.h"
 
 #include <jansson.h>
 #include <stdio.h>

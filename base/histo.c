@@ -1,6 +1,6 @@
 /* histo.c -- owns latency histograms: power-of-two buckets from 1 us, an
  * O(1) record, and quantiles read back from the buckets. */
-#include "internal.h"
+#include "histo.h"
 
 uint64_t pp_histogram_bound_us(int k) {
   if (k >= PP_HIST_BUCKETS - 1)

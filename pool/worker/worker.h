@@ -1,0 +1,210 @@
+/* worker.h -- the worker kinds' one interface to the core: a worker
+ * process (struct pp__proc), how an adapter makes one (pp__adapter_t),
+ * and what proc.c, python.c, zygote.c and adapter.c give the core.
+ * Included by internal.h.  Not installed. */
+#ifndef PP_WORKER_H
+#define PP_WORKER_H
+
+#include "portpool.h"
+
+#include "queue.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct pp__slot pp__slot_t;
+typedef struct pp__proc pp__proc_t;
+typedef struct pp__zygote pp__zygote_t;
+
+/* Lines of a worker's stdout/stderr are split in these buffers; a longer
+ * line is cut and logged in pieces, so memory stays bounded. */
+#define PP_LINE_MAX 4096
+#define PP_STDERR_TAIL 20
+
+typedef struct pp__linebuf {
+  char *buf;           /* PP_LINE_MAX bytes, allocated at the first output */
+  size_t len;
+} pp__linebuf_t;
+
+/* One worker process: one generation of a slot.  Reference-counted: +1 for
+ * each open uv handle, +1 for the slot while it is current, +1 for each
+ * lease that holds it.  Its fds are closed and its memory freed when the
+ * count reaches zero, which may happen on any thread once every handle is
+ * closed. */
+struct pp__proc {
+  pp_pool_t *pool;
+  pp__slot_t *slot;
+  uint32_t generation;
+  int refs;
+
+  /* How its exit is seen, one per kind of worker: a child process, an
+   * adapter's report, or a zygote child's pidfd. */
+  union {
+    uv_process_t process;
+    uv_async_t exit_async;
+    uv_poll_t pidpoll;
+  };
+  void *adapter_state;     /* the adapter's state, for those */
+  int custom;              /* made by pool->custom, not by a process */
+  /* zygote workers: no uv_process_t; the exit is seen through a pidfd and
+   * classified by the zygote's wait status */
+  int forking;             /* asked of the zygote, fds not here yet */
+  int abandoned;           /* stopped while forking */
+  int pidfd;
+  int pidfd_fired;
+  int zstatus_known;
+  int zstatus;             /* wait status reported by the zygote */
+  int zexit_pending;       /* both known: exit from the timer */
+  pp__zygote_t *zygote;    /* the zygote that forked it */
+  pp__queue_t znode;       /* in pool->zprocs */
+  int64_t a_status;
+  int a_signal;
+  uv_pipe_t out;       /* the worker's stdout */
+  uv_pipe_t err;       /* the worker's stderr */
+  uv_poll_t rpoll;     /* readable on rep_fd, while the loop reads */
+  uv_poll_t wpoll;     /* writable on req_fd, while the loop has output */
+  uv_timer_t timer;    /* start-up timeout, request timeout, kill grace */
+  unsigned handles;    /* bit per open handle, see PP__H_* */
+
+  int req_fd;          /* we write requests; the worker's fd 3 */
+  int rep_fd;          /* we read replies; the worker's fd 4 */
+  int wake_fd;         /* eventfd: written when the process is reaped */
+  int pid;
+
+  int hello;           /* HELLO received */
+  int dead;            /* unusable: killed, exited or broke the protocol */
+  int exited;          /* exit callback ran: pid is no longer ours */
+  int rpolling, wpolling;
+  int stopping;        /* SIGTERM sent, kill timer armed */
+  int stop_wanted;     /* a thread asked the loop to stop it */
+  pp__queue_t stop_node; /* in pool->stop_list while stop_wanted */
+  int cancel_wanted;   /* a thread asked the loop to send CANCEL */
+  int cancel_sent;     /* CANCEL sent; killed if cancel_grace passes */
+  uint32_t cancel_id;
+  int rep_eof;         /* EOF on rep_fd; waiting for the exit */
+  int retired;         /* replaced by a successor: its exit is expected */
+  int boot_failed;     /* sent a boot failure (ERROR, id 0) before HELLO */
+  uint32_t cfg_seq;    /* pool->reload_seq when spawned: its config */
+  pp_exit_kind_t kill_reason; /* why we killed it, for the exit class */
+  int64_t exit_status;
+  int term_signal;
+  char detail[160];    /* why it died, for the client's diag */
+
+  /* Reply stream, decoded with the frame codec.  Owned by whoever does the
+   * I/O: the loop, or the one thread in pp_lease_call. */
+  char *rbuf;
+  size_t rlen, rcap;
+  /* Loop-face output not yet written. */
+  char *wbuf;
+  size_t wlen, woff, wcap;
+  /* Pipelined requests not yet written (pbuf, appended under the lock) and
+   * the batch one thread is writing without it (psend). */
+  char *pbuf, *psend;
+  size_t plen, pcap, pscap;
+  int pwriting;
+  int wflush;          /* wbuf has pp_call_async requests to write */
+
+  uint32_t next_id;
+  uint32_t orphan_id;  /* request whose lease ended before its reply */
+  uint64_t requests;
+  uint64_t max_requests;   /* recycle after this many (jittered), 0 = never */
+  /* Polling for a reply before sleeping (pp__reply_wait): the window now,
+   * adapted by whoever does the I/O (atomic: status reads it), and its
+   * ceiling, from the config. */
+  uint32_t spin_ns, spin_max_ns;
+  uint64_t req_start_ns;   /* the request in flight, 0 when none */
+  uint64_t req_timeout_ms; /* its timeout, for the diag (call.c) */
+  uint64_t spawn_ns, ready_ns;
+  pp__linebuf_t outline, errline;
+};
+
+enum {
+  PP__H_PROCESS = 1 << 0,
+  PP__H_OUT = 1 << 1,
+  PP__H_ERR = 1 << 2,
+  PP__H_RPOLL = 1 << 3,
+  PP__H_WPOLL = 1 << 4,
+  PP__H_TIMER = 1 << 5,
+  PP__H_ASYNC = 1 << 6,
+  PP__H_PIDFD = 1 << 7
+};
+
+/* How workers are made.  The python adapter spawns interpreter processes
+ * (proc.c); the mock adapter of the adapters issue plugs in here.  Tables
+ * are constant: no adapter is chosen process-wide, each pool names its
+ * own. */
+typedef struct pp__adapter {
+  const char *name;
+  /* Resolve what the adapter needs once per pool (the interpreter). */
+  int (*prepare)(pp_pool_t *pool, pp_diag_t *diag);
+  /* Start a process for a slot, of the given generation (loop thread,
+   * lock held). */
+  int (*spawn)(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
+} pp__adapter_t;
+
+extern const pp__adapter_t pp__adapter_python;
+extern const pp__adapter_t pp__adapter_custom;
+extern const pp__adapter_t pp__adapter_zygote;
+
+/* ---- proc.c */
+int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
+/* Parts of a start every adapter shares: allocate; make the two protocol
+ * pipes (child[0] reads requests, child[1] writes replies); set up the
+ * stdout/stderr pipes; once started, the handles; or undo on failure. */
+pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation);
+int pp__proc_pipes(pp__proc_t *proc, int child[2]);
+void pp__proc_output_init(pp__proc_t *proc);
+void pp__proc_timer_init(pp__proc_t *proc);
+void pp__proc_timer_cb(uv_timer_t *t);
+void pp__proc_set_nonblock(int fd);
+/* Stop every zygote (all) or those retired with no worker left. */
+void pp__zygotes_stop(pp_pool_t *pool, int all);
+/* Reload: forks go to a new zygote; the old one lives on until its last
+ * worker is gone (its death would end them). */
+void pp__zygote_retire(pp_pool_t *pool);
+void pp__zygote_worker_gone(pp__proc_t *proc);
+int pp__pidfd_signal(int pidfd, int sig);
+char **pp__build_env(pp__slot_t *slot);
+void pp__free_env(char **env);
+void pp__proc_started(pp__proc_t *proc, int pid);
+void pp__proc_abort(pp__proc_t *proc);
+/* The worker ended (loop thread, lock NOT held). */
+void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal);
+uint64_t pp__read_rss(int pid);
+void pp__proc_ref(pp__proc_t *proc);
+/* Its recycling limits from the config (max_requests, jittered). */
+void pp__proc_limits(pp__proc_t *proc);
+/* Drop a reference (lock held); frees when the last goes. */
+void pp__proc_unref(pp__proc_t *proc);
+/* Loop thread: SIGTERM the group, SIGKILL after grace (0 = SIGKILL now). */
+void pp__proc_stop(pp__proc_t *proc, uint64_t grace_ms);
+/* Loop thread: arm the proc's timer (start-up or request timeout) for ms
+ * milliseconds; 0 disarms it. */
+void pp__proc_arm(pp__proc_t *proc, uint64_t ms);
+/* Loop thread: start or stop watching rep_fd. */
+void pp__proc_read_start(pp__proc_t *proc);
+void pp__proc_read_stop(pp__proc_t *proc);
+/* Loop thread: queue a frame and write as much as the pipe takes. */
+int pp__proc_send(pp__proc_t *proc, uint8_t type, uint32_t id,
+                  const void *payload, size_t len);
+/* The same in two steps: append the frame (UV_ENOMEM), and later write
+ * what the pipe takes (PP_ECRASHED when it is closed). */
+int pp__proc_queue(pp__proc_t *proc, uint8_t type, uint32_t id,
+                   const void *payload, size_t len);
+int pp__proc_flush(pp__proc_t *proc);
+/* Write a whole frame on the calling thread, blocking up to deadline_ns
+ * (0 = forever).  Returns 0, PP_ETIMEDOUT or PP_ECRASHED. */
+int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
+                            const void *payload, size_t len,
+                            uint64_t deadline_ns);
+/* One write(2) of what fits now, SIGPIPE kept away: bytes written, or -1
+ * with errno (EAGAIN: the pipe is full). */
+ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len);
+/* Make room for `need` more bytes in rbuf.  Returns 0 or UV_ENOMEM. */
+int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need);
+size_t pp__proc_rbuf_want(const pp__proc_t *proc);
+/* Resolve the interpreter once per pool (a shim costs ~75 ms a start). */
+int pp__resolve_python(const char *cmd0, char **out, pp_diag_t *diag);
+
+#endif
