@@ -19,7 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* The server's connection limit, CTL_CONN_MAX (pool/control.h). */
+/* The server's connection limit, CTL_CONN_MAX (control/control.h). */
 #define CTL_TEST_CONN_MAX 256
 
 /* ======================================================== hostile input */
