@@ -1,8 +1,9 @@
 /* poolctl.h -- what the poolctl subcommands share: exit codes, the global
  * options, the command table's entry type, message helpers and the socket
  * path rules (main.c), the blocking socket client (client.c), waiting on a
- * pool without sleeping (wait.c), and how status is shown (format.c,
- * metrics.c).  One file per subcommand besides these. */
+ * pool without sleeping and the operating commands' common run (wait.c),
+ * and how status is shown (format.c, metrics.c).  One file per subcommand
+ * besides these. */
 #ifndef POOLCTL_H
 #define POOLCTL_H
 
@@ -169,7 +170,8 @@ int pc_request(const char *path, json_t *req, long timeout_ms, json_t **reply);
 /* Print a {"ok":false,...} reply as "poolctl: MESSAGE (ERROR)". */
 void pc_print_reply_error(json_t *reply);
 
-/* ---- wait.c: waiting for the pool to reach a state, without sleeping */
+/* ---- wait.c: waiting for the pool to reach a state, without sleeping;
+ * the operating commands (scale, restart, drain, reload) */
 
 /* Decides from a status object whether the wait is over: 1 done, 0 not
  * yet (with what is still pending in why), -1 failed (why says how). */
@@ -204,13 +206,41 @@ typedef struct pc_opwait {
   { 1, 60000 }
 
 /* Parse argv for an operating command: --no-wait, --timeout MS, --help,
- * and the extra options of longopts_extra through on_opt (may be NULL).
+ * and one extra flag --EXTRA_NAME setting *extra_flag (both may be NULL).
  * Returns -1 to go on (optind at the positionals) or an exit code. */
 int pc_opwait_parse(const pc_command_t *cmd, int argc, char **argv,
                     pc_opwait_t *w, const char *extra_name, int *extra_flag);
 
 /* How long an operating command waits for the server to answer. */
 #define PC_OP_TIMEOUT_MS 10000
+
+/* An operating command's own part: what it is called, and how it knows
+ * the pool got there; the rest is pc_op's. */
+typedef struct pc_op {
+  const char *what; /* "scale": prefixes the wait's messages */
+  pc_done_fn done;  /* decides the wait (pc_wait_status) */
+  void *data;       /* given to every callback below */
+  /* Optional: run on the request's connection before the request goes
+   * out, when waiting (restart and reload note the generations).  Returns
+   * an exit code, PC_EXIT_OK to go on; it prints its own errors. */
+  int (*begin)(pc_conn_t *conn, void *data);
+  /* Optional: prints a reply that is not ok, instead of
+   * pc_print_reply_error. */
+  void (*refused)(json_t *reply, void *data);
+  /* Optional: an event to see on the trace stream before status decides
+   * (reload's "reload"), and what to say after the wait's message when
+   * it does not come. */
+  const char *event;
+  const char *no_event;
+} pc_op_t;
+
+/* Run an operating command: find the socket (pc_target), open the trace
+ * stream when waiting (w->wait), connect, op->begin, send req and check
+ * its reply is ok, then wait for op->event and for op->done within
+ * w->timeout_ms.  req is taken (freed here); NULL stands for out of
+ * memory.  Returns a pc_exit_t, any error printed. */
+int pc_op(const pc_global_t *g, const pc_opwait_t *w, json_t *req,
+          const pc_op_t *op);
 
 /* Done when each row id of before (all when id < 0) serves again with a
  * newer generation, and nothing is retiring or starting. */
@@ -219,9 +249,10 @@ typedef struct pc_rolled {
   uint32_t *before;
   int n;
 } pc_rolled_t;
-/* Ask c for status and note every worker's generation in r->before
- * (malloc'd, r->n rows).  An exit code (PC_EXIT_OK). */
-int pc_rolled_begin(pc_conn_t *c, pc_rolled_t *r);
+/* Ask c for status and note every worker's generation in the
+ * pc_rolled_t data's before (malloc'd, n rows; the caller frees it), as
+ * a pc_op_t begin.  An exit code (PC_EXIT_OK). */
+int pc_rolled_begin(pc_conn_t *c, void *data);
 int pc_rolled_done(json_t *st, void *data, char *why, size_t whylen);
 
 /* ---- format.c: what status and top print */

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 
 static int scaled(json_t *st, void *data, char *why, size_t whylen) {
   json_t *w;
@@ -43,10 +42,9 @@ static int whole_number(const char *arg, long *out) {
 
 int pc_scale(const pc_command_t *cmd, int argc, char **argv,
              const pc_global_t *g) {
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
   pc_opwait_t w = PC_OPWAIT_DEFAULT;
-  pc_conn_t conn, watch;
-  json_t *req, *reply = NULL;
+  pc_op_t op = {.what = "scale", .done = scaled};
+  json_t *req;
   int force = 0, n, r;
   long v;
 
@@ -63,35 +61,7 @@ int pc_scale(const pc_command_t *cmd, int argc, char **argv,
   if (v < 1 || v > 4096)
     return pc_usage_error(cmd, "scale: N must be from 1 to 4096, not %ld", v);
   n = (int)v;
-  if ((r = pc_target(g, path, sizeof(path))) != PC_EXIT_OK)
-    return r;
-  watch.fd = -1;
-  if (w.wait && (r = pc_watch_open(path, PC_WAIT_EVENTS, &watch)) != 0)
-    return r;
-  if ((r = pc_conn_open(path, &conn)) != PC_EXIT_OK)
-    goto out_watch;
+  op.data = &n;
   req = json_pack("{s:s, s:i, s:b}", "op", "scale", "n", n, "force", force);
-  if (req == NULL) {
-    pc_err("out of memory");
-    r = PC_EXIT_ERROR;
-    goto out;
-  }
-  r = pc_conn_request(&conn, req, PC_OP_TIMEOUT_MS, &reply);
-  json_decref(req);
-  if (r != PC_EXIT_OK)
-    goto out;
-  if (!json_is_true(json_object_get(reply, "ok"))) {
-    pc_print_reply_error(reply);
-    r = PC_EXIT_ERROR;
-    goto out;
-  }
-  if (w.wait)
-    r = pc_wait_status(&conn, &watch, "scale", scaled, &n, w.timeout_ms);
-out:
-  json_decref(reply);
-  pc_conn_close(&conn);
-out_watch:
-  if (watch.fd >= 0)
-    pc_conn_close(&watch);
-  return r;
+  return pc_op(g, &w, req, &op);
 }

@@ -3,10 +3,9 @@
  * with its control socket, print warm-up progress, stop gracefully on
  * SIGINT or SIGTERM, and reload on SIGHUP (the file read again, the same
  * overrides applied, the workers replaced one by one). */
+#include "diag.h"
 #include "poolctl.h"
 
-#include "config.h"
-#include "diag.h"
 #include "portpool.h"
 
 #include <getopt.h>
@@ -34,6 +33,7 @@ typedef struct serve {
   int hellos;
   int ready;
   int boot_failed; /* a worker failed to boot: exit PC_EXIT_BOOT */
+  int failed;      /* out of memory after the start: exit PC_EXIT_ERROR */
   char socket[sizeof(((struct sockaddr_un *)0)->sun_path)];
 } serve_t;
 
@@ -87,6 +87,18 @@ static void on_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
   default:
     break;
   }
+}
+
+/* How many workers pool has (status' size).  Returns 0 or UV_ENOMEM. */
+static int pool_size(pp_pool_t *pool, int *size) {
+  pp_status_t st;
+  int r;
+
+  if ((r = pp_pool_status(pool, &st)) != 0)
+    return r;
+  *size = st.size;
+  pp_status_free(&st);
+  return 0;
 }
 
 static void on_pool_closed(pp_pool_t *pool, void *data) {
@@ -149,6 +161,75 @@ static int yaml_quote(const char *in, char *out, size_t len) {
   return 0;
 }
 
+/* The value of a string key as text.  pp_config_get gives its YAML form:
+ * a string in double quotes, with escapes, when it needs them (a path
+ * with a space or a colon, the name "null").  Returns 0, or -1 when the
+ * text does not fit in len. */
+static int config_string(const pp_config_t *cfg, const char *key, char *out,
+                         size_t len) {
+  char yaml[1024], hex[5];
+  const char *p = yaml + 1;
+  unsigned long c;
+  size_t n = 0, digits, need;
+  int esc;
+
+  if (pp_config_get(cfg, key, yaml, sizeof(yaml)) != 0)
+    return -1;
+  if (yaml[0] != '"')
+    return snprintf(out, len, "%s", yaml) < (int)len ? 0 : -1;
+  for (; *p != '\0' && *p != '"'; p++) {
+    c = (unsigned char)*p;
+    esc = c == '\\';
+    if (esc && *++p == '\0')
+      return -1;
+    if (esc) {
+      switch (*p) {
+      case 'n':
+        c = '\n';
+        break;
+      case 't':
+        c = '\t';
+        break;
+      case 'L':
+        c = 0x2028;
+        break;
+      case 'P':
+        c = 0x2029;
+        break;
+      case 'x':
+      case 'u':
+        digits = *p == 'x' ? 2 : 4;
+        if (strlen(p + 1) < digits)
+          return -1;
+        memcpy(hex, p + 1, digits);
+        hex[digits] = '\0';
+        c = strtoul(hex, NULL, 16);
+        p += digits;
+        break;
+      default: /* \" and \\ */
+        c = (unsigned char)*p;
+        break;
+      }
+    }
+    /* An escape is a code point, in UTF-8; any other byte is itself. */
+    need = !esc || c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+    if (n + need >= len)
+      return -1;
+    if (need == 1) {
+      out[n++] = (char)c;
+    } else if (need == 2) {
+      out[n++] = (char)(0xc0 | c >> 6);
+      out[n++] = (char)(0x80 | (c & 0x3f));
+    } else {
+      out[n++] = (char)(0xe0 | c >> 12);
+      out[n++] = (char)(0x80 | (c >> 6 & 0x3f));
+      out[n++] = (char)(0x80 | (c & 0x3f));
+    }
+  }
+  out[n] = '\0';
+  return 0;
+}
+
 static int config_error(const char *what, const pp_diag_t *d, int r) {
   char text[1024];
 
@@ -170,6 +251,7 @@ static int make_config(const char *file, char **sets, int nsets,
                        size_t socklen, pp_diag_t *why) {
   pp_config_t *cfg = NULL;
   char quoted[2 * sizeof(((struct sockaddr_un *)0)->sun_path) + 3];
+  char name[sizeof(((struct sockaddr_un *)0)->sun_path)];
   pp_diag_t d;
   int i, r, n;
 
@@ -184,7 +266,7 @@ static int make_config(const char *file, char **sets, int nsets,
     }
   } else if ((r = pp_config_new(&cfg)) != 0) {
     /* The built-in default: the library finds its bundled worker and
-     * example handlers wherever it is installed (config/paths.c). */
+     * example handlers wherever it is installed (pp_config_new). */
     pc_err("out of memory");
     return PC_EXIT_ERROR;
   }
@@ -200,13 +282,16 @@ static int make_config(const char *file, char **sets, int nsets,
     }
   }
   /* The socket: -S, else control.socket from the config, else the
-   * default for the pool's name. */
-  if (g->socket)
+   * default for the pool's name.  A value too long for a socket path
+   * fails config_string or pc_default_socket. */
+  if (g->socket) {
     n = snprintf(socket, socklen, "%s", g->socket);
-  else if (cfg->socket && cfg->socket[0])
-    n = snprintf(socket, socklen, "%s", cfg->socket);
-  else
-    n = pc_default_socket(cfg->name, socket, socklen) == 0 ? 0 : -1;
+  } else if ((n = config_string(cfg, "control.socket", socket, socklen)) == 0 &&
+             socket[0] == '\0') {
+    n = config_string(cfg, "name", name, sizeof(name));
+    if (n == 0)
+      n = pc_default_socket(name, socket, socklen);
+  }
   if (n < 0 || (size_t)n >= socklen) {
     pc_err("socket path too long; use -S PATH with a shorter one");
     pp_config_free(cfg);
@@ -339,7 +424,6 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
   }
   /* The socket's directory is checked by the library, in the same step
    * as it is opened and used (pp_pool_start). */
-  s.size = cfg->size;
 
   /* A peer that hangs up must cost an EPIPE, not the whole server. */
   signal(SIGPIPE, SIG_IGN);
@@ -370,15 +454,23 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
     free(sets);
     return r;
   }
-  say("warming 0/%d", s.size);
-  uv_signal_init(&s.loop, &s.sigint);
-  uv_signal_init(&s.loop, &s.sigterm);
-  uv_signal_init(&s.loop, &s.sighup);
-  s.sigint.data = s.sigterm.data = s.sighup.data = &s;
-  s.signals_open = 1;
-  uv_signal_start(&s.sigint, on_signal, SIGINT);
-  uv_signal_start(&s.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&s.sighup, on_sighup, SIGHUP);
+  /* The size as the pool resolved it (auto: one worker per CPU).  No
+   * worker said HELLO yet: that is read on the loop. */
+  if ((r = pool_size(s.pool, &s.size)) != 0) {
+    pc_err("pool status: %s", pp_strerror(r));
+    s.failed = 1;
+    stop_serving(&s, "out of memory");
+  } else {
+    say("warming 0/%d", s.size);
+    uv_signal_init(&s.loop, &s.sigint);
+    uv_signal_init(&s.loop, &s.sigterm);
+    uv_signal_init(&s.loop, &s.sighup);
+    s.sigint.data = s.sigterm.data = s.sighup.data = &s;
+    s.signals_open = 1;
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s.sighup, on_sighup, SIGHUP);
+  }
 
   uv_run(&s.loop, UV_RUN_DEFAULT);
   free(sets);
@@ -387,5 +479,7 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
     return PC_EXIT_ERROR;
   }
   say("stopped");
+  if (s.failed)
+    return PC_EXIT_ERROR;
   return s.boot_failed ? PC_EXIT_BOOT : PC_EXIT_OK;
 }

@@ -1,7 +1,7 @@
 /* wait.c -- waiting for a pool to get somewhere (drained, scaled,
  * restarted, reloaded) without sleeping: a trace stream opened before the
  * operation wakes us, and a status request after each batch of events
- * decides. */
+ * decides.  Also the run every operating command shares (pc_op). */
 #include "poolctl.h"
 
 #include <getopt.h>
@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <time.h>
 
 #define WAIT_STATUS_MS 10000
@@ -166,7 +167,61 @@ int pc_opwait_parse(const pc_command_t *cmd, int argc, char **argv,
   return -1;
 }
 
-int pc_rolled_begin(pc_conn_t *c, pc_rolled_t *r) {
+int pc_op(const pc_global_t *g, const pc_opwait_t *w, json_t *req,
+          const pc_op_t *op) {
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  json_t *reply = NULL;
+  pc_conn_t conn, watch;
+  int r;
+
+  conn.fd = watch.fd = -1;
+  if ((r = pc_target(g, path, sizeof(path))) != PC_EXIT_OK)
+    goto out;
+  /* The trace stream first, so that no event the request causes is
+   * missed. */
+  if (w->wait && (r = pc_watch_open(path, PC_WAIT_EVENTS, &watch)) != 0)
+    goto out;
+  if ((r = pc_conn_open(path, &conn)) != PC_EXIT_OK)
+    goto out;
+  if (w->wait && op->begin && (r = op->begin(&conn, op->data)) != PC_EXIT_OK)
+    goto out;
+  if (req == NULL) {
+    pc_err("out of memory");
+    r = PC_EXIT_ERROR;
+    goto out;
+  }
+  if ((r = pc_conn_request(&conn, req, PC_OP_TIMEOUT_MS, &reply)) != PC_EXIT_OK)
+    goto out;
+  if (!json_is_true(json_object_get(reply, "ok"))) {
+    if (op->refused)
+      op->refused(reply, op->data);
+    else
+      pc_print_reply_error(reply);
+    r = PC_EXIT_ERROR;
+    goto out;
+  }
+  if (!w->wait)
+    goto out;
+  if (op->event &&
+      (r = pc_wait_event(&watch, op->what, op->event, w->timeout_ms)) != 0) {
+    pc_err("%s: %s", op->what, op->no_event);
+    goto out;
+  }
+  r = pc_wait_status(&conn, &watch, op->what, op->done, op->data,
+                     w->timeout_ms);
+out:
+  json_decref(reply);
+  json_decref(req);
+  /* A failed pc_conn_open or pc_watch_open left its fd at -1. */
+  if (conn.fd >= 0)
+    pc_conn_close(&conn);
+  if (watch.fd >= 0)
+    pc_conn_close(&watch);
+  return r;
+}
+
+int pc_rolled_begin(pc_conn_t *c, void *data) {
+  pc_rolled_t *r = data;
   json_t *reply = NULL, *workers, *w;
   size_t i;
   int rc;
