@@ -1,6 +1,6 @@
 /* helpers.c -- test support shared by the integration suites. */
 #include "helpers.h"
-#include "internal.h" /* slot 0's reply fd, for late_hook */
+#include "faults.h" /* slot 0's reply fd, for late_hook */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -278,7 +278,7 @@ void late_hook(pp_pool_t *pool, const char *point, void *data) {
   fifo_release(l->fifo);
   /* The paused party holds slot 0's process in place: the lease's caller,
    * or the loop thread itself. */
-  p.fd = pool->slots[0]->proc->rep_fd;
+  p.fd = pp_test_reply_fd(pool, 0);
   p.events = POLLIN;
   l->readable = poll(&p, 1, 10000 * test_time_scale()) == 1;
 }

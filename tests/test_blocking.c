@@ -3,8 +3,6 @@
  * threads, and close/reopen.  Every wait is on a trace event or a reply. */
 #include "faults.h"
 #include "helpers.h"
-#include "internal.h" /* pp__spin_adapt, for its rule alone; a worker's
-                        reply fd, for a fault hook */
 
 #include <poll.h>
 
@@ -502,7 +500,7 @@ static uint32_t reply_spin_us(fixture_t *f) {
  * ceiling opens it at 10 us, then doubles it up to the ceiling; a longer
  * one closes it. */
 static void test_reply_spin_adapt(void **state) {
-  pp__proc_t *p = calloc(1, sizeof(*p));
+  uint32_t window = 0;
   static const struct {
     uint64_t waited;
     uint32_t window;
@@ -512,16 +510,12 @@ static void test_reply_spin_adapt(void **state) {
   size_t i;
 
   (void)state;
-  assert_non_null(p);
-  p->spin_max_ns = 50000; /* pid 0: pinned to no CPU of ours */
   for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-    pp__spin_adapt(p, steps[i].waited);
-    assert_int_equal(p->spin_ns, steps[i].window);
+    window = pp_test_spin_adapt(window, 50000, steps[i].waited);
+    assert_int_equal(window, steps[i].window);
   }
-  p->spin_max_ns = 4000; /* a ceiling below the first step */
-  pp__spin_adapt(p, 1000);
-  assert_int_equal(p->spin_ns, 4000);
-  free(p);
+  /* A ceiling below the first step. */
+  assert_int_equal(pp_test_spin_adapt(window, 4000, 1000), 4000);
 }
 
 /* With real workers: whatever pace the replies have, the window stays
@@ -693,9 +687,7 @@ static void test_huge_timeouts_wait(void **state) {
   for (;;) {
     int waiting;
 
-    pp__lock(f->pool);
-    waiting = f->pool->quiesce_waiting;
-    pp__unlock(f->pool);
+    waiting = pp_test_quiesce_waiting(f->pool);
     if (waiting)
       break;
     sched_yield();

@@ -7,7 +7,6 @@
 #include "hostile.h"
 
 #include "faults.h"
-#include "internal.h" /* a worker's stderr fd, for a log hook */
 
 #include <fcntl.h>
 #include <poll.h>
@@ -1055,15 +1054,13 @@ static void spew_hook(pp_pool_t *pool, const char *point, void *data) {
  * bound of a second per line, should the child stop). */
 static void spew_err_hook(pp_pool_t *pool, int slot, void *data) {
   spew_t *s = data;
-  pp__proc_t *proc = pool->slots[slot]->proc; /* pool lock held */
   struct pollfd p;
-  uv_os_fd_t fd;
 
-  if (slot != s->slot || !atomic_load(&s->reaped) || atomic_load(&s->done) ||
-      proc == NULL || !(proc->handles & PP__H_ERR) ||
-      uv_fileno((uv_handle_t *)&proc->err, &fd) != 0)
+  if (slot != s->slot || !atomic_load(&s->reaped) || atomic_load(&s->done))
     return;
-  p.fd = fd;
+  /* The log callback runs with the pool lock held. */
+  if ((p.fd = pp_test_stderr_fd(pool, slot)) < 0)
+    return;
   p.events = POLLIN;
   poll(&p, 1, 1000);
 }

@@ -6,7 +6,6 @@
 #include "helpers.h"
 
 #include "faults.h"
-#include "internal.h" /* a worker's reply fd, for a fault hook */
 
 #include <poll.h>
 #include <stdio.h>
