@@ -1,0 +1,47 @@
+/* scen_big.c -- big payloads: the pool's MB/s against the floor's. */
+#include "bench.h"
+
+#include <stdlib.h>
+
+/* 5. 64 KiB payloads, one caller, one worker. */
+int scen_big(void) {
+  pin_scenario(1);
+  const char *scen = "big";
+  char hbuf[PATH_MAX];
+  const char *handler = handler_path("fixtures/raw_echo.py", hbuf,
+                                     sizeof(hbuf));
+  size_t len = O.payload >= 4096 ? O.payload : 65536;
+  char *payload = make_payload(len, 0);
+  floor_worker_t fw;
+  pp_pool_t *pool;
+  char title[160];
+
+  if (spawn_floor(&fw, 1, 1, handler, NULL) != 0)
+    return -1;
+  if ((pool = open_pool(1, 1, handler, NULL, NULL)) == NULL) {
+    floor_close(&fw);
+    return -1;
+  }
+  contender_t cf = {.name = "floor: C driver <-> worker, blocking",
+                    .nthreads = 1, .fn = floor_call_thread, .fw = &fw,
+                    .nfw = 1, .payload = payload, .len = len};
+  contender_t cp = {.name = "pool: pp_call", .nthreads = 1,
+                    .fn = pool_call_thread, .pool = pool, .payload = payload,
+                    .len = len};
+  contender_t *cs[] = {&cf, &cp};
+
+  snprintf(title, sizeof(title), "big payloads, raw mode, %zu B each way",
+           len);
+  foreign_t fl;
+  foreign_begin(&fl);
+  measure(cs, 2);
+  double fload = foreign_end(&fl);
+  header(title);
+  report(scen, &cf, len, NULL);
+  report(scen, &cp, len, &cf);
+  foreign_report(scen, fload);
+  pp_pool_close(pool);
+  floor_close(&fw);
+  free(payload);
+  return 0;
+}
