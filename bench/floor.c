@@ -4,7 +4,7 @@
  * shares. */
 #include "floor.h"
 
-#include "bridge/frame.h"
+#include "frame.h"
 
 #include <errno.h>
 #include <fcntl.h>
