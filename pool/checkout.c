@@ -52,6 +52,7 @@ pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client) {
 }
 
 void pp__lease_free(pp_lease_t *lease) {
+  free(lease->msg);
   free(lease->reply);
   free(lease);
 }
@@ -640,23 +641,35 @@ static int reply_copy(void *to, const char *p, size_t len) {
   return 0;
 }
 
+/* Keep why the request failed with the lease ("" once one succeeds): the
+ * buffer is allocated at the first failure and kept for the next (when
+ * that allocation fails, the diag says nothing). */
+static void lease_say(pp_lease_t *lease, const char *why) {
+  if (lease->msg == NULL && why[0] != '\0')
+    lease->msg = malloc(PP__MSG_CAP);
+  if (lease->msg)
+    snprintf(lease->msg, PP__MSG_CAP, "%s", why);
+}
+
 void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why) {
   PP_ASSERT_LOCKED(lease->pool);
   lease->reply_len = 0;
-  snprintf(lease->msg, sizeof(lease->msg), "%s", why);
+  lease_say(lease, why);
   pp__count_end(lease->pool, lease->proc, lease->req_start_ns, pp__now_ns(),
                 status, 0);
   reply_queue(lease, status);
 }
 
 void pp__loop_request_cut(pp_lease_t *lease, pp_exit_kind_t reason) {
+  char msg[PP__MSG_CAP];
   int status;
 
   PP_ASSERT_LOCKED(lease->pool);
 
   assert(lease->proc != NULL);
   lease->reply_len = 0;
-  status = pp__call_cut(lease->proc, reason, 1, lease->msg, sizeof(lease->msg));
+  status = pp__call_cut(lease->proc, reason, 1, msg, sizeof(msg));
+  lease_say(lease, msg);
   pp__count_end(lease->pool, lease->proc, lease->req_start_ns, pp__now_ns(),
                 status, 0);
   reply_queue(lease, status);
@@ -667,6 +680,7 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__slot_t *slot = proc->slot;
   pp_lease_t *lease = slot->lease;
   pp_pool_t *pool = proc->pool;
+  char msg[PP__MSG_CAP] = "";
   int status;
 
   PP_ASSERT_LOOP(proc->pool);
@@ -676,8 +690,9 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__proc_read_stop(proc);
   proc->req_start_ns = 0;
   slot->state = PP_WORKER_LEASED;
-  status = pp__call_reply(f, lease->req_id, reply_copy, lease, lease->msg,
-                          sizeof(lease->msg));
+  status = pp__call_reply(f, lease->req_id, reply_copy, lease, msg,
+                          sizeof(msg));
+  lease_say(lease, status != 0 ? msg : "");
   pp__count_end(pool, proc, lease->req_start_ns, pp__now_ns(), status, 1);
   pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
             lease->id, lease->client ? lease->client->id : 0, status, NULL);
@@ -689,7 +704,7 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
 
 static void reply_diag(const pp_lease_t *lease, pp_diag_t *d) {
   memset(d, 0, sizeof(*d));
-  snprintf(d->message, sizeof(d->message), "%s", lease->msg);
+  snprintf(d->message, sizeof(d->message), "%s", lease->msg ? lease->msg : "");
 }
 
 void pp__reply_deliver(pp_lease_t *lease) {

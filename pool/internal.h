@@ -159,6 +159,9 @@ struct pp__slot {
                                last stderr line; "" when none */
 };
 
+/* The size of a diag message. */
+#define PP__MSG_CAP sizeof(((pp_diag_t *)0)->message)
+
 /* One checkout: a worker bound to a client, fenced by (slot, generation,
  * id).  Lease objects are recycled through pool->free_leases. */
 struct pp_lease {
@@ -193,7 +196,9 @@ struct pp_lease {
   int status;
   char *reply;
   size_t reply_len, reply_cap;
-  char msg[512];           /* why the request failed (a diag message) */
+  char *msg;               /* why the request failed (a diag message of
+                              PP__MSG_CAP bytes, allocated at the first
+                              failure and kept), or NULL */
 };
 
 struct pp_client {
