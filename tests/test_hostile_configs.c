@@ -70,7 +70,7 @@ static const yaml_case_t yaml_cases[] = {
 
 /* Run argv to completion; stdout and stderr collected (malloc'd). */
 static int run_capture(char *const argv[], char **out, char **err) {
-  int64_t deadline = now_ms() + WAIT_MS;
+  int64_t deadline = cli_now_ms() + WAIT_MS;
   size_t n[2] = {0, 0};
   struct pollfd p[2];
   char *buf[2], chunk[4096];
@@ -86,7 +86,7 @@ static int run_capture(char *const argv[], char **out, char **err) {
       p[i].fd = fds[i];
       p[i].events = POLLIN;
     }
-    r = poll(p, 2, remaining(deadline));
+    r = poll(p, 2, cli_remaining(deadline));
     if (r < 0 && errno == EINTR)
       continue;
     if (r == 0) {
@@ -111,7 +111,7 @@ static int run_capture(char *const argv[], char **out, char **err) {
   }
   *out = buf[0];
   *err = buf[1];
-  return wait_exit(pid);
+  return cli_wait_exit(pid);
 }
 
 static void test_malformed_configs(void **state) {
@@ -213,18 +213,19 @@ static void test_hostile_socket_clients(void **state) {
       fprintf(stderr, "  hostile client: %s\n", sc->name);
     bad = cli_conn_open(s.sock);
     assert_int_equal(
-        conn_send_n(bad, sc->bytes, sc->len ? sc->len : strlen(sc->bytes)), 0);
-    v = conn_recv(bad);
+        cli_conn_send_n(bad, sc->bytes, sc->len ? sc->len : strlen(sc->bytes)),
+        0);
+    v = cli_conn_recv(bad);
     if (v == NULL || !json_is_false(json_object_get(v, "ok")))
       fail_msg("%s: no error reply", sc->name);
     json_decref(v);
     if (sc->fatal) {
-      v = conn_recv(bad);
+      v = cli_conn_recv(bad);
       if (v != NULL)
         fail_msg("%s: the connection stayed open", sc->name);
     } else {
-      conn_send(bad, "{\"op\":\"ping\"}\n");
-      v = conn_recv(bad);
+      cli_conn_send(bad, "{\"op\":\"ping\"}\n");
+      v = cli_conn_recv(bad);
       if (v == NULL || !json_is_true(json_object_get(v, "ok")))
         fail_msg("%s: the connection did not survive a mere error", sc->name);
       json_decref(v);
@@ -234,15 +235,15 @@ static void test_hostile_socket_clients(void **state) {
   }
   /* Half a line, then a hang-up. */
   bad = cli_conn_open(s.sock);
-  conn_send(bad, "{\"op\":\"call\",\"payload\":{\"cmd\":\"ech");
+  cli_conn_send(bad, "{\"op\":\"call\",\"payload\":{\"cmd\":\"ech");
   cli_conn_close(bad);
   /* More connections than the server serves at once: the extra ones are
    * refused with EBUSY, the first ones and `good` still work. */
   for (i = 0; i < 300; i++)
     many[i] = cli_conn_open(s.sock);
   for (i = 0; i < 300; i++) {
-    conn_send_n(many[i], "{\"op\":\"ping\"}\n", 14); /* may be refused */
-    v = conn_recv(many[i]);
+    cli_conn_send_n(many[i], "{\"op\":\"ping\"}\n", 14); /* may be refused */
+    v = cli_conn_recv(many[i]);
     if (v != NULL && json_is_false(json_object_get(v, "ok")))
       busy_refused++;
     json_decref(v);
@@ -256,7 +257,7 @@ static void test_hostile_socket_clients(void **state) {
   assert_int_equal(conn_worker_pids(good, pids2, 2), 2);
   assert_int_equal(pids[0], pids2[0]);
   assert_int_equal(pids[1], pids2[1]);
-  st = conn_status(good);
+  st = cli_conn_status(good);
   assert_int_equal(json_integer_value(json_object_get(st, "restarts")), 0);
   json_decref(st);
   cli_conn_close(good);
@@ -284,12 +285,12 @@ static void test_idle_timeout(void **state) {
   serve_start(&s, "echo_handlers.py", idle_set, NULL);
   serve_wait_line(&s, "ready: ");
   trace = cli_conn_open(s.sock);
-  conn_send(trace, "{\"op\":\"trace\",\"filter\":\"reply\"}\n");
-  v = conn_recv(trace);
+  cli_conn_send(trace, "{\"op\":\"trace\",\"filter\":\"reply\"}\n");
+  v = cli_conn_recv(trace);
   assert_true(v && json_is_true(json_object_get(v, "ok")));
   json_decref(v);
   slow = cli_conn_open(s.sock);
-  conn_send(slow, "{\"op\":\"sta");
+  cli_conn_send(slow, "{\"op\":\"sta");
   /* More than the server serves at once, all silent. */
   for (i = 0; i < 300; i++)
     idle[i] = cli_conn_open(s.sock);
@@ -299,11 +300,11 @@ static void test_idle_timeout(void **state) {
   if (!cli_conn_hup(slow, WAIT_MS))
     fail_msg("the connection with half a request is still open");
   probe = cli_conn_open(s.sock);
-  st = conn_status(probe);
+  st = cli_conn_status(probe);
   json_decref(st);
   /* The trace stream, older than every idle one, still streams. */
   assert_true(conn_call_int(probe, "pid", "null") > 0);
-  v = conn_recv(trace);
+  v = cli_conn_recv(trace);
   if (v == NULL ||
       strcmp(json_string_value(json_object_get(v, "event")), "reply") != 0)
     fail_msg("the trace stream was closed or sent no reply event");
@@ -343,7 +344,7 @@ static void test_id_echoed_as_written(void **state) {
   serve_wait_line(&s, "ready: ");
   c = cli_conn_open(s.sock);
   for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    conn_send(c, cases[i].req);
+    cli_conn_send(c, cases[i].req);
     /* The raw bytes: read up to the newline ourselves. */
     for (;;) {
       nl = memchr(c->buf, '\n', c->len);
@@ -389,9 +390,9 @@ static void test_blank_lines_idle(void **state) {
   serve_start(&s, "echo_handlers.py", idle_set, NULL);
   serve_wait_line(&s, "ready: ");
   c = cli_conn_open(s.sock);
-  deadline = now_ms() + WAIT_MS;
-  while (!closed && remaining(deadline) > 0) {
-    if (conn_send_n(c, blanks[i % 3], strlen(blanks[i % 3])) != 0)
+  deadline = cli_now_ms() + WAIT_MS;
+  while (!closed && cli_remaining(deadline) > 0) {
+    if (cli_conn_send_n(c, blanks[i % 3], strlen(blanks[i % 3])) != 0)
       break; /* the server hung up */
     i++;
     /* The pace of the blank lines; the close ends the wait at once. */
@@ -414,7 +415,7 @@ static void test_blank_lines_idle(void **state) {
              i, 200 * test_time_scale(), WAIT_MS);
   cli_conn_close(c);
   probe = cli_conn_open(s.sock);
-  st = conn_status(probe);
+  st = cli_conn_status(probe);
   json_decref(st);
   cli_conn_close(probe);
   serve_stop(&s);
@@ -436,13 +437,13 @@ static void test_stalled_reader_closed(void **state) {
   serve_start(&s, "echo_handlers.py", idle_set, NULL);
   serve_wait_line(&s, "ready: ");
   stalled = cli_conn_open(s.sock);
-  conn_send(stalled, "{\"op\":\"call\",\"payload\":{\"cmd\":\"big\","
-                     "\"args\":30000000}}\n");
+  cli_conn_send(stalled, "{\"op\":\"call\",\"payload\":{\"cmd\":\"big\","
+                         "\"args\":30000000}}\n");
   if (!cli_conn_hup(stalled, WAIT_MS))
     fail_msg("the server still holds a reply for a client that does not "
              "read");
   probe = cli_conn_open(s.sock);
-  st = conn_status(probe);
+  st = cli_conn_status(probe);
   assert_int_equal(json_integer_value(json_object_get(st, "restarts")), 0);
   json_decref(st);
   assert_true(conn_call_int(probe, "pid", "null") > 0);
@@ -544,7 +545,7 @@ static void test_owner_reserve(void **state) {
     fail_msg("uid 65534's connection 257 got: %s", buf);
   close(go[1]);
   close(report[0]);
-  assert_int_equal(wait_exit(pid), 0);
+  assert_int_equal(cli_wait_exit(pid), 0);
   serve_stop(&s);
 }
 
@@ -619,8 +620,8 @@ static void test_refused_uid_no_slot(void **state) {
   assert_int_equal(chmod(s.dir, 0711), 0);
   for (i = 0; i < CTL_TEST_CONN_MAX; i++) {
     held[i] = cli_conn_open(s.sock);
-    conn_send(held[i], "{\"op\":\"ping\"}\n");
-    v = conn_recv(held[i]);
+    cli_conn_send(held[i], "{\"op\":\"ping\"}\n");
+    v = cli_conn_recv(held[i]);
     if (v == NULL || !json_is_true(json_object_get(v, "ok")))
       fail_msg("the owner's connection %d was refused", i);
     json_decref(v);
@@ -641,8 +642,8 @@ static void test_refused_uid_no_slot(void **state) {
   assert_int_equal(n, 100);
   extra = cli_conn_open(s.sock);
   assert_int_equal(kill(s.pid, SIGCONT), 0);
-  conn_send(extra, "{\"op\":\"status\"}\n");
-  v = conn_recv(extra);
+  cli_conn_send(extra, "{\"op\":\"status\"}\n");
+  v = cli_conn_recv(extra);
   if (v == NULL || !json_is_true(json_object_get(v, "ok")))
     fail_msg("the owner's status behind 100 refused peers failed: %s",
              v ? json_string_value(json_object_get(v, "message")) : "EOF");
@@ -652,7 +653,7 @@ static void test_refused_uid_no_slot(void **state) {
   assert_int_equal(n, 100);
   close(go[1]);
   close(report[0]);
-  assert_int_equal(wait_exit(pid), 0);
+  assert_int_equal(cli_wait_exit(pid), 0);
   cli_conn_close(extra);
   for (i = 0; i < CTL_TEST_CONN_MAX; i++)
     cli_conn_close(held[i]);
@@ -685,7 +686,7 @@ static int poolctl_status_as_nobody(const char *sock, char *err, size_t len) {
     got += n;
   err[got] = '\0';
   close(pipefd[0]);
-  code = wait_exit(pid);
+  code = cli_wait_exit(pid);
   return code;
 }
 
@@ -717,7 +718,7 @@ static void test_allow_uids_many(void **state) {
   pid = other_uid_begin(s.sock, 1, report, go, &ok);
   close(go[1]);
   close(report[0]);
-  wait_exit(pid);
+  cli_wait_exit(pid);
   if (ok != 1)
     fail_msg("uid 65534 (nobody, the 180th of control.allow_uids) was "
              "refused");

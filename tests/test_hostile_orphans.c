@@ -14,7 +14,7 @@ static void conn_wait_busy(cli_conn_t *c, int busy) {
   int tries, n;
 
   for (tries = 0; tries < 100000; tries++) {
-    st = conn_status(c);
+    st = cli_conn_status(c);
     n = (int)json_integer_value(json_object_get(st, "busy"));
     json_decref(st);
     if (n == busy)
@@ -31,11 +31,11 @@ static void all_gone_within(const int *pids, const char *const *what, int n,
   int64_t deadline;
 
   ms *= test_time_scale();
-  deadline = now_ms() + ms;
+  deadline = cli_now_ms() + ms;
   int i, bad = -1;
 
   for (i = 0; i < n; i++)
-    if (pids[i] > 0 && gone_within(pids[i], remaining(deadline)) != 0 &&
+    if (pids[i] > 0 && gone_within(pids[i], cli_remaining(deadline)) != 0 &&
         bad < 0)
       bad = i;
   if (bad >= 0) {
@@ -67,17 +67,17 @@ static void test_serve_sigkill_no_survivors(void **state) {
   pids[4] = (int)conn_call_int(c, "spawn_child", "\"fork\"");
   /* The hot worker takes a long call; the other one spawns a child. */
   busy = cli_conn_open(s.sock);
-  conn_send(busy, "{\"op\":\"call\",\"payload\":{\"cmd\":\"sleep\","
-                  "\"args\":30}}\n");
+  cli_conn_send(busy, "{\"op\":\"call\",\"payload\":{\"cmd\":\"sleep\","
+                      "\"args\":30}}\n");
   conn_wait_busy(c, 1);
   pids[5] = (int)conn_call_int(c, "spawn_child", "\"python\"");
   assert_int_equal(conn_worker_pids(c, pids, 2), 2);
   assert_true(pids[0] > 0 && pids[1] > 0);
   assert_int_equal(kill(s.pid, SIGKILL), 0);
-  assert_int_equal(wait_exit(s.pid), -SIGKILL);
+  assert_int_equal(cli_wait_exit(s.pid), -SIGKILL);
   s.pid = 0;
   all_gone_within(pids, what, 6, 10000);
-  assert_null(conn_recv(busy));
+  assert_null(cli_conn_recv(busy));
   cli_conn_close(busy);
   cli_conn_close(c);
   serve_cleanup(&s);
@@ -102,7 +102,7 @@ static void test_serve_sigkill_while_starting(void **state) {
   assert_int_equal(conn_worker_pids(c, pids, 2), 2);
   assert_true(pids[0] > 0 && pids[1] > 0);
   assert_int_equal(kill(s.pid, SIGKILL), 0);
-  wait_exit(s.pid);
+  cli_wait_exit(s.pid);
   s.pid = 0;
   all_gone_within(pids, what, 2, 10000);
   cli_conn_close(c);
