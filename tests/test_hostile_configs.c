@@ -68,59 +68,13 @@ static const yaml_case_t yaml_cases[] = {
 
 #define NYAML (sizeof(yaml_cases) / sizeof(yaml_cases[0]))
 
-/* Run argv to completion; stdout and stderr collected (malloc'd). */
-static int run_capture(char *const argv[], char **out, char **err) {
-  int64_t deadline = cli_now_ms() + WAIT_MS;
-  size_t n[2] = {0, 0};
-  struct pollfd p[2];
-  char *buf[2], chunk[4096];
-  int fds[2], open_fds = 2, i, r;
-  ssize_t got;
-  pid_t pid;
-
-  buf[0] = calloc(1, 1);
-  buf[1] = calloc(1, 1);
-  pid = cli_spawn(argv, &fds[0], &fds[1]);
-  while (open_fds > 0) {
-    for (i = 0; i < 2; i++) {
-      p[i].fd = fds[i];
-      p[i].events = POLLIN;
-    }
-    r = poll(p, 2, cli_remaining(deadline));
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r == 0) {
-      kill(pid, SIGKILL);
-      fail_msg("%s did not finish", argv[1]);
-    }
-    for (i = 0; i < 2; i++) {
-      if (fds[i] < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
-        continue;
-      got = read(fds[i], chunk, sizeof(chunk));
-      if (got > 0) {
-        buf[i] = realloc(buf[i], n[i] + (size_t)got + 1);
-        memcpy(buf[i] + n[i], chunk, (size_t)got);
-        n[i] += (size_t)got;
-        buf[i][n[i]] = '\0';
-      } else if (got == 0 || errno != EINTR) {
-        close(fds[i]);
-        fds[i] = -1;
-        open_fds--;
-      }
-    }
-  }
-  *out = buf[0];
-  *err = buf[1];
-  return cli_wait_exit(pid);
-}
-
 static void test_malformed_configs(void **state) {
-  char dir[64], sock[128], prefix[1200], *path, *out, *err;
+  char dir[64], sock[128], prefix[1200], *path;
   const char *dirpath;
   struct dirent *de;
   size_t i, found;
+  cli_run_t r;
   DIR *d;
-  int code;
 
   (void)state;
   /* Every fixture is in the table. */
@@ -151,18 +105,17 @@ static void test_malformed_configs(void **state) {
     if (yc->line == 0)
       continue;
     snprintf(file, sizeof(file), "%s/%s", dirpath, yc->file);
-    code = run_capture(argv, &out, &err);
+    cli_run_argv(&r, argv);
     snprintf(prefix, sizeof(prefix), "poolctl: %s:%d:%d: ", file, yc->line,
              yc->column);
-    if (code != 2 || strncmp(err, prefix, strlen(prefix)) != 0 ||
-        strstr(err, yc->says) == NULL ||
-        strchr(err, '\n') != err + strlen(err) - 1)
+    if (r.code != 2 || strncmp(r.err, prefix, strlen(prefix)) != 0 ||
+        strstr(r.err, yc->says) == NULL ||
+        strchr(r.err, '\n') != r.err + strlen(r.err) - 1)
       fail_msg("%s: exit %d, stderr:\n%swant exit 2 and one line '%s...%s'",
-               yc->file, code, err, prefix, yc->says);
-    assert_string_equal(out, "");
+               yc->file, r.code, r.err, prefix, yc->says);
+    assert_string_equal(r.out, "");
     assert_int_equal(access(sock, F_OK), -1);
-    free(out);
-    free(err);
+    cli_run_free(&r);
   }
   rmdir(dir);
   free(path);
@@ -264,6 +217,17 @@ static void test_hostile_socket_clients(void **state) {
   serve_stop(&s);
 }
 
+/* Start `poolctl serve` on the echo handlers with control.idle_timeout
+ * of ms times PP_TEST_TIME_SCALE, and wait until it is ready. */
+static void serve_idle_timeout(serve_t *s, int ms) {
+  char idle_set[64];
+
+  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
+           ms * test_time_scale());
+  serve_start(s, "echo_handlers.py", idle_set, NULL);
+  serve_wait_line(s, "ready: ");
+}
+
 /* Idle control connections are closed after control.idle_timeout (so 256
  * of them cannot lock operators out), and so is one that sends half a
  * request and stops; a trace stream is not idle while it reads; and once
@@ -275,15 +239,10 @@ static void test_idle_timeout(void **state) {
   json_t *v, *st;
   size_t i;
 
-  static char idle_set[64];
-
   (void)state;
   /* Long enough that the test's own connections, which are never idle
    * on purpose, are not closed while it is descheduled. */
-  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
-           1000 * test_time_scale());
-  serve_start(&s, "echo_handlers.py", idle_set, NULL);
-  serve_wait_line(&s, "ready: ");
+  serve_idle_timeout(&s, 1000);
   trace = cli_conn_open(s.sock);
   cli_conn_send(trace, "{\"op\":\"trace\",\"filter\":\"reply\"}\n");
   v = cli_conn_recv(trace);
@@ -375,7 +334,6 @@ static void test_id_echoed_as_written(void **state) {
  * control.idle_timeout passes. */
 static void test_blank_lines_idle(void **state) {
   static serve_t s;
-  static char idle_set[64];
   const char *blanks[] = {"\n", " \r\n", "\t\n"};
   int64_t deadline;
   cli_conn_t *c, *probe;
@@ -385,10 +343,7 @@ static void test_blank_lines_idle(void **state) {
   int i = 0, r, closed = 0;
 
   (void)state;
-  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
-           200 * test_time_scale());
-  serve_start(&s, "echo_handlers.py", idle_set, NULL);
-  serve_wait_line(&s, "ready: ");
+  serve_idle_timeout(&s, 200);
   c = cli_conn_open(s.sock);
   deadline = cli_now_ms() + WAIT_MS;
   while (!closed && cli_remaining(deadline) > 0) {
@@ -429,13 +384,8 @@ static void test_stalled_reader_closed(void **state) {
   cli_conn_t *stalled, *probe;
   json_t *st;
 
-  static char idle_set[64];
-
   (void)state;
-  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
-           1000 * test_time_scale());
-  serve_start(&s, "echo_handlers.py", idle_set, NULL);
-  serve_wait_line(&s, "ready: ");
+  serve_idle_timeout(&s, 1000);
   stalled = cli_conn_open(s.sock);
   cli_conn_send(stalled, "{\"op\":\"call\",\"payload\":{\"cmd\":\"big\","
                          "\"args\":30000000}}\n");
@@ -489,12 +439,15 @@ static void other_uid_clients(const char *sock, int n, int report, int go) {
   _exit(0);
 }
 
-/* Start other_uid_clients(sock, n) in a child; returns its pid once it
- * reported how many of its n pings were answered (into *ok).  report[0]
- * (its further report) and go[1] (the word to go on) stay open for the
- * caller. */
-static pid_t other_uid_begin(const char *sock, int n, int report[2], int go[2],
-                             int *ok) {
+/* Clients of another uid, run in a child: other_uid_clients or
+ * refused_uid_clients. */
+typedef void uid_clients_fn(const char *sock, int n, int report, int go);
+
+/* Start clients(sock, n) in a child; returns its pid once it wrote its
+ * first report, an int (into *first).  report[0] (its further report) and
+ * go[1] (the word to go on) stay open for the caller. */
+static pid_t uid_clients_begin(uid_clients_fn *clients, const char *sock, int n,
+                               int report[2], int go[2], int *first) {
   pid_t pid;
 
   assert_int_equal(pipe(report), 0);
@@ -504,12 +457,26 @@ static pid_t other_uid_begin(const char *sock, int n, int report[2], int go[2],
   if (pid == 0) {
     close(report[0]);
     close(go[1]);
-    other_uid_clients(sock, n, report[1], go[0]);
+    clients(sock, n, report[1], go[0]);
   }
   close(report[1]);
   close(go[0]);
-  assert_int_equal(read(report[0], ok, sizeof(*ok)), sizeof(*ok));
+  assert_int_equal(read(report[0], first, sizeof(*first)), sizeof(*first));
   return pid;
+}
+
+/* Uid 65534 may connect (besides the owner), the socket's directory lets
+ * it in, and idle connections stay. */
+static const char *const allow_nobody[] = {"control.allow_uids=[65534]",
+                                           "control.mode=0666",
+                                           "control.idle_timeout=1h", NULL};
+
+/* Start `poolctl serve` on the echo handlers with sets, wait until it is
+ * ready, then open its directory to other uids (0711). */
+static void serve_for_other_uids(serve_t *s, const char *const *sets) {
+  serve_start_sets(s, "echo_handlers.py", sets);
+  serve_wait_line(s, "ready: ");
+  assert_int_equal(chmod(s->dir, 0711), 0);
 }
 
 /* Another allowed uid holds every connection: the pool's own user still
@@ -517,8 +484,6 @@ static pid_t other_uid_begin(const char *sock, int n, int report[2], int go[2],
  * connection is refused with EBUSY.  Needs root, for the second uid. */
 static void test_owner_reserve(void **state) {
   static serve_t s;
-  const char *sets[] = {"control.allow_uids=[65534]", "control.mode=0666",
-                        "control.idle_timeout=1h", NULL};
   int report[2], go[2], ok = 0;
   char buf[512] = {0};
   cli_run_t r;
@@ -528,10 +493,8 @@ static void test_owner_reserve(void **state) {
   (void)state;
   if (geteuid() != 0)
     cli_skip("needs root to run clients as a second uid");
-  serve_start_sets(&s, "echo_handlers.py", sets);
-  serve_wait_line(&s, "ready: ");
-  assert_int_equal(chmod(s.dir, 0711), 0);
-  pid = other_uid_begin(s.sock, 256, report, go, &ok);
+  serve_for_other_uids(&s, allow_nobody);
+  pid = uid_clients_begin(other_uid_clients, s.sock, 256, report, go, &ok);
   assert_int_equal(ok, 256);
   cli_poolctl(&r, "status", "-S", s.sock, NULL);
   if (r.code != 0)
@@ -605,8 +568,6 @@ static void refused_uid_clients(const char *sock, int n, int report, int go) {
 static void test_refused_uid_no_slot(void **state) {
   static serve_t s;
   static cli_conn_t *held[CTL_TEST_CONN_MAX];
-  const char *sets[] = {"control.allow_uids=[65534]", "control.mode=0666",
-                        "control.idle_timeout=1h", NULL};
   int report[2], go[2], n = 0, i;
   cli_conn_t *extra;
   json_t *v;
@@ -615,9 +576,7 @@ static void test_refused_uid_no_slot(void **state) {
   (void)state;
   if (geteuid() != 0)
     cli_skip("needs root to run clients as a second uid");
-  serve_start_sets(&s, "echo_handlers.py", sets);
-  serve_wait_line(&s, "ready: ");
-  assert_int_equal(chmod(s.dir, 0711), 0);
+  serve_for_other_uids(&s, allow_nobody);
   for (i = 0; i < CTL_TEST_CONN_MAX; i++) {
     held[i] = cli_conn_open(s.sock);
     cli_conn_send(held[i], "{\"op\":\"ping\"}\n");
@@ -626,19 +585,8 @@ static void test_refused_uid_no_slot(void **state) {
       fail_msg("the owner's connection %d was refused", i);
     json_decref(v);
   }
-  assert_int_equal(pipe(report), 0);
-  assert_int_equal(pipe(go), 0);
   assert_int_equal(kill(s.pid, SIGSTOP), 0);
-  pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    close(report[0]);
-    close(go[1]);
-    refused_uid_clients(s.sock, 100, report[1], go[0]);
-  }
-  close(report[1]);
-  close(go[0]);
-  assert_int_equal(read(report[0], &n, sizeof(n)), sizeof(n));
+  pid = uid_clients_begin(refused_uid_clients, s.sock, 100, report, go, &n);
   assert_int_equal(n, 100);
   extra = cli_conn_open(s.sock);
   assert_int_equal(kill(s.pid, SIGCONT), 0);
@@ -712,10 +660,8 @@ static void test_allow_uids_many(void **state) {
     len += (size_t)snprintf(allow + len, sizeof(allow) - len, "%d, ",
                             1000000000 + i);
   snprintf(allow + len, sizeof(allow) - len, "nobody]");
-  serve_start_sets(&s, "echo_handlers.py", sets);
-  serve_wait_line(&s, "ready: ");
-  assert_int_equal(chmod(s.dir, 0711), 0);
-  pid = other_uid_begin(s.sock, 1, report, go, &ok);
+  serve_for_other_uids(&s, sets);
+  pid = uid_clients_begin(other_uid_clients, s.sock, 1, report, go, &ok);
   close(go[1]);
   close(report[0]);
   cli_wait_exit(pid);
