@@ -109,6 +109,32 @@ static void test_serve_sigkill_while_starting(void **state) {
   serve_cleanup(&s);
 }
 
+/* The worker behind lease starts a subprocess of kind (a JSON string:
+ * "python", "sleep", "fork"); its pid. */
+static int lease_spawn_child(pp_lease_t *lease, const char *kind,
+                             pp_buf_t *reply, pp_diag_t *d) {
+  assert_int_equal(lcall(lease, "spawn_child", kind, -1, reply, d), 0);
+  return atoi(reply->data);
+}
+
+/* A pool of one hostile worker, leased, whose worker started a python
+ * subprocess. */
+typedef struct leased_child {
+  hpool_t *h;
+  pp_lease_t *lease;
+  pp_buf_t reply;
+  pp_diag_t d;
+  int child; /* the subprocess */
+} leased_child_t;
+
+static void leased_child_open(leased_child_t *t) {
+  memset(t, 0, sizeof(*t));
+  t->h = h_open(hostile_config(1));
+  assert_int_equal(
+      pp_lease_acquire(t->h->pool, NULL, WAIT_MS, &t->lease, &t->d), 0);
+  t->child = lease_spawn_child(t->lease, "\"python\"", &t->reply, &t->d);
+}
+
 /* A graceful close takes the handlers' subprocesses with the workers. */
 static void test_close_kills_grandchildren(void **state) {
   const char *what[] = {"python subprocess", "sleep subprocess", "forked child",
@@ -122,14 +148,10 @@ static void test_close_kills_grandchildren(void **state) {
   (void)state;
   assert_int_equal(pp_lease_acquire(h->pool, NULL, WAIT_MS, &a, &d), 0);
   assert_int_equal(pp_lease_acquire(h->pool, NULL, WAIT_MS, &b, &d), 0);
-  assert_int_equal(lcall(a, "spawn_child", "\"python\"", -1, &reply, &d), 0);
-  pids[0] = atoi(reply.data);
-  assert_int_equal(lcall(a, "spawn_child", "\"sleep\"", -1, &reply, &d), 0);
-  pids[1] = atoi(reply.data);
-  assert_int_equal(lcall(a, "spawn_child", "\"fork\"", -1, &reply, &d), 0);
-  pids[2] = atoi(reply.data);
-  assert_int_equal(lcall(b, "spawn_child", "\"python\"", -1, &reply, &d), 0);
-  pids[3] = atoi(reply.data);
+  pids[0] = lease_spawn_child(a, "\"python\"", &reply, &d);
+  pids[1] = lease_spawn_child(a, "\"sleep\"", &reply, &d);
+  pids[2] = lease_spawn_child(a, "\"fork\"", &reply, &d);
+  pids[3] = lease_spawn_child(b, "\"python\"", &reply, &d);
   pp_checkin(a);
   pp_checkin(b);
   h_close(h);
@@ -140,45 +162,33 @@ static void test_close_kills_grandchildren(void **state) {
 /* A worker killed for a timeout takes its subprocess with it (the group
  * is signalled), before the pool closes. */
 static void test_timeout_kills_grandchild(void **state) {
-  hpool_t *h = h_open(hostile_config(1));
-  pp_buf_t reply = {0};
-  pp_lease_t *lease;
-  pp_diag_t d;
-  int child;
+  leased_child_t t;
 
   (void)state;
-  assert_int_equal(pp_lease_acquire(h->pool, NULL, WAIT_MS, &lease, &d), 0);
-  assert_int_equal(lcall(lease, "spawn_child", "\"python\"", -1, &reply, &d),
-                   0);
-  child = atoi(reply.data);
-  assert_int_equal(lcall(lease, "sleep", "30", 200, &reply, &d), PP_ETIMEDOUT);
-  pp_checkin(lease);
-  h_wait(h, PP_TRACE_EXIT, 0, 1, WAIT_MS);
-  assert_gone(child, 2000, "subprocess of a worker killed for a timeout");
-  pp_buf_free(&reply);
-  h_close(h);
+  leased_child_open(&t);
+  assert_int_equal(lcall(t.lease, "sleep", "30", 200, &t.reply, &t.d),
+                   PP_ETIMEDOUT);
+  pp_checkin(t.lease);
+  h_wait(t.h, PP_TRACE_EXIT, 0, 1, WAIT_MS);
+  assert_gone(t.child, 2000, "subprocess of a worker killed for a timeout");
+  pp_buf_free(&t.reply);
+  h_close(t.h);
 }
 
 /* A worker that crashes on its own (os._exit) while its subprocess runs:
  * nothing signalled that group, yet no interpreter may outlive the pool. */
 static void test_crashed_worker_grandchild(void **state) {
-  hpool_t *h = h_open(hostile_config(1));
-  pp_buf_t reply = {0};
-  pp_lease_t *lease;
-  pp_diag_t d;
-  int child;
+  leased_child_t t;
 
   (void)state;
-  assert_int_equal(pp_lease_acquire(h->pool, NULL, WAIT_MS, &lease, &d), 0);
-  assert_int_equal(lcall(lease, "spawn_child", "\"python\"", -1, &reply, &d),
-                   0);
-  child = atoi(reply.data);
-  assert_int_equal(lcall(lease, "crash", "3", -1, &reply, &d), PP_ECRASHED);
-  pp_checkin(lease);
-  h_wait(h, PP_TRACE_HELLO, 0, 2, WAIT_MS);
-  h_close(h);
-  pp_buf_free(&reply);
-  assert_gone(child, 2000, "subprocess of a crashed worker");
+  leased_child_open(&t);
+  assert_int_equal(lcall(t.lease, "crash", "3", -1, &t.reply, &t.d),
+                   PP_ECRASHED);
+  pp_checkin(t.lease);
+  h_wait(t.h, PP_TRACE_HELLO, 0, 2, WAIT_MS);
+  h_close(t.h);
+  pp_buf_free(&t.reply);
+  assert_gone(t.child, 2000, "subprocess of a crashed worker");
 }
 
 /* ================================================================= main */
