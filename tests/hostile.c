@@ -360,7 +360,7 @@ void serve_start_sets(serve_t *s, const char *handlers,
   char *h = fixture_path(handlers), cmd[2048];
   static char start[64];
   char *argv[24];
-  int n = 0;
+  int n = 0, out;
 
   memset(s, 0, sizeof(*s));
   snprintf(s->dir, sizeof(s->dir), "/tmp/pp-hostile-XXXXXX");
@@ -387,7 +387,8 @@ void serve_start_sets(serve_t *s, const char *handlers,
     argv[n++] = start;
   }
   argv[n] = NULL;
-  s->pid = cli_spawn(argv, &s->out, NULL);
+  s->srv.pid = cli_spawn(argv, &out, NULL);
+  cli_lines_init(&s->srv.out, out);
   live_serve = s;
 }
 
@@ -399,50 +400,18 @@ void serve_start(serve_t *s, const char *handlers, const char *set1,
 }
 
 void serve_wait_line(serve_t *s, const char *prefix) {
-  int64_t deadline = cli_now_ms() + WAIT_MS;
-  const char *line, *nl;
-  struct pollfd p;
-  ssize_t got;
-  int r;
-
-  for (;;) {
-    for (line = s->lines; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
-      if (strncmp(line, prefix, strlen(prefix)) == 0)
-        return;
-    assert_true(s->n + 1 < sizeof(s->lines));
-    p.fd = s->out;
-    p.events = POLLIN;
-    r = poll(&p, 1, cli_remaining(deadline));
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r == 0)
-      fail_msg("serve did not print '%s'; it printed:\n%s", prefix, s->lines);
-    got = read(s->out, s->lines + s->n, sizeof(s->lines) - s->n - 1);
-    if (got < 0 && errno == EINTR)
-      continue;
-    if (got <= 0)
-      fail_msg("serve closed stdout before '%s':\n%s", prefix, s->lines);
-    s->n += (size_t)got;
-    s->lines[s->n] = '\0';
-  }
+  cli_lines_wait(&s->srv.out, prefix);
 }
 
 void serve_cleanup(serve_t *s) {
   live_serve = NULL;
-  if (s->pid > 0) {
-    kill(s->pid, SIGKILL);
-    cli_wait_exit(s->pid);
-    s->pid = 0;
-  }
-  close(s->out);
+  cli_server_kill(&s->srv);
   unlink(s->sock);
   rmdir(s->dir);
 }
 
 void serve_stop(serve_t *s) {
-  assert_int_equal(kill(s->pid, SIGTERM), 0);
-  assert_int_equal(cli_wait_exit(s->pid), 0);
-  s->pid = 0;
+  cli_server_stop(&s->srv);
   serve_cleanup(s);
 }
 

@@ -121,14 +121,12 @@ void all_slots_serve(hpool_t *h, int size);
 
 /* ------------------------------------------------ a `poolctl serve` child */
 
-/* A `poolctl serve` child on a socket in a fresh directory. */
+/* A `poolctl serve` child (cli.h's, its stdout read, its stderr not) on a
+ * socket in a fresh directory. */
 typedef struct serve {
-  pid_t pid;
-  int out;
+  cli_server_t srv;
   char dir[64];
   char sock[96];
-  char lines[8192];
-  size_t n;
 } serve_t;
 
 /* Start `poolctl serve` with two workers running the fixture handlers,
@@ -140,7 +138,8 @@ void serve_start_sets(serve_t *s, const char *handlers,
                       const char *const *sets);
 void serve_start(serve_t *s, const char *handlers, const char *set1,
                  const char *set2);
-/* Read the server's stdout until a line starting with prefix. */
+/* Read the server's stdout until a line starting with prefix
+ * (cli_lines_wait). */
 void serve_wait_line(serve_t *s, const char *prefix);
 /* SIGKILL the server if it runs, and remove its socket and directory. */
 void serve_cleanup(serve_t *s);

@@ -585,11 +585,11 @@ static void test_refused_uid_no_slot(void **state) {
       fail_msg("the owner's connection %d was refused", i);
     json_decref(v);
   }
-  assert_int_equal(kill(s.pid, SIGSTOP), 0);
+  assert_int_equal(kill(s.srv.pid, SIGSTOP), 0);
   pid = uid_clients_begin(refused_uid_clients, s.sock, 100, report, go, &n);
   assert_int_equal(n, 100);
   extra = cli_conn_open(s.sock);
-  assert_int_equal(kill(s.pid, SIGCONT), 0);
+  assert_int_equal(kill(s.srv.pid, SIGCONT), 0);
   cli_conn_send(extra, "{\"op\":\"status\"}\n");
   v = cli_conn_recv(extra);
   if (v == NULL || !json_is_true(json_object_get(v, "ok")))

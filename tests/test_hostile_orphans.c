@@ -73,9 +73,9 @@ static void test_serve_sigkill_no_survivors(void **state) {
   pids[5] = (int)conn_call_int(c, "spawn_child", "\"python\"");
   assert_int_equal(conn_worker_pids(c, pids, 2), 2);
   assert_true(pids[0] > 0 && pids[1] > 0);
-  assert_int_equal(kill(s.pid, SIGKILL), 0);
-  assert_int_equal(cli_wait_exit(s.pid), -SIGKILL);
-  s.pid = 0;
+  assert_int_equal(kill(s.srv.pid, SIGKILL), 0);
+  assert_int_equal(cli_wait_exit(s.srv.pid), -SIGKILL);
+  s.srv.pid = 0;
   all_gone_within(pids, what, 6, 10000);
   assert_null(cli_conn_recv(busy));
   cli_conn_close(busy);
@@ -101,9 +101,9 @@ static void test_serve_sigkill_while_starting(void **state) {
   c = cli_conn_open(s.sock);
   assert_int_equal(conn_worker_pids(c, pids, 2), 2);
   assert_true(pids[0] > 0 && pids[1] > 0);
-  assert_int_equal(kill(s.pid, SIGKILL), 0);
-  cli_wait_exit(s.pid);
-  s.pid = 0;
+  assert_int_equal(kill(s.srv.pid, SIGKILL), 0);
+  cli_wait_exit(s.srv.pid);
+  s.srv.pid = 0;
   all_gone_within(pids, what, 2, 10000);
   cli_conn_close(c);
   serve_cleanup(&s);
