@@ -1,8 +1,9 @@
 /* hostile.h -- support shared by the hostile suites (test_hostile_*.c):
  * a trace and log recorder to wait on, configs for the hostile fixtures,
- * process exits, a `poolctl serve` child and calls over cli.h's raw
- * control-socket client.  Clocks, reaping a child and the client itself
- * are cli.h's (cli_now_ms, cli_wait_exit, cli_conn_*).
+ * process exits, a `poolctl serve` child in a fresh directory and calls
+ * over a raw control-socket client.  The millisecond clock, reaping a
+ * child, the serve child's process and output, and the client itself are
+ * cli.h's (cli_now_ms, cli_wait_exit, cli_server_t, cli_conn_*).
  *
  * Hostile workers come from two fixtures: fixtures/bad_worker.py speaks the
  * framing itself and breaks it on demand (its per_request mode lets one
@@ -121,8 +122,8 @@ void all_slots_serve(hpool_t *h, int size);
 
 /* ------------------------------------------------ a `poolctl serve` child */
 
-/* A `poolctl serve` child (cli.h's, its stdout read, its stderr not) on a
- * socket in a fresh directory. */
+/* A `poolctl serve` child on a socket in a fresh directory: a cli_server_t
+ * whose stdout is read (its stderr is not piped). */
 typedef struct serve {
   cli_server_t srv;
   char dir[64];
