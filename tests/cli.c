@@ -29,6 +29,9 @@ int cli_remaining(int64_t deadline) {
   return left > 0 ? (int)left : 0;
 }
 
+/* CLI_WAIT_MS, scaled for slow runs such as valgrind's. */
+static int wait_ms(void) { return CLI_WAIT_MS * test_time_scale(); }
+
 const char *cli_poolctl_path(void) {
   const char *p = getenv("PP_POOLCTL");
   assert_non_null(p);
@@ -72,7 +75,7 @@ int cli_wait_exit(pid_t pid) {
 
   while (waitpid(pid, &st, 0) < 0)
     assert_int_equal(errno, EINTR);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
 }
 
 static void append(char **s, size_t *n, const char *p, size_t len) {
@@ -84,7 +87,7 @@ static void append(char **s, size_t *n, const char *p, size_t len) {
 }
 
 void cli_run_argv(cli_run_t *r, char *const argv[]) {
-  int64_t deadline = cli_now_ms() + CLI_WAIT_MS;
+  int64_t deadline = cli_now_ms() + wait_ms();
   struct pollfd p[2];
   size_t nout = 0, nerr = 0;
   int out, err, open_fds = 2, i;
@@ -104,7 +107,7 @@ void cli_run_argv(cli_run_t *r, char *const argv[]) {
       continue;
     if (i == 0) {
       kill(pid, SIGKILL);
-      fail_msg("%s did not finish within %d ms", argv[0], CLI_WAIT_MS);
+      fail_msg("%s did not finish within %d ms", argv[0], wait_ms());
     }
     for (i = 0; i < 2; i++) {
       if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -184,8 +187,7 @@ static int lines_fill(cli_lines_t *l, int ms) {
   if (r < 0 && errno == EINTR)
     return 1;
   if (r == 0)
-    fail_msg("no output line within %d ms; got so far:\n%s", CLI_WAIT_MS,
-             l->buf);
+    fail_msg("no output line within %d ms; got so far:\n%s", wait_ms(), l->buf);
   got = read(l->fd, l->buf + l->len, l->cap - l->len - 1);
   if (got < 0 && errno == EINTR)
     return 1;
@@ -197,7 +199,7 @@ static int lines_fill(cli_lines_t *l, int ms) {
 }
 
 static const char *lines_match(cli_lines_t *l, const char *text, int anywhere) {
-  int64_t deadline = cli_now_ms() + CLI_WAIT_MS;
+  int64_t deadline = cli_now_ms() + wait_ms();
   static char line[4096];
   char *p, *nl, *hit;
   size_t n;
@@ -234,7 +236,7 @@ const char *cli_lines_find(cli_lines_t *l, const char *needle) {
 }
 
 const char *cli_lines_rest(cli_lines_t *l) {
-  int64_t deadline = cli_now_ms() + CLI_WAIT_MS;
+  int64_t deadline = cli_now_ms() + wait_ms();
   size_t from = l->seen;
 
   while (lines_fill(l, cli_remaining(deadline)))
@@ -304,22 +306,27 @@ void cli_conn_close(cli_conn_t *c) {
   free(c);
 }
 
-void cli_conn_send(cli_conn_t *c, const char *s) {
-  size_t n = strlen(s);
+int cli_conn_send_n(cli_conn_t *c, const char *s, size_t n) {
   ssize_t w;
 
   while (n > 0) {
     w = send(c->fd, s, n, MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR)
       continue;
-    assert_true(w > 0);
+    if (w < 0)
+      return -1;
     s += w;
     n -= (size_t)w;
   }
+  return 0;
+}
+
+void cli_conn_send(cli_conn_t *c, const char *s) {
+  assert_int_equal(cli_conn_send_n(c, s, strlen(s)), 0);
 }
 
 json_t *cli_conn_recv(cli_conn_t *c) {
-  int64_t deadline = cli_now_ms() + CLI_WAIT_MS;
+  int64_t deadline = cli_now_ms() + wait_ms();
   struct pollfd p;
   json_error_t jerr;
   json_t *v;
@@ -346,7 +353,7 @@ json_t *cli_conn_recv(cli_conn_t *c) {
     if (r < 0 && errno == EINTR)
       continue;
     if (r == 0)
-      fail_msg("no reply within %d ms", CLI_WAIT_MS);
+      fail_msg("no reply within %d ms", wait_ms());
     got = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
     if (got < 0 && errno == EINTR)
       continue;

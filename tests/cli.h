@@ -12,10 +12,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Generous: only a broken build takes this long. */
+/* Generous: only a broken build takes this long.  cli.c's own waits
+ * multiply it by test_time_scale() (PP_TEST_TIME_SCALE). */
 #define CLI_WAIT_MS 60000
 
+/* CLOCK_MONOTONIC in milliseconds. */
 int64_t cli_now_ms(void);
+/* Milliseconds left until deadline (cli_now_ms() time), 0 once it passed. */
 int cli_remaining(int64_t deadline);
 
 /* The poolctl under test ($PP_POOLCTL). */
@@ -25,11 +28,11 @@ const char *cli_poolctl_path(void);
  * (*out / *err) or /dev/null when NULL (stderr inherited when NULL and
  * PP_TEST_VERBOSE is set). */
 pid_t cli_spawn(char *const argv[], int *out, int *err);
-/* Wait for the child; its exit status, or -1 when a signal ended it. */
+/* Reap the child; its exit status, or minus the signal that ended it. */
 int cli_wait_exit(pid_t pid);
 
 typedef struct cli_run {
-  int code; /* exit status, or -1 when killed */
+  int code; /* exit status, or minus the signal that ended it */
   char *out;
   char *err;
 } cli_run_t;
@@ -86,8 +89,13 @@ typedef struct cli_conn {
 
 cli_conn_t *cli_conn_open(const char *path);
 void cli_conn_close(cli_conn_t *c);
+/* Send n bytes; 0, or -1 once the server hung up. */
+int cli_conn_send_n(cli_conn_t *c, const char *s, size_t n);
+/* Send a string; fails the test if the server hung up. */
 void cli_conn_send(cli_conn_t *c, const char *s);
-/* The next line, parsed; NULL at EOF. */
+/* The next line, parsed; NULL at EOF or a reset.  Fails the test on a
+ * line that is not JSON, half a line at EOF, or no line within
+ * CLI_WAIT_MS. */
 json_t *cli_conn_recv(cli_conn_t *c);
 /* 1 once the server has hung up on c (nothing read from it), 0 when it
  * has not within timeout_ms. */

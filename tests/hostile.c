@@ -1,6 +1,6 @@
 /* hostile.c -- support shared by the hostile suites (hostile.h): the trace
  * and log recorder, configs, process exits, the `poolctl serve` child and
- * the raw control-socket client. */
+ * calls over cli.c's raw control-socket client. */
 #include "hostile.h"
 
 #include <errno.h>
@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,13 +17,6 @@ uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-int64_t now_ms(void) { return (int64_t)(now_ns() / 1000000); }
-
-int remaining(int64_t deadline) {
-  int64_t left = deadline - now_ms();
-  return left > 0 ? (int)left : 0;
 }
 
 /* ------------------------------------------------------------ processes */
@@ -58,9 +49,9 @@ int gone_within(int pid, int timeout_ms) {
   r = wait_pid_gone(pid, timeout_ms);
   if (r == 0 || errno != ENOSYS)
     return r;
-  deadline = (int64_t)(now_ns() / 1000000) + timeout_ms;
+  deadline = cli_now_ms() + timeout_ms;
   while (!pid_exited(pid)) {
-    if ((int64_t)(now_ns() / 1000000) >= deadline)
+    if (cli_now_ms() >= deadline)
       return -1;
     poll(NULL, 0, 5);
   }
@@ -73,14 +64,6 @@ void assert_gone(int pid, int timeout_ms, const char *what) {
     kill(pid, SIGKILL);
     fail_msg("%s (pid %d) still alive after %d ms", what, pid, timeout_ms);
   }
-}
-
-int wait_exit(pid_t pid) {
-  int st;
-
-  while (waitpid(pid, &st, 0) < 0)
-    assert_int_equal(errno, EINTR);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
 }
 
 /* ------------------------------------------------- trace and log record */
@@ -377,7 +360,7 @@ void serve_start_sets(serve_t *s, const char *handlers,
   char *h = fixture_path(handlers), cmd[2048];
   static char start[64];
   char *argv[24];
-  int n = 0;
+  int n = 0, out;
 
   memset(s, 0, sizeof(*s));
   snprintf(s->dir, sizeof(s->dir), "/tmp/pp-hostile-XXXXXX");
@@ -404,7 +387,8 @@ void serve_start_sets(serve_t *s, const char *handlers,
     argv[n++] = start;
   }
   argv[n] = NULL;
-  s->pid = cli_spawn(argv, &s->out, NULL);
+  s->srv.pid = cli_spawn(argv, &out, NULL);
+  cli_lines_init(&s->srv.out, out);
   live_serve = s;
 }
 
@@ -416,50 +400,18 @@ void serve_start(serve_t *s, const char *handlers, const char *set1,
 }
 
 void serve_wait_line(serve_t *s, const char *prefix) {
-  int64_t deadline = now_ms() + WAIT_MS;
-  const char *line, *nl;
-  struct pollfd p;
-  ssize_t got;
-  int r;
-
-  for (;;) {
-    for (line = s->lines; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
-      if (strncmp(line, prefix, strlen(prefix)) == 0)
-        return;
-    assert_true(s->n + 1 < sizeof(s->lines));
-    p.fd = s->out;
-    p.events = POLLIN;
-    r = poll(&p, 1, remaining(deadline));
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r == 0)
-      fail_msg("serve did not print '%s'; it printed:\n%s", prefix, s->lines);
-    got = read(s->out, s->lines + s->n, sizeof(s->lines) - s->n - 1);
-    if (got < 0 && errno == EINTR)
-      continue;
-    if (got <= 0)
-      fail_msg("serve closed stdout before '%s':\n%s", prefix, s->lines);
-    s->n += (size_t)got;
-    s->lines[s->n] = '\0';
-  }
+  cli_lines_wait(&s->srv.out, prefix);
 }
 
 void serve_cleanup(serve_t *s) {
   live_serve = NULL;
-  if (s->pid > 0) {
-    kill(s->pid, SIGKILL);
-    wait_exit(s->pid);
-    s->pid = 0;
-  }
-  close(s->out);
+  cli_server_kill(&s->srv);
   unlink(s->sock);
   rmdir(s->dir);
 }
 
 void serve_stop(serve_t *s) {
-  assert_int_equal(kill(s->pid, SIGTERM), 0);
-  assert_int_equal(wait_exit(s->pid), 0);
-  s->pid = 0;
+  cli_server_stop(&s->srv);
   serve_cleanup(s);
 }
 
@@ -470,63 +422,7 @@ int hostile_teardown(void **state) {
   return 0;
 }
 
-/* ---- a raw control-socket client (docs/protocol.md) */
-
-int conn_send_n(cli_conn_t *c, const char *s, size_t n) {
-  ssize_t w;
-
-  while (n > 0) {
-    w = send(c->fd, s, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      return -1;
-    s += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-void conn_send(cli_conn_t *c, const char *s) {
-  assert_int_equal(conn_send_n(c, s, strlen(s)), 0);
-}
-
-json_t *conn_recv(cli_conn_t *c) {
-  int64_t deadline = now_ms() + WAIT_MS;
-  struct pollfd p;
-  json_t *v;
-  char *nl;
-  ssize_t got;
-  size_t n;
-  int r;
-
-  for (;;) {
-    nl = memchr(c->buf, '\n', c->len);
-    if (nl) {
-      n = (size_t)(nl - c->buf);
-      v = json_loadb(c->buf, n, 0, NULL);
-      if (v == NULL)
-        fail_msg("reply is not JSON: %.*s", (int)n, c->buf);
-      memmove(c->buf, nl + 1, c->len - n - 1);
-      c->len -= n + 1;
-      return v;
-    }
-    assert_true(c->len < sizeof(c->buf));
-    p.fd = c->fd;
-    p.events = POLLIN;
-    r = poll(&p, 1, remaining(deadline));
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r == 0)
-      fail_msg("no reply within %d ms", WAIT_MS);
-    got = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
-    if (got < 0 && errno == EINTR)
-      continue;
-    if (got <= 0)
-      return NULL;
-    c->len += (size_t)got;
-  }
-}
+/* ---- calls on a raw control-socket client (cli.h, docs/protocol.md) */
 
 json_int_t conn_call_int(cli_conn_t *c, const char *cmd, const char *args) {
   char line[256];
@@ -536,8 +432,8 @@ json_int_t conn_call_int(cli_conn_t *c, const char *cmd, const char *args) {
   snprintf(line, sizeof(line),
            "{\"op\":\"call\",\"payload\":{\"cmd\":\"%s\",\"args\":%s}}\n", cmd,
            args);
-  conn_send(c, line);
-  v = conn_recv(c);
+  cli_conn_send(c, line);
+  v = cli_conn_recv(c);
   assert_non_null(v);
   if (!json_is_true(json_object_get(v, "ok")))
     fail_msg("call %s failed: %s", cmd,
@@ -548,21 +444,8 @@ json_int_t conn_call_int(cli_conn_t *c, const char *cmd, const char *args) {
   return n;
 }
 
-json_t *conn_status(cli_conn_t *c) {
-  json_t *v, *st;
-
-  conn_send(c, "{\"op\":\"status\"}\n");
-  v = conn_recv(c);
-  assert_non_null(v);
-  assert_true(json_is_true(json_object_get(v, "ok")));
-  st = json_incref(json_object_get(v, "status"));
-  json_decref(v);
-  assert_non_null(st);
-  return st;
-}
-
 int conn_worker_pids(cli_conn_t *c, int *pids, int max) {
-  json_t *st = conn_status(c), *w;
+  json_t *st = cli_conn_status(c), *w;
   size_t i;
   int n = 0;
 

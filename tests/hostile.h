@@ -1,6 +1,9 @@
 /* hostile.h -- support shared by the hostile suites (test_hostile_*.c):
  * a trace and log recorder to wait on, configs for the hostile fixtures,
- * process exits, a `poolctl serve` child and a raw control-socket client.
+ * process exits, a `poolctl serve` child in a fresh directory and calls
+ * over a raw control-socket client.  The millisecond clock, reaping a
+ * child, the serve child's process and output, and the client itself are
+ * cli.h's (cli_now_ms, cli_wait_exit, cli_server_t, cli_conn_*).
  *
  * Hostile workers come from two fixtures: fixtures/bad_worker.py speaks the
  * framing itself and breaks it on demand (its per_request mode lets one
@@ -25,11 +28,8 @@
  * valgrind's, PP_TEST_TIME_SCALE). */
 #define WAIT_MS (30000 * test_time_scale())
 
-/* CLOCK_MONOTONIC in nanoseconds and in milliseconds. */
+/* CLOCK_MONOTONIC in nanoseconds (cli_now_ms() in milliseconds). */
 uint64_t now_ns(void);
-int64_t now_ms(void);
-/* Milliseconds left until deadline (now_ms() time), 0 once it passed. */
-int remaining(int64_t deadline);
 
 /* ------------------------------------------------------------ processes */
 
@@ -40,8 +40,6 @@ int remaining(int64_t deadline);
 int gone_within(int pid, int timeout_ms);
 /* Kill a leftover process of a failed test, then assert it had gone. */
 void assert_gone(int pid, int timeout_ms, const char *what);
-/* Reap the child pid; its exit status, or minus the signal that ended it. */
-int wait_exit(pid_t pid);
 
 /* ------------------------------------------------- trace and log record */
 
@@ -124,14 +122,12 @@ void all_slots_serve(hpool_t *h, int size);
 
 /* ------------------------------------------------ a `poolctl serve` child */
 
-/* A `poolctl serve` child on a socket in a fresh directory. */
+/* A `poolctl serve` child on a socket in a fresh directory: a cli_server_t
+ * whose stdout is read (its stderr is not piped). */
 typedef struct serve {
-  pid_t pid;
-  int out;
+  cli_server_t srv;
   char dir[64];
   char sock[96];
-  char lines[8192];
-  size_t n;
 } serve_t;
 
 /* Start `poolctl serve` with two workers running the fixture handlers,
@@ -143,7 +139,8 @@ void serve_start_sets(serve_t *s, const char *handlers,
                       const char *const *sets);
 void serve_start(serve_t *s, const char *handlers, const char *set1,
                  const char *set2);
-/* Read the server's stdout until a line starting with prefix. */
+/* Read the server's stdout until a line starting with prefix
+ * (cli_lines_wait). */
 void serve_wait_line(serve_t *s, const char *prefix);
 /* SIGKILL the server if it runs, and remove its socket and directory. */
 void serve_cleanup(serve_t *s);
@@ -154,19 +151,11 @@ void serve_stop(serve_t *s);
  * is left open: a failure leaks, it must not crash the next test). */
 int hostile_teardown(void **state);
 
-/* ---- a raw control-socket client (docs/protocol.md) */
+/* ---- calls on a raw control-socket client (cli.h, docs/protocol.md) */
 
-/* Send bytes; returns 0, or -1 once the server hung up. */
-int conn_send_n(cli_conn_t *c, const char *s, size_t n);
-/* Send a string; fails the test if the server hung up. */
-void conn_send(cli_conn_t *c, const char *s);
-/* One reply line, parsed; NULL at EOF or a reset. */
-json_t *conn_recv(cli_conn_t *c);
 /* A call on c; returns the reply value's integer (the handlers used here
  * return pids). */
 json_int_t conn_call_int(cli_conn_t *c, const char *cmd, const char *args);
-/* The status object (owned). */
-json_t *conn_status(cli_conn_t *c);
 /* Every worker pid in status (0 for none); returns how many. */
 int conn_worker_pids(cli_conn_t *c, int *pids, int max);
 

@@ -68,59 +68,13 @@ static const yaml_case_t yaml_cases[] = {
 
 #define NYAML (sizeof(yaml_cases) / sizeof(yaml_cases[0]))
 
-/* Run argv to completion; stdout and stderr collected (malloc'd). */
-static int run_capture(char *const argv[], char **out, char **err) {
-  int64_t deadline = now_ms() + WAIT_MS;
-  size_t n[2] = {0, 0};
-  struct pollfd p[2];
-  char *buf[2], chunk[4096];
-  int fds[2], open_fds = 2, i, r;
-  ssize_t got;
-  pid_t pid;
-
-  buf[0] = calloc(1, 1);
-  buf[1] = calloc(1, 1);
-  pid = cli_spawn(argv, &fds[0], &fds[1]);
-  while (open_fds > 0) {
-    for (i = 0; i < 2; i++) {
-      p[i].fd = fds[i];
-      p[i].events = POLLIN;
-    }
-    r = poll(p, 2, remaining(deadline));
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r == 0) {
-      kill(pid, SIGKILL);
-      fail_msg("%s did not finish", argv[1]);
-    }
-    for (i = 0; i < 2; i++) {
-      if (fds[i] < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
-        continue;
-      got = read(fds[i], chunk, sizeof(chunk));
-      if (got > 0) {
-        buf[i] = realloc(buf[i], n[i] + (size_t)got + 1);
-        memcpy(buf[i] + n[i], chunk, (size_t)got);
-        n[i] += (size_t)got;
-        buf[i][n[i]] = '\0';
-      } else if (got == 0 || errno != EINTR) {
-        close(fds[i]);
-        fds[i] = -1;
-        open_fds--;
-      }
-    }
-  }
-  *out = buf[0];
-  *err = buf[1];
-  return wait_exit(pid);
-}
-
 static void test_malformed_configs(void **state) {
-  char dir[64], sock[128], prefix[1200], *path, *out, *err;
+  char dir[64], sock[128], prefix[1200], *path;
   const char *dirpath;
   struct dirent *de;
   size_t i, found;
+  cli_run_t r;
   DIR *d;
-  int code;
 
   (void)state;
   /* Every fixture is in the table. */
@@ -151,18 +105,17 @@ static void test_malformed_configs(void **state) {
     if (yc->line == 0)
       continue;
     snprintf(file, sizeof(file), "%s/%s", dirpath, yc->file);
-    code = run_capture(argv, &out, &err);
+    cli_run_argv(&r, argv);
     snprintf(prefix, sizeof(prefix), "poolctl: %s:%d:%d: ", file, yc->line,
              yc->column);
-    if (code != 2 || strncmp(err, prefix, strlen(prefix)) != 0 ||
-        strstr(err, yc->says) == NULL ||
-        strchr(err, '\n') != err + strlen(err) - 1)
+    if (r.code != 2 || strncmp(r.err, prefix, strlen(prefix)) != 0 ||
+        strstr(r.err, yc->says) == NULL ||
+        strchr(r.err, '\n') != r.err + strlen(r.err) - 1)
       fail_msg("%s: exit %d, stderr:\n%swant exit 2 and one line '%s...%s'",
-               yc->file, code, err, prefix, yc->says);
-    assert_string_equal(out, "");
+               yc->file, r.code, r.err, prefix, yc->says);
+    assert_string_equal(r.out, "");
     assert_int_equal(access(sock, F_OK), -1);
-    free(out);
-    free(err);
+    cli_run_free(&r);
   }
   rmdir(dir);
   free(path);
@@ -213,18 +166,19 @@ static void test_hostile_socket_clients(void **state) {
       fprintf(stderr, "  hostile client: %s\n", sc->name);
     bad = cli_conn_open(s.sock);
     assert_int_equal(
-        conn_send_n(bad, sc->bytes, sc->len ? sc->len : strlen(sc->bytes)), 0);
-    v = conn_recv(bad);
+        cli_conn_send_n(bad, sc->bytes, sc->len ? sc->len : strlen(sc->bytes)),
+        0);
+    v = cli_conn_recv(bad);
     if (v == NULL || !json_is_false(json_object_get(v, "ok")))
       fail_msg("%s: no error reply", sc->name);
     json_decref(v);
     if (sc->fatal) {
-      v = conn_recv(bad);
+      v = cli_conn_recv(bad);
       if (v != NULL)
         fail_msg("%s: the connection stayed open", sc->name);
     } else {
-      conn_send(bad, "{\"op\":\"ping\"}\n");
-      v = conn_recv(bad);
+      cli_conn_send(bad, "{\"op\":\"ping\"}\n");
+      v = cli_conn_recv(bad);
       if (v == NULL || !json_is_true(json_object_get(v, "ok")))
         fail_msg("%s: the connection did not survive a mere error", sc->name);
       json_decref(v);
@@ -234,15 +188,15 @@ static void test_hostile_socket_clients(void **state) {
   }
   /* Half a line, then a hang-up. */
   bad = cli_conn_open(s.sock);
-  conn_send(bad, "{\"op\":\"call\",\"payload\":{\"cmd\":\"ech");
+  cli_conn_send(bad, "{\"op\":\"call\",\"payload\":{\"cmd\":\"ech");
   cli_conn_close(bad);
   /* More connections than the server serves at once: the extra ones are
    * refused with EBUSY, the first ones and `good` still work. */
   for (i = 0; i < 300; i++)
     many[i] = cli_conn_open(s.sock);
   for (i = 0; i < 300; i++) {
-    conn_send_n(many[i], "{\"op\":\"ping\"}\n", 14); /* may be refused */
-    v = conn_recv(many[i]);
+    cli_conn_send_n(many[i], "{\"op\":\"ping\"}\n", 14); /* may be refused */
+    v = cli_conn_recv(many[i]);
     if (v != NULL && json_is_false(json_object_get(v, "ok")))
       busy_refused++;
     json_decref(v);
@@ -256,11 +210,22 @@ static void test_hostile_socket_clients(void **state) {
   assert_int_equal(conn_worker_pids(good, pids2, 2), 2);
   assert_int_equal(pids[0], pids2[0]);
   assert_int_equal(pids[1], pids2[1]);
-  st = conn_status(good);
+  st = cli_conn_status(good);
   assert_int_equal(json_integer_value(json_object_get(st, "restarts")), 0);
   json_decref(st);
   cli_conn_close(good);
   serve_stop(&s);
+}
+
+/* Start `poolctl serve` on the echo handlers with control.idle_timeout
+ * of ms times PP_TEST_TIME_SCALE, and wait until it is ready. */
+static void serve_idle_timeout(serve_t *s, int ms) {
+  char idle_set[64];
+
+  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
+           ms * test_time_scale());
+  serve_start(s, "echo_handlers.py", idle_set, NULL);
+  serve_wait_line(s, "ready: ");
 }
 
 /* Idle control connections are closed after control.idle_timeout (so 256
@@ -274,22 +239,17 @@ static void test_idle_timeout(void **state) {
   json_t *v, *st;
   size_t i;
 
-  static char idle_set[64];
-
   (void)state;
   /* Long enough that the test's own connections, which are never idle
    * on purpose, are not closed while it is descheduled. */
-  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
-           1000 * test_time_scale());
-  serve_start(&s, "echo_handlers.py", idle_set, NULL);
-  serve_wait_line(&s, "ready: ");
+  serve_idle_timeout(&s, 1000);
   trace = cli_conn_open(s.sock);
-  conn_send(trace, "{\"op\":\"trace\",\"filter\":\"reply\"}\n");
-  v = conn_recv(trace);
+  cli_conn_send(trace, "{\"op\":\"trace\",\"filter\":\"reply\"}\n");
+  v = cli_conn_recv(trace);
   assert_true(v && json_is_true(json_object_get(v, "ok")));
   json_decref(v);
   slow = cli_conn_open(s.sock);
-  conn_send(slow, "{\"op\":\"sta");
+  cli_conn_send(slow, "{\"op\":\"sta");
   /* More than the server serves at once, all silent. */
   for (i = 0; i < 300; i++)
     idle[i] = cli_conn_open(s.sock);
@@ -299,11 +259,11 @@ static void test_idle_timeout(void **state) {
   if (!cli_conn_hup(slow, WAIT_MS))
     fail_msg("the connection with half a request is still open");
   probe = cli_conn_open(s.sock);
-  st = conn_status(probe);
+  st = cli_conn_status(probe);
   json_decref(st);
   /* The trace stream, older than every idle one, still streams. */
   assert_true(conn_call_int(probe, "pid", "null") > 0);
-  v = conn_recv(trace);
+  v = cli_conn_recv(trace);
   if (v == NULL ||
       strcmp(json_string_value(json_object_get(v, "event")), "reply") != 0)
     fail_msg("the trace stream was closed or sent no reply event");
@@ -343,7 +303,7 @@ static void test_id_echoed_as_written(void **state) {
   serve_wait_line(&s, "ready: ");
   c = cli_conn_open(s.sock);
   for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    conn_send(c, cases[i].req);
+    cli_conn_send(c, cases[i].req);
     /* The raw bytes: read up to the newline ourselves. */
     for (;;) {
       nl = memchr(c->buf, '\n', c->len);
@@ -374,7 +334,6 @@ static void test_id_echoed_as_written(void **state) {
  * control.idle_timeout passes. */
 static void test_blank_lines_idle(void **state) {
   static serve_t s;
-  static char idle_set[64];
   const char *blanks[] = {"\n", " \r\n", "\t\n"};
   int64_t deadline;
   cli_conn_t *c, *probe;
@@ -384,14 +343,11 @@ static void test_blank_lines_idle(void **state) {
   int i = 0, r, closed = 0;
 
   (void)state;
-  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
-           200 * test_time_scale());
-  serve_start(&s, "echo_handlers.py", idle_set, NULL);
-  serve_wait_line(&s, "ready: ");
+  serve_idle_timeout(&s, 200);
   c = cli_conn_open(s.sock);
-  deadline = now_ms() + WAIT_MS;
-  while (!closed && remaining(deadline) > 0) {
-    if (conn_send_n(c, blanks[i % 3], strlen(blanks[i % 3])) != 0)
+  deadline = cli_now_ms() + WAIT_MS;
+  while (!closed && cli_remaining(deadline) > 0) {
+    if (cli_conn_send_n(c, blanks[i % 3], strlen(blanks[i % 3])) != 0)
       break; /* the server hung up */
     i++;
     /* The pace of the blank lines; the close ends the wait at once. */
@@ -414,7 +370,7 @@ static void test_blank_lines_idle(void **state) {
              i, 200 * test_time_scale(), WAIT_MS);
   cli_conn_close(c);
   probe = cli_conn_open(s.sock);
-  st = conn_status(probe);
+  st = cli_conn_status(probe);
   json_decref(st);
   cli_conn_close(probe);
   serve_stop(&s);
@@ -428,21 +384,16 @@ static void test_stalled_reader_closed(void **state) {
   cli_conn_t *stalled, *probe;
   json_t *st;
 
-  static char idle_set[64];
-
   (void)state;
-  snprintf(idle_set, sizeof(idle_set), "control.idle_timeout=%dms",
-           1000 * test_time_scale());
-  serve_start(&s, "echo_handlers.py", idle_set, NULL);
-  serve_wait_line(&s, "ready: ");
+  serve_idle_timeout(&s, 1000);
   stalled = cli_conn_open(s.sock);
-  conn_send(stalled, "{\"op\":\"call\",\"payload\":{\"cmd\":\"big\","
-                     "\"args\":30000000}}\n");
+  cli_conn_send(stalled, "{\"op\":\"call\",\"payload\":{\"cmd\":\"big\","
+                         "\"args\":30000000}}\n");
   if (!cli_conn_hup(stalled, WAIT_MS))
     fail_msg("the server still holds a reply for a client that does not "
              "read");
   probe = cli_conn_open(s.sock);
-  st = conn_status(probe);
+  st = cli_conn_status(probe);
   assert_int_equal(json_integer_value(json_object_get(st, "restarts")), 0);
   json_decref(st);
   assert_true(conn_call_int(probe, "pid", "null") > 0);
@@ -488,12 +439,15 @@ static void other_uid_clients(const char *sock, int n, int report, int go) {
   _exit(0);
 }
 
-/* Start other_uid_clients(sock, n) in a child; returns its pid once it
- * reported how many of its n pings were answered (into *ok).  report[0]
- * (its further report) and go[1] (the word to go on) stay open for the
- * caller. */
-static pid_t other_uid_begin(const char *sock, int n, int report[2], int go[2],
-                             int *ok) {
+/* Clients of another uid, run in a child: other_uid_clients or
+ * refused_uid_clients. */
+typedef void uid_clients_fn(const char *sock, int n, int report, int go);
+
+/* Start clients(sock, n) in a child; returns its pid once it wrote its
+ * first report, an int (into *first).  report[0] (its further report) and
+ * go[1] (the word to go on) stay open for the caller. */
+static pid_t uid_clients_begin(uid_clients_fn *clients, const char *sock, int n,
+                               int report[2], int go[2], int *first) {
   pid_t pid;
 
   assert_int_equal(pipe(report), 0);
@@ -503,12 +457,26 @@ static pid_t other_uid_begin(const char *sock, int n, int report[2], int go[2],
   if (pid == 0) {
     close(report[0]);
     close(go[1]);
-    other_uid_clients(sock, n, report[1], go[0]);
+    clients(sock, n, report[1], go[0]);
   }
   close(report[1]);
   close(go[0]);
-  assert_int_equal(read(report[0], ok, sizeof(*ok)), sizeof(*ok));
+  assert_int_equal(read(report[0], first, sizeof(*first)), sizeof(*first));
   return pid;
+}
+
+/* Uid 65534 may connect (besides the owner), the socket's directory lets
+ * it in, and idle connections stay. */
+static const char *const allow_nobody[] = {"control.allow_uids=[65534]",
+                                           "control.mode=0666",
+                                           "control.idle_timeout=1h", NULL};
+
+/* Start `poolctl serve` on the echo handlers with sets, wait until it is
+ * ready, then open its directory to other uids (0711). */
+static void serve_for_other_uids(serve_t *s, const char *const *sets) {
+  serve_start_sets(s, "echo_handlers.py", sets);
+  serve_wait_line(s, "ready: ");
+  assert_int_equal(chmod(s->dir, 0711), 0);
 }
 
 /* Another allowed uid holds every connection: the pool's own user still
@@ -516,8 +484,6 @@ static pid_t other_uid_begin(const char *sock, int n, int report[2], int go[2],
  * connection is refused with EBUSY.  Needs root, for the second uid. */
 static void test_owner_reserve(void **state) {
   static serve_t s;
-  const char *sets[] = {"control.allow_uids=[65534]", "control.mode=0666",
-                        "control.idle_timeout=1h", NULL};
   int report[2], go[2], ok = 0;
   char buf[512] = {0};
   cli_run_t r;
@@ -527,10 +493,8 @@ static void test_owner_reserve(void **state) {
   (void)state;
   if (geteuid() != 0)
     cli_skip("needs root to run clients as a second uid");
-  serve_start_sets(&s, "echo_handlers.py", sets);
-  serve_wait_line(&s, "ready: ");
-  assert_int_equal(chmod(s.dir, 0711), 0);
-  pid = other_uid_begin(s.sock, 256, report, go, &ok);
+  serve_for_other_uids(&s, allow_nobody);
+  pid = uid_clients_begin(other_uid_clients, s.sock, 256, report, go, &ok);
   assert_int_equal(ok, 256);
   cli_poolctl(&r, "status", "-S", s.sock, NULL);
   if (r.code != 0)
@@ -544,7 +508,7 @@ static void test_owner_reserve(void **state) {
     fail_msg("uid 65534's connection 257 got: %s", buf);
   close(go[1]);
   close(report[0]);
-  assert_int_equal(wait_exit(pid), 0);
+  assert_int_equal(cli_wait_exit(pid), 0);
   serve_stop(&s);
 }
 
@@ -604,8 +568,6 @@ static void refused_uid_clients(const char *sock, int n, int report, int go) {
 static void test_refused_uid_no_slot(void **state) {
   static serve_t s;
   static cli_conn_t *held[CTL_TEST_CONN_MAX];
-  const char *sets[] = {"control.allow_uids=[65534]", "control.mode=0666",
-                        "control.idle_timeout=1h", NULL};
   int report[2], go[2], n = 0, i;
   cli_conn_t *extra;
   json_t *v;
@@ -614,35 +576,22 @@ static void test_refused_uid_no_slot(void **state) {
   (void)state;
   if (geteuid() != 0)
     cli_skip("needs root to run clients as a second uid");
-  serve_start_sets(&s, "echo_handlers.py", sets);
-  serve_wait_line(&s, "ready: ");
-  assert_int_equal(chmod(s.dir, 0711), 0);
+  serve_for_other_uids(&s, allow_nobody);
   for (i = 0; i < CTL_TEST_CONN_MAX; i++) {
     held[i] = cli_conn_open(s.sock);
-    conn_send(held[i], "{\"op\":\"ping\"}\n");
-    v = conn_recv(held[i]);
+    cli_conn_send(held[i], "{\"op\":\"ping\"}\n");
+    v = cli_conn_recv(held[i]);
     if (v == NULL || !json_is_true(json_object_get(v, "ok")))
       fail_msg("the owner's connection %d was refused", i);
     json_decref(v);
   }
-  assert_int_equal(pipe(report), 0);
-  assert_int_equal(pipe(go), 0);
-  assert_int_equal(kill(s.pid, SIGSTOP), 0);
-  pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    close(report[0]);
-    close(go[1]);
-    refused_uid_clients(s.sock, 100, report[1], go[0]);
-  }
-  close(report[1]);
-  close(go[0]);
-  assert_int_equal(read(report[0], &n, sizeof(n)), sizeof(n));
+  assert_int_equal(kill(s.srv.pid, SIGSTOP), 0);
+  pid = uid_clients_begin(refused_uid_clients, s.sock, 100, report, go, &n);
   assert_int_equal(n, 100);
   extra = cli_conn_open(s.sock);
-  assert_int_equal(kill(s.pid, SIGCONT), 0);
-  conn_send(extra, "{\"op\":\"status\"}\n");
-  v = conn_recv(extra);
+  assert_int_equal(kill(s.srv.pid, SIGCONT), 0);
+  cli_conn_send(extra, "{\"op\":\"status\"}\n");
+  v = cli_conn_recv(extra);
   if (v == NULL || !json_is_true(json_object_get(v, "ok")))
     fail_msg("the owner's status behind 100 refused peers failed: %s",
              v ? json_string_value(json_object_get(v, "message")) : "EOF");
@@ -652,7 +601,7 @@ static void test_refused_uid_no_slot(void **state) {
   assert_int_equal(n, 100);
   close(go[1]);
   close(report[0]);
-  assert_int_equal(wait_exit(pid), 0);
+  assert_int_equal(cli_wait_exit(pid), 0);
   cli_conn_close(extra);
   for (i = 0; i < CTL_TEST_CONN_MAX; i++)
     cli_conn_close(held[i]);
@@ -685,7 +634,7 @@ static int poolctl_status_as_nobody(const char *sock, char *err, size_t len) {
     got += n;
   err[got] = '\0';
   close(pipefd[0]);
-  code = wait_exit(pid);
+  code = cli_wait_exit(pid);
   return code;
 }
 
@@ -711,13 +660,11 @@ static void test_allow_uids_many(void **state) {
     len += (size_t)snprintf(allow + len, sizeof(allow) - len, "%d, ",
                             1000000000 + i);
   snprintf(allow + len, sizeof(allow) - len, "nobody]");
-  serve_start_sets(&s, "echo_handlers.py", sets);
-  serve_wait_line(&s, "ready: ");
-  assert_int_equal(chmod(s.dir, 0711), 0);
-  pid = other_uid_begin(s.sock, 1, report, go, &ok);
+  serve_for_other_uids(&s, sets);
+  pid = uid_clients_begin(other_uid_clients, s.sock, 1, report, go, &ok);
   close(go[1]);
   close(report[0]);
-  wait_exit(pid);
+  cli_wait_exit(pid);
   if (ok != 1)
     fail_msg("uid 65534 (nobody, the 180th of control.allow_uids) was "
              "refused");

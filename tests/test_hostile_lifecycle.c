@@ -95,7 +95,7 @@ static void test_heartbeat_spares_healthy(void **state) {
  * fails or waits, and it is a recycle, not a crash. */
 static void test_recycle_max_requests(void **state) {
   pp_config_t *cfg = hostile_config(1);
-  int64_t deadline = now_ms() + WAIT_MS;
+  int64_t deadline = cli_now_ms() + WAIT_MS;
   pp_buf_t reply = {0};
   int first, served = 0, limit;
   pp_status_t st;
@@ -119,7 +119,7 @@ static void test_recycle_max_requests(void **state) {
     if (atoi(reply.data) != first)
       break;
     served++;
-    if (now_ms() > deadline)
+    if (cli_now_ms() > deadline)
       fail_msg("still the first worker after %d requests (limit %d)", served,
                limit);
   }
@@ -217,7 +217,7 @@ static void hammer_main(void *arg) {
  * and a client calling all along never fails. */
 static void test_recycle_max_age_capacity(void **state) {
   pp_config_t *cfg = hostile_config(4);
-  int64_t deadline = now_ms() + WAIT_MS;
+  int64_t deadline = cli_now_ms() + WAIT_MS;
   int i, serving, least = 4;
   pp_status_t st;
   hammer_t m;
@@ -233,7 +233,7 @@ static void test_recycle_max_age_capacity(void **state) {
   atomic_init(&m.stop, 0);
   assert_int_equal(uv_thread_create(&m.thread, hammer_main, &m), 0);
   /* Each status snapshot is the observation; bounded by the deadline. */
-  while (h_count(h, PP_TRACE_RECYCLE, -1) < 6 && now_ms() < deadline) {
+  while (h_count(h, PP_TRACE_RECYCLE, -1) < 6 && cli_now_ms() < deadline) {
     h_status(h, &st);
     /* A retiring worker still serves until its replacement takes over. */
     for (serving = 0, i = 0; i < st.nworkers; i++)

@@ -14,7 +14,7 @@ static void conn_wait_busy(cli_conn_t *c, int busy) {
   int tries, n;
 
   for (tries = 0; tries < 100000; tries++) {
-    st = conn_status(c);
+    st = cli_conn_status(c);
     n = (int)json_integer_value(json_object_get(st, "busy"));
     json_decref(st);
     if (n == busy)
@@ -31,11 +31,11 @@ static void all_gone_within(const int *pids, const char *const *what, int n,
   int64_t deadline;
 
   ms *= test_time_scale();
-  deadline = now_ms() + ms;
+  deadline = cli_now_ms() + ms;
   int i, bad = -1;
 
   for (i = 0; i < n; i++)
-    if (pids[i] > 0 && gone_within(pids[i], remaining(deadline)) != 0 &&
+    if (pids[i] > 0 && gone_within(pids[i], cli_remaining(deadline)) != 0 &&
         bad < 0)
       bad = i;
   if (bad >= 0) {
@@ -67,17 +67,17 @@ static void test_serve_sigkill_no_survivors(void **state) {
   pids[4] = (int)conn_call_int(c, "spawn_child", "\"fork\"");
   /* The hot worker takes a long call; the other one spawns a child. */
   busy = cli_conn_open(s.sock);
-  conn_send(busy, "{\"op\":\"call\",\"payload\":{\"cmd\":\"sleep\","
-                  "\"args\":30}}\n");
+  cli_conn_send(busy, "{\"op\":\"call\",\"payload\":{\"cmd\":\"sleep\","
+                      "\"args\":30}}\n");
   conn_wait_busy(c, 1);
   pids[5] = (int)conn_call_int(c, "spawn_child", "\"python\"");
   assert_int_equal(conn_worker_pids(c, pids, 2), 2);
   assert_true(pids[0] > 0 && pids[1] > 0);
-  assert_int_equal(kill(s.pid, SIGKILL), 0);
-  assert_int_equal(wait_exit(s.pid), -SIGKILL);
-  s.pid = 0;
+  assert_int_equal(kill(s.srv.pid, SIGKILL), 0);
+  assert_int_equal(cli_wait_exit(s.srv.pid), -SIGKILL);
+  s.srv.pid = 0;
   all_gone_within(pids, what, 6, 10000);
-  assert_null(conn_recv(busy));
+  assert_null(cli_conn_recv(busy));
   cli_conn_close(busy);
   cli_conn_close(c);
   serve_cleanup(&s);
@@ -101,12 +101,38 @@ static void test_serve_sigkill_while_starting(void **state) {
   c = cli_conn_open(s.sock);
   assert_int_equal(conn_worker_pids(c, pids, 2), 2);
   assert_true(pids[0] > 0 && pids[1] > 0);
-  assert_int_equal(kill(s.pid, SIGKILL), 0);
-  wait_exit(s.pid);
-  s.pid = 0;
+  assert_int_equal(kill(s.srv.pid, SIGKILL), 0);
+  cli_wait_exit(s.srv.pid);
+  s.srv.pid = 0;
   all_gone_within(pids, what, 2, 10000);
   cli_conn_close(c);
   serve_cleanup(&s);
+}
+
+/* The worker behind lease starts a subprocess of kind (a JSON string:
+ * "python", "sleep", "fork"); its pid. */
+static int lease_spawn_child(pp_lease_t *lease, const char *kind,
+                             pp_buf_t *reply, pp_diag_t *d) {
+  assert_int_equal(lcall(lease, "spawn_child", kind, -1, reply, d), 0);
+  return atoi(reply->data);
+}
+
+/* A pool of one hostile worker, leased, whose worker started a python
+ * subprocess. */
+typedef struct leased_child {
+  hpool_t *h;
+  pp_lease_t *lease;
+  pp_buf_t reply;
+  pp_diag_t d;
+  int child; /* the subprocess */
+} leased_child_t;
+
+static void leased_child_open(leased_child_t *t) {
+  memset(t, 0, sizeof(*t));
+  t->h = h_open(hostile_config(1));
+  assert_int_equal(
+      pp_lease_acquire(t->h->pool, NULL, WAIT_MS, &t->lease, &t->d), 0);
+  t->child = lease_spawn_child(t->lease, "\"python\"", &t->reply, &t->d);
 }
 
 /* A graceful close takes the handlers' subprocesses with the workers. */
@@ -122,14 +148,10 @@ static void test_close_kills_grandchildren(void **state) {
   (void)state;
   assert_int_equal(pp_lease_acquire(h->pool, NULL, WAIT_MS, &a, &d), 0);
   assert_int_equal(pp_lease_acquire(h->pool, NULL, WAIT_MS, &b, &d), 0);
-  assert_int_equal(lcall(a, "spawn_child", "\"python\"", -1, &reply, &d), 0);
-  pids[0] = atoi(reply.data);
-  assert_int_equal(lcall(a, "spawn_child", "\"sleep\"", -1, &reply, &d), 0);
-  pids[1] = atoi(reply.data);
-  assert_int_equal(lcall(a, "spawn_child", "\"fork\"", -1, &reply, &d), 0);
-  pids[2] = atoi(reply.data);
-  assert_int_equal(lcall(b, "spawn_child", "\"python\"", -1, &reply, &d), 0);
-  pids[3] = atoi(reply.data);
+  pids[0] = lease_spawn_child(a, "\"python\"", &reply, &d);
+  pids[1] = lease_spawn_child(a, "\"sleep\"", &reply, &d);
+  pids[2] = lease_spawn_child(a, "\"fork\"", &reply, &d);
+  pids[3] = lease_spawn_child(b, "\"python\"", &reply, &d);
   pp_checkin(a);
   pp_checkin(b);
   h_close(h);
@@ -140,45 +162,33 @@ static void test_close_kills_grandchildren(void **state) {
 /* A worker killed for a timeout takes its subprocess with it (the group
  * is signalled), before the pool closes. */
 static void test_timeout_kills_grandchild(void **state) {
-  hpool_t *h = h_open(hostile_config(1));
-  pp_buf_t reply = {0};
-  pp_lease_t *lease;
-  pp_diag_t d;
-  int child;
+  leased_child_t t;
 
   (void)state;
-  assert_int_equal(pp_lease_acquire(h->pool, NULL, WAIT_MS, &lease, &d), 0);
-  assert_int_equal(lcall(lease, "spawn_child", "\"python\"", -1, &reply, &d),
-                   0);
-  child = atoi(reply.data);
-  assert_int_equal(lcall(lease, "sleep", "30", 200, &reply, &d), PP_ETIMEDOUT);
-  pp_checkin(lease);
-  h_wait(h, PP_TRACE_EXIT, 0, 1, WAIT_MS);
-  assert_gone(child, 2000, "subprocess of a worker killed for a timeout");
-  pp_buf_free(&reply);
-  h_close(h);
+  leased_child_open(&t);
+  assert_int_equal(lcall(t.lease, "sleep", "30", 200, &t.reply, &t.d),
+                   PP_ETIMEDOUT);
+  pp_checkin(t.lease);
+  h_wait(t.h, PP_TRACE_EXIT, 0, 1, WAIT_MS);
+  assert_gone(t.child, 2000, "subprocess of a worker killed for a timeout");
+  pp_buf_free(&t.reply);
+  h_close(t.h);
 }
 
 /* A worker that crashes on its own (os._exit) while its subprocess runs:
  * nothing signalled that group, yet no interpreter may outlive the pool. */
 static void test_crashed_worker_grandchild(void **state) {
-  hpool_t *h = h_open(hostile_config(1));
-  pp_buf_t reply = {0};
-  pp_lease_t *lease;
-  pp_diag_t d;
-  int child;
+  leased_child_t t;
 
   (void)state;
-  assert_int_equal(pp_lease_acquire(h->pool, NULL, WAIT_MS, &lease, &d), 0);
-  assert_int_equal(lcall(lease, "spawn_child", "\"python\"", -1, &reply, &d),
-                   0);
-  child = atoi(reply.data);
-  assert_int_equal(lcall(lease, "crash", "3", -1, &reply, &d), PP_ECRASHED);
-  pp_checkin(lease);
-  h_wait(h, PP_TRACE_HELLO, 0, 2, WAIT_MS);
-  h_close(h);
-  pp_buf_free(&reply);
-  assert_gone(child, 2000, "subprocess of a crashed worker");
+  leased_child_open(&t);
+  assert_int_equal(lcall(t.lease, "crash", "3", -1, &t.reply, &t.d),
+                   PP_ECRASHED);
+  pp_checkin(t.lease);
+  h_wait(t.h, PP_TRACE_HELLO, 0, 2, WAIT_MS);
+  h_close(t.h);
+  pp_buf_free(&t.reply);
+  assert_gone(t.child, 2000, "subprocess of a crashed worker");
 }
 
 /* ================================================================= main */
