@@ -364,6 +364,7 @@ typedef struct {
   pp__proc_t *proc;
   uint32_t id;
   uint64_t sent_ns, deadline_ns;
+  uint64_t end_ns;   /* the answer read, or the I/O given up */
   int sent;          /* the request reached the worker's pipe */
   long used;         /* the answer's size in rbuf, 0 when none */
   int status;
@@ -450,6 +451,7 @@ static void call_io(tcall_t *c, const void *payload, size_t len,
       r = (int)used;
     }
   }
+  c->end_ns = pp__now_ns();
   if (r == PP_ECRASHED && c->sent)
     pp__wait_reaped(proc, pool->cfg->kill_grace_ms + 1000);
   PP_FAULT(pool, "reply");
@@ -475,11 +477,13 @@ static int call_end(tcall_t *c) {
     memmove(proc->rbuf, proc->rbuf + c->used, proc->rlen - (size_t)c->used);
     proc->rlen -= (size_t)c->used;
   }
-  if (!c->sent && r != PP_ETIMEDOUT) {
+  if (!c->sent && r != PP_ETIMEDOUT && proc->dead) {
+    /* Failed meanwhile (the pool's close, say): its end says why. */
+    r = pp__call_cut(proc, proc->kill_reason, 1, c->msg, c->cap);
+  } else if (!c->sent && r != PP_ETIMEDOUT) {
     /* It died while idle and the loop has not reaped it yet. */
     pp__proc_fail(proc, PP_EXIT_NONE, "worker died while idle");
-    snprintf(c->msg, c->cap, "worker %d died while idle",
-             slot->id);
+    snprintf(c->msg, c->cap, "worker %d died while idle", slot->id);
     r = PP_ECRASHED;
   } else if (!answered) {
     r = pp__call_fail(proc, r, c->msg, c->cap);
@@ -488,7 +492,7 @@ static int call_end(tcall_t *c) {
   } else if (slot->lease == lease && !proc->dead) {
     slot->state = PP_WORKER_LEASED;
   }
-  pp__count_end(pool, proc, c->sent_ns, pp__now_ns(), r, answered);
+  pp__count_end(pool, proc, c->sent_ns, c->end_ns, r, answered);
   if (answered)
     pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
               lease->id, lease->client->id, r, NULL);

@@ -47,6 +47,7 @@ void pp__count_end(pp_pool_t *pool, pp__proc_t *proc, uint64_t sent_ns,
 }
 
 void pp__count_stale(pp__proc_t *proc) {
+  PP_ASSERT_LOCKED(proc->pool);
   proc->pool->stale_replies++;
   proc->requests++;
   proc->slot->requests_total++;
@@ -87,11 +88,14 @@ int pp__call_cut(const pp__proc_t *proc, pp_exit_kind_t reason, int first,
     snprintf(msg, cap, "worker %d: %s", proc->slot->id, detail);
     return PP_EPROTO;
   default:
-    /* Stopped by the pool's close (past drain_timeout), not by the
-     * worker: a worker that died on its own exited before we stopped it. */
-    if (proc->pool->stopping && (proc->stopping || !proc->exited)) {
-      snprintf(msg, cap, "pool is closing: the request ran past "
-                         "drain_timeout");
+    /* Any call the pool's close cuts is PP_ECLOSED: stopped by it (past
+     * drain_timeout), or a worker that died on its own meanwhile. */
+    if (proc->pool->stopping) {
+      if (proc->stopping || !proc->exited)
+        snprintf(msg, cap, "pool is closing: the request ran past "
+                           "drain_timeout");
+      else
+        snprintf(msg, cap, "pool is closing; %s", detail);
       return PP_ECLOSED;
     }
     snprintf(msg, cap, "%s", detail);

@@ -641,23 +641,24 @@ static int reply_copy(void *to, const char *p, size_t len) {
   return 0;
 }
 
-/* Keep why the request failed with the lease ("" once one succeeds): the
- * buffer is allocated at the first failure and kept for the next (when
- * that allocation fails, the diag says nothing). */
+/* Keep why the request failed with the lease ("" once one succeeds), in
+ * the buffer pp_request allocated at its first request. */
 static void lease_say(pp_lease_t *lease, const char *why) {
-  if (lease->msg == NULL && why[0] != '\0')
-    lease->msg = malloc(PP__MSG_CAP);
-  if (lease->msg)
-    snprintf(lease->msg, PP__MSG_CAP, "%s", why);
+  snprintf(lease->msg, PP__MSG_CAP, "%s", why);
+}
+
+/* The request ends without an answer (lock held). */
+static void request_end(pp_lease_t *lease, int status, const char *why) {
+  lease->reply_len = 0;
+  lease_say(lease, why);
+  reply_queue(lease, status);
 }
 
 void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why) {
   PP_ASSERT_LOCKED(lease->pool);
-  lease->reply_len = 0;
-  lease_say(lease, why);
   pp__count_end(lease->pool, lease->proc, lease->req_start_ns, pp__now_ns(),
                 status, 0);
-  reply_queue(lease, status);
+  request_end(lease, status, why);
 }
 
 void pp__loop_request_cut(pp_lease_t *lease, pp_exit_kind_t reason) {
@@ -667,12 +668,10 @@ void pp__loop_request_cut(pp_lease_t *lease, pp_exit_kind_t reason) {
   PP_ASSERT_LOCKED(lease->pool);
 
   assert(lease->proc != NULL);
-  lease->reply_len = 0;
   status = pp__call_cut(lease->proc, reason, 1, msg, sizeof(msg));
-  lease_say(lease, msg);
   pp__count_end(lease->pool, lease->proc, lease->req_start_ns, pp__now_ns(),
                 status, 0);
-  reply_queue(lease, status);
+  request_end(lease, status, msg);
 }
 
 /* The dispatcher (pool.c) sends here only an answer to the request. */
@@ -760,16 +759,21 @@ int pp_request(pp_lease_t *lease, const void *payload, size_t len,
     r = PP_ETOOBIG;
     goto out;
   }
+  /* The failure text's place, once per lease object (it is kept). */
+  if (lease->msg == NULL && (lease->msg = malloc(PP__MSG_CAP)) == NULL) {
+    r = UV_ENOMEM;
+    goto out;
+  }
   lease->reply_cb = cb;
   lease->reply_data = data;
   lease->in_flight = 1;
+  lease->reply_len = 0;
   lease->req_start_ns = pp__now_ns();
   ms = timeout_ms >= 0 ? (uint64_t)timeout_ms : pool->cfg->request_timeout_ms;
   if (pool->stopping || lease->ended || proc == NULL || proc->dead) {
-    pp__count_request(pool, NULL, ms);
-    pp__loop_request_fail(lease, pool->stopping ? PP_ECLOSED : PP_ECRASHED,
-                          proc && proc->detail[0] ? proc->detail
-                                                  : "worker is gone");
+    /* Refused: it never reaches a worker, and is not counted. */
+    request_end(lease, pool->stopping ? PP_ECLOSED : PP_ECRASHED,
+                proc && proc->detail[0] ? proc->detail : "worker is gone");
     r = 0;
     goto out;
   }

@@ -197,8 +197,8 @@ struct pp_lease {
   char *reply;
   size_t reply_len, reply_cap;
   char *msg;               /* why the request failed (a diag message of
-                              PP__MSG_CAP bytes, allocated at the first
-                              failure and kept), or NULL */
+                              PP__MSG_CAP bytes, allocated by the lease
+                              object's first pp_request and kept) */
 };
 
 struct pp_client {
