@@ -27,7 +27,16 @@ typedef struct pp__linebuf {
   size_t len;
 } pp__linebuf_t;
 
-/* One worker process: one generation of a slot.  Reference-counted: +1 for
+/* Which adapter made a worker, and so how its exit is seen: fixed by
+ * pp__proc_new, it says which member of pp__proc.u is in use. */
+typedef enum pp__proc_kind {
+  PP__PROC_SPAWNED, /* a child process of ours (python.c) */
+  PP__PROC_ZYGOTE,  /* forked by the pool's zygote (zygote.c) */
+  PP__PROC_CUSTOM   /* made by pool->custom, not by a process (adapter.c) */
+} pp__proc_kind_t;
+
+/* One worker process: one generation of a slot, of one kind (a common part,
+ * then u, the part only its kind has).  Reference-counted: +1 for
  * each open uv handle, +1 for the slot while it is current, +1 for each
  * lease that holds it.  Its fds are closed and its memory freed when the
  * count reaches zero, which may happen on any thread once every handle is
@@ -37,29 +46,37 @@ struct pp__proc {
   pp__slot_t *slot;
   uint32_t generation;
   int refs;
+  pp__proc_kind_t kind;    /* which adapter made it: which of u is in use */
 
-  /* How its exit is seen, one per kind of worker: a child process, an
-   * adapter's report, or a zygote child's pidfd. */
+  /* What only one kind of worker has, first how its exit is seen: a child
+   * process, a zygote child's pidfd, or an adapter's report. */
   union {
-    uv_process_t process;
-    uv_async_t exit_async;
-    uv_poll_t pidpoll;
-  };
-  void *adapter_state;     /* the adapter's state, for those */
-  int custom;              /* made by pool->custom, not by a process */
-  /* zygote workers: no uv_process_t; the exit is seen through a pidfd and
-   * classified by the zygote's wait status */
-  int forking;             /* asked of the zygote, fds not here yet */
-  int abandoned;           /* stopped while forking */
-  int pidfd;
-  int pidfd_fired;
-  int zstatus_known;
-  int zstatus;             /* wait status reported by the zygote */
-  int zexit_pending;       /* both known: exit from the timer */
-  pp__zygote_t *zygote;    /* the zygote that forked it */
-  pp__queue_t znode;       /* in pool->zprocs */
-  int64_t a_status;
-  int a_signal;
+    struct {
+      uv_process_t process;
+    } spawned;
+    /* zygote workers: no uv_process_t; the exit is seen through a pidfd
+     * and classified by the zygote's wait status */
+    struct {
+      uv_poll_t pidpoll;
+      int forking;             /* asked of the zygote, fds not here yet */
+      int abandoned;           /* stopped while forking */
+      int pidfd;
+      int pidfd_fired;
+      int zstatus_known;
+      int zstatus;             /* wait status reported by the zygote */
+      int zexit_pending;       /* both known: exit from the timer */
+      pp__zygote_t *zygote;    /* the zygote that forked it */
+      pp__queue_t znode;       /* in pool->zprocs */
+    } zygote;
+    /* custom workers: the adapter reports the exit, from any thread */
+    struct {
+      uv_async_t exit_async;
+      void *adapter_state;     /* the adapter's state */
+      int64_t a_status;        /* the exit it reported (atomic) */
+      int a_signal;
+    } custom;
+  } u;
+
   uv_pipe_t out;       /* the worker's stdout */
   uv_pipe_t err;       /* the worker's stderr */
   uv_poll_t rpoll;     /* readable on rep_fd, while the loop reads */
@@ -149,10 +166,12 @@ extern const pp__adapter_t pp__adapter_zygote;
 
 /* ---- proc.c */
 int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
-/* Parts of a start every adapter shares: allocate; make the two protocol
- * pipes (child[0] reads requests, child[1] writes replies); set up the
- * stdout/stderr pipes; once started, the handles; or undo on failure. */
-pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation);
+/* Parts of a start every adapter shares: allocate a worker of a kind; make
+ * the two protocol pipes (child[0] reads requests, child[1] writes
+ * replies); set up the stdout/stderr pipes; once started, the handles; or
+ * undo on failure. */
+pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation,
+                         pp__proc_kind_t kind);
 int pp__proc_pipes(pp__proc_t *proc, int child[2]);
 void pp__proc_output_init(pp__proc_t *proc);
 void pp__proc_timer_init(pp__proc_t *proc);

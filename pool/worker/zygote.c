@@ -64,6 +64,11 @@ static void zygote_close_cb(uv_handle_t *h) {
   pp__unlock(pool);
 }
 
+static int is_forking(const pp__proc_t *proc, uint32_t gen) {
+  return proc && proc->kind == PP__PROC_ZYGOTE && proc->u.zygote.forking &&
+         proc->generation == gen;
+}
+
 /* The worker of (slot, gen) waiting for its fork, or NULL. */
 static pp__proc_t *forking(pp_pool_t *pool, uint32_t id, uint32_t gen) {
   pp__slot_t *slot;
@@ -71,19 +76,19 @@ static pp__proc_t *forking(pp_pool_t *pool, uint32_t id, uint32_t gen) {
   if (id >= (uint32_t)pool->nslots)
     return NULL;
   slot = pool->slots[id];
-  if (slot->proc && slot->proc->forking && slot->proc->generation == gen)
+  if (is_forking(slot->proc, gen))
     return slot->proc;
-  if (slot->next && slot->next->forking && slot->next->generation == gen)
+  if (is_forking(slot->next, gen))
     return slot->next;
   return NULL;
 }
 
 /* A worker whose fork will never come: it ends now (lock held). */
 static void abandon(pp__proc_t *proc, const char *why) {
-  if (proc->abandoned)
+  if (proc->u.zygote.abandoned)
     return;
   snprintf(proc->detail, sizeof(proc->detail), "%s", why);
-  proc->abandoned = 1;
+  proc->u.zygote.abandoned = 1;
   uv_timer_start(&proc->timer, pp__proc_timer_cb, 0, 0);
 }
 
@@ -92,8 +97,8 @@ static void abandon_all(pp__zygote_t *z, const char *why) {
   pp__proc_t *p;
 
   pp__queue_foreach(q, &z->pool->zprocs) {
-    p = pp__container_of(q, pp__proc_t, znode);
-    if (p->zygote == z && p->forking)
+    p = pp__container_of(q, pp__proc_t, u.zygote.znode);
+    if (p->u.zygote.zygote == z && p->u.zygote.forking)
       abandon(p, why);
   }
 }
@@ -106,10 +111,10 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
   pp__lock(pool);
-  proc->pidfd_fired = 1;
+  proc->u.zygote.pidfd_fired = 1;
   uv_poll_stop(h);
-  known = proc->zstatus_known;
-  st = proc->zstatus;
+  known = proc->u.zygote.zstatus_known;
+  st = proc->u.zygote.zstatus;
   zygote_gone = pool->zygote == NULL || !pool->zygote->alive;
   pp__unlock(pool);
   /* Its status comes from the zygote, which reaps it; without a zygote
@@ -129,13 +134,13 @@ static void reaped(pp_pool_t *pool, int pid, int st) {
 
   /* Every forked worker, in a slot or retired from one. */
   pp__queue_foreach(q, &pool->zprocs) {
-    p = pp__container_of(q, pp__proc_t, znode);
-    if (p->pid != pid || p->exited || p->zstatus_known)
+    p = pp__container_of(q, pp__proc_t, u.zygote.znode);
+    if (p->pid != pid || p->exited || p->u.zygote.zstatus_known)
       continue;
-    p->zstatus_known = 1;
-    p->zstatus = st;
-    if (p->pidfd_fired) {
-      p->zexit_pending = 1;
+    p->u.zygote.zstatus_known = 1;
+    p->u.zygote.zstatus = st;
+    if (p->u.zygote.pidfd_fired) {
+      p->u.zygote.zexit_pending = 1;
       uv_timer_start(&p->timer, pp__proc_timer_cb, 0, 0);
     }
     return;
@@ -148,7 +153,7 @@ static void adopt(pp_pool_t *pool, uint32_t id, uint32_t gen, int pid,
   pp__proc_t *proc = forking(pool, id, gen);
   int i, pidfd;
 
-  if (proc == NULL || proc->abandoned) {
+  if (proc == NULL || proc->u.zygote.abandoned) {
     /* Stopped while it was being forked: it is not wanted. */
     for (i = 0; i < 4; i++)
       close(fds[i]);
@@ -163,8 +168,8 @@ static void adopt(pp_pool_t *pool, uint32_t id, uint32_t gen, int pid,
     abandon(proc, "pidfd_open failed");
     return;
   }
-  proc->forking = 0;
-  proc->pidfd = pidfd;
+  proc->u.zygote.forking = 0;
+  proc->u.zygote.pidfd = pidfd;
   proc->req_fd = fds[0];
   proc->rep_fd = fds[1];
   pp__proc_set_nonblock(proc->req_fd);
@@ -172,11 +177,11 @@ static void adopt(pp_pool_t *pool, uint32_t id, uint32_t gen, int pid,
   pp__proc_output_init(proc);
   uv_pipe_open(&proc->out, fds[2]);
   uv_pipe_open(&proc->err, fds[3]);
-  uv_poll_init(pool->loop, &proc->pidpoll, pidfd);
-  proc->pidpoll.data = proc;
+  uv_poll_init(pool->loop, &proc->u.zygote.pidpoll, pidfd);
+  proc->u.zygote.pidpoll.data = proc;
   proc->handles |= PP__H_PIDFD;
   proc->refs++;
-  uv_poll_start(&proc->pidpoll, UV_READABLE, on_pidfd);
+  uv_poll_start(&proc->u.zygote.pidpoll, UV_READABLE, on_pidfd);
   pp__proc_started(proc, pid);
   pp__proc_read_start(proc);
 }
@@ -374,11 +379,11 @@ void pp__zygote_retire(pp_pool_t *pool) {
 }
 
 void pp__zygote_worker_gone(pp__proc_t *proc) {
-  pp__zygote_t *z = proc->zygote;
+  pp__zygote_t *z = proc->u.zygote.zygote;
 
   PP_ASSERT_LOCKED(proc->pool);
 
-  proc->zygote = NULL;
+  proc->u.zygote.zygote = NULL;
   if (--z->workers == 0 && z->retired && z->open > 0) {
     z->pool->maintain_wanted = 1;
     pp__wake(z->pool);
@@ -413,7 +418,7 @@ static int zygote_spawn(pp__slot_t *slot, uint32_t generation,
   if ((pool->zygote == NULL || !pool->zygote->alive) &&
       (r = zygote_start(pool)) != 0)
     return r;
-  if ((proc = pp__proc_new(slot, generation)) == NULL)
+  if ((proc = pp__proc_new(slot, generation, PP__PROC_ZYGOTE)) == NULL)
     return UV_ENOMEM;
   /* Its pipes come from the zygote; the eventfd that wakes a caller
    * blocked on its reply when it is reaped is ours. */
@@ -424,10 +429,10 @@ static int zygote_spawn(pp__slot_t *slot, uint32_t generation,
     return r;
   }
   pp__proc_timer_init(proc);
-  proc->forking = 1;
-  proc->zygote = pool->zygote;
+  proc->u.zygote.forking = 1;
+  proc->u.zygote.zygote = pool->zygote;
   pool->zygote->workers++;
-  pp__queue_insert_tail(&pool->zprocs, &proc->znode);
+  pp__queue_insert_tail(&pool->zprocs, &proc->u.zygote.znode);
   proc->spawn_ns = pp__now_ns();
   req[0] = 'F';
   v = htonl((uint32_t)slot->id);
