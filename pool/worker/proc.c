@@ -16,7 +16,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -478,46 +477,27 @@ ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len) {
 /* ---- stopping */
 
 static void signal_group(pp__proc_t *proc, int sig) {
-  int forking = proc->kind == PP__PROC_ZYGOTE && proc->u.zygote.forking;
-
   /* The pid is ours until its exit callback has run: no reuse race. */
-  if (proc->exited || (proc->pid <= 0 && !forking))
+  if (proc->exited)
+    return;
+  if (proc->kind == PP__PROC_ZYGOTE && pp__zygote_signal(proc, sig))
+    return;
+  if (proc->pid <= 0)
     return;
   if (proc->kind == PP__PROC_CUSTOM) {
     proc->pool->custom.signal(proc->u.custom.adapter_state, sig);
     return;
   }
-  if (forking) {
-    /* No process yet: end it from the loop, without a signal. */
-    proc->u.zygote.abandoned = 1;
-    uv_timer_start(&proc->timer, pp__proc_timer_cb, 0, 0);
-    return;
-  }
-  if (proc->kind == PP__PROC_ZYGOTE && proc->u.zygote.pidfd >= 0 &&
-      !proc->u.zygote.pidfd_fired)
-    pp__pidfd_signal(proc->u.zygote.pidfd, sig);
   if (kill(-proc->pid, sig) != 0)
     kill(proc->pid, sig);
 }
 
 void pp__proc_timer_cb(uv_timer_t *t) {
   pp__proc_t *proc = t->data;
-  int st;
 
-  if (proc->kind == PP__PROC_ZYGOTE && proc->u.zygote.zexit_pending) {
-    /* A zygote worker whose pidfd fired and whose status came after. */
-    proc->u.zygote.zexit_pending = 0;
-    st = proc->u.zygote.zstatus;
-    pp__proc_exited(proc, WIFEXITED(st) ? WEXITSTATUS(st) : 0,
-                    WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  /* A zygote worker's exit may be waiting for this timer. */
+  if (proc->kind == PP__PROC_ZYGOTE && pp__zygote_timer(proc))
     return;
-  }
-  if (proc->kind == PP__PROC_ZYGOTE && proc->u.zygote.abandoned) {
-    /* Stopped before it existed (a fork still pending): it ends here. */
-    proc->u.zygote.abandoned = 0;
-    pp__proc_exited(proc, 1, 0);
-    return;
-  }
   /* Tests pause here: the deadline passed, the timer has not acted. */
   PP_FAULT(proc->pool, "timer");
   pp__lock(proc->pool);

@@ -35,6 +35,27 @@ typedef enum pp__proc_kind {
   PP__PROC_CUSTOM   /* made by pool->custom, not by a process (adapter.c) */
 } pp__proc_kind_t;
 
+/* Where a zygote worker is in its life (zygote.c; loop thread).  It only
+ * moves forward:
+ *   FORKING -> ABANDONED -> ENDED
+ *   FORKING -> RUNNING -> EXIT_SEEN or STATUS_KNOWN -> EXIT_PENDING or ENDED
+ * Its exit is known from two reports that come in either order, the pidfd
+ * and the zygote's wait status; each order is a state, and the second
+ * report ends it (from the timer when it is the status: the socket
+ * callback that reads it holds the lock). */
+typedef enum pp__zstate {
+  PP__ZW_FORKING,      /* asked of the zygote, fds not here yet */
+  PP__ZW_ABANDONED,    /* stopped while forking, or the fork failed: it
+                          ends from the timer; a fork that still comes is
+                          killed */
+  PP__ZW_RUNNING,      /* fds adopted; the pidfd is watched */
+  PP__ZW_EXIT_SEEN,    /* the pidfd fired; waiting for the wait status */
+  PP__ZW_STATUS_KNOWN, /* the zygote reported its status; the pidfd has
+                          not fired */
+  PP__ZW_EXIT_PENDING, /* both known: exit from the timer */
+  PP__ZW_ENDED         /* pp__proc_exited ran for it */
+} pp__zstate_t;
+
 /* One worker process: one generation of a slot, of one kind (a common part,
  * then u, the part only its kind has).  Reference-counted: +1 for
  * each open uv handle, +1 for the slot while it is current, +1 for each
@@ -55,16 +76,14 @@ struct pp__proc {
       uv_process_t process;
     } spawned;
     /* zygote workers: no uv_process_t; the exit is seen through a pidfd
-     * and classified by the zygote's wait status */
+     * and classified by the zygote's wait status.  Where it is was five
+     * flags (forking, abandoned, pidfd_fired, zstatus_known, zexit_pending)
+     * of which only seven combinations occur: one state, not five facts. */
     struct {
       uv_poll_t pidpoll;
-      int forking;             /* asked of the zygote, fds not here yet */
-      int abandoned;           /* stopped while forking */
-      int pidfd;
-      int pidfd_fired;
-      int zstatus_known;
+      pp__zstate_t state;      /* where it is in its life */
+      int pidfd;               /* from RUNNING on; -1 before */
       int zstatus;             /* wait status reported by the zygote */
-      int zexit_pending;       /* both known: exit from the timer */
       pp__zygote_t *zygote;    /* the zygote that forked it */
       pp__queue_t znode;       /* in pool->zprocs */
     } zygote;
@@ -183,6 +202,14 @@ void pp__zygotes_stop(pp_pool_t *pool, int all);
  * worker is gone (its death would end them). */
 void pp__zygote_retire(pp_pool_t *pool);
 void pp__zygote_worker_gone(pp__proc_t *proc);
+/* Loop thread: a signal for a zygote worker.  Returns 1 when it has no
+ * process yet (it then ends from its timer, unsignalled); otherwise sends
+ * sig through its pidfd if that has not fired, and returns 0: the caller
+ * signals its process group. */
+int pp__zygote_signal(pp__proc_t *proc, int sig);
+/* Loop thread, lock NOT held: its timer fired.  Returns 1 when that ended
+ * it (its fork abandoned, or its exit waiting for the timer). */
+int pp__zygote_timer(pp__proc_t *proc);
 int pp__pidfd_signal(int pidfd, int sig);
 char **pp__build_env(pp__slot_t *slot);
 void pp__free_env(char **env);
