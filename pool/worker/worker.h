@@ -108,6 +108,13 @@ struct pp__proc {
   int wake_fd;         /* eventfd: written when the process is reaped */
   int pid;
 
+  /* Its life, common to every kind: independent facts, so flags and not
+   * one state.  A worker dies before or after HELLO; stopping and exited
+   * each imply dead but not each other (it may exit unasked, or not yet);
+   * boot_failed excludes hello but is asked apart from it; retired and
+   * rep_eof come at any time.  stop_wanted and cancel_wanted are requests
+   * from other threads to the loop, cleared when it acts, beside the
+   * loop's own facts stopping and cancel_sent. */
   int hello;           /* HELLO received */
   int dead;            /* unusable: killed, exited or broke the protocol */
   int exited;          /* exit callback ran: pid is no longer ours */
