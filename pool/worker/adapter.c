@@ -9,12 +9,13 @@
 static void on_exit_async(uv_async_t *a) {
   pp__proc_t *proc = a->data;
   pp_pool_t *pool = proc->pool;
-  void *state = proc->adapter_state;
+  void *state = proc->u.custom.adapter_state;
 
-  pp__proc_exited(proc, __atomic_load_n(&proc->a_status, __ATOMIC_ACQUIRE),
-                  __atomic_load_n(&proc->a_signal, __ATOMIC_ACQUIRE));
+  pp__proc_exited(
+      proc, __atomic_load_n(&proc->u.custom.a_status, __ATOMIC_ACQUIRE),
+      __atomic_load_n(&proc->u.custom.a_signal, __ATOMIC_ACQUIRE));
   pp__lock(pool);
-  proc->adapter_state = NULL;
+  proc->u.custom.adapter_state = NULL;
   pp__unlock(pool);
   pool->custom.release(state);
 }
@@ -25,9 +26,9 @@ void pp_adapter_worker_exited(pp_adapter_worker_t *w, int64_t status,
 
   /* Stored atomically: uv_async_send orders them before the loop's read,
    * but sanitizers cannot see inside libuv. */
-  __atomic_store_n(&proc->a_status, status, __ATOMIC_RELEASE);
-  __atomic_store_n(&proc->a_signal, signal, __ATOMIC_RELEASE);
-  uv_async_send(&proc->exit_async);
+  __atomic_store_n(&proc->u.custom.a_status, status, __ATOMIC_RELEASE);
+  __atomic_store_n(&proc->u.custom.a_signal, signal, __ATOMIC_RELEASE);
+  uv_async_send(&proc->u.custom.exit_async);
 }
 
 static int custom_prepare(pp_pool_t *pool, pp_diag_t *diag) {
@@ -43,14 +44,14 @@ static int custom_spawn(pp__slot_t *slot, uint32_t generation,
   pp__proc_t *proc;
   void *state = NULL;
 
-  if ((proc = pp__proc_new(slot, generation)) == NULL)
+  if ((proc = pp__proc_new(slot, generation, PP__PROC_CUSTOM)) == NULL)
     return UV_ENOMEM;
   if ((r = pp__proc_pipes(proc, child)) != 0) {
     pp__proc_abort(proc);
     return r;
   }
-  uv_async_init(pool->loop, &proc->exit_async, on_exit_async);
-  proc->exit_async.data = proc;
+  uv_async_init(pool->loop, &proc->u.custom.exit_async, on_exit_async);
+  proc->u.custom.exit_async.data = proc;
   proc->handles |= PP__H_ASYNC;
   proc->refs++;
   r = pool->custom.start((pp_adapter_worker_t *)proc, child[0], child[1],
@@ -61,8 +62,7 @@ static int custom_spawn(pp__slot_t *slot, uint32_t generation,
     pp__proc_abort(proc);
     return r;
   }
-  proc->adapter_state = state;
-  proc->custom = 1;
+  proc->u.custom.adapter_state = state;
   pp__proc_started(proc, pid > 0 ? pid : 1);
   *out = proc;
   return 0;

@@ -16,7 +16,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -32,12 +31,14 @@ void pp__proc_unref(pp__proc_t *proc) {
     return;
   free(proc->outline.buf);
   free(proc->errline.buf);
-  if (proc->pidfd >= 0)
-    close(proc->pidfd);
   pp__queue_remove(&proc->stop_node);
-  pp__queue_remove(&proc->znode);
-  if (proc->zygote)
-    pp__zygote_worker_gone(proc);
+  if (proc->kind == PP__PROC_ZYGOTE) {
+    if (proc->u.zygote.pidfd >= 0)
+      close(proc->u.zygote.pidfd);
+    pp__queue_remove(&proc->u.zygote.znode);
+    if (proc->u.zygote.zygote)
+      pp__zygote_worker_gone(proc);
+  }
   if (proc->req_fd >= 0)
     close(proc->req_fd);
   if (proc->rep_fd >= 0)
@@ -477,42 +478,26 @@ ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len) {
 
 static void signal_group(pp__proc_t *proc, int sig) {
   /* The pid is ours until its exit callback has run: no reuse race. */
-  if (proc->exited || (proc->pid <= 0 && !proc->forking))
+  if (proc->exited)
     return;
-  if (proc->custom) {
-    proc->pool->custom.signal(proc->adapter_state, sig);
+  if (proc->kind == PP__PROC_ZYGOTE && pp__zygote_signal(proc, sig))
     return;
-  }
-  if (proc->forking) {
-    /* No process yet: end it from the loop, without a signal. */
-    proc->abandoned = 1;
-    uv_timer_start(&proc->timer, pp__proc_timer_cb, 0, 0);
+  if (proc->pid <= 0)
+    return;
+  if (proc->kind == PP__PROC_CUSTOM) {
+    proc->pool->custom.signal(proc->u.custom.adapter_state, sig);
     return;
   }
-  if (proc->pidfd >= 0 && !proc->pidfd_fired)
-    pp__pidfd_signal(proc->pidfd, sig);
   if (kill(-proc->pid, sig) != 0)
     kill(proc->pid, sig);
 }
 
 void pp__proc_timer_cb(uv_timer_t *t) {
   pp__proc_t *proc = t->data;
-  int st;
 
-  if (proc->zexit_pending) {
-    /* A zygote worker whose pidfd fired and whose status came after. */
-    proc->zexit_pending = 0;
-    st = proc->zstatus;
-    pp__proc_exited(proc, WIFEXITED(st) ? WEXITSTATUS(st) : 0,
-                    WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  /* A zygote worker's exit may be waiting for this timer. */
+  if (proc->kind == PP__PROC_ZYGOTE && pp__zygote_timer(proc))
     return;
-  }
-  if (proc->abandoned) {
-    /* Stopped before it existed (a fork still pending): it ends here. */
-    proc->abandoned = 0;
-    pp__proc_exited(proc, 1, 0);
-    return;
-  }
   /* Tests pause here: the deadline passed, the timer has not acted. */
   PP_FAULT(proc->pool, "timer");
   pp__lock(proc->pool);
@@ -580,7 +565,7 @@ void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal) {
   /* Whatever the worker started dies with it: it led its own process
    * group, and a pid cannot be reused while it still names a group with
    * members, so this reaches only what it left behind. */
-  if (!proc->custom && proc->pid > 0)
+  if (proc->kind != PP__PROC_CUSTOM && proc->pid > 0)
     kill(-proc->pid, SIGKILL);
   pp__unlock(pool);
   drain_output(proc, &proc->out, PP__H_OUT);
@@ -588,9 +573,9 @@ void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal) {
   pp__lock(pool);
   if (proc->rpolling)
     pp__proc_read_stop(proc);
-  close_handle(proc, (uv_handle_t *)&proc->process, PP__H_PROCESS);
-  close_handle(proc, (uv_handle_t *)&proc->exit_async, PP__H_ASYNC);
-  close_handle(proc, (uv_handle_t *)&proc->pidpoll, PP__H_PIDFD);
+  close_handle(proc, (uv_handle_t *)&proc->u.spawned.process, PP__H_PROCESS);
+  close_handle(proc, (uv_handle_t *)&proc->u.custom.exit_async, PP__H_ASYNC);
+  close_handle(proc, (uv_handle_t *)&proc->u.zygote.pidpoll, PP__H_PIDFD);
   close_handle(proc, (uv_handle_t *)&proc->out, PP__H_OUT);
   close_handle(proc, (uv_handle_t *)&proc->err, PP__H_ERR);
   close_handle(proc, (uv_handle_t *)&proc->rpoll, PP__H_RPOLL);
@@ -608,7 +593,8 @@ void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal) {
 
 /* ---- making a worker: the parts every adapter shares */
 
-pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation) {
+pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation,
+                         pp__proc_kind_t kind) {
   pp_pool_t *pool = slot->pool;
   pp__proc_t *proc = calloc(1, sizeof(*proc));
 
@@ -616,10 +602,13 @@ pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation) {
     return NULL;
   proc->pool = pool;
   proc->slot = slot;
+  proc->kind = kind;
   proc->req_fd = proc->rep_fd = proc->wake_fd = -1;
-  proc->pidfd = -1;
   pp__queue_init(&proc->stop_node);
-  pp__queue_init(&proc->znode);
+  if (kind == PP__PROC_ZYGOTE) {
+    proc->u.zygote.pidfd = -1;
+    pp__queue_init(&proc->u.zygote.znode);
+  }
   proc->generation = generation;
   pool->live++;
   proc->refs = 1; /* ours until the start succeeds or fails */
@@ -698,8 +687,8 @@ void pp__proc_started(pp__proc_t *proc, int pid) {
 void pp__proc_abort(pp__proc_t *proc) {
   /* Handles initialised so far still need their one uv_close each; the
    * proc is freed by the last close callback. */
-  close_handle(proc, (uv_handle_t *)&proc->process, PP__H_PROCESS);
-  close_handle(proc, (uv_handle_t *)&proc->exit_async, PP__H_ASYNC);
+  close_handle(proc, (uv_handle_t *)&proc->u.spawned.process, PP__H_PROCESS);
+  close_handle(proc, (uv_handle_t *)&proc->u.custom.exit_async, PP__H_ASYNC);
   close_handle(proc, (uv_handle_t *)&proc->timer, PP__H_TIMER);
   close_handle(proc, (uv_handle_t *)&proc->out, PP__H_OUT);
   close_handle(proc, (uv_handle_t *)&proc->err, PP__H_ERR);

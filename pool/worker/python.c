@@ -85,7 +85,7 @@ int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
   pp__proc_t *proc;
   int r, i;
 
-  if ((proc = pp__proc_new(slot, generation)) == NULL)
+  if ((proc = pp__proc_new(slot, generation, PP__PROC_SPAWNED)) == NULL)
     return UV_ENOMEM;
   r = UV_ENOMEM;
   args = calloc((size_t)cfg->command_len + 1, sizeof(*args));
@@ -119,10 +119,10 @@ int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
    * own subprocesses too. */
   opts.flags = UV_PROCESS_DETACHED;
   opts.exit_cb = on_exit_cb;
-  proc->process.data = proc;
+  proc->u.spawned.process.data = proc;
   proc->handles |= PP__H_PROCESS;
   proc->refs++;
-  r = uv_spawn(pool->loop, &proc->process, &opts);
+  r = uv_spawn(pool->loop, &proc->u.spawned.process, &opts);
   close(child[0]);
   close(child[1]);
   if (r != 0) {
@@ -130,7 +130,7 @@ int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
              uv_strerror(r));
     goto fail;
   }
-  pp__proc_started(proc, proc->process.pid);
+  pp__proc_started(proc, proc->u.spawned.process.pid);
   free(args);
   pp__free_env(env);
   *out = proc;

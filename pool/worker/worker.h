@@ -27,7 +27,37 @@ typedef struct pp__linebuf {
   size_t len;
 } pp__linebuf_t;
 
-/* One worker process: one generation of a slot.  Reference-counted: +1 for
+/* Which adapter made a worker, and so how its exit is seen: fixed by
+ * pp__proc_new, it says which member of pp__proc.u is in use. */
+typedef enum pp__proc_kind {
+  PP__PROC_SPAWNED, /* a child process of ours (python.c) */
+  PP__PROC_ZYGOTE,  /* forked by the pool's zygote (zygote.c) */
+  PP__PROC_CUSTOM   /* made by pool->custom, not by a process (adapter.c) */
+} pp__proc_kind_t;
+
+/* Where a zygote worker is in its life (zygote.c; loop thread).  It only
+ * moves forward:
+ *   FORKING -> ABANDONED -> ENDED
+ *   FORKING -> RUNNING -> EXIT_SEEN or STATUS_KNOWN -> EXIT_PENDING or ENDED
+ * Its exit is known from two reports that come in either order, the pidfd
+ * and the zygote's wait status; each order is a state, and the second
+ * report ends it (from the timer when it is the status: the socket
+ * callback that reads it holds the lock). */
+typedef enum pp__zstate {
+  PP__ZW_FORKING,      /* asked of the zygote, fds not here yet */
+  PP__ZW_ABANDONED,    /* stopped while forking, or the fork failed: it
+                          ends from the timer; a fork that still comes is
+                          killed */
+  PP__ZW_RUNNING,      /* fds adopted; the pidfd is watched */
+  PP__ZW_EXIT_SEEN,    /* the pidfd fired; waiting for the wait status */
+  PP__ZW_STATUS_KNOWN, /* the zygote reported its status; the pidfd has
+                          not fired */
+  PP__ZW_EXIT_PENDING, /* both known: exit from the timer */
+  PP__ZW_ENDED         /* pp__proc_exited ran for it */
+} pp__zstate_t;
+
+/* One worker process: one generation of a slot, of one kind (a common part,
+ * then u, the part only its kind has).  Reference-counted: +1 for
  * each open uv handle, +1 for the slot while it is current, +1 for each
  * lease that holds it.  Its fds are closed and its memory freed when the
  * count reaches zero, which may happen on any thread once every handle is
@@ -37,29 +67,35 @@ struct pp__proc {
   pp__slot_t *slot;
   uint32_t generation;
   int refs;
+  pp__proc_kind_t kind;    /* which adapter made it: which of u is in use */
 
-  /* How its exit is seen, one per kind of worker: a child process, an
-   * adapter's report, or a zygote child's pidfd. */
+  /* What only one kind of worker has, first how its exit is seen: a child
+   * process, a zygote child's pidfd, or an adapter's report. */
   union {
-    uv_process_t process;
-    uv_async_t exit_async;
-    uv_poll_t pidpoll;
-  };
-  void *adapter_state;     /* the adapter's state, for those */
-  int custom;              /* made by pool->custom, not by a process */
-  /* zygote workers: no uv_process_t; the exit is seen through a pidfd and
-   * classified by the zygote's wait status */
-  int forking;             /* asked of the zygote, fds not here yet */
-  int abandoned;           /* stopped while forking */
-  int pidfd;
-  int pidfd_fired;
-  int zstatus_known;
-  int zstatus;             /* wait status reported by the zygote */
-  int zexit_pending;       /* both known: exit from the timer */
-  pp__zygote_t *zygote;    /* the zygote that forked it */
-  pp__queue_t znode;       /* in pool->zprocs */
-  int64_t a_status;
-  int a_signal;
+    struct {
+      uv_process_t process;
+    } spawned;
+    /* zygote workers: no uv_process_t; the exit is seen through a pidfd
+     * and classified by the zygote's wait status.  Where it is was five
+     * flags (forking, abandoned, pidfd_fired, zstatus_known, zexit_pending)
+     * of which only seven combinations occur: one state, not five facts. */
+    struct {
+      uv_poll_t pidpoll;
+      pp__zstate_t state;      /* where it is in its life */
+      int pidfd;               /* from RUNNING on; -1 before */
+      int zstatus;             /* wait status reported by the zygote */
+      pp__zygote_t *zygote;    /* the zygote that forked it */
+      pp__queue_t znode;       /* in pool->zprocs */
+    } zygote;
+    /* custom workers: the adapter reports the exit, from any thread */
+    struct {
+      uv_async_t exit_async;
+      void *adapter_state;     /* the adapter's state */
+      int64_t a_status;        /* the exit it reported (atomic) */
+      int a_signal;
+    } custom;
+  } u;
+
   uv_pipe_t out;       /* the worker's stdout */
   uv_pipe_t err;       /* the worker's stderr */
   uv_poll_t rpoll;     /* readable on rep_fd, while the loop reads */
@@ -72,6 +108,13 @@ struct pp__proc {
   int wake_fd;         /* eventfd: written when the process is reaped */
   int pid;
 
+  /* Its life, common to every kind: independent facts, so flags and not
+   * one state.  A worker dies before or after HELLO; stopping and exited
+   * each imply dead but not each other (it may exit unasked, or not yet);
+   * boot_failed excludes hello but is asked apart from it; retired and
+   * rep_eof come at any time.  stop_wanted and cancel_wanted are requests
+   * from other threads to the loop, cleared when it acts, beside the
+   * loop's own facts stopping and cancel_sent. */
   int hello;           /* HELLO received */
   int dead;            /* unusable: killed, exited or broke the protocol */
   int exited;          /* exit callback ran: pid is no longer ours */
@@ -149,10 +192,12 @@ extern const pp__adapter_t pp__adapter_zygote;
 
 /* ---- proc.c */
 int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
-/* Parts of a start every adapter shares: allocate; make the two protocol
- * pipes (child[0] reads requests, child[1] writes replies); set up the
- * stdout/stderr pipes; once started, the handles; or undo on failure. */
-pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation);
+/* Parts of a start every adapter shares: allocate a worker of a kind; make
+ * the two protocol pipes (child[0] reads requests, child[1] writes
+ * replies); set up the stdout/stderr pipes; once started, the handles; or
+ * undo on failure. */
+pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation,
+                         pp__proc_kind_t kind);
 int pp__proc_pipes(pp__proc_t *proc, int child[2]);
 void pp__proc_output_init(pp__proc_t *proc);
 void pp__proc_timer_init(pp__proc_t *proc);
@@ -164,6 +209,14 @@ void pp__zygotes_stop(pp_pool_t *pool, int all);
  * worker is gone (its death would end them). */
 void pp__zygote_retire(pp_pool_t *pool);
 void pp__zygote_worker_gone(pp__proc_t *proc);
+/* Loop thread: a signal for a zygote worker.  Returns 1 when it has no
+ * process yet (it then ends from its timer, unsignalled); otherwise sends
+ * sig through its pidfd if that has not fired, and returns 0: the caller
+ * signals its process group. */
+int pp__zygote_signal(pp__proc_t *proc, int sig);
+/* Loop thread, lock NOT held: its timer fired.  Returns 1 when that ended
+ * it (its fork abandoned, or its exit waiting for the timer). */
+int pp__zygote_timer(pp__proc_t *proc);
 int pp__pidfd_signal(int pidfd, int sig);
 char **pp__build_env(pp__slot_t *slot);
 void pp__free_env(char **env);

@@ -64,6 +64,17 @@ static void zygote_close_cb(uv_handle_t *h) {
   pp__unlock(pool);
 }
 
+/* Asked of the zygote and not adopted: its fork may still come. */
+static int is_forking(const pp__proc_t *proc) {
+  return proc->u.zygote.state == PP__ZW_FORKING ||
+         proc->u.zygote.state == PP__ZW_ABANDONED;
+}
+
+static int is_forking_gen(const pp__proc_t *proc, uint32_t gen) {
+  return proc && proc->kind == PP__PROC_ZYGOTE && is_forking(proc) &&
+         proc->generation == gen;
+}
+
 /* The worker of (slot, gen) waiting for its fork, or NULL. */
 static pp__proc_t *forking(pp_pool_t *pool, uint32_t id, uint32_t gen) {
   pp__slot_t *slot;
@@ -71,20 +82,34 @@ static pp__proc_t *forking(pp_pool_t *pool, uint32_t id, uint32_t gen) {
   if (id >= (uint32_t)pool->nslots)
     return NULL;
   slot = pool->slots[id];
-  if (slot->proc && slot->proc->forking && slot->proc->generation == gen)
+  if (is_forking_gen(slot->proc, gen))
     return slot->proc;
-  if (slot->next && slot->next->forking && slot->next->generation == gen)
+  if (is_forking_gen(slot->next, gen))
     return slot->next;
   return NULL;
 }
 
+/* No fork of it will be adopted: it ends from a zero timer, where
+ * pp__zygote_timer finds it (loop thread). */
+static void end_unforked(pp__proc_t *proc) {
+  proc->u.zygote.state = PP__ZW_ABANDONED;
+  uv_timer_start(&proc->timer, pp__proc_timer_cb, 0, 0);
+}
+
 /* A worker whose fork will never come: it ends now (lock held). */
 static void abandon(pp__proc_t *proc, const char *why) {
-  if (proc->abandoned)
+  if (proc->u.zygote.state != PP__ZW_FORKING)
     return;
   snprintf(proc->detail, sizeof(proc->detail), "%s", why);
-  proc->abandoned = 1;
-  uv_timer_start(&proc->timer, pp__proc_timer_cb, 0, 0);
+  end_unforked(proc);
+}
+
+/* It ended with the wait status st, as the zygote reported it (loop
+ * thread, lock NOT held). */
+static void exited_with(pp__proc_t *proc, int st) {
+  proc->u.zygote.state = PP__ZW_ENDED;
+  pp__proc_exited(proc, WIFEXITED(st) ? WEXITSTATUS(st) : 0,
+                  WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
 static void abandon_all(pp__zygote_t *z, const char *why) {
@@ -92,8 +117,8 @@ static void abandon_all(pp__zygote_t *z, const char *why) {
   pp__proc_t *p;
 
   pp__queue_foreach(q, &z->pool->zprocs) {
-    p = pp__container_of(q, pp__proc_t, znode);
-    if (p->zygote == z && p->forking)
+    p = pp__container_of(q, pp__proc_t, u.zygote.znode);
+    if (p->u.zygote.zygote == z && p->u.zygote.state == PP__ZW_FORKING)
       abandon(p, why);
   }
 }
@@ -106,17 +131,17 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
   pp__lock(pool);
-  proc->pidfd_fired = 1;
   uv_poll_stop(h);
-  known = proc->zstatus_known;
-  st = proc->zstatus;
+  known = proc->u.zygote.state == PP__ZW_STATUS_KNOWN;
+  st = proc->u.zygote.zstatus;
   zygote_gone = pool->zygote == NULL || !pool->zygote->alive;
+  proc->u.zygote.state =
+      known || zygote_gone ? PP__ZW_ENDED : PP__ZW_EXIT_SEEN;
   pp__unlock(pool);
   /* Its status comes from the zygote, which reaps it; without a zygote
    * it died of the parent-death signal, by SIGKILL. */
   if (known)
-    pp__proc_exited(proc, WIFEXITED(st) ? WEXITSTATUS(st) : 0,
-                    WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    exited_with(proc, st);
   else if (zygote_gone)
     pp__proc_exited(proc, 0, SIGKILL);
 }
@@ -129,14 +154,16 @@ static void reaped(pp_pool_t *pool, int pid, int st) {
 
   /* Every forked worker, in a slot or retired from one. */
   pp__queue_foreach(q, &pool->zprocs) {
-    p = pp__container_of(q, pp__proc_t, znode);
-    if (p->pid != pid || p->exited || p->zstatus_known)
+    p = pp__container_of(q, pp__proc_t, u.zygote.znode);
+    if (p->pid != pid || (p->u.zygote.state != PP__ZW_RUNNING &&
+                          p->u.zygote.state != PP__ZW_EXIT_SEEN))
       continue;
-    p->zstatus_known = 1;
-    p->zstatus = st;
-    if (p->pidfd_fired) {
-      p->zexit_pending = 1;
+    p->u.zygote.zstatus = st;
+    if (p->u.zygote.state == PP__ZW_EXIT_SEEN) {
+      p->u.zygote.state = PP__ZW_EXIT_PENDING;
       uv_timer_start(&p->timer, pp__proc_timer_cb, 0, 0);
+    } else {
+      p->u.zygote.state = PP__ZW_STATUS_KNOWN;
     }
     return;
   }
@@ -148,7 +175,7 @@ static void adopt(pp_pool_t *pool, uint32_t id, uint32_t gen, int pid,
   pp__proc_t *proc = forking(pool, id, gen);
   int i, pidfd;
 
-  if (proc == NULL || proc->abandoned) {
+  if (proc == NULL || proc->u.zygote.state == PP__ZW_ABANDONED) {
     /* Stopped while it was being forked: it is not wanted. */
     for (i = 0; i < 4; i++)
       close(fds[i]);
@@ -163,8 +190,8 @@ static void adopt(pp_pool_t *pool, uint32_t id, uint32_t gen, int pid,
     abandon(proc, "pidfd_open failed");
     return;
   }
-  proc->forking = 0;
-  proc->pidfd = pidfd;
+  proc->u.zygote.state = PP__ZW_RUNNING;
+  proc->u.zygote.pidfd = pidfd;
   proc->req_fd = fds[0];
   proc->rep_fd = fds[1];
   pp__proc_set_nonblock(proc->req_fd);
@@ -172,11 +199,11 @@ static void adopt(pp_pool_t *pool, uint32_t id, uint32_t gen, int pid,
   pp__proc_output_init(proc);
   uv_pipe_open(&proc->out, fds[2]);
   uv_pipe_open(&proc->err, fds[3]);
-  uv_poll_init(pool->loop, &proc->pidpoll, pidfd);
-  proc->pidpoll.data = proc;
+  uv_poll_init(pool->loop, &proc->u.zygote.pidpoll, pidfd);
+  proc->u.zygote.pidpoll.data = proc;
   proc->handles |= PP__H_PIDFD;
   proc->refs++;
-  uv_poll_start(&proc->pidpoll, UV_READABLE, on_pidfd);
+  uv_poll_start(&proc->u.zygote.pidpoll, UV_READABLE, on_pidfd);
   pp__proc_started(proc, pid);
   pp__proc_read_start(proc);
 }
@@ -373,12 +400,50 @@ void pp__zygote_retire(pp_pool_t *pool) {
   }
 }
 
+int pp__zygote_signal(pp__proc_t *proc, int sig) {
+  PP_ASSERT_LOOP(proc->pool);
+
+  switch (proc->u.zygote.state) {
+  case PP__ZW_FORKING:
+  case PP__ZW_ABANDONED:
+    /* No process yet: end it from the loop, without a signal. */
+    end_unforked(proc);
+    return 1;
+  case PP__ZW_RUNNING:
+  case PP__ZW_STATUS_KNOWN:
+    /* Its pidfd has not fired yet. */
+    if (proc->u.zygote.pidfd >= 0)
+      pp__pidfd_signal(proc->u.zygote.pidfd, sig);
+    return 0;
+  default:
+    return 0;
+  }
+}
+
+int pp__zygote_timer(pp__proc_t *proc) {
+  PP_ASSERT_LOOP(proc->pool);
+
+  switch (proc->u.zygote.state) {
+  case PP__ZW_EXIT_PENDING:
+    /* Its pidfd fired and its status came after. */
+    exited_with(proc, proc->u.zygote.zstatus);
+    return 1;
+  case PP__ZW_ABANDONED:
+    /* Stopped before it existed (a fork still pending): it ends here. */
+    proc->u.zygote.state = PP__ZW_ENDED;
+    pp__proc_exited(proc, 1, 0);
+    return 1;
+  default:
+    return 0;
+  }
+}
+
 void pp__zygote_worker_gone(pp__proc_t *proc) {
-  pp__zygote_t *z = proc->zygote;
+  pp__zygote_t *z = proc->u.zygote.zygote;
 
   PP_ASSERT_LOCKED(proc->pool);
 
-  proc->zygote = NULL;
+  proc->u.zygote.zygote = NULL;
   if (--z->workers == 0 && z->retired && z->open > 0) {
     z->pool->maintain_wanted = 1;
     pp__wake(z->pool);
@@ -413,7 +478,7 @@ static int zygote_spawn(pp__slot_t *slot, uint32_t generation,
   if ((pool->zygote == NULL || !pool->zygote->alive) &&
       (r = zygote_start(pool)) != 0)
     return r;
-  if ((proc = pp__proc_new(slot, generation)) == NULL)
+  if ((proc = pp__proc_new(slot, generation, PP__PROC_ZYGOTE)) == NULL)
     return UV_ENOMEM;
   /* Its pipes come from the zygote; the eventfd that wakes a caller
    * blocked on its reply when it is reaped is ours. */
@@ -424,10 +489,10 @@ static int zygote_spawn(pp__slot_t *slot, uint32_t generation,
     return r;
   }
   pp__proc_timer_init(proc);
-  proc->forking = 1;
-  proc->zygote = pool->zygote;
+  proc->u.zygote.state = PP__ZW_FORKING;
+  proc->u.zygote.zygote = pool->zygote;
   pool->zygote->workers++;
-  pp__queue_insert_tail(&pool->zprocs, &proc->znode);
+  pp__queue_insert_tail(&pool->zprocs, &proc->u.zygote.znode);
   proc->spawn_ns = pp__now_ns();
   req[0] = 'F';
   v = htonl((uint32_t)slot->id);
