@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -729,6 +730,46 @@ static void test_close_cuts_call_closed(void **state) {
   pp_buf_free(&k.reply);
 }
 
+/* The same when the request never got through: the worker is stopped
+ * (SIGSTOP) and the 4 MiB request fills its pipe; pp_pool_close kills it
+ * past drain_timeout + kill_grace while the caller still writes. */
+static void big_call_main(void *arg) {
+  lcall_t *k = arg;
+  size_t len = 4u << 20;
+  char *p = malloc(len);
+
+  assert_non_null(p);
+  memset(p, ' ', len);
+  p[0] = '1'; /* a JSON number, padded */
+  k->status =
+      pp_lease_call(k->lease, p, len, k->timeout_ms, &k->reply, &k->diag);
+  free(p);
+}
+
+static void test_close_cuts_unsent_call_closed(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  fixture_t *f;
+  uv_thread_t t;
+  lcall_t k;
+
+  (void)state;
+  cfg_set(cfg, "worker.drain_timeout", "100ms");
+  cfg_set(cfg, "worker.kill_grace", "200ms");
+  cfg_set(cfg, "worker.max_frame", "8MiB");
+  f = open_pool(cfg);
+  memset(&k, 0, sizeof(k));
+  k.timeout_ms = 0; /* no deadline: only the close ends the write */
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &k.lease, &f->diag), 0);
+  assert_int_equal(kill(pp_lease_pid(k.lease), SIGSTOP), 0);
+  assert_int_equal(uv_thread_create(&t, big_call_main, &k), 0);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_REQUEST, 1, 10000), 0);
+  close_pool(f);
+  uv_thread_join(&t);
+  assert_int_equal(k.status, PP_ECLOSED);
+  assert_non_null(strstr(k.diag.message, "closing"));
+  pp_buf_free(&k.reply);
+}
+
 /* A reply that arrived before the caller looked at its deadline (it was
  * paused: SIGSTOP, a slow VM) is the answer, not a timeout, and the
  * worker is kept. */
@@ -784,6 +825,7 @@ int main(void) {
       cmocka_unit_test(test_reply_spin_pinned_beside),
       cmocka_unit_test(test_close_reopen),
       cmocka_unit_test(test_close_cuts_call_closed),
+      cmocka_unit_test(test_close_cuts_unsent_call_closed),
       cmocka_unit_test(test_reply_in_pipe_at_deadline),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

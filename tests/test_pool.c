@@ -8,6 +8,7 @@
 #include "faults.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -986,6 +987,36 @@ static void test_stop_fails_request_in_flight(void **state) {
   ctx_finish(&c);
 }
 
+/* A worker that dies on its own while pp_pool_stop waits for its
+ * request: the callback runs once, with PP_ECLOSED (the close cut it), as
+ * for every other kind of call. */
+static void test_stop_then_worker_dies(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  char fifo[128], payload[256];
+  pp_lease_t *lease;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.drain_timeout", "60s"); /* only the kill ends it */
+  ctx_start(&c, cfg, 1);
+  fifo_make(fifo, sizeof(fifo), "stop-then-dies");
+  snprintf(payload, sizeof(payload),
+           "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}", fifo);
+  lease = checkout(&c, -1);
+  assert_non_null(lease);
+  assert_int_equal(
+      pp_request(lease, payload, strlen(payload), -1, on_reply_checkin, &c), 0);
+  run_until_events(&c, PP_TRACE_REQUEST, 1, 10000);
+  pp_pool_stop(c.pool, on_closed, &c);
+  assert_int_equal(kill(pp_lease_pid(lease), SIGKILL), 0);
+  run_until(&c, &c.closed, 30000);
+  unlink(fifo);
+  assert_int_equal(c.reply_calls, 1);
+  assert_int_equal(c.reply_status, PP_ECLOSED);
+  assert_non_null(strstr(c.reply_msg, "closing"));
+  ctx_finish(&c);
+}
+
 /* A reply that arrived before the deadline timer ran is the answer: the
  * request succeeds and the worker is kept. */
 static void test_reply_read_before_timeout(void **state) {
@@ -1101,6 +1132,7 @@ int main(void) {
       cmocka_unit_test(test_async_stop),
       cmocka_unit_test(test_async_stop_lets_calls_finish),
       cmocka_unit_test(test_stop_fails_request_in_flight),
+      cmocka_unit_test(test_stop_then_worker_dies),
       cmocka_unit_test(test_reply_read_before_timeout),
       cmocka_unit_test(test_async_reply_read_before_timeout),
       cmocka_unit_test(test_request_on_reclaimed_lease),
