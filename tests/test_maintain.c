@@ -4,6 +4,8 @@
  * worker.  Real Python workers; waits are on trace events. */
 #include "helpers.h"
 
+#include "faults.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,6 +319,81 @@ static void test_reload_rollback(void **state) {
   close_pool(pool);
 }
 
+/* ---- a zygote that dies before it reports a worker's exit */
+
+typedef struct pidfd_seen {
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  int seen;
+} pidfd_seen_t;
+
+static void on_fault(pp_pool_t *pool, const char *point, void *data) {
+  pidfd_seen_t *p = data;
+
+  (void)pool;
+  if (strcmp(point, "pidfd") != 0)
+    return;
+  uv_mutex_lock(&p->mu);
+  p->seen = 1;
+  uv_cond_broadcast(&p->cv);
+  uv_mutex_unlock(&p->mu);
+}
+
+static int parent_of(int pid) {
+  char path[64], buf[512], *p;
+  FILE *f;
+  int ppid = -1;
+
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  if ((f = fopen(path, "r")) == NULL)
+    return -1;
+  /* "pid (comm) state ppid ...": comm may hold spaces, so after the ')'. */
+  if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) != NULL)
+    sscanf(p + 2, "%*c %d", &ppid);
+  fclose(f);
+  return ppid;
+}
+
+/* worker.start: zygote.  The worker dies while its zygote is stopped, so
+ * its exit is seen (pidfd) but never reported; then the zygote dies.  The
+ * worker still ends, as killed, and its slot gets a new one: nothing waits
+ * for a report that cannot come. */
+static void test_zygote_dies_before_report(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  pidfd_seen_t seen = {.seen = 0};
+  uint64_t deadline;
+  pp_pool_t *pool;
+  int pid, zygote;
+
+  (void)state;
+  if (!getenv("PP_START") || strcmp(getenv("PP_START"), "zygote") != 0) {
+    pp_config_free(cfg);
+    skip(); /* the zygote runs of this suite (test_maintain_zygote) */
+  }
+  pool = open_pool(cfg);
+  pid = call_pid(pool);
+  zygote = parent_of(pid);
+  assert_true(zygote > 1);
+  uv_mutex_init(&seen.mu);
+  uv_cond_init(&seen.cv);
+  pp_test_fault_hook(pool, on_fault, &seen);
+  assert_int_equal(kill(zygote, SIGSTOP), 0);
+  assert_int_equal(kill(pid, SIGKILL), 0);
+  deadline = uv_hrtime() + 10000000000ull * (uint64_t)test_time_scale();
+  uv_mutex_lock(&seen.mu);
+  while (!seen.seen && uv_hrtime() < deadline)
+    uv_cond_timedwait(&seen.cv, &seen.mu, 100000000ull);
+  uv_mutex_unlock(&seen.mu);
+  assert_true(seen.seen);
+  assert_int_equal(kill(zygote, SIGKILL), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_EXIT, 1, 10000), 0);
+  assert_int_not_equal(call_pid(pool), pid);
+  pp_test_fault_hook(pool, NULL, NULL);
+  close_pool(pool);
+  uv_cond_destroy(&seen.cv);
+  uv_mutex_destroy(&seen.mu);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_recycle_max_requests),
@@ -326,6 +403,7 @@ int main(void) {
       cmocka_unit_test(test_heartbeat_replaces_silent_worker),
       cmocka_unit_test(test_reload_under_load),
       cmocka_unit_test(test_reload_rollback),
+      cmocka_unit_test(test_zygote_dies_before_report),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

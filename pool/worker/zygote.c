@@ -123,6 +123,23 @@ static void abandon_all(pp__zygote_t *z, const char *why) {
   }
 }
 
+/* The worker's status will never come (its zygote is gone): one whose
+ * pidfd fired already ends now, as killed by the parent-death signal
+ * (lock held; the exit runs from a zero timer). */
+static void orphan_all(pp__zygote_t *z) {
+  pp__queue_t *q;
+  pp__proc_t *p;
+
+  pp__queue_foreach(q, &z->pool->zprocs) {
+    p = pp__container_of(q, pp__proc_t, u.zygote.znode);
+    if (p->u.zygote.zygote != z || p->u.zygote.state != PP__ZW_EXIT_SEEN)
+      continue;
+    p->u.zygote.zstatus = SIGKILL; /* a wait status: killed by signal 9 */
+    p->u.zygote.state = PP__ZW_EXIT_PENDING;
+    uv_timer_start(&p->timer, pp__proc_timer_cb, 0, 0);
+  }
+}
+
 static void on_pidfd(uv_poll_t *h, int status, int events) {
   pp__proc_t *proc = h->data;
   pp_pool_t *pool = proc->pool;
@@ -134,10 +151,14 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
   uv_poll_stop(h);
   known = proc->u.zygote.state == PP__ZW_STATUS_KNOWN;
   st = proc->u.zygote.zstatus;
-  zygote_gone = pool->zygote == NULL || !pool->zygote->alive;
+  /* Its own zygote (a reload's new one does not report for it). */
+  zygote_gone = !proc->u.zygote.zygote->alive;
   proc->u.zygote.state =
       known || zygote_gone ? PP__ZW_ENDED : PP__ZW_EXIT_SEEN;
   pp__unlock(pool);
+  /* Tests wait here: the exit seen, its status not yet. */
+  if (!known && !zygote_gone)
+    PP_FAULT(pool, "pidfd");
   /* Its status comes from the zygote, which reaps it; without a zygote
    * it died of the parent-death signal, by SIGKILL. */
   if (known)
@@ -276,6 +297,7 @@ static void on_zygote_exit(uv_process_t *p, int64_t status, int sig) {
   if (pool->zygote == z)
     pool->zygote = NULL;
   abandon_all(z, "the zygote exited");
+  orphan_all(z);
   if (z->fd >= 0) {
     uv_close((uv_handle_t *)&z->poll, zygote_close_cb);
     close(z->fd);
