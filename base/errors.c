@@ -12,8 +12,8 @@
 
 const char *pp_strerror(int err) {
   switch (err) {
-#define PP__ERR_MSG(name, value, msg)                                         \
-  case PP_##name:                                                             \
+#define PP__ERR_MSG(name, value, msg)                                          \
+  case PP_##name:                                                              \
     return msg;
     PP_ERRNO_MAP(PP__ERR_MSG)
 #undef PP__ERR_MSG
@@ -26,8 +26,8 @@ const char *pp_strerror(int err) {
 
 const char *pp_err_name(int err) {
   switch (err) {
-#define PP__ERR_NAME(name, value, msg)                                        \
-  case PP_##name:                                                             \
+#define PP__ERR_NAME(name, value, msg)                                         \
+  case PP_##name:                                                              \
     return "PP_" #name;
     PP_ERRNO_MAP(PP__ERR_NAME)
 #undef PP__ERR_NAME
@@ -40,8 +40,8 @@ const char *pp_err_name(int err) {
 
 const char *pp_worker_state_name(pp_worker_state_t s) {
   switch (s) {
-#define PP__WS_NAME(name, str)                                                \
-  case PP_WORKER_##name:                                                      \
+#define PP__WS_NAME(name, str)                                                 \
+  case PP_WORKER_##name:                                                       \
     return str;
     PP_WORKER_STATE_MAP(PP__WS_NAME)
 #undef PP__WS_NAME
@@ -51,8 +51,8 @@ const char *pp_worker_state_name(pp_worker_state_t s) {
 
 const char *pp_trace_name(pp_trace_type_t t) {
   switch (t) {
-#define PP__TR_NAME(name, str)                                                \
-  case PP_TRACE_##name:                                                       \
+#define PP__TR_NAME(name, str)                                                 \
+  case PP_TRACE_##name:                                                        \
     return str;
     PP_TRACE_MAP(PP__TR_NAME)
 #undef PP__TR_NAME

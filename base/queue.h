@@ -10,8 +10,8 @@ typedef struct pp__queue {
   struct pp__queue *prev;
 } pp__queue_t;
 
-#define pp__container_of(ptr, type, field)                                    \
-  ((type *)((char *)(ptr) - offsetof(type, field)))
+#define pp__container_of(ptr, type, field)                                     \
+  ((type *)((char *)(ptr)-offsetof(type, field)))
 
 static inline void pp__queue_init(pp__queue_t *q) { q->next = q->prev = q; }
 static inline int pp__queue_empty(const pp__queue_t *q) { return q->next == q; }
@@ -38,6 +38,7 @@ static inline void pp__queue_remove(pp__queue_t *q) {
   q->next = q->prev = q;
 }
 
-#define pp__queue_foreach(q, h) for ((q) = (h)->next; (q) != (h); (q) = (q)->next)
+#define pp__queue_foreach(q, h)                                                \
+  for ((q) = (h)->next; (q) != (h); (q) = (q)->next)
 
 #endif

@@ -22,8 +22,8 @@ typedef struct opts {
   const char *mode;
   size_t payload;
   int callers, workers, depth, pool_depth;
-  double duration; /* seconds of measurement per contender per scenario */
-  int rounds;      /* interleaved windows per contender */
+  double duration;   /* seconds of measurement per contender per scenario */
+  int rounds;        /* interleaved windows per contender */
   const char *proto; /* raw | json | both */
   char python[PATH_MAX];
   const char *root;
@@ -51,8 +51,8 @@ extern char worker_py[PATH_MAX];
  * condition-variable operations; the bench reports them per call. */
 enum { MC_ALLOC, MC_FREE, MC_LOCK, MC_COND_SIGNAL, MC_COND_WAIT, MC_N };
 typedef void (*mc_get_fn)(uint64_t out[MC_N]);
-extern mc_get_fn mc_get;  /* measure.c; NULL when not preloaded */
-extern pid_t main_tid;    /* measure.c; the main thread, set by main */
+extern mc_get_fn mc_get; /* measure.c; NULL when not preloaded */
+extern pid_t main_tid;   /* measure.c; the main thread, set by main */
 
 typedef struct result {
   char scen[32];
@@ -111,7 +111,7 @@ typedef struct contender {
   const char *payload;
   size_t len;
   int depth;
-  int json; /* check replies as JSON, not byte-equal */
+  int json;   /* check replies as JSON, not byte-equal */
   int fflags; /* floor variant, FLOOR_* */
   int ref;    /* a reference pool (many: depth 1), --only pp_call_d1 */
   /* pool_async_thread: its own pool on its own loop */
@@ -126,11 +126,11 @@ typedef struct contender {
 } contender_t;
 
 /* The contenders' thread functions (contender_t.fn). */
-void *floor_call_thread(void *arg);  /* floor_call on c->fw, depth 1 */
-void *floor_pipe_thread(void *arg);  /* floor_pipeline at c->depth */
-void *pool_call_thread(void *arg);   /* pp_call on c->pool */
-void *pool_lease_thread(void *arg);  /* pp_lease_call, the lease held */
-void *pool_async_thread(void *arg);  /* pp_call_async on a pool of its own */
+void *floor_call_thread(void *arg); /* floor_call on c->fw, depth 1 */
+void *floor_pipe_thread(void *arg); /* floor_pipeline at c->depth */
+void *pool_call_thread(void *arg);  /* pp_call on c->pool */
+void *pool_lease_thread(void *arg); /* pp_lease_call, the lease held */
+void *pool_async_thread(void *arg); /* pp_call_async on a pool of its own */
 
 /* Interleaves the contenders' windows (warm-up each, then --rounds rounds
  * of one window each); those --only leaves out are not run. */
@@ -203,14 +203,14 @@ long core_sizeof(const char *type);
 
 /* What the scenarios keep for the targets (targets.c); -1 until a
  * scenario measured them. */
-extern int g_many_depth, g_many_pool_depth; /* floor's, pool's */
-extern double g_prewarm_1, g_prewarm_n;     /* s to ready: 1, N workers */
-extern double g_prewarm_s1, g_prewarm_sn;   /* the same, python -S */
-extern double g_mem_worker, g_mem_worker_idle;         /* B per worker */
-extern double g_mem_loop_waiter, g_mem_thread_waiter;  /* B per waiter */
-extern double g_zyg_1, g_zyg_spawn_n, g_zyg_n; /* s to ready */
-extern double g_zyg_pss_spawn, g_zyg_pss;       /* MiB, summed PSS */
-extern double g_zyg_pss_spawn_gc, g_zyg_pss_gc; /* MiB, after gc */
+extern int g_many_depth, g_many_pool_depth;    /* floor's, pool's */
+extern double g_prewarm_1, g_prewarm_n;        /* s to ready: 1, N workers */
+extern double g_prewarm_s1, g_prewarm_sn;      /* the same, python -S */
+extern double g_mem_worker, g_mem_worker_idle; /* B per worker */
+extern double g_mem_loop_waiter, g_mem_thread_waiter; /* B per waiter */
+extern double g_zyg_1, g_zyg_spawn_n, g_zyg_n;        /* s to ready */
+extern double g_zyg_pss_spawn, g_zyg_pss;             /* MiB, summed PSS */
+extern double g_zyg_pss_spawn_gc, g_zyg_pss_gc;       /* MiB, after gc */
 
 /* ---------------------------------------- alternatives (alternatives.c) */
 

@@ -13,18 +13,18 @@
 
 typedef struct floor_worker {
   pid_t pid;
-  int req_fd;      /* we write requests: the worker's fd 3 */
-  int rep_fd;      /* we read replies: the worker's fd 4 */
-  char *rbuf;      /* reply bytes not yet consumed */
+  int req_fd; /* we write requests: the worker's fd 3 */
+  int rep_fd; /* we read replies: the worker's fd 4 */
+  char *rbuf; /* reply bytes not yet consumed */
   size_t rlen, rcap;
-  char *wbuf;      /* frames to write (pipelined mode) */
+  char *wbuf; /* frames to write (pipelined mode) */
   size_t wcap;
   uint32_t next_id;
-  double ready_s;  /* spawn until HELLO, seconds */
+  double ready_s; /* spawn until HELLO, seconds */
   /* Variants of floor_call that add, one at a time, what the pool's call
    * path does beyond the floor (the "anatomy" scenario): */
-  int flags;       /* FLOOR_* */
-  int wake_fd;     /* eventfd polled beside rep_fd with FLOOR_POLL */
+  int flags;   /* FLOOR_* */
+  int wake_fd; /* eventfd polled beside rep_fd with FLOOR_POLL */
 } floor_worker_t;
 
 /* Block SIGPIPE around each write and restore it (2 rt_sigprocmask). */

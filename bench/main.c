@@ -33,46 +33,63 @@ FILE *J; /* JSON lines, or NULL */
 char worker_py[PATH_MAX];
 
 static void usage(FILE *f) {
-  fprintf(f,
-"usage: ppbench [options] [all|latency|many|cpu|big|prewarm|zygote|memory|anatomy]\n"
-"  all runs every scenario but anatomy (a profile aid, see bench/profile.sh)\n"
-"  --payload N        payload bytes (default 64; big: 65536)\n"
-"  --callers N        caller threads on the pool (latency 1, many 64)\n"
-"  --workers N        pool size / floor workers (latency 1, many 2)\n"
-"  --depth D          requests in flight per worker for the raw pipelined\n"
-"                     floor in many (16); the pool there runs at the same\n"
-"                     worker.pipeline_depth unless --pool-depth says\n"
-"  --pool-depth D     the pool's worker.pipeline_depth in every scenario\n"
-"                     (default: many runs one pool at --depth and one at 1\n"
-"                     for reference; the other scenarios run at 1, the\n"
-"                     configuration's default)\n"
-"  --duration S       seconds measured per contender per scenario (1)\n"
-"  --rounds N         interleaved windows per contender (10)\n"
-"  --proto raw|json|both   worker mode for latency (all: both)\n"
-"  --python PATH      interpreter (default: python3 on PATH, resolved to\n"
-"                     realpath(sys.executable) as the pool does)\n"
-"  --root DIR         source tree (default %s)\n"
-"  --json FILE        also write JSON lines for bench/report.py\n"
-"  --waiters N        waiting checkouts for the memory scenario (10000)\n"
-"  --no-alternatives  skip bench/alternatives.py in `all`\n"
-"  --sigpipe-ignore   ignore SIGPIPE before opening pools (the library then\n"
-"                     skips its per-write signal masking)\n"
-"  --slow-start S     import delay of fixtures/slow_start.py (1.5)\n"
-"  --prewarm-workers N  workers of the prewarm and zygote scenarios (8)\n"
-"  --burn-import S    CPU seconds burnt by the import of\n"
-"                     bench/handlers/burn_import.py (zygote: 1.5)\n"
-"  --burn-ms MS       CPU per call of the cpu scenario's handler (1)\n"
-"  --pin auto|none|cross|same  pin caller threads to CPU 0 and workers to\n"
-"                     CPU 1 (cross) or CPU 0 (same).  auto (default): cross\n"
-"                     for the one-worker scenarios (latency, big, anatomy),\n"
-"                     none for the others.  Unpinned, the scheduler puts each\n"
-"                     worker process beside or across from the caller\n"
-"                     depending on the machine's load (2.5x apart), and the\n"
-"                     floor's and the pool's workers may land differently\n"
-"  --only WHO         measure one side only: floor, pipe, pp_call, lease,\n"
-"                     pp_call_d1 (many's reference pool at depth 1)\n"
-"                     (for profiling: strace, callgrind, LD_PRELOAD counters)\n",
-          PPBENCH_SOURCE_DIR);
+  fprintf(
+      f,
+      "usage: ppbench [options] "
+      "[all|latency|many|cpu|big|prewarm|zygote|memory|anatomy]\n"
+      "  all runs every scenario but anatomy (a profile aid, see "
+      "bench/profile.sh)\n"
+      "  --payload N        payload bytes (default 64; big: 65536)\n"
+      "  --callers N        caller threads on the pool (latency 1, many 64)\n"
+      "  --workers N        pool size / floor workers (latency 1, many 2)\n"
+      "  --depth D          requests in flight per worker for the raw "
+      "pipelined\n"
+      "                     floor in many (16); the pool there runs at the "
+      "same\n"
+      "                     worker.pipeline_depth unless --pool-depth says\n"
+      "  --pool-depth D     the pool's worker.pipeline_depth in every "
+      "scenario\n"
+      "                     (default: many runs one pool at --depth and one at "
+      "1\n"
+      "                     for reference; the other scenarios run at 1, the\n"
+      "                     configuration's default)\n"
+      "  --duration S       seconds measured per contender per scenario (1)\n"
+      "  --rounds N         interleaved windows per contender (10)\n"
+      "  --proto raw|json|both   worker mode for latency (all: both)\n"
+      "  --python PATH      interpreter (default: python3 on PATH, resolved "
+      "to\n"
+      "                     realpath(sys.executable) as the pool does)\n"
+      "  --root DIR         source tree (default %s)\n"
+      "  --json FILE        also write JSON lines for bench/report.py\n"
+      "  --waiters N        waiting checkouts for the memory scenario (10000)\n"
+      "  --no-alternatives  skip bench/alternatives.py in `all`\n"
+      "  --sigpipe-ignore   ignore SIGPIPE before opening pools (the library "
+      "then\n"
+      "                     skips its per-write signal masking)\n"
+      "  --slow-start S     import delay of fixtures/slow_start.py (1.5)\n"
+      "  --prewarm-workers N  workers of the prewarm and zygote scenarios (8)\n"
+      "  --burn-import S    CPU seconds burnt by the import of\n"
+      "                     bench/handlers/burn_import.py (zygote: 1.5)\n"
+      "  --burn-ms MS       CPU per call of the cpu scenario's handler (1)\n"
+      "  --pin auto|none|cross|same  pin caller threads to CPU 0 and workers "
+      "to\n"
+      "                     CPU 1 (cross) or CPU 0 (same).  auto (default): "
+      "cross\n"
+      "                     for the one-worker scenarios (latency, big, "
+      "anatomy),\n"
+      "                     none for the others.  Unpinned, the scheduler puts "
+      "each\n"
+      "                     worker process beside or across from the caller\n"
+      "                     depending on the machine's load (2.5x apart), and "
+      "the\n"
+      "                     floor's and the pool's workers may land "
+      "differently\n"
+      "  --only WHO         measure one side only: floor, pipe, pp_call, "
+      "lease,\n"
+      "                     pp_call_d1 (many's reference pool at depth 1)\n"
+      "                     (for profiling: strace, callgrind, LD_PRELOAD "
+      "counters)\n",
+      PPBENCH_SOURCE_DIR);
 }
 
 /* ----------------------------------------------------------- machine */
@@ -126,8 +143,8 @@ static void machine(void) {
     pclose(f);
   }
   printf("machine: %ld CPUs, %s %s %s, python %s (%s)\n",
-         sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, u.machine,
-         pyver, O.python);
+         sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, u.machine, pyver,
+         O.python);
   printf("payload %zu B, %g s per contender per scenario in %d interleaved "
          "windows, pinning %s, counters %s, SIGPIPE %s\n",
          O.payload, O.duration, O.rounds, O.pin,
@@ -141,8 +158,9 @@ static void machine(void) {
     jstr(J, pyver);
     fprintf(J, ",\"python_path\":");
     jstr(J, O.python);
-    fprintf(J, ",\"payload\":%zu,\"duration\":%g,\"rounds\":%d,"
-               "\"counters\":%s,\"sigpipe_ignored\":%d,\"pin\":\"%s\"}\n",
+    fprintf(J,
+            ",\"payload\":%zu,\"duration\":%g,\"rounds\":%d,"
+            "\"counters\":%s,\"sigpipe_ignored\":%d,\"pin\":\"%s\"}\n",
             O.payload, O.duration, O.rounds, mc_get ? "true" : "false",
             O.sigpipe_ignore, O.pin);
   }
@@ -271,8 +289,8 @@ int main(int argc, char **argv) {
   all = is(O.mode, "all");
   if (!all && !is(O.mode, "latency") && !is(O.mode, "many") &&
       !is(O.mode, "cpu") && !is(O.mode, "big") && !is(O.mode, "prewarm") &&
-      !is(O.mode, "zygote") &&
-      !is(O.mode, "memory") && !is(O.mode, "anatomy")) {
+      !is(O.mode, "zygote") && !is(O.mode, "memory") &&
+      !is(O.mode, "anatomy")) {
     fprintf(stderr, "ppbench: unknown mode %s\n", O.mode);
     usage(stderr);
     return 2;

@@ -4,7 +4,8 @@
  * pthread_cond_wait/timedwait, process-wide.  ppbench finds
  * malloc_count_get() with dlsym and reports each per call.
  *
- *   LD_PRELOAD=build-bench/bench/libmalloc_count.so build-bench/bench/ppbench latency
+ *   LD_PRELOAD=build-bench/bench/libmalloc_count.so build-bench/bench/ppbench
+ * latency
  *
  * The counting (one relaxed atomic add per event) inflates timings a
  * little: use it for counts, not for the comparison. */
@@ -56,10 +57,10 @@ int posix_memalign(void **out, size_t align, size_t n) {
   return *out ? 0 : 12;
 }
 
-#define NEXT(ret, name, params)                                              \
-  static ret(*real_##name) params;                                           \
-  if (real_##name == NULL)                                                   \
-    real_##name = (ret(*) params)dlsym(RTLD_NEXT, #name)
+#define NEXT(ret, name, params)                                                \
+  static ret(*real_##name) params;                                             \
+  if (real_##name == NULL)                                                     \
+  real_##name = (ret(*) params)dlsym(RTLD_NEXT, #name)
 
 int pthread_mutex_lock(pthread_mutex_t *m) {
   NEXT(int, pthread_mutex_lock, (pthread_mutex_t *));

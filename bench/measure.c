@@ -134,8 +134,8 @@ static int counted(uint64_t t1) { return !g_stop || t1 <= g_stop_ns; }
 static int reply_ok(const contender_t *c, const char *p, size_t n) {
   if (c->json)
     return n > 0 && p[0] == '"';
-  return n == c->len && (n == 0 || (p[0] == c->payload[0] &&
-                                    p[n - 1] == c->payload[n - 1]));
+  return n == c->len &&
+         (n == 0 || (p[0] == c->payload[0] && p[n - 1] == c->payload[n - 1]));
 }
 
 void *floor_call_thread(void *arg) {
@@ -229,8 +229,7 @@ void *pool_lease_thread(void *arg) {
   r = pp_lease_acquire(c->pool, NULL, -1, &lease, &diag);
   pthread_barrier_wait(&g_go);
   if (r != 0) {
-    fprintf(stderr, "pp_lease_acquire: %s: %s\n", pp_strerror(r),
-            diag.message);
+    fprintf(stderr, "pp_lease_acquire: %s: %s\n", pp_strerror(r), diag.message);
     t->errors++;
     return NULL;
   }

@@ -107,8 +107,7 @@ pp_pool_t *open_pool_ex(int size, int raw, const char *handler,
 
 pp_pool_t *open_pool(int size, int raw, const char *handler,
                      const char *env_yaml, double *open_s) {
-  return open_pool_ex(size, raw, handler, env_yaml, pool_depth(), NULL,
-                      open_s);
+  return open_pool_ex(size, raw, handler, env_yaml, pool_depth(), NULL, open_s);
 }
 
 int spawn_floor(floor_worker_t *w, int n, int raw, const char *handler,

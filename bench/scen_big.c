@@ -8,8 +8,8 @@ int scen_big(void) {
   pin_scenario(1);
   const char *scen = "big";
   char hbuf[PATH_MAX];
-  const char *handler = handler_path("fixtures/raw_echo.py", hbuf,
-                                     sizeof(hbuf));
+  const char *handler =
+      handler_path("fixtures/raw_echo.py", hbuf, sizeof(hbuf));
   size_t len = O.payload >= 4096 ? O.payload : 65536;
   char *payload = make_payload(len, 0);
   floor_worker_t fw;
@@ -23,15 +23,21 @@ int scen_big(void) {
     return -1;
   }
   contender_t cf = {.name = "floor: C driver <-> worker, blocking",
-                    .nthreads = 1, .fn = floor_call_thread, .fw = &fw,
-                    .nfw = 1, .payload = payload, .len = len};
-  contender_t cp = {.name = "pool: pp_call", .nthreads = 1,
-                    .fn = pool_call_thread, .pool = pool, .payload = payload,
+                    .nthreads = 1,
+                    .fn = floor_call_thread,
+                    .fw = &fw,
+                    .nfw = 1,
+                    .payload = payload,
+                    .len = len};
+  contender_t cp = {.name = "pool: pp_call",
+                    .nthreads = 1,
+                    .fn = pool_call_thread,
+                    .pool = pool,
+                    .payload = payload,
                     .len = len};
   contender_t *cs[] = {&cf, &cp};
 
-  snprintf(title, sizeof(title), "big payloads, raw mode, %zu B each way",
-           len);
+  snprintf(title, sizeof(title), "big payloads, raw mode, %zu B each way", len);
   foreign_t fl;
   foreign_begin(&fl);
   measure(cs, 2);

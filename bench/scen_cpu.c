@@ -28,8 +28,8 @@ int scen_cpu(void) {
   char hbuf[PATH_MAX], env[96], fenv[64];
   char *floor_env[] = {fenv, NULL};
   floor_worker_t fw;
-  const char *handler = handler_path("bench/handlers/burn.py", hbuf,
-                                     sizeof(hbuf));
+  const char *handler =
+      handler_path("bench/handlers/burn.py", hbuf, sizeof(hbuf));
   char *payload = make_payload(O.payload, 0);
   pp_pool_t *p1, *p2;
   char title[160];
@@ -50,14 +50,24 @@ int scen_cpu(void) {
       pp_pool_close(p2);
     return -1;
   }
-  contender_t cf = {.name = "floor: 1 worker, blocking", .nthreads = 1,
-                    .fn = floor_call_thread, .fw = &fw, .nfw = 1,
-                    .payload = payload, .len = O.payload};
-  contender_t c1 = {.name = "pool: 1 worker, 2 callers", .nthreads = 2,
-                    .fn = pool_call_thread, .pool = p1, .payload = payload,
+  contender_t cf = {.name = "floor: 1 worker, blocking",
+                    .nthreads = 1,
+                    .fn = floor_call_thread,
+                    .fw = &fw,
+                    .nfw = 1,
+                    .payload = payload,
                     .len = O.payload};
-  contender_t c2 = {.name = "pool: 2 workers, 4 callers", .nthreads = 4,
-                    .fn = pool_call_thread, .pool = p2, .payload = payload,
+  contender_t c1 = {.name = "pool: 1 worker, 2 callers",
+                    .nthreads = 2,
+                    .fn = pool_call_thread,
+                    .pool = p1,
+                    .payload = payload,
+                    .len = O.payload};
+  contender_t c2 = {.name = "pool: 2 workers, 4 callers",
+                    .nthreads = 4,
+                    .fn = pool_call_thread,
+                    .pool = p2,
+                    .payload = payload,
                     .len = O.payload};
   contender_t *cs[] = {&c1, &c2, &cf};
 

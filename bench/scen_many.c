@@ -14,8 +14,8 @@ int scen_many(void) {
   pin_scenario(0);
   const char *scen = "many";
   char hbuf[PATH_MAX];
-  const char *handler = handler_path("fixtures/raw_echo.py", hbuf,
-                                     sizeof(hbuf));
+  const char *handler =
+      handler_path("fixtures/raw_echo.py", hbuf, sizeof(hbuf));
   int workers = pick(O.workers, 2), callers = pick(O.callers, 64);
   int depth = pick(O.depth, 16);
   int pdepth = O.pool_depth > 0 ? O.pool_depth : depth;
@@ -42,29 +42,51 @@ int scen_many(void) {
   g_many_depth = depth;
   g_many_pool_depth = pdepth;
   snprintf(n1, sizeof(n1), "floor: %d workers x depth 1", workers);
-  snprintf(n2, sizeof(n2), "floor: %d workers x depth %d (pipelined)",
-           workers, depth);
+  snprintf(n2, sizeof(n2), "floor: %d workers x depth %d (pipelined)", workers,
+           depth);
   snprintf(n3, sizeof(n3), "pool: %d callers pp_call, pipeline_depth %d",
            callers, pdepth);
   snprintf(n4, sizeof(n4), "pool: %d callers pp_call, pipeline_depth 1",
            callers);
-  snprintf(n5, sizeof(n5), "pool: %d pp_call_async, pipeline_depth %d",
-           callers, pdepth);
-  contender_t c1 = {.name = n1, .nthreads = workers, .fn = floor_call_thread,
-                    .fw = fw, .nfw = workers, .payload = payload,
+  snprintf(n5, sizeof(n5), "pool: %d pp_call_async, pipeline_depth %d", callers,
+           pdepth);
+  contender_t c1 = {.name = n1,
+                    .nthreads = workers,
+                    .fn = floor_call_thread,
+                    .fw = fw,
+                    .nfw = workers,
+                    .payload = payload,
                     .len = O.payload};
-  contender_t cd = {.name = n2, .nthreads = workers, .fn = floor_pipe_thread,
-                    .fw = fw, .nfw = workers, .payload = payload,
-                    .len = O.payload, .depth = depth};
-  contender_t cp = {.name = n3, .nthreads = callers, .fn = pool_call_thread,
-                    .pool = pool, .payload = payload, .len = O.payload};
-  contender_t cp1 = {.name = n4, .nthreads = callers, .fn = pool_call_thread,
-                     .pool = pool1, .payload = payload, .len = O.payload,
+  contender_t cd = {.name = n2,
+                    .nthreads = workers,
+                    .fn = floor_pipe_thread,
+                    .fw = fw,
+                    .nfw = workers,
+                    .payload = payload,
+                    .len = O.payload,
+                    .depth = depth};
+  contender_t cp = {.name = n3,
+                    .nthreads = callers,
+                    .fn = pool_call_thread,
+                    .pool = pool,
+                    .payload = payload,
+                    .len = O.payload};
+  contender_t cp1 = {.name = n4,
+                     .nthreads = callers,
+                     .fn = pool_call_thread,
+                     .pool = pool1,
+                     .payload = payload,
+                     .len = O.payload,
                      .ref = 1};
   /* The loop face: one thread, `callers` calls in flight at once. */
-  contender_t ca = {.name = n5, .nthreads = 1, .fn = pool_async_thread,
-                    .payload = payload, .len = O.payload, .depth = pdepth,
-                    .acallers = callers, .aworkers = workers,
+  contender_t ca = {.name = n5,
+                    .nthreads = 1,
+                    .fn = pool_async_thread,
+                    .payload = payload,
+                    .len = O.payload,
+                    .depth = pdepth,
+                    .acallers = callers,
+                    .aworkers = workers,
                     .handler = handler};
   contender_t *cs[] = {&c1, &cd, &ca, &cp, &cp1};
 

@@ -73,8 +73,8 @@ long core_sizeof(const char *type) {
 static int mem_per_worker(double *idle_b, double *used_b) {
   const char *scen = "memory";
   char hbuf[PATH_MAX];
-  const char *handler = handler_path("fixtures/echo_handlers.py", hbuf,
-                                     sizeof(hbuf));
+  const char *handler =
+      handler_path("fixtures/echo_handlers.py", hbuf, sizeof(hbuf));
   const int K = 8;
   double h0, h1, h1c, hk0, hk1, hkc;
   double rss_sum = 0, pss_sum = 0, rss, pss;
@@ -130,15 +130,15 @@ static int mem_per_worker(double *idle_b, double *used_b) {
          "after one call on every worker (reply buffers grown)");
   if (core_sizeof("pp__proc_t") > 0)
     figure(scen, "  sizeof(pp__proc_t) + sizeof(pp__slot_t)",
-           (double)(core_sizeof("pp__proc_t") + core_sizeof("pp__slot_t")),
-           "B", "proc %ld (2 line buffers of %ld), slot %ld",
+           (double)(core_sizeof("pp__proc_t") + core_sizeof("pp__slot_t")), "B",
+           "proc %ld (2 line buffers of %ld), slot %ld",
            core_sizeof("pp__proc_t"), core_sizeof("pp__linebuf_t"),
            core_sizeof("pp__slot_t"));
   if (nw > 0) {
-    figure(scen, "one idle Python worker, RSS", rss_sum / nw / 1048576.0,
-           "MiB", "mean of %d (worker side, not pool side)", nw);
-    figure(scen, "one idle Python worker, PSS", pss_sum / nw / 1048576.0,
-           "MiB", NULL);
+    figure(scen, "one idle Python worker, RSS", rss_sum / nw / 1048576.0, "MiB",
+           "mean of %d (worker side, not pool side)", nw);
+    figure(scen, "one idle Python worker, PSS", pss_sum / nw / 1048576.0, "MiB",
+           NULL);
   }
   return 0;
 }
@@ -156,14 +156,12 @@ static void lf_ready(pp_pool_t *p, int status, void *d) {
   ((lf_t *)d)->ready = 1;
   ((lf_t *)d)->status = status;
 }
-static void lf_hold(pp_lease_t *l, int status, const pp_diag_t *diag,
-                    void *d) {
+static void lf_hold(pp_lease_t *l, int status, const pp_diag_t *diag, void *d) {
   (void)status;
   (void)diag;
   ((lf_t *)d)->held = l;
 }
-static void lf_wait(pp_lease_t *l, int status, const pp_diag_t *diag,
-                    void *d) {
+static void lf_wait(pp_lease_t *l, int status, const pp_diag_t *diag, void *d) {
   (void)status;
   (void)diag;
   ((lf_t *)d)->done++;
@@ -177,8 +175,8 @@ static void lf_closed(pp_pool_t *p, void *d) {
 
 static int mem_loop_waiters(int n, double *per) {
   char hbuf[PATH_MAX], cmd[4 * PATH_MAX];
-  const char *handler = handler_path("fixtures/echo_handlers.py", hbuf,
-                                     sizeof(hbuf));
+  const char *handler =
+      handler_path("fixtures/echo_handlers.py", hbuf, sizeof(hbuf));
   uv_loop_t loop;
   pp_config_t *cfg;
   pp_pool_t *pool;
@@ -232,8 +230,8 @@ static int mem_loop_waiters(int n, double *per) {
   uv_loop_close(&loop);
 
   *per = (h1 - h0) / n;
-  figure("memory", "loop face: pool-side heap per waiting checkout", *per,
-         "B", "%d pp_checkout waiters queued", n);
+  figure("memory", "loop face: pool-side heap per waiting checkout", *per, "B",
+         "%d pp_checkout waiters queued", n);
   if (edge > 0) {
     figure("memory", "loop face: pp_checkout enqueue, first waiters",
            (double)(t_first - t0) / edge / 1e3, "us",
@@ -269,8 +267,7 @@ static void *bw_pool(void *arg) {
   return NULL;
 }
 
-static int spawn_threads(pthread_t *th, int n, void *(*fn)(void *),
-                         void *arg) {
+static int spawn_threads(pthread_t *th, int n, void *(*fn)(void *), void *arg) {
   pthread_attr_t a;
   int i;
 
@@ -294,8 +291,8 @@ static long waiter_cond_beside(void) {
 
 static int mem_thread_waiters(int n, double *per_heap) {
   char hbuf[PATH_MAX];
-  const char *handler = handler_path("fixtures/echo_handlers.py", hbuf,
-                                     sizeof(hbuf));
+  const char *handler =
+      handler_path("fixtures/echo_handlers.py", hbuf, sizeof(hbuf));
   pthread_t *th = calloc((size_t)n, sizeof(*th));
   double h0, h1, hp0, hp1;
   pp_lease_t *held;
@@ -356,8 +353,10 @@ static int mem_thread_waiters(int n, double *per_heap) {
     long cond = waiter_cond_beside();
     if (cond > 0)
       figure("memory", "blocking face: waiter record on the caller's stack",
-             (double)(wsz + cond), "B", "sizeof(pp__waiter_t) %ld + uv_cond_t "
-             "%ld beside it", wsz, cond);
+             (double)(wsz + cond), "B",
+             "sizeof(pp__waiter_t) %ld + uv_cond_t "
+             "%ld beside it",
+             wsz, cond);
     else
       figure("memory", "blocking face: waiter record on the caller's stack",
              (double)wsz, "B", "sizeof(pp__waiter_t), its uv_cond_t inside");
@@ -381,8 +380,8 @@ int scen_memory(void) {
     long w = core_sizeof("pp__waiter_t"), c = waiter_cond_beside();
     /* A small negative heap delta is glibc noise between the two thread
      * groups: count it as zero. */
-    g_mem_thread_waiter = (per > 0 ? per : 0) + (w > 0 ? (double)w : 0) +
-                          (c > 0 ? (double)c : 0);
+    g_mem_thread_waiter =
+        (per > 0 ? per : 0) + (w > 0 ? (double)w : 0) + (c > 0 ? (double)c : 0);
   }
   return 0;
 }

@@ -160,8 +160,8 @@ int scen_zygote(void) {
   pin_scenario(0);
   const char *scen = "zygote";
   char hbuf[PATH_MAX], env[64], name[128];
-  const char *handler = handler_path("bench/handlers/burn_import.py", hbuf,
-                                     sizeof(hbuf));
+  const char *handler =
+      handler_path("bench/handlers/burn_import.py", hbuf, sizeof(hbuf));
   int n = O.prewarm_workers;
   double t1 = 0, tz = 0, ts = 0;
   memsum_t sc, sg, zc, zg, zp = {0};
@@ -170,7 +170,8 @@ int scen_zygote(void) {
 
   snprintf(env, sizeof(env), "{PP_BURN_IMPORT: \"%g\"}", O.burn_import);
   printf("\n== zygote start: handler module burns %g s of CPU at import "
-         "(bench/handlers/burn_import.py)\n", O.burn_import);
+         "(bench/handlers/burn_import.py)\n",
+         O.burn_import);
   foreign_begin(&fl);
   /* The baseline and the zygote pool back to back, the long spawn last. */
   if ((pool = open_pool_ex(1, 0, handler, env, 1, "spawn", &t1)) == NULL)
@@ -201,8 +202,7 @@ int scen_zygote(void) {
   snprintf(name, sizeof(name), "spawn: %d workers, summed private memory", n);
   figure(scen, name, MIB(sc.priv), "MiB",
          "Private_Clean + Private_Dirty, after one call on each");
-  snprintf(name, sizeof(name), "zygote: %d workers, summed private memory",
-           n);
+  snprintf(name, sizeof(name), "zygote: %d workers, summed private memory", n);
   figure(scen, name, MIB(zc.priv), "MiB",
          "Private_Clean + Private_Dirty, after one call on each");
   figure(scen, "zygote: the zygote process itself, PSS", MIB(zp.pss), "MiB",

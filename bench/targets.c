@@ -17,8 +17,10 @@ typedef struct num {
   const double *v;
 } num_t;
 
-#define RES(scen, name, field) {scen, name, offsetof(result_t, field), NULL}
-#define VAR(x) {NULL, NULL, 0, &(x)}
+#define RES(scen, name, field)                                                 \
+  { scen, name, offsetof(result_t, field), NULL }
+#define VAR(x)                                                                 \
+  { NULL, NULL, 0, &(x) }
 
 typedef struct row {
   const char *id, *text;
@@ -45,8 +47,8 @@ static double mp_p50 = -1, ppe_p50 = -1, erlang_p50 = -1;
 static char erlang_skipped[160];
 static double many_floor = -1, many_pipe = -1, many_async = -1;
 static double many_threads = -1, many_ref = -1;
-static char note_3[256], note_3t[256], note_6[256], note_7a[256],
-    note_7s[256], note_7b[256], note_8a[256];
+static char note_3[256], note_3t[256], note_6[256], note_7a[256], note_7s[256],
+    note_7b[256], note_8a[256];
 
 static const double kib4 = 4096, b256 = 256;
 static const char ceiling[] =
@@ -56,99 +58,80 @@ static const row_t rows[] = {
     /* id, text,
      * value, baseline,
      * unit, op, limit, note, skipped */
-    {"1a", "pp_call p50 <= 1.2x floor p50 (raw)",
-     RES(LAT_RAW, CALL, p50_us), RES(LAT_RAW, FLOOR, p50_us),
-     "us", "<=", 1.2, NULL, NULL},
-    {"1b", "pp_call p99 <= 2x floor p99 (raw)",
-     RES(LAT_RAW, CALL, p99_us), RES(LAT_RAW, FLOOR, p99_us),
-     "us", "<=", 2.0, NULL, NULL},
+    {"1a", "pp_call p50 <= 1.2x floor p50 (raw)", RES(LAT_RAW, CALL, p50_us),
+     RES(LAT_RAW, FLOOR, p50_us), "us", "<=", 1.2, NULL, NULL},
+    {"1b", "pp_call p99 <= 2x floor p99 (raw)", RES(LAT_RAW, CALL, p99_us),
+     RES(LAT_RAW, FLOOR, p99_us), "us", "<=", 2.0, NULL, NULL},
     {"1a*", "(info) pp_call p50 vs a floor that polls as it does",
-     RES(LAT_RAW, CALL, p50_us), RES(LAT_RAW, POLLING_FLOOR, p50_us),
-     "us", "info", 0,
+     RES(LAT_RAW, CALL, p50_us), RES(LAT_RAW, POLLING_FLOOR, p50_us), "us",
+     "info", 0,
      "raw mode; the floor polls its reply pipe up to 50 us before it "
-     "sleeps, as pp_call does (worker.reply_spin_us)", NULL},
-    {"1c", "pp_call p50 <= 1.2x floor p50 (JSON)",
-     RES(LAT_JSON, CALL, p50_us), RES(LAT_JSON, FLOOR, p50_us),
-     "us", "<=", 1.2, NULL, NULL},
-    {"1d", "pp_call p99 <= 2x floor p99 (JSON)",
-     RES(LAT_JSON, CALL, p99_us), RES(LAT_JSON, FLOOR, p99_us),
-     "us", "<=", 2.0, NULL, NULL},
+     "sleeps, as pp_call does (worker.reply_spin_us)",
+     NULL},
+    {"1c", "pp_call p50 <= 1.2x floor p50 (JSON)", RES(LAT_JSON, CALL, p50_us),
+     RES(LAT_JSON, FLOOR, p50_us), "us", "<=", 1.2, NULL, NULL},
+    {"1d", "pp_call p99 <= 2x floor p99 (JSON)", RES(LAT_JSON, CALL, p99_us),
+     RES(LAT_JSON, FLOOR, p99_us), "us", "<=", 2.0, NULL, NULL},
 
     /* Against the alternatives: their p50 over the pool's, JSON mode (they
      * pickle their arguments; the pool's JSON mode is the fair match).
      * Each beside its ceiling: the alternative against the floor itself
      * (JSON mode, same run), the most any pool over these pipes could
      * show. */
-    {"2a", "multiprocessing.Pool.apply p50 >= 10x pp_call p50",
-     VAR(mp_p50), VAR(call_p50),
-     "us", ">=", 10, NULL, NULL},
+    {"2a", "multiprocessing.Pool.apply p50 >= 10x pp_call p50", VAR(mp_p50),
+     VAR(call_p50), "us", ">=", 10, NULL, NULL},
     {"2a*", "(info) ceiling: multiprocessing.Pool.apply p50 vs floor p50",
-     VAR(mp_p50), RES(LAT_JSON, FLOOR, p50_us),
-     "us", "info", 0, ceiling, NULL},
-    {"2b", "ProcessPoolExecutor p50 >= 10x pp_call p50",
-     VAR(ppe_p50), VAR(call_p50),
-     "us", ">=", 10, NULL, NULL},
+     VAR(mp_p50), RES(LAT_JSON, FLOOR, p50_us), "us", "info", 0, ceiling, NULL},
+    {"2b", "ProcessPoolExecutor p50 >= 10x pp_call p50", VAR(ppe_p50),
+     VAR(call_p50), "us", ">=", 10, NULL, NULL},
     {"2b*", "(info) ceiling: ProcessPoolExecutor p50 vs floor p50",
-     VAR(ppe_p50), RES(LAT_JSON, FLOOR, p50_us),
-     "us", "info", 0, ceiling, NULL},
-    {"2c", "Erlang port p50 > pp_call p50",
-     VAR(erlang_p50), VAR(call_p50),
+     VAR(ppe_p50), RES(LAT_JSON, FLOOR, p50_us), "us", "info", 0, ceiling,
+     NULL},
+    {"2c", "Erlang port p50 > pp_call p50", VAR(erlang_p50), VAR(call_p50),
      "us", ">=", 1, NULL, erlang_skipped},
 
-    {"3", "64 callers x 2 workers >= 0.6x raw pipelined floor",
-     VAR(many_async), VAR(many_pipe),
-     "calls/s", ">=", 0.6, note_3, NULL},
+    {"3", "64 callers x 2 workers >= 0.6x raw pipelined floor", VAR(many_async),
+     VAR(many_pipe), "calls/s", ">=", 0.6, note_3, NULL},
     {"3t*", "(info) the same with 64 caller threads (blocking face)",
-     VAR(many_threads), VAR(many_pipe),
-     "calls/s", "info", 0, note_3t, NULL},
+     VAR(many_threads), VAR(many_pipe), "calls/s", "info", 0, note_3t, NULL},
     {"3*", "(info) without pipelining: pool at depth 1 vs floor at depth 1",
-     VAR(many_ref), VAR(many_floor),
-     "calls/s", "info", 0,
+     VAR(many_ref), VAR(many_floor), "calls/s", "info", 0,
      "reference: worker.pipeline_depth 1 (the default)", NULL},
 
     {"4", "CPU-bound: 2 workers >= 1.8x one worker",
      RES("cpu", "pool: 2 workers, 4 callers", calls_s),
-     RES("cpu", "pool: 1 worker, 2 callers", calls_s),
-     "calls/s", ">=", 1.8, NULL, NULL},
-    {"5", "64 KiB payloads >= 0.8x floor MB/s",
-     RES("big", CALL, mb_s), RES("big", FLOOR, mb_s),
-     "MB/s", ">=", 0.8, NULL, NULL},
+     RES("cpu", "pool: 1 worker, 2 callers", calls_s), "calls/s", ">=", 1.8,
+     NULL, NULL},
+    {"5", "64 KiB payloads >= 0.8x floor MB/s", RES("big", CALL, mb_s),
+     RES("big", FLOOR, mb_s), "MB/s", ">=", 0.8, NULL, NULL},
 
-    {"6", "pre-warm: 8 slow workers ready <= 1.15x one",
-     VAR(g_prewarm_n), VAR(g_prewarm_1),
-     "s", "<=", 1.15, note_6, NULL},
-    {"6*", "(info) the same with python -S: no site hooks",
-     VAR(g_prewarm_sn), VAR(g_prewarm_s1),
-     "s", "info", 0,
+    {"6", "pre-warm: 8 slow workers ready <= 1.15x one", VAR(g_prewarm_n),
+     VAR(g_prewarm_1), "s", "<=", 1.15, note_6, NULL},
+    {"6*", "(info) the same with python -S: no site hooks", VAR(g_prewarm_sn),
+     VAR(g_prewarm_s1), "s", "info", 0,
      "the interpreter's start-up without site.py and the .pth files it "
-     "runs; 8 starts share 2 CPUs", NULL},
+     "runs; 8 starts share 2 CPUs",
+     NULL},
 
-    {"7a", "zygote: 8 CPU-heavy workers ready <= 1.3x one import",
-     VAR(g_zyg_n), VAR(g_zyg_1),
-     "s", "<=", 1.3, note_7a, NULL},
+    {"7a", "zygote: 8 CPU-heavy workers ready <= 1.3x one import", VAR(g_zyg_n),
+     VAR(g_zyg_1), "s", "<=", 1.3, note_7a, NULL},
     {"7*", "(info) spawn: 8 CPU-heavy workers ready vs one import",
-     VAR(g_zyg_spawn_n), VAR(g_zyg_1),
-     "s", "info", 0, note_7s, NULL},
-    {"7b", "zygote: 8 workers' summed PSS <= 0.5x 8 spawned",
-     VAR(g_zyg_pss), VAR(g_zyg_pss_spawn),
-     "MiB", "<=", 0.5, note_7b, NULL},
+     VAR(g_zyg_spawn_n), VAR(g_zyg_1), "s", "info", 0, note_7s, NULL},
+    {"7b", "zygote: 8 workers' summed PSS <= 0.5x 8 spawned", VAR(g_zyg_pss),
+     VAR(g_zyg_pss_spawn), "MiB", "<=", 0.5, note_7b, NULL},
     {"7b*", "(info) same, after a full gc.collect() in every worker",
-     VAR(g_zyg_pss_gc), VAR(g_zyg_pss_spawn_gc),
-     "MiB", "info", 0,
+     VAR(g_zyg_pss_gc), VAR(g_zyg_pss_spawn_gc), "MiB", "info", 0,
      "the handler's gc_collect command; the first full collection in a "
      "forked worker touches what the zygote froze unless it stays frozen",
      NULL},
 
-    {"8a", "pool-side memory per worker <= 4 KiB",
-     VAR(g_mem_worker), VAR(kib4),
+    {"8a", "pool-side memory per worker <= 4 KiB", VAR(g_mem_worker), VAR(kib4),
      "B", "<=", 1, note_8a, NULL},
-    {"8b", "per waiting checkout <= 256 B (loop face)",
-     VAR(g_mem_loop_waiter), VAR(b256),
-     "B", "<=", 1, "heap per pp_checkout waiter", NULL},
+    {"8b", "per waiting checkout <= 256 B (loop face)", VAR(g_mem_loop_waiter),
+     VAR(b256), "B", "<=", 1, "heap per pp_checkout waiter", NULL},
     {"8c", "per waiting checkout <= 256 B (blocking face)",
-     VAR(g_mem_thread_waiter), VAR(b256),
-     "B", "<=", 1, "heap delta + the waiter record on the caller's stack",
-     NULL},
+     VAR(g_mem_thread_waiter), VAR(b256), "B", "<=", 1,
+     "heap delta + the waiter record on the caller's stack", NULL},
 };
 
 /* The alternatives' p50s, kept only when there is a pp_call p50 to hold
@@ -164,8 +147,7 @@ static void collect_alternatives(void) {
   call_p50 = p->p50_us;
   if ((al = alt_get("multiprocessing.Pool(2).apply")) && !al->skipped[0])
     mp_p50 = al->p50_us;
-  if ((al = alt_get("ProcessPoolExecutor(2).submit.result")) &&
-      !al->skipped[0])
+  if ((al = alt_get("ProcessPoolExecutor(2).submit.result")) && !al->skipped[0])
     ppe_p50 = al->p50_us;
   if ((al = alt_get("erlang_port")) != NULL) {
     if (al->skipped[0])
@@ -225,10 +207,12 @@ static void collect_notes(void) {
            O.prewarm_workers, O.slow_start);
   snprintf(note_7a, sizeof(note_7a),
            "worker.start: zygote, %d workers vs one spawned worker, import "
-           "burns %g s of CPU", O.prewarm_workers, O.burn_import);
-  snprintf(note_7s, sizeof(note_7s), "%d spawned workers vs one, %ld CPUs; "
-           "issue 7: about 4x on 2 cores", O.prewarm_workers,
-           sysconf(_SC_NPROCESSORS_ONLN));
+           "burns %g s of CPU",
+           O.prewarm_workers, O.burn_import);
+  snprintf(note_7s, sizeof(note_7s),
+           "%d spawned workers vs one, %ld CPUs; "
+           "issue 7: about 4x on 2 cores",
+           O.prewarm_workers, sysconf(_SC_NPROCESSORS_ONLN));
   snprintf(note_7b, sizeof(note_7b),
            "%d workers each, after one call on each; smaps_rollup Pss of "
            "the pids in pp_pool_status; zygote process not included",
@@ -240,7 +224,8 @@ static void collect_notes(void) {
              "heap per worker after one call on each; idle: %.0f B%s",
              g_mem_worker_idle,
              lease > 0 ? "; the difference is mostly the lease object kept "
-                         "for reuse" : "");
+                         "for reuse"
+                       : "");
     if (lease > 0)
       snprintf(note_8a + strlen(note_8a), sizeof(note_8a) - strlen(note_8a),
                " (sizeof(pp_lease_t) %ld)", lease);
@@ -283,9 +268,10 @@ static void target(const char *id, const char *text, double value,
     printf("TARGET %-3s %-58s %.4g / %.4g %s = %.3fx  INFO%s%s\n", id, text,
            value, baseline, unit, ratio, note ? "  -- " : "", note ? note : "");
   else
-    printf("TARGET %-3s %-58s %.4g / %.4g %s = %.3fx (target %s %.2fx)  %s%s%s\n",
-           id, text, value, baseline, unit, ratio, op, limit, status,
-           note ? "  -- " : "", note ? note : "");
+    printf(
+        "TARGET %-3s %-58s %.4g / %.4g %s = %.3fx (target %s %.2fx)  %s%s%s\n",
+        id, text, value, baseline, unit, ratio, op, limit, status,
+        note ? "  -- " : "", note ? note : "");
   if (J) {
     fprintf(J, "{\"kind\":\"target\",\"id\":");
     jstr(J, id);

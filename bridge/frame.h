@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PP_FRAME_HEADER 12   /* bytes before the payload */
+#define PP_FRAME_HEADER 12 /* bytes before the payload */
 #define PP_PROTOCOL_VERSION 1
 
 typedef enum {
@@ -33,9 +33,9 @@ typedef struct pp_frame {
 } pp_frame_t;
 
 /* Errors returned by the decoder (negative). */
-#define PP_FRAME_ETOOBIG (-1)  /* length over max_frame */
-#define PP_FRAME_ETYPE (-2)    /* unknown type */
-#define PP_FRAME_EHEADER (-3)  /* length < 8, or reserved bits not zero */
+#define PP_FRAME_ETOOBIG (-1) /* length over max_frame */
+#define PP_FRAME_ETYPE (-2)   /* unknown type */
+#define PP_FRAME_EHEADER (-3) /* length < 8, or reserved bits not zero */
 
 /* Decode one frame from buf[0..len).  Returns the number of bytes the frame
  * takes (header + payload) and fills *f, with f->payload pointing into buf;

@@ -17,33 +17,33 @@ typedef enum {
 } pp__death_t;
 
 struct pp_config {
-  char *name;             /* "name", default "portpool" */
-  int size;               /* "size", resolved count (auto = CPUs) */
-  int size_auto;          /* 1 when given as auto (rendered back as auto) */
-  int min_ready;          /* "min_ready", 0 = size */
-  char *adapter;          /* "adapter": "python" | "mock" */
+  char *name;    /* "name", default "portpool" */
+  int size;      /* "size", resolved count (auto = CPUs) */
+  int size_auto; /* 1 when given as auto (rendered back as auto) */
+  int min_ready; /* "min_ready", 0 = size */
+  char *adapter; /* "adapter": "python" | "mock" */
 
   /* worker.* */
-  char **command;         /* "worker.command": NULL-terminated argv */
+  char **command; /* "worker.command": NULL-terminated argv */
   int command_len;
-  char **env;             /* "worker.env": NULL-terminated "K=V" list,
-                             added to the inherited environment */
+  char **env; /* "worker.env": NULL-terminated "K=V" list,
+                 added to the inherited environment */
   int env_len;
-  uint64_t startup_timeout_ms;  /* "worker.startup_timeout", 10s */
-  uint64_t request_timeout_ms;  /* "worker.request_timeout", 30s; 0 = none */
-  uint64_t max_requests;        /* "worker.max_requests", 0 = never */
-  uint64_t max_rss;             /* "worker.max_rss" bytes, 0 = never */
-  uint64_t max_age_ms;          /* "worker.max_age", 0 = never */
-  int max_recycling;            /* "worker.max_recycling", 1 */
-  uint32_t max_frame;           /* "worker.max_frame" bytes, 64MiB */
-  uint64_t heartbeat_ms;        /* "worker.heartbeat", 0 = off (default 0) */
-  int heartbeat_misses;         /* "worker.heartbeat_misses", 3 */
-  uint64_t kill_grace_ms;       /* "worker.kill_grace", 2s */
-  uint64_t drain_timeout_ms;    /* "worker.drain_timeout", 5s */
-  uint64_t cancel_grace_ms;     /* "worker.cancel_grace", 1s */
-  int pipeline_depth;           /* "worker.pipeline_depth", 1 */
-  int reply_spin_us;            /* "worker.reply_spin_us", 50 */
-  pp__start_t start;            /* "worker.start", spawn | zygote */
+  uint64_t startup_timeout_ms; /* "worker.startup_timeout", 10s */
+  uint64_t request_timeout_ms; /* "worker.request_timeout", 30s; 0 = none */
+  uint64_t max_requests;       /* "worker.max_requests", 0 = never */
+  uint64_t max_rss;            /* "worker.max_rss" bytes, 0 = never */
+  uint64_t max_age_ms;         /* "worker.max_age", 0 = never */
+  int max_recycling;           /* "worker.max_recycling", 1 */
+  uint32_t max_frame;          /* "worker.max_frame" bytes, 64MiB */
+  uint64_t heartbeat_ms;       /* "worker.heartbeat", 0 = off (default 0) */
+  int heartbeat_misses;        /* "worker.heartbeat_misses", 3 */
+  uint64_t kill_grace_ms;      /* "worker.kill_grace", 2s */
+  uint64_t drain_timeout_ms;   /* "worker.drain_timeout", 5s */
+  uint64_t cancel_grace_ms;    /* "worker.cancel_grace", 1s */
+  int pipeline_depth;          /* "worker.pipeline_depth", 1 */
+  int reply_spin_us;           /* "worker.reply_spin_us", 50 */
+  pp__start_t start;           /* "worker.start", spawn | zygote */
 
   /* checkout.* */
   uint64_t checkout_timeout_ms; /* "checkout.timeout", 5s */
@@ -51,21 +51,21 @@ struct pp_config {
   int max_waiters;              /* "checkout.max_waiters", 1024 */
 
   /* restart.* */
-  int max_restarts;             /* "restart.max_restarts", 10 */
-  uint64_t within_ms;           /* "restart.within", 60s */
-  uint64_t backoff_min_ms;      /* "restart.backoff": [min, max] */
-  uint64_t backoff_max_ms;      /* default [100ms, 5s] */
-  int retry_boot_failures;      /* "restart.retry_boot_failures", false (0) */
+  int max_restarts;        /* "restart.max_restarts", 10 */
+  uint64_t within_ms;      /* "restart.within", 60s */
+  uint64_t backoff_min_ms; /* "restart.backoff": [min, max] */
+  uint64_t backoff_max_ms; /* default [100ms, 5s] */
+  int retry_boot_failures; /* "restart.retry_boot_failures", false (0) */
 
-  pp__death_t on_client_death;  /* "on_client_death", finish */
+  pp__death_t on_client_death; /* "on_client_death", finish */
 
   /* control.* */
-  char *socket;                 /* "control.socket", NULL = no socket */
-  int socket_mode;              /* "control.mode", 0600 (YAML "0600") */
-  char **allow_uids;            /* "control.allow_uids": numeric uids as
-                                   text, NULL-terminated; default none */
+  char *socket;      /* "control.socket", NULL = no socket */
+  int socket_mode;   /* "control.mode", 0600 (YAML "0600") */
+  char **allow_uids; /* "control.allow_uids": numeric uids as
+                        text, NULL-terminated; default none */
   int allow_uids_len;
-  uint64_t idle_timeout_ms;     /* "control.idle_timeout", 10s; 0 = none */
+  uint64_t idle_timeout_ms; /* "control.idle_timeout", 10s; 0 = none */
 };
 
 /* The number of CPUs, for `auto` (at least 1). */

@@ -79,8 +79,7 @@ int pp__null_word(const char *s, size_t len) {
  * NEL, LS and PS are line breaks there (folded into a space), the other C1
  * controls, the BOM, U+FFFE and U+FFFF are not printable.  Returns the
  * length of its UTF-8 sequence at s[i] (0: none) and its escape. */
-static size_t special_char(const char *s, size_t len, size_t i,
-                           char esc[8]) {
+static size_t special_char(const char *s, size_t len, size_t i, char esc[8]) {
   const unsigned char *u = (const unsigned char *)s + i;
   size_t left = len - i;
 
@@ -93,10 +92,12 @@ static size_t special_char(const char *s, size_t len, size_t i,
     snprintf(esc, 8, "%s", u[2] == 0xa8 ? "\\L" : "\\P");
     return 3;
   }
-  if (left >= 3 && u[0] == 0xef && ((u[1] == 0xbb && u[2] == 0xbf) ||
-                                    (u[1] == 0xbf && u[2] >= 0xbe))) {
+  if (left >= 3 && u[0] == 0xef &&
+      ((u[1] == 0xbb && u[2] == 0xbf) || (u[1] == 0xbf && u[2] >= 0xbe))) {
     snprintf(esc, 8, "\\u%s",
-             u[1] == 0xbb ? "feff" : u[2] == 0xbe ? "fffe" : "ffff");
+             u[1] == 0xbb   ? "feff"
+             : u[2] == 0xbe ? "fffe"
+                            : "ffff");
     return 3;
   }
   return 0;
@@ -333,8 +334,7 @@ static void render(const pp_config_t *cfg, const pp__key_t *k, out_t *o) {
      * text sets back to the same value. */
     if (k->type == PP__T_ENV) {
       int any = v != NULL && v[0] != NULL;
-      for (size_t d = 0; k->def_items != NULL && k->def_items[d] != NULL;
-           d++) {
+      for (size_t d = 0; k->def_items != NULL && k->def_items[d] != NULL; d++) {
         const char *def = k->def_items[d], *deq = strchr(def, '=');
         size_t nlen = deq ? (size_t)(deq - def) : strlen(def), i = 0;
         while (v != NULL && v[i] != NULL &&

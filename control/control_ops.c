@@ -444,8 +444,8 @@ static void op_reload_hook(pp__conn_t *c, const char *id) {
   r = pp__pool_options(pool)->control(pool, "reload", &d,
                                       pp__pool_options(pool)->control_data);
   if (r == 0) {
-    pp__conn_send(c, json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid()),
-                  id, 0);
+    pp__conn_send(c, json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid()), id,
+                  0);
     return;
   }
   if (d.message[0] == '\0')
@@ -503,8 +503,7 @@ void pp__ctl_handle_line(pp__conn_t *c, const char *line, size_t n) {
     break;
   case PP_CTL_STOP:
     if (pp__pool_options(c->pool)->control)
-      pp__conn_send(c,
-                    json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid()),
+      pp__conn_send(c, json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid()),
                     req.id, PP__AFTER_STOP);
     else
       op_signal(c, req.id, SIGTERM, "stop");

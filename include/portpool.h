@@ -51,18 +51,18 @@ extern "C" {
 
 /* X(name, value, message).  Values sit far from errno's range so they never
  * collide with libuv's codes. */
-#define PP_ERRNO_MAP(X)                                                       \
-  X(ETIMEDOUT, -30001, "timed out")                                           \
-  X(EBUSY, -30002, "too many waiters")                                        \
-  X(EPROTO, -30003, "worker protocol error")                                  \
-  X(ECRASHED, -30004, "worker died during the request")                       \
-  X(ECLOSED, -30005, "pool is closing or closed")                             \
-  X(EDEGRADED, -30006, "pool degraded: no worker can start")                  \
-  X(EHANDLER, -30007, "handler raised an exception")                          \
-  X(ECONFIG, -30008, "invalid configuration")                                 \
-  X(ECANCELED, -30009, "canceled")                                            \
-  X(ETOOBIG, -30010, "payload larger than max_frame")                         \
-  X(ENOTRUNNING, -30011, "no pool is running there")                          \
+#define PP_ERRNO_MAP(X)                                                        \
+  X(ETIMEDOUT, -30001, "timed out")                                            \
+  X(EBUSY, -30002, "too many waiters")                                         \
+  X(EPROTO, -30003, "worker protocol error")                                   \
+  X(ECRASHED, -30004, "worker died during the request")                        \
+  X(ECLOSED, -30005, "pool is closing or closed")                              \
+  X(EDEGRADED, -30006, "pool degraded: no worker can start")                   \
+  X(EHANDLER, -30007, "handler raised an exception")                           \
+  X(ECONFIG, -30008, "invalid configuration")                                  \
+  X(ECANCELED, -30009, "canceled")                                             \
+  X(ETOOBIG, -30010, "payload larger than max_frame")                          \
+  X(ENOTRUNNING, -30011, "no pool is running there")                           \
   X(EBOOT, -30012, "worker failed to boot")
 
 typedef enum {
@@ -133,26 +133,28 @@ PP_EXTERN int pp_config_new(pp_config_t **out);
  * adapter is python, or the load fails with PP_ECONFIG at their position.
  * A buffer's relative paths, and those given to pp_config_set and the
  * other setters below, are kept as written (relative to the cwd). */
-PP_EXTERN int pp_config_load_file(const char *path, pp_config_t **out, pp_diag_t *diag);
-PP_EXTERN int pp_config_load_string(const char *name, const char *yaml, size_t len,
-                          pp_config_t **out, pp_diag_t *diag);
+PP_EXTERN int pp_config_load_file(const char *path, pp_config_t **out,
+                                  pp_diag_t *diag);
+PP_EXTERN int pp_config_load_string(const char *name, const char *yaml,
+                                    size_t len, pp_config_t **out,
+                                    pp_diag_t *diag);
 
 /* Set one key from text, exactly as its YAML value would be written:
  * ("checkout.timeout", "2s"), ("size", "auto"), ("worker.command",
  * "[python3, w.py, h.py]").  Returns 0 or PP_ECONFIG with diag filled. */
-PP_EXTERN int pp_config_set(pp_config_t *cfg, const char *key, const char *value,
-                  pp_diag_t *diag);
+PP_EXTERN int pp_config_set(pp_config_t *cfg, const char *key,
+                            const char *value, pp_diag_t *diag);
 
 /* Apply one "key=value" override (the form of `poolctl --set`). */
 PP_EXTERN int pp_config_override(pp_config_t *cfg, const char *assignment,
-                       pp_diag_t *diag);
+                                 pp_diag_t *diag);
 
 /* Apply overrides from environment variables PREFIX_KEY, where KEY is the
  * dotted key upper-cased with '.' as '_' (PORTPOOL_CHECKOUT_TIMEOUT=2s).
  * Nothing reads the environment unless a program calls this.  Returns 0 or
  * PP_ECONFIG. */
 PP_EXTERN int pp_config_apply_env(pp_config_t *cfg, const char *prefix,
-                        pp_diag_t *diag);
+                                  pp_diag_t *diag);
 
 /* Check the whole value (ranges, a command for the python adapter, ...).
  * Returns 0 or PP_ECONFIG.  Pools validate on start too. */
@@ -164,13 +166,14 @@ PP_EXTERN int pp_config_copy(const pp_config_t *cfg, pp_config_t **out);
 /* Render one key's current value as text (the YAML form) into buf.
  * Returns 0, PP_ECONFIG for an unknown key, or UV_ENOBUFS. */
 PP_EXTERN int pp_config_get(const pp_config_t *cfg, const char *key, char *buf,
-                  size_t len);
+                            size_t len);
 
 /* A config derived from base: a deep copy with each "key=value" of
  * overrides applied in order (n of them).  base is not changed.  Returns
  * 0, PP_ECONFIG (diag names the key) or UV_ENOMEM. */
-PP_EXTERN int pp_config_derive(const pp_config_t *base, const char *const *overrides,
-                     size_t n, pp_config_t **out, pp_diag_t *diag);
+PP_EXTERN int pp_config_derive(const pp_config_t *base,
+                               const char *const *overrides, size_t n,
+                               pp_config_t **out, pp_diag_t *diag);
 
 /* Free a config.  NULL is allowed. */
 PP_EXTERN void pp_config_free(pp_config_t *cfg);
@@ -181,15 +184,15 @@ typedef struct pp_pool pp_pool_t;
 typedef struct pp_lease pp_lease_t;
 
 /* Worker slot states, in the order a slot usually moves through them. */
-#define PP_WORKER_STATE_MAP(X)                                                \
-  X(STARTING, "starting")                                                     \
-  X(IDLE, "idle")                                                             \
-  X(LEASED, "leased")                                                         \
-  X(BUSY, "busy")                                                             \
-  X(BACKOFF, "backoff")                                                       \
-  X(FATAL, "fatal")                                                           \
-  X(DRAINING, "draining")                                                     \
-  X(STOPPING, "stopping")                                                     \
+#define PP_WORKER_STATE_MAP(X)                                                 \
+  X(STARTING, "starting")                                                      \
+  X(IDLE, "idle")                                                              \
+  X(LEASED, "leased")                                                          \
+  X(BUSY, "busy")                                                              \
+  X(BACKOFF, "backoff")                                                        \
+  X(FATAL, "fatal")                                                            \
+  X(DRAINING, "draining")                                                      \
+  X(STOPPING, "stopping")                                                      \
   X(EXITED, "exited")
 
 typedef enum {
@@ -202,26 +205,26 @@ PP_EXTERN const char *pp_worker_state_name(pp_worker_state_t s);
 
 /* How a worker process last ended. */
 typedef enum {
-  PP_EXIT_NONE = 0,   /* has not exited */
-  PP_EXIT_NORMAL,     /* exited with status `code` */
-  PP_EXIT_SIGNAL,     /* killed by signal `signal` */
-  PP_EXIT_OOM,        /* killed by SIGKILL after passing max_rss, or OOM */
-  PP_EXIT_NO_HELLO,   /* died or was killed before its HELLO */
-  PP_EXIT_TIMEOUT,    /* killed because a request or start-up timed out */
-  PP_EXIT_PROTOCOL,   /* killed for a protocol error */
-  PP_EXIT_STOPPED     /* stopped by the pool, as planned: scale-down,
-                         restart, recycle, reload, close ("stopped
-                         (scaled down)" in last_exit_text) */
+  PP_EXIT_NONE = 0, /* has not exited */
+  PP_EXIT_NORMAL,   /* exited with status `code` */
+  PP_EXIT_SIGNAL,   /* killed by signal `signal` */
+  PP_EXIT_OOM,      /* killed by SIGKILL after passing max_rss, or OOM */
+  PP_EXIT_NO_HELLO, /* died or was killed before its HELLO */
+  PP_EXIT_TIMEOUT,  /* killed because a request or start-up timed out */
+  PP_EXIT_PROTOCOL, /* killed for a protocol error */
+  PP_EXIT_STOPPED   /* stopped by the pool, as planned: scale-down,
+                       restart, recycle, reload, close ("stopped
+                       (scaled down)" in last_exit_text) */
 } pp_exit_kind_t;
 
 /* "exit 0", "signal 9", "killed for timeout", ... into buf. */
-PP_EXTERN void pp_exit_describe(pp_exit_kind_t kind, int code, int signal, char *buf,
-                      size_t len);
+PP_EXTERN void pp_exit_describe(pp_exit_kind_t kind, int code, int signal,
+                                char *buf, size_t len);
 
 typedef enum {
   PP_POOL_STARTING = 0, /* warming: fewer than size (or min_ready) idle */
   PP_POOL_READY,
-  PP_POOL_DEGRADED,     /* no slot can serve */
+  PP_POOL_DEGRADED, /* no slot can serve */
   PP_POOL_CLOSING,
   PP_POOL_CLOSED
 } pp_pool_state_t;
@@ -248,39 +251,39 @@ PP_EXTERN uint64_t pp_histogram_quantile_us(const pp_histogram_t *h, double q);
 #define PP_STDERR_TAIL_LINES 20
 
 typedef struct pp_worker_status {
-  int id;                   /* slot number, 0-based */
-  int pid;                  /* 0 when no process */
+  int id;  /* slot number, 0-based */
+  int pid; /* 0 when no process */
   pp_worker_state_t state;
-  uint32_t generation;      /* bumped at every (re)start */
-  uint64_t lease;           /* current lease id, 0 when none */
-  uint64_t requests;        /* served by the current process */
-  uint64_t requests_total;  /* served by the slot over all generations */
+  uint32_t generation;     /* bumped at every (re)start */
+  uint64_t lease;          /* current lease id, 0 when none */
+  uint64_t requests;       /* served by the current process */
+  uint64_t requests_total; /* served by the slot over all generations */
   uint32_t restarts;
-  uint64_t uptime_ms;       /* since HELLO of the current process */
-  uint64_t rss_bytes;       /* from /proc, 0 when unknown */
+  uint64_t uptime_ms; /* since HELLO of the current process */
+  uint64_t rss_bytes; /* from /proc, 0 when unknown */
   pp_exit_kind_t last_exit;
   int last_exit_code;
   int last_exit_signal;
-  char last_exit_text[64];  /* pp_exit_describe() of the last exit, with
-                               why the pool stopped it: "stopped
-                               (restarted)" */
-  char last_error[320];     /* why its last process failed to boot ("" when
-                               it did not): "ImportError: msg (File
-                               \"h.py\", line 3, in <module>)", or the
-                               last stderr line of one that died before
-                               HELLO */
-  uint64_t request_age_ms;  /* age of the request in flight, 0 when none */
-  uint64_t max_requests;    /* recycle limit of this process (with jitter),
-                               0 = none */
-  uint64_t next_retry_ms;   /* in backoff: time until the restart */
-  uint64_t cpu_time_ms;     /* user+system CPU of the current process */
-  uint32_t reply_spin_us;   /* how long a blocking caller now polls for
-                               this worker's reply before it sleeps: adapted
-                               within worker.reply_spin_us, 0 = at once */
-  int retiring;             /* will be replaced once idle (recycle, scale,
-                               restart, reload) */
-  pp_histogram_t run_time;  /* request run times on this slot */
-  int stderr_lines;         /* lines in stderr_tail, oldest first */
+  char last_exit_text[64]; /* pp_exit_describe() of the last exit, with
+                              why the pool stopped it: "stopped
+                              (restarted)" */
+  char last_error[320];    /* why its last process failed to boot ("" when
+                              it did not): "ImportError: msg (File
+                              \"h.py\", line 3, in <module>)", or the
+                              last stderr line of one that died before
+                              HELLO */
+  uint64_t request_age_ms; /* age of the request in flight, 0 when none */
+  uint64_t max_requests;   /* recycle limit of this process (with jitter),
+                              0 = none */
+  uint64_t next_retry_ms;  /* in backoff: time until the restart */
+  uint64_t cpu_time_ms;    /* user+system CPU of the current process */
+  uint32_t reply_spin_us;  /* how long a blocking caller now polls for
+                              this worker's reply before it sleeps: adapted
+                              within worker.reply_spin_us, 0 = at once */
+  int retiring;            /* will be replaced once idle (recycle, scale,
+                              restart, reload) */
+  pp_histogram_t run_time; /* request run times on this slot */
+  int stderr_lines;        /* lines in stderr_tail, oldest first */
   char stderr_tail[PP_STDERR_TAIL_LINES][160];
 } pp_worker_status_t;
 
@@ -292,29 +295,29 @@ typedef struct pp_status {
   int idle, leased, busy, starting, backoff, fatal;
   int waiters, waiters_max;
   uint64_t uptime_ms;
-  uint64_t checkouts;       /* leases granted */
-  uint64_t checkins;        /* leases returned by their client */
-  uint64_t reclaimed;       /* leases ended by their client's death, below */
-  uint64_t withdrawn;       /* waits removed because their client died */
+  uint64_t checkouts; /* leases granted */
+  uint64_t checkins;  /* leases returned by their client */
+  uint64_t reclaimed; /* leases ended by their client's death, below */
+  uint64_t withdrawn; /* waits removed because their client died */
   uint64_t reclaimed_undelivered; /* client died between being chosen and
                                      receiving the worker */
-  uint64_t reclaimed_idle;  /* client died holding an idle lease */
-  uint64_t reclaimed_busy;  /* client died with a request in flight */
-  uint64_t timeouts;        /* checkouts that timed out */
-  uint64_t rejected;        /* checkouts refused at once (EBUSY) */
-  uint64_t requests;        /* requests handed to a worker */
-  uint64_t errors;          /* of those, the ones that failed */
+  uint64_t reclaimed_idle;        /* client died holding an idle lease */
+  uint64_t reclaimed_busy;        /* client died with a request in flight */
+  uint64_t timeouts;              /* checkouts that timed out */
+  uint64_t rejected;              /* checkouts refused at once (EBUSY) */
+  uint64_t requests;              /* requests handed to a worker */
+  uint64_t errors;                /* of those, the ones that failed */
   uint64_t restarts;
-  uint64_t stale_replies;   /* replies dropped because their lease ended */
-  uint64_t recycles;        /* workers replaced for max_requests, max_rss,
-                               max_age, restart or reload */
-  int draining;             /* pp_pool_drain: no new checkouts */
-  int target_size;          /* size asked for by pp_pool_scale */
+  uint64_t stale_replies; /* replies dropped because their lease ended */
+  uint64_t recycles;      /* workers replaced for max_requests, max_rss,
+                             max_age, restart or reload */
+  int draining;           /* pp_pool_drain: no new checkouts */
+  int target_size;        /* size asked for by pp_pool_scale */
   pp_histogram_t spawn_to_ready;
   pp_histogram_t queue_wait; /* per checkout (a lease, or a one-shot call
                                 placed on its worker): ask to grant */
-  pp_histogram_t run_time;  /* per request its worker answered: handed
-                               over to answer read, as workers[].run_time */
+  pp_histogram_t run_time;   /* per request its worker answered: handed
+                                over to answer read, as workers[].run_time */
   int nworkers;
   pp_worker_status_t *workers; /* nworkers rows, owned by the snapshot */
   char *handlers; /* the handler names the latest HELLO listed, as a JSON
@@ -337,30 +340,30 @@ PP_EXTERN char *pp_status_to_json(const pp_status_t *st);
 
 /* ------------------------------------------------------------------ trace */
 
-#define PP_TRACE_MAP(X)                                                       \
-  X(SPAWN, "spawn")           /* a worker process was started */            \
-  X(HELLO, "hello")           /* it said HELLO: now idle */                 \
-  X(READY, "ready")           /* the pool reached its ready count */        \
-  X(EXIT, "exit")             /* a worker process was reaped */             \
-  X(RESTART, "restart")       /* a slot is scheduled to restart */          \
-  X(FATAL, "fatal")           /* a slot gave up restarting */               \
-  X(DEGRADED, "degraded")     /* no slot can serve */                       \
-  X(CHECKOUT_WAIT, "checkout_wait") /* a client joined the queue */         \
-  X(CHECKOUT, "checkout")     /* a lease was granted */                     \
-  X(CHECKOUT_FAIL, "checkout_fail") /* a checkout failed (timeout, ...) */  \
-  X(REQUEST, "request")       /* a request was sent to a worker */          \
-  X(REPLY, "reply")           /* a reply came back */                       \
-  X(CHECKIN, "checkin")       /* a lease was returned */                    \
-  X(RECLAIM, "reclaim")       /* a lease ended without its client */        \
-  X(STALE_REPLY, "stale_reply") /* a reply for an ended lease, dropped */   \
-  X(KILL, "kill")             /* the pool signalled a worker */             \
-  X(PROTOCOL_ERROR, "protocol_error")                                        \
-  X(RECYCLE, "recycle")       /* a worker is retired to be replaced */      \
-  X(HEARTBEAT_MISS, "heartbeat_miss") /* an idle worker missed a PONG */   \
-  X(SCALE, "scale")           /* the target size changed */                \
-  X(DRAIN, "drain")           /* draining began (code 0) or ended (1) */   \
-  X(RELOAD, "reload")         /* a new config was applied */               \
-  X(CLOSING, "closing")                                                      \
+#define PP_TRACE_MAP(X)                                                        \
+  X(SPAWN, "spawn")                 /* a worker process was started */         \
+  X(HELLO, "hello")                 /* it said HELLO: now idle */              \
+  X(READY, "ready")                 /* the pool reached its ready count */     \
+  X(EXIT, "exit")                   /* a worker process was reaped */          \
+  X(RESTART, "restart")             /* a slot is scheduled to restart */       \
+  X(FATAL, "fatal")                 /* a slot gave up restarting */            \
+  X(DEGRADED, "degraded")           /* no slot can serve */                    \
+  X(CHECKOUT_WAIT, "checkout_wait") /* a client joined the queue */            \
+  X(CHECKOUT, "checkout")           /* a lease was granted */                  \
+  X(CHECKOUT_FAIL, "checkout_fail") /* a checkout failed (timeout, ...) */     \
+  X(REQUEST, "request")             /* a request was sent to a worker */       \
+  X(REPLY, "reply")                 /* a reply came back */                    \
+  X(CHECKIN, "checkin")             /* a lease was returned */                 \
+  X(RECLAIM, "reclaim")             /* a lease ended without its client */     \
+  X(STALE_REPLY, "stale_reply")     /* a reply for an ended lease, dropped */  \
+  X(KILL, "kill")                   /* the pool signalled a worker */          \
+  X(PROTOCOL_ERROR, "protocol_error")                                          \
+  X(RECYCLE, "recycle")               /* a worker is retired to be replaced */ \
+  X(HEARTBEAT_MISS, "heartbeat_miss") /* an idle worker missed a PONG */       \
+  X(SCALE, "scale")                   /* the target size changed */            \
+  X(DRAIN, "drain")   /* draining began (code 0) or ended (1) */               \
+  X(RELOAD, "reload") /* a new config was applied */                           \
+  X(CLOSING, "closing")                                                        \
   X(CLOSED, "closed")
 
 typedef enum {
@@ -373,14 +376,14 @@ PP_EXTERN const char *pp_trace_name(pp_trace_type_t t);
 
 typedef struct pp_trace_event {
   pp_trace_type_t type;
-  uint64_t ts_ns;      /* monotonic clock */
-  int slot;            /* -1 when not about one worker */
+  uint64_t ts_ns; /* monotonic clock */
+  int slot;       /* -1 when not about one worker */
   uint32_t generation;
   int pid;
-  uint64_t lease;      /* 0 when none */
-  uint64_t client;     /* 0 when none */
-  int code;            /* an error code or an exit status, when relevant */
-  const char *detail;  /* short text or NULL; valid during the callback */
+  uint64_t lease;     /* 0 when none */
+  uint64_t client;    /* 0 when none */
+  int code;           /* an error code or an exit status, when relevant */
+  const char *detail; /* short text or NULL; valid during the callback */
 } pp_trace_event_t;
 
 /* Called for each event on whichever thread caused it, with the pool's
@@ -425,7 +428,7 @@ typedef struct pp_adapter {
 /* The adapter reports, exactly once and from any thread, that a worker has
  * ended: with an exit status, or the signal that ended it. */
 PP_EXTERN void pp_adapter_worker_exited(pp_adapter_worker_t *w, int64_t status,
-                              int signal);
+                                        int signal);
 
 /* ------------------------------------------------------------ mock adapter */
 
@@ -446,14 +449,14 @@ typedef struct pp_mock pp_mock_t;
  * pool starts; the pool keeps a pointer, so free it after the pool. */
 PP_EXTERN int pp_mock_new(pp_mock_t **out);
 PP_EXTERN int pp_mock_add(pp_mock_t *mock, const char *cmd, pp_mock_handler fn,
-                void *data);
+                          void *data);
 PP_EXTERN void pp_mock_free(pp_mock_t *mock);
 
 /* Options given at start and never changed afterwards. */
 typedef struct pp_pool_options {
-  pp_trace_cb trace;    /* may be NULL */
+  pp_trace_cb trace; /* may be NULL */
   void *trace_data;
-  pp_log_cb log;        /* may be NULL: log to stderr */
+  pp_log_cb log; /* may be NULL: log to stderr */
   void *log_data;
   /* A program-supplied adapter, used instead of the config's `adapter`
    * (status shows its name).  May be NULL. */
@@ -467,8 +470,7 @@ typedef struct pp_pool_options {
    * (its result is the answer: 0, or an error with diag).  NULL: those
    * ops are delivered as SIGTERM / SIGHUP when the program handles them,
    * and refused otherwise. */
-  int (*control)(pp_pool_t *pool, const char *op, pp_diag_t *diag,
-                 void *data);
+  int (*control)(pp_pool_t *pool, const char *op, pp_diag_t *diag, void *data);
   void *control_data;
 } pp_pool_options_t;
 
@@ -483,10 +485,10 @@ typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
  * or is stopped first.  A worker that fails to boot before the pool was
  * ever ready (its handler module cannot be imported, raises or exits while
  * being imported, hangs past worker.startup_timeout without a HELLO, or no
- * process can be spawned: out of file descriptors) ends the wait at once with PP_EBOOT, unless
- * restart.retry_boot_failures is true; pp_pool_ready_diag() then says why.
- * Returns 0, PP_ECONFIG, or a libuv error (for example from binding the
- * control socket); on error nothing was started.
+ * process can be spawned: out of file descriptors) ends the wait at once with
+ * PP_EBOOT, unless restart.retry_boot_failures is true; pp_pool_ready_diag()
+ * then says why. Returns 0, PP_ECONFIG, or a libuv error (for example from
+ * binding the control socket); on error nothing was started.
  *
  * With control.socket set, the socket's directory must be the process's
  * user's (or root's) and writable by nobody else, wherever it is: UV_EACCES
@@ -498,8 +500,9 @@ typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
  * connection idle for control.idle_timeout, or leaving over 4 MiB of
  * replies unread that long, is closed (docs/protocol.md). */
 PP_EXTERN int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
-                  const pp_pool_options_t *opts, pp_pool_ready_cb ready_cb,
-                  void *data, pp_pool_t **out, pp_diag_t *diag);
+                            const pp_pool_options_t *opts,
+                            pp_pool_ready_cb ready_cb, void *data,
+                            pp_pool_t **out, pp_diag_t *diag);
 
 /* Why the pool is not ready: returns the status ready_cb got (0 when ready
  * or not yet reported) and fills diag with the reason.  For PP_EBOOT the
@@ -514,7 +517,8 @@ PP_EXTERN int pp_pool_ready_diag(pp_pool_t *pool, pp_diag_t *diag);
  * callback, once, with PP_ECLOSED.  close_cb runs on the loop after every
  * worker is reaped, every handle closed and the control socket removed;
  * the pool is freed right after it returns. */
-PP_EXTERN void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb, void *data);
+PP_EXTERN void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb,
+                            void *data);
 
 /* A client borrows workers and dies at close: its waiters are withdrawn and
  * its leases reclaimed (README, "what the pool guarantees when a client
@@ -537,8 +541,8 @@ PP_EXTERN pp_pool_t *pp_client_pool(const pp_client_t *client);
  * client may be NULL (the pool's own anonymous client). */
 typedef void (*pp_checkout_cb)(pp_lease_t *lease, int status,
                                const pp_diag_t *diag, void *data);
-PP_EXTERN int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
-                pp_checkout_cb cb, void *data);
+PP_EXTERN int pp_checkout(pp_pool_t *pool, pp_client_t *client,
+                          int64_t timeout_ms, pp_checkout_cb cb, void *data);
 
 /* Send one request on a lease, from the loop thread.  The payload is copied
  * before return.  cb gets the reply (valid only during the callback) with
@@ -554,7 +558,7 @@ PP_EXTERN int pp_checkout(pp_pool_t *pool, pp_client_t *client, int64_t timeout_
 typedef void (*pp_reply_cb)(pp_lease_t *lease, int status, const char *reply,
                             size_t len, const pp_diag_t *diag, void *data);
 PP_EXTERN int pp_request(pp_lease_t *lease, const void *payload, size_t len,
-               int64_t timeout_ms, pp_reply_cb cb, void *data);
+                         int64_t timeout_ms, pp_reply_cb cb, void *data);
 
 /* Check out, request, check in, on the loop, for programs with many calls
  * in flight at once: with worker.pipeline_depth N, up to N of them queue
@@ -574,7 +578,7 @@ PP_EXTERN int pp_request(pp_lease_t *lease, const void *payload, size_t len,
 typedef void (*pp_call_cb)(int status, const char *reply, size_t len,
                            const pp_diag_t *diag, void *data);
 PP_EXTERN int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
-                  int64_t timeout_ms, pp_call_cb cb, void *data);
+                            int64_t timeout_ms, pp_call_cb cb, void *data);
 
 /* Return a lease.  After a failed request the worker is already being
  * replaced and only the lease ends.  A lease reclaimed with its client is
@@ -594,15 +598,15 @@ PP_EXTERN int pp_lease_pid(const pp_lease_t *lease);
 
 /* ---------------------------------------------------------- blocking face */
 
-
 /* Start a pool on its own loop thread and return once it is ready, or fail:
  * PP_ECONFIG, PP_ETIMEDOUT (not ready within startup_timeout plus the
  * checkout timeout), PP_EDEGRADED, PP_EBOOT (a worker failed to boot, see
  * pp_pool_start: diag has the exception's type, message and last traceback
  * line, within about one worker start-up), or a libuv error (the control
  * socket's as for pp_pool_start).  The config is copied. */
-PP_EXTERN int pp_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
-                 pp_pool_t **out, pp_diag_t *diag);
+PP_EXTERN int pp_pool_open(const pp_config_t *cfg,
+                           const pp_pool_options_t *opts, pp_pool_t **out,
+                           pp_diag_t *diag);
 
 /* Close a pool opened with pp_pool_open: the graceful stop of
  * pp_pool_stop(), returning only after every worker process has been
@@ -618,8 +622,9 @@ PP_EXTERN void pp_pool_close(pp_pool_t *pool);
  * the config's checkout.timeout).  Returns 0, PP_ETIMEDOUT (diag says why),
  * PP_EBUSY, PP_EDEGRADED, PP_ECLOSED.  client may be NULL.  Must not be
  * called on the loop thread. */
-PP_EXTERN int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
-                     pp_lease_t **out, pp_diag_t *diag);
+PP_EXTERN int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client,
+                               int64_t timeout_ms, pp_lease_t **out,
+                               pp_diag_t *diag);
 
 /* One request on a held lease, performed on the calling thread (no hop
  * through the loop).  The reply is written to `reply` (grown as needed).
@@ -636,7 +641,8 @@ PP_EXTERN int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t tim
  * PP_ETOOBIG the worker is gone: check the lease in (after PP_ECANCELED
  * too, unless another thread already did). */
 PP_EXTERN int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
-                  int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag);
+                            int64_t timeout_ms, pp_buf_t *reply,
+                            pp_diag_t *diag);
 
 /* Check out, call once, check in.  Thread-safe.  timeout_ms bounds the
  * checkout; the request is bounded by worker.request_timeout.  Returns what
@@ -649,8 +655,8 @@ PP_EXTERN int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
  * order.  If the worker dies or a request ahead passes its timeout, the
  * calls queued behind it fail with PP_ECRASHED; if pp_pool_close stops it
  * past drain_timeout, with PP_ECLOSED. */
-PP_EXTERN int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
-            int64_t timeout_ms, pp_diag_t *diag);
+PP_EXTERN int pp_call(pp_pool_t *pool, const void *payload, size_t len,
+                      pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
 
 /* pp_call with the payload {"args": args_json, "cmd": cmd} built for you;
  * args_json NULL means null.  cmd must be an ASCII identifier (letters,
@@ -662,8 +668,9 @@ PP_EXTERN int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t
  * text in it cannot change which handler runs; it must be one JSON value,
  * or the worker answers BadRequest (PP_EHANDLER).  Returns what pp_call
  * returns, or UV_EINVAL. */
-PP_EXTERN int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
-                pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
+PP_EXTERN int pp_call_cmd(pp_pool_t *pool, const char *cmd,
+                          const char *args_json, pp_buf_t *reply,
+                          int64_t timeout_ms, pp_diag_t *diag);
 
 /* ---------------------------------------------- supervised tasks, quiesce */
 
@@ -677,7 +684,7 @@ typedef void (*pp_task_fn)(pp_task_t *task, pp_client_t *client, void *data);
 /* Start a task.  Returns 0, PP_ECLOSED, or a libuv error (thread creation,
  * UV_ENOMEM); then fn never runs. */
 PP_EXTERN int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data,
-                  pp_task_t **out);
+                            pp_task_t **out);
 
 /* Cancel: the task's client dies now, so its blocked checkouts return
  * PP_ECANCELED, its calls fail with PP_ECANCELED, its leases are reclaimed
@@ -697,7 +704,8 @@ PP_EXTERN int pp_task_join(pp_task_t *task);
  * client that left).  Returns 0, or PP_ETIMEDOUT after timeout_ms with diag
  * saying what is still outstanding ("2 leases out, 1 waiting, 1 task").
  * Not on the loop thread. */
-PP_EXTERN int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
+PP_EXTERN int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms,
+                              pp_diag_t *diag);
 
 /* ------------------------------------------------------ test helpers */
 
@@ -711,9 +719,12 @@ PP_EXTERN int pp_pool_quiesce(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *di
  * closes it synchronously.  It
  * returns 0, or PP_ETIMEDOUT with diag saying what leaked ("1 leases out,
  * 0 waiting, 0 tasks running"); the pool is closed either way. */
-PP_EXTERN int pp_test_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
-                      int64_t timeout_ms, pp_pool_t **out, pp_diag_t *diag);
-PP_EXTERN int pp_test_pool_close(pp_pool_t *pool, int64_t timeout_ms, pp_diag_t *diag);
+PP_EXTERN int pp_test_pool_open(const pp_config_t *cfg,
+                                const pp_pool_options_t *opts,
+                                int64_t timeout_ms, pp_pool_t **out,
+                                pp_diag_t *diag);
+PP_EXTERN int pp_test_pool_close(pp_pool_t *pool, int64_t timeout_ms,
+                                 pp_diag_t *diag);
 
 /* ------------------------------------------------------ operating a pool */
 
@@ -751,14 +762,15 @@ PP_EXTERN int pp_pool_drain(pp_pool_t *pool, int undrain);
  * and pp_status_t.reload_error says so ("reload rolled back: worker 0's
  * replacement failed to boot: ModuleNotFoundError: ...") until the next
  * reload. */
-PP_EXTERN int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag);
+PP_EXTERN int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg,
+                             pp_diag_t *diag);
 
 /* Add a trace subscriber besides the one given at start (the control
  * socket streams events this way).  Returns 0 and an id for
  * pp_pool_trace_unsubscribe, or UV_ENOMEM.  The callback runs as the
  * start option's does: any thread, pool lock held. */
-PP_EXTERN int pp_pool_trace_subscribe(pp_pool_t *pool, pp_trace_cb cb, void *data,
-                            int *id);
+PP_EXTERN int pp_pool_trace_subscribe(pp_pool_t *pool, pp_trace_cb cb,
+                                      void *data, int *id);
 PP_EXTERN void pp_pool_trace_unsubscribe(pp_pool_t *pool, int id);
 
 /* The pool's config as started (read-only, owned by the pool). */

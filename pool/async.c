@@ -146,8 +146,8 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
   int r;
 
   a->id = ++proc->next_id;
-  if ((r = pp__proc_queue(proc, PP_FRAME_REQUEST, a->id, a->payload,
-                          a->len)) != 0)
+  if ((r = pp__proc_queue(proc, PP_FRAME_REQUEST, a->id, a->payload, a->len)) !=
+      0)
     return r;
   a->placed = 1;
   a->placed_ns = now;
@@ -164,8 +164,8 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
   pool->checkouts++;
   pp__count_wait(pool, a->start_ns, now);
   pp__count_request(pool, proc, ms);
-  pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid, 0,
-            0, slot->anum - 1, "async");
+  pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid, 0, 0,
+            slot->anum - 1, "async");
   flush_soon(pool, proc);
   return 0;
 }
@@ -326,13 +326,12 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
     pool->rejected++;
     r = PP_EBUSY;
   } else {
-    ms = timeout_ms < 0 ? pool->cfg->checkout_timeout_ms
-                        : (uint64_t)timeout_ms;
+    ms = timeout_ms < 0 ? pool->cfg->checkout_timeout_ms : (uint64_t)timeout_ms;
     a->deadline_ns = pp__deadline_after(now, ms);
     pp__queue_insert_tail(&pool->async_queue, &a->node);
     pool->async_waiters++;
-    pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, 0,
-              pool->async_waiters, "async");
+    pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, 0, pool->async_waiters,
+              "async");
     pp__waiter_timer_arm(pool, a->deadline_ns);
   }
   pp__unlock(pool);

@@ -364,12 +364,12 @@ typedef struct {
   pp__proc_t *proc;
   uint32_t id;
   uint64_t sent_ns, deadline_ns;
-  uint64_t end_ns;   /* the answer read, or the I/O given up */
-  int sent;          /* the request reached the worker's pipe */
-  long used;         /* the answer's size in rbuf, 0 when none */
+  uint64_t end_ns; /* the answer read, or the I/O given up */
+  int sent;        /* the request reached the worker's pipe */
+  long used;       /* the answer's size in rbuf, 0 when none */
   int status;
-  char *msg;         /* why it failed: the caller's diag, or NULL */
-  size_t cap;        /* its size, 0 with NULL */
+  char *msg;  /* why it failed: the caller's diag, or NULL */
+  size_t cap; /* its size, 0 with NULL */
 } tcall_t;
 
 /* Refuses the call (its status, nothing changed) or starts it. */
@@ -398,7 +398,7 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
   }
   if (pool->stopping || lease->ended || proc == NULL || proc->dead) {
     pp__diag_set(diag, "%s",
-                 pool->stopping ? "pool is closing"
+                 pool->stopping            ? "pool is closing"
                  : proc && proc->detail[0] ? proc->detail
                                            : "worker is gone");
     return pool->stopping ? PP_ECLOSED : PP_ECRASHED;
@@ -445,8 +445,7 @@ static void call_io(tcall_t *c, const void *payload, size_t len,
     used = pp__read_frame(proc, c->deadline_ns, &f);
     if (used > 0) {
       c->used = used;
-      r = pp__call_reply(&f, c->id, pp__reply_store, reply, c->msg,
-                         c->cap);
+      r = pp__call_reply(&f, c->id, pp__reply_store, reply, c->msg, c->cap);
     } else {
       r = (int)used;
     }

@@ -21,8 +21,7 @@ void pp__count_wait(pp_pool_t *pool, uint64_t start_ns, uint64_t now) {
   pp__histo_add(&pool->h_wait, now > start_ns ? (now - start_ns) / 1000 : 0);
 }
 
-void pp__count_request(pp_pool_t *pool, pp__proc_t *proc,
-                       uint64_t timeout_ms) {
+void pp__count_request(pp_pool_t *pool, pp__proc_t *proc, uint64_t timeout_ms) {
   PP_ASSERT_LOCKED(pool);
   pool->requests++;
   if (proc)
@@ -54,8 +53,8 @@ void pp__count_stale(pp__proc_t *proc) {
 }
 
 int pp__call_reply(const pp_frame_t *f, uint32_t id,
-                   int (*store)(void *to, const char *p, size_t len),
-                   void *to, char *msg, size_t cap) {
+                   int (*store)(void *to, const char *p, size_t len), void *to,
+                   char *msg, size_t cap) {
   if ((f->type != PP_FRAME_REPLY && f->type != PP_FRAME_ERROR) || f->id != id)
     return PP_EPROTO;
   if (store(to, f->payload, f->len) != 0) {
@@ -92,8 +91,9 @@ int pp__call_cut(const pp__proc_t *proc, pp_exit_kind_t reason, int first,
      * drain_timeout), or a worker that died on its own meanwhile. */
     if (proc->pool->stopping) {
       if (proc->stopping || !proc->exited)
-        snprintf(msg, cap, "pool is closing: the request ran past "
-                           "drain_timeout");
+        snprintf(msg, cap,
+                 "pool is closing: the request ran past "
+                 "drain_timeout");
       else
         snprintf(msg, cap, "pool is closing; %s", detail);
       return PP_ECLOSED;

@@ -114,8 +114,9 @@ void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
         pp__proc_cancel(proc, lease->req_id);
         break;
       case PP_DEATH_KILL:
-        pp__proc_fail(proc, PP_EXIT_NONE, "client left during a request "
-                                          "(on_client_death: kill)");
+        pp__proc_fail(proc, PP_EXIT_NONE,
+                      "client left during a request "
+                      "(on_client_death: kill)");
         break;
       }
     } else {
@@ -303,8 +304,8 @@ void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
   }
   pp__quiesce_poke(pool);
   if (status != 0)
-    pp__trace(pool, PP_TRACE_CHECKOUT_FAIL, -1, 0, 0, 0, w->client->id,
-              status, w->diag ? w->diag->message : w->msg);
+    pp__trace(pool, PP_TRACE_CHECKOUT_FAIL, -1, 0, 0, 0, w->client->id, status,
+              w->diag ? w->diag->message : w->msg);
   if (w->thread) {
     uv_cond_signal(&w->u.cond);
     return;
@@ -333,8 +334,8 @@ void pp__waiters_fail_all(pp_pool_t *pool, int status, const char *why) {
 void pp__waiter_enqueue(pp_pool_t *pool, pp__waiter_t *w, pp_client_t *c,
                         int64_t timeout_ms) {
   PP_ASSERT_LOCKED(pool);
-  uint64_t ms = timeout_ms < 0 ? pool->cfg->checkout_timeout_ms
-                               : (uint64_t)timeout_ms;
+  uint64_t ms =
+      timeout_ms < 0 ? pool->cfg->checkout_timeout_ms : (uint64_t)timeout_ms;
 
   w->client = c;
   w->enqueue_ns = pp__now_ns();
@@ -361,8 +362,7 @@ void pp__waiter_timer_arm(pp_pool_t *pool, uint64_t deadline_ns) {
   pool->waiter_due_ns = deadline_ns;
   now = pp__now_ns();
   uv_timer_start(&pool->waiter_timer, pp__on_waiter_timer,
-                 deadline_ns > now ? (deadline_ns - now + 999999) / 1000000
-                                   : 0,
+                 deadline_ns > now ? (deadline_ns - now + 999999) / 1000000 : 0,
                  0);
 }
 
@@ -689,8 +689,8 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__proc_read_stop(proc);
   proc->req_start_ns = 0;
   slot->state = PP_WORKER_LEASED;
-  status = pp__call_reply(f, lease->req_id, reply_copy, lease, msg,
-                          sizeof(msg));
+  status =
+      pp__call_reply(f, lease->req_id, reply_copy, lease, msg, sizeof(msg));
   lease_say(lease, status != 0 ? msg : "");
   pp__count_end(pool, proc, lease->req_start_ns, pp__now_ns(), status, 1);
   pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,

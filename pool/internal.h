@@ -38,10 +38,10 @@ typedef struct pp__acall pp__acall_t;
 
 /* Work the loop must do after the lock is released: user callbacks. */
 typedef enum {
-  PP__PEND_CHECKOUT,       /* waiter completed: call its cb, free it */
-  PP__PEND_READY,          /* call the ready callback */
-  PP__PEND_REPLY,          /* a loop-face request completed */
-  PP__PEND_ACALL           /* a pp_call_async completed: call its cb, free it */
+  PP__PEND_CHECKOUT, /* waiter completed: call its cb, free it */
+  PP__PEND_READY,    /* call the ready callback */
+  PP__PEND_REPLY,    /* a loop-face request completed */
+  PP__PEND_ACALL     /* a pp_call_async completed: call its cb, free it */
 } pp__pend_kind_t;
 
 struct pp__pending {
@@ -57,20 +57,20 @@ struct pp__pending {
 /* A pp_call_async (async.c), allocated with a copy of its payload; only
  * the loop thread touches it, under the lock, until its callback. */
 struct pp__acall {
-  pp__queue_t node;        /* pool->async_queue, then its slot's aring */
+  pp__queue_t node; /* pool->async_queue, then its slot's aring */
   pp_call_cb cb;
   void *data;
-  uint64_t start_ns;       /* entry, for the wait and run histograms */
-  uint64_t placed_ns;      /* written to its worker */
-  uint64_t deadline_ns;    /* waiting: the checkout deadline; placed: the
-                              request deadline, 0 = none */
+  uint64_t start_ns;    /* entry, for the wait and run histograms */
+  uint64_t placed_ns;   /* written to its worker */
+  uint64_t deadline_ns; /* waiting: the checkout deadline; placed: the
+                           request deadline, 0 = none */
   uint32_t id;
   int placed;
   int status;
   pp__pending_t pend;
   char *reply;
   size_t reply_len;
-  char msg[512];           /* why it failed (a pp_diag_t message) */
+  char msg[512]; /* why it failed (a pp_diag_t message) */
   size_t len;
   char payload[];
 };
@@ -81,22 +81,22 @@ struct pp__acall {
  * a handler error's diag, which only the slot's reader fills while the
  * call is in the ring. */
 struct pp__pcall {
-  pp__queue_t node;        /* in pool->pipe_queue while waiting for a place */
-  pp__proc_t *proc;        /* the worker it was written to, once placed */
+  pp__queue_t node; /* in pool->pipe_queue while waiting for a place */
+  pp__proc_t *proc; /* the worker it was written to, once placed */
   const void *payload;
   size_t len;
   pp_buf_t *reply;
   pp_diag_t *diag;
-  uint64_t start_ns;       /* entry: its queue wait counts from here */
-  uint64_t placed_ns;      /* written to its worker: its run time */
-  uint64_t deadline_ns;    /* request timeout, from placement; 0 = none */
+  uint64_t start_ns;    /* entry: its queue wait counts from here */
+  uint64_t placed_ns;   /* written to its worker: its run time */
+  uint64_t deadline_ns; /* request timeout, from placement; 0 = none */
   uint32_t id;
-  int placed;              /* has a place in a ring */
-  int answered;            /* its worker answered (REPLY or ERROR) */
-  int away;                /* its thread is out of the pool, in park() */
-  int parked;              /* ... and a post will wake it */
-  int kicked;              /* woken to look for a place again */
-  int done;                /* atomic; status and reply are final */
+  int placed;   /* has a place in a ring */
+  int answered; /* its worker answered (REPLY or ERROR) */
+  int away;     /* its thread is out of the pool, in park() */
+  int parked;   /* ... and a post will wake it */
+  int kicked;   /* woken to look for a place again */
+  int done;     /* atomic; status and reply are final */
   int status;
   sem_t sem;
 };
@@ -112,28 +112,28 @@ struct pp__slot {
   int id;
   pp_worker_state_t state;
   uint32_t generation;
-  pp__proc_t *proc;        /* current process, or NULL */
-  pp_lease_t *lease;       /* current lease, or NULL */
-  pp__queue_t idle_node;   /* in pool->idle while idle */
-  uv_timer_t backoff;      /* restart delay */
+  pp__proc_t *proc;      /* current process, or NULL */
+  pp_lease_t *lease;     /* current lease, or NULL */
+  pp__queue_t idle_node; /* in pool->idle while idle */
+  uv_timer_t backoff;    /* restart delay */
   int backoff_open;
   uint32_t restarts;
   /* Recent crashes, newest at crash_head: PP__CRASH_RING (time, count)
    * entries, whatever restart.max_restarts says (pool.c, slot_crashed). */
   struct pp__crash {
-    uint64_t at_ns;        /* the entry's first crash */
-    uint32_t count;        /* crashes it holds */
+    uint64_t at_ns; /* the entry's first crash */
+    uint32_t count; /* crashes it holds */
   } crashes[PP__CRASH_RING];
   unsigned crash_head;
-  unsigned ncrash;         /* entries in use; 0 forgets every crash */
+  unsigned ncrash; /* entries in use; 0 forgets every crash */
   uint64_t requests_total;
   pp_histogram_t run_time;
-  uint64_t backoff_until_ns;   /* when a backoff restart is due */
-  int retiring;                /* to be replaced (recycle, restart, reload) */
-  pp__proc_t *next;            /* the replacement, starting beside proc */
+  uint64_t backoff_until_ns; /* when a backoff restart is due */
+  int retiring;              /* to be replaced (recycle, restart, reload) */
+  pp__proc_t *next;          /* the replacement, starting beside proc */
   unsigned replace_failures;
-  int removing;                /* scaled away: not restarted */
-  int pinging;                 /* heartbeat PING out; not in the idle list */
+  int removing; /* scaled away: not restarted */
+  int pinging;  /* heartbeat PING out; not in the idle list */
   /* Pipelined one-shot calls in flight, oldest first: a ring of
    * pipeline_depth places.  One of their callers at a time reads replies
    * for all of them (the reader). */
@@ -143,20 +143,20 @@ struct pp__slot {
    * worker serves these or pipelined pp_calls, one kind at a time. */
   pp__queue_t aring;
   int anum;
-  struct pp__pcall *reader;    /* reads for the ring; NULL when empty */
-  int missed;                  /* heartbeats missed in a row */
+  struct pp__pcall *reader; /* reads for the ring; NULL when empty */
+  int missed;               /* heartbeats missed in a row */
   pp_exit_kind_t last_exit;
   int last_exit_code;
   int last_exit_signal;
   char (*stderr_tail)[160]; /* PP_STDERR_TAIL lines, at the first one */
   unsigned stderr_next;
-  const char *retire_why;   /* static text: "restarted", "recycled", ... */
-  char last_stop[32];       /* with last_exit PP_EXIT_STOPPED: why */
-  int last_hello_timeout;   /* last_exit PP_EXIT_NO_HELLO was the kill at
-                               startup_timeout */
-  char last_error[320];     /* why the last process failed to boot:
-                               "Type: message (File ..., line N)", or its
-                               last stderr line; "" when none */
+  const char *retire_why; /* static text: "restarted", "recycled", ... */
+  char last_stop[32];     /* with last_exit PP_EXIT_STOPPED: why */
+  int last_hello_timeout; /* last_exit PP_EXIT_NO_HELLO was the kill at
+                             startup_timeout */
+  char last_error[320];   /* why the last process failed to boot:
+                             "Type: message (File ..., line N)", or its
+                             last stderr line; "" when none */
 };
 
 /* The size of a diag message. */
@@ -167,22 +167,22 @@ struct pp__slot {
 struct pp_lease {
   pp_pool_t *pool;
   pp__slot_t *slot;
-  pp__proc_t *proc;        /* holds a reference */
+  pp__proc_t *proc; /* holds a reference */
   uint32_t generation;
   uint64_t id;
   pp_client_t *client;
-  pp__queue_t node;        /* in client->leases, or pool->free_leases */
-  int ended;               /* the worker is gone; only check-in remains */
-  int undelivered;         /* granted to a waiter that has not received it */
-  int reaped;              /* reclaimed with its dead client: the object is
-                              kept, fenced (calls get PP_ECANCELED), until
-                              its holder checks it in */
-  int free;                /* in pool->free_leases: a second check-in is
-                              caught here while the object is unused */
-  int checked_in;          /* pp_checkin from another thread during a
-                              thread call: recycled when the call returns */
-  int thread_call;         /* a thread is doing I/O in pp_lease_call */
-  int writing;             /* ... and has not finished writing the request */
+  pp__queue_t node; /* in client->leases, or pool->free_leases */
+  int ended;        /* the worker is gone; only check-in remains */
+  int undelivered;  /* granted to a waiter that has not received it */
+  int reaped;       /* reclaimed with its dead client: the object is
+                       kept, fenced (calls get PP_ECANCELED), until
+                       its holder checks it in */
+  int free;         /* in pool->free_leases: a second check-in is
+                       caught here while the object is unused */
+  int checked_in;   /* pp_checkin from another thread during a
+                       thread call: recycled when the call returns */
+  int thread_call;  /* a thread is doing I/O in pp_lease_call */
+  int writing;      /* ... and has not finished writing the request */
   /* Loop-face request in flight. */
   int in_flight;
   uint32_t req_id;
@@ -192,23 +192,23 @@ struct pp_lease {
   /* Its completion, queued for the loop: status, reply copy, diag. */
   pp__pending_t pend;
   int pend_queued;
-  int released;            /* checked in while a completion was queued */
+  int released; /* checked in while a completion was queued */
   int status;
   char *reply;
   size_t reply_len, reply_cap;
-  char *msg;               /* why the request failed (a diag message of
-                              PP__MSG_CAP bytes, allocated by the lease
-                              object's first pp_request and kept) */
+  char *msg; /* why the request failed (a diag message of
+                PP__MSG_CAP bytes, allocated by the lease
+                object's first pp_request and kept) */
 };
 
 struct pp_client {
   pp_pool_t *pool;
   uint64_t id;
-  int dead;                /* no new checkouts; waits withdrawn */
-  int closed;              /* the handle was released: freed once no lease
-                              references it */
-  int task_owned;          /* closed by its task's end, not by the user */
-  pp__queue_t node;        /* in pool->clients */
+  int dead;         /* no new checkouts; waits withdrawn */
+  int closed;       /* the handle was released: freed once no lease
+                       references it */
+  int task_owned;   /* closed by its task's end, not by the user */
+  pp__queue_t node; /* in pool->clients */
   pp__queue_t leases;
   pp__queue_t waiters;
 };
@@ -217,20 +217,20 @@ struct pp_client {
  * on their own condition; loop waiters are allocated and complete through
  * pool->pending. */
 struct pp__waiter {
-  pp__queue_t node;        /* in pool->waiters */
-  pp__queue_t cnode;       /* in client->waiters */
+  pp__queue_t node;  /* in pool->waiters */
+  pp__queue_t cnode; /* in client->waiters */
   pp_client_t *client;
   uint64_t deadline_ns;
   uint64_t enqueue_ns;
-  pp_lease_t *lease;       /* set on grant */
-  pp_diag_t *diag;         /* thread waiter: the caller's diag, or NULL */
-  int done;                /* granted or failed: out of every list */
+  pp_lease_t *lease; /* set on grant */
+  pp_diag_t *diag;   /* thread waiter: the caller's diag, or NULL */
+  int done;          /* granted or failed: out of every list */
   int status;
-  int thread;              /* a blocked thread, not a loop callback */
-  char msg[68];            /* loop waiter: the failure reason */
+  int thread;   /* a blocked thread, not a loop callback */
+  char msg[68]; /* loop waiter: the failure reason */
   union {
-    uv_cond_t cond;        /* thread waiter */
-    struct {               /* loop waiter */
+    uv_cond_t cond; /* thread waiter */
+    struct {        /* loop waiter */
       pp_checkout_cb cb;
       void *data;
       pp__pending_t pend;
@@ -240,13 +240,27 @@ struct pp__waiter {
 
 struct pp__control;
 
+/* A trace subscriber (pp_pool_trace_subscribe). */
+struct pp__sub {
+  int id;
+  pp_trace_cb cb;
+  void *data;
+};
+
+/* A config replaced by reload, kept until the pool closes. */
+struct pp__retired {
+  pp_config_t *cfg;
+  char *python;
+  struct pp__retired *next;
+};
+
 struct pp_pool {
   uv_loop_t *loop;
   pp_config_t *cfg;
   pp_pool_options_t opts;
   uv_mutex_t lock;
 #ifdef PP_CHECKS
-  uv_thread_t lock_owner;  /* atomic: the thread holding lock, or 0 */
+  uv_thread_t lock_owner; /* atomic: the thread holding lock, or 0 */
 #endif
   uv_async_t async;        /* wakes the loop for pending work */
   uv_timer_t waiter_timer; /* earliest loop-waiter deadline */
@@ -255,53 +269,53 @@ struct pp_pool {
 
   pp_pool_state_t state;
   const pp__adapter_t *adapter;
-  pp_adapter_t custom;     /* a program-supplied or the mock adapter */
-  char *python;            /* resolved interpreter */
-  char *handlers;          /* JSON array of the latest HELLO's handler
-                              names, or NULL (none said so yet) */
+  pp_adapter_t custom; /* a program-supplied or the mock adapter */
+  char *python;        /* resolved interpreter */
+  char *handlers;      /* JSON array of the latest HELLO's handler
+                          names, or NULL (none said so yet) */
   int nslots;
-  pp__slot_t **slots;      /* nslots pointers; a slot never moves */
+  pp__slot_t **slots; /* nslots pointers; a slot never moves */
   int slots_cap;
-  int ready_count;         /* idle workers needed to call the pool ready */
+  int ready_count; /* idle workers needed to call the pool ready */
   int ready_reported;
   pp_pool_ready_cb ready_cb;
   void *ready_data;
   int ready_status;
-  int was_ready;           /* reached ready once: boot failures retry */
-  int boot_failed;         /* a worker failed to boot before that */
-  int boot_logged;         /* a boot failure's traceback was logged */
-  char boot_diag[512];     /* why, for PP_EBOOT diags */
+  int was_ready;       /* reached ready once: boot failures retry */
+  int boot_failed;     /* a worker failed to boot before that */
+  int boot_logged;     /* a boot failure's traceback was logged */
+  char boot_diag[512]; /* why, for PP_EBOOT diags */
 
-  pp__queue_t idle;        /* idle slots, take from the head */
-  pp__queue_t waiters;     /* FIFO */
+  pp__queue_t idle;    /* idle slots, take from the head */
+  pp__queue_t waiters; /* FIFO */
   int nwaiters;
   int waiters_max;
-  pp__queue_t pending;     /* pp__pending_t, for the loop */
-  pp__queue_t stop_list;   /* procs a thread asked the loop to stop */
-  int loop_wake;           /* async work: stop wanted on some proc, ... */
+  pp__queue_t pending;   /* pp__pending_t, for the loop */
+  pp__queue_t stop_list; /* procs a thread asked the loop to stop */
+  int loop_wake;         /* async work: stop wanted on some proc, ... */
   pp__queue_t free_leases;
   pp__queue_t clients;
-  pp_client_t anon;        /* the pool's own client, for NULL */
+  pp_client_t anon; /* the pool's own client, for NULL */
   uint64_t next_lease_id;
   uint64_t next_client_id;
-  int users;               /* threads inside blocking calls; atomic, also
-                              read without the lock (pp__reply_wait) */
-  int spinners;            /* atomic: threads polling for a reply */
-  int ncpu;                /* CPUs we may run on */
-  int shared_calls;        /* pipelined calls in flight */
+  int users;        /* threads inside blocking calls; atomic, also
+                       read without the lock (pp__reply_wait) */
+  int spinners;     /* atomic: threads polling for a reply */
+  int ncpu;         /* CPUs we may run on */
+  int shared_calls; /* pipelined calls in flight */
   int pipe_waiters;
   pp__queue_t pipe_queue;  /* pp__pcall waiting for a place, FIFO */
   pp__queue_t async_queue; /* pp__acall waiting for a place, FIFO */
   int async_waiters;
-  int async_kick;          /* a worker turned idle off the loop: admit */
+  int async_kick;           /* a worker turned idle off the loop: admit */
   uv_prepare_t async_flush; /* writes queued requests before the loop polls */
   int async_flushing;
   uv_cond_t users_cond;
 
   /* quiescence */
-  int leases_out;          /* leases not in free_leases */
-  int orphans;             /* requests running for a client that left */
-  int tasks;               /* supervised tasks running */
+  int leases_out; /* leases not in free_leases */
+  int orphans;    /* requests running for a client that left */
+  int tasks;      /* supervised tasks running */
   pp__queue_t task_list;
   int quiesce_waiting;
   uv_cond_t quiesce_cond;
@@ -310,24 +324,16 @@ struct pp_pool {
   void *fault_data;
 #endif
 
-  /* trace subscribers besides opts.trace */
-  struct pp__sub {
-    int id;
-    pp_trace_cb cb;
-    void *data;
-  } *subs;
+  struct pp__sub *subs; /* trace subscribers besides opts.trace */
   int nsubs, next_sub_id;
   int draining;
   int target_size;
   int scale_force;
-  int maintain_wanted;     /* a thread asked for scale/restart/reload */
-  uv_timer_t tick;         /* maintenance: recycling, heartbeat */
+  int maintain_wanted; /* a thread asked for scale/restart/reload */
+  uv_timer_t tick;     /* maintenance: recycling, heartbeat */
   uint64_t last_heartbeat_ns;
-  struct pp__retired {     /* configs replaced by reload, kept until close */
-    pp_config_t *cfg;
-    char *python;
-    struct pp__retired *next;
-  } *retired;
+  struct pp__retired *retired; /* configs replaced by reload, kept until
+                                  close */
   /* A reload is live once a worker of the new config said HELLO; until
    * then a boot failure of one rolls the pool back to reload_prev's. */
   uint32_t reload_seq;  /* bumped by each reload (and roll-back) */
@@ -340,37 +346,37 @@ struct pp_pool {
   /* counters */
   uint64_t recycles;
   uint64_t checkouts, checkins, reclaimed, timeouts, rejected;
-  uint64_t withdrawn;      /* waits removed because their client died */
+  uint64_t withdrawn; /* waits removed because their client died */
   uint64_t reclaimed_undelivered, reclaimed_idle, reclaimed_busy;
   uint64_t requests, errors, restarts, stale_replies;
   uint64_t start_ns;
-  uint64_t rng;            /* pp__rand's state */
+  uint64_t rng; /* pp__rand's state */
   int sigpipe_ignored;
 
   /* stop */
   int stopping;
-  int finishing;           /* closing the pool's own handles */
+  int finishing; /* closing the pool's own handles */
   int closing_handles;
-  int close_requested;     /* pp_pool_close asked the loop to stop */
+  int close_requested; /* pp_pool_close asked the loop to stop */
   int control_done;
-  int live;                /* procs not yet fully closed + slot timers */
+  int live; /* procs not yet fully closed + slot timers */
   uv_timer_t drain_timer;
   pp_pool_close_cb close_cb;
   void *close_data;
 
   /* blocking face */
-  int blocking;            /* opened by pp_pool_open: owns loop and thread */
+  int blocking; /* opened by pp_pool_open: owns loop and thread */
   uv_loop_t own_loop;
   uv_thread_t thread;
-  uv_cond_t state_cond;    /* signalled on ready and on closed */
-  int begin_failed;        /* the loop thread could not start the pool */
+  uv_cond_t state_cond; /* signalled on ready and on closed */
+  int begin_failed;     /* the loop thread could not start the pool */
   pp_diag_t begin_diag;
 
   struct pp__control *control;
   struct pp__zygote *zygote; /* worker.start: zygote, the current one */
-  pp__queue_t zygotes;     /* every zygote not yet closed */
+  pp__queue_t zygotes;       /* every zygote not yet closed */
   int nzygotes;
-  pp__queue_t zprocs;      /* workers the zygote forked, until freed */
+  pp__queue_t zprocs; /* workers the zygote forked, until freed */
 };
 
 /* ---- pool.c */
@@ -508,8 +514,7 @@ void pp__reply_deliver(pp_lease_t *lease);
 void pp__count_wait(pp_pool_t *pool, uint64_t start_ns, uint64_t now);
 /* A request goes to proc's worker (NULL: it is gone already), with
  * timeout_ms (0 = none). */
-void pp__count_request(pp_pool_t *pool, pp__proc_t *proc,
-                       uint64_t timeout_ms);
+void pp__count_request(pp_pool_t *pool, pp__proc_t *proc, uint64_t timeout_ms);
 /* The answer to a request whose caller is gone arrived: dropped, counted
  * in the worker's requests but not in run time. */
 void pp__count_stale(pp__proc_t *proc);
@@ -525,8 +530,8 @@ void pp__count_end(pp_pool_t *pool, pp__proc_t *proc, uint64_t sent_ns,
  * it to pp__call_fail).  msg gets why it failed (NULL with cap 0:
  * nobody asks). */
 int pp__call_reply(const pp_frame_t *f, uint32_t id,
-                   int (*store)(void *to, const char *p, size_t len),
-                   void *to, char *msg, size_t cap);
+                   int (*store)(void *to, const char *p, size_t len), void *to,
+                   char *msg, size_t cap);
 /* A reader's failure r (PP_ETIMEDOUT, PP_EPROTO, UV_ENOMEM, else the
  * reply pipe closed or the process reaped): fails the worker with the
  * matching kill reason and returns the call's status, msg saying why. */
@@ -598,9 +603,9 @@ void pp__pipe_waiters_fail(pp_pool_t *pool, int status, const char *why);
 void pp__tasks_reap(pp_pool_t *pool);
 
 /* ---- trace.c */
-void pp__trace(pp_pool_t *pool, pp_trace_type_t type, int slot,
-               uint32_t gen, int pid, uint64_t lease, uint64_t client,
-               int code, const char *detail);
+void pp__trace(pp_pool_t *pool, pp_trace_type_t type, int slot, uint32_t gen,
+               int pid, uint64_t lease, uint64_t client, int code,
+               const char *detail);
 
 /* ---- faults (tests only) */
 #ifdef PP_FAULTS

@@ -179,8 +179,8 @@ static void scale(pp_pool_t *pool) {
         continue;
       if (pass == 0 && slot->state != PP_WORKER_IDLE)
         continue;
-      if (pass == 1 && (slot->state == PP_WORKER_LEASED ||
-                        slot->state == PP_WORKER_BUSY))
+      if (pass == 1 &&
+          (slot->state == PP_WORKER_LEASED || slot->state == PP_WORKER_BUSY))
         continue;
       remove_slot(slot, pool->scale_force);
       live--;
@@ -246,7 +246,8 @@ void pp__maintain(pp_pool_t *pool, int tick) {
     return;
   scale(pool);
   if (tick && cfg->heartbeat_ms &&
-      now - pool->last_heartbeat_ns >= cfg->heartbeat_ms * 1000000ull - 1000000) {
+      now - pool->last_heartbeat_ns >=
+          cfg->heartbeat_ms * 1000000ull - 1000000) {
     pool->last_heartbeat_ns = now;
     heartbeat(pool);
   }
@@ -260,7 +261,8 @@ void pp__maintain(pp_pool_t *pool, int tick) {
       continue;
     if (proc->max_requests && proc->requests >= proc->max_requests)
       retire(slot, "max_requests");
-    else if (cfg->max_age_ms && now - proc->ready_ns >= cfg->max_age_ms * 1000000ull)
+    else if (cfg->max_age_ms &&
+             now - proc->ready_ns >= cfg->max_age_ms * 1000000ull)
       retire(slot, "max_age");
     else if (tick && cfg->max_rss && pp__read_rss(proc->pid) > cfg->max_rss)
       retire(slot, "max_rss");

@@ -167,8 +167,8 @@ static int place_call(pp_pool_t *pool, pp__slot_t *slot, struct pp__pcall *c) {
   pool->checkouts++;
   pp__count_wait(pool, c->start_ns, now);
   pp__count_request(pool, proc, pool->cfg->request_timeout_ms);
-  pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid, 0,
-            0, k, "pipelined");
+  pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid, 0, 0,
+            k, "pipelined");
   return 0;
 }
 
@@ -249,8 +249,8 @@ static struct pp__pcall *pop(pp__slot_t *slot) {
 
 /* The reader failed with r: the worker goes, the call at the head fails
  * for r and every call behind it for the worker's end (lock held). */
-static void fail_all(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
-                     int r, uint64_t now) {
+static void fail_all(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc, int r,
+                     uint64_t now) {
   struct pp__pcall *c;
   int first = 1, status;
 
@@ -258,9 +258,9 @@ static void fail_all(pp_pool_t *pool, pp__slot_t *slot, pp__proc_t *proc,
 
   while (slot->shared > 0) {
     c = pop(slot);
-    status = first ? pp__call_fail(proc, r, msg_of(c), cap_of(c))
-                   : pp__call_cut(proc, proc->kill_reason, 0, msg_of(c),
-                                  cap_of(c));
+    status =
+        first ? pp__call_fail(proc, r, msg_of(c), cap_of(c))
+              : pp__call_cut(proc, proc->kill_reason, 0, msg_of(c), cap_of(c));
     finish(pool, c, status, now, NULL);
     first = 0;
   }
@@ -350,8 +350,9 @@ static void flush(pp_pool_t *pool, pp__proc_t *proc, struct pp__pcall *self) {
     if (r != 0 && !proc->dead) {
       /* The reader sees the exit and fails every call in the ring. */
       if (r == PP_ETIMEDOUT)
-        pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request pipe full past "
-                                             "request_timeout");
+        pp__proc_fail(proc, PP_EXIT_TIMEOUT,
+                      "request pipe full past "
+                      "request_timeout");
       else
         pp__proc_fail(proc, PP_EXIT_NONE, "request pipe closed");
     }
@@ -409,8 +410,7 @@ static void admit(pp_pool_t *pool, pp__slot_t *slot, int depth) {
 /* Read until at least one of the first n calls of the ring has its answer
  * (lock not held): their replies are stored and *got counted.  Returns 0,
  * or the read's failure (PP_EPROTO: a frame that answers nothing). */
-static int read_replies(pp__slot_t *slot, pp__proc_t *proc, int n,
-                        int *got) {
+static int read_replies(pp__slot_t *slot, pp__proc_t *proc, int n, int *got) {
   uint32_t max = proc->pool->cfg->max_frame;
   uint64_t deadline = place(slot, 0)->deadline_ns;
   struct pp__pcall *c;
@@ -425,9 +425,9 @@ static int read_replies(pp__slot_t *slot, pp__proc_t *proc, int n,
       if (used == 0)
         break;
       c = place(slot, *got);
-      if (used < 0 || (c->status = pp__call_reply(&f, c->id, pp__reply_store,
-                                                   c->reply, msg_of(c),
-                                                   cap_of(c))) == PP_EPROTO) {
+      if (used < 0 ||
+          (c->status = pp__call_reply(&f, c->id, pp__reply_store, c->reply,
+                                      msg_of(c), cap_of(c))) == PP_EPROTO) {
         c->status = 0;
         r = PP_EPROTO;
         break;
@@ -598,8 +598,8 @@ int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
   c.start_ns = pp__now_ns();
   pp__queue_init(&c.node);
   wait_until = pp__deadline_after(
-      c.start_ns, timeout_ms < 0 ? pool->cfg->checkout_timeout_ms
-                                 : (uint64_t)timeout_ms);
+      c.start_ns,
+      timeout_ms < 0 ? pool->cfg->checkout_timeout_ms : (uint64_t)timeout_ms);
   if (sem_init(&c.sem, 0, 0) != 0)
     return UV_ENOMEM;
   pp__lock(pool);

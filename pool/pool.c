@@ -183,8 +183,7 @@ static void check_degraded(pp_pool_t *pool) {
   int i;
 
   for (i = 0; i < pool->nslots; i++)
-    if (!pool->slots[i]->removing &&
-        pool->slots[i]->state != PP_WORKER_FATAL)
+    if (!pool->slots[i]->removing && pool->slots[i]->state != PP_WORKER_FATAL)
       return;
   if (pool->state == PP_POOL_DEGRADED)
     return;
@@ -337,7 +336,8 @@ static int hello_ok(pp__proc_t *proc, const pp_frame_t *f) {
   json_error_t jerr;
   json_t *j = json_loadb(f->payload, f->len, 0, &jerr);
   json_t *v = j ? json_object_get(j, "protocol") : NULL;
-  int ok = v && json_is_integer(v) && json_integer_value(v) == PP_PROTOCOL_VERSION;
+  int ok =
+      v && json_is_integer(v) && json_integer_value(v) == PP_PROTOCOL_VERSION;
 
   if (!ok)
     snprintf(proc->detail, sizeof(proc->detail),
@@ -459,8 +459,8 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
     pp__histo_add(&pool->h_spawn, (proc->ready_ns - proc->spawn_ns) / 1000);
     uv_timer_stop(&proc->timer);
     pp__proc_read_stop(proc);
-    pp__trace(pool, PP_TRACE_HELLO, slot->id, proc->generation, proc->pid, 0,
-              0, 0, proc == slot->next ? "replacement" : NULL);
+    pp__trace(pool, PP_TRACE_HELLO, slot->id, proc->generation, proc->pid, 0, 0,
+              0, proc == slot->next ? "replacement" : NULL);
     if (proc == slot->next)
       pp__next_ready(slot);
     else
@@ -1178,9 +1178,9 @@ static void stop_workers(pp_pool_t *pool, int all) {
     if (slot->proc == NULL)
       continue;
     lease = slot->lease;
-    if (!all && (slot->proc->orphan_id != 0 || slot->shared > 0 ||
-                 slot->anum > 0 ||
-                 (lease && (lease->in_flight || lease->thread_call))))
+    if (!all &&
+        (slot->proc->orphan_id != 0 || slot->shared > 0 || slot->anum > 0 ||
+         (lease && (lease->in_flight || lease->thread_call))))
       continue;
     if (lease && !lease->thread_call) {
       /* A loop-face request still in flight gets its one callback. */
@@ -1259,8 +1259,8 @@ static void on_async(uv_async_t *a) {
           pp__container_of(pool->stop_list.next, pp__proc_t, stop_node);
       pp__queue_remove(&p->stop_node);
       p->stop_wanted = 0;
-      pp__proc_stop(p, p->kill_reason == PP_EXIT_PROTOCOL ? 0
-                                                          : pool->cfg->kill_grace_ms);
+      pp__proc_stop(
+          p, p->kill_reason == PP_EXIT_PROTOCOL ? 0 : pool->cfg->kill_grace_ms);
     }
   }
   if (pool->async_kick && !pool->stopping)

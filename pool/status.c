@@ -130,8 +130,8 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
                           : PP_STDERR_TAIL;
     for (j = 0; slot->stderr_tail && j < w->stderr_lines; j++)
       snprintf(w->stderr_tail[j], sizeof(w->stderr_tail[j]), "%s",
-               slot->stderr_tail[(slot->stderr_next - (unsigned)w->stderr_lines +
-                                  (unsigned)j) %
+               slot->stderr_tail[(slot->stderr_next -
+                                  (unsigned)w->stderr_lines + (unsigned)j) %
                                  PP_STDERR_TAIL]);
     if (slot->proc && !slot->proc->exited) {
       w->pid = slot->proc->pid;
@@ -172,8 +172,8 @@ static json_t *histo_json(const pp_histogram_t *h) {
   for (k = 0; b && k < PP_HIST_BUCKETS; k++)
     json_array_append_new(b, json_integer((json_int_t)h->buckets[k]));
   o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o*}", "count",
-                (json_int_t)h->count, "sum_us", (json_int_t)h->sum_us,
-                "max_us", (json_int_t)h->max_us, "p50_us",
+                (json_int_t)h->count, "sum_us", (json_int_t)h->sum_us, "max_us",
+                (json_int_t)h->max_us, "p50_us",
                 (json_int_t)pp_histogram_quantile_us(h, 0.5), "p90_us",
                 (json_int_t)pp_histogram_quantile_us(h, 0.9), "p99_us",
                 (json_int_t)pp_histogram_quantile_us(h, 0.99), "buckets", b);
@@ -256,23 +256,22 @@ char *pp_status_to_json(const pp_status_t *st) {
       "checkouts", (json_int_t)st->checkouts, "checkins",
       (json_int_t)st->checkins, "reclaimed", (json_int_t)st->reclaimed,
       "timeouts", (json_int_t)st->timeouts, "rejected",
-      (json_int_t)st->rejected, "requests", (json_int_t)st->requests,
-      "errors", (json_int_t)st->errors, "restarts", (json_int_t)st->restarts,
+      (json_int_t)st->rejected, "requests", (json_int_t)st->requests, "errors",
+      (json_int_t)st->errors, "restarts", (json_int_t)st->restarts,
       "stale_replies", (json_int_t)st->stale_replies);
   workers = json_array();
   if (root == NULL || workers == NULL)
     goto done;
   for (i = 0; i < st->nworkers; i++) {
     const pp_worker_status_t *ws = &st->workers[i];
-    w = json_pack("{s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:o}",
-                  "id", ws->id, "pid", ws->pid, "state",
-                  pp_worker_state_name(ws->state), "generation",
-                  (json_int_t)ws->generation, "lease", (json_int_t)ws->lease,
-                  "requests", (json_int_t)ws->requests, "requests_total",
-                  (json_int_t)ws->requests_total, "restarts", (int)ws->restarts,
-                  "uptime_ms", (json_int_t)ws->uptime_ms, "rss_bytes",
-                  (json_int_t)ws->rss_bytes, "last_exit",
-                  text_json(ws->last_exit_text));
+    w = json_pack(
+        "{s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:o}", "id", ws->id,
+        "pid", ws->pid, "state", pp_worker_state_name(ws->state), "generation",
+        (json_int_t)ws->generation, "lease", (json_int_t)ws->lease, "requests",
+        (json_int_t)ws->requests, "requests_total",
+        (json_int_t)ws->requests_total, "restarts", (int)ws->restarts,
+        "uptime_ms", (json_int_t)ws->uptime_ms, "rss_bytes",
+        (json_int_t)ws->rss_bytes, "last_exit", text_json(ws->last_exit_text));
     if (w == NULL)
       goto done;
     {
@@ -308,13 +307,13 @@ char *pp_status_to_json(const pp_status_t *st) {
   json_object_set_new(root, "queue_wait", histo_json(&st->queue_wait));
   json_object_set_new(root, "run_time", histo_json(&st->run_time));
   if (json_object_set(root, "workers", workers) != 0 ||
-      json_object_set_new(
-          root, "reclaimed_by",
-          json_pack("{s:I, s:I, s:I, s:I}", "withdrawn",
-                    (json_int_t)st->withdrawn, "undelivered",
-                    (json_int_t)st->reclaimed_undelivered, "idle",
-                    (json_int_t)st->reclaimed_idle, "in_flight",
-                    (json_int_t)st->reclaimed_busy)) != 0)
+      json_object_set_new(root, "reclaimed_by",
+                          json_pack("{s:I, s:I, s:I, s:I}", "withdrawn",
+                                    (json_int_t)st->withdrawn, "undelivered",
+                                    (json_int_t)st->reclaimed_undelivered,
+                                    "idle", (json_int_t)st->reclaimed_idle,
+                                    "in_flight",
+                                    (json_int_t)st->reclaimed_busy)) != 0)
     goto done;
   out = json_dumps(root, JSON_COMPACT);
 done:

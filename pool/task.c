@@ -13,7 +13,7 @@ struct pp_task {
   pp_task_fn fn;
   void *data;
   uv_thread_t thread;
-  pp__queue_t node;        /* in pool->task_list */
+  pp__queue_t node; /* in pool->task_list */
   int cancelled;
   int finished;
   int joined;
@@ -52,8 +52,7 @@ static void task_main(void *arg) {
   pthread_cleanup_pop(1);
 }
 
-int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data,
-                  pp_task_t **out) {
+int pp_task_spawn(pp_pool_t *pool, pp_task_fn fn, void *data, pp_task_t **out) {
   pp_task_t *task;
   int r;
 

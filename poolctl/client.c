@@ -82,8 +82,7 @@ int pc_conn_open(const char *path, pc_conn_t *c) {
    * root, or the owner of the directory the socket is in (which
    * pc_check_socket_dir found writable by nobody else). */
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 ||
-      (cred.uid != geteuid() && cred.uid != 0 &&
-       cred.uid != dir_owner(path))) {
+      (cred.uid != geteuid() && cred.uid != 0 && cred.uid != dir_owner(path))) {
     pc_err("refusing the server at %s: it runs as uid %u, neither you nor "
            "the owner of its directory",
            path, (unsigned)cred.uid);

@@ -30,11 +30,12 @@ int pc_parse_interval(const pc_command_t *cmd, const char *arg, long *out) {
     v = -1;
   v *= unit;
   if (!(v >= 100 && v <= 86400000))
-    return pc_usage_error(cmd,
-                          "%s: --interval wants a duration from 100ms to 24h "
-                          "(500ms, 2s, 1.5m, 1h; a bare number is milliseconds), "
-                          "not '%s'",
-                          cmd->name, arg);
+    return pc_usage_error(
+        cmd,
+        "%s: --interval wants a duration from 100ms to 24h "
+        "(500ms, 2s, 1.5m, 1h; a bare number is milliseconds), "
+        "not '%s'",
+        cmd->name, arg);
   *out = (long)v;
   return PC_EXIT_OK;
 }

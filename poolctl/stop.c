@@ -41,7 +41,8 @@ int pc_stop(const pc_command_t *cmd, int argc, char **argv,
   pid = conn.pid;
   /* Watch the process before asking, so a recycled pid cannot fool us. */
   pidfd = w.wait ? pid_watch(pid) : -1;
-  if ((r = pc_conn_simple(&conn, "stop", PC_OP_TIMEOUT_MS, NULL)) != 0 || !w.wait)
+  if ((r = pc_conn_simple(&conn, "stop", PC_OP_TIMEOUT_MS, NULL)) != 0 ||
+      !w.wait)
     goto out;
   if (pidfd >= 0) {
     p.fd = pidfd;

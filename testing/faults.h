@@ -1,8 +1,8 @@
 /* faults.h -- fault-injection points and test access to the core
- * (faults.c), compiled only into the test build of the library (PP_FAULTS).  The hook runs at each named point
- * so a test can pause or delay the core there and hit a race on every run:
- *   "handoff"     a worker was chosen for a waiter (pool lock held)
- *   "deliver"     ... and the waiter has not received it yet (no lock)
+ * (faults.c), compiled only into the test build of the library (PP_FAULTS). The
+ * hook runs at each named point so a test can pause or delay the core there and
+ * hit a race on every run: "handoff"     a worker was chosen for a waiter (pool
+ * lock held) "deliver"     ... and the waiter has not received it yet (no lock)
  *   "client_dead" a client was marked dead, before its waits and leases are
  *                 reaped (no lock)
  *   "reply"       a reply was read, before it is delivered (no lock)

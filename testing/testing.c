@@ -4,7 +4,6 @@
  * build of the library, unlike faults.c. */
 #include "internal.h"
 
-
 int pp_test_pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
                       int64_t timeout_ms, pp_pool_t **out, pp_diag_t *diag) {
   return pp__pool_open(cfg, opts, timeout_ms, out, diag);

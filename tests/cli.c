@@ -405,8 +405,8 @@ void cli_shim(const char *var, const char *value) {
     static char opts[512];
     const char *was = getenv("ASAN_OPTIONS");
 
-    snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0",
-             was ? was : "", was && *was ? ":" : "");
+    snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", was ? was : "",
+             was && *was ? ":" : "");
     assert_int_equal(setenv("ASAN_OPTIONS", opts, 1), 0);
   }
   assert_int_equal(setenv(var, value, 1), 0);

@@ -126,7 +126,7 @@ int test_time_scale(void) {
 
 int rec_wait(rec_t *r, pp_trace_type_t type, size_t count, int timeout_ms) {
   uint64_t deadline =
-                now_ms() + (uint64_t)timeout_ms * (uint64_t)test_time_scale(),
+               now_ms() + (uint64_t)timeout_ms * (uint64_t)test_time_scale(),
            now;
   int rc = 0;
 

@@ -19,8 +19,8 @@
 typedef struct figures {
   uint64_t checkouts, requests, errors;
   uint64_t wait_count;
-  uint64_t run_count, run_sum;         /* pool-wide */
-  uint64_t wrun_count, wrun_sum;       /* summed over the workers */
+  uint64_t run_count, run_sum;   /* pool-wide */
+  uint64_t wrun_count, wrun_sum; /* summed over the workers */
 } figures_t;
 
 static figures_t figures(pp_pool_t *pool) {
@@ -91,9 +91,9 @@ static void test_lease_call(void **state) {
   (void)state;
   assert_int_equal(pp_lease_acquire(pool, NULL, -1, &lease, NULL), 0);
   for (i = 0; i < 4; i++)
-    assert_int_equal(pp_lease_call(lease, payload(i), strlen(payload(i)), -1,
-                                   &reply, NULL),
-                     expected(i));
+    assert_int_equal(
+        pp_lease_call(lease, payload(i), strlen(payload(i)), -1, &reply, NULL),
+        expected(i));
   pp_checkin(lease);
   after = figures(pool);
   assert_counted(&before, &after, 1, 4);
@@ -109,9 +109,9 @@ static void test_call_leased(void **state) {
 
   (void)state;
   for (i = 0; i < 4; i++)
-    assert_int_equal(pp_call(pool, payload(i), strlen(payload(i)), &reply, -1,
-                             NULL),
-                     expected(i));
+    assert_int_equal(
+        pp_call(pool, payload(i), strlen(payload(i)), &reply, -1, NULL),
+        expected(i));
   after = figures(pool);
   assert_counted(&before, &after, 4, 4);
   pp_buf_free(&reply);
@@ -246,9 +246,9 @@ static void test_call_async(void **state) {
   /* 16 at once on two workers four deep: half wait for a place.  The
    * second call, in submission order, is the handler error. */
   for (i = 0; i < 16; i++)
-    assert_int_equal(pp_call_async(l.pool, payload(i), strlen(payload(i)), -1,
-                                   on_async, &l),
-                     0);
+    assert_int_equal(
+        pp_call_async(l.pool, payload(i), strlen(payload(i)), -1, on_async, &l),
+        0);
   l.sent = 16;
   run_until(&l, &l.finished);
   assert_int_equal(l.bad, 0);
@@ -272,8 +272,8 @@ static void on_reply(pp_lease_t *lease, int status, const char *reply,
     l->finished = 1;
     return;
   }
-  assert_int_equal(pp_request(lease, payload(l->done),
-                              strlen(payload(l->done)), -1, on_reply, l),
+  assert_int_equal(pp_request(lease, payload(l->done), strlen(payload(l->done)),
+                              -1, on_reply, l),
                    0);
 }
 
@@ -305,10 +305,8 @@ static void test_request(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_lease_call),
-      cmocka_unit_test(test_call_leased),
-      cmocka_unit_test(test_call_pipelined),
-      cmocka_unit_test(test_call_async),
+      cmocka_unit_test(test_lease_call),     cmocka_unit_test(test_call_leased),
+      cmocka_unit_test(test_call_pipelined), cmocka_unit_test(test_call_async),
       cmocka_unit_test(test_request),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -459,8 +459,7 @@ static void test_helper_open_fails_clearly(void **state) {
   (void)state;
   cfg_set(cfg, "worker.env", "{PP_SLOW_START: '60'}");
   cfg_set(cfg, "worker.startup_timeout", "2m");
-  assert_int_equal(pp_test_pool_open(cfg, NULL, 200, &pool, &d),
-                   PP_ETIMEDOUT);
+  assert_int_equal(pp_test_pool_open(cfg, NULL, 200, &pool, &d), PP_ETIMEDOUT);
   assert_string_equal(d.message, "pool warming (0/1 ready)");
   pp_config_free(cfg);
 }
@@ -548,15 +547,13 @@ static void boot_closed(pp_pool_t *pool, void *data) {
 }
 
 /* Start cfg (freed here) on loop, and return once its ready callback ran. */
-static pp_pool_t *boot_start(pp_config_t *cfg, uv_loop_t *loop,
-                             boot_ctx_t *b) {
+static pp_pool_t *boot_start(pp_config_t *cfg, uv_loop_t *loop, boot_ctx_t *b) {
   pp_pool_t *pool;
   pp_diag_t d;
 
   memset(b, 0, sizeof(*b));
   assert_int_equal(uv_loop_init(loop), 0);
-  assert_int_equal(pp_pool_start(loop, cfg, NULL, boot_ready, b, &pool, &d),
-                   0);
+  assert_int_equal(pp_pool_start(loop, cfg, NULL, boot_ready, b, &pool, &d), 0);
   pp_config_free(cfg);
   while (b->calls == 0)
     uv_run(loop, UV_RUN_ONCE);

@@ -505,9 +505,8 @@ static void test_reply_spin_adapt(void **state) {
   static const struct {
     uint64_t waited;
     uint32_t window;
-  } steps[] = {{5000, 10000},  {15000, 20000}, {30000, 40000},
-               {45000, 50000}, {50000, 50000}, {50001, 0},
-               {0, 10000},     {999999, 0}};
+  } steps[] = {{5000, 10000},  {15000, 20000}, {30000, 40000}, {45000, 50000},
+               {50000, 50000}, {50001, 0},     {0, 10000},     {999999, 0}};
   size_t i;
 
   (void)state;
@@ -666,17 +665,17 @@ static void test_huge_timeouts_wait(void **state) {
   uv_thread_t t;
 
   (void)state;
-  assert_int_equal(pp_call_cmd(f->pool, "echo", "1", &f->reply, PP_TEST_HUGE_MS,
-                               &f->diag),
-                   0);
+  assert_int_equal(
+      pp_call_cmd(f->pool, "echo", "1", &f->reply, PP_TEST_HUGE_MS, &f->diag),
+      0);
   assert_string_equal(f->reply.data, "1");
   assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &held, &f->diag), 0);
   memset(&a, 0, sizeof(a));
   a.pool = f->pool;
   assert_int_equal(uv_thread_create(&t, longwait_acquire, &a), 0);
-  assert_int_equal(rec_wait(&f->rec, PP_TRACE_CHECKOUT_WAIT, 1,
-                            10000 * test_time_scale()),
-                   0);
+  assert_int_equal(
+      rec_wait(&f->rec, PP_TRACE_CHECKOUT_WAIT, 1, 10000 * test_time_scale()),
+      0);
   pp_checkin(held);
   uv_thread_join(&t);
   assert_int_equal(a.status, 0);

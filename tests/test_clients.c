@@ -94,7 +94,7 @@ static void close_pool(pp_pool_t *pool) {
 }
 
 typedef struct job {
-  const char *payload;   /* NULL: only check out */
+  const char *payload; /* NULL: only check out */
   int acquire_status;
   int call_status;
   int pid;
@@ -111,13 +111,13 @@ static void job_fn(pp_task_t *task, pp_client_t *client, void *data) {
 
   (void)task;
   job->call_status = 1;
-  job->acquire_status = pp_lease_acquire(pp_client_pool(client), client,
-                                         30000, &lease, &d);
+  job->acquire_status =
+      pp_lease_acquire(pp_client_pool(client), client, 30000, &lease, &d);
   if (job->acquire_status != 0 || job->payload == NULL)
     return;
   job->pid = pp_lease_pid(lease);
-  job->call_status = pp_lease_call(lease, job->payload, strlen(job->payload),
-                                   -1, &reply, &d);
+  job->call_status =
+      pp_lease_call(lease, job->payload, strlen(job->payload), -1, &reply, &d);
   snprintf(job->reply, sizeof(job->reply), "%s", reply.data ? reply.data : "");
   pp_buf_free(&reply);
 }

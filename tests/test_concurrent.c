@@ -25,7 +25,7 @@ enum { DIE_NONE, DIE_BEFORE, DIE_WAITING, DIE_HOLDING, DIE_MID, DIE_KINDS };
 typedef struct job {
   int kind;
   int client, round;
-  int wrong_reply;        /* set if a reply was not this task's own */
+  int wrong_reply; /* set if a reply was not this task's own */
   int status;
 } job_t;
 
@@ -70,11 +70,11 @@ static void job_fn(pp_task_t *task, pp_client_t *client, void *data) {
   if (job->kind == DIE_HOLDING)
     return; /* dies holding it: the client's death must check it in */
   if (job->kind == DIE_MID)
-    snprintf(payload, sizeof(payload),
-             "{\"cmd\":\"sleep\",\"args\":0.00%d}", job->round % 5 + 1);
+    snprintf(payload, sizeof(payload), "{\"cmd\":\"sleep\",\"args\":0.00%d}",
+             job->round % 5 + 1);
   else
-    snprintf(payload, sizeof(payload),
-             "{\"cmd\":\"echo\",\"args\":[%d,%d]}", job->client, job->round);
+    snprintf(payload, sizeof(payload), "{\"cmd\":\"echo\",\"args\":[%d,%d]}",
+             job->client, job->round);
   r = pp_lease_call(lease, payload, strlen(payload), -1, &reply, &d);
   job->status = r;
   if (r == 0) {

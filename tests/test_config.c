@@ -622,7 +622,8 @@ static void test_integers(void **state) {
   assert_int_equal(c->pipeline_depth, 1024);
   set_ok(c, "worker.start", "zygote");
   assert_int_equal(c->start, PP_START_ZYGOTE);
-  set_fails(c, "worker.start", "fork", "expected one of spawn, zygote, got \"fork\"");
+  set_fails(c, "worker.start", "fork",
+            "expected one of spawn, zygote, got \"fork\"");
   set_ok(c, "worker.max_requests", "18446744073");
   assert_int_equal(c->max_requests, UINT64_C(18446744073));
   get_is(c, "worker.max_requests", "18446744073");
@@ -1238,8 +1239,12 @@ static void test_out_of_memory(void **state) {
  * "we ULL"). */
 static void test_render_special_chars(void **state) {
   static const char *const values[] = {
-      "\"we\\NULLeird: 'name' #x\"", "\"a\\Lb\\Pc\"", "\"\\x80\\x9f\"",
-      "\"\\uFEFFbom\"", "\"x\\uFFFF\\uFFFEy\"", "\"plain\\Nnel\"",
+      "\"we\\NULLeird: 'name' #x\"",
+      "\"a\\Lb\\Pc\"",
+      "\"\\x80\\x9f\"",
+      "\"\\uFEFFbom\"",
+      "\"x\\uFFFF\\uFFFEy\"",
+      "\"plain\\Nnel\"",
   };
   char yaml[256], a[256], b[256];
   pp_config_t *cfg, *fresh;

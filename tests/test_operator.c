@@ -313,8 +313,8 @@ static void test_usage_messages(void **state) {
     size_t i;
 
     for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-      cli_poolctl(&r, "status", "--interval", ok[i], "-S",
-                  "/nonexistent.sock", NULL);
+      cli_poolctl(&r, "status", "--interval", ok[i], "-S", "/nonexistent.sock",
+                  NULL);
       if (r.code != 3)
         fail_msg("--interval %s: exit %d, %s", ok[i], r.code, r.err);
       cli_run_free(&r);

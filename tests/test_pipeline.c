@@ -383,8 +383,8 @@ static void test_big_replies_behind_full_pipe(void **state) {
     for (i = 0; i < 32; i++) {
       uv_thread_join(&t[i]);
       if (c[i].status != 0)
-        fail_msg("round %d call %d: %s: %s", round, i,
-                 pp_strerror(c[i].status), c[i].diag.message);
+        fail_msg("round %d call %d: %s: %s", round, i, pp_strerror(c[i].status),
+                 c[i].diag.message);
       assert_int_equal(c[i].reply_len, 100002); /* a JSON string */
     }
   }

@@ -362,12 +362,12 @@ static void test_crash_count_past_ring(void **state) {
 
 typedef struct acall {
   ctx_t *c;
-  int id;          /* which logical caller */
-  int left;        /* calls it still makes */
-  int done;        /* callbacks so far */
-  int ended;       /* a callback came with nothing more to send */
+  int id;    /* which logical caller */
+  int left;  /* calls it still makes */
+  int done;  /* callbacks so far */
+  int ended; /* a callback came with nothing more to send */
   int status;
-  int *total;      /* callbacks of every caller */
+  int *total; /* callbacks of every caller */
   char want[64];
   char reply[256];
   char msg[sizeof(((pp_diag_t *)0)->message)];
@@ -432,8 +432,8 @@ static void stream_start(acall_t *a, int calls) {
 
   a->left = calls;
   snprintf(a->want, sizeof(a->want), "\"%d-start\"", a->id);
-  snprintf(payload, sizeof(payload),
-           "{\"cmd\":\"echo\",\"args\":\"%d-start\"}", a->id);
+  snprintf(payload, sizeof(payload), "{\"cmd\":\"echo\",\"args\":\"%d-start\"}",
+           a->id);
   async_submit(a, payload, -1);
 }
 
@@ -641,9 +641,8 @@ static void test_async_waits_for_a_worker(void **state) {
   lease = checkout(&c, -1);
   assert_non_null(lease);
   async_submit(&a[0], echo, 50);
-  assert_int_equal(pp_call_async(c.pool, echo, strlen(echo), -1, on_async,
-                                 &a[1]),
-                   PP_EBUSY);
+  assert_int_equal(
+      pp_call_async(c.pool, echo, strlen(echo), -1, on_async, &a[1]), PP_EBUSY);
   run_until_total(&c, &total, 1, 10000);
   assert_int_equal(a[0].status, PP_ETIMEDOUT);
   assert_non_null(strstr(a[0].msg, "busy"));
@@ -690,9 +689,9 @@ typedef struct blocker {
   pp_pool_t *pool;
   uv_async_t *wake;
   int calls;
-  int stop;  /* atomic */
-  int done;  /* atomic */
-  int ok;    /* read after the join */
+  int stop; /* atomic */
+  int done; /* atomic */
+  int ok;   /* read after the join */
   int status;
   uv_thread_t thread;
 } blocker_t;
@@ -940,9 +939,9 @@ static void test_async_stop(void **state) {
   gated_calls(&c, a, &total, fifo, sizeof(fifo), "async-stop", "open");
   run_until_events(&c, PP_TRACE_REQUEST, 2, 10000);
   pp_pool_stop(c.pool, on_closed, &c);
-  assert_int_equal(pp_call_async(c.pool, echo, strlen(echo), -1, on_async,
-                                 &a[0]),
-                   PP_ECLOSED);
+  assert_int_equal(
+      pp_call_async(c.pool, echo, strlen(echo), -1, on_async, &a[0]),
+      PP_ECLOSED);
   run_until(&c, &c.closed, 30000);
   for (i = 0; i < 4; i++) {
     assert_int_equal(a[i].done, 1);

@@ -23,7 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 /* The `poolctl serve` child shared by the tests that need a pool. */
 static struct {
   char dir[64];
@@ -392,7 +391,8 @@ static void test_second_serve_refused(void **state) {
 
   (void)state;
   need_server();
-  cli_poolctl(&r, "serve", "-S", srv.sock, "--set", "size=1", "--set", cmd, NULL);
+  cli_poolctl(&r, "serve", "-S", srv.sock, "--set", "size=1", "--set", cmd,
+              NULL);
   free(cmd);
   assert_int_equal(r.code, 1);
   assert_non_null(strstr(r.err, "poolctl: a pool is already running at"));
@@ -517,7 +517,8 @@ static void test_call_errors(void **state) {
   assert_int_equal(r.code, 2);
   cli_run_free(&r);
 
-  cli_poolctl(&r, "call", "-S", srv.sock, "echo", "1", "--timeout", "soon", NULL);
+  cli_poolctl(&r, "call", "-S", srv.sock, "echo", "1", "--timeout", "soon",
+              NULL);
   assert_int_equal(r.code, 2);
   cli_run_free(&r);
 }
@@ -531,12 +532,12 @@ static void test_raw_protocol(void **state) {
   c = conn_open();
   /* Pipelined: answered in order, an unknown op keeps the connection. */
   cli_conn_send(c, "{\"op\":\"ping\",\"id\":1}\n"
-               "\n"
-               "{\"op\":\"nope\"}\n"
-               "{\"op\":\"call\",\"id\":\"c\",\"payload\":{\"cmd\":\"add\","
-               "\"args\":{\"a\":1,\"b\":2}}}\r\n"
-               "{\"op\":7}\n"
-               "{\"op\":\"ping\"}\n");
+                   "\n"
+                   "{\"op\":\"nope\"}\n"
+                   "{\"op\":\"call\",\"id\":\"c\",\"payload\":{\"cmd\":\"add\","
+                   "\"args\":{\"a\":1,\"b\":2}}}\r\n"
+                   "{\"op\":7}\n"
+                   "{\"op\":\"ping\"}\n");
   v = cli_conn_recv(c);
   assert_true(json_is_true(json_object_get(v, "ok")));
   assert_int_equal(cli_jint(v, "id"), 1);
@@ -559,18 +560,21 @@ static void test_raw_protocol(void **state) {
   json_decref(v);
 
   /* A handler error carries the worker's ERROR payload as detail. */
-  cli_conn_send(c, "{\"op\":\"call\",\"payload\":{\"cmd\":\"fail\",\"args\":7}}\n");
+  cli_conn_send(
+      c, "{\"op\":\"call\",\"payload\":{\"cmd\":\"fail\",\"args\":7}}\n");
   v = cli_conn_recv(c);
   assert_true(json_is_false(json_object_get(v, "ok")));
   assert_string_equal(cli_jstr(v, "error"), "PP_EHANDLER");
-  assert_string_equal(cli_jstr(json_object_get(v, "detail"), "type"), "ValueError");
+  assert_string_equal(cli_jstr(json_object_get(v, "detail"), "type"),
+                      "ValueError");
   assert_non_null(
       strstr(cli_jstr(json_object_get(v, "detail"), "traceback"), "Traceback"));
   json_decref(v);
 
   /* Half-close: what was sent is still answered, then EOF. */
-  cli_conn_send(c, "{\"op\":\"call\",\"payload\":{\"cmd\":\"echo\",\"args\":5}}\n"
-               "{\"op\":\"ping\",\"id\":9}");
+  cli_conn_send(c,
+                "{\"op\":\"call\",\"payload\":{\"cmd\":\"echo\",\"args\":5}}\n"
+                "{\"op\":\"ping\",\"id\":9}");
   shutdown(c->fd, SHUT_WR);
   v = cli_conn_recv(c);
   assert_int_equal(cli_jint(v, "reply"), 5);
@@ -985,8 +989,7 @@ static void test_socket_dir_rules(void **state) {
   if (geteuid() == 0) {
     assert_int_equal(chown(dir, 65534, 65534), 0);
     snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
-    cli_poolctl(&r, "serve", "-S", sock, "--set", "size=1", "--set", cmd,
-                NULL);
+    cli_poolctl(&r, "serve", "-S", sock, "--set", "size=1", "--set", cmd, NULL);
     assert_int_equal(r.code, 1);
     assert_non_null(strstr(r.err, "owned by uid 65534, not by you"));
     assert_int_equal(access(sock, F_OK), -1);

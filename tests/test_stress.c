@@ -62,12 +62,11 @@ static void job_fn(pp_task_t *task, pp_client_t *client, void *data) {
   pp_diag_t d;
 
   (void)task;
-  job->status = pp_lease_acquire(pp_client_pool(client), client, 30000,
-                                 &lease, &d);
+  job->status =
+      pp_lease_acquire(pp_client_pool(client), client, 30000, &lease, &d);
   if (job->status != 0)
     return;
-  snprintf(payload, sizeof(payload), "{\"cmd\":\"echo\",\"args\":%d}",
-           job->id);
+  snprintf(payload, sizeof(payload), "{\"cmd\":\"echo\",\"args\":%d}", job->id);
   snprintf(want, sizeof(want), "%d", job->id);
   job->status = pp_lease_call(lease, payload, strlen(payload), -1, &reply, &d);
   if (job->status == 0 && strcmp(reply.data, want) != 0)

@@ -11,9 +11,9 @@ static void on_exit_async(uv_async_t *a) {
   pp_pool_t *pool = proc->pool;
   void *state = proc->u.custom.adapter_state;
 
-  pp__proc_exited(
-      proc, __atomic_load_n(&proc->u.custom.a_status, __ATOMIC_ACQUIRE),
-      __atomic_load_n(&proc->u.custom.a_signal, __ATOMIC_ACQUIRE));
+  pp__proc_exited(proc,
+                  __atomic_load_n(&proc->u.custom.a_status, __ATOMIC_ACQUIRE),
+                  __atomic_load_n(&proc->u.custom.a_signal, __ATOMIC_ACQUIRE));
   pp__lock(pool);
   proc->u.custom.adapter_state = NULL;
   pp__unlock(pool);

@@ -18,12 +18,15 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+/* A handler of the mock: the command it answers. */
+struct mock_entry {
+  char *cmd;
+  pp_mock_handler fn;
+  void *data;
+};
+
 struct pp_mock {
-  struct mock_entry {
-    char *cmd;
-    pp_mock_handler fn;
-    void *data;
-  } *v;
+  struct mock_entry *v;
   int n;
 };
 
@@ -32,8 +35,7 @@ int pp_mock_new(pp_mock_t **out) {
   return *out ? 0 : UV_ENOMEM;
 }
 
-int pp_mock_add(pp_mock_t *m, const char *cmd, pp_mock_handler fn,
-                void *data) {
+int pp_mock_add(pp_mock_t *m, const char *cmd, pp_mock_handler fn, void *data) {
   struct mock_entry *v = realloc(m->v, (size_t)(m->n + 1) * sizeof(*v));
   char *c = strdup(cmd);
 
@@ -102,8 +104,7 @@ static int send_frame(mw_t *m, uint8_t type, uint32_t id, const char *p,
   return n ? write_all(m->rep, p, n) : 0;
 }
 
-static int send_error(mw_t *m, uint32_t id, const char *type,
-                      const char *msg) {
+static int send_error(mw_t *m, uint32_t id, const char *type, const char *msg) {
   json_t *j = json_pack("{s:s, s:s, s:s}", "type", type, "message", msg,
                         "traceback", "");
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;

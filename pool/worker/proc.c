@@ -187,9 +187,8 @@ static void drain_output(pp__proc_t *proc, uv_pipe_t *p, unsigned bit) {
  * an idle worker's buffer stays small. */
 size_t pp__proc_rbuf_want(const pp__proc_t *proc) {
   long need = pp_frame_need(proc->rbuf, proc->rlen, proc->pool->cfg->max_frame);
-  size_t want = need > 0 && (size_t)need > proc->rlen
-                    ? (size_t)need - proc->rlen
-                    : 0;
+  size_t want =
+      need > 0 && (size_t)need > proc->rlen ? (size_t)need - proc->rlen : 0;
 
   return want > 512 ? want : 512;
 }
@@ -234,7 +233,8 @@ static void read_frames(pp__proc_t *proc) {
     if (n < 0 && errno == EAGAIN)
       break;
     if (n <= 0) {
-      pp__on_proc_read_error(proc, n == 0 ? UV_EOF : uv_translate_sys_error(errno));
+      pp__on_proc_read_error(proc,
+                             n == 0 ? UV_EOF : uv_translate_sys_error(errno));
       goto out;
     }
     proc->rlen += (size_t)n;
@@ -299,8 +299,7 @@ void pp__proc_read_stop(pp__proc_t *proc) {
 /* writev that turns a dead reader into EPIPE instead of a SIGPIPE that
  * would kill the embedding program: SIGPIPE is blocked around the call and
  * a pending one consumed, unless the program already ignores it. */
-static ssize_t writev_nosig(pp_pool_t *pool, int fd, struct iovec *iov,
-                            int n) {
+static ssize_t writev_nosig(pp_pool_t *pool, int fd, struct iovec *iov, int n) {
   sigset_t set, old, pend;
   struct timespec zero = {0, 0};
   ssize_t r;

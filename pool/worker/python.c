@@ -19,7 +19,6 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
   pp__proc_exited(p->data, status, term_signal);
 }
 
-
 char **pp__build_env(pp__slot_t *slot) {
   pp_config_t *cfg = slot->pool->cfg;
   size_t n = 0, i, k, j;

@@ -23,7 +23,7 @@ typedef struct pp__zygote pp__zygote_t;
 #define PP_STDERR_TAIL 20
 
 typedef struct pp__linebuf {
-  char *buf;           /* PP_LINE_MAX bytes, allocated at the first output */
+  char *buf; /* PP_LINE_MAX bytes, allocated at the first output */
   size_t len;
 } pp__linebuf_t;
 
@@ -67,7 +67,7 @@ struct pp__proc {
   pp__slot_t *slot;
   uint32_t generation;
   int refs;
-  pp__proc_kind_t kind;    /* which adapter made it: which of u is in use */
+  pp__proc_kind_t kind; /* which adapter made it: which of u is in use */
 
   /* What only one kind of worker has, first how its exit is seen: a child
    * process, a zygote child's pidfd, or an adapter's report. */
@@ -81,31 +81,31 @@ struct pp__proc {
      * of which only seven combinations occur: one state, not five facts. */
     struct {
       uv_poll_t pidpoll;
-      pp__zstate_t state;      /* where it is in its life */
-      int pidfd;               /* from RUNNING on; -1 before */
-      int zstatus;             /* wait status reported by the zygote */
-      pp__zygote_t *zygote;    /* the zygote that forked it */
-      pp__queue_t znode;       /* in pool->zprocs */
+      pp__zstate_t state;   /* where it is in its life */
+      int pidfd;            /* from RUNNING on; -1 before */
+      int zstatus;          /* wait status reported by the zygote */
+      pp__zygote_t *zygote; /* the zygote that forked it */
+      pp__queue_t znode;    /* in pool->zprocs */
     } zygote;
     /* custom workers: the adapter reports the exit, from any thread */
     struct {
       uv_async_t exit_async;
-      void *adapter_state;     /* the adapter's state */
-      int64_t a_status;        /* the exit it reported (atomic) */
+      void *adapter_state; /* the adapter's state */
+      int64_t a_status;    /* the exit it reported (atomic) */
       int a_signal;
     } custom;
   } u;
 
-  uv_pipe_t out;       /* the worker's stdout */
-  uv_pipe_t err;       /* the worker's stderr */
-  uv_poll_t rpoll;     /* readable on rep_fd, while the loop reads */
-  uv_poll_t wpoll;     /* writable on req_fd, while the loop has output */
-  uv_timer_t timer;    /* start-up timeout, request timeout, kill grace */
-  unsigned handles;    /* bit per open handle, see PP__H_* */
+  uv_pipe_t out;    /* the worker's stdout */
+  uv_pipe_t err;    /* the worker's stderr */
+  uv_poll_t rpoll;  /* readable on rep_fd, while the loop reads */
+  uv_poll_t wpoll;  /* writable on req_fd, while the loop has output */
+  uv_timer_t timer; /* start-up timeout, request timeout, kill grace */
+  unsigned handles; /* bit per open handle, see PP__H_* */
 
-  int req_fd;          /* we write requests; the worker's fd 3 */
-  int rep_fd;          /* we read replies; the worker's fd 4 */
-  int wake_fd;         /* eventfd: written when the process is reaped */
+  int req_fd;  /* we write requests; the worker's fd 3 */
+  int rep_fd;  /* we read replies; the worker's fd 4 */
+  int wake_fd; /* eventfd: written when the process is reaped */
   int pid;
 
   /* Its life, common to every kind: independent facts, so flags and not
@@ -115,24 +115,24 @@ struct pp__proc {
    * rep_eof come at any time.  stop_wanted and cancel_wanted are requests
    * from other threads to the loop, cleared when it acts, beside the
    * loop's own facts stopping and cancel_sent. */
-  int hello;           /* HELLO received */
-  int dead;            /* unusable: killed, exited or broke the protocol */
-  int exited;          /* exit callback ran: pid is no longer ours */
+  int hello;  /* HELLO received */
+  int dead;   /* unusable: killed, exited or broke the protocol */
+  int exited; /* exit callback ran: pid is no longer ours */
   int rpolling, wpolling;
-  int stopping;        /* SIGTERM sent, kill timer armed */
-  int stop_wanted;     /* a thread asked the loop to stop it */
+  int stopping;          /* SIGTERM sent, kill timer armed */
+  int stop_wanted;       /* a thread asked the loop to stop it */
   pp__queue_t stop_node; /* in pool->stop_list while stop_wanted */
-  int cancel_wanted;   /* a thread asked the loop to send CANCEL */
-  int cancel_sent;     /* CANCEL sent; killed if cancel_grace passes */
+  int cancel_wanted;     /* a thread asked the loop to send CANCEL */
+  int cancel_sent;       /* CANCEL sent; killed if cancel_grace passes */
   uint32_t cancel_id;
-  int rep_eof;         /* EOF on rep_fd; waiting for the exit */
-  int retired;         /* replaced by a successor: its exit is expected */
-  int boot_failed;     /* sent a boot failure (ERROR, id 0) before HELLO */
-  uint32_t cfg_seq;    /* pool->reload_seq when spawned: its config */
+  int rep_eof;      /* EOF on rep_fd; waiting for the exit */
+  int retired;      /* replaced by a successor: its exit is expected */
+  int boot_failed;  /* sent a boot failure (ERROR, id 0) before HELLO */
+  uint32_t cfg_seq; /* pool->reload_seq when spawned: its config */
   pp_exit_kind_t kill_reason; /* why we killed it, for the exit class */
   int64_t exit_status;
   int term_signal;
-  char detail[160];    /* why it died, for the client's diag */
+  char detail[160]; /* why it died, for the client's diag */
 
   /* Reply stream, decoded with the frame codec.  Owned by whoever does the
    * I/O: the loop, or the one thread in pp_lease_call. */
@@ -146,12 +146,12 @@ struct pp__proc {
   char *pbuf, *psend;
   size_t plen, pcap, pscap;
   int pwriting;
-  int wflush;          /* wbuf has pp_call_async requests to write */
+  int wflush; /* wbuf has pp_call_async requests to write */
 
   uint32_t next_id;
-  uint32_t orphan_id;  /* request whose lease ended before its reply */
+  uint32_t orphan_id; /* request whose lease ended before its reply */
   uint64_t requests;
-  uint64_t max_requests;   /* recycle after this many (jittered), 0 = never */
+  uint64_t max_requests; /* recycle after this many (jittered), 0 = never */
   /* Polling for a reply before sleeping (pp__reply_wait): the window now,
    * adapted by whoever does the I/O (atomic: status reads it), and its
    * ceiling, from the config. */

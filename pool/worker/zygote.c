@@ -22,14 +22,14 @@
 
 struct pp__zygote {
   pp_pool_t *pool;
-  pp__queue_t node;  /* in pool->zygotes */
-  int workers;       /* forked (or being forked) and not yet freed */
-  int retired;       /* replaced (reload): stops once workers is 0 */
+  pp__queue_t node; /* in pool->zygotes */
+  int workers;      /* forked (or being forked) and not yet freed */
+  int retired;      /* replaced (reload): stops once workers is 0 */
   uv_process_t process;
   uv_poll_t poll;
-  int fd;          /* our end of the socket, -1 when closed */
-  int open;        /* handles not yet closed */
-  int alive;       /* the process has not exited */
+  int fd;    /* our end of the socket, -1 when closed */
+  int open;  /* handles not yet closed */
+  int alive; /* the process has not exited */
   int stopping;
 };
 
@@ -153,8 +153,7 @@ static void on_pidfd(uv_poll_t *h, int status, int events) {
   st = proc->u.zygote.zstatus;
   /* Its own zygote (a reload's new one does not report for it). */
   zygote_gone = !proc->u.zygote.zygote->alive;
-  proc->u.zygote.state =
-      known || zygote_gone ? PP__ZW_ENDED : PP__ZW_EXIT_SEEN;
+  proc->u.zygote.state = known || zygote_gone ? PP__ZW_ENDED : PP__ZW_EXIT_SEEN;
   pp__unlock(pool);
   /* Tests wait here: the exit seen, its status not yet. */
   if (!known && !zygote_gone)
