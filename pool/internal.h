@@ -403,6 +403,7 @@ _Noreturn void pp__check_failed(const char *what, const char *file, int line);
 #define PP_ASSERT_UNLOCKED(pool) ((void)0)
 #define PP_ASSERT_LOOP(pool) ((void)0)
 #endif
+
 /* Ask the loop to run pending work (any thread; lock not needed). */
 void pp__wake(pp_pool_t *pool);
 /* Run queued user callbacks; loop thread, lock NOT held. */
@@ -422,6 +423,20 @@ void pp__spawn_slot(pp__slot_t *slot);
 pp__slot_t *pp__slot_new(pp_pool_t *pool, int id);
 int pp__slots_reserve(pp_pool_t *pool, int n);
 uint64_t pp__rand(pp_pool_t *pool);
+int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
+                    pp_pool_t **out, pp_diag_t *diag);
+int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag);
+void pp__pool_free(pp_pool_t *pool);
+/* Called by proc.c on the loop with the lock held. */
+void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f);
+void pp__on_proc_exit(pp__proc_t *proc);
+void pp__on_proc_timer(pp__proc_t *proc);
+void pp__on_proc_read_error(pp__proc_t *proc, int err);
+/* Something quiescence depends on changed (lock held). */
+void pp__quiesce_poke(pp_pool_t *pool);
+/* Ask the loop to send CANCEL for proc->orphan_id or the thread call in
+ * flight, then kill the worker if cancel_grace passes (lock held). */
+void pp__proc_cancel(pp__proc_t *proc, uint32_t id);
 
 /* ---- maintain.c (loop thread, lock held; pp__slot_swap, pp__next_failed
  * on any thread) */
@@ -432,23 +447,9 @@ void pp__next_ready(pp__slot_t *slot);
 void pp__next_failed(pp__slot_t *slot, pp__proc_t *proc);
 void pp__on_pong(pp__slot_t *slot);
 
-int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
-                    pp_pool_t **out, pp_diag_t *diag);
-int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag);
-void pp__pool_free(pp_pool_t *pool);
-/* pp_pool_open waiting at most wait_ms for readiness (< 0: the config's
- * startup_timeout + checkout.timeout). */
-int pp__pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
-                  int64_t wait_ms, pp_pool_t **out, pp_diag_t *diag);
-
-/* Called by proc.c on the loop with the lock held. */
-void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f);
-void pp__on_proc_exit(pp__proc_t *proc);
 /* A worker of a reloaded config not yet confirmed failed to boot (its
  * error in slot->last_error): back to the config before (maintain.c). */
 void pp__reload_rollback(pp__slot_t *slot, int replacement);
-void pp__on_proc_timer(pp__proc_t *proc);
-void pp__on_proc_read_error(pp__proc_t *proc, int err);
 
 /* ---- checkout.c */
 /* Grant: bind slot to a fresh lease for client (lock held). */
@@ -493,11 +494,6 @@ void pp__client_init(pp_pool_t *pool, pp_client_t *c);
 void pp__client_kill(pp_client_t *c);
 /* Free c if it was closed and no lease references it (lock held). */
 void pp__client_maybe_free(pp_client_t *c);
-/* Something quiescence depends on changed (lock held). */
-void pp__quiesce_poke(pp_pool_t *pool);
-/* Ask the loop to send CANCEL for proc->orphan_id or the thread call in
- * flight, then kill the worker if cancel_grace passes (lock held). */
-void pp__proc_cancel(pp__proc_t *proc, uint32_t id);
 void pp__client_free(pp_client_t *c);
 void pp__client_free_leases(pp_client_t *c);
 void pp__lease_free(pp_lease_t *lease);
@@ -507,6 +503,8 @@ void pp__lease_detach(pp_lease_t *lease);
 /* Loop thread, lock not held: call the user back. */
 void pp__checkout_deliver(pp__waiter_t *w);
 void pp__reply_deliver(pp_lease_t *lease);
+/* Checkouts of every kind waiting: leases, pipelined and async calls. */
+int pp__waiting(const pp_pool_t *pool);
 
 /* ---- call.c: how every call ends (lock held unless said) */
 /* A checkout's wait ended, queued since start_ns: a lease granted, or a
@@ -548,6 +546,15 @@ long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f);
 /* Wait until the reply pipe is readable or the process was reaped (sets
  * *reaped), up to deadline_ns (0: no limit).  0, PP_ETIMEDOUT, PP_ECRASHED. */
 int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped);
+/* pp_pool_open waiting at most wait_ms for readiness (< 0: the config's
+ * startup_timeout + checkout.timeout). */
+int pp__pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
+                  int64_t wait_ms, pp_pool_t **out, pp_diag_t *diag);
+/* The reply-polling window after a wait that slept, `waited` ns in all. */
+void pp__spin_adapt(pp__proc_t *proc, uint64_t waited);
+void pp__wait_reaped(pp__proc_t *proc, uint64_t ms);
+/* Store a reply in the pp_buf_t `to` (NULL: drop it): 0 or UV_ENOMEM. */
+int pp__reply_store(void *to, const char *p, size_t len);
 /* ---- async.c (loop thread, lock held unless said) */
 /* A reply for a worker serving pp_call_async calls. */
 void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f);
@@ -559,6 +566,24 @@ void pp__async_admit(pp_pool_t *pool);
  * else the timer is armed again (libuv counts from the loop's cached
  * time, so it can fire early) and 0. */
 int pp__async_timer_due(pp__proc_t *proc);
+/* Expire the waiting calls whose checkout deadline passed; returns the
+ * earliest deadline left, 0 when none. */
+uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now);
+void pp__async_waiters_fail(pp_pool_t *pool, int status, const char *why);
+/* Call a completed call's callback and free it (lock NOT held). */
+void pp__acall_deliver(pp__acall_t *a);
+void pp__async_flush_cb(uv_prepare_t *h);
+
+/* ---- pipeline.c */
+/* One-shot calls that share a worker up to worker.pipeline_depth; larger
+ * payloads take a lease of their own. */
+#define PP_PIPELINE_MAX_PAYLOAD 4096
+int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
+                       pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
+/* A worker became idle (lock held): wake a call waiting for a place. */
+void pp__pipe_kick(pp_pool_t *pool);
+/* Fail every call waiting for a place (lock held): stop, drain, degraded. */
+void pp__pipe_waiters_fail(pp_pool_t *pool, int status, const char *why);
 /* Whose turn is an idle worker when both kinds of pipelined calls wait:
  * a call that arrived at `since` may take one unless the other kind's
  * oldest waiting call is older (async: a pp_call_async asks). */
@@ -572,32 +597,6 @@ int pp__idle_turn(pp_pool_t *pool, int async, uint64_t since);
  * the worker's replacement is ready or when it reached max_requests. */
 int pp__ring_takes(pp_pool_t *pool, pp__slot_t *slot, int queued, int depth,
                    int async, uint64_t since);
-/* Checkouts of every kind waiting: leases, pipelined and async calls. */
-int pp__waiting(const pp_pool_t *pool);
-/* Expire the waiting calls whose checkout deadline passed; returns the
- * earliest deadline left, 0 when none. */
-uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now);
-void pp__async_waiters_fail(pp_pool_t *pool, int status, const char *why);
-/* Call a completed call's callback and free it (lock NOT held). */
-void pp__acall_deliver(pp__acall_t *a);
-void pp__async_flush_cb(uv_prepare_t *h);
-
-/* The reply-polling window after a wait that slept, `waited` ns in all. */
-void pp__spin_adapt(pp__proc_t *proc, uint64_t waited);
-void pp__wait_reaped(pp__proc_t *proc, uint64_t ms);
-/* Store a reply in the pp_buf_t `to` (NULL: drop it): 0 or UV_ENOMEM. */
-int pp__reply_store(void *to, const char *p, size_t len);
-
-/* ---- pipeline.c */
-/* One-shot calls that share a worker up to worker.pipeline_depth; larger
- * payloads take a lease of their own. */
-#define PP_PIPELINE_MAX_PAYLOAD 4096
-int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
-                       pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
-/* A worker became idle (lock held): wake a call waiting for a place. */
-void pp__pipe_kick(pp_pool_t *pool);
-/* Fail every call waiting for a place (lock held): stop, drain, degraded. */
-void pp__pipe_waiters_fail(pp_pool_t *pool, int status, const char *why);
 
 /* ---- task.c */
 void pp__tasks_reap(pp_pool_t *pool);
@@ -607,7 +606,7 @@ void pp__trace(pp_pool_t *pool, pp_trace_type_t type, int slot, uint32_t gen,
                int pid, uint64_t lease, uint64_t client, int code,
                const char *detail);
 
-/* ---- faults (tests only) */
+/* ---- faults.c (testing/; the test build only) */
 #ifdef PP_FAULTS
 void pp__fault(pp_pool_t *pool, const char *point);
 #define PP_FAULT(pool, point) pp__fault((pool), (point))

@@ -191,7 +191,6 @@ extern const pp__adapter_t pp__adapter_custom;
 extern const pp__adapter_t pp__adapter_zygote;
 
 /* ---- proc.c */
-int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
 /* Parts of a start every adapter shares: allocate a worker of a kind; make
  * the two protocol pipes (child[0] reads requests, child[1] writes
  * replies); set up the stdout/stderr pipes; once started, the handles; or
@@ -203,31 +202,11 @@ void pp__proc_output_init(pp__proc_t *proc);
 void pp__proc_timer_init(pp__proc_t *proc);
 void pp__proc_timer_cb(uv_timer_t *t);
 void pp__proc_set_nonblock(int fd);
-/* Stop every zygote (all) or those retired with no worker left. */
-void pp__zygotes_stop(pp_pool_t *pool, int all);
-/* Reload: forks go to a new zygote; the old one lives on until its last
- * worker is gone (its death would end them). */
-void pp__zygote_retire(pp_pool_t *pool);
-void pp__zygote_worker_gone(pp__proc_t *proc);
-/* Loop thread: a signal for a zygote worker.  Returns 1 when it has no
- * process yet (it then ends from its timer, unsignalled); otherwise sends
- * sig through its pidfd if that has not fired, and returns 0: the caller
- * signals its process group. */
-int pp__zygote_signal(pp__proc_t *proc, int sig);
-/* Loop thread, lock NOT held: its timer fired.  Returns 1 when that ended
- * it (its fork abandoned, or its exit waiting for the timer). */
-int pp__zygote_timer(pp__proc_t *proc);
-int pp__pidfd_signal(int pidfd, int sig);
-char **pp__build_env(pp__slot_t *slot);
-void pp__free_env(char **env);
 void pp__proc_started(pp__proc_t *proc, int pid);
 void pp__proc_abort(pp__proc_t *proc);
 /* The worker ended (loop thread, lock NOT held). */
 void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal);
-uint64_t pp__read_rss(int pid);
 void pp__proc_ref(pp__proc_t *proc);
-/* Its recycling limits from the config (max_requests, jittered). */
-void pp__proc_limits(pp__proc_t *proc);
 /* Drop a reference (lock held); frees when the last goes. */
 void pp__proc_unref(pp__proc_t *proc);
 /* Loop thread: SIGTERM the group, SIGKILL after grace (0 = SIGKILL now). */
@@ -257,7 +236,36 @@ ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len);
 /* Make room for `need` more bytes in rbuf.  Returns 0 or UV_ENOMEM. */
 int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need);
 size_t pp__proc_rbuf_want(const pp__proc_t *proc);
+
+/* ---- python.c */
+int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out);
+char **pp__build_env(pp__slot_t *slot);
+void pp__free_env(char **env);
 /* Resolve the interpreter once per pool (a shim costs ~75 ms a start). */
 int pp__resolve_python(const char *cmd0, char **out, pp_diag_t *diag);
+
+/* ---- zygote.c */
+/* Stop every zygote (all) or those retired with no worker left. */
+void pp__zygotes_stop(pp_pool_t *pool, int all);
+/* Reload: forks go to a new zygote; the old one lives on until its last
+ * worker is gone (its death would end them). */
+void pp__zygote_retire(pp_pool_t *pool);
+void pp__zygote_worker_gone(pp__proc_t *proc);
+/* Loop thread: a signal for a zygote worker.  Returns 1 when it has no
+ * process yet (it then ends from its timer, unsignalled); otherwise sends
+ * sig through its pidfd if that has not fired, and returns 0: the caller
+ * signals its process group. */
+int pp__zygote_signal(pp__proc_t *proc, int sig);
+/* Loop thread, lock NOT held: its timer fired.  Returns 1 when that ended
+ * it (its fork abandoned, or its exit waiting for the timer). */
+int pp__zygote_timer(pp__proc_t *proc);
+int pp__pidfd_signal(int pidfd, int sig);
+
+/* ---- status.c */
+uint64_t pp__read_rss(int pid);
+
+/* ---- pool.c */
+/* Its recycling limits from the config (max_requests, jittered). */
+void pp__proc_limits(pp__proc_t *proc);
 
 #endif
