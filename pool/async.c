@@ -301,7 +301,7 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
   pp__acall_t *a;
   int r = 0;
 
-  if (!pp__on_loop_thread(pool) || cb == NULL)
+  if (cb == NULL)
     return UV_EINVAL;
   if (len > pool->cfg->max_frame)
     return PP_ETOOBIG;
@@ -319,7 +319,7 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
     r = PP_ECLOSED;
   } else if (pool->state == PP_POOL_DEGRADED) {
     r = PP_EDEGRADED;
-  } else if (pool->async_waiters == 0 &&
+  } else if (pp__on_loop_thread(pool) && pool->async_waiters == 0 &&
              (slot = pick(pool, pool->cfg->pipeline_depth, now)) != NULL) {
     r = place(pool, slot, a, now);
   } else if (pp__waiting(pool) >= pool->cfg->max_waiters) {
@@ -332,7 +332,17 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
     pool->async_waiters++;
     pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, 0, pool->async_waiters,
               "async");
-    pp__waiter_timer_arm(pool, a->deadline_ns);
+    if (pp__on_loop_thread(pool)) {
+      pp__waiter_timer_arm(pool, a->deadline_ns);
+    } else {
+      /* Another thread: the loop places it and arms its deadline, once
+       * per turn for every call submitted meanwhile (uv_async coalesces
+       * the wake-ups). */
+      if (pool->async_due_ns == 0 || a->deadline_ns < pool->async_due_ns)
+        pool->async_due_ns = a->deadline_ns;
+      pool->async_kick = 1;
+      pp__wake(pool);
+    }
   }
   pp__unlock(pool);
   if (r != 0)

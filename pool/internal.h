@@ -307,7 +307,10 @@ struct pp_pool {
   pp__queue_t pipe_queue;  /* pp__pcall waiting for a place, FIFO */
   pp__queue_t async_queue; /* pp__acall waiting for a place, FIFO */
   int async_waiters;
-  int async_kick;           /* a worker turned idle off the loop: admit */
+  int async_kick;           /* a worker turned idle off the loop, or a
+                               call came from another thread: admit */
+  uint64_t async_due_ns;    /* earliest deadline of the calls other threads
+                               queued, for the loop to arm; 0 = none */
   uv_prepare_t async_flush; /* writes queued requests before the loop polls */
   int async_flushing;
   uv_cond_t users_cond;

@@ -482,6 +482,113 @@ static void test_close_cuts_call_closed(void **state) {
   assert_int_equal(k.status, PP_ECLOSED);
 }
 
+/* ---- pp_call_async from threads other than the loop's */
+
+typedef struct asyncs {
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  int done, bad, off_thread;
+  uv_thread_t loop_thread;
+  int have_loop_thread;
+} asyncs_t;
+
+typedef struct acall {
+  asyncs_t *all;
+  char want[32];
+} acall_t;
+
+static void on_async(int status, const char *reply, size_t len,
+                     const pp_diag_t *diag, void *data) {
+  acall_t *a = data;
+  asyncs_t *all = a->all;
+  uv_thread_t self = uv_thread_self();
+
+  (void)diag;
+  uv_mutex_lock(&all->mu);
+  if (status != 0 || len != strlen(a->want) || memcmp(reply, a->want, len))
+    all->bad++;
+  /* Every callback runs on the pool's one loop thread. */
+  if (!all->have_loop_thread) {
+    all->loop_thread = self;
+    all->have_loop_thread = 1;
+  } else if (!uv_thread_equal(&self, &all->loop_thread)) {
+    all->off_thread++;
+  }
+  all->done++;
+  uv_cond_broadcast(&all->cv);
+  uv_mutex_unlock(&all->mu);
+}
+
+typedef struct submitter {
+  pp_pool_t *pool;
+  acall_t *calls;
+  int id, n, refused;
+} submitter_t;
+
+static void submit_main(void *arg) {
+  submitter_t *t = arg;
+  char payload[96];
+  int i;
+
+  for (i = 0; i < t->n; i++) {
+    snprintf(t->calls[i].want, sizeof(t->calls[i].want), "\"%d-%d\"", t->id, i);
+    snprintf(payload, sizeof(payload), "{\"cmd\":\"echo\",\"args\":%s}",
+             t->calls[i].want);
+    if (pp_call_async(t->pool, payload, strlen(payload), -1, on_async,
+                      &t->calls[i]) != 0)
+      t->refused++;
+  }
+}
+
+/* Four threads, none of them the loop's, each submit 50 pp_call_async on
+ * a pp_pool_open pool, 4 deep: every call is answered once, with its own
+ * reply, on the pool's loop thread. */
+static void test_async_from_threads(void **state) {
+  fixture_t *f = open_pool(pipelined(2, "4"));
+  submitter_t t[4];
+  uv_thread_t th[4];
+  acall_t calls[4][50];
+  asyncs_t all;
+  uint64_t deadline;
+  pp_status_t before, after;
+  int i;
+
+  (void)state;
+  memset(&all, 0, sizeof(all));
+  memset(calls, 0, sizeof(calls));
+  uv_mutex_init(&all.mu);
+  uv_cond_init(&all.cv);
+  assert_int_equal(pp_pool_status(f->pool, &before), 0);
+  for (i = 0; i < 4; i++) {
+    for (int k = 0; k < 50; k++)
+      calls[i][k].all = &all;
+    t[i] = (submitter_t){.pool = f->pool, .calls = calls[i], .id = i, .n = 50};
+    assert_int_equal(uv_thread_create(&th[i], submit_main, &t[i]), 0);
+  }
+  for (i = 0; i < 4; i++) {
+    uv_thread_join(&th[i]);
+    assert_int_equal(t[i].refused, 0);
+  }
+  deadline = uv_hrtime() + 60000000000ull * (uint64_t)test_time_scale();
+  uv_mutex_lock(&all.mu);
+  while (all.done < 200 && uv_hrtime() < deadline)
+    uv_cond_timedwait(&all.cv, &all.mu, 100000000ull);
+  uv_mutex_unlock(&all.mu);
+  assert_int_equal(all.done, 200);
+  assert_int_equal(all.bad, 0);
+  assert_int_equal(all.off_thread, 0);
+  assert_int_equal(pp_pool_status(f->pool, &after), 0);
+  assert_int_equal(after.requests - before.requests, 200);
+  assert_int_equal(after.run_time.count - before.run_time.count, 200);
+  pp_status_free(&before);
+  pp_status_free(&after);
+  close_pool(f);
+  /* No callback after close: the count is final. */
+  assert_int_equal(all.done, 200);
+  uv_cond_destroy(&all.cv);
+  uv_mutex_destroy(&all.mu);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_replies_reach_their_callers),
@@ -493,6 +600,7 @@ int main(void) {
       cmocka_unit_test(test_big_replies_behind_full_pipe),
       cmocka_unit_test(test_maintenance_under_load),
       cmocka_unit_test(test_close_cuts_call_closed),
+      cmocka_unit_test(test_async_from_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
