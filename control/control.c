@@ -117,6 +117,7 @@ void pp__conn_close(pp__conn_t *c) {
   if (c->reading)
     uv_read_stop((uv_stream_t *)&c->pipe);
   c->reading = 0;
+  pp__conn_call_timer_close(c);
   uv_close((uv_handle_t *)&c->pipe, on_conn_close);
 }
 

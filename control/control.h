@@ -102,6 +102,14 @@ struct pp__conn {
   int64_t timeout_ms;
   uint64_t call_start_ns;
   char *call_id; /* its request's "id" as written, or NULL */
+  /* timeout_ms bounds the whole call: past it the lease is checked in
+   * with the request running (the worker finishes, gets CANCEL or is
+   * killed, as on_client_death says) and the client gets ETIMEDOUT.
+   * The timer is allocated at the first call with a timeout and closed
+   * with the connection (it holds a reference). */
+  uv_timer_t *call_timer;
+  pp_lease_t *call_lease; /* the lease its request runs on, or NULL */
+  int call_expired;       /* the timer checked that lease in */
   /* A trace stream.  The subscriber callback runs on any thread with the
    * pool's lock held: it only appends to tbuf under tlock and wakes the
    * loop, which writes tbuf out.  Lock order: pool lock, then tlock. */
@@ -115,6 +123,10 @@ struct pp__conn {
   int tdead;         /* the async may be closing: never send to it */
   uv_async_t *async;
 };
+
+/* ---- control_ops.c (loop thread) */
+/* Close the call timer, if the connection has one. */
+void pp__conn_call_timer_close(pp__conn_t *c);
 
 /* ---- control.c (loop thread) */
 

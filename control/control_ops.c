@@ -98,21 +98,74 @@ static void call_reply(pp__conn_t *c, int status, const char *reply, size_t len,
 static void on_reply(pp_lease_t *lease, int status, const char *reply,
                      size_t len, const pp_diag_t *diag, void *data) {
   pp__conn_t *c = data;
+  pp_diag_t late;
 
-  /* After the client closed, the lease was reclaimed with it. */
-  if (!c->client_closed)
+  if (c->call_timer)
+    uv_timer_stop(c->call_timer);
+  c->call_lease = NULL;
+  /* After the client closed, the lease was reclaimed with it; past the
+   * call's timeout, the timer checked it in. */
+  if (!c->client_closed && !c->call_expired)
     pp_checkin(lease);
-  if (!c->closing)
+  if (c->call_expired && !c->closing) {
+    memset(&late, 0, sizeof(late));
+    snprintf(late.message, sizeof(late.message),
+             "the call ran past its timeout_ms (%lld ms); its worker was "
+             "left as worker.on_client_death says",
+             (long long)c->timeout_ms);
+    call_fail(c, PP_ETIMEDOUT, &late);
+  } else if (!c->closing) {
     call_reply(c, status, reply, len, diag);
+  }
+  c->call_expired = 0;
   call_end(c);
   pp__conn_pump(c);
   pp__conn_unref(c);
 }
 
+/* The call's timeout_ms passed while its request runs: the lease goes
+ * back with it (on_client_death applies), and on_reply, which still runs
+ * once, reports ETIMEDOUT. */
+static void on_call_timer(uv_timer_t *t) {
+  pp__conn_t *c = t->data;
+
+  if (c->call_lease == NULL || c->client_closed)
+    return;
+  c->call_expired = 1;
+  pp_checkin(c->call_lease);
+}
+
+static void on_call_timer_close(uv_handle_t *h) {
+  pp__conn_t *c = h->data;
+
+  free(h);
+  pp__conn_unref(c);
+}
+
+void pp__conn_call_timer_close(pp__conn_t *c) {
+  if (c->call_timer == NULL)
+    return;
+  uv_close((uv_handle_t *)c->call_timer, on_call_timer_close);
+  c->call_timer = NULL;
+}
+
+/* Arm the call's deadline: 0, or UV_ENOMEM. */
+static int call_timer_start(pp__conn_t *c, uint64_t ms) {
+  if (c->call_timer == NULL) {
+    if ((c->call_timer = malloc(sizeof(*c->call_timer))) == NULL)
+      return UV_ENOMEM;
+    uv_timer_init(pp__pool_loop(c->pool), c->call_timer);
+    c->call_timer->data = c;
+    c->refs++; /* dropped by on_call_timer_close */
+  }
+  uv_timer_start(c->call_timer, on_call_timer, ms, 0);
+  return 0;
+}
+
 static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
                         void *data) {
   pp__conn_t *c = data;
-  int64_t ms = -1, spent;
+  int64_t spent, left = 0;
   int r;
 
   if (status != 0) {
@@ -126,14 +179,21 @@ static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
     pp_checkin(lease);
     goto done;
   }
+  /* The request runs under worker.request_timeout, the pool's bound; the
+   * call's own timeout_ms, what is left of it, under the call timer. */
   if (c->timeout_ms >= 0) {
-    /* timeout_ms bounds the whole call; 0 would mean no request timeout. */
     spent = (int64_t)((pp__now_ns() - c->call_start_ns) / 1000000);
-    ms = c->timeout_ms - spent > 0 ? c->timeout_ms - spent : 1;
+    left = c->timeout_ms > spent ? c->timeout_ms - spent : 0;
   }
-  r = pp_request(lease, c->payload, c->payload_len, ms, on_reply, c);
+  r = c->timeout_ms >= 0 ? call_timer_start(c, (uint64_t)left) : 0;
   if (r == 0)
+    r = pp_request(lease, c->payload, c->payload_len, -1, on_reply, c);
+  if (r == 0) {
+    c->call_lease = lease;
     return; /* our reference passes to on_reply */
+  }
+  if (c->call_timer)
+    uv_timer_stop(c->call_timer);
   pp_checkin(lease);
   call_fail(c, r, NULL);
 done:

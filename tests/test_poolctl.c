@@ -484,6 +484,53 @@ static void test_call_echo(void **state) {
   cli_run_free(&r);
 }
 
+/* A call past its timeout_ms (here 0: nothing can be that fast) gets
+ * ETIMEDOUT at once, and its worker is left to finish the request
+ * (on_client_death: finish): it is not killed, its late reply is dropped,
+ * and it serves again. */
+static void test_call_timeout_leaves_worker(void **state) {
+  json_int_t restarts, stale, now_stale = 0;
+  char fifo[128], args[256];
+  int64_t deadline;
+  cli_conn_t *c;
+  cli_run_t r;
+  json_t *st;
+
+  (void)state;
+  need_server();
+  fifo_make(fifo, sizeof(fifo), "call-timeout");
+  snprintf(args, sizeof(args), "{\"fifo\": \"%s\"}", fifo);
+  c = conn_open();
+  st = cli_conn_status(c);
+  restarts = cli_jint(st, "restarts");
+  stale = cli_jint(st, "stale_replies");
+  json_decref(st);
+  cli_poolctl(&r, "call", "-S", srv.sock, "gate", args, "--timeout", "0", NULL);
+  assert_int_equal(r.code, 1);
+  if (!strstr(r.err, "timeout_ms"))
+    fail_msg("poolctl said: %s", r.err);
+  cli_run_free(&r);
+  /* The handler still runs: released, it answers, and the answer is
+   * dropped. */
+  fifo_release(fifo);
+  unlink(fifo);
+  deadline = cli_now_ms() + CLI_WAIT_MS;
+  while (now_stale <= stale && cli_now_ms() < deadline) {
+    st = cli_conn_status(c);
+    now_stale = cli_jint(st, "stale_replies");
+    json_decref(st);
+  }
+  assert_int_equal(now_stale, stale + 1);
+  st = cli_conn_status(c);
+  assert_int_equal(cli_jint(st, "restarts"), restarts);
+  json_decref(st);
+  cli_conn_close(c);
+  cli_poolctl(&r, "call", "-S", srv.sock, "echo", "2", NULL);
+  assert_int_equal(r.code, 0);
+  assert_string_equal(r.out, "2\n");
+  cli_run_free(&r);
+}
+
 static void test_call_errors(void **state) {
   cli_run_t r;
 
@@ -1163,6 +1210,7 @@ int main(void) {
       cmocka_unit_test(test_status_table),
       cmocka_unit_test(test_call_echo),
       cmocka_unit_test(test_call_errors),
+      cmocka_unit_test(test_call_timeout_leaves_worker),
       cmocka_unit_test(test_raw_protocol),
       cmocka_unit_test(test_garbage_disconnects),
       cmocka_unit_test(test_long_line_disconnects),
