@@ -465,6 +465,9 @@ static int call_end(tcall_t *c) {
   pp_pool_t *pool = lease->pool;
   pp__slot_t *slot = lease->slot;
   int r = c->status, answered = c->used > 0 && r != PP_EPROTO;
+  /* Its pipe was closed before the request went in: it never reached the
+   * worker (a write that timed out did, in part). */
+  int unsent = !c->sent && r != PP_ETIMEDOUT;
 
   PP_ASSERT_LOCKED(lease->pool);
 
@@ -476,10 +479,10 @@ static int call_end(tcall_t *c) {
     memmove(proc->rbuf, proc->rbuf + c->used, proc->rlen - (size_t)c->used);
     proc->rlen -= (size_t)c->used;
   }
-  if (!c->sent && r != PP_ETIMEDOUT && proc->dead) {
+  if (unsent && proc->dead) {
     /* Failed meanwhile (the pool's close, say): its end says why. */
     r = pp__call_cut(proc, proc->kill_reason, 1, c->msg, c->cap);
-  } else if (!c->sent && r != PP_ETIMEDOUT) {
+  } else if (unsent) {
     /* It died while idle and the loop has not reaped it yet. */
     pp__proc_fail(proc, PP_EXIT_NONE, "worker died while idle");
     snprintf(c->msg, c->cap, "worker %d died while idle", slot->id);
@@ -491,7 +494,10 @@ static int call_end(tcall_t *c) {
   } else if (slot->lease == lease && !proc->dead) {
     slot->state = PP_WORKER_LEASED;
   }
-  pp__count_end(pool, proc, c->sent_ns, c->end_ns, r, answered);
+  if (unsent)
+    pp__count_unsent(pool);
+  else
+    pp__count_end(pool, proc, c->sent_ns, c->end_ns, r, answered);
   if (answered)
     pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
               lease->id, lease->client->id, r, NULL);

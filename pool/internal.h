@@ -516,6 +516,9 @@ void pp__count_wait(pp_pool_t *pool, uint64_t start_ns, uint64_t now);
 /* A request goes to proc's worker (NULL: it is gone already), with
  * timeout_ms (0 = none). */
 void pp__count_request(pp_pool_t *pool, pp__proc_t *proc, uint64_t timeout_ms);
+/* A request counted by pp__count_request never reached its worker (its
+ * pipe was closed first): it is neither a request nor an error. */
+void pp__count_unsent(pp_pool_t *pool);
 /* The answer to a request whose caller is gone arrived: dropped, counted
  * in the worker's requests but not in run time. */
 void pp__count_stale(pp__proc_t *proc);
