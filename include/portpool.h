@@ -566,9 +566,10 @@ PP_EXTERN int pp_request(pp_lease_t *lease, const void *payload, size_t len,
  * itself), and the requests queued in one turn of the loop go out in one
  * write per worker.  From any thread; the payload is copied before
  * return.  From the loop thread a call takes a free place at once; from
- * another (a pp_pool_open pool's callers, say) it queues, counted against
- * checkout.max_waiters, and the loop places every call submitted meanwhile
- * in its next turn (one wake-up for all).  cb runs once, on the loop
+ * another (a pp_pool_open pool's callers, say) it queues, and the loop
+ * places every call submitted meanwhile in its next turn (one wake-up for
+ * all); one that finds no place then counts against checkout.max_waiters
+ * (past it, cb gets PP_EBUSY).  cb runs once, on the loop
  * thread (a pp_pool_open pool's own thread) and never from inside this
  * call, with the reply (valid only during the callback) and status 0, or
  * PP_EHANDLER and the worker's ERROR payload, or with an empty reply:
@@ -577,8 +578,9 @@ PP_EXTERN int pp_request(pp_lease_t *lease, const void *payload, size_t len,
  * worker is replaced), PP_ECRASHED (the worker died, or a request ahead of
  * it timed out), PP_EPROTO, PP_ECLOSED (the pool stopped or drained first),
  * PP_EDEGRADED, UV_ENOMEM.  Returns 0, or PP_ETOOBIG, PP_EBUSY (max_waiters
- * calls are waiting), PP_ECLOSED, PP_EDEGRADED, UV_ENOMEM, UV_EINVAL (cb
- * is NULL); then cb is not called. */
+ * calls are waiting; on the loop thread), PP_ECLOSED, PP_EDEGRADED,
+ * UV_ENOMEM, UV_EINVAL (cb is NULL); then cb is not called.  Like every
+ * call, not concurrently with pp_pool_close / pp_pool_stop. */
 typedef void (*pp_call_cb)(int status, const char *reply, size_t len,
                            const pp_diag_t *diag, void *data);
 PP_EXTERN int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,

@@ -203,6 +203,30 @@ static int store(void *to, const char *p, size_t len) {
   return 0;
 }
 
+void pp__async_accept(pp_pool_t *pool) {
+  uint64_t now = pp__now_ns();
+  pp__queue_t *q, *next;
+  pp__acall_t *a;
+  int ahead = pp__waiting(pool) - pool->async_waiters;
+
+  PP_ASSERT_LOCKED(pool);
+  /* In FIFO order: a call is refused when max_waiters wait ahead of it. */
+  for (q = pool->async_queue.next; q != &pool->async_queue; q = next) {
+    next = q->next;
+    a = pp__container_of(q, pp__acall_t, node);
+    if (!a->submitted || ahead < pool->cfg->max_waiters) {
+      a->submitted = 0;
+      ahead++;
+      continue;
+    }
+    pp__queue_remove(&a->node);
+    pool->async_waiters--;
+    pool->rejected++;
+    fail(pool, a, PP_EBUSY, "too many calls waiting (checkout.max_waiters)",
+         now);
+  }
+}
+
 void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__slot_t *slot = proc->slot;
   pp_pool_t *pool = proc->pool;
@@ -299,12 +323,10 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
   uint64_t ms, now;
   pp__slot_t *slot;
   pp__acall_t *a;
-  int r = 0;
+  int r = 0, loop;
 
   if (cb == NULL)
     return UV_EINVAL;
-  if (len > pool->cfg->max_frame)
-    return PP_ETOOBIG;
   if ((a = calloc(1, sizeof(*a) + len)) == NULL)
     return UV_ENOMEM;
   a->cb = cb;
@@ -315,14 +337,17 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
   pp__queue_init(&a->node);
   now = a->start_ns = pp__now_ns();
   pp__lock(pool);
-  if (pool->stopping || pool->draining) {
+  loop = pp__on_loop_thread(pool);
+  if (len > pool->cfg->max_frame) {
+    r = PP_ETOOBIG;
+  } else if (pool->stopping || pool->draining) {
     r = PP_ECLOSED;
   } else if (pool->state == PP_POOL_DEGRADED) {
     r = PP_EDEGRADED;
-  } else if (pp__on_loop_thread(pool) && pool->async_waiters == 0 &&
+  } else if (loop && pool->async_waiters == 0 &&
              (slot = pick(pool, pool->cfg->pipeline_depth, now)) != NULL) {
     r = place(pool, slot, a, now);
-  } else if (pp__waiting(pool) >= pool->cfg->max_waiters) {
+  } else if (loop && pp__waiting(pool) >= pool->cfg->max_waiters) {
     pool->rejected++;
     r = PP_EBUSY;
   } else {
@@ -332,9 +357,10 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
     pool->async_waiters++;
     pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, 0, pool->async_waiters,
               "async");
-    if (pp__on_loop_thread(pool)) {
+    if (loop) {
       pp__waiter_timer_arm(pool, a->deadline_ns);
     } else {
+      a->submitted = 1;
       /* Another thread: the loop places it and arms its deadline, once
        * per turn for every call submitted meanwhile (uv_async coalesces
        * the wake-ups). */

@@ -413,7 +413,7 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
   slot->state = PP_WORKER_BUSY;
   c->id = ++proc->next_id;
   ms = timeout_ms >= 0 ? (uint64_t)timeout_ms : pool->cfg->request_timeout_ms;
-  pp__count_request(pool, proc, ms);
+  proc->req_timeout_ms = ms; /* counted at its end: it may not get in */
   pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid,
             lease->id, lease->client->id, 0, NULL);
   c->sent_ns = proc->req_start_ns = pp__now_ns();
@@ -465,8 +465,9 @@ static int call_end(tcall_t *c) {
   pp_pool_t *pool = lease->pool;
   pp__slot_t *slot = lease->slot;
   int r = c->status, answered = c->used > 0 && r != PP_EPROTO;
-  /* Its pipe was closed before the request went in: it never reached the
-   * worker (a write that timed out did, in part). */
+  /* Its pipe was closed before the whole request went in: not a request
+   * the worker can answer (a write that timed out counts: the worker is
+   * replaced for it). */
   int unsent = !c->sent && r != PP_ETIMEDOUT;
 
   PP_ASSERT_LOCKED(lease->pool);
@@ -494,10 +495,10 @@ static int call_end(tcall_t *c) {
   } else if (slot->lease == lease && !proc->dead) {
     slot->state = PP_WORKER_LEASED;
   }
-  if (unsent)
-    pp__count_unsent(pool);
-  else
+  if (!unsent) {
+    pp__count_request(pool, NULL, 0);
     pp__count_end(pool, proc, c->sent_ns, c->end_ns, r, answered);
+  }
   if (answered)
     pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
               lease->id, lease->client->id, r, NULL);

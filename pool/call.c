@@ -45,11 +45,6 @@ void pp__count_end(pp_pool_t *pool, pp__proc_t *proc, uint64_t sent_ns,
   pp__histo_add(&proc->slot->run_time, us);
 }
 
-void pp__count_unsent(pp_pool_t *pool) {
-  PP_ASSERT_LOCKED(pool);
-  pool->requests--;
-}
-
 void pp__count_stale(pp__proc_t *proc) {
   PP_ASSERT_LOCKED(proc->pool);
   proc->pool->stale_replies++;

@@ -66,6 +66,8 @@ struct pp__acall {
                            request deadline, 0 = none */
   uint32_t id;
   int placed;
+  int submitted; /* queued by another thread, not yet counted against
+                    checkout.max_waiters by the loop */
   int status;
   pp__pending_t pend;
   char *reply;
@@ -513,12 +515,10 @@ int pp__waiting(const pp_pool_t *pool);
 /* A checkout's wait ended, queued since start_ns: a lease granted, or a
  * one-shot call placed on its worker (queue_wait). */
 void pp__count_wait(pp_pool_t *pool, uint64_t start_ns, uint64_t now);
-/* A request goes to proc's worker (NULL: it is gone already), with
- * timeout_ms (0 = none). */
+/* A request goes to proc's worker, with timeout_ms (0 = none); proc
+ * NULL: only count it (a thread call counts at its end, once it knows the
+ * request got in). */
 void pp__count_request(pp_pool_t *pool, pp__proc_t *proc, uint64_t timeout_ms);
-/* A request counted by pp__count_request never reached its worker (its
- * pipe was closed first): it is neither a request nor an error. */
-void pp__count_unsent(pp_pool_t *pool);
 /* The answer to a request whose caller is gone arrived: dropped, counted
  * in the worker's requests but not in run time. */
 void pp__count_stale(pp__proc_t *proc);
@@ -568,6 +568,10 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f);
 void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason);
 /* Give free places to the waiting calls. */
 void pp__async_admit(pp_pool_t *pool);
+/* Calls other threads queued since the loop's last turn: the loop places
+ * what fits (pp__async_admit first), then counts the rest against
+ * checkout.max_waiters, failing the excess with PP_EBUSY. */
+void pp__async_accept(pp_pool_t *pool);
 /* The request timer fired: 1 if the oldest call's deadline has passed,
  * else the timer is armed again (libuv counts from the loop's cached
  * time, so it can fire early) and 0. */

@@ -1265,12 +1265,14 @@ static void on_async(uv_async_t *a) {
   }
   if (pool->async_kick && !pool->stopping)
     pp__async_admit(pool);
-  if (pool->async_due_ns) {
-    /* Deadlines of calls other threads queued (pp_call_async). */
+  if (pool->async_due_ns && !pool->stopping) {
+    /* Calls other threads queued (pp_call_async): what did not find a
+     * place counts against max_waiters now, and its deadline is armed. */
+    pp__async_accept(pool);
     if (pool->async_waiters > 0)
       pp__waiter_timer_arm(pool, pool->async_due_ns);
-    pool->async_due_ns = 0;
   }
+  pool->async_due_ns = 0;
   if (pool->maintain_wanted && !pool->stopping) {
     pool->maintain_wanted = 0;
     pp__zygotes_stop(pool, 0);

@@ -487,7 +487,7 @@ static void test_close_cuts_call_closed(void **state) {
 typedef struct asyncs {
   uv_mutex_t mu;
   uv_cond_t cv;
-  int done, bad, off_thread;
+  int done, bad, off_thread, last_status;
   uv_thread_t loop_thread;
   int have_loop_thread;
 } asyncs_t;
@@ -505,6 +505,7 @@ static void on_async(int status, const char *reply, size_t len,
 
   (void)diag;
   uv_mutex_lock(&all->mu);
+  all->last_status = status;
   if (status != 0 || len != strlen(a->want) || memcmp(reply, a->want, len))
     all->bad++;
   /* Every callback runs on the pool's one loop thread. */
@@ -589,6 +590,88 @@ static void test_async_from_threads(void **state) {
   uv_mutex_destroy(&all.mu);
 }
 
+/* A call from another thread that finds no place waits at most its
+ * timeout_ms: the loop arms its deadline (the only worker is held by a
+ * lease, so nothing else could end the wait).  And with
+ * checkout.max_waiters 0, such a call that finds a place is still served:
+ * only one that would wait is refused, through its callback. */
+static void test_async_from_thread_waits_bounded(void **state) {
+  pp_config_t *cfg = pipelined(1, "4");
+  asyncs_t all;
+  acall_t call;
+  pp_lease_t *lease;
+  uint64_t deadline;
+  fixture_t *f;
+  const char *echo = "{\"cmd\":\"echo\",\"args\":\"w\"}";
+
+  (void)state;
+  cfg_set(cfg, "checkout.max_waiters", "0");
+  f = open_pool(cfg);
+  memset(&all, 0, sizeof(all));
+  uv_mutex_init(&all.mu);
+  uv_cond_init(&all.cv);
+  memset(&call, 0, sizeof(call));
+  call.all = &all;
+  snprintf(call.want, sizeof(call.want), "\"w\"");
+  /* A free worker: served, max_waiters 0 notwithstanding. */
+  assert_int_equal(
+      pp_call_async(f->pool, echo, strlen(echo), 200, on_async, &call), 0);
+  deadline = uv_hrtime() + 60000000000ull * (uint64_t)test_time_scale();
+  uv_mutex_lock(&all.mu);
+  while (all.done < 1 && uv_hrtime() < deadline)
+    uv_cond_timedwait(&all.cv, &all.mu, 100000000ull);
+  uv_mutex_unlock(&all.mu);
+  assert_int_equal(all.done, 1);
+  assert_int_equal(all.bad, 0);
+  /* The worker leased: the next call cannot be placed and may not wait. */
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &lease, &f->diag), 0);
+  assert_int_equal(
+      pp_call_async(f->pool, echo, strlen(echo), 200, on_async, &call), 0);
+  uv_mutex_lock(&all.mu);
+  while (all.done < 2 && uv_hrtime() < deadline)
+    uv_cond_timedwait(&all.cv, &all.mu, 100000000ull);
+  uv_mutex_unlock(&all.mu);
+  assert_int_equal(all.done, 2);
+  assert_int_equal(all.last_status, PP_EBUSY);
+  pp_checkin(lease);
+  close_pool(f);
+  uv_cond_destroy(&all.cv);
+  uv_mutex_destroy(&all.mu);
+}
+
+/* The same wait with room to wait: it ends at its timeout_ms with
+ * PP_ETIMEDOUT, not when the worker comes back. */
+static void test_async_from_thread_times_out(void **state) {
+  fixture_t *f = open_pool(pipelined(1, "4"));
+  const char *echo = "{\"cmd\":\"echo\",\"args\":\"t\"}";
+  asyncs_t all;
+  acall_t call;
+  pp_lease_t *lease;
+  uint64_t deadline;
+
+  (void)state;
+  memset(&all, 0, sizeof(all));
+  uv_mutex_init(&all.mu);
+  uv_cond_init(&all.cv);
+  memset(&call, 0, sizeof(call));
+  call.all = &all;
+  assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &lease, &f->diag), 0);
+  assert_int_equal(
+      pp_call_async(f->pool, echo, strlen(echo), 200, on_async, &call), 0);
+  /* The lease is held until the call is done: only its deadline ends it. */
+  deadline = uv_hrtime() + 60000000000ull * (uint64_t)test_time_scale();
+  uv_mutex_lock(&all.mu);
+  while (all.done < 1 && uv_hrtime() < deadline)
+    uv_cond_timedwait(&all.cv, &all.mu, 100000000ull);
+  uv_mutex_unlock(&all.mu);
+  assert_int_equal(all.done, 1);
+  assert_int_equal(all.last_status, PP_ETIMEDOUT);
+  pp_checkin(lease);
+  close_pool(f);
+  uv_cond_destroy(&all.cv);
+  uv_mutex_destroy(&all.mu);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_replies_reach_their_callers),
@@ -601,6 +684,8 @@ int main(void) {
       cmocka_unit_test(test_maintenance_under_load),
       cmocka_unit_test(test_close_cuts_call_closed),
       cmocka_unit_test(test_async_from_threads),
+      cmocka_unit_test(test_async_from_thread_waits_bounded),
+      cmocka_unit_test(test_async_from_thread_times_out),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
