@@ -69,11 +69,11 @@ static void stuck_main(void *arg) {
       pp_call_cmd(s->pool, "stuck_in_here", s->args, &s->reply, -1, &s->diag);
 }
 
-/* One worker; a call blocks in echo_handlers.stuck_in_here (a FIFO gate)
+/* One worker; a call blocks in slow_handlers.stuck_in_here (a FIFO)
  * past worker.slow_request; the dump names that function; once released
  * the call still succeeds on the same worker. */
 static void slow_call(const char *start) {
-  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  pp_config_t *cfg = python_config("slow_handlers.py", 1);
   pp_pool_options_t o;
   pp_status_t st;
   pp_pool_t *pool;
@@ -124,7 +124,7 @@ static void slow_call(const char *start) {
   assert_int_equal(ev.pid, pid);
   assert_int_equal(st.slow_requests, 1);
   assert_non_null(strstr(st.workers[0].last_slow_stack, "in stuck_in_here"));
-  assert_non_null(strstr(st.workers[0].last_slow_stack, "in gate"));
+  assert_non_null(strstr(st.workers[0].last_slow_stack, "slow_handlers.py"));
   assert_non_null(strstr(st.workers[0].last_slow_stack, "hread 0x"));
   js = pp_status_to_json(&st);
   assert_non_null(js);
