@@ -31,6 +31,7 @@ struct pp_config {
   int env_len;
   uint64_t startup_timeout_ms; /* "worker.startup_timeout", 10s */
   uint64_t request_timeout_ms; /* "worker.request_timeout", 30s; 0 = none */
+  uint64_t slow_request_ms;    /* "worker.slow_request", 0 = off */
   uint64_t max_requests;       /* "worker.max_requests", 0 = never */
   uint64_t max_rss;            /* "worker.max_rss" bytes, 0 = never */
   uint64_t max_age_ms;         /* "worker.max_age", 0 = never */

@@ -249,6 +249,8 @@ PP_EXTERN uint64_t pp_histogram_bound_us(int k);
 PP_EXTERN uint64_t pp_histogram_quantile_us(const pp_histogram_t *h, double q);
 
 #define PP_STDERR_TAIL_LINES 20
+/* Bytes kept of a worker's last slow-request stack dump, NUL included. */
+#define PP_SLOW_STACK_BYTES 4096
 
 typedef struct pp_worker_status {
   int id;  /* slot number, 0-based */
@@ -285,6 +287,11 @@ typedef struct pp_worker_status {
   pp_histogram_t run_time; /* request run times on this slot */
   int stderr_lines;        /* lines in stderr_tail, oldest first */
   char stderr_tail[PP_STDERR_TAIL_LINES][160];
+  char last_slow_stack[PP_SLOW_STACK_BYTES]; /* the stderr lines (each
+                              ending in a newline) that followed the last
+                              SIGUSR1 of worker.slow_request: its Python
+                              stacks; "" when none.  Kept across restarts
+                              of the slot, cut at PP_SLOW_STACK_BYTES */
 } pp_worker_status_t;
 
 typedef struct pp_status {
@@ -309,6 +316,8 @@ typedef struct pp_status {
   uint64_t errors;                /* of those, the ones that failed */
   uint64_t restarts;
   uint64_t stale_replies; /* replies dropped because their lease ended */
+  uint64_t slow_requests; /* requests that ran past worker.slow_request
+                             (their worker got SIGUSR1 once) */
   uint64_t recycles;      /* workers replaced for max_requests, max_rss,
                              max_age, restart or reload */
   int draining;           /* pp_pool_drain: no new checkouts */
@@ -364,7 +373,8 @@ PP_EXTERN char *pp_status_to_json(const pp_status_t *st);
   X(DRAIN, "drain")   /* draining began (code 0) or ended (1) */               \
   X(RELOAD, "reload") /* a new config was applied */                           \
   X(CLOSING, "closing")                                                        \
-  X(CLOSED, "closed")
+  X(CLOSED, "closed")                                                          \
+  X(SLOW, "slow") /* a request passed worker.slow_request: SIGUSR1 sent */
 
 typedef enum {
 #define PP__TR_ENUM(name, str) PP_TRACE_##name,

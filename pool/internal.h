@@ -152,6 +152,15 @@ struct pp__slot {
   int last_exit_signal;
   char (*stderr_tail)[160]; /* PP_STDERR_TAIL lines, at the first one */
   unsigned stderr_next;
+  /* The last slow-request dump (maintain.c starts it, proc.c fills it):
+   * the stderr lines of generation slow_gen that follow its SIGUSR1, at
+   * most PP__SLOW_LINES of them within PP__SLOW_WINDOW_NS, in
+   * PP_SLOW_STACK_BYTES (allocated at the first dump). */
+  char *slow_stack;
+  size_t slow_len;
+  int slow_lines; /* lines still to take; 0 = not capturing */
+  uint32_t slow_gen;
+  uint64_t slow_until_ns;
   const char *retire_why; /* static text: "restarted", "recycled", ... */
   char last_stop[32];     /* with last_exit PP_EXIT_STOPPED: why */
   int last_hello_timeout; /* last_exit PP_EXIT_NO_HELLO was the kill at
@@ -160,6 +169,12 @@ struct pp__slot {
                              "Type: message (File ..., line N)", or its
                              last stderr line; "" when none */
 };
+
+/* A slow-request dump is the next PP__SLOW_LINES stderr lines of the
+ * worker within PP__SLOW_WINDOW_NS of its SIGUSR1: faulthandler writes
+ * them at once from its signal handler. */
+#define PP__SLOW_LINES 40
+#define PP__SLOW_WINDOW_NS 1000000000ull
 
 /* The size of a diag message. */
 #define PP__MSG_CAP sizeof(((pp_diag_t *)0)->message)
@@ -350,6 +365,7 @@ struct pp_pool {
 
   /* counters */
   uint64_t recycles;
+  uint64_t slow_requests; /* past worker.slow_request (maintain.c) */
   uint64_t checkouts, checkins, reclaimed, timeouts, rejected;
   uint64_t withdrawn; /* waits removed because their client died */
   uint64_t reclaimed_undelivered, reclaimed_idle, reclaimed_busy;

@@ -6,6 +6,8 @@
  * an async wake-up from another thread. */
 #include "internal.h"
 
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +234,42 @@ void pp__on_pong(pp__slot_t *slot) {
   pp__slot_release(slot);
 }
 
+/* A request in flight past worker.slow_request: SIGUSR1 to its worker,
+ * once per request, whose faulthandler writes every thread's Python stack
+ * to stderr; the lines that follow are kept as the slot's last dump. */
+static void slow_request(pp__slot_t *slot, uint64_t now) {
+  pp_pool_t *pool = slot->pool;
+  pp__proc_t *proc = slot->proc;
+  uint64_t ms = pool->cfg->slow_request_ms, age;
+
+  if (proc->req_start_ns == 0 || proc->slow_ns == proc->req_start_ns ||
+      now < proc->req_start_ns)
+    return;
+  age = (now - proc->req_start_ns) / 1000000;
+  if (age < ms)
+    return;
+  proc->slow_ns = proc->req_start_ns;
+  if (slot->slow_stack == NULL &&
+      (slot->slow_stack = malloc(PP_SLOW_STACK_BYTES)) == NULL)
+    return;
+  if (pp__proc_signal(proc, SIGUSR1) != 0)
+    return; /* exited meanwhile, or not a process of ours */
+  slot->slow_stack[0] = '\0';
+  slot->slow_len = 0;
+  slot->slow_lines = PP__SLOW_LINES;
+  slot->slow_gen = proc->generation;
+  slot->slow_until_ns = now + PP__SLOW_WINDOW_NS;
+  pool->slow_requests++;
+  pp__log(pool,
+          "worker %d (pid %d): request running for %llu ms "
+          "(worker.slow_request); its Python stack follows",
+          slot->id, proc->pid, (unsigned long long)age);
+  pp__trace(pool, PP_TRACE_SLOW, slot->id, proc->generation, proc->pid,
+            slot->lease ? slot->lease->id : 0,
+            slot->lease && slot->lease->client ? slot->lease->client->id : 0,
+            age > INT32_MAX ? INT32_MAX : (int)age, NULL);
+}
+
 void pp__maintain(pp_pool_t *pool, int tick) {
   pp_config_t *cfg = pool->cfg;
   uint64_t now = pp__now_ns();
@@ -256,8 +294,11 @@ void pp__maintain(pp_pool_t *pool, int tick) {
     proc = slot->proc;
     if (slot->next)
       active++;
-    if (slot->removing || proc == NULL || proc->dead || !proc->hello ||
-        slot->retiring)
+    if (proc == NULL || proc->dead || !proc->hello)
+      continue;
+    if (tick && cfg->slow_request_ms)
+      slow_request(slot, now);
+    if (slot->removing || slot->retiring)
       continue;
     if (proc->max_requests && proc->requests >= proc->max_requests)
       retire(slot, "max_requests");
@@ -296,6 +337,9 @@ void pp__tick_start(pp_pool_t *pool) {
 
   if (pool->cfg->heartbeat_ms && pool->cfg->heartbeat_ms < ms)
     ms = pool->cfg->heartbeat_ms;
+  /* worker.slow_request is checked on the tick: at least as often. */
+  if (pool->cfg->slow_request_ms && pool->cfg->slow_request_ms < ms)
+    ms = pool->cfg->slow_request_ms < 10 ? 10 : pool->cfg->slow_request_ms;
   uv_timer_start(&pool->tick, on_tick, ms, ms);
 }
 

@@ -899,6 +899,7 @@ pp__slot_t *pp__slot_new(pp_pool_t *pool, int id) {
 static void slot_free(pp__slot_t *slot) {
   free(slot->ring);
   free(slot->stderr_tail);
+  free(slot->slow_stack);
   free(slot);
 }
 

@@ -80,6 +80,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   st->restarts = pool->restarts;
   st->stale_replies = pool->stale_replies;
   st->recycles = pool->recycles;
+  st->slow_requests = pool->slow_requests;
   st->draining = pool->draining;
   st->target_size = pool->target_size ? pool->target_size : pool->nslots;
   st->spawn_to_ready = pool->h_spawn;
@@ -133,6 +134,9 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
                slot->stderr_tail[(slot->stderr_next -
                                   (unsigned)w->stderr_lines + (unsigned)j) %
                                  PP_STDERR_TAIL]);
+    if (slot->slow_stack)
+      snprintf(w->last_slow_stack, sizeof(w->last_slow_stack), "%s",
+               slot->slow_stack);
     if (slot->proc && !slot->proc->exited) {
       w->pid = slot->proc->pid;
       w->requests = slot->proc->requests;
@@ -282,6 +286,9 @@ char *pp_status_to_json(const pp_status_t *st) {
       json_object_set_new(w, "stderr_tail", tail ? tail : json_null());
     }
     json_object_set_new(w, "last_error", text_json(ws->last_error));
+    json_object_set_new(w, "last_slow_stack",
+                        ws->last_slow_stack[0] ? text_json(ws->last_slow_stack)
+                                               : json_null());
     json_object_set_new(w, "request_age_ms",
                         json_integer((json_int_t)ws->request_age_ms));
     json_object_set_new(w, "max_requests",
@@ -298,6 +305,8 @@ char *pp_status_to_json(const pp_status_t *st) {
       goto done;
   }
   json_object_set_new(root, "recycles", json_integer((json_int_t)st->recycles));
+  json_object_set_new(root, "slow_requests",
+                      json_integer((json_int_t)st->slow_requests));
   json_object_set_new(root, "draining", json_boolean(st->draining));
   json_object_set_new(root, "target_size", json_integer(st->target_size));
   json_object_set_new(root, "reload_error", json_string(st->reload_error));

@@ -211,10 +211,11 @@ void pc_print_header(FILE *out, json_t *st, int color) {
       ")  checkouts %" JSON_INTEGER_FORMAT "  timeouts %" JSON_INTEGER_FORMAT
       "  rejected %" JSON_INTEGER_FORMAT "  requests %" JSON_INTEGER_FORMAT
       "  errors %" JSON_INTEGER_FORMAT "  restarts %" JSON_INTEGER_FORMAT
-      "  recycles %" JSON_INTEGER_FORMAT "\n",
+      "  recycles %" JSON_INTEGER_FORMAT "  slow %" JSON_INTEGER_FORMAT "\n",
       pc_num(st, "waiters"), pc_num(st, "waiters_max"), pc_num(st, "checkouts"),
       pc_num(st, "timeouts"), pc_num(st, "rejected"), pc_num(st, "requests"),
-      pc_num(st, "errors"), pc_num(st, "restarts"), pc_num(st, "recycles"));
+      pc_num(st, "errors"), pc_num(st, "restarts"), pc_num(st, "recycles"),
+      pc_num(st, "slow_requests"));
   fprintf(out,
           "reclaimed %" JSON_INTEGER_FORMAT ": withdrawn %" JSON_INTEGER_FORMAT
           "  undelivered %" JSON_INTEGER_FORMAT "  idle %" JSON_INTEGER_FORMAT

@@ -69,7 +69,7 @@ static const pc_command_t commands[] = {
      "                       checkout_wait, checkout, checkout_fail,\n"
      "                       request, reply, checkin, reclaim, stale_reply,\n"
      "                       kill, protocol_error, recycle, heartbeat_miss,\n"
-     "                       scale, drain, reload, closing, closed)\n"
+     "                       scale, drain, reload, closing, closed, slow)\n"
      "      --count N        leave after N events\n"
      "  ends when the pool stops (exit 0) or on Ctrl-C\n"
      "  -n, --name NAME      the pool's name, for the default socket\n"

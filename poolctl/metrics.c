@@ -171,6 +171,9 @@ void pc_print_openmetrics(FILE *out, json_t *st) {
           "Workers replaced for max_requests, max_rss, max_age, restart or "
           "reload",
           pc_num(st, "recycles"));
+  counter(&m, "portpool_slow_requests",
+          "Requests that ran past worker.slow_request (stack dumped)",
+          pc_num(st, "slow_requests"));
   counter(&m, "portpool_stale_replies",
           "Replies dropped because their lease had ended",
           pc_num(st, "stale_replies"));

@@ -92,7 +92,7 @@ void rec_cb(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
     assert_non_null(r->ev);
   }
   e = &r->ev[r->n++];
-  if ((unsigned)ev->type <= PP_TRACE_CLOSED)
+  if ((unsigned)ev->type <= PP_TRACE_SLOW)
     r->counts[ev->type]++;
   e->type = ev->type;
   e->slot = ev->slot;
@@ -107,7 +107,7 @@ void rec_cb(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
 }
 
 static size_t count_locked(rec_t *r, pp_trace_type_t type) {
-  return (unsigned)type <= PP_TRACE_CLOSED ? r->counts[type] : 0;
+  return (unsigned)type <= PP_TRACE_SLOW ? r->counts[type] : 0;
 }
 
 size_t rec_count(rec_t *r, pp_trace_type_t type) {

@@ -30,7 +30,7 @@ typedef struct rec {
   /* Events of each type so far: rec_wait looks at one counter, not at
    * every event (suites under load record hundreds of thousands, and the
    * pool's trace callback waits for this mutex). */
-  size_t counts[PP_TRACE_CLOSED + 1];
+  size_t counts[PP_TRACE_SLOW + 1];
 } rec_t;
 
 void rec_init(rec_t *r);

@@ -157,6 +157,7 @@ static void assert_defaults(const pp_config_t *c) {
   assert_null(c->env[3]);
   assert_int_equal(c->startup_timeout_ms, 10000);
   assert_int_equal(c->request_timeout_ms, 30000);
+  assert_int_equal(c->slow_request_ms, 0);
   assert_int_equal(c->max_requests, 0);
   assert_int_equal(c->max_rss, 0);
   assert_int_equal(c->max_age_ms, 0);
@@ -205,6 +206,7 @@ static void test_defaults_rendered(void **state) {
          "{OMP_NUM_THREADS: 1, OPENBLAS_NUM_THREADS: 1, MKL_NUM_THREADS: 1}");
   get_is(cfg, "worker.startup_timeout", "10s");
   get_is(cfg, "worker.request_timeout", "30s");
+  get_is(cfg, "worker.slow_request", "0");
   get_is(cfg, "worker.max_requests", "0");
   get_is(cfg, "worker.max_rss", "0");
   get_is(cfg, "worker.max_age", "0");
@@ -240,7 +242,7 @@ static void test_key_listing(void **state) {
     assert_int_equal(
         pp_config_get(cfg, pp__config_key_name(n), buf, sizeof(buf)), 0);
   }
-  assert_int_equal(n, 33);
+  assert_int_equal(n, 34);
   assert_null(pp__config_key_name(-1));
   assert_null(pp__config_key_doc(n));
   pp_config_free(cfg);
@@ -274,6 +276,7 @@ static void test_full(void **state) {
   assert_null(c->env[4]);
   assert_int_equal(c->startup_timeout_ms, 15000);
   assert_int_equal(c->request_timeout_ms, 60000);
+  assert_int_equal(c->slow_request_ms, 2500);
   assert_int_equal(c->max_requests, 1000);
   assert_int_equal(c->max_rss, 512 * MiB);
   assert_int_equal(c->max_age_ms, 3600000);
@@ -544,6 +547,11 @@ static void test_durations(void **state) {
             "expected a duration like 250ms, 5s or 2m, got \"5 parsecs\"");
   set_fails(c, "checkout.timeout", "5",
             "expected a duration with a unit, like 5s or 5ms, got \"5\"");
+  set_ok(c, "worker.slow_request", "100ms");
+  assert_int_equal(c->slow_request_ms, 100);
+  get_is(c, "worker.slow_request", "100ms");
+  set_fails(c, "worker.slow_request", "-1s",
+            "expected a duration like 250ms, 5s or 2m, got \"-1s\"");
   set_fails(c, "worker.max_age", "1.5",
             "expected a duration with a unit, like 1.5s or 1.5ms, got \"1.5\"");
   set_fails(c, "checkout.timeout", "1.5ms",

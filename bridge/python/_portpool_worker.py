@@ -732,6 +732,23 @@ def _orphan_proof():
         os._exit(EXIT_STARTUP)
 
 
+def _stacks_on_sigusr1():
+    """SIGUSR1 from the pool (worker.slow_request) writes every thread's
+    Python stack to stderr, from faulthandler's C signal handler, so it
+    works while a handler is stuck, even in C code holding the GIL.  The
+    pool logs stderr line by line.  Called in serve_module(), so a worker
+    forked by the zygote registers it too, on its own stderr."""
+    import _signal as signal
+    import faulthandler
+
+    try:
+        faulthandler.register(
+            signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False
+        )
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        pass  # no SIGUSR1 here, or stderr has no file descriptor
+
+
 def _load_handler(spec):
     import importlib
 
@@ -924,6 +941,7 @@ def serve_module(module, raw=False):
         )
         return EXIT_STARTUP
 
+    _stacks_on_sigusr1()
     try:
         _max_reply = min(_max_reply, int(os.environ["PORTPOOL_MAX_FRAME"]))
     except (KeyError, ValueError):

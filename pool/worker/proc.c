@@ -74,12 +74,40 @@ static void on_close(uv_handle_t *h) {
 
 /* ---- logging of stdout and stderr */
 
+/* A stderr line that may belong to the slot's slow-request dump (lock
+ * held): kept while the dump lasts, whatever does not fit dropped. */
+static void slow_capture(pp__proc_t *proc, const char *s, size_t n) {
+  pp__slot_t *slot = proc->slot;
+  size_t room;
+
+  if (slot->slow_lines <= 0 || slot->slow_gen != proc->generation)
+    return;
+  if (pp__now_ns() > slot->slow_until_ns) {
+    slot->slow_lines = 0;
+    return;
+  }
+  slot->slow_lines--;
+  room = PP_SLOW_STACK_BYTES - 1 - slot->slow_len;
+  if (n + 1 > room) {
+    slot->slow_lines = 0; /* full: the dump is cut after a whole line */
+    return;
+  }
+  memcpy(slot->slow_stack + slot->slow_len, s, n);
+  slot->slow_len += n;
+  slot->slow_stack[slot->slow_len++] = '\n';
+  slot->slow_stack[slot->slow_len] = '\0';
+}
+
 static void log_line(pp__proc_t *proc, int is_err, const char *s, size_t n) {
   pp__slot_t *slot = proc->slot;
   char *tail;
 
   while (n > 0 && (s[n - 1] == '\r'))
     n--;
+  /* Kept before it is logged: a log callback that saw the line finds it
+   * in status. */
+  if (is_err)
+    slow_capture(proc, s, n);
   pp__log(proc->pool, "worker %d%s: %.*s", slot->id, is_err ? " [stderr]" : "",
           (int)n, s);
   if (is_err) {
@@ -489,6 +517,19 @@ static void signal_group(pp__proc_t *proc, int sig) {
   }
   if (kill(-proc->pid, sig) != 0)
     kill(proc->pid, sig);
+}
+
+int pp__proc_signal(pp__proc_t *proc, int sig) {
+  PP_ASSERT_LOOP(proc->pool);
+
+  /* The pid is ours until its exit callback has run: no reuse race. */
+  if (proc->exited || proc->pid <= 0)
+    return UV_ESRCH;
+  if (proc->kind == PP__PROC_CUSTOM)
+    return UV_ENOTSUP;
+  if (proc->kind == PP__PROC_ZYGOTE)
+    return pp__zygote_signal_one(proc, sig);
+  return kill(proc->pid, sig) == 0 ? 0 : -errno;
 }
 
 void pp__proc_timer_cb(uv_timer_t *t) {

@@ -157,6 +157,8 @@ struct pp__proc {
    * ceiling, from the config. */
   uint32_t spin_ns, spin_max_ns;
   uint64_t req_start_ns;   /* the request in flight, 0 when none */
+  uint64_t slow_ns;        /* req_start_ns of the request that got its
+                              slow-request SIGUSR1 (maintain.c) */
   uint64_t req_timeout_ms; /* its timeout, for the diag (call.c) */
   uint64_t spawn_ns, ready_ns;
   pp__linebuf_t outline, errline;
@@ -211,6 +213,10 @@ void pp__proc_ref(pp__proc_t *proc);
 void pp__proc_unref(pp__proc_t *proc);
 /* Loop thread: SIGTERM the group, SIGKILL after grace (0 = SIGKILL now). */
 void pp__proc_stop(pp__proc_t *proc, uint64_t grace_ms);
+/* Loop thread: send sig to the worker's own process, not its group (a
+ * spawned or a zygote worker; UV_ENOTSUP for a custom adapter's).
+ * Returns 0 or a negative errno (UV_ESRCH once it has exited). */
+int pp__proc_signal(pp__proc_t *proc, int sig);
 /* Loop thread: arm the proc's timer (start-up or request timeout) for ms
  * milliseconds; 0 disarms it. */
 void pp__proc_arm(pp__proc_t *proc, uint64_t ms);
@@ -256,6 +262,10 @@ void pp__zygote_worker_gone(pp__proc_t *proc);
  * sig through its pidfd if that has not fired, and returns 0: the caller
  * signals its process group. */
 int pp__zygote_signal(pp__proc_t *proc, int sig);
+/* Loop thread: sig to a running zygote worker's process through its
+ * pidfd.  Returns 0 or a negative errno (UV_ESRCH when it has no live
+ * process). */
+int pp__zygote_signal_one(pp__proc_t *proc, int sig);
 /* Loop thread, lock NOT held: its timer fired.  Returns 1 when that ended
  * it (its fork abandoned, or its exit waiting for the timer). */
 int pp__zygote_timer(pp__proc_t *proc);

@@ -441,6 +441,16 @@ int pp__zygote_signal(pp__proc_t *proc, int sig) {
   }
 }
 
+int pp__zygote_signal_one(pp__proc_t *proc, int sig) {
+  PP_ASSERT_LOOP(proc->pool);
+
+  if ((proc->u.zygote.state != PP__ZW_RUNNING &&
+       proc->u.zygote.state != PP__ZW_STATUS_KNOWN) ||
+      proc->u.zygote.pidfd < 0)
+    return UV_ESRCH;
+  return pp__pidfd_signal(proc->u.zygote.pidfd, sig) == 0 ? 0 : -errno;
+}
+
 int pp__zygote_timer(pp__proc_t *proc) {
   PP_ASSERT_LOOP(proc->pool);
 

@@ -1,0 +1,182 @@
+/* test_slowlog.c -- worker.slow_request: a request past it gets its
+ * worker one SIGUSR1, whose faulthandler writes the Python stack to
+ * stderr; the pool logs a line, traces `slow`, counts slow_requests and
+ * keeps the dump in status.  Real Python workers, spawned and forked by
+ * the zygote; waits are on trace events and on the log callback. */
+#include "helpers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* What the log callback saw: the pool's notice, and a stack line naming
+ * the stuck handler. */
+typedef struct logs {
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  int notices;    /* "... (worker.slow_request); its Python stack follows" */
+  int stack_seen; /* a stderr line "... in stuck_in_here" */
+  char notice[256];
+} logs_t;
+
+static void on_log(pp_pool_t *pool, const char *line, void *data) {
+  logs_t *l = data;
+
+  (void)pool;
+  if (getenv("PP_TEST_VERBOSE"))
+    fprintf(stderr, "log: %s\n", line);
+  uv_mutex_lock(&l->mu);
+  if (strstr(line, "(worker.slow_request); its Python stack follows")) {
+    l->notices++;
+    snprintf(l->notice, sizeof(l->notice), "%s", line);
+  }
+  if (strstr(line, "[stderr]") && strstr(line, " in stuck_in_here"))
+    l->stack_seen = 1;
+  uv_cond_broadcast(&l->cv);
+  uv_mutex_unlock(&l->mu);
+}
+
+/* Wait until the stack line was logged; 0, or -1 past the guard. */
+static int wait_stack(logs_t *l, int timeout_ms) {
+  uint64_t end = uv_hrtime() + (uint64_t)timeout_ms * 1000000ull;
+  int r = 0;
+
+  uv_mutex_lock(&l->mu);
+  while (!l->stack_seen && r == 0) {
+    uint64_t now = uv_hrtime();
+    r = now >= end ? -1 : uv_cond_timedwait(&l->cv, &l->mu, end - now);
+  }
+  r = l->stack_seen ? 0 : -1;
+  uv_mutex_unlock(&l->mu);
+  return r;
+}
+
+/* The stuck call, on its own thread. */
+typedef struct stuck {
+  pp_pool_t *pool;
+  char args[320];
+  int status;
+  pp_buf_t reply;
+  pp_diag_t diag;
+  uv_thread_t thread;
+} stuck_t;
+
+static void stuck_main(void *arg) {
+  stuck_t *s = arg;
+
+  s->status =
+      pp_call_cmd(s->pool, "stuck_in_here", s->args, &s->reply, -1, &s->diag);
+}
+
+/* One worker; a call blocks in slow_handlers.stuck_in_here (a FIFO)
+ * past worker.slow_request; the dump names that function; once released
+ * the call still succeeds on the same worker. */
+static void slow_call(const char *start) {
+  pp_config_t *cfg = python_config("slow_handlers.py", 1);
+  pp_pool_options_t o;
+  pp_status_t st;
+  pp_pool_t *pool;
+  char fifo[256], *js;
+  rec_event_t ev;
+  int r, pid, scale = test_time_scale();
+  long k;
+  logs_t logs;
+  stuck_t s;
+  rec_t rec;
+  pp_diag_t d;
+
+  memset(&logs, 0, sizeof(logs));
+  assert_int_equal(uv_mutex_init(&logs.mu), 0);
+  assert_int_equal(uv_cond_init(&logs.cv), 0);
+  rec_init(&rec);
+  cfg_set(cfg, "worker.start", start);
+  cfg_set(cfg, "worker.slow_request", "100ms");
+  cfg_set(cfg, "worker.request_timeout", "5m");
+  o = rec_options(&rec);
+  o.log = on_log;
+  o.log_data = &logs;
+  r = pp_pool_open(cfg, &o, &pool, &d);
+  if (r != 0)
+    fail_msg("pp_pool_open: %s: %s", pp_strerror(r), d.message);
+  pp_config_free(cfg);
+
+  memset(&s, 0, sizeof(s));
+  s.pool = pool;
+  fifo_make(fifo, sizeof(fifo), start);
+  snprintf(s.args, sizeof(s.args), "{\"fifo\":\"%s\"}", fifo);
+  assert_int_equal(uv_thread_create(&s.thread, stuck_main, &s), 0);
+
+  /* The pool signals once the request is 100ms old, then the stack
+   * arrives on the worker's stderr. */
+  assert_int_equal(rec_wait(&rec, PP_TRACE_SLOW, 1, 20000 * scale), 0);
+  assert_int_equal(wait_stack(&logs, 20000 * scale), 0);
+  k = rec_find(&rec, PP_TRACE_SLOW, 0);
+  assert_true(k >= 0);
+  uv_mutex_lock(&rec.mu);
+  ev = rec.ev[k];
+  uv_mutex_unlock(&rec.mu);
+  assert_int_equal(ev.slot, 0);
+  assert_true(ev.code >= 100);
+
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  pid = st.workers[0].pid;
+  assert_int_equal(ev.pid, pid);
+  assert_int_equal(st.slow_requests, 1);
+  assert_non_null(strstr(st.workers[0].last_slow_stack, "in stuck_in_here"));
+  assert_non_null(strstr(st.workers[0].last_slow_stack, "slow_handlers.py"));
+  assert_non_null(strstr(st.workers[0].last_slow_stack, "hread 0x"));
+  js = pp_status_to_json(&st);
+  assert_non_null(js);
+  assert_non_null(strstr(js, "\"slow_requests\":1"));
+  assert_non_null(strstr(js, "\"last_slow_stack\":\""));
+  free(js);
+  pp_status_free(&st);
+  uv_mutex_lock(&logs.mu);
+  assert_int_equal(logs.notices, 1);
+  assert_non_null(strstr(logs.notice, "worker 0 (pid "));
+  assert_non_null(strstr(logs.notice, "): request running for "));
+  uv_mutex_unlock(&logs.mu);
+
+  /* The dump did not hurt the worker: the call completes. */
+  fifo_release(fifo);
+  uv_thread_join(&s.thread);
+  unlink(fifo);
+  if (s.status != 0)
+    fail_msg("stuck call: %s: %s", pp_strerror(s.status), s.diag.message);
+  assert_string_equal(s.reply.data, "\"opened\"");
+  pp_buf_free(&s.reply);
+
+  /* Once per request: one signal, one count, the same worker. */
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.slow_requests, 1);
+  assert_int_equal(st.workers[0].pid, pid);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.errors, 0);
+  pp_status_free(&st);
+  assert_int_equal(rec_count(&rec, PP_TRACE_SLOW), 1);
+  assert_int_equal(rec_count(&rec, PP_TRACE_EXIT), 0);
+
+  pp_pool_close(pool);
+  rec_free(&rec);
+  uv_cond_destroy(&logs.cv);
+  uv_mutex_destroy(&logs.mu);
+}
+
+static void test_slow_request_spawned(void **state) {
+  (void)state;
+  slow_call("spawn");
+}
+
+static void test_slow_request_zygote(void **state) {
+  (void)state;
+  slow_call("zygote");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_slow_request_spawned),
+      cmocka_unit_test(test_slow_request_zygote),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
