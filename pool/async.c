@@ -279,7 +279,6 @@ void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason) {
     complete(pool, a, status, proc, 0, now);
     first = 0;
   }
-  proc->req_start_ns = 0;
 }
 
 uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now) {

@@ -475,7 +475,6 @@ static int call_end(tcall_t *c) {
   lease->thread_call = 0;
   lease->writing = 0;
   proc->cancel_sent = 0;
-  proc->req_start_ns = 0;
   if (c->used > 0) {
     memmove(proc->rbuf, proc->rbuf + c->used, proc->rlen - (size_t)c->used);
     proc->rlen -= (size_t)c->used;
@@ -495,6 +494,10 @@ static int call_end(tcall_t *c) {
   } else if (slot->lease == lease && !proc->dead) {
     slot->state = PP_WORKER_LEASED;
   }
+  /* A worker failed keeps its request's start: a timeout's stack dump
+   * (pp__proc_stop) says how long it ran. */
+  if (!proc->dead)
+    proc->req_start_ns = 0;
   if (!unsent) {
     pp__count_request(pool, NULL, 0);
     pp__count_end(pool, proc, c->sent_ns, c->end_ns, r, answered);

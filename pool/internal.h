@@ -467,6 +467,13 @@ void pp__slot_swap(pp__slot_t *slot);
 void pp__next_ready(pp__slot_t *slot);
 void pp__next_failed(pp__slot_t *slot, pp__proc_t *proc);
 void pp__on_pong(pp__slot_t *slot);
+/* SIGUSR1 to proc's worker, whose faulthandler writes every thread's
+ * Python stack to stderr; the lines that follow are kept as the slot's
+ * last dump and logged.  For a request past worker.slow_request, or
+ * (killing) one about to be killed for its timeout.  Counted in
+ * slow_requests, and traced `slow`, once per request.  0, or UV_ESRCH
+ * when it cannot be signalled (a custom adapter's), UV_ENOMEM. */
+int pp__stack_dump(pp__proc_t *proc, uint64_t age_ms, int killing);
 
 /* A worker of a reloaded config not yet confirmed failed to boot (its
  * error in slot->last_error): back to the config before (maintain.c). */

@@ -234,40 +234,52 @@ void pp__on_pong(pp__slot_t *slot) {
   pp__slot_release(slot);
 }
 
-/* A request in flight past worker.slow_request: SIGUSR1 to its worker,
- * once per request, whose faulthandler writes every thread's Python stack
- * to stderr; the lines that follow are kept as the slot's last dump. */
-static void slow_request(pp__slot_t *slot, uint64_t now) {
-  pp_pool_t *pool = slot->pool;
-  pp__proc_t *proc = slot->proc;
-  uint64_t ms = pool->cfg->slow_request_ms, age;
+int pp__stack_dump(pp__proc_t *proc, uint64_t age_ms, int killing) {
+  pp__slot_t *slot = proc->slot;
+  pp_pool_t *pool = proc->pool;
+  int first = proc->slow_ns != proc->req_start_ns;
 
-  if (proc->req_start_ns == 0 || proc->slow_ns == proc->req_start_ns ||
-      now < proc->req_start_ns)
-    return;
-  age = (now - proc->req_start_ns) / 1000000;
-  if (age < ms)
-    return;
+  PP_ASSERT_LOCKED(pool);
   proc->slow_ns = proc->req_start_ns;
   if (slot->slow_stack == NULL &&
       (slot->slow_stack = malloc(PP_SLOW_STACK_BYTES)) == NULL)
-    return;
+    return UV_ENOMEM;
   if (pp__proc_signal(proc, SIGUSR1) != 0)
-    return; /* exited meanwhile, or not a process of ours */
+    return UV_ESRCH; /* exited meanwhile, or not a process of ours */
   slot->slow_stack[0] = '\0';
   slot->slow_len = 0;
   slot->slow_lines = PP__SLOW_LINES;
   slot->slow_gen = proc->generation;
-  slot->slow_until_ns = now + PP__SLOW_WINDOW_NS;
-  pool->slow_requests++;
+  slot->slow_until_ns = pp__now_ns() + PP__SLOW_WINDOW_NS;
+  if (first)
+    pool->slow_requests++;
   pp__log(pool,
-          "worker %d (pid %d): request running for %llu ms "
-          "(worker.slow_request); its Python stack follows",
-          slot->id, proc->pid, (unsigned long long)age);
-  pp__trace(pool, PP_TRACE_SLOW, slot->id, proc->generation, proc->pid,
-            slot->lease ? slot->lease->id : 0,
-            slot->lease && slot->lease->client ? slot->lease->client->id : 0,
-            age > INT32_MAX ? INT32_MAX : (int)age, NULL);
+          killing ? "worker %d (pid %d): killed for timeout after %llu ms; "
+                    "its Python stack follows"
+                  : "worker %d (pid %d): request running for %llu ms "
+                    "(worker.slow_request); its Python stack follows",
+          slot->id, proc->pid, (unsigned long long)age_ms);
+  if (first)
+    pp__trace(pool, PP_TRACE_SLOW, slot->id, proc->generation, proc->pid,
+              slot->lease ? slot->lease->id : 0,
+              slot->lease && slot->lease->client ? slot->lease->client->id : 0,
+              age_ms > INT32_MAX ? INT32_MAX : (int)age_ms,
+              killing ? "timeout" : NULL);
+  return 0;
+}
+
+/* A request in flight past worker.slow_request: its stack, once per
+ * request. */
+static void slow_request(pp__slot_t *slot, uint64_t now) {
+  pp__proc_t *proc = slot->proc;
+  uint64_t ms = slot->pool->cfg->slow_request_ms, age;
+
+  if (proc->dead || proc->req_start_ns == 0 ||
+      proc->slow_ns == proc->req_start_ns || now < proc->req_start_ns)
+    return;
+  age = (now - proc->req_start_ns) / 1000000;
+  if (age >= ms)
+    pp__stack_dump(proc, age, 0);
 }
 
 void pp__maintain(pp_pool_t *pool, int tick) {

@@ -15,8 +15,9 @@
 typedef struct logs {
   uv_mutex_t mu;
   uv_cond_t cv;
-  int notices;    /* "... (worker.slow_request); its Python stack follows" */
-  int stack_seen; /* a stderr line "... in stuck_in_here" */
+  int notices;      /* "... (worker.slow_request); its Python stack follows" */
+  int kill_notices; /* "... killed for timeout after N ms; its ..." */
+  int stack_seen;   /* a stderr line "... in stuck_in_here" */
   char notice[256];
 } logs_t;
 
@@ -31,6 +32,9 @@ static void on_log(pp_pool_t *pool, const char *line, void *data) {
     l->notices++;
     snprintf(l->notice, sizeof(l->notice), "%s", line);
   }
+  if (strstr(line, "killed for timeout after") &&
+      strstr(line, "its Python stack follows"))
+    l->kill_notices++;
   if (strstr(line, "[stderr]") && strstr(line, " in stuck_in_here"))
     l->stack_seen = 1;
   uv_cond_broadcast(&l->cv);
@@ -163,20 +167,74 @@ static void slow_call(const char *start) {
   uv_mutex_destroy(&logs.mu);
 }
 
-static void test_slow_request_spawned(void **state) {
-  (void)state;
-  slow_call("spawn");
+/* The start mode is the run's: test_slowlog_zygote sets PP_START (the
+ * zygote watches exits through pidfds, which valgrind does not know). */
+static const char *start_mode(void) {
+  const char *m = getenv("PP_START");
+
+  return m && *m ? m : "spawn";
 }
 
-static void test_slow_request_zygote(void **state) {
+static void test_slow_request(void **state) {
   (void)state;
-  slow_call("zygote");
+  slow_call(start_mode());
+}
+
+/* With worker.slow_request off, a request killed for worker.request_timeout
+ * still says where it was stuck: the dump comes before the kill. */
+static void test_timeout_dumps_stack(void **state) {
+  pp_config_t *cfg = python_config("slow_handlers.py", 1);
+  pp_pool_options_t o;
+  pp_status_t st;
+  pp_pool_t *pool;
+  char fifo[256];
+  logs_t logs;
+  stuck_t s;
+  rec_t rec;
+  pp_diag_t d;
+  int r;
+
+  (void)state;
+  memset(&logs, 0, sizeof(logs));
+  assert_int_equal(uv_mutex_init(&logs.mu), 0);
+  assert_int_equal(uv_cond_init(&logs.cv), 0);
+  rec_init(&rec);
+  cfg_set(cfg, "worker.start", start_mode());
+  cfg_set(cfg, "worker.request_timeout", "300ms");
+  o = rec_options(&rec);
+  o.log = on_log;
+  o.log_data = &logs;
+  r = pp_pool_open(cfg, &o, &pool, &d);
+  if (r != 0)
+    fail_msg("pp_pool_open: %s: %s", pp_strerror(r), d.message);
+  pp_config_free(cfg);
+  memset(&s, 0, sizeof(s));
+  s.pool = pool;
+  fifo_make(fifo, sizeof(fifo), "timeout-dump");
+  snprintf(s.args, sizeof(s.args), "{\"fifo\":\"%s\"}", fifo);
+  stuck_main(&s); /* never released: only the timeout ends it */
+  unlink(fifo);
+  assert_int_equal(s.status, PP_ETIMEDOUT);
+  pp_buf_free(&s.reply);
+  assert_int_equal(wait_stack(&logs, 20000 * test_time_scale()), 0);
+  uv_mutex_lock(&logs.mu);
+  assert_int_equal(logs.kill_notices, 1);
+  assert_int_equal(logs.notices, 0);
+  uv_mutex_unlock(&logs.mu);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.slow_requests, 1);
+  assert_non_null(strstr(st.workers[0].last_slow_stack, "in stuck_in_here"));
+  pp_status_free(&st);
+  pp_pool_close(pool);
+  rec_free(&rec);
+  uv_cond_destroy(&logs.cv);
+  uv_mutex_destroy(&logs.mu);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_slow_request_spawned),
-      cmocka_unit_test(test_slow_request_zygote),
+      cmocka_unit_test(test_slow_request),
+      cmocka_unit_test(test_timeout_dumps_stack),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

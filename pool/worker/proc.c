@@ -580,6 +580,11 @@ void pp__proc_stop(pp__proc_t *proc, uint64_t grace_ms) {
     return;
   if (proc->stopping && grace_ms > 0)
     return;
+  /* Killed for its timeout: first where it was stuck (SIGUSR1 comes
+   * before SIGTERM, the lower number being delivered first). */
+  if (proc->kill_reason == PP_EXIT_TIMEOUT && grace_ms > 0 &&
+      proc->req_start_ns != 0 && proc->kind != PP__PROC_CUSTOM)
+    pp__stack_dump(proc, (pp__now_ns() - proc->req_start_ns) / 1000000, 1);
   proc->dead = 1;
   proc->stopping = 1;
   pp__trace(proc->pool, PP_TRACE_KILL, proc->slot->id, proc->generation,
