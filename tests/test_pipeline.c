@@ -520,6 +520,18 @@ static void on_async(int status, const char *reply, size_t len,
   uv_mutex_unlock(&all->mu);
 }
 
+/* Wait until n callbacks ran (a guard only fails the test). */
+static void wait_done(asyncs_t *all, int n) {
+  uint64_t deadline =
+      uv_hrtime() + 60000000000ull * (uint64_t)test_time_scale();
+
+  uv_mutex_lock(&all->mu);
+  while (all->done < n && uv_hrtime() < deadline)
+    uv_cond_timedwait(&all->cv, &all->mu, 100000000ull);
+  uv_mutex_unlock(&all->mu);
+  assert_int_equal(all->done, n);
+}
+
 typedef struct submitter {
   pp_pool_t *pool;
   acall_t *calls;
@@ -550,7 +562,6 @@ static void test_async_from_threads(void **state) {
   uv_thread_t th[4];
   acall_t calls[4][50];
   asyncs_t all;
-  uint64_t deadline;
   pp_status_t before, after;
   int i;
 
@@ -570,12 +581,7 @@ static void test_async_from_threads(void **state) {
     uv_thread_join(&th[i]);
     assert_int_equal(t[i].refused, 0);
   }
-  deadline = uv_hrtime() + 60000000000ull * (uint64_t)test_time_scale();
-  uv_mutex_lock(&all.mu);
-  while (all.done < 200 && uv_hrtime() < deadline)
-    uv_cond_timedwait(&all.cv, &all.mu, 100000000ull);
-  uv_mutex_unlock(&all.mu);
-  assert_int_equal(all.done, 200);
+  wait_done(&all, 200);
   assert_int_equal(all.bad, 0);
   assert_int_equal(all.off_thread, 0);
   assert_int_equal(pp_pool_status(f->pool, &after), 0);
@@ -600,7 +606,6 @@ static void test_async_from_thread_waits_bounded(void **state) {
   asyncs_t all;
   acall_t call;
   pp_lease_t *lease;
-  uint64_t deadline;
   fixture_t *f;
   const char *echo = "{\"cmd\":\"echo\",\"args\":\"w\"}";
 
@@ -616,22 +621,13 @@ static void test_async_from_thread_waits_bounded(void **state) {
   /* A free worker: served, max_waiters 0 notwithstanding. */
   assert_int_equal(
       pp_call_async(f->pool, echo, strlen(echo), 200, on_async, &call), 0);
-  deadline = uv_hrtime() + 60000000000ull * (uint64_t)test_time_scale();
-  uv_mutex_lock(&all.mu);
-  while (all.done < 1 && uv_hrtime() < deadline)
-    uv_cond_timedwait(&all.cv, &all.mu, 100000000ull);
-  uv_mutex_unlock(&all.mu);
-  assert_int_equal(all.done, 1);
+  wait_done(&all, 1);
   assert_int_equal(all.bad, 0);
   /* The worker leased: the next call cannot be placed and may not wait. */
   assert_int_equal(pp_lease_acquire(f->pool, NULL, -1, &lease, &f->diag), 0);
   assert_int_equal(
       pp_call_async(f->pool, echo, strlen(echo), 200, on_async, &call), 0);
-  uv_mutex_lock(&all.mu);
-  while (all.done < 2 && uv_hrtime() < deadline)
-    uv_cond_timedwait(&all.cv, &all.mu, 100000000ull);
-  uv_mutex_unlock(&all.mu);
-  assert_int_equal(all.done, 2);
+  wait_done(&all, 2);
   assert_int_equal(all.last_status, PP_EBUSY);
   pp_checkin(lease);
   close_pool(f);
@@ -647,7 +643,6 @@ static void test_async_from_thread_times_out(void **state) {
   asyncs_t all;
   acall_t call;
   pp_lease_t *lease;
-  uint64_t deadline;
 
   (void)state;
   memset(&all, 0, sizeof(all));
@@ -659,12 +654,7 @@ static void test_async_from_thread_times_out(void **state) {
   assert_int_equal(
       pp_call_async(f->pool, echo, strlen(echo), 200, on_async, &call), 0);
   /* The lease is held until the call is done: only its deadline ends it. */
-  deadline = uv_hrtime() + 60000000000ull * (uint64_t)test_time_scale();
-  uv_mutex_lock(&all.mu);
-  while (all.done < 1 && uv_hrtime() < deadline)
-    uv_cond_timedwait(&all.cv, &all.mu, 100000000ull);
-  uv_mutex_unlock(&all.mu);
-  assert_int_equal(all.done, 1);
+  wait_done(&all, 1);
   assert_int_equal(all.last_status, PP_ETIMEDOUT);
   pp_checkin(lease);
   close_pool(f);

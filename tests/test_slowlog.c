@@ -73,37 +73,56 @@ static void stuck_main(void *arg) {
       pp_call_cmd(s->pool, "stuck_in_here", s->args, &s->reply, -1, &s->diag);
 }
 
-/* One worker; a call blocks in slow_handlers.stuck_in_here (a FIFO)
- * past worker.slow_request; the dump names that function; once released
- * the call still succeeds on the same worker. */
-static void slow_call(const char *start) {
+/* A pool of one slow_handlers.py worker in the run's start mode, with
+ * slow_request and request_timeout as given, its log into logs and its
+ * trace into rec; cfg freed. */
+static pp_pool_t *open_logged(const char *start, const char *slow,
+                              const char *timeout, logs_t *logs, rec_t *rec) {
   pp_config_t *cfg = python_config("slow_handlers.py", 1);
   pp_pool_options_t o;
-  pp_status_t st;
   pp_pool_t *pool;
-  char fifo[256], *js;
-  rec_event_t ev;
-  int r, pid, scale = test_time_scale();
-  long k;
-  logs_t logs;
-  stuck_t s;
-  rec_t rec;
   pp_diag_t d;
+  int r;
 
-  memset(&logs, 0, sizeof(logs));
-  assert_int_equal(uv_mutex_init(&logs.mu), 0);
-  assert_int_equal(uv_cond_init(&logs.cv), 0);
-  rec_init(&rec);
+  memset(logs, 0, sizeof(*logs));
+  assert_int_equal(uv_mutex_init(&logs->mu), 0);
+  assert_int_equal(uv_cond_init(&logs->cv), 0);
+  rec_init(rec);
   cfg_set(cfg, "worker.start", start);
-  cfg_set(cfg, "worker.slow_request", "100ms");
-  cfg_set(cfg, "worker.request_timeout", "5m");
-  o = rec_options(&rec);
+  cfg_set(cfg, "worker.slow_request", slow);
+  cfg_set(cfg, "worker.request_timeout", timeout);
+  o = rec_options(rec);
   o.log = on_log;
-  o.log_data = &logs;
+  o.log_data = logs;
   r = pp_pool_open(cfg, &o, &pool, &d);
   if (r != 0)
     fail_msg("pp_pool_open: %s: %s", pp_strerror(r), d.message);
   pp_config_free(cfg);
+  return pool;
+}
+
+static void close_logged(pp_pool_t *pool, logs_t *logs, rec_t *rec) {
+  pp_pool_close(pool);
+  rec_free(rec);
+  uv_cond_destroy(&logs->cv);
+  uv_mutex_destroy(&logs->mu);
+}
+
+/* One worker; a call blocks in slow_handlers.stuck_in_here (a FIFO)
+ * past worker.slow_request; the dump names that function; once released
+ * the call still succeeds on the same worker. */
+static void slow_call(const char *start) {
+  pp_status_t st;
+  pp_pool_t *pool;
+  char fifo[256], *js;
+  rec_event_t ev;
+  int pid, scale = test_time_scale();
+  long k;
+  logs_t logs;
+  stuck_t s;
+  rec_t rec;
+
+  pool = open_logged(start, "100ms", "5m", &logs, &rec);
 
   memset(&s, 0, sizeof(s));
   s.pool = pool;
@@ -161,10 +180,7 @@ static void slow_call(const char *start) {
   assert_int_equal(rec_count(&rec, PP_TRACE_SLOW), 1);
   assert_int_equal(rec_count(&rec, PP_TRACE_EXIT), 0);
 
-  pp_pool_close(pool);
-  rec_free(&rec);
-  uv_cond_destroy(&logs.cv);
-  uv_mutex_destroy(&logs.mu);
+  close_logged(pool, &logs, &rec);
 }
 
 /* The start mode is the run's: test_slowlog_zygote sets PP_START (the
@@ -183,31 +199,15 @@ static void test_slow_request(void **state) {
 /* With worker.slow_request off, a request killed for worker.request_timeout
  * still says where it was stuck: the dump comes before the kill. */
 static void test_timeout_dumps_stack(void **state) {
-  pp_config_t *cfg = python_config("slow_handlers.py", 1);
-  pp_pool_options_t o;
   pp_status_t st;
   pp_pool_t *pool;
   char fifo[256];
   logs_t logs;
   stuck_t s;
   rec_t rec;
-  pp_diag_t d;
-  int r;
 
   (void)state;
-  memset(&logs, 0, sizeof(logs));
-  assert_int_equal(uv_mutex_init(&logs.mu), 0);
-  assert_int_equal(uv_cond_init(&logs.cv), 0);
-  rec_init(&rec);
-  cfg_set(cfg, "worker.start", start_mode());
-  cfg_set(cfg, "worker.request_timeout", "300ms");
-  o = rec_options(&rec);
-  o.log = on_log;
-  o.log_data = &logs;
-  r = pp_pool_open(cfg, &o, &pool, &d);
-  if (r != 0)
-    fail_msg("pp_pool_open: %s: %s", pp_strerror(r), d.message);
-  pp_config_free(cfg);
+  pool = open_logged(start_mode(), "0", "300ms", &logs, &rec);
   memset(&s, 0, sizeof(s));
   s.pool = pool;
   fifo_make(fifo, sizeof(fifo), "timeout-dump");
@@ -225,10 +225,7 @@ static void test_timeout_dumps_stack(void **state) {
   assert_int_equal(st.slow_requests, 1);
   assert_non_null(strstr(st.workers[0].last_slow_stack, "in stuck_in_here"));
   pp_status_free(&st);
-  pp_pool_close(pool);
-  rec_free(&rec);
-  uv_cond_destroy(&logs.cv);
-  uv_mutex_destroy(&logs.mu);
+  close_logged(pool, &logs, &rec);
 }
 
 int main(void) {
