@@ -111,7 +111,7 @@ static void on_reply(pp_lease_t *lease, int status, const char *reply,
     memset(&late, 0, sizeof(late));
     snprintf(late.message, sizeof(late.message),
              "the call ran past its timeout_ms (%lld ms); its worker was "
-             "left as worker.on_client_death says",
+             "left as on_client_death says",
              (long long)c->timeout_ms);
     call_fail(c, PP_ETIMEDOUT, &late);
   } else if (!c->closing) {

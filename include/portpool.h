@@ -660,9 +660,19 @@ PP_EXTERN int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
                             int64_t timeout_ms, pp_buf_t *reply,
                             pp_diag_t *diag);
 
-/* Check out, call once, check in.  Thread-safe.  timeout_ms bounds the
- * checkout; the request is bounded by worker.request_timeout.  Returns what
+/* Check out, call once, check in.  Thread-safe.  Returns what
  * pp_lease_acquire and pp_lease_call return.
+ *
+ * timeout_ms (>= 0) bounds the whole call, the wait for a worker and the
+ * request: past it the call returns PP_ETIMEDOUT (the diag says "the call
+ * ran past its timeout_ms") and the worker is left as on_client_death
+ * says for a client that went away: finish (the default) lets the request
+ * run and drops its reply, cancel also sends CANCEL (the handler sees
+ * portpool_worker.cancelled(); the worker is replaced past cancel_grace),
+ * kill replaces it.  worker.request_timeout still bounds the request
+ * (past it the worker is replaced).  timeout_ms < 0: checkout.timeout for
+ * the wait, worker.request_timeout for the request.  Until issue 14 is
+ * done, pipelined calls (below) are bounded in their wait only.
  *
  * With worker.pipeline_depth N > 1, a payload of up to 4 KiB may share a
  * worker with up to N - 1 other pp_calls queued on it, answered in order

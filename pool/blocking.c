@@ -364,9 +364,12 @@ typedef struct {
   pp__proc_t *proc;
   uint32_t id;
   uint64_t sent_ns, deadline_ns;
-  uint64_t end_ns; /* the answer read, or the I/O given up */
-  int sent;        /* the request reached the worker's pipe */
-  long used;       /* the answer's size in rbuf, 0 when none */
+  uint64_t req_deadline_ns;  /* worker.request_timeout's (or the lease
+                                call's timeout), 0 = none */
+  uint64_t call_deadline_ns; /* pp_call's timeout_ms, 0 = none */
+  uint64_t end_ns;           /* the answer read, or the I/O given up */
+  int sent;                  /* the request reached the worker's pipe */
+  long used;                 /* the answer's size in rbuf, 0 when none */
   int status;
   char *msg;  /* why it failed: the caller's diag, or NULL */
   size_t cap; /* its size, 0 with NULL */
@@ -418,7 +421,38 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
             lease->id, lease->client->id, 0, NULL);
   c->sent_ns = proc->req_start_ns = pp__now_ns();
   c->deadline_ns = ms ? pp__deadline_after(c->sent_ns, ms) : 0;
+  c->req_deadline_ns = c->deadline_ns;
   return 0;
+}
+
+/* pp_call's deadline passed while its request runs (lock held): the caller
+ * goes, and the worker is left as on_client_death says, as for a client
+ * that went away: finish lets the request run (the loop reads and drops
+ * its reply), cancel also sends CANCEL (the worker is replaced past
+ * cancel_grace), kill replaces the worker now. */
+static int call_abandon(tcall_t *c) {
+  pp__proc_t *proc = c->proc;
+  pp_pool_t *pool = proc->pool;
+
+  snprintf(c->msg, c->cap,
+           "the call ran past its timeout_ms; its worker %d was left as "
+           "on_client_death says",
+           c->lease->slot->id);
+  if (pool->cfg->on_client_death == PP_DEATH_KILL) {
+    pp__proc_fail(proc, PP_EXIT_NONE,
+                  "a call ran past its timeout_ms (on_client_death: kill)");
+    return PP_ETIMEDOUT;
+  }
+  proc->orphan_id = c->id;
+  pool->orphans++;
+  /* The loop reads from here on, up to the request's own deadline. */
+  proc->orphan_deadline_ns = c->req_deadline_ns;
+  proc->orphan_handoff = 1;
+  pool->loop_wake = 1;
+  pp__wake(pool);
+  if (pool->cfg->on_client_death == PP_DEATH_CANCEL)
+    pp__proc_cancel(proc, c->id);
+  return PP_ETIMEDOUT;
 }
 
 static void call_io(tcall_t *c, const void *payload, size_t len,
@@ -487,6 +521,9 @@ static int call_end(tcall_t *c) {
     pp__proc_fail(proc, PP_EXIT_NONE, "worker died while idle");
     snprintf(c->msg, c->cap, "worker %d died while idle", slot->id);
     r = PP_ECRASHED;
+  } else if (!answered && r == PP_ETIMEDOUT && c->call_deadline_ns &&
+             c->deadline_ns == c->call_deadline_ns) {
+    r = call_abandon(c);
   } else if (!answered) {
     r = pp__call_fail(proc, r, c->msg, c->cap);
   } else if (proc->rlen > 0) {
@@ -494,9 +531,10 @@ static int call_end(tcall_t *c) {
   } else if (slot->lease == lease && !proc->dead) {
     slot->state = PP_WORKER_LEASED;
   }
-  /* A worker failed keeps its request's start: a timeout's stack dump
-   * (pp__proc_stop) says how long it ran. */
-  if (!proc->dead)
+  /* A worker failed, or left running the request (call_abandon), keeps
+   * its start: status shows its age, a timeout's stack dump says how long
+   * it ran. */
+  if (!proc->dead && proc->orphan_id == 0)
     proc->req_start_ns = 0;
   if (!unsent) {
     pp__count_request(pool, NULL, 0);
@@ -571,12 +609,16 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
  * too large to pipeline): 1 when the request never reached its worker
  * (it died idle, unreaped), so that another may take it. */
 static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
-                       pp_buf_t *reply, pp_diag_t *diag, int *r) {
+                       uint64_t deadline_ns, pp_buf_t *reply, pp_diag_t *diag,
+                       int *r) {
   pp_pool_t *pool = lease->pool;
   int unsent;
   tcall_t c;
 
   *r = call_begin(&c, lease, len, -1, diag);
+  if (*r == 0 && deadline_ns &&
+      (c.deadline_ns == 0 || deadline_ns < c.deadline_ns))
+    c.deadline_ns = c.call_deadline_ns = deadline_ns;
   if (*r == 0)
     *r = call_run(&c, payload, len, reply, diag);
   unsent = *r == PP_ECRASHED && !c.sent;
@@ -588,6 +630,7 @@ static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
 
 int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag) {
+  uint64_t deadline = 0, now;
   pp__slot_t *slot;
   pp_lease_t *lease;
   int r, tries = 0;
@@ -595,6 +638,8 @@ int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
   assert(pool != NULL);
   if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD)
     return pp__pipelined_call(pool, payload, len, reply, timeout_ms, diag);
+  if (timeout_ms >= 0)
+    deadline = pp__deadline_after(pp__now_ns(), (uint64_t)timeout_ms);
   if (reply)
     reply->len = 0;
   /* A request that never reached its worker (it died idle, unreaped) is
@@ -615,12 +660,18 @@ int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
       }
     } else {
       pp__unlock(pool);
-      r = pp_lease_acquire(pool, NULL, timeout_ms, &lease, diag);
+      now = pp__now_ns();
+      r = pp_lease_acquire(pool, NULL,
+                           deadline == 0 ? -1
+                           : deadline > now
+                               ? (int64_t)((deadline - now) / 1000000)
+                               : 0,
+                           &lease, diag);
       if (r != 0)
         return r;
       pp__lock(pool);
     }
-    if (!call_leased(lease, payload, len, reply, diag, &r) ||
+    if (!call_leased(lease, payload, len, deadline, reply, diag, &r) ||
         ++tries > pool->nslots)
       return r;
   }

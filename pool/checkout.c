@@ -119,7 +119,8 @@ void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
                       "(on_client_death: kill)");
         break;
       }
-    } else {
+    } else if (proc->orphan_id == 0) {
+      /* (A thread's call left to run: released at its reply.) */
       pp__slot_release(slot);
     }
   }

@@ -482,6 +482,7 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
        * never hand it to the next borrower. */
       proc->orphan_id = 0;
       proc->cancel_sent = 0;
+      proc->req_start_ns = 0;
       pool->orphans--;
       pp__count_stale(proc);
       pp__quiesce_poke(pool);
@@ -1250,6 +1251,19 @@ static void on_async(uv_async_t *a) {
     pool->loop_wake = 0;
     for (i = 0; i < pool->nslots; i++) {
       slot = pool->slots[i];
+      if (slot->proc && slot->proc->orphan_handoff) {
+        /* A thread's call left its request to the loop: read its reply,
+         * up to the request's deadline (before a CANCEL's grace below). */
+        uint64_t now = pp__now_ns(), end = slot->proc->orphan_deadline_ns;
+
+        slot->proc->orphan_handoff = 0;
+        if (!slot->proc->dead) {
+          pp__proc_read_start(slot->proc);
+          if (end)
+            pp__proc_arm(slot->proc,
+                         end > now ? (end - now + 999999) / 1000000 : 1);
+        }
+      }
       if (slot->proc && slot->proc->cancel_wanted) {
         slot->proc->cancel_wanted = 0;
         pp__proc_cancel(slot->proc, slot->proc->cancel_id);

@@ -769,6 +769,98 @@ static void test_close_cuts_unsent_call_closed(void **state) {
   pp_buf_free(&k.reply);
 }
 
+/* ---- pp_call's timeout_ms bounds the whole call */
+
+/* The worker's pid, by a call. */
+static int worker_pid(fixture_t *f) {
+  pp_buf_t reply = {0};
+  int pid;
+
+  assert_int_equal(pp_call_cmd(f->pool, "pid", NULL, &reply, -1, &f->diag), 0);
+  pid = atoi(reply.data);
+  pp_buf_free(&reply);
+  return pid;
+}
+
+/* A one-worker pool where pp_call (depth 1) runs `cmd` with `args` and a
+ * 200 ms timeout_ms, which it runs past; on_client_death as given.  The
+ * call gets PP_ETIMEDOUT; returns the fixture and the worker's pid before. */
+static fixture_t *call_past_deadline(const char *death, const char *cmd,
+                                     const char *args, int *pid) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  pp_buf_t reply = {0};
+  fixture_t *f;
+  pp_diag_t d;
+
+  cfg_set(cfg, "on_client_death", death);
+  cfg_set(cfg, "worker.request_timeout", "5m");
+  f = open_pool(cfg);
+  *pid = worker_pid(f);
+  assert_int_equal(pp_call_cmd(f->pool, cmd, args, &reply, 200, &d),
+                   PP_ETIMEDOUT);
+  assert_non_null(strstr(d.message, "timeout_ms"));
+  pp_buf_free(&reply);
+  return f;
+}
+
+/* The worker was kept: no restart, no exit, and the one error is the
+ * call that ran past its deadline. */
+static void assert_kept_one_error(fixture_t *f) {
+  pp_status_t st;
+
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.errors, 1);
+  assert_int_equal(st.stale_replies, 1);
+  pp_status_free(&st);
+  assert_int_equal(rec_count(&f->rec, PP_TRACE_EXIT), 0);
+}
+
+/* finish: the request runs on and its reply is dropped; the worker is
+ * kept and serves the next call. */
+static void test_call_deadline_finish(void **state) {
+  char fifo[128], args[200];
+  fixture_t *f;
+  int pid;
+
+  (void)state;
+  fifo_make(fifo, sizeof(fifo), "call-deadline");
+  snprintf(args, sizeof(args), "{\"fifo\":\"%s\"}", fifo);
+  f = call_past_deadline("finish", "gate", args, &pid);
+  fifo_release(fifo);
+  unlink(fifo);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_STALE_REPLY, 1, 10000), 0);
+  assert_int_equal(worker_pid(f), pid);
+  assert_kept_one_error(f);
+  close_pool(f);
+}
+
+/* cancel: the handler sees portpool_worker.cancelled() and returns; its
+ * reply is dropped; the worker is kept. */
+static void test_call_deadline_cancel(void **state) {
+  fixture_t *f;
+  int pid;
+
+  (void)state;
+  f = call_past_deadline("cancel", "cancelled_sleep", "60", &pid);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_STALE_REPLY, 1, 10000), 0);
+  assert_int_equal(worker_pid(f), pid);
+  assert_kept_one_error(f);
+  close_pool(f);
+}
+
+/* kill: the worker is replaced at once. */
+static void test_call_deadline_kill(void **state) {
+  fixture_t *f;
+  int pid;
+
+  (void)state;
+  f = call_past_deadline("kill", "sleep", "60", &pid);
+  assert_int_equal(rec_wait(&f->rec, PP_TRACE_EXIT, 1, 10000), 0);
+  assert_int_not_equal(worker_pid(f), pid);
+  close_pool(f);
+}
+
 /* A reply that arrived before the caller looked at its deadline (it was
  * paused: SIGSTOP, a slow VM) is the answer, not a timeout, and the
  * worker is kept. */
@@ -825,6 +917,9 @@ int main(void) {
       cmocka_unit_test(test_close_reopen),
       cmocka_unit_test(test_close_cuts_call_closed),
       cmocka_unit_test(test_close_cuts_unsent_call_closed),
+      cmocka_unit_test(test_call_deadline_finish),
+      cmocka_unit_test(test_call_deadline_cancel),
+      cmocka_unit_test(test_call_deadline_kill),
       cmocka_unit_test(test_reply_in_pipe_at_deadline),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

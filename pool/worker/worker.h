@@ -149,7 +149,9 @@ struct pp__proc {
   int wflush; /* wbuf has pp_call_async requests to write */
 
   uint32_t next_id;
-  uint32_t orphan_id; /* request whose lease ended before its reply */
+  uint32_t orphan_id;          /* request whose lease ended before its reply */
+  uint64_t orphan_deadline_ns; /* a thread's orphan: its request deadline */
+  int orphan_handoff; /* a thread left its request to the loop: read it */
   uint64_t requests;
   uint64_t max_requests; /* recycle after this many (jittered), 0 = never */
   /* Polling for a reply before sleeping (pp__reply_wait): the window now,
