@@ -583,14 +583,17 @@ PP_EXTERN int pp_request(pp_lease_t *lease, const void *payload, size_t len,
  * thread (a pp_pool_open pool's own thread) and never from inside this
  * call, with the reply (valid only during the callback) and status 0, or
  * PP_EHANDLER and the worker's ERROR payload, or with an empty reply:
- * PP_ETIMEDOUT (no worker within timeout_ms, < 0: checkout.timeout, the
- * diag says why; or the request passed worker.request_timeout and the
- * worker is replaced), PP_ECRASHED (the worker died, or a request ahead of
- * it timed out), PP_EPROTO, PP_ECLOSED (the pool stopped or drained first),
- * PP_EDEGRADED, UV_ENOMEM.  Returns 0, or PP_ETOOBIG, PP_EBUSY (max_waiters
- * calls are waiting; on the loop thread), PP_ECLOSED, PP_EDEGRADED,
- * UV_ENOMEM, UV_EINVAL (cb is NULL); then cb is not called.  Like every
- * call, not concurrently with pp_pool_close / pp_pool_stop. */
+ * PP_ETIMEDOUT (timeout_ms >= 0 bounds the whole call: no worker within
+ * it, or the call ran past it while its request runs, which is then left
+ * as on_client_death says: finish lets it run and drops its reply, cancel
+ * also sends CANCEL, kill replaces the worker; timeout_ms < 0:
+ * checkout.timeout bounds the wait; either way the request passing
+ * worker.request_timeout replaces the worker), PP_ECRASHED (the worker died, or
+ * a request ahead of it timed out), PP_EPROTO, PP_ECLOSED (the pool stopped or
+ * drained first), PP_EDEGRADED, UV_ENOMEM.  Returns 0, or PP_ETOOBIG, PP_EBUSY
+ * (max_waiters calls are waiting; on the loop thread), PP_ECLOSED,
+ * PP_EDEGRADED, UV_ENOMEM, UV_EINVAL (cb is NULL); then cb is not called.  Like
+ * every call, not concurrently with pp_pool_close / pp_pool_stop. */
 typedef void (*pp_call_cb)(int status, const char *reply, size_t len,
                            const pp_diag_t *diag, void *data);
 PP_EXTERN int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
@@ -671,8 +674,8 @@ PP_EXTERN int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
  * portpool_worker.cancelled(); the worker is replaced past cancel_grace),
  * kill replaces it.  worker.request_timeout still bounds the request
  * (past it the worker is replaced).  timeout_ms < 0: checkout.timeout for
- * the wait, worker.request_timeout for the request.  Until issue 14 is
- * done, pipelined calls (below) are bounded in their wait only.
+ * the wait, worker.request_timeout for the request.  For now pipelined
+ * calls (below) are bounded in their wait only.
  *
  * With worker.pipeline_depth N > 1, a payload of up to 4 KiB may share a
  * worker with up to N - 1 other pp_calls queued on it, answered in order

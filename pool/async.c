@@ -70,15 +70,76 @@ static void fail(pp_pool_t *pool, pp__acall_t *a, int status, const char *why,
   complete(pool, a, status, NULL, 0, now);
 }
 
-void pp__acall_deliver(pp__acall_t *a) {
+void pp__acall_deliver(pp_pool_t *pool, pp__acall_t *a) {
   pp_diag_t d;
+  int keep = 0;
 
   memset(&d, 0, sizeof(d));
   snprintf(d.message, sizeof(d.message), "%s", a->msg);
   a->cb(a->status, a->reply ? a->reply : "", a->reply_len,
         a->status ? &d : NULL, a->data);
+  if (a->ghost) {
+    /* Still in its ring: freed when it leaves (ghost_done). */
+    pp__lock(pool);
+    a->delivered = 1;
+    keep = !a->gone;
+    pp__unlock(pool);
+  }
+  if (keep)
+    return;
   free(a->reply);
   free(a);
+}
+
+/* A ghost leaves its ring (lock held): answered, its reply is dropped and
+ * counted stale. */
+static void ghost_done(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
+                       int answered) {
+  pool->shared_calls--;
+  pool->checkins++;
+  if (answered)
+    pp__count_stale(proc);
+  pp__quiesce_poke(pool);
+  if (a->delivered) {
+    free(a->reply);
+    free(a);
+  } else {
+    a->gone = 1;
+  }
+}
+
+/* a ran past its timeout_ms while its request runs on proc (lock held):
+ * its caller gets PP_ETIMEDOUT now; the request is left as
+ * on_client_death says: finish lets it run (its reply is dropped), cancel
+ * also sends CANCEL, kill replaces the worker (the calls behind it then
+ * fail as for any worker's end).  Returns 1 when the worker was failed. */
+static int abandon(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
+                   uint64_t now) {
+  a->ghost = 1;
+  a->status = PP_ETIMEDOUT;
+  snprintf(a->msg, sizeof(a->msg),
+           "the call ran past its timeout_ms; its worker %d was left as "
+           "on_client_death says",
+           proc->slot->id);
+  pp__count_end(pool, proc, a->placed_ns, now, PP_ETIMEDOUT, 0);
+  a->pend.kind = PP__PEND_ACALL;
+  a->pend.u.acall = a;
+  pp__queue_insert_tail(&pool->pending, &a->pend.node);
+  pp__wake(pool);
+  switch (pool->cfg->on_client_death) {
+  case PP_DEATH_KILL:
+    pp__proc_fail(proc, PP_EXIT_NONE,
+                  "a call ran past its timeout_ms (on_client_death: kill)");
+    return 1;
+  case PP_DEATH_CANCEL:
+    if (pp__proc_send(proc, PP_FRAME_CANCEL, a->id, NULL, 0) != 0) {
+      pp__proc_fail(proc, PP_EXIT_NONE, "could not send CANCEL");
+      return 1;
+    }
+    return 0;
+  default:
+    return 0;
+  }
 }
 
 static void flush_soon(pp_pool_t *pool, pp__proc_t *proc) {
@@ -164,6 +225,8 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
   pool->checkouts++;
   pp__count_wait(pool, a->start_ns, now);
   pp__count_request(pool, proc, ms);
+  if (a->call_deadline_ns)
+    pp__waiter_timer_arm(pool, a->call_deadline_ns);
   pp__trace(pool, PP_TRACE_REQUEST, slot->id, proc->generation, proc->pid, 0, 0,
             slot->anum - 1, "async");
   flush_soon(pool, proc);
@@ -232,7 +295,11 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp_pool_t *pool = proc->pool;
   uint64_t now = pp__now_ns();
   pp__acall_t *a = pp__container_of(slot->aring.next, pp__acall_t, node);
-  int status = pp__call_reply(f, a->id, store, a, a->msg, sizeof(a->msg));
+  int status =
+      a->ghost && (f->type == PP_FRAME_REPLY || f->type == PP_FRAME_ERROR) &&
+              f->id == a->id
+          ? 0
+          : pp__call_reply(f, a->id, store, a, a->msg, sizeof(a->msg));
 
   PP_ASSERT_LOOP(proc->pool);
   PP_ASSERT_LOCKED(proc->pool);
@@ -245,9 +312,15 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   }
   pp__queue_remove(&a->node);
   slot->anum--;
-  pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid, 0, 0,
-            status, "async");
-  complete(pool, a, status, proc, 1, now);
+  if (a->ghost) {
+    pp__trace(pool, PP_TRACE_STALE_REPLY, slot->id, proc->generation, proc->pid,
+              0, 0, 0, "async");
+    ghost_done(pool, proc, a, 1);
+  } else {
+    pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid, 0, 0,
+              status, "async");
+    complete(pool, a, status, proc, 1, now);
+  }
   arm(proc, now);
   if (slot->anum == 0) {
     pp__proc_read_stop(proc);
@@ -275,6 +348,10 @@ void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason) {
     a = pp__container_of(slot->aring.next, pp__acall_t, node);
     pp__queue_remove(&a->node);
     slot->anum--;
+    if (a->ghost) {
+      ghost_done(pool, proc, a, 0);
+      continue;
+    }
     status = pp__call_cut(proc, reason, first, a->msg, sizeof(a->msg));
     complete(pool, a, status, proc, 0, now);
     first = 0;
@@ -286,7 +363,7 @@ uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now) {
   uint64_t first = 0;
   pp__acall_t *a;
   pp_diag_t d;
-  int r;
+  int r, i;
 
   for (q = pool->async_queue.next; q != &pool->async_queue; q = next) {
     next = q->next;
@@ -301,6 +378,25 @@ uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now) {
     pool->timeouts++;
     r = pp__checkout_unavailable(pool, &d);
     fail(pool, a, r, d.message, now);
+  }
+  /* Placed calls past their own deadline. */
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *slot = pool->slots[i];
+
+    if (slot->anum == 0 || slot->proc == NULL)
+      continue;
+    pp__queue_foreach(q, &slot->aring) {
+      a = pp__container_of(q, pp__acall_t, node);
+      if (a->ghost || a->call_deadline_ns == 0)
+        continue;
+      if (a->call_deadline_ns > now) {
+        if (first == 0 || a->call_deadline_ns < first)
+          first = a->call_deadline_ns;
+        continue;
+      }
+      if (abandon(pool, slot->proc, a, now))
+        break; /* the worker failed: its ring is gone */
+    }
   }
   return first;
 }
@@ -335,6 +431,9 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
     memcpy(a->payload, payload, len);
   pp__queue_init(&a->node);
   now = a->start_ns = pp__now_ns();
+  /* timeout_ms bounds the whole call: waiting, then running. */
+  if (timeout_ms >= 0)
+    a->call_deadline_ns = pp__deadline_after(now, (uint64_t)timeout_ms);
   pp__lock(pool);
   loop = pp__on_loop_thread(pool);
   if (len > pool->cfg->max_frame) {

@@ -393,7 +393,8 @@ void pp__on_waiter_timer(uv_timer_t *t) {
     pool->timeouts++;
     pp__waiter_complete(w, r, NULL);
   }
-  if (pool->async_waiters > 0) {
+  /* pp_call_async calls: waiting, or placed with a timeout_ms. */
+  if (pool->async_waiters > 0 || pool->shared_calls > 0) {
     uint64_t a = pp__async_expire(pool, now);
     if (a && (first == 0 || a < first))
       first = a;

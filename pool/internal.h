@@ -60,14 +60,21 @@ struct pp__acall {
   pp__queue_t node; /* pool->async_queue, then its slot's aring */
   pp_call_cb cb;
   void *data;
-  uint64_t start_ns;    /* entry, for the wait and run histograms */
-  uint64_t placed_ns;   /* written to its worker */
-  uint64_t deadline_ns; /* waiting: the checkout deadline; placed: the
-                           request deadline, 0 = none */
+  uint64_t start_ns;         /* entry, for the wait and run histograms */
+  uint64_t placed_ns;        /* written to its worker */
+  uint64_t deadline_ns;      /* waiting: the checkout deadline; placed: the
+                                request deadline, 0 = none */
+  uint64_t call_deadline_ns; /* timeout_ms's, for the whole call; 0 = none */
   uint32_t id;
   int placed;
   int submitted; /* queued by another thread, not yet counted against
                     checkout.max_waiters by the loop */
+  /* Past call_deadline_ns while its request runs: answered PP_ETIMEDOUT,
+   * it stays in its ring until its reply (dropped) or its worker's end;
+   * freed by whichever of that and its callback comes last. */
+  int ghost;
+  int delivered; /* its callback ran */
+  int gone;      /* off its ring */
   int status;
   pp__pending_t pend;
   char *reply;
@@ -599,12 +606,13 @@ void pp__async_accept(pp_pool_t *pool);
  * else the timer is armed again (libuv counts from the loop's cached
  * time, so it can fire early) and 0. */
 int pp__async_timer_due(pp__proc_t *proc);
-/* Expire the waiting calls whose checkout deadline passed; returns the
- * earliest deadline left, 0 when none. */
+/* Expire the waiting calls whose checkout deadline passed, and abandon
+ * the placed ones past their timeout_ms; returns the earliest deadline
+ * left, 0 when none. */
 uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now);
 void pp__async_waiters_fail(pp_pool_t *pool, int status, const char *why);
 /* Call a completed call's callback and free it (lock NOT held). */
-void pp__acall_deliver(pp__acall_t *a);
+void pp__acall_deliver(pp_pool_t *pool, pp__acall_t *a);
 void pp__async_flush_cb(uv_prepare_t *h);
 
 /* ---- pipeline.c */

@@ -876,7 +876,7 @@ void pp__run_pending(pp_pool_t *pool) {
       pp__reply_deliver(p->u.lease);
       break;
     case PP__PEND_ACALL:
-      pp__acall_deliver(p->u.acall);
+      pp__acall_deliver(pool, p->u.acall);
       break;
     }
   }

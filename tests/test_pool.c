@@ -623,6 +623,78 @@ static void test_async_request_timeout(void **state) {
   ctx_stop(&c);
 }
 
+/* A call's timeout_ms bounds the whole call: past it, while its request
+ * runs, the caller gets PP_ETIMEDOUT at once; the request runs on
+ * (on_client_death: finish) and its reply is dropped, and the call queued
+ * behind it on the same worker is not harmed. */
+static void test_async_call_deadline(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  const char *echo = "{\"cmd\":\"echo\",\"args\":1}";
+  char fifo[128], gate[256];
+  pp_status_t st;
+  acall_t a[2];
+  int total = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  cfg_set(cfg, "worker.request_timeout", "5m");
+  ctx_start(&c, cfg, 1);
+  fifo_make(fifo, sizeof(fifo), "async-deadline");
+  snprintf(gate, sizeof(gate), "{\"cmd\":\"gate\",\"args\":{\"fifo\":\"%s\"}}",
+           fifo);
+  acalls_init(a, 2, &c, &total);
+  async_submit(&a[0], gate, 200);
+  async_submit(&a[1], echo, -1);
+  run_until_total(&c, &total, 1, 20000);
+  assert_int_equal(a[0].done, 1);
+  assert_int_equal(a[0].status, PP_ETIMEDOUT);
+  assert_non_null(strstr(a[0].msg, "timeout_ms"));
+  assert_int_equal(a[1].done, 0);
+  fifo_release(fifo);
+  unlink(fifo);
+  run_until_total(&c, &total, 2, 20000);
+  assert_int_equal(a[1].status, 0);
+  assert_string_equal(a[1].reply, "1");
+  run_until_events(&c, PP_TRACE_STALE_REPLY, 1, 10000);
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.errors, 1);
+  assert_int_equal(st.stale_replies, 1);
+  pp_status_free(&st);
+  ctx_stop(&c);
+}
+
+/* The same with on_client_death: cancel: the handler sees
+ * portpool_worker.cancelled() and returns early; the call behind it gets
+ * its reply from the same worker. */
+static void test_async_call_deadline_cancel(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  const char *slow = "{\"cmd\":\"cancelled_sleep\",\"args\":60}";
+  const char *echo = "{\"cmd\":\"echo\",\"args\":2}";
+  pp_status_t st;
+  acall_t a[2];
+  int total = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "4");
+  cfg_set(cfg, "on_client_death", "cancel");
+  ctx_start(&c, cfg, 1);
+  acalls_init(a, 2, &c, &total);
+  async_submit(&a[0], slow, 200);
+  async_submit(&a[1], echo, -1);
+  run_until_total(&c, &total, 2, 20000);
+  assert_int_equal(a[0].status, PP_ETIMEDOUT);
+  assert_int_equal(a[1].status, 0);
+  assert_string_equal(a[1].reply, "2");
+  run_until_events(&c, PP_TRACE_STALE_REPLY, 1, 10000);
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  pp_status_free(&st);
+  ctx_stop(&c);
+}
+
 /* Calls wait in FIFO order while the only worker is leased: past
  * max_waiters a call is refused at once (PP_EBUSY), a wait past its
  * timeout fails with the reason, and a check-in serves the next. */
@@ -1110,6 +1182,8 @@ int main(void) {
       cmocka_unit_test(test_async_calls),
       cmocka_unit_test(test_async_crash_fails_the_ring),
       cmocka_unit_test(test_async_request_timeout),
+      cmocka_unit_test(test_async_call_deadline),
+      cmocka_unit_test(test_async_call_deadline_cancel),
       cmocka_unit_test(test_async_waits_for_a_worker),
       cmocka_unit_test(test_async_lease_not_starved),
       cmocka_unit_test(test_async_protocol_error),
