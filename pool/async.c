@@ -117,29 +117,21 @@ static int abandon(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
                    uint64_t now) {
   a->ghost = 1;
   a->status = PP_ETIMEDOUT;
-  snprintf(a->msg, sizeof(a->msg),
-           "the call ran past its timeout_ms; its worker %d was left as "
-           "on_client_death says",
-           proc->slot->id);
   pp__count_end(pool, proc, a->placed_ns, now, PP_ETIMEDOUT, 0);
   a->pend.kind = PP__PEND_ACALL;
   a->pend.u.acall = a;
   pp__queue_insert_tail(&pool->pending, &a->pend.node);
   pp__wake(pool);
-  switch (pool->cfg->on_client_death) {
-  case PP_DEATH_KILL:
-    pp__proc_fail(proc, PP_EXIT_NONE,
-                  "a call ran past its timeout_ms (on_client_death: kill)");
+  if (pp__call_expired(proc, a->msg, sizeof(a->msg)))
     return 1;
-  case PP_DEATH_CANCEL:
-    if (pp__proc_send(proc, PP_FRAME_CANCEL, a->id, NULL, 0) != 0) {
-      pp__proc_fail(proc, PP_EXIT_NONE, "could not send CANCEL");
-      return 1;
-    }
-    return 0;
-  default:
-    return 0;
+  /* CANCEL by itself: pp__proc_cancel's grace timer would take the
+   * ring's request timer. */
+  if (pool->cfg->on_client_death == PP_DEATH_CANCEL &&
+      pp__proc_send(proc, PP_FRAME_CANCEL, a->id, NULL, 0) != 0) {
+    pp__proc_fail(proc, PP_EXIT_NONE, "could not send CANCEL");
+    return 1;
   }
+  return 0;
 }
 
 static void flush_soon(pp_pool_t *pool, pp__proc_t *proc) {

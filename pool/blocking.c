@@ -434,15 +434,8 @@ static int call_abandon(tcall_t *c) {
   pp__proc_t *proc = c->proc;
   pp_pool_t *pool = proc->pool;
 
-  snprintf(c->msg, c->cap,
-           "the call ran past its timeout_ms; its worker %d was left as "
-           "on_client_death says",
-           c->lease->slot->id);
-  if (pool->cfg->on_client_death == PP_DEATH_KILL) {
-    pp__proc_fail(proc, PP_EXIT_NONE,
-                  "a call ran past its timeout_ms (on_client_death: kill)");
+  if (pp__call_expired(proc, c->msg, c->cap))
     return PP_ETIMEDOUT;
-  }
   proc->orphan_id = c->id;
   pool->orphans++;
   /* The loop reads from here on, up to the request's own deadline. */

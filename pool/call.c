@@ -52,6 +52,19 @@ void pp__count_stale(pp__proc_t *proc) {
   proc->slot->requests_total++;
 }
 
+int pp__call_expired(pp__proc_t *proc, char *msg, size_t cap) {
+  PP_ASSERT_LOCKED(proc->pool);
+  snprintf(msg, cap,
+           "the call ran past its timeout_ms; its worker %d was left as "
+           "on_client_death says",
+           proc->slot->id);
+  if (proc->pool->cfg->on_client_death != PP_DEATH_KILL)
+    return 0;
+  pp__proc_fail(proc, PP_EXIT_NONE,
+                "a call ran past its timeout_ms (on_client_death: kill)");
+  return 1;
+}
+
 int pp__call_reply(const pp_frame_t *f, uint32_t id,
                    int (*store)(void *to, const char *p, size_t len), void *to,
                    char *msg, size_t cap) {

@@ -570,6 +570,11 @@ int pp__call_reply(const pp_frame_t *f, uint32_t id,
  * reply pipe closed or the process reaped): fails the worker with the
  * matching kill reason and returns the call's status, msg saying why. */
 int pp__call_fail(pp__proc_t *proc, int r, char *msg, size_t cap);
+/* A call ran past its timeout_ms while its request runs on proc: msg says
+ * so, and the worker is left as on_client_death says, as for a client
+ * that went away.  With kill it is failed here (returns 1); otherwise 0,
+ * and the caller lets the request run (finish) or cancels it (cancel). */
+int pp__call_expired(pp__proc_t *proc, char *msg, size_t cap);
 /* The status of a call cut short because its worker failed for reason;
  * `first`: the call the reason is about (the oldest in flight), the
  * others behind a timed-out one get PP_ECRASHED. */
