@@ -701,6 +701,66 @@ PP_EXTERN int pp_call_cmd(pp_pool_t *pool, const char *cmd,
                           const char *args_json, pp_buf_t *reply,
                           int64_t timeout_ms, pp_diag_t *diag);
 
+/* ------------------------------------------------------------- cancelling */
+
+/* A cancel token: give it to calls (pp_call_opts_t.cancel), and any thread
+ * may end them with pp_cancel().  One token may serve several calls at
+ * once (the fan-out of one piece of work, say); pp_cancel ends every call
+ * pending on it, and a call started with a fired token fails at once with
+ * PP_ECANCELED, until pp_cancel_reset().  A call cancelled
+ *   - while it waits for a worker is withdrawn;
+ *   - while its request runs (or waits on its worker behind others) gets
+ *     its worker a CANCEL frame: the handler sees
+ *     portpool_worker.cancelled(), and the worker is replaced if it has
+ *     not answered within cancel_grace (the pp_call_async calls queued
+ *     behind it on that worker are then placed again, never lost); the
+ *     late answer is dropped (stale_replies), never handed to anyone.
+ * The caller gets PP_ECANCELED exactly once, at once: pp_call_with and
+ * pp_lease_call_with return it, the callbacks of pp_call_async_with and
+ * pp_request_with get it (on the loop thread, never from inside
+ * pp_cancel).  After PP_ECANCELED from pp_lease_call_with or
+ * pp_request_with the lease's worker is gone: check the lease in. */
+typedef struct pp_cancel pp_cancel_t;
+
+/* A token for calls on pool.  Returns 0, UV_ENOMEM or a libuv error (its
+ * eventfd). */
+PP_EXTERN int pp_cancel_new(pp_pool_t *pool, pp_cancel_t **out);
+/* Cancel every call pending on the token, and those started with it
+ * later.  Any thread.  Returns how many calls it ended: each of them gets
+ * PP_ECANCELED; a call not counted (it had finished) gets its own
+ * outcome. */
+PP_EXTERN int pp_cancel(pp_cancel_t *token);
+/* 1 once pp_cancel ran on it (until pp_cancel_reset). */
+PP_EXTERN int pp_cancel_fired(const pp_cancel_t *token);
+/* Make a fired token usable again.  No call may be pending on it. */
+PP_EXTERN void pp_cancel_reset(pp_cancel_t *token);
+/* Free a token.  No call may be pending on it.  NULL is allowed. */
+PP_EXTERN void pp_cancel_free(pp_cancel_t *token);
+
+/* What the _with calls take besides the payload. */
+typedef struct pp_call_opts {
+  int64_t timeout_ms;  /* as the plain call's timeout_ms: < 0 the config's */
+  pp_cancel_t *cancel; /* NULL: not cancellable */
+} pp_call_opts_t;
+
+/* The calls above with options (opts NULL: timeout_ms -1, no token).  The
+ * plain calls are these with {timeout_ms, NULL}.  A pipelined pp_call_with
+ * (worker.pipeline_depth > 1) given a token or a timeout_ms >= 0 goes
+ * through pp_call_async_with, which can end it at either; without both it
+ * keeps the caller-reads path of pp_call, bounded in its wait only. */
+PP_EXTERN int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
+                           pp_buf_t *reply, const pp_call_opts_t *opts,
+                           pp_diag_t *diag);
+PP_EXTERN int pp_lease_call_with(pp_lease_t *lease, const void *payload,
+                                 size_t len, const pp_call_opts_t *opts,
+                                 pp_buf_t *reply, pp_diag_t *diag);
+PP_EXTERN int pp_call_async_with(pp_pool_t *pool, const void *payload,
+                                 size_t len, const pp_call_opts_t *opts,
+                                 pp_call_cb cb, void *data);
+PP_EXTERN int pp_request_with(pp_lease_t *lease, const void *payload,
+                              size_t len, const pp_call_opts_t *opts,
+                              pp_reply_cb cb, void *data);
+
 /* ---------------------------------------------- supervised tasks, quiesce */
 
 /* A task runs fn on a thread of its own with a client the task owns: every

@@ -50,6 +50,7 @@ static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since) {
 static void complete(pp_pool_t *pool, pp__acall_t *a, int status,
                      pp__proc_t *proc, int answered, uint64_t now) {
   PP_ASSERT_LOCKED(pool);
+  pp__unbind(&a->bind);
   a->status = status;
   if (a->placed) {
     pp__count_end(pool, proc, a->placed_ns, now, status, answered);
@@ -108,6 +109,20 @@ static void ghost_done(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
   }
 }
 
+/* A placed call answered before its worker did (lock held): a ghost from
+ * now on, its callback queued with status. */
+static void answer_early(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
+                         int status, uint64_t now) {
+  pp__unbind(&a->bind);
+  a->ghost = 1;
+  a->status = status;
+  pp__count_end(pool, proc, a->placed_ns, now, status, 0);
+  a->pend.kind = PP__PEND_ACALL;
+  a->pend.u.acall = a;
+  pp__queue_insert_tail(&pool->pending, &a->pend.node);
+  pp__wake(pool);
+}
+
 /* a ran past its timeout_ms while its request runs on proc (lock held):
  * its caller gets PP_ETIMEDOUT now; the request is left as
  * on_client_death says: finish lets it run (its reply is dropped), cancel
@@ -115,13 +130,7 @@ static void ghost_done(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
  * fail as for any worker's end).  Returns 1 when the worker was failed. */
 static int abandon(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
                    uint64_t now) {
-  a->ghost = 1;
-  a->status = PP_ETIMEDOUT;
-  pp__count_end(pool, proc, a->placed_ns, now, PP_ETIMEDOUT, 0);
-  a->pend.kind = PP__PEND_ACALL;
-  a->pend.u.acall = a;
-  pp__queue_insert_tail(&pool->pending, &a->pend.node);
-  pp__wake(pool);
+  answer_early(pool, proc, a, PP_ETIMEDOUT, now);
   if (pp__call_expired(proc, a->msg, sizeof(a->msg)))
     return 1;
   /* CANCEL by itself: pp__proc_cancel's grace timer would take the
@@ -162,34 +171,49 @@ void pp__async_flush_cb(uv_prepare_t *h) {
   pp__run_pending(pool);
 }
 
+/* When the call at the head of a ring must have been answered, 0 = never:
+ * its request deadline, and for a cancelled one cancel_grace after its
+ * CANCEL went and it became the head (the worker answers a CANCEL for a
+ * request it has not begun when it reaches it). */
+static uint64_t head_due(pp_pool_t *pool, pp__acall_t *head, uint64_t now) {
+  uint64_t due = head->deadline_ns;
+
+  if (head->cancelled && !head->cancel_wanted) {
+    if (head->cancel_due_ns == 0)
+      head->cancel_due_ns = pp__deadline_after(now, pool->cfg->cancel_grace_ms);
+    if (due == 0 || head->cancel_due_ns < due)
+      due = head->cancel_due_ns;
+  }
+  return due;
+}
+
 /* The request timer follows the call at the head of the ring. */
 static void arm(pp__proc_t *proc, uint64_t now) {
   pp__slot_t *slot = proc->slot;
-  pp__acall_t *head;
+  uint64_t due;
 
   if (slot->anum == 0) {
     pp__proc_arm(proc, 0);
     return;
   }
-  head = pp__container_of(slot->aring.next, pp__acall_t, node);
-  if (head->deadline_ns == 0)
+  due = head_due(proc->pool,
+                 pp__container_of(slot->aring.next, pp__acall_t, node), now);
+  if (due == 0)
     pp__proc_arm(proc, 0);
   else
-    pp__proc_arm(proc, head->deadline_ns > now
-                           ? (head->deadline_ns - now + 999999) / 1000000
-                           : 1);
+    pp__proc_arm(proc, due > now ? (due - now + 999999) / 1000000 : 1);
 }
 
 int pp__async_timer_due(pp__proc_t *proc) {
   pp__acall_t *head =
       pp__container_of(proc->slot->aring.next, pp__acall_t, node);
-  uint64_t now = pp__now_ns();
+  uint64_t now = pp__now_ns(), due = head_due(proc->pool, head, now);
 
-  if (head->deadline_ns == 0 || head->deadline_ns > now) {
+  if (due == 0 || due > now) {
     arm(proc, now);
     return 0;
   }
-  return 1;
+  return head->cancelled && due == head->cancel_due_ns ? 2 : 1;
 }
 
 static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
@@ -203,6 +227,7 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
       0)
     return r;
   a->placed = 1;
+  a->proc = proc;
   a->placed_ns = now;
   a->deadline_ns = ms ? pp__deadline_after(now, ms) : 0;
   pp__queue_insert_tail(&slot->aring, &a->node);
@@ -241,8 +266,14 @@ void pp__async_admit(pp_pool_t *pool) {
       break;
     pp__queue_remove(&a->node);
     pool->async_waiters--;
-    if (place(pool, slot, a, now) != 0)
+    if (a->call_deadline_ns && now >= a->call_deadline_ns) {
+      /* Its time ran out while it waited: never sent. */
+      pool->timeouts++;
+      fail(pool, a, PP_ETIMEDOUT,
+           "the call ran past its timeout_ms waiting for a worker", now);
+    } else if (place(pool, slot, a, now) != 0) {
       fail(pool, a, UV_ENOMEM, "out of memory", now);
+    }
   }
 }
 
@@ -327,12 +358,31 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__async_admit(pool);
 }
 
+/* Put a call its worker never began back at the head of the waiting
+ * calls, in order (before `at`): the loop places it again. */
+static void requeue(pp_pool_t *pool, pp__acall_t *a, pp__queue_t *at,
+                    uint64_t now) {
+  pool->shared_calls--;
+  a->placed = 0;
+  a->proc = NULL;
+  a->deadline_ns =
+      a->call_deadline_ns
+          ? a->call_deadline_ns
+          : pp__deadline_after(now, pool->cfg->checkout_timeout_ms);
+  pp__queue_insert_tail(at, &a->node); /* before at */
+  pool->async_waiters++;
+  pool->async_kick = 1;
+  pp__waiter_timer_arm(pool, a->deadline_ns);
+  pp__wake(pool);
+}
+
 void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason) {
   pp__slot_t *slot = proc->slot;
   pp_pool_t *pool = proc->pool;
   uint64_t now = pp__now_ns();
+  pp__queue_t *at = pool->async_queue.next;
   pp__acall_t *a;
-  int first = 1, status;
+  int first = 1, status, behind_cancel = 0;
 
   PP_ASSERT_LOCKED(proc->pool);
 
@@ -341,12 +391,79 @@ void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason) {
     pp__queue_remove(&a->node);
     slot->anum--;
     if (a->ghost) {
+      /* The worker ran a cancelled call when it ended: the calls behind
+       * it had not begun, and are not harmed. */
+      if (first && a->cancelled)
+        behind_cancel = 1;
       ghost_done(pool, proc, a, 0);
+      continue;
+    }
+    if (behind_cancel && !pool->stopping && !pool->draining) {
+      requeue(pool, a, at, now);
       continue;
     }
     status = pp__call_cut(proc, reason, first, a->msg, sizeof(a->msg));
     complete(pool, a, status, proc, 0, now);
     first = 0;
+  }
+}
+
+/* CANCEL for placed call a (loop thread, lock held); at the head of its
+ * ring, its grace runs from now. */
+static void send_cancel(pp__proc_t *proc, pp__acall_t *a, uint64_t now) {
+  a->cancel_wanted = 0;
+  if (pp__proc_send(proc, PP_FRAME_CANCEL, a->id, NULL, 0) != 0) {
+    pp__proc_fail(proc, PP_EXIT_NONE, "could not send CANCEL");
+    return;
+  }
+  if (proc->slot->aring.next == &a->node)
+    arm(proc, now);
+}
+
+void pp__async_cancel(pp_pool_t *pool, pp__acall_t *a) {
+  uint64_t now = pp__now_ns();
+  pp__proc_t *proc = a->proc;
+
+  PP_ASSERT_LOCKED(pool);
+  if (!a->placed) {
+    pp__queue_remove(&a->node);
+    pool->async_waiters--;
+    fail(pool, a, PP_ECANCELED,
+         "the call was cancelled while it waited for a worker", now);
+    return;
+  }
+  answer_early(pool, proc, a, PP_ECANCELED, now);
+  a->cancelled = 1;
+  snprintf(a->msg, sizeof(a->msg),
+           "the call was cancelled; its worker %d was sent CANCEL",
+           proc->slot->id);
+  if (pp__on_loop_thread(pool)) {
+    send_cancel(proc, a, now);
+  } else {
+    a->cancel_wanted = 1;
+    pool->async_cancels = 1;
+    pool->loop_wake = 1;
+    pp__wake(pool);
+  }
+}
+
+void pp__async_send_cancels(pp_pool_t *pool) {
+  uint64_t now = pp__now_ns();
+  pp__queue_t *q, *next;
+  pp__acall_t *a;
+  int i;
+
+  PP_ASSERT_LOOP(pool);
+  pool->async_cancels = 0;
+  for (i = 0; i < pool->nslots; i++) {
+    pp__slot_t *slot = pool->slots[i];
+
+    for (q = slot->aring.next; slot->anum > 0 && q != &slot->aring; q = next) {
+      next = q->next;
+      a = pp__container_of(q, pp__acall_t, node);
+      if (a->cancel_wanted)
+        send_cancel(slot->proc, a, now);
+    }
   }
 }
 
@@ -407,6 +524,15 @@ void pp__async_waiters_fail(pp_pool_t *pool, int status, const char *why) {
 
 int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
                   int64_t timeout_ms, pp_call_cb cb, void *data) {
+  pp_call_opts_t o = {timeout_ms, NULL};
+
+  return pp_call_async_with(pool, payload, len, &o, cb, data);
+}
+
+int pp_call_async_with(pp_pool_t *pool, const void *payload, size_t len,
+                       const pp_call_opts_t *opts, pp_call_cb cb, void *data) {
+  int64_t timeout_ms = opts ? opts->timeout_ms : -1;
+  pp_cancel_t *token = opts ? opts->cancel : NULL;
   uint64_t ms, now;
   pp__slot_t *slot;
   pp__acall_t *a;
@@ -428,7 +554,9 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
     a->call_deadline_ns = pp__deadline_after(now, (uint64_t)timeout_ms);
   pp__lock(pool);
   loop = pp__on_loop_thread(pool);
-  if (len > pool->cfg->max_frame) {
+  if (token && token->fired) {
+    r = PP_ECANCELED;
+  } else if (len > pool->cfg->max_frame) {
     r = PP_ETOOBIG;
   } else if (pool->stopping || pool->draining) {
     r = PP_ECLOSED;
@@ -460,6 +588,8 @@ int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
       pp__wake(pool);
     }
   }
+  if (r == 0)
+    pp__bind(token, &a->bind, PP__BIND_ASYNC, a); /* not fired: checked */
   pp__unlock(pool);
   if (r != 0)
     free(a);

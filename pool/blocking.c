@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,8 +124,19 @@ void pp_pool_close(pp_pool_t *pool) {
 
 /* ---- checkout */
 
+static int lease_acquire(pp_pool_t *pool, pp_client_t *client,
+                         int64_t timeout_ms, pp_cancel_t *token,
+                         pp_lease_t **out, pp_diag_t *diag);
+
 int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
                      pp_lease_t **out, pp_diag_t *diag) {
+  return lease_acquire(pool, client, timeout_ms, NULL, out, diag);
+}
+
+/* pp_lease_acquire, withdrawn if token fires while it waits. */
+static int lease_acquire(pp_pool_t *pool, pp_client_t *client,
+                         int64_t timeout_ms, pp_cancel_t *token,
+                         pp_lease_t **out, pp_diag_t *diag) {
   pp__waiter_t w;
   pp__slot_t *slot;
   uint64_t now;
@@ -137,8 +149,11 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
     client = &pool->anon;
   pp__lock(pool);
   __atomic_add_fetch(&pool->users, 1, __ATOMIC_RELAXED);
-  if (pool->stopping || pool->draining || client->dead ||
-      pool->state == PP_POOL_DEGRADED) {
+  if (token && token->fired) {
+    pp__diag_set(diag, "the call was cancelled before it started");
+    r = PP_ECANCELED;
+  } else if (pool->stopping || pool->draining || client->dead ||
+             pool->state == PP_POOL_DEGRADED) {
     r = client->dead ? PP_ECANCELED : pp__checkout_unavailable(pool, diag);
   } else if ((slot = pp__idle_take(pool)) != NULL) {
     pp__count_wait(pool, 0, 0);
@@ -160,6 +175,7 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
     w.thread = 1;
     w.diag = diag;
     pp__waiter_enqueue(pool, &w, client, timeout_ms);
+    pp__bind(token, &w.bind, PP__BIND_WAIT, &w); /* not fired: checked */
     while (!w.done) {
       now = pp__now_ns();
       if (now < w.deadline_ns) {
@@ -238,7 +254,7 @@ long pp__read_frame(pp__proc_t *proc, uint64_t deadline_ns, pp_frame_t *f) {
  * caller on 2 CPUs polls, two callers do not.  Each turn yields the CPU to
  * anything runnable beside us (the worker itself, when they share one).
  * > 0: something to read. */
-static int spin(pp__proc_t *proc, struct pollfd *p) {
+static int spin(pp__proc_t *proc, struct pollfd *p, nfds_t n) {
   pp_pool_t *pool = proc->pool;
   int r = 0, users, spinners;
   uint64_t end;
@@ -247,7 +263,7 @@ static int spin(pp__proc_t *proc, struct pollfd *p) {
   spinners = __atomic_add_fetch(&pool->spinners, 1, __ATOMIC_RELAXED);
   if (users + spinners <= pool->ncpu) {
     end = pp__now_ns() + __atomic_load_n(&proc->spin_ns, __ATOMIC_RELAXED);
-    while ((r = poll(p, 2, 0)) == 0 && pp__now_ns() < end)
+    while ((r = poll(p, n, 0)) == 0 && pp__now_ns() < end)
       sched_yield();
   }
   __atomic_sub_fetch(&pool->spinners, 1, __ATOMIC_RELAXED);
@@ -284,7 +300,8 @@ void pp__spin_adapt(pp__proc_t *proc, uint64_t waited) {
 }
 
 int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped) {
-  struct pollfd p[2];
+  struct pollfd p[3];
+  nfds_t n = proc->call_cancel_fd >= 0 ? 3 : 2;
   uint64_t now = 0;
   int ms = -1, r = 0;
 
@@ -304,10 +321,13 @@ int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped) {
   p[0].events = POLLIN;
   p[1].fd = proc->wake_fd;
   p[1].events = POLLIN;
+  p[2].fd = proc->call_cancel_fd; /* the call's cancel token, if any */
+  p[2].events = POLLIN;
+  p[2].revents = 0;
   if (ms != 0 && __atomic_load_n(&proc->spin_ns, __ATOMIC_RELAXED))
-    r = spin(proc, p);
+    r = spin(proc, p, n);
   if (r == 0) {
-    r = poll(p, 2, ms);
+    r = poll(p, n, ms);
     if (r > 0 && ms != 0 && proc->spin_max_ns)
       pp__spin_adapt(proc, pp__now_ns() - now);
   }
@@ -315,6 +335,9 @@ int pp__reply_wait(pp__proc_t *proc, uint64_t deadline_ns, int *reaped) {
     return PP_ETIMEDOUT;
   if (r < 0 && errno != EINTR)
     return PP_ECRASHED;
+  /* Cancelled, and no answer to read: the caller ends the call. */
+  if (r > 0 && (p[2].revents & POLLIN) && !(p[0].revents & POLLIN))
+    return PP_ECANCELED;
   /* The process was reaped: read once more, for a reply written just
    * before it died. */
   if (r > 0 && (p[1].revents & POLLIN))
@@ -371,13 +394,15 @@ typedef struct {
   int sent;                  /* the request reached the worker's pipe */
   long used;                 /* the answer's size in rbuf, 0 when none */
   int status;
+  int cancelled; /* set by pp_cancel (lock held) while bound */
+  pp__bind_t bind;
   char *msg;  /* why it failed: the caller's diag, or NULL */
   size_t cap; /* its size, 0 with NULL */
 } tcall_t;
 
 /* Refuses the call (its status, nothing changed) or starts it. */
 static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
-                      int64_t timeout_ms, pp_diag_t *diag) {
+                      int64_t timeout_ms, pp_cancel_t *token, pp_diag_t *diag) {
   pp_pool_t *pool = lease->pool;
   pp__slot_t *slot = lease->slot;
   pp__proc_t *proc = lease->proc;
@@ -410,6 +435,11 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
     pp__diag_set(diag, "payload of %zu bytes is over worker.max_frame", len);
     return PP_ETOOBIG;
   }
+  if (pp__bind(token, &c->bind, PP__BIND_THREAD, &c->cancelled) != 0) {
+    pp__diag_set(diag, "the call was cancelled before it started");
+    return PP_ECANCELED;
+  }
+  proc->call_cancel_fd = token ? token->fd : -1;
   lease->thread_call = 1;
   lease->writing = 1;
   __atomic_add_fetch(&pool->users, 1, __ATOMIC_RELAXED);
@@ -425,6 +455,8 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
   return 0;
 }
 
+static void call_leave(tcall_t *c, int cancel);
+
 /* pp_call's deadline passed while its request runs (lock held): the caller
  * goes, and the worker is left as on_client_death says, as for a client
  * that went away: finish lets the request run (the loop reads and drops
@@ -432,10 +464,32 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
  * cancel_grace), kill replaces the worker now. */
 static int call_abandon(tcall_t *c) {
   pp__proc_t *proc = c->proc;
-  pp_pool_t *pool = proc->pool;
 
   if (pp__call_expired(proc, c->msg, c->cap))
     return PP_ETIMEDOUT;
+  call_leave(c, proc->pool->cfg->on_client_death == PP_DEATH_CANCEL);
+  return PP_ETIMEDOUT;
+}
+
+/* pp_cancel ended the call while its request runs (lock held): the worker
+ * gets CANCEL and the loop its reply (dropped), or replaces it past
+ * cancel_grace; the lease loses the worker. */
+static int call_cancel(tcall_t *c) {
+  call_leave(c, 1);
+  snprintf(c->msg, c->cap,
+           "the call was cancelled; its worker %d was sent CANCEL",
+           c->lease->slot->id);
+  pp__lease_detach(c->lease);
+  return PP_ECANCELED;
+}
+
+/* The caller goes and leaves its request running to the loop (lock
+ * held): it reads and drops the reply, up to the request's deadline;
+ * with cancel the worker also gets CANCEL. */
+static void call_leave(tcall_t *c, int cancel) {
+  pp__proc_t *proc = c->proc;
+  pp_pool_t *pool = proc->pool;
+
   proc->orphan_id = c->id;
   pool->orphans++;
   /* The loop reads from here on, up to the request's own deadline. */
@@ -443,9 +497,8 @@ static int call_abandon(tcall_t *c) {
   proc->orphan_handoff = 1;
   pool->loop_wake = 1;
   pp__wake(pool);
-  if (pool->cfg->on_client_death == PP_DEATH_CANCEL)
+  if (cancel)
     pp__proc_cancel(proc, c->id);
-  return PP_ETIMEDOUT;
 }
 
 static void call_io(tcall_t *c, const void *payload, size_t len,
@@ -499,6 +552,8 @@ static int call_end(tcall_t *c) {
 
   PP_ASSERT_LOCKED(lease->pool);
 
+  pp__unbind(&c->bind);
+  proc->call_cancel_fd = -1;
   lease->thread_call = 0;
   lease->writing = 0;
   proc->cancel_sent = 0;
@@ -514,6 +569,9 @@ static int call_end(tcall_t *c) {
     pp__proc_fail(proc, PP_EXIT_NONE, "worker died while idle");
     snprintf(c->msg, c->cap, "worker %d died while idle", slot->id);
     r = PP_ECRASHED;
+  } else if (!answered && c->cancelled && !proc->dead &&
+             (r == PP_ECANCELED || r == PP_ETIMEDOUT)) {
+    r = call_cancel(c);
   } else if (!answered && r == PP_ETIMEDOUT && c->call_deadline_ns &&
              c->deadline_ns == c->call_deadline_ns) {
     r = call_abandon(c);
@@ -523,6 +581,14 @@ static int call_end(tcall_t *c) {
     pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after the reply");
   } else if (slot->lease == lease && !proc->dead) {
     slot->state = PP_WORKER_LEASED;
+  }
+  if (c->cancelled && r != PP_ECANCELED) {
+    /* pp_cancel counted it: the answer read (or the failure) is not the
+     * caller's any more. */
+    if (answered && (r == 0 || r == PP_EHANDLER))
+      pool->stale_replies++;
+    snprintf(c->msg, c->cap, "the call was cancelled");
+    r = PP_ECANCELED;
   }
   /* A worker failed, or left running the request (call_abandon), keeps
    * its start: status shows its age, a timeout's stack dump says how long
@@ -536,6 +602,7 @@ static int call_end(tcall_t *c) {
   if (answered)
     pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
               lease->id, lease->client->id, r, NULL);
+
   if (pool->stopping) {
     pp__proc_fail(proc, PP_EXIT_NONE, "pool closing");
     pp__lease_detach(lease);
@@ -582,6 +649,14 @@ static int call_run(tcall_t *c, const void *payload, size_t len,
 
 int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
                   int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag) {
+  pp_call_opts_t o = {timeout_ms, NULL};
+
+  return pp_lease_call_with(lease, payload, len, &o, reply, diag);
+}
+
+int pp_lease_call_with(pp_lease_t *lease, const void *payload, size_t len,
+                       const pp_call_opts_t *opts, pp_buf_t *reply,
+                       pp_diag_t *diag) {
   pp_pool_t *pool;
   tcall_t c;
   int r;
@@ -591,7 +666,8 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
   if (reply)
     reply->len = 0;
   pp__lock(pool);
-  r = call_begin(&c, lease, len, timeout_ms, diag);
+  r = call_begin(&c, lease, len, opts ? opts->timeout_ms : -1,
+                 opts ? opts->cancel : NULL, diag);
   if (r == 0)
     r = call_run(&c, payload, len, reply, diag);
   pp__unlock(pool);
@@ -602,13 +678,13 @@ int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
  * too large to pipeline): 1 when the request never reached its worker
  * (it died idle, unreaped), so that another may take it. */
 static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
-                       uint64_t deadline_ns, pp_buf_t *reply, pp_diag_t *diag,
-                       int *r) {
+                       uint64_t deadline_ns, pp_cancel_t *token,
+                       pp_buf_t *reply, pp_diag_t *diag, int *r) {
   pp_pool_t *pool = lease->pool;
   int unsent;
   tcall_t c;
 
-  *r = call_begin(&c, lease, len, -1, diag);
+  *r = call_begin(&c, lease, len, -1, token, diag);
   if (*r == 0 && deadline_ns &&
       (c.deadline_ns == 0 || deadline_ns < c.deadline_ns))
     c.deadline_ns = c.call_deadline_ns = deadline_ns;
@@ -623,18 +699,70 @@ static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
 
 int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag) {
+  pp_call_opts_t o = {timeout_ms, NULL};
+
+  return pp_call_with(pool, payload, len, reply, &o, diag);
+}
+
+/* A pipelined pp_call_with that can end early (a deadline, a token): a
+ * pp_call_async_with from this thread, waited for. */
+typedef struct {
+  sem_t sem;
+  int status;
+  pp_buf_t *reply;
+  pp_diag_t *diag;
+} waited_t;
+
+static void waited_cb(int status, const char *reply, size_t len,
+                      const pp_diag_t *d, void *data) {
+  waited_t *w = data;
+
+  if (len > 0 && pp__reply_store(w->reply, reply, len) != 0)
+    status = UV_ENOMEM;
+  if (d && w->diag)
+    snprintf(w->diag->message, sizeof(w->diag->message), "%s", d->message);
+  w->status = status;
+  sem_post(&w->sem);
+}
+
+static int call_waited(pp_pool_t *pool, const void *payload, size_t len,
+                       pp_buf_t *reply, const pp_call_opts_t *opts,
+                       pp_diag_t *diag) {
+  waited_t w = {.reply = reply, .diag = diag};
+  int r;
+
+  sem_init(&w.sem, 0, 0);
+  r = pp_call_async_with(pool, payload, len, opts, waited_cb, &w);
+  if (r == 0) {
+    while (sem_wait(&w.sem) != 0)
+      ; /* EINTR */
+    r = w.status;
+  } else {
+    pp__diag_set(diag, "%s", pp_strerror(r));
+  }
+  sem_destroy(&w.sem);
+  return r;
+}
+
+int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
+                 pp_buf_t *reply, const pp_call_opts_t *opts, pp_diag_t *diag) {
+  int64_t timeout_ms = opts ? opts->timeout_ms : -1;
+  pp_cancel_t *token = opts ? opts->cancel : NULL;
   uint64_t deadline = 0, now;
   pp__slot_t *slot;
   pp_lease_t *lease;
   int r, tries = 0;
 
   assert(pool != NULL);
-  if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD)
-    return pp__pipelined_call(pool, payload, len, reply, timeout_ms, diag);
-  if (timeout_ms >= 0)
-    deadline = pp__deadline_after(pp__now_ns(), (uint64_t)timeout_ms);
   if (reply)
     reply->len = 0;
+  if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD) {
+    if (timeout_ms >= 0 || token)
+      return call_waited(pool, payload, len, reply, opts, diag);
+    return pp__pipelined_call(pool, payload, len, reply, timeout_ms, diag);
+  }
+  if (timeout_ms >= 0)
+    deadline = pp__deadline_after(pp__now_ns(), (uint64_t)timeout_ms);
   /* A request that never reached its worker (it died idle, unreaped) is
    * retried on another: the caller does not notice. */
   for (;;) {
@@ -654,17 +782,16 @@ int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
     } else {
       pp__unlock(pool);
       now = pp__now_ns();
-      r = pp_lease_acquire(pool, NULL,
-                           deadline == 0 ? -1
-                           : deadline > now
-                               ? (int64_t)((deadline - now) / 1000000)
-                               : 0,
-                           &lease, diag);
+      r = lease_acquire(pool, NULL,
+                        deadline == 0    ? -1
+                        : deadline > now ? (int64_t)((deadline - now) / 1000000)
+                                         : 0,
+                        token, &lease, diag);
       if (r != 0)
         return r;
       pp__lock(pool);
     }
-    if (!call_leased(lease, payload, len, deadline, reply, diag, &r) ||
+    if (!call_leased(lease, payload, len, deadline, token, reply, diag, &r) ||
         ++tries > pool->nslots)
       return r;
   }

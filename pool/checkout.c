@@ -293,6 +293,7 @@ void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
 
   pp__queue_remove(&w->node);
   pp__queue_remove(&w->cnode);
+  pp__unbind(&w->bind);
   pool->nwaiters--;
   w->done = 1;
   w->status = status;
@@ -617,6 +618,7 @@ static void reply_queue(pp_lease_t *lease, int status) {
   PP_ASSERT_LOCKED(lease->pool);
 
   lease->in_flight = 0;
+  pp__unbind(&lease->bind);
   lease->status = status;
   lease->pend.kind = PP__PEND_REPLY;
   lease->pend.u.lease = lease;
@@ -674,6 +676,25 @@ void pp__loop_request_cut(pp_lease_t *lease, pp_exit_kind_t reason) {
   pp__count_end(lease->pool, lease->proc, lease->req_start_ns, pp__now_ns(),
                 status, 0);
   request_end(lease, status, msg);
+}
+
+void pp__request_cancel(pp_lease_t *lease) {
+  pp_pool_t *pool = lease->pool;
+  pp__proc_t *proc = lease->proc;
+
+  PP_ASSERT_LOCKED(lease->pool);
+  assert(lease->in_flight && !lease->pend_queued);
+  if (proc && lease->slot->lease == lease && !proc->dead) {
+    /* Its reply, if it comes, is the worker's orphan: dropped. */
+    lease->slot->lease = NULL;
+    proc->orphan_id = lease->req_id;
+    pool->orphans++;
+    pp__proc_cancel(proc, lease->req_id);
+  }
+  pp__loop_request_fail(lease, PP_ECANCELED,
+                        "the call was cancelled; its worker was sent CANCEL "
+                        "(check the lease in)");
+  pp__lease_detach(lease);
 }
 
 /* The dispatcher (pool.c) sends here only an answer to the request. */
@@ -739,7 +760,15 @@ void pp__reply_deliver(pp_lease_t *lease) {
 
 int pp_request(pp_lease_t *lease, const void *payload, size_t len,
                int64_t timeout_ms, pp_reply_cb cb, void *data) {
+  pp_call_opts_t o = {timeout_ms, NULL};
+
+  return pp_request_with(lease, payload, len, &o, cb, data);
+}
+
+int pp_request_with(pp_lease_t *lease, const void *payload, size_t len,
+                    const pp_call_opts_t *opts, pp_reply_cb cb, void *data) {
   pp_pool_t *pool = lease->pool;
+  int64_t timeout_ms = opts ? opts->timeout_ms : -1;
   pp__proc_t *proc;
   uint64_t ms;
   int r;
@@ -766,6 +795,11 @@ int pp_request(pp_lease_t *lease, const void *payload, size_t len,
     r = UV_ENOMEM;
     goto out;
   }
+  if (pp__bind(opts ? opts->cancel : NULL, &lease->bind, PP__BIND_REQUEST,
+               lease) != 0) {
+    r = PP_ECANCELED;
+    goto out;
+  }
   lease->reply_cb = cb;
   lease->reply_data = data;
   lease->in_flight = 1;
@@ -788,6 +822,7 @@ int pp_request(pp_lease_t *lease, const void *payload, size_t len,
   r = pp__proc_send(proc, PP_FRAME_REQUEST, lease->req_id, payload, len);
   if (r == UV_ENOMEM) {
     lease->in_flight = 0;
+    pp__unbind(&lease->bind);
     goto out;
   }
   pp__count_request(pool, proc, ms);

@@ -36,6 +36,30 @@ typedef struct pp__pending pp__pending_t;
 typedef struct pp__zygote pp__zygote_t;
 typedef struct pp__acall pp__acall_t;
 
+/* A pending call's place on its cancel token (cancel.c): in token->calls
+ * while the call can still be cancelled.  What pp_cancel does with it: */
+typedef enum {
+  PP__BIND_WAIT,   /* a thread waiting for a worker: withdrawn */
+  PP__BIND_THREAD, /* a thread's request running: *flag set; the thread,
+                      woken by the token's eventfd, ends it */
+  PP__BIND_ASYNC,  /* a pp_call_async: pp__async_cancel */
+  PP__BIND_REQUEST /* a pp_request in flight: pp__request_cancel */
+} pp__bind_kind_t;
+
+typedef struct pp__bind {
+  pp__queue_t node;
+  pp__bind_kind_t kind;
+  void *call;         /* pp__waiter_t, int flag, pp__acall_t, pp_lease_t */
+  pp_cancel_t *token; /* NULL: not bound */
+} pp__bind_t;
+
+struct pp_cancel {
+  pp_pool_t *pool;
+  int fd;    /* eventfd, readable once fired (wakes a thread in a call) */
+  int fired; /* under the pool lock */
+  pp__queue_t calls; /* pp__bind_t */
+};
+
 /* Work the loop must do after the lock is released: user callbacks. */
 typedef enum {
   PP__PEND_CHECKOUT, /* waiter completed: call its cb, free it */
@@ -67,14 +91,23 @@ struct pp__acall {
   uint64_t call_deadline_ns; /* timeout_ms's, for the whole call; 0 = none */
   uint32_t id;
   int placed;
-  int submitted; /* queued by another thread, not yet counted against
-                    checkout.max_waiters by the loop */
+  pp__proc_t *proc; /* placed on, while placed */
+  int submitted;    /* queued by another thread, not yet counted against
+                       checkout.max_waiters by the loop */
   /* Past call_deadline_ns while its request runs: answered PP_ETIMEDOUT,
    * it stays in its ring until its reply (dropped) or its worker's end;
    * freed by whichever of that and its callback comes last. */
   int ghost;
   int delivered; /* its callback ran */
   int gone;      /* off its ring */
+  /* Cancelled (pp_cancel) while placed: a ghost whose worker is sent
+   * CANCEL (by the loop: cancel_wanted until then); at the head of its
+   * ring it must answer by cancel_due_ns, or its worker is replaced and
+   * the calls behind it placed again. */
+  int cancelled;
+  int cancel_wanted;
+  uint64_t cancel_due_ns;
+  pp__bind_t bind;
   int status;
   pp__pending_t pend;
   char *reply;
@@ -213,6 +246,7 @@ struct pp_lease {
   uint64_t req_start_ns;
   pp_reply_cb reply_cb;
   void *reply_data;
+  pp__bind_t bind; /* the request's cancel token */
   /* Its completion, queued for the loop: status, reply copy, diag. */
   pp__pending_t pend;
   int pend_queued;
@@ -250,8 +284,9 @@ struct pp__waiter {
   pp_diag_t *diag;   /* thread waiter: the caller's diag, or NULL */
   int done;          /* granted or failed: out of every list */
   int status;
-  int thread;   /* a blocked thread, not a loop callback */
-  char msg[68]; /* loop waiter: the failure reason */
+  int thread;      /* a blocked thread, not a loop callback */
+  pp__bind_t bind; /* thread waiter: its call's cancel token */
+  char msg[68];    /* loop waiter: the failure reason */
   union {
     uv_cond_t cond; /* thread waiter */
     struct {        /* loop waiter */
@@ -331,6 +366,8 @@ struct pp_pool {
   pp__queue_t pipe_queue;  /* pp__pcall waiting for a place, FIFO */
   pp__queue_t async_queue; /* pp__acall waiting for a place, FIFO */
   int async_waiters;
+  int async_cancels;        /* another thread cancelled placed calls: the
+                               loop sends their CANCELs */
   int async_kick;           /* a worker turned idle off the loop, or a
                                call came from another thread: admit */
   uint64_t async_due_ns;    /* earliest deadline of the calls other threads
@@ -523,6 +560,9 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f);
  * worker failed for reason (pp__call_cut says how). */
 void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why);
 void pp__loop_request_cut(pp_lease_t *lease, pp_exit_kind_t reason);
+/* pp_cancel on a lease's request in flight (any thread): its callback
+ * gets PP_ECANCELED, the worker CANCEL, and the lease loses its worker. */
+void pp__request_cancel(pp_lease_t *lease);
 void pp__client_init(pp_pool_t *pool, pp_client_t *c);
 /* Mark c dead, withdraw its waits and reclaim its leases (lock NOT held:
  * it takes the lock, with a fault point after marking). */
@@ -608,8 +648,9 @@ void pp__async_admit(pp_pool_t *pool);
  * checkout.max_waiters, failing the excess with PP_EBUSY. */
 void pp__async_accept(pp_pool_t *pool);
 /* The request timer fired: 1 if the oldest call's deadline has passed,
- * else the timer is armed again (libuv counts from the loop's cached
- * time, so it can fire early) and 0. */
+ * 2 if it was cancelled and cancel_grace passed without its answer, else
+ * the timer is armed again (libuv counts from the loop's cached time, so
+ * it can fire early) and 0. */
 int pp__async_timer_due(pp__proc_t *proc);
 /* Expire the waiting calls whose checkout deadline passed, and abandon
  * the placed ones past their timeout_ms; returns the earliest deadline
@@ -618,6 +659,11 @@ uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now);
 void pp__async_waiters_fail(pp_pool_t *pool, int status, const char *why);
 /* Call a completed call's callback and free it (lock NOT held). */
 void pp__acall_deliver(pp_pool_t *pool, pp__acall_t *a);
+/* pp_cancel on a call (any thread): withdrawn while it waits; placed, it
+ * answers PP_ECANCELED now and its worker gets CANCEL. */
+void pp__async_cancel(pp_pool_t *pool, pp__acall_t *a);
+/* The loop sends the CANCELs other threads asked for. */
+void pp__async_send_cancels(pp_pool_t *pool);
 void pp__async_flush_cb(uv_prepare_t *h);
 
 /* ---- pipeline.c */
@@ -643,6 +689,13 @@ int pp__idle_turn(pp_pool_t *pool, int async, uint64_t since);
  * the worker's replacement is ready or when it reached max_requests. */
 int pp__ring_takes(pp_pool_t *pool, pp__slot_t *slot, int queued, int depth,
                    int async, uint64_t since);
+
+/* ---- cancel.c (lock held) */
+/* Put a call on token (NULL: none): 0, or PP_ECANCELED when it fired. */
+int pp__bind(pp_cancel_t *token, pp__bind_t *b, pp__bind_kind_t kind,
+             void *call);
+/* Take it off again (not bound: nothing). */
+void pp__unbind(pp__bind_t *b);
 
 /* ---- task.c */
 void pp__tasks_reap(pp_pool_t *pool);

@@ -539,8 +539,15 @@ void pp__on_proc_timer(pp__proc_t *proc) {
     return;
   }
   if (slot->proc == proc && slot->anum > 0) {
-    if (pp__async_timer_due(proc))
+    switch (pp__async_timer_due(proc)) {
+    case 1:
       pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
+      break;
+    case 2:
+      pp__proc_fail(proc, PP_EXIT_TIMEOUT,
+                    "the handler ignored CANCEL past cancel_grace");
+      break;
+    }
     return;
   }
   if (proc->orphan_id != 0 || (slot->lease && slot->lease->in_flight))
@@ -1269,6 +1276,8 @@ static void on_async(uv_async_t *a) {
         pp__proc_cancel(slot->proc, slot->proc->cancel_id);
       }
     }
+    if (pool->async_cancels)
+      pp__async_send_cancels(pool);
     while (!pp__queue_empty(&pool->stop_list)) {
       pp__proc_t *p =
           pp__container_of(pool->stop_list.next, pp__proc_t, stop_node);

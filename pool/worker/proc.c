@@ -648,7 +648,7 @@ pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation,
   proc->pool = pool;
   proc->slot = slot;
   proc->kind = kind;
-  proc->req_fd = proc->rep_fd = proc->wake_fd = -1;
+  proc->req_fd = proc->rep_fd = proc->wake_fd = proc->call_cancel_fd = -1;
   pp__queue_init(&proc->stop_node);
   if (kind == PP__PROC_ZYGOTE) {
     proc->u.zygote.pidfd = -1;

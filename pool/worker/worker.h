@@ -103,9 +103,11 @@ struct pp__proc {
   uv_timer_t timer; /* start-up timeout, request timeout, kill grace */
   unsigned handles; /* bit per open handle, see PP__H_* */
 
-  int req_fd;  /* we write requests; the worker's fd 3 */
-  int rep_fd;  /* we read replies; the worker's fd 4 */
-  int wake_fd; /* eventfd: written when the process is reaped */
+  int req_fd;         /* we write requests; the worker's fd 3 */
+  int rep_fd;         /* we read replies; the worker's fd 4 */
+  int wake_fd;        /* eventfd: written when the process is reaped */
+  int call_cancel_fd; /* the cancel token's eventfd of the thread call in
+                         flight (pp_lease_call_with), -1 when none */
   int pid;
 
   /* Its life, common to every kind: independent facts, so flags and not
