@@ -738,7 +738,9 @@ static int call_waited(pp_pool_t *pool, const void *payload, size_t len,
       ; /* EINTR */
     r = w.status;
   } else {
-    pp__diag_set(diag, "%s", pp_strerror(r));
+    pp__diag_set(diag, "%s",
+                 r == PP_ECANCELED ? "the call was cancelled before it started"
+                                   : pp_strerror(r));
   }
   sem_destroy(&w.sem);
   return r;

@@ -217,6 +217,9 @@ static int mock_sleep(mw_t *m, double secs) {
   uint64_t end = pp__now_ns() + (uint64_t)(secs * 1e9), now;
   int r;
 
+  /* A CANCEL read with the request, already in the buffer, counts. */
+  if (scan_control(m) != 0)
+    return -1;
   while ((now = pp__now_ns()) < end && !m->cancelled) {
     r = wait_input(m, (int)((end - now) / 1000000) + 1);
     if (r < 0)

@@ -1,0 +1,525 @@
+/* test_cancel.c -- deadline and cancel on every face of a call, as a
+ * table: each face (pp_call at depth 1, pp_call pipelined, pp_lease_call,
+ * pp_call_async from another thread, pp_request on the loop) in each state
+ * it can be in (waiting for a worker, running a handler that honours
+ * CANCEL, running one that ignores it, queued on a worker behind another
+ * call, racing its reply).  Run on the python adapter and again on the
+ * mock (PP_TEST_ADAPTER=mock), with the same expectations.
+ * PP_CANCEL_RACES sets how many cancel-versus-reply rounds the race runs
+ * (the stress entry runs 500). */
+#include "helpers.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { F_CALL, F_PIPE, F_LEASE, F_ASYNC, F_REQUEST, F_N } face_t;
+
+static const char *const face_name[F_N] = {"pp_call", "pp_call pipelined",
+                                           "pp_lease_call", "pp_call_async",
+                                           "pp_request"};
+
+/* What a handler does on each adapter: run until CANCEL (and return),
+ * run on whatever CANCEL says. */
+static const char *honours, *ignores;
+static int mock;
+
+typedef struct call {
+  pp_pool_t *pool;
+  face_t face;
+  char payload[128];
+  pp_call_opts_t opts;
+  uv_thread_t thread;
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  int ends; /* how many times the call ended: must be 1 */
+  int status;
+  char reply[256];
+  char msg[512];
+  pp_lease_t *lease;
+} call_t;
+
+static void call_end(call_t *c, int status, const char *reply, size_t len,
+                     const char *msg) {
+  uv_mutex_lock(&c->mu);
+  c->ends++;
+  c->status = status;
+  snprintf(c->reply, sizeof(c->reply), "%.*s", (int)len, reply ? reply : "");
+  snprintf(c->msg, sizeof(c->msg), "%s", msg ? msg : "");
+  uv_cond_broadcast(&c->cv);
+  uv_mutex_unlock(&c->mu);
+}
+
+static void blocking_main(void *arg) {
+  call_t *c = arg;
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+  int r;
+
+  memset(&d, 0, sizeof(d));
+  if (c->face == F_LEASE) {
+    r = pp_lease_acquire(c->pool, NULL, -1, &c->lease, &d);
+    if (r == 0) {
+      r = pp_lease_call_with(c->lease, c->payload, strlen(c->payload), &c->opts,
+                             &reply, &d);
+      pp_checkin(c->lease);
+    }
+  } else {
+    r = pp_call_with(c->pool, c->payload, strlen(c->payload), &reply, &c->opts,
+                     &d);
+  }
+  call_end(c, r, reply.data, reply.len, d.message);
+  pp_buf_free(&reply);
+}
+
+static void on_async(int status, const char *reply, size_t len,
+                     const pp_diag_t *d, void *data) {
+  call_end(data, status, reply, len, d ? d->message : NULL);
+}
+
+static void on_request(pp_lease_t *lease, int status, const char *reply,
+                       size_t len, const pp_diag_t *d, void *data) {
+  pp_checkin(lease);
+  call_end(data, status, reply, len, d ? d->message : NULL);
+}
+
+static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *d,
+                        void *data) {
+  call_t *c = data;
+  int r = status;
+
+  if (r == 0) {
+    r = pp_request_with(lease, c->payload, strlen(c->payload), &c->opts,
+                        on_request, c);
+    if (r != 0)
+      pp_checkin(lease);
+  }
+  if (r != 0)
+    call_end(c, r, NULL, 0,
+             r == PP_ECANCELED ? "the call was cancelled before it started"
+             : d               ? d->message
+                               : "pp_request_with refused");
+}
+
+/* pp_request runs on the loop thread: an echo's callback takes us there. */
+static void on_loop(int status, const char *reply, size_t len,
+                    const pp_diag_t *d, void *data) {
+  call_t *c = data;
+  int r;
+
+  (void)reply;
+  (void)len;
+  (void)d;
+  r = status != 0 ? status : pp_checkout(c->pool, NULL, -1, on_checkout, c);
+  if (r != 0)
+    call_end(c, r, NULL, 0, "could not reach the loop");
+}
+
+static const char kick[] = "{\"cmd\":\"echo\",\"args\":0}";
+
+static void call_start(call_t *c, pp_pool_t *pool, face_t face,
+                       const char *payload, int64_t timeout_ms,
+                       pp_cancel_t *token) {
+  int r;
+
+  memset(c, 0, sizeof(*c));
+  c->pool = pool;
+  c->face = face;
+  snprintf(c->payload, sizeof(c->payload), "%s", payload);
+  c->opts.timeout_ms = timeout_ms;
+  c->opts.cancel = token;
+  uv_mutex_init(&c->mu);
+  uv_cond_init(&c->cv);
+  switch (face) {
+  case F_ASYNC:
+    r = pp_call_async_with(pool, c->payload, strlen(c->payload), &c->opts,
+                           on_async, c);
+    if (r != 0) /* refused: the caller learns it here, once */
+      call_end(c, r, NULL, 0,
+               r == PP_ECANCELED ? "the call was cancelled before it started"
+                                 : pp_strerror(r));
+    break;
+  case F_REQUEST:
+    assert_int_equal(pp_call_async(pool, kick, strlen(kick), -1, on_loop, c),
+                     0);
+    break;
+  default:
+    assert_int_equal(uv_thread_create(&c->thread, blocking_main, c), 0);
+  }
+}
+
+/* Wait for the call's end (a guard that fires only on failure), and
+ * check it ended once. */
+static void call_wait(call_t *c) {
+  uint64_t limit = 60000000000ull * (uint64_t)test_time_scale();
+
+  uv_mutex_lock(&c->mu);
+  while (c->ends == 0)
+    if (uv_cond_timedwait(&c->cv, &c->mu, limit) != 0)
+      break;
+  uv_mutex_unlock(&c->mu);
+  if (c->ends == 0)
+    fail_msg("%s: the call did not end", face_name[c->face]);
+  if (c->face != F_ASYNC && c->face != F_REQUEST)
+    uv_thread_join(&c->thread);
+  if (c->status != 0)
+    print_message("%s: %s: %s (%s)\n", face_name[c->face], c->payload,
+                  pp_err_name(c->status), c->msg);
+}
+
+static void call_free(call_t *c) {
+  /* Nothing may end it a second time after the pool is quiet. */
+  assert_int_equal(c->ends, 1);
+  uv_mutex_destroy(&c->mu);
+  uv_cond_destroy(&c->cv);
+}
+
+static pp_pool_t *pool_open(rec_t *rec, int size, int depth) {
+  pp_config_t *cfg = python_config("echo_handlers.py", size);
+  pp_pool_options_t o = rec_options(rec);
+  pp_pool_t *pool;
+  pp_diag_t d;
+  char v[16];
+
+  if (mock)
+    cfg_set(cfg, "adapter", "mock");
+  snprintf(v, sizeof(v), "%d", depth);
+  cfg_set(cfg, "worker.pipeline_depth", v);
+  cfg_set(cfg, "worker.cancel_grace", "300ms");
+  cfg_set(cfg, "worker.request_timeout", "5m");
+  cfg_set(cfg, "checkout.timeout", "60s");
+  rec_init(rec);
+  if (pp_pool_open(cfg, &o, &pool, &d) != 0)
+    fail_msg("pp_pool_open: %s", d.message);
+  pp_config_free(cfg);
+  return pool;
+}
+
+static void pool_close(pp_pool_t *pool, rec_t *rec) {
+  pp_diag_t d;
+
+  if (pp_pool_quiesce(pool, 60000 * test_time_scale(), &d) != 0)
+    fail_msg("not quiet: %s", d.message);
+  pp_pool_close(pool);
+  rec_free(rec);
+}
+
+static void wait_events(rec_t *rec, pp_trace_type_t type, size_t n) {
+  if (rec_wait(rec, type, n, 60000 * test_time_scale()) != 0)
+    fail_msg("waited for %zu %s events, saw %zu", n, pp_trace_name(type),
+             rec_count(rec, type));
+}
+
+/* The pool still answers, on the worker kept or its replacement. */
+static void assert_serves(pp_pool_t *pool) {
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+
+  assert_int_equal(pp_call_cmd(pool, "echo", "\"after\"", &reply, -1, &d), 0);
+  assert_string_equal(reply.data, "\"after\"");
+  pp_buf_free(&reply);
+}
+
+static uint64_t restarts(pp_pool_t *pool) {
+  pp_status_t st;
+  uint64_t n;
+
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  n = st.restarts;
+  pp_status_free(&st);
+  return n;
+}
+
+/* F_REQUEST's echo to reach the loop is a request too. */
+static size_t extra_requests(face_t f) { return f == F_REQUEST ? 1 : 0; }
+
+/* ---- waiting for a worker: withdrawn by a cancel, failed by a deadline;
+ * either way never sent (the worker's requests do not grow). */
+static void waiting_case(face_t f, int by_cancel) {
+  pp_lease_t *blocker;
+  pp_cancel_t *token = NULL;
+  pp_status_t st;
+  uint64_t before;
+  pp_diag_t d;
+  call_t c;
+  rec_t rec;
+  pp_pool_t *pool = pool_open(&rec, 1, f == F_PIPE ? 2 : 1);
+
+  assert_int_equal(pp_lease_acquire(pool, NULL, -1, &blocker, &d), 0);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  before = st.requests;
+  pp_status_free(&st);
+  if (by_cancel)
+    assert_int_equal(pp_cancel_new(pool, &token), 0);
+  call_start(&c, pool, f, "{\"cmd\":\"echo\",\"args\":1}", by_cancel ? -1 : 200,
+             token);
+  if (by_cancel) {
+    wait_events(&rec, PP_TRACE_CHECKOUT_WAIT, 1);
+    assert_int_equal(pp_cancel(token), 1);
+  }
+  call_wait(&c);
+  assert_int_equal(c.status, by_cancel ? PP_ECANCELED : PP_ETIMEDOUT);
+  if (by_cancel)
+    assert_non_null(strstr(c.msg, "cancelled"));
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.requests, before);
+  pp_status_free(&st);
+  pp_checkin(blocker);
+  assert_serves(pool);
+  assert_int_equal(restarts(pool), 0);
+  call_free(&c);
+  pool_close(pool, &rec);
+  pp_cancel_free(token);
+}
+
+static void test_waiting_cancel(void **state) {
+  (void)state;
+  waiting_case(F_CALL, 1);
+  waiting_case(F_PIPE, 1);
+  waiting_case(F_ASYNC, 1);
+}
+
+static void test_waiting_deadline(void **state) {
+  (void)state;
+  waiting_case(F_CALL, 0);
+  waiting_case(F_PIPE, 0);
+  waiting_case(F_ASYNC, 0);
+}
+
+/* ---- running: a cancel ends the call at once, the handler sees it and
+ * returns (its answer is dropped) and the worker stays; a handler that
+ * ignores it has its worker replaced after cancel_grace. */
+static void running_case(face_t f, int honoured) {
+  pp_cancel_t *token;
+  call_t c;
+  rec_t rec;
+  pp_pool_t *pool = pool_open(&rec, 1, f == F_PIPE ? 2 : 1);
+  size_t req = extra_requests(f);
+
+  assert_int_equal(pp_cancel_new(pool, &token), 0);
+  call_start(&c, pool, f, honoured ? honours : ignores, -1, token);
+  wait_events(&rec, PP_TRACE_REQUEST, req + 1);
+  assert_int_equal(pp_cancel(token), 1);
+  call_wait(&c);
+  assert_int_equal(c.status, PP_ECANCELED);
+  assert_non_null(strstr(c.msg, "CANCEL"));
+  assert_int_equal(c.reply[0], '\0');
+  if (honoured) {
+    wait_events(&rec, PP_TRACE_STALE_REPLY, 1);
+    assert_int_equal(restarts(pool), 0);
+    assert_int_equal(rec_count(&rec, PP_TRACE_EXIT), 0);
+  } else {
+    wait_events(&rec, PP_TRACE_EXIT, 1);
+    assert_int_equal(rec_count(&rec, PP_TRACE_STALE_REPLY), 0);
+  }
+  assert_serves(pool);
+  /* Fired, the token ends a call before it starts; reset, it does not. */
+  call_free(&c);
+  call_start(&c, pool, f, "{\"cmd\":\"echo\",\"args\":5}", -1, token);
+  call_wait(&c);
+  assert_int_equal(c.status, PP_ECANCELED);
+  call_free(&c);
+  pp_cancel_reset(token);
+  call_start(&c, pool, f, "{\"cmd\":\"echo\",\"args\":6}", -1, token);
+  call_wait(&c);
+  assert_int_equal(c.status, 0);
+  assert_string_equal(c.reply, "6");
+  call_free(&c);
+  pool_close(pool, &rec);
+  pp_cancel_free(token);
+}
+
+static void test_running_cancel_honoured(void **state) {
+  face_t f;
+
+  (void)state;
+  for (f = 0; f < F_N; f++)
+    running_case(f, 1);
+}
+
+static void test_running_cancel_ignored(void **state) {
+  face_t f;
+
+  (void)state;
+  for (f = 0; f < F_N; f++)
+    running_case(f, 0);
+}
+
+/* ---- running past the deadline: a one-shot call returns PP_ETIMEDOUT
+ * and its request runs on (on_client_death: finish), its reply dropped;
+ * a lease's call (its per-request timeout) replaces the worker. */
+static void deadline_running_case(face_t f) {
+  int one_shot = f == F_CALL || f == F_PIPE || f == F_ASYNC;
+  call_t c;
+  rec_t rec;
+  pp_pool_t *pool = pool_open(&rec, 1, f == F_PIPE ? 2 : 1);
+
+  call_start(&c, pool, f, "{\"cmd\":\"sleep\",\"args\":0.6}", 200, NULL);
+  call_wait(&c);
+  assert_int_equal(c.status, PP_ETIMEDOUT);
+  if (one_shot) {
+    wait_events(&rec, PP_TRACE_STALE_REPLY, 1);
+    assert_int_equal(restarts(pool), 0);
+  } else {
+    wait_events(&rec, PP_TRACE_EXIT, 1);
+  }
+  assert_serves(pool);
+  call_free(&c);
+  pool_close(pool, &rec);
+}
+
+static void test_running_deadline(void **state) {
+  face_t f;
+
+  (void)state;
+  for (f = 0; f < F_N; f++)
+    deadline_running_case(f);
+}
+
+/* ---- queued on a worker behind another call (pipelined): cancelling the
+ * one behind harms neither; cancelling the one ahead, which ignores it,
+ * replaces the worker, and the call behind is placed again, not lost. */
+static void behind_case(face_t f, int cancel_ahead) {
+  pp_cancel_t *ta, *tb;
+  call_t a, b;
+  rec_t rec;
+  pp_pool_t *pool = pool_open(&rec, 1, 2);
+
+  assert_int_equal(pp_cancel_new(pool, &ta), 0);
+  assert_int_equal(pp_cancel_new(pool, &tb), 0);
+  call_start(&a, pool, f, cancel_ahead ? ignores : honours, -1, ta);
+  wait_events(&rec, PP_TRACE_REQUEST, 1);
+  call_start(&b, pool, f, "{\"cmd\":\"echo\",\"args\":7}", -1, tb);
+  wait_events(&rec, PP_TRACE_REQUEST, 2);
+  if (cancel_ahead) {
+    assert_int_equal(pp_cancel(ta), 1);
+    call_wait(&a);
+    assert_int_equal(a.status, PP_ECANCELED);
+    call_wait(&b);
+    assert_int_equal(b.status, 0);
+    assert_string_equal(b.reply, "7");
+    assert_int_equal(rec_count(&rec, PP_TRACE_EXIT), 1);
+  } else {
+    assert_int_equal(pp_cancel(tb), 1);
+    call_wait(&b);
+    assert_int_equal(b.status, PP_ECANCELED);
+    assert_int_equal(pp_cancel(ta), 1);
+    call_wait(&a);
+    assert_int_equal(a.status, PP_ECANCELED);
+    wait_events(&rec, PP_TRACE_STALE_REPLY, 2);
+    assert_int_equal(restarts(pool), 0);
+  }
+  assert_serves(pool);
+  call_free(&a);
+  call_free(&b);
+  pool_close(pool, &rec);
+  pp_cancel_free(ta);
+  pp_cancel_free(tb);
+}
+
+static void test_behind(void **state) {
+  (void)state;
+  behind_case(F_PIPE, 0);
+  behind_case(F_ASYNC, 0);
+  behind_case(F_PIPE, 1);
+  behind_case(F_ASYNC, 1);
+}
+
+/* ---- the cancel races the reply: exactly one of them wins, and says so:
+ * pp_cancel counts the call and it gets PP_ECANCELED, or it does not and
+ * the call gets its own reply (never another's). */
+static uint64_t rng_next(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+static void test_race(void **state) {
+  int rounds = env_int("PP_CANCEL_RACES", 25), i, k, won[2] = {0, 0};
+  uint64_t seed = (uint64_t)env_int("PP_SEED", 12345) | 1;
+  enum { N = 4 };
+  pp_cancel_t *token[N];
+  char payload[64];
+  call_t c[N];
+  rec_t rec;
+  pp_pool_t *pool = pool_open(&rec, 2, 2);
+
+  (void)state;
+  fprintf(stderr, "race: %d rounds, PP_SEED=%" PRIu64 "\n", rounds, seed);
+  for (k = 0; k < N; k++)
+    assert_int_equal(pp_cancel_new(pool, &token[k]), 0);
+  for (i = 0; i < rounds; i++) {
+    int n[N];
+
+    for (k = 0; k < N; k++) {
+      snprintf(payload, sizeof(payload), "{\"cmd\":\"echo\",\"args\":%d}",
+               i * N + k);
+      call_start(&c[k], pool, (face_t)((i + k) % F_N), payload, -1, token[k]);
+    }
+    for (k = 0; k < N; k++) {
+      /* A seeded pause before each cancel spreads them over the call's
+       * life: before it is placed, while it runs, as its reply comes. */
+      uint64_t spin = rng_next(&seed) % 20000, j;
+      volatile uint64_t sink = 0;
+
+      for (j = 0; j < spin; j++)
+        sink += j;
+      n[k] = pp_cancel(token[k]);
+    }
+    for (k = 0; k < N; k++) {
+      call_wait(&c[k]);
+      if (n[k] == 1) {
+        assert_int_equal(c[k].status, PP_ECANCELED);
+      } else if (c[k].status == PP_ECANCELED) {
+        /* The cancel came before the call took the token. */
+        assert_int_equal(n[k], 0);
+        assert_non_null(strstr(c[k].msg, "before it started"));
+      } else {
+        char want[16];
+
+        assert_int_equal(n[k], 0);
+        assert_int_equal(c[k].status, 0);
+        snprintf(want, sizeof(want), "%d", i * N + k);
+        assert_string_equal(c[k].reply, want);
+      }
+      won[n[k]]++;
+      pp_cancel_reset(token[k]);
+    }
+    /* Quiet before the next round: a cancelled call's worker is back (or
+     * replaced), and a late callback would show as a second end. */
+    assert_int_equal(pp_pool_quiesce(pool, 60000 * test_time_scale(), NULL), 0);
+    for (k = 0; k < N; k++)
+      call_free(&c[k]);
+  }
+  fprintf(stderr, "race: %d cancels won, %d replies won\n", won[1], won[0]);
+  assert_int_equal(won[0] + won[1], rounds * N);
+  assert_serves(pool);
+  pool_close(pool, &rec);
+  for (k = 0; k < N; k++)
+    pp_cancel_free(token[k]);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_waiting_cancel),
+      cmocka_unit_test(test_waiting_deadline),
+      cmocka_unit_test(test_running_cancel_honoured),
+      cmocka_unit_test(test_running_cancel_ignored),
+      cmocka_unit_test(test_running_deadline),
+      cmocka_unit_test(test_behind),
+      cmocka_unit_test(test_race),
+  };
+  const struct CMUnitTest race[] = {cmocka_unit_test(test_race)};
+  const char *a = getenv("PP_TEST_ADAPTER");
+
+  mock = a && strcmp(a, "mock") == 0;
+  honours = mock ? "{\"cmd\":\"sleep\",\"args\":60}"
+                 : "{\"cmd\":\"cancelled_sleep\",\"args\":60}";
+  ignores = mock ? "{\"cmd\":\"hang\"}" : "{\"cmd\":\"sleep\",\"args\":60}";
+  /* The stress entry runs the race alone, PP_CANCEL_RACES times. */
+  if (getenv("PP_CANCEL_RACES"))
+    return cmocka_run_group_tests(race, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
