@@ -91,3 +91,29 @@ void pp_frame_header(char out[PP_FRAME_HEADER], uint8_t type, uint8_t flags,
   out[OFF_RESERVED + 1] = 0;
   put_u32be(out + OFF_ID, id);
 }
+
+size_t pp_frame_request_header(char out[PP_FRAME_REQUEST_HEADER], uint32_t id,
+                               uint32_t len, uint64_t deadline_ns) {
+  if (deadline_ns == 0) {
+    pp_frame_header(out, PP_FRAME_REQUEST, 0, id, len);
+    return PP_FRAME_HEADER;
+  }
+  pp_frame_header(out, PP_FRAME_REQUEST, PP_FRAME_FLAG_DEADLINE, id,
+                  len + PP_FRAME_DEADLINE_BYTES);
+  put_u32be(out + PP_FRAME_HEADER, (uint32_t)(deadline_ns >> 32));
+  put_u32be(out + PP_FRAME_HEADER + 4, (uint32_t)deadline_ns);
+  return PP_FRAME_REQUEST_HEADER;
+}
+
+int pp_frame_request_deadline(pp_frame_t *f, uint64_t *deadline_ns) {
+  *deadline_ns = 0;
+  if (!(f->flags & PP_FRAME_FLAG_DEADLINE))
+    return 0;
+  if (f->len < PP_FRAME_DEADLINE_BYTES)
+    return PP_FRAME_EHEADER;
+  *deadline_ns =
+      (uint64_t)get_u32be(f->payload) << 32 | get_u32be(f->payload + 4);
+  f->payload += PP_FRAME_DEADLINE_BYTES;
+  f->len -= PP_FRAME_DEADLINE_BYTES;
+  return 0;
+}

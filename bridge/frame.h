@@ -9,7 +9,18 @@
 #include <stdint.h>
 
 #define PP_FRAME_HEADER 12 /* bytes before the payload */
-#define PP_PROTOCOL_VERSION 1
+/* The version a worker says in HELLO.  2 adds the deadline of a REQUEST;
+ * the pool sends it only to workers that said 2, and still takes 1. */
+#define PP_PROTOCOL_VERSION 2
+#define PP_PROTOCOL_MIN 1
+
+/* REQUEST flag (protocol 2): the payload begins with the request's
+ * deadline, a u64 big-endian count of nanoseconds on CLOCK_MONOTONIC (the
+ * clock of Python's time.monotonic_ns()), the instant after which the pool
+ * gives up on it.  The request proper follows. */
+#define PP_FRAME_FLAG_DEADLINE 0x01
+#define PP_FRAME_DEADLINE_BYTES 8
+#define PP_FRAME_REQUEST_HEADER (PP_FRAME_HEADER + PP_FRAME_DEADLINE_BYTES)
 
 typedef enum {
   PP_FRAME_HELLO = 1,   /* worker -> pool, first frame: JSON
@@ -53,6 +64,17 @@ long pp_frame_need(const char *buf, size_t len, uint32_t max_frame);
 /* Write a frame header for a payload of `len` bytes into out[12]. */
 void pp_frame_header(char out[PP_FRAME_HEADER], uint8_t type, uint8_t flags,
                      uint32_t id, uint32_t len);
+
+/* A REQUEST's header for a payload of len bytes, followed by the
+ * deadline when deadline_ns is not 0: returns how many bytes it wrote
+ * into out (PP_FRAME_HEADER or PP_FRAME_REQUEST_HEADER). */
+size_t pp_frame_request_header(char out[PP_FRAME_REQUEST_HEADER], uint32_t id,
+                               uint32_t len, uint64_t deadline_ns);
+
+/* The deadline a decoded REQUEST carries into *deadline_ns (0 = none),
+ * and f's payload moved past it.  0, or PP_FRAME_EHEADER when the flag
+ * is set and the payload is shorter than the deadline. */
+int pp_frame_request_deadline(pp_frame_t *f, uint64_t *deadline_ns);
 
 /* 1 if type is a known frame type. */
 int pp_frame_type_valid(unsigned type);

@@ -450,7 +450,11 @@ PP_EXTERN void pp_adapter_worker_exited(pp_adapter_worker_t *w, int64_t status,
  * knows: echo (returns args), sleep (args seconds; ends early when the
  * request is cancelled, returning "cancelled"), fail (PP_EHANDLER), crash
  * (the worker ends with exit status args, default 3: PP_ECRASHED), hang
- * (never answers: PP_ETIMEDOUT once the request times out), pid. */
+ * (never answers, whatever CANCEL says: PP_ETIMEDOUT once the request
+ * times out), pid, deadline_left ([true, seconds before the request's
+ * deadline] or [false, null], as portpool_worker.remaining() sees it).  A
+ * mock worker, like a Python one, fails a request that reaches it past its
+ * deadline with {"type":"DeadlineExceeded"} and does not run it. */
 typedef int (*pp_mock_handler)(const char *args, size_t len, pp_buf_t *reply,
                                void *data);
 typedef struct pp_mock pp_mock_t;
@@ -674,8 +678,9 @@ PP_EXTERN int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
  * portpool_worker.cancelled(); the worker is replaced past cancel_grace),
  * kill replaces it.  worker.request_timeout still bounds the request
  * (past it the worker is replaced).  timeout_ms < 0: checkout.timeout for
- * the wait, worker.request_timeout for the request.  For now pipelined
- * calls (below) are bounded in their wait only.
+ * the wait, worker.request_timeout for the request.  A pipelined call
+ * (below) with timeout_ms >= 0 goes through pp_call_async_with, bounded
+ * the same way.  Not on the loop thread.
  *
  * With worker.pipeline_depth N > 1, a payload of up to 4 KiB may share a
  * worker with up to N - 1 other pp_calls queued on it, answered in order
@@ -716,10 +721,13 @@ PP_EXTERN int pp_call_cmd(pp_pool_t *pool, const char *cmd,
  *     behind it on that worker are then placed again, never lost); the
  *     late answer is dropped (stale_replies), never handed to anyone.
  * The caller gets PP_ECANCELED exactly once, at once: pp_call_with and
- * pp_lease_call_with return it, the callbacks of pp_call_async_with and
- * pp_request_with get it (on the loop thread, never from inside
- * pp_cancel).  After PP_ECANCELED from pp_lease_call_with or
- * pp_request_with the lease's worker is gone: check the lease in. */
+ * pp_lease_call_with return it (with an empty reply), the callbacks of
+ * pp_call_async_with and pp_request_with get it (on the loop thread,
+ * never from inside pp_cancel).  After PP_ECANCELED from
+ * pp_lease_call_with or pp_request_with, check the lease in: its worker
+ * is gone (or, when its answer had come first, still the lease's).  A
+ * call placed again after its worker was replaced counts once more in
+ * checkouts and requests. */
 typedef struct pp_cancel pp_cancel_t;
 
 /* A token for calls on pool.  Returns 0, UV_ENOMEM or a libuv error (its
@@ -727,14 +735,17 @@ typedef struct pp_cancel pp_cancel_t;
 PP_EXTERN int pp_cancel_new(pp_pool_t *pool, pp_cancel_t **out);
 /* Cancel every call pending on the token, and those started with it
  * later.  Any thread.  Returns how many calls it ended: each of them gets
- * PP_ECANCELED; a call not counted (it had finished) gets its own
- * outcome. */
+ * PP_ECANCELED.  A call it did not count either had finished (it gets
+ * its own outcome) or takes the token after this (PP_ECANCELED, "the
+ * call was cancelled before it started"). */
 PP_EXTERN int pp_cancel(pp_cancel_t *token);
 /* 1 once pp_cancel ran on it (until pp_cancel_reset). */
 PP_EXTERN int pp_cancel_fired(const pp_cancel_t *token);
-/* Make a fired token usable again.  No call may be pending on it. */
+/* Make a fired token usable again.  No call may be pending on it; a
+ * thread call it cancelled that is still on its way out is waited for. */
 PP_EXTERN void pp_cancel_reset(pp_cancel_t *token);
-/* Free a token.  No call may be pending on it.  NULL is allowed. */
+/* Free a token (before or after its pool is closed).  No call may be
+ * pending on it.  NULL is allowed. */
 PP_EXTERN void pp_cancel_free(pp_cancel_t *token);
 
 /* What the _with calls take besides the payload. */

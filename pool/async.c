@@ -222,14 +222,21 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
   uint64_t ms = pool->cfg->request_timeout_ms;
   int r;
 
+  uint64_t deadline = ms ? pp__deadline_after(now, ms) : 0;
+
+  /* The worker is told the earlier of the request's and the call's. */
   a->id = ++proc->next_id;
-  if ((r = pp__proc_queue(proc, PP_FRAME_REQUEST, a->id, a->payload, a->len)) !=
-      0)
+  if ((r = pp__proc_queue_request(
+           proc, a->id, a->payload, a->len,
+           a->call_deadline_ns &&
+                   (deadline == 0 || a->call_deadline_ns < deadline)
+               ? a->call_deadline_ns
+               : deadline)) != 0)
     return r;
   a->placed = 1;
   a->proc = proc;
   a->placed_ns = now;
-  a->deadline_ns = ms ? pp__deadline_after(now, ms) : 0;
+  a->deadline_ns = deadline;
   pp__queue_insert_tail(&slot->aring, &a->node);
   if (slot->anum++ == 0) {
     pp__queue_remove(&slot->idle_node);

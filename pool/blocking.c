@@ -396,8 +396,9 @@ typedef struct {
   int status;
   int cancelled; /* set by pp_cancel (lock held) while bound */
   pp__bind_t bind;
-  char *msg;  /* why it failed: the caller's diag, or NULL */
-  size_t cap; /* its size, 0 with NULL */
+  pp_cancel_t *token; /* bind's, kept after it is unbound */
+  char *msg;          /* why it failed: the caller's diag, or NULL */
+  size_t cap;         /* its size, 0 with NULL */
 } tcall_t;
 
 /* Refuses the call (its status, nothing changed) or starts it. */
@@ -439,6 +440,7 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
     pp__diag_set(diag, "the call was cancelled before it started");
     return PP_ECANCELED;
   }
+  c->token = token;
   proc->call_cancel_fd = token ? token->fd : -1;
   lease->thread_call = 1;
   lease->writing = 1;
@@ -509,8 +511,7 @@ static void call_io(tcall_t *c, const void *payload, size_t len,
   long used;
   int r;
 
-  r = pp__proc_write_blocking(proc, PP_FRAME_REQUEST, c->id, payload, len,
-                              c->deadline_ns);
+  r = pp__proc_write_request(proc, c->id, payload, len, c->deadline_ns);
   c->sent = r == 0;
   /* A client that died while we wrote left its CANCEL to us, so that it
    * reaches the worker after the request it cancels. */
@@ -553,6 +554,8 @@ static int call_end(tcall_t *c) {
   PP_ASSERT_LOCKED(lease->pool);
 
   pp__unbind(&c->bind);
+  if (c->cancelled)
+    pp__cancel_woke(c->token);
   proc->call_cancel_fd = -1;
   lease->thread_call = 0;
   lease->writing = 0;
@@ -643,6 +646,8 @@ static int call_run(tcall_t *c, const void *payload, size_t len,
   pp__lock(pool);
   r = call_end(c);
   call_fence(c->lease, &r, diag);
+  if (r == PP_ECANCELED && reply)
+    reply->len = 0; /* an answer read first is not the caller's */
   pp__users_leave(pool);
   return r;
 }
@@ -731,6 +736,8 @@ static int call_waited(pp_pool_t *pool, const void *payload, size_t len,
   waited_t w = {.reply = reply, .diag = diag};
   int r;
 
+  /* The loop runs the callback that wakes us. */
+  assert(!pp__on_loop_thread(pool));
   sem_init(&w.sem, 0, 0);
   r = pp_call_async_with(pool, payload, len, opts, waited_cb, &w);
   if (r == 0) {

@@ -24,6 +24,11 @@ int pp_cancel_new(pp_pool_t *pool, pp_cancel_t **out) {
     free(t);
     return r;
   }
+  if (uv_cond_init(&t->woke) != 0) {
+    close(t->fd);
+    free(t);
+    return UV_ENOMEM;
+  }
   t->pool = pool;
   pp__queue_init(&t->calls);
   *out = t;
@@ -74,7 +79,9 @@ int pp_cancel(pp_cancel_t *token) {
       pp__waiter_complete(w, PP_ECANCELED, NULL);
       break;
     case PP__BIND_THREAD:
+      /* Its thread wakes on fd and ends the call (pp__cancel_woke). */
       *(int *)b->call = 1;
+      __atomic_add_fetch(&token->waking, 1, __ATOMIC_RELAXED);
       break;
     case PP__BIND_ASYNC:
       pp__async_cancel(pool, b->call);
@@ -97,11 +104,24 @@ int pp_cancel_fired(const pp_cancel_t *token) {
   return __atomic_load_n(&token->fired, __ATOMIC_RELAXED);
 }
 
+void pp__cancel_woke(pp_cancel_t *token) {
+  PP_ASSERT_LOCKED(token->pool);
+  if (__atomic_sub_fetch(&token->waking, 1, __ATOMIC_RELAXED) == 0)
+    uv_cond_broadcast(&token->woke);
+}
+
+/* Until the thread calls it cancelled have seen fd (lock held). */
+static void wait_woken(pp_cancel_t *token) {
+  while (__atomic_load_n(&token->waking, __ATOMIC_RELAXED) > 0)
+    pp__cond_wait(token->pool, &token->woke);
+}
+
 void pp_cancel_reset(pp_cancel_t *token) {
   uint64_t v;
 
   pp__lock(token->pool);
   assert(pp__queue_empty(&token->calls));
+  wait_woken(token);
   __atomic_store_n(&token->fired, 0, __ATOMIC_RELAXED);
   while (read(token->fd, &v, sizeof(v)) > 0)
     ;
@@ -111,7 +131,15 @@ void pp_cancel_reset(pp_cancel_t *token) {
 void pp_cancel_free(pp_cancel_t *token) {
   if (token == NULL)
     return;
+  /* Only while a call it cancelled is still ending is the pool touched
+   * (open then): a token may be freed after its pool. */
+  if (__atomic_load_n(&token->waking, __ATOMIC_RELAXED) > 0) {
+    pp__lock(token->pool);
+    wait_woken(token);
+    pp__unlock(token->pool);
+  }
   assert(pp__queue_empty(&token->calls));
+  uv_cond_destroy(&token->woke);
   close(token->fd);
   free(token);
 }

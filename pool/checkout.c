@@ -819,7 +819,11 @@ int pp_request_with(pp_lease_t *lease, const void *payload, size_t len,
   pp__trace(pool, PP_TRACE_REQUEST, lease->slot->id, proc->generation,
             proc->pid, lease->id, lease->client ? lease->client->id : 0, 0,
             NULL);
-  r = pp__proc_send(proc, PP_FRAME_REQUEST, lease->req_id, payload, len);
+  r = pp__proc_queue_request(proc, lease->req_id, payload, len,
+                             ms ? pp__deadline_after(lease->req_start_ns, ms)
+                                : 0);
+  if (r == 0)
+    r = pp__proc_flush(proc);
   if (r == UV_ENOMEM) {
     lease->in_flight = 0;
     pp__unbind(&lease->bind);

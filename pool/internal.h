@@ -58,6 +58,11 @@ struct pp_cancel {
   int fd;    /* eventfd, readable once fired (wakes a thread in a call) */
   int fired; /* under the pool lock */
   pp__queue_t calls; /* pp__bind_t */
+  /* Thread calls it cancelled that have not yet woken and ended (they
+   * poll fd): reset and free wait for them (atomic; changed under the
+   * lock). */
+  int waking;
+  uv_cond_t woke;
 };
 
 /* Work the loop must do after the lock is released: user callbacks. */
@@ -696,6 +701,9 @@ int pp__bind(pp_cancel_t *token, pp__bind_t *b, pp__bind_kind_t kind,
              void *call);
 /* Take it off again (not bound: nothing). */
 void pp__unbind(pp__bind_t *b);
+/* A thread call that token cancelled has ended: it no longer polls the
+ * token's eventfd. */
+void pp__cancel_woke(pp_cancel_t *token);
 
 /* ---- task.c */
 void pp__tasks_reap(pp_pool_t *pool);

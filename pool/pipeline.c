@@ -119,8 +119,8 @@ static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since) {
 }
 
 /* Append c's frame to the worker's pending bytes. */
-static int pend(pp__proc_t *proc, struct pp__pcall *c) {
-  size_t need = proc->plen + PP_FRAME_HEADER + c->len, cap;
+static int pend(pp__proc_t *proc, struct pp__pcall *c, uint64_t deadline_ns) {
+  size_t need = proc->plen + PP_FRAME_REQUEST_HEADER + c->len, cap;
   char *p;
 
   if (need > proc->pcap) {
@@ -132,11 +132,12 @@ static int pend(pp__proc_t *proc, struct pp__pcall *c) {
     proc->pbuf = p;
     proc->pcap = cap;
   }
-  pp_frame_header(proc->pbuf + proc->plen, PP_FRAME_REQUEST, 0, c->id,
-                  (uint32_t)c->len);
+  need =
+      pp_frame_request_header(proc->pbuf + proc->plen, c->id, (uint32_t)c->len,
+                              proc->proto >= 2 ? deadline_ns : 0);
   if (c->len)
-    memcpy(proc->pbuf + proc->plen + PP_FRAME_HEADER, c->payload, c->len);
-  proc->plen = need;
+    memcpy(proc->pbuf + proc->plen + need, c->payload, c->len);
+  proc->plen += need + c->len;
   return 0;
 }
 
@@ -149,7 +150,10 @@ static int place_call(pp_pool_t *pool, pp__slot_t *slot, struct pp__pcall *c) {
   PP_ASSERT_LOCKED(pool);
 
   c->id = ++proc->next_id;
-  if ((r = pend(proc, c)) != 0)
+  if ((r = pend(proc, c,
+                pool->cfg->request_timeout_ms
+                    ? pp__deadline_after(now, pool->cfg->request_timeout_ms)
+                    : 0)) != 0)
     return r;
   if (slot->shared == 0) {
     pp__queue_remove(&slot->idle_node);

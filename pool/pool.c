@@ -336,8 +336,9 @@ static int hello_ok(pp__proc_t *proc, const pp_frame_t *f) {
   json_error_t jerr;
   json_t *j = json_loadb(f->payload, f->len, 0, &jerr);
   json_t *v = j ? json_object_get(j, "protocol") : NULL;
-  int ok =
-      v && json_is_integer(v) && json_integer_value(v) == PP_PROTOCOL_VERSION;
+  int ok = v && json_is_integer(v) &&
+           json_integer_value(v) >= PP_PROTOCOL_MIN &&
+           json_integer_value(v) <= PP_PROTOCOL_VERSION;
 
   if (!ok)
     snprintf(proc->detail, sizeof(proc->detail),
@@ -345,6 +346,8 @@ static int hello_ok(pp__proc_t *proc, const pp_frame_t *f) {
                : "HELLO payload is not JSON");
   else
     hello_handlers(proc->pool, json_object_get(j, "handlers"));
+  if (ok)
+    proc->proto = (int)json_integer_value(v);
   json_decref(j);
   return ok;
 }
@@ -482,6 +485,10 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
        * never hand it to the next borrower. */
       proc->orphan_id = 0;
       proc->cancel_sent = 0;
+      /* A CANCEL another thread asked for it is moot now: sent later, it
+       * would arm cancel_grace over the worker's next request. */
+      if (proc->cancel_id == f->id)
+        proc->cancel_wanted = 0;
       proc->req_start_ns = 0;
       pool->orphans--;
       pp__count_stale(proc);

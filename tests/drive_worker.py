@@ -33,7 +33,7 @@ HDR = struct.Struct(">IBBHI")
 RUNTIME = "python %d.%d.%d" % sys.version_info[:3]
 UNKNOWN_KEYS = ("handlers", "suggestion")
 ECHO_HANDLERS = sorted(
-    "add big cancelled_sleep crash echo env fail gate grow kill_self noisy pid sleep".split()
+    "add big cancelled_sleep crash deadline_left echo env fail gate grow kill_self noisy pid sleep".split()
 )
 
 # A handler module for edge cases the fixtures do not cover.
@@ -212,9 +212,9 @@ class Worker:
         check(err["type"] == etype, "error type %r, wanted %r" % (err["type"], etype))
         return err
 
-    def hello(self):
+    def hello(self, protocol=2):
         h = json.loads(self.expect(HELLO, 0))
-        check(h["protocol"] == 1, "protocol %r" % h.get("protocol"))
+        check(h["protocol"] == protocol, "protocol %r" % h.get("protocol"))
         check(h["pid"] == self.pid, "HELLO pid %r != %d" % (h.get("pid"), self.pid))
         check(h["runtime"] == RUNTIME, "runtime %r" % h.get("runtime"))
         check(isinstance(h["handlers"], list), "handlers not a list")
@@ -705,6 +705,41 @@ def check_cancel():
     w.finish()
 
 
+def deadline_request(rid, cmd, args, at_ns):
+    body = json.dumps({"cmd": cmd, "args": args}).encode()
+    return frame(REQUEST, rid, struct.pack(">Q", at_ns) + body, flags=1)
+
+
+def check_deadline():
+    """Protocol 2: a REQUEST's deadline, deadline()/remaining(), and a
+    request past it not run"""
+    w = spawn(fixture("echo_handlers.py"))
+    w.hello()
+    now = time.monotonic_ns()
+    w.send_raw(deadline_request(1, "deadline_left", None, now + 10 * 10**9))
+    has, left = w.expect_reply(1)
+    check(has and 9.0 < left <= 10.0, "remaining %r" % left)
+    w.send_raw(request(2, "deadline_left"))
+    check(w.expect_reply(2) == [False, None], "no deadline, none seen")
+    # Past its deadline on arrival: not run.
+    w.send_raw(deadline_request(3, "echo", 3, time.monotonic_ns() - 1))
+    w.expect_error(3, "DeadlineExceeded")
+    # Its deadline passes while it waits behind a slower request.
+    now = time.monotonic_ns()
+    w.send_raw(
+        request(4, "sleep", 0.3)
+        + deadline_request(5, "echo", 5, now + 100 * 10**6)
+        + deadline_request(6, "echo", 6, now + 60 * 10**9)
+    )
+    check(w.expect_reply(4) == 0.3, "the slow one")
+    w.expect_error(5, "DeadlineExceeded")
+    check(w.expect_reply(6) == 6, "the one still in time")
+    # The flag on a payload too short to hold a deadline.
+    w.send_raw(frame(REQUEST, 7, b"1234", flags=1))
+    w.expect_error(7, "BadRequest")
+    w.finish()
+
+
 def check_exits():
     """crash -> exit 3 / 7, kill_self -> SIGKILL, EOF -> 0"""
     for args, want in ((None, 3), (7, 7)):
@@ -869,7 +904,7 @@ def check_bad_worker():
     def start(mode, hello=True):
         w = spawn(mode, script=bad)
         if hello:
-            w.hello()
+            w.hello(protocol=1)  # an older worker: the pool still takes it
         return w
 
     w = start("garbage")
@@ -966,6 +1001,7 @@ CHECKS = [
     check_noisy,
     check_env_pid,
     check_cancel,
+    check_deadline,
     check_exits,
     check_protocol_errors,
     check_raw,

@@ -297,7 +297,7 @@ static void test_mock_handlers(void **state) {
   assert_non_null(st.handlers);
   assert_string_equal(st.handlers, "[\"reverse\",\"refuse\",\"echo\","
                                    "\"sleep\",\"fail\",\"crash\",\"hang\","
-                                   "\"pid\"]");
+                                   "\"pid\",\"deadline_left\"]");
   pp_status_free(&st);
   assert_int_equal(pp_call_cmd(pool, "revers", NULL, &reply, -1, &d),
                    PP_EHANDLER);

@@ -10,6 +10,7 @@
 #include "helpers.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,6 +347,40 @@ static void test_running_cancel_ignored(void **state) {
     running_case(f, 0);
 }
 
+/* ---- a token reset or freed right after pp_cancel: the thread call it
+ * cancelled still wakes at once, and its worker still gets CANCEL. */
+static void reset_case(face_t f, int free_it) {
+  pp_cancel_t *token;
+  call_t c;
+  rec_t rec;
+  pp_pool_t *pool = pool_open(&rec, 1, 1);
+
+  assert_int_equal(pp_cancel_new(pool, &token), 0);
+  call_start(&c, pool, f, honours, -1, token);
+  wait_events(&rec, PP_TRACE_REQUEST, 1);
+  assert_int_equal(pp_cancel(token), 1);
+  if (free_it)
+    pp_cancel_free(token);
+  else
+    pp_cancel_reset(token);
+  call_wait(&c);
+  assert_int_equal(c.status, PP_ECANCELED);
+  wait_events(&rec, PP_TRACE_STALE_REPLY, 1);
+  assert_int_equal(restarts(pool), 0);
+  call_free(&c);
+  pool_close(pool, &rec);
+  if (!free_it)
+    pp_cancel_free(token);
+}
+
+static void test_reset_right_after_cancel(void **state) {
+  (void)state;
+  reset_case(F_CALL, 0);
+  reset_case(F_LEASE, 0);
+  reset_case(F_CALL, 1);
+  reset_case(F_LEASE, 1);
+}
+
 /* ---- running past the deadline: a one-shot call returns PP_ETIMEDOUT
  * and its request runs on (on_client_death: finish), its reply dropped;
  * a lease's call (its per-request timeout) replaces the worker. */
@@ -375,6 +410,77 @@ static void test_running_deadline(void **state) {
   (void)state;
   for (f = 0; f < F_N; f++)
     deadline_running_case(f);
+}
+
+/* ---- the deadline travels with the request: the handler's remaining()
+ * is within the call's timeout_ms (or worker.request_timeout's for a
+ * call without one), and there is none when neither is set. */
+static double left_of(const char *reply, int *has) {
+  json_error_t jerr;
+  json_t *j = json_loads(reply, 0, &jerr);
+  double left;
+
+  if (!json_is_array(j) || json_array_size(j) != 2)
+    fail_msg("deadline_left answered %s", reply);
+  *has = json_is_true(json_array_get(j, 0));
+  left = json_is_number(json_array_get(j, 1))
+             ? json_number_value(json_array_get(j, 1))
+             : -1;
+  json_decref(j);
+  return left;
+}
+
+static void travels_case(face_t f) {
+  const char *ask = "{\"cmd\":\"deadline_left\",\"args\":null}";
+  double left;
+  int has;
+  call_t c;
+  rec_t rec;
+  pp_pool_t *pool = pool_open(&rec, 1, f == F_PIPE ? 2 : 1);
+
+  /* The call's own, 5 s. */
+  call_start(&c, pool, f, ask, 5000, NULL);
+  call_wait(&c);
+  assert_int_equal(c.status, 0);
+  left = left_of(c.reply, &has);
+  assert_true(has);
+  assert_true(left > 0 && left <= 5.0);
+  call_free(&c);
+  /* None given: worker.request_timeout's, 5 minutes. */
+  call_start(&c, pool, f, ask, -1, NULL);
+  call_wait(&c);
+  assert_int_equal(c.status, 0);
+  left = left_of(c.reply, &has);
+  assert_true(has);
+  assert_true(left > 5.0 && left <= 300.0);
+  call_free(&c);
+  pool_close(pool, &rec);
+}
+
+static void test_deadline_travels(void **state) {
+  pp_config_t *cfg;
+  pp_pool_options_t o = rec_options(NULL);
+  pp_buf_t reply = {0};
+  pp_pool_t *pool;
+  pp_diag_t d;
+  face_t f;
+  int has;
+
+  (void)state;
+  for (f = 0; f < F_N; f++)
+    travels_case(f);
+  /* Neither: the handler sees no deadline. */
+  cfg = python_config("echo_handlers.py", 1);
+  if (mock)
+    cfg_set(cfg, "adapter", "mock");
+  cfg_set(cfg, "worker.request_timeout", "0");
+  assert_int_equal(pp_pool_open(cfg, &o, &pool, &d), 0);
+  pp_config_free(cfg);
+  assert_int_equal(pp_call_cmd(pool, "deadline_left", NULL, &reply, -1, &d), 0);
+  assert_true(left_of(reply.data, &has) < 0);
+  assert_false(has);
+  pp_buf_free(&reply);
+  pp_pool_close(pool);
 }
 
 /* ---- queued on a worker behind another call (pipelined): cancelling the
@@ -507,8 +613,10 @@ int main(void) {
       cmocka_unit_test(test_waiting_deadline),
       cmocka_unit_test(test_running_cancel_honoured),
       cmocka_unit_test(test_running_cancel_ignored),
+      cmocka_unit_test(test_reset_right_after_cancel),
       cmocka_unit_test(test_running_deadline),
       cmocka_unit_test(test_behind),
+      cmocka_unit_test(test_deadline_travels),
       cmocka_unit_test(test_race),
   };
   const struct CMUnitTest race[] = {cmocka_unit_test(test_race)};

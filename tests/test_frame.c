@@ -522,6 +522,42 @@ static void test_fuzz_random_chunks(void **state) {
   }
 }
 
+/* A REQUEST's deadline (protocol 2): written after the header with the
+ * flag, read back and stripped; none without it; a flagged payload too
+ * short to hold one is refused. */
+static void test_request_deadline(void **state) {
+  char buf[PP_FRAME_REQUEST_HEADER + 5];
+  uint64_t at = 0x0123456789abcdefull, got;
+  pp_frame_t f;
+  size_t n;
+
+  (void)state;
+  n = pp_frame_request_header(buf, 9, 5, at);
+  assert_int_equal(n, PP_FRAME_REQUEST_HEADER);
+  memcpy(buf + n, "hello", 5);
+  assert_int_equal(pp_frame_decode(buf, n + 5, 1024, &f), (long)(n + 5));
+  assert_int_equal(f.type, PP_FRAME_REQUEST);
+  assert_int_equal(f.flags, PP_FRAME_FLAG_DEADLINE);
+  assert_int_equal(pp_frame_request_deadline(&f, &got), 0);
+  assert_true(got == at);
+  assert_int_equal(f.len, 5);
+  assert_memory_equal(f.payload, "hello", 5);
+
+  n = pp_frame_request_header(buf, 9, 5, 0);
+  assert_int_equal(n, PP_FRAME_HEADER);
+  memcpy(buf + n, "hello", 5);
+  assert_int_equal(pp_frame_decode(buf, n + 5, 1024, &f), (long)(n + 5));
+  assert_int_equal(f.flags, 0);
+  assert_int_equal(pp_frame_request_deadline(&f, &got), 0);
+  assert_true(got == 0);
+  assert_int_equal(f.len, 5);
+
+  pp_frame_header(buf, PP_FRAME_REQUEST, PP_FRAME_FLAG_DEADLINE, 9, 7);
+  assert_int_equal(pp_frame_decode(buf, PP_FRAME_HEADER + 7, 1024, &f),
+                   PP_FRAME_HEADER + 7);
+  assert_int_equal(pp_frame_request_deadline(&f, &got), PP_FRAME_EHEADER);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
@@ -532,6 +568,7 @@ int main(void) {
       cmocka_unit_test(test_short_length),
       cmocka_unit_test(test_never_reads_past_buffer),
       cmocka_unit_test(test_fuzz_random_chunks),
+      cmocka_unit_test(test_request_deadline),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

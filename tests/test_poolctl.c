@@ -423,9 +423,9 @@ static void test_status_json(void **state) {
   /* The handlers the workers' HELLO listed: echo_handlers.py's own. */
   w = json_object_get(st, "handlers");
   assert_true(json_is_array(w));
-  assert_int_equal(json_array_size(w), 13);
+  assert_int_equal(json_array_size(w), 14);
   assert_string_equal(json_string_value(json_array_get(w, 0)), "add");
-  assert_string_equal(json_string_value(json_array_get(w, 4)), "echo");
+  assert_string_equal(json_string_value(json_array_get(w, 5)), "echo");
   workers = json_object_get(st, "workers");
   assert_int_equal(json_array_size(workers), 2);
   json_array_foreach(workers, i, w) {
@@ -450,7 +450,7 @@ static void test_status_table(void **state) {
   assert_non_null(strstr(r.out, "PID"));
   assert_non_null(strstr(r.out, "LAST-EXIT"));
   assert_non_null(strstr(r.out, "idle"));
-  assert_non_null(strstr(r.out, "\nhandlers add, big, cancelled_sleep, crash"));
+  assert_non_null(strstr(r.out, "\nhandlers add, big, cancelled_sleep, crash, deadline_left"));
   assert_null(strchr(r.out, '\033')); /* not a terminal: no colour */
   cli_run_free(&r);
 }

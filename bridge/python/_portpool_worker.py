@@ -15,8 +15,12 @@ if __name__ == "__main__":
 import json
 import re
 import struct
+import time
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+# REQUEST flag (protocol 2): the payload starts with the request's deadline,
+# u64 big-endian nanoseconds on CLOCK_MONOTONIC (time.monotonic_ns()).
+FLAG_DEADLINE = 1
 
 HELLO = 1
 REQUEST = 2
@@ -38,6 +42,7 @@ EXIT_PROTOCOL = 2
 _HDR = struct.Struct(">IBBHI")
 _pack = _HDR.pack
 _unpack_from = _HDR.unpack_from
+_unpack_deadline = struct.Struct(">Q").unpack_from
 # allow_nan=False: NaN and Infinity are not JSON, and the pool's parser (and
 # most clients') refuse them; such a result becomes an ERROR (ValueError).
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -80,7 +85,7 @@ current_request_id = None
 
 # Ids of cancelled requests that are running or still queued in _deferred.
 _cancelled_ids = set()
-# REQUEST frames read by cancelled() while a handler ran, as (id, bytes),
+# REQUEST frames read by cancelled() while a handler ran, as (id, flags, bytes),
 # in arrival order; they are older than anything still in the buffer.
 _deferred = []
 
@@ -94,6 +99,56 @@ _eof = False
 _rfile = None
 _poller = None
 _max_reply = 0xFFFFFFFF - 8
+
+
+# The deadline of the request being handled, in time.monotonic() seconds,
+# or None (no deadline, or between requests).
+_deadline = None
+
+
+def deadline():
+    """Return the time.monotonic() value after which the pool gives up on
+    the request being handled (the earlier of the call's timeout and
+    worker.request_timeout), or None when it has none or outside a
+    request."""
+    return _deadline
+
+
+def remaining():
+    """Return the seconds left before deadline() (0.0 once it passed), or
+    None when the request has no deadline."""
+    d = _deadline
+    if d is None:
+        return None
+    left = d - time.monotonic()
+    return left if left > 0.0 else 0.0
+
+
+def _run_flagged(run, rid, flags, data):
+    """Run a REQUEST whose header has flags: strip its deadline, and fail it
+    without running the handler when the deadline has passed (it waited
+    behind other requests too long)."""
+    global _deadline
+    if not flags & FLAG_DEADLINE or len(data) < 8:
+        if flags & FLAG_DEADLINE:
+            _send_error(rid, "BadRequest", "deadline flag on a short payload")
+        else:
+            run(rid, data)
+        return
+    at = _unpack_deadline(data, 0)[0]
+    if time.monotonic_ns() >= at:
+        _cancelled_ids.discard(rid)
+        _send_error(
+            rid,
+            "DeadlineExceeded",
+            "request %d reached the handler after its deadline; not run" % rid,
+        )
+        return
+    _deadline = at / 1e9
+    try:
+        run(rid, data[8:])
+    finally:
+        _deadline = None
 
 
 def cancelled():
@@ -314,7 +369,7 @@ def _on_cancel(rid):
     if rid == current_request_id:
         _cancelled_ids.add(rid)
         return
-    for qid, _ in _deferred:
+    for qid, _, _ in _deferred:
         if qid == rid:
             _cancelled_ids.add(rid)
             return
@@ -358,7 +413,7 @@ def _absorb():
         elif ftype == CANCEL:
             _on_cancel(rid)
         elif ftype == REQUEST:
-            _deferred.append((rid, bytes(buf[begin : begin + length - 8])))
+            _deferred.append((rid, _flags, bytes(buf[begin : begin + length - 8])))
         else:
             _bad_type(ftype, rid)
 
@@ -560,8 +615,8 @@ def _serve(run):
     while True:
         # Frames that cancelled() read while a handler ran come first.
         if deferred:
-            rid, data = deferred.pop(0)
-            run(rid, data)
+            rid, flags, data = deferred.pop(0)
+            _run_flagged(run, rid, flags, data)
             continue
         avail = _end - _start
         if avail >= HEADER:
@@ -575,7 +630,10 @@ def _serve(run):
                 if ftype == REQUEST:
                     # A view, not a copy: run() decodes it before anything
                     # can overwrite the buffer.
-                    run(rid, mv[begin : begin + length - 8])
+                    if _flags:
+                        _run_flagged(run, rid, _flags, mv[begin : begin + length - 8])
+                    else:
+                        run(rid, mv[begin : begin + length - 8])
                 elif ftype == PING:
                     _send(PONG, rid)
                 elif ftype == CANCEL:
@@ -588,7 +646,7 @@ def _serve(run):
             if ftype != REQUEST and ftype != PING and ftype != CANCEL:
                 _bad_type(ftype, rid)
             if total > BUF_SIZE:
-                run(rid, _read_big(total))
+                _run_flagged(run, rid, _flags, _read_big(total))
                 continue
         if _eof:
             return

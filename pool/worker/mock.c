@@ -115,8 +115,8 @@ static int send_error(mw_t *m, uint32_t id, const char *type, const char *msg) {
   return r;
 }
 
-static const char *const builtins[] = {"echo",  "sleep", "fail",
-                                       "crash", "hang",  "pid"};
+static const char *const builtins[] = {"echo", "sleep", "fail",         "crash",
+                                       "hang", "pid",   "deadline_left"};
 
 /* The handlers this worker answers, as a JSON array: the program's own,
  * then the built-ins they do not shadow.  NULL when out of memory. */
@@ -232,14 +232,31 @@ static int mock_sleep(mw_t *m, double secs) {
 
 /* Serve one request.  Returns 0 to go on, or an exit status + 1000 to end
  * the worker (crash), or -1 when signalled or the stream ended. */
-static int serve(mw_t *m, const pp_frame_t *f) {
+static int serve(mw_t *m, const pp_frame_t *whole) {
+  pp_frame_t body = *whole, *f = &body;
   json_error_t jerr;
-  json_t *req = json_loadb(f->payload, f->len, 0, &jerr), *args;
-  const char *cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
+  json_t *req = NULL, *args;
+  const char *cmd = NULL;
   char *atext = NULL, msg[256];
   pp_buf_t out = {0};
+  uint64_t deadline;
   int i, r = 0, rc;
 
+  /* Protocol 2: the deadline goes first; past it, the request is not
+   * run (as the Python worker does). */
+  if (pp_frame_request_deadline(f, &deadline) != 0) {
+    send_error(m, f->id, "BadRequest", "deadline flag on a short payload");
+    return 0;
+  }
+  if (deadline && pp__now_ns() >= deadline) {
+    snprintf(msg, sizeof(msg),
+             "request %u reached the worker after its deadline; not run",
+             (unsigned)f->id);
+    send_error(m, f->id, "DeadlineExceeded", msg);
+    return 0;
+  }
+  req = json_loadb(f->payload, f->len, 0, &jerr);
+  cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
   m->running = f->id;
   m->cancelled = 0;
   if (cmd == NULL) {
@@ -284,6 +301,16 @@ static int serve(mw_t *m, const pp_frame_t *f) {
       if (!read_more(m) || scan_control(m) != 0)
         break;
     r = -1;
+  } else if (strcmp(cmd, "deadline_left") == 0) {
+    /* As the Python fixture's: [has a deadline, seconds left]. */
+    uint64_t now = pp__now_ns();
+
+    if (deadline)
+      snprintf(msg, sizeof(msg), "[true,%.6f]",
+               deadline > now ? (double)(deadline - now) / 1e9 : 0.0);
+    else
+      snprintf(msg, sizeof(msg), "[false,null]");
+    send_frame(m, PP_FRAME_REPLY, f->id, msg, strlen(msg));
   } else if (strcmp(cmd, "pid") == 0) {
     snprintf(msg, sizeof(msg), "%d", m->id);
     send_frame(m, PP_FRAME_REPLY, f->id, msg, strlen(msg));

@@ -408,26 +408,51 @@ int pp__proc_send(pp__proc_t *proc, uint8_t type, uint32_t id,
 
 int pp__proc_flush(pp__proc_t *proc) { return flush_wbuf(proc); }
 
-int pp__proc_queue(pp__proc_t *proc, uint8_t type, uint32_t id,
-                   const void *payload, size_t len) {
-  size_t need = PP_FRAME_HEADER + len;
+/* Room for need more bytes in wbuf: 0 or UV_ENOMEM. */
+static int wbuf_reserve(pp__proc_t *proc, size_t need) {
   size_t cap;
   char *p;
 
-  if (proc->wcap - proc->wlen < need) {
-    cap = proc->wcap ? proc->wcap : 256;
-    while (cap - proc->wlen < need)
-      cap *= 2;
-    p = realloc(proc->wbuf, cap);
-    if (p == NULL)
-      return UV_ENOMEM;
-    proc->wbuf = p;
-    proc->wcap = cap;
-  }
+  if (proc->wcap - proc->wlen >= need)
+    return 0;
+  cap = proc->wcap ? proc->wcap : 256;
+  while (cap - proc->wlen < need)
+    cap *= 2;
+  p = realloc(proc->wbuf, cap);
+  if (p == NULL)
+    return UV_ENOMEM;
+  proc->wbuf = p;
+  proc->wcap = cap;
+  return 0;
+}
+
+int pp__proc_queue(pp__proc_t *proc, uint8_t type, uint32_t id,
+                   const void *payload, size_t len) {
+  if (wbuf_reserve(proc, PP_FRAME_HEADER + len) != 0)
+    return UV_ENOMEM;
   pp_frame_header(proc->wbuf + proc->wlen, type, 0, id, (uint32_t)len);
   if (len > 0)
     memcpy(proc->wbuf + proc->wlen + PP_FRAME_HEADER, payload, len);
-  proc->wlen += need;
+  proc->wlen += PP_FRAME_HEADER + len;
+  return 0;
+}
+
+/* The deadline proc's worker is told (protocol 2), else 0. */
+static uint64_t told(const pp__proc_t *proc, uint64_t deadline_ns) {
+  return proc->proto >= 2 ? deadline_ns : 0;
+}
+
+int pp__proc_queue_request(pp__proc_t *proc, uint32_t id, const void *payload,
+                           size_t len, uint64_t deadline_ns) {
+  size_t n;
+
+  if (wbuf_reserve(proc, PP_FRAME_REQUEST_HEADER + len) != 0)
+    return UV_ENOMEM;
+  n = pp_frame_request_header(proc->wbuf + proc->wlen, id, (uint32_t)len,
+                              told(proc, deadline_ns));
+  if (len > 0)
+    memcpy(proc->wbuf + proc->wlen + n, payload, len);
+  proc->wlen += n + len;
   return 0;
 }
 
@@ -481,15 +506,14 @@ static int write_iov(pp__proc_t *proc, struct iovec *iov, int n,
   return 0;
 }
 
-int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
-                            const void *payload, size_t len,
-                            uint64_t deadline_ns) {
-  char hdr[PP_FRAME_HEADER];
+int pp__proc_write_request(pp__proc_t *proc, uint32_t id, const void *payload,
+                           size_t len, uint64_t deadline_ns) {
+  char hdr[PP_FRAME_REQUEST_HEADER];
   struct iovec iov[2];
 
-  pp_frame_header(hdr, type, 0, id, (uint32_t)len);
   iov[0].iov_base = hdr;
-  iov[0].iov_len = sizeof(hdr);
+  iov[0].iov_len =
+      pp_frame_request_header(hdr, id, (uint32_t)len, told(proc, deadline_ns));
   iov[1].iov_base = (void *)payload;
   iov[1].iov_len = len;
   return write_iov(proc, iov, len > 0 ? 2 : 1, deadline_ns);

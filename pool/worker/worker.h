@@ -118,6 +118,7 @@ struct pp__proc {
    * from other threads to the loop, cleared when it acts, beside the
    * loop's own facts stopping and cancel_sent. */
   int hello;  /* HELLO received */
+  int proto;  /* the protocol version its HELLO said */
   int dead;   /* unusable: killed, exited or broke the protocol */
   int exited; /* exit callback ran: pid is no longer ours */
   int rpolling, wpolling;
@@ -235,11 +236,15 @@ int pp__proc_send(pp__proc_t *proc, uint8_t type, uint32_t id,
 int pp__proc_queue(pp__proc_t *proc, uint8_t type, uint32_t id,
                    const void *payload, size_t len);
 int pp__proc_flush(pp__proc_t *proc);
-/* Write a whole frame on the calling thread, blocking up to deadline_ns
- * (0 = forever).  Returns 0, PP_ETIMEDOUT or PP_ECRASHED. */
-int pp__proc_write_blocking(pp__proc_t *proc, uint8_t type, uint32_t id,
-                            const void *payload, size_t len,
-                            uint64_t deadline_ns);
+/* Append a REQUEST, which tells a protocol-2 worker its deadline_ns
+ * (0 = none): 0 or UV_ENOMEM. */
+int pp__proc_queue_request(pp__proc_t *proc, uint32_t id, const void *payload,
+                           size_t len, uint64_t deadline_ns);
+/* Write a whole REQUEST (with its deadline, as above) on the calling
+ * thread, blocking up to deadline_ns (0 = forever).  Returns 0,
+ * PP_ETIMEDOUT or PP_ECRASHED. */
+int pp__proc_write_request(pp__proc_t *proc, uint32_t id, const void *payload,
+                           size_t len, uint64_t deadline_ns);
 /* One write(2) of what fits now, SIGPIPE kept away: bytes written, or -1
  * with errno (EAGAIN: the pipe is full). */
 ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len);
