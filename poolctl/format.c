@@ -227,6 +227,26 @@ void pc_print_header(FILE *out, json_t *st, int color) {
   print_handlers(out, json_object_get(st, "handlers"));
 }
 
+/* Where each worker's last slow-request dump found it (worker.slow_request):
+ * the innermost Python frame of the dump, faulthandler's first `File`
+ * line; the whole dump is in status --json (last_slow_stack). */
+static void print_slow_stacks(FILE *out, json_t *workers) {
+  const char *stack, *at, *c;
+  json_t *w;
+  size_t i;
+
+  json_array_foreach(workers, i, w) {
+    stack = json_string_value(json_object_get(w, "last_slow_stack"));
+    if (stack == NULL || (at = strstr(stack, "File \"")) == NULL)
+      continue;
+    fprintf(out, "slow: worker %" JSON_INTEGER_FORMAT " was at ",
+            pc_num(w, "id"));
+    for (c = at; *c && *c != '\n'; c++)
+      fputc((unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c, out);
+    fputs("  (status --json: last_slow_stack)\n", out);
+  }
+}
+
 /* One worker row's cells that need formatting. */
 static void worker_cells(json_t *st, json_t *w, const pc_cpu_t *prev, char *age,
                          char *reqs, char *up, char *rss, char *cpu,
@@ -314,4 +334,5 @@ void pc_print_workers(FILE *out, json_t *st, const pc_cpu_t *prev, int color) {
   }
   if (retiring)
     fputs("* retiring: replaced once idle\n", out);
+  print_slow_stacks(out, workers);
 }

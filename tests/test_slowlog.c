@@ -3,6 +3,7 @@
  * stderr; the pool logs a line, traces `slow`, counts slow_requests and
  * keeps the dump in status.  Real Python workers, spawned and forked by
  * the zygote; waits are on trace events and on the log callback. */
+#include "cli.h"
 #include "helpers.h"
 
 #include <stdio.h>
@@ -73,6 +74,8 @@ static void stuck_main(void *arg) {
       pp_call_cmd(s->pool, "stuck_in_here", s->args, &s->reply, -1, &s->diag);
 }
 
+static char sock_dir[64], sock[96];
+
 /* A pool of one slow_handlers.py worker in the run's start mode, with
  * slow_request and request_timeout as given, its log into logs and its
  * trace into rec; cfg freed. */
@@ -91,6 +94,10 @@ static pp_pool_t *open_logged(const char *start, const char *slow,
   cfg_set(cfg, "worker.start", start);
   cfg_set(cfg, "worker.slow_request", slow);
   cfg_set(cfg, "worker.request_timeout", timeout);
+  /* For poolctl status (a private directory the pool creates). */
+  snprintf(sock_dir, sizeof(sock_dir), "/tmp/pp-slowlog-%d", (int)getpid());
+  snprintf(sock, sizeof(sock), "%s/test.sock", sock_dir);
+  cfg_set(cfg, "control.socket", sock);
   o = rec_options(rec);
   o.log = on_log;
   o.log_data = logs;
@@ -103,6 +110,7 @@ static pp_pool_t *open_logged(const char *start, const char *slow,
 
 static void close_logged(pp_pool_t *pool, logs_t *logs, rec_t *rec) {
   pp_pool_close(pool);
+  rmdir(sock_dir);
   rec_free(rec);
   uv_cond_destroy(&logs->cv);
   uv_mutex_destroy(&logs->mu);
@@ -119,6 +127,8 @@ static void slow_call(const char *start) {
   int pid, scale = test_time_scale();
   long k;
   logs_t logs;
+  cli_run_t r;
+  const char *at;
   stuck_t s;
   rec_t rec;
 
@@ -155,6 +165,13 @@ static void slow_call(const char *start) {
   assert_non_null(strstr(js, "\"last_slow_stack\":\""));
   free(js);
   pp_status_free(&st);
+  /* poolctl status (and top, the same rows) says where it was. */
+  cli_poolctl(&r, "status", "-S", sock, NULL);
+  assert_int_equal(r.code, 0);
+  at = strstr(r.out, "\nslow: worker 0 was at File \"");
+  if (at == NULL || strstr(at, "in stuck_in_here") == NULL)
+    fail_msg("poolctl status printed:\n%s", r.out);
+  cli_run_free(&r);
   uv_mutex_lock(&logs.mu);
   assert_int_equal(logs.notices, 1);
   assert_non_null(strstr(logs.notice, "worker 0 (pid "));
