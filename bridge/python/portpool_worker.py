@@ -56,7 +56,11 @@ worker.  A worker that gets SIGTERM exits by SIGKILL ("signal 9").
 
 Handlers may `import portpool_worker` and call cancelled() to learn whether
 the pool has cancelled the request they are running; current_request_id is
-the id of that request (None between requests).  Frames are handled in
+the id of that request (None between requests); deadline() is the
+time.monotonic() instant after which the pool gives up on it and
+remaining() the seconds left (both None when it has no deadline).  A
+request that reaches its handler past its deadline is answered with an
+ERROR of type "DeadlineExceeded" and not run.  Frames are handled in
 order, one request at a time: a PING is answered between requests, or
 during one whenever its handler calls cancelled(); a queued request that is
 cancelled before it runs gets an ERROR of type "Cancelled"; a CANCEL for a
@@ -65,7 +69,7 @@ request already answered is ignored.
 ERROR types: the handler's exception class name; "UnknownCommand";
 "BadRequest" (payload not UTF-8 JSON, or not an object with a string cmd);
 "TypeError"/"ValueError" (result not JSON-serialisable, NaN, a lone
-surrogate); "Cancelled"; "FrameTooBig".
+surrogate); "Cancelled"; "DeadlineExceeded"; "FrameTooBig".
 
 Exit status: 0 on EOF of fd 3 (or when the pool stops reading fd 4);
 1 when it cannot start (usage, a boot failure, parent already gone,
