@@ -274,7 +274,9 @@ typedef struct pp_worker_status {
                               \"h.py\", line 3, in <module>)", or the
                               last stderr line of one that died before
                               HELLO */
-  uint64_t request_age_ms; /* age of the request in flight, 0 when none */
+  uint64_t request_age_ms; /* age of the request in flight (with
+                              several queued: the oldest, since the one
+                              before it was answered), 0 when none */
   uint64_t max_requests;   /* recycle limit of this process (with jitter),
                               0 = none */
   uint64_t next_retry_ms;  /* in backoff: time until the restart */

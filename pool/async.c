@@ -351,10 +351,11 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
               status, "async");
     complete(pool, a, status, proc, 1, now);
   }
+  /* The next one runs from now: its age for status and the slow log. */
+  proc->req_start_ns = slot->anum > 0 ? now : 0;
   arm(proc, now);
   if (slot->anum == 0) {
     pp__proc_read_stop(proc);
-    proc->req_start_ns = 0;
     /* Anything after the last reply was never asked for. */
     if (proc->rlen > PP_FRAME_HEADER + (size_t)f->len) {
       pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after the last reply");

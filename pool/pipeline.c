@@ -158,6 +158,7 @@ static int place_call(pp_pool_t *pool, pp__slot_t *slot, struct pp__pcall *c) {
   if (slot->shared == 0) {
     pp__queue_remove(&slot->idle_node);
     slot->state = PP_WORKER_BUSY;
+    proc->req_start_ns = now;
   }
   k = slot->shared++;
   slot->ring[(slot->ring_head + k) % slot->ring_cap] = c;
@@ -248,6 +249,9 @@ static struct pp__pcall *pop(pp__slot_t *slot) {
   slot->shared--;
   if (slot->reader == c)
     slot->reader = NULL;
+  /* The next one runs from now: its age for status and the slow log. */
+  if (c->proc)
+    c->proc->req_start_ns = slot->shared > 0 ? pp__now_ns() : 0;
   return c;
 }
 

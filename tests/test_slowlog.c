@@ -75,6 +75,8 @@ static void stuck_main(void *arg) {
 }
 
 static char sock_dir[64], sock[96];
+/* worker.pipeline_depth: "2" runs the calls on the pipelined path. */
+static const char *depth = "1";
 
 /* A pool of one slow_handlers.py worker in the run's start mode, with
  * slow_request and request_timeout as given, its log into logs and its
@@ -94,6 +96,7 @@ static pp_pool_t *open_logged(const char *start, const char *slow,
   cfg_set(cfg, "worker.start", start);
   cfg_set(cfg, "worker.slow_request", slow);
   cfg_set(cfg, "worker.request_timeout", timeout);
+  cfg_set(cfg, "worker.pipeline_depth", depth);
   /* For poolctl status (a private directory the pool creates). */
   snprintf(sock_dir, sizeof(sock_dir), "/tmp/pp-slowlog-%d", (int)getpid());
   snprintf(sock, sizeof(sock), "%s/test.sock", sock_dir);
@@ -210,7 +213,17 @@ static const char *start_mode(void) {
 
 static void test_slow_request(void **state) {
   (void)state;
+  depth = "1";
   slow_call(start_mode());
+}
+
+/* The same for a pipelined pp_call, which its callers read themselves:
+ * the request at the head of the worker's ring is the one timed. */
+static void test_slow_request_pipelined(void **state) {
+  (void)state;
+  depth = "2";
+  slow_call(start_mode());
+  depth = "1";
 }
 
 /* With worker.slow_request off, a request killed for worker.request_timeout
@@ -248,6 +261,7 @@ static void test_timeout_dumps_stack(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_slow_request),
+      cmocka_unit_test(test_slow_request_pipelined),
       cmocka_unit_test(test_timeout_dumps_stack),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
