@@ -524,12 +524,38 @@ static void behind_case(face_t f, int cancel_ahead) {
   pp_cancel_free(tb);
 }
 
+/* A call behind a slower one whose timeout_ms passes while it waits on
+ * the worker: PP_ETIMEDOUT at its deadline, the one ahead unharmed, and
+ * the worker, which gets it past its deadline, does not run it (its
+ * DeadlineExceeded answer is dropped). */
+static void behind_deadline_case(face_t f) {
+  call_t a, b;
+  rec_t rec;
+  pp_pool_t *pool = pool_open(&rec, 1, 2);
+
+  call_start(&a, pool, f, "{\"cmd\":\"sleep\",\"args\":0.6}", -1, NULL);
+  wait_events(&rec, PP_TRACE_REQUEST, 1);
+  call_start(&b, pool, f, "{\"cmd\":\"echo\",\"args\":8}", 200, NULL);
+  call_wait(&b);
+  assert_int_equal(b.status, PP_ETIMEDOUT);
+  call_wait(&a);
+  assert_int_equal(a.status, 0);
+  assert_string_equal(a.reply, "0.6");
+  wait_events(&rec, PP_TRACE_STALE_REPLY, 1);
+  assert_int_equal(restarts(pool), 0);
+  assert_serves(pool);
+  call_free(&a);
+  call_free(&b);
+  pool_close(pool, &rec);
+}
+
 static void test_behind(void **state) {
   (void)state;
   behind_case(F_PIPE, 0);
   behind_case(F_ASYNC, 0);
   behind_case(F_PIPE, 1);
   behind_case(F_ASYNC, 1);
+  behind_deadline_case(F_ASYNC);
 }
 
 /* ---- the cancel races the reply: exactly one of them wins, and says so:
