@@ -450,7 +450,8 @@ static void test_status_table(void **state) {
   assert_non_null(strstr(r.out, "PID"));
   assert_non_null(strstr(r.out, "LAST-EXIT"));
   assert_non_null(strstr(r.out, "idle"));
-  assert_non_null(strstr(r.out, "\nhandlers add, big, cancelled_sleep, crash, deadline_left"));
+  assert_non_null(strstr(
+      r.out, "\nhandlers add, big, cancelled_sleep, crash, deadline_left"));
   assert_null(strchr(r.out, '\033')); /* not a terminal: no colour */
   cli_run_free(&r);
 }
