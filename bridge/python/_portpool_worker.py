@@ -43,6 +43,7 @@ _HDR = struct.Struct(">IBBHI")
 _pack = _HDR.pack
 _unpack_from = _HDR.unpack_from
 _unpack_deadline = struct.Struct(">Q").unpack_from
+_monotonic_ns = time.monotonic_ns
 # allow_nan=False: NaN and Infinity are not JSON, and the pool's parser (and
 # most clients') refuse them; such a result becomes an ERROR (ValueError).
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -101,9 +102,11 @@ _poller = None
 _max_reply = 0xFFFFFFFF - 8
 
 
-# The deadline of the request being handled, in time.monotonic() seconds,
-# or None (no deadline, or between requests).
-_deadline = None
+# The deadline of request _deadline_rid, in time.monotonic_ns(): the
+# request being handled has one when it is that request (set by the frame
+# loop only for requests that carry one, so the others cost nothing).
+_deadline_rid = None
+_deadline_at = 0
 
 
 def deadline():
@@ -111,44 +114,49 @@ def deadline():
     the request being handled (the earlier of the call's timeout and
     worker.request_timeout), or None when it has none or outside a
     request."""
-    return _deadline
+    rid = current_request_id
+    if rid is None or rid != _deadline_rid:
+        return None
+    return _deadline_at / 1e9
 
 
 def remaining():
     """Return the seconds left before deadline() (0.0 once it passed), or
     None when the request has no deadline."""
-    d = _deadline
-    if d is None:
+    rid = current_request_id
+    if rid is None or rid != _deadline_rid:
         return None
-    left = d - time.monotonic()
+    left = (_deadline_at - time.monotonic_ns()) / 1e9
     return left if left > 0.0 else 0.0
 
 
 def _run_flagged(run, rid, flags, data):
-    """Run a REQUEST whose header has flags: strip its deadline, and fail it
+    """Run a REQUEST whose header has flags: take its deadline, and fail it
     without running the handler when the deadline has passed (it waited
     behind other requests too long)."""
-    global _deadline
-    if not flags & FLAG_DEADLINE or len(data) < 8:
-        if flags & FLAG_DEADLINE:
-            _send_error(rid, "BadRequest", "deadline flag on a short payload")
-        else:
-            run(rid, data)
+    global _deadline_rid, _deadline_at
+    if not flags & FLAG_DEADLINE:
+        run(rid, data)
+        return
+    if len(data) < 8:
+        _send_error(rid, "BadRequest", "deadline flag on a short payload")
         return
     at = _unpack_deadline(data, 0)[0]
-    if time.monotonic_ns() >= at:
-        _cancelled_ids.discard(rid)
-        _send_error(
-            rid,
-            "DeadlineExceeded",
-            "request %d reached the handler after its deadline; not run" % rid,
-        )
+    if _monotonic_ns() >= at:
+        _send_expired(rid)
         return
-    _deadline = at / 1e9
-    try:
-        run(rid, data[8:])
-    finally:
-        _deadline = None
+    _deadline_rid = rid
+    _deadline_at = at
+    run(rid, data[8:])
+
+
+def _send_expired(rid):
+    _cancelled_ids.discard(rid)
+    _send_error(
+        rid,
+        "DeadlineExceeded",
+        "request %d reached the handler after its deadline; not run" % rid,
+    )
 
 
 def cancelled():
@@ -606,7 +614,9 @@ def _make_raw_runner(handle):
 
 def _serve(run):
     """The frame loop: runs until EOF on fd 3."""
-    global _start, _end
+    global _start, _end, _deadline_rid, _deadline_at
+    unpack_deadline = _unpack_deadline
+    monotonic_ns = _monotonic_ns
     buf = _buf
     mv = _mv
     unpack_from = _unpack_from
@@ -630,10 +640,20 @@ def _serve(run):
                 if ftype == REQUEST:
                     # A view, not a copy: run() decodes it before anything
                     # can overwrite the buffer.
-                    if _flags:
-                        _run_flagged(run, rid, _flags, mv[begin : begin + length - 8])
-                    else:
+                    if not _flags:
                         run(rid, mv[begin : begin + length - 8])
+                    elif _flags == FLAG_DEADLINE and length >= 16:
+                        # Inline: the pool sends a deadline with nearly
+                        # every request.
+                        at = unpack_deadline(buf, begin)[0]
+                        if monotonic_ns() < at:
+                            _deadline_rid = rid
+                            _deadline_at = at
+                            run(rid, mv[begin + 8 : begin + length - 8])
+                        else:
+                            _send_expired(rid)
+                    else:
+                        _run_flagged(run, rid, _flags, mv[begin : begin + length - 8])
                 elif ftype == PING:
                     _send(PONG, rid)
                 elif ftype == CANCEL:
