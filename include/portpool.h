@@ -331,10 +331,14 @@ typedef struct pp_status {
                                 over to answer read, as workers[].run_time */
   int nworkers;
   pp_worker_status_t *workers; /* nworkers rows, owned by the snapshot */
-  char *handlers; /* the handler names the latest HELLO listed, as a JSON
-                     array ("[\"add\",\"echo\"]"), owned by the snapshot;
-                     NULL before any worker said HELLO or when its worker
-                     does not list them */
+  char *handlers;      /* the handler names the latest HELLO listed, as a JSON
+                          array ("[\"add\",\"echo\"]"), owned by the snapshot;
+                          NULL before any worker said HELLO or when its worker
+                          does not list them */
+  char *handler_kinds; /* the kind of each of them that is not a plain
+                          function, as a JSON object ("{\"feed\":
+                          \"stream\",\"fetch\":\"async\"}"), owned by
+                          the snapshot; NULL when all are plain */
   char reload_error[448]; /* "reload rolled back: worker 0's replacement
                              failed to boot: ModuleNotFoundError: ...":
                              the latest reload was undone; "" otherwise

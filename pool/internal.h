@@ -337,6 +337,8 @@ struct pp_pool {
   char *python;        /* resolved interpreter */
   char *handlers;      /* JSON array of the latest HELLO's handler
                           names, or NULL (none said so yet) */
+  char *handler_kinds; /* JSON object of its non-plain handlers' kinds,
+                          or NULL */
   int nslots;
   pp__slot_t **slots; /* nslots pointers; a slot never moves */
   int slots_cap;

@@ -316,7 +316,26 @@ void pp__quiesce_poke(pp_pool_t *pool) {
 /* Keep the handler names a HELLO lists (a JSON array of strings) as the
  * pool's, for status; the latest HELLO wins, so a reload that changes the
  * handlers shows.  Anything else there is ignored. */
-static void hello_handlers(pp_pool_t *pool, json_t *list) {
+/* The kinds beside them: {"name": "async" | "stream"} for the handlers
+ * that are not plain; NULL when the HELLO says none (or not in that
+ * form). */
+static void hello_kinds(pp_pool_t *pool, json_t *kinds) {
+  const char *name, *v;
+  json_t *kind;
+
+  free(pool->handler_kinds);
+  pool->handler_kinds = NULL;
+  if (!json_is_object(kinds) || json_object_size(kinds) == 0)
+    return;
+  json_object_foreach(kinds, name, kind) {
+    v = json_string_value(kind);
+    if (v == NULL || (strcmp(v, "async") != 0 && strcmp(v, "stream") != 0))
+      return;
+  }
+  pool->handler_kinds = json_dumps(kinds, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+static void hello_handlers(pp_pool_t *pool, json_t *list, json_t *kinds) {
   size_t i;
   char *text;
 
@@ -330,6 +349,7 @@ static void hello_handlers(pp_pool_t *pool, json_t *list) {
     return; /* out of memory: keep the list we had */
   free(pool->handlers);
   pool->handlers = text;
+  hello_kinds(pool, kinds);
 }
 
 static int hello_ok(pp__proc_t *proc, const pp_frame_t *f) {
@@ -345,7 +365,8 @@ static int hello_ok(pp__proc_t *proc, const pp_frame_t *f) {
              j ? "HELLO with an unsupported protocol version"
                : "HELLO payload is not JSON");
   else
-    hello_handlers(proc->pool, json_object_get(j, "handlers"));
+    hello_handlers(proc->pool, json_object_get(j, "handlers"),
+                   json_object_get(j, "kinds"));
   if (ok)
     proc->proto = (int)json_integer_value(v);
   json_decref(j);
@@ -952,6 +973,7 @@ static void pool_free(pp_pool_t *pool) {
   free(pool->slots);
   free(pool->python);
   free(pool->handlers);
+  free(pool->handler_kinds);
   free(pool->subs);
   while (pool->retired) {
     struct pp__retired *r = pool->retired;

@@ -92,6 +92,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   st->reclaimed_busy = pool->reclaimed_busy;
   /* Out of memory: the snapshot just has no handler list. */
   st->handlers = pool->handlers ? strdup(pool->handlers) : NULL;
+  st->handler_kinds = pool->handler_kinds ? strdup(pool->handler_kinds) : NULL;
   st->nworkers = 0;
   for (i = 0; i < pool->nslots; i++) {
     slot = pool->slots[i];
@@ -167,6 +168,8 @@ void pp_status_free(pp_status_t *st) {
   st->nworkers = 0;
   free(st->handlers);
   st->handlers = NULL;
+  free(st->handler_kinds);
+  st->handler_kinds = NULL;
 }
 
 static json_t *histo_json(const pp_histogram_t *h) {
@@ -312,6 +315,9 @@ char *pp_status_to_json(const pp_status_t *st) {
   json_object_set_new(root, "reload_error", json_string(st->reload_error));
   handlers = st->handlers ? json_loads(st->handlers, 0, NULL) : NULL;
   json_object_set_new(root, "handlers", handlers ? handlers : json_null());
+  handlers = st->handler_kinds ? json_loads(st->handler_kinds, 0, NULL) : NULL;
+  json_object_set_new(root, "handler_kinds",
+                      handlers ? handlers : json_object());
   json_object_set_new(root, "spawn_to_ready", histo_json(&st->spawn_to_ready));
   json_object_set_new(root, "queue_wait", histo_json(&st->queue_wait));
   json_object_set_new(root, "run_time", histo_json(&st->run_time));

@@ -159,9 +159,9 @@ static void put_state(FILE *out, const char *state, int width, int color) {
 
 /* "handlers add, echo, ..." from the names the workers' HELLO listed, on
  * one line of at most about 100 columns; nothing when the pool has none. */
-static void print_handlers(FILE *out, json_t *names) {
+static void print_handlers(FILE *out, json_t *names, json_t *kinds) {
   size_t i, n = json_array_size(names), col = 8;
-  const char *name;
+  const char *name, *kind;
 
   if (n == 0)
     return;
@@ -179,6 +179,12 @@ static void print_handlers(FILE *out, json_t *names) {
     for (const char *c = name; *c; c++)
       fputc((unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c, out);
     col += strlen(name) + 2;
+    /* Not a plain function: say which (the pool keeps only these). */
+    kind = json_string_value(json_object_get(kinds, name));
+    if (kind) {
+      fprintf(out, " (%s)", kind);
+      col += strlen(kind) + 3;
+    }
   }
   fputc('\n', out);
 }
@@ -224,7 +230,8 @@ void pc_print_header(FILE *out, json_t *st, int color) {
           pc_num(st, "reclaimed"), pc_num(by, "withdrawn"),
           pc_num(by, "undelivered"), pc_num(by, "idle"),
           pc_num(by, "in_flight"), pc_num(st, "stale_replies"));
-  print_handlers(out, json_object_get(st, "handlers"));
+  print_handlers(out, json_object_get(st, "handlers"),
+                 json_object_get(st, "handler_kinds"));
 }
 
 /* Where each worker's last slow-request dump found it (worker.slow_request):

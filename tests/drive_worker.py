@@ -105,7 +105,7 @@ def request(rid, cmd, args=None, omit_args=False):
 class Worker:
     """A child process with the pool's descriptor layout."""
 
-    def __init__(self, argv, env=None, parent_pid=None):
+    def __init__(self, argv, env=None, parent_pid=None, leader=False):
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -130,7 +130,14 @@ class Worker:
             (os.POSIX_SPAWN_DUP2, c_rep, 4),
         ]
         try:
-            self.pid = os.posix_spawn(argv[0], argv, full_env, file_actions=actions)
+            # leader: a group of its own, as the pool spawns workers.
+            self.pid = os.posix_spawn(
+                argv[0],
+                argv,
+                full_env,
+                file_actions=actions,
+                **({"setpgroup": 0} if leader else {}),
+            )
         finally:
             for fd in child:
                 os.close(fd)
@@ -218,7 +225,8 @@ class Worker:
         check(h["pid"] == self.pid, "HELLO pid %r != %d" % (h.get("pid"), self.pid))
         check(h["runtime"] == RUNTIME, "runtime %r" % h.get("runtime"))
         check(isinstance(h["handlers"], list), "handlers not a list")
-        check(set(h) == {"protocol", "pid", "runtime", "handlers"}, "HELLO keys")
+        keys = {"protocol", "pid", "runtime", "handlers"}
+        check(set(h) == keys | ({"kinds"} if protocol >= 2 else set()), "HELLO keys")
         return h
 
     # -- process --------------------------------------------------------
@@ -284,12 +292,14 @@ def _read_all(fd):
 _workers = []
 
 
-def spawn(handler, *, raw=False, env=None, parent_pid=None, script=WORKER):
+def spawn(
+    handler, *, raw=False, env=None, parent_pid=None, script=WORKER, leader=False
+):
     argv = [PYTHON, script]
     if raw:
         argv.append("--raw")
     argv.append(handler)
-    w = Worker(argv, env=env, parent_pid=parent_pid)
+    w = Worker(argv, env=env, parent_pid=parent_pid, leader=leader)
     _workers.append(w)
     return w
 

@@ -487,6 +487,84 @@ def _read_big(total):
     return payload
 
 
+# What a handler returns that is not its result yet: a coroutine (an async
+# def handler) runs to its end on the worker's asyncio loop; a generator is
+# a stream handler.
+async def _probe():
+    pass
+
+
+_c = _probe()
+_CoroutineType = type(_c)
+_c.close()
+del _c
+_GeneratorType = type((lambda: (yield))())
+
+
+async def _agen():
+    yield
+
+
+_AsyncGeneratorType = type(_agen())
+_NOT_VALUES = frozenset((_CoroutineType, _GeneratorType, _AsyncGeneratorType))
+
+
+class _CancelledError(BaseException):
+    """Stands for asyncio.CancelledError until asyncio is imported (by the
+    first async handler)."""
+
+
+_aloop = None
+
+
+def _settle(value, name):
+    """The result of a handler that returned a coroutine or a generator."""
+    if type(value) is _CoroutineType:
+        return _run_coroutine(value)
+    if hasattr(value, "close"):
+        value.close()
+    raise TypeError(
+        "handler %r is a generator: a handler returns its whole result "
+        "(return a list instead)" % name
+    )
+
+
+def _run_coroutine(coro):
+    """Run an async handler's coroutine on the worker's asyncio loop, to its
+    end.  While it runs, the request pipe is watched: a PING is answered,
+    and a CANCEL for this request cancels the task (the handler sees
+    asyncio.CancelledError at its await)."""
+    global _aloop, _CancelledError
+    import asyncio
+
+    _CancelledError = asyncio.CancelledError
+    if _aloop is None:
+        _aloop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_aloop)
+    loop = _aloop
+    task = loop.create_task(coro)
+    rid = current_request_id
+
+    def readable():
+        _poll_more()
+        if _eof:
+            loop.remove_reader(REQ_FD)
+            task.cancel()
+        elif rid in _cancelled_ids:
+            task.cancel()
+
+    # Frames read with the request are already in the buffer: a PING is
+    # answered now, a CANCEL cancels before the first await.
+    _absorb()
+    if rid in _cancelled_ids:
+        task.cancel()
+    loop.add_reader(REQ_FD, readable)
+    try:
+        return loop.run_until_complete(task)
+    finally:
+        loop.remove_reader(REQ_FD)
+
+
 def _make_json_runner(table):
     # The hot path: everything it uses is a local of this closure.
     names = sorted(table)
@@ -498,6 +576,7 @@ def _make_json_runner(table):
     join = "".join
     cancelled_ids = _cancelled_ids
     send = _send
+    not_values = _NOT_VALUES
 
     def run(rid, data):
         global current_request_id
@@ -539,10 +618,17 @@ def _make_json_runner(table):
         current_request_id = rid
         try:
             result = fn(req.get("args"))
+            if type(result) in not_values:
+                result = _settle(result, cmd)
         except Exception as exc:
             current_request_id = None
             cancelled_ids.discard(rid)
             _send_exception(rid, exc)
+            return
+        except _CancelledError:
+            current_request_id = None
+            cancelled_ids.discard(rid)
+            _send_error(rid, "Cancelled", "request %d was cancelled while it ran" % rid)
             return
         current_request_id = None
         if cancelled_ids:
@@ -586,10 +672,17 @@ def _make_raw_runner(handle):
         current_request_id = rid
         try:
             out = handle(bytes(data))
+            if type(out) in _NOT_VALUES:
+                out = _settle(out, "handle")
         except Exception as exc:
             current_request_id = None
             cancelled_ids.discard(rid)
             _send_exception(rid, exc)
+            return
+        except _CancelledError:
+            current_request_id = None
+            cancelled_ids.discard(rid)
+            _send_error(rid, "Cancelled", "request %d was cancelled while it ran" % rid)
             return
         current_request_id = None
         if cancelled_ids:
@@ -711,12 +804,48 @@ def _is_group_leader():
         return False
 
 
+# The handler module being served, for teardown().
+_module = None
+_tearing_down = False
+
+
+def _teardown():
+    """Call the module's teardown() once, on a graceful stop: EOF of the
+    request pipe, or SIGTERM while no request runs.  What it raises is
+    printed (it goes to the pool's log), and the worker still exits."""
+    global _tearing_down
+    fn = getattr(_module, "teardown", None)
+    if fn is None or _tearing_down:
+        return
+    _tearing_down = True
+    try:
+        fn()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    _flush_std()
+
+
+def worker_id():
+    """The pool's slot number of this worker (0-based), stable across its
+    restarts; None outside a pool."""
+    try:
+        return int(os.environ["PORTPOOL_WORKER_ID"])
+    except (KeyError, ValueError):
+        return None
+
+
 def _on_sigterm(signum, frame):
     """SIGTERM, from the pool's stop or from the parent-death signal: take
-    the whole process group down, the handlers' own subprocesses included."""
+    the whole process group down, the handlers' own subprocesses included.
+    Between requests it is a graceful stop: teardown() runs first (the pool
+    kills the worker once worker.kill_grace has passed)."""
     import _signal as signal
 
     if os.getpid() == _worker_pid and _is_group_leader():
+        if current_request_id is None:
+            _teardown()
         _flush_std()
         os.killpg(0, signal.SIGKILL)  # ourselves included
     # A forked child that kept the handler, or a worker run outside a pool
@@ -900,6 +1029,47 @@ class HandlerTableError(Exception):
     """A handler module's __all__ names something that is not a handler."""
 
 
+# Module functions the worker calls itself, never a client: setup() once
+# per worker before HELLO, after_fork() first in a zygote-forked worker,
+# teardown() on a graceful stop.
+HOOKS = ("setup", "after_fork", "teardown")
+
+
+def handler(fn=None, *, name=None):
+    """Declare a handler: `@handler` under its own name, `@handler("name")`
+    or `@handler(name="name")` under another.  A module that declares any
+    handler this way serves exactly those (and the names of its __all__, if
+    it has one): nothing else in it is ever called."""
+    if isinstance(fn, str) and name is None:
+        fn, name = None, fn
+    if name is not None and (not isinstance(name, str) or not name.isidentifier()):
+        raise ValueError("handler name %r is not an identifier" % (name,))
+
+    def mark(f):
+        if not callable(f):
+            raise TypeError("@handler needs a function, not %s" % type(f).__name__)
+        label = f.__name__ if name is None else name
+        if not isinstance(label, str) or not label.isidentifier():
+            raise ValueError("handler name %r is not an identifier" % (label,))
+        f._portpool_handler = label
+        return f
+
+    return mark if fn is None else mark(fn)
+
+
+def handler_kind(fn):
+    """"plain", "async" (an async def: run on the worker's asyncio loop) or
+    "stream" (a generator or async generator)."""
+    import inspect
+
+    target = getattr(fn, "__func__", fn)
+    if inspect.isasyncgenfunction(target) or inspect.isgeneratorfunction(target):
+        return "stream"
+    if inspect.iscoroutinefunction(target):
+        return "async"
+    return "plain"
+
+
 def handler_table(module, raw=False):
     """The handlers a worker dispatches to, as {name: callable}; nothing
     else in the module's namespace is ever called.
@@ -921,11 +1091,27 @@ def handler_table(module, raw=False):
                 "--raw needs a handle(payload) function in %r" % mname
             )
         return {"handle": handle}
+    declared = {
+        value._portpool_handler: value
+        for value in list(namespace.values())
+        if callable(value)
+        and isinstance(getattr(value, "_portpool_handler", None), str)
+        and getattr(value, "__module__", None) == mname
+    }
+    for key in declared:
+        if key in HOOKS:
+            raise HandlerTableError(
+                "@handler in %r names %r, a lifecycle hook the worker calls "
+                "itself: give the handler another name" % (mname, key)
+            )
     if "__all__" not in namespace:
+        if declared:
+            return declared
         return {
             key: value
             for key, value in namespace.items()
             if not key.startswith("_")
+            and key not in HOOKS
             and key.isidentifier()
             and callable(value)
             and not isinstance(value, type)
@@ -954,23 +1140,33 @@ def handler_table(module, raw=False):
                 "remove it from __all__"
                 % (mname, key, type(namespace[key]).__name__)
             )
+        if key in HOOKS:
+            raise HandlerTableError(
+                "__all__ in %r names %r, a lifecycle hook the worker calls "
+                "itself: remove it from __all__" % (mname, key)
+            )
         table[key] = namespace[key]
+    table.update(declared)
     return table
 
 
-def _hello_payload(names):
-    """HELLO with the handler names, cut (and "handlers_truncated") if they
+def _hello_payload(names, kinds=None):
+    """HELLO with the handler names, and the kind of each that is not plain
+    ({"name": "async" | "stream"}), cut (and "handlers_truncated") if they
     would not fit max_frame."""
+    kinds = kinds or {}
     hello = {
         "protocol": PROTOCOL_VERSION,
         "pid": os.getpid(),
         "runtime": "python %d.%d.%d" % sys.version_info[:3],
         "handlers": names,
+        "kinds": {n: kinds[n] for n in names if kinds.get(n, "plain") != "plain"},
     }
     payload = _encode(hello).encode()
     while len(payload) > _max_reply and names:
         names = names[: len(names) // 2]
         hello["handlers"] = names
+        hello["kinds"] = {n: k for n, k in hello["kinds"].items() if n in names}
         hello["handlers_truncated"] = True
         payload = _encode(hello).encode()
     return payload
@@ -1001,7 +1197,7 @@ def main(argv=None):
     return serve_module(module, raw)
 
 
-def serve_module(module, raw=False):
+def serve_module(module, raw=False, forked=False):
     """Speak the protocol on fds 3 and 4 for an imported handler module:
     HELLO, then serve until EOF.  Used by main() and, after a fork, by the
     zygote (portpool_zygote.py).  Returns the exit status."""
@@ -1029,14 +1225,33 @@ def serve_module(module, raw=False):
         table = handler_table(module, raw)
     except HandlerTableError as exc:
         return boot_failed(exc)
+    # The hooks: after_fork() first in a zygote-forked worker, then
+    # setup(); either raising (or calling sys.exit()) is a boot failure.
+    for hook in (("after_fork",) if forked else ()) + ("setup",):
+        fn = getattr(module, hook, None)
+        if fn is None:
+            continue
+        try:
+            fn()
+        except (Exception, SystemExit) as exc:
+            return boot_failed(exc, "%s() failed" % hook)
+    global _module
+    _module = module
     if raw:
         run = _make_raw_runner(table["handle"])
     else:
         run = _make_json_runner(table)
 
-    _send(HELLO, 0, _hello_payload(sorted(table)))
+    _send(
+        HELLO,
+        0,
+        _hello_payload(
+            sorted(table), {n: handler_kind(f) for n, f in table.items()}
+        ),
+    )
     try:
         _serve(run)
+        _teardown()
     finally:
         # EOF, or a handler's sys.exit(): nothing we started stays behind.
         _kill_group_members()

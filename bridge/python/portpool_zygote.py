@@ -71,7 +71,7 @@ def _child(ctl, fds, module, raw, slot):
         if isinstance(module, BaseException):
             code = pw.boot_failed(module)
         else:
-            code = pw.serve_module(module, raw)
+            code = pw.serve_module(module, raw, forked=True)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:

@@ -1,0 +1,233 @@
+/* test_contract.c -- the handler contract through the pool, in the run's
+ * start mode (ctest runs it again with PP_START=zygote): the handler table
+ * and its kinds in status, worker_id(), the lifecycle hooks (setup per
+ * worker, after_fork in forked workers, teardown at a graceful stop, a
+ * failing setup as a boot failure), and async handlers (results, errors,
+ * a cancel raising CancelledError). */
+#include "helpers.h"
+
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char marks[128];
+
+static int zygote(void) {
+  const char *m = getenv("PP_START");
+
+  return m && strcmp(m, "zygote") == 0;
+}
+
+/* How many lines of marks start with what. */
+static int count_marks(const char *what) {
+  char line[256];
+  size_t n = strlen(what);
+  int k = 0;
+  FILE *f = fopen(marks, "r");
+
+  if (f == NULL)
+    return 0;
+  while (fgets(line, sizeof(line), f))
+    if (strncmp(line, what, n) == 0 && line[n] == ' ')
+      k++;
+  fclose(f);
+  return k;
+}
+
+static pp_pool_t *open_contract(rec_t *rec, int size) {
+  pp_config_t *cfg = python_config("contract_handlers.py", size);
+  pp_pool_options_t o = rec_options(rec);
+  pp_pool_t *pool;
+  pp_diag_t d;
+
+  rec_init(rec);
+  if (pp_pool_open(cfg, &o, &pool, &d) != 0)
+    fail_msg("pp_pool_open: %s", d.message);
+  pp_config_free(cfg);
+  return pool;
+}
+
+static void setup_marks(void) {
+  snprintf(marks, sizeof(marks), "/tmp/pp-contract-marks-%d", (int)getpid());
+  unlink(marks);
+  assert_int_equal(setenv("PP_TEST_MARKS", marks, 1), 0);
+}
+
+static void test_table_and_kinds(void **state) {
+  pp_buf_t reply = {0};
+  pp_status_t st;
+  pp_diag_t d;
+  char *js;
+  rec_t rec;
+  pp_pool_t *pool;
+
+  (void)state;
+  setup_marks();
+  pool = open_contract(&rec, 1);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_string_equal(st.handlers, "[\"add_later\",\"count\",\"fail_later\","
+                                   "\"setups\",\"wait\",\"whoami\"]");
+  assert_string_equal(st.handler_kinds,
+                      "{\"add_later\":\"async\",\"count\":\"stream\","
+                      "\"fail_later\":\"async\",\"wait\":\"async\"}");
+  js = pp_status_to_json(&st);
+  assert_non_null(strstr(js, "\"handler_kinds\":{\"add_later\":\"async\""));
+  free(js);
+  pp_status_free(&st);
+  /* Declared with @handler("whoami"): the worker's slot. */
+  assert_int_equal(pp_call_cmd(pool, "whoami", NULL, &reply, -1, &d), 0);
+  assert_string_equal(reply.data, "0");
+  /* setup() ran once in this worker, before HELLO. */
+  assert_int_equal(pp_call_cmd(pool, "setups", NULL, &reply, -1, &d), 0);
+  assert_string_equal(reply.data, "1");
+  /* Public but not declared, and the hooks: never called. */
+  assert_int_equal(pp_call_cmd(pool, "not_declared", NULL, &reply, -1, &d),
+                   PP_EHANDLER);
+  assert_non_null(strstr(d.message, "UnknownCommand"));
+  assert_int_equal(pp_call_cmd(pool, "teardown", NULL, &reply, -1, &d),
+                   PP_EHANDLER);
+  assert_non_null(strstr(d.message, "UnknownCommand"));
+  pp_buf_free(&reply);
+  pp_pool_close(pool);
+  rec_free(&rec);
+  unlink(marks);
+}
+
+static void test_hooks(void **state) {
+  rec_t rec;
+  pp_pool_t *pool;
+
+  (void)state;
+  setup_marks();
+  pool = open_contract(&rec, 2);
+  /* Each worker: after_fork() when the zygote forked it, then setup(),
+   * both before its HELLO (the pool is open: both said it). */
+  assert_int_equal(count_marks("setup"), 2);
+  assert_int_equal(count_marks("after_fork"), zygote() ? 2 : 0);
+  assert_int_equal(count_marks("teardown"), 0);
+  /* pp_pool_close returns after every worker was reaped: each ran its
+   * teardown() on the graceful stop. */
+  pp_pool_close(pool);
+  rec_free(&rec);
+  assert_int_equal(count_marks("teardown"), 2);
+  unlink(marks);
+}
+
+static void test_setup_failure_fails_fast(void **state) {
+  char dir[] = "/tmp/pp-contract-XXXXXX", path[128];
+  pp_config_t *cfg;
+  pp_pool_options_t o = rec_options(NULL);
+  pp_pool_t *pool;
+  pp_diag_t d;
+  FILE *f;
+
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/badsetup.py", dir);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("def setup():\n    raise RuntimeError('no database at db:5432')\n\n"
+        "def ping(args):\n    return 'pong'\n",
+        f);
+  fclose(f);
+  cfg = python_config("echo_handlers.py", 2);
+  {
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd), "[%s, %s, %s]", test_path("PP_PYTHON"),
+             test_path("PP_WORKER_PY"), path);
+    cfg_set(cfg, "worker.command", cmd);
+  }
+  memset(&d, 0, sizeof(d));
+  assert_int_equal(pp_pool_open(cfg, &o, &pool, &d), PP_EBOOT);
+  assert_non_null(strstr(d.message, "RuntimeError: no database at db:5432"));
+  pp_config_free(cfg);
+  unlink(path);
+  rmdir(dir);
+}
+
+typedef struct {
+  uv_thread_t t;
+  pp_pool_t *pool;
+  pp_cancel_t *token;
+  char fifo[128];
+  int status;
+  pp_diag_t d;
+} waiter_t;
+
+static void wait_main(void *arg) {
+  waiter_t *w = arg;
+  pp_call_opts_t o = {-1, w->token};
+  char req[256];
+  pp_buf_t reply = {0};
+
+  snprintf(req, sizeof(req),
+           "{\"cmd\":\"wait\",\"args\":{\"secs\":60,\"ready\":\"%s\"}}",
+           w->fifo);
+  w->status = pp_call_with(w->pool, req, strlen(req), &reply, &o, &w->d);
+  pp_buf_free(&reply);
+}
+
+static void test_async_handlers(void **state) {
+  pp_buf_t reply = {0};
+  pp_status_t st;
+  pp_diag_t d;
+  waiter_t w;
+  int fd;
+  rec_t rec;
+  pp_pool_t *pool;
+
+  (void)state;
+  setup_marks();
+  pool = open_contract(&rec, 1);
+  assert_int_equal(
+      pp_call_cmd(pool, "add_later", "{\"a\":2,\"b\":3}", &reply, -1, &d), 0);
+  assert_string_equal(reply.data, "5");
+  assert_int_equal(pp_call_cmd(pool, "fail_later", "7", &reply, -1, &d),
+                   PP_EHANDLER);
+  assert_non_null(strstr(d.message, "ValueError: late: 7"));
+  /* A cancel reaches the coroutine as CancelledError at its await; the
+   * worker answers (dropped) and stays. */
+  memset(&w, 0, sizeof(w));
+  w.pool = pool;
+  assert_int_equal(pp_cancel_new(pool, &w.token), 0);
+  fifo_make(w.fifo, sizeof(w.fifo), "contract");
+  assert_int_equal(uv_thread_create(&w.t, wait_main, &w), 0);
+  /* Opened by the handler once it runs: then it awaits. */
+  fd = open(w.fifo, O_RDONLY);
+  assert_true(fd >= 0);
+  close(fd);
+  unlink(w.fifo);
+  assert_int_equal(pp_cancel(w.token), 1);
+  uv_thread_join(&w.t);
+  assert_int_equal(w.status, PP_ECANCELED);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_STALE_REPLY, 1, 60000), 0);
+  assert_int_equal(count_marks("cancelled"), 1);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  pp_status_free(&st);
+  assert_int_equal(pp_call_cmd(pool, "wait", "0", &reply, -1, &d), 0);
+  assert_string_equal(reply.data, "\"waited\"");
+  /* A generator (a stream handler) says what to do instead. */
+  assert_int_equal(pp_call_cmd(pool, "count", "3", &reply, -1, &d),
+                   PP_EHANDLER);
+  assert_non_null(strstr(d.message, "generator"));
+  pp_buf_free(&reply);
+  pp_cancel_free(w.token);
+  pp_pool_close(pool);
+  rec_free(&rec);
+  unlink(marks);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_table_and_kinds),
+      cmocka_unit_test(test_hooks),
+      cmocka_unit_test(test_setup_failure_fails_fast),
+      cmocka_unit_test(test_async_handlers),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

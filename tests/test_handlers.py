@@ -1,0 +1,214 @@
+"""Unit tests of the handler contract on the Python side (unittest, run by
+ctest as test_handlers_py): the worker driven through its frame protocol,
+as the pool drives it, with fixtures/contract_handlers.py and small modules
+written here.  Covers the handler table (@handler, __all__, hooks left out),
+the kinds HELLO lists, the lifecycle hooks, worker_id(), and async handlers
+(results, errors, CANCEL raising CancelledError, PING while awaiting)."""
+import json
+import os
+import signal
+import sys
+import tempfile
+import textwrap
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import drive_worker as dw  # noqa: E402
+
+sys.path.insert(0, os.path.join(dw.ROOT, "bridge", "python"))
+
+
+def write_module(folder, name, text):
+    path = os.path.join(folder, name + ".py")
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text))
+    return path
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.marks = os.path.join(self.tmp.name, "marks")
+
+    def tearDown(self):
+        while dw._workers:
+            dw._workers.pop().cleanup()
+        self.tmp.cleanup()
+
+    def spawn(self, handler, **kw):
+        env = {"PP_TEST_MARKS": self.marks, "PORTPOOL_WORKER_ID": "5"}
+        env.update(kw.pop("env", {}))
+        return dw.spawn(handler, env=env, **kw)
+
+    def read_marks(self):
+        try:
+            with open(self.marks) as f:
+                return [line.split()[0] for line in f]
+        except FileNotFoundError:
+            return []
+
+    def call(self, w, rid, cmd, args=None):
+        w.send_raw(dw.request(rid, cmd, args))
+        return w.expect_reply(rid)
+
+
+class TestTable(Base):
+    def test_declared_handlers_only(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        h = w.hello()
+        self.assertEqual(
+            h["handlers"],
+            ["add_later", "count", "fail_later", "setups", "wait", "whoami"],
+        )
+        # A public function the module did not declare, and the hooks,
+        # are not handlers.
+        for name in ("not_declared", "setup", "teardown", "after_fork"):
+            w.send_raw(dw.request(1, name))
+            w.expect_error(1, "UnknownCommand", dw.UNKNOWN_KEYS)
+
+    def test_kinds_in_hello(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        h = w.hello()
+        self.assertEqual(
+            h["kinds"],
+            {"add_later": "async", "fail_later": "async", "wait": "async",
+             "count": "stream"},
+        )
+        w = self.spawn(dw.fixture("echo_handlers.py"))
+        self.assertEqual(w.hello()["kinds"], {})
+
+    def test_decorator_with_all(self):
+        path = write_module(
+            self.tmp.name,
+            "both",
+            """
+            from portpool_worker import handler
+            __all__ = ["listed"]
+            def listed(args):
+                return "listed"
+            @handler("renamed")
+            def declared(args):
+                return "declared"
+            def public(args):
+                return "public"
+            """,
+        )
+        w = self.spawn(path)
+        self.assertEqual(w.hello()["handlers"], ["listed", "renamed"])
+        self.assertEqual(self.call(w, 1, "renamed"), "declared")
+        self.assertEqual(self.call(w, 2, "listed"), "listed")
+
+    def test_hook_name_refused(self):
+        for text, what in (
+            ("__all__ = ['setup']\ndef setup():\n    pass\n", "__all__"),
+            (
+                "from portpool_worker import handler\n"
+                "@handler('teardown')\ndef t(args):\n    pass\n",
+                "@handler",
+            ),
+        ):
+            path = write_module(self.tmp.name, "hooky", text)
+            w = self.spawn(path)
+            err = json.loads(w.expect(dw.ERROR, 0))
+            self.assertIn(what, err["message"])
+            self.assertIn("lifecycle hook", err["message"])
+            self.assertEqual(w.wait(), 1)
+
+    def test_bad_decorator_names(self):
+        import _portpool_worker as pw
+
+        with self.assertRaises(ValueError):
+            pw.handler("not a name")
+        with self.assertRaises(TypeError):
+            pw.handler(3)
+
+
+class TestHooks(Base):
+    def test_setup_before_hello_once(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        self.assertEqual(self.read_marks(), ["setup"])
+        self.assertEqual(self.call(w, 1, "setups"), 1)
+
+    def test_setup_failure_is_a_boot_failure(self):
+        path = write_module(
+            self.tmp.name,
+            "badsetup",
+            """
+            def setup():
+                raise RuntimeError("no database at db:5432")
+            def ping(args):
+                return "pong"
+            """,
+        )
+        w = self.spawn(path)
+        err = json.loads(w.expect(dw.ERROR, 0))
+        self.assertEqual(err["type"], "RuntimeError")
+        self.assertIn("no database", err["message"])
+        self.assertIn("in setup", err["traceback"])
+        self.assertEqual(w.wait(), 1)
+
+    def test_teardown_on_eof(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        w.close_requests()
+        self.assertEqual(w.wait(), 0)
+        self.assertEqual(self.read_marks(), ["setup", "teardown"])
+
+    def test_teardown_on_sigterm_when_idle(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"), leader=True)
+        w.hello()
+        os.kill(w.pid, signal.SIGTERM)
+        w.wait()
+        self.assertEqual(self.read_marks(), ["setup", "teardown"])
+
+    def test_no_teardown_when_killed_mid_request(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"), leader=True)
+        w.hello()
+        w.send_raw(dw.request(1, "wait", 30))
+        # The request runs once its PING behind it is answered.
+        w.send(dw.PING, 2)
+        w.expect(dw.PONG, 2)
+        os.kill(w.pid, signal.SIGTERM)
+        w.wait()
+        self.assertEqual(self.read_marks(), ["setup"])
+
+    def test_worker_id(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        self.assertEqual(self.call(w, 1, "whoami"), 5)
+
+
+class TestAsync(Base):
+    def test_results_and_errors(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        self.assertEqual(self.call(w, 1, "add_later", {"a": 2, "b": 3}), 5)
+        w.send_raw(dw.request(2, "fail_later", 7))
+        err = w.expect_error(2, "ValueError")
+        self.assertIn("late: 7", err["message"])
+        self.assertEqual(self.call(w, 3, "wait", 0.01), "waited")
+
+    def test_cancel_raises_cancelled_error(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        w.send_raw(dw.request(1, "wait", 30))
+        # Answered while the coroutine awaits: the loop watches the pipe.
+        w.send(dw.PING, 9)
+        w.expect(dw.PONG, 9)
+        w.send(dw.CANCEL, 1)
+        w.expect_error(1, "Cancelled")
+        self.assertEqual(self.read_marks(), ["setup", "cancelled"])
+        # The worker goes on.
+        self.assertEqual(self.call(w, 2, "add_later", {"a": 1, "b": 1}), 2)
+
+    def test_generator_is_refused_clearly(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        w.send_raw(dw.request(1, "count", 3))
+        err = w.expect_error(1, "TypeError")
+        self.assertIn("generator", err["message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
