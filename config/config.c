@@ -102,7 +102,8 @@ const pp__key_t pp__keys[PP__NKEYS] = {
    .doc = "time in-flight requests get to finish when the pool stops"},
   {KEY("worker.cancel_grace", DURATION, cancel_grace_ms), .max = DUR_MAX,
    .def = "1s",
-   .doc = "time a cancelled request gets before its worker is killed"},
+   .doc = "time a cancelled request (pp_cancel, or on_client_death: "
+          "cancel) gets before its worker is killed"},
   {KEY("worker.pipeline_depth", INT, pipeline_depth), .min = 1, .max = 1024,
    .def = "1", .doc = "requests in flight per worker"},
   {KEY("worker.reply_spin_us", INT, reply_spin_us), .min = 0, .max = 1000,

@@ -315,11 +315,14 @@ typedef struct pp_status {
   uint64_t timeouts;              /* checkouts that timed out */
   uint64_t rejected;              /* checkouts refused at once (EBUSY) */
   uint64_t requests;              /* requests handed to a worker */
-  uint64_t errors;                /* of those, the ones that failed */
+  uint64_t errors;                /* of those, the ones that failed (a
+                                     call its caller cancelled is counted
+                                     in cancels, not here) */
   uint64_t restarts;
   uint64_t stale_replies; /* replies dropped because their lease ended */
   uint64_t slow_requests; /* requests that ran past worker.slow_request
                              (their worker got SIGUSR1 once) */
+  uint64_t cancels;       /* calls ended by pp_cancel */
   uint64_t recycles;      /* workers replaced for max_requests, max_rss,
                              max_age, restart or reload */
   int draining;           /* pp_pool_drain: no new checkouts */
@@ -409,8 +412,10 @@ typedef void (*pp_trace_cb)(pp_pool_t *pool, const pp_trace_event_t *ev,
                             void *data);
 
 /* Log lines: a worker's stdout and stderr, prefixed with its id, and the
- * pool's own notices.  Called on the loop thread.  The default (NULL) writes
- * to stderr. */
+ * pool's own notices.  Called on the loop thread, with the pool lock held:
+ * as for the trace callback, copy what you need and return; never call
+ * into the pool from it (pp_cancel, pp_pool_status, ... would deadlock).
+ * The default (NULL) writes to stderr. */
 typedef void (*pp_log_cb)(pp_pool_t *pool, const char *line, void *data);
 
 /* ---------------------------------------------------------------- adapters */
@@ -686,7 +691,10 @@ PP_EXTERN int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
  * (past it the worker is replaced).  timeout_ms < 0: checkout.timeout for
  * the wait, worker.request_timeout for the request.  A pipelined call
  * (below) with timeout_ms >= 0 goes through pp_call_async_with, bounded
- * the same way.  Not on the loop thread.
+ * the same way.  timeout_ms 0 returns PP_ETIMEDOUT at once (nothing is
+ * sent).  A request that reaches its handler past its deadline is not run
+ * and is a timeout too (its worker answers DeadlineExceeded, which every
+ * call kind turns into PP_ETIMEDOUT).  Not on the loop thread.
  *
  * With worker.pipeline_depth N > 1, a payload of up to 4 KiB may share a
  * worker with up to N - 1 other pp_calls queued on it, answered in order
@@ -731,32 +739,39 @@ PP_EXTERN int pp_call_cmd(pp_pool_t *pool, const char *cmd,
  * pp_call_async_with and pp_request_with get it (on the loop thread,
  * never from inside pp_cancel).  After PP_ECANCELED from
  * pp_lease_call_with or pp_request_with, check the lease in: its worker
- * is gone (or, when its answer had come first, still the lease's).  A
+ * is gone (or, when its answer had come first, still the lease's), and a
+ * later call on it gets PP_ECANCELED (its worker left it).  A
  * call placed again after its worker was replaced counts once more in
  * checkouts and requests. */
 typedef struct pp_cancel pp_cancel_t;
 
-/* A token for calls on pool.  Returns 0, UV_ENOMEM or a libuv error (its
- * eventfd). */
+/* A token for calls on pool (a call on another pool refuses it with
+ * UV_EINVAL).  Returns 0, UV_ENOMEM or a libuv error (its eventfd). */
 PP_EXTERN int pp_cancel_new(pp_pool_t *pool, pp_cancel_t **out);
 /* Cancel every call pending on the token, and those started with it
- * later.  Any thread.  Returns how many calls it ended: each of them gets
+ * later.  Any thread, but not from the trace or log callbacks (the pool
+ * lock is held there) and not after the pool is closed.  Counted in
+ * pp_status_t.cancels (not in errors).  Returns how many calls it ended:
+ * each of them gets
  * PP_ECANCELED.  A call it did not count either had finished (it gets
  * its own outcome) or takes the token after this (PP_ECANCELED, "the
  * call was cancelled before it started"). */
 PP_EXTERN int pp_cancel(pp_cancel_t *token);
 /* 1 once pp_cancel ran on it (until pp_cancel_reset). */
 PP_EXTERN int pp_cancel_fired(const pp_cancel_t *token);
-/* Make a fired token usable again.  No call may be pending on it; a
- * thread call it cancelled that is still on its way out is waited for. */
+/* Make a fired token usable again (not after the pool is closed).  No call
+ * may be pending on it (the process aborts, saying so); a thread call it
+ * cancelled that is still on its way out is waited for. */
 PP_EXTERN void pp_cancel_reset(pp_cancel_t *token);
 /* Free a token (before or after its pool is closed).  No call may be
- * pending on it.  NULL is allowed. */
+ * pending on it (the process aborts, saying so).  NULL is allowed. */
 PP_EXTERN void pp_cancel_free(pp_cancel_t *token);
 
 /* What the _with calls take besides the payload. */
 typedef struct pp_call_opts {
-  int64_t timeout_ms;  /* as the plain call's timeout_ms: < 0 the config's */
+  int64_t timeout_ms;  /* as the plain call's timeout_ms: < 0 the config's;
+                          0 leaves a one-shot call no time (PP_ETIMEDOUT at
+                          once, nothing sent) */
   pp_cancel_t *cancel; /* NULL: not cancellable */
 } pp_call_opts_t;
 

@@ -494,7 +494,17 @@ uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now) {
     pool->async_waiters--;
     pool->timeouts++;
     r = pp__checkout_unavailable(pool, &d);
-    fail(pool, a, r, d.message, now);
+    if (a->call_deadline_ns && r == PP_ETIMEDOUT) {
+      /* Its own timeout_ms ran out, not checkout.timeout. */
+      char why[PP__MSG_CAP];
+
+      snprintf(why, sizeof(why),
+               "the call ran past its timeout_ms waiting for a worker (%.200s)",
+               d.message);
+      fail(pool, a, r, why, now);
+    } else {
+      fail(pool, a, r, d.message, now);
+    }
   }
   /* Placed calls past their own deadline. */
   for (i = 0; i < pool->nslots; i++) {
@@ -548,6 +558,8 @@ int pp_call_async_with(pp_pool_t *pool, const void *payload, size_t len,
 
   if (cb == NULL)
     return UV_EINVAL;
+  if ((r = pp__call_opts_check(pool, opts, NULL)) != 0)
+    return r;
   if ((a = calloc(1, sizeof(*a) + len)) == NULL)
     return UV_ENOMEM;
   a->cb = cb;

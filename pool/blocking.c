@@ -425,6 +425,11 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
     pp__diag_set(diag, "client closed; the lease was reclaimed");
     return PP_ECANCELED;
   }
+  if (lease->cancelled) {
+    pp__diag_set(diag, "a call on this lease was cancelled while it ran, and "
+                       "its worker left the lease: check the lease in");
+    return PP_ECANCELED;
+  }
   if (pool->stopping || lease->ended || proc == NULL || proc->dead) {
     pp__diag_set(diag, "%s",
                  pool->stopping            ? "pool is closing"
@@ -477,6 +482,7 @@ static int call_abandon(tcall_t *c) {
  * gets CANCEL and the loop its reply (dropped), or replaces it past
  * cancel_grace; the lease loses the worker. */
 static int call_cancel(tcall_t *c) {
+  c->lease->cancelled = 1;
   call_leave(c, 1);
   snprintf(c->msg, c->cap,
            "the call was cancelled; its worker %d was sent CANCEL",
@@ -670,6 +676,10 @@ int pp_lease_call_with(pp_lease_t *lease, const void *payload, size_t len,
   pool = lease->pool;
   if (reply)
     reply->len = 0;
+  if (opts && opts->cancel && opts->cancel->pool != pool) {
+    pp__diag_set(diag, "the cancel token belongs to another pool");
+    return UV_EINVAL;
+  }
   pp__lock(pool);
   r = call_begin(&c, lease, len, opts ? opts->timeout_ms : -1,
                  opts ? opts->cancel : NULL, diag);
@@ -689,6 +699,14 @@ static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
   int unsent;
   tcall_t c;
 
+  if (deadline_ns && pp__now_ns() >= deadline_ns) {
+    /* Its time ran out before the worker was ours: never sent. */
+    pp__diag_set(diag, "the call ran past its timeout_ms waiting for a worker");
+    *r = PP_ETIMEDOUT;
+    pp__lease_checkin(lease);
+    pp__unlock(pool);
+    return 0;
+  }
   *r = call_begin(&c, lease, len, -1, token, diag);
   if (*r == 0 && deadline_ns &&
       (c.deadline_ns == 0 || deadline_ns < c.deadline_ns))
@@ -765,6 +783,8 @@ int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
   assert(pool != NULL);
   if (reply)
     reply->len = 0;
+  if ((r = pp__call_opts_check(pool, opts, diag)) != 0)
+    return r;
   if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD) {
     if (timeout_ms >= 0 || token)
       return call_waited(pool, payload, len, reply, opts, diag);

@@ -14,7 +14,9 @@
 
 /* msg may be NULL with cap 0 (nobody asked why): snprintf writes nothing. */
 
+#include <jansson.h>
 #include <stdio.h>
+#include <string.h>
 
 void pp__count_wait(pp_pool_t *pool, uint64_t start_ns, uint64_t now) {
   PP_ASSERT_LOCKED(pool);
@@ -34,7 +36,8 @@ void pp__count_end(pp_pool_t *pool, pp__proc_t *proc, uint64_t sent_ns,
 
   PP_ASSERT_LOCKED(pool);
 
-  if (status != 0)
+  /* A call its caller cancelled did not fail: counted in cancels. */
+  if (status != 0 && status != PP_ECANCELED)
     pool->errors++;
   if (!answered)
     return;
@@ -52,17 +55,52 @@ void pp__count_stale(pp__proc_t *proc) {
   proc->slot->requests_total++;
 }
 
+int pp__call_opts_check(pp_pool_t *pool, const pp_call_opts_t *opts,
+                        pp_diag_t *diag) {
+  if (opts == NULL)
+    return 0;
+  if (opts->cancel && opts->cancel->pool != pool) {
+    pp__diag_set(diag, "the cancel token belongs to another pool");
+    return UV_EINVAL;
+  }
+  if (opts->timeout_ms == 0) {
+    pp__diag_set(diag, "timeout_ms 0 leaves the call no time (give -1 for "
+                       "the config's timeouts)");
+    return PP_ETIMEDOUT;
+  }
+  return 0;
+}
+
 int pp__call_expired(pp__proc_t *proc, char *msg, size_t cap) {
   PP_ASSERT_LOCKED(proc->pool);
-  snprintf(msg, cap,
-           "the call ran past its timeout_ms; its worker %d was left as "
-           "on_client_death says",
-           proc->slot->id);
+  static const char *const left[] = {
+      [PP_DEATH_FINISH] = "runs the request on and drops its reply "
+                          "(on_client_death: finish)",
+      [PP_DEATH_CANCEL] = "was sent CANCEL (on_client_death: cancel)",
+      [PP_DEATH_KILL] = "is replaced (on_client_death: kill)"};
+
+  snprintf(msg, cap, "the call ran past its timeout_ms; its worker %d %s",
+           proc->slot->id, left[proc->pool->cfg->on_client_death]);
   if (proc->pool->cfg->on_client_death != PP_DEATH_KILL)
     return 0;
   pp__proc_fail(proc, PP_EXIT_NONE,
                 "a call ran past its timeout_ms (on_client_death: kill)");
   return 1;
+}
+
+/* An ERROR payload of type DeadlineExceeded (protocol 2). */
+static int deadline_exceeded(const char *p, size_t len) {
+  json_t *j;
+  int yes;
+
+  if (len > 4096 || memmem(p, len, "DeadlineExceeded", 16) == NULL)
+    return 0;
+  j = json_loadb(p, len, 0, NULL);
+  yes = j && json_is_string(json_object_get(j, "type")) &&
+        strcmp(json_string_value(json_object_get(j, "type")),
+               "DeadlineExceeded") == 0;
+  json_decref(j);
+  return yes;
 }
 
 int pp__call_reply(const pp_frame_t *f, uint32_t id,
@@ -78,6 +116,10 @@ int pp__call_reply(const pp_frame_t *f, uint32_t id,
     return 0;
   if (msg)
     pp__handler_error_text(f->payload, f->len, msg, cap);
+  /* The worker got it past its deadline and did not run it: a timeout,
+   * as the caller's own deadline would have said. */
+  if (deadline_exceeded(f->payload, f->len))
+    return PP_ETIMEDOUT;
   return PP_EHANDLER;
 }
 

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -91,6 +92,7 @@ int pp_cancel(pp_cancel_t *token) {
       break;
     }
   }
+  pool->cancels += (uint64_t)n;
   /* Wakes a thread polling for its reply (pp__reply_wait); it stays
    * readable until reset, for the calls started with it later. */
   if (write(token->fd, &one, sizeof(one)) < 0) {
@@ -102,6 +104,18 @@ int pp_cancel(pp_cancel_t *token) {
 
 int pp_cancel_fired(const pp_cancel_t *token) {
   return __atomic_load_n(&token->fired, __ATOMIC_RELAXED);
+}
+
+/* A call still on the token: misuse that would corrupt the pool later,
+ * stopped here in every build. */
+static void pending(pp_cancel_t *token, const char *what) {
+  if (pp__queue_empty(&token->calls))
+    return;
+  fprintf(stderr,
+          "portpool: %s: calls are still pending on this cancel token; "
+          "wait for them to end (or pp_cancel it) first\n",
+          what);
+  abort();
 }
 
 void pp__cancel_woke(pp_cancel_t *token) {
@@ -120,7 +134,7 @@ void pp_cancel_reset(pp_cancel_t *token) {
   uint64_t v;
 
   pp__lock(token->pool);
-  assert(pp__queue_empty(&token->calls));
+  pending(token, "pp_cancel_reset");
   wait_woken(token);
   __atomic_store_n(&token->fired, 0, __ATOMIC_RELAXED);
   while (read(token->fd, &v, sizeof(v)) > 0)
@@ -138,7 +152,7 @@ void pp_cancel_free(pp_cancel_t *token) {
     wait_woken(token);
     pp__unlock(token->pool);
   }
-  assert(pp__queue_empty(&token->calls));
+  pending(token, "pp_cancel_free");
   uv_cond_destroy(&token->woke);
   close(token->fd);
   free(token);

@@ -37,7 +37,7 @@ pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client) {
   lease->client = client;
   lease->ended = lease->thread_call = lease->in_flight = 0;
   lease->undelivered = lease->reaped = 0;
-  lease->free = lease->checked_in = 0;
+  lease->free = lease->checked_in = lease->cancelled = 0;
   pool->leases_out++;
   lease->pend_queued = lease->released = 0;
   lease->status = 0;
@@ -684,6 +684,7 @@ void pp__request_cancel(pp_lease_t *lease) {
 
   PP_ASSERT_LOCKED(lease->pool);
   assert(lease->in_flight && !lease->pend_queued);
+  lease->cancelled = 1;
   if (proc && lease->slot->lease == lease && !proc->dead) {
     /* Its reply, if it comes, is the worker's orphan: dropped. */
     lease->slot->lease = NULL;
@@ -769,6 +770,9 @@ int pp_request_with(pp_lease_t *lease, const void *payload, size_t len,
                     const pp_call_opts_t *opts, pp_reply_cb cb, void *data) {
   pp_pool_t *pool = lease->pool;
   int64_t timeout_ms = opts ? opts->timeout_ms : -1;
+
+  if (opts && opts->cancel && opts->cancel->pool != pool)
+    return UV_EINVAL; /* a token of another pool */
   pp__proc_t *proc;
   uint64_t ms;
   int r;
@@ -781,8 +785,9 @@ int pp_request_with(pp_lease_t *lease, const void *payload, size_t len,
     r = UV_EINVAL;
     goto out;
   }
-  if (lease->reaped || lease->client->dead) {
-    /* Reclaimed with its client: fenced, never touches a worker. */
+  if (lease->reaped || lease->client->dead || lease->cancelled) {
+    /* Reclaimed with its client, or its worker left it for a cancelled
+     * call: fenced, never touches a worker. */
     r = PP_ECANCELED;
     goto out;
   }

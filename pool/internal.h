@@ -221,6 +221,10 @@ struct pp__slot {
 #define PP__SLOW_LINES 40
 #define PP__SLOW_WINDOW_NS 1000000000ull
 
+/* Why a worker is replaced when a cancelled request's handler did not
+ * answer its CANCEL in time. */
+#define PP__IGNORED_CANCEL "the handler ignored CANCEL for worker.cancel_grace"
+
 /* The size of a diag message. */
 #define PP__MSG_CAP sizeof(((pp_diag_t *)0)->message)
 
@@ -245,6 +249,8 @@ struct pp_lease {
                        thread call: recycled when the call returns */
   int thread_call;  /* a thread is doing I/O in pp_lease_call */
   int writing;      /* ... and has not finished writing the request */
+  int cancelled;    /* a call on it was cancelled (pp_cancel) while its
+                       request ran: the worker left it */
   /* Loop-face request in flight. */
   int in_flight;
   uint32_t req_id;
@@ -417,6 +423,7 @@ struct pp_pool {
   /* counters */
   uint64_t recycles;
   uint64_t slow_requests; /* past worker.slow_request (maintain.c) */
+  uint64_t cancels;       /* calls pp_cancel ended (cancel.c) */
   uint64_t checkouts, checkins, reclaimed, timeouts, rejected;
   uint64_t withdrawn; /* waits removed because their client died */
   uint64_t reclaimed_undelivered, reclaimed_idle, reclaimed_busy;
@@ -617,6 +624,11 @@ int pp__call_reply(const pp_frame_t *f, uint32_t id,
  * reply pipe closed or the process reaped): fails the worker with the
  * matching kill reason and returns the call's status, msg saying why. */
 int pp__call_fail(pp__proc_t *proc, int r, char *msg, size_t cap);
+/* A one-shot call's options (lock not needed): 0, UV_EINVAL for a token
+ * of another pool, PP_ETIMEDOUT for timeout_ms 0 (no time at all); diag
+ * says which. */
+int pp__call_opts_check(pp_pool_t *pool, const pp_call_opts_t *opts,
+                        pp_diag_t *diag);
 /* A call ran past its timeout_ms while its request runs on proc: msg says
  * so, and the worker is left as on_client_death says, as for a client
  * that went away.  With kill it is failed here (returns 1); otherwise 0,

@@ -253,12 +253,19 @@ int pp__stack_dump(pp__proc_t *proc, uint64_t age_ms, int killing) {
   slot->slow_until_ns = pp__now_ns() + PP__SLOW_WINDOW_NS;
   if (first)
     pool->slow_requests++;
-  pp__log(pool,
-          killing ? "worker %d (pid %d): killed for timeout after %llu ms; "
-                    "its Python stack follows"
-                  : "worker %d (pid %d): request running for %llu ms "
-                    "(worker.slow_request); its Python stack follows",
-          slot->id, proc->pid, (unsigned long long)age_ms);
+  if (killing && strcmp(proc->detail, PP__IGNORED_CANCEL) == 0)
+    pp__log(pool,
+            "worker %d (pid %d): killed after %llu ms: %s (%llu ms); its "
+            "Python stack follows",
+            slot->id, proc->pid, (unsigned long long)age_ms, proc->detail,
+            (unsigned long long)pool->cfg->cancel_grace_ms);
+  else
+    pp__log(pool,
+            killing ? "worker %d (pid %d): killed for timeout after %llu ms; "
+                      "its Python stack follows"
+                    : "worker %d (pid %d): request running for %llu ms "
+                      "(worker.slow_request); its Python stack follows",
+            slot->id, proc->pid, (unsigned long long)age_ms);
   if (first)
     pp__trace(pool, PP_TRACE_SLOW, slot->id, proc->generation, proc->pid,
               slot->lease ? slot->lease->id : 0,

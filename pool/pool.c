@@ -572,13 +572,14 @@ void pp__on_proc_timer(pp__proc_t *proc) {
       pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
       break;
     case 2:
-      pp__proc_fail(proc, PP_EXIT_TIMEOUT,
-                    "the handler ignored CANCEL past cancel_grace");
+      pp__proc_fail(proc, PP_EXIT_TIMEOUT, PP__IGNORED_CANCEL);
       break;
     }
     return;
   }
-  if (proc->orphan_id != 0 || (slot->lease && slot->lease->in_flight))
+  if (proc->orphan_id != 0 && proc->cancel_sent)
+    pp__proc_fail(proc, PP_EXIT_TIMEOUT, PP__IGNORED_CANCEL);
+  else if (proc->orphan_id != 0 || (slot->lease && slot->lease->in_flight))
     pp__proc_fail(proc, PP_EXIT_TIMEOUT, "request timed out");
 }
 

@@ -81,6 +81,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   st->stale_replies = pool->stale_replies;
   st->recycles = pool->recycles;
   st->slow_requests = pool->slow_requests;
+  st->cancels = pool->cancels;
   st->draining = pool->draining;
   st->target_size = pool->target_size ? pool->target_size : pool->nslots;
   st->spawn_to_ready = pool->h_spawn;
@@ -310,6 +311,7 @@ char *pp_status_to_json(const pp_status_t *st) {
   json_object_set_new(root, "recycles", json_integer((json_int_t)st->recycles));
   json_object_set_new(root, "slow_requests",
                       json_integer((json_int_t)st->slow_requests));
+  json_object_set_new(root, "cancels", json_integer((json_int_t)st->cancels));
   json_object_set_new(root, "draining", json_boolean(st->draining));
   json_object_set_new(root, "target_size", json_integer(st->target_size));
   json_object_set_new(root, "reload_error", json_string(st->reload_error));

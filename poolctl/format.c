@@ -226,10 +226,12 @@ void pc_print_header(FILE *out, json_t *st, int color) {
           "reclaimed %" JSON_INTEGER_FORMAT ": withdrawn %" JSON_INTEGER_FORMAT
           "  undelivered %" JSON_INTEGER_FORMAT "  idle %" JSON_INTEGER_FORMAT
           "  in-flight %" JSON_INTEGER_FORMAT
-          "  (stale replies %" JSON_INTEGER_FORMAT ")\n",
+          "  (stale replies %" JSON_INTEGER_FORMAT
+          ", cancels %" JSON_INTEGER_FORMAT ")\n",
           pc_num(st, "reclaimed"), pc_num(by, "withdrawn"),
           pc_num(by, "undelivered"), pc_num(by, "idle"),
-          pc_num(by, "in_flight"), pc_num(st, "stale_replies"));
+          pc_num(by, "in_flight"), pc_num(st, "stale_replies"),
+          pc_num(st, "cancels"));
   print_handlers(out, json_object_get(st, "handlers"),
                  json_object_get(st, "handler_kinds"));
 }

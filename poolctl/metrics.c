@@ -174,6 +174,8 @@ void pc_print_openmetrics(FILE *out, json_t *st) {
   counter(&m, "portpool_slow_requests",
           "Requests that ran past worker.slow_request (stack dumped)",
           pc_num(st, "slow_requests"));
+  counter(&m, "portpool_cancels", "Calls their caller ended with pp_cancel",
+          pc_num(st, "cancels"));
   counter(&m, "portpool_stale_replies",
           "Replies dropped because their lease had ended",
           pc_num(st, "stale_replies"));

@@ -74,6 +74,20 @@ static void blocking_main(void *arg) {
   pp_buf_free(&reply);
 }
 
+/* A call on a lease the test holds (test_edges). */
+static void lease_call_main(void *arg) {
+  call_t *c = arg;
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+  int r;
+
+  memset(&d, 0, sizeof(d));
+  r = pp_lease_call_with(c->lease, c->payload, strlen(c->payload), &c->opts,
+                         &reply, &d);
+  call_end(c, r, reply.data, reply.len, d.message);
+  pp_buf_free(&reply);
+}
+
 static void on_async(int status, const char *reply, size_t len,
                      const pp_diag_t *d, void *data) {
   call_end(data, status, reply, len, d ? d->message : NULL);
@@ -306,6 +320,15 @@ static void running_case(face_t f, int honoured) {
   assert_int_equal(c.status, PP_ECANCELED);
   assert_non_null(strstr(c.msg, "CANCEL"));
   assert_int_equal(c.reply[0], '\0');
+  /* Counted as a cancel, not as an error. */
+  {
+    pp_status_t st;
+
+    assert_int_equal(pp_pool_status(pool, &st), 0);
+    assert_int_equal(st.cancels, 1);
+    assert_int_equal(st.errors, 0);
+    pp_status_free(&st);
+  }
   if (honoured) {
     wait_events(&rec, PP_TRACE_STALE_REPLY, 1);
     assert_int_equal(restarts(pool), 0);
@@ -379,6 +402,72 @@ static void test_reset_right_after_cancel(void **state) {
   reset_case(F_LEASE, 0);
   reset_case(F_CALL, 1);
   reset_case(F_LEASE, 1);
+}
+
+/* ---- misuse and edges: a token of another pool, timeout_ms 0, a lease
+ * whose call was cancelled. */
+static void test_edges(void **state) {
+  pp_pool_t *pool, *other;
+  pp_cancel_t *token;
+  pp_buf_t reply = {0};
+  pp_call_opts_t o = {-1, NULL};
+  pp_lease_t *lease;
+  pp_status_t st;
+  pp_diag_t d;
+  call_t c;
+  rec_t rec, rec2;
+  const char *echo = "{\"cmd\":\"echo\",\"args\":1}";
+
+  (void)state;
+  pool = pool_open(&rec, 1, 1);
+  other = pool_open(&rec2, 1, 2);
+  assert_int_equal(pp_cancel_new(other, &token), 0);
+  o.cancel = token;
+  assert_int_equal(pp_call_with(pool, echo, strlen(echo), &reply, &o, &d),
+                   UV_EINVAL);
+  assert_non_null(strstr(d.message, "another pool"));
+  assert_int_equal(
+      pp_call_async_with(pool, echo, strlen(echo), &o, on_async, NULL),
+      UV_EINVAL);
+  /* timeout_ms 0: no time at all, nothing sent, on either path. */
+  o.cancel = NULL;
+  o.timeout_ms = 0;
+  assert_int_equal(pp_call_with(pool, echo, strlen(echo), &reply, &o, &d),
+                   PP_ETIMEDOUT);
+  assert_non_null(strstr(d.message, "timeout_ms 0"));
+  assert_int_equal(pp_call_with(other, echo, strlen(echo), &reply, &o, &d),
+                   PP_ETIMEDOUT);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.requests, 0);
+  pp_status_free(&st);
+  pp_cancel_free(token);
+  /* A lease whose call was cancelled while it ran refuses the next call
+   * with PP_ECANCELED, saying to check it in. */
+  assert_int_equal(pp_cancel_new(pool, &token), 0);
+  assert_int_equal(pp_lease_acquire(pool, NULL, -1, &lease, &d), 0);
+  memset(&c, 0, sizeof(c));
+  c.pool = pool;
+  c.lease = lease;
+  snprintf(c.payload, sizeof(c.payload), "%s", honours);
+  c.opts.timeout_ms = -1;
+  c.opts.cancel = token;
+  uv_mutex_init(&c.mu);
+  uv_cond_init(&c.cv);
+  c.face = F_LEASE;
+  assert_int_equal(uv_thread_create(&c.thread, lease_call_main, &c), 0);
+  wait_events(&rec, PP_TRACE_REQUEST, 1);
+  assert_int_equal(pp_cancel(token), 1);
+  call_wait(&c);
+  assert_int_equal(c.status, PP_ECANCELED);
+  assert_int_equal(pp_lease_call(lease, echo, strlen(echo), -1, &reply, &d),
+                   PP_ECANCELED);
+  assert_non_null(strstr(d.message, "check the lease in"));
+  pp_checkin(lease);
+  call_free(&c);
+  pp_buf_free(&reply);
+  pool_close(pool, &rec);
+  pool_close(other, &rec2);
+  pp_cancel_free(token);
 }
 
 /* ---- running past the deadline: a one-shot call returns PP_ETIMEDOUT
@@ -640,6 +729,7 @@ int main(void) {
       cmocka_unit_test(test_running_cancel_honoured),
       cmocka_unit_test(test_running_cancel_ignored),
       cmocka_unit_test(test_reset_right_after_cancel),
+      cmocka_unit_test(test_edges),
       cmocka_unit_test(test_running_deadline),
       cmocka_unit_test(test_behind),
       cmocka_unit_test(test_deadline_travels),

@@ -69,7 +69,8 @@ static void test_table_and_kinds(void **state) {
   pool = open_contract(&rec, 1);
   assert_int_equal(pp_pool_status(pool, &st), 0);
   assert_string_equal(st.handlers, "[\"add_later\",\"count\",\"fail_later\","
-                                   "\"setups\",\"wait\",\"whoami\"]");
+                                   "\"give_up\",\"setups\",\"wait\","
+                                   "\"whoami\"]");
   assert_string_equal(st.handler_kinds,
                       "{\"add_later\":\"async\",\"count\":\"stream\","
                       "\"fail_later\":\"async\",\"wait\":\"async\"}");
@@ -90,6 +91,10 @@ static void test_table_and_kinds(void **state) {
   assert_int_equal(pp_call_cmd(pool, "teardown", NULL, &reply, -1, &d),
                    PP_EHANDLER);
   assert_non_null(strstr(d.message, "UnknownCommand"));
+  /* A DeadlineExceeded error is a timeout to the caller. */
+  assert_int_equal(pp_call_cmd(pool, "give_up", NULL, &reply, -1, &d),
+                   PP_ETIMEDOUT);
+  assert_non_null(strstr(d.message, "DeadlineExceeded: only"));
   pp_buf_free(&reply);
   pp_pool_close(pool);
   rec_free(&rec);

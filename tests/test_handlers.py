@@ -58,7 +58,8 @@ class TestTable(Base):
         h = w.hello()
         self.assertEqual(
             h["handlers"],
-            ["add_later", "count", "fail_later", "setups", "wait", "whoami"],
+            ["add_later", "count", "fail_later", "give_up", "setups", "wait",
+             "whoami"],
         )
         # A public function the module did not declare, and the hooks,
         # are not handlers.
