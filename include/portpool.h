@@ -277,6 +277,9 @@ typedef struct pp_worker_status {
   uint64_t request_age_ms; /* age of the request in flight (with
                               several queued: the oldest, since the one
                               before it was answered), 0 when none */
+  int in_flight;           /* requests handed to it and not answered yet
+                              (pipelined calls, a lease's, one left
+                              running for a caller that went away) */
   uint64_t max_requests;   /* recycle limit of this process (with jitter),
                               0 = none */
   uint64_t next_retry_ms;  /* in backoff: time until the restart */

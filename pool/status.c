@@ -147,6 +147,10 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
           __atomic_load_n(&slot->proc->spin_ns, __ATOMIC_RELAXED) / 1000;
       if (slot->proc->req_start_ns)
         w->request_age_ms = (now - slot->proc->req_start_ns) / 1000000;
+      /* Requests handed to it and not answered yet, of every kind. */
+      w->in_flight = slot->anum + slot->shared + (slot->proc->orphan_id != 0) +
+                     (slot->lease && slot->proc == slot->lease->proc &&
+                      (slot->lease->in_flight || slot->lease->thread_call));
       if (slot->proc->hello)
         w->uptime_ms = (now - slot->proc->ready_ns) / 1000000;
     }
@@ -295,6 +299,7 @@ char *pp_status_to_json(const pp_status_t *st) {
                                                : json_null());
     json_object_set_new(w, "request_age_ms",
                         json_integer((json_int_t)ws->request_age_ms));
+    json_object_set_new(w, "in_flight", json_integer(ws->in_flight));
     json_object_set_new(w, "max_requests",
                         json_integer((json_int_t)ws->max_requests));
     json_object_set_new(w, "next_retry_ms",

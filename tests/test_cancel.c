@@ -587,6 +587,13 @@ static void behind_case(face_t f, int cancel_ahead) {
   wait_events(&rec, PP_TRACE_REQUEST, 1);
   call_start(&b, pool, f, "{\"cmd\":\"echo\",\"args\":7}", -1, tb);
   wait_events(&rec, PP_TRACE_REQUEST, 2);
+  {
+    pp_status_t st; /* both on the one worker */
+
+    assert_int_equal(pp_pool_status(pool, &st), 0);
+    assert_int_equal(st.workers[0].in_flight, 2);
+    pp_status_free(&st);
+  }
   if (cancel_ahead) {
     assert_int_equal(pp_cancel(ta), 1);
     call_wait(&a);

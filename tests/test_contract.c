@@ -227,12 +227,94 @@ static void test_async_handlers(void **state) {
   unlink(marks);
 }
 
+/* The loop face: pp_call_async(_with) from this thread, its callback on
+ * the pool's loop thread. */
+typedef struct {
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  int done, status;
+  char reply[64];
+} acb_t;
+
+static void on_acall(int status, const char *reply, size_t len,
+                     const pp_diag_t *d, void *data) {
+  acb_t *a = data;
+
+  (void)d;
+  uv_mutex_lock(&a->mu);
+  a->done++;
+  a->status = status;
+  snprintf(a->reply, sizeof(a->reply), "%.*s", (int)len, reply);
+  uv_cond_signal(&a->cv);
+  uv_mutex_unlock(&a->mu);
+}
+
+static void acb_init(acb_t *a) {
+  memset(a, 0, sizeof(*a));
+  uv_mutex_init(&a->mu);
+  uv_cond_init(&a->cv);
+}
+
+static void acb_wait(acb_t *a) {
+  uv_mutex_lock(&a->mu);
+  while (a->done == 0)
+    if (uv_cond_timedwait(&a->cv, &a->mu,
+                          60000000000ull * (uint64_t)test_time_scale()) != 0)
+      break;
+  uv_mutex_unlock(&a->mu);
+  assert_int_equal(a->done, 1);
+  uv_mutex_destroy(&a->mu);
+  uv_cond_destroy(&a->cv);
+}
+
+static void test_async_face(void **state) {
+  const char *add = "{\"cmd\":\"add_later\",\"args\":{\"a\":1,\"b\":2}}";
+  pp_call_opts_t o = {-1, NULL};
+  char fifo[128], req[256];
+  acb_t a;
+  int fd;
+  rec_t rec;
+  pp_pool_t *pool;
+
+  (void)state;
+  setup_marks();
+  pool = open_contract(&rec, 1);
+  acb_init(&a);
+  assert_int_equal(pp_call_async(pool, add, strlen(add), -1, on_acall, &a), 0);
+  acb_wait(&a);
+  assert_int_equal(a.status, 0);
+  assert_string_equal(a.reply, "3");
+  /* Cancelled through pp_call_async_with: CancelledError in the handler,
+   * PP_ECANCELED to the callback, once. */
+  assert_int_equal(pp_cancel_new(pool, &o.cancel), 0);
+  fifo_make(fifo, sizeof(fifo), "contract-async");
+  snprintf(req, sizeof(req),
+           "{\"cmd\":\"wait\",\"args\":{\"secs\":60,\"ready\":\"%s\"}}", fifo);
+  acb_init(&a);
+  assert_int_equal(pp_call_async_with(pool, req, strlen(req), &o, on_acall, &a),
+                   0);
+  fd = open(fifo, O_RDONLY);
+  assert_true(fd >= 0);
+  close(fd);
+  unlink(fifo);
+  assert_int_equal(pp_cancel(o.cancel), 1);
+  acb_wait(&a);
+  assert_int_equal(a.status, PP_ECANCELED);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_STALE_REPLY, 1, 60000), 0);
+  assert_int_equal(count_marks("cancelled"), 1);
+  pp_cancel_free(o.cancel);
+  pp_pool_close(pool);
+  rec_free(&rec);
+  unlink(marks);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_table_and_kinds),
       cmocka_unit_test(test_hooks),
       cmocka_unit_test(test_setup_failure_fails_fast),
       cmocka_unit_test(test_async_handlers),
+      cmocka_unit_test(test_async_face),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,71 @@
+"""The handler examples (examples/handlers/*.py) do what their docstrings
+say: every line `poolctl call NAME 'ARGS' [--timeout Ns] -> RESULT` in a
+module's docstring is run against a real worker serving that module, and
+RESULT is checked: a JSON value, or `PP_EHANDLER Type` for an ERROR of that
+type.  docs/handlers.md points at these files, so the contract's examples
+cannot drift from what the worker does."""
+import glob
+import json
+import os
+import re
+import struct
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import drive_worker as dw  # noqa: E402
+
+EXAMPLES = os.path.join(dw.ROOT, "examples", "handlers")
+LINE = re.compile(
+    r"^\s*poolctl call (\w+) (?:'([^']*)'|(\S+))(?:\s+--timeout (\d+)s)?\s+-> (.+?)\s*$"
+)
+
+
+def calls_of(path):
+    with open(path) as f:
+        text = f.read()
+    doc = text.split('"""')[1] if text.startswith('"""') else ""
+    calls = []
+    for line in doc.splitlines():
+        m = LINE.match(line)
+        if m:
+            cmd, quoted, bare, timeout, want = m.groups()
+            calls.append((cmd, quoted if quoted is not None else bare, timeout, want))
+    return calls
+
+
+class TestExamples(unittest.TestCase):
+    def tearDown(self):
+        while dw._workers:
+            dw._workers.pop().cleanup()
+
+    def test_every_example(self):
+        paths = sorted(glob.glob(os.path.join(EXAMPLES, "*.py")))
+        self.assertGreaterEqual(len(paths), 5)
+        for path in paths:
+            calls = calls_of(path)
+            with self.subTest(example=os.path.basename(path)):
+                self.assertTrue(calls, "%s documents no call" % path)
+                w = dw.spawn(path, env={"PORTPOOL_WORKER_ID": "0"})
+                w.hello()
+                for rid, (cmd, args, timeout, want) in enumerate(calls, 1):
+                    body = json.dumps({"cmd": cmd, "args": json.loads(args)}).encode()
+                    if timeout:
+                        at = time.monotonic_ns() + int(timeout) * 10**9
+                        w.send_raw(
+                            dw.frame(dw.REQUEST, rid, struct.pack(">Q", at) + body, flags=1)
+                        )
+                    else:
+                        w.send_raw(dw.frame(dw.REQUEST, rid, body))
+                    if want.startswith("PP_EHANDLER "):
+                        err = json.loads(w.expect(dw.ERROR, rid))
+                        self.assertEqual(err["type"], want.split()[1], (cmd, err))
+                    else:
+                        self.assertEqual(w.expect_reply(rid), json.loads(want), cmd)
+                w.close_requests()
+                self.assertEqual(w.wait(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
