@@ -3,6 +3,8 @@
  * allocation, no I/O; callers own every buffer. */
 #include "frame.h"
 
+#include <string.h>
+
 #include <assert.h>
 #include <limits.h>
 
@@ -93,16 +95,26 @@ void pp_frame_header(char out[PP_FRAME_HEADER], uint8_t type, uint8_t flags,
 }
 
 size_t pp_frame_request_header(char out[PP_FRAME_REQUEST_HEADER], uint32_t id,
-                               uint32_t len, uint64_t deadline_ns) {
-  if (deadline_ns == 0) {
-    pp_frame_header(out, PP_FRAME_REQUEST, 0, id, len);
-    return PP_FRAME_HEADER;
+                               uint32_t len, uint64_t deadline_ns,
+                               const char *cmd) {
+  size_t n = PP_FRAME_HEADER, name = cmd ? strlen(cmd) + 1 : 0;
+  uint8_t flags = 0;
+
+  assert(name <= PP_FRAME_CMD_MAX + 1);
+  if (deadline_ns) {
+    flags |= PP_FRAME_FLAG_DEADLINE;
+    put_u32be(out + n, (uint32_t)(deadline_ns >> 32));
+    put_u32be(out + n + 4, (uint32_t)deadline_ns);
+    n += PP_FRAME_DEADLINE_BYTES;
   }
-  pp_frame_header(out, PP_FRAME_REQUEST, PP_FRAME_FLAG_DEADLINE, id,
-                  len + PP_FRAME_DEADLINE_BYTES);
-  put_u32be(out + PP_FRAME_HEADER, (uint32_t)(deadline_ns >> 32));
-  put_u32be(out + PP_FRAME_HEADER + 4, (uint32_t)deadline_ns);
-  return PP_FRAME_REQUEST_HEADER;
+  if (cmd) {
+    flags |= PP_FRAME_FLAG_BINARY;
+    memcpy(out + n, cmd, name); /* with its zero byte */
+    n += name;
+  }
+  pp_frame_header(out, PP_FRAME_REQUEST, flags, id,
+                  len + (uint32_t)(n - PP_FRAME_HEADER));
+  return n;
 }
 
 int pp_frame_request_deadline(pp_frame_t *f, uint64_t *deadline_ns) {

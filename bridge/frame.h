@@ -20,7 +20,14 @@
  * gives up on it.  The request proper follows. */
 #define PP_FRAME_FLAG_DEADLINE 0x01
 #define PP_FRAME_DEADLINE_BYTES 8
-#define PP_FRAME_REQUEST_HEADER (PP_FRAME_HEADER + PP_FRAME_DEADLINE_BYTES)
+/* REQUEST and REPLY flag (protocol 2): bytes, not JSON.  A REQUEST's
+ * payload (after its deadline) is the handler's name, a zero byte, then
+ * the argument's bytes; a REPLY's is the bytes the handler returned. */
+#define PP_FRAME_FLAG_BINARY 0x02
+/* The longest handler name a binary REQUEST carries. */
+#define PP_FRAME_CMD_MAX 64
+#define PP_FRAME_REQUEST_HEADER                                                \
+  (PP_FRAME_HEADER + PP_FRAME_DEADLINE_BYTES + PP_FRAME_CMD_MAX + 1)
 
 typedef enum {
   PP_FRAME_HELLO = 1,   /* worker -> pool, first frame: JSON
@@ -66,10 +73,13 @@ void pp_frame_header(char out[PP_FRAME_HEADER], uint8_t type, uint8_t flags,
                      uint32_t id, uint32_t len);
 
 /* A REQUEST's header for a payload of len bytes, followed by the
- * deadline when deadline_ns is not 0: returns how many bytes it wrote
- * into out (PP_FRAME_HEADER or PP_FRAME_REQUEST_HEADER). */
+ * deadline when deadline_ns is not 0, then, when cmd is not NULL (a name
+ * of at most PP_FRAME_CMD_MAX bytes, without a zero byte), the binary
+ * flag's name and zero byte: the payload that follows is the argument's
+ * bytes.  Returns how many bytes it wrote into out. */
 size_t pp_frame_request_header(char out[PP_FRAME_REQUEST_HEADER], uint32_t id,
-                               uint32_t len, uint64_t deadline_ns);
+                               uint32_t len, uint64_t deadline_ns,
+                               const char *cmd);
 
 /* The deadline a decoded REQUEST carries into *deadline_ns (0 = none),
  * and f's payload moved past it.  0, or PP_FRAME_EHEADER when the flag

@@ -99,6 +99,9 @@ typedef struct pp_buf {
   char *data;
   size_t len;
   size_t cap;
+  int binary; /* set by a call's reply: 1 when it is the bytes a handler
+                 returned (bytes, bytearray, memoryview), 0 for JSON text
+                 (or a handler error's JSON) */
 } pp_buf_t;
 PP_EXTERN void pp_buf_free(pp_buf_t *buf);
 
@@ -776,12 +779,29 @@ typedef struct pp_call_opts {
                           0 leaves a one-shot call no time (PP_ETIMEDOUT at
                           once, nothing sent) */
   pp_cancel_t *cancel; /* NULL: not cancellable */
+  /* NULL: the payload is the JSON request {"cmd": ..., "args": ...}.  A
+   * handler name (an identifier of at most 64 characters): the payload is
+   * raw bytes, handed to that handler as Python bytes, without JSON or
+   * any copy into text (UV_EINVAL for a bad name). */
+  const char *cmd;
 } pp_call_opts_t;
 
-/* The calls above with options (opts NULL: timeout_ms -1, no token).  The
- * plain calls are these with {timeout_ms, NULL}.  A pipelined pp_call_with
- * (worker.pipeline_depth > 1) given a token or a timeout_ms >= 0 goes
- * through pp_call_async_with, which can end it at either; without both it
+/* How a _with call on the loop face ended, for its callback (valid only
+ * during it). */
+typedef struct pp_result {
+  int status;        /* as the plain call's callback */
+  const char *reply; /* the reply, or a handler error's JSON */
+  size_t len;
+  int binary;            /* the reply is bytes a handler returned, not JSON */
+  const pp_diag_t *diag; /* why it failed; NULL when status is 0 */
+  pp_lease_t *lease;     /* pp_request_with: its lease; else NULL */
+} pp_result_t;
+typedef void (*pp_result_cb)(const pp_result_t *res, void *data);
+
+/* The calls above with options (opts NULL: timeout_ms -1, no token, JSON).
+ * The plain calls are these with {.timeout_ms = timeout_ms}.  A pipelined
+ * pp_call_with (worker.pipeline_depth > 1) given a token or a timeout_ms >= 0
+ * goes through pp_call_async_with, which can end it at either; without both it
  * keeps the caller-reads path of pp_call, bounded in its wait only. */
 PP_EXTERN int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
                            pp_buf_t *reply, const pp_call_opts_t *opts,
@@ -791,10 +811,17 @@ PP_EXTERN int pp_lease_call_with(pp_lease_t *lease, const void *payload,
                                  pp_buf_t *reply, pp_diag_t *diag);
 PP_EXTERN int pp_call_async_with(pp_pool_t *pool, const void *payload,
                                  size_t len, const pp_call_opts_t *opts,
-                                 pp_call_cb cb, void *data);
+                                 pp_result_cb cb, void *data);
 PP_EXTERN int pp_request_with(pp_lease_t *lease, const void *payload,
                               size_t len, const pp_call_opts_t *opts,
-                              pp_reply_cb cb, void *data);
+                              pp_result_cb cb, void *data);
+
+/* A call with bytes for handler cmd: pp_call_with with opts->cmd = cmd
+ * (opts may be NULL).  The reply's binary says whether the handler
+ * returned bytes or a JSON value. */
+PP_EXTERN int pp_call_bytes(pp_pool_t *pool, const char *cmd, const void *data,
+                            size_t len, pp_buf_t *reply,
+                            const pp_call_opts_t *opts, pp_diag_t *diag);
 
 /* ---------------------------------------------- supervised tasks, quiesce */
 

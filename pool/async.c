@@ -77,8 +77,8 @@ void pp__acall_deliver(pp_pool_t *pool, pp__acall_t *a) {
 
   memset(&d, 0, sizeof(d));
   snprintf(d.message, sizeof(d.message), "%s", a->msg);
-  a->cb(a->status, a->reply ? a->reply : "", a->reply_len,
-        a->status ? &d : NULL, a->data);
+  pp__done_call(&a->done, NULL, a->status, a->reply ? a->reply : "",
+                a->reply_len, a->binary, a->status ? &d : NULL);
   if (a->ghost) {
     /* Still in its ring: freed when it leaves (ghost_done). */
     pp__lock(pool);
@@ -231,7 +231,8 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
            a->call_deadline_ns &&
                    (deadline == 0 || a->call_deadline_ns < deadline)
                ? a->call_deadline_ns
-               : deadline)) != 0)
+               : deadline,
+           a->cmd[0] ? a->cmd : NULL)) != 0)
     return r;
   a->placed = 1;
   a->proc = proc;
@@ -285,7 +286,7 @@ void pp__async_admit(pp_pool_t *pool) {
 }
 
 /* pp__call_reply's store: a copy of the reply for the callback. */
-static int store(void *to, const char *p, size_t len) {
+static int store(void *to, const char *p, size_t len, int binary) {
   pp__acall_t *a = to;
 
   if ((a->reply = malloc(len + 1)) == NULL)
@@ -293,6 +294,7 @@ static int store(void *to, const char *p, size_t len) {
   memcpy(a->reply, p, len);
   a->reply[len] = '\0';
   a->reply_len = len;
+  a->binary = binary;
   return 0;
 }
 
@@ -540,15 +542,32 @@ void pp__async_waiters_fail(pp_pool_t *pool, int status, const char *why) {
   }
 }
 
+static int async_call(pp_pool_t *pool, const void *payload, size_t len,
+                      const pp_call_opts_t *opts, const pp__done_t *done);
+
 int pp_call_async(pp_pool_t *pool, const void *payload, size_t len,
                   int64_t timeout_ms, pp_call_cb cb, void *data) {
-  pp_call_opts_t o = {timeout_ms, NULL};
+  pp_call_opts_t o = {.timeout_ms = timeout_ms};
+  pp__done_t done = {.call = cb, .data = data};
 
-  return pp_call_async_with(pool, payload, len, &o, cb, data);
+  if (cb == NULL)
+    return UV_EINVAL;
+  return async_call(pool, payload, len, &o, &done);
 }
 
 int pp_call_async_with(pp_pool_t *pool, const void *payload, size_t len,
-                       const pp_call_opts_t *opts, pp_call_cb cb, void *data) {
+                       const pp_call_opts_t *opts, pp_result_cb cb,
+                       void *data) {
+  pp__done_t done = {.result = cb, .data = data};
+
+  if (cb == NULL)
+    return UV_EINVAL;
+  return async_call(pool, payload, len, opts, &done);
+}
+
+/* Both forms of pp_call_async. */
+static int async_call(pp_pool_t *pool, const void *payload, size_t len,
+                      const pp_call_opts_t *opts, const pp__done_t *done) {
   int64_t timeout_ms = opts ? opts->timeout_ms : -1;
   pp_cancel_t *token = opts ? opts->cancel : NULL;
   uint64_t ms, now;
@@ -556,14 +575,13 @@ int pp_call_async_with(pp_pool_t *pool, const void *payload, size_t len,
   pp__acall_t *a;
   int r = 0, loop;
 
-  if (cb == NULL)
-    return UV_EINVAL;
-  if ((r = pp__call_opts_check(pool, opts, NULL)) != 0)
+  if ((r = pp__call_opts_check(pool, opts, 1, NULL)) != 0)
     return r;
   if ((a = calloc(1, sizeof(*a) + len)) == NULL)
     return UV_ENOMEM;
-  a->cb = cb;
-  a->data = data;
+  a->done = *done;
+  if (opts && opts->cmd)
+    snprintf(a->cmd, sizeof(a->cmd), "%s", opts->cmd);
   a->len = len;
   if (len)
     memcpy(a->payload, payload, len);

@@ -354,13 +354,14 @@ void pp__wait_reaped(pp__proc_t *proc, uint64_t ms) {
     ;
 }
 
-int pp__reply_store(void *to, const char *p, size_t len) {
+int pp__reply_store(void *to, const char *p, size_t len, int binary) {
   pp_buf_t *reply = to;
   size_t cap;
   char *np;
 
   if (reply == NULL)
     return 0;
+  reply->binary = binary;
   if (reply->cap < len + 1) {
     cap = reply->cap ? reply->cap : 256;
     while (cap < len + 1)
@@ -394,7 +395,8 @@ typedef struct {
   int sent;                  /* the request reached the worker's pipe */
   long used;                 /* the answer's size in rbuf, 0 when none */
   int status;
-  int cancelled; /* set by pp_cancel (lock held) while bound */
+  int cancelled;   /* set by pp_cancel (lock held) while bound */
+  const char *cmd; /* a binary call's handler, or NULL */
   pp__bind_t bind;
   pp_cancel_t *token; /* bind's, kept after it is unbound */
   char *msg;          /* why it failed: the caller's diag, or NULL */
@@ -403,7 +405,8 @@ typedef struct {
 
 /* Refuses the call (its status, nothing changed) or starts it. */
 static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
-                      int64_t timeout_ms, pp_cancel_t *token, pp_diag_t *diag) {
+                      int64_t timeout_ms, pp_cancel_t *token, const char *cmd,
+                      pp_diag_t *diag) {
   pp_pool_t *pool = lease->pool;
   pp__slot_t *slot = lease->slot;
   pp__proc_t *proc = lease->proc;
@@ -446,6 +449,7 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
     return PP_ECANCELED;
   }
   c->token = token;
+  c->cmd = cmd;
   proc->call_cancel_fd = token ? token->fd : -1;
   lease->thread_call = 1;
   lease->writing = 1;
@@ -517,7 +521,7 @@ static void call_io(tcall_t *c, const void *payload, size_t len,
   long used;
   int r;
 
-  r = pp__proc_write_request(proc, c->id, payload, len, c->deadline_ns);
+  r = pp__proc_write_request(proc, c->id, payload, len, c->deadline_ns, c->cmd);
   c->sent = r == 0;
   /* A client that died while we wrote left its CANCEL to us, so that it
    * reaches the worker after the request it cancels. */
@@ -660,7 +664,7 @@ static int call_run(tcall_t *c, const void *payload, size_t len,
 
 int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
                   int64_t timeout_ms, pp_buf_t *reply, pp_diag_t *diag) {
-  pp_call_opts_t o = {timeout_ms, NULL};
+  pp_call_opts_t o = {.timeout_ms = timeout_ms};
 
   return pp_lease_call_with(lease, payload, len, &o, reply, diag);
 }
@@ -676,13 +680,11 @@ int pp_lease_call_with(pp_lease_t *lease, const void *payload, size_t len,
   pool = lease->pool;
   if (reply)
     reply->len = 0;
-  if (opts && opts->cancel && opts->cancel->pool != pool) {
-    pp__diag_set(diag, "the cancel token belongs to another pool");
-    return UV_EINVAL;
-  }
+  if ((r = pp__call_opts_check(pool, opts, 0, diag)) != 0)
+    return r;
   pp__lock(pool);
   r = call_begin(&c, lease, len, opts ? opts->timeout_ms : -1,
-                 opts ? opts->cancel : NULL, diag);
+                 opts ? opts->cancel : NULL, opts ? opts->cmd : NULL, diag);
   if (r == 0)
     r = call_run(&c, payload, len, reply, diag);
   pp__unlock(pool);
@@ -693,7 +695,7 @@ int pp_lease_call_with(pp_lease_t *lease, const void *payload, size_t len,
  * too large to pipeline): 1 when the request never reached its worker
  * (it died idle, unreaped), so that another may take it. */
 static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
-                       uint64_t deadline_ns, pp_cancel_t *token,
+                       uint64_t deadline_ns, const pp_call_opts_t *opts,
                        pp_buf_t *reply, pp_diag_t *diag, int *r) {
   pp_pool_t *pool = lease->pool;
   int unsent;
@@ -707,7 +709,8 @@ static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
     pp__unlock(pool);
     return 0;
   }
-  *r = call_begin(&c, lease, len, -1, token, diag);
+  *r = call_begin(&c, lease, len, -1, opts ? opts->cancel : NULL,
+                  opts ? opts->cmd : NULL, diag);
   if (*r == 0 && deadline_ns &&
       (c.deadline_ns == 0 || deadline_ns < c.deadline_ns))
     c.deadline_ns = c.call_deadline_ns = deadline_ns;
@@ -722,7 +725,7 @@ static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
 
 int pp_call(pp_pool_t *pool, const void *payload, size_t len, pp_buf_t *reply,
             int64_t timeout_ms, pp_diag_t *diag) {
-  pp_call_opts_t o = {timeout_ms, NULL};
+  pp_call_opts_t o = {.timeout_ms = timeout_ms};
 
   return pp_call_with(pool, payload, len, reply, &o, diag);
 }
@@ -736,14 +739,16 @@ typedef struct {
   pp_diag_t *diag;
 } waited_t;
 
-static void waited_cb(int status, const char *reply, size_t len,
-                      const pp_diag_t *d, void *data) {
+static void waited_cb(const pp_result_t *res, void *data) {
   waited_t *w = data;
+  int status = res->status;
 
-  if (len > 0 && pp__reply_store(w->reply, reply, len) != 0)
+  if (res->len > 0 &&
+      pp__reply_store(w->reply, res->reply, res->len, res->binary) != 0)
     status = UV_ENOMEM;
-  if (d && w->diag)
-    snprintf(w->diag->message, sizeof(w->diag->message), "%s", d->message);
+  if (res->diag && w->diag)
+    snprintf(w->diag->message, sizeof(w->diag->message), "%s",
+             res->diag->message);
   w->status = status;
   sem_post(&w->sem);
 }
@@ -783,10 +788,10 @@ int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
   assert(pool != NULL);
   if (reply)
     reply->len = 0;
-  if ((r = pp__call_opts_check(pool, opts, diag)) != 0)
+  if ((r = pp__call_opts_check(pool, opts, 1, diag)) != 0)
     return r;
   if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD) {
-    if (timeout_ms >= 0 || token)
+    if (timeout_ms >= 0 || token || (opts && opts->cmd))
       return call_waited(pool, payload, len, reply, opts, diag);
     return pp__pipelined_call(pool, payload, len, reply, timeout_ms, diag);
   }
@@ -820,10 +825,25 @@ int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
         return r;
       pp__lock(pool);
     }
-    if (!call_leased(lease, payload, len, deadline, token, reply, diag, &r) ||
+    if (!call_leased(lease, payload, len, deadline, opts, reply, diag, &r) ||
         ++tries > pool->nslots)
       return r;
   }
+}
+
+int pp_call_bytes(pp_pool_t *pool, const char *cmd, const void *data,
+                  size_t len, pp_buf_t *reply, const pp_call_opts_t *opts,
+                  pp_diag_t *diag) {
+  pp_call_opts_t o = {.timeout_ms = -1};
+
+  if (opts)
+    o = *opts;
+  o.cmd = cmd;
+  if (cmd == NULL) {
+    pp__diag_set(diag, "pp_call_bytes needs a handler name");
+    return UV_EINVAL;
+  }
+  return pp_call_with(pool, data, len, reply, &o, diag);
 }
 
 int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,

@@ -55,15 +55,55 @@ void pp__count_stale(pp__proc_t *proc) {
   proc->slot->requests_total++;
 }
 
+void pp__done_call(const pp__done_t *done, pp_lease_t *lease, int status,
+                   const char *reply, size_t len, int binary,
+                   const pp_diag_t *diag) {
+  pp_result_t res;
+
+  if (done->result) {
+    res.status = status;
+    res.reply = reply;
+    res.len = len;
+    res.binary = binary;
+    res.diag = diag;
+    res.lease = lease;
+    done->result(&res, done->data);
+  } else if (done->reply) {
+    done->reply(lease, status, reply, len, diag, done->data);
+  } else {
+    done->call(status, reply, len, diag, done->data);
+  }
+}
+
+/* A handler name for a binary call: an identifier that fits the frame. */
+static int cmd_ok(const char *cmd) {
+  size_t i;
+
+  for (i = 0; cmd[i] != '\0'; i++)
+    if (i >= PP_FRAME_CMD_MAX ||
+        !(cmd[i] == '_' || (cmd[i] >= 'a' && cmd[i] <= 'z') ||
+          (cmd[i] >= 'A' && cmd[i] <= 'Z') ||
+          (i > 0 && cmd[i] >= '0' && cmd[i] <= '9')))
+      return 0;
+  return i > 0;
+}
+
 int pp__call_opts_check(pp_pool_t *pool, const pp_call_opts_t *opts,
-                        pp_diag_t *diag) {
+                        int one_shot, pp_diag_t *diag) {
   if (opts == NULL)
     return 0;
+  if (opts->cmd && !cmd_ok(opts->cmd)) {
+    pp__diag_set(diag,
+                 "handler name '%.64s' is not an identifier of at most %d "
+                 "characters",
+                 opts->cmd, PP_FRAME_CMD_MAX);
+    return UV_EINVAL;
+  }
   if (opts->cancel && opts->cancel->pool != pool) {
     pp__diag_set(diag, "the cancel token belongs to another pool");
     return UV_EINVAL;
   }
-  if (opts->timeout_ms == 0) {
+  if (one_shot && opts->timeout_ms == 0) {
     pp__diag_set(diag, "timeout_ms 0 leaves the call no time (give -1 for "
                        "the config's timeouts)");
     return PP_ETIMEDOUT;
@@ -104,11 +144,14 @@ static int deadline_exceeded(const char *p, size_t len) {
 }
 
 int pp__call_reply(const pp_frame_t *f, uint32_t id,
-                   int (*store)(void *to, const char *p, size_t len), void *to,
-                   char *msg, size_t cap) {
+                   int (*store)(void *to, const char *p, size_t len,
+                                int binary),
+                   void *to, char *msg, size_t cap) {
   if ((f->type != PP_FRAME_REPLY && f->type != PP_FRAME_ERROR) || f->id != id)
     return PP_EPROTO;
-  if (store(to, f->payload, f->len) != 0) {
+  if (store(to, f->payload, f->len,
+            f->type == PP_FRAME_REPLY &&
+                (f->flags & PP_FRAME_FLAG_BINARY) != 0) != 0) {
     snprintf(msg, cap, "out of memory for the reply");
     return UV_ENOMEM;
   }

@@ -628,7 +628,7 @@ static void reply_queue(pp_lease_t *lease, int status) {
 }
 
 /* pp__call_reply's store: the reply kept with the lease. */
-static int reply_copy(void *to, const char *p, size_t len) {
+static int reply_copy(void *to, const char *p, size_t len, int binary) {
   pp_lease_t *lease = to;
   char *np;
 
@@ -642,6 +642,7 @@ static int reply_copy(void *to, const char *p, size_t len) {
   memcpy(lease->reply, p, len);
   lease->reply[len] = '\0';
   lease->reply_len = len;
+  lease->reply_binary = binary;
   return 0;
 }
 
@@ -732,7 +733,7 @@ static void reply_diag(const pp_lease_t *lease, pp_diag_t *d) {
 
 void pp__reply_deliver(pp_lease_t *lease) {
   pp_pool_t *pool = lease->pool;
-  pp_reply_cb cb = lease->reply_cb;
+  pp__done_t done = lease->done;
   pp_diag_t d;
 
   PP_FAULT(pool, "reply");
@@ -746,8 +747,9 @@ void pp__reply_deliver(pp_lease_t *lease) {
       pool->stale_replies++;
     pp__unlock(pool);
     reply_diag(lease, &d);
-    cb(lease, lease->status == 0 ? PP_ECANCELED : lease->status, "", 0, &d,
-       lease->reply_data);
+    pp__done_call(&done, lease,
+                  lease->status == 0 ? PP_ECANCELED : lease->status, "", 0, 0,
+                  &d);
     pp__lock(pool);
     lease_recycle(lease);
     pp__unlock(pool);
@@ -755,24 +757,37 @@ void pp__reply_deliver(pp_lease_t *lease) {
   }
   pp__unlock(pool);
   reply_diag(lease, &d);
-  cb(lease, lease->status, lease->reply ? lease->reply : "", lease->reply_len,
-     lease->status ? &d : NULL, lease->reply_data);
+  pp__done_call(&done, lease, lease->status, lease->reply ? lease->reply : "",
+                lease->reply_len, lease->reply_binary,
+                lease->status ? &d : NULL);
 }
+
+static int request(pp_lease_t *lease, const void *payload, size_t len,
+                   const pp_call_opts_t *opts, const pp__done_t *done);
 
 int pp_request(pp_lease_t *lease, const void *payload, size_t len,
                int64_t timeout_ms, pp_reply_cb cb, void *data) {
-  pp_call_opts_t o = {timeout_ms, NULL};
+  pp_call_opts_t o = {.timeout_ms = timeout_ms};
+  pp__done_t done = {.reply = cb, .data = data};
 
-  return pp_request_with(lease, payload, len, &o, cb, data);
+  return request(lease, payload, len, &o, &done);
 }
 
 int pp_request_with(pp_lease_t *lease, const void *payload, size_t len,
-                    const pp_call_opts_t *opts, pp_reply_cb cb, void *data) {
+                    const pp_call_opts_t *opts, pp_result_cb cb, void *data) {
+  pp__done_t done = {.result = cb, .data = data};
+
+  return request(lease, payload, len, opts, &done);
+}
+
+/* Both forms of pp_request. */
+static int request(pp_lease_t *lease, const void *payload, size_t len,
+                   const pp_call_opts_t *opts, const pp__done_t *done) {
   pp_pool_t *pool = lease->pool;
   int64_t timeout_ms = opts ? opts->timeout_ms : -1;
 
-  if (opts && opts->cancel && opts->cancel->pool != pool)
-    return UV_EINVAL; /* a token of another pool */
+  if (pp__call_opts_check(pool, opts, 0, NULL) != 0)
+    return UV_EINVAL; /* a token of another pool, a bad cmd */
   pp__proc_t *proc;
   uint64_t ms;
   int r;
@@ -805,8 +820,7 @@ int pp_request_with(pp_lease_t *lease, const void *payload, size_t len,
     r = PP_ECANCELED;
     goto out;
   }
-  lease->reply_cb = cb;
-  lease->reply_data = data;
+  lease->done = *done;
   lease->in_flight = 1;
   lease->reply_len = 0;
   lease->req_start_ns = pp__now_ns();
@@ -826,7 +840,8 @@ int pp_request_with(pp_lease_t *lease, const void *payload, size_t len,
             NULL);
   r = pp__proc_queue_request(proc, lease->req_id, payload, len,
                              ms ? pp__deadline_after(lease->req_start_ns, ms)
-                                : 0);
+                                : 0,
+                             opts ? opts->cmd : NULL);
   if (r == 0)
     r = pp__proc_flush(proc);
   if (r == UV_ENOMEM) {

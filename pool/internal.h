@@ -65,6 +65,14 @@ struct pp_cancel {
   uv_cond_t woke;
 };
 
+/* The callback a loop-face call was given: one of the three forms. */
+typedef struct pp__done {
+  pp_call_cb call;     /* pp_call_async */
+  pp_reply_cb reply;   /* pp_request */
+  pp_result_cb result; /* the _with forms */
+  void *data;
+} pp__done_t;
+
 /* Work the loop must do after the lock is released: user callbacks. */
 typedef enum {
   PP__PEND_CHECKOUT, /* waiter completed: call its cb, free it */
@@ -87,12 +95,13 @@ struct pp__pending {
  * the loop thread touches it, under the lock, until its callback. */
 struct pp__acall {
   pp__queue_t node; /* pool->async_queue, then its slot's aring */
-  pp_call_cb cb;
-  void *data;
-  uint64_t start_ns;         /* entry, for the wait and run histograms */
-  uint64_t placed_ns;        /* written to its worker */
-  uint64_t deadline_ns;      /* waiting: the checkout deadline; placed: the
-                                request deadline, 0 = none */
+  pp__done_t done;
+  char cmd[PP_FRAME_CMD_MAX + 1]; /* a binary call's handler; "" JSON */
+  int binary;                     /* its reply is bytes */
+  uint64_t start_ns;              /* entry, for the wait and run histograms */
+  uint64_t placed_ns;             /* written to its worker */
+  uint64_t deadline_ns;           /* waiting: the checkout deadline; placed: the
+                                     request deadline, 0 = none */
   uint64_t call_deadline_ns; /* timeout_ms's, for the whole call; 0 = none */
   uint32_t id;
   int placed;
@@ -255,9 +264,9 @@ struct pp_lease {
   int in_flight;
   uint32_t req_id;
   uint64_t req_start_ns;
-  pp_reply_cb reply_cb;
-  void *reply_data;
-  pp__bind_t bind; /* the request's cancel token */
+  pp__done_t done;
+  int reply_binary; /* the reply is bytes a handler returned */
+  pp__bind_t bind;  /* the request's cancel token */
   /* Its completion, queued for the loop: status, reply copy, diag. */
   pp__pending_t pend;
   int pend_queued;
@@ -618,17 +627,23 @@ void pp__count_end(pp_pool_t *pool, pp__proc_t *proc, uint64_t sent_ns,
  * it to pp__call_fail).  msg gets why it failed (NULL with cap 0:
  * nobody asks). */
 int pp__call_reply(const pp_frame_t *f, uint32_t id,
-                   int (*store)(void *to, const char *p, size_t len), void *to,
-                   char *msg, size_t cap);
+                   int (*store)(void *to, const char *p, size_t len,
+                                int binary),
+                   void *to, char *msg, size_t cap);
 /* A reader's failure r (PP_ETIMEDOUT, PP_EPROTO, UV_ENOMEM, else the
  * reply pipe closed or the process reaped): fails the worker with the
  * matching kill reason and returns the call's status, msg saying why. */
 int pp__call_fail(pp__proc_t *proc, int r, char *msg, size_t cap);
-/* A one-shot call's options (lock not needed): 0, UV_EINVAL for a token
- * of another pool, PP_ETIMEDOUT for timeout_ms 0 (no time at all); diag
- * says which. */
+/* Call a loop-face call's callback, in the form it was given (lock not
+ * held). */
+void pp__done_call(const pp__done_t *done, pp_lease_t *lease, int status,
+                   const char *reply, size_t len, int binary,
+                   const pp_diag_t *diag);
+/* A call's options (lock not needed): 0, UV_EINVAL for a token of another
+ * pool or a bad cmd, PP_ETIMEDOUT for a one-shot call's timeout_ms 0 (no
+ * time at all; a lease call's 0 is no timeout); diag says which. */
 int pp__call_opts_check(pp_pool_t *pool, const pp_call_opts_t *opts,
-                        pp_diag_t *diag);
+                        int one_shot, pp_diag_t *diag);
 /* A call ran past its timeout_ms while its request runs on proc: msg says
  * so, and the worker is left as on_client_death says, as for a client
  * that went away.  With kill it is failed here (returns 1); otherwise 0,
@@ -654,7 +669,7 @@ int pp__pool_open(const pp_config_t *cfg, const pp_pool_options_t *opts,
 void pp__spin_adapt(pp__proc_t *proc, uint64_t waited);
 void pp__wait_reaped(pp__proc_t *proc, uint64_t ms);
 /* Store a reply in the pp_buf_t `to` (NULL: drop it): 0 or UV_ENOMEM. */
-int pp__reply_store(void *to, const char *p, size_t len);
+int pp__reply_store(void *to, const char *p, size_t len, int binary);
 /* ---- async.c (loop thread, lock held unless said) */
 /* A reply for a worker serving pp_call_async calls. */
 void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f);

@@ -36,17 +36,27 @@ typedef struct call {
   uv_cond_t cv;
   int ends; /* how many times the call ended: must be 1 */
   int status;
+  size_t plen; /* the payload's length: 0 for a string */
   char reply[256];
+  size_t reply_len;
+  int binary; /* the reply is bytes */
   char msg[512];
   pp_lease_t *lease;
 } call_t;
 
+static size_t plen(const call_t *c) {
+  return c->plen ? c->plen : strlen(c->payload);
+}
+
 static void call_end(call_t *c, int status, const char *reply, size_t len,
-                     const char *msg) {
+                     int binary, const char *msg) {
   uv_mutex_lock(&c->mu);
   c->ends++;
   c->status = status;
-  snprintf(c->reply, sizeof(c->reply), "%.*s", (int)len, reply ? reply : "");
+  c->binary = binary;
+  c->reply_len = len < sizeof(c->reply) - 1 ? len : sizeof(c->reply) - 1;
+  memcpy(c->reply, reply ? reply : "", reply ? c->reply_len : 0);
+  c->reply[reply ? c->reply_len : 0] = '\0';
   snprintf(c->msg, sizeof(c->msg), "%s", msg ? msg : "");
   uv_cond_broadcast(&c->cv);
   uv_mutex_unlock(&c->mu);
@@ -62,15 +72,14 @@ static void blocking_main(void *arg) {
   if (c->face == F_LEASE) {
     r = pp_lease_acquire(c->pool, NULL, -1, &c->lease, &d);
     if (r == 0) {
-      r = pp_lease_call_with(c->lease, c->payload, strlen(c->payload), &c->opts,
-                             &reply, &d);
+      r = pp_lease_call_with(c->lease, c->payload, plen(c), &c->opts, &reply,
+                             &d);
       pp_checkin(c->lease);
     }
   } else {
-    r = pp_call_with(c->pool, c->payload, strlen(c->payload), &reply, &c->opts,
-                     &d);
+    r = pp_call_with(c->pool, c->payload, plen(c), &reply, &c->opts, &d);
   }
-  call_end(c, r, reply.data, reply.len, d.message);
+  call_end(c, r, reply.data, reply.len, reply.binary, d.message);
   pp_buf_free(&reply);
 }
 
@@ -82,21 +91,20 @@ static void lease_call_main(void *arg) {
   int r;
 
   memset(&d, 0, sizeof(d));
-  r = pp_lease_call_with(c->lease, c->payload, strlen(c->payload), &c->opts,
-                         &reply, &d);
-  call_end(c, r, reply.data, reply.len, d.message);
+  r = pp_lease_call_with(c->lease, c->payload, plen(c), &c->opts, &reply, &d);
+  call_end(c, r, reply.data, reply.len, reply.binary, d.message);
   pp_buf_free(&reply);
 }
 
-static void on_async(int status, const char *reply, size_t len,
-                     const pp_diag_t *d, void *data) {
-  call_end(data, status, reply, len, d ? d->message : NULL);
+static void on_async(const pp_result_t *res, void *data) {
+  call_end(data, res->status, res->reply, res->len, res->binary,
+           res->diag ? res->diag->message : NULL);
 }
 
-static void on_request(pp_lease_t *lease, int status, const char *reply,
-                       size_t len, const pp_diag_t *d, void *data) {
-  pp_checkin(lease);
-  call_end(data, status, reply, len, d ? d->message : NULL);
+static void on_request(const pp_result_t *res, void *data) {
+  pp_checkin(res->lease);
+  call_end(data, res->status, res->reply, res->len, res->binary,
+           res->diag ? res->diag->message : NULL);
 }
 
 static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *d,
@@ -105,13 +113,12 @@ static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *d,
   int r = status;
 
   if (r == 0) {
-    r = pp_request_with(lease, c->payload, strlen(c->payload), &c->opts,
-                        on_request, c);
+    r = pp_request_with(lease, c->payload, plen(c), &c->opts, on_request, c);
     if (r != 0)
       pp_checkin(lease);
   }
   if (r != 0)
-    call_end(c, r, NULL, 0,
+    call_end(c, r, NULL, 0, 0,
              r == PP_ECANCELED ? "the call was cancelled before it started"
              : d               ? d->message
                                : "pp_request_with refused");
@@ -128,16 +135,16 @@ static void on_loop(int status, const char *reply, size_t len,
   (void)d;
   r = status != 0 ? status : pp_checkout(c->pool, NULL, -1, on_checkout, c);
   if (r != 0)
-    call_end(c, r, NULL, 0, "could not reach the loop");
+    call_end(c, r, NULL, 0, 0, "could not reach the loop");
 }
 
 static const char kick[] = "{\"cmd\":\"echo\",\"args\":0}";
 
+static void call_go(call_t *c);
+
 static void call_start(call_t *c, pp_pool_t *pool, face_t face,
                        const char *payload, int64_t timeout_ms,
                        pp_cancel_t *token) {
-  int r;
-
   memset(c, 0, sizeof(*c));
   c->pool = pool;
   c->face = face;
@@ -146,12 +153,34 @@ static void call_start(call_t *c, pp_pool_t *pool, face_t face,
   c->opts.cancel = token;
   uv_mutex_init(&c->mu);
   uv_cond_init(&c->cv);
-  switch (face) {
+  call_go(c);
+}
+
+/* A binary call: n bytes of data for handler cmd. */
+static void call_start_bytes(call_t *c, pp_pool_t *pool, face_t face,
+                             const char *cmd, const void *data, size_t n) {
+  memset(c, 0, sizeof(*c));
+  c->pool = pool;
+  c->face = face;
+  assert_true(n > 0 && n < sizeof(c->payload));
+  memcpy(c->payload, data, n);
+  c->plen = n;
+  c->opts.timeout_ms = -1;
+  c->opts.cmd = cmd;
+  uv_mutex_init(&c->mu);
+  uv_cond_init(&c->cv);
+  call_go(c);
+}
+
+static void call_go(call_t *c) {
+  pp_pool_t *pool = c->pool;
+  int r;
+
+  switch (c->face) {
   case F_ASYNC:
-    r = pp_call_async_with(pool, c->payload, strlen(c->payload), &c->opts,
-                           on_async, c);
+    r = pp_call_async_with(pool, c->payload, plen(c), &c->opts, on_async, c);
     if (r != 0) /* refused: the caller learns it here, once */
-      call_end(c, r, NULL, 0,
+      call_end(c, r, NULL, 0, 0,
                r == PP_ECANCELED ? "the call was cancelled before it started"
                                  : pp_strerror(r));
     break;
@@ -190,6 +219,20 @@ static void call_free(call_t *c) {
   uv_cond_destroy(&c->cv);
 }
 
+static int mock_reverse(const char *args, size_t len, pp_buf_t *reply,
+                        void *data);
+
+/* The mock's own handlers: reverse_bytes, as the Python fixture's. */
+static const pp_mock_t *mock_handlers(void) {
+  static pp_mock_t *m;
+
+  if (m == NULL) {
+    assert_int_equal(pp_mock_new(&m), 0);
+    assert_int_equal(pp_mock_add(m, "reverse_bytes", mock_reverse, NULL), 0);
+  }
+  return m;
+}
+
 static pp_pool_t *pool_open(rec_t *rec, int size, int depth) {
   pp_config_t *cfg = python_config("echo_handlers.py", size);
   pp_pool_options_t o = rec_options(rec);
@@ -197,8 +240,10 @@ static pp_pool_t *pool_open(rec_t *rec, int size, int depth) {
   pp_diag_t d;
   char v[16];
 
-  if (mock)
+  if (mock) {
     cfg_set(cfg, "adapter", "mock");
+    o.mock = mock_handlers();
+  }
   snprintf(v, sizeof(v), "%d", depth);
   cfg_set(cfg, "worker.pipeline_depth", v);
   cfg_set(cfg, "worker.cancel_grace", "300ms");
@@ -410,7 +455,7 @@ static void test_edges(void **state) {
   pp_pool_t *pool, *other;
   pp_cancel_t *token;
   pp_buf_t reply = {0};
-  pp_call_opts_t o = {-1, NULL};
+  pp_call_opts_t o = {.timeout_ms = -1};
   pp_lease_t *lease;
   pp_status_t st;
   pp_diag_t d;
@@ -654,6 +699,71 @@ static void test_behind(void **state) {
   behind_deadline_case(F_ASYNC);
 }
 
+/* ---- bytes both ways, on every face: a call with opts.cmd hands the
+ * handler its payload as bytes; a handler that returns bytes answers in
+ * bytes, and the reply says so (pp_buf_t.binary, pp_result_t.binary). */
+static int mock_reverse(const char *args, size_t len, pp_buf_t *reply,
+                        void *data) {
+  size_t i;
+
+  (void)data;
+  reply->data = malloc(len + 1);
+  for (i = 0; i < len; i++)
+    reply->data[i] = args[len - 1 - i];
+  reply->len = reply->cap = len;
+  reply->binary = 1;
+  return 0;
+}
+
+static void test_bytes(void **state) {
+  static const char data[] = {'a', 0, 'b', (char)0xff};
+  static const char back[] = {(char)0xff, 'b', 0, 'a'};
+  size_t big = 1u << 20, i;
+  pp_buf_t reply = {0};
+  char *blob;
+  pp_diag_t d;
+  face_t f;
+  call_t c;
+  rec_t rec;
+  pp_pool_t *pool = pool_open(&rec, 1, 1);
+
+  (void)state;
+  for (f = 0; f < F_N; f++) {
+    call_start_bytes(&c, pool, f, "reverse_bytes", data, sizeof(data));
+    call_wait(&c);
+    assert_int_equal(c.status, 0);
+    assert_int_equal(c.binary, 1);
+    assert_int_equal(c.reply_len, sizeof(back));
+    assert_memory_equal(c.reply, back, sizeof(back));
+    call_free(&c);
+    /* A JSON call's JSON reply says it is not bytes. */
+    call_start(&c, pool, f, "{\"cmd\":\"echo\",\"args\":[1]}", -1, NULL);
+    call_wait(&c);
+    assert_int_equal(c.status, 0);
+    assert_int_equal(c.binary, 0);
+    assert_string_equal(c.reply, "[1]");
+    call_free(&c);
+  }
+  /* A MiB with every byte value, through pp_call_bytes. */
+  blob = malloc(big);
+  for (i = 0; i < big; i++)
+    blob[i] = (char)(i * 7 + i / 256);
+  assert_int_equal(
+      pp_call_bytes(pool, "reverse_bytes", blob, big, &reply, NULL, &d), 0);
+  assert_int_equal(reply.binary, 1);
+  assert_int_equal(reply.len, big);
+  for (i = 0; i < big; i++)
+    if (reply.data[i] != blob[big - 1 - i])
+      fail_msg("byte %zu differs", i);
+  /* A name that cannot be a handler's is refused before anything is sent. */
+  assert_int_equal(pp_call_bytes(pool, "not a name", "x", 1, &reply, NULL, &d),
+                   UV_EINVAL);
+  assert_non_null(strstr(d.message, "not an identifier"));
+  free(blob);
+  pp_buf_free(&reply);
+  pool_close(pool, &rec);
+}
+
 /* ---- the cancel races the reply: exactly one of them wins, and says so:
  * pp_cancel counts the call and it gets PP_ECANCELED, or it does not and
  * the call gets its own reply (never another's). */
@@ -740,6 +850,7 @@ int main(void) {
       cmocka_unit_test(test_running_deadline),
       cmocka_unit_test(test_behind),
       cmocka_unit_test(test_deadline_travels),
+      cmocka_unit_test(test_bytes),
       cmocka_unit_test(test_race),
   };
   const struct CMUnitTest race[] = {cmocka_unit_test(test_race)};

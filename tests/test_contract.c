@@ -68,9 +68,10 @@ static void test_table_and_kinds(void **state) {
   setup_marks();
   pool = open_contract(&rec, 1);
   assert_int_equal(pp_pool_status(pool, &st), 0);
-  assert_string_equal(st.handlers, "[\"add_later\",\"count\",\"fail_later\","
-                                   "\"give_up\",\"setups\",\"wait\","
-                                   "\"whoami\"]");
+  assert_string_equal(st.handlers,
+                      "[\"add_later\",\"blob\",\"count\",\"describe\","
+                      "\"fail_later\",\"give_up\",\"reverse_bytes\","
+                      "\"setups\",\"wait\",\"whoami\"]");
   assert_string_equal(st.handler_kinds,
                       "{\"add_later\":\"async\",\"count\":\"stream\","
                       "\"fail_later\":\"async\",\"wait\":\"async\"}");
@@ -165,7 +166,7 @@ typedef struct {
 
 static void wait_main(void *arg) {
   waiter_t *w = arg;
-  pp_call_opts_t o = {-1, w->token};
+  pp_call_opts_t o = {.timeout_ms = -1, .cancel = w->token};
   char req[256];
   pp_buf_t reply = {0};
 
@@ -249,6 +250,10 @@ static void on_acall(int status, const char *reply, size_t len,
   uv_mutex_unlock(&a->mu);
 }
 
+static void on_aresult(const pp_result_t *res, void *data) {
+  on_acall(res->status, res->reply, res->len, res->diag, data);
+}
+
 static void acb_init(acb_t *a) {
   memset(a, 0, sizeof(*a));
   uv_mutex_init(&a->mu);
@@ -269,7 +274,7 @@ static void acb_wait(acb_t *a) {
 
 static void test_async_face(void **state) {
   const char *add = "{\"cmd\":\"add_later\",\"args\":{\"a\":1,\"b\":2}}";
-  pp_call_opts_t o = {-1, NULL};
+  pp_call_opts_t o = {.timeout_ms = -1};
   char fifo[128], req[256];
   acb_t a;
   int fd;
@@ -291,8 +296,8 @@ static void test_async_face(void **state) {
   snprintf(req, sizeof(req),
            "{\"cmd\":\"wait\",\"args\":{\"secs\":60,\"ready\":\"%s\"}}", fifo);
   acb_init(&a);
-  assert_int_equal(pp_call_async_with(pool, req, strlen(req), &o, on_acall, &a),
-                   0);
+  assert_int_equal(
+      pp_call_async_with(pool, req, strlen(req), &o, on_aresult, &a), 0);
   fd = open(fifo, O_RDONLY);
   assert_true(fd >= 0);
   close(fd);
@@ -308,6 +313,38 @@ static void test_async_face(void **state) {
   unlink(marks);
 }
 
+/* Bytes both ways, in this start mode: bytes in to a handler that returns
+ * bytes, a JSON value, and a JSON call answered in bytes. */
+static void test_bytes_both_ways(void **state) {
+  static const char data[] = {0, 1, 2, (char)0xfe, (char)0xff};
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+  rec_t rec;
+  pp_pool_t *pool;
+  int i;
+
+  (void)state;
+  pool = open_contract(&rec, 1);
+  assert_int_equal(pp_call_bytes(pool, "reverse_bytes", data, sizeof(data),
+                                 &reply, NULL, &d),
+                   0);
+  assert_int_equal(reply.binary, 1);
+  assert_int_equal(reply.len, sizeof(data));
+  for (i = 0; i < (int)sizeof(data); i++)
+    assert_int_equal(reply.data[i], data[sizeof(data) - 1 - (size_t)i]);
+  assert_int_equal(pp_call_bytes(pool, "describe", data, 3, &reply, NULL, &d),
+                   0);
+  assert_int_equal(reply.binary, 0);
+  assert_string_equal(reply.data, "{\"type\":\"bytes\",\"len\":3}");
+  assert_int_equal(pp_call_cmd(pool, "blob", "300", &reply, -1, &d), 0);
+  assert_int_equal(reply.binary, 1);
+  assert_int_equal(reply.len, 300);
+  assert_int_equal((unsigned char)reply.data[299], 299 % 256);
+  pp_buf_free(&reply);
+  pp_pool_close(pool);
+  rec_free(&rec);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_table_and_kinds),
@@ -315,6 +352,7 @@ int main(void) {
       cmocka_unit_test(test_setup_failure_fails_fast),
       cmocka_unit_test(test_async_handlers),
       cmocka_unit_test(test_async_face),
+      cmocka_unit_test(test_bytes_both_ways),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

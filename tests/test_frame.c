@@ -532,8 +532,8 @@ static void test_request_deadline(void **state) {
   size_t n;
 
   (void)state;
-  n = pp_frame_request_header(buf, 9, 5, at);
-  assert_int_equal(n, PP_FRAME_REQUEST_HEADER);
+  n = pp_frame_request_header(buf, 9, 5, at, NULL);
+  assert_int_equal(n, PP_FRAME_HEADER + PP_FRAME_DEADLINE_BYTES);
   memcpy(buf + n, "hello", 5);
   assert_int_equal(pp_frame_decode(buf, n + 5, 1024, &f), (long)(n + 5));
   assert_int_equal(f.type, PP_FRAME_REQUEST);
@@ -543,7 +543,7 @@ static void test_request_deadline(void **state) {
   assert_int_equal(f.len, 5);
   assert_memory_equal(f.payload, "hello", 5);
 
-  n = pp_frame_request_header(buf, 9, 5, 0);
+  n = pp_frame_request_header(buf, 9, 5, 0, NULL);
   assert_int_equal(n, PP_FRAME_HEADER);
   memcpy(buf + n, "hello", 5);
   assert_int_equal(pp_frame_decode(buf, n + 5, 1024, &f), (long)(n + 5));
@@ -556,6 +556,17 @@ static void test_request_deadline(void **state) {
   assert_int_equal(pp_frame_decode(buf, PP_FRAME_HEADER + 7, 1024, &f),
                    PP_FRAME_HEADER + 7);
   assert_int_equal(pp_frame_request_deadline(&f, &got), PP_FRAME_EHEADER);
+
+  /* Binary: the handler's name and a zero byte after the deadline. */
+  n = pp_frame_request_header(buf, 9, 5, at, "rev");
+  assert_int_equal(n, PP_FRAME_HEADER + PP_FRAME_DEADLINE_BYTES + 4);
+  memcpy(buf + n, "hello", 5);
+  assert_int_equal(pp_frame_decode(buf, n + 5, 1024, &f), (long)(n + 5));
+  assert_int_equal(f.flags, PP_FRAME_FLAG_DEADLINE | PP_FRAME_FLAG_BINARY);
+  assert_int_equal(pp_frame_request_deadline(&f, &got), 0);
+  assert_true(got == at);
+  assert_int_equal(f.len, 9);
+  assert_memory_equal(f.payload, "rev\0hello", 9);
 }
 
 int main(void) {

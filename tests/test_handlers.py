@@ -58,8 +58,8 @@ class TestTable(Base):
         h = w.hello()
         self.assertEqual(
             h["handlers"],
-            ["add_later", "count", "fail_later", "give_up", "setups", "wait",
-             "whoami"],
+            ["add_later", "blob", "count", "describe", "fail_later", "give_up",
+             "reverse_bytes", "setups", "wait", "whoami"],
         )
         # A public function the module did not declare, and the hooks,
         # are not handlers.
@@ -209,6 +209,51 @@ class TestAsync(Base):
         w.send_raw(dw.request(1, "count", 3))
         err = w.expect_error(1, "TypeError")
         self.assertIn("generator", err["message"])
+
+
+class TestBytes(Base):
+    def binary(self, w, rid, cmd, data):
+        w.send_raw(dw.frame(dw.REQUEST, rid, cmd.encode() + b"\0" + data, flags=2))
+        return w.recv()
+
+    def test_bytes_in_bytes_out(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        data = bytes(range(256)) + b"\0\xff"
+        ftype, flags, rid, payload = self.binary(w, 1, "reverse_bytes", data)
+        self.assertEqual((ftype, flags, rid), (dw.REPLY, 2, 1))
+        self.assertEqual(payload, data[::-1])
+        # bytes in, a JSON value out: the handler got bytes.
+        ftype, flags, rid, payload = self.binary(w, 2, "describe", b"\0\1\2")
+        self.assertEqual((ftype, flags), (dw.REPLY, 0))
+        self.assertEqual(json.loads(payload), {"type": "bytes", "len": 3})
+
+    def test_json_in_bytes_out(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        w.send_raw(dw.request(1, "blob", 300))
+        ftype, flags, rid, payload = w.recv()
+        self.assertEqual((ftype, flags, rid), (dw.REPLY, 2, 1))
+        self.assertEqual(payload, (bytes(range(256)) * 2)[:300])
+
+    def test_big_bytes(self):
+        # Over the worker's 64 KiB read buffer, both ways.
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        data = os.urandom(3 * 1024 * 1024)
+        ftype, flags, rid, payload = self.binary(w, 1, "reverse_bytes", data)
+        self.assertEqual((ftype, flags), (dw.REPLY, 2))
+        self.assertEqual(payload, data[::-1])
+
+    def test_bad_binary_requests(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        ftype, flags, rid, payload = self.binary(w, 1, "nope", b"x")
+        self.assertEqual((ftype, rid), (dw.ERROR, 1))
+        self.assertEqual(json.loads(payload)["type"], "UnknownCommand")
+        w.send_raw(dw.frame(dw.REQUEST, 2, b"no name here", flags=2))
+        err = json.loads(w.expect(dw.ERROR, 2))
+        self.assertEqual(err["type"], "BadRequest")
 
 
 if __name__ == "__main__":

@@ -423,7 +423,7 @@ static void test_status_json(void **state) {
   /* The handlers the workers' HELLO listed: echo_handlers.py's own. */
   w = json_object_get(st, "handlers");
   assert_true(json_is_array(w));
-  assert_int_equal(json_array_size(w), 14);
+  assert_int_equal(json_array_size(w), 15);
   assert_string_equal(json_string_value(json_array_get(w, 0)), "add");
   assert_string_equal(json_string_value(json_array_get(w, 5)), "echo");
   workers = json_object_get(st, "workers");

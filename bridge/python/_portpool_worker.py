@@ -21,6 +21,9 @@ PROTOCOL_VERSION = 2
 # REQUEST flag (protocol 2): the payload starts with the request's deadline,
 # u64 big-endian nanoseconds on CLOCK_MONOTONIC (time.monotonic_ns()).
 FLAG_DEADLINE = 1
+# REQUEST and REPLY flag (protocol 2): bytes, not JSON.  A REQUEST's payload
+# (after its deadline) is the handler's name, a zero byte, the argument.
+FLAG_BINARY = 2
 
 HELLO = 1
 REQUEST = 2
@@ -44,6 +47,8 @@ _pack = _HDR.pack
 _unpack_from = _HDR.unpack_from
 _unpack_deadline = struct.Struct(">Q").unpack_from
 _monotonic_ns = time.monotonic_ns
+# The longest handler name a binary REQUEST carries (bridge/frame.h).
+PP_CMD_MAX = 64
 # allow_nan=False: NaN and Infinity are not JSON, and the pool's parser (and
 # most clients') refuse them; such a result becomes an ERROR (ValueError).
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -135,8 +140,14 @@ def _run_flagged(run, rid, flags, data):
     without running the handler when the deadline has passed (it waited
     behind other requests too long)."""
     global _deadline_rid, _deadline_at
+    if flags & FLAG_BINARY:
+        run_body = getattr(run, "binary", None)
+        if run_body is None:  # raw mode: payloads are bytes already
+            run_body = run
+    else:
+        run_body = run
     if not flags & FLAG_DEADLINE:
-        run(rid, data)
+        run_body(rid, data)
         return
     if len(data) < 8:
         _send_error(rid, "BadRequest", "deadline flag on a short payload")
@@ -147,7 +158,7 @@ def _run_flagged(run, rid, flags, data):
         return
     _deadline_rid = rid
     _deadline_at = at
-    run(rid, data[8:])
+    run_body(rid, data[8:])
 
 
 def _send_expired(rid):
@@ -201,18 +212,19 @@ def _die(code, message=None):
 _WRITEV_MIN = 4096
 
 
-def _send(ftype, rid, payload=b""):
+def _send(ftype, rid, payload=b"", flags=0):
     size = len(payload)
     try:
         if size < _WRITEV_MIN:
-            data = _pack(size + 8, ftype, 0, 0, rid) + payload
+            data = _pack(size + 8, ftype, flags, 0, rid) + payload
             n = os.write(REP_FD, data)
             if n != len(data):
                 view = memoryview(data)
                 while n < len(data):
                     n += os.write(REP_FD, view[n:])
         else:
-            header = _pack(size + 8, ftype, 0, 0, rid)
+            # Big bytes go out as they are: no copy into one buffer.
+            header = _pack(size + 8, ftype, flags, 0, rid)
             n = os.writev(REP_FD, (header, payload))
             if n != size + HEADER:
                 # A partial write (a signal): the rest one buffer at a time.
@@ -309,7 +321,7 @@ def _send_cancelled(rid):
     _send_error(rid, "Cancelled", "request %d was cancelled before it ran" % rid)
 
 
-def _send_reply(rid, out):
+def _send_reply(rid, out, flags=0):
     # The runners inline the common case (a reply that fits) to save a call.
     if len(out) > _max_reply:
         _send_error(
@@ -319,7 +331,19 @@ def _send_reply(rid, out):
             % (len(out), _max_reply),
         )
     else:
-        _send(REPLY, rid, out)
+        _send(REPLY, rid, out, flags)
+
+
+# What a handler may return to answer in bytes, not JSON.
+_BYTES_TYPES = frozenset((bytes, bytearray, memoryview))
+
+
+def _send_bytes(rid, out):
+    """A handler returned bytes: they are the reply, flagged binary.  A
+    memoryview goes out as it is (len() counts items, so its bytes)."""
+    if type(out) is memoryview:
+        out = out.cast("B") if out.contiguous else out.tobytes()
+    _send_reply(rid, out, FLAG_BINARY)
 
 
 # In a JSON text the encoder made (ensure_ascii, lower-case hex): a high
@@ -577,6 +601,51 @@ def _make_json_runner(table):
     cancelled_ids = _cancelled_ids
     send = _send
     not_values = _NOT_VALUES
+    bytes_types = _BYTES_TYPES
+
+    def run_binary(rid, data):
+        """A binary REQUEST: NAME, a zero byte, the argument as bytes."""
+        global current_request_id
+        if cancelled_ids and rid in cancelled_ids:
+            cancelled_ids.discard(rid)
+            _send_cancelled(rid)
+            return
+        view = memoryview(data)
+        end = bytes(view[: PP_CMD_MAX + 1]).find(b"\0")
+        cmd = str(view[:end], "ascii", "replace") if end > 0 else ""
+        fn = table.get(cmd) if end > 0 else None
+        if fn is None:
+            if end <= 0:
+                _send_error(
+                    rid, "BadRequest", "binary request without a handler name"
+                )
+            else:
+                _send_unknown(rid, cmd, names)
+            return
+        arg = bytes(view[end + 1 :])
+        del view
+        current_request_id = rid
+        try:
+            result = fn(arg)
+            if type(result) in not_values:
+                result = _settle(result, cmd)
+        except Exception as exc:
+            current_request_id = None
+            cancelled_ids.discard(rid)
+            _send_exception(rid, exc)
+            return
+        except _CancelledError:
+            current_request_id = None
+            cancelled_ids.discard(rid)
+            _send_error(rid, "Cancelled", "request %d was cancelled while it ran" % rid)
+            return
+        current_request_id = None
+        if cancelled_ids:
+            cancelled_ids.discard(rid)
+        if type(result) in bytes_types:
+            _send_bytes(rid, result)
+        else:
+            _reply_value(rid, result)
 
     def run(rid, data):
         global current_request_id
@@ -633,6 +702,9 @@ def _make_json_runner(table):
         current_request_id = None
         if cancelled_ids:
             cancelled_ids.discard(rid)
+        if type(result) in bytes_types:
+            _send_bytes(rid, result)
+            return
         try:
             if type(result) is str:
                 # What encode() does for a string: no encoder call.
@@ -655,7 +727,25 @@ def _make_json_runner(table):
         else:
             _send_reply(rid, out)
 
+    run.binary = run_binary
     return run
+
+
+def _reply_value(rid, result):
+    """A JSON reply for a binary request's handler that returned a value
+    (the slow path of the runner's own encoding)."""
+    try:
+        out = _encode(result).encode()
+    except Exception as exc:
+        _markers.clear()
+        _send_exception(rid, exc, skip_frames=None)
+        return
+    if b"\\ud" in out:
+        escape = _lone_surrogate(out)
+        if escape is not None:
+            _send_surrogate_error(rid, escape)
+            return
+    _send_reply(rid, out)
 
 
 def _make_raw_runner(handle):
@@ -702,6 +792,12 @@ def _make_raw_runner(handle):
         else:
             _send_reply(rid, out)
 
+    def run_binary(rid, data):
+        # A binary call names its handler: raw mode has only handle().
+        end = bytes(memoryview(data)[: PP_CMD_MAX + 1]).find(b"\0")
+        run(rid, memoryview(data)[end + 1 :] if end >= 0 else data)
+
+    run.binary = run_binary
     return run
 
 

@@ -94,14 +94,19 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-static int send_frame(mw_t *m, uint8_t type, uint32_t id, const char *p,
-                      size_t n) {
+static int send_flagged(mw_t *m, uint8_t type, uint8_t flags, uint32_t id,
+                        const char *p, size_t n) {
   char hdr[PP_FRAME_HEADER];
 
-  pp_frame_header(hdr, type, 0, id, (uint32_t)n);
+  pp_frame_header(hdr, type, flags, id, (uint32_t)n);
   if (write_all(m->rep, hdr, sizeof(hdr)) != 0)
     return -1;
   return n ? write_all(m->rep, p, n) : 0;
+}
+
+static int send_frame(mw_t *m, uint8_t type, uint32_t id, const char *p,
+                      size_t n) {
+  return send_flagged(m, type, 0, id, p, n);
 }
 
 static int send_error(mw_t *m, uint32_t id, const char *type, const char *msg) {
@@ -230,6 +235,52 @@ static int mock_sleep(mw_t *m, double secs) {
   return m->cancelled ? 1 : 0;
 }
 
+/* A handler's reply: its bytes when it set out->binary, else JSON text
+ * ("null" when it wrote nothing). */
+static void reply_out(mw_t *m, uint32_t id, const pp_buf_t *out) {
+  if (out->binary)
+    send_flagged(m, PP_FRAME_REPLY, PP_FRAME_FLAG_BINARY, id,
+                 out->data ? out->data : "", out->data ? out->len : 0);
+  else
+    send_frame(m, PP_FRAME_REPLY, id, out->data ? out->data : "null",
+               out->data ? out->len : 4);
+}
+
+/* A binary request (after its deadline): NAME, a zero byte, the bytes.
+ * A program's handler gets the bytes as its args; the built-in echo
+ * answers them as bytes. */
+static int serve_binary(mw_t *m, const pp_frame_t *f) {
+  const char *nul = memchr(f->payload, '\0', f->len < 65 ? f->len : 65);
+  pp_buf_t out = {0};
+  size_t n;
+  int i, rc;
+
+  if (nul == NULL || nul == f->payload) {
+    send_error(m, f->id, "BadRequest", "binary request without a handler name");
+    return 0;
+  }
+  char cmd[65];
+  memcpy(cmd, f->payload, (size_t)(nul - f->payload));
+  cmd[nul - f->payload] = '\0';
+  n = f->len - (size_t)(nul + 1 - f->payload);
+  for (i = 0; m->mock && i < m->mock->n; i++) {
+    if (strcmp(m->mock->v[i].cmd, cmd) != 0)
+      continue;
+    rc = m->mock->v[i].fn(nul + 1, n, &out, m->mock->v[i].data);
+    if (rc == 0)
+      reply_out(m, f->id, &out);
+    else
+      send_error(m, f->id, "MockError", out.data ? out.data : "error");
+    pp_buf_free(&out);
+    return 0;
+  }
+  if (strcmp(cmd, "echo") == 0)
+    send_flagged(m, PP_FRAME_REPLY, PP_FRAME_FLAG_BINARY, f->id, nul + 1, n);
+  else
+    send_unknown(m, f->id, cmd);
+  return 0;
+}
+
 /* Serve one request.  Returns 0 to go on, or an exit status + 1000 to end
  * the worker (crash), or -1 when signalled or the stream ended. */
 static int serve(mw_t *m, const pp_frame_t *whole) {
@@ -255,6 +306,8 @@ static int serve(mw_t *m, const pp_frame_t *whole) {
     send_error(m, f->id, "DeadlineExceeded", msg);
     return 0;
   }
+  if (f->flags & PP_FRAME_FLAG_BINARY)
+    return serve_binary(m, f);
   req = json_loadb(f->payload, f->len, 0, &jerr);
   cmd = req ? json_string_value(json_object_get(req, "cmd")) : NULL;
   m->running = f->id;
@@ -274,8 +327,7 @@ static int serve(mw_t *m, const pp_frame_t *whole) {
       continue;
     rc = m->mock->v[i].fn(atext, strlen(atext), &out, m->mock->v[i].data);
     if (rc == 0)
-      send_frame(m, PP_FRAME_REPLY, f->id, out.data ? out.data : "null",
-                 out.data ? out.len : 4);
+      reply_out(m, f->id, &out);
     else
       send_error(m, f->id, "MockError", out.data ? out.data : "error");
     goto done;
