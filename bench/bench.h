@@ -111,9 +111,10 @@ typedef struct contender {
   const char *payload;
   size_t len;
   int depth;
-  int json;   /* check replies as JSON, not byte-equal */
-  int fflags; /* floor variant, FLOOR_* */
-  int ref;    /* a reference pool (many: depth 1), --only pp_call_d1 */
+  int json;        /* check replies as JSON, not byte-equal */
+  const char *cmd; /* pool_call_thread: pp_call_bytes to this handler */
+  int fflags;      /* floor variant, FLOOR_* */
+  int ref;         /* a reference pool (many: depth 1), --only pp_call_d1 */
   /* pool_async_thread: its own pool on its own loop */
   int acallers, aworkers;
   const char *handler;

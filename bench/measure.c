@@ -197,7 +197,9 @@ void *pool_call_thread(void *arg) {
   pthread_barrier_wait(&g_go);
   while (!g_stop) {
     t0 = bench_now_ns();
-    r = pp_call(c->pool, c->payload, c->len, &reply, -1, &diag);
+    r = c->cmd ? pp_call_bytes(c->pool, c->cmd, c->payload, c->len, &reply,
+                               NULL, &diag)
+               : pp_call(c->pool, c->payload, c->len, &reply, -1, &diag);
     t1 = bench_now_ns();
     if (!counted(t1))
       break;

@@ -56,6 +56,7 @@ SCENARIOS = [
     ("many", "Many callers: 64 threads, 2 workers, raw mode, 64 B; the pool at the floor's depth (`worker.pipeline_depth`) and at depth 1"),
     ("cpu", "CPU-bound handler (bench/handlers/burn.py, ~1 ms of CPU per call)"),
     ("big", "64 KiB payloads each way, one caller, raw mode"),
+    ("bytes", "1 MiB of bytes each way: `pp_call_bytes` to a JSON-mode worker's bytes handler (bench/handlers/bytes_echo.py) vs the raw-mode floor"),
 ]
 
 
@@ -187,7 +188,7 @@ def main():
         w("## " + title)
         w("")
         base = keys[0]
-        big = scen == "big"
+        big = scen in ("big", "bytes")
         w("| path | p50 µs | p99 µs | calls/s |{} × baseline p50 | × baseline p99 | × baseline calls/s |".format(
             " MB/s |" if big else ""))
         w("|---|---|---|---|{}---|---|---|".format("---|" if big else ""))

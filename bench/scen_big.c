@@ -3,6 +3,58 @@
 
 #include <stdlib.h>
 
+/* 5b. 1 MiB of bytes each way: pp_call_bytes to a JSON-mode worker's
+ * handler that returns its bytes (the binary frames: no JSON, no base64),
+ * beside the raw-mode floor echoing the same MiB. */
+static int scen_bytes(void) {
+  const char *scen = "bytes";
+  char hbuf[PATH_MAX], fbuf[PATH_MAX];
+  const char *handler =
+      handler_path("bench/handlers/bytes_echo.py", hbuf, sizeof(hbuf));
+  const char *floor_handler =
+      handler_path("fixtures/raw_echo.py", fbuf, sizeof(fbuf));
+  size_t len = 1u << 20;
+  char *payload = make_payload(len, 0);
+  floor_worker_t fw;
+  pp_pool_t *pool;
+
+  if (spawn_floor(&fw, 1, 1, floor_handler, NULL) != 0)
+    return -1;
+  if ((pool = open_pool(1, 0, handler, NULL, NULL)) == NULL) {
+    floor_close(&fw);
+    return -1;
+  }
+  contender_t cf = {.name = "floor: C driver <-> raw worker, blocking",
+                    .nthreads = 1,
+                    .fn = floor_call_thread,
+                    .fw = &fw,
+                    .nfw = 1,
+                    .payload = payload,
+                    .len = len};
+  contender_t cp = {.name = "pool: pp_call_bytes",
+                    .nthreads = 1,
+                    .fn = pool_call_thread,
+                    .pool = pool,
+                    .payload = payload,
+                    .len = len,
+                    .cmd = "echo"};
+  contender_t *cs[] = {&cf, &cp};
+  foreign_t fl;
+
+  foreign_begin(&fl);
+  measure(cs, 2);
+  double fload = foreign_end(&fl);
+  header("bytes, 1 MiB each way: pp_call_bytes (JSON-mode worker) vs the "
+         "raw floor");
+  report(scen, &cf, len, NULL);
+  report(scen, &cp, len, &cf);
+  foreign_report(scen, fload);
+  pp_pool_close(pool);
+  floor_close(&fw);
+  free(payload);
+  return 0;
+}
+
 /* 5. 64 KiB payloads, one caller, one worker. */
 int scen_big(void) {
   pin_scenario(1);
@@ -49,5 +101,5 @@ int scen_big(void) {
   pp_pool_close(pool);
   floor_close(&fw);
   free(payload);
-  return 0;
+  return scen_bytes();
 }

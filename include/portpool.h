@@ -463,15 +463,17 @@ PP_EXTERN void pp_adapter_worker_exited(pp_adapter_worker_t *w, int64_t status,
  * gets the request's "args" as JSON text and writes its reply, JSON text,
  * into `reply`; it returns 0 for a reply, or non-zero for an error whose
  * message is the reply text (the client sees PP_EHANDLER with
- * {"type":"MockError","message":...}).  Besides these, every mock worker
- * knows: echo (returns args), sleep (args seconds; ends early when the
- * request is cancelled, returning "cancelled"), fail (PP_EHANDLER), crash
- * (the worker ends with exit status args, default 3: PP_ECRASHED), hang
- * (never answers, whatever CANCEL says: PP_ETIMEDOUT once the request
- * times out), pid, deadline_left ([true, seconds before the request's
- * deadline] or [false, null], as portpool_worker.remaining() sees it).  A
- * mock worker, like a Python one, fails a request that reaches it past its
- * deadline with {"type":"DeadlineExceeded"} and does not run it. */
+ * {"type":"MockError","message":...}).  For a binary call (pp_call_bytes)
+ * args is the call's bytes; a handler that sets reply->binary answers in
+ * bytes.  Besides these, every mock worker
+ * knows: echo (returns args; a binary call's bytes as bytes), sleep (args
+ * seconds; ends early when the request is cancelled, returning "cancelled"),
+ * fail (PP_EHANDLER), crash (the worker ends with exit status args, default 3:
+ * PP_ECRASHED), hang (never answers, whatever CANCEL says: PP_ETIMEDOUT once
+ * the request times out), pid, deadline_left ([true, seconds before the
+ * request's deadline] or [false, null], as portpool_worker.remaining() sees
+ * it).  A mock worker, like a Python one, fails a request that reaches it past
+ * its deadline with {"type":"DeadlineExceeded"} and does not run it. */
 typedef int (*pp_mock_handler)(const char *args, size_t len, pp_buf_t *reply,
                                void *data);
 typedef struct pp_mock pp_mock_t;

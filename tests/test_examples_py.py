@@ -4,6 +4,7 @@ module's docstring is run against a real worker serving that module, and
 RESULT is checked: a JSON value, or `PP_EHANDLER Type` for an ERROR of that
 type.  docs/handlers.md points at these files, so the contract's examples
 cannot drift from what the worker does."""
+import ast
 import glob
 import json
 import os
@@ -20,18 +21,27 @@ EXAMPLES = os.path.join(dw.ROOT, "examples", "handlers")
 LINE = re.compile(
     r"^\s*poolctl call (\w+) (?:'([^']*)'|(\S+))(?:\s+--timeout (\d+)s)?\s+-> (.+?)\s*$"
 )
+# A binary call: pp_call_bytes(pool, "NAME", b"...") -> RESULT
+BYTES_LINE = re.compile(
+    r'^\s*pp_call_bytes\(pool, "(\w+)", (b"[^"]*")\)\s+-> (.+?)\s*$'
+)
 
 
 def calls_of(path):
     with open(path) as f:
         text = f.read()
-    doc = text.split('"""')[1] if text.startswith('"""') else ""
+    doc = text.split('"""')[1] if text.lstrip("r").startswith('"""') else ""
     calls = []
     for line in doc.splitlines():
         m = LINE.match(line)
         if m:
             cmd, quoted, bare, timeout, want = m.groups()
             calls.append((cmd, quoted if quoted is not None else bare, timeout, want))
+            continue
+        m = BYTES_LINE.match(line)
+        if m:
+            cmd, data, want = m.groups()
+            calls.append((cmd, ast.literal_eval(data), None, want))
     return calls
 
 
@@ -50,8 +60,15 @@ class TestExamples(unittest.TestCase):
                 w = dw.spawn(path, env={"PORTPOOL_WORKER_ID": "0"})
                 w.hello()
                 for rid, (cmd, args, timeout, want) in enumerate(calls, 1):
-                    body = json.dumps({"cmd": cmd, "args": json.loads(args)}).encode()
-                    if timeout:
+                    if isinstance(args, bytes):
+                        # Binary: the name, a zero byte, the bytes.
+                        w.send_raw(dw.frame(dw.REQUEST, rid,
+                                            cmd.encode() + b"\0" + args, flags=2))
+                    else:
+                        body = json.dumps({"cmd": cmd, "args": json.loads(args)}).encode()
+                    if isinstance(args, bytes):
+                        pass
+                    elif timeout:
                         at = time.monotonic_ns() + int(timeout) * 10**9
                         w.send_raw(
                             dw.frame(dw.REQUEST, rid, struct.pack(">Q", at) + body, flags=1)
@@ -61,6 +78,10 @@ class TestExamples(unittest.TestCase):
                     if want.startswith("PP_EHANDLER "):
                         err = json.loads(w.expect(dw.ERROR, rid))
                         self.assertEqual(err["type"], want.split()[1], (cmd, err))
+                    elif want.startswith('b"'):
+                        ftype, flags, got_id, payload = w.recv()
+                        self.assertEqual((ftype, flags, got_id), (dw.REPLY, 2, rid), cmd)
+                        self.assertEqual(payload, ast.literal_eval(want), cmd)
                     else:
                         self.assertEqual(w.expect_reply(rid), json.loads(want), cmd)
                 w.close_requests()
