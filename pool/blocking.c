@@ -138,6 +138,7 @@ static int lease_acquire(pp_pool_t *pool, pp_client_t *client,
                          int64_t timeout_ms, pp_cancel_t *token,
                          pp_lease_t **out, pp_diag_t *diag) {
   pp__waiter_t w;
+  pp__bind_t bind;
   pp__slot_t *slot;
   uint64_t now;
   int r = 0;
@@ -175,7 +176,8 @@ static int lease_acquire(pp_pool_t *pool, pp_client_t *client,
     w.thread = 1;
     w.diag = diag;
     pp__waiter_enqueue(pool, &w, client, timeout_ms);
-    pp__bind(token, &w.bind, PP__BIND_WAIT, &w); /* not fired: checked */
+    pp__bind(token, &bind, PP__BIND_WAIT, &w); /* not fired: checked */
+    w.bind = &bind;
     while (!w.done) {
       now = pp__now_ns();
       if (now < w.deadline_ns) {

@@ -52,7 +52,7 @@ pp_lease_t *pp__lease_new(pp__slot_t *slot, pp_client_t *client) {
 }
 
 void pp__lease_free(pp_lease_t *lease) {
-  free(lease->msg);
+  free(lease->req);
   free(lease->reply);
   free(lease);
 }
@@ -293,7 +293,8 @@ void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
 
   pp__queue_remove(&w->node);
   pp__queue_remove(&w->cnode);
-  pp__unbind(&w->bind);
+  if (w->bind)
+    pp__unbind(w->bind);
   pool->nwaiters--;
   w->done = 1;
   w->status = status;
@@ -618,7 +619,7 @@ static void reply_queue(pp_lease_t *lease, int status) {
   PP_ASSERT_LOCKED(lease->pool);
 
   lease->in_flight = 0;
-  pp__unbind(&lease->bind);
+  pp__unbind(&lease->req->bind);
   lease->status = status;
   lease->pend.kind = PP__PEND_REPLY;
   lease->pend.u.lease = lease;
@@ -642,14 +643,14 @@ static int reply_copy(void *to, const char *p, size_t len, int binary) {
   memcpy(lease->reply, p, len);
   lease->reply[len] = '\0';
   lease->reply_len = len;
-  lease->reply_binary = binary;
+  lease->req->reply_binary = binary;
   return 0;
 }
 
 /* Keep why the request failed with the lease ("" once one succeeds), in
  * the buffer pp_request allocated at its first request. */
 static void lease_say(pp_lease_t *lease, const char *why) {
-  snprintf(lease->msg, PP__MSG_CAP, "%s", why);
+  snprintf(lease->req->msg, PP__MSG_CAP, "%s", why);
 }
 
 /* The request ends without an answer (lock held). */
@@ -728,12 +729,13 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
 
 static void reply_diag(const pp_lease_t *lease, pp_diag_t *d) {
   memset(d, 0, sizeof(*d));
-  snprintf(d->message, sizeof(d->message), "%s", lease->msg ? lease->msg : "");
+  snprintf(d->message, sizeof(d->message), "%s",
+           lease->req ? lease->req->msg : "");
 }
 
 void pp__reply_deliver(pp_lease_t *lease) {
   pp_pool_t *pool = lease->pool;
-  pp__done_t done = lease->done;
+  pp__done_t done = lease->req->done;
   pp_diag_t d;
 
   PP_FAULT(pool, "reply");
@@ -758,7 +760,7 @@ void pp__reply_deliver(pp_lease_t *lease) {
   pp__unlock(pool);
   reply_diag(lease, &d);
   pp__done_call(&done, lease, lease->status, lease->reply ? lease->reply : "",
-                lease->reply_len, lease->reply_binary,
+                lease->reply_len, lease->req->reply_binary,
                 lease->status ? &d : NULL);
 }
 
@@ -811,16 +813,17 @@ static int request(pp_lease_t *lease, const void *payload, size_t len,
     goto out;
   }
   /* The failure text's place, once per lease object (it is kept). */
-  if (lease->msg == NULL && (lease->msg = malloc(PP__MSG_CAP)) == NULL) {
+  if (lease->req == NULL &&
+      (lease->req = calloc(1, sizeof(*lease->req))) == NULL) {
     r = UV_ENOMEM;
     goto out;
   }
-  if (pp__bind(opts ? opts->cancel : NULL, &lease->bind, PP__BIND_REQUEST,
+  if (pp__bind(opts ? opts->cancel : NULL, &lease->req->bind, PP__BIND_REQUEST,
                lease) != 0) {
     r = PP_ECANCELED;
     goto out;
   }
-  lease->done = *done;
+  lease->req->done = *done;
   lease->in_flight = 1;
   lease->reply_len = 0;
   lease->req_start_ns = pp__now_ns();
@@ -846,7 +849,7 @@ static int request(pp_lease_t *lease, const void *payload, size_t len,
     r = pp__proc_flush(proc);
   if (r == UV_ENOMEM) {
     lease->in_flight = 0;
-    pp__unbind(&lease->bind);
+    pp__unbind(&lease->req->bind);
     goto out;
   }
   pp__count_request(pool, proc, ms);

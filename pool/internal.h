@@ -264,9 +264,7 @@ struct pp_lease {
   int in_flight;
   uint32_t req_id;
   uint64_t req_start_ns;
-  pp__done_t done;
-  int reply_binary; /* the reply is bytes a handler returned */
-  pp__bind_t bind;  /* the request's cancel token */
+  struct pp__lreq *req; /* allocated by the object's first pp_request */
   /* Its completion, queued for the loop: status, reply copy, diag. */
   pp__pending_t pend;
   int pend_queued;
@@ -274,9 +272,15 @@ struct pp_lease {
   int status;
   char *reply;
   size_t reply_len, reply_cap;
-  char *msg; /* why the request failed (a diag message of
-                PP__MSG_CAP bytes, allocated by the lease
-                object's first pp_request and kept) */
+};
+
+/* A lease's loop-face request state, allocated by the lease object's first
+ * pp_request and kept with it (the blocking face never needs it). */
+struct pp__lreq {
+  pp__done_t done;       /* its callback */
+  pp__bind_t bind;       /* its cancel token */
+  int reply_binary;      /* the reply is bytes a handler returned */
+  char msg[PP__MSG_CAP]; /* why it failed ("" once one succeeds) */
 };
 
 struct pp_client {
@@ -304,9 +308,10 @@ struct pp__waiter {
   pp_diag_t *diag;   /* thread waiter: the caller's diag, or NULL */
   int done;          /* granted or failed: out of every list */
   int status;
-  int thread;      /* a blocked thread, not a loop callback */
-  pp__bind_t bind; /* thread waiter: its call's cancel token */
-  char msg[68];    /* loop waiter: the failure reason */
+  int thread;       /* a blocked thread, not a loop callback */
+  pp__bind_t *bind; /* thread waiter: its place on its call's cancel
+                       token (on the caller's stack), or NULL */
+  char msg[68];     /* loop waiter: the failure reason */
   union {
     uv_cond_t cond; /* thread waiter */
     struct {        /* loop waiter */
