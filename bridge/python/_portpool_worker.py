@@ -1156,14 +1156,22 @@ def handler(fn=None, *, name=None):
 def handler_kind(fn):
     """"plain", "async" (an async def: run on the worker's asyncio loop) or
     "stream" (a generator or async generator)."""
-    import inspect
-
-    target = getattr(fn, "__func__", fn)
-    if inspect.isasyncgenfunction(target) or inspect.isgeneratorfunction(target):
+    # From the code object's flags, as inspect does, without importing
+    # inspect (a dozen modules, in every worker: a zygote's forks would
+    # each pay for them in private memory).
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    flags = getattr(code, "co_flags", 0)
+    if flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR):
         return "stream"
-    if inspect.iscoroutinefunction(target):
+    if flags & _CO_COROUTINE:
         return "async"
     return "plain"
+
+
+# co_flags bits (Include/cpython/code.h), stable since Python 3.6.
+_CO_GENERATOR = 0x20
+_CO_COROUTINE = 0x80
+_CO_ASYNC_GENERATOR = 0x200
 
 
 def handler_table(module, raw=False):
