@@ -36,6 +36,10 @@ fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
   >/dev/null
 cmake --build "$build" -j2 --target ppbench
+# The worker's bytecode, as the normal build writes it: without it every
+# worker compiles _portpool_worker.py at start (PYTHONDONTWRITEBYTECODE
+# keeps Python from caching it), which shows in start-up and memory.
+cmake --build "$build" -j2 --target worker_pyc
 cmake --build "$build" -j2 --target ppbench_sizes >/dev/null 2>&1 ||
   echo "run.sh: ppbench_sizes did not build: no sizeof breakdown" >&2
 
