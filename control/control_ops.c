@@ -69,10 +69,39 @@ static int send_raw_reply(pp__conn_t *c, const char *reply, size_t len) {
   return 0;
 }
 
+/* {"ok":true,"binary":true,"reply_hex":"..."}: a handler's bytes, which
+ * JSON text cannot carry as they are. */
+static void send_binary_reply(pp__conn_t *c, const char *reply, size_t len) {
+  static const char digits[] = "0123456789abcdef";
+  char *hex = malloc(2 * len + 1);
+  json_t *v;
+  size_t i;
+
+  if (hex == NULL) {
+    pp__conn_close(c);
+    return;
+  }
+  for (i = 0; i < len; i++) {
+    hex[2 * i] = digits[(unsigned char)reply[i] >> 4];
+    hex[2 * i + 1] = digits[(unsigned char)reply[i] & 15];
+  }
+  hex[2 * len] = '\0';
+  v = json_pack("{s:b, s:b, s:s}", "ok", 1, "binary", 1, "reply_hex", hex);
+  free(hex);
+  if (v == NULL)
+    pp__conn_close(c);
+  else
+    pp__conn_send(c, v, c->call_id, 0);
+}
+
 static void call_reply(pp__conn_t *c, int status, const char *reply, size_t len,
-                       const pp_diag_t *diag) {
+                       int binary, const pp_diag_t *diag) {
   json_t *v;
 
+  if (status == 0 && binary) {
+    send_binary_reply(c, reply, len);
+    return;
+  }
   if (status == 0) {
     if (len > 0 && send_raw_reply(c, reply, len) == 0)
       return;
@@ -95,9 +124,9 @@ static void call_reply(pp__conn_t *c, int status, const char *reply, size_t len,
   call_fail(c, status, diag);
 }
 
-static void on_reply(pp_lease_t *lease, int status, const char *reply,
-                     size_t len, const pp_diag_t *diag, void *data) {
+static void on_reply(const pp_result_t *res, void *data) {
   pp__conn_t *c = data;
+  pp_lease_t *lease = res->lease;
   pp_diag_t late;
 
   if (c->call_timer)
@@ -115,7 +144,7 @@ static void on_reply(pp_lease_t *lease, int status, const char *reply,
              (long long)c->timeout_ms);
     call_fail(c, PP_ETIMEDOUT, &late);
   } else if (!c->closing) {
-    call_reply(c, status, reply, len, diag);
+    call_reply(c, res->status, res->reply, res->len, res->binary, res->diag);
   }
   c->call_expired = 0;
   call_end(c);
@@ -187,7 +216,7 @@ static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
   }
   r = c->timeout_ms >= 0 ? call_timer_start(c, (uint64_t)left) : 0;
   if (r == 0)
-    r = pp_request(lease, c->payload, c->payload_len, -1, on_reply, c);
+    r = pp_request_with(lease, c->payload, c->payload_len, NULL, on_reply, c);
   if (r == 0) {
     c->call_lease = lease;
     return; /* our reference passes to on_reply */

@@ -61,6 +61,26 @@ static char *call_line(const char *cmd, const char *args, long timeout_ms) {
   return line;
 }
 
+/* hex (from "reply_hex") as b"...": printable ASCII as it is, the rest as
+ * \xNN, as Python writes bytes. */
+static void print_bytes(const char *hex) {
+  unsigned v;
+  size_t i;
+
+  fputs("b\"", stdout);
+  for (i = 0; hex[i] && hex[i + 1]; i += 2) {
+    if (sscanf(hex + i, "%2x", &v) != 1)
+      break;
+    if (v == '\\' || v == '"')
+      printf("\\%c", (char)v);
+    else if (v >= 0x20 && v < 0x7f)
+      putchar((int)v);
+    else
+      printf("\\x%02x", v);
+  }
+  fputs("\"\n", stdout);
+}
+
 /* The reply as the worker wrote it, when the pool sent it spliced in
  * {"ok":true,"reply":REPLY}; NULL otherwise. */
 static const char *raw_reply(char *line, size_t *len) {
@@ -166,6 +186,13 @@ int pc_call(const pc_command_t *cmd, int argc, char **argv,
     goto out;
   if (!json_is_true(json_object_get(reply, "ok"))) {
     r = print_handler_error(reply, traceback);
+    goto out;
+  }
+  if (json_is_string(json_object_get(reply, "reply_hex"))) {
+    /* A handler's bytes: shown as a bytes literal, never raw on a
+     * terminal. */
+    print_bytes(json_string_value(json_object_get(reply, "reply_hex")));
+    r = PC_EXIT_OK;
     goto out;
   }
   text = json_dumps(json_object_get(reply, "reply"),

@@ -483,6 +483,18 @@ static void test_call_echo(void **state) {
   assert_int_equal(r.code, 0);
   assert_string_equal(r.out, "42\n");
   cli_run_free(&r);
+
+  /* A handler's bytes (even ones that read as JSON) are shown as bytes,
+   * never as JSON or raw on the terminal. */
+  cli_poolctl(&r, "-S", srv.sock, "call", "reverse_bytes",
+              "\"21\\u0001\\\\\\\"\\u00e9\"", NULL);
+  assert_int_equal(r.code, 0);
+  assert_string_equal(r.out, "b\"\\xa9\\xc3\\\"\\\\\\x0112\"\n");
+  cli_run_free(&r);
+  cli_poolctl(&r, "-S", srv.sock, "call", "reverse_bytes", "\"321\"", NULL);
+  assert_int_equal(r.code, 0);
+  assert_string_equal(r.out, "b\"123\"\n");
+  cli_run_free(&r);
 }
 
 /* A call past its timeout_ms (here 0: nothing can be that fast) gets
