@@ -3,6 +3,23 @@
 
 #include <stdlib.h>
 
+/* The floor and the pool measured side by side, then reported: MB/s of
+ * len bytes each way, the pool against the floor. */
+static void compare(const char *scen, const char *title, contender_t *cf,
+                    contender_t *cp, size_t len) {
+  contender_t *cs[] = {cf, cp};
+  foreign_t fl;
+  double fload;
+
+  foreign_begin(&fl);
+  measure(cs, 2);
+  fload = foreign_end(&fl);
+  header(title);
+  report(scen, cf, len, NULL);
+  report(scen, cp, len, cf);
+  foreign_report(scen, fload);
+}
+
 /* 5b. 1 MiB of bytes each way: pp_call_bytes to a JSON-mode worker's
  * handler that returns its bytes (the binary frames: no JSON, no base64),
  * beside the raw-mode floor echoing the same MiB. */
@@ -38,17 +55,10 @@ static int scen_bytes(void) {
                     .payload = payload,
                     .len = len,
                     .cmd = "echo"};
-  contender_t *cs[] = {&cf, &cp};
-  foreign_t fl;
-
-  foreign_begin(&fl);
-  measure(cs, 2);
-  double fload = foreign_end(&fl);
-  header("bytes, 1 MiB each way: pp_call_bytes (JSON-mode worker) vs the "
-         "raw floor");
-  report(scen, &cf, len, NULL);
-  report(scen, &cp, len, &cf);
-  foreign_report(scen, fload);
+  compare(scen,
+          "bytes, 1 MiB each way: pp_call_bytes (JSON-mode worker) vs the "
+          "raw floor",
+          &cf, &cp, len);
   pp_pool_close(pool);
   floor_close(&fw);
   free(payload);
@@ -87,17 +97,8 @@ int scen_big(void) {
                     .pool = pool,
                     .payload = payload,
                     .len = len};
-  contender_t *cs[] = {&cf, &cp};
-
   snprintf(title, sizeof(title), "big payloads, raw mode, %zu B each way", len);
-  foreign_t fl;
-  foreign_begin(&fl);
-  measure(cs, 2);
-  double fload = foreign_end(&fl);
-  header(title);
-  report(scen, &cf, len, NULL);
-  report(scen, &cp, len, &cf);
-  foreign_report(scen, fload);
+  compare(scen, title, &cf, &cp, len);
   pp_pool_close(pool);
   floor_close(&fw);
   free(payload);

@@ -603,82 +603,14 @@ def _make_json_runner(table):
     not_values = _NOT_VALUES
     bytes_types = _BYTES_TYPES
 
-    def run_binary(rid, data):
-        """A binary REQUEST: NAME, a zero byte, the argument as bytes."""
-        global current_request_id
-        if cancelled_ids and rid in cancelled_ids:
-            cancelled_ids.discard(rid)
-            _send_cancelled(rid)
-            return
-        view = memoryview(data)
-        end = bytes(view[: PP_CMD_MAX + 1]).find(b"\0")
-        cmd = str(view[:end], "ascii", "replace") if end > 0 else ""
-        fn = table.get(cmd) if end > 0 else None
-        if fn is None:
-            if end <= 0:
-                _send_error(
-                    rid, "BadRequest", "binary request without a handler name"
-                )
-            else:
-                _send_unknown(rid, cmd, names)
-            return
-        arg = bytes(view[end + 1 :])
-        del view
-        current_request_id = rid
-        try:
-            result = fn(arg)
-            if type(result) in not_values:
-                result = _settle(result, cmd)
-        except Exception as exc:
-            current_request_id = None
-            cancelled_ids.discard(rid)
-            _send_exception(rid, exc)
-            return
-        except _CancelledError:
-            current_request_id = None
-            cancelled_ids.discard(rid)
-            _send_error(rid, "Cancelled", "request %d was cancelled while it ran" % rid)
-            return
-        current_request_id = None
-        if cancelled_ids:
-            cancelled_ids.discard(rid)
-        if type(result) in bytes_types:
-            _send_bytes(rid, result)
-        else:
-            _reply_value(rid, result)
-
-    def run(rid, data):
+    def dispatch(rid, cmd, arg):
+        """Call handler cmd with arg and send what it returns: JSON, or
+        its bytes."""
         global current_request_id
         if cancelled_ids and rid in cancelled_ids:
             # Queued behind another request and cancelled before it ran.
             cancelled_ids.discard(rid)
             _send_cancelled(rid)
-            return
-        try:
-            # Strict UTF-8 (json.loads(bytes) would also take UTF-16/32 and
-            # lone surrogates).
-            text = str(data, "utf-8")
-            try:
-                req, end = scan_once(text, 0)
-            except StopIteration:
-                end = -1
-            if end != len(text):
-                # Not one value filling the text: json.loads() says what it
-                # is (whitespace around it is fine, anything else an error).
-                req = loads(text)
-        except ValueError as exc:
-            _send_error(rid, "BadRequest", "request is not valid UTF-8 JSON: %s" % exc)
-            return
-        except RecursionError:
-            _send_error(rid, "BadRequest", "request nests too deeply to parse")
-            return
-        cmd = req.get("cmd") if type(req) is dict else None
-        if type(cmd) is not str:
-            _send_error(
-                rid,
-                "BadRequest",
-                'request must be a JSON object with a string "cmd"',
-            )
             return
         fn = table.get(cmd)
         if fn is None:
@@ -686,7 +618,7 @@ def _make_json_runner(table):
             return
         current_request_id = rid
         try:
-            result = fn(req.get("args"))
+            result = fn(arg)
             if type(result) in not_values:
                 result = _settle(result, cmd)
         except Exception as exc:
@@ -727,25 +659,46 @@ def _make_json_runner(table):
         else:
             _send_reply(rid, out)
 
+    def run(rid, data):
+        try:
+            # Strict UTF-8 (json.loads(bytes) would also take UTF-16/32 and
+            # lone surrogates).
+            text = str(data, "utf-8")
+            try:
+                req, end = scan_once(text, 0)
+            except StopIteration:
+                end = -1
+            if end != len(text):
+                # Not one value filling the text: json.loads() says what it
+                # is (whitespace around it is fine, anything else an error).
+                req = loads(text)
+        except ValueError as exc:
+            _send_error(rid, "BadRequest", "request is not valid UTF-8 JSON: %s" % exc)
+            return
+        except RecursionError:
+            _send_error(rid, "BadRequest", "request nests too deeply to parse")
+            return
+        cmd = req.get("cmd") if type(req) is dict else None
+        if type(cmd) is not str:
+            _send_error(
+                rid,
+                "BadRequest",
+                'request must be a JSON object with a string "cmd"',
+            )
+            return
+        dispatch(rid, cmd, req.get("args"))
+
+    def run_binary(rid, data):
+        """A binary REQUEST: NAME, a zero byte, the argument as bytes."""
+        view = memoryview(data)
+        end = bytes(view[: PP_CMD_MAX + 1]).find(b"\0")
+        if end <= 0:
+            _send_error(rid, "BadRequest", "binary request without a handler name")
+            return
+        dispatch(rid, str(view[:end], "ascii", "replace"), bytes(view[end + 1 :]))
+
     run.binary = run_binary
     return run
-
-
-def _reply_value(rid, result):
-    """A JSON reply for a binary request's handler that returned a value
-    (the slow path of the runner's own encoding)."""
-    try:
-        out = _encode(result).encode()
-    except Exception as exc:
-        _markers.clear()
-        _send_exception(rid, exc, skip_frames=None)
-        return
-    if b"\\ud" in out:
-        escape = _lone_surrogate(out)
-        if escape is not None:
-            _send_surrogate_error(rid, escape)
-            return
-    _send_reply(rid, out)
 
 
 def _make_raw_runner(handle):
