@@ -246,7 +246,11 @@ static pp_pool_t *pool_open(rec_t *rec, int size, int depth) {
   }
   snprintf(v, sizeof(v), "%d", depth);
   cfg_set(cfg, "worker.pipeline_depth", v);
-  cfg_set(cfg, "worker.cancel_grace", "300ms");
+  /* Long enough for a handler that honours CANCEL to answer even in a
+   * slow run (valgrind), short enough that an ignored one is replaced
+   * soon. */
+  snprintf(v, sizeof(v), "%dms", 300 * test_time_scale());
+  cfg_set(cfg, "worker.cancel_grace", v);
   cfg_set(cfg, "worker.request_timeout", "5m");
   cfg_set(cfg, "checkout.timeout", "60s");
   rec_init(rec);
