@@ -681,7 +681,7 @@ int pp_lease_call_with(pp_lease_t *lease, const void *payload, size_t len,
   assert(lease != NULL);
   pool = lease->pool;
   if (reply)
-    reply->len = 0;
+    reply->len = reply->binary = 0;
   if ((r = pp__call_opts_check(pool, opts, 0, diag)) != 0)
     return r;
   pp__lock(pool);
@@ -789,7 +789,7 @@ int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
 
   assert(pool != NULL);
   if (reply)
-    reply->len = 0;
+    reply->len = reply->binary = 0;
   if ((r = pp__call_opts_check(pool, opts, 1, diag)) != 0)
     return r;
   if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD) {

@@ -597,7 +597,7 @@ int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
   pp__slot_t *slot;
 
   if (reply)
-    reply->len = 0;
+    reply->len = reply->binary = 0;
   memset(&c, 0, sizeof(c));
   c.payload = payload;
   c.len = len;

@@ -245,6 +245,47 @@ class TestBytes(Base):
         self.assertEqual((ftype, flags), (dw.REPLY, 2))
         self.assertEqual(payload, data[::-1])
 
+    def test_odd_results_and_errors(self):
+        # A released memoryview, and a plain handler raising
+        # asyncio.CancelledError itself: errors, and the worker lives on.
+        path = write_module(
+            self.tmp.name,
+            "odd",
+            """
+            import asyncio
+            def released(args):
+                m = memoryview(b"abc")
+                m.release()
+                return m
+            def cancels_itself(args):
+                raise asyncio.CancelledError()
+            def ok(args):
+                return "ok"
+            """,
+        )
+        w = self.spawn(path)
+        w.hello()
+        w.send_raw(dw.request(1, "released"))
+        w.expect_error(1, "ValueError")
+        w.send_raw(dw.request(2, "cancels_itself"))
+        w.expect_error(2, "CancelledError")
+        self.assertEqual(self.call(w, 3, "ok"), "ok")
+
+    def test_big_frame_behind_an_async_handler(self):
+        # A request over the 64 KiB buffer queued behind an awaiting
+        # handler is read and answered once the handler is done.
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        w.send_raw(dw.request(1, "wait", 0.3))
+        w.send(dw.PING, 9)
+        w.expect(dw.PONG, 9)
+        data = os.urandom(200 * 1024)
+        w.send_raw(dw.frame(dw.REQUEST, 2, b"reverse_bytes\0" + data, flags=2))
+        self.assertEqual(w.expect_reply(1), "waited")
+        ftype, flags, rid, payload = w.recv()
+        self.assertEqual((ftype, flags, rid), (dw.REPLY, 2, 2))
+        self.assertEqual(payload, data[::-1])
+
     def test_bad_binary_requests(self):
         w = self.spawn(dw.fixture("contract_handlers.py"))
         w.hello()

@@ -342,7 +342,11 @@ def _send_bytes(rid, out):
     """A handler returned bytes: they are the reply, flagged binary.  A
     memoryview goes out as it is (len() counts items, so its bytes)."""
     if type(out) is memoryview:
-        out = out.cast("B") if out.contiguous else out.tobytes()
+        try:
+            out = out.cast("B") if out.c_contiguous else out.tobytes()
+        except (ValueError, TypeError) as exc:  # released, or not castable
+            _send_exception(rid, exc, skip_frames=None)
+            return
     _send_reply(rid, out, FLAG_BINARY)
 
 
@@ -533,9 +537,16 @@ _AsyncGeneratorType = type(_agen())
 _NOT_VALUES = frozenset((_CoroutineType, _GeneratorType, _AsyncGeneratorType))
 
 
-class _CancelledError(BaseException):
-    """Stands for asyncio.CancelledError until asyncio is imported (by the
-    first async handler)."""
+def _send_base_exception(rid, exc):
+    """A handler ended with a BaseException that is not an exit (an
+    asyncio.CancelledError, a GeneratorExit): "Cancelled" when the pool
+    cancelled the request, else the exception as any other."""
+    cancelled = rid in _cancelled_ids
+    _cancelled_ids.discard(rid)
+    if cancelled:
+        _send_error(rid, "Cancelled", "request %d was cancelled while it ran" % rid)
+    else:
+        _send_exception(rid, exc)
 
 
 _aloop = None
@@ -558,10 +569,9 @@ def _run_coroutine(coro):
     end.  While it runs, the request pipe is watched: a PING is answered,
     and a CANCEL for this request cancels the task (the handler sees
     asyncio.CancelledError at its await)."""
-    global _aloop, _CancelledError
+    global _aloop
     import asyncio
 
-    _CancelledError = asyncio.CancelledError
     if _aloop is None:
         _aloop = asyncio.new_event_loop()
         asyncio.set_event_loop(_aloop)
@@ -576,6 +586,11 @@ def _run_coroutine(coro):
             task.cancel()
         elif rid in _cancelled_ids:
             task.cancel()
+        elif _end == BUF_SIZE:
+            # A queued frame bigger than the buffer: it is read after the
+            # handler returns.  Watching the pipe until then would only
+            # spin (what is behind it, a CANCEL too, waits with it).
+            loop.remove_reader(REQ_FD)
 
     # Frames read with the request are already in the buffer: a PING is
     # answered now, a CANCEL cancels before the first await.
@@ -626,10 +641,11 @@ def _make_json_runner(table):
             cancelled_ids.discard(rid)
             _send_exception(rid, exc)
             return
-        except _CancelledError:
+        except BaseException as exc:
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                raise  # the handler ends the worker, as it asked
             current_request_id = None
-            cancelled_ids.discard(rid)
-            _send_error(rid, "Cancelled", "request %d was cancelled while it ran" % rid)
+            _send_base_exception(rid, exc)
             return
         current_request_id = None
         if cancelled_ids:
@@ -722,10 +738,11 @@ def _make_raw_runner(handle):
             cancelled_ids.discard(rid)
             _send_exception(rid, exc)
             return
-        except _CancelledError:
+        except BaseException as exc:
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                raise  # the handler ends the worker, as it asked
             current_request_id = None
-            cancelled_ids.discard(rid)
-            _send_error(rid, "Cancelled", "request %d was cancelled while it ran" % rid)
+            _send_base_exception(rid, exc)
             return
         current_request_id = None
         if cancelled_ids:
