@@ -161,7 +161,17 @@ def main(argv=None):
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    ctl.send(b"R")
+    try:
+        ctl.send(b"R")
+        _serve(ctl, module, raw, wake_r)
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # the pool went away: as for its close
+    return pw.EXIT_OK
+
+
+def _serve(ctl, module, raw, wake_r):
+    """Fork workers as the pool asks, and report their exits, until the pool
+    closes the control socket."""
     while True:
         ready, _, _ = select.select([ctl, wake_r], [], [])
         if wake_r in ready:
@@ -170,7 +180,7 @@ def main(argv=None):
         if ctl in ready:
             msg = ctl.recv(64)
             if not msg:
-                return pw.EXIT_OK
+                return
             if msg[:1] == b"F" and len(msg) == 1 + _FORK.size:
                 slot, gen = _FORK.unpack(msg[1:])
                 _fork(ctl, module, raw, slot, gen)
