@@ -24,6 +24,11 @@
  * payload (after its deadline) is the handler's name, a zero byte, then
  * the argument's bytes; a REPLY's is the bytes the handler returned. */
 #define PP_FRAME_FLAG_BINARY 0x02
+/* REQUEST flag (protocol 2): the caller takes a stream.  REPLY flag: a
+ * chunk of a stream, more follow; the stream's last REPLY, without it,
+ * holds the generator's return value (an ERROR ends it too).  The pool
+ * does not ask for streams yet; the Python worker answers them. */
+#define PP_FRAME_FLAG_STREAM 0x04
 /* The longest handler name a binary REQUEST carries. */
 #define PP_FRAME_CMD_MAX 64
 #define PP_FRAME_REQUEST_HEADER                                                \

@@ -58,8 +58,8 @@ class TestTable(Base):
         h = w.hello()
         self.assertEqual(
             h["handlers"],
-            ["add_later", "blob", "count", "describe", "fail_later", "give_up",
-             "reverse_bytes", "setups", "wait", "whoami"],
+            ["add_later", "blob", "count", "describe", "endless", "fail_later",
+             "give_up", "reverse_bytes", "setups", "ticks", "wait", "whoami"],
         )
         # A public function the module did not declare, and the hooks,
         # are not handlers.
@@ -73,7 +73,7 @@ class TestTable(Base):
         self.assertEqual(
             h["kinds"],
             {"add_later": "async", "fail_later": "async", "wait": "async",
-             "count": "stream"},
+             "count": "stream", "endless": "stream", "ticks": "stream"},
         )
         w = self.spawn(dw.fixture("echo_handlers.py"))
         self.assertEqual(w.hello()["kinds"], {})
@@ -295,6 +295,81 @@ class TestBytes(Base):
         w.send_raw(dw.frame(dw.REQUEST, 2, b"no name here", flags=2))
         err = json.loads(w.expect(dw.ERROR, 2))
         self.assertEqual(err["type"], "BadRequest")
+
+
+class TestStreams(Base):
+    """A generator handler streams when its REQUEST takes a stream
+    (flag 4): a REPLY flagged 4 per item, then a last REPLY with the
+    generator's return value."""
+
+    def stream(self, w, rid, cmd, args):
+        w.send_raw(
+            dw.frame(dw.REQUEST, rid, json.dumps({"cmd": cmd, "args": args}).encode(),
+                     flags=4)
+        )
+
+    def frames_until_last(self, w, rid):
+        frames = []
+        while True:
+            ftype, flags, got, payload = w.recv()
+            self.assertEqual(got, rid)
+            frames.append((ftype, flags, payload))
+            if not flags & 4:
+                return frames
+
+    def test_items_then_return_value(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        self.stream(w, 1, "count", 3)
+        self.assertEqual(
+            self.frames_until_last(w, 1),
+            [(dw.REPLY, 4, b"0"), (dw.REPLY, 4, b"1"), (dw.REPLY, 4, b"2"),
+             (dw.REPLY, 0, b'"counted"')],
+        )
+        # Bytes items are flagged binary too.
+        self.stream(w, 2, "count", {"bytes": 2})
+        self.assertEqual(
+            self.frames_until_last(w, 2),
+            [(dw.REPLY, 6, b"\0\0\0"), (dw.REPLY, 6, b"\1\1\1"),
+             (dw.REPLY, 0, b'"counted"')],
+        )
+        # A plain handler answers a stream request with its one reply.
+        self.stream(w, 3, "setups", None)
+        self.assertEqual(self.frames_until_last(w, 3), [(dw.REPLY, 0, b"1")])
+
+    def test_async_generator(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        self.stream(w, 1, "ticks", 2)
+        self.assertEqual(
+            self.frames_until_last(w, 1),
+            [(dw.REPLY, 4, b'"tick 0"'), (dw.REPLY, 4, b'"tick 1"'),
+             (dw.REPLY, 0, b"null")],
+        )
+
+    def test_cancel_closes_the_generator(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        self.stream(w, 1, "endless", None)
+        ftype, flags, rid, payload = w.recv()
+        self.assertEqual((ftype, flags, rid, payload), (dw.REPLY, 4, 1, b"0"))
+        w.send(dw.CANCEL, 1)
+        frames = self.frames_until_last(w, 1)
+        self.assertEqual(frames[-1][0], dw.ERROR)
+        self.assertEqual(json.loads(frames[-1][2])["type"], "Cancelled")
+        self.assertTrue(all(f[:2] == (dw.REPLY, 4) for f in frames[:-1]))
+        self.assertEqual(self.read_marks(), ["setup", "closed"])
+        self.assertEqual(self.call(w, 2, "setups"), 1)
+
+    def test_failure_ends_the_stream(self):
+        w = self.spawn(dw.fixture("contract_handlers.py"))
+        w.hello()
+        self.stream(w, 1, "endless", 2)
+        frames = self.frames_until_last(w, 1)
+        self.assertEqual(frames[:2], [(dw.REPLY, 4, b"0"), (dw.REPLY, 4, b"1")])
+        err = json.loads(frames[2][2])
+        self.assertEqual((frames[2][0], err["type"]), (dw.ERROR, "RuntimeError"))
+        self.assertIn("failed after 2 items", err["message"])
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ FLAG_DEADLINE = 1
 # REQUEST and REPLY flag (protocol 2): bytes, not JSON.  A REQUEST's payload
 # (after its deadline) is the handler's name, a zero byte, the argument.
 FLAG_BINARY = 2
+# REQUEST: the caller takes a stream; REPLY: a chunk of one, more follow
+# (protocol 2).  A generator handler answers a stream request with one
+# chunk per item it yields, then a last REPLY (without the flag) holding
+# its return value.
+FLAG_STREAM = 4
 
 HELLO = 1
 REQUEST = 2
@@ -139,7 +144,9 @@ def _run_flagged(run, rid, flags, data):
     """Run a REQUEST whose header has flags: take its deadline, and fail it
     without running the handler when the deadline has passed (it waited
     behind other requests too long)."""
-    global _deadline_rid, _deadline_at
+    global _deadline_rid, _deadline_at, _stream_rid
+    if flags & FLAG_STREAM:
+        _stream_rid = rid
     if flags & FLAG_BINARY:
         run_body = getattr(run, "binary", None)
         if run_body is None:  # raw mode: payloads are bytes already
@@ -552,16 +559,71 @@ def _send_base_exception(rid, exc):
 _aloop = None
 
 
+# The request that takes a stream (its REQUEST had FLAG_STREAM), if any.
+_stream_rid = None
+
+
 def _settle(value, name):
-    """The result of a handler that returned a coroutine or a generator."""
+    """The result of a handler that returned a coroutine or a generator: a
+    coroutine runs to its end; a generator streams its items, when the
+    request takes a stream.  Returns what the final REPLY holds."""
     if type(value) is _CoroutineType:
         return _run_coroutine(value)
-    if hasattr(value, "close"):
-        value.close()
+    rid = current_request_id
+    if rid is not None and rid == _stream_rid:
+        if type(value) is _GeneratorType:
+            return _stream(value, rid)
+        return _run_coroutine(_astream(value, rid))
+    value.close()
     raise TypeError(
-        "handler %r is a generator: a handler returns its whole result "
-        "(return a list instead)" % name
+        "handler %r streams its results (it is a generator): the call must "
+        "take a stream, or the handler return a list instead" % name
     )
+
+
+def _send_chunk(rid, item):
+    """One item of a stream: a REPLY flagged as a chunk (and binary for
+    bytes).  One that cannot be sent ends the stream with an error."""
+    flags = FLAG_STREAM
+    if type(item) in _BYTES_TYPES:
+        out = item.tobytes() if type(item) is memoryview else item
+        flags |= FLAG_BINARY
+    else:
+        out = _encode(item).encode()
+    if len(out) > _max_reply:
+        raise ValueError(
+            "stream item of %d bytes exceeds worker.max_frame (%d bytes)"
+            % (len(out), _max_reply)
+        )
+    _send(REPLY, rid, out, flags)
+
+
+def _stream(gen, rid):
+    """Send a generator's items as they come; between items a CANCEL
+    closes it (the handler sees GeneratorExit).  A slow caller slows it:
+    the write blocks once the pipe is full."""
+    try:
+        while True:
+            if cancelled():
+                gen.close()
+                raise _StreamCancelled()
+            _send_chunk(rid, next(gen))
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _astream(agen, rid):
+    """The same for an async generator, on the worker's asyncio loop (a
+    CANCEL cancels it at its await)."""
+    try:
+        async for item in agen:
+            _send_chunk(rid, item)
+    finally:
+        await agen.aclose()
+
+
+class _StreamCancelled(BaseException):
+    """A stream cancelled between two items (reported as Cancelled)."""
 
 
 def _run_coroutine(coro):
