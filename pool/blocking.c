@@ -852,17 +852,12 @@ int pp_call_cmd(pp_pool_t *pool, const char *cmd, const char *args_json,
                 pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag) {
   char stack[1024];
   char *p = stack;
-  size_t need, i;
+  size_t need;
   int n, r;
 
   /* A handler name is an ASCII identifier, so it goes into the JSON text
    * without escaping; anything else (a quote could add keys) is refused. */
-  for (i = 0; cmd[i] != '\0'; i++)
-    if (!(cmd[i] == '_' || (cmd[i] >= 'a' && cmd[i] <= 'z') ||
-          (cmd[i] >= 'A' && cmd[i] <= 'Z') ||
-          (i > 0 && cmd[i] >= '0' && cmd[i] <= '9')))
-      break;
-  if (i == 0 || cmd[i] != '\0') {
+  if (!pp__identifier(cmd, SIZE_MAX)) {
     pp__diag_set(diag,
                  "command name '%.64s' is not an identifier (letters, digits, "
                  "'_', not starting with a digit); for other names build the "

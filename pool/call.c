@@ -75,15 +75,13 @@ void pp__done_call(const pp__done_t *done, pp_lease_t *lease, int status,
   }
 }
 
-/* A handler name for a binary call: an identifier that fits the frame. */
-static int cmd_ok(const char *cmd) {
+int pp__identifier(const char *s, size_t max) {
   size_t i;
 
-  for (i = 0; cmd[i] != '\0'; i++)
-    if (i >= PP_FRAME_CMD_MAX ||
-        !(cmd[i] == '_' || (cmd[i] >= 'a' && cmd[i] <= 'z') ||
-          (cmd[i] >= 'A' && cmd[i] <= 'Z') ||
-          (i > 0 && cmd[i] >= '0' && cmd[i] <= '9')))
+  for (i = 0; s[i] != '\0'; i++)
+    if (i >= max || !(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') ||
+                      (s[i] >= 'A' && s[i] <= 'Z') ||
+                      (i > 0 && s[i] >= '0' && s[i] <= '9')))
       return 0;
   return i > 0;
 }
@@ -92,7 +90,8 @@ int pp__call_opts_check(pp_pool_t *pool, const pp_call_opts_t *opts,
                         int one_shot, pp_diag_t *diag) {
   if (opts == NULL)
     return 0;
-  if (opts->cmd && !cmd_ok(opts->cmd)) {
+  /* A binary call's name goes into the frame: one that fits it. */
+  if (opts->cmd && !pp__identifier(opts->cmd, PP_FRAME_CMD_MAX)) {
     pp__diag_set(diag,
                  "handler name '%.64s' is not an identifier of at most %d "
                  "characters",

@@ -639,6 +639,10 @@ int pp__call_reply(const pp_frame_t *f, uint32_t id,
  * reply pipe closed or the process reaped): fails the worker with the
  * matching kill reason and returns the call's status, msg saying why. */
 int pp__call_fail(pp__proc_t *proc, int r, char *msg, size_t cap);
+/* 1 if s is an ASCII identifier (letters, digits, '_', not starting with
+ * a digit) of 1 to max characters, as handler names are: safe to paste
+ * into a request unescaped. */
+int pp__identifier(const char *s, size_t max);
 /* Call a loop-face call's callback, in the form it was given (lock not
  * held). */
 void pp__done_call(const pp__done_t *done, pp_lease_t *lease, int status,
