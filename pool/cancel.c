@@ -120,8 +120,12 @@ static void pending(pp_cancel_t *token, const char *what) {
 
 void pp__cancel_woke(pp_cancel_t *token) {
   PP_ASSERT_LOCKED(token->pool);
-  if (__atomic_sub_fetch(&token->waking, 1, __ATOMIC_RELAXED) == 0)
+  /* The broadcast comes before the count drops: pp_cancel_free, which
+   * reads the count without the lock, may destroy the condition as soon
+   * as it sees 0. */
+  if (__atomic_load_n(&token->waking, __ATOMIC_RELAXED) == 1)
     uv_cond_broadcast(&token->woke);
+  __atomic_sub_fetch(&token->waking, 1, __ATOMIC_RELEASE);
 }
 
 /* Until the thread calls it cancelled have seen fd (lock held). */
@@ -147,7 +151,7 @@ void pp_cancel_free(pp_cancel_t *token) {
     return;
   /* Only while a call it cancelled is still ending is the pool touched
    * (open then): a token may be freed after its pool. */
-  if (__atomic_load_n(&token->waking, __ATOMIC_RELAXED) > 0) {
+  if (__atomic_load_n(&token->waking, __ATOMIC_ACQUIRE) > 0) {
     pp__lock(token->pool);
     wait_woken(token);
     pp__unlock(token->pool);
