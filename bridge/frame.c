@@ -96,9 +96,9 @@ void pp_frame_header(char out[PP_FRAME_HEADER], uint8_t type, uint8_t flags,
 
 size_t pp_frame_request_header(char out[PP_FRAME_REQUEST_HEADER], uint32_t id,
                                uint32_t len, uint64_t deadline_ns,
-                               const char *cmd) {
+                               const char *cmd, int stream) {
   size_t n = PP_FRAME_HEADER, name = cmd ? strlen(cmd) + 1 : 0;
-  uint8_t flags = 0;
+  uint8_t flags = stream ? PP_FRAME_FLAG_STREAM : 0;
 
   assert(name <= PP_FRAME_CMD_MAX + 1);
   if (deadline_ns) {

@@ -27,7 +27,7 @@
 /* REQUEST flag (protocol 2): the caller takes a stream.  REPLY flag: a
  * chunk of a stream, more follow; the stream's last REPLY, without it,
  * holds the generator's return value (an ERROR ends it too).  The pool
- * does not ask for streams yet; the Python worker answers them. */
+ * asks for one when the call has a chunk callback (pp_call_opts_t). */
 #define PP_FRAME_FLAG_STREAM 0x04
 /* The longest handler name a binary REQUEST carries. */
 #define PP_FRAME_CMD_MAX 64
@@ -81,10 +81,11 @@ void pp_frame_header(char out[PP_FRAME_HEADER], uint8_t type, uint8_t flags,
  * deadline when deadline_ns is not 0, then, when cmd is not NULL (a name
  * of at most PP_FRAME_CMD_MAX bytes, without a zero byte), the binary
  * flag's name and zero byte: the payload that follows is the argument's
- * bytes.  Returns how many bytes it wrote into out. */
+ * bytes; stream sets the stream flag.  Returns how many bytes it wrote
+ * into out. */
 size_t pp_frame_request_header(char out[PP_FRAME_REQUEST_HEADER], uint32_t id,
                                uint32_t len, uint64_t deadline_ns,
-                               const char *cmd);
+                               const char *cmd, int stream);
 
 /* The deadline a decoded REQUEST carries into *deadline_ns (0 = none),
  * and f's payload moved past it.  0, or PP_FRAME_EHEADER when the flag

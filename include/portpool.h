@@ -472,7 +472,9 @@ PP_EXTERN void pp_adapter_worker_exited(pp_adapter_worker_t *w, int64_t status,
  * PP_ECRASHED), hang (never answers, whatever CANCEL says: PP_ETIMEDOUT once
  * the request times out), pid, deadline_left ([true, seconds before the
  * request's deadline] or [false, null], as portpool_worker.remaining() sees
- * it).  A mock worker, like a Python one, fails a request that reaches it past
+ * it), count (a stream: args chunks 0 .. args-1 to a call with on_chunk,
+ * then "counted"; a TypeError without one).  A mock worker, like a Python
+ * one, fails a request that reaches it past
  * its deadline with {"type":"DeadlineExceeded"} and does not run it. */
 typedef int (*pp_mock_handler)(const char *args, size_t len, pp_buf_t *reply,
                                void *data);
@@ -775,6 +777,14 @@ PP_EXTERN void pp_cancel_reset(pp_cancel_t *token);
  * pending on it (the process aborts, saying so).  NULL is allowed. */
 PP_EXTERN void pp_cancel_free(pp_cancel_t *token);
 
+/* A streamed call's chunk: one item its stream handler (a generator)
+ * yielded, as it arrives (valid only during the callback); binary: bytes,
+ * else a JSON value.  Return 0 for the next, or non-zero to stop the
+ * stream: the call then ends with PP_ECANCELED and its worker gets CANCEL
+ * (the generator sees GeneratorExit), as pp_cancel does. */
+typedef int (*pp_chunk_cb)(const char *chunk, size_t len, int binary,
+                           void *data);
+
 /* What the _with calls take besides the payload. */
 typedef struct pp_call_opts {
   int64_t timeout_ms;  /* as the plain call's timeout_ms: < 0 the config's;
@@ -786,6 +796,20 @@ typedef struct pp_call_opts {
    * raw bytes, handed to that handler as Python bytes, without JSON or
    * any copy into text (UV_EINVAL for a bad name). */
   const char *cmd;
+  /* Not NULL: the call takes a stream.  A generator handler's items come
+   * to on_chunk, in order, as the worker sends them; the call's reply is
+   * then the generator's return value (null for none).  A handler that is
+   * not a generator just replies.  The thread calls (pp_call_with,
+   * pp_lease_call_with, pp_call_bytes) call it on the calling thread (a
+   * streamed pp_call_with takes a worker of its own, even when pipelined);
+   * the loop calls (pp_call_async_with, pp_request_with) on the loop.
+   * Nothing more is read from the worker while it runs: a slow consumer
+   * makes the handler wait at its next yield once the pipe is full
+   * (64 KiB), and memory stays bounded (a loop call holds at most the
+   * chunks of one read).  timeout_ms and the token bound the whole
+   * stream. */
+  pp_chunk_cb on_chunk;
+  void *chunk_data;
 } pp_call_opts_t;
 
 /* How a _with call on the loop face ended, for its callback (valid only

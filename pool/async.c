@@ -52,6 +52,7 @@ static void complete(pp_pool_t *pool, pp__acall_t *a, int status,
   PP_ASSERT_LOCKED(pool);
   pp__unbind(&a->bind);
   a->status = status;
+  a->final = 1;
   if (a->placed) {
     pp__count_end(pool, proc, a->placed_ns, now, status, answered);
     pool->shared_calls--;
@@ -232,7 +233,7 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
                    (deadline == 0 || a->call_deadline_ns < deadline)
                ? a->call_deadline_ns
                : deadline,
-           a->cmd[0] ? a->cmd : NULL)) != 0)
+           a->cmd[0] ? a->cmd : NULL, a->done.chunk != NULL)) != 0)
     return r;
   a->placed = 1;
   a->proc = proc;
@@ -327,14 +328,22 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp_pool_t *pool = proc->pool;
   uint64_t now = pp__now_ns();
   pp__acall_t *a = pp__container_of(slot->aring.next, pp__acall_t, node);
-  int status =
-      a->ghost && (f->type == PP_FRAME_REPLY || f->type == PP_FRAME_ERROR) &&
-              f->id == a->id
-          ? 0
-          : pp__call_reply(f, a->id, store, a, a->msg, sizeof(a->msg));
+  int status;
 
   PP_ASSERT_LOOP(proc->pool);
   PP_ASSERT_LOCKED(proc->pool);
+
+  if (a->done.chunk && pp__chunk_of(f, a->id)) {
+    /* A chunk of the stream at the head; a ghost's are dropped. */
+    if (!a->ghost && pp__chunk_queue(pool, a, NULL, f) != 0)
+      pp__proc_fail(proc, PP_EXIT_NONE, "out of memory for a stream chunk");
+    return;
+  }
+  status = a->ghost &&
+                   (f->type == PP_FRAME_REPLY || f->type == PP_FRAME_ERROR) &&
+                   f->id == a->id
+               ? 0
+               : pp__call_reply(f, a->id, store, a, a->msg, sizeof(a->msg));
 
   if (status == PP_EPROTO) {
     /* Every call in the ring fails with the worker (pp__async_ring_fail). */
@@ -430,7 +439,7 @@ static void send_cancel(pp__proc_t *proc, pp__acall_t *a, uint64_t now) {
     arm(proc, now);
 }
 
-void pp__async_cancel(pp_pool_t *pool, pp__acall_t *a) {
+void pp__async_cancel(pp_pool_t *pool, pp__acall_t *a, int stopped) {
   uint64_t now = pp__now_ns();
   pp__proc_t *proc = a->proc;
 
@@ -444,8 +453,9 @@ void pp__async_cancel(pp_pool_t *pool, pp__acall_t *a) {
   }
   answer_early(pool, proc, a, PP_ECANCELED, now);
   a->cancelled = 1;
-  snprintf(a->msg, sizeof(a->msg),
-           "the call was cancelled; its worker %d was sent CANCEL",
+  snprintf(a->msg, sizeof(a->msg), "the %s; its worker %d was sent CANCEL",
+           stopped ? "stream was stopped by its on_chunk"
+                   : "call was cancelled",
            proc->slot->id);
   if (pp__on_loop_thread(pool)) {
     send_cancel(proc, a, now);
@@ -580,6 +590,10 @@ static int async_call(pp_pool_t *pool, const void *payload, size_t len,
   if ((a = calloc(1, sizeof(*a) + len)) == NULL)
     return UV_ENOMEM;
   a->done = *done;
+  if (opts && opts->on_chunk) {
+    a->done.chunk = opts->on_chunk;
+    a->done.chunk_data = opts->chunk_data;
+  }
   if (opts && opts->cmd)
     snprintf(a->cmd, sizeof(a->cmd), "%s", opts->cmd);
   a->len = len;

@@ -397,8 +397,11 @@ typedef struct {
   int sent;                  /* the request reached the worker's pipe */
   long used;                 /* the answer's size in rbuf, 0 when none */
   int status;
-  int cancelled;   /* set by pp_cancel (lock held) while bound */
-  const char *cmd; /* a binary call's handler, or NULL */
+  int cancelled;        /* set by pp_cancel (lock held) while bound */
+  const char *cmd;      /* a binary call's handler, or NULL */
+  pp_chunk_cb on_chunk; /* a streamed call's, or NULL */
+  void *chunk_data;
+  int stopped; /* on_chunk asked to stop the stream */
   pp__bind_t bind;
   pp_cancel_t *token; /* bind's, kept after it is unbound */
   char *msg;          /* why it failed: the caller's diag, or NULL */
@@ -407,8 +410,9 @@ typedef struct {
 
 /* Refuses the call (its status, nothing changed) or starts it. */
 static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
-                      int64_t timeout_ms, pp_cancel_t *token, const char *cmd,
+                      int64_t timeout_ms, const pp_call_opts_t *opts,
                       pp_diag_t *diag) {
+  pp_cancel_t *token = opts ? opts->cancel : NULL;
   pp_pool_t *pool = lease->pool;
   pp__slot_t *slot = lease->slot;
   pp__proc_t *proc = lease->proc;
@@ -451,7 +455,11 @@ static int call_begin(tcall_t *c, pp_lease_t *lease, size_t len,
     return PP_ECANCELED;
   }
   c->token = token;
-  c->cmd = cmd;
+  if (opts) {
+    c->cmd = opts->cmd;
+    c->on_chunk = opts->on_chunk;
+    c->chunk_data = opts->chunk_data;
+  }
   proc->call_cancel_fd = token ? token->fd : -1;
   lease->thread_call = 1;
   lease->writing = 1;
@@ -484,14 +492,16 @@ static int call_abandon(tcall_t *c) {
   return PP_ETIMEDOUT;
 }
 
-/* pp_cancel ended the call while its request runs (lock held): the worker
- * gets CANCEL and the loop its reply (dropped), or replaces it past
- * cancel_grace; the lease loses the worker. */
+/* pp_cancel ended the call while its request runs, or its on_chunk
+ * stopped its stream (lock held): the worker gets CANCEL and the loop its
+ * reply (dropped), or replaces it past cancel_grace; the lease loses the
+ * worker. */
 static int call_cancel(tcall_t *c) {
   c->lease->cancelled = 1;
   call_leave(c, 1);
-  snprintf(c->msg, c->cap,
-           "the call was cancelled; its worker %d was sent CANCEL",
+  snprintf(c->msg, c->cap, "the %s; its worker %d was sent CANCEL",
+           c->stopped ? "stream was stopped by its on_chunk"
+                      : "call was cancelled",
            c->lease->slot->id);
   pp__lease_detach(c->lease);
   return PP_ECANCELED;
@@ -520,10 +530,11 @@ static void call_io(tcall_t *c, const void *payload, size_t len,
   pp__proc_t *proc = c->proc;
   pp_pool_t *pool = proc->pool;
   pp_frame_t f;
-  long used;
+  long used = 0;
   int r;
 
-  r = pp__proc_write_request(proc, c->id, payload, len, c->deadline_ns, c->cmd);
+  r = pp__proc_write_request(proc, c->id, payload, len, c->deadline_ns, c->cmd,
+                             c->on_chunk != NULL);
   c->sent = r == 0;
   /* A client that died while we wrote left its CANCEL to us, so that it
    * reaches the worker after the request it cancels. */
@@ -534,14 +545,23 @@ static void call_io(tcall_t *c, const void *payload, size_t len,
       pp__proc_cancel(proc, c->id);
     pp__unlock(pool);
   }
-  if (r == 0) {
-    used = pp__read_frame(proc, c->deadline_ns, &f);
-    if (used > 0) {
-      c->used = used;
-      r = pp__call_reply(&f, c->id, pp__reply_store, reply, c->msg, c->cap);
-    } else {
-      r = (int)used;
-    }
+  while (r == 0 && (used = pp__read_frame(proc, c->deadline_ns, &f)) > 0 &&
+         c->on_chunk && pp__chunk_of(&f, c->id)) {
+    /* A stream's item: its caller takes it here, on its own thread, and
+     * nothing more is read meanwhile. */
+    c->stopped =
+        c->on_chunk(f.payload, f.len, (f.flags & PP_FRAME_FLAG_BINARY) != 0,
+                    c->chunk_data) != 0;
+    memmove(proc->rbuf, proc->rbuf + used, proc->rlen - (size_t)used);
+    proc->rlen -= (size_t)used;
+    if (c->stopped)
+      r = PP_ECANCELED;
+  }
+  if (r == 0 && used > 0) {
+    c->used = used;
+    r = pp__call_reply(&f, c->id, pp__reply_store, reply, c->msg, c->cap);
+  } else if (r == 0) {
+    r = (int)used;
   }
   c->end_ns = pp__now_ns();
   if (r == PP_ECRASHED && c->sent)
@@ -584,8 +604,9 @@ static int call_end(tcall_t *c) {
     pp__proc_fail(proc, PP_EXIT_NONE, "worker died while idle");
     snprintf(c->msg, c->cap, "worker %d died while idle", slot->id);
     r = PP_ECRASHED;
-  } else if (!answered && c->cancelled && !proc->dead &&
-             (r == PP_ECANCELED || r == PP_ETIMEDOUT)) {
+  } else if (!answered && !proc->dead &&
+             (c->stopped ||
+              (c->cancelled && (r == PP_ECANCELED || r == PP_ETIMEDOUT)))) {
     r = call_cancel(c);
   } else if (!answered && r == PP_ETIMEDOUT && c->call_deadline_ns &&
              c->deadline_ns == c->call_deadline_ns) {
@@ -685,8 +706,7 @@ int pp_lease_call_with(pp_lease_t *lease, const void *payload, size_t len,
   if ((r = pp__call_opts_check(pool, opts, 0, diag)) != 0)
     return r;
   pp__lock(pool);
-  r = call_begin(&c, lease, len, opts ? opts->timeout_ms : -1,
-                 opts ? opts->cancel : NULL, opts ? opts->cmd : NULL, diag);
+  r = call_begin(&c, lease, len, opts ? opts->timeout_ms : -1, opts, diag);
   if (r == 0)
     r = call_run(&c, payload, len, reply, diag);
   pp__unlock(pool);
@@ -711,8 +731,7 @@ static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
     pp__unlock(pool);
     return 0;
   }
-  *r = call_begin(&c, lease, len, -1, opts ? opts->cancel : NULL,
-                  opts ? opts->cmd : NULL, diag);
+  *r = call_begin(&c, lease, len, -1, opts, diag);
   if (*r == 0 && deadline_ns &&
       (c.deadline_ns == 0 || deadline_ns < c.deadline_ns))
     c.deadline_ns = c.call_deadline_ns = deadline_ns;
@@ -792,7 +811,9 @@ int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
     reply->len = reply->binary = 0;
   if ((r = pp__call_opts_check(pool, opts, 1, diag)) != 0)
     return r;
-  if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD) {
+  /* A stream's chunks come to this thread: a worker of its own. */
+  if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD &&
+      !(opts && opts->on_chunk)) {
     if (timeout_ms >= 0 || token || (opts && opts->cmd))
       return call_waited(pool, payload, len, reply, opts, diag);
     return pp__pipelined_call(pool, payload, len, reply, timeout_ms, diag);

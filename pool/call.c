@@ -148,6 +148,12 @@ int pp__call_reply(const pp_frame_t *f, uint32_t id,
                    void *to, char *msg, size_t cap) {
   if ((f->type != PP_FRAME_REPLY && f->type != PP_FRAME_ERROR) || f->id != id)
     return PP_EPROTO;
+  if (f->type == PP_FRAME_REPLY && (f->flags & PP_FRAME_FLAG_STREAM)) {
+    /* Chunks go to on_chunk first (pp__chunk_of): never the answer. */
+    if (msg)
+      snprintf(msg, cap, "a stream chunk for a call that takes no stream");
+    return PP_EPROTO;
+  }
   if (store(to, f->payload, f->len,
             f->type == PP_FRAME_REPLY &&
                 (f->flags & PP_FRAME_FLAG_BINARY) != 0) != 0) {
@@ -163,6 +169,11 @@ int pp__call_reply(const pp_frame_t *f, uint32_t id,
   if (deadline_exceeded(f->payload, f->len))
     return PP_ETIMEDOUT;
   return PP_EHANDLER;
+}
+
+int pp__chunk_of(const pp_frame_t *f, uint32_t id) {
+  return f->type == PP_FRAME_REPLY && (f->flags & PP_FRAME_FLAG_STREAM) &&
+         f->id == id;
 }
 
 int pp__call_cut(const pp__proc_t *proc, pp_exit_kind_t reason, int first,

@@ -85,10 +85,10 @@ int pp_cancel(pp_cancel_t *token) {
       __atomic_add_fetch(&token->waking, 1, __ATOMIC_RELAXED);
       break;
     case PP__BIND_ASYNC:
-      pp__async_cancel(pool, b->call);
+      pp__async_cancel(pool, b->call, 0);
       break;
     case PP__BIND_REQUEST:
-      pp__request_cancel(b->call);
+      pp__request_cancel(b->call, 0);
       break;
     }
   }

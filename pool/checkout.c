@@ -680,7 +680,7 @@ void pp__loop_request_cut(pp_lease_t *lease, pp_exit_kind_t reason) {
   request_end(lease, status, msg);
 }
 
-void pp__request_cancel(pp_lease_t *lease) {
+void pp__request_cancel(pp_lease_t *lease, int stopped) {
   pp_pool_t *pool = lease->pool;
   pp__proc_t *proc = lease->proc;
 
@@ -695,8 +695,11 @@ void pp__request_cancel(pp_lease_t *lease) {
     pp__proc_cancel(proc, lease->req_id);
   }
   pp__loop_request_fail(lease, PP_ECANCELED,
-                        "the call was cancelled; its worker was sent CANCEL "
-                        "(check the lease in)");
+                        stopped ? "the stream was stopped by its on_chunk; "
+                                  "its worker was sent CANCEL (check the "
+                                  "lease in)"
+                                : "the call was cancelled; its worker was "
+                                  "sent CANCEL (check the lease in)");
   pp__lease_detach(lease);
 }
 
@@ -711,6 +714,11 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
   PP_ASSERT_LOOP(proc->pool);
   PP_ASSERT_LOCKED(proc->pool);
 
+  if (lease->req->done.chunk && pp__chunk_of(f, lease->req_id)) {
+    if (pp__chunk_queue(pool, NULL, lease, f) != 0)
+      pp__proc_fail(proc, PP_EXIT_NONE, "out of memory for a stream chunk");
+    return;
+  }
   pp__proc_arm(proc, 0);
   pp__proc_read_stop(proc);
   proc->req_start_ns = 0;
@@ -824,6 +832,10 @@ static int request(pp_lease_t *lease, const void *payload, size_t len,
     goto out;
   }
   lease->req->done = *done;
+  if (opts && opts->on_chunk) {
+    lease->req->done.chunk = opts->on_chunk;
+    lease->req->done.chunk_data = opts->chunk_data;
+  }
   lease->in_flight = 1;
   lease->reply_len = 0;
   lease->req_start_ns = pp__now_ns();
@@ -841,10 +853,10 @@ static int request(pp_lease_t *lease, const void *payload, size_t len,
   pp__trace(pool, PP_TRACE_REQUEST, lease->slot->id, proc->generation,
             proc->pid, lease->id, lease->client ? lease->client->id : 0, 0,
             NULL);
-  r = pp__proc_queue_request(proc, lease->req_id, payload, len,
-                             ms ? pp__deadline_after(lease->req_start_ns, ms)
-                                : 0,
-                             opts ? opts->cmd : NULL);
+  r = pp__proc_queue_request(
+      proc, lease->req_id, payload, len,
+      ms ? pp__deadline_after(lease->req_start_ns, ms) : 0,
+      opts ? opts->cmd : NULL, lease->req->done.chunk != NULL);
   if (r == 0)
     r = pp__proc_flush(proc);
   if (r == UV_ENOMEM) {

@@ -71,6 +71,8 @@ typedef struct pp__done {
   pp_reply_cb reply;   /* pp_request */
   pp_result_cb result; /* the _with forms */
   void *data;
+  pp_chunk_cb chunk; /* a streamed call's (stream.c), or NULL */
+  void *chunk_data;
 } pp__done_t;
 
 /* Work the loop must do after the lock is released: user callbacks. */
@@ -78,7 +80,8 @@ typedef enum {
   PP__PEND_CHECKOUT, /* waiter completed: call its cb, free it */
   PP__PEND_READY,    /* call the ready callback */
   PP__PEND_REPLY,    /* a loop-face request completed */
-  PP__PEND_ACALL     /* a pp_call_async completed: call its cb, free it */
+  PP__PEND_ACALL,    /* a pp_call_async completed: call its cb, free it */
+  PP__PEND_CHUNK     /* a stream's chunk: call its on_chunk, free it */
 } pp__pend_kind_t;
 
 struct pp__pending {
@@ -88,8 +91,22 @@ struct pp__pending {
     pp__waiter_t *waiter;
     pp_lease_t *lease;
     pp__acall_t *acall;
+    struct pp__chunk *chunk;
   } u;
 };
+
+/* A chunk of a loop-face stream on its way to on_chunk (stream.c), queued
+ * in order with its call's completion, which it precedes. */
+typedef struct pp__chunk {
+  pp__pending_t pend;
+  pp_pool_t *pool;
+  pp__acall_t *acall; /* its pp_call_async_with, or NULL for */
+  pp_lease_t *lease;  /* its pp_request_with's lease */
+  uint32_t id;        /* the request's */
+  int binary;
+  size_t len;
+  char bytes[];
+} pp__chunk_t;
 
 /* A pp_call_async (async.c), allocated with a copy of its payload; only
  * the loop thread touches it, under the lock, until its callback. */
@@ -114,6 +131,7 @@ struct pp__acall {
   int ghost;
   int delivered; /* its callback ran */
   int gone;      /* off its ring */
+  int final;     /* answered by its worker: its callback is queued */
   /* Cancelled (pp_cancel) while placed: a ghost whose worker is sent
    * CANCEL (by the loop: cancel_wanted until then); at the head of its
    * ring it must answer by cancel_due_ns, or its worker is replaced and
@@ -588,9 +606,10 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f);
  * worker failed for reason (pp__call_cut says how). */
 void pp__loop_request_fail(pp_lease_t *lease, int status, const char *why);
 void pp__loop_request_cut(pp_lease_t *lease, pp_exit_kind_t reason);
-/* pp_cancel on a lease's request in flight (any thread): its callback
- * gets PP_ECANCELED, the worker CANCEL, and the lease loses its worker. */
-void pp__request_cancel(pp_lease_t *lease);
+/* pp_cancel on a lease's request in flight (any thread), or its on_chunk
+ * stopping its stream (stopped): its callback gets PP_ECANCELED, the
+ * worker CANCEL, and the lease loses its worker. */
+void pp__request_cancel(pp_lease_t *lease, int stopped);
 void pp__client_init(pp_pool_t *pool, pp_client_t *c);
 /* Mark c dead, withdraw its waits and reclaim its leases (lock NOT held:
  * it takes the lock, with a fault point after marking). */
@@ -635,6 +654,9 @@ int pp__call_reply(const pp_frame_t *f, uint32_t id,
                    int (*store)(void *to, const char *p, size_t len,
                                 int binary),
                    void *to, char *msg, size_t cap);
+/* 1 if f is a chunk of request id's stream (a REPLY flagged stream): the
+ * call's on_chunk takes it, and the answer is still to come. */
+int pp__chunk_of(const pp_frame_t *f, uint32_t id);
 /* A reader's failure r (PP_ETIMEDOUT, PP_EPROTO, UV_ENOMEM, else the
  * reply pipe closed or the process reaped): fails the worker with the
  * matching kill reason and returns the call's status, msg saying why. */
@@ -702,9 +724,10 @@ uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now);
 void pp__async_waiters_fail(pp_pool_t *pool, int status, const char *why);
 /* Call a completed call's callback and free it (lock NOT held). */
 void pp__acall_deliver(pp_pool_t *pool, pp__acall_t *a);
-/* pp_cancel on a call (any thread): withdrawn while it waits; placed, it
- * answers PP_ECANCELED now and its worker gets CANCEL. */
-void pp__async_cancel(pp_pool_t *pool, pp__acall_t *a);
+/* pp_cancel on a call (any thread), or its on_chunk stopping its stream
+ * (stopped): withdrawn while it waits; placed, it answers PP_ECANCELED
+ * now and its worker gets CANCEL. */
+void pp__async_cancel(pp_pool_t *pool, pp__acall_t *a, int stopped);
 /* The loop sends the CANCELs other threads asked for. */
 void pp__async_send_cancels(pp_pool_t *pool);
 void pp__async_flush_cb(uv_prepare_t *h);
@@ -732,6 +755,15 @@ int pp__idle_turn(pp_pool_t *pool, int async, uint64_t since);
  * the worker's replacement is ready or when it reached max_requests. */
 int pp__ring_takes(pp_pool_t *pool, pp__slot_t *slot, int queued, int depth,
                    int async, uint64_t since);
+
+/* ---- stream.c: a loop-face stream's chunks */
+/* Queue chunk f of the stream of a (or, a NULL, of lease's request) for
+ * its on_chunk (lock held): 0, or UV_ENOMEM. */
+int pp__chunk_queue(pp_pool_t *pool, pp__acall_t *a, pp_lease_t *lease,
+                    const pp_frame_t *f);
+/* Hand it to on_chunk, unless its call ended early meanwhile, and stop
+ * the stream when asked; frees it (loop thread, lock NOT held). */
+void pp__chunk_deliver(pp__chunk_t *ch);
 
 /* ---- cancel.c (lock held) */
 /* Put a call on token (NULL: none): 0, or PP_ECANCELED when it fired. */

@@ -134,7 +134,7 @@ static int pend(pp__proc_t *proc, struct pp__pcall *c, uint64_t deadline_ns) {
   }
   need =
       pp_frame_request_header(proc->pbuf + proc->plen, c->id, (uint32_t)c->len,
-                              proc->proto >= 2 ? deadline_ns : 0, NULL);
+                              proc->proto >= 2 ? deadline_ns : 0, NULL, 0);
   if (c->len)
     memcpy(proc->pbuf + proc->plen + need, c->payload, c->len);
   proc->plen += need + c->len;

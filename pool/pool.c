@@ -501,6 +501,8 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
       pp__loop_reply(proc, f);
       return;
     }
+    if (proc->orphan_id != 0 && pp__chunk_of(f, proc->orphan_id))
+      return; /* a stream's chunk whose caller is gone: dropped */
     if (proc->orphan_id != 0 && f->id == proc->orphan_id) {
       /* The reply of a request whose client is gone: count and drop it,
        * never hand it to the next borrower. */
@@ -913,6 +915,9 @@ void pp__run_pending(pp_pool_t *pool) {
       break;
     case PP__PEND_ACALL:
       pp__acall_deliver(pool, p->u.acall);
+      break;
+    case PP__PEND_CHUNK:
+      pp__chunk_deliver(p->u.chunk);
       break;
     }
   }

@@ -70,12 +70,13 @@ static void test_table_and_kinds(void **state) {
   assert_int_equal(pp_pool_status(pool, &st), 0);
   assert_string_equal(st.handlers,
                       "[\"add_later\",\"blob\",\"count\",\"describe\","
-                      "\"endless\",\"fail_later\",\"give_up\","
+                      "\"endless\",\"fail_later\",\"flood\",\"give_up\","
                       "\"reverse_bytes\",\"setups\",\"ticks\",\"wait\","
                       "\"whoami\"]");
   assert_string_equal(st.handler_kinds,
                       "{\"add_later\":\"async\",\"count\":\"stream\","
                       "\"endless\":\"stream\",\"fail_later\":\"async\","
+                      "\"flood\":\"stream\","
                       "\"ticks\":\"stream\",\"wait\":\"async\"}");
   js = pp_status_to_json(&st);
   assert_non_null(strstr(js, "\"handler_kinds\":{\"add_later\":\"async\""));

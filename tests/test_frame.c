@@ -532,7 +532,7 @@ static void test_request_deadline(void **state) {
   size_t n;
 
   (void)state;
-  n = pp_frame_request_header(buf, 9, 5, at, NULL);
+  n = pp_frame_request_header(buf, 9, 5, at, NULL, 0);
   assert_int_equal(n, PP_FRAME_HEADER + PP_FRAME_DEADLINE_BYTES);
   memcpy(buf + n, "hello", 5);
   assert_int_equal(pp_frame_decode(buf, n + 5, 1024, &f), (long)(n + 5));
@@ -543,7 +543,7 @@ static void test_request_deadline(void **state) {
   assert_int_equal(f.len, 5);
   assert_memory_equal(f.payload, "hello", 5);
 
-  n = pp_frame_request_header(buf, 9, 5, 0, NULL);
+  n = pp_frame_request_header(buf, 9, 5, 0, NULL, 0);
   assert_int_equal(n, PP_FRAME_HEADER);
   memcpy(buf + n, "hello", 5);
   assert_int_equal(pp_frame_decode(buf, n + 5, 1024, &f), (long)(n + 5));
@@ -558,7 +558,7 @@ static void test_request_deadline(void **state) {
   assert_int_equal(pp_frame_request_deadline(&f, &got), PP_FRAME_EHEADER);
 
   /* Binary: the handler's name and a zero byte after the deadline. */
-  n = pp_frame_request_header(buf, 9, 5, at, "rev");
+  n = pp_frame_request_header(buf, 9, 5, at, "rev", 0);
   assert_int_equal(n, PP_FRAME_HEADER + PP_FRAME_DEADLINE_BYTES + 4);
   memcpy(buf + n, "hello", 5);
   assert_int_equal(pp_frame_decode(buf, n + 5, 1024, &f), (long)(n + 5));

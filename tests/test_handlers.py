@@ -58,7 +58,7 @@ class TestTable(Base):
         h = w.hello()
         self.assertEqual(
             h["handlers"],
-            ["add_later", "blob", "count", "describe", "endless", "fail_later",
+            ["add_later", "blob", "count", "describe", "endless", "fail_later", "flood",
              "give_up", "reverse_bytes", "setups", "ticks", "wait", "whoami"],
         )
         # A public function the module did not declare, and the hooks,
@@ -73,7 +73,8 @@ class TestTable(Base):
         self.assertEqual(
             h["kinds"],
             {"add_later": "async", "fail_later": "async", "wait": "async",
-             "count": "stream", "endless": "stream", "ticks": "stream"},
+             "count": "stream", "endless": "stream", "flood": "stream",
+             "ticks": "stream"},
         )
         w = self.spawn(dw.fixture("echo_handlers.py"))
         self.assertEqual(w.hello()["kinds"], {})

@@ -235,6 +235,36 @@ static int mock_sleep(mw_t *m, double secs) {
   return m->cancelled ? 1 : 0;
 }
 
+/* The built-in stream handler: n chunks 0 .. n-1 to a request that takes
+ * a stream, then "counted"; a CANCEL between two ends it.  0, or -1 when
+ * signalled or the stream ended. */
+static int mock_count(mw_t *m, const pp_frame_t *f, json_int_t n) {
+  char num[32];
+  json_int_t i;
+  int r;
+
+  if (!(f->flags & PP_FRAME_FLAG_STREAM)) {
+    send_error(m, f->id, "TypeError",
+               "handler 'count' streams its results: the call must take a "
+               "stream (pp_call_opts_t.on_chunk)");
+    return 0;
+  }
+  for (i = 0; i < n; i++) {
+    r = wait_input(m, 0);
+    if (r < 0 || (r > 0 && (!read_more(m) || scan_control(m) != 0)))
+      return -1;
+    if (m->cancelled) {
+      send_error(m, f->id, "Cancelled", "the stream was cancelled");
+      return 0;
+    }
+    snprintf(num, sizeof(num), "%lld", (long long)i);
+    send_flagged(m, PP_FRAME_REPLY, PP_FRAME_FLAG_STREAM, f->id, num,
+                 strlen(num));
+  }
+  send_frame(m, PP_FRAME_REPLY, f->id, "\"counted\"", 9);
+  return 0;
+}
+
 /* A handler's reply: its bytes when it set out->binary, else JSON text
  * ("null" when it wrote nothing). */
 static void reply_out(mw_t *m, uint32_t id, const pp_buf_t *out) {
@@ -343,6 +373,8 @@ static int serve(mw_t *m, const pp_frame_t *whole) {
         send_frame(m, PP_FRAME_REPLY, f->id, atext, strlen(atext));
       r = 0;
     }
+  } else if (strcmp(cmd, "count") == 0) {
+    r = mock_count(m, f, json_is_integer(args) ? json_integer_value(args) : 0);
   } else if (strcmp(cmd, "fail") == 0) {
     snprintf(msg, sizeof(msg), "boom: %s", atext);
     send_error(m, f->id, "MockError", msg);

@@ -443,13 +443,15 @@ static uint64_t told(const pp__proc_t *proc, uint64_t deadline_ns) {
 }
 
 int pp__proc_queue_request(pp__proc_t *proc, uint32_t id, const void *payload,
-                           size_t len, uint64_t deadline_ns, const char *cmd) {
+                           size_t len, uint64_t deadline_ns, const char *cmd,
+                           int stream) {
   size_t n;
 
   if (wbuf_reserve(proc, PP_FRAME_REQUEST_HEADER + len) != 0)
     return UV_ENOMEM;
   n = pp_frame_request_header(proc->wbuf + proc->wlen, id, (uint32_t)len,
-                              told(proc, deadline_ns), cmd);
+                              told(proc, deadline_ns), cmd,
+                              stream && proc->proto >= 2);
   if (len > 0)
     memcpy(proc->wbuf + proc->wlen + n, payload, len);
   proc->wlen += n + len;
@@ -507,13 +509,15 @@ static int write_iov(pp__proc_t *proc, struct iovec *iov, int n,
 }
 
 int pp__proc_write_request(pp__proc_t *proc, uint32_t id, const void *payload,
-                           size_t len, uint64_t deadline_ns, const char *cmd) {
+                           size_t len, uint64_t deadline_ns, const char *cmd,
+                           int stream) {
   char hdr[PP_FRAME_REQUEST_HEADER];
   struct iovec iov[2];
 
   iov[0].iov_base = hdr;
-  iov[0].iov_len = pp_frame_request_header(hdr, id, (uint32_t)len,
-                                           told(proc, deadline_ns), cmd);
+  iov[0].iov_len =
+      pp_frame_request_header(hdr, id, (uint32_t)len, told(proc, deadline_ns),
+                              cmd, stream && proc->proto >= 2);
   iov[1].iov_base = (void *)payload;
   iov[1].iov_len = len;
   return write_iov(proc, iov, len > 0 ? 2 : 1, deadline_ns);

@@ -238,14 +238,17 @@ int pp__proc_queue(pp__proc_t *proc, uint8_t type, uint32_t id,
 int pp__proc_flush(pp__proc_t *proc);
 /* Append a REQUEST, which tells a protocol-2 worker its deadline_ns
  * (0 = none); with cmd (not NULL), the payload is bytes for handler cmd
- * (binary): 0 or UV_ENOMEM. */
+ * (binary); with stream, the caller takes a stream (protocol 2): 0 or
+ * UV_ENOMEM. */
 int pp__proc_queue_request(pp__proc_t *proc, uint32_t id, const void *payload,
-                           size_t len, uint64_t deadline_ns, const char *cmd);
-/* Write a whole REQUEST (with its deadline and cmd, as above) on the
- * calling thread, blocking up to deadline_ns (0 = forever).  Returns 0,
- * PP_ETIMEDOUT or PP_ECRASHED. */
+                           size_t len, uint64_t deadline_ns, const char *cmd,
+                           int stream);
+/* Write a whole REQUEST (with its deadline, cmd and stream, as above) on
+ * the calling thread, blocking up to deadline_ns (0 = forever).  Returns
+ * 0, PP_ETIMEDOUT or PP_ECRASHED. */
 int pp__proc_write_request(pp__proc_t *proc, uint32_t id, const void *payload,
-                           size_t len, uint64_t deadline_ns, const char *cmd);
+                           size_t len, uint64_t deadline_ns, const char *cmd,
+                           int stream);
 /* One write(2) of what fits now, SIGPIPE kept away: bytes written, or -1
  * with errno (EAGAIN: the pipe is full). */
 ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len);

@@ -1,0 +1,381 @@
+/* test_stream.c -- streamed calls (pp_call_opts_t.on_chunk) as a table
+ * over the five faces of a call: chunks in order and then the return
+ * value, bytes and JSON chunks, a plain handler under a streamed call, a
+ * stream handler under a plain one, a stream stopped by its on_chunk,
+ * cancelled by a token or past its timeout (the generator is closed: the
+ * pool goes quiet, and the Python handler's finally runs), and a slow
+ * consumer holding the handler back with bounded memory.  Run on the
+ * python adapter and again on the mock (PP_TEST_ADAPTER=mock), whose
+ * built-in count streams. */
+#include "faces.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int mock;
+static char marks[128];
+
+typedef struct stream {
+  call_t c;
+  int stop_at;          /* on_chunk returns 1 at this chunk (1-based) */
+  int cancel_at;        /* ... fires token at this one */
+  pp_cancel_t *token;   /* the call's */
+  int n;                /* chunks seen */
+  int binary;           /* ... of them bytes */
+  size_t bytes;         /* their total size */
+  char seen[256];       /* the JSON ones joined by ',' */
+  int pid;              /* flood: the worker to watch at the first chunk */
+  const char *progress; /* flood's progress file */
+  int begun;            /* flood: items begun while the first was held */
+  int cancelled;        /* what pp_cancel returned */
+} stream_t;
+
+/* Wait until pid is asleep in write(2) or writev(2) (its pipe full): 0,
+ * or -1 past a guard that fires only on failure (shorter than the call's,
+ * so the test says which).  The state is read from /proc. */
+static int wait_blocked_in_write(int pid) {
+  char path[64], line[64], w1[16], w2[16];
+  uint64_t end = uv_hrtime() + 30000000000ull * (uint64_t)test_time_scale();
+  FILE *f;
+
+  snprintf(path, sizeof(path), "/proc/%d/syscall", pid);
+  snprintf(w1, sizeof(w1), "%d ", (int)SYS_write);
+  snprintf(w2, sizeof(w2), "%d ", (int)SYS_writev);
+  for (;;) {
+    if ((f = fopen(path, "r")) == NULL)
+      return -1;
+    if (fgets(line, sizeof(line), f) == NULL)
+      line[0] = '\0';
+    fclose(f);
+    if (strncmp(line, w1, strlen(w1)) == 0 ||
+        strncmp(line, w2, strlen(w2)) == 0)
+      return 0;
+    if (uv_hrtime() > end) {
+      print_error("worker %d never blocked writing its stream (%s)\n", pid,
+                  line);
+      return -1;
+    }
+    /* A state with no event to wait on: look again, briefly yielding. */
+    uv_sleep(1);
+  }
+}
+
+static int on_chunk(const char *chunk, size_t len, int binary, void *data) {
+  stream_t *s = data;
+  size_t used = strlen(s->seen);
+  char text[32];
+  FILE *f;
+
+  s->n++;
+  s->bytes += len;
+  if (binary) {
+    s->binary++;
+  } else if (used + len + 2 < sizeof(s->seen)) {
+    snprintf(s->seen + used, sizeof(s->seen) - used, "%s%.*s", used ? "," : "",
+             (int)len, chunk);
+  }
+  if (s->progress && s->n == 1) {
+    /* Hold the first chunk until the handler waits for us (this may be
+     * the loop thread: no cmocka assertion here). */
+    s->begun = -1;
+    if (wait_blocked_in_write(s->pid) == 0 &&
+        (f = fopen(s->progress, "r")) != NULL) {
+      if (fgets(text, sizeof(text), f))
+        s->begun = atoi(text);
+      fclose(f);
+    }
+  }
+  if (s->cancel_at && s->n == s->cancel_at)
+    s->cancelled = pp_cancel(s->token);
+  return s->stop_at && s->n == s->stop_at;
+}
+
+static pp_pool_t *pool_open(rec_t *rec, int depth, const char *death) {
+  pp_config_t *cfg = python_config("contract_handlers.py", 1);
+  pp_pool_options_t o = rec_options(rec);
+  pp_pool_t *pool;
+  pp_diag_t d;
+  char v[16];
+
+  if (mock)
+    cfg_set(cfg, "adapter", "mock");
+  snprintf(v, sizeof(v), "%d", depth);
+  cfg_set(cfg, "worker.pipeline_depth", v);
+  cfg_set(cfg, "worker.request_timeout", "5m");
+  cfg_set(cfg, "checkout.timeout", "60s");
+  if (death)
+    cfg_set(cfg, "on_client_death", death);
+  rec_init(rec);
+  if (pp_pool_open(cfg, &o, &pool, &d) != 0)
+    fail_msg("pp_pool_open: %s", d.message);
+  pp_config_free(cfg);
+  return pool;
+}
+
+/* Quiet (a stream still running would keep it busy), still serving, and
+ * closed. */
+static void pool_close(pp_pool_t *pool, rec_t *rec) {
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+
+  if (pp_pool_quiesce(pool, 60000 * test_time_scale(), &d) != 0)
+    fail_msg("not quiet: %s", d.message);
+  assert_int_equal(
+      pp_call_cmd(pool, mock ? "count" : "setups", "0", &reply, -1, &d),
+      mock ? PP_EHANDLER : 0);
+  pp_buf_free(&reply);
+  pp_pool_close(pool);
+  rec_free(rec);
+}
+
+/* Run one streamed call on face f and wait for its end. */
+static void stream_run(stream_t *s, pp_pool_t *pool, face_t f,
+                       const char *payload, int64_t timeout_ms) {
+  call_prepare(&s->c, pool, f, payload, timeout_ms, s->token);
+  s->c.opts.on_chunk = on_chunk;
+  s->c.opts.chunk_data = s;
+  call_go(&s->c);
+  call_wait(&s->c);
+}
+
+static void stream_init(stream_t *s) { memset(s, 0, sizeof(*s)); }
+
+/* How many lines of the marks file start with what. */
+static int count_marks(const char *what) {
+  char line[256];
+  size_t n = strlen(what);
+  int k = 0;
+  FILE *f = fopen(marks, "r");
+
+  if (f == NULL)
+    return 0;
+  while (fgets(line, sizeof(line), f))
+    if (strncmp(line, what, n) == 0 && line[n] == ' ')
+      k++;
+  fclose(f);
+  return k;
+}
+
+static void test_chunks(void **state) {
+  stream_t s;
+  rec_t rec;
+  int f;
+
+  (void)state;
+  for (f = 0; f < F_N; f++) {
+    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
+
+    stream_init(&s);
+    stream_run(&s, pool, (face_t)f, "{\"cmd\":\"count\",\"args\":5}", -1);
+    assert_int_equal(s.c.status, 0);
+    assert_int_equal(s.n, 5);
+    assert_string_equal(s.seen, "0,1,2,3,4");
+    assert_string_equal(s.c.reply, "\"counted\"");
+    call_free(&s.c);
+    if (!mock) {
+      /* Bytes chunks, and an async generator's. */
+      stream_init(&s);
+      stream_run(&s, pool, (face_t)f,
+                 "{\"cmd\":\"count\",\"args\":{\"bytes\":4}}", -1);
+      assert_int_equal(s.c.status, 0);
+      assert_int_equal(s.binary, 4);
+      assert_int_equal(s.bytes, 12);
+      call_free(&s.c);
+      stream_init(&s);
+      stream_run(&s, pool, (face_t)f, "{\"cmd\":\"ticks\",\"args\":3}", -1);
+      assert_int_equal(s.c.status, 0);
+      assert_string_equal(s.seen, "\"tick 0\",\"tick 1\",\"tick 2\"");
+      assert_string_equal(s.c.reply, "null");
+      call_free(&s.c);
+    }
+    pool_close(pool, &rec);
+  }
+}
+
+/* A handler that is not a generator just replies to a streamed call; a
+ * generator under a plain call is an error that says what to do. */
+static void test_kinds_mismatch(void **state) {
+  pp_buf_t reply = {0};
+  stream_t s;
+  pp_diag_t d;
+  rec_t rec;
+  int f;
+
+  (void)state;
+  for (f = 0; f < F_N; f++) {
+    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
+
+    stream_init(&s);
+    stream_run(&s, pool, (face_t)f,
+               mock ? "{\"cmd\":\"echo\",\"args\":1}"
+                    : "{\"cmd\":\"setups\",\"args\":null}",
+               -1);
+    assert_int_equal(s.c.status, 0);
+    assert_int_equal(s.n, 0);
+    assert_string_equal(s.c.reply, "1");
+    call_free(&s.c);
+    pool_close(pool, &rec);
+  }
+  {
+    pp_pool_t *pool = pool_open(&rec, 1, NULL);
+
+    assert_int_equal(pp_call_cmd(pool, "count", "3", &reply, -1, &d),
+                     PP_EHANDLER);
+    assert_non_null(strstr(d.message, "TypeError"));
+    assert_non_null(strstr(d.message, "take a stream"));
+    pp_buf_free(&reply);
+    pool_close(pool, &rec);
+  }
+}
+
+/* The endless stream: Python's yields until closed; the mock's count runs
+ * long enough. */
+static const char *endless(void) {
+  return mock ? "{\"cmd\":\"count\",\"args\":100000000}"
+              : "{\"cmd\":\"endless\",\"args\":null}";
+}
+
+/* A stream ended early: its generator was closed (Python's finally ran,
+ * once per stream), and the pool went quiet, which it cannot while a
+ * stream runs on. */
+static void assert_closed(int streams) {
+  if (!mock)
+    assert_int_equal(count_marks("closed"), streams);
+}
+
+static void test_stop(void **state) {
+  stream_t s;
+  rec_t rec;
+  int f;
+
+  (void)state;
+  for (f = 0; f < F_N; f++) {
+    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
+
+    unlink(marks);
+    stream_init(&s);
+    s.stop_at = 3;
+    stream_run(&s, pool, (face_t)f, endless(), -1);
+    assert_int_equal(s.c.status, PP_ECANCELED);
+    assert_non_null(strstr(s.c.msg, "stopped by its on_chunk"));
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.seen, "0,1,2");
+    call_free(&s.c);
+    pool_close(pool, &rec);
+    assert_closed(1);
+  }
+}
+
+static void test_cancel_token(void **state) {
+  stream_t s;
+  rec_t rec;
+  int f;
+
+  (void)state;
+  for (f = 0; f < F_N; f++) {
+    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
+
+    unlink(marks);
+    stream_init(&s);
+    assert_int_equal(pp_cancel_new(pool, &s.token), 0);
+    s.cancel_at = 2;
+    stream_run(&s, pool, (face_t)f, endless(), -1);
+    assert_int_equal(s.cancelled, 1);
+    assert_int_equal(s.c.status, PP_ECANCELED);
+    assert_non_null(strstr(s.c.msg, "cancelled"));
+    /* Chunks already read may still arrive on a thread face before it
+     * sees the token; none after the call ended. */
+    assert_true(s.n >= 2);
+    call_free(&s.c);
+    pool_close(pool, &rec);
+    pp_cancel_free(s.token);
+    assert_closed(1);
+  }
+}
+
+/* timeout_ms bounds the whole stream.  A one-shot call's worker is left as
+ * on_client_death says (cancel: the generator is closed); a lease call's
+ * timeout is its request's, past which its worker is replaced. */
+static void test_deadline(void **state) {
+  stream_t s;
+  rec_t rec;
+  int f;
+
+  (void)state;
+  for (f = 0; f < F_N; f++) {
+    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, "cancel");
+
+    unlink(marks);
+    stream_init(&s);
+    stream_run(&s, pool, (face_t)f, endless(), 200 * test_time_scale());
+    assert_int_equal(s.c.status, PP_ETIMEDOUT);
+    call_free(&s.c);
+    pool_close(pool, &rec);
+    if (f != F_LEASE && f != F_REQUEST)
+      assert_closed(1);
+  }
+}
+
+/* A consumer that holds its first chunk: the handler waits at its next
+ * write, a few items in, instead of running ahead into memory; every item
+ * still arrives once it takes them. */
+static void test_backpressure(void **state) {
+  char progress[128], payload[256];
+  pp_status_t st;
+  stream_t s;
+  rec_t rec;
+  int f;
+
+  (void)state;
+  snprintf(progress, sizeof(progress), "/tmp/pp-stream-progress-%d",
+           (int)getpid());
+  /* 40 items of 256 KiB: 10 MiB that must not pile up anywhere. */
+  snprintf(payload, sizeof(payload),
+           "{\"cmd\":\"flood\",\"args\":{\"n\":40,\"size\":262144,"
+           "\"progress\":\"%s\"}}",
+           progress);
+  for (f = 0; f < F_N; f++) {
+    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
+
+    assert_int_equal(pp_pool_status(pool, &st), 0);
+    stream_init(&s);
+    s.pid = st.workers[0].pid;
+    s.progress = progress;
+    pp_status_free(&st);
+    stream_run(&s, pool, (face_t)f, payload, -1);
+    assert_int_equal(s.c.status, 0);
+    assert_string_equal(s.c.reply, "40");
+    assert_int_equal(s.n, 40);
+    assert_int_equal(s.bytes, 40u * 262144u);
+    /* The one held, the one blocked in write(2), and at most one more
+     * that a read took up as the first was decoded. */
+    print_message("%s: %d items begun while the first was held\n", face_name[f],
+                  s.begun);
+    assert_true(s.begun >= 2 && s.begun <= 3);
+    call_free(&s.c);
+    pool_close(pool, &rec);
+  }
+  unlink(progress);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_chunks),   cmocka_unit_test(test_kinds_mismatch),
+      cmocka_unit_test(test_stop),     cmocka_unit_test(test_cancel_token),
+      cmocka_unit_test(test_deadline), cmocka_unit_test(test_backpressure),
+  };
+  const char *a = getenv("PP_TEST_ADAPTER");
+
+  mock = a && strcmp(a, "mock") == 0;
+  snprintf(marks, sizeof(marks), "/tmp/pp-stream-marks-%d", (int)getpid());
+  unlink(marks);
+  setenv("PP_TEST_MARKS", marks, 1);
+  /* flood, the backpressure case's handler, is a Python fixture: the
+   * mock run has the others. */
+  return _cmocka_run_group_tests("test_stream", tests,
+                                 mock ? 5 : sizeof(tests) / sizeof(tests[0]),
+                                 NULL, NULL);
+}
