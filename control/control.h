@@ -102,6 +102,8 @@ struct pp__conn {
   int64_t timeout_ms;
   uint64_t call_start_ns;
   char *call_id; /* its request's "id" as written, or NULL */
+  int stream;    /* it takes a stream: chunk lines before the reply */
+  int overrun;   /* ... stopped: the peer left CTL_WQUEUE_MAX unread */
   /* timeout_ms bounds the whole call: past it the lease is checked in
    * with the request running (the worker finishes, gets CANCEL or is
    * killed, as on_client_death says) and the client gets ETIMEDOUT.

@@ -31,18 +31,19 @@ static void call_fail(pp__conn_t *c, int status, const pp_diag_t *diag) {
   pp__conn_send_error(c, c->call_id, pp_err_name(status), msg, NULL);
 }
 
-/* {"ok":true,"id":ID,"reply":REPLY} with the worker's reply spliced in
- * as it wrote it (compact): never decoded and encoded again, so numbers
- * of any size or precision pass through exactly.  Returns 0, or -1 when
- * the reply is not JSON. */
-static int send_raw_reply(pp__conn_t *c, const char *reply, size_t len) {
+/* {"ok":true,"id":ID,"reply":REPLY} (key "reply", or "chunk" for a
+ * stream's) with the worker's reply spliced in as it wrote it (compact):
+ * never decoded and encoded again, so numbers of any size or precision
+ * pass through exactly.  Returns 0, or -1 when the reply is not JSON. */
+static int send_raw_reply(pp__conn_t *c, const char *key, const char *reply,
+                          size_t len) {
   static const char head[] = "{\"ok\":true,";
   const char *id = c->call_id;
-  size_t n = 0, idlen = id ? strlen(id) : 0;
+  size_t n = 0, idlen = id ? strlen(id) : 0, klen = strlen(key);
   char *line;
   long r;
 
-  line = malloc(sizeof(head) + idlen + 16 + len);
+  line = malloc(sizeof(head) + idlen + klen + 16 + len);
   if (line == NULL) {
     pp__conn_close(c);
     return 0;
@@ -55,8 +56,11 @@ static int send_raw_reply(pp__conn_t *c, const char *reply, size_t len) {
     line[n + 5 + idlen] = ',';
     n += 6 + idlen;
   }
-  memcpy(line + n, "\"reply\":", 8);
-  n += 8;
+  line[n++] = '"';
+  memcpy(line + n, key, klen);
+  n += klen;
+  memcpy(line + n, "\":", 2);
+  n += 2;
   r = pp__ctl_json_compact(reply, len, line + n, NULL, NULL, NULL);
   if (r < 0) {
     free(line);
@@ -69,9 +73,11 @@ static int send_raw_reply(pp__conn_t *c, const char *reply, size_t len) {
   return 0;
 }
 
-/* {"ok":true,"binary":true,"reply_hex":"..."}: a handler's bytes, which
- * JSON text cannot carry as they are. */
-static void send_binary_reply(pp__conn_t *c, const char *reply, size_t len) {
+/* {"ok":true,"binary":true,"reply_hex":"..."} (key "reply_hex", or
+ * "chunk_hex" for a stream's): a handler's bytes, which JSON text cannot
+ * carry as they are. */
+static void send_binary_reply(pp__conn_t *c, const char *key, const char *reply,
+                              size_t len) {
   static const char digits[] = "0123456789abcdef";
   char *hex = malloc(2 * len + 1);
   json_t *v;
@@ -86,7 +92,7 @@ static void send_binary_reply(pp__conn_t *c, const char *reply, size_t len) {
     hex[2 * i + 1] = digits[(unsigned char)reply[i] & 15];
   }
   hex[2 * len] = '\0';
-  v = json_pack("{s:b, s:b, s:s}", "ok", 1, "binary", 1, "reply_hex", hex);
+  v = json_pack("{s:b, s:b, s:s}", "ok", 1, "binary", 1, key, hex);
   free(hex);
   if (v == NULL)
     pp__conn_close(c);
@@ -99,11 +105,11 @@ static void call_reply(pp__conn_t *c, int status, const char *reply, size_t len,
   json_t *v;
 
   if (status == 0 && binary) {
-    send_binary_reply(c, reply, len);
+    send_binary_reply(c, "reply_hex", reply, len);
     return;
   }
   if (status == 0) {
-    if (len > 0 && send_raw_reply(c, reply, len) == 0)
+    if (len > 0 && send_raw_reply(c, "reply", reply, len) == 0)
       return;
     /* Not JSON: a raw handler's bytes go as text. */
     v = json_pack("{s:b, s:b, s:s%}", "ok", 1, "raw", 1, "reply", reply, len);
@@ -122,6 +128,35 @@ static void call_reply(pp__conn_t *c, int status, const char *reply, size_t len,
   }
   json_decref(v);
   call_fail(c, status, diag);
+}
+
+/* A stream's item, as a line before the reply.  One the peer leaves
+ * unread past CTL_WQUEUE_MAX stops the stream (bounded memory): its
+ * reply then says why. */
+static int on_chunk(const char *chunk, size_t len, int binary, void *data) {
+  pp__conn_t *c = data;
+
+  if (c->closing || c->client_closed)
+    return 1;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) >=
+      CTL_WQUEUE_MAX) {
+    c->overrun = 1;
+    return 1;
+  }
+  if (binary) {
+    send_binary_reply(c, "chunk_hex", chunk, len);
+  } else if (send_raw_reply(c, "chunk", chunk, len) != 0) {
+    /* Not JSON: as text, as a reply would go. */
+    json_t *v =
+        json_pack("{s:b, s:b, s:s%}", "ok", 1, "raw", 1, "chunk", chunk, len);
+
+    if (v == NULL) {
+      c->overrun = 2;
+      return 1;
+    }
+    pp__conn_send(c, v, c->call_id, 0);
+  }
+  return 0;
 }
 
 static void on_reply(const pp_result_t *res, void *data) {
@@ -143,10 +178,23 @@ static void on_reply(const pp_result_t *res, void *data) {
              "left as on_client_death says",
              (long long)c->timeout_ms);
     call_fail(c, PP_ETIMEDOUT, &late);
+  } else if (c->overrun && !c->closing) {
+    memset(&late, 0, sizeof(late));
+    if (c->overrun == 2)
+      snprintf(late.message, sizeof(late.message),
+               "the stream was stopped: a chunk is neither JSON nor UTF-8 "
+               "text");
+    else
+      snprintf(late.message, sizeof(late.message),
+               "the stream was stopped: the client left %u bytes of its "
+               "chunks unread",
+               CTL_WQUEUE_MAX);
+    call_fail(c, PP_ECANCELED, &late);
   } else if (!c->closing) {
     call_reply(c, res->status, res->reply, res->len, res->binary, res->diag);
   }
   c->call_expired = 0;
+  c->overrun = 0;
   call_end(c);
   pp__conn_pump(c);
   pp__conn_unref(c);
@@ -215,8 +263,15 @@ static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
     left = c->timeout_ms > spent ? c->timeout_ms - spent : 0;
   }
   r = c->timeout_ms >= 0 ? call_timer_start(c, (uint64_t)left) : 0;
-  if (r == 0)
-    r = pp_request_with(lease, c->payload, c->payload_len, NULL, on_reply, c);
+  if (r == 0) {
+    pp_call_opts_t o = {.timeout_ms = -1};
+
+    if (c->stream) {
+      o.on_chunk = on_chunk;
+      o.chunk_data = c;
+    }
+    r = pp_request_with(lease, c->payload, c->payload_len, &o, on_reply, c);
+  }
   if (r == 0) {
     c->call_lease = lease;
     return; /* our reference passes to on_reply */
@@ -250,6 +305,7 @@ static void op_call(pp__conn_t *c, const pp__ctl_req_t *req) {
   int r;
 
   c->timeout_ms = req->timeout_ms;
+  c->stream = req->stream;
   /* The payload goes to the worker as the client wrote it. */
   if (req->payload_raw)
     c->payload = strdup(req->payload_raw);

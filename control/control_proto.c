@@ -143,6 +143,12 @@ static int parse_fields(pp__ctl_req_t *req, char *err, size_t errlen) {
     if (get_int(root, "timeout_ms", 0, INT64_MAX, &n, err, errlen) != 0)
       return -1;
     req->timeout_ms = n;
+    v = json_object_get(root, "stream");
+    if (v && !json_is_boolean(v)) {
+      say(err, errlen, "\"stream\" must be true or false");
+      return -1;
+    }
+    req->stream = json_is_true(v);
     return 0;
   case PP_CTL_TRACE:
     v = json_object_get(root, "filter");

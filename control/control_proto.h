@@ -32,6 +32,7 @@ typedef struct pp__ctl_req {
                         (compact), or NULL; owned */
   size_t payload_len;
   int64_t timeout_ms; /* call: -1 when absent */
+  int stream;         /* call: "stream": true, chunks as they come */
   int n;              /* scale: the new size */
   int force;          /* scale: kill busy workers */
   int slot;           /* restart: a slot id, -1 = all */

@@ -554,6 +554,12 @@ static void call_io(tcall_t *c, const void *payload, size_t len,
                     c->chunk_data) != 0;
     memmove(proc->rbuf, proc->rbuf + used, proc->rlen - (size_t)used);
     proc->rlen -= (size_t)used;
+    /* A stream whose client died, or whose lease another thread checked
+     * in, stops: its items would go nowhere. */
+    pp__lock(pool);
+    if (c->lease->client->dead || c->lease->checked_in)
+      c->stopped = 1;
+    pp__unlock(pool);
     if (c->stopped)
       r = PP_ECANCELED;
   }

@@ -105,13 +105,14 @@ void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
        * replaces the worker now. */
       switch (pool->cfg->on_client_death) {
       case PP_DEATH_FINISH:
-        proc->orphan_id = lease->req_id;
-        pool->orphans++;
-        break;
       case PP_DEATH_CANCEL:
         proc->orphan_id = lease->req_id;
         pool->orphans++;
-        pp__proc_cancel(proc, lease->req_id);
+        /* A stream's items would go nowhere: it stops whatever the
+         * policy says. */
+        if (pool->cfg->on_client_death == PP_DEATH_CANCEL ||
+            (lease->req && lease->req->done.chunk))
+          pp__proc_cancel(proc, lease->req_id);
         break;
       case PP_DEATH_KILL:
         pp__proc_fail(proc, PP_EXIT_NONE,

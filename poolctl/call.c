@@ -1,5 +1,6 @@
 /* call.c -- `poolctl call CMD [JSON]`: run one handler on a worker of the
- * pool and print its reply as one line of compact JSON; a handler's
+ * pool and print its reply as one line of compact JSON; a stream
+ * handler's items come first, a line each, as they arrive; a handler's
  * exception becomes `poolctl: TYPE: MESSAGE` and exit 1. */
 #include "poolctl.h"
 
@@ -45,7 +46,11 @@ static char *call_line(const char *cmd, const char *args, long timeout_ms) {
     return NULL;
   n = strlen(name) + (args ? strlen(args) : 4) + 96;
   if ((line = malloc(n)) != NULL) {
-    snprintf(line, n, "{\"op\":\"call\",\"payload\":{\"cmd\":%s,\"args\":%s}",
+    /* It takes a stream: a generator's items are printed as they come
+     * (a handler that is not one just replies). */
+    snprintf(line, n,
+             "{\"op\":\"call\",\"stream\":true,\"payload\":{\"cmd\":%s,"
+             "\"args\":%s}",
              name, args ? args : "null");
     if (timeout_ms >= 0)
       snprintf(line + strlen(line), n - strlen(line), ",\"timeout_ms\":%ld",
@@ -81,17 +86,52 @@ static void print_bytes(const char *hex) {
   fputs("\"\n", stdout);
 }
 
-/* The reply as the worker wrote it, when the pool sent it spliced in
- * {"ok":true,"reply":REPLY}; NULL otherwise. */
-static const char *raw_reply(char *line, size_t *len) {
-  static const char head[] = "{\"ok\":true,\"reply\":";
-  size_t n = strlen(line);
+/* The value as the worker wrote it, when the pool sent it spliced in
+ * {"ok":true,"KEY":VALUE} (head: that line's start up to the value);
+ * NULL otherwise. */
+static const char *raw_value(const char *head, char *line, size_t *len) {
+  size_t n = strlen(line), h = strlen(head);
 
-  if (n < sizeof(head) || strncmp(line, head, sizeof(head) - 1) != 0 ||
-      line[n - 1] != '}')
+  if (n <= h || strncmp(line, head, h) != 0 || line[n - 1] != '}')
     return NULL;
-  *len = n - sizeof(head);
-  return line + sizeof(head) - 1;
+  *len = n - h - 1;
+  return line + h;
+}
+
+static const char *raw_reply(char *line, size_t *len) {
+  return raw_value("{\"ok\":true,\"reply\":", line, len);
+}
+
+/* Print line if it is one of a stream's items: 1, else 0. */
+static int print_chunk(char *line) {
+  const char *raw;
+  json_t *v, *hex, *text;
+  size_t len;
+  char *s;
+
+  if ((raw = raw_value("{\"ok\":true,\"chunk\":", line, &len)) != NULL) {
+    fwrite(raw, 1, len, stdout);
+    putchar('\n');
+    fflush(stdout);
+    return 1;
+  }
+  if (strstr(line, "\"chunk") == NULL ||
+      (v = json_loads(line, 0, NULL)) == NULL)
+    return 0;
+  hex = json_object_get(v, "chunk_hex");
+  text = json_object_get(v, "chunk");
+  if (json_is_string(hex)) {
+    print_bytes(json_string_value(hex));
+  } else if (text && (s = json_dumps(text, JSON_COMPACT | JSON_ENCODE_ANY))) {
+    printf("%s\n", s);
+    free(s);
+  } else {
+    json_decref(v);
+    return 0;
+  }
+  fflush(stdout);
+  json_decref(v);
+  return 1;
 }
 
 int pc_call(const pc_command_t *cmd, int argc, char **argv,
@@ -167,6 +207,16 @@ int pc_call(const pc_command_t *cmd, int argc, char **argv,
   r = pc_conn_request_text(&conn, req, strlen(req),
                            timeout_ms >= 0 ? timeout_ms + CALL_GRACE_MS : -1,
                            &line);
+  while (r == PC_EXIT_OK && print_chunk(line)) {
+    r = pc_conn_line(&conn, timeout_ms >= 0 ? timeout_ms + CALL_GRACE_MS : -1,
+                     0, &line);
+    if (r == PC_TIMEOUT || r == PC_EOF) {
+      pc_err("the pool at %s %s", path,
+             r == PC_EOF ? "closed the connection in the middle of a stream"
+                         : "sent nothing more within the call's timeout");
+      r = PC_EXIT_ERROR;
+    }
+  }
   if (r == PC_EXIT_OK && (raw = raw_reply(line, &len)) != NULL) {
     /* Printed exactly as the handler's worker wrote it. */
     fwrite(raw, 1, len, stdout);

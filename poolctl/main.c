@@ -54,7 +54,8 @@ static const pc_command_t commands[] = {
      "  -n, --name NAME      the pool's name, for the default socket\n"
      "  -S, --socket PATH    the control socket\n"},
     {"call", pc_call, "call CMD [JSON] [--timeout MS] [-S PATH]",
-     "call a handler on a worker and print its reply as JSON",
+     "call a handler on a worker and print its reply as JSON (a stream\n"
+     "handler's items first, a line each, as they come)",
      "  CMD                  the handler function's name\n"
      "  JSON                 its argument (default null); put `--` before\n"
      "                       an argument that starts with '-'\n"

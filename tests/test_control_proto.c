@@ -53,6 +53,13 @@ static void test_fields(void **state) {
   /* The payload is kept as written (compact), not decoded. */
   assert_string_equal(req.payload_raw, "{\"cmd\":\"echo\"}");
   assert_int_equal(req.timeout_ms, 250);
+  assert_int_equal(req.stream, 0);
+  pp__ctl_req_free(&req);
+
+  assert_int_equal(parse("{\"op\":\"call\",\"payload\":1,\"stream\":true}",
+                         &req, err, sizeof(err)),
+                   0);
+  assert_int_equal(req.stream, 1);
   pp__ctl_req_free(&req);
 
   assert_int_equal(parse("{\"op\":\"call\",\"payload\":1,\"timeout_ms\":null}",
@@ -103,6 +110,8 @@ static void test_errors(void **state) {
        "timeout_ms"},
       {"{\"op\":\"call\",\"payload\":1,\"timeout_ms\":\"1s\"}", PP_CTL_EINVAL,
        "timeout_ms"},
+      {"{\"op\":\"call\",\"payload\":1,\"stream\":1}", PP_CTL_EINVAL,
+       "\"stream\" must be true or false"},
       {"{\"op\":\"scale\"}", PP_CTL_EINVAL, "\"n\""},
       {"{\"op\":\"scale\",\"n\":0}", PP_CTL_EINVAL, "\"n\""},
       {"{\"op\":\"scale\",\"n\":4097}", PP_CTL_EINVAL, "\"n\""},

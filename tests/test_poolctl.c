@@ -423,9 +423,9 @@ static void test_status_json(void **state) {
   /* The handlers the workers' HELLO listed: echo_handlers.py's own. */
   w = json_object_get(st, "handlers");
   assert_true(json_is_array(w));
-  assert_int_equal(json_array_size(w), 15);
+  assert_int_equal(json_array_size(w), 16);
   assert_string_equal(json_string_value(json_array_get(w, 0)), "add");
-  assert_string_equal(json_string_value(json_array_get(w, 5)), "echo");
+  assert_string_equal(json_string_value(json_array_get(w, 6)), "echo");
   workers = json_object_get(st, "workers");
   assert_int_equal(json_array_size(workers), 2);
   json_array_foreach(workers, i, w) {
@@ -451,7 +451,8 @@ static void test_status_table(void **state) {
   assert_non_null(strstr(r.out, "LAST-EXIT"));
   assert_non_null(strstr(r.out, "idle"));
   assert_non_null(strstr(
-      r.out, "\nhandlers add, big, cancelled_sleep, crash, deadline_left"));
+      r.out,
+      "\nhandlers add, big, cancelled_sleep, countdown (stream), crash"));
   assert_null(strchr(r.out, '\033')); /* not a terminal: no colour */
   cli_run_free(&r);
 }
@@ -495,6 +496,72 @@ static void test_call_echo(void **state) {
   assert_int_equal(r.code, 0);
   assert_string_equal(r.out, "b\"123\"\n");
   cli_run_free(&r);
+}
+
+/* A stream handler's items are printed a line each, bytes as bytes, then
+ * its return value; over the socket they are "chunk" lines, and a call
+ * that does not ask for a stream gets the handler's TypeError. */
+static void test_call_stream(void **state) {
+  cli_conn_t *c;
+  cli_run_t r;
+  json_t *v;
+
+  (void)state;
+  need_server();
+  cli_poolctl(&r, "call", "-S", srv.sock, "countdown", "2", NULL);
+  assert_int_equal(r.code, 0);
+  assert_string_equal(r.out, "2\n1\nb\"\\x00go\"\n\"liftoff\"\n");
+  cli_run_free(&r);
+
+  c = cli_conn_open(srv.sock);
+  cli_conn_send(c, "{\"op\":\"call\",\"id\":3,\"stream\":true,"
+                   "\"payload\":{\"cmd\":\"countdown\",\"args\":1}}\n");
+  v = cli_conn_recv(c);
+  assert_int_equal(cli_jint(v, "chunk"), 1);
+  assert_int_equal(cli_jint(v, "id"), 3);
+  json_decref(v);
+  v = cli_conn_recv(c);
+  assert_string_equal(cli_jstr(v, "chunk_hex"), "00676f");
+  json_decref(v);
+  v = cli_conn_recv(c);
+  assert_string_equal(cli_jstr(v, "reply"), "liftoff");
+  json_decref(v);
+  cli_conn_send(c, "{\"op\":\"call\",\"payload\":{\"cmd\":\"countdown\","
+                   "\"args\":1}}\n");
+  v = cli_conn_recv(c);
+  assert_false(json_is_true(json_object_get(v, "ok")));
+  assert_non_null(strstr(cli_jstr(v, "message"), "take a stream"));
+  json_decref(v);
+  cli_conn_close(c);
+}
+
+/* A client that hangs up in the middle of an endless stream stops it:
+ * the generator is closed and its worker's last answer comes back
+ * (stale_reply), whatever on_client_death says (finish here). */
+static void test_call_stream_hangup(void **state) {
+  cli_conn_t *c, *trace;
+  json_t *v;
+  int seen = 0;
+
+  (void)state;
+  need_server();
+  trace = cli_conn_open(srv.sock);
+  cli_conn_send(trace, "{\"op\":\"trace\",\"filter\":\"stale_reply\"}\n");
+  c = cli_conn_open(srv.sock);
+  cli_conn_send(c, "{\"op\":\"call\",\"stream\":true,\"payload\":"
+                   "{\"cmd\":\"countdown\",\"args\":1000000000000}}\n");
+  v = cli_conn_recv(c);
+  assert_int_equal(cli_jint(v, "chunk"), 1000000000000);
+  json_decref(v);
+  cli_conn_close(c);
+  /* Lines until the event (the subscription's own answer first). */
+  while (!seen && (v = cli_conn_recv(trace)) != NULL) {
+    seen = json_is_string(json_object_get(v, "event")) &&
+           strcmp(cli_jstr(v, "event"), "stale_reply") == 0;
+    json_decref(v);
+  }
+  assert_true(seen);
+  cli_conn_close(trace);
 }
 
 /* A call past its timeout_ms (here 0: nothing can be that fast) gets
@@ -1222,6 +1289,8 @@ int main(void) {
       cmocka_unit_test(test_status_json),
       cmocka_unit_test(test_status_table),
       cmocka_unit_test(test_call_echo),
+      cmocka_unit_test(test_call_stream),
+      cmocka_unit_test(test_call_stream_hangup),
       cmocka_unit_test(test_call_errors),
       cmocka_unit_test(test_call_timeout_leaves_worker),
       cmocka_unit_test(test_raw_protocol),
