@@ -1,8 +1,9 @@
 """The handler examples (examples/handlers/*.py) do what their docstrings
 say: every line `poolctl call NAME 'ARGS' [--timeout Ns] -> RESULT` in a
 module's docstring is run against a real worker serving that module, and
-RESULT is checked: a JSON value, or `PP_EHANDLER Type` for an ERROR of that
-type.  docs/handlers.md points at these files, so the contract's examples
+RESULT is checked: a JSON value, `b"..."` for bytes, `PP_EHANDLER Type` for
+an ERROR of that type, or `ITEM | ITEM | ... | RESULT` for a stream (the
+call takes one, as poolctl's does).  docs/handlers.md points at these files, so the contract's examples
 cannot drift from what the worker does."""
 import ast
 import glob
@@ -50,6 +51,17 @@ class TestExamples(unittest.TestCase):
         while dw._workers:
             dw._workers.pop().cleanup()
 
+    def check_item(self, w, rid, cmd, want, stream):
+        """The next REPLY: want as bytes (b"...") or JSON; a stream's item
+        when stream (4) is set, else the last answer."""
+        ftype, flags, got_id, payload = w.recv()
+        binary = 2 if want.startswith('b"') else 0
+        self.assertEqual((ftype, flags, got_id), (dw.REPLY, stream | binary, rid), cmd)
+        if binary:
+            self.assertEqual(payload, ast.literal_eval(want), cmd)
+        else:
+            self.assertEqual(json.loads(payload), json.loads(want), cmd)
+
     def test_every_example(self):
         paths = sorted(glob.glob(os.path.join(EXAMPLES, "*.py")))
         self.assertGreaterEqual(len(paths), 5)
@@ -74,16 +86,18 @@ class TestExamples(unittest.TestCase):
                             dw.frame(dw.REQUEST, rid, struct.pack(">Q", at) + body, flags=1)
                         )
                     else:
-                        w.send_raw(dw.frame(dw.REQUEST, rid, body))
-                    if want.startswith("PP_EHANDLER "):
+                        stream = 4 if " | " in want else 0
+                        w.send_raw(dw.frame(dw.REQUEST, rid, body, flags=stream))
+                    if " | " in want:
+                        *items, want = want.split(" | ")
+                        for item in items:
+                            self.check_item(w, rid, cmd, item, 4)
+                        self.check_item(w, rid, cmd, want, 0)
+                    elif want.startswith("PP_EHANDLER "):
                         err = json.loads(w.expect(dw.ERROR, rid))
                         self.assertEqual(err["type"], want.split()[1], (cmd, err))
-                    elif want.startswith('b"'):
-                        ftype, flags, got_id, payload = w.recv()
-                        self.assertEqual((ftype, flags, got_id), (dw.REPLY, 2, rid), cmd)
-                        self.assertEqual(payload, ast.literal_eval(want), cmd)
                     else:
-                        self.assertEqual(w.expect_reply(rid), json.loads(want), cmd)
+                        self.check_item(w, rid, cmd, want, 0)
                 w.close_requests()
                 self.assertEqual(w.wait(), 0)
 
