@@ -106,6 +106,11 @@ const pp__key_t pp__keys[PP__NKEYS] = {
           "cancel) gets before its worker is killed"},
   {KEY("worker.pipeline_depth", INT, pipeline_depth), .min = 1, .max = 1024,
    .def = "1", .doc = "requests in flight per worker"},
+  {KEY("worker.concurrency", INT, concurrency), .min = 1, .max = 1024,
+   .def = "1",
+   .doc = "requests one worker runs at once, answered out of order: async "
+          "handlers on its asyncio loop, plain ones in a thread pool of "
+          "that size"},
   {KEY("worker.reply_spin_us", INT, reply_spin_us), .min = 0, .max = 1000,
    .def = "50",
    .doc = "microseconds a blocking caller polls for a reply before it "

@@ -43,6 +43,7 @@ struct pp_config {
   uint64_t drain_timeout_ms;   /* "worker.drain_timeout", 5s */
   uint64_t cancel_grace_ms;    /* "worker.cancel_grace", 1s */
   int pipeline_depth;          /* "worker.pipeline_depth", 1 */
+  int concurrency;             /* "worker.concurrency", 1 */
   int reply_spin_us;           /* "worker.reply_spin_us", 50 */
   pp__start_t start;           /* "worker.start", spawn | zygote */
 

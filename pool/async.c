@@ -15,7 +15,12 @@
  *     worker that is idle or already its own.
  * A ring stops taking calls and drains when a lease waits, when the
  * worker's replacement is ready or when it reached max_requests, as the
- * blocking face's rings do. */
+ * blocking face's rings do.
+ *
+ * With worker.concurrency N > 1 a ring holds up to max(N, pipeline_depth)
+ * calls, which the worker runs N at once and answers in any order: a reply
+ * finds its call by request id, every call has its own deadline and
+ * cancel grace, and a worker's end fails them all (any may have begun). */
 #include "internal.h"
 
 #include <stdlib.h>
@@ -27,6 +32,14 @@ static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth,
                   uint64_t since) {
   return (slot->anum > 0 || slot->state == PP_WORKER_IDLE) &&
          pp__ring_takes(pool, slot, slot->anum, depth, 1, since);
+}
+
+/* How many calls one worker's ring holds. */
+static int ring_depth(const pp_pool_t *pool) {
+  const pp_config_t *cfg = pool->cfg;
+
+  return cfg->concurrency > cfg->pipeline_depth ? cfg->concurrency
+                                                : cfg->pipeline_depth;
 }
 
 static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since) {
@@ -172,33 +185,49 @@ void pp__async_flush_cb(uv_prepare_t *h) {
   pp__run_pending(pool);
 }
 
-/* When the call at the head of a ring must have been answered, 0 = never:
- * its request deadline, and for a cancelled one cancel_grace after its
- * CANCEL went and it became the head (the worker answers a CANCEL for a
- * request it has not begun when it reaches it). */
-static uint64_t head_due(pp_pool_t *pool, pp__acall_t *head, uint64_t now) {
-  uint64_t due = head->deadline_ns;
+/* When call a must have been answered, 0 = never: its request deadline,
+ * and for a cancelled one cancel_grace after its CANCEL went and it began
+ * (the worker answers a CANCEL for a request it has not begun when it
+ * reaches it): at the head of its ring, or at once on a worker that runs
+ * calls concurrently. */
+static uint64_t call_due(pp_pool_t *pool, pp__acall_t *a, uint64_t now) {
+  uint64_t due = a->deadline_ns;
 
-  if (head->cancelled && !head->cancel_wanted) {
-    if (head->cancel_due_ns == 0)
-      head->cancel_due_ns = pp__deadline_after(now, pool->cfg->cancel_grace_ms);
-    if (due == 0 || head->cancel_due_ns < due)
-      due = head->cancel_due_ns;
+  if (a->cancelled && !a->cancel_wanted) {
+    if (a->cancel_due_ns == 0)
+      a->cancel_due_ns = pp__deadline_after(now, pool->cfg->cancel_grace_ms);
+    if (due == 0 || a->cancel_due_ns < due)
+      due = a->cancel_due_ns;
   }
   return due;
 }
 
-/* The request timer follows the call at the head of the ring. */
-static void arm(pp__proc_t *proc, uint64_t now) {
+/* The ring's earliest due time (0 = none), and the call it is for: the
+ * head's, or with concurrency every call's. */
+static uint64_t ring_due(pp__proc_t *proc, uint64_t now, pp__acall_t **which) {
   pp__slot_t *slot = proc->slot;
-  uint64_t due;
+  uint64_t due = 0, d;
+  pp__queue_t *q;
+  pp__acall_t *a;
 
-  if (slot->anum == 0) {
-    pp__proc_arm(proc, 0);
-    return;
+  pp__queue_foreach(q, &slot->aring) {
+    a = pp__container_of(q, pp__acall_t, node);
+    d = call_due(proc->pool, a, now);
+    if (d != 0 && (due == 0 || d < due)) {
+      due = d;
+      *which = a;
+    }
+    if (proc->pool->cfg->concurrency == 1)
+      break; /* the calls behind the head have not begun */
   }
-  due = head_due(proc->pool,
-                 pp__container_of(slot->aring.next, pp__acall_t, node), now);
+  return due;
+}
+
+/* The request timer follows the ring's earliest due time. */
+static void arm(pp__proc_t *proc, uint64_t now) {
+  pp__acall_t *which = NULL;
+  uint64_t due = proc->slot->anum > 0 ? ring_due(proc, now, &which) : 0;
+
   if (due == 0)
     pp__proc_arm(proc, 0);
   else
@@ -206,15 +235,14 @@ static void arm(pp__proc_t *proc, uint64_t now) {
 }
 
 int pp__async_timer_due(pp__proc_t *proc) {
-  pp__acall_t *head =
-      pp__container_of(proc->slot->aring.next, pp__acall_t, node);
-  uint64_t now = pp__now_ns(), due = head_due(proc->pool, head, now);
+  pp__acall_t *which = NULL;
+  uint64_t now = pp__now_ns(), due = ring_due(proc, now, &which);
 
   if (due == 0 || due > now) {
     arm(proc, now);
     return 0;
   }
-  return head->cancelled && due == head->cancel_due_ns ? 2 : 1;
+  return which->cancelled && due == which->cancel_due_ns ? 2 : 1;
 }
 
 static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
@@ -260,7 +288,7 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
 }
 
 void pp__async_admit(pp_pool_t *pool) {
-  int depth = pool->cfg->pipeline_depth;
+  int depth = ring_depth(pool);
   uint64_t now = pp__now_ns();
   pp__slot_t *slot;
   pp__acall_t *a;
@@ -323,11 +351,29 @@ void pp__async_accept(pp_pool_t *pool) {
   }
 }
 
+/* The call a reply is for: the head of the ring, or on a worker that
+ * answers out of order the one with its id (the head when none has: a
+ * reply for no call is the head's protocol error). */
+static pp__acall_t *answered_call(pp__slot_t *slot, uint32_t id) {
+  pp__acall_t *head = pp__container_of(slot->aring.next, pp__acall_t, node);
+  pp__queue_t *q;
+  pp__acall_t *a;
+
+  if (slot->pool->cfg->concurrency == 1 || head->id == id)
+    return head;
+  pp__queue_foreach(q, &slot->aring) {
+    a = pp__container_of(q, pp__acall_t, node);
+    if (a->id == id)
+      return a;
+  }
+  return head;
+}
+
 void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__slot_t *slot = proc->slot;
   pp_pool_t *pool = proc->pool;
   uint64_t now = pp__now_ns();
-  pp__acall_t *a = pp__container_of(slot->aring.next, pp__acall_t, node);
+  pp__acall_t *a = answered_call(slot, f->id), *head;
   int status;
 
   PP_ASSERT_LOOP(proc->pool);
@@ -348,7 +394,9 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   if (status == PP_EPROTO) {
     /* Every call in the ring fails with the worker (pp__async_ring_fail). */
     pp__proc_fail(proc, PP_EXIT_PROTOCOL,
-                  "reply is not for the oldest request queued");
+                  pool->cfg->concurrency == 1
+                      ? "reply is not for the oldest request queued"
+                      : "reply is not for a request in flight");
     return;
   }
   pp__queue_remove(&a->node);
@@ -362,8 +410,14 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
               status, "async");
     complete(pool, a, status, proc, 1, now);
   }
-  /* The next one runs from now: its age for status and the slow log. */
-  proc->req_start_ns = slot->anum > 0 ? now : 0;
+  /* The next one runs from now (with concurrency, the oldest left runs
+   * from its placing): its age for status and the slow log. */
+  head = slot->anum > 0
+             ? pp__container_of(slot->aring.next, pp__acall_t, node)
+             : NULL;
+  proc->req_start_ns = head == NULL                  ? 0
+                       : pool->cfg->concurrency == 1 ? now
+                                                     : head->placed_ns;
   arm(proc, now);
   if (slot->anum == 0) {
     pp__proc_read_stop(proc);
@@ -417,7 +471,8 @@ void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason) {
       ghost_done(pool, proc, a, 0);
       continue;
     }
-    if (behind_cancel && !pool->stopping && !pool->draining) {
+    if (behind_cancel && pool->cfg->concurrency == 1 && !pool->stopping &&
+        !pool->draining) {
       requeue(pool, a, at, now);
       continue;
     }
@@ -435,7 +490,7 @@ static void send_cancel(pp__proc_t *proc, pp__acall_t *a, uint64_t now) {
     pp__proc_fail(proc, PP_EXIT_NONE, "could not send CANCEL");
     return;
   }
-  if (proc->slot->aring.next == &a->node)
+  if (proc->slot->aring.next == &a->node || proc->pool->cfg->concurrency > 1)
     arm(proc, now);
 }
 
@@ -615,7 +670,7 @@ static int async_call(pp_pool_t *pool, const void *payload, size_t len,
   } else if (pool->state == PP_POOL_DEGRADED) {
     r = PP_EDEGRADED;
   } else if (loop && pool->async_waiters == 0 &&
-             (slot = pick(pool, pool->cfg->pipeline_depth, now)) != NULL) {
+             (slot = pick(pool, ring_depth(pool), now)) != NULL) {
     r = place(pool, slot, a, now);
   } else if (loop && pp__waiting(pool) >= pool->cfg->max_waiters) {
     pool->rejected++;

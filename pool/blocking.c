@@ -817,7 +817,11 @@ int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
     reply->len = reply->binary = 0;
   if ((r = pp__call_opts_check(pool, opts, 1, diag)) != 0)
     return r;
-  /* A stream's chunks come to this thread: a worker of its own. */
+  /* Workers that answer out of order (worker.concurrency) take calls
+   * through pp_call_async's rings, which match replies by id.  A stream's
+   * chunks come to this thread: a worker of its own. */
+  if (pool->cfg->concurrency > 1 && !(opts && opts->on_chunk))
+    return call_waited(pool, payload, len, reply, opts, diag);
   if (pool->cfg->pipeline_depth > 1 && len <= PP_PIPELINE_MAX_PAYLOAD &&
       !(opts && opts->on_chunk)) {
     if (timeout_ms >= 0 || token || (opts && opts->cmd))

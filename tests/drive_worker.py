@@ -33,7 +33,7 @@ HDR = struct.Struct(">IBBHI")
 RUNTIME = "python %d.%d.%d" % sys.version_info[:3]
 UNKNOWN_KEYS = ("handlers", "suggestion")
 ECHO_HANDLERS = sorted(
-    "add big cancelled_sleep crash deadline_left echo env fail gate grow kill_self noisy pid reverse_bytes sleep".split()
+    "add big cancelled_sleep countdown crash deadline_left echo env fail gate grow kill_self noisy pid reverse_bytes sleep".split()
 )
 
 # A handler module for edge cases the fixtures do not cover.

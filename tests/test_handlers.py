@@ -77,7 +77,7 @@ class TestTable(Base):
              "ticks": "stream"},
         )
         w = self.spawn(dw.fixture("echo_handlers.py"))
-        self.assertEqual(w.hello()["kinds"], {})
+        self.assertEqual(w.hello()["kinds"], {"countdown": "stream"})
 
     def test_decorator_with_all(self):
         path = write_module(

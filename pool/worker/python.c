@@ -19,21 +19,25 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
   pp__proc_exited(p->data, status, term_signal);
 }
 
+/* The variables pp__build_env sets itself, last in the array. */
+#define PP__OWN_ENV 5
+
 char **pp__build_env(pp__slot_t *slot) {
   pp_config_t *cfg = slot->pool->cfg;
   size_t n = 0, i, k, j;
   char **env;
-  char buf[4][96];
+  char buf[PP__OWN_ENV][96];
 
   while (environ[n])
     n++;
-  env = calloc(n + (size_t)cfg->env_len + 5, sizeof(*env));
+  env = calloc(n + (size_t)cfg->env_len + PP__OWN_ENV + 1, sizeof(*env));
   if (env == NULL)
     return NULL;
   snprintf(buf[0], sizeof(buf[0]), "PORTPOOL_PARENT_PID=%d", (int)getpid());
   snprintf(buf[1], sizeof(buf[1]), "PORTPOOL_WORKER_ID=%d", slot->id);
   snprintf(buf[2], sizeof(buf[2]), "PORTPOOL_POOL=%.80s", cfg->name);
   snprintf(buf[3], sizeof(buf[3]), "PORTPOOL_MAX_FRAME=%u", cfg->max_frame);
+  snprintf(buf[4], sizeof(buf[4]), "PORTPOOL_CONCURRENCY=%d", cfg->concurrency);
   k = 0;
   /* Inherited variables, less those the config or we set. */
   for (i = 0; i < n; i++) {
@@ -48,11 +52,11 @@ char **pp__build_env(pp__slot_t *slot) {
   }
   for (j = 0; j < (size_t)cfg->env_len; j++)
     env[k++] = cfg->env[j];
-  for (j = 0; j < 4; j++)
+  for (j = 0; j < PP__OWN_ENV; j++)
     env[k++] = strdup(buf[j]);
-  for (j = 1; j <= 4; j++)
+  for (j = 1; j <= PP__OWN_ENV; j++)
     if (env[k - j] == NULL) {
-      for (j = 1; j <= 4; j++)
+      for (j = 1; j <= PP__OWN_ENV; j++)
         free(env[k - j]);
       free(env);
       return NULL;
@@ -65,11 +69,9 @@ void pp__free_env(char **env) {
 
   while (env[n])
     n++;
-  /* The last four entries are ours. */
-  free(env[n - 1]);
-  free(env[n - 2]);
-  free(env[n - 3]);
-  free(env[n - 4]);
+  /* The last PP__OWN_ENV entries are ours. */
+  for (size_t j = 1; j <= PP__OWN_ENV; j++)
+    free(env[n - j]);
   free(env);
 }
 
