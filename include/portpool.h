@@ -780,8 +780,9 @@ PP_EXTERN void pp_cancel_free(pp_cancel_t *token);
 /* A streamed call's chunk: one item its stream handler (a generator)
  * yielded, as it arrives (valid only during the callback); binary: bytes,
  * else a JSON value.  Return 0 for the next, or non-zero to stop the
- * stream: the call then ends with PP_ECANCELED and its worker gets CANCEL
- * (the generator sees GeneratorExit), as pp_cancel does. */
+ * stream: the call then ends with PP_ECANCELED ("the stream was stopped
+ * by its on_chunk") and no chunk follows; its worker gets CANCEL (the
+ * generator sees GeneratorExit), as pp_cancel does. */
 typedef int (*pp_chunk_cb)(const char *chunk, size_t len, int binary,
                            void *data);
 
@@ -802,12 +803,16 @@ typedef struct pp_call_opts {
    * not a generator just replies.  The thread calls (pp_call_with,
    * pp_lease_call_with, pp_call_bytes) call it on the calling thread (a
    * streamed pp_call_with takes a worker of its own, even when pipelined);
-   * the loop calls (pp_call_async_with, pp_request_with) on the loop.
-   * Nothing more is read from the worker while it runs: a slow consumer
-   * makes the handler wait at its next yield once the pipe is full
-   * (64 KiB), and memory stays bounded (a loop call holds at most the
-   * chunks of one read).  timeout_ms and the token bound the whole
-   * stream. */
+   * the loop calls (pp_call_async_with, pp_request_with) on the loop; a
+   * streamed loop call also has a worker of its own.  Nothing more is
+   * read from the worker while it runs: a slow consumer makes the
+   * handler wait at its next yield once the pipe is full (64 KiB), and a
+   * stream never holds more than one chunk in memory.  timeout_ms and
+   * the token bound the whole stream (checked before each chunk: none is
+   * delivered past them); a streamed call whose caller is gone (out of
+   * time, cancelled, its client closed, its lease checked in, even from
+   * on_chunk) is always sent CANCEL, whatever on_client_death says, unless
+   * that says kill.  Its callback comes once, after every chunk. */
   pp_chunk_cb on_chunk;
   void *chunk_data;
 } pp_call_opts_t;

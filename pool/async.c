@@ -27,10 +27,12 @@
 #include <string.h>
 
 /* Can slot take one more call that arrived at `since`: an idle worker, or
- * one serving these calls (pp__ring_takes says when). */
-static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth,
-                  uint64_t since) {
-  return (slot->anum > 0 || slot->state == PP_WORKER_IDLE) &&
+ * one serving these calls (pp__ring_takes says when).  A stream takes a
+ * worker of its own: none behind it, nor it behind others. */
+static int usable(pp_pool_t *pool, pp__slot_t *slot, int depth, uint64_t since,
+                  int stream) {
+  return (slot->anum > 0 || slot->state == PP_WORKER_IDLE) && !slot->astream &&
+         (!stream || slot->anum == 0) &&
          pp__ring_takes(pool, slot, slot->anum, depth, 1, since);
 }
 
@@ -42,13 +44,14 @@ static int ring_depth(const pp_pool_t *pool) {
                                                 : cfg->pipeline_depth;
 }
 
-static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since) {
+static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since,
+                        int stream) {
   pp__slot_t *best = NULL, *slot;
   int i;
 
   for (i = 0; i < pool->nslots; i++) {
     slot = pool->slots[i];
-    if (!usable(pool, slot, depth, since))
+    if (!usable(pool, slot, depth, since, stream))
       continue;
     if (best == NULL || slot->anum < best->anum)
       best = slot;
@@ -56,6 +59,14 @@ static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since) {
       break;
   }
   return best;
+}
+
+/* a leaves its worker's ring. */
+static void ring_remove(pp__slot_t *slot, pp__acall_t *a) {
+  pp__queue_remove(&a->node);
+  slot->anum--;
+  if (a->done.chunk)
+    slot->astream = 0;
 }
 
 /* a is finished: its callback runs after the lock is released.  proc:
@@ -145,11 +156,11 @@ static void answer_early(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
 static int abandon(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
                    uint64_t now) {
   answer_early(pool, proc, a, PP_ETIMEDOUT, now);
-  if (pp__call_expired(proc, a->msg, sizeof(a->msg)))
+  if (pp__call_expired(proc, a->done.chunk != NULL, a->msg, sizeof(a->msg)))
     return 1;
   /* CANCEL by itself: pp__proc_cancel's grace timer would take the
    * ring's request timer. */
-  if (pool->cfg->on_client_death == PP_DEATH_CANCEL &&
+  if (pp__call_cancels(proc, a->done.chunk != NULL) &&
       pp__proc_send(proc, PP_FRAME_CANCEL, a->id, NULL, 0) != 0) {
     pp__proc_fail(proc, PP_EXIT_NONE, "could not send CANCEL");
     return 1;
@@ -268,6 +279,7 @@ static int place(pp_pool_t *pool, pp__slot_t *slot, pp__acall_t *a,
   a->placed_ns = now;
   a->deadline_ns = deadline;
   pp__queue_insert_tail(&slot->aring, &a->node);
+  slot->astream = a->done.chunk != NULL;
   if (slot->anum++ == 0) {
     pp__queue_remove(&slot->idle_node);
     slot->state = PP_WORKER_BUSY;
@@ -299,7 +311,7 @@ void pp__async_admit(pp_pool_t *pool) {
   pool->async_kick = 0;
   while (pool->async_waiters > 0) {
     a = pp__container_of(pool->async_queue.next, pp__acall_t, node);
-    if ((slot = pick(pool, depth, a->start_ns)) == NULL)
+    if ((slot = pick(pool, depth, a->start_ns, a->done.chunk != NULL)) == NULL)
       break;
     pp__queue_remove(&a->node);
     pool->async_waiters--;
@@ -381,7 +393,7 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
 
   if (a->done.chunk && pp__chunk_of(f, a->id)) {
     /* A chunk of the stream at the head; a ghost's are dropped. */
-    if (!a->ghost && pp__chunk_queue(pool, a, NULL, f) != 0)
+    if (!a->ghost && pp__chunk_queue(pool, proc, a, NULL, f) != 0)
       pp__proc_fail(proc, PP_EXIT_NONE, "out of memory for a stream chunk");
     return;
   }
@@ -399,8 +411,7 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
                       : "reply is not for a request in flight");
     return;
   }
-  pp__queue_remove(&a->node);
-  slot->anum--;
+  ring_remove(slot, a);
   if (a->ghost) {
     pp__trace(pool, PP_TRACE_STALE_REPLY, slot->id, proc->generation, proc->pid,
               0, 0, 0, "async");
@@ -412,9 +423,8 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
   }
   /* The next one runs from now (with concurrency, the oldest left runs
    * from its placing): its age for status and the slow log. */
-  head = slot->anum > 0
-             ? pp__container_of(slot->aring.next, pp__acall_t, node)
-             : NULL;
+  head = slot->anum > 0 ? pp__container_of(slot->aring.next, pp__acall_t, node)
+                        : NULL;
   proc->req_start_ns = head == NULL                  ? 0
                        : pool->cfg->concurrency == 1 ? now
                                                      : head->placed_ns;
@@ -461,8 +471,7 @@ void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason) {
 
   while (slot->anum > 0) {
     a = pp__container_of(slot->aring.next, pp__acall_t, node);
-    pp__queue_remove(&a->node);
-    slot->anum--;
+    ring_remove(slot, a);
     if (a->ghost) {
       /* The worker ran a cancelled call when it ended: the calls behind
        * it had not begun, and are not harmed. */
@@ -670,7 +679,8 @@ static int async_call(pp_pool_t *pool, const void *payload, size_t len,
   } else if (pool->state == PP_POOL_DEGRADED) {
     r = PP_EDEGRADED;
   } else if (loop && pool->async_waiters == 0 &&
-             (slot = pick(pool, ring_depth(pool), now)) != NULL) {
+             (slot = pick(pool, ring_depth(pool), now,
+                          a->done.chunk != NULL)) != NULL) {
     r = place(pool, slot, a, now);
   } else if (loop && pp__waiting(pool) >= pool->cfg->max_waiters) {
     pool->rejected++;

@@ -486,9 +486,9 @@ static void call_leave(tcall_t *c, int cancel);
 static int call_abandon(tcall_t *c) {
   pp__proc_t *proc = c->proc;
 
-  if (pp__call_expired(proc, c->msg, c->cap))
+  if (pp__call_expired(proc, c->on_chunk != NULL, c->msg, c->cap))
     return PP_ETIMEDOUT;
-  call_leave(c, proc->pool->cfg->on_client_death == PP_DEATH_CANCEL);
+  call_leave(c, pp__call_cancels(proc, c->on_chunk != NULL));
   return PP_ETIMEDOUT;
 }
 
@@ -548,18 +548,25 @@ static void call_io(tcall_t *c, const void *payload, size_t len,
   while (r == 0 && (used = pp__read_frame(proc, c->deadline_ns, &f)) > 0 &&
          c->on_chunk && pp__chunk_of(&f, c->id)) {
     /* A stream's item: its caller takes it here, on its own thread, and
-     * nothing more is read meanwhile. */
+     * nothing more is read meanwhile.  Past its deadline, cancelled, or
+     * its client dead or its lease checked in by another thread (its
+     * items would go nowhere), the stream ends before the item: what is
+     * left unread goes to the loop with the worker (call_leave). */
+    pp__lock(pool);
+    if (c->lease->client->dead || c->lease->checked_in)
+      c->stopped = 1;
+    r = c->stopped                                         ? PP_ECANCELED
+        : c->cancelled                                     ? PP_ECANCELED
+        : c->deadline_ns && pp__now_ns() >= c->deadline_ns ? PP_ETIMEDOUT
+                                                           : 0;
+    pp__unlock(pool);
+    if (r != 0)
+      break;
     c->stopped =
         c->on_chunk(f.payload, f.len, (f.flags & PP_FRAME_FLAG_BINARY) != 0,
                     c->chunk_data) != 0;
     memmove(proc->rbuf, proc->rbuf + used, proc->rlen - (size_t)used);
     proc->rlen -= (size_t)used;
-    /* A stream whose client died, or whose lease another thread checked
-     * in, stops: its items would go nowhere. */
-    pp__lock(pool);
-    if (c->lease->client->dead || c->lease->checked_in)
-      c->stopped = 1;
-    pp__unlock(pool);
     if (c->stopped)
       r = PP_ECANCELED;
   }

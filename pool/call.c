@@ -110,7 +110,13 @@ int pp__call_opts_check(pp_pool_t *pool, const pp_call_opts_t *opts,
   return 0;
 }
 
-int pp__call_expired(pp__proc_t *proc, char *msg, size_t cap) {
+int pp__call_cancels(const pp__proc_t *proc, int stream) {
+  pp__death_t d = proc->pool->cfg->on_client_death;
+
+  return d == PP_DEATH_CANCEL || (stream && d == PP_DEATH_FINISH);
+}
+
+int pp__call_expired(pp__proc_t *proc, int stream, char *msg, size_t cap) {
   PP_ASSERT_LOCKED(proc->pool);
   static const char *const left[] = {
       [PP_DEATH_FINISH] = "runs the request on and drops its reply "
@@ -119,7 +125,10 @@ int pp__call_expired(pp__proc_t *proc, char *msg, size_t cap) {
       [PP_DEATH_KILL] = "is replaced (on_client_death: kill)"};
 
   snprintf(msg, cap, "the call ran past its timeout_ms; its worker %d %s",
-           proc->slot->id, left[proc->pool->cfg->on_client_death]);
+           proc->slot->id,
+           stream && proc->pool->cfg->on_client_death == PP_DEATH_FINISH
+               ? "was sent CANCEL (a stream's items would go nowhere)"
+               : left[proc->pool->cfg->on_client_death]);
   if (proc->pool->cfg->on_client_death != PP_DEATH_KILL)
     return 0;
   pp__proc_fail(proc, PP_EXIT_NONE,

@@ -108,10 +108,7 @@ void pp__lease_end(pp_lease_t *lease, int reclaimed, const char *why) {
       case PP_DEATH_CANCEL:
         proc->orphan_id = lease->req_id;
         pool->orphans++;
-        /* A stream's items would go nowhere: it stops whatever the
-         * policy says. */
-        if (pool->cfg->on_client_death == PP_DEATH_CANCEL ||
-            (lease->req && lease->req->done.chunk))
+        if (pp__call_cancels(proc, lease->req && lease->req->done.chunk))
           pp__proc_cancel(proc, lease->req_id);
         break;
       case PP_DEATH_KILL:
@@ -716,7 +713,7 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
   PP_ASSERT_LOCKED(proc->pool);
 
   if (lease->req->done.chunk && pp__chunk_of(f, lease->req_id)) {
-    if (pp__chunk_queue(pool, NULL, lease, f) != 0)
+    if (pp__chunk_queue(pool, proc, NULL, lease, f) != 0)
       pp__proc_fail(proc, PP_EXIT_NONE, "out of memory for a stream chunk");
     return;
   }
@@ -833,6 +830,7 @@ static int request(pp_lease_t *lease, const void *payload, size_t len,
     goto out;
   }
   lease->req->done = *done;
+  lease->req->stopped = 0;
   if (opts && opts->on_chunk) {
     lease->req->done.chunk = opts->on_chunk;
     lease->req->done.chunk_data = opts->chunk_data;

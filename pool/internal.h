@@ -100,8 +100,10 @@ struct pp__pending {
 typedef struct pp__chunk {
   pp__pending_t pend;
   pp_pool_t *pool;
+  pp__proc_t *proc;   /* its worker (a reference), held until delivery */
   pp__acall_t *acall; /* its pp_call_async_with, or NULL for */
-  pp_lease_t *lease;  /* its pp_request_with's lease */
+  pp_lease_t *lease;  /* its pp_request_with's lease, */
+  uint64_t lease_id;  /* ... checked out as this */
   uint32_t id;        /* the request's */
   int binary;
   size_t len;
@@ -132,6 +134,7 @@ struct pp__acall {
   int delivered; /* its callback ran */
   int gone;      /* off its ring */
   int final;     /* answered by its worker: its callback is queued */
+  int stopped;   /* its on_chunk stopped its stream */
   /* Cancelled (pp_cancel) while placed: a ghost whose worker is sent
    * CANCEL (by the loop: cancel_wanted until then); at the head of its
    * ring it must answer by cancel_due_ns, or its worker is replaced and
@@ -217,6 +220,7 @@ struct pp__slot {
    * worker serves these or pipelined pp_calls, one kind at a time. */
   pp__queue_t aring;
   int anum;
+  int astream; /* ... one of them a stream, which has the worker alone */
   struct pp__pcall *reader; /* reads for the ring; NULL when empty */
   int missed;               /* heartbeats missed in a row */
   pp_exit_kind_t last_exit;
@@ -298,6 +302,7 @@ struct pp__lreq {
   pp__done_t done;       /* its callback */
   pp__bind_t bind;       /* its cancel token */
   int reply_binary;      /* the reply is bytes a handler returned */
+  int stopped;           /* its on_chunk stopped its stream */
   char msg[PP__MSG_CAP]; /* why it failed ("" once one succeeds) */
 };
 
@@ -677,9 +682,14 @@ int pp__call_opts_check(pp_pool_t *pool, const pp_call_opts_t *opts,
                         int one_shot, pp_diag_t *diag);
 /* A call ran past its timeout_ms while its request runs on proc: msg says
  * so, and the worker is left as on_client_death says, as for a client
- * that went away.  With kill it is failed here (returns 1); otherwise 0,
- * and the caller lets the request run (finish) or cancels it (cancel). */
-int pp__call_expired(pp__proc_t *proc, char *msg, size_t cap);
+ * that went away (a stream is cancelled under finish too).  With kill it is
+ * failed here (returns 1); otherwise 0, and the caller lets the request run
+ * (finish) or cancels it (cancel). */
+int pp__call_expired(pp__proc_t *proc, int stream, char *msg, size_t cap);
+/* Whether a call abandoned on proc (its caller gone or out of time) is
+ * sent CANCEL: on_client_death: cancel, or a stream (its items would go
+ * nowhere) unless the worker is killed instead. */
+int pp__call_cancels(const pp__proc_t *proc, int stream);
 /* The status of a call cut short because its worker failed for reason;
  * `first`: the call the reason is about (the oldest in flight), the
  * others behind a timed-out one get PP_ECRASHED. */
@@ -759,8 +769,8 @@ int pp__ring_takes(pp_pool_t *pool, pp__slot_t *slot, int queued, int depth,
 /* ---- stream.c: a loop-face stream's chunks */
 /* Queue chunk f of the stream of a (or, a NULL, of lease's request) for
  * its on_chunk (lock held): 0, or UV_ENOMEM. */
-int pp__chunk_queue(pp_pool_t *pool, pp__acall_t *a, pp_lease_t *lease,
-                    const pp_frame_t *f);
+int pp__chunk_queue(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
+                    pp_lease_t *lease, const pp_frame_t *f);
 /* Hand it to on_chunk, unless its call ended early meanwhile, and stop
  * the stream when asked; frees it (loop thread, lock NOT held). */
 void pp__chunk_deliver(pp__chunk_t *ch);

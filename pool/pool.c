@@ -1304,6 +1304,8 @@ static void on_async(uv_async_t *a) {
           if (end)
             pp__proc_arm(slot->proc,
                          end > now ? (end - now + 999999) / 1000000 : 1);
+          /* What the thread read ahead (a stream's chunks, its answer). */
+          pp__proc_read_pending(slot->proc);
         }
       }
       if (slot->proc && slot->proc->cancel_wanted) {

@@ -27,7 +27,8 @@ typedef struct call {
   size_t reply_len;
   int binary; /* the reply is bytes */
   char msg[512];
-  pp_lease_t *lease;
+  pp_lease_t *lease; /* F_LEASE's, or F_REQUEST's (on the loop) */
+  int checked_in;    /* F_REQUEST: the test checked the lease in itself */
 } call_t;
 
 size_t plen(const call_t *c);

@@ -173,6 +173,19 @@ static int wait_input(mw_t *m, int ms) {
   return r > 0 && (p[0].revents & (POLLIN | POLLHUP)) ? 1 : 0;
 }
 
+/* Wait until the reply pipe has room or a signal came (a stream's
+ * writer, whose pool may stop reading to kill it).  0, or -1 when
+ * signalled. */
+static int wait_output(mw_t *m) {
+  struct pollfd p[2] = {{m->rep, POLLOUT, 0}, {m->ctl, POLLIN, 0}};
+  int r;
+
+  do
+    r = poll(p, 2, -1);
+  while (r < 0 && errno == EINTR);
+  return __atomic_load_n(&m->sig, __ATOMIC_ACQUIRE) || r < 0 ? -1 : 0;
+}
+
 /* Read more of the request stream; 0 on EOF or error. */
 static int read_more(mw_t *m) {
   ssize_t n;
@@ -243,6 +256,9 @@ static int mock_count(mw_t *m, const pp_frame_t *f, json_int_t n) {
   json_int_t i;
   int r;
 
+  /* A CANCEL read with the request, already in the buffer, counts. */
+  if (scan_control(m) != 0)
+    return -1;
   if (!(f->flags & PP_FRAME_FLAG_STREAM)) {
     send_error(m, f->id, "TypeError",
                "handler 'count' streams its results: the call must take a "
@@ -258,8 +274,10 @@ static int mock_count(mw_t *m, const pp_frame_t *f, json_int_t n) {
       return 0;
     }
     snprintf(num, sizeof(num), "%lld", (long long)i);
-    send_flagged(m, PP_FRAME_REPLY, PP_FRAME_FLAG_STREAM, f->id, num,
-                 strlen(num));
+    if (wait_output(m) != 0 ||
+        send_flagged(m, PP_FRAME_REPLY, PP_FRAME_FLAG_STREAM, f->id, num,
+                     strlen(num)) != 0)
+      return -1; /* the pool closed the pipe: the worker was stopped */
   }
   send_frame(m, PP_FRAME_REPLY, f->id, "\"counted\"", 9);
   return 0;

@@ -251,24 +251,10 @@ static void read_frames(pp__proc_t *proc) {
   PP_ASSERT_LOCKED(proc->pool);
 
   for (;;) {
-    if (pp__proc_rbuf_reserve(proc, pp__proc_rbuf_want(proc)) != 0) {
-      pp__on_proc_read_error(proc, UV_ENOMEM);
-      goto out;
-    }
-    n = read(proc->rep_fd, proc->rbuf + proc->rlen, proc->rcap - proc->rlen);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && errno == EAGAIN)
-      break;
-    if (n <= 0) {
-      pp__on_proc_read_error(proc,
-                             n == 0 ? UV_EOF : uv_translate_sys_error(errno));
-      goto out;
-    }
-    proc->rlen += (size_t)n;
     /* Decode every complete frame; pp__on_frame may stop our reading (a
-     * reply ends a loop-face request), so check after each one. */
-    while (proc->rpolling && !proc->dead) {
+     * reply ends a loop-face request) or hold it (a stream's chunk), so
+     * check after each one. */
+    while (proc->rpolling && !proc->dead && !proc->held) {
       used = pp_frame_decode(proc->rbuf, proc->rlen, max, &f);
       if (used == 0)
         break;
@@ -285,9 +271,28 @@ static void read_frames(pp__proc_t *proc) {
       memmove(proc->rbuf, proc->rbuf + used, proc->rlen - (size_t)used);
       proc->rlen -= (size_t)used;
     }
-    if (!proc->rpolling || proc->dead)
+    if (!proc->rpolling || proc->dead || proc->held)
       break;
+    if (pp__proc_rbuf_reserve(proc, pp__proc_rbuf_want(proc)) != 0) {
+      pp__on_proc_read_error(proc, UV_ENOMEM);
+      goto out;
+    }
+    n = read(proc->rep_fd, proc->rbuf + proc->rlen, proc->rcap - proc->rlen);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno == EAGAIN)
+      break;
+    if (n <= 0) {
+      pp__on_proc_read_error(proc,
+                             n == 0 ? UV_EOF : uv_translate_sys_error(errno));
+      goto out;
+    }
+    proc->rlen += (size_t)n;
   }
+  /* Held: the poll waits for the chunks' delivery (pp__proc_read_pending),
+   * or it would fire again at once for the bytes left unread. */
+  if (proc->held && proc->rpolling && !proc->dead)
+    uv_poll_stop(&proc->rpoll);
 out:
   return;
 }
@@ -311,7 +316,17 @@ void pp__proc_read_start(pp__proc_t *proc) {
   if (proc->rpolling || !(proc->handles & PP__H_RPOLL))
     return;
   proc->rpolling = 1;
+  if (!proc->held) /* else pp__proc_read_pending starts it */
+    uv_poll_start(&proc->rpoll, UV_READABLE, on_readable);
+}
+
+void pp__proc_read_pending(pp__proc_t *proc) {
+  PP_ASSERT_LOOP(proc->pool);
+  PP_ASSERT_LOCKED(proc->pool);
+  if (!proc->rpolling || proc->dead || proc->held)
+    return;
   uv_poll_start(&proc->rpoll, UV_READABLE, on_readable);
+  read_frames(proc);
 }
 
 void pp__proc_read_stop(pp__proc_t *proc) {

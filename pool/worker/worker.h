@@ -122,6 +122,10 @@ struct pp__proc {
   int dead;   /* unusable: killed, exited or broke the protocol */
   int exited; /* exit callback ran: pid is no longer ours */
   int rpolling, wpolling;
+  /* Stream chunks queued for their on_chunk and not yet delivered: while
+   * any are, reading waits (its poll stopped, rpolling kept), so that a
+   * slow consumer holds the worker at its next write (stream.c). */
+  int held;
   int stopping;          /* SIGTERM sent, kill timer armed */
   int stop_wanted;       /* a thread asked the loop to stop it */
   pp__queue_t stop_node; /* in pool->stop_list while stop_wanted */
@@ -214,6 +218,10 @@ void pp__proc_abort(pp__proc_t *proc);
 /* The worker ended (loop thread, lock NOT held). */
 void pp__proc_exited(pp__proc_t *proc, int64_t status, int term_signal);
 void pp__proc_ref(pp__proc_t *proc);
+/* Decode the frames already in rbuf, then read on (loop thread, lock
+ * held; not from a frame's handler): after a thread that read ahead
+ * handed the worker to the loop, or once held chunks were delivered. */
+void pp__proc_read_pending(pp__proc_t *proc);
 /* Drop a reference (lock held); frees when the last goes. */
 void pp__proc_unref(pp__proc_t *proc);
 /* Loop thread: SIGTERM the group, SIGKILL after grace (0 = SIGKILL now). */
