@@ -216,8 +216,10 @@ class TestConcurrent(Base):
         gates = [self.fifo("gate%d" % i) for i in range(2)]
         self.block(w, 1, "1", gates[0])
         self.block(w, 2, "2", gates[1])
-        w.send_raw(request(3, "hold", {"key": "k", "tag": "3", "signal": self.sig.path}))
-        self.assertEqual(sorted(self.sig.lines(3)), ["started 1", "started 2", "started 3"])
+        w.send_raw(request(3, "hold", {"key": "k", "tag": "3",
+                                       "signal": self.sig.path}))
+        self.assertEqual(sorted(self.sig.lines(3)),
+                         ["started 1", "started 2", "started 3"])
         for i in range(5):
             self.sync(w, 100 + i)
         # A fourth request waits, and PING is still answered.
@@ -259,6 +261,19 @@ class TestConcurrent(Base):
         self.assertEqual(self.call(w, 11, "echo", [11]), [11])
         w.finish()
 
+    def test_max_frame_and_protocol_errors(self):
+        w = dw.spawn(FIXTURE, env={"PORTPOOL_CONCURRENCY": "2",
+                                   "PORTPOOL_MAX_FRAME": "1000"})
+        w.expect(dw.HELLO, 0)
+        w.send_raw(request(1, "echo", "x" * 2000))
+        w.expect_error(1, "FrameTooBig")
+        w.send_raw(request(2, "echo", "ok"))
+        self.assertEqual(w.expect_reply(2), "ok")
+        w.send(9, 3)  # a frame type the pool never sends
+        self.assertIsNone(w.recv())
+        self.assertEqual(w.wait(), 2)
+        self.assertIn(b"protocol error", w.err)
+
     def call(self, w, rid, cmd, args=None):
         w.send_raw(request(rid, cmd, args))
         return w.expect_reply(rid)
@@ -292,10 +307,9 @@ class TestRequestContext(Base):
         g2.open_gate()
         got = self.replies(w, 2)
         a, b = json.loads(got[1][2]), json.loads(got[2][2])
-        self.assertEqual((a["id"], a["deadline"], a["has_remaining"], a["cancelled"]),
-                         (1, far / 1e9, True, False))
-        self.assertEqual((b["id"], b["deadline"], b["has_remaining"], b["cancelled"]),
-                         (2, None, False, True))
+        keys = ("id", "deadline", "has_remaining", "cancelled")
+        self.assertEqual([a[k] for k in keys], [1, far / 1e9, True, False])
+        self.assertEqual([b[k] for k in keys], [2, None, False, True])
         self.assertNotEqual(a["thread"], b["thread"])
         w.finish()
 
@@ -305,7 +319,8 @@ class TestCancel(Base):
         w = self.spawn(2)
         gate = self.fifo("gate")
         self.block(w, 1, "plain", gate)
-        w.send_raw(request(2, "hold", {"key": "k", "tag": "async", "signal": self.sig.path}))
+        w.send_raw(request(2, "hold", {"key": "k", "tag": "async",
+                                       "signal": self.sig.path}))
         self.assertEqual(sorted(self.sig.lines(2)), ["started async", "started plain"])
         w.send(dw.CANCEL, 2)
         err = w.expect_error(2, "Cancelled")
@@ -347,7 +362,8 @@ class TestCancel(Base):
 
     def test_cancel_with_its_request(self):
         w = self.spawn(2)
-        w.send_raw(request(1, "hold", {"key": "k", "tag": "h"}) + dw.frame(dw.CANCEL, 1))
+        w.send_raw(request(1, "hold", {"key": "k", "tag": "h"})
+                   + dw.frame(dw.CANCEL, 1))
         w.expect_error(1, "Cancelled")
         w.finish()
 
@@ -386,8 +402,9 @@ class TestStreams(Base):
             frames.append((ftype, flags, payload))
             if not flags & STREAM:
                 break
-        self.assertEqual(frames, [(dw.REPLY, 4, b'"tick 0"'), (dw.REPLY, 4, b'"tick 1"'),
-                                  (dw.REPLY, 4, b'"tick 2"'), (dw.REPLY, 0, b"null")])
+        self.assertEqual(frames, [
+            (dw.REPLY, 4, b'"tick 0"'), (dw.REPLY, 4, b'"tick 1"'),
+            (dw.REPLY, 4, b'"tick 2"'), (dw.REPLY, 0, b"null")])
         ga.open_gate()
         self.assertEqual(w.recv(), (dw.REPLY, 4, 1, b'"a0"'))
         self.assertEqual(w.recv(), (dw.REPLY, 0, 1, b'"a"'))

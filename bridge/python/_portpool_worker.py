@@ -1108,6 +1108,7 @@ class _Concurrent:
         self.run = run
         os.set_blocking(REQ_FD, False)
         self.loop.add_reader(REQ_FD, self.readable)
+        self.wake_on_signals()
         try:
             self.loop.run_forever()
         except SystemExit as exc:
@@ -1122,6 +1123,30 @@ class _Concurrent:
             _kill_group_members()
             _die(code)
         self.executor.shutdown(wait=True)
+
+    def wake_on_signals(self):
+        """A signal the kernel hands to a handler thread must still wake
+        the loop, on the main thread, where Python runs signal handlers
+        (SIGTERM's): the C handler writes a byte to a pipe the loop
+        watches."""
+        import _signal as signal
+
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+        def drain():
+            try:
+                while os.read(rfd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+        try:
+            signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread: nothing to wake
+            os.close(rfd)
+            os.close(wfd)
+            return
+        self.loop.add_reader(rfd, drain)
 
     # -- reading ----------------------------------------------------------
 
