@@ -424,6 +424,16 @@ class TestStreams(Base):
         self.assertEqual(self.sig.line(), "closed a")  # GeneratorExit
         w.finish()
 
+    def test_cancel_an_async_generator(self):
+        w = self.spawn(2)
+        args = {"key": "k", "tag": "g", "signal": self.sig.path}
+        w.send_raw(request(1, "aheld", args, flags=STREAM))
+        self.assertEqual(w.recv(), (dw.REPLY, 4, 1, b'"first"'))
+        w.send(dw.CANCEL, 1)
+        self.assertIn("while it ran", w.expect_error(1, "Cancelled")["message"])
+        self.assertEqual(self.sig.line(), "closed g")
+        w.finish()
+
 
 class TestBytes(Base):
     def test_bytes_in_bytes_out(self):

@@ -992,7 +992,11 @@ def _serve(run):
 #   the thread pool, and a CANCEL closes it (GeneratorExit) before its
 #   next item.  An async generator runs on the loop, cancelled as a task.
 # - deadline(), remaining(), cancelled() and current_request_id answer
-#   for the request the calling task or thread runs for (a ContextVar).
+#   for the request the calling task or thread runs for (a ContextVar); in
+#   a thread a handler starts itself they say "no request" (None, False).
+# - An async handler that blocks without awaiting holds the loop: every
+#   other request, and PING, wait for it.
+# - A handler's sys.exit() ends the worker at once, whatever else runs.
 # - A request cancelled while it waits is answered "Cancelled" and never
 #   runs; one whose deadline passed while it waited, "DeadlineExceeded".
 # - PING is answered as soon as it is read, however many handlers run.
