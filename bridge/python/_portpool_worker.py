@@ -1280,32 +1280,59 @@ class _Concurrent:
             del self.reqs[req.rid]
 
     def launch(self, rid, fn, name, arg, send_result):
-        """Run handler fn for request rid in a task of its own, in a copy
-        of the context where the request is the current one."""
+        """Run handler fn for request rid, in a copy of the context where
+        the request is the current one: a plain handler in the thread
+        pool (its result handled by called() on the loop), anything else
+        in a task on the loop."""
         req = self.reqs[rid]
         ctx = self.copy_context()
         ctx.run(_req_var.set, req)
+        if handler_kind(fn) == "plain":
+            later = self.loop.call_soon_threadsafe
+            called = self.called
+
+            def back(future):  # in the handler thread
+                later(called, req, future.result(), ctx, name, send_result)
+
+            req.task = self.executor.submit(ctx.run, _call, fn, arg)
+            req.task.add_done_callback(back)
+            return
         req.task = ctx.run(
-            self.loop.create_task, self.handle(req, fn, name, arg, send_result)
+            self.loop.create_task,
+            self.handle(req, fn, arg, None, name, send_result),
         )
 
-    async def handle(self, req, fn, name, arg, send_result):
+    def called(self, req, outcome, ctx, name, send_result):
+        """A plain handler returned (or raised) in its thread."""
+        ok, result = outcome
+        if not ok:
+            self.failed(req, result)
+        elif type(result) in _NOT_VALUES:
+            # A coroutine or a generator: a task of its own takes over.
+            req.task = ctx.run(
+                self.loop.create_task,
+                self.handle(req, None, None, result, name, send_result),
+            )
+            return
+        else:
+            send_result(req.rid, result)
+        self.done(req)
+        self.pump()
+
+    async def handle(self, req, fn, arg, result, name, send_result):
+        """fn(arg) when fn is given (an async def or a generator function:
+        the call only makes the coroutine or generator), else the result
+        of a plain handler; a coroutine runs to its end, a generator
+        streams; then the reply."""
         rid = req.rid
         try:
             try:
-                if handler_kind(fn) == "plain":
-                    ok, result = await self.in_thread(_call, fn, arg)
-                    if not ok:
-                        self.failed(req, result)
-                        return
-                else:
-                    # An async def or a generator function: calling it only
-                    # makes the coroutine or generator.
+                if fn is not None:
                     result = fn(arg)
                 kind = type(result)
                 if kind in _NOT_VALUES:
                     if kind is not _CoroutineType and not req.flags & FLAG_STREAM:
-                        _not_a_stream(result, name)
+                        _not_a_stream(result, name)  # closes it, raises TypeError
                     if kind is _GeneratorType:
                         ok, result = await self.stream(req, result)
                         if not ok:
