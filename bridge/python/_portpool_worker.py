@@ -124,6 +124,11 @@ def deadline():
     the request being handled (the earlier of the call's timeout and
     worker.request_timeout), or None when it has none or outside a
     request."""
+    if _concurrent:
+        req = _req_var.get()
+        if req is None or req.deadline is None:
+            return None
+        return req.deadline / 1e9
     rid = current_request_id
     if rid is None or rid != _deadline_rid:
         return None
@@ -133,6 +138,12 @@ def deadline():
 def remaining():
     """Return the seconds left before deadline() (0.0 once it passed), or
     None when the request has no deadline."""
+    if _concurrent:
+        req = _req_var.get()
+        if req is None or req.deadline is None:
+            return None
+        left = (req.deadline - time.monotonic_ns()) / 1e9
+        return left if left > 0.0 else 0.0
     rid = current_request_id
     if rid is None or rid != _deadline_rid:
         return None
@@ -147,12 +158,7 @@ def _run_flagged(run, rid, flags, data):
     global _deadline_rid, _deadline_at, _stream_rid
     if flags & FLAG_STREAM:
         _stream_rid = rid
-    if flags & FLAG_BINARY:
-        run_body = getattr(run, "binary", None)
-        if run_body is None:  # raw mode: payloads are bytes already
-            run_body = run
-    else:
-        run_body = run
+    run_body = _runner_for(run, flags)
     if not flags & FLAG_DEADLINE:
         run_body(rid, data)
         return
@@ -166,6 +172,15 @@ def _run_flagged(run, rid, flags, data):
     _deadline_rid = rid
     _deadline_at = at
     run_body(rid, data[8:])
+
+
+def _runner_for(run, flags):
+    """The runner of a REQUEST with these flags: run, or run.binary."""
+    if flags & FLAG_BINARY:
+        run_body = getattr(run, "binary", None)
+        if run_body is not None:
+            return run_body
+    return run  # raw mode: payloads are bytes already
 
 
 def _send_expired(rid):
@@ -184,7 +199,14 @@ def cancelled():
     non-blocking poll of the request pipe.  While it runs, PINGs queued
     behind the current request are answered too.  Outside a request it
     returns False.
+
+    With worker.concurrency > 1 it answers for the request the calling
+    code runs for (its task or thread), without any I/O: the worker's
+    loop reads CANCEL frames while handlers run.
     """
+    if _concurrent:
+        req = _req_var.get()
+        return req is not None and req.cancelled
     rid = current_request_id
     if rid is None:
         return False
@@ -406,6 +428,9 @@ def _send_unknown(rid, cmd, names):
 
 
 def _on_cancel(rid):
+    if _concurrent:
+        _conc.cancel(rid)
+        return
     # Record only ids that are running or queued here: a CANCEL for a request
     # already answered raced with its reply and is dropped, so the set never
     # grows and a reused id is never born cancelled.
@@ -550,6 +575,10 @@ def _send_base_exception(rid, exc):
     cancelled the request, else the exception as any other."""
     cancelled = rid in _cancelled_ids
     _cancelled_ids.discard(rid)
+    _send_ended(rid, exc, cancelled)
+
+
+def _send_ended(rid, exc, cancelled):
     if cancelled:
         _send_error(rid, "Cancelled", "request %d was cancelled while it ran" % rid)
     else:
@@ -574,6 +603,11 @@ def _settle(value, name):
         if type(value) is _GeneratorType:
             return _stream(value, rid)
         return _run_coroutine(_astream(value, rid))
+    _not_a_stream(value, name)
+
+
+def _not_a_stream(value, name):
+    """A generator handler called without a stream: close it, raise."""
     value.close()
     raise TypeError(
         "handler %r streams its results (it is a generator): the call must "
@@ -666,7 +700,13 @@ def _run_coroutine(coro):
         loop.remove_reader(REQ_FD)
 
 
-def _make_json_runner(table):
+def _make_json_runner(table, launch=None):
+    """The runner of JSON mode: run(rid, data) parses a REQUEST's payload,
+    calls the handler and sends its reply; run.binary(rid, data) the same
+    for a binary REQUEST.  With launch (worker.concurrency > 1), run()
+    only parses and looks the handler up, then hands it to
+    launch(rid, fn, name, arg, send_result), which runs it and later calls
+    send_result(rid, result); everything else is shared by both modes."""
     # The hot path: everything it uses is a local of this closure.
     names = sorted(table)
     loads = _loads
@@ -680,38 +720,8 @@ def _make_json_runner(table):
     not_values = _NOT_VALUES
     bytes_types = _BYTES_TYPES
 
-    def dispatch(rid, cmd, arg):
-        """Call handler cmd with arg and send what it returns: JSON, or
-        its bytes."""
-        global current_request_id
-        if cancelled_ids and rid in cancelled_ids:
-            # Queued behind another request and cancelled before it ran.
-            cancelled_ids.discard(rid)
-            _send_cancelled(rid)
-            return
-        fn = table.get(cmd)
-        if fn is None:
-            _send_unknown(rid, cmd, names)
-            return
-        current_request_id = rid
-        try:
-            result = fn(arg)
-            if type(result) in not_values:
-                result = _settle(result, cmd)
-        except Exception as exc:
-            current_request_id = None
-            cancelled_ids.discard(rid)
-            _send_exception(rid, exc)
-            return
-        except BaseException as exc:
-            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-                raise  # the handler ends the worker, as it asked
-            current_request_id = None
-            _send_base_exception(rid, exc)
-            return
-        current_request_id = None
-        if cancelled_ids:
-            cancelled_ids.discard(rid)
+    def send_result(rid, result):
+        """Send what a handler returned: JSON, or its bytes."""
         if type(result) in bytes_types:
             _send_bytes(rid, result)
             return
@@ -736,6 +746,51 @@ def _make_json_runner(table):
             send(REPLY, rid, out)
         else:
             _send_reply(rid, out)
+
+    if launch is None:
+
+        def dispatch(rid, cmd, arg):
+            """Call handler cmd with arg and send what it returns."""
+            global current_request_id
+            if cancelled_ids and rid in cancelled_ids:
+                # Queued behind another request and cancelled before it ran.
+                cancelled_ids.discard(rid)
+                _send_cancelled(rid)
+                return
+            fn = table.get(cmd)
+            if fn is None:
+                _send_unknown(rid, cmd, names)
+                return
+            current_request_id = rid
+            try:
+                result = fn(arg)
+                if type(result) in not_values:
+                    result = _settle(result, cmd)
+            except Exception as exc:
+                current_request_id = None
+                cancelled_ids.discard(rid)
+                _send_exception(rid, exc)
+                return
+            except BaseException as exc:
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                    raise  # the handler ends the worker, as it asked
+                current_request_id = None
+                _send_base_exception(rid, exc)
+                return
+            current_request_id = None
+            if cancelled_ids:
+                cancelled_ids.discard(rid)
+            send_result(rid, result)
+
+    else:
+
+        def dispatch(rid, cmd, arg):
+            """Hand handler cmd to the concurrent runner."""
+            fn = table.get(cmd)
+            if fn is None:
+                _send_unknown(rid, cmd, names)
+                return
+            launch(rid, fn, cmd, arg, send_result)
 
     def run(rid, data):
         try:
@@ -779,36 +834,13 @@ def _make_json_runner(table):
     return run
 
 
-def _make_raw_runner(handle):
+def _make_raw_runner(handle, launch=None):
+    """The runner of raw mode (handle(bytes) -> bytes); launch as for
+    _make_json_runner()."""
     cancelled_ids = _cancelled_ids
     send = _send
 
-    def run(rid, data):
-        global current_request_id
-        if cancelled_ids and rid in cancelled_ids:
-            # Queued behind another request and cancelled before it ran.
-            cancelled_ids.discard(rid)
-            _send_cancelled(rid)
-            return
-        current_request_id = rid
-        try:
-            out = handle(bytes(data))
-            if type(out) in _NOT_VALUES:
-                out = _settle(out, "handle")
-        except Exception as exc:
-            current_request_id = None
-            cancelled_ids.discard(rid)
-            _send_exception(rid, exc)
-            return
-        except BaseException as exc:
-            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-                raise  # the handler ends the worker, as it asked
-            current_request_id = None
-            _send_base_exception(rid, exc)
-            return
-        current_request_id = None
-        if cancelled_ids:
-            cancelled_ids.discard(rid)
+    def send_result(rid, out):
         if type(out) is not bytes:
             if not isinstance(out, (bytes, bytearray, memoryview)):
                 _send_error(
@@ -823,6 +855,41 @@ def _make_raw_runner(handle):
             send(REPLY, rid, out)
         else:
             _send_reply(rid, out)
+
+    if launch is None:
+
+        def run(rid, data):
+            global current_request_id
+            if cancelled_ids and rid in cancelled_ids:
+                # Queued behind another request and cancelled before it ran.
+                cancelled_ids.discard(rid)
+                _send_cancelled(rid)
+                return
+            current_request_id = rid
+            try:
+                out = handle(bytes(data))
+                if type(out) in _NOT_VALUES:
+                    out = _settle(out, "handle")
+            except Exception as exc:
+                current_request_id = None
+                cancelled_ids.discard(rid)
+                _send_exception(rid, exc)
+                return
+            except BaseException as exc:
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                    raise  # the handler ends the worker, as it asked
+                current_request_id = None
+                _send_base_exception(rid, exc)
+                return
+            current_request_id = None
+            if cancelled_ids:
+                cancelled_ids.discard(rid)
+            send_result(rid, out)
+
+    else:
+
+        def run(rid, data):
+            launch(rid, handle, "handle", bytes(data), send_result)
 
     def run_binary(rid, data):
         # A binary call names its handler: raw mode has only handle().
@@ -906,6 +973,432 @@ def _serve(run):
         _end += n
 
 
+# ---------------------------------------------------------------------------
+# worker.concurrency > 1: many requests at once (PORTPOOL_CONCURRENCY=N).
+#
+# The pool starts the worker with PORTPOOL_CONCURRENCY=N (1..1024; absent
+# or 1: the one-at-a-time loop above, unchanged).  With N > 1 one asyncio
+# loop on the main thread reads fd 3 (add_reader, non-blocking reads into
+# the same buffer, the same frame checks) and writes every frame to fd 4
+# (blocking: a pool that reads slowly holds the worker there).  Up to N
+# requests run at once; the rest wait in arrival order.  Replies go out as
+# each request ends, so out of order, matched by request id.
+# - An async def handler runs as a task on the loop; a CANCEL cancels the
+#   task (asyncio.CancelledError at its await) and the reply is the
+#   "Cancelled" ERROR.
+# - A plain handler runs in a ThreadPoolExecutor of N threads, so it must
+#   be thread-safe; a CANCEL turns its cancelled() true.
+# - A generator streams as with N = 1; a sync generator's next() runs in
+#   the thread pool, and a CANCEL closes it (GeneratorExit) before its
+#   next item.  An async generator runs on the loop, cancelled as a task.
+# - deadline(), remaining(), cancelled() and current_request_id answer
+#   for the request the calling task or thread runs for (a ContextVar); in
+#   a thread a handler starts itself they say "no request" (None, False).
+# - An async handler that blocks without awaiting holds the loop: every
+#   other request, and PING, wait for it.
+# - A handler's sys.exit() ends the worker at once, whatever else runs.
+# - A request cancelled while it waits is answered "Cancelled" and never
+#   runs; one whose deadline passed while it waited, "DeadlineExceeded".
+# - PING is answered as soon as it is read, however many handlers run.
+# - EOF on fd 3: no more requests are read; those already read run and
+#   are answered, then teardown() runs and the worker exits 0.  SIGTERM
+#   runs teardown() only when no request is running or waiting.
+# - HELLO carries "concurrency": N.
+
+_concurrent = False  # True once the worker serves with N > 1
+_conc = None  # the _Concurrent server then
+_req_var = None  # its ContextVar: the _Request a task or thread runs for
+
+_CONCURRENCY_MAX = 1024
+
+
+def _concurrency():
+    """worker.concurrency from PORTPOOL_CONCURRENCY (absent: 1), or None
+    after saying on stderr why the value is bad."""
+    text = os.environ.get("PORTPOOL_CONCURRENCY")
+    if text is None:
+        return 1
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= _CONCURRENCY_MAX:
+        return int(text)
+    sys.stderr.write(
+        "portpool_worker: PORTPOOL_CONCURRENCY=%r is not a number of "
+        "requests from 1 to %d (worker.concurrency)\n" % (text, _CONCURRENCY_MAX)
+    )
+    _flush_std()
+    return None
+
+
+def __getattr__(name):
+    # With N > 1, current_request_id is no global: several requests run at
+    # once, and each task or thread sees the id of its own.
+    if name == "current_request_id" and _concurrent:
+        req = _req_var.get()
+        return None if req is None else req.rid
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
+class _Request:
+    """A request read with N > 1, from its arrival to its answer."""
+
+    __slots__ = ("rid", "flags", "data", "deadline", "started", "cancelled",
+                 "task", "cancellable")
+
+    def __init__(self, rid, flags, data, deadline):
+        self.rid = rid
+        self.flags = flags
+        self.data = data
+        self.deadline = deadline  # monotonic ns, or None
+        self.started = False
+        self.cancelled = False
+        self.task = None
+        # True while its task awaits the handler's coroutine or async
+        # generator itself: only then does a CANCEL cancel the task.
+        self.cancellable = False
+
+
+def _call(fn, *args):
+    """fn(*args) in a handler thread, as (True, result) or (False, the
+    exception): its traceback then starts here, one frame to skip."""
+    try:
+        return True, fn(*args)
+    except BaseException as exc:
+        return False, exc
+
+
+def _next(gen):
+    """A generator's next item in a handler thread: (0, item), (1, its
+    return value) or (2, the exception)."""
+    try:
+        return 0, next(gen)
+    except StopIteration as stop:
+        return 1, stop.value
+    except BaseException as exc:
+        return 2, exc
+
+
+class _Concurrent:
+    """The server with N > 1 (see above)."""
+
+    def __init__(self, n):
+        global _concurrent, _req_var, _aloop
+        import asyncio
+        import collections
+        import contextvars
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.n = n
+        self.loop = _aloop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.executor = ThreadPoolExecutor(
+            max_workers=n, thread_name_prefix="portpool-handler"
+        )
+        self.copy_context = contextvars.copy_context
+        self.reqs = {}  # id -> _Request, waiting or running
+        self.pending = collections.deque()  # waiting, in arrival order
+        self.running = 0
+        self.eof = False
+        self.big = None  # [type, flags, id, payload, have] of a big frame
+        self.run = None
+        _req_var = contextvars.ContextVar("portpool_request", default=None)
+        _concurrent = True
+        # From now on the module's __getattr__ answers it, per request.
+        globals().pop("current_request_id", None)
+
+    def idle(self):
+        return not self.reqs
+
+    def serve(self, run):
+        """Serve until EOF on fd 3 and every request read is answered."""
+        self.run = run
+        os.set_blocking(REQ_FD, False)
+        self.loop.add_reader(REQ_FD, self.readable)
+        self.wake_on_signals()
+        try:
+            self.loop.run_forever()
+        except SystemExit as exc:
+            # A handler's sys.exit() ends the worker, as with N = 1, without
+            # waiting for the handlers still running in threads.
+            code = exc.code
+            if code is None:
+                code = 0
+            elif not isinstance(code, int):
+                sys.stderr.write("%s\n" % (code,))
+                code = 1
+            _kill_group_members()
+            _die(code)
+        self.executor.shutdown(wait=True)
+
+    def wake_on_signals(self):
+        """A signal the kernel hands to a handler thread must still wake
+        the loop, on the main thread, where Python runs signal handlers
+        (SIGTERM's): the C handler writes a byte to a pipe the loop
+        watches."""
+        import _signal as signal
+
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+        def drain():
+            try:
+                while os.read(rfd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+        try:
+            signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread: nothing to wake
+            os.close(rfd)
+            os.close(wfd)
+            return
+        self.loop.add_reader(rfd, drain)
+
+    # -- reading ----------------------------------------------------------
+
+    def readable(self):
+        global _start, _end
+        big = self.big
+        if big is not None:
+            self.read_big(big)
+            return
+        _compact()
+        try:
+            n = _rfile.readinto(_mv[_end:])
+        except ConnectionResetError:
+            n = 0
+        if n is None:  # nothing yet (EAGAIN)
+            return
+        if not n:
+            self.at_eof()
+            return
+        _end += n
+        # PING answered, CANCEL to cancel(), REQUEST to _deferred.
+        _absorb()
+        self.take_deferred()
+        if _end - _start >= HEADER:
+            length, ftype, flags, _reserved, rid = _unpack_from(_buf, _start)
+            total = length + 4
+            if total > BUF_SIZE:
+                # Bigger than the buffer: read into a payload of its own.
+                payload = bytearray(total - HEADER)
+                have = _end - _start - HEADER
+                payload[:have] = _buf[_start + HEADER : _end]
+                _start = _end = 0
+                self.big = [ftype, flags, rid, payload, have]
+        self.pump()
+
+    def read_big(self, big):
+        ftype, flags, rid, payload, have = big
+        try:
+            n = _rfile.readinto(memoryview(payload)[have:])
+        except ConnectionResetError:
+            n = 0
+        if n is None:
+            return
+        if not n:
+            self.at_eof()  # EOF in the middle of a frame: the pool is gone
+            return
+        have += n
+        big[4] = have
+        if have < len(payload):
+            return
+        self.big = None
+        if ftype == REQUEST:
+            self.enqueue(rid, flags, payload)
+        elif ftype == PING:
+            _send(PONG, rid)
+        else:
+            self.cancel(rid)
+        self.pump()
+
+    def at_eof(self):
+        self.eof = True
+        self.big = None
+        self.loop.remove_reader(REQ_FD)
+        self.pump()
+
+    def take_deferred(self):
+        if _deferred:
+            for rid, flags, data in _deferred:
+                self.enqueue(rid, flags, data)
+            _deferred.clear()
+
+    def enqueue(self, rid, flags, data):
+        at = None
+        if flags & FLAG_DEADLINE:
+            if len(data) < 8:
+                _send_error(rid, "BadRequest", "deadline flag on a short payload")
+                return
+            at = _unpack_deadline(data, 0)[0]
+            data = memoryview(data)[8:]
+        req = _Request(rid, flags, data, at)
+        self.reqs[rid] = req
+        self.pending.append(req)
+
+    def cancel(self, rid):
+        # Requests read before this CANCEL are known first.
+        self.take_deferred()
+        req = self.reqs.get(rid)
+        if req is None:
+            return  # unknown, or answered already: it raced with the reply
+        if not req.started:
+            self.pending.remove(req)
+            del self.reqs[rid]
+            _send_cancelled(rid)
+            return
+        req.cancelled = True
+        if req.cancellable:
+            req.task.cancel()
+
+    # -- running ----------------------------------------------------------
+
+    def pump(self):
+        """Start waiting requests while fewer than N run; stop the loop
+        once EOF came and all is answered."""
+        pending = self.pending
+        while pending and self.running < self.n:
+            self.start(pending.popleft())
+        if self.eof and not self.reqs:
+            self.loop.stop()
+
+    def start(self, req):
+        rid = req.rid
+        req.started = True
+        self.running += 1
+        if req.deadline is not None and _monotonic_ns() >= req.deadline:
+            _send_expired(rid)
+        else:
+            # Parses the request; answers it at once (BadRequest,
+            # UnknownCommand), or calls launch().
+            _runner_for(self.run, req.flags)(rid, req.data)
+        req.data = None
+        if req.task is None:
+            self.done(req)
+
+    def done(self, req):
+        self.running -= 1
+        if self.reqs.get(req.rid) is req:
+            del self.reqs[req.rid]
+
+    def launch(self, rid, fn, name, arg, send_result):
+        """Run handler fn for request rid, in a copy of the context where
+        the request is the current one: a plain handler in the thread
+        pool (its result handled by called() on the loop), anything else
+        in a task on the loop."""
+        req = self.reqs[rid]
+        ctx = self.copy_context()
+        ctx.run(_req_var.set, req)
+        if handler_kind(fn) == "plain":
+            later = self.loop.call_soon_threadsafe
+            called = self.called
+
+            def back(future):  # in the handler thread
+                later(called, req, future.result(), ctx, name, send_result)
+
+            req.task = self.executor.submit(ctx.run, _call, fn, arg)
+            req.task.add_done_callback(back)
+            return
+        req.task = ctx.run(
+            self.loop.create_task,
+            self.handle(req, fn, arg, None, name, send_result),
+        )
+
+    def called(self, req, outcome, ctx, name, send_result):
+        """A plain handler returned (or raised) in its thread."""
+        ok, result = outcome
+        if not ok:
+            self.failed(req, result)
+        elif type(result) in _NOT_VALUES:
+            # A coroutine or a generator: a task of its own takes over.
+            req.task = ctx.run(
+                self.loop.create_task,
+                self.handle(req, None, None, result, name, send_result),
+            )
+            return
+        else:
+            send_result(req.rid, result)
+        self.done(req)
+        self.pump()
+
+    async def handle(self, req, fn, arg, result, name, send_result):
+        """fn(arg) when fn is given (an async def or a generator function:
+        the call only makes the coroutine or generator), else the result
+        of a plain handler; a coroutine runs to its end, a generator
+        streams; then the reply."""
+        rid = req.rid
+        try:
+            try:
+                if fn is not None:
+                    result = fn(arg)
+                kind = type(result)
+                if kind in _NOT_VALUES:
+                    if kind is not _CoroutineType and not req.flags & FLAG_STREAM:
+                        _not_a_stream(result, name)  # closes it, raises TypeError
+                    if kind is _GeneratorType:
+                        ok, result = await self.stream(req, result)
+                        if not ok:
+                            return
+                    else:
+                        if kind is _AsyncGeneratorType:
+                            result = _astream(result, rid)
+                        req.cancellable = True
+                        if req.cancelled:
+                            req.task.cancel()  # CancelledError at its first await
+                        try:
+                            result = await result
+                        finally:
+                            req.cancellable = False
+            except Exception as exc:
+                _send_exception(rid, exc)
+                return
+            except BaseException as exc:
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                    raise  # the handler ends the worker, as it asked
+                _send_ended(rid, exc, req.cancelled)
+                return
+            send_result(rid, result)
+        finally:
+            self.done(req)
+            self.pump()
+
+    def in_thread(self, fn, *args):
+        """fn(*args) in the thread pool, in a copy of this task's context."""
+        return self.loop.run_in_executor(
+            self.executor, self.copy_context().run, fn, *args
+        )
+
+    def failed(self, req, exc):
+        """Answer a request whose handler raised exc in a thread."""
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            raise exc
+        if isinstance(exc, Exception):
+            _send_exception(req.rid, exc)
+        else:
+            _send_ended(req.rid, exc, req.cancelled)
+
+    async def stream(self, req, gen):
+        """A sync generator's items as chunks, each next() in the thread
+        pool; a CANCEL closes it before its next item.  Returns (True, its
+        return value), or (False, None) once the request is answered."""
+        rid = req.rid
+        try:
+            while True:
+                if req.cancelled:
+                    await self.in_thread(_call, gen.close)
+                    _send_ended(rid, None, True)
+                    return False, None
+                step, value = await self.in_thread(_next, gen)
+                if step == 1:
+                    return True, value
+                if step == 2:
+                    self.failed(req, value)
+                    return False, None
+                _send_chunk(rid, value)
+        except Exception as exc:  # an item that cannot be sent
+            await self.in_thread(_call, gen.close)
+            _send_exception(rid, exc)
+            return False, None
+
+
 # The worker's own pid, for the SIGTERM handler (a forked child inherits
 # the handler but must not act as the worker).
 _worker_pid = None
@@ -972,7 +1465,7 @@ def _on_sigterm(signum, frame):
     import _signal as signal
 
     if os.getpid() == _worker_pid and _is_group_leader():
-        if current_request_id is None:
+        if _conc.idle() if _concurrent else current_request_id is None:
             _teardown()
         _flush_std()
         os.killpg(0, signal.SIGKILL)  # ourselves included
@@ -1286,10 +1779,10 @@ def handler_table(module, raw=False):
     return table
 
 
-def _hello_payload(names, kinds=None):
+def _hello_payload(names, kinds=None, concurrency=1):
     """HELLO with the handler names, and the kind of each that is not plain
     ({"name": "async" | "stream"}), cut (and "handlers_truncated") if they
-    would not fit max_frame."""
+    would not fit max_frame; "concurrency" when it is more than 1."""
     kinds = kinds or {}
     hello = {
         "protocol": PROTOCOL_VERSION,
@@ -1298,6 +1791,8 @@ def _hello_payload(names, kinds=None):
         "handlers": names,
         "kinds": {n: kinds[n] for n in names if kinds.get(n, "plain") != "plain"},
     }
+    if concurrency > 1:
+        hello["concurrency"] = concurrency
     payload = _encode(hello).encode()
     while len(payload) > _max_reply and names:
         names = names[: len(names) // 2]
@@ -1325,6 +1820,9 @@ def main(argv=None):
     if len(args) != 1 or args[0].startswith("-"):
         sys.stderr.write("usage: portpool_worker.py [--raw] HANDLER\n")
         return EXIT_STARTUP
+    # Before the import: a bad setting fails fast, whatever the module does.
+    if _concurrency() is None:
+        return EXIT_STARTUP
 
     try:
         module = _load_handler(args[0])
@@ -1351,6 +1849,9 @@ def serve_module(module, raw=False, forked=False):
         )
         return EXIT_STARTUP
 
+    concurrency = _concurrency()
+    if concurrency is None:
+        return EXIT_STARTUP
     _stacks_on_sigusr1()
     try:
         _max_reply = min(_max_reply, int(os.environ["PORTPOOL_MAX_FRAME"]))
@@ -1371,22 +1872,33 @@ def serve_module(module, raw=False, forked=False):
             fn()
         except (Exception, SystemExit) as exc:
             return boot_failed(exc, "%s() failed" % hook)
-    global _module
+    global _module, _conc
     _module = module
+    # The mode is chosen once, here: N = 1 keeps the one-at-a-time frame
+    # loop (_serve) untouched; N > 1 serves from an asyncio loop.
+    launch = None
+    if concurrency > 1:
+        _conc = _Concurrent(concurrency)
+        launch = _conc.launch
     if raw:
-        run = _make_raw_runner(table["handle"])
+        run = _make_raw_runner(table["handle"], launch)
     else:
-        run = _make_json_runner(table)
+        run = _make_json_runner(table, launch)
 
     _send(
         HELLO,
         0,
         _hello_payload(
-            sorted(table), {n: handler_kind(f) for n, f in table.items()}
+            sorted(table),
+            {n: handler_kind(f) for n, f in table.items()},
+            concurrency,
         ),
     )
     try:
-        _serve(run)
+        if _conc is None:
+            _serve(run)
+        else:
+            _conc.serve(run)
         _teardown()
     finally:
         # EOF, or a handler's sys.exit(): nothing we started stays behind.

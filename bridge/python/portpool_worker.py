@@ -64,7 +64,15 @@ ERROR of type "DeadlineExceeded" and not run.  Frames are handled in
 order, one request at a time: a PING is answered between requests, or
 during one whenever its handler calls cancelled(); a queued request that is
 cancelled before it runs gets an ERROR of type "Cancelled"; a CANCEL for a
-request already answered is ignored.
+request already answered is ignored.  That is worker.concurrency 1; with
+PORTPOOL_CONCURRENCY=N (2..1024; anything but 1..1024 fails the start) the
+worker runs up to N requests at once from an asyncio loop and replies out
+of order by id: async handlers as tasks (a CANCEL cancels the task), plain
+handlers and a generator's next() in a thread pool of N (they must be
+thread-safe), the rest queued in arrival order; deadline(), remaining(),
+cancelled() and current_request_id then answer for the calling task or
+thread's own request, and HELLO carries "concurrency": N (see the notes
+in _portpool_worker.py).
 
 ERROR types: the handler's exception class name; "UnknownCommand";
 "BadRequest" (payload not UTF-8 JSON, or not an object with a string cmd);
@@ -73,9 +81,9 @@ surrogate); "Cancelled"; "DeadlineExceeded"; "FrameTooBig".
 
 Exit status: 0 on EOF of fd 3 (or when the pool stops reading fd 4);
 1 when it cannot start (usage, a boot failure, parent already gone,
-fds 3/4 missing); 2 on a protocol error from the pool (malformed frame or a
-frame type the pool must not send); a handler's sys.exit()/os._exit() or a
-signal otherwise.
+fds 3/4 missing, a bad PORTPOOL_CONCURRENCY); 2 on a protocol error from
+the pool (malformed frame or a frame type the pool must not send); a
+handler's sys.exit()/os._exit() or a signal otherwise.
 """
 
 import sys
