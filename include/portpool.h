@@ -598,13 +598,15 @@ PP_EXTERN int pp_request(pp_lease_t *lease, const void *payload, size_t len,
 /* Check out, request, check in, on the loop, for programs with many calls
  * in flight at once: with worker.pipeline_depth N, up to N of them queue
  * on one worker and are answered in order (a lease still gets a worker to
- * itself), and the requests queued in one turn of the loop go out in one
- * write per worker.  From any thread; the payload is copied before
- * return.  From the loop thread a call takes a free place at once; from
- * another (a pp_pool_open pool's callers, say) it queues, and the loop
- * places every call submitted meanwhile in its next turn (one wake-up for
- * all); one that finds no place then counts against checkout.max_waiters
- * (past it, cb gets PP_EBUSY).  cb runs once, on the loop
+ * itself); with worker.concurrency N, up to N (or pipeline_depth, if
+ * more) run on one worker at once and are answered as they finish, and a
+ * worker's death fails them all with PP_ECRASHED.  The requests queued in one
+ * turn of the loop go out in one write per worker.  From any thread; the
+ * payload is copied before return.  From the loop thread a call takes a free
+ * place at once; from another (a pp_pool_open pool's callers, say) it queues,
+ * and the loop places every call submitted meanwhile in its next turn (one
+ * wake-up for all); one that finds no place then counts against
+ * checkout.max_waiters (past it, cb gets PP_EBUSY).  cb runs once, on the loop
  * thread (a pp_pool_open pool's own thread) and never from inside this
  * call, with the reply (valid only during the callback) and status 0, or
  * PP_EHANDLER and the worker's ERROR payload, or with an empty reply:
@@ -712,7 +714,9 @@ PP_EXTERN int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
  * until its reply is in; callers waiting for a place are served in FIFO
  * order.  If the worker dies or a request ahead passes its timeout, the
  * calls queued behind it fail with PP_ECRASHED; if pp_pool_close stops it
- * past drain_timeout, with PP_ECLOSED. */
+ * past drain_timeout, with PP_ECLOSED.  With worker.concurrency > 1 every
+ * pp_call goes through pp_call_async (the calling thread waits on a
+ * semaphore), whose rings take replies out of order. */
 PP_EXTERN int pp_call(pp_pool_t *pool, const void *payload, size_t len,
                       pp_buf_t *reply, int64_t timeout_ms, pp_diag_t *diag);
 

@@ -226,7 +226,13 @@ class Worker:
         check(h["runtime"] == RUNTIME, "runtime %r" % h.get("runtime"))
         check(isinstance(h["handlers"], list), "handlers not a list")
         keys = {"protocol", "pid", "runtime", "handlers"}
-        check(set(h) == keys | ({"kinds"} if protocol >= 2 else set()), "HELLO keys")
+        if protocol >= 2:
+            keys.add("kinds")
+        if "concurrency" in h:  # said only when above 1
+            check(isinstance(h["concurrency"], int) and h["concurrency"] > 1,
+                  "concurrency %r" % h["concurrency"])
+            keys.add("concurrency")
+        check(set(h) == keys, "HELLO keys %r" % sorted(h))
         return h
 
     # -- process --------------------------------------------------------

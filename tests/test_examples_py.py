@@ -3,7 +3,8 @@ say: every line `poolctl call NAME 'ARGS' [--timeout Ns] -> RESULT` in a
 module's docstring is run against a real worker serving that module, and
 RESULT is checked: a JSON value, `b"..."` for bytes, `PP_EHANDLER Type` for
 an ERROR of that type, or `ITEM | ITEM | ... | RESULT` for a stream (the
-call takes one, as poolctl's does).  docs/handlers.md points at these files, so the contract's examples
+call takes one, as poolctl's does).  A docstring line `worker.concurrency: N`
+starts the worker as a pool with that setting would.  docs/handlers.md points at these files, so the contract's examples
 cannot drift from what the worker does."""
 import ast
 import glob
@@ -69,7 +70,11 @@ class TestExamples(unittest.TestCase):
             calls = calls_of(path)
             with self.subTest(example=os.path.basename(path)):
                 self.assertTrue(calls, "%s documents no call" % path)
-                w = dw.spawn(path, env={"PORTPOOL_WORKER_ID": "0"})
+                env = {"PORTPOOL_WORKER_ID": "0"}
+                m = re.search(r"^\s*worker\.concurrency: (\d+)\s*$", open(path).read(), re.M)
+                if m:
+                    env["PORTPOOL_CONCURRENCY"] = m.group(1)
+                w = dw.spawn(path, env=env)
                 w.hello()
                 for rid, (cmd, args, timeout, want) in enumerate(calls, 1):
                     if isinstance(args, bytes):
