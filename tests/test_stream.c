@@ -379,6 +379,61 @@ static void test_backpressure(void **state) {
   unlink(progress);
 }
 
+/* A task whose stream runs on a lease of its client, cancelled from its
+ * on_chunk (any thread may): the client is dead, so the stream stops at
+ * once, whatever on_client_death says (finish here), and the generator
+ * is closed. */
+typedef struct task_stream {
+  pp_pool_t *pool;
+  pp_task_t *task; /* set by the task itself: on_chunk runs in it */
+  int n, status;
+} task_stream_t;
+
+static int task_on_chunk(const char *chunk, size_t len, int binary,
+                         void *data) {
+  task_stream_t *t = data;
+
+  (void)chunk;
+  (void)len;
+  (void)binary;
+  if (++t->n == 2)
+    pp_task_cancel(t->task);
+  return 0;
+}
+
+static void task_main(pp_task_t *task, pp_client_t *client, void *data) {
+  task_stream_t *t = data;
+  pp_call_opts_t o = {.timeout_ms = -1, .on_chunk = task_on_chunk};
+  const char *req = endless();
+  pp_lease_t *lease;
+  pp_diag_t d;
+
+  t->task = task;
+  o.chunk_data = t;
+  t->status = pp_lease_acquire(t->pool, client, -1, &lease, &d);
+  if (t->status != 0)
+    return;
+  t->status = pp_lease_call_with(lease, req, strlen(req), &o, NULL, &d);
+  pp_checkin(lease);
+}
+
+static void test_client_dies(void **state) {
+  task_stream_t t = {0};
+  pp_task_t *task;
+  rec_t rec;
+  pp_pool_t *pool = pool_open(&rec, 1, NULL);
+
+  (void)state;
+  unlink(marks);
+  t.pool = pool;
+  assert_int_equal(pp_task_spawn(pool, task_main, &t, &task), 0);
+  assert_int_equal(pp_task_join(task), PP_ECANCELED);
+  assert_int_equal(t.status, PP_ECANCELED);
+  assert_int_equal(t.n, 2);
+  pool_close(pool, &rec);
+  assert_closed(1);
+}
+
 static int worker_pid(pp_pool_t *pool) {
   pp_status_t st;
   int pid;
@@ -480,6 +535,7 @@ int main(void) {
       cmocka_unit_test(test_cancel_token),
       cmocka_unit_test(test_deadline),
       cmocka_unit_test(test_checkin_in_on_chunk),
+      cmocka_unit_test(test_client_dies),
       /* flood, and /proc of a worker process: the python adapter's. */
       cmocka_unit_test(test_backpressure),
       cmocka_unit_test(test_slow_consumer_deadline),
