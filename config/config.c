@@ -157,6 +157,33 @@ const pp__key_t pp__keys[PP__NKEYS] = {
    .def = "10s",
    .doc = "close a control connection idle (or not reading) this long; "
           "0 = never"},
+
+  {KEY("listen.address", STRING, listen), .flags = PP__F_NULLABLE,
+   .doc = "HOST:PORT of poolctl serve's HTTP face (127.0.0.1:8080); none "
+          "when empty"},
+  {KEY("listen.token_file", STRING, token_file), .flags = PP__F_NULLABLE,
+   .doc = "file holding the bearer token HTTP calls and /metrics need; "
+          "required to listen beyond loopback (or listen.insecure)"},
+  {KEY("listen.insecure", ENUM, listen_insecure), .choices = no_yes,
+   .def = "false",
+   .doc = "true: listen beyond loopback without a token"},
+  {KEY("listen.tls.cert", STRING, tls_cert), .flags = PP__F_NULLABLE,
+   .doc = "PEM certificate (chain) file: serve HTTPS"},
+  {KEY("listen.tls.key", STRING, tls_key), .flags = PP__F_NULLABLE,
+   .doc = "PEM private key file of listen.tls.cert"},
+  {KEY("listen.agent", INT, agent_port), .min = 0, .max = 65535, .def = "0",
+   .doc = "TCP port of the HAProxy agent-check responder, on the listen "
+          "host; 0 = none"},
+  {KEY("listen.max_connections", INT, listen_max_conns), .min = 1,
+   .max = 65536, .def = "256", .doc = "HTTP connections open at once"},
+  {KEY("listen.timeout", DURATION, listen_timeout_ms), .max = DUR_MAX,
+   .def = "30s",
+   .doc = "close an HTTP connection idle this long, or slower to send its "
+          "request (headers and body); 0 = never"},
+  {KEY("listen.keepalive_requests", INT, keepalive_requests), .min = 0,
+   .max = INT32_MAX, .def = "1000",
+   .doc = "requests on one HTTP connection before it is closed; 0 = no "
+          "limit"},
 };
 /* clang-format on */
 
@@ -594,6 +621,71 @@ static int fail_key(pp_diag_t *diag, const char *key) {
   return PP_ECONFIG;
 }
 
+int pp__listen_parse(const char *addr, char *host, size_t hostlen, int *port) {
+  const char *colon = addr ? strrchr(addr, ':') : NULL;
+  const char *h = addr;
+  size_t n;
+  char *end;
+  long p;
+
+  if (colon == NULL || colon[1] == '\0')
+    return -1;
+  n = (size_t)(colon - addr);
+  /* [::1]:8080 */
+  if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']') {
+    h = addr + 1;
+    n -= 2;
+  }
+  if (n == 0 || n >= hostlen)
+    return -1;
+  memcpy(host, h, n);
+  host[n] = '\0';
+  errno = 0;
+  p = strtol(colon + 1, &end, 10);
+  if (errno || *end || p < 0 || p > 65535)
+    return -1;
+  *port = (int)p;
+  return 0;
+}
+
+int pp__listen_loopback(const char *host) {
+  return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+         strcmp(host, "localhost") == 0;
+}
+
+/* The HTTP face's settings hold together: an address that parses, a token
+ * or an explicit insecure beyond loopback, a TLS key with its cert. */
+static int listen_check(const pp_config_t *cfg, pp_diag_t *diag) {
+  char host[256];
+  int port;
+
+  if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+    pp__diag_at(diag, NULL,
+                "listen.tls.cert and listen.tls.key go together: give both "
+                "for HTTPS, or neither");
+    return fail_key(diag, cfg->tls_cert ? "listen.tls.key" : "listen.tls.cert");
+  }
+  if (cfg->listen == NULL || cfg->listen[0] == '\0')
+    return 0;
+  if (pp__listen_parse(cfg->listen, host, sizeof(host), &port) != 0) {
+    pp__diag_at(diag, NULL,
+                "expected HOST:PORT (127.0.0.1:8080, [::1]:8080), got '%.100s'",
+                cfg->listen);
+    return fail_key(diag, "listen.address");
+  }
+  if (!pp__listen_loopback(host) && cfg->token_file == NULL &&
+      !cfg->listen_insecure) {
+    pp__diag_at(diag, NULL,
+                "%.100s is not a loopback address: anyone who can reach it "
+                "could run handlers; set listen.token_file (a bearer token "
+                "clients must send) or, behind a trusted network only, "
+                "listen.insecure: true",
+                host);
+    return fail_key(diag, "listen.address");
+  }
+  return 0;
+}
+
 int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
   const size_t sun_path = sizeof(((struct sockaddr_un *)0)->sun_path);
   char a[32], why[256];
@@ -632,7 +724,7 @@ int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
       pp__diag_at(diag, NULL, "%s", why);
       return fail_key(diag, "control.allow_uids");
     }
-  return 0;
+  return listen_check(cfg, diag);
 }
 
 int pp_config_validate(const pp_config_t *cfg, pp_diag_t *diag) {

@@ -68,6 +68,16 @@ struct pp_config {
                         text, NULL-terminated; default none */
   int allow_uids_len;
   uint64_t idle_timeout_ms; /* "control.idle_timeout", 10s; 0 = none */
+
+  /* listen.*: poolctl serve's HTTP face (poolctl/http.c) */
+  char *listen;               /* "listen.address", NULL = none */
+  char *token_file;           /* "listen.token_file", NULL = none */
+  int listen_insecure;        /* "listen.insecure", false */
+  char *tls_cert, *tls_key;   /* "listen.tls.cert" / ".key", NULL = none */
+  int agent_port;             /* "listen.agent", 0 = none */
+  int listen_max_conns;       /* "listen.max_connections", 256 */
+  uint64_t listen_timeout_ms; /* "listen.timeout", 30s; 0 = none */
+  int keepalive_requests;     /* "listen.keepalive_requests", 1000 */
 };
 
 /* The number of CPUs, for `auto` (at least 1). */

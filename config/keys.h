@@ -49,7 +49,7 @@ typedef struct pp__key {
   const char *doc;              /* one line for --help and docs */
 } pp__key_t;
 
-#define PP__NKEYS 35
+#define PP__NKEYS 44
 extern const pp__key_t pp__keys[PP__NKEYS];
 
 /* The key named exactly `name` (len bytes), or NULL. */
@@ -140,5 +140,10 @@ int pp__yaml_value(const char *text, size_t len, yaml_document_t *doc,
 /* Validation, naming the failing key in diag->key.  Returns 0 or
  * PP_ECONFIG. */
 int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag);
+/* listen.address split: HOST (brackets of [::1] dropped) and PORT
+ * (0..65535).  0, or -1 when it is not HOST:PORT. */
+int pp__listen_parse(const char *addr, char *host, size_t hostlen, int *port);
+/* 1 if host is a loopback address or name. */
+int pp__listen_loopback(const char *host);
 
 #endif

@@ -328,18 +328,29 @@ static int names_file(const char *arg, int i) {
 }
 
 /* Paths the file set, relative to its directory (as nginx and systemd
- * read theirs): worker.command's files and control.socket.  Then the files
- * of worker.command must be there, checked now with the file's position
- * rather than when a pool starts. */
+ * read theirs): worker.command's files, control.socket and the listen.*
+ * files.  Then the files of worker.command must be there, checked now
+ * with the file's position rather than when a pool starts. */
 static int rebase_paths(loader_t *l) {
   pp_config_t *cfg = l->cfg;
   const pp__key_t *k = pp__key_find("worker.command", 14);
-  const pp__key_t *sk = pp__key_find("control.socket", 14);
+  struct {
+    const char *key;
+    char **path;
+  } files[] = {{"control.socket", &cfg->socket},
+               {"listen.token_file", &cfg->token_file},
+               {"listen.tls.cert", &cfg->tls_cert},
+               {"listen.tls.key", &cfg->tls_key}};
+  const pp__key_t *fk;
+  size_t f;
   int rc, i;
 
-  if (l->value_at[sk - pp__keys] != NULL && cfg->socket != NULL &&
-      (rc = rebase_one(l, &cfg->socket)) != 0)
-    return rc;
+  for (f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+    fk = pp__key_find(files[f].key, strlen(files[f].key));
+    if (l->value_at[fk - pp__keys] != NULL && *files[f].path != NULL &&
+        (rc = rebase_one(l, files[f].path)) != 0)
+      return rc;
+  }
   if (l->value_at[k - pp__keys] == NULL)
     return 0;
   for (i = 0; i < cfg->command_len; i++) {

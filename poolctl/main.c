@@ -18,7 +18,8 @@
 #include <unistd.h>
 
 static const pc_command_t commands[] = {
-    {"serve", pc_serve, "serve [-c FILE] [--set KEY=VALUE]... [-S PATH]",
+    {"serve", pc_serve,
+     "serve [-c FILE] [--set KEY=VALUE]... [--listen HOST:PORT] [-S PATH]",
      "run a pool in the foreground until SIGINT or SIGTERM",
      "  -c, --config FILE    load the pool's config from a YAML file "
      "(default:\n"
@@ -28,6 +29,9 @@ static const pc_command_t commands[] = {
      "                       (--set size=4 --set checkout.timeout=2s);\n"
      "                       repeatable, applied in order after the file\n"
      "  -n, --name NAME      same as --set name=NAME\n"
+     "      --listen H:P     serve HTTP too (listen.address): POST\n"
+     "                       /v1/call/NAME, GET /readyz /livez /metrics;\n"
+     "                       beyond loopback it needs listen.token_file\n"
      "  -S, --socket PATH    the control socket (default: control.socket\n"
      "                       from the config, else the default path)\n"
      "signals: SIGINT or SIGTERM stop the pool gracefully; SIGHUP reloads:\n"

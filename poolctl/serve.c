@@ -3,7 +3,10 @@
  * with its control socket, print warm-up progress, stop gracefully on
  * SIGINT or SIGTERM, and reload on SIGHUP (the file read again, the same
  * overrides applied, the workers replaced one by one). */
+#include "config.h"
 #include "diag.h"
+#include "http.h"
+#include "keys.h"
 #include "poolctl.h"
 
 #include "portpool.h"
@@ -35,6 +38,8 @@ typedef struct serve {
   int boot_failed; /* a worker failed to boot: exit PC_EXIT_BOOT */
   int failed;      /* out of memory after the start: exit PC_EXIT_ERROR */
   char socket[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  pc_http_t *http;   /* --listen / listen.address, or NULL */
+  pc_agent_t *agent; /* listen.agent, or NULL */
 } serve_t;
 
 /* One progress line on stdout, flushed: tests and scripts read it through
@@ -106,6 +111,11 @@ static void on_pool_closed(pp_pool_t *pool, void *data) {
 
   (void)pool;
   s->pool = NULL;
+  /* Every call had its answer: the HTTP face closes what is left. */
+  pc_http_close(s->http);
+  pc_agent_close(s->agent);
+  s->http = NULL;
+  s->agent = NULL;
   if (s->signals_open) {
     s->signals_open = 0;
     uv_close((uv_handle_t *)&s->sigint, NULL);
@@ -366,22 +376,54 @@ static int on_control(pp_pool_t *pool, const char *op, pp_diag_t *d,
   return reload(s, d);
 }
 
+/* The HTTP face and its agent-check responder, when listen.address says
+ * so: 0, or -1 (printed). */
+static int listen_start(serve_t *s) {
+  const pp_config_t *cfg = pp_pool_config(s->pool);
+  char host[256], err[512];
+  int port;
+
+  if (cfg->listen == NULL || cfg->listen[0] == '\0')
+    return 0;
+  /* Checked with the config: it parses. */
+  pp__listen_parse(cfg->listen, host, sizeof(host), &port);
+  if (pc_http_start(&s->loop, s->pool, host, port, &s->http, err,
+                    sizeof(err)) != 0) {
+    pc_err("%s", err);
+    return -1;
+  }
+  say("listening on %s://%s%s%s:%d", cfg->tls_cert ? "https" : "http",
+      strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+      pc_http_port(s->http));
+  if (cfg->agent_port == 0)
+    return 0;
+  if (pc_agent_start(&s->loop, s->pool, host, cfg->agent_port, &s->agent, err,
+                     sizeof(err)) != 0) {
+    pc_err("%s", err);
+    return -1;
+  }
+  say("agent-check on %s:%d", host, pc_agent_port(s->agent));
+  return 0;
+}
+
 int pc_serve(const pc_command_t *cmd, int argc, char **argv,
              const pc_global_t *g) {
   static const struct option longopts[] = {
       {"config", required_argument, NULL, 'c'},
       {"set", required_argument, NULL, 's'},
+      {"listen", required_argument, NULL, 'l'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   pp_pool_options_t opts;
   pp_config_t *cfg = NULL;
   const char *file = NULL;
+  char listen_set[300] = "";
   char **sets;
   int c, nsets = 0, r;
   serve_t s;
   pp_diag_t d;
 
-  sets = calloc((size_t)argc + 1, sizeof(*sets));
+  sets = calloc((size_t)argc + 2, sizeof(*sets));
   if (sets == NULL) {
     pc_err("out of memory");
     return PC_EXIT_ERROR;
@@ -399,6 +441,15 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
       }
       sets[nsets++] = optarg;
       break;
+    case 'l':
+      /* The same as --set listen.address=..., the value quoted. */
+      strcpy(listen_set, "listen.address=");
+      if (yaml_quote(optarg, listen_set + 15, sizeof(listen_set) - 15) != 0) {
+        free(sets);
+        return pc_usage_error(cmd, "serve: --listen wants HOST:PORT, not '%s'",
+                              optarg);
+      }
+      break;
     case 'h':
       free(sets);
       pc_command_help(cmd, stdout);
@@ -412,6 +463,8 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
     free(sets);
     return pc_usage_error(cmd, "serve: unexpected argument '%s'", argv[optind]);
   }
+  if (listen_set[0])
+    sets[nsets++] = listen_set; /* last: it wins over --set */
   memset(&s, 0, sizeof(s));
   s.file = file;
   s.sets = sets;
@@ -460,6 +513,9 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
     pc_err("pool status: %s", pp_strerror(r));
     s.failed = 1;
     stop_serving(&s, "out of memory");
+  } else if (listen_start(&s) != 0) {
+    s.failed = 1;
+    stop_serving(&s, "the HTTP face did not start");
   } else {
     say("warming 0/%d", s.size);
     uv_signal_init(&s.loop, &s.sigint);

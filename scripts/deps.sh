@@ -16,6 +16,7 @@ have_pc libuv || need+=(libuv1-dev)
 have_pc yaml-0.1 || need+=(libyaml-dev)
 have_pc cmocka || need+=(libcmocka-dev)
 have_pc jansson || need+=(libjansson-dev)
+have_pc libmicrohttpd || need+=(libmicrohttpd-dev)
 for extra in "$@"; do
   dpkg-query -W -f='${Status}' "$extra" 2>/dev/null | grep -q "ok installed" ||
     need+=("$extra")

@@ -1,0 +1,1059 @@
+/* http.c -- `poolctl serve --listen`: the pool's HTTP face, on the pool's
+ * own libuv loop.  libmicrohttpd parses HTTP (never us): it runs without
+ * threads of its own, in its epoll mode, and the loop watches its epoll fd
+ * and its timeout.  A call suspends its connection until the pool answers:
+ *
+ *   POST /v1/call/NAME   the body is the argument (JSON, or bytes with
+ *                        Content-Type: application/octet-stream); the
+ *                        reply is the result, with the matching type; a
+ *                        stream handler's items go out chunked
+ *   GET /readyz          200 ready, 503 warming, degraded or draining
+ *   GET /livez           200 while the loop runs
+ *   GET /metrics         the OpenMetrics text of `status --prometheus`
+ *
+ * Each call has a pool client of its own, as a control connection has: a
+ * client that hangs up (seen as EPOLLRDHUP on its socket while the call
+ * runs) is closed, so on_client_death decides what becomes of its
+ * request.  X-Deadline-Ms / Request-Timeout bound the whole call, as
+ * poolctl call --timeout does.  Beyond loopback a bearer token is
+ * required (listen.token_file), compared in constant time. */
+#include "http.h"
+#include "config.h"
+#include "diag.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The most a token file may hold. */
+#define TOKEN_MAX 4096
+/* The most a TLS key or certificate file may hold. */
+#define PEM_MAX (1 << 20)
+/* Bytes a stream's response buffers before it holds the worker back. */
+#define STREAM_BUF (256 * 1024)
+
+struct pc_http {
+  uv_loop_t *loop;
+  pp_pool_t *pool;
+  struct MHD_Daemon *d;
+  uv_poll_t poll; /* MHD's epoll fd */
+  uv_timer_t timer;
+  int open;    /* poll and timer initialised */
+  int closing; /* pc_http_close called */
+  char *token; /* NULL: none needed */
+  size_t token_len;
+  char *cert, *key; /* PEM text for MHD, or NULL */
+  int keepalive;    /* listen.keepalive_requests */
+  uint32_t max_frame;
+  int port;    /* bound */
+  int running; /* in MHD_run: a wake-up asks for another round */
+  int again;
+};
+
+/* What a connection carries across its requests (keep-alive). */
+typedef struct hconn {
+  int requests;
+} hconn_t;
+
+typedef enum { R_CALL, R_OTHER } route_t;
+
+/* One HTTP request.  Freed when both MHD is done with it (completed) and
+ * no pool callback is owed to it (busy). */
+typedef struct hreq {
+  pc_http_t *h;
+  struct MHD_Connection *conn;
+  route_t route;
+  char cmd[65];
+  int binary; /* the body is bytes */
+  char *body;
+  size_t len, cap;
+  int too_big;
+  int64_t timeout_ms; /* -1: the config's */
+  uint64_t start_ns;
+  pp_client_t *client;
+  pp_lease_t *lease;    /* while its request runs */
+  uv_timer_t *deadline; /* timeout_ms past: the lease is checked in */
+  int expired;
+  uv_poll_t *hup; /* the socket, watched while suspended */
+  int hup_fd;
+  int busy;        /* pool callbacks owed (or a call into the pool under
+                      way that may run one) */
+  int close_after; /* the connection's last request (keep-alive bound) */
+  int completed;   /* MHD is done with it */
+  int suspended;
+  int answered; /* the answer below is ready to be queued */
+  unsigned code;
+  char *out;
+  size_t out_len;
+  const char *ctype;
+  int retry_after;
+  /* A stream: chunks buffered for MHD's reader. */
+  int streaming, stream_done, stream_failed, reader_waiting;
+  char *sbuf;
+  size_t slen, scap;
+} hreq_t;
+
+static uint64_t now_ns(void) { return uv_hrtime(); }
+
+/* ------------------------------------------------------------ the loop */
+
+static void arm(pc_http_t *h);
+
+/* MHD's work, never nested: a wake-up from inside it (a pool callback
+ * that ran under one of MHD's) asks for one more round. */
+static void run(pc_http_t *h) {
+  if (h->d == NULL)
+    return;
+  if (h->running) {
+    h->again = 1;
+    return;
+  }
+  h->running = 1;
+  do {
+    h->again = 0;
+    MHD_run(h->d);
+  } while (h->again && h->d);
+  h->running = 0;
+  arm(h);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+  (void)status;
+  (void)events;
+  run(p->data);
+}
+
+static void on_timer(uv_timer_t *t) { run(t->data); }
+
+/* MHD's next timeout on the loop's timer. */
+static void arm(pc_http_t *h) {
+  MHD_UNSIGNED_LONG_LONG ms;
+
+  if (h->d == NULL || h->closing)
+    return;
+  if (MHD_get_timeout(h->d, &ms) == MHD_YES)
+    uv_timer_start(&h->timer, on_timer, ms, 0);
+  else
+    uv_timer_stop(&h->timer);
+}
+
+/* ------------------------------------------------------------ answers */
+
+static void answer(hreq_t *r, unsigned code, const char *ctype,
+                   const char *body, size_t len) {
+  free(r->out);
+  r->out = malloc(len + 1);
+  if (r->out == NULL) {
+    code = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    len = 0;
+  } else {
+    memcpy(r->out, body, len);
+  }
+  r->out_len = len;
+  r->code = code;
+  r->ctype = ctype;
+  r->answered = 1;
+}
+
+/* {"error": NAME, "message": MSG} with extra members (NULL: none). */
+static void answer_error(hreq_t *r, unsigned code, const char *name,
+                         const char *msg, json_t *extra) {
+  json_t *v = json_pack("{s:s, s:s}", "error", name, "message", msg);
+  char *text;
+
+  if (v && extra)
+    json_object_update(v, extra);
+  text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+  answer(r, code, "application/json", text ? text : "{}",
+         text ? strlen(text) : 2);
+  free(text);
+  json_decref(v);
+}
+
+static enum MHD_Result queue(hreq_t *r) {
+  struct MHD_Response *resp;
+  enum MHD_Result ok;
+  char n[16];
+
+  resp = MHD_create_response_from_buffer(r->out_len, r->out,
+                                         MHD_RESPMEM_MUST_COPY);
+  if (resp == NULL)
+    return MHD_NO;
+  if (r->ctype)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype);
+  if (r->retry_after) {
+    snprintf(n, sizeof(n), "%d", r->retry_after);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, n);
+  }
+  if (r->close_after)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+  ok = MHD_queue_response(r->conn, r->code, resp);
+  MHD_destroy_response(resp);
+  return ok;
+}
+
+/* ------------------------------------------------------------ hang-ups */
+
+static void hup_closed(uv_handle_t *hd) {
+  int fd = *(int *)hd->data;
+
+  close(fd);
+  free(hd->data);
+  free(hd);
+}
+
+static void hup_stop(hreq_t *r) {
+  int *fd;
+
+  if (r->hup == NULL)
+    return;
+  uv_poll_stop(r->hup);
+  if ((fd = malloc(sizeof(*fd))) == NULL) {
+    /* Keep the fd open rather than close it under the handle. */
+    r->hup->data = NULL;
+    uv_close((uv_handle_t *)r->hup, (uv_close_cb)free);
+  } else {
+    *fd = r->hup_fd;
+    r->hup->data = fd;
+    uv_close((uv_handle_t *)r->hup, hup_closed);
+  }
+  r->hup = NULL;
+}
+
+/* The peer closed its side while its call runs: its client dies, and
+ * on_client_death decides what becomes of the request. */
+static void on_hup(uv_poll_t *p, int status, int events) {
+  hreq_t *r = p->data;
+
+  if (status < 0 || (events & UV_DISCONNECT)) {
+    hup_stop(r);
+    if (r->client) {
+      pp_client_close(r->client);
+      r->client = NULL;
+    }
+  }
+}
+
+/* Watch the connection's socket (a duplicate, so that MHD may close its
+ * own) for the peer hanging up. */
+static void hup_watch(hreq_t *r) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  int fd;
+
+  if (ci == NULL || (fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0)) < 0)
+    return;
+  if ((r->hup = malloc(sizeof(*r->hup))) == NULL ||
+      uv_poll_init(r->h->loop, r->hup, fd) != 0) {
+    free(r->hup);
+    r->hup = NULL;
+    close(fd);
+    return;
+  }
+  r->hup_fd = fd;
+  r->hup->data = r;
+  uv_poll_start(r->hup, UV_DISCONNECT, on_hup);
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+static void deadline_closed(uv_handle_t *hd) { free(hd); }
+
+static void req_free(hreq_t *r) {
+  hup_stop(r);
+  if (r->deadline) {
+    uv_close((uv_handle_t *)r->deadline, deadline_closed);
+    r->deadline = NULL;
+  }
+  if (r->client)
+    pp_client_close(r->client);
+  free(r->body);
+  free(r->out);
+  free(r->sbuf);
+  free(r);
+}
+
+static void maybe_free(hreq_t *r) {
+  if (r->completed && !r->busy)
+    req_free(r);
+}
+
+/* The pool answered: the connection wakes to send it. */
+static void wake(hreq_t *r) {
+  hup_stop(r);
+  if (r->suspended && !r->completed) {
+    r->suspended = 0;
+    MHD_resume_connection(r->conn);
+  }
+  run(r->h);
+}
+
+/* ------------------------------------------------------------ the call */
+
+/* An error status as HTTP. */
+static void answer_status(hreq_t *r, int status, const pp_diag_t *diag,
+                          const char *reply, size_t len) {
+  const char *msg =
+      diag && diag->message[0] ? diag->message : pp_strerror(status);
+  json_t *detail;
+
+  switch (status) {
+  case PP_ETIMEDOUT:
+    answer_error(r, MHD_HTTP_GATEWAY_TIMEOUT, pp_err_name(status), msg, NULL);
+    return;
+  case PP_EBUSY:
+  case PP_ECLOSED:
+  case PP_EDEGRADED:
+    answer_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, pp_err_name(status), msg,
+                 NULL);
+    /* Worth trying again soon, unless every worker gave up. */
+    r->retry_after = status == PP_EDEGRADED ? 0 : 1;
+    return;
+  case PP_ETOOBIG:
+    answer_error(r, MHD_HTTP_CONTENT_TOO_LARGE, pp_err_name(status), msg, NULL);
+    return;
+  case PP_EHANDLER:
+    detail = len > 0 ? json_loadb(reply, len, 0, NULL) : NULL;
+    if (json_is_object(detail) &&
+        json_is_string(json_object_get(detail, "type")) &&
+        strcmp(json_string_value(json_object_get(detail, "type")),
+               "UnknownCommand") == 0) {
+      answer_error(r, MHD_HTTP_NOT_FOUND, "UnknownCommand", msg, detail);
+    } else if (json_is_object(detail)) {
+      char *text = json_dumps(detail, JSON_COMPACT);
+
+      /* The worker's {type, message, traceback}, as it sent it. */
+      answer(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "application/json",
+             text ? text : "{}", text ? strlen(text) : 2);
+      free(text);
+    } else {
+      answer_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, pp_err_name(status), msg,
+                   NULL);
+    }
+    json_decref(detail);
+    return;
+  case PP_ECRASHED:
+  case PP_EPROTO:
+    answer_error(r, MHD_HTTP_BAD_GATEWAY, pp_err_name(status), msg, NULL);
+    return;
+  default:
+    answer_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, pp_err_name(status), msg,
+                 NULL);
+  }
+}
+
+/* A stream's chunk, for MHD's reader: one line per JSON item (NDJSON),
+ * bytes as they are.  Past STREAM_BUF unsent, the stream is stopped. */
+static int on_chunk(const char *chunk, size_t len, int binary, void *data) {
+  hreq_t *r = data;
+  size_t need = r->slen + len + 1;
+  char *p;
+
+  if (r->completed)
+    return 1; /* the peer is gone */
+  if (!r->streaming) {
+    /* The first chunk: the response starts now, chunked. */
+    r->streaming = 1;
+    r->ctype = binary ? "application/octet-stream" : "application/x-ndjson";
+    r->code = MHD_HTTP_OK;
+    r->answered = 1;
+  }
+  if (r->slen > STREAM_BUF) {
+    r->stream_failed = 1;
+    return 1;
+  }
+  if (need > r->scap) {
+    if ((p = realloc(r->sbuf, need * 2)) == NULL) {
+      r->stream_failed = 1;
+      return 1;
+    }
+    r->sbuf = p;
+    r->scap = need * 2;
+  }
+  memcpy(r->sbuf + r->slen, chunk, len);
+  r->slen += len;
+  if (!binary)
+    r->sbuf[r->slen++] = '\n';
+  wake(r);
+  return 0;
+}
+
+static void on_reply(const pp_result_t *res, void *data) {
+  hreq_t *r = data;
+  pp_lease_t *lease = res->lease;
+
+  if (r->deadline)
+    uv_timer_stop(r->deadline);
+  r->lease = NULL;
+  if (r->client && !r->expired)
+    pp_checkin(lease);
+  r->busy--;
+  if (r->completed) {
+    maybe_free(r);
+    return;
+  }
+  if (r->streaming) {
+    /* The stream's end; a failure after its start can only cut it. */
+    r->stream_done = 1;
+    if (res->status != 0)
+      r->stream_failed = 1;
+  } else if (r->expired) {
+    pp_diag_t d;
+
+    memset(&d, 0, sizeof(d));
+    snprintf(d.message, sizeof(d.message),
+             "the call ran past its deadline (%lld ms); its worker was left "
+             "as on_client_death says",
+             (long long)r->timeout_ms);
+    answer_status(r, PP_ETIMEDOUT, &d, NULL, 0);
+  } else if (res->status == 0) {
+    answer(r, MHD_HTTP_OK,
+           res->binary ? "application/octet-stream" : "application/json",
+           res->reply, res->len);
+  } else {
+    answer_status(r, res->status, res->diag, res->reply, res->len);
+  }
+  wake(r);
+}
+
+static void on_deadline(uv_timer_t *t) {
+  hreq_t *r = t->data;
+
+  if (r->lease == NULL || r->client == NULL)
+    return;
+  r->expired = 1;
+  pp_checkin(r->lease);
+}
+
+static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
+                        void *data) {
+  hreq_t *r = data;
+  pp_call_opts_t o = {.timeout_ms = -1, .on_chunk = on_chunk, .chunk_data = r};
+  int64_t left;
+  char *payload = r->body;
+  size_t len = r->len;
+  char *json = NULL;
+  int rc;
+
+  if (status != 0 || r->completed || r->client == NULL) {
+    if (status == 0 && r->client)
+      pp_checkin(lease);
+    r->busy--;
+    if (r->completed) {
+      maybe_free(r);
+      return;
+    }
+    answer_status(r, status ? status : PP_ECANCELED, diag, NULL, 0);
+    wake(r);
+    return;
+  }
+  if (r->binary) {
+    o.cmd = r->cmd;
+  } else {
+    /* {"args": BODY, "cmd": NAME}: the body as the client wrote it (the
+     * worker says BadRequest if it is not JSON); cmd last wins. */
+    size_t n = len + strlen(r->cmd) + 32;
+
+    if ((json = malloc(n)) == NULL) {
+      pp_checkin(lease);
+      r->busy--;
+      answer_status(r, UV_ENOMEM, NULL, NULL, 0);
+      wake(r);
+      return;
+    }
+    len = (size_t)snprintf(json, n, "{\"args\":%.*s,\"cmd\":\"%s\"}",
+                           len ? (int)len : 4, len ? r->body : "null", r->cmd);
+    payload = json;
+  }
+  rc = 0;
+  if (r->timeout_ms >= 0) {
+    left = r->timeout_ms - (int64_t)((now_ns() - r->start_ns) / 1000000);
+    if ((r->deadline = malloc(sizeof(*r->deadline))) == NULL) {
+      rc = UV_ENOMEM;
+    } else {
+      uv_timer_init(r->h->loop, r->deadline);
+      r->deadline->data = r;
+      uv_timer_start(r->deadline, on_deadline, left > 0 ? (uint64_t)left : 0,
+                     0);
+    }
+  }
+  if (rc == 0)
+    rc = pp_request_with(lease, payload, len, &o, on_reply, r);
+  free(json);
+  if (rc == 0) {
+    r->lease = lease;
+    return; /* on_reply is owed */
+  }
+  pp_checkin(lease);
+  r->busy--;
+  answer_status(r, rc, NULL, NULL, 0);
+  wake(r);
+}
+
+/* The body is in: the call starts, and the connection waits for it. */
+static void call_start(hreq_t *r) {
+  int rc;
+
+  if ((rc = pp_client_open(r->h->pool, &r->client)) != 0) {
+    answer_status(r, rc, NULL, NULL, 0);
+    return;
+  }
+  r->busy++;
+  rc = pp_checkout(r->h->pool, r->client, r->timeout_ms, on_checkout, r);
+  if (rc != 0) {
+    pp_diag_t d;
+    pp_status_t st;
+
+    r->busy--;
+    memset(&d, 0, sizeof(d));
+    if (rc == PP_ECLOSED && pp_pool_status(r->h->pool, &st) == 0) {
+      snprintf(d.message, sizeof(d.message), "%s",
+               st.draining ? "pool draining" : "pool is closing");
+      pp_status_free(&st);
+    }
+    answer_status(r, rc, &d, NULL, 0);
+    return;
+  }
+  r->suspended = 1;
+  MHD_suspend_connection(r->conn);
+  hup_watch(r);
+}
+
+/* ------------------------------------------------------------ streams */
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  hreq_t *r = cls;
+  size_t n;
+
+  (void)pos;
+  if (r->slen > 0) {
+    n = r->slen < max ? r->slen : max;
+    memcpy(buf, r->sbuf, n);
+    memmove(r->sbuf, r->sbuf + n, r->slen - n);
+    r->slen -= n;
+    return (ssize_t)n;
+  }
+  if (r->stream_done)
+    return r->stream_failed ? MHD_CONTENT_READER_END_WITH_ERROR
+                            : MHD_CONTENT_READER_END_OF_STREAM;
+  /* Nothing yet: wait for the next chunk (on_chunk wakes us), watching
+   * for the peer hanging up meanwhile. */
+  r->suspended = 1;
+  MHD_suspend_connection(r->conn);
+  hup_watch(r);
+  return 0;
+}
+
+static enum MHD_Result queue_stream(hreq_t *r) {
+  struct MHD_Response *resp;
+  enum MHD_Result ok;
+
+  resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read,
+                                           r, NULL);
+  if (resp == NULL)
+    return MHD_NO;
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype);
+  ok = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+  MHD_destroy_response(resp);
+  return ok;
+}
+
+/* ------------------------------------------------------------ routing */
+
+static int authorized(pc_http_t *h, struct MHD_Connection *conn) {
+  const char *v =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+  unsigned char diff = 0;
+  size_t i, n;
+
+  if (h->token == NULL)
+    return 1;
+  if (v == NULL || strncmp(v, "Bearer ", 7) != 0)
+    return 0;
+  v += 7;
+  n = strlen(v);
+  /* Constant time in the token: every byte compared, whatever differs. */
+  diff = n != h->token_len;
+  for (i = 0; i < h->token_len; i++)
+    diff |= (unsigned char)h->token[i] ^ (unsigned char)(i < n ? v[i] : 0);
+  return diff == 0;
+}
+
+/* X-Deadline-Ms: N, or Request-Timeout: SECONDS; -1 when neither. */
+static int deadline_of(struct MHD_Connection *conn, int64_t *ms) {
+  const char *v;
+  char *end;
+  double s;
+  long long n;
+
+  *ms = -1;
+  if ((v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                       "X-Deadline-Ms")) != NULL) {
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < 0)
+      return -1;
+    *ms = n;
+  } else if ((v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                              "Request-Timeout")) != NULL) {
+    errno = 0;
+    s = strtod(v, &end);
+    if (errno || end == v || *end || !(s >= 0) || s > 315360000.0)
+      return -1;
+    *ms = (int64_t)(s * 1000.0);
+  }
+  return 0;
+}
+
+static void answer_ready(hreq_t *r) {
+  pp_status_t st;
+  const char *why = NULL;
+
+  if (pp_pool_status(r->h->pool, &st) != 0) {
+    answer(r, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", "unknown\n", 8);
+    return;
+  }
+  if (st.draining)
+    why = "draining\n";
+  else if (st.state == PP_POOL_DEGRADED)
+    why = "degraded\n";
+  else if (st.state != PP_POOL_READY)
+    why = "warming\n";
+  pp_status_free(&st);
+  if (why)
+    answer(r, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", why, strlen(why));
+  else
+    answer(r, MHD_HTTP_OK, "text/plain", "ready\n", 6);
+}
+
+static void answer_metrics(hreq_t *r) {
+  pp_status_t st;
+  json_t *root = NULL;
+  char *js = NULL, *text = NULL;
+  size_t len = 0;
+  FILE *f;
+
+  if (pp_pool_status(r->h->pool, &st) == 0) {
+    js = pp_status_to_json(&st);
+    pp_status_free(&st);
+  }
+  if (js)
+    root = json_loads(js, 0, NULL);
+  free(js);
+  if (root && (f = open_memstream(&text, &len)) != NULL) {
+    pc_print_openmetrics(f, root);
+    fclose(f);
+  }
+  json_decref(root);
+  if (text)
+    answer(r, MHD_HTTP_OK,
+           "application/openmetrics-text; version=1.0.0; charset=utf-8", text,
+           len);
+  else
+    answer_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "ENOMEM", "out of memory",
+                 NULL);
+  free(text);
+}
+
+static void count_request(hreq_t *r);
+
+/* The first look at a request: its route, and what can be answered now. */
+static void begin(hreq_t *r, const char *url, const char *method) {
+  pc_http_t *h = r->h;
+  const char *ct, *cl;
+  const char *name;
+  size_t n;
+
+  if (strcmp(url, "/livez") == 0 || strcmp(url, "/readyz") == 0 ||
+      strcmp(url, "/metrics") == 0) {
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+      answer_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "EINVAL", "use GET", NULL);
+      return;
+    }
+    if (strcmp(url, "/livez") == 0)
+      answer(r, MHD_HTTP_OK, "text/plain", "ok\n", 3);
+    else if (strcmp(url, "/readyz") == 0)
+      answer_ready(r);
+    else if (!authorized(h, r->conn))
+      answer_error(r, MHD_HTTP_UNAUTHORIZED, "EACCES",
+                   "a bearer token is needed (Authorization: Bearer ...)",
+                   NULL);
+    else
+      answer_metrics(r);
+    return;
+  }
+  if (strncmp(url, "/v1/call/", 9) != 0) {
+    answer_error(r, MHD_HTTP_NOT_FOUND, "ENOENT",
+                 "no such path: POST /v1/call/NAME, GET /readyz, /livez, "
+                 "/metrics",
+                 NULL);
+    return;
+  }
+  if (strcmp(method, "POST") != 0) {
+    answer_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "EINVAL", "a call is a POST",
+                 NULL);
+    return;
+  }
+  if (!authorized(h, r->conn)) {
+    answer_error(r, MHD_HTTP_UNAUTHORIZED, "EACCES",
+                 "a bearer token is needed (Authorization: Bearer ...)", NULL);
+    return;
+  }
+  name = url + 9;
+  n = strlen(name);
+  if (n == 0 || n >= sizeof(r->cmd) ||
+      strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_") != n ||
+      (name[0] >= '0' && name[0] <= '9')) {
+    answer_error(r, MHD_HTTP_NOT_FOUND, "UnknownCommand",
+                 "a handler name is an identifier of 1 to 64 characters", NULL);
+    return;
+  }
+  memcpy(r->cmd, name, n + 1);
+  ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                   MHD_HTTP_HEADER_CONTENT_TYPE);
+  r->binary = ct && strncmp(ct, "application/octet-stream", 24) == 0;
+  if (deadline_of(r->conn, &r->timeout_ms) != 0) {
+    answer_error(r, MHD_HTTP_BAD_REQUEST, "EINVAL",
+                 "X-Deadline-Ms wants milliseconds, Request-Timeout seconds",
+                 NULL);
+    return;
+  }
+  cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                   MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (cl && strtoull(cl, NULL, 10) > h->max_frame) {
+    answer_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "PP_ETOOBIG",
+                 "the body is over worker.max_frame", NULL);
+    return;
+  }
+  r->route = R_CALL;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **req_cls) {
+  pc_http_t *h = cls;
+  hreq_t *r = *req_cls;
+  size_t cap;
+  char *p;
+
+  (void)version;
+  if (r == NULL) {
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+      return MHD_NO;
+    r->h = h;
+    r->conn = conn;
+    r->route = R_OTHER;
+    r->timeout_ms = -1;
+    r->start_ns = now_ns();
+    *req_cls = r;
+    count_request(r);
+    begin(r, url, method);
+    /* A call refused before its body: MHD closes rather than read a body
+     * nobody wants.  Other answers go at MHD's next call (keep-alive). */
+    return r->answered && strcmp(method, "POST") == 0 ? queue(r) : MHD_YES;
+  }
+  if (r->streaming)
+    return queue_stream(r);
+  if (r->answered && *upload_size == 0)
+    return queue(r);
+  if (*upload_size > 0) {
+    /* The body, bounded by worker.max_frame. */
+    if (!r->answered && r->len + *upload_size > h->max_frame) {
+      r->too_big = 1;
+      answer_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "PP_ETOOBIG",
+                   "the body is over worker.max_frame", NULL);
+    }
+    if (!r->answered) {
+      if (r->len + *upload_size > r->cap) {
+        cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + *upload_size)
+          cap *= 2;
+        if ((p = realloc(r->body, cap)) == NULL)
+          return MHD_NO;
+        r->body = p;
+        r->cap = cap;
+      }
+      memcpy(r->body + r->len, upload, *upload_size);
+      r->len += *upload_size;
+    }
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (r->route == R_CALL && !r->busy && !r->answered) {
+    call_start(r);
+    if (r->answered && !r->suspended)
+      return queue(r);
+  }
+  return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  hreq_t *r = *req_cls;
+
+  (void)cls;
+  (void)conn;
+  (void)toe;
+  if (r == NULL)
+    return;
+  *req_cls = NULL;
+  r->completed = 1;
+  /* A call still running: the client is gone (on_client_death).  Closing
+   * it may run the call's callback at once: r stays until we are done. */
+  if (r->busy && r->client) {
+    r->busy++;
+    pp_client_close(r->client);
+    r->client = NULL;
+    r->busy--;
+  }
+  maybe_free(r);
+}
+
+/* Keep-alive bounded: past listen.keepalive_requests on one connection,
+ * MHD is told to close it after the answer. */
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode toe) {
+  (void)cls;
+  (void)conn;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    *socket_ctx = calloc(1, sizeof(hconn_t));
+  } else {
+    free(*socket_ctx);
+    *socket_ctx = NULL;
+  }
+}
+
+/* Count the request on its connection; the last one allowed closes it. */
+static void count_request(hreq_t *r) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  hconn_t *hc = ci ? ci->socket_context : NULL;
+
+  if (hc == NULL || r->h->keepalive == 0)
+    return;
+  if (++hc->requests >= r->h->keepalive)
+    r->close_after = 1;
+}
+
+/* ------------------------------------------------------------ start */
+
+/* Read a whole small file into a string (NUL-terminated). */
+static int slurp(const char *path, size_t max, char **out, size_t *len,
+                 char *err, size_t errlen) {
+  struct stat sb;
+  char *buf;
+  ssize_t n;
+  size_t got = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+  if (fd < 0) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (size_t)sb.st_size > max) {
+    snprintf(err, errlen, "%s: not a regular file of at most %zu bytes", path,
+             max);
+    close(fd);
+    return -1;
+  }
+  if ((buf = malloc((size_t)sb.st_size + 1)) == NULL) {
+    close(fd);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  while (got < (size_t)sb.st_size &&
+         (n = read(fd, buf + got, (size_t)sb.st_size - got)) > 0)
+    got += (size_t)n;
+  close(fd);
+  buf[got] = '\0';
+  *out = buf;
+  if (len)
+    *len = got;
+  return 0;
+}
+
+static int token_load(pc_http_t *h, const char *path, char *err,
+                      size_t errlen) {
+  struct stat sb;
+
+  if (slurp(path, TOKEN_MAX, &h->token, &h->token_len, err, errlen) != 0)
+    return -1;
+  /* A trailing newline is the editor's, not the token's. */
+  while (h->token_len > 0 && (h->token[h->token_len - 1] == '\n' ||
+                              h->token[h->token_len - 1] == '\r'))
+    h->token[--h->token_len] = '\0';
+  if (h->token_len < 16) {
+    snprintf(err, errlen,
+             "%s: the token must be at least 16 characters "
+             "(openssl rand -hex 32 > %s)",
+             path, path);
+    return -1;
+  }
+  if (stat(path, &sb) == 0 && (sb.st_mode & 077) != 0) {
+    snprintf(err, errlen,
+             "%s: others may read the token (mode %03o); chmod 600 %s", path,
+             (unsigned)(sb.st_mode & 0777), path);
+    return -1;
+  }
+  return 0;
+}
+
+/* The listening socket, bound here so that port 0 can be read back. */
+static int listen_socket(const char *host, int port, int *bound, char *err,
+                         size_t errlen) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int fd, one = 1, v6 = strchr(host, ':') != NULL;
+
+  memset(&ss, 0, sizeof(ss));
+  if (v6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+      goto bad_host;
+    sl = sizeof(*a);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+      host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+      goto bad_host;
+    sl = sizeof(*a);
+  }
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "socket: %s", strerror(errno));
+    return -1;
+  }
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 128) != 0) {
+    snprintf(err, errlen, "listen on %s:%d: %s", host, port, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  sl = sizeof(ss);
+  getsockname(fd, (struct sockaddr *)&ss, &sl);
+  *bound = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                    : ((struct sockaddr_in *)&ss)->sin_port);
+  return fd;
+bad_host:
+  snprintf(err, errlen,
+           "listen.address: '%s' is not an IP address (or localhost)", host);
+  return -1;
+}
+
+int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
+                  pc_http_t **out, char *err, size_t errlen) {
+  const pp_config_t *cfg = pp_pool_config(pool);
+  const union MHD_DaemonInfo *info;
+  unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+  unsigned int timeout_s;
+  pc_http_t *h;
+  int fd;
+
+  *out = NULL;
+  if ((h = calloc(1, sizeof(*h))) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  h->loop = loop;
+  h->pool = pool;
+  h->max_frame = cfg->max_frame;
+  h->keepalive = cfg->keepalive_requests;
+  timeout_s = (unsigned)((cfg->listen_timeout_ms + 999) / 1000);
+  if (cfg->token_file && token_load(h, cfg->token_file, err, errlen) != 0)
+    goto fail;
+  if (cfg->tls_cert) {
+    if (slurp(cfg->tls_cert, PEM_MAX, &h->cert, NULL, err, errlen) != 0 ||
+        slurp(cfg->tls_key, PEM_MAX, &h->key, NULL, err, errlen) != 0)
+      goto fail;
+    flags |= MHD_USE_TLS;
+  }
+  if ((fd = listen_socket(host, port, &h->port, err, errlen)) < 0)
+    goto fail;
+  if (h->key)
+    h->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->listen_max_conns,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_HTTPS_MEM_KEY, h->key, MHD_OPTION_HTTPS_MEM_CERT, h->cert,
+        MHD_OPTION_END);
+  else
+    h->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->listen_max_conns,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
+  if (h->d == NULL) {
+    close(fd);
+    snprintf(err, errlen, "the HTTP server did not start%s",
+             h->key ? " (is the TLS key or certificate bad?)" : "");
+    goto fail;
+  }
+  info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+  if (info == NULL) {
+    snprintf(err, errlen, "libmicrohttpd gave no epoll fd");
+    goto fail;
+  }
+  uv_poll_init(loop, &h->poll, info->epoll_fd);
+  uv_timer_init(loop, &h->timer);
+  h->poll.data = h->timer.data = h;
+  h->open = 1;
+  uv_poll_start(&h->poll, UV_READABLE, on_poll);
+  arm(h);
+  *out = h;
+  return 0;
+fail:
+  if (h->d)
+    MHD_stop_daemon(h->d);
+  free(h->token);
+  free(h->cert);
+  free(h->key);
+  free(h);
+  return -1;
+}
+
+int pc_http_port(const pc_http_t *h) { return h->port; }
+
+static void on_closed(uv_handle_t *hd) {
+  pc_http_t *h = hd->data;
+
+  if (--h->open > 0)
+    return;
+  free(h->token);
+  free(h->cert);
+  free(h->key);
+  free(h);
+}
+
+void pc_http_close(pc_http_t *h) {
+  if (h == NULL || h->closing)
+    return;
+  h->closing = 1;
+  /* Every call's callback has run (the pool closed first): the
+   * connections still open are closed with the daemon. */
+  MHD_stop_daemon(h->d);
+  h->d = NULL;
+  h->open = 2;
+  uv_close((uv_handle_t *)&h->poll, on_closed);
+  uv_close((uv_handle_t *)&h->timer, on_closed);
+}
