@@ -769,9 +769,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
   if (*upload_size > 0) {
     /* The body, bounded by worker.max_frame. */
     if (!r->answered && r->len + *upload_size > h->max_frame) {
+      /* The rest is read and dropped, and 413 answered at its end (MHD
+       * cannot answer in the middle of a chunked body); a body that goes
+       * on past 4 times the limit has its connection closed. */
       r->too_big = 1;
       answer_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "PP_ETOOBIG",
                    "the body is over worker.max_frame", NULL);
+    }
+    if (r->too_big) {
+      r->len += *upload_size;
+      *upload_size = 0;
+      return r->len / 4 > h->max_frame ? MHD_NO : MHD_YES;
     }
     if (!r->answered) {
       if (r->len + *upload_size > r->cap) {
