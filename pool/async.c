@@ -153,6 +153,8 @@ static void answer_early(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
  * on_client_death says: finish lets it run (its reply is dropped), cancel
  * also sends CANCEL, kill replaces the worker (the calls behind it then
  * fail as for any worker's end).  Returns 1 when the worker was failed. */
+static void arm(pp__proc_t *proc, uint64_t now);
+
 static int abandon(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
                    uint64_t now) {
   answer_early(pool, proc, a, PP_ETIMEDOUT, now);
@@ -160,11 +162,16 @@ static int abandon(pp_pool_t *pool, pp__proc_t *proc, pp__acall_t *a,
     return 1;
   /* CANCEL by itself: pp__proc_cancel's grace timer would take the
    * ring's request timer. */
-  if (pp__call_cancels(proc, a->done.chunk != NULL) &&
-      pp__proc_send(proc, PP_FRAME_CANCEL, a->id, NULL, 0) != 0) {
+  if (!pp__call_cancels(proc, a->done.chunk != NULL))
+    return 0;
+  if (pp__proc_send(proc, PP_FRAME_CANCEL, a->id, NULL, 0) != 0) {
     pp__proc_fail(proc, PP_EXIT_NONE, "could not send CANCEL");
     return 1;
   }
+  /* Its worker must answer within cancel_grace (the ring's timer), as
+   * for pp_cancel. */
+  a->cancelled = 1;
+  arm(proc, now);
   return 0;
 }
 
@@ -253,6 +260,7 @@ int pp__async_timer_due(pp__proc_t *proc) {
     arm(proc, now);
     return 0;
   }
+  proc->culprit_id = which->id; /* its status says why (ring_fail) */
   return which->cancelled && due == which->cancel_due_ns ? 2 : 1;
 }
 
@@ -398,7 +406,9 @@ void pp__async_reply(pp__proc_t *proc, const pp_frame_t *f) {
     return;
   }
   status = a->ghost &&
-                   (f->type == PP_FRAME_REPLY || f->type == PP_FRAME_ERROR) &&
+                   (f->type == PP_FRAME_ERROR ||
+                    (f->type == PP_FRAME_REPLY &&
+                     !(f->flags & PP_FRAME_FLAG_STREAM))) &&
                    f->id == a->id
                ? 0
                : pp__call_reply(f, a->id, store, a, a->msg, sizeof(a->msg));
@@ -485,7 +495,20 @@ void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason) {
       requeue(pool, a, at, now);
       continue;
     }
-    status = pp__call_cut(proc, reason, first, a->msg, sizeof(a->msg));
+    if (pool->cfg->concurrency > 1 && reason == PP_EXIT_TIMEOUT &&
+        a->id != proc->culprit_id) {
+      /* Beside the call that timed out (or ignored its CANCEL), not
+       * behind it: its own time had not run out. */
+      snprintf(a->msg, sizeof(a->msg),
+               "worker %d replaced: a request beside it timed out or "
+               "ignored its CANCEL",
+               slot->id);
+      status = PP_ECRASHED;
+    } else {
+      status = pp__call_cut(proc, reason,
+                            pool->cfg->concurrency > 1 || first, a->msg,
+                            sizeof(a->msg));
+    }
     complete(pool, a, status, proc, 0, now);
     first = 0;
   }

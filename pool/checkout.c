@@ -728,8 +728,12 @@ void pp__loop_reply(pp__proc_t *proc, const pp_frame_t *f) {
   pp__trace(pool, PP_TRACE_REPLY, slot->id, proc->generation, proc->pid,
             lease->id, lease->client ? lease->client->id : 0, status, NULL);
   reply_queue(lease, status);
+  /* Not an answer (a chunk nobody asked for): the real one is still to
+   * come, and must never reach the next caller. */
+  if (status == PP_EPROTO)
+    pp__proc_fail(proc, PP_EXIT_PROTOCOL, msg);
   /* Anything after the reply was never asked for. */
-  if (proc->rlen > PP_FRAME_HEADER + (size_t)f->len)
+  else if (proc->rlen > PP_FRAME_HEADER + (size_t)f->len)
     pp__proc_fail(proc, PP_EXIT_PROTOCOL, "bytes after the reply");
 }
 

@@ -461,6 +461,10 @@ int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag) {
   else if ((cfg->socket == NULL) != (pool->cfg->socket == NULL) ||
            (cfg->socket && strcmp(cfg->socket, pool->cfg->socket) != 0))
     bad = "control.socket";
+  else if (cfg->concurrency != pool->cfg->concurrency)
+    /* Workers of both kinds would serve one ring at once: in-order ones
+     * and out-of-order ones. */
+    bad = "worker.concurrency";
   else if ((cfg->listen == NULL) != (pool->cfg->listen == NULL) ||
            (cfg->listen && strcmp(cfg->listen, pool->cfg->listen) != 0))
     bad = "listen.address";
