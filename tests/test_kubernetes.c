@@ -402,6 +402,11 @@ static void config_loads(void **state) {
 
   (void)state;
   assert_true(listen_port(cfg) > 0);
+  /* size: auto counts the node's CPUs, not the container's CPU limit. */
+  if (strcmp(cfg_text(cfg, "size"), "auto") == 0)
+    fail_msg("%s: pool.yaml has size: auto, which counts the node's CPUs "
+             "(sysconf), not the pod's; give a number",
+             cm->file);
   assert_string_not_equal(cfg_text(cfg, "listen.token_file"), "");
   assert_string_not_equal(cfg_text(cfg, "control.socket"), "");
   for (i = 0; item(dep, cmd, i); i++)
