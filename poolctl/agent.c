@@ -1,7 +1,8 @@
 /* agent.c -- HAProxy's agent-check responder (listen.agent): each TCP
  * connection gets one line saying how this pool can take traffic, then is
- * closed: "ready N%" with N the idle share of its workers (HAProxy scales
- * the server's weight by it), "drain" while draining (no new traffic, the
+ * closed: "up ready N%" with N the idle share of its workers (HAProxy
+ * scales the server's weight by it), "up drain" while draining (no new
+ * traffic, the
  * requests in flight finish), "down" when degraded or stopping.  Nothing
  * is read from the peer. */
 #include "http.h"
@@ -41,14 +42,16 @@ static void say(pp_pool_t *pool, char *line, size_t len) {
     snprintf(line, len, "down\n");
     return;
   }
+  /* "up" with each healthy word: HAProxy keeps a server an agent said
+   * "down" down until one says "up". */
   if (st.draining)
-    snprintf(line, len, "drain\n");
+    snprintf(line, len, "up drain\n");
   else if (st.state != PP_POOL_READY)
     snprintf(line, len, "down\n");
   else {
     /* At least 1%: 0% would take a ready server out entirely. */
     pct = st.size > 0 ? st.idle * 100 / st.size : 0;
-    snprintf(line, len, "ready %d%%\n", pct < 1 ? 1 : pct);
+    snprintf(line, len, "up ready %d%%\n", pct < 1 ? 1 : pct);
   }
   pp_status_free(&st);
 }

@@ -95,6 +95,7 @@ typedef struct hreq {
   size_t out_len;
   const char *ctype;
   int retry_after;
+  int started; /* its request went to a worker: it may have run */
   /* A stream: chunks buffered for MHD's reader. */
   int streaming, stream_done, stream_failed, reader_waiting;
   char *sbuf;
@@ -195,6 +196,10 @@ static enum MHD_Result queue(hreq_t *r) {
   }
   if (r->close_after)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+  /* Whether a failed call may have run: a client or balancer retries
+   * only "no" (every 503 is "no"). */
+  if (r->route == R_CALL && r->code >= 500)
+    MHD_add_response_header(resp, "X-Call-Started", r->started ? "yes" : "no");
   ok = MHD_queue_response(r->conn, r->code, resp);
   MHD_destroy_response(resp);
   return ok;
@@ -305,6 +310,10 @@ static void answer_status(hreq_t *r, int status, const pp_diag_t *diag,
       diag && diag->message[0] ? diag->message : pp_strerror(status);
   json_t *detail;
 
+  /* Cut while it ran (pp_pool_close past drain_timeout): it may have
+   * run, so not a 503. */
+  if (status == PP_ECLOSED && r->started)
+    status = PP_ECRASHED;
   switch (status) {
   case PP_ETIMEDOUT:
     answer_error(r, MHD_HTTP_GATEWAY_TIMEOUT, pp_err_name(status), msg, NULL);
@@ -490,6 +499,7 @@ static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
   free(json);
   if (rc == 0) {
     r->lease = lease;
+    r->started = 1;
     return; /* on_reply is owed */
   }
   pp_checkin(lease);
@@ -856,14 +866,17 @@ static void count_request(hreq_t *r) {
 
 /* ------------------------------------------------------------ start */
 
-/* Read a whole small file into a string (NUL-terminated). */
+/* Read a whole small secret file into a string (NUL-terminated).  A
+ * symlink is followed (a Kubernetes Secret's files are symlinks), but what
+ * is checked is the file opened and read: a regular file, that others
+ * (beyond its owner and group) cannot read. */
 static int slurp(const char *path, size_t max, char **out, size_t *len,
                  char *err, size_t errlen) {
   struct stat sb;
   char *buf;
   ssize_t n;
   size_t got = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
   if (fd < 0) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -872,6 +885,14 @@ static int slurp(const char *path, size_t max, char **out, size_t *len,
   if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (size_t)sb.st_size > max) {
     snprintf(err, errlen, "%s: not a regular file of at most %zu bytes", path,
              max);
+    close(fd);
+    return -1;
+  }
+  if (sb.st_mode & 007) {
+    snprintf(err, errlen,
+             "%s: others may read it (mode %03o); chmod o-rwx %s (a secret "
+             "must be readable by its owner and group only)",
+             path, (unsigned)(sb.st_mode & 0777), path);
     close(fd);
     return -1;
   }
@@ -893,8 +914,6 @@ static int slurp(const char *path, size_t max, char **out, size_t *len,
 
 static int token_load(pc_http_t *h, const char *path, char *err,
                       size_t errlen) {
-  struct stat sb;
-
   if (slurp(path, TOKEN_MAX, &h->token, &h->token_len, err, errlen) != 0)
     return -1;
   /* A trailing newline is the editor's, not the token's. */
@@ -906,12 +925,6 @@ static int token_load(pc_http_t *h, const char *path, char *err,
              "%s: the token must be at least 16 characters "
              "(openssl rand -hex 32 > %s)",
              path, path);
-    return -1;
-  }
-  if (stat(path, &sb) == 0 && (sb.st_mode & 077) != 0) {
-    snprintf(err, errlen,
-             "%s: others may read the token (mode %03o); chmod 600 %s", path,
-             (unsigned)(sb.st_mode & 0777), path);
     return -1;
   }
   return 0;

@@ -19,7 +19,7 @@ void pc_http_close(pc_http_t *h);
 typedef struct pc_agent pc_agent_t;
 
 /* The agent-check responder on host:port: each connection gets one line,
- * "ready N%" (the idle share of the workers), "drain" (draining) or
+ * "up ready N%" (the idle share of the workers), "up drain" (draining) or
  * "down" (degraded or stopping), and is closed.  0, or -1 with err. */
 int pc_agent_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
                    pc_agent_t **out, char *err, size_t errlen);
