@@ -9,7 +9,9 @@ each with a unique id, from THREADS client threads, each call on its own
 connection to HAProxy's (Unix socket) frontend.  The handler appends "ID
 PID START" to its instance's record file before it works WORK_MS.  While
 the load runs, at points set by the calls completed (ids past each point
-wait for the step before it: no sleeps):
+wait for the step before it: no sleeps), test_drain_and_kill takes steps
+2 and 3, test_restart_drain_and_kill all three (an expected failure for
+now: see its docstring):
 
   1. c is restarted: `poolctl stop` (waits for the process to exit), then
      a new serve on the same port, socket and agent port; HAProxy sees it
@@ -25,18 +27,20 @@ any worker got it (a checkout refused, or pp_request_with refusing a
 lease of a closing pool), so HAProxy may run it elsewhere; so may a
 connection that never opened (conn-failure).  An empty response is not
 retried: a serve killed while its worker ran the call answers nothing, and
-running it again elsewhere would run it twice.  (One 503 did run: a call
-still running when a stopping pool's worker.drain_timeout ends gets
-PP_ECLOSED, pool/call.c; the calls here take WORK_MS, far below the 5 s
-default.)
+running it again elsewhere would run it twice.  (Two 503s did run, both
+while a pool stops, pool/call.c: a call still running when
+worker.drain_timeout ends, and one whose worker died on its own meanwhile,
+get PP_ECLOSED.  Here the calls take WORK_MS, far below the 5 s default,
+and no worker dies on its own.)
 
 Every call ends in exactly one of these outcome classes:
 
   ok       200, the body echoes the call's id, and its instance is the
            server HAProxy names (X-Server); the id is in that instance's
            records exactly once.
-  refused  503, from serve after HAProxy's retries or from HAProxy itself
-           (no server): the call never started; its id is in no records.
+  refused  503, from serve after HAProxy's retries, or from HAProxy itself
+           (no server left, or connections refused past the retries): the
+           call never started; its id is in no records.
   cut      502 from HAProxy for server b, the one killed: the connection
            closed with no answer.  The call may have run ("ran, no
            response": its id is in b's records, once) or not (its id is
@@ -52,9 +56,18 @@ HAProxy, a timeout) fails the test.  Besides:
     with 503 and its agent says "drain", and it still runs (drain keeps
     the workers);
   - killed: b's workers are gone after its serve's SIGKILL;
-  - restarted: the new c serves; every call taken after step 3 is ok and
-    ran on c, the only instance left;
-  - before step 1 every instance ran calls (the balancer spreads them).
+  - restarted: the new c ran calls;
+  - every call taken after the last step is ok and ran on c, the only
+    instance left;
+  - before the first step every instance ran calls (the balancer spreads
+    them);
+  - at the end a and c stop cleanly (`poolctl stop`, exit 0).
+
+HAProxy buffers each request whole before it picks a server (option
+http-buffer-request): without it, a 503 from a drained server reached the
+client as a broken connection instead of being retried.  Its passive
+check (observe layer4, on-error mark-down) takes a killed server out at
+its first refused connection.  Tmp files stay with PP_KEEP_TMP=1.
 
 The waits for HAProxy poll its stats socket, each with a timeout that only
 fires when something is broken."""
@@ -510,6 +523,10 @@ class BehindHAProxy(unittest.TestCase):
         self.assertTrue(c.agent_line().startswith("ready "))
         self.assertEqual(c.readyz(), (200, "ready\n"))
         self.check(load, steps, marks, elapsed)
+        # Both stop cleanly, the drained one too.
+        for inst in (a, c):
+            inst.poolctl("stop")
+            self.assertEqual(inst.wait_exit(), 0, inst.name)
 
     def restart_c(self, marks):
         """c restarted on the same port, socket and agent port."""
