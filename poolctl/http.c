@@ -1055,6 +1055,18 @@ fail:
 
 int pc_http_port(const pc_http_t *h) { return h->port; }
 
+void pc_http_quiesce(pc_http_t *h) {
+  MHD_socket fd;
+
+  if (h == NULL || h->d == NULL || h->closing)
+    return;
+  /* Refused from now on (a balancer retries a refused connection), not
+   * left in the kernel's queue to be reset when the daemon stops. */
+  fd = MHD_quiesce_daemon(h->d);
+  if (fd != MHD_INVALID_SOCKET)
+    close(fd);
+}
+
 static void on_closed(uv_handle_t *hd) {
   pc_http_t *h = hd->data;
 

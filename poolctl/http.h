@@ -12,6 +12,9 @@ typedef struct pc_http pc_http_t;
 int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
                   pc_http_t **out, char *err, size_t errlen);
 int pc_http_port(const pc_http_t *h);
+/* Stop accepting connections (the pool is stopping): new ones are
+ * refused; those open are served to their end. */
+void pc_http_quiesce(pc_http_t *h);
 /* Stop listening and close every connection (after the pool closed:
  * every call has had its answer).  NULL is allowed. */
 void pc_http_close(pc_http_t *h);

@@ -129,6 +129,7 @@ static void stop_serving(serve_t *s, const char *why) {
     return;
   s->stopping = 1;
   say("stopping (%s)", why);
+  pc_http_quiesce(s->http);
   pp_pool_stop(s->pool, on_pool_closed, s);
 }
 

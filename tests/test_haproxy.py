@@ -17,7 +17,7 @@ now: see its docstring):
      a new serve on the same port, socket and agent port; HAProxy sees it
      UP again;
   2. a is drained (`poolctl drain`, which returns once no worker of a is
-     lent out); HAProxy sees it DRAIN or DOWN (agent "drain", /readyz 503);
+     lent out); HAProxy sees it DRAIN or DOWN (agent "up drain", /readyz 503);
   3. b's serve process gets SIGKILL (its workers die with it through
      PR_SET_PDEATHSIG); HAProxy sees it DOWN.
 
@@ -53,7 +53,7 @@ HAProxy, a timeout) fails the test.  Besides:
   - every id has an outcome (nothing silently lost);
   - drained: every call a ran started before `poolctl drain` returned and
     was sent by the client before then; afterwards a answers /readyz
-    with 503 and its agent says "drain", and it still runs (drain keeps
+    with 503 and its agent says "up drain", and it still runs (drain keeps
     the workers);
   - killed: b's workers are gone after its serve's SIGKILL;
   - restarted: the new c ran calls;
@@ -519,8 +519,8 @@ class BehindHAProxy(unittest.TestCase):
         # a still runs, drained; c serves.
         if "drain_a" in steps:
             self.assertEqual(a.readyz(), (503, "draining\n"))
-            self.assertEqual(a.agent_line(), "drain\n")
-        self.assertTrue(c.agent_line().startswith("ready "))
+            self.assertEqual(a.agent_line(), "up drain\n")
+        self.assertTrue(c.agent_line().startswith("up ready "))
         self.assertEqual(c.readyz(), (200, "ready\n"))
         self.check(load, steps, marks, elapsed)
         # Both stop cleanly, the drained one too.
@@ -563,7 +563,6 @@ class BehindHAProxy(unittest.TestCase):
         """a drained, then b killed, under load."""
         self.scenario(["drain_a", "kill_b"])
 
-    @unittest.expectedFailure
     def test_restart_drain_and_kill(self):
         """c restarted, then a drained, then b killed, under load.
 
