@@ -406,6 +406,27 @@ class TestCalls(unittest.TestCase):
         self.assertEqual(h["Transfer-Encoding"], "chunked")
         self.assertEqual(body, b"\x00\x00\x00\x01\x01\x01\x02\x02\x02")
 
+    def test_stream_failing_before_its_first_item_422(self):
+        st, h, body = self.srv.call("endless", 0)
+        self.assertEqual(st, 422)
+        self.assertEqual(h["Content-Type"], "application/json")
+        v = json.loads(body)
+        self.assertEqual(v["type"], "RuntimeError")
+        self.assertEqual(v["message"], "failed after 0 items")
+
+    def test_stream_failing_after_items_is_cut(self):
+        """A failure after the 200 went out can only cut the stream: the
+        items so far, then no last chunk."""
+        c = self.srv.conn()
+        self.addCleanup(c.close)
+        c.request("POST", "/v1/call/endless", body=b"3",
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        with self.assertRaises(http.client.IncompleteRead) as cm:
+            r.read()
+        self.assertEqual(cm.exception.partial, b"0\n1\n2\n")
+
     def test_stream_then_keepalive(self):
         """A stream's end leaves the connection usable for the next."""
         c = self.srv.conn()
