@@ -571,6 +571,8 @@ static enum MHD_Result queue_stream(hreq_t *r) {
   if (resp == NULL)
     return MHD_NO;
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype);
+  if (r->close_after)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   ok = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
   MHD_destroy_response(resp);
   return ok;
@@ -842,13 +844,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 static void on_connection(void *cls, struct MHD_Connection *conn,
                           void **socket_ctx,
                           enum MHD_ConnectionNotificationCode toe) {
-  (void)cls;
   (void)conn;
   if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
     *socket_ctx = calloc(1, sizeof(hconn_t));
   } else {
     free(*socket_ctx);
     *socket_ctx = NULL;
+    /* At listen.max_connections MHD stopped accepting; it listens again
+     * in its next round, which nothing else may bring soon. */
+    ((pc_http_t *)cls)->again = 1;
   }
 }
 
@@ -866,12 +870,12 @@ static void count_request(hreq_t *r) {
 
 /* ------------------------------------------------------------ start */
 
-/* Read a whole small secret file into a string (NUL-terminated).  A
- * symlink is followed (a Kubernetes Secret's files are symlinks), but what
- * is checked is the file opened and read: a regular file, that others
- * (beyond its owner and group) cannot read. */
-static int slurp(const char *path, size_t max, char **out, size_t *len,
-                 char *err, size_t errlen) {
+/* Read a whole small file into a string (NUL-terminated).  A symlink is
+ * followed (a Kubernetes Secret's files are symlinks), but what is checked
+ * is the file opened and read: a regular file, and for a secret one that
+ * others (beyond its owner and group) cannot read. */
+static int slurp(const char *path, size_t max, int secret, char **out,
+                 size_t *len, char *err, size_t errlen) {
   struct stat sb;
   char *buf;
   ssize_t n;
@@ -888,7 +892,7 @@ static int slurp(const char *path, size_t max, char **out, size_t *len,
     close(fd);
     return -1;
   }
-  if (sb.st_mode & 007) {
+  if (secret && (sb.st_mode & 007)) {
     snprintf(err, errlen,
              "%s: others may read it (mode %03o); chmod o-rwx %s (a secret "
              "must be readable by its owner and group only)",
@@ -914,7 +918,7 @@ static int slurp(const char *path, size_t max, char **out, size_t *len,
 
 static int token_load(pc_http_t *h, const char *path, char *err,
                       size_t errlen) {
-  if (slurp(path, TOKEN_MAX, &h->token, &h->token_len, err, errlen) != 0)
+  if (slurp(path, TOKEN_MAX, 1, &h->token, &h->token_len, err, errlen) != 0)
     return -1;
   /* A trailing newline is the editor's, not the token's. */
   while (h->token_len > 0 && (h->token[h->token_len - 1] == '\n' ||
@@ -999,8 +1003,8 @@ int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
   if (cfg->token_file && token_load(h, cfg->token_file, err, errlen) != 0)
     goto fail;
   if (cfg->tls_cert) {
-    if (slurp(cfg->tls_cert, PEM_MAX, &h->cert, NULL, err, errlen) != 0 ||
-        slurp(cfg->tls_key, PEM_MAX, &h->key, NULL, err, errlen) != 0)
+    if (slurp(cfg->tls_cert, PEM_MAX, 0, &h->cert, NULL, err, errlen) != 0 ||
+        slurp(cfg->tls_key, PEM_MAX, 1, &h->key, NULL, err, errlen) != 0)
       goto fail;
     flags |= MHD_USE_TLS;
   }
