@@ -233,16 +233,25 @@ static void hup_stop(hreq_t *r) {
   r->hup = NULL;
 }
 
+static void maybe_free(hreq_t *r);
+
 /* The peer closed its side while its call runs: its client dies, and
  * on_client_death decides what becomes of the request. */
 static void on_hup(uv_poll_t *p, int status, int events) {
   hreq_t *r = p->data;
 
+  pp_client_t *client = r->client;
+
   if (status < 0 || (events & UV_DISCONNECT)) {
     hup_stop(r);
-    if (r->client) {
-      pp_client_close(r->client);
+    if (client) {
+      /* Closing it may run the call's callback, and MHD then end the
+       * request, at once: r stays until we are done. */
       r->client = NULL;
+      r->busy++;
+      pp_client_close(client);
+      r->busy--;
+      maybe_free(r);
     }
   }
 }
