@@ -1019,24 +1019,21 @@ int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
   }
   if ((fd = listen_socket(host, port, &h->port, err, errlen)) < 0)
     goto fail;
-  if (h->key)
+  {
+    /* HTTPS when given a key; an empty list (its END) otherwise. */
+    struct MHD_OptionItem tls[] = {{MHD_OPTION_HTTPS_MEM_KEY, 0, h->key},
+                                   {MHD_OPTION_HTTPS_MEM_CERT, 0, h->cert},
+                                   {MHD_OPTION_END, 0, NULL}};
+
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->listen_max_conns,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-        MHD_OPTION_HTTPS_MEM_KEY, h->key, MHD_OPTION_HTTPS_MEM_CERT, h->cert,
-        MHD_OPTION_END);
-  else
-    h->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->listen_max_conns,
-        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_ARRAY,
+        h->key ? tls : tls + 2, MHD_OPTION_END);
+  }
   if (h->d == NULL) {
     close(fd);
     snprintf(err, errlen, "the HTTP server did not start%s",

@@ -100,5 +100,7 @@ int env_int(const char *name, int dflt);
 int pid_alive(int pid);
 /* Wait until the pid is gone, up to timeout_ms.  Returns 0 or -1. */
 int wait_pid_gone(int pid, int timeout_ms);
+/* How many lines of file (fixtures' PP_TEST_MARKS) are "what PID". */
+int marks_count(const char *file, const char *what);
 
 #endif

@@ -21,21 +21,8 @@ static int zygote(void) {
   return m && strcmp(m, "zygote") == 0;
 }
 
-/* How many lines of marks start with what. */
-static int count_marks(const char *what) {
-  char line[256];
-  size_t n = strlen(what);
-  int k = 0;
-  FILE *f = fopen(marks, "r");
-
-  if (f == NULL)
-    return 0;
-  while (fgets(line, sizeof(line), f))
-    if (strncmp(line, what, n) == 0 && line[n] == ' ')
-      k++;
-  fclose(f);
-  return k;
-}
+/* How many lines of the marks file start with what. */
+static int count_marks(const char *what) { return marks_count(marks, what); }
 
 static pp_pool_t *open_contract(rec_t *rec, int size) {
   pp_config_t *cfg = python_config("contract_handlers.py", size);

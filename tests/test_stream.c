@@ -163,20 +163,7 @@ static void stream_run(stream_t *s, pp_pool_t *pool, face_t f,
 static void stream_init(stream_t *s) { memset(s, 0, sizeof(*s)); }
 
 /* How many lines of the marks file start with what. */
-static int count_marks(const char *what) {
-  char line[256];
-  size_t n = strlen(what);
-  int k = 0;
-  FILE *f = fopen(marks, "r");
-
-  if (f == NULL)
-    return 0;
-  while (fgets(line, sizeof(line), f))
-    if (strncmp(line, what, n) == 0 && line[n] == ' ')
-      k++;
-  fclose(f);
-  return k;
-}
+static int count_marks(const char *what) { return marks_count(marks, what); }
 
 static void test_chunks(void **state) {
   stream_t s;
