@@ -505,9 +505,8 @@ void pp__async_ring_fail(pp__proc_t *proc, pp_exit_kind_t reason) {
                slot->id);
       status = PP_ECRASHED;
     } else {
-      status = pp__call_cut(proc, reason,
-                            pool->cfg->concurrency > 1 || first, a->msg,
-                            sizeof(a->msg));
+      status = pp__call_cut(proc, reason, pool->cfg->concurrency > 1 || first,
+                            a->msg, sizeof(a->msg));
     }
     complete(pool, a, status, proc, 0, now);
     first = 0;

@@ -157,8 +157,8 @@ struct pp__proc {
 
   uint32_t next_id;
   uint32_t orphan_id;          /* request whose lease ended before its reply */
-  uint32_t culprit_id; /* the async call whose deadline or cancel grace
-                          passed (async.c), for its status */
+  uint32_t culprit_id;         /* the async call whose deadline or cancel grace
+                                  passed (async.c), for its status */
   uint64_t orphan_deadline_ns; /* a thread's orphan: its request deadline */
   int orphan_handoff; /* a thread left its request to the loop: read it */
   uint64_t requests;
