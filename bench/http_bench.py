@@ -154,7 +154,10 @@ def main():
     for W in a.workers:
         print("== %d workers each" % W, flush=True)
         rounds, servers, order = measure(a, W)
-        results.append((W, rounds, {n: s.label for n, s in servers.items()}, order))
+        crashes = servers.pop("crashes")
+        labels = {n: s.label for n, s in servers.items()}
+        labels["crashes"] = crashes
+        results.append((W, rounds, labels, order))
     if a.json:
         with open(a.json, "w") as f:
             for W, rounds, _, _ in results:
@@ -245,8 +248,31 @@ def measure(a, W):
                 raise RuntimeError("haproxy exited: " + hap.log_text())
 
         cases = [(n, p) for p in ("direct", "haproxy") for n in order]
+        crashes = []
+
+        def ensure_up():
+            """A server found dead (portpool's serve crashed once a load's
+            connections closed: see the report) is counted and started
+            again on its port; the others must not die."""
+            for n in order:
+                s = servers[n]
+                if s.proc.poll() is None:
+                    continue
+                crashes.append((n, s.proc.returncode))
+                print("%s exited (status %d); starting it again"
+                      % (n, s.proc.returncode), flush=True)
+                if n != "portpool":
+                    raise RuntimeError(n + " exited: " + s.log_text())
+                s.logf.close()
+                s.argv[-1] = "127.0.0.1:%d" % s.port
+                s.start()
+                wait_until("portpool ready again", lambda: "ready: " in s.log_text()
+                           or s.proc.poll() is not None)
+                if s.proc.poll() is not None:
+                    raise RuntimeError("poolctl serve exited: " + s.log_text())
 
         def run_case(n, path, duration):
+            ensure_up()
             port = servers[n].port if path == "direct" else hport[n]
             watched = servers[n].pids() + (hap.pids() if path == "haproxy" else [])
             front = servers[n].proc.pid
@@ -264,6 +290,7 @@ def measure(a, W):
             elapsed = time.monotonic() - t0
             sa = system_busy()
             after = {pid: cpu_ticks(pid) for pid in watched}
+            died = servers[n].proc.poll() is not None
             if p.returncode != 0:
                 raise RuntimeError("wrk failed: " + out)
             line = next((l for l in out.splitlines() if l.startswith("WRKJSON ")), None)
@@ -284,7 +311,7 @@ def measure(a, W):
             r.update(server=n, path=path, calls_s=r["requests"] / (r["duration_us"] / 1e6),
                      cpu_front_us=front_s / req * 1e6, cpu_workers_us=workers_s / req * 1e6,
                      cpu_haproxy_us=hap_s / req * 1e6, cpu_wrk_us=wrk_s / req * 1e6,
-                     other_cpus=other, elapsed=elapsed,
+                     other_cpus=other, elapsed=elapsed, died=died,
                      non2xx=r["status"],
                      sockerr=r["connect"] + r["read"] + r["write"] + r["timeout"],
                      wrk_text=out)
@@ -309,6 +336,9 @@ def measure(a, W):
                          r["p99_us"] / 1000, r["non2xx"], r["sockerr"], r["other_cpus"]),
                       flush=True)
             rounds.append(rows)
+        for n in order:
+            if servers[n].proc.poll() is not None:
+                crashes.append((n, servers[n].proc.returncode))
     finally:
         if hap:
             hap.stop()
@@ -316,6 +346,7 @@ def measure(a, W):
             s.stop()
 
     shutil.rmtree(tmp, ignore_errors=True)
+    servers["crashes"] = crashes
     return rounds, servers, order
 
 
@@ -431,6 +462,16 @@ def write_md(a, results):
                     "%.0f" % m(get, key, "cpu_haproxy_us") if path == "haproxy" else "–",
                     m(get, key, "cpu_wrk_us"), m(get, key, "other_cpus")))
         w("")
+        if labels["crashes"]:
+            w("**{} server exit(s) seen between cases** ({}); each was started "
+              "again on its port before the next case. Cases at whose end "
+              "(as wrk closed its connections; see the socket errors) the "
+              "server died: {}. Any exit here is a bug in `poolctl serve`.".format(
+                  len(labels["crashes"]),
+                  ", ".join("%s: status %d" % c for c in labels["crashes"]),
+                  ", ".join("round %d %s %s" % (r["round"], r["server"], r["path"])
+                            for rows in rounds for r in rows if r["died"]) or "none"))
+            w("")
         w("| path | portpool ÷ gunicorn sync: calls/s | p99 | portpool ÷ gunicorn gthread: calls/s | p99 |")
         w("|---|---|---|---|---|")
         for path in ("direct", "haproxy"):
