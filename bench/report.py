@@ -9,6 +9,7 @@ of issue 7 and PASS/FAIL, and the machine.  Standard library only.
 import argparse
 import datetime
 import json
+import os
 import statistics
 import sys
 
@@ -280,6 +281,15 @@ def main():
 
     if a.profile:
         with open(a.profile) as f:
+            w(f.read().rstrip())
+            w("")
+
+    # bench/http.sh's section (HTTP face vs gunicorn), measured apart: kept
+    # last, as http.sh splices it.
+    http_md = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "results", "http.md")
+    if os.path.exists(http_md):
+        with open(http_md) as f:
             w(f.read().rstrip())
             w("")
 
