@@ -12,9 +12,9 @@
  *   GET /metrics         the OpenMetrics text of `status --prometheus`
  *
  * Each call has a pool client of its own, as a control connection has: a
- * client that hangs up (seen as EPOLLRDHUP on its socket while the call
- * runs) is closed, so on_client_death decides what becomes of its
- * request.  X-Deadline-Ms / Request-Timeout bound the whole call, as
+ * client that hangs up (MHD ends the request, or, while the call waits
+ * for the pool, a sweep sees POLLRDHUP on its socket) is closed, so
+ * on_client_death decides what becomes of its request.  X-Deadline-Ms / Request-Timeout bound the whole call, as
  * poolctl call --timeout does.  Beyond loopback a bearer token is
  * required (listen.token_file), compared in constant time. */
 #include "http.h"
@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,8 @@ struct pc_http {
   int port;    /* bound */
   int running; /* in MHD_run: a wake-up asks for another round */
   int again;
+  struct hreq *suspended; /* waiting for the pool, newest first */
+  uv_timer_t sweep;       /* looks for hang-ups among them */
 };
 
 /* What a connection carries across its requests (keep-alive). */
@@ -82,8 +85,9 @@ typedef struct hreq {
   pp_lease_t *lease;    /* while its request runs */
   uv_timer_t *deadline; /* timeout_ms past: the lease is checked in */
   int expired;
-  uv_poll_t *hup; /* the socket, watched while suspended */
-  int hup_fd;
+  struct hreq *prev, *next; /* in h->suspended while suspended */
+  uint64_t suspended_ns;
+  int hung;        /* the sweep saw its peer hang up */
   int busy;        /* pool callbacks owed (or a call into the pool under
                       way that may run one) */
   int close_after; /* the connection's last request (keep-alive bound) */
@@ -207,74 +211,83 @@ static enum MHD_Result queue(hreq_t *r) {
 
 /* ------------------------------------------------------------ hang-ups */
 
-static void hup_closed(uv_handle_t *hd) {
-  int fd = *(int *)hd->data;
+/* A suspended connection is not watched by MHD.  Those suspended longer
+ * than HUP_AFTER_MS are looked at every HUP_EVERY_MS (one poll(2) with
+ * POLLRDHUP each): a fast call costs nothing, a slow one's abandoned
+ * worker is freed within a tenth of a second. */
+#define HUP_AFTER_MS 50
+#define HUP_EVERY_MS 100
 
-  close(fd);
-  free(hd->data);
-  free(hd);
+static void suspended_add(hreq_t *r) {
+  pc_http_t *h = r->h;
+
+  r->suspended_ns = now_ns();
+  r->prev = NULL;
+  r->next = h->suspended;
+  if (h->suspended)
+    h->suspended->prev = r;
+  h->suspended = r;
 }
 
-static void hup_stop(hreq_t *r) {
-  int *fd;
+static void suspended_remove(hreq_t *r) {
+  pc_http_t *h = r->h;
 
-  if (r->hup == NULL)
-    return;
-  uv_poll_stop(r->hup);
-  if ((fd = malloc(sizeof(*fd))) == NULL) {
-    /* Keep the fd open rather than close it under the handle. */
-    r->hup->data = NULL;
-    uv_close((uv_handle_t *)r->hup, (uv_close_cb)free);
-  } else {
-    *fd = r->hup_fd;
-    r->hup->data = fd;
-    uv_close((uv_handle_t *)r->hup, hup_closed);
-  }
-  r->hup = NULL;
+  if (r->prev)
+    r->prev->next = r->next;
+  else if (h->suspended == r)
+    h->suspended = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  r->prev = r->next = NULL;
 }
 
 static void maybe_free(hreq_t *r);
 
 /* The peer closed its side while its call runs: its client dies, and
  * on_client_death decides what becomes of the request. */
-static void on_hup(uv_poll_t *p, int status, int events) {
-  hreq_t *r = p->data;
-
+static void hang_up(hreq_t *r) {
   pp_client_t *client = r->client;
 
-  if (status < 0 || (events & UV_DISCONNECT)) {
-    hup_stop(r);
-    if (client) {
-      /* Closing it may run the call's callback, and MHD then end the
-       * request, at once: r stays until we are done. */
-      r->client = NULL;
-      r->busy++;
-      pp_client_close(client);
-      r->busy--;
-      maybe_free(r);
-    }
-  }
+  r->hung = 0;
+  if (client == NULL)
+    return;
+  /* Closing it may run the call's callback, and MHD then end the request,
+   * at once: r stays until we are done. */
+  r->client = NULL;
+  r->busy++;
+  pp_client_close(client);
+  r->busy--;
+  maybe_free(r);
 }
 
-/* Watch the connection's socket (a duplicate, so that MHD may close its
- * own) for the peer hanging up. */
-static void hup_watch(hreq_t *r) {
-  const union MHD_ConnectionInfo *ci =
-      MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-  int fd;
+static void on_sweep(uv_timer_t *t) {
+  pc_http_t *h = t->data;
+  uint64_t now = now_ns();
+  const union MHD_ConnectionInfo *ci;
+  struct pollfd p;
+  hreq_t *r;
 
-  if (ci == NULL || (fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0)) < 0)
-    return;
-  if ((r->hup = malloc(sizeof(*r->hup))) == NULL ||
-      uv_poll_init(r->h->loop, r->hup, fd) != 0) {
-    free(r->hup);
-    r->hup = NULL;
-    close(fd);
-    return;
+  /* Mark first (no callback runs), then end the marked ones one by one:
+   * ending one may change the list. */
+  for (r = h->suspended; r != NULL; r = r->next) {
+    if (now - r->suspended_ns < HUP_AFTER_MS * 1000000ull || r->client == NULL)
+      continue;
+    ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL)
+      continue;
+    p.fd = ci->connect_fd;
+    p.events = POLLRDHUP;
+    p.revents = 0;
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+      r->hung = 1;
   }
-  r->hup_fd = fd;
-  r->hup->data = r;
-  uv_poll_start(r->hup, UV_DISCONNECT, on_hup);
+  for (;;) {
+    for (r = h->suspended; r != NULL && !r->hung; r = r->next)
+      ;
+    if (r == NULL)
+      break;
+    hang_up(r);
+  }
 }
 
 /* ------------------------------------------------------------ lifetime */
@@ -282,7 +295,7 @@ static void hup_watch(hreq_t *r) {
 static void deadline_closed(uv_handle_t *hd) { free(hd); }
 
 static void req_free(hreq_t *r) {
-  hup_stop(r);
+  suspended_remove(r);
   if (r->deadline) {
     uv_close((uv_handle_t *)r->deadline, deadline_closed);
     r->deadline = NULL;
@@ -300,11 +313,18 @@ static void maybe_free(hreq_t *r) {
     req_free(r);
 }
 
+/* The connection waits for the pool (watched for hang-ups meanwhile). */
+static void suspend(hreq_t *r) {
+  r->suspended = 1;
+  MHD_suspend_connection(r->conn);
+  suspended_add(r);
+}
+
 /* The pool answered: the connection wakes to send it. */
 static void wake(hreq_t *r) {
-  hup_stop(r);
   if (r->suspended && !r->completed) {
     r->suspended = 0;
+    suspended_remove(r);
     MHD_resume_connection(r->conn);
   }
   run(r->h);
@@ -541,9 +561,7 @@ static void call_start(hreq_t *r) {
     answer_status(r, rc, &d, NULL, 0);
     return;
   }
-  r->suspended = 1;
-  MHD_suspend_connection(r->conn);
-  hup_watch(r);
+  suspend(r);
 }
 
 /* ------------------------------------------------------------ streams */
@@ -565,9 +583,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                             : MHD_CONTENT_READER_END_OF_STREAM;
   /* Nothing yet: wait for the next chunk (on_chunk wakes us), watching
    * for the peer hanging up meanwhile. */
-  r->suspended = 1;
-  MHD_suspend_connection(r->conn);
-  hup_watch(r);
+  suspend(r);
   return 0;
 }
 
@@ -1029,7 +1045,7 @@ int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->listen_max_conns,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_ARRAY,
         h->key ? tls : tls + 2, MHD_OPTION_END);
@@ -1047,9 +1063,11 @@ int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
   }
   uv_poll_init(loop, &h->poll, info->epoll_fd);
   uv_timer_init(loop, &h->timer);
-  h->poll.data = h->timer.data = h;
+  uv_timer_init(loop, &h->sweep);
+  h->poll.data = h->timer.data = h->sweep.data = h;
   h->open = 1;
   uv_poll_start(&h->poll, UV_READABLE, on_poll);
+  uv_timer_start(&h->sweep, on_sweep, HUP_EVERY_MS, HUP_EVERY_MS);
   arm(h);
   *out = h;
   return 0;
@@ -1096,7 +1114,8 @@ void pc_http_close(pc_http_t *h) {
    * connections still open are closed with the daemon. */
   MHD_stop_daemon(h->d);
   h->d = NULL;
-  h->open = 2;
+  h->open = 3;
   uv_close((uv_handle_t *)&h->poll, on_closed);
   uv_close((uv_handle_t *)&h->timer, on_closed);
+  uv_close((uv_handle_t *)&h->sweep, on_closed);
 }
