@@ -14,9 +14,10 @@
  * Each call has a pool client of its own, as a control connection has: a
  * client that hangs up (MHD ends the request, or, while the call waits
  * for the pool, a sweep sees POLLRDHUP on its socket) is closed, so
- * on_client_death decides what becomes of its request.  X-Deadline-Ms / Request-Timeout bound the whole call, as
- * poolctl call --timeout does.  Beyond loopback a bearer token is
- * required (listen.token_file), compared in constant time. */
+ * on_client_death decides what becomes of its request.  X-Deadline-Ms /
+ * Request-Timeout bound the whole call, as poolctl call --timeout does.  Beyond
+ * loopback a bearer token is required (listen.token_file), compared in constant
+ * time. */
 #include "http.h"
 #include "config.h"
 #include "diag.h"
@@ -1010,7 +1011,8 @@ int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
                   pc_http_t **out, char *err, size_t errlen) {
   const pp_config_t *cfg = pp_pool_config(pool);
   const union MHD_DaemonInfo *info;
-  unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+  /* TURBO: accept4, no shutdown(2) before close, fewer checks per turn. */
+  unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
   unsigned int timeout_s;
   pc_http_t *h;
   int fd;
