@@ -423,6 +423,10 @@ struct pp_pool {
   uint64_t async_due_ns;    /* earliest deadline of the calls other threads
                                queued, for the loop to arm; 0 = none */
   uv_prepare_t async_flush; /* writes queued requests before the loop polls */
+  /* pp__wake on the loop thread: the loop's work runs before it next
+   * polls, without the async handle's eventfd round trip. */
+  uv_idle_t wake_idle;
+  int wake_idling;
   int async_flushing;
   uv_cond_t users_cond;
 

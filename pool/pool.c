@@ -80,7 +80,29 @@ void pp__cond_timedwait(pp_pool_t *pool, uv_cond_t *cond, uint64_t ns) {
   uv_cond_timedwait(cond, &pool->lock, ns);
   owner_set(pool, 1);
 }
-void pp__wake(pp_pool_t *pool) { uv_async_send(&pool->async); }
+static void loop_work(pp_pool_t *pool);
+
+static void on_wake_idle(uv_idle_t *h) {
+  pp_pool_t *pool = h->data;
+
+  pool->wake_idling = 0;
+  uv_idle_stop(h);
+  loop_work(pool);
+}
+
+void pp__wake(pp_pool_t *pool) {
+  /* On the loop thread an idle handle does it: no syscall, and the loop
+   * does not block in its next poll before running it. */
+  if (pool->wake_idle.loop != NULL && !pool->finishing &&
+      pp__on_loop_thread(pool)) {
+    if (!pool->wake_idling) {
+      pool->wake_idling = 1;
+      uv_idle_start(&pool->wake_idle, on_wake_idle);
+    }
+    return;
+  }
+  uv_async_send(&pool->async);
+}
 
 int pp__on_loop_thread(pp_pool_t *pool) {
   uv_thread_t self = uv_thread_self();
@@ -1109,6 +1131,8 @@ int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag) {
   uv_timer_init(loop, &pool->tick);
   uv_prepare_init(loop, &pool->async_flush);
   pool->async_flush.data = pool;
+  uv_idle_init(loop, &pool->wake_idle);
+  pool->wake_idle.data = pool;
   pool->async.data = pool->waiter_timer.data = pool->drain_timer.data = pool;
   pool->tick.data = pool;
   for (i = 0; i < pool->nslots; i++) {
@@ -1192,7 +1216,7 @@ static void stop_check_done(pp_pool_t *pool) {
   if (pool->live > 0)
     return;
   pool->finishing = 1;
-  pool->closing_handles = pool->nslots + 5;
+  pool->closing_handles = pool->nslots + 6;
   uv_close((uv_handle_t *)&pool->tick, on_final_close);
   for (i = 0; i < pool->nslots; i++) {
     pool->slots[i]->backoff.data = pool;
@@ -1202,6 +1226,7 @@ static void stop_check_done(pp_pool_t *pool) {
   uv_close((uv_handle_t *)&pool->waiter_timer, on_final_close);
   uv_close((uv_handle_t *)&pool->drain_timer, on_final_close);
   uv_close((uv_handle_t *)&pool->async_flush, on_final_close);
+  uv_close((uv_handle_t *)&pool->wake_idle, on_final_close);
 }
 
 /* Stop every worker that is not finishing a request; at drain_timeout,
@@ -1283,8 +1308,10 @@ void pp_pool_stop(pp_pool_t *pool, pp_pool_close_cb close_cb, void *data) {
   pp__run_pending(pool);
 }
 
-static void on_async(uv_async_t *a) {
-  pp_pool_t *pool = a->data;
+static void on_async(uv_async_t *a) { loop_work(a->data); }
+
+/* What other threads (or the loop itself) asked the loop to do. */
+static void loop_work(pp_pool_t *pool) {
   pp__slot_t *slot;
   int i;
 
