@@ -189,10 +189,12 @@ static enum MHD_Result queue(hreq_t *r) {
   enum MHD_Result ok;
   char n[16];
 
+  /* The response takes the buffer: no second copy. */
   resp = MHD_create_response_from_buffer(r->out_len, r->out,
-                                         MHD_RESPMEM_MUST_COPY);
+                                         MHD_RESPMEM_MUST_FREE);
   if (resp == NULL)
     return MHD_NO;
+  r->out = NULL;
   if (r->ctype)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype);
   if (r->retry_after) {
