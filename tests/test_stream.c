@@ -9,6 +9,7 @@
  * built-in count streams. */
 #include "faces.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ typedef struct stream {
   int idle_at_first;    /* at the first chunk, wait for the worker idle */
   int checkin_at;       /* F_REQUEST: check the lease in at this chunk */
   int late;             /* chunks that came after the call's end */
+  int closed; /* each_face: generators closed once the pool is quiet */
 } stream_t;
 
 /* Wait until pid is asleep in write(2) or writev(2) (its pipe full;
@@ -64,8 +66,10 @@ static int wait_in_syscall(int pid, int idle) {
                   idle ? "went idle" : "blocked writing its stream", line);
       return -1;
     }
-    /* A state with no event to wait on: look again, briefly yielding. */
-    uv_sleep(1);
+    /* A state with no event to wait on: look again, yielding the CPU to
+     * the worker on its way there (no sleep: the guard above is the only
+     * bound). */
+    sched_yield();
   }
 }
 
@@ -165,83 +169,106 @@ static void stream_init(stream_t *s) { memset(s, 0, sizeof(*s)); }
 /* How many lines of the marks file start with what. */
 static int count_marks(const char *what) { return marks_count(marks, what); }
 
-static void test_chunks(void **state) {
-  stream_t s;
-  rec_t rec;
-  int f;
-
-  (void)state;
-  for (f = 0; f < F_N; f++) {
-    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
-
-    stream_init(&s);
-    stream_run(&s, pool, (face_t)f, "{\"cmd\":\"count\",\"args\":5}", -1);
-    assert_int_equal(s.c.status, 0);
-    assert_int_equal(s.n, 5);
-    assert_string_equal(s.seen, "0,1,2,3,4");
-    assert_string_equal(s.c.reply, "\"counted\"");
-    call_free(&s.c);
-    if (!mock) {
-      /* Bytes chunks, and an async generator's. */
-      stream_init(&s);
-      stream_run(&s, pool, (face_t)f,
-                 "{\"cmd\":\"count\",\"args\":{\"bytes\":4}}", -1);
-      assert_int_equal(s.c.status, 0);
-      assert_int_equal(s.binary, 4);
-      assert_int_equal(s.bytes, 12);
-      call_free(&s.c);
-      stream_init(&s);
-      stream_run(&s, pool, (face_t)f, "{\"cmd\":\"ticks\",\"args\":3}", -1);
-      assert_int_equal(s.c.status, 0);
-      assert_string_equal(s.seen, "\"tick 0\",\"tick 1\",\"tick 2\"");
-      assert_string_equal(s.c.reply, "null");
-      call_free(&s.c);
-    }
-    pool_close(pool, &rec);
-  }
-}
-
-/* A handler that is not a generator just replies to a streamed call; a
- * generator under a plain call is an error that says what to do. */
-static void test_kinds_mismatch(void **state) {
-  pp_buf_t reply = {0};
-  stream_t s;
-  pp_diag_t d;
-  rec_t rec;
-  int f;
-
-  (void)state;
-  for (f = 0; f < F_N; f++) {
-    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
-
-    stream_init(&s);
-    stream_run(&s, pool, (face_t)f,
-               mock ? "{\"cmd\":\"echo\",\"args\":1}"
-                    : "{\"cmd\":\"setups\",\"args\":null}",
-               -1);
-    assert_int_equal(s.c.status, 0);
-    assert_int_equal(s.n, 0);
-    assert_string_equal(s.c.reply, "1");
-    call_free(&s.c);
-    pool_close(pool, &rec);
-  }
-  {
-    pp_pool_t *pool = pool_open(&rec, 1, NULL);
-
-    assert_int_equal(pp_call_cmd(pool, "count", "3", &reply, -1, &d),
-                     PP_EHANDLER);
-    assert_non_null(strstr(d.message, "TypeError"));
-    assert_non_null(strstr(d.message, "take a stream"));
-    pp_buf_free(&reply);
-    pool_close(pool, &rec);
-  }
-}
-
 /* The endless stream: Python's yields until closed; the mock's count runs
  * long enough. */
 static const char *endless(void) {
   return mock ? "{\"cmd\":\"count\",\"args\":100000000}"
               : "{\"cmd\":\"endless\",\"args\":null}";
+}
+
+static int worker_pid(pp_pool_t *pool) {
+  pp_status_t st;
+  int pid;
+
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  pid = st.workers[0].pid;
+  pp_status_free(&st);
+  return pid;
+}
+
+/* One case of a stream, on one face, with its pool (one worker; two,
+ * pipelined, for F_PIPE) and a stream set up; it leaves s->closed to how
+ * many generators must have been closed (Python's finally ran) once the
+ * pool is quiet, which it cannot be while a stream runs on. */
+typedef void (*face_case_fn)(stream_t *s, pp_pool_t *pool, face_t f, void *arg);
+
+static void each_face(const char *death, face_case_fn fn, void *arg) {
+  stream_t s;
+  rec_t rec;
+  int f;
+
+  for (f = 0; f < F_N; f++) {
+    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, death);
+
+    unlink(marks);
+    stream_init(&s);
+    fn(&s, pool, (face_t)f, arg);
+    call_free(&s.c);
+    pool_close(pool, &rec);
+    if (s.token)
+      pp_cancel_free(s.token);
+    if (!mock)
+      assert_int_equal(count_marks("closed"), s.closed);
+  }
+}
+
+/* Chunks in order, then the return value; bytes items and an async
+ * generator's too. */
+static void chunks_case(stream_t *s, pp_pool_t *pool, face_t f, void *arg) {
+  (void)arg;
+  stream_run(s, pool, f, "{\"cmd\":\"count\",\"args\":5}", -1);
+  assert_int_equal(s->c.status, 0);
+  assert_int_equal(s->n, 5);
+  assert_string_equal(s->seen, "0,1,2,3,4");
+  assert_string_equal(s->c.reply, "\"counted\"");
+  if (mock)
+    return;
+  call_free(&s->c);
+  stream_init(s);
+  stream_run(s, pool, f, "{\"cmd\":\"count\",\"args\":{\"bytes\":4}}", -1);
+  assert_int_equal(s->c.status, 0);
+  assert_int_equal(s->binary, 4);
+  assert_int_equal(s->bytes, 12);
+  call_free(&s->c);
+  stream_init(s);
+  stream_run(s, pool, f, "{\"cmd\":\"ticks\",\"args\":3}", -1);
+  assert_int_equal(s->c.status, 0);
+  assert_string_equal(s->seen, "\"tick 0\",\"tick 1\",\"tick 2\"");
+  assert_string_equal(s->c.reply, "null");
+}
+
+static void test_chunks(void **state) {
+  (void)state;
+  each_face(NULL, chunks_case, NULL);
+}
+/* A handler that is not a generator just replies to a streamed call; a
+ * generator under a plain call is an error that says what to do. */
+static void plain_case(stream_t *s, pp_pool_t *pool, face_t f, void *arg) {
+  (void)arg;
+  stream_run(s, pool, f,
+             mock ? "{\"cmd\":\"echo\",\"args\":1}"
+                  : "{\"cmd\":\"setups\",\"args\":null}",
+             -1);
+  assert_int_equal(s->c.status, 0);
+  assert_int_equal(s->n, 0);
+  assert_string_equal(s->c.reply, "1");
+}
+
+static void test_kinds_mismatch(void **state) {
+  pp_buf_t reply = {0};
+  pp_diag_t d;
+  rec_t rec;
+  pp_pool_t *pool;
+
+  (void)state;
+  each_face(NULL, plain_case, NULL);
+  pool = pool_open(&rec, 1, NULL);
+  assert_int_equal(pp_call_cmd(pool, "count", "3", &reply, -1, &d),
+                   PP_EHANDLER);
+  assert_non_null(strstr(d.message, "TypeError"));
+  assert_non_null(strstr(d.message, "take a stream"));
+  pp_buf_free(&reply);
+  pool_close(pool, &rec);
 }
 
 /* A stream ended early: its generator was closed (Python's finally ran,
@@ -252,120 +279,87 @@ static void assert_closed(int streams) {
     assert_int_equal(count_marks("closed"), streams);
 }
 
+static void stop_case(stream_t *s, pp_pool_t *pool, face_t f, void *arg) {
+  (void)arg;
+  s->stop_at = 3;
+  stream_run(s, pool, f, endless(), -1);
+  assert_int_equal(s->c.status, PP_ECANCELED);
+  assert_non_null(strstr(s->c.msg, "stopped by its on_chunk"));
+  assert_int_equal(s->n, 3);
+  assert_string_equal(s->seen, "0,1,2");
+  s->closed = 1;
+}
+
 static void test_stop(void **state) {
-  stream_t s;
-  rec_t rec;
-  int f;
-
   (void)state;
-  for (f = 0; f < F_N; f++) {
-    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
-
-    unlink(marks);
-    stream_init(&s);
-    s.stop_at = 3;
-    stream_run(&s, pool, (face_t)f, endless(), -1);
-    assert_int_equal(s.c.status, PP_ECANCELED);
-    assert_non_null(strstr(s.c.msg, "stopped by its on_chunk"));
-    assert_int_equal(s.n, 3);
-    assert_string_equal(s.seen, "0,1,2");
-    call_free(&s.c);
-    pool_close(pool, &rec);
-    assert_closed(1);
-  }
+  each_face(NULL, stop_case, NULL);
+}
+static void cancel_case(stream_t *s, pp_pool_t *pool, face_t f, void *arg) {
+  (void)arg;
+  assert_int_equal(pp_cancel_new(pool, &s->token), 0);
+  s->cancel_at = 2;
+  stream_run(s, pool, f, endless(), -1);
+  assert_int_equal(s->cancelled, 1);
+  assert_int_equal(s->c.status, PP_ECANCELED);
+  assert_non_null(strstr(s->c.msg, "cancelled"));
+  /* Not one chunk after the cancel, even read ahead. */
+  assert_int_equal(s->n, 2);
+  s->closed = 1;
 }
 
 static void test_cancel_token(void **state) {
-  stream_t s;
-  rec_t rec;
-  int f;
-
   (void)state;
-  for (f = 0; f < F_N; f++) {
-    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
-
-    unlink(marks);
-    stream_init(&s);
-    assert_int_equal(pp_cancel_new(pool, &s.token), 0);
-    s.cancel_at = 2;
-    stream_run(&s, pool, (face_t)f, endless(), -1);
-    assert_int_equal(s.cancelled, 1);
-    assert_int_equal(s.c.status, PP_ECANCELED);
-    assert_non_null(strstr(s.c.msg, "cancelled"));
-    /* Not one chunk after the cancel, even read ahead. */
-    assert_int_equal(s.n, 2);
-    call_free(&s.c);
-    pool_close(pool, &rec);
-    pp_cancel_free(s.token);
-    assert_closed(1);
-  }
+  each_face(NULL, cancel_case, NULL);
 }
-
 /* timeout_ms bounds the whole stream.  A one-shot call's worker is left as
  * on_client_death says (cancel: the generator is closed); a lease call's
  * timeout is its request's, past which its worker is replaced. */
-static void test_deadline(void **state) {
-  stream_t s;
-  rec_t rec;
-  int f;
-
-  (void)state;
-  for (f = 0; f < F_N; f++) {
-    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, "cancel");
-
-    unlink(marks);
-    stream_init(&s);
-    stream_run(&s, pool, (face_t)f, endless(), 200 * test_time_scale());
-    assert_int_equal(s.c.status, PP_ETIMEDOUT);
-    call_free(&s.c);
-    pool_close(pool, &rec);
-    if (f != F_LEASE && f != F_REQUEST)
-      assert_closed(1);
-  }
+static void deadline_case(stream_t *s, pp_pool_t *pool, face_t f, void *arg) {
+  (void)arg;
+  stream_run(s, pool, f, endless(), 200 * test_time_scale());
+  assert_int_equal(s->c.status, PP_ETIMEDOUT);
+  s->closed = f != F_LEASE && f != F_REQUEST;
 }
 
+static void test_deadline(void **state) {
+  (void)state;
+  each_face("cancel", deadline_case, NULL);
+}
 /* A consumer that holds its first chunk: the handler waits at its next
  * write, a few items in, instead of running ahead into memory; every item
  * still arrives once it takes them. */
-static void test_backpressure(void **state) {
-  char progress[128], payload[256];
-  pp_status_t st;
-  stream_t s;
-  rec_t rec;
-  int f;
+static void backpressure_case(stream_t *s, pp_pool_t *pool, face_t f,
+                              void *arg) {
+  char payload[256];
 
-  (void)state;
-  snprintf(progress, sizeof(progress), "/tmp/pp-stream-progress-%d",
-           (int)getpid());
+  s->pid = worker_pid(pool);
+  s->progress = arg;
   /* 40 items of 256 KiB: 10 MiB that must not pile up anywhere. */
   snprintf(payload, sizeof(payload),
            "{\"cmd\":\"flood\",\"args\":{\"n\":40,\"size\":262144,"
            "\"progress\":\"%s\"}}",
-           progress);
-  for (f = 0; f < F_N; f++) {
-    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
-
-    assert_int_equal(pp_pool_status(pool, &st), 0);
-    stream_init(&s);
-    s.pid = st.workers[0].pid;
-    s.progress = progress;
-    pp_status_free(&st);
-    stream_run(&s, pool, (face_t)f, payload, -1);
-    assert_int_equal(s.c.status, 0);
-    assert_string_equal(s.c.reply, "40");
-    assert_int_equal(s.n, 40);
-    assert_int_equal(s.bytes, 40u * 262144u);
-    /* The one held, the one blocked in write(2), and at most one more
-     * that a read took up as the first was decoded. */
-    print_message("%s: %d items begun while the first was held\n", face_name[f],
-                  s.begun);
-    assert_true(s.begun >= 2 && s.begun <= 3);
-    call_free(&s.c);
-    pool_close(pool, &rec);
-  }
-  unlink(progress);
+           s->progress);
+  stream_run(s, pool, f, payload, -1);
+  assert_int_equal(s->c.status, 0);
+  assert_string_equal(s->c.reply, "40");
+  assert_int_equal(s->n, 40);
+  assert_int_equal(s->bytes, 40u * 262144u);
+  /* The one held, the one blocked in write(2), and at most one more
+   * that a read took up as the first was decoded. */
+  print_message("%s: %d items begun while the first was held\n", face_name[f],
+                s->begun);
+  assert_true(s->begun >= 2 && s->begun <= 3);
 }
 
+static void test_backpressure(void **state) {
+  char progress[128];
+
+  (void)state;
+  snprintf(progress, sizeof(progress), "/tmp/pp-stream-progress-%d",
+           (int)getpid());
+  each_face(NULL, backpressure_case, progress);
+  unlink(progress);
+}
 /* A task whose stream runs on a lease of its client, cancelled from its
  * on_chunk (any thread may): the client is dead, so the stream stops at
  * once, whatever on_client_death says (finish here), and the generator
@@ -421,76 +415,55 @@ static void test_client_dies(void **state) {
   assert_closed(1);
 }
 
-static int worker_pid(pp_pool_t *pool) {
-  pp_status_t st;
-  int pid;
-
-  assert_int_equal(pp_pool_status(pool, &st), 0);
-  pid = st.workers[0].pid;
-  pp_status_free(&st);
-  return pid;
-}
-
 /* A consumer so slow that the worker's pipe is never empty: the deadline
  * still ends the stream (checked at every chunk, not only when the pipe
  * runs dry). */
-static void test_slow_consumer_deadline(void **state) {
-  char progress[128], payload[256];
-  stream_t s;
-  rec_t rec;
-  int f;
+static void slow_case(stream_t *s, pp_pool_t *pool, face_t f, void *arg) {
+  char payload[256];
 
-  (void)state;
-  snprintf(progress, sizeof(progress), "/tmp/pp-stream-slow-%d", (int)getpid());
   snprintf(payload, sizeof(payload),
            "{\"cmd\":\"flood\",\"args\":{\"n\":100000,\"size\":65536,"
            "\"progress\":\"%s\"}}",
-           progress);
-  for (f = 0; f < F_N; f++) {
-    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
-
-    stream_init(&s);
-    s.pid = worker_pid(pool);
-    s.hold_each = 1;
-    stream_run(&s, pool, (face_t)f, payload, 300 * test_time_scale());
-    assert_int_equal(s.c.status, PP_ETIMEDOUT);
-    assert_true(s.n > 0 && s.n < 100000);
-    call_free(&s.c);
-    pool_close(pool, &rec);
-  }
-  unlink(progress);
+           (const char *)arg);
+  s->pid = worker_pid(pool);
+  s->hold_each = 1;
+  stream_run(s, pool, f, payload, 300 * test_time_scale());
+  assert_int_equal(s->c.status, PP_ETIMEDOUT);
+  assert_true(s->n > 0 && s->n < 100000);
 }
 
+static void test_slow_consumer_deadline(void **state) {
+  char progress[128];
+
+  (void)state;
+  snprintf(progress, sizeof(progress), "/tmp/pp-stream-slow-%d", (int)getpid());
+  each_face(NULL, slow_case, progress);
+  unlink(progress);
+}
 /* Stopped after the worker wrote its whole stream: what the caller had
  * read ahead (the other chunks, the answer) is taken by the pool, and the
  * worker, which answered, is kept. */
-static void test_stop_after_all_sent(void **state) {
+static void all_sent_case(stream_t *s, pp_pool_t *pool, face_t f, void *arg) {
   pp_status_t st;
-  stream_t s;
-  rec_t rec;
-  int f;
 
-  (void)state;
-  for (f = 0; f < F_N; f++) {
-    pp_pool_t *pool = pool_open(&rec, f == F_PIPE ? 2 : 1, NULL);
-
-    stream_init(&s);
-    s.pid = worker_pid(pool);
-    s.idle_at_first = 1;
-    s.stop_at = 2;
-    stream_run(&s, pool, (face_t)f, "{\"cmd\":\"count\",\"args\":5}", -1);
-    assert_int_equal(s.c.status, PP_ECANCELED);
-    assert_int_equal(s.n, 2);
-    call_free(&s.c);
-    assert_int_equal(pp_pool_quiesce(pool, 60000 * test_time_scale(), NULL), 0);
-    assert_int_equal(pp_pool_status(pool, &st), 0);
-    assert_int_equal(st.restarts, 0);
-    assert_int_equal(st.workers[0].pid, s.pid);
-    pp_status_free(&st);
-    pool_close(pool, &rec);
-  }
+  (void)arg;
+  s->pid = worker_pid(pool);
+  s->idle_at_first = 1;
+  s->stop_at = 2;
+  stream_run(s, pool, f, "{\"cmd\":\"count\",\"args\":5}", -1);
+  assert_int_equal(s->c.status, PP_ECANCELED);
+  assert_int_equal(s->n, 2);
+  assert_int_equal(pp_pool_quiesce(pool, 60000 * test_time_scale(), NULL), 0);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.workers[0].pid, s->pid);
+  pp_status_free(&st);
 }
 
+static void test_stop_after_all_sent(void **state) {
+  (void)state;
+  each_face(NULL, all_sent_case, NULL);
+}
 /* pp_request_with's lease checked in from inside on_chunk: the call ends
  * there (PP_ECANCELED), and no chunk comes after its callback, even with
  * the lease object lent again at once. */
