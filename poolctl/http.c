@@ -102,7 +102,7 @@ typedef struct hreq {
   int retry_after;
   int started; /* its request went to a worker: it may have run */
   /* A stream: chunks buffered for MHD's reader. */
-  int streaming, stream_done, stream_failed, reader_waiting;
+  int streaming, stream_done, stream_failed;
   char *sbuf;
   size_t slen, scap;
 } hreq_t;
