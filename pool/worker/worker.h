@@ -122,6 +122,7 @@ struct pp__proc {
   int dead;   /* unusable: killed, exited or broke the protocol */
   int exited; /* exit callback ran: pid is no longer ours */
   int rpolling, wpolling;
+  int rpoll_on; /* rpoll started (it may outlive rpolling: proc.c) */
   /* Stream chunks queued for their on_chunk and not yet delivered: while
    * any are, reading waits (its poll stopped, rpolling kept), so that a
    * slow consumer holds the worker at its next write (stream.c). */
