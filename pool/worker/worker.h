@@ -173,6 +173,8 @@ struct pp__proc {
                               slow-request SIGUSR1 (maintain.c) */
   uint64_t req_timeout_ms; /* its timeout, for the diag (call.c) */
   uint64_t spawn_ns, ready_ns;
+  int in_cgroup;     /* moved into its slot's cgroup (confine.c) */
+  uint64_t oom_base; /* that cgroup's oom_kill count when it moved in */
   pp__linebuf_t outline, errline;
 };
 
