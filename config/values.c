@@ -54,6 +54,11 @@ static const unit_t mem_units[] = {{"B", 1},
                                    {"MB", 1000000},
                                    {"GB", 1000000000},
                                    {"TB", UINT64_C(1000000000000)},
+                                   /* ulimit's and systemd's K, M, G, T */
+                                   {"K", UINT64_C(1) << 10},
+                                   {"M", UINT64_C(1) << 20},
+                                   {"G", UINT64_C(1) << 30},
+                                   {"T", UINT64_C(1) << 40},
                                    {NULL, 0}};
 
 #define FRAC_MAX 6 /* digits after the point; keeps frac * unit in range */

@@ -36,10 +36,12 @@
 #define SUPERVISOR "portpool-supervisor"
 
 #ifdef PP_FAULTS
-static _Thread_local const char *fake_proc;
+static _Thread_local char fake_proc[256];
 
-void pp__confine_fake_proc(const char *dir) { fake_proc = dir; }
-#define PROC_DIR (fake_proc ? fake_proc : "/proc/self")
+void pp__confine_fake_proc(const char *dir) {
+  snprintf(fake_proc, sizeof(fake_proc), "%s", dir ? dir : "");
+}
+#define PROC_DIR (fake_proc[0] ? fake_proc : "/proc/self")
 #else
 #define PROC_DIR "/proc/self"
 #endif
@@ -403,6 +405,63 @@ static int ids_prepare(pp_pool_t *pool, pp_diag_t *diag) {
     return fail_key(diag, "worker.user");
   }
   c->setid = 1;
+  return 0;
+}
+
+/* 1 when uid:gid may use path (need: S_IXOTH to run it, S_IROTH to read
+ * it), judged by mode bits: every directory on the way searchable, the
+ * file itself readable or executable.  (ACLs are not looked at.) */
+static int reachable(const char *path, uint32_t uid, uint32_t gid,
+                     unsigned need, char *bad, size_t len) {
+  char p[1024];
+  struct stat st;
+  size_t i, n = strlen(path);
+  unsigned want;
+
+  if (n >= sizeof(p) || path[0] != '/')
+    return 1;
+  memcpy(p, path, n + 1);
+  for (i = 1; i <= n; i++) {
+    if (p[i] != '/' && p[i] != '\0')
+      continue;
+    p[i] = '\0';
+    want = i == n ? need : S_IXOTH;
+    if (stat(p, &st) == 0) {
+      unsigned m = st.st_uid == uid   ? (st.st_mode >> 6) & 7u
+                   : st.st_gid == gid ? (st.st_mode >> 3) & 7u
+                                      : st.st_mode & 7u;
+      if ((m & want) != want) {
+        snprintf(bad, len, "%.200s (mode %04o, owner %u)", p,
+                 (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+        return 0;
+      }
+    }
+    if (i < n)
+      p[i] = '/';
+  }
+  return 1;
+}
+
+int pp__confine_reach_check(pp_pool_t *pool, pp_diag_t *diag) {
+  const pp_config_t *cfg = pool->cfg;
+  const pp__confine_t *c = &pool->confine;
+  char bad[256];
+
+  if (!c->setid)
+    return 0;
+  for (int i = 0; i < cfg->command_len && i < 3; i++) {
+    const char *path = i == 0 ? pool->python : cfg->command[i];
+    if (path == NULL || reachable(path, c->uid, c->gid,
+                                  i == 0 ? S_IXOTH : S_IROTH, bad, sizeof(bad)))
+      continue;
+    pp__diag_set(diag,
+                 "workers run as %.64s (uid %u), which cannot %s %.200s: "
+                 "%s is not open to it; install the %s where that user "
+                 "can reach it, or run workers as another user",
+                 cfg->user, (unsigned)c->uid, i == 0 ? "run" : "read", path,
+                 bad, i == 0 ? "interpreter" : "file");
+    return fail_key(diag, "worker.user");
+  }
   return 0;
 }
 

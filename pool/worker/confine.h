@@ -30,6 +30,11 @@ typedef struct pp__confine {
  * and saying what is missing and how to fix it. */
 int pp__confine_prepare(pp_pool_t *pool, pp_diag_t *diag);
 
+/* After the interpreter is resolved (pool->python): when workers run as
+ * worker.user, that user can run it and read worker.command's files, by
+ * their mode bits.  Returns 0 or PP_ECONFIG (diag says which path). */
+int pp__confine_reach_check(pp_pool_t *pool, pp_diag_t *diag);
+
 /* Remove the workers' cgroups (best effort) and close what prepare
  * opened.  Safe on a pool that never prepared. */
 void pp__confine_close(pp_pool_t *pool);

@@ -251,7 +251,9 @@ static int python_prepare(pp_pool_t *pool, pp_diag_t *diag) {
   int r = pp__confine_prepare(pool, diag);
   if (r != 0)
     return r;
-  return pp__resolve_python(pool->cfg->command[0], &pool->python, diag);
+  if ((r = pp__resolve_python(pool->cfg->command[0], &pool->python, diag)) != 0)
+    return r;
+  return pp__confine_reach_check(pool, diag);
 }
 
 const pp__adapter_t pp__adapter_python = {"python", python_prepare,

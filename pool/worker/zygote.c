@@ -500,7 +500,9 @@ static int zygote_prepare(pp_pool_t *pool, pp_diag_t *diag) {
   }
   if ((r = pp__confine_prepare(pool, diag)) != 0)
     return r;
-  return pp__resolve_python(cfg->command[0], &pool->python, diag);
+  if ((r = pp__resolve_python(cfg->command[0], &pool->python, diag)) != 0)
+    return r;
+  return pp__confine_reach_check(pool, diag);
 }
 
 static int zygote_spawn(pp__slot_t *slot, uint32_t generation,
