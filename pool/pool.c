@@ -1004,9 +1004,9 @@ static void pool_free(pp_pool_t *pool) {
     pp__queue_remove(q);
     pp__lease_free(pp__container_of(q, pp_lease_t, node));
   }
+  pp__confine_close(pool);
   for (i = 0; i < pool->nslots; i++)
     slot_free(pool->slots[i]);
-  pp__confine_close(pool);
   free(pool->slots);
   free(pool->python);
   free(pool->handlers);
