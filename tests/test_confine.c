@@ -32,6 +32,8 @@ static pp_config_t *limits_config(int size) {
   return cfg;
 }
 
+static int is_root(void) { return geteuid() == 0; }
+
 /* 1 when every directory on path is searchable by others and the file
  * is executable by them. */
 static int open_to_others(const char *path) {
@@ -52,8 +54,9 @@ static int open_to_others(const char *path) {
   return 1;
 }
 
-/* A config for workers run as nobody: the test's interpreter when nobody
- * can run it, else the system's (a pyenv under /root is closed to it). */
+/* A config for workers run as nobody (as root; else as root, which the
+ * pool must refuse): the test's interpreter when nobody can run it, else
+ * the system's (a pyenv under /root is closed to it). */
 static pp_config_t *nobody_config(int size) {
   pp_config_t *cfg = limits_config(size);
   const char *py = test_path("PP_PYTHON");
@@ -68,7 +71,8 @@ static pp_config_t *nobody_config(int size) {
   snprintf(cmd, sizeof(cmd), "[%s, %s, %s]", py, test_path("PP_WORKER_PY"), h);
   free(h);
   cfg_set(cfg, "worker.command", cmd);
-  cfg_set(cfg, "worker.user", "nobody");
+  /* Not root: another user than ours (root), which must be refused. */
+  cfg_set(cfg, "worker.user", is_root() ? "nobody" : "root");
   return cfg;
 }
 
@@ -168,8 +172,6 @@ static void all_serve_unharmed(pp_pool_t *pool, int size, int restarts) {
   assert_int_equal(st.restarts, restarts);
   pp_status_free(&st);
 }
-
-static int is_root(void) { return geteuid() == 0; }
 
 /* ---- worker.limits.* */
 
@@ -298,7 +300,6 @@ static void test_user_nobody(void **state) {
 
   (void)state;
   assert_non_null(pw);
-  cfg_set(cfg, "worker.user", "nobody");
   if (!is_root()) {
     open_refused(cfg, "worker.user", &d);
     assert_non_null(strstr(d.message, "does not run as root"));
@@ -331,7 +332,6 @@ static void test_group(void **state) {
   (void)state;
   assert_non_null(pw);
   assert_non_null(gr);
-  cfg_set(cfg, "worker.user", "nobody");
   cfg_set(cfg, "worker.group", "daemon");
   if (!is_root()) {
     open_refused(cfg, "worker.user", &d);
@@ -356,7 +356,6 @@ static void test_nproc(void **state) {
   (void)state;
   /* Root ignores RLIMIT_NPROC: the worker runs as nobody, which only
    * root can arrange. */
-  cfg_set(cfg, "worker.user", "nobody");
   cfg_set(cfg, "worker.limits.nproc", "40");
   if (!is_root()) {
     open_refused(cfg, "worker.user", &d);

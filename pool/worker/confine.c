@@ -369,7 +369,21 @@ static int ids_prepare(pp_pool_t *pool, pp_diag_t *diag) {
     }
     return 0;
   }
+  if (pp__user_parse(cfg->user, &c->uid, &pgid, why, sizeof(why)) != 0) {
+    pp__diag_set(diag, "%s", why);
+    return fail_key(diag, "worker.user");
+  }
+  if (cfg->group != NULL && cfg->group[0] != '\0' &&
+      pp__gid_parse(cfg->group, &c->gid, why, sizeof(why)) != 0) {
+    pp__diag_set(diag, "%s", why);
+    return fail_key(diag, "worker.group");
+  }
   if (euid != 0) {
+    /* Naming ourselves changes nothing: allowed. */
+    if (c->uid == (uint32_t)euid &&
+        (cfg->group == NULL || cfg->group[0] == '\0' ||
+         c->gid == (uint32_t)getegid()))
+      return 0;
     pp__diag_set(diag,
                  "worker.user is %.64s, but the pool does not run as root "
                  "(euid %u): only root can start workers as another user; "
@@ -378,22 +392,15 @@ static int ids_prepare(pp_pool_t *pool, pp_diag_t *diag) {
                  cfg->user, (unsigned)euid);
     return fail_key(diag, "worker.user");
   }
-  if (pp__user_parse(cfg->user, &c->uid, &pgid, why, sizeof(why)) != 0) {
-    pp__diag_set(diag, "%s", why);
-    return fail_key(diag, "worker.user");
-  }
-  if (cfg->group != NULL && cfg->group[0] != '\0') {
-    if (pp__gid_parse(cfg->group, &c->gid, why, sizeof(why)) != 0) {
-      pp__diag_set(diag, "%s", why);
+  /* No worker.group: the user's primary group. */
+  if (cfg->group == NULL || cfg->group[0] == '\0') {
+    if (pgid == UINT32_MAX) {
+      pp__diag_set(diag,
+                   "uid %.32s has no entry in the user database, so no "
+                   "primary group: set worker.group too",
+                   cfg->user);
       return fail_key(diag, "worker.group");
     }
-  } else if (pgid == UINT32_MAX) {
-    pp__diag_set(diag,
-                 "uid %.32s has no entry in the user database, so no "
-                 "primary group: set worker.group too",
-                 cfg->user);
-    return fail_key(diag, "worker.group");
-  } else {
     c->gid = pgid;
   }
   if (c->uid == 0 && !cfg->allow_root) {
