@@ -377,13 +377,16 @@ struct pp_pool {
 
   pp_pool_state_t state;
   const pp__adapter_t *adapter;
-  pp_adapter_t custom;   /* a program-supplied or the mock adapter */
-  pp__confine_t confine; /* worker.user, limits, memory_max (confine.c) */
-  char *python;          /* resolved interpreter */
-  char *handlers;        /* JSON array of the latest HELLO's handler
-                            names, or NULL (none said so yet) */
-  char *handler_kinds;   /* JSON object of its non-plain handlers' kinds,
-                            or NULL */
+  pp_adapter_t custom; /* a program-supplied or the mock adapter */
+  char *python;        /* resolved interpreter */
+  char *handlers;      /* JSON array of the latest HELLO's handler
+                          names, or NULL (none said so yet) */
+  char *handler_kinds; /* JSON object of its non-plain handlers' kinds,
+                          or NULL */
+
+  /* worker.user, worker.limits, worker.memory_max (confine.c) */
+  pp__confine_t confine;
+
   int nslots;
   pp__slot_t **slots; /* nslots pointers; a slot never moves */
   int slots_cap;
