@@ -133,7 +133,7 @@ static int cg_find(char *path, size_t len, pp_diag_t *diag) {
   dirfd = open(PROC_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dirfd < 0 || read_at(dirfd, "cgroup", buf, cap) < 0) {
     cg_fail(diag,
-            "worker.memory_max needs cgroup v2, and %s/cgroup cannot "
+            "it needs cgroup v2, and %s/cgroup cannot "
             "be read%s",
             PROC_DIR, fix);
     goto done;
@@ -144,7 +144,7 @@ static int cg_find(char *path, size_t len, pp_diag_t *diag) {
       snprintf(rel, sizeof(rel), "%s", line + 3);
   if (rel[0] == '\0') {
     cg_fail(diag,
-            "worker.memory_max needs cgroup v2, and this process is in no "
+            "it needs cgroup v2, and this process is in no "
             "cgroup v2 hierarchy (no \"0::\" line in %s/cgroup): the system "
             "runs cgroup v1 only; boot with systemd.unified_cgroup_"
             "hierarchy=1%s",
@@ -168,7 +168,7 @@ static int cg_find(char *path, size_t len, pp_diag_t *diag) {
   }
   if (mount[0] == '\0') {
     cg_fail(diag,
-            "worker.memory_max needs cgroup v2, and no cgroup2 filesystem is "
+            "it needs cgroup v2, and no cgroup2 filesystem is "
             "mounted (none in %s/mountinfo); mount one at /sys/fs/cgroup%s",
             PROC_DIR, fix);
     goto done;
@@ -209,19 +209,18 @@ static int cg_setup(pp__confine_t *c, char *path, pp_diag_t *diag) {
   snprintf(c->cg_path, sizeof(c->cg_path), "%.255s", path);
   fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
-    cg_fail(diag, "worker.memory_max: cannot open the pool's cgroup %s: %s",
-            path, strerror(errno));
+    cg_fail(diag, "cannot open the pool's cgroup %s: %s", path,
+            strerror(errno));
     goto fail;
   }
   if (read_at(fd, "cgroup.controllers", ctrl, sizeof(ctrl)) < 0) {
-    cg_fail(diag, "worker.memory_max: %s is not a cgroup v2 directory: %s",
-            path, strerror(errno));
+    cg_fail(diag, "%s is not a cgroup v2 directory: %s", path, strerror(errno));
     goto fail;
   }
   ctrl[strcspn(ctrl, "\n")] = '\0';
   if (!has_word(ctrl, "memory")) {
     cg_fail(diag,
-            "worker.memory_max needs the cgroup v2 memory controller, and "
+            "it needs the cgroup v2 memory controller, and "
             "it is not available in %.200s (its controllers: \"%.100s\"): "
             "on a hybrid system memory is bound to cgroup v1 (boot with "
             "systemd.unified_cgroup_hierarchy=1), or the parent cgroup does "
@@ -234,7 +233,7 @@ static int cg_setup(pp__confine_t *c, char *path, pp_diag_t *diag) {
       faccessat(fd, "cgroup.procs", W_OK, 0) != 0 ||
       faccessat(fd, ".", W_OK, 0) != 0) {
     cg_fail(diag,
-            "worker.memory_max needs a cgroup v2 subtree delegated to the "
+            "it needs a cgroup v2 subtree delegated to the "
             "pool, and %.200s is not writable by it (cgroup.procs, "
             "cgroup.subtree_control, new directories); %s",
             path, deleg);
@@ -243,21 +242,18 @@ static int cg_setup(pp__confine_t *c, char *path, pp_diag_t *diag) {
   /* No internal processes: we leave for a leaf before children get
    * controllers. */
   if ((leaf = subdir(fd, SUPERVISOR)) < 0) {
-    cg_fail(diag, "worker.memory_max: cannot make %s/" SUPERVISOR ": %s", path,
-            strerror(errno));
+    cg_fail(diag, "cannot make %s/" SUPERVISOR ": %s", path, strerror(errno));
     goto fail;
   }
   snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
   if (write_at(leaf, "cgroup.procs", pid) != 0) {
-    cg_fail(diag,
-            "worker.memory_max: cannot move the pool into %s/" SUPERVISOR
-            ": %s",
-            path, strerror(errno));
+    cg_fail(diag, "cannot move the pool into %s/" SUPERVISOR ": %s", path,
+            strerror(errno));
     goto fail;
   }
   if (write_at(fd, "cgroup.subtree_control", "+memory\n") != 0) {
     cg_fail(diag,
-            "worker.memory_max: cannot enable the memory controller for "
+            "cannot enable the memory controller for "
             "the workers' cgroups under %.200s: %s (another process in "
             "that cgroup? give the pool a cgroup of its own; %s)",
             path, strerror(errno), deleg);
