@@ -48,6 +48,11 @@ struct pc_http {
   struct MHD_Daemon *d;
   uv_poll_t poll; /* MHD's epoll fd */
   uv_timer_t timer;
+  /* MHD's work, once per loop iteration (soon): the check runs it after
+   * the iteration's I/O callbacks; the idle keeps that iteration from
+   * blocking in its poll when the work was asked for before it. */
+  uv_check_t check;
+  uv_idle_t idle;
   int open;    /* poll and timer initialised */
   int closing; /* pc_http_close called */
   char *token; /* NULL: none needed */
@@ -131,24 +136,55 @@ static void run(pc_http_t *h) {
   arm(h);
 }
 
+static void on_check(uv_check_t *c) {
+  pc_http_t *h = c->data;
+
+  uv_check_stop(&h->check);
+  uv_idle_stop(&h->idle);
+  run(h);
+}
+
+/* Nothing to do: while active it keeps the loop's poll from blocking;
+ * on_check stops it (libuv decides the poll's timeout after the idle
+ * callbacks ran). */
+static void on_idle(uv_idle_t *i) { (void)i; }
+
+/* MHD's work is due: it runs once this loop iteration has gathered every
+ * reply and connection ready with it (one MHD_run for all of them, not
+ * one each); from inside MHD_run, one more round. */
+static void soon(pc_http_t *h) {
+  if (h->running) {
+    h->again = 1;
+    return;
+  }
+  if (h->d == NULL || h->closing)
+    return;
+  uv_check_start(&h->check, on_check);
+  uv_idle_start(&h->idle, on_idle);
+}
+
 static void on_poll(uv_poll_t *p, int status, int events) {
   (void)status;
   (void)events;
-  run(p->data);
+  soon(p->data);
 }
 
-static void on_timer(uv_timer_t *t) { run(t->data); }
+static void on_timer(uv_timer_t *t) { soon(t->data); }
 
-/* MHD's next timeout on the loop's timer. */
+/* MHD's next timeout on the loop's timer (none: MHD has work ready now). */
 static void arm(pc_http_t *h) {
   MHD_UNSIGNED_LONG_LONG ms;
 
   if (h->d == NULL || h->closing)
     return;
-  if (MHD_get_timeout(h->d, &ms) == MHD_YES)
-    uv_timer_start(&h->timer, on_timer, ms, 0);
-  else
+  if (MHD_get_timeout(h->d, &ms) != MHD_YES) {
     uv_timer_stop(&h->timer);
+  } else if (ms == 0) {
+    uv_timer_stop(&h->timer);
+    soon(h);
+  } else {
+    uv_timer_start(&h->timer, on_timer, ms, 0);
+  }
 }
 
 /* ------------------------------------------------------------ answers */
@@ -330,7 +366,7 @@ static void wake(hreq_t *r) {
     suspended_remove(r);
     MHD_resume_connection(r->conn);
   }
-  run(r->h);
+  soon(r->h);
 }
 
 /* ------------------------------------------------------------ the call */
@@ -1068,7 +1104,10 @@ int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
   uv_poll_init(loop, &h->poll, info->epoll_fd);
   uv_timer_init(loop, &h->timer);
   uv_timer_init(loop, &h->sweep);
+  uv_check_init(loop, &h->check);
+  uv_idle_init(loop, &h->idle);
   h->poll.data = h->timer.data = h->sweep.data = h;
+  h->check.data = h->idle.data = h;
   h->open = 1;
   uv_poll_start(&h->poll, UV_READABLE, on_poll);
   uv_timer_start(&h->sweep, on_sweep, HUP_EVERY_MS, HUP_EVERY_MS);
@@ -1118,7 +1157,9 @@ void pc_http_close(pc_http_t *h) {
    * connections still open are closed with the daemon. */
   MHD_stop_daemon(h->d);
   h->d = NULL;
-  h->open = 3;
+  h->open = 5;
+  uv_close((uv_handle_t *)&h->check, on_closed);
+  uv_close((uv_handle_t *)&h->idle, on_closed);
   uv_close((uv_handle_t *)&h->poll, on_closed);
   uv_close((uv_handle_t *)&h->timer, on_closed);
   uv_close((uv_handle_t *)&h->sweep, on_closed);
