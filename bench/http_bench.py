@@ -180,7 +180,7 @@ def measure(a, W):
 
     cfg = os.path.join(tmp, "pool.yaml")
     with open(cfg, "w") as f:
-        f.write("name: httpbench\nsize: %d\nworker:\n  command: [%s, %s, %s]\n"
+        f.write("name: httpbench\nsize: %d\nworker:\n  allow_root: true\n  command: [%s, %s, %s]\n"
                 "control:\n  socket: %s\n"
                 % (W, json.dumps(a.python),
                    json.dumps(os.path.join(ROOT, "bridge", "python", "portpool_worker.py")),

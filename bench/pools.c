@@ -62,6 +62,8 @@ pp_config_t *bench_config(int size, int raw, const char *handler,
   snprintf(num, sizeof(num), "%d", size);
   r = cfg_set(cfg, "name", "ppbench") || cfg_set(cfg, "size", num) ||
       cfg_set(cfg, "worker.command", cmd) ||
+      cfg_set(cfg, "worker.allow_root",
+              "true") || /* the bench may run as root */
       cfg_set(cfg, "worker.startup_timeout", "60s") ||
       cfg_set(cfg, "worker.request_timeout", "120s") ||
       cfg_set(cfg, "checkout.timeout", "120s") ||

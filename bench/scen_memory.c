@@ -190,6 +190,7 @@ static int mem_loop_waiters(int n, double *per) {
            handler);
   pp_config_new(&cfg);
   if (cfg_set(cfg, "size", "1") || cfg_set(cfg, "worker.command", cmd) ||
+      cfg_set(cfg, "worker.allow_root", "true") ||
       cfg_set(cfg, "checkout.max_waiters", "1000000") ||
       cfg_set(cfg, "checkout.timeout", "600s")) {
     pp_config_free(cfg);
