@@ -188,10 +188,11 @@ static int waiting_since(pp_pool_t *pool, uint64_t before, uint64_t *next) {
 
 /* Grow by the checkouts that waited past scale.up_after, less the workers
  * already starting for them, at most scale.max_starting starting at once
- * and up to size's max.  *due: when to look again (0: nobody waits). */
+ * and up to size's max.  Never more than are waiting: growth cannot
+ * overshoot the demand.  *due: when to look again (0: nobody waits). */
 static void grow(pp_pool_t *pool, uint64_t now, uint64_t *due) {
   uint64_t up = pool->cfg->scale_up_after_ms * 1000000ull, next;
-  int waiting, starting = 0, add, i;
+  int waiting, starting = 0, coming = 0, add, i;
   char after[32];
 
   if (pool->target_size >= pool->size_max || pool->scale_blocked[0])
@@ -202,11 +203,19 @@ static void grow(pp_pool_t *pool, uint64_t now, uint64_t *due) {
     return;
   }
   *due = now + (up ? up : 1000000); /* still waiting: look again */
+  /* Workers starting will serve some of them, and so will idle ones the
+   * loop has not handed over yet (async calls are admitted on its next
+   * turn). */
+  for (i = 0; i < pool->nslots; i++)
+    if (!pool->slots[i]->removing &&
+        (pool->slots[i]->state == PP_WORKER_STARTING ||
+         pool->slots[i]->state == PP_WORKER_IDLE))
+      coming++;
   for (i = 0; i < pool->nslots; i++)
     if (!pool->slots[i]->removing &&
         pool->slots[i]->state == PP_WORKER_STARTING)
       starting++;
-  add = waiting - starting;
+  add = waiting - coming;
   if (add > pool->cfg->scale_max_starting - starting)
     add = pool->cfg->scale_max_starting - starting;
   if (add > pool->size_max - pool->target_size)
