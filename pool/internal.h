@@ -604,6 +604,10 @@ void pp__scale_soon(pp_pool_t *pool);
  * elastic pool below its max arms its timer (the loop does, woken, when
  * this is another thread). */
 void pp__scale_waiting(pp_pool_t *pool);
+/* A worker of an elastic pool above its min turned idle and the scale
+ * timer is not armed (any thread, lock held): the loop arms it for the
+ * end of the worker's idle window. */
+void pp__scale_idle(pp_pool_t *pool);
 /* A worker failed to boot after the pool was ready: an elastic pool stops
  * growing, and status says why, until a worker boots again or the
  * operator resizes (pp__scale_booted clears it). */

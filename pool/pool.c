@@ -254,8 +254,11 @@ void pp__slot_release(pp__slot_t *slot) {
     return;
   }
   slot->state = PP_WORKER_IDLE;
-  if (pool->elastic)
+  if (pool->elastic) {
     slot->idle_since_ns = pp__now_ns();
+    if (pool->target_size > pool->size_min && pool->scale_due_ns == 0)
+      pp__scale_idle(pool); /* its idle window may end in a shrink */
+  }
   if (pool->cfg->strategy == PP_PICK_LIFO)
     pp__queue_insert_head(&pool->idle, &slot->idle_node);
   else
@@ -824,8 +827,6 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   pp__proc_unref(proc);
   if (pool->stopping || slot->removing) {
     slot->state = PP_WORKER_EXITED;
-    if (!pool->stopping)
-      pp__scale_soon(pool); /* the next shrink, one at a time */
     return;
   }
   if (slot->next) {

@@ -229,9 +229,9 @@ static void grow(pp_pool_t *pool, uint64_t now, uint64_t *due) {
 }
 
 /* Stop one worker above size's min that has been idle (not busy, not
- * lent) for scale.idle_timeout: the one idle longest.  One at a time: not
- * while a worker scaled down is still stopping (its exit looks again).
- * *due: when the next one would time out. */
+ * lent) for scale.idle_timeout: the one idle longest.  One at a time: one
+ * per look, and the next look on the loop's next turn, so a checkout that
+ * arrives meanwhile ends the shrink.  *due: when to look again. */
 static void shrink(pp_pool_t *pool, uint64_t now, uint64_t *due) {
   uint64_t idle = pool->cfg->scale_idle_timeout_ms * 1000000ull, at;
   pp__slot_t *slot, *best = NULL;
@@ -243,8 +243,6 @@ static void shrink(pp_pool_t *pool, uint64_t now, uint64_t *due) {
     return;
   for (i = 0; i < pool->nslots; i++) {
     slot = pool->slots[i];
-    if (slot->removing && !slot_gone(slot))
-      return;
     /* A slot that failed for good serves nobody: it goes first. */
     if (!slot->removing && slot->state == PP_WORKER_FATAL) {
       remove_slot(slot, 0);
@@ -260,7 +258,7 @@ static void shrink(pp_pool_t *pool, uint64_t now, uint64_t *due) {
       best = slot;
   }
   if (best == NULL)
-    return; /* all at work: the tick looks again */
+    return; /* all at work: the next to turn idle arms the timer */
   at = best->idle_since_ns + idle;
   if (now < at) {
     if (*due == 0 || at < *due)
@@ -271,6 +269,7 @@ static void shrink(pp_pool_t *pool, uint64_t now, uint64_t *due) {
   remove_slot(best, 0);
   set_target(pool, pool->target_size - 1, "shrink: worker %d idle %s", best->id,
              ago);
+  *due = now; /* the next one, if its window passed too, on the next turn */
 }
 
 void pp__scale_check(pp_pool_t *pool) {
@@ -307,6 +306,19 @@ void pp__scale_waiting(pp_pool_t *pool) {
     return;
   }
   /* Timers are the loop's: it arms this one at its next turn. */
+  pool->scale_wanted = 1;
+  pp__wake(pool);
+}
+
+void pp__scale_idle(pp_pool_t *pool) {
+  PP_ASSERT_LOCKED(pool);
+  if (pool->stopping || pool->scale_due_ns || pool->scale_wanted)
+    return;
+  if (pp__on_loop_thread(pool) && !pool->finishing) {
+    uint64_t now = pp__now_ns();
+    arm(pool, now + pool->cfg->scale_idle_timeout_ms * 1000000ull, now);
+    return;
+  }
   pool->scale_wanted = 1;
   pp__wake(pool);
 }
