@@ -34,6 +34,19 @@ typedef struct burst {
   int peak_live;
 } burst_t;
 
+/* PPBENCH_ELASTIC_TRACE=1: the pool's scale, spawn and hello events on
+ * stderr, in ms since the pool opened (to see how fast it grows). */
+static uint64_t trace_t0;
+static void on_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
+  (void)pool;
+  (void)data;
+  if (ev->type == PP_TRACE_SCALE || ev->type == PP_TRACE_SPAWN ||
+      ev->type == PP_TRACE_HELLO || ev->type == PP_TRACE_EXIT)
+    fprintf(stderr, "%9.3f ms %s slot %d code %d %s\n",
+            (double)(bench_now_ns() - trace_t0) / 1e6, pp_trace_name(ev->type),
+            ev->slot, ev->code, ev->detail ? ev->detail : "");
+}
+
 static void *caller(void *arg) {
   burst_t *b = arg;
   pp_buf_t reply = {0};
@@ -177,14 +190,22 @@ static int run_pool(const char *size, double *p50, double *p99, double *ws,
   if (cfg == NULL || cfg_set(cfg, "size", size) ||
       /* The bench compresses time: idle phases of a second stand for
        * minutes, so idle workers go after 250 ms, not 30 s. */
-      cfg_set(cfg, "scale.idle_timeout", "250ms")) {
+      cfg_set(cfg, "scale.idle_timeout", "250ms") ||
+      /* Forks from the zygote are cheap: a burst may start as many as
+       * wait (the default, 4, suits spawned workers). */
+      cfg_set(cfg, "scale.max_starting", "16")) {
     pp_config_free(cfg);
     return -1;
   }
   memset(&b, 0, sizeof(b));
   pthread_mutex_init(&b.mu, NULL);
   b.waits = calloc(EL_CYCLES * EL_CALLERS * EL_CALLS, sizeof(double));
-  r = pp_pool_open(cfg, NULL, &b.pool, &d);
+  pp_pool_options_t o;
+  memset(&o, 0, sizeof(o));
+  if (getenv("PPBENCH_ELASTIC_TRACE"))
+    o.trace = on_trace;
+  trace_t0 = bench_now_ns();
+  r = pp_pool_open(cfg, &o, &b.pool, &d);
   pp_config_free(cfg);
   if (r != 0 || b.waits == NULL) {
     fprintf(stderr, "ppbench: elastic: pp_pool_open: %s: %s\n", pp_strerror(r),

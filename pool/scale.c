@@ -202,7 +202,11 @@ static void grow(pp_pool_t *pool, uint64_t now, uint64_t *due) {
     *due = next ? next + up : 0;
     return;
   }
-  *due = now + (up ? up : 1000000); /* still waiting: look again */
+  /* Still waiting: look again when the next one passes up_after, or in
+   * up_after at the latest (the starting ones may not suffice). */
+  *due = now + (up ? up : 1000000);
+  if (next && next + up < *due)
+    *due = next + up;
   /* Workers starting will serve some of them, and so will idle ones the
    * loop has not handed over yet (async calls are admitted on its next
    * turn). */
