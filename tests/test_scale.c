@@ -303,6 +303,17 @@ static void test_shrink_idle(void **state) {
       continue;
     if (!starts_with(e.detail, "shrink: worker "))
       fail_msg("unexpected scale event: %s", e.detail);
+    /* Never one that worked within the window: each had been idle for
+     * idle_timeout at least ("shrink: worker 2 idle 21ms"). */
+    {
+      const char *idle = strstr(e.detail, " idle ");
+      char *unit;
+      long v;
+
+      assert_non_null(idle);
+      v = strtol(idle + 6, &unit, 10);
+      assert_true(strcmp(unit, "ms") != 0 || v >= 20);
+    }
   }
   status_of(pool, &st);
   assert_int_equal(st.target_size, 1);
