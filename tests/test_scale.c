@@ -409,7 +409,7 @@ static void test_no_flapping(void **state) {
  * failing slot, and status says why.  Slot 1 exits before HELLO
  * (bad_worker.py, BAD_WORKER_ONLY=1); slot 0 serves. */
 static void test_boot_failure_stops_growth(void **state) {
-  pp_config_t *cfg = bad_worker_config("exit_before_hello", 1);
+  pp_config_t *cfg;
   const char *per = "{\"cmd\":\"echo\",\"args\":1}";
   pp_pool_t *pool;
   pp_lease_t *held;
@@ -420,6 +420,7 @@ static void test_boot_failure_stops_growth(void **state) {
   (void)state;
   if (getenv("PP_START") && strcmp(getenv("PP_START"), "zygote") == 0)
     skip(); /* bad_worker.py speaks the protocol itself: no zygote */
+  cfg = bad_worker_config("exit_before_hello", 1);
   cfg_set(cfg, "worker.env", "{BAD_WORKER_ONLY: '1'}");
   cfg_set(cfg, "size", "{min: 1, max: 4}");
   cfg_set(cfg, "scale.max_starting", "1");
