@@ -53,10 +53,21 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   int i, j;
 
   memset(st, 0, sizeof(*st));
-  st->workers = calloc((size_t)pool->nslots, sizeof(*st->workers));
-  if (st->workers == NULL)
-    return UV_ENOMEM;
+  /* Allocated without the lock; the pool may grow meanwhile (an elastic
+   * pool does on its own): then again, larger. */
   pp__lock(pool);
+  for (;;) {
+    int cap = pool->nslots;
+
+    pp__unlock(pool);
+    st->workers = calloc((size_t)(cap > 0 ? cap : 1), sizeof(*st->workers));
+    if (st->workers == NULL)
+      return UV_ENOMEM;
+    pp__lock(pool);
+    if (pool->nslots <= cap)
+      break;
+    free(st->workers);
+  }
   snprintf(st->name, sizeof(st->name), "%s", pool->cfg->name);
   snprintf(st->adapter, sizeof(st->adapter), "%s",
            pool->adapter == &pp__adapter_custom ? pool->custom.name
