@@ -584,13 +584,21 @@ static void test_reload_size(void **state) {
 
 /* --------------------------------------------------------------- stress */
 
+/* The run's random numbers: the main thread's and the fault hook's (any
+ * thread), under one mutex. */
 static uint64_t rng;
+static uv_mutex_t rng_mu;
 
 static uint64_t next_rand(void) {
+  uint64_t x;
+
+  uv_mutex_lock(&rng_mu);
   rng ^= rng << 13;
   rng ^= rng >> 7;
   rng ^= rng << 17;
-  return rng;
+  x = rng;
+  uv_mutex_unlock(&rng_mu);
+  return x;
 }
 
 static void spin_for(uint64_t n) {
@@ -604,7 +612,8 @@ static void spin_for(uint64_t n) {
 static void chaos_hook(pp_pool_t *pool, const char *point, void *data) {
   (void)pool;
   (void)point;
-  spin_for(*(uint64_t *)data % 20000);
+  (void)data;
+  spin_for(next_rand() % 20000);
 }
 
 typedef struct job {
@@ -647,7 +656,7 @@ static void job_fn(pp_task_t *task, pp_client_t *client, void *data) {
 static void test_stress_scaling(void **state) {
   int rounds = env_int("STRESS_ROUNDS", 40), i, j, max = 4, resized;
   pp_config_t *cfg = elastic_config("{min: 1, max: 4}");
-  uint64_t seed, spin = 0;
+  uint64_t seed;
   pp_task_t *task[3];
   pp_lease_t *held;
   pp_status_t st;
@@ -667,8 +676,9 @@ static void test_stress_scaling(void **state) {
     seed = (uint64_t)time(NULL);
   fprintf(stderr, "STRESS_SEED=%" PRIu64 " STRESS_ROUNDS=%d\n", seed, rounds);
   rng = seed * 0x9e3779b97f4a7c15ull + 1;
+  uv_mutex_init(&rng_mu);
   pool = open_cfg(cfg);
-  pp_test_fault_hook(pool, chaos_hook, &spin);
+  pp_test_fault_hook(pool, chaos_hook, NULL);
   for (i = 0; i < rounds; i++) {
     held = hold(pool);
     for (j = 0; j < 3; j++) {
@@ -678,8 +688,7 @@ static void test_stress_scaling(void **state) {
       assert_int_equal(pp_task_spawn(pool, job_fn, &job[j], &task[j]), 0);
     }
     /* Up to a few milliseconds: the queue may outlast scale.up_after. */
-    spin = next_rand();
-    spin_for(spin % 3000000);
+    spin_for(next_rand() % 3000000);
     pp_checkin(held);
     spin_for(next_rand() % 20000);
     pp_task_cancel(task[0]);
@@ -745,6 +754,7 @@ static void test_stress_scaling(void **state) {
         fail_msg("worker %d outlived the pool (STRESS_SEED=%" PRIu64 ")",
                  pids[i], seed);
   }
+  uv_mutex_destroy(&rng_mu);
 }
 
 int main(void) {
