@@ -6,6 +6,7 @@
 #include "portpool.h"
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,10 +87,13 @@ void pp_exit_describe(pp_exit_kind_t kind, int code, int signal, char *buf,
     snprintf(buf, len, "exit %d", code);
     break;
   case PP_EXIT_SIGNAL:
-    snprintf(buf, len, "signal %d", signal);
+    if (signal == SIGXCPU) /* RLIMIT_CPU: worker.limits.cpu */
+      snprintf(buf, len, "exceeded its CPU time limit (signal %d)", signal);
+    else
+      snprintf(buf, len, "signal %d", signal);
     break;
   case PP_EXIT_OOM:
-    snprintf(buf, len, "out of memory");
+    snprintf(buf, len, "out of memory (memory_max)");
     break;
   case PP_EXIT_NO_HELLO:
     if (signal)

@@ -1,10 +1,12 @@
-/* uid.c -- a user named by uid or by name, as a uid: control.allow_uids,
- * checked when a config is loaded (config/) and read again when the
- * control socket starts (control/). */
+/* uid.c -- a user or group named by id or by name, as an id:
+ * control.allow_uids, worker.user and worker.group, checked when a config
+ * is loaded (config/) and read again when the control socket starts
+ * (control/) or the pool opens (pool/worker/limits.c). */
 #include "uid.h"
 
 #include "portpool.h"
 
+#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,5 +39,49 @@ int pp__uid_parse(const char *entry, uint32_t *uid, char *why, size_t len) {
     return PP_ECONFIG;
   }
   *uid = (uint32_t)res->pw_uid;
+  return 0;
+}
+
+int pp__user_parse(const char *entry, uint32_t *uid, uint32_t *gid, char *why,
+                   size_t len) {
+  struct passwd pw, *res = NULL;
+  char buf[4096];
+  int r;
+
+  if ((r = pp__uid_parse(entry, uid, why, len)) != 0)
+    return r;
+  *gid = UINT32_MAX;
+  if (getpwuid_r((uid_t)*uid, &pw, buf, sizeof(buf), &res) == 0 && res != NULL)
+    *gid = (uint32_t)res->pw_gid;
+  return 0;
+}
+
+int pp__gid_parse(const char *entry, uint32_t *gid, char *why, size_t len) {
+  struct group gr, *res = NULL;
+  unsigned long long v = 0;
+  const char *p = entry;
+  char buf[8192];
+  int r;
+
+  if (*p >= '0' && *p <= '9') {
+    for (; *p >= '0' && *p <= '9' && v <= UINT32_MAX; p++)
+      v = v * 10 + (unsigned)(*p - '0');
+    if (*p != '\0' || v >= UINT32_MAX) {
+      snprintf(why, len, "\"%.64s\" is not a gid (0 to %u) nor a group name",
+               entry, UINT32_MAX - 1);
+      return PP_ECONFIG;
+    }
+    *gid = (uint32_t)v;
+    return 0;
+  }
+  r = getgrnam_r(entry, &gr, buf, sizeof(buf), &res);
+  if (r != 0 || res == NULL) {
+    snprintf(why, len,
+             "no group named \"%.64s\" on this system%s%s (give a gid or an "
+             "existing group name)",
+             entry, r ? ": " : "", r ? strerror(r) : "");
+    return PP_ECONFIG;
+  }
+  *gid = (uint32_t)res->gr_gid;
   return 0;
 }

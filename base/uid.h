@@ -10,4 +10,14 @@
  * number). */
 int pp__uid_parse(const char *entry, uint32_t *uid, char *why, size_t len);
 
+/* worker.user, a uid or a user name, as a uid and that user's primary
+ * group (*gid is UINT32_MAX when the uid has no passwd entry).  Returns 0,
+ * or PP_ECONFIG with the reason in why. */
+int pp__user_parse(const char *entry, uint32_t *uid, uint32_t *gid, char *why,
+                   size_t len);
+
+/* worker.group, a gid or a group name, as a gid.  Returns 0, or PP_ECONFIG
+ * with the reason in why. */
+int pp__gid_parse(const char *entry, uint32_t *gid, char *why, size_t len);
+
 #endif

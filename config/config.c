@@ -131,6 +131,39 @@ const pp__key_t pp__keys[PP__NKEYS] = {
    .doc = "spawn: one interpreter per worker; zygote: fork workers from one "
           "that imported the handlers once"},
 
+  /* Per-worker limits (pool/worker/limits.c). */
+  {KEY("worker.limits.nofile", INT, lim_nofile), .flags = PP__F_UNSET,
+   .min = 16, .max = 1 << 20, .def = "",
+   .doc = "open files a worker may have (RLIMIT_NOFILE); unset = ours"},
+  {KEY("worker.limits.nproc", INT, lim_nproc), .flags = PP__F_UNSET,
+   .min = 1, .max = 1 << 22, .def = "",
+   .doc = "processes the worker's user may have (RLIMIT_NPROC; root "
+          "ignores it); unset = ours"},
+  {KEY("worker.limits.as", MEMORY, lim_as), .flags = PP__F_UNSET,
+   .min = 16 * KiB * KiB, .max = INT64_MAX, .def = "",
+   .doc = "address space of a worker (RLIMIT_AS): past it allocations fail "
+          "with MemoryError; unset = ours"},
+  {KEY("worker.limits.cpu", INT, lim_cpu), .flags = PP__F_UNSET, .min = 1,
+   .max = INT32_MAX, .def = "",
+   .doc = "CPU seconds a worker may use over its life (RLIMIT_CPU): past "
+          "it the worker is killed and replaced; unset = ours"},
+  {KEY("worker.limits.core", MEMORY, lim_core), .flags = PP__F_UNSET,
+   .min = 0, .max = INT64_MAX, .def = "",
+   .doc = "largest core dump of a worker (RLIMIT_CORE); 0 = none; unset = "
+          "ours"},
+  {KEY("worker.memory_max", MEMORY, memory_max), .min = 0, .max = INT64_MAX,
+   .def = "0",
+   .doc = "memory of a worker in its own cgroup v2 (memory.max; needs a "
+          "delegated cgroup); 0 = none"},
+  {KEY("worker.user", STRING, user), .flags = PP__F_NULLABLE,
+   .doc = "user (name or uid) workers run as when the pool runs as root"},
+  {KEY("worker.group", STRING, group), .flags = PP__F_NULLABLE,
+   .doc = "group (name or gid) of workers; default worker.user's own"},
+  {KEY("worker.allow_root", ENUM, allow_root), .choices = no_yes,
+   .def = "false",
+   .doc = "true: workers may run as root (a pool run as root without "
+          "worker.user)"},
+
   {KEY("checkout.timeout", DURATION, checkout_timeout_ms), .max = DUR_MAX,
    .def = "5s", .doc = "time a checkout waits for a worker"},
   {KEY("checkout.strategy", ENUM, strategy), .choices = strategies,
@@ -698,6 +731,47 @@ static int listen_check(const pp_config_t *cfg, pp_diag_t *diag) {
   return 0;
 }
 
+/* worker.user and worker.group name a user and a group that exist, and a
+ * user with no passwd entry comes with a group.  Whether the pool may use
+ * them (it runs as root) is checked when it opens (pool/worker/limits.c). */
+static int worker_check(const pp_config_t *cfg, pp_diag_t *diag) {
+  uint32_t uid, gid = UINT32_MAX, pgid = UINT32_MAX;
+  char why[256];
+
+  if (cfg->user != NULL && cfg->user[0] != '\0' &&
+      pp__user_parse(cfg->user, &uid, &pgid, why, sizeof(why)) != 0) {
+    pp__diag_at(diag, NULL, "%s", why);
+    return fail_key(diag, "worker.user");
+  }
+  if (cfg->group != NULL && cfg->group[0] != '\0') {
+    if (pp__gid_parse(cfg->group, &gid, why, sizeof(why)) != 0) {
+      pp__diag_at(diag, NULL, "%s", why);
+      return fail_key(diag, "worker.group");
+    }
+  } else if (cfg->user != NULL && cfg->user[0] != '\0' && pgid == UINT32_MAX) {
+    pp__diag_at(diag, NULL,
+                "uid %.32s has no entry in the user database, so no primary "
+                "group: set worker.group too",
+                cfg->user);
+    return fail_key(diag, "worker.group");
+  }
+  if ((cfg->group != NULL && cfg->group[0] != '\0') &&
+      (cfg->user == NULL || cfg->user[0] == '\0')) {
+    pp__diag_at(diag, NULL,
+                "worker.group needs worker.user: name the user workers run "
+                "as too");
+    return fail_key(diag, "worker.group");
+  }
+  if (cfg->memory_max != 0 && cfg->memory_max < 4 * KiB * KiB) {
+    pp__diag_at(diag, NULL,
+                "expected 0 (none) or at least 4MiB, got %llu bytes: a "
+                "Python worker cannot start in less",
+                (unsigned long long)cfg->memory_max);
+    return fail_key(diag, "worker.memory_max");
+  }
+  return 0;
+}
+
 int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
   const size_t sun_path = sizeof(((struct sockaddr_un *)0)->sun_path);
   char a[32], why[256];
@@ -743,6 +817,8 @@ int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
       pp__diag_at(diag, NULL, "%s", why);
       return fail_key(diag, "control.allow_uids");
     }
+  if (worker_check(cfg, diag) != 0)
+    return PP_ECONFIG;
   return listen_check(cfg, diag);
 }
 

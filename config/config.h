@@ -8,6 +8,9 @@
 
 #include <stdint.h>
 
+/* A worker.limits.* value that was not given: inherited. */
+#define PP_LIMIT_UNSET UINT64_MAX
+
 typedef enum { PP_PICK_LIFO = 0, PP_PICK_FIFO } pp__pick_t;
 typedef enum { PP_START_SPAWN = 0, PP_START_ZYGOTE } pp__start_t;
 typedef enum {
@@ -54,6 +57,19 @@ struct pp_config {
   int concurrency;             /* "worker.concurrency", 1 */
   int reply_spin_us;           /* "worker.reply_spin_us", 50 */
   pp__start_t start;           /* "worker.start", spawn | zygote */
+
+  /* worker.limits.*, worker.memory_max, worker.user/group/allow_root:
+   * what a worker may use and who it runs as (pool/worker/limits.c).  A
+   * limit is PP_LIMIT_UNSET when not given: the worker inherits ours. */
+  uint64_t lim_nofile; /* "worker.limits.nofile", RLIMIT_NOFILE */
+  uint64_t lim_nproc;  /* "worker.limits.nproc", RLIMIT_NPROC */
+  uint64_t lim_as;     /* "worker.limits.as" bytes, RLIMIT_AS */
+  uint64_t lim_cpu;    /* "worker.limits.cpu" seconds, RLIMIT_CPU */
+  uint64_t lim_core;   /* "worker.limits.core" bytes, RLIMIT_CORE */
+  uint64_t memory_max; /* "worker.memory_max" bytes, cgroup v2; 0 = none */
+  char *user;          /* "worker.user", NULL = ours */
+  char *group;         /* "worker.group", NULL = the user's group */
+  int allow_root;      /* "worker.allow_root", false */
 
   /* checkout.* */
   uint64_t checkout_timeout_ms; /* "checkout.timeout", 5s */

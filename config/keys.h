@@ -31,6 +31,9 @@ typedef enum { PP__C_INT = 0, PP__C_U32, PP__C_U64 } pp__ctype_t;
 
 #define PP__F_NULLABLE 1u /* STRING: empty or null means NULL */
 #define PP__F_STRVAL 2u   /* ENUM: the field is a char * holding the name */
+#define PP__F_UNSET                                                            \
+  8u /* INT/MEMORY (uint64_t): null or empty means unset,                      \
+        stored as PP_LIMIT_UNSET and rendered as nothing */
 #define PP__F_PYDIR                                                            \
   4u /* LIST: default items after the first are file                           \
         names in pp__python_dir() */
@@ -49,7 +52,7 @@ typedef struct pp__key {
   const char *doc;              /* one line for --help and docs */
 } pp__key_t;
 
-#define PP__NKEYS 47 /* 44 + scale.* */
+#define PP__NKEYS 56 /* 53 + scale.* */
 extern const pp__key_t pp__keys[PP__NKEYS];
 
 /* The key named exactly `name` (len bytes), or NULL. */

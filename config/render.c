@@ -270,6 +270,10 @@ static void render(const pp_config_t *cfg, const pp__key_t *k, out_t *o) {
   const char *s;
   char *const *v;
 
+  /* An unset limit renders as nothing, which reads back as null. */
+  if ((k->flags & PP__F_UNSET) &&
+      *CFIELD(cfg, k->off, uint64_t) == PP_LIMIT_UNSET)
+    return;
   switch (k->type) {
   case PP__T_STRING:
     s = *CFIELD(cfg, k->off, char *);
@@ -421,6 +425,9 @@ int pp__value_check(const pp_config_t *cfg, const pp__key_t *k,
     break;
   }
   default:
+    if ((k->flags & PP__F_UNSET) &&
+        *CFIELD(cfg, k->off, uint64_t) == PP_LIMIT_UNSET)
+      return 0;
     v = num_get(cfg, k->off, k->ctype);
     if (v >= k->min && v <= k->max)
       return 0;

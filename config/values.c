@@ -3,6 +3,7 @@
  * message saying what was expected.  Knows the types, not the keys. */
 #include "keys.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,6 +54,11 @@ static const unit_t mem_units[] = {{"B", 1},
                                    {"MB", 1000000},
                                    {"GB", 1000000000},
                                    {"TB", UINT64_C(1000000000000)},
+                                   /* ulimit's and systemd's K, M, G, T */
+                                   {"K", UINT64_C(1) << 10},
+                                   {"M", UINT64_C(1) << 20},
+                                   {"G", UINT64_C(1) << 30},
+                                   {"T", UINT64_C(1) << 40},
                                    {NULL, 0}};
 
 #define FRAC_MAX 6 /* digits after the point; keeps frac * unit in range */
@@ -731,6 +737,11 @@ static int set_backoff(pp_config_t *cfg, const pp__key_t *k,
 
 int pp__value_set(pp_config_t *cfg, const pp__key_t *k, yaml_document_t *doc,
                   const yaml_node_t *node, pp_diag_t *diag) {
+  if ((k->flags & PP__F_UNSET) && is_null(node)) {
+    assert(k->ctype == PP__C_U64);
+    *FIELD(cfg, k->off, uint64_t) = PP_LIMIT_UNSET;
+    return 0;
+  }
   switch (k->type) {
   case PP__T_STRING:
     return set_string(cfg, k, node, diag);

@@ -62,7 +62,8 @@ typedef struct fixture {
 static int setup(void **state, const char *adapter) {
   const char *python = getenv("PORTPOOL_EXAMPLE_PYTHON");
   char command[1024];
-  const char *over[3] = {"size=2", command, NULL};
+  /* worker.allow_root: the tests may run as root (CI does). */
+  const char *over[3] = {"size=2", command, "worker.allow_root=true"};
   fixture_t *f = calloc(1, sizeof(*f));
   pp_pool_options_t opts = {0};
   pp_config_t *base, *cfg;
@@ -77,7 +78,7 @@ static int setup(void **state, const char *adapter) {
   } else {
     snprintf(command, sizeof(command), "worker.command=%s", python);
   }
-  if (pp_config_derive(base, over, 2, &cfg, &diag) != 0 ||
+  if (pp_config_derive(base, over, 3, &cfg, &diag) != 0 ||
       pp_test_pool_open(cfg, &opts, 10000, &f->pool, &diag) != 0) {
     fprintf(stderr, "setup (%s): %s\n", adapter, diag.message);
     return -1;

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "confine.h"
 #include "control_api.h"
 #include "diag.h"
 #include "errors.h"
@@ -383,6 +384,10 @@ struct pp_pool {
                           names, or NULL (none said so yet) */
   char *handler_kinds; /* JSON object of its non-plain handlers' kinds,
                           or NULL */
+
+  /* worker.user, worker.limits, worker.memory_max (confine.c) */
+  pp__confine_t confine;
+
   int nslots;
   pp__slot_t **slots; /* nslots pointers; a slot never moves */
   int slots_cap;

@@ -375,6 +375,8 @@ int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag) {
   else if ((cfg->listen == NULL) != (pool->cfg->listen == NULL) ||
            (cfg->listen && strcmp(cfg->listen, pool->cfg->listen) != 0))
     bad = "listen.address";
+  else
+    bad = pp__confine_reload_bad(pool->cfg, cfg);
   if (bad) {
     pp__diag_set(diag, "cannot change on reload; restart the pool");
     if (diag)

@@ -737,8 +737,8 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   pp__slot_t *slot = proc->slot;
   pp_pool_t *pool = proc->pool;
   pp_lease_t *lease = slot->proc == proc ? slot->lease : NULL;
-  pp_exit_kind_t kind;
-  char text[64];
+  pp_exit_kind_t kind, limit_kind = PP_EXIT_NONE;
+  char text[64], limit_text[64];
   int boot_failure, hello_timeout, rollback;
 
   PP_ASSERT_LOOP(proc->pool);
@@ -755,11 +755,19 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   else
     kind = PP_EXIT_NORMAL;
   hello_timeout = proc->kill_reason == PP_EXIT_NO_HELLO;
+  /* A limit that explains a death names it (worker.limits.cpu,
+   * worker.memory_max). */
+  if (kind == PP_EXIT_SIGNAL &&
+      (limit_kind = pp__confine_exit(proc, limit_text, sizeof(limit_text))) !=
+          PP_EXIT_NONE)
+    kind = limit_kind;
   if (kind == PP_EXIT_STOPPED)
     snprintf(text, sizeof(text), "stopped (%.40s)",
              pool->stopping ? "pool closing" : proc->detail);
   else if (hello_timeout) /* not "died before HELLO (signal 9)" */
     snprintf(text, sizeof(text), "no HELLO within startup_timeout");
+  else if (limit_kind != PP_EXIT_NONE)
+    snprintf(text, sizeof(text), "%s", limit_text);
   else
     pp_exit_describe(kind, (int)proc->exit_status, proc->term_signal, text,
                      sizeof(text));
@@ -1004,6 +1012,7 @@ static void pool_free(pp_pool_t *pool) {
     pp__queue_remove(q);
     pp__lease_free(pp__container_of(q, pp_lease_t, node));
   }
+  pp__confine_close(pool);
   for (i = 0; i < pool->nslots; i++)
     slot_free(pool->slots[i]);
   free(pool->slots);
@@ -1051,6 +1060,7 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   pool = calloc(1, sizeof(*pool));
   if (pool == NULL)
     return UV_ENOMEM;
+  pool->confine.cg_fd = -1;
   if ((r = pp_config_copy(cfg, &pool->cfg)) != 0) {
     free(pool);
     return r;

@@ -260,6 +260,20 @@ static int config_error(const char *what, const pp_diag_t *d, int r) {
   return PC_EXIT_USAGE;
 }
 
+/* The built-in default allows root: one line says so when it applies. */
+static void root_warning(const pp_config_t *cfg) {
+  char user[64] = "", allow[16] = "", adapter[16] = "";
+
+  pp_config_get(cfg, "worker.user", user, sizeof(user));
+  pp_config_get(cfg, "worker.allow_root", allow, sizeof(allow));
+  pp_config_get(cfg, "adapter", adapter, sizeof(adapter));
+  if (geteuid() == 0 && user[0] == '\0' && strcmp(allow, "true") == 0 &&
+      strcmp(adapter, "python") == 0)
+    fprintf(stderr, "poolctl: warning: running as root, so workers run as root "
+                    "(the built-in default allows it); set worker.user: nobody "
+                    "(--set worker.user=nobody) to run them unprivileged\n");
+}
+
 /* Build the config: file or default, -n, --set..., and the socket. */
 static int make_config(const char *file, char **sets, int nsets,
                        const pc_global_t *g, pp_config_t **out, char *socket,
@@ -284,6 +298,11 @@ static int make_config(const char *file, char **sets, int nsets,
      * example handlers wherever it is installed (pp_config_new). */
     pc_err("out of memory");
     return PC_EXIT_ERROR;
+  } else if ((r = pp_config_set(cfg, "worker.allow_root", "true", &d)) != 0) {
+    /* The built-in default runs its example handlers even as root (the
+     * README's first command, often run as root on a fresh machine); a
+     * config file must say so itself.  root_warning() says it. */
+    goto bad;
   }
   if (g->name && (r = pp_config_set(cfg, "name", g->name, &d)) != 0)
     goto bad;
@@ -296,6 +315,8 @@ static int make_config(const char *file, char **sets, int nsets,
       return config_error("--set", &d, r);
     }
   }
+  if (file == NULL)
+    root_warning(cfg);
   /* The socket: -S, else control.socket from the config, else the
    * default for the pool's name.  A value too long for a socket path
    * fails config_string or pc_default_socket. */

@@ -835,6 +835,34 @@ def check_startup_failures():
     check(w.recv_bytes() == b"" and w.wait() == 1 and b"usage" in w.err, "usage error")
 
 
+def check_limits():
+    """limits: PORTPOOL_LIMITS set before the import, a bad one is a LimitError boot failure; PORTPOOL_HOLD waits for G or E on fd 3"""
+    handlers = fixture("limits_handlers.py")
+    w = spawn(handlers, env={"PORTPOOL_LIMITS": "nofile=64:64,cpu=100:101,core=0:0"})
+    w.hello()
+    w.send_raw(request(1, "limits"))
+    got = w.expect_reply(1)
+    for word in ("nofile=64:64", "cpu=100:101", "core=0:0"):
+        check(word in got, "limits: %r has no %s" % (got, word))
+    w.finish()
+    # Above fs.nr_open: no process may set it, root included.
+    w = spawn(handlers, env={"PORTPOOL_LIMITS": "nofile=4000000000:4000000000"})
+    err = w.expect_error(0, "LimitError")
+    check("worker.limits.nofile" in err["message"], "LimitError %r" % err)
+    check(w.wait() == 1, "bad limit: exit %r, wanted 1" % (w.status,))
+    # Held: released with G, it says HELLO; refused with E, the reason is
+    # its boot failure.
+    w = spawn(handlers, env={"PORTPOOL_HOLD": "1"})
+    os.write(w.w, b"G")
+    w.hello()
+    w.finish()
+    w = spawn(handlers, env={"PORTPOOL_HOLD": "1"})
+    os.write(w.w, b"Eworker.memory_max: cannot move it")
+    err = w.expect_error(0, "LimitError")
+    check(err["message"] == "worker.memory_max: cannot move it", "E: %r" % err)
+    check(w.wait() == 1, "refused: exit %r, wanted 1" % (w.status,))
+
+
 def check_slow_start():
     """slow_start.py says HELLO after its import delay"""
     t0 = time.monotonic()
@@ -1002,6 +1030,7 @@ def bench_round_trips():
 
 CHECKS = [
     check_hello_echo_add,
+    check_limits,
     check_errors,
     check_extras,
     check_declared_only,

@@ -206,6 +206,9 @@ static pp_config_t *script_config(const char *script, const char *arg,
   assert_int_equal(pp_config_new(&cfg), 0);
   snprintf(cmd, sizeof(cmd), "[%s, %s, %s]", py, script, arg);
   cfg_set(cfg, "worker.command", cmd);
+  /* The suites run as root in CI: workers may too (test_confine tests the
+   * refusal). */
+  cfg_set(cfg, "worker.allow_root", "true");
   snprintf(sz, sizeof(sz), "%d", size);
   cfg_set(cfg, "size", sz);
   /* Fast restarts keep crash tests short; limits only fire on failure. */

@@ -242,7 +242,7 @@ static void test_key_listing(void **state) {
     assert_int_equal(
         pp_config_get(cfg, pp__config_key_name(n), buf, sizeof(buf)), 0);
   }
-  assert_int_equal(n, 47);
+  assert_int_equal(n, 56);
   assert_null(pp__config_key_name(-1));
   assert_null(pp__config_key_doc(n));
   pp_config_free(cfg);

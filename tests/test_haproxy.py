@@ -174,6 +174,7 @@ class Instance:
                 "size: %d\n"
                 "worker:\n"
                 "  command: [%s, %s, %s]\n"
+                "  allow_root: true\n"
                 "  env:\n"
                 "    BALANCED_INSTANCE: %s\n"
                 "    BALANCED_RECORDS: %s\n"

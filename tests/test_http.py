@@ -121,6 +121,8 @@ class Server:
             "worker": {
                 "command": [PYTHON, WORKER, os.path.join(FIXTURES, fixture)],
                 "env": {"PP_TEST_MARKS": self.marks},
+                # CI runs the suites as root: workers may run as root.
+                "allow_root": True,
             },
             "checkout": {"timeout": "30s"},
             "control": {"socket": self.sock},

@@ -1137,6 +1137,25 @@ static void test_socket_dir_rules(void **state) {
   free(cmd);
 }
 
+/* The built-in default (no config file) runs its example handlers even as
+ * root, and says so in one line with the way out. */
+static void test_serve_default_root_warning(void **state) {
+  char dir[64], sock[96];
+  const char *line;
+  cli_server_t s;
+
+  (void)state;
+  fresh_dir("/tmp", 0700, dir, sizeof(dir));
+  snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
+  cli_server_start(&s, "-S", sock, "--set", "size=1", NULL);
+  if (geteuid() == 0) {
+    line = cli_lines_find(&s.err, "poolctl: warning: running as root");
+    assert_non_null(strstr(line, "worker.user"));
+  }
+  cli_server_stop(&s);
+  assert_int_equal(rmdir(dir), 0);
+}
+
 /* A server that is starting holds the lock and has bound its socket but
  * does not listen yet (the test plays it): a second server must not take
  * the socket for stale, and says who holds it. */
@@ -1281,6 +1300,7 @@ int main(void) {
       cmocka_unit_test(test_not_running),
       cmocka_unit_test(test_bad_config),
       cmocka_unit_test(test_serve_boot_failure),
+      cmocka_unit_test(test_serve_default_root_warning),
       cmocka_unit_test(test_serve_hang_at_import),
       cmocka_unit_test(test_serve_out_of_fds),
       cmocka_unit_test(test_serve_ready),

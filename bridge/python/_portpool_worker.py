@@ -1625,7 +1625,7 @@ def boot_failed(exc, what=None):
             message = str(exc)
         except Exception:
             message = "<unprintable %s>" % etype
-    if isinstance(exc, HandlerTableError):
+    if isinstance(exc, (HandlerTableError, LimitError)):
         text = ""
     else:
         try:
@@ -1648,6 +1648,60 @@ def boot_failed(exc, what=None):
 
 class HandlerTableError(Exception):
     """A handler module's __all__ names something that is not a handler."""
+
+
+class LimitError(Exception):
+    """The pool's worker.limits.* or worker.memory_max cannot be applied:
+    a boot failure, reported in place of HELLO."""
+
+
+# worker.limits.* keys, as PORTPOOL_LIMITS names them, and their rlimits.
+_RLIMITS = {
+    "nofile": "RLIMIT_NOFILE",
+    "nproc": "RLIMIT_NPROC",
+    "as": "RLIMIT_AS",
+    "cpu": "RLIMIT_CPU",
+    "core": "RLIMIT_CORE",
+}
+
+
+def apply_limits():
+    """Confine this worker before any handler code runs: the rlimits the
+    pool passes in PORTPOOL_LIMITS ("name=soft:hard,..."; soft = hard
+    except cpu's hard, a second later, so SIGXCPU names the cause), then,
+    with PORTPOOL_HOLD=1 (worker.memory_max), wait for the pool to move
+    this process into its cgroup: it writes b"G" on fd 3, or b"E" and
+    why it could not.  Called by main() before the handler is imported,
+    and by a zygote-forked worker before it serves (never by the zygote:
+    nproc and cpu would count against it).  Raises LimitError."""
+    text = os.environ.get("PORTPOOL_LIMITS", "")
+    if text:
+        import resource
+
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            soft, _, hard = value.partition(":")
+            key = "worker.limits." + name
+            try:
+                which = getattr(resource, _RLIMITS[name])
+                resource.setrlimit(which, (int(soft), int(hard or soft)))
+            except KeyError:
+                raise LimitError("unknown limit %r in PORTPOOL_LIMITS" % name)
+            except (ValueError, OSError) as exc:
+                raise LimitError(
+                    "cannot apply %s (%s): %s; its hard limit is %r"
+                    % (key, soft, exc, resource.getrlimit(which)[1])
+                )
+    if os.environ.get("PORTPOOL_HOLD") == "1":
+        try:
+            first = os.read(REQ_FD, 1)
+        except OSError as exc:
+            raise LimitError("worker.memory_max: waiting for the pool: %s" % exc)
+        if first == b"E":
+            raise LimitError(os.read(REQ_FD, 512).decode("utf-8", "replace"))
+        if first != b"G":
+            raise LimitError("worker.memory_max: the pool did not release "
+                             "this worker into its cgroup")
 
 
 # Module functions the worker calls itself, never a client: setup() once
@@ -1823,6 +1877,10 @@ def main(argv=None):
     # Before the import: a bad setting fails fast, whatever the module does.
     if _concurrency() is None:
         return EXIT_STARTUP
+    try:
+        apply_limits()
+    except LimitError as exc:
+        return boot_failed(exc, "cannot apply its limits")
 
     try:
         module = _load_handler(args[0])

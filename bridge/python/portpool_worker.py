@@ -39,6 +39,13 @@ not fit is cut: the message keeps its start, the traceback its end, and
 the payload gets "truncated": true.  A result holding a lone surrogate
 ("\\ud800"), which JSON text cannot carry, becomes a ValueError.
 
+Limits: PORTPOOL_LIMITS ("nofile=64:64,cpu=2:3": worker.limits.* as
+name=soft:hard) is applied with resource.setrlimit before the handler is
+imported; with PORTPOOL_HOLD=1 (worker.memory_max) the worker then reads
+one byte from fd 3: b"G" once the pool has moved it into its cgroup, or
+b"E" and a reason.  A limit that cannot be applied, or an "E", is a boot
+failure of type LimitError.
+
 Orphans: no process of a worker outlives its pool.  The pool starts each
 worker as the leader of its own process group (and session); the worker
 arms PR_SET_PDEATHSIG with SIGTERM, so it hears of the pool's death even

@@ -68,6 +68,12 @@ def _child(ctl, fds, module, raw, slot):
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         pw._orphan_proof()
+        # Its limits (and its cgroup) before any handler code runs:
+        # after_fork() and setup() are the module's.
+        try:
+            pw.apply_limits()
+        except pw.LimitError as exc:
+            module = exc
         if isinstance(module, BaseException):
             code = pw.boot_failed(module)
         else:

@@ -238,6 +238,27 @@ int pp__proc_rbuf_reserve(pp__proc_t *proc, size_t need) {
   return 0;
 }
 
+static void on_readable(uv_poll_t *h, int status, int events);
+
+/* The reply pipe's poll, on or off. Each uv_poll_start or uv_poll_stop
+ * costs an epoll_ctl, so pp__proc_read_stop leaves it on (a worker lent on
+ * the loop's faces is polled again for its next request at once), and it
+ * goes off only when it fires with nobody reading (on_readable) or while
+ * a stream's chunk is held. */
+static void rpoll_on(pp__proc_t *proc) {
+  if (!proc->rpoll_on) {
+    proc->rpoll_on = 1;
+    uv_poll_start(&proc->rpoll, UV_READABLE, on_readable);
+  }
+}
+
+static void rpoll_off(pp__proc_t *proc) {
+  if (proc->rpoll_on) {
+    proc->rpoll_on = 0;
+    uv_poll_stop(&proc->rpoll);
+  }
+}
+
 /* Read and handle every frame the reply pipe holds now (loop thread, lock
  * held). */
 static void read_frames(pp__proc_t *proc) {
@@ -292,7 +313,7 @@ static void read_frames(pp__proc_t *proc) {
   /* Held: the poll waits for the chunks' delivery (pp__proc_read_pending),
    * or it would fire again at once for the bytes left unread. */
   if (proc->held && proc->rpolling && !proc->dead)
-    uv_poll_stop(&proc->rpoll);
+    rpoll_off(proc);
 out:
   return;
 }
@@ -303,7 +324,9 @@ static void on_readable(uv_poll_t *h, int status, int events) {
 
   (void)events;
   pp__lock(pool);
-  if (status < 0)
+  if (!proc->rpolling) /* left on by pp__proc_read_stop: nobody reads */
+    rpoll_off(proc);
+  else if (status < 0)
     pp__on_proc_read_error(proc, status);
   else
     read_frames(proc);
@@ -317,7 +340,7 @@ void pp__proc_read_start(pp__proc_t *proc) {
     return;
   proc->rpolling = 1;
   if (!proc->held) /* else pp__proc_read_pending starts it */
-    uv_poll_start(&proc->rpoll, UV_READABLE, on_readable);
+    rpoll_on(proc);
 }
 
 void pp__proc_read_pending(pp__proc_t *proc) {
@@ -325,7 +348,7 @@ void pp__proc_read_pending(pp__proc_t *proc) {
   PP_ASSERT_LOCKED(proc->pool);
   if (!proc->rpolling || proc->dead || proc->held)
     return;
-  uv_poll_start(&proc->rpoll, UV_READABLE, on_readable);
+  rpoll_on(proc);
   read_frames(proc);
 }
 
@@ -333,8 +356,7 @@ void pp__proc_read_stop(pp__proc_t *proc) {
   PP_ASSERT_LOOP(proc->pool);
   if (!proc->rpolling)
     return;
-  proc->rpolling = 0;
-  uv_poll_stop(&proc->rpoll);
+  proc->rpolling = 0; /* the poll stays on: see rpoll_on */
 }
 
 /* ---- writing */

@@ -20,13 +20,13 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
 }
 
 /* The variables pp__build_env sets itself, last in the array. */
-#define PP__OWN_ENV 5
+#define PP__OWN_ENV 7
 
 char **pp__build_env(pp__slot_t *slot) {
   pp_config_t *cfg = slot->pool->cfg;
   size_t n = 0, i, k, j;
   char **env;
-  char buf[PP__OWN_ENV][96];
+  char buf[PP__OWN_ENV][192];
 
   while (environ[n])
     n++;
@@ -38,6 +38,11 @@ char **pp__build_env(pp__slot_t *slot) {
   snprintf(buf[2], sizeof(buf[2]), "PORTPOOL_POOL=%.80s", cfg->name);
   snprintf(buf[3], sizeof(buf[3]), "PORTPOOL_MAX_FRAME=%u", cfg->max_frame);
   snprintf(buf[4], sizeof(buf[4]), "PORTPOOL_CONCURRENCY=%d", cfg->concurrency);
+  /* worker.limits.*, and whether it waits to be put in its cgroup. */
+  if (pp__confine_limits_env(cfg, buf[5], sizeof(buf[5])) != 0)
+    return NULL;
+  snprintf(buf[6], sizeof(buf[6]), "PORTPOOL_HOLD=%d",
+           pp__confine_holds(slot->pool));
   k = 0;
   /* Inherited variables, less those the config or we set. */
   for (i = 0; i < n; i++) {
@@ -119,6 +124,7 @@ int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
   /* Its own session and process group, so a stop reaches the handler's
    * own subprocesses too. */
   opts.flags = UV_PROCESS_DETACHED;
+  pp__confine_spawn_opts(pool, &opts.flags, &opts.uid, &opts.gid);
   opts.exit_cb = on_exit_cb;
   proc->u.spawned.process.data = proc;
   proc->handles |= PP__H_PROCESS;
@@ -132,6 +138,7 @@ int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
     goto fail;
   }
   pp__proc_started(proc, proc->u.spawned.process.pid);
+  pp__confine_adopt(proc);
   free(args);
   pp__free_env(env);
   *out = proc;
@@ -241,7 +248,12 @@ int pp__resolve_python(const char *cmd0, char **out, pp_diag_t *diag) {
 }
 
 static int python_prepare(pp_pool_t *pool, pp_diag_t *diag) {
-  return pp__resolve_python(pool->cfg->command[0], &pool->python, diag);
+  int r = pp__confine_prepare(pool, diag);
+  if (r != 0)
+    return r;
+  if ((r = pp__resolve_python(pool->cfg->command[0], &pool->python, diag)) != 0)
+    return r;
+  return pp__confine_reach_check(pool, diag);
 }
 
 const pp__adapter_t pp__adapter_python = {"python", python_prepare,

@@ -122,6 +122,7 @@ struct pp__proc {
   int dead;   /* unusable: killed, exited or broke the protocol */
   int exited; /* exit callback ran: pid is no longer ours */
   int rpolling, wpolling;
+  int rpoll_on; /* rpoll started (it may outlive rpolling: proc.c) */
   /* Stream chunks queued for their on_chunk and not yet delivered: while
    * any are, reading waits (its poll stopped, rpolling kept), so that a
    * slow consumer holds the worker at its next write (stream.c). */
@@ -172,6 +173,8 @@ struct pp__proc {
                               slow-request SIGUSR1 (maintain.c) */
   uint64_t req_timeout_ms; /* its timeout, for the diag (call.c) */
   uint64_t spawn_ns, ready_ns;
+  int in_cgroup;     /* moved into its slot's cgroup (confine.c) */
+  uint64_t oom_base; /* that cgroup's oom_kill count when it moved in */
   pp__linebuf_t outline, errline;
 };
 

@@ -225,6 +225,7 @@ static void adopt(pp_pool_t *pool, uint32_t id, uint32_t gen, int pid,
   proc->refs++;
   uv_poll_start(&proc->u.zygote.pidpoll, UV_READABLE, on_pidfd);
   pp__proc_started(proc, pid);
+  pp__confine_adopt(proc);
   pp__proc_read_start(proc);
 }
 
@@ -352,6 +353,7 @@ static int zygote_start(pp_pool_t *pool) {
   opts.stdio = stdio;
   opts.stdio_count = 4;
   opts.flags = UV_PROCESS_DETACHED;
+  pp__confine_spawn_opts(pool, &opts.flags, &opts.uid, &opts.gid);
   opts.exit_cb = on_zygote_exit;
   z->pool = pool;
   z->process.data = z;
@@ -486,6 +488,7 @@ static int zygote_prepare(pp_pool_t *pool, pp_diag_t *diag) {
   pp_config_t *cfg = pool->cfg;
   const char *w = cfg->command_len >= 3 ? cfg->command[1] : "";
   const char *base = strrchr(w, '/');
+  int r;
 
   base = base ? base + 1 : w;
   if (strcmp(base, "portpool_worker.py") != 0) {
@@ -495,7 +498,11 @@ static int zygote_prepare(pp_pool_t *pool, pp_diag_t *diag) {
       snprintf(diag->key, sizeof(diag->key), "worker.start");
     return PP_ECONFIG;
   }
-  return pp__resolve_python(cfg->command[0], &pool->python, diag);
+  if ((r = pp__confine_prepare(pool, diag)) != 0)
+    return r;
+  if ((r = pp__resolve_python(cfg->command[0], &pool->python, diag)) != 0)
+    return r;
+  return pp__confine_reach_check(pool, diag);
 }
 
 static int zygote_spawn(pp__slot_t *slot, uint32_t generation,
