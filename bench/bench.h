@@ -197,6 +197,7 @@ int scen_big(void);
 int scen_prewarm(void);
 int scen_memory(void);
 int scen_zygote(void);
+int scen_elastic(void); /* not in `all`: bench/elastic.sh */
 
 /* sizeof() of a core's private type (or "type.member" offset) from
  * ppbench_sizes; -1 when unknown.  scen_memory.c */
@@ -212,6 +213,10 @@ extern double g_mem_loop_waiter, g_mem_thread_waiter; /* B per waiter */
 extern double g_zyg_1, g_zyg_spawn_n, g_zyg_n;        /* s to ready */
 extern double g_zyg_pss_spawn, g_zyg_pss;             /* MiB, summed PSS */
 extern double g_zyg_pss_spawn_gc, g_zyg_pss_gc;       /* MiB, after gc */
+/* scen_elastic.c: elastic {min: 1, max: 16} and fixed 16 under bursts:
+ * queue wait (ms), worker-seconds, peak summed PSS (MiB). */
+extern double g_el_p50, g_el_p99, g_fx_p50, g_fx_p99;
+extern double g_el_ws, g_fx_ws, g_el_pss, g_fx_pss;
 
 /* ---------------------------------------- alternatives (alternatives.c) */
 

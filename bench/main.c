@@ -36,9 +36,11 @@ static void usage(FILE *f) {
   fprintf(
       f,
       "usage: ppbench [options] "
-      "[all|latency|many|cpu|big|prewarm|zygote|memory|anatomy]\n"
+      "[all|latency|many|cpu|big|prewarm|zygote|memory|anatomy|elastic]\n"
       "  all runs every scenario but anatomy (a profile aid, see "
       "bench/profile.sh)\n"
+      "  and elastic (bursts on an elastic pool vs a fixed one, see "
+      "bench/elastic.sh)\n"
       "  --payload N        payload bytes (default 64; big: 65536)\n"
       "  --callers N        caller threads on the pool (latency 1, many 64)\n"
       "  --workers N        pool size / floor workers (latency 1, many 2)\n"
@@ -290,7 +292,7 @@ int main(int argc, char **argv) {
   if (!all && !is(O.mode, "latency") && !is(O.mode, "many") &&
       !is(O.mode, "cpu") && !is(O.mode, "big") && !is(O.mode, "prewarm") &&
       !is(O.mode, "zygote") && !is(O.mode, "memory") &&
-      !is(O.mode, "anatomy")) {
+      !is(O.mode, "anatomy") && !is(O.mode, "elastic")) {
     fprintf(stderr, "ppbench: unknown mode %s\n", O.mode);
     usage(stderr);
     return 2;
@@ -355,6 +357,8 @@ int main(int argc, char **argv) {
     rc |= scen_zygote();
   if (is(O.mode, "anatomy"))
     rc |= scen_anatomy();
+  if (is(O.mode, "elastic"))
+    rc |= scen_elastic();
   loadavg("at end");
   targets();
   if (J)

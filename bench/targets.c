@@ -125,6 +125,16 @@ static const row_t rows[] = {
      "forked worker touches what the zygote froze unless it stays frozen",
      NULL},
 
+    {"17a", "elastic {1..16}: p99 queue wait in bursts <= 1.5x fixed 16",
+     VAR(g_el_p99), VAR(g_fx_p99), "ms", "<=", 1.5,
+     "bench/elastic.sh: zygote, 64 callers per burst", NULL},
+    {"17b", "elastic {1..16}: worker-seconds <= 0.5x fixed 16", VAR(g_el_ws),
+     VAR(g_fx_ws), "s", "<=", 0.5, NULL, NULL},
+    {"17*", "(info) elastic {1..16}: p50 queue wait in bursts vs fixed",
+     VAR(g_el_p50), VAR(g_fx_p50), "ms", "info", 0, NULL, NULL},
+    {"17*", "(info) elastic {1..16}: peak summed PSS vs fixed", VAR(g_el_pss),
+     VAR(g_fx_pss), "MiB", "info", 0, NULL, NULL},
+
     {"8a", "pool-side memory per worker <= 4 KiB", VAR(g_mem_worker), VAR(kib4),
      "B", "<=", 1, note_8a, NULL},
     {"8b", "per waiting checkout <= 256 B (loop face)", VAR(g_mem_loop_waiter),

@@ -59,9 +59,21 @@ const pp__key_t pp__keys[PP__NKEYS] = {
   {KEY("name", STRING, name), .def = "portpool",
    .doc = "pool name, shown in status and logs"},
   {KEY("size", SIZE, size), AT2(size_auto), .min = 1, .max = 4096,
-   .def = "auto", .doc = "number of workers, or auto for one per CPU"},
+   .def = "auto",
+   .doc = "number of workers, auto for one per CPU, or {min: N, max: M} "
+          "for an elastic pool"},
   {KEY("min_ready", INT, min_ready), .min = 0, .max = 4096, .def = "0",
    .doc = "idle workers needed before the pool is ready; 0 = size"},
+  /* Elastic pools (scale.c). */
+  {KEY("scale.up_after", DURATION, scale_up_after_ms), .max = DUR_MAX,
+   .def = "5ms",
+   .doc = "an elastic pool grows once a checkout has waited this long"},
+  {KEY("scale.max_starting", INT, scale_max_starting), .min = 1,
+   .max = 4096, .def = "4",
+   .doc = "workers an elastic pool starts at once, at most"},
+  {KEY("scale.idle_timeout", DURATION, scale_idle_timeout_ms),
+   .min = 1, .max = DUR_MAX, .def = "30s",
+   .doc = "an elastic pool stops a worker above min idle this long"},
   {KEY("adapter", ENUM, adapter), .flags = PP__F_STRVAL, .choices = adapters,
    .def = "python",
    .doc = "how workers are made: python processes or an in-process mock"},
@@ -769,9 +781,16 @@ int pp__config_check(const pp_config_t *cfg, pp_diag_t *diag) {
     if (pp__value_check(cfg, &pp__keys[i], diag) != 0)
       return fail_key(diag, pp__keys[i].name);
   if (cfg->min_ready > cfg->size) {
-    pp__diag_at(diag, NULL, "expected at most size (%d), got %d", cfg->size,
-                cfg->min_ready);
+    pp__diag_at(diag, NULL, "expected at most size%s (%d), got %d",
+                cfg->elastic ? "'s min" : "", cfg->size, cfg->min_ready);
     return fail_key(diag, "min_ready");
+  }
+  if (cfg->elastic && (cfg->size_max < cfg->size || cfg->size_max > 4096)) {
+    pp__diag_at(diag, NULL,
+                "expected {min: N, max: M} with min <= max <= "
+                "4096, got {min: %d, max: %d}",
+                cfg->size, cfg->size_max);
+    return fail_key(diag, "size");
   }
   if (strcmp(cfg->adapter, "python") == 0 &&
       (cfg->command_len < 1 || cfg->command == NULL ||

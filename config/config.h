@@ -24,7 +24,15 @@ struct pp_config {
   int size;      /* "size", resolved count (auto = CPUs) */
   int size_auto; /* 1 when given as auto (rendered back as auto) */
   int min_ready; /* "min_ready", 0 = size */
-  char *adapter; /* "adapter": "python" | "mock" */
+  /* Elastic pools: `size: {min: N, max: M}` sets size (the minimum, the
+   * workers started at open) and size_max; a plain number or auto sets
+   * both to it.  scale.* say when an elastic pool grows and shrinks. */
+  int size_max;                   /* "size"'s max; read only when elastic */
+  int elastic;                    /* 1 when size was {min, max} */
+  uint64_t scale_up_after_ms;     /* "scale.up_after", 5ms */
+  int scale_max_starting;         /* "scale.max_starting", 4 */
+  uint64_t scale_idle_timeout_ms; /* "scale.idle_timeout", 30s */
+  char *adapter;                  /* "adapter": "python" | "mock" */
 
   /* worker.* */
   char **command; /* "worker.command": NULL-terminated argv */

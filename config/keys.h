@@ -52,7 +52,7 @@ typedef struct pp__key {
   const char *doc;              /* one line for --help and docs */
 } pp__key_t;
 
-#define PP__NKEYS 53
+#define PP__NKEYS 56 /* 53 + scale.* */
 extern const pp__key_t pp__keys[PP__NKEYS];
 
 /* The key named exactly `name` (len bytes), or NULL. */

@@ -281,6 +281,10 @@ static void render(const pp_config_t *cfg, const pp__key_t *k, out_t *o) {
       put_scalar(o, s, strlen(s));
     break;
   case PP__T_SIZE:
+    if (cfg->elastic) {
+      putf(o, "{min: %d, max: %d}", cfg->size, cfg->size_max);
+      break;
+    }
     if (*CFIELD(cfg, k->off2, int)) {
       puts_(o, "auto");
       break;

@@ -303,28 +303,90 @@ store:
   return 0;
 }
 
-static int set_int(pp_config_t *cfg, const pp__key_t *k, const yaml_node_t *n,
-                   pp_diag_t *diag) {
+/* A SIZE scalar: auto (the CPUs, within k's bounds; *is_auto set) or an
+ * integer within them.  0, or -1 when it is neither. */
+static int size_scalar(const pp__key_t *k, const yaml_node_t *n, int64_t *v,
+                       int *is_auto) {
+  const char *s;
+  size_t len;
+
+  if (!plain_value(n))
+    return -1;
+  s = text_of(n, &len);
+  *is_auto = len == 4 && memcmp(s, "auto", 4) == 0;
+  if (*is_auto) {
+    *v = pp__config_cpus();
+    *v = *v < k->min ? k->min : *v > k->max ? k->max : *v;
+    return 0;
+  }
+  return parse_int(s, len, v) == NUM_OK && *v >= k->min && *v <= k->max ? 0
+                                                                        : -1;
+}
+
+/* size: {min: N, max: M}, an elastic pool (min >= 1: see scale.c). */
+static int set_size_range(pp_config_t *cfg, const pp__key_t *k,
+                          yaml_document_t *doc, const yaml_node_t *n,
+                          pp_diag_t *diag) {
+  const yaml_node_pair_t *p;
+  const yaml_node_t *kn, *vn;
+  int64_t v[2] = {-1, -1};
+  char what[96];
+  int i, is_auto;
+
+  for (p = n->data.mapping.pairs.start; doc && p < n->data.mapping.pairs.top;
+       p++) {
+    kn = yaml_document_get_node(doc, p->key);
+    vn = yaml_document_get_node(doc, p->value);
+    i = -1;
+    if (kn && kn->type == YAML_SCALAR_NODE && kn->data.scalar.length == 3)
+      i = memcmp(kn->data.scalar.value, "min", 3) == 0   ? 0
+          : memcmp(kn->data.scalar.value, "max", 3) == 0 ? 1
+                                                         : -1;
+    if (i < 0)
+      return pp__diag_at(diag, kn ? kn : n,
+                         "expected only min and max in size's mapping");
+    if (size_scalar(k, vn, &v[i], &is_auto) != 0) {
+      pp__range_text(k, what, sizeof(what));
+      return expected(diag, vn, what);
+    }
+  }
+  if (v[0] < 0 || v[1] < 0)
+    return pp__diag_at(diag, n, "expected {min: N, max: M} with both given");
+  if (v[0] > v[1])
+    return pp__diag_at(diag, n,
+                       "expected {min: N, max: M} with min <= max, got "
+                       "{min: %d, max: %d}",
+                       (int)v[0], (int)v[1]);
+  cfg->size = (int)v[0];
+  cfg->size_max = (int)v[1];
+  cfg->elastic = 1;
+  *FIELD(cfg, k->off2, int) = 0;
+  return 0;
+}
+
+static int set_int(pp_config_t *cfg, const pp__key_t *k, yaml_document_t *doc,
+                   const yaml_node_t *n, pp_diag_t *diag) {
   char what[96];
   const char *s;
   size_t len;
   int64_t v;
+  int is_auto;
 
-  if (plain_value(n)) {
-    s = text_of(n, &len);
-    if (k->type == PP__T_SIZE && len == 4 && memcmp(s, "auto", 4) == 0) {
-      v = pp__config_cpus();
-      num_put(cfg, k->off, k->ctype,
-              v < k->min   ? k->min
-              : v > k->max ? k->max
-                           : v);
-      *FIELD(cfg, k->off2, int) = 1;
+  if (k->type == PP__T_SIZE) {
+    if (n->type == YAML_MAPPING_NODE)
+      return set_size_range(cfg, k, doc, n, diag);
+    if (size_scalar(k, n, &v, &is_auto) == 0) {
+      num_put(cfg, k->off, k->ctype, v);
+      *FIELD(cfg, k->off2, int) = is_auto;
+      /* A fixed pool: min = max. */
+      cfg->size_max = (int)v;
+      cfg->elastic = 0;
       return 0;
     }
+  } else if (plain_value(n)) {
+    s = text_of(n, &len);
     if (parse_int(s, len, &v) == NUM_OK && v >= k->min && v <= k->max) {
       num_put(cfg, k->off, k->ctype, v);
-      if (k->type == PP__T_SIZE)
-        *FIELD(cfg, k->off2, int) = 0;
       return 0;
     }
   }
@@ -685,7 +747,7 @@ int pp__value_set(pp_config_t *cfg, const pp__key_t *k, yaml_document_t *doc,
     return set_string(cfg, k, node, diag);
   case PP__T_INT:
   case PP__T_SIZE:
-    return set_int(cfg, k, node, diag);
+    return set_int(cfg, k, doc, node, diag);
   case PP__T_DURATION:
     return set_duration(cfg, k, node, diag);
   case PP__T_MEMORY:

@@ -636,7 +636,10 @@ void pp__ctl_handle_line(pp__conn_t *c, const char *line, size_t n) {
     op_trace(c, &req);
     break;
   case PP_CTL_SCALE:
-    pp__conn_send_code(c, req.id, pp_pool_scale(c->pool, req.n, req.force));
+    pp__conn_send_code(
+        c, req.id,
+        req.min ? pp_pool_resize(c->pool, req.min, req.max, req.force)
+                : pp_pool_scale(c->pool, req.n, req.force));
     break;
   case PP_CTL_RESTART:
     pp__conn_send_code(c, req.id, pp_pool_restart(c->pool, req.slot));

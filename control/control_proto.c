@@ -165,15 +165,31 @@ static int parse_fields(pp__ctl_req_t *req, char *err, size_t errlen) {
       return pp__ctl_trace_mask(req->filter, &mask, err, errlen);
     }
   case PP_CTL_SCALE:
+    /* "n": a fixed size; or "min" and "max": an elastic pool. */
     v = json_object_get(root, "n");
-    if (v == NULL || json_is_null(v)) {
-      say(err, errlen, "scale needs \"n\", the new number of workers");
+    if ((v == NULL || json_is_null(v)) && json_object_get(root, "min") &&
+        json_object_get(root, "max")) {
+      json_int_t lo = 0, hi = 0;
+      if (get_int(root, "min", 1, CTL_SIZE_MAX, &lo, err, errlen) != 0 ||
+          get_int(root, "max", 1, CTL_SIZE_MAX, &hi, err, errlen) != 0)
+        return -1;
+      if (lo > hi) {
+        say(err, errlen, "scale needs \"min\" <= \"max\"");
+        return -1;
+      }
+      req->min = (int)lo;
+      req->max = (int)hi;
+    } else if (v == NULL || json_is_null(v)) {
+      say(err, errlen,
+          "scale needs \"n\", the new number of workers, or \"min\" and "
+          "\"max\"");
       return -1;
+    } else {
+      n = 0;
+      if (get_int(root, "n", 1, CTL_SIZE_MAX, &n, err, errlen) != 0)
+        return -1;
+      req->n = (int)n;
     }
-    n = 0;
-    if (get_int(root, "n", 1, CTL_SIZE_MAX, &n, err, errlen) != 0)
-      return -1;
-    req->n = (int)n;
     v = json_object_get(root, "force");
     if (v == NULL || json_is_null(v))
       req->force = 0;

@@ -33,7 +33,8 @@ typedef struct pp__ctl_req {
   size_t payload_len;
   int64_t timeout_ms; /* call: -1 when absent */
   int stream;         /* call: "stream": true, chunks as they come */
-  int n;              /* scale: the new size */
+  int n;              /* scale: the new size (0: min and max say) */
+  int min, max;       /* scale: an elastic pool's bounds (0: n says) */
   int force;          /* scale: kill busy workers */
   int slot;           /* restart: a slot id, -1 = all */
   const char *filter; /* trace: comma-separated event names, or NULL */

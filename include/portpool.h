@@ -325,14 +325,24 @@ typedef struct pp_status {
                                      call its caller cancelled is counted
                                      in cancels, not here) */
   uint64_t restarts;
-  uint64_t stale_replies; /* replies dropped because their lease ended */
-  uint64_t slow_requests; /* requests that ran past worker.slow_request
-                             (their worker got SIGUSR1 once) */
-  uint64_t cancels;       /* calls ended by pp_cancel */
-  uint64_t recycles;      /* workers replaced for max_requests, max_rss,
-                             max_age, restart or reload */
-  int draining;           /* pp_pool_drain: no new checkouts */
-  int target_size;        /* size asked for by pp_pool_scale */
+  uint64_t stale_replies;  /* replies dropped because their lease ended */
+  uint64_t slow_requests;  /* requests that ran past worker.slow_request
+                              (their worker got SIGUSR1 once) */
+  uint64_t cancels;        /* calls ended by pp_cancel */
+  uint64_t recycles;       /* workers replaced for max_requests, max_rss,
+                              max_age, restart or reload */
+  int draining;            /* pp_pool_drain: no new checkouts */
+  int target_size;         /* workers wanted now: pp_pool_scale's size, or
+                              an elastic pool's current count */
+  int size_min, size_max;  /* size's bounds; equal for a fixed pool */
+  int elastic;             /* size_min < size_max: it grows and shrinks */
+  uint64_t scale_changes;  /* times target_size changed (scale events) */
+  char scale_reason[96];   /* why it last changed: "config", "operator",
+                              "reload", "grow: 3 waiting > 5ms",
+                              "shrink: worker 7 idle 30s" */
+  char scale_blocked[400]; /* "growth stopped: worker 5 failed to boot:
+                              ...": an elastic pool does not grow until a
+                              worker boots again or pp_pool_resize; "" */
   pp_histogram_t spawn_to_ready;
   pp_histogram_t queue_wait; /* per checkout (a lease, or a one-shot call
                                 placed on its worker): ask to grant */
@@ -918,10 +928,22 @@ PP_EXTERN int pp_test_pool_close(pp_pool_t *pool, int64_t timeout_ms,
  * loop (watch status or trace events).  Each returns 0, PP_ECLOSED, or
  * UV_EINVAL for a bad argument. */
 
-/* Grow or shrink to n workers (1..4096).  Shrinking retires idle workers
- * first, then busy ones as they finish; force kills busy ones at once
- * (their clients get PP_ECRASHED). */
+/* Grow or shrink to n workers (1..4096), and keep the pool at n: an
+ * elastic pool becomes a fixed one (pp_pool_resize(pool, n, n, force)).
+ * Shrinking retires idle workers first, then busy ones as they finish;
+ * force kills busy ones at once (their clients get PP_ECRASHED).  Traced
+ * as a `scale` event with the reason "operator". */
 PP_EXTERN int pp_pool_scale(pp_pool_t *pool, int n, int force);
+
+/* Make the pool elastic between min and max workers (1 <= min <= max <=
+ * 4096), as `size: {min, max}` does: it grows while checkouts wait past
+ * scale.up_after and stops workers idle past scale.idle_timeout, never
+ * below min.  The current count is brought within [min, max] at once (as
+ * pp_pool_scale, with force for busy workers); min == max is a fixed pool.
+ * Clears a stop of growth after boot failures.  The next reload takes
+ * size from its config again.  Traced as a `scale` event ("operator:
+ * {min: 2, max: 8}"). */
+PP_EXTERN int pp_pool_resize(pp_pool_t *pool, int min, int max, int force);
 
 /* Rolling restart of slot `id`, or of every slot when id < 0: each
  * replacement is started before the old worker is retired, at most

@@ -465,6 +465,7 @@ static void requeue(pp_pool_t *pool, pp__acall_t *a, pp__queue_t *at,
   pp__queue_insert_tail(at, &a->node); /* before at */
   pool->async_waiters++;
   pool->async_kick = 1;
+  pp__scale_waiting(pool);
   pp__waiter_timer_arm(pool, a->deadline_ns);
   pp__wake(pool);
 }
@@ -714,6 +715,7 @@ static int async_call(pp_pool_t *pool, const void *payload, size_t len,
     pool->async_waiters++;
     pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, 0, pool->async_waiters,
               "async");
+    pp__scale_waiting(pool);
     if (loop) {
       pp__waiter_timer_arm(pool, a->deadline_ns);
     } else {

@@ -350,6 +350,7 @@ void pp__waiter_enqueue(pp_pool_t *pool, pp__waiter_t *w, pp_client_t *c,
     pool->waiters_max = pool->nwaiters;
   pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, c->id, pool->nwaiters,
             NULL);
+  pp__scale_waiting(pool);
 }
 
 /* Arm the waiter timer for a loop waiter's deadline: O(1), only when it

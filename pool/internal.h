@@ -210,8 +210,9 @@ struct pp__slot {
   int retiring;              /* to be replaced (recycle, restart, reload) */
   pp__proc_t *next;          /* the replacement, starting beside proc */
   unsigned replace_failures;
-  int removing; /* scaled away: not restarted */
-  int pinging;  /* heartbeat PING out; not in the idle list */
+  int removing;           /* scaled away: not restarted */
+  uint64_t idle_since_ns; /* an elastic pool's: when it last turned idle */
+  int pinging;            /* heartbeat PING out; not in the idle list */
   /* Pipelined one-shot calls in flight, oldest first: a ring of
    * pipeline_depth places.  One of their callers at a time reads replies
    * for all of them (the reader). */
@@ -452,8 +453,19 @@ struct pp_pool {
   int draining;
   int target_size;
   int scale_force;
-  int maintain_wanted; /* a thread asked for scale/restart/reload */
-  uv_timer_t tick;     /* maintenance: recycling, heartbeat */
+  /* scale.c: a fixed pool has size_min == size_max == target_size; an
+   * elastic one moves target_size between them. */
+  int size_min, size_max;
+  int elastic;
+  uv_timer_t scale_timer;  /* armed while someone waits, or while an idle
+                              worker above min would time out */
+  uint64_t scale_due_ns;   /* what it is armed for, 0 = not armed */
+  int scale_wanted;        /* a checkout queued off the loop: arm it */
+  uint64_t scale_changes;  /* target changes */
+  char scale_reason[96];   /* why the target last changed */
+  char scale_blocked[400]; /* why growth stopped, "" when it may grow */
+  int maintain_wanted;     /* a thread asked for scale/restart/reload */
+  uv_timer_t tick;         /* maintenance: recycling, heartbeat */
   uint64_t last_heartbeat_ns;
   struct pp__retired *retired; /* configs replaced by reload, kept until
                                   close */
@@ -582,6 +594,32 @@ int pp__stack_dump(pp__proc_t *proc, uint64_t age_ms, int killing);
 /* A worker of a reloaded config not yet confirmed failed to boot (its
  * error in slot->last_error): back to the config before (maintain.c). */
 void pp__reload_rollback(pp__slot_t *slot, int replacement);
+
+/* ---- scale.c */
+/* Start or stop workers to meet target_size. */
+void pp__scale_apply(pp_pool_t *pool);
+/* An elastic pool grows for the checkouts that waited past
+ * scale.up_after and shrinks by a worker idle past scale.idle_timeout;
+ * re-arms its timer for the next look, or stops it. */
+void pp__scale_check(pp_pool_t *pool);
+/* Look on the loop's next turn (loop thread): a scaled-down worker
+ * exited, a worker booted. */
+void pp__scale_soon(pp_pool_t *pool);
+/* A checkout of any kind joined a queue (any thread, lock held): an
+ * elastic pool below its max arms its timer (the loop does, woken, when
+ * this is another thread). */
+void pp__scale_waiting(pp_pool_t *pool);
+/* A worker of an elastic pool above its min turned idle and the scale
+ * timer is not armed (any thread, lock held): the loop arms it for the
+ * end of the worker's idle window. */
+void pp__scale_idle(pp_pool_t *pool);
+/* A worker failed to boot after the pool was ready: an elastic pool stops
+ * growing, and status says why, until a worker boots again or the
+ * operator resizes (pp__scale_booted clears it). */
+void pp__scale_boot_failed(pp__slot_t *slot);
+void pp__scale_booted(pp_pool_t *pool);
+/* min, max and the target from pool->cfg: at start and on reload. */
+void pp__scale_config(pp_pool_t *pool);
 
 /* ---- checkout.c */
 /* Grant: bind slot to a fresh lease for client (lock held). */

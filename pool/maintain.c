@@ -1,7 +1,8 @@
 /* maintain.c -- owns what changes a running pool's workers without losing
  * capacity: recycling (max_requests, max_age, max_rss), rolling restart
  * and reload (a replacement starts beside the old worker and takes over
- * once the old one is idle), scaling, and heartbeats of idle workers.  All
+ * once the old one is idle), and heartbeats of idle workers; asks scale.c
+ * to meet the pool's size.  All
  * of it runs on the loop with the lock held: from the tick timer, or after
  * an async wake-up from another thread. */
 #include "internal.h"
@@ -11,10 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int slot_gone(const pp__slot_t *slot) {
-  return slot->removing && slot->proc == NULL && slot->next == NULL;
-}
 
 static void retire(pp__slot_t *slot, const char *why) {
   pp_pool_t *pool = slot->pool;
@@ -106,90 +103,6 @@ static void start_replacement(pp__slot_t *slot) {
   pp__proc_read_start(proc);
 }
 
-/* Retire a slot for good (scale down). */
-static void remove_slot(pp__slot_t *slot, int force) {
-  pp__proc_t *proc = slot->proc;
-
-  slot->removing = 1;
-  slot->retiring = 0;
-  if (slot->next) {
-    pp__proc_fail(slot->next, PP_EXIT_NONE, "scaled down");
-  }
-  switch (slot->state) {
-  case PP_WORKER_BACKOFF:
-  case PP_WORKER_FATAL:
-    uv_timer_stop(&slot->backoff);
-    slot->state = PP_WORKER_EXITED;
-    break;
-  case PP_WORKER_LEASED:
-  case PP_WORKER_BUSY:
-    if (force && proc)
-      pp__proc_fail(proc, PP_EXIT_NONE, "scaled down (forced)");
-    /* Otherwise it goes when checked in. */
-    break;
-  default:
-    if (proc && !proc->dead) {
-      slot->state = PP_WORKER_STOPPING;
-      pp__proc_fail(proc, PP_EXIT_NONE, "scaled down");
-    }
-    break;
-  }
-}
-
-static int live_slots(pp_pool_t *pool) {
-  int i, n = 0;
-
-  for (i = 0; i < pool->nslots; i++)
-    if (!pool->slots[i]->removing)
-      n++;
-  return n;
-}
-
-static void scale(pp_pool_t *pool) {
-  int live = live_slots(pool), i, pass;
-  pp__slot_t *slot;
-
-  /* Grow: reuse slots that are gone, then add new ones. */
-  for (i = 0; i < pool->nslots && live < pool->target_size; i++) {
-    slot = pool->slots[i];
-    if (!slot_gone(slot) || slot->lease)
-      continue;
-    slot->removing = 0;
-    slot->ncrash = 0;
-    live++;
-    pp__spawn_slot(slot);
-  }
-  while (live < pool->target_size) {
-    if (pp__slots_reserve(pool, pool->nslots + 1) != 0 ||
-        (slot = pp__slot_new(pool, pool->nslots)) == NULL) {
-      pp__log(pool, "scale: out of memory at %d workers", live);
-      pool->target_size = live;
-      break;
-    }
-    uv_timer_init(pool->loop, &slot->backoff);
-    slot->backoff.data = slot;
-    pool->slots[pool->nslots++] = slot;
-    live++;
-    pp__spawn_slot(slot);
-  }
-  /* Shrink: idle workers first, then those not serving, then busy ones
-   * (which go when checked in, or at once with force). */
-  for (pass = 0; pass < 3 && live > pool->target_size; pass++) {
-    for (i = pool->nslots - 1; i >= 0 && live > pool->target_size; i--) {
-      slot = pool->slots[i];
-      if (slot->removing)
-        continue;
-      if (pass == 0 && slot->state != PP_WORKER_IDLE)
-        continue;
-      if (pass == 1 &&
-          (slot->state == PP_WORKER_LEASED || slot->state == PP_WORKER_BUSY))
-        continue;
-      remove_slot(slot, pool->scale_force);
-      live--;
-    }
-  }
-}
-
 static void heartbeat(pp_pool_t *pool) {
   pp__slot_t *slot;
   pp__proc_t *proc;
@@ -226,12 +139,17 @@ static void heartbeat(pp_pool_t *pool) {
 }
 
 void pp__on_pong(pp__slot_t *slot) {
+  uint64_t idle_since = slot->idle_since_ns;
+
   if (!slot->pinging)
     return;
   slot->pinging = 0;
   slot->missed = 0;
   pp__proc_read_stop(slot->proc);
   pp__slot_release(slot);
+  /* A heartbeat is not work: the idle window goes on. */
+  if (slot->state == PP_WORKER_IDLE)
+    slot->idle_since_ns = idle_since;
 }
 
 int pp__stack_dump(pp__proc_t *proc, uint64_t age_ms, int killing) {
@@ -301,7 +219,7 @@ void pp__maintain(pp_pool_t *pool, int tick) {
 
   if (pool->stopping)
     return;
-  scale(pool);
+  pp__scale_apply(pool);
   if (tick && cfg->heartbeat_ms &&
       now - pool->last_heartbeat_ns >=
           cfg->heartbeat_ms * 1000000ull - 1000000) {
@@ -340,6 +258,9 @@ void pp__maintain(pp_pool_t *pool, int tick) {
     start_replacement(slot);
     active++;
   }
+  /* An elastic pool's idle workers are looked at on the tick (no timer
+   * of its own while every worker is at work). */
+  pp__scale_check(pool);
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -385,7 +306,7 @@ void pp__reload_rollback(pp__slot_t *slot, int replacement) {
   pool->reload_seq++;
   if (pool->zygote)
     pp__zygote_retire(pool); /* the next fork starts one of the old config */
-  pool->target_size = pool->cfg->size;
+  pp__scale_config(pool);
   snprintf(pool->reload_error, sizeof(pool->reload_error),
            "reload rolled back: worker %d%s failed to boot: %s", slot->id,
            replacement ? "'s replacement" : " (new config)",
@@ -413,20 +334,6 @@ static int request(pp_pool_t *pool) {
   pool->maintain_wanted = 1;
   pp__wake(pool);
   return 0;
-}
-
-int pp_pool_scale(pp_pool_t *pool, int n, int force) {
-  int r;
-
-  if (n < 1 || n > 4096)
-    return UV_EINVAL;
-  pp__lock(pool);
-  pool->target_size = n;
-  pool->scale_force = force;
-  pp__trace(pool, PP_TRACE_SCALE, -1, 0, 0, 0, 0, n, force ? "force" : NULL);
-  r = request(pool);
-  pp__unlock(pool);
-  return r;
 }
 
 int pp_pool_restart(pp_pool_t *pool, int id) {
@@ -511,7 +418,7 @@ int pp_pool_reload(pp_pool_t *pool, const pp_config_t *cfg, pp_diag_t *diag) {
   pool->reload_error[0] = '\0';
   if (pool->zygote)
     pp__zygote_retire(pool);
-  pool->target_size = copy->size;
+  pp__scale_config(pool);
   for (i = 0; i < pool->nslots; i++)
     if (!pool->slots[i]->removing)
       retire(pool->slots[i], "reload");

@@ -641,6 +641,7 @@ int pp__pipelined_call(pp_pool_t *pool, const void *payload, size_t len,
       pool->pipe_waiters++;
       pp__trace(pool, PP_TRACE_CHECKOUT_WAIT, -1, 0, 0, 0, 0,
                 pool->pipe_waiters, "pipelined");
+      pp__scale_waiting(pool);
     }
     if (park(pool, &c, wait_until))
       goto done;

@@ -254,6 +254,11 @@ void pp__slot_release(pp__slot_t *slot) {
     return;
   }
   slot->state = PP_WORKER_IDLE;
+  if (pool->elastic) {
+    slot->idle_since_ns = pp__now_ns();
+    if (pool->target_size > pool->size_min && pool->scale_due_ns == 0)
+      pp__scale_idle(pool); /* its idle window may end in a shrink */
+  }
   if (pool->cfg->strategy == PP_PICK_LIFO)
     pp__queue_insert_head(&pool->idle, &slot->idle_node);
   else
@@ -499,6 +504,7 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
     }
     proc->hello = 1;
     slot->last_error[0] = '\0';
+    pp__scale_booted(pool);
     if (pool->reload_pending && proc->cfg_seq == pool->reload_seq)
       pool->reload_pending = 0; /* the new config boots: it stays */
     proc->ready_ns = pp__now_ns();
@@ -844,6 +850,8 @@ void pp__on_proc_exit(pp__proc_t *proc) {
   }
   if (rollback)
     pp__reload_rollback(slot, 0);
+  if (boot_failure)
+    pp__scale_boot_failed(slot);
   if (boot_failure && boot_is_fatal(pool))
     slot_boot_failed(slot);
   else
@@ -1078,7 +1086,7 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   pool->start_ns = pp__now_ns();
   pool->ncpu = cpus_usable();
   pool->nslots = pool->cfg->size;
-  pool->target_size = pool->cfg->size;
+  pp__scale_config(pool);
   pool->ready_count =
       pool->cfg->min_ready > 0 ? pool->cfg->min_ready : pool->cfg->size;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
@@ -1139,6 +1147,8 @@ int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag) {
   uv_timer_init(loop, &pool->waiter_timer);
   uv_timer_init(loop, &pool->drain_timer);
   uv_timer_init(loop, &pool->tick);
+  uv_timer_init(loop, &pool->scale_timer);
+  pool->scale_timer.data = pool;
   uv_prepare_init(loop, &pool->async_flush);
   pool->async_flush.data = pool;
   uv_idle_init(loop, &pool->wake_idle);
@@ -1226,8 +1236,9 @@ static void stop_check_done(pp_pool_t *pool) {
   if (pool->live > 0)
     return;
   pool->finishing = 1;
-  pool->closing_handles = pool->nslots + 6;
+  pool->closing_handles = pool->nslots + 7;
   uv_close((uv_handle_t *)&pool->tick, on_final_close);
+  uv_close((uv_handle_t *)&pool->scale_timer, on_final_close);
   for (i = 0; i < pool->nslots; i++) {
     pool->slots[i]->backoff.data = pool;
     uv_close((uv_handle_t *)&pool->slots[i]->backoff, on_final_close);
@@ -1300,6 +1311,7 @@ static void stop_begin(pp_pool_t *pool) {
   pp__waiters_fail_all(pool, PP_ECLOSED, "pool is closing");
   pend_ready(pool, PP_ECLOSED);
   stop_workers(pool, 0);
+  pp__scale_check(pool); /* stops its timer */
   uv_timer_start(&pool->drain_timer, on_drain_timeout,
                  pool->cfg->drain_timeout_ms, 0);
   if (pool->control)
@@ -1371,6 +1383,10 @@ static void loop_work(pp_pool_t *pool) {
       pp__waiter_timer_arm(pool, pool->async_due_ns);
   }
   pool->async_due_ns = 0;
+  if (pool->scale_wanted) {
+    pool->scale_wanted = 0;
+    pp__scale_check(pool);
+  }
   if (pool->maintain_wanted && !pool->stopping) {
     pool->maintain_wanted = 0;
     pp__zygotes_stop(pool, 0);

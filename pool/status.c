@@ -53,10 +53,21 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   int i, j;
 
   memset(st, 0, sizeof(*st));
-  st->workers = calloc((size_t)pool->nslots, sizeof(*st->workers));
-  if (st->workers == NULL)
-    return UV_ENOMEM;
+  /* Allocated without the lock; the pool may grow meanwhile (an elastic
+   * pool does on its own): then again, larger. */
   pp__lock(pool);
+  for (;;) {
+    int cap = pool->nslots;
+
+    pp__unlock(pool);
+    st->workers = calloc((size_t)(cap > 0 ? cap : 1), sizeof(*st->workers));
+    if (st->workers == NULL)
+      return UV_ENOMEM;
+    pp__lock(pool);
+    if (pool->nslots <= cap)
+      break;
+    free(st->workers);
+  }
   snprintf(st->name, sizeof(st->name), "%s", pool->cfg->name);
   snprintf(st->adapter, sizeof(st->adapter), "%s",
            pool->adapter == &pp__adapter_custom ? pool->custom.name
@@ -84,6 +95,14 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   st->cancels = pool->cancels;
   st->draining = pool->draining;
   st->target_size = pool->target_size ? pool->target_size : pool->nslots;
+  st->size_min = pool->size_min;
+  st->size_max = pool->size_max;
+  st->elastic = pool->elastic;
+  st->scale_changes = pool->scale_changes;
+  snprintf(st->scale_reason, sizeof(st->scale_reason), "%s",
+           pool->scale_reason);
+  snprintf(st->scale_blocked, sizeof(st->scale_blocked), "%s",
+           pool->scale_blocked);
   st->spawn_to_ready = pool->h_spawn;
   st->queue_wait = pool->h_wait;
   st->run_time = pool->h_run;
@@ -319,6 +338,13 @@ char *pp_status_to_json(const pp_status_t *st) {
   json_object_set_new(root, "cancels", json_integer((json_int_t)st->cancels));
   json_object_set_new(root, "draining", json_boolean(st->draining));
   json_object_set_new(root, "target_size", json_integer(st->target_size));
+  json_object_set_new(root, "size_min", json_integer(st->size_min));
+  json_object_set_new(root, "size_max", json_integer(st->size_max));
+  json_object_set_new(root, "elastic", json_boolean(st->elastic));
+  json_object_set_new(root, "scale_changes",
+                      json_integer((json_int_t)st->scale_changes));
+  json_object_set_new(root, "scale_reason", json_string(st->scale_reason));
+  json_object_set_new(root, "scale_blocked", json_string(st->scale_blocked));
   json_object_set_new(root, "reload_error", json_string(st->reload_error));
   handlers = st->handlers ? json_loads(st->handlers, 0, NULL) : NULL;
   json_object_set_new(root, "handlers", handlers ? handlers : json_null());

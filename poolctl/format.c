@@ -211,6 +211,14 @@ void pc_print_header(FILE *out, json_t *st, int color) {
                                              : pc_num(st, "size"),
           pc_num(st, "idle"), pc_num(st, "leased"), pc_num(st, "busy"),
           pc_num(st, "starting"), pc_num(st, "backoff"), pc_num(st, "fatal"));
+  if (json_is_true(json_object_get(st, "elastic")))
+    fprintf(out,
+            "elastic %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT
+            "  last change: %s\n",
+            pc_num(st, "size_min"), pc_num(st, "size_max"),
+            pc_str(st, "scale_reason"));
+  if (json_string_length(json_object_get(st, "scale_blocked")) > 0)
+    fprintf(out, "%s\n", pc_str(st, "scale_blocked"));
   fprintf(
       out,
       "waiters %" JSON_INTEGER_FORMAT " (max %" JSON_INTEGER_FORMAT

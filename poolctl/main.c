@@ -79,9 +79,14 @@ static const pc_command_t commands[] = {
      "  ends when the pool stops (exit 0) or on Ctrl-C\n"
      "  -n, --name NAME      the pool's name, for the default socket\n"
      "  -S, --socket PATH    the control socket\n"},
-    {"scale", pc_scale, "scale N [--force] [--no-wait] [--timeout MS]",
-     "grow or shrink the pool to N workers, live",
-     "  N                    the new number of workers (1 to 4096)\n"
+    {"scale", pc_scale, "scale N|MIN..MAX [--force] [--no-wait] [--timeout MS]",
+     "grow or shrink the pool to N workers, or make it elastic, live",
+     "  N                    the new number of workers (1 to 4096): a\n"
+     "                       fixed pool\n"
+     "  MIN..MAX             an elastic pool: it grows up to MAX while\n"
+     "                       checkouts wait past scale.up_after and stops\n"
+     "                       workers idle past scale.idle_timeout down to\n"
+     "                       MIN (1 <= MIN <= MAX <= 4096)\n"
      "      --force          shrink at once: kill busy workers too (their\n"
      "                       calls fail); without it busy workers finish\n"
      "                       their request first, idle ones go first\n"

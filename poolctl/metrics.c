@@ -144,6 +144,20 @@ void pc_print_openmetrics(FILE *out, json_t *st) {
   gauge(&m, "portpool_target_size", NULL, "Worker slots asked for by scale",
         json_object_get(st, "target_size") ? pc_num(st, "target_size")
                                            : pc_num(st, "size"));
+  if (json_object_get(st, "size_min")) {
+    gauge(&m, "portpool_size_min", NULL,
+          "Fewest workers an elastic pool keeps (= size when fixed)",
+          pc_num(st, "size_min"));
+    gauge(&m, "portpool_size_max", NULL,
+          "Most workers an elastic pool grows to (= size when fixed)",
+          pc_num(st, "size_max"));
+    gauge(&m, "portpool_scale_blocked", NULL,
+          "1 while an elastic pool does not grow: new workers failed to boot",
+          json_string_length(json_object_get(st, "scale_blocked")) > 0);
+    counter(&m, "portpool_scale_changes",
+            "Times the target size changed (grow, shrink, operator, reload)",
+            pc_num(st, "scale_changes"));
+  }
   gauge(&m, "portpool_draining", NULL, "1 while the pool is drained",
         pc_num(st, "draining"));
   gauge(&m, "portpool_waiters", NULL, "Checkouts waiting for a worker",

@@ -81,7 +81,11 @@ static void on_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
            "log above (still serving status)");
     break;
   case PP_TRACE_SCALE:
-    say("scaling to %d workers%s", ev->code, ev->detail ? " (force)" : "");
+    if (ev->detail && strncmp(ev->detail, "growth stopped", 14) == 0)
+      say("%s", ev->detail);
+    else
+      say("scaling to %d workers%s%s%s", ev->code, ev->detail ? " (" : "",
+          ev->detail ? ev->detail : "", ev->detail ? ")" : "");
     break;
   case PP_TRACE_DRAIN:
     say("%s", ev->code ? "serving again" : "draining");

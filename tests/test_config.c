@@ -242,7 +242,7 @@ static void test_key_listing(void **state) {
     assert_int_equal(
         pp_config_get(cfg, pp__config_key_name(n), buf, sizeof(buf)), 0);
   }
-  assert_int_equal(n, 53);
+  assert_int_equal(n, 56);
   assert_null(pp__config_key_name(-1));
   assert_null(pp__config_key_doc(n));
   pp_config_free(cfg);
@@ -620,6 +620,56 @@ static void test_memory(void **state) {
             "expected a size from 1KiB to 1GiB, got \"100\"");
   set_fails(c, "worker.max_frame", "8GiB",
             "expected a size from 1KiB to 1GiB, got \"8GiB\"");
+  pp_config_free(c);
+}
+
+static void validate_fails(pp_config_t *c, const char *key,
+                           const char *message);
+
+/* size: {min, max} makes an elastic pool; a number or auto a fixed one.
+ * min is at least 1 (the pool opens with min workers booted). */
+static void test_size_elastic(void **state) {
+  (void)state;
+  pp_config_t *c = load_text("size: {min: 1, max: 16}\n");
+  char buf[64];
+
+  assert_int_equal(c->size, 1);
+  assert_int_equal(c->size_max, 16);
+  assert_int_equal(c->elastic, 1);
+  get_is(c, "size", "{min: 1, max: 16}");
+  get_is(c, "scale.up_after", "5ms");
+  get_is(c, "scale.max_starting", "4");
+  get_is(c, "scale.idle_timeout", "30s");
+  assert_int_equal(pp_config_validate(c, NULL), 0);
+  /* Rendered back, it loads the same. */
+  assert_int_equal(pp_config_get(c, "size", buf, sizeof(buf)), 0);
+  set_ok(c, "size", buf);
+  assert_int_equal(c->size_max, 16);
+  set_ok(c, "size", "4");
+  assert_int_equal(c->elastic, 0);
+  assert_int_equal(c->size_max, 4);
+  get_is(c, "size", "4");
+  set_ok(c, "size", "{min: 2, max: auto}");
+  assert_int_equal(c->size, 2);
+  assert_int_equal(c->elastic, 1);
+  set_ok(c, "scale.up_after", "2ms");
+  assert_int_equal(c->scale_up_after_ms, 2);
+  set_fails(c, "scale.idle_timeout", "0",
+            "expected a duration from 1ms to 876000h, got \"0\"");
+  set_fails(c, "size", "{min: 4, max: 2}",
+            "expected {min: N, max: M} with min <= max, got {min: 4, max: 2}");
+  set_fails(c, "size", "{min: 0, max: 2}",
+            "expected auto or an integer from 1 to 4096, got \"0\"");
+  set_fails(c, "size", "{min: 1}", "expected {min: N, max: M} with both given");
+  set_fails(c, "size", "{min: 1, top: 2}",
+            "expected only min and max in size's mapping");
+  set_ok(c, "size", "{min: 3, max: 8}");
+  set_ok(c, "min_ready", "4");
+  validate_fails(c, "min_ready", "expected at most size's min (3), got 4");
+  pp_config_free(c);
+  c = load_text("size: 3\n");
+  assert_int_equal(c->elastic, 0);
+  assert_int_equal(c->size_max, 3);
   pp_config_free(c);
 }
 
@@ -1348,6 +1398,7 @@ int main(void) {
       cmocka_unit_test(test_durations),
       cmocka_unit_test(test_memory),
       cmocka_unit_test(test_integers),
+      cmocka_unit_test(test_size_elastic),
       cmocka_unit_test(test_enums_modes_strings),
       cmocka_unit_test(test_lists),
       cmocka_unit_test(test_env),

@@ -75,6 +75,15 @@ static void test_fields(void **state) {
   assert_int_equal(req.force, 1);
   pp__ctl_req_free(&req);
 
+  /* An elastic pool's bounds instead of n. */
+  assert_int_equal(
+      parse("{\"op\":\"scale\",\"min\":2,\"max\":8}", &req, err, sizeof(err)),
+      0);
+  assert_int_equal(req.n, 0);
+  assert_int_equal(req.min, 2);
+  assert_int_equal(req.max, 8);
+  pp__ctl_req_free(&req);
+
   assert_int_equal(
       parse("{\"op\":\"restart\",\"slot\":3}", &req, err, sizeof(err)), 0);
   assert_int_equal(req.slot, 3);
@@ -117,6 +126,9 @@ static void test_errors(void **state) {
       {"{\"op\":\"scale\",\"n\":4097}", PP_CTL_EINVAL, "\"n\""},
       {"{\"op\":\"scale\",\"n\":2.5}", PP_CTL_EINVAL, "\"n\""},
       {"{\"op\":\"scale\",\"n\":2,\"force\":\"yes\"}", PP_CTL_EINVAL, "force"},
+      {"{\"op\":\"scale\",\"min\":3,\"max\":2}", PP_CTL_EINVAL, "<="},
+      {"{\"op\":\"scale\",\"min\":0,\"max\":2}", PP_CTL_EINVAL, "\"min\""},
+      {"{\"op\":\"scale\",\"min\":1,\"max\":4097}", PP_CTL_EINVAL, "\"max\""},
       {"{\"op\":\"restart\",\"slot\":-2}", PP_CTL_EINVAL, "slot"},
       {"{\"op\":\"restart\",\"slot\":\"0\"}", PP_CTL_EINVAL, "slot"},
       {"{\"op\":\"trace\",\"filter\":[\"hello\"]}", PP_CTL_EINVAL, "filter"},
