@@ -265,6 +265,27 @@ static void test_core_and_all_limits_read_back(void **state) {
   close_pool(pool);
 }
 
+/* A handler module that, when imported, drops PORTPOOL_LIMITS and makes
+ * apply_limits() a no-op (fixtures/limits_evade.py): under spawn the
+ * limits are set before the import; under zygote the zygote read them
+ * before its import and set these three on itself, so the workers it
+ * forks still have them and cannot raise them. */
+static void test_import_cannot_lift_limits(void **state) {
+  pp_config_t *cfg = python_config("limits_evade.py", 1);
+  pp_pool_t *pool;
+  char *s;
+
+  (void)state;
+  cfg_set(cfg, "worker.limits.nofile", "64");
+  cfg_set(cfg, "worker.limits.as", "1GiB");
+  cfg_set(cfg, "worker.limits.core", "0");
+  pool = open_ok(cfg);
+  s = call_ok(pool, "limits", NULL);
+  assert_string_equal(s, "\"nofile=64:64 as=1073741824:1073741824 core=0:0\"");
+  free(s);
+  close_pool(pool);
+}
+
 /* A limit no worker could set is refused when the pool opens: one above
  * the pool's own hard limit, for a worker without privileges (nobody when
  * we are root, else ours). */
@@ -685,6 +706,7 @@ int main(void) {
       cmocka_unit_test(test_as),
       cmocka_unit_test(test_cpu),
       cmocka_unit_test(test_core_and_all_limits_read_back),
+      cmocka_unit_test(test_import_cannot_lift_limits),
       cmocka_unit_test(test_limit_above_hard_refused),
       cmocka_unit_test(test_user_nobody),
       cmocka_unit_test(test_group),
