@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Internal (pool/worker/confine.h, PP_FAULTS builds): read mountinfo and
@@ -284,6 +285,52 @@ static void test_import_cannot_lift_limits(void **state) {
   assert_string_equal(s, "\"nofile=64:64 as=1073741824:1073741824 core=0:0\"");
   free(s);
   close_pool(pool);
+}
+
+/* A zygote runs the handler module's import, so the pool does not trust
+ * the pid it reports for a fork (fixtures/zygote_liar.py reports a
+ * decoy's): it must neither adopt nor signal a process that is not the
+ * zygote's child (the pool signals a worker's group, -pid, and may be
+ * root).  Under spawn the module is a plain one. */
+static void test_zygote_pid_not_trusted(void **state) {
+  pp_config_t *cfg = python_config("zygote_liar.py", 1);
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  char env[64];
+  pp_diag_t d;
+  int gate[2], st, r;
+  pid_t decoy;
+
+  (void)state;
+  assert_int_equal(pipe(gate), 0);
+  decoy = fork();
+  assert_true(decoy >= 0);
+  if (decoy == 0) {
+    char c;
+    close(gate[1]);
+    _exit(read(gate[0], &c, 1) == 0 ? 0 : 1);
+  }
+  close(gate[0]);
+  snprintf(env, sizeof(env), "{PP_DECOY_PID: '%d'}", (int)decoy);
+  cfg_set(cfg, "worker.env", env);
+  rec_init(&rec);
+  o = rec_options(&rec);
+  memset(&d, 0, sizeof(d));
+  r = pp_test_pool_open(cfg, &o, WAIT_MS, &pool, &d);
+  pp_config_free(cfg);
+  if (getenv("PP_START") && strcmp(getenv("PP_START"), "zygote") == 0) {
+    if (r == 0)
+      fail_msg("the pool adopted the decoy's pid as a worker");
+  } else {
+    assert_int_equal(r, 0);
+    assert_int_equal(pp_test_pool_close(pool, WAIT_MS, &d), 0);
+  }
+  rec_free(&rec);
+  /* The decoy was never signalled: it is still waiting on the pipe. */
+  assert_int_equal(waitpid(decoy, &st, WNOHANG), 0);
+  close(gate[1]);
+  assert_int_equal(waitpid(decoy, &st, 0), decoy);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 /* A limit no worker could set is refused when the pool opens: one above
@@ -707,6 +754,7 @@ int main(void) {
       cmocka_unit_test(test_cpu),
       cmocka_unit_test(test_core_and_all_limits_read_back),
       cmocka_unit_test(test_import_cannot_lift_limits),
+      cmocka_unit_test(test_zygote_pid_not_trusted),
       cmocka_unit_test(test_limit_above_hard_refused),
       cmocka_unit_test(test_user_nobody),
       cmocka_unit_test(test_group),
