@@ -566,6 +566,14 @@ static void test_config_keys(void **state) {
   cfg_set(cfg, "worker.memory_max", "1M");
   assert_int_equal(pp_config_validate(cfg, &d), PP_ECONFIG);
   assert_string_equal(d.key, "worker.memory_max");
+  /* worker.env cannot set the pool's own variables: a worker would take
+   * its PORTPOOL_LIMITS over the pool's. */
+  cfg_set(cfg, "worker.memory_max", "0");
+  assert_int_equal(pp_config_validate(cfg, &d), 0);
+  cfg_set(cfg, "worker.env", "{PORTPOOL_LIMITS: ''}");
+  assert_int_equal(pp_config_validate(cfg, &d), PP_ECONFIG);
+  assert_string_equal(d.key, "worker.env");
+  assert_non_null(strstr(d.message, "PORTPOOL_LIMITS is the pool's own"));
   pp_config_free(cfg);
 }
 
