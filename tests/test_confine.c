@@ -691,6 +691,32 @@ static void test_memory_max_fake_unavailable(void **state) {
   fake_tree_free();
 }
 
+/* A host with many mounts: the cgroup2 line comes after 128 KiB of
+ * mountinfo, and is still found. */
+static void test_memory_max_long_mountinfo(void **state) {
+  char path[512];
+  pp_config_t *cfg;
+  pp_pool_t *pool;
+  FILE *f;
+
+  (void)state;
+  fake_tree("memory\n", 1);
+  snprintf(path, sizeof(path), "%s/proc/mountinfo", tree);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  for (int i = 0; i < 2048; i++)
+    fprintf(f, "%d 1 0:%d / /mnt/volume-%05d rw,relatime - tmpfs tmpfs rw\n",
+            100 + i, 100 + i, i);
+  fprintf(f, "41 31 0:38 / %s/cg rw,relatime - cgroup2 cgroup2 rw\n", tree);
+  fclose(f);
+  cfg = limits_config(1);
+  cfg_set(cfg, "worker.memory_max", "64M");
+  pool = open_ok(cfg);
+  all_serve_unharmed(pool, 1, 0);
+  close_pool(pool);
+  fake_tree_free();
+}
+
 static void test_memory_max_fake_tree(void **state) {
   pp_config_t *cfg;
   pp_status_t st;
@@ -772,6 +798,7 @@ int main(void) {
       cmocka_unit_test(test_mock_not_refused),
       cmocka_unit_test(test_memory_max_here),
       cmocka_unit_test(test_memory_max_fake_unavailable),
+      cmocka_unit_test(test_memory_max_long_mountinfo),
       cmocka_unit_test(test_memory_max_fake_tree),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
