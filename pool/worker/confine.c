@@ -589,12 +589,34 @@ static void release(pp__proc_t *proc, const char *why) {
             strerror(errno));
 }
 
+/* Set worker.limits.* on the worker from here too (prlimit), before it
+ * is released and before its HELLO is read.  A zygote's fork sets them
+ * itself, but the zygote ran the handler module's import, which may have
+ * changed that code: from the pool they hold whatever the fork runs, from
+ * its first request on.  (The zygote itself has nofile, as and core.) */
+static void rlims_impose(pp__proc_t *proc) {
+  const pp_config_t *cfg = proc->pool->cfg;
+  struct rlimit rl;
+
+  for (size_t i = 0; i < NRLIMS; i++) {
+    uint64_t v = rlim_value(cfg, &rlims[i]);
+    if (v == PP_LIMIT_UNSET)
+      continue;
+    rl.rlim_cur = (rlim_t)v;
+    rl.rlim_max = (rlim_t)rlim_hard(&rlims[i], v);
+    if (prlimit(proc->pid, rlims[i].resource, &rl, NULL) != 0 && errno != ESRCH)
+      pp__log(proc->pool, "worker %d: cannot set %s: %s", proc->slot->id,
+              rlims[i].key, strerror(errno));
+  }
+}
+
 void pp__confine_adopt(pp__proc_t *proc) {
   pp_pool_t *pool = proc->pool;
   pp__confine_t *c = &pool->confine;
   char name[96], text[64], why[240];
   int fd;
 
+  rlims_impose(proc);
   if (c->cg_fd < 0)
     return;
   cg_name(pool, proc->slot->id, name, sizeof(name));
