@@ -269,8 +269,9 @@ static void test_core_and_all_limits_read_back(void **state) {
 /* A handler module that, when imported, drops PORTPOOL_LIMITS and makes
  * apply_limits() a no-op (fixtures/limits_evade.py): under spawn the
  * limits are set before the import; under zygote the zygote read them
- * before its import and set these three on itself, so the workers it
- * forks still have them and cannot raise them. */
+ * before its import and set nofile, as and core on itself, so the
+ * workers it forks have them and cannot raise them, and the pool sets
+ * every limit on a fork it adopts (prlimit) before its HELLO is read. */
 static void test_import_cannot_lift_limits(void **state) {
   pp_config_t *cfg = python_config("limits_evade.py", 1);
   pp_pool_t *pool;
@@ -280,9 +281,12 @@ static void test_import_cannot_lift_limits(void **state) {
   cfg_set(cfg, "worker.limits.nofile", "64");
   cfg_set(cfg, "worker.limits.as", "1GiB");
   cfg_set(cfg, "worker.limits.core", "0");
+  cfg_set(cfg, "worker.limits.nproc", "5000");
+  cfg_set(cfg, "worker.limits.cpu", "3600");
   pool = open_ok(cfg);
   s = call_ok(pool, "limits", NULL);
-  assert_string_equal(s, "\"nofile=64:64 as=1073741824:1073741824 core=0:0\"");
+  assert_string_equal(s, "\"nofile=64:64 nproc=5000:5000 "
+                         "as=1073741824:1073741824 cpu=3600:3601 core=0:0\"");
   free(s);
   close_pool(pool);
 }
