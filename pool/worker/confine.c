@@ -593,7 +593,9 @@ static void release(pp__proc_t *proc, const char *why) {
  * is released and before its HELLO is read.  A zygote's fork sets them
  * itself, but the zygote ran the handler module's import, which may have
  * changed that code: from the pool they hold whatever the fork runs, from
- * its first request on.  (The zygote itself has nofile, as and core.) */
+ * its first request on.  (The zygote itself has nofile, as and core.)
+ * The pool may when it runs as the worker's user or has
+ * CAP_SYS_RESOURCE. */
 static void rlims_impose(pp__proc_t *proc) {
   const pp_config_t *cfg = proc->pool->cfg;
   struct rlimit rl;
@@ -604,7 +606,11 @@ static void rlims_impose(pp__proc_t *proc) {
       continue;
     rl.rlim_cur = (rlim_t)v;
     rl.rlim_max = (rlim_t)rlim_hard(&rlims[i], v);
-    if (prlimit(proc->pid, rlims[i].resource, &rl, NULL) != 0 && errno != ESRCH)
+    /* Gone (ESRCH), or another user's process to a root without
+     * CAP_SYS_RESOURCE, as in some containers (EPERM): the worker's own
+     * setrlimit is what holds then. */
+    if (prlimit(proc->pid, rlims[i].resource, &rl, NULL) != 0 &&
+        errno != ESRCH && errno != EPERM)
       pp__log(proc->pool, "worker %d: cannot set %s: %s", proc->slot->id,
               rlims[i].key, strerror(errno));
   }
