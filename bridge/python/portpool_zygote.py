@@ -37,6 +37,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import portpool_worker as pw  # noqa: E402
 
 CTL_FD = 3
+# The zygote's SIGCHLD wake-up pipe, which a forked worker closes: one
+# that kept it could steal the zygote's wake-ups (and so its reaping).
+_WAKE = []
 _FORK = struct.Struct(">II")
 _WORKER = struct.Struct(">IIi")
 _EXIT = struct.Struct(">ii")
@@ -61,6 +64,9 @@ def _child(ctl, fds, module, raw, slot, limits):
         os.environ["PORTPOOL_PARENT_PID"] = str(os.getppid())
         os.environ["PORTPOOL_WORKER_ID"] = str(slot)
         signal.set_wakeup_fd(-1)
+        for fd in _WAKE:
+            if fd > pw.REP_FD:
+                os.close(fd)
         for sig in (signal.SIGCHLD, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         # Stay frozen: what the zygote imported is never collected here, so
@@ -173,6 +179,7 @@ def main(argv=None):
         module = exc
     # SIGCHLD wakes the loop through a pipe, so children are reaped at once.
     wake_r, wake_w = os.pipe()
+    _WAKE[:] = [wake_r, wake_w]
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
