@@ -291,6 +291,30 @@ static void test_import_cannot_lift_limits(void **state) {
   close_pool(pool);
 }
 
+/* A worker has fds 0..4 and nothing else of the pool's or, under
+ * zygote, of the zygote's (its wake-up pipe); the sixth is the listing's
+ * own.  What the test process inherited is marked close-on-exec first, as
+ * a program that embeds the pool should (poolctl serve does). */
+static void test_worker_fds(void **state) {
+  pp_pool_t *pool;
+  char *s;
+  DIR *dir;
+  struct dirent *e;
+
+  (void)state;
+  dir = opendir("/proc/self/fd");
+  assert_non_null(dir);
+  while ((e = readdir(dir)) != NULL)
+    if (atoi(e->d_name) > 2 && atoi(e->d_name) != dirfd(dir))
+      fcntl(atoi(e->d_name), F_SETFD, FD_CLOEXEC);
+  closedir(dir);
+  pool = open_ok(limits_config(1));
+  s = call_ok(pool, "fds", NULL);
+  assert_string_equal(s, "[0,1,2,3,4,5]");
+  free(s);
+  close_pool(pool);
+}
+
 /* A zygote runs the handler module's import, so the pool does not trust
  * the pid it reports for a fork (fixtures/zygote_liar.py reports a
  * decoy's): it must neither adopt nor signal a process that is not the
@@ -792,6 +816,7 @@ int main(void) {
       cmocka_unit_test(test_cpu),
       cmocka_unit_test(test_core_and_all_limits_read_back),
       cmocka_unit_test(test_import_cannot_lift_limits),
+      cmocka_unit_test(test_worker_fds),
       cmocka_unit_test(test_zygote_pid_not_trusted),
       cmocka_unit_test(test_limit_above_hard_refused),
       cmocka_unit_test(test_user_nobody),
