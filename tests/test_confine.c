@@ -245,6 +245,29 @@ static void test_cpu(void **state) {
   close_pool(pool);
 }
 
+/* Past worker.limits.cpu before HELLO (in setup()): the open fails as a
+ * boot failure that names the limit, not "signal 24". */
+static void test_cpu_before_hello(void **state) {
+  pp_config_t *cfg = python_config("limits_spin_setup.py", 1);
+  pp_pool_t *pool = NULL;
+  pp_diag_t d;
+  int r;
+
+  (void)state;
+  cfg_set(cfg, "worker.limits.cpu", "1");
+  memset(&d, 0, sizeof(d));
+  r = pp_pool_open(cfg, NULL, &pool, &d);
+  pp_config_free(cfg);
+  if (r == 0) {
+    pp_pool_close(pool);
+    fail_msg("want a boot failure, the pool opened");
+  }
+  if (strstr(d.message, "exceeded its CPU time limit (worker.limits.cpu: 1 "
+                        "s)") == NULL)
+    fail_msg("want the CPU limit named, got %s: \"%s\"", pp_err_name(r),
+             d.message);
+}
+
 static void test_core_and_all_limits_read_back(void **state) {
   pp_config_t *cfg = limits_config(1);
   pp_pool_t *pool;
@@ -814,6 +837,7 @@ int main(void) {
       cmocka_unit_test(test_nofile),
       cmocka_unit_test(test_as),
       cmocka_unit_test(test_cpu),
+      cmocka_unit_test(test_cpu_before_hello),
       cmocka_unit_test(test_core_and_all_limits_read_back),
       cmocka_unit_test(test_import_cannot_lift_limits),
       cmocka_unit_test(test_worker_fds),
