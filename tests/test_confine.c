@@ -466,6 +466,23 @@ static void test_group(void **state) {
   close_pool(pool);
 }
 
+/* Group root is refused as user root is, unless worker.allow_root. */
+static void test_group_root_refused(void **state) {
+  pp_config_t *cfg = nobody_config(1);
+  pp_diag_t d;
+
+  (void)state;
+  cfg_set(cfg, "worker.group", "0");
+  cfg_set(cfg, "worker.allow_root", "false"); /* helpers.c allows it */
+  if (!is_root()) {
+    open_refused(cfg, "worker.user", &d);
+    return;
+  }
+  open_refused(cfg, "worker.group", &d);
+  assert_non_null(strstr(d.message, "group root (gid 0)"));
+  assert_non_null(strstr(d.message, "worker.allow_root"));
+}
+
 static void test_nproc(void **state) {
   pp_config_t *cfg = nobody_config(1);
   pp_pool_t *pool;
@@ -845,6 +862,7 @@ int main(void) {
       cmocka_unit_test(test_limit_above_hard_refused),
       cmocka_unit_test(test_user_nobody),
       cmocka_unit_test(test_group),
+      cmocka_unit_test(test_group_root_refused),
       cmocka_unit_test(test_nproc),
       cmocka_unit_test(test_user_cannot_reach),
       cmocka_unit_test(test_root_refused),

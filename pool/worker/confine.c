@@ -436,6 +436,15 @@ static int ids_prepare(pp_pool_t *pool, pp_diag_t *diag) {
                  cfg->user);
     return fail_key(diag, "worker.user");
   }
+  /* As PHP-FPM: group root is refused too (root's files open to it). */
+  if (c->gid == 0 && !cfg->allow_root) {
+    pp__diag_set(diag,
+                 "workers would run in group root (gid 0)%s: name an "
+                 "unprivileged group in worker.group, or set "
+                 "worker.allow_root: true to allow it",
+                 cfg->group && cfg->group[0] ? "" : ", worker.user's own");
+    return fail_key(diag, "worker.group");
+  }
   c->setid = 1;
   return 0;
 }
