@@ -1,14 +1,16 @@
 /* uid.c -- a user or group named by id or by name, as an id:
  * control.allow_uids, worker.user and worker.group, checked when a config
  * is loaded (config/) and read again when the control socket starts
- * (control/) or the pool opens (pool/worker/limits.c). */
+ * (control/) or the pool opens (pool/worker/confine.c). */
 #include "uid.h"
 
 #include "portpool.h"
 
+#include <errno.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int pp__uid_parse(const char *entry, uint32_t *uid, char *why, size_t len) {
@@ -60,7 +62,8 @@ int pp__gid_parse(const char *entry, uint32_t *gid, char *why, size_t len) {
   struct group gr, *res = NULL;
   unsigned long long v = 0;
   const char *p = entry;
-  char buf[8192];
+  char *buf = NULL, *nb;
+  size_t cap = 8192;
   int r;
 
   if (*p >= '0' && *p <= '9') {
@@ -74,7 +77,19 @@ int pp__gid_parse(const char *entry, uint32_t *gid, char *why, size_t len) {
     *gid = (uint32_t)v;
     return 0;
   }
-  r = getgrnam_r(entry, &gr, buf, sizeof(buf), &res);
+  /* A group with many members needs more than 8 KiB: ERANGE, grow. */
+  do {
+    if ((nb = realloc(buf, cap)) == NULL) {
+      r = ENOMEM;
+      break;
+    }
+    buf = nb;
+    r = getgrnam_r(entry, &gr, buf, cap, &res);
+    cap *= 2;
+  } while (r == ERANGE && cap <= ((size_t)1 << 22));
+  if (r == 0 && res != NULL)
+    *gid = (uint32_t)res->gr_gid;
+  free(buf);
   if (r != 0 || res == NULL) {
     snprintf(why, len,
              "no group named \"%.64s\" on this system%s%s (give a gid or an "
@@ -82,6 +97,5 @@ int pp__gid_parse(const char *entry, uint32_t *gid, char *why, size_t len) {
              entry, r ? ": " : "", r ? strerror(r) : "");
     return PP_ECONFIG;
   }
-  *gid = (uint32_t)res->gr_gid;
   return 0;
 }

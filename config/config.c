@@ -131,7 +131,7 @@ const pp__key_t pp__keys[PP__NKEYS] = {
    .doc = "spawn: one interpreter per worker; zygote: fork workers from one "
           "that imported the handlers once"},
 
-  /* Per-worker limits (pool/worker/limits.c). */
+  /* Per-worker limits (pool/worker/confine.c). */
   {KEY("worker.limits.nofile", INT, lim_nofile), .flags = PP__F_UNSET,
    .min = 16, .max = 1 << 20, .def = "",
    .doc = "open files a worker may have (RLIMIT_NOFILE); unset = ours"},
@@ -733,7 +733,7 @@ static int listen_check(const pp_config_t *cfg, pp_diag_t *diag) {
 
 /* worker.user and worker.group name a user and a group that exist, and a
  * user with no passwd entry comes with a group.  Whether the pool may use
- * them (it runs as root) is checked when it opens (pool/worker/limits.c). */
+ * them (it runs as root) is checked when it opens (pool/worker/confine.c). */
 static int worker_check(const pp_config_t *cfg, pp_diag_t *diag) {
   uint32_t uid, gid = UINT32_MAX, pgid = UINT32_MAX;
   char why[256];
@@ -762,6 +762,18 @@ static int worker_check(const pp_config_t *cfg, pp_diag_t *diag) {
                 "as too");
     return fail_key(diag, "worker.group");
   }
+  /* The pool sets these itself (PORTPOOL_LIMITS, PORTPOOL_HOLD, ...), and
+   * a worker's bootstrap takes the first of two copies: one given here
+   * would silently override worker.limits.* and the cgroup hold. */
+  for (int i = 0; i < cfg->env_len; i++)
+    if (strncmp(cfg->env[i], "PORTPOOL_", 9) == 0) {
+      pp__diag_at(diag, NULL,
+                  "%.*s is the pool's own variable, set for each worker: "
+                  "leave it out of worker.env (worker.limits.* and "
+                  "worker.memory_max set PORTPOOL_LIMITS and PORTPOOL_HOLD)",
+                  (int)strcspn(cfg->env[i], "="), cfg->env[i]);
+      return fail_key(diag, "worker.env");
+    }
   if (cfg->memory_max != 0 && cfg->memory_max < 4 * KiB * KiB) {
     pp__diag_at(diag, NULL,
                 "expected 0 (none) or at least 4MiB, got %llu bytes: a "

@@ -59,7 +59,7 @@ struct pp_config {
   pp__start_t start;           /* "worker.start", spawn | zygote */
 
   /* worker.limits.*, worker.memory_max, worker.user/group/allow_root:
-   * what a worker may use and who it runs as (pool/worker/limits.c).  A
+   * what a worker may use and who it runs as (pool/worker/confine.c).  A
    * limit is PP_LIMIT_UNSET when not given: the worker inherits ours. */
   uint64_t lim_nofile; /* "worker.limits.nofile", RLIMIT_NOFILE */
   uint64_t lim_nproc;  /* "worker.limits.nproc", RLIMIT_NPROC */

@@ -756,10 +756,15 @@ void pp__on_proc_exit(pp__proc_t *proc) {
     kind = PP_EXIT_NORMAL;
   hello_timeout = proc->kill_reason == PP_EXIT_NO_HELLO;
   /* A limit that explains a death names it (worker.limits.cpu,
-   * worker.memory_max). */
-  if (kind == PP_EXIT_SIGNAL &&
+   * worker.memory_max), also one before HELLO (a module whose import or
+   * setup() takes too much): that stays a boot failure, with the limit's
+   * words for its text. */
+  if ((kind == PP_EXIT_SIGNAL ||
+       (kind == PP_EXIT_NO_HELLO && proc->kill_reason == PP_EXIT_NONE &&
+        proc->term_signal)) &&
       (limit_kind = pp__confine_exit(proc, limit_text, sizeof(limit_text))) !=
-          PP_EXIT_NONE)
+          PP_EXIT_NONE &&
+      kind == PP_EXIT_SIGNAL)
     kind = limit_kind;
   if (kind == PP_EXIT_STOPPED)
     snprintf(text, sizeof(text), "stopped (%.40s)",

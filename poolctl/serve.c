@@ -11,6 +11,8 @@
 
 #include "portpool.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -432,6 +434,24 @@ static int listen_start(serve_t *s) {
   return 0;
 }
 
+/* Mark every fd we inherited above stderr close-on-exec: whatever our
+ * parent left open (a pipe, a file a root wrapper opened) would otherwise
+ * pass through uv_spawn to every worker, also to one run as worker.user.
+ * The pool's own fds are close-on-exec already.  Best effort. */
+static void cloexec_inherited(void) {
+  DIR *dir = opendir("/proc/self/fd");
+  struct dirent *e;
+
+  if (dir == NULL)
+    return;
+  while ((e = readdir(dir)) != NULL) {
+    int fd = atoi(e->d_name);
+    if (fd > 2 && fd != dirfd(dir))
+      fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  }
+  closedir(dir);
+}
+
 int pc_serve(const pc_command_t *cmd, int argc, char **argv,
              const pc_global_t *g) {
   static const struct option longopts[] = {
@@ -491,6 +511,7 @@ int pc_serve(const pc_command_t *cmd, int argc, char **argv,
   }
   if (listen_set[0])
     sets[nsets++] = listen_set; /* last: it wins over --set */
+  cloexec_inherited();
   memset(&s, 0, sizeof(s));
   s.file = file;
   s.sets = sets;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Internal (pool/worker/confine.h, PP_FAULTS builds): read mountinfo and
@@ -244,6 +245,29 @@ static void test_cpu(void **state) {
   close_pool(pool);
 }
 
+/* Past worker.limits.cpu before HELLO (in setup()): the open fails as a
+ * boot failure that names the limit, not "signal 24". */
+static void test_cpu_before_hello(void **state) {
+  pp_config_t *cfg = python_config("limits_spin_setup.py", 1);
+  pp_pool_t *pool = NULL;
+  pp_diag_t d;
+  int r;
+
+  (void)state;
+  cfg_set(cfg, "worker.limits.cpu", "1");
+  memset(&d, 0, sizeof(d));
+  r = pp_pool_open(cfg, NULL, &pool, &d);
+  pp_config_free(cfg);
+  if (r == 0) {
+    pp_pool_close(pool);
+    fail_msg("want a boot failure, the pool opened");
+  }
+  if (strstr(d.message, "exceeded its CPU time limit (worker.limits.cpu: 1 "
+                        "s)") == NULL)
+    fail_msg("want the CPU limit named, got %s: \"%s\"", pp_err_name(r),
+             d.message);
+}
+
 static void test_core_and_all_limits_read_back(void **state) {
   pp_config_t *cfg = limits_config(1);
   pp_pool_t *pool;
@@ -263,6 +287,101 @@ static void test_core_and_all_limits_read_back(void **state) {
   assert_string_equal(s, want);
   free(s);
   close_pool(pool);
+}
+
+/* A handler module that, when imported, drops PORTPOOL_LIMITS and makes
+ * apply_limits() a no-op (fixtures/limits_evade.py): under spawn the
+ * limits are set before the import; under zygote the zygote read them
+ * before its import and set nofile, as and core on itself, so the
+ * workers it forks have them and cannot raise them, and the pool sets
+ * every limit on a fork it adopts (prlimit) before its HELLO is read. */
+static void test_import_cannot_lift_limits(void **state) {
+  pp_config_t *cfg = python_config("limits_evade.py", 1);
+  pp_pool_t *pool;
+  char *s;
+
+  (void)state;
+  cfg_set(cfg, "worker.limits.nofile", "64");
+  cfg_set(cfg, "worker.limits.as", "1GiB");
+  cfg_set(cfg, "worker.limits.core", "0");
+  cfg_set(cfg, "worker.limits.nproc", "5000");
+  cfg_set(cfg, "worker.limits.cpu", "3600");
+  pool = open_ok(cfg);
+  s = call_ok(pool, "limits", NULL);
+  assert_string_equal(s, "\"nofile=64:64 nproc=5000:5000 "
+                         "as=1073741824:1073741824 cpu=3600:3601 core=0:0\"");
+  free(s);
+  close_pool(pool);
+}
+
+/* A worker has fds 0..4 and nothing else of the pool's or, under
+ * zygote, of the zygote's (its wake-up pipe); the sixth is the listing's
+ * own.  What the test process inherited is marked close-on-exec first, as
+ * a program that embeds the pool should (poolctl serve does). */
+static void test_worker_fds(void **state) {
+  pp_pool_t *pool;
+  char *s;
+  DIR *dir;
+  struct dirent *e;
+
+  (void)state;
+  dir = opendir("/proc/self/fd");
+  assert_non_null(dir);
+  while ((e = readdir(dir)) != NULL)
+    if (atoi(e->d_name) > 2 && atoi(e->d_name) != dirfd(dir))
+      fcntl(atoi(e->d_name), F_SETFD, FD_CLOEXEC);
+  closedir(dir);
+  pool = open_ok(limits_config(1));
+  s = call_ok(pool, "fds", NULL);
+  assert_string_equal(s, "[0,1,2,3,4,5]");
+  free(s);
+  close_pool(pool);
+}
+
+/* A zygote runs the handler module's import, so the pool does not trust
+ * the pid it reports for a fork (fixtures/zygote_liar.py reports a
+ * decoy's): it must neither adopt nor signal a process that is not the
+ * zygote's child (the pool signals a worker's group, -pid, and may be
+ * root).  Under spawn the module is a plain one. */
+static void test_zygote_pid_not_trusted(void **state) {
+  pp_config_t *cfg = python_config("zygote_liar.py", 1);
+  pp_pool_options_t o;
+  pp_pool_t *pool = NULL;
+  char env[64];
+  pp_diag_t d;
+  int gate[2], st, r;
+  pid_t decoy;
+
+  (void)state;
+  assert_int_equal(pipe(gate), 0);
+  decoy = fork();
+  assert_true(decoy >= 0);
+  if (decoy == 0) {
+    char c;
+    close(gate[1]);
+    _exit(read(gate[0], &c, 1) == 0 ? 0 : 1);
+  }
+  close(gate[0]);
+  snprintf(env, sizeof(env), "{PP_DECOY_PID: '%d'}", (int)decoy);
+  cfg_set(cfg, "worker.env", env);
+  rec_init(&rec);
+  o = rec_options(&rec);
+  memset(&d, 0, sizeof(d));
+  r = pp_test_pool_open(cfg, &o, WAIT_MS, &pool, &d);
+  pp_config_free(cfg);
+  if (getenv("PP_START") && strcmp(getenv("PP_START"), "zygote") == 0) {
+    if (r == 0)
+      fail_msg("the pool adopted the decoy's pid as a worker");
+  } else {
+    assert_int_equal(r, 0);
+    assert_int_equal(pp_test_pool_close(pool, WAIT_MS, &d), 0);
+  }
+  rec_free(&rec);
+  /* The decoy was never signalled: it is still waiting on the pipe. */
+  assert_int_equal(waitpid(decoy, &st, WNOHANG), 0);
+  close(gate[1]);
+  assert_int_equal(waitpid(decoy, &st, 0), decoy);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 /* A limit no worker could set is refused when the pool opens: one above
@@ -345,6 +464,23 @@ static void test_group(void **state) {
     fail_msg("want %s..., got %s", want, s);
   free(s);
   close_pool(pool);
+}
+
+/* Group root is refused as user root is, unless worker.allow_root. */
+static void test_group_root_refused(void **state) {
+  pp_config_t *cfg = nobody_config(1);
+  pp_diag_t d;
+
+  (void)state;
+  cfg_set(cfg, "worker.group", "0");
+  cfg_set(cfg, "worker.allow_root", "false"); /* helpers.c allows it */
+  if (!is_root()) {
+    open_refused(cfg, "worker.user", &d);
+    return;
+  }
+  open_refused(cfg, "worker.group", &d);
+  assert_non_null(strstr(d.message, "group root (gid 0)"));
+  assert_non_null(strstr(d.message, "worker.allow_root"));
 }
 
 static void test_nproc(void **state) {
@@ -498,6 +634,14 @@ static void test_config_keys(void **state) {
   cfg_set(cfg, "worker.memory_max", "1M");
   assert_int_equal(pp_config_validate(cfg, &d), PP_ECONFIG);
   assert_string_equal(d.key, "worker.memory_max");
+  /* worker.env cannot set the pool's own variables: a worker would take
+   * its PORTPOOL_LIMITS over the pool's. */
+  cfg_set(cfg, "worker.memory_max", "0");
+  assert_int_equal(pp_config_validate(cfg, &d), 0);
+  cfg_set(cfg, "worker.env", "{PORTPOOL_LIMITS: ''}");
+  assert_int_equal(pp_config_validate(cfg, &d), PP_ECONFIG);
+  assert_string_equal(d.key, "worker.env");
+  assert_non_null(strstr(d.message, "PORTPOOL_LIMITS is the pool's own"));
   pp_config_free(cfg);
 }
 
@@ -615,6 +759,32 @@ static void test_memory_max_fake_unavailable(void **state) {
   fake_tree_free();
 }
 
+/* A host with many mounts: the cgroup2 line comes after 128 KiB of
+ * mountinfo, and is still found. */
+static void test_memory_max_long_mountinfo(void **state) {
+  char path[512];
+  pp_config_t *cfg;
+  pp_pool_t *pool;
+  FILE *f;
+
+  (void)state;
+  fake_tree("memory\n", 1);
+  snprintf(path, sizeof(path), "%s/proc/mountinfo", tree);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  for (int i = 0; i < 2048; i++)
+    fprintf(f, "%d 1 0:%d / /mnt/volume-%05d rw,relatime - tmpfs tmpfs rw\n",
+            100 + i, 100 + i, i);
+  fprintf(f, "41 31 0:38 / %s/cg rw,relatime - cgroup2 cgroup2 rw\n", tree);
+  fclose(f);
+  cfg = limits_config(1);
+  cfg_set(cfg, "worker.memory_max", "64M");
+  pool = open_ok(cfg);
+  all_serve_unharmed(pool, 1, 0);
+  close_pool(pool);
+  fake_tree_free();
+}
+
 static void test_memory_max_fake_tree(void **state) {
   pp_config_t *cfg;
   pp_status_t st;
@@ -684,16 +854,22 @@ int main(void) {
       cmocka_unit_test(test_nofile),
       cmocka_unit_test(test_as),
       cmocka_unit_test(test_cpu),
+      cmocka_unit_test(test_cpu_before_hello),
       cmocka_unit_test(test_core_and_all_limits_read_back),
+      cmocka_unit_test(test_import_cannot_lift_limits),
+      cmocka_unit_test(test_worker_fds),
+      cmocka_unit_test(test_zygote_pid_not_trusted),
       cmocka_unit_test(test_limit_above_hard_refused),
       cmocka_unit_test(test_user_nobody),
       cmocka_unit_test(test_group),
+      cmocka_unit_test(test_group_root_refused),
       cmocka_unit_test(test_nproc),
       cmocka_unit_test(test_user_cannot_reach),
       cmocka_unit_test(test_root_refused),
       cmocka_unit_test(test_mock_not_refused),
       cmocka_unit_test(test_memory_max_here),
       cmocka_unit_test(test_memory_max_fake_unavailable),
+      cmocka_unit_test(test_memory_max_long_mountinfo),
       cmocka_unit_test(test_memory_max_fake_tree),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1156,6 +1156,43 @@ static void test_serve_default_root_warning(void **state) {
   assert_int_equal(rmdir(dir), 0);
 }
 
+/* An fd serve inherited without close-on-exec does not reach its
+ * workers (which may run as another user): a worker has 0..4 and the one
+ * that lists them. */
+static void test_serve_inherited_fd_not_passed(void **state) {
+  char dir[64], sock[96], *cmd = worker_command_for("limits_handlers.py");
+  int fd, i;
+  json_t *list;
+  cli_server_t s;
+  cli_run_t r;
+
+  (void)state;
+  fresh_dir("/tmp", 0700, dir, sizeof(dir));
+  snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
+  /* Left open to exec on purpose: the server inherits it. */
+  fd = open("/dev/null", O_RDONLY);
+  assert_true(fd >= 0);
+  assert_int_equal(dup2(fd, 77), 77);
+  close(fd);
+  cli_server_start(&s, "-S", sock, "--set", "size=1", "--set",
+                   "worker.allow_root=true", "--set", cmd, NULL);
+  close(77);
+  cli_poolctl(&r, "-S", sock, "call", "fds", NULL);
+  assert_int_equal(r.code, 0);
+  list = json_loads(r.out, 0, NULL);
+  assert_non_null(list);
+  assert_true(json_is_array(list));
+  /* 0-4 and the listing's own directory fd, nothing else. */
+  assert_int_equal(json_array_size(list), 6);
+  for (i = 0; i < 5; i++)
+    assert_int_equal(json_integer_value(json_array_get(list, (size_t)i)), i);
+  json_decref(list);
+  cli_run_free(&r);
+  cli_server_stop(&s);
+  free(cmd);
+  assert_int_equal(rmdir(dir), 0);
+}
+
 /* A server that is starting holds the lock and has bound its socket but
  * does not listen yet (the test plays it): a second server must not take
  * the socket for stale, and says who holds it. */
@@ -1301,6 +1338,7 @@ int main(void) {
       cmocka_unit_test(test_bad_config),
       cmocka_unit_test(test_serve_boot_failure),
       cmocka_unit_test(test_serve_default_root_warning),
+      cmocka_unit_test(test_serve_inherited_fd_not_passed),
       cmocka_unit_test(test_serve_hang_at_import),
       cmocka_unit_test(test_serve_out_of_fds),
       cmocka_unit_test(test_serve_ready),

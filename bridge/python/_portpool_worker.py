@@ -1665,16 +1665,13 @@ _RLIMITS = {
 }
 
 
-def apply_limits():
-    """Confine this worker before any handler code runs: the rlimits the
-    pool passes in PORTPOOL_LIMITS ("name=soft:hard,..."; soft = hard
-    except cpu's hard, a second later, so SIGXCPU names the cause), then,
-    with PORTPOOL_HOLD=1 (worker.memory_max), wait for the pool to move
-    this process into its cgroup: it writes b"G" on fd 3, or b"E" and
-    why it could not.  Called by main() before the handler is imported,
-    and by a zygote-forked worker before it serves (never by the zygote:
-    nproc and cpu would count against it).  Raises LimitError."""
+def read_limits():
+    """PORTPOOL_LIMITS ("name=soft:hard,...") and PORTPOOL_HOLD, parsed:
+    ([(key, resource, soft, hard), ...], hold).  A zygote reads them once,
+    before it imports the handler module, so that nothing the module does
+    to os.environ changes what its workers get.  Raises LimitError."""
     text = os.environ.get("PORTPOOL_LIMITS", "")
+    limits = []
     if text:
         import resource
 
@@ -1682,17 +1679,54 @@ def apply_limits():
             name, _, value = item.partition("=")
             soft, _, hard = value.partition(":")
             key = "worker.limits." + name
-            try:
-                which = getattr(resource, _RLIMITS[name])
-                resource.setrlimit(which, (int(soft), int(hard or soft)))
-            except KeyError:
+            if name not in _RLIMITS:
                 raise LimitError("unknown limit %r in PORTPOOL_LIMITS" % name)
-            except (ValueError, OSError) as exc:
-                raise LimitError(
-                    "cannot apply %s (%s): %s; its hard limit is %r"
-                    % (key, soft, exc, resource.getrlimit(which)[1])
+            try:
+                limits.append(
+                    (key, getattr(resource, _RLIMITS[name]), int(soft),
+                     int(hard or soft))
                 )
-    if os.environ.get("PORTPOOL_HOLD") == "1":
+            except ValueError as exc:
+                raise LimitError("cannot apply %s (%s): %s" % (key, soft, exc))
+    return limits, os.environ.get("PORTPOOL_HOLD") == "1"
+
+
+# The limits a zygote sets on itself before it imports the handler module
+# (its workers inherit them, and cannot raise them): none of them counts
+# what the zygote does over its life, as nproc (its forks) and cpu do.
+ZYGOTE_LIMITS = ("worker.limits.nofile", "worker.limits.as",
+                 "worker.limits.core")
+
+
+def set_limits(limits, only=None):
+    """setrlimit each of limits (from read_limits; only the keys in only,
+    when given).  Raises LimitError."""
+    import resource
+
+    for key, which, soft, hard in limits:
+        if only is not None and key not in only:
+            continue
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError) as exc:
+            raise LimitError(
+                "cannot apply %s (%s): %s; its hard limit is %r"
+                % (key, soft, exc, resource.getrlimit(which)[1])
+            )
+
+
+def apply_limits(parsed=None):
+    """Confine this worker before any handler code runs: the rlimits the
+    pool passes in PORTPOOL_LIMITS ("name=soft:hard,..."; soft = hard
+    except cpu's hard, a second later, so SIGXCPU names the cause), then,
+    with PORTPOOL_HOLD=1 (worker.memory_max), wait for the pool to move
+    this process into its cgroup: it writes b"G" on fd 3, or b"E" and
+    why it could not.  Called by main() before the handler is imported,
+    and by a zygote-forked worker before it serves, with what the zygote
+    read (read_limits()) before its import.  Raises LimitError."""
+    limits, hold = read_limits() if parsed is None else parsed
+    set_limits(limits)
+    if hold:
         try:
             first = os.read(REQ_FD, 1)
         except OSError as exc:

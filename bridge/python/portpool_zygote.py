@@ -37,12 +37,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import portpool_worker as pw  # noqa: E402
 
 CTL_FD = 3
+# The zygote's SIGCHLD wake-up pipe, which a forked worker closes: one
+# that kept it could steal the zygote's wake-ups (and so its reaping).
+_WAKE = []
 _FORK = struct.Struct(">II")
 _WORKER = struct.Struct(">IIi")
 _EXIT = struct.Struct(">ii")
 
 
-def _child(ctl, fds, module, raw, slot):
+def _child(ctl, fds, module, raw, slot, limits):
     """In the forked child: become a worker and never return."""
     req_r, rep_w, out_w, err_w = fds
     try:
@@ -61,6 +64,9 @@ def _child(ctl, fds, module, raw, slot):
         os.environ["PORTPOOL_PARENT_PID"] = str(os.getppid())
         os.environ["PORTPOOL_WORKER_ID"] = str(slot)
         signal.set_wakeup_fd(-1)
+        for fd in _WAKE:
+            if fd > pw.REP_FD:
+                os.close(fd)
         for sig in (signal.SIGCHLD, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         # Stay frozen: what the zygote imported is never collected here, so
@@ -68,10 +74,10 @@ def _child(ctl, fds, module, raw, slot):
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         pw._orphan_proof()
-        # Its limits (and its cgroup) before any handler code runs:
-        # after_fork() and setup() are the module's.
+        # Its limits (and its cgroup) before after_fork() and setup(), as
+        # the zygote read them before it imported the module.
         try:
-            pw.apply_limits()
+            pw.apply_limits(limits)
         except pw.LimitError as exc:
             module = exc
         if isinstance(module, BaseException):
@@ -92,7 +98,7 @@ def _child(ctl, fds, module, raw, slot):
         os._exit(code)
 
 
-def _fork(ctl, module, raw, slot, gen):
+def _fork(ctl, module, raw, slot, gen, limits):
     fds = []
     try:
         req_r, req_w = os.pipe()
@@ -110,7 +116,7 @@ def _fork(ctl, module, raw, slot, gen):
     if pid == 0:
         for fd in (req_w, rep_r, out_r, err_r):
             os.close(fd)
-        _child(ctl, (req_r, rep_w, out_w, err_w), module, raw, slot)
+        _child(ctl, (req_r, rep_w, out_w, err_w), module, raw, slot, limits)
     for fd in (req_r, rep_w, out_w, err_w):
         os.close(fd)
     parent_ends = [req_w, rep_r, out_r, err_r]
@@ -153,10 +159,19 @@ def main(argv=None):
     except OSError as exc:
         sys.stderr.write("portpool_zygote: fd 3 is not the pool's socket: %s\n" % exc)
         return pw.EXIT_STARTUP
+    # The module's import runs handler code in this process, and what it
+    # does here every worker inherits: so the limits are read before it
+    # (the module cannot change what workers get), and those that count
+    # nothing over the zygote's life are set on the zygote itself, so
+    # they bind the import too and no worker can raise them.  nproc and
+    # cpu each worker sets after its fork.
     # A module that cannot boot is kept as its exception: each forked
     # worker reports it to the pool as a boot failure (in place of HELLO),
     # so the pool fails its start at once, as with worker.start: spawn.
+    limits = ([], False)
     try:
+        limits = pw.read_limits()
+        pw.set_limits(limits[0], pw.ZYGOTE_LIMITS)
         module = pw._load_handler(args[0])
         # The table each forked worker dispatches to: checked once, here.
         pw.handler_table(module, raw)
@@ -164,18 +179,19 @@ def main(argv=None):
         module = exc
     # SIGCHLD wakes the loop through a pipe, so children are reaped at once.
     wake_r, wake_w = os.pipe()
+    _WAKE[:] = [wake_r, wake_w]
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     try:
         ctl.send(b"R")
-        _serve(ctl, module, raw, wake_r)
+        _serve(ctl, module, raw, wake_r, limits)
     except (ConnectionResetError, BrokenPipeError):
         pass  # the pool went away: as for its close
     return pw.EXIT_OK
 
 
-def _serve(ctl, module, raw, wake_r):
+def _serve(ctl, module, raw, wake_r, limits):
     """Fork workers as the pool asks, and report their exits, until the pool
     closes the control socket."""
     while True:
@@ -189,7 +205,7 @@ def _serve(ctl, module, raw, wake_r):
                 return
             if msg[:1] == b"F" and len(msg) == 1 + _FORK.size:
                 slot, gen = _FORK.unpack(msg[1:])
-                _fork(ctl, module, raw, slot, gen)
+                _fork(ctl, module, raw, slot, gen, limits)
                 _reap(ctl)
 
 

@@ -73,6 +73,28 @@ static ssize_t read_at(int dirfd, const char *name, char *buf, size_t len) {
   return got;
 }
 
+/* Read a /proc file that may be large (mountinfo on a host with many
+ * mounts) whole into *buf, growing it up to 16 MiB; cut files would make
+ * a mount look absent.  Returns bytes read or -1 with errno (EFBIG when
+ * it does not fit). */
+static ssize_t read_whole_at(int dirfd, const char *name, char **buf,
+                             size_t *cap) {
+  for (;;) {
+    ssize_t n = read_at(dirfd, name, *buf, *cap);
+    char *p;
+    if (n < 0 || (size_t)n + 1 < *cap)
+      return n;
+    if (*cap >= (size_t)1 << 24) {
+      errno = EFBIG;
+      return -1;
+    }
+    if ((p = realloc(*buf, *cap * 2)) == NULL)
+      return -1;
+    *buf = p;
+    *cap *= 2;
+  }
+}
+
 /* Write text to name at dirfd, created when absent (a fake tree; cgroupfs
  * files always exist).  Returns 0 or -1 with errno. */
 static int write_at(int dirfd, const char *name, const char *text) {
@@ -131,7 +153,7 @@ static int cg_find(char *path, size_t len, pp_diag_t *diag) {
   if ((buf = malloc(cap)) == NULL)
     return UV_ENOMEM;
   dirfd = open(PROC_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dirfd < 0 || read_at(dirfd, "cgroup", buf, cap) < 0) {
+  if (dirfd < 0 || read_whole_at(dirfd, "cgroup", &buf, &cap) < 0) {
     cg_fail(diag,
             "it needs cgroup v2, and %s/cgroup cannot "
             "be read%s",
@@ -139,9 +161,15 @@ static int cg_find(char *path, size_t len, pp_diag_t *diag) {
     goto done;
   }
   for (line = strtok_r(buf, "\n", &save); line;
-       line = strtok_r(NULL, "\n", &save))
-    if (strncmp(line, "0::", 3) == 0)
+       line = strtok_r(NULL, "\n", &save)) {
+    if (strncmp(line, "0::", 3) == 0 && strlen(line + 3) >= sizeof(rel)) {
+      cg_fail(diag, "this process's cgroup path is longer than %zu bytes%s",
+              sizeof(rel) - 1, fix);
+      goto done;
+    } else if (strncmp(line, "0::", 3) == 0) {
       snprintf(rel, sizeof(rel), "%s", line + 3);
+    }
+  }
   if (rel[0] == '\0') {
     cg_fail(diag,
             "it needs cgroup v2, and this process is in no "
@@ -151,8 +179,9 @@ static int cg_find(char *path, size_t len, pp_diag_t *diag) {
             PROC_DIR, fix);
     goto done;
   }
-  if (read_at(dirfd, "mountinfo", buf, cap) < 0) {
-    cg_fail(diag, "cannot read %s/mountinfo%s", PROC_DIR, fix);
+  if (read_whole_at(dirfd, "mountinfo", &buf, &cap) < 0) {
+    cg_fail(diag, "cannot read %s/mountinfo: %s%s", PROC_DIR, strerror(errno),
+            fix);
     goto done;
   }
   /* "id parent maj:min root mountpoint options ... - cgroup2 src opts" */
@@ -407,6 +436,15 @@ static int ids_prepare(pp_pool_t *pool, pp_diag_t *diag) {
                  cfg->user);
     return fail_key(diag, "worker.user");
   }
+  /* As PHP-FPM: group root is refused too (root's files open to it). */
+  if (c->gid == 0 && !cfg->allow_root) {
+    pp__diag_set(diag,
+                 "workers would run in group root (gid 0)%s: name an "
+                 "unprivileged group in worker.group, or set "
+                 "worker.allow_root: true to allow it",
+                 cfg->group && cfg->group[0] ? "" : ", worker.user's own");
+    return fail_key(diag, "worker.group");
+  }
   c->setid = 1;
   return 0;
 }
@@ -560,12 +598,40 @@ static void release(pp__proc_t *proc, const char *why) {
             strerror(errno));
 }
 
+/* Set worker.limits.* on the worker from here too (prlimit), before it
+ * is released and before its HELLO is read.  A zygote's fork sets them
+ * itself, but the zygote ran the handler module's import, which may have
+ * changed that code: from the pool they hold whatever the fork runs, from
+ * its first request on.  (The zygote itself has nofile, as and core.)
+ * The pool may when it runs as the worker's user or has
+ * CAP_SYS_RESOURCE. */
+static void rlims_impose(pp__proc_t *proc) {
+  const pp_config_t *cfg = proc->pool->cfg;
+  struct rlimit rl;
+
+  for (size_t i = 0; i < NRLIMS; i++) {
+    uint64_t v = rlim_value(cfg, &rlims[i]);
+    if (v == PP_LIMIT_UNSET)
+      continue;
+    rl.rlim_cur = (rlim_t)v;
+    rl.rlim_max = (rlim_t)rlim_hard(&rlims[i], v);
+    /* Gone (ESRCH), or another user's process to a root without
+     * CAP_SYS_RESOURCE, as in some containers (EPERM): the worker's own
+     * setrlimit is what holds then. */
+    if (prlimit(proc->pid, rlims[i].resource, &rl, NULL) != 0 &&
+        errno != ESRCH && errno != EPERM)
+      pp__log(proc->pool, "worker %d: cannot set %s: %s", proc->slot->id,
+              rlims[i].key, strerror(errno));
+  }
+}
+
 void pp__confine_adopt(pp__proc_t *proc) {
   pp_pool_t *pool = proc->pool;
   pp__confine_t *c = &pool->confine;
   char name[96], text[64], why[240];
   int fd;
 
+  rlims_impose(proc);
   if (c->cg_fd < 0)
     return;
   cg_name(pool, proc->slot->id, name, sizeof(name));

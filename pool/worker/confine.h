@@ -52,9 +52,10 @@ int pp__confine_limits_env(const pp_config_t *cfg, char *buf, size_t len);
 int pp__confine_holds(const pp_pool_t *pool);
 
 /* Just started (spawned, or a zygote fork adopted; lock held, loop
- * thread): move the worker into its slot's cgroup and let it go on, or
- * tell it why it cannot (it then fails to boot with that message).  A
- * no-op without worker.memory_max. */
+ * thread): set worker.limits.* on it (prlimit; the worker sets them
+ * itself too), then move it into its slot's cgroup and let it go on, or
+ * tell it why it cannot (it then fails to boot with that message).  The
+ * cgroup part is a no-op without worker.memory_max. */
 void pp__confine_adopt(pp__proc_t *proc);
 
 /* Its exit, when a limit explains it: PP_EXIT_OOM for a SIGKILL while

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,25 +190,65 @@ static void reaped(pp_pool_t *pool, int pid, int st) {
   }
 }
 
-/* Adopt a forked worker's fds (lock held). */
-static void adopt(pp_pool_t *pool, uint32_t id, uint32_t gen, int pid,
-                  const int fds[4]) {
-  pp__proc_t *proc = forking(pool, id, gen);
-  int i, pidfd;
+/* A pidfd on pid when it is a child of the zygote z; -1 when no process
+ * has that pid (it died and was reaped), -2 when it is not z's.  The
+ * zygote ran the handler module's import, so the pid it reports is not
+ * trusted: the pool, maybe root, signals the worker's process group
+ * (kill(-pid): pid 1 would be every process) and moves it into a
+ * cgroup.  The pidfd is opened first, so the process read in /proc is the
+ * one it names (or, if that one was reaped meanwhile, another child of
+ * the zygote's: its pidfd then fires at once). */
+static int child_pidfd(const pp__zygote_t *z, int pid) {
+  char path[64], buf[512], *p;
+  long ppid = -1;
+  ssize_t n = -1;
+  int pidfd, fd;
 
-  if (proc == NULL || proc->u.zygote.state == PP__ZW_ABANDONED) {
-    /* Stopped while it was being forked: it is not wanted. */
-    for (i = 0; i < 4; i++)
-      close(fds[i]);
-    kill(pid, SIGKILL);
-    return;
-  }
+  if (pid <= 1 || pid == z->process.pid)
+    return -2;
   pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  if (pidfd < 0) {
+  if (pidfd < 0)
+    return -1;
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+  }
+  /* "pid (comm) state ppid ...": comm may hold ") ", so the last ')'. */
+  if (n > 0) {
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 1, " %*c %ld", &ppid) != 1)
+      ppid = -1;
+  }
+  if (ppid != (long)z->process.pid) {
+    close(pidfd);
+    return -2;
+  }
+  return pidfd;
+}
+
+/* Adopt a forked worker's fds (lock held). */
+static void adopt(pp__zygote_t *z, uint32_t id, uint32_t gen, int pid,
+                  const int fds[4]) {
+  pp_pool_t *pool = z->pool;
+  pp__proc_t *proc = forking(pool, id, gen);
+  int i, pidfd = child_pidfd(z, pid);
+
+  if (pidfd < 0 || proc == NULL || proc->u.zygote.state == PP__ZW_ABANDONED) {
     for (i = 0; i < 4; i++)
       close(fds[i]);
-    kill(pid, SIGKILL);
-    abandon(proc, "pidfd_open failed");
+    /* Stopped while it was being forked: it is not wanted.  Never signal
+     * a pid that is not the zygote's child. */
+    if (pidfd >= 0) {
+      pp__pidfd_signal(pidfd, SIGKILL);
+      close(pidfd);
+    } else if (pidfd == -2) {
+      pp__log(pool, "zygote: the pid it reported, %d, is not its child", pid);
+    }
+    if (pidfd < 0 && proc && proc->u.zygote.state != PP__ZW_ABANDONED)
+      abandon(proc, pidfd == -2 ? "the zygote reported a pid not its child"
+                                : "pidfd_open failed");
     return;
   }
   proc->u.zygote.state = PP__ZW_RUNNING;
@@ -266,7 +307,7 @@ static void on_socket(uv_poll_t *h, int status, int events) {
       memcpy(&id, buf + 1, 4);
       memcpy(&gen, buf + 5, 4);
       memcpy(&pid, buf + 9, 4);
-      adopt(pool, ntohl(id), ntohl(gen), (int)ntohl((uint32_t)pid), fds);
+      adopt(z, ntohl(id), ntohl(gen), (int)ntohl((uint32_t)pid), fds);
     } else if (buf[0] == 'X' && n == 9) {
       memcpy(&pid, buf + 1, 4);
       memcpy(&st, buf + 5, 4);
