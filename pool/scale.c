@@ -154,14 +154,16 @@ static void arm(pp_pool_t *pool, uint64_t due_ns, uint64_t now) {
 }
 
 /* How many checkouts of every kind (leases, pipelined and async calls)
- * have waited since `before` or earlier; *next gets the earliest start of
- * the others (0: none). */
-static int waiting_since(pp_pool_t *pool, uint64_t before, uint64_t *next) {
+ * have waited since `before` or earlier; *all gets how many wait in all,
+ * *next the earliest start of the others (0: none). */
+static int waiting_since(pp_pool_t *pool, uint64_t before, int *all,
+                         uint64_t *next) {
   pp__queue_t *q;
   uint64_t at;
   int n = 0, kind;
 
   *next = 0;
+  *all = 0;
   for (kind = 0; kind < 3; kind++) {
     pp__queue_t *head = kind == 0   ? &pool->waiters
                         : kind == 1 ? &pool->pipe_queue
@@ -177,6 +179,7 @@ static int waiting_since(pp_pool_t *pool, uint64_t before, uint64_t *next) {
       } else {
         at = pp__container_of(q, pp__acall_t, node)->start_ns;
       }
+      (*all)++;
       if (at <= before)
         n++;
       else if (*next == 0 || at < *next)
@@ -186,19 +189,22 @@ static int waiting_since(pp_pool_t *pool, uint64_t before, uint64_t *next) {
   return n;
 }
 
-/* Grow by the checkouts that waited past scale.up_after, less the workers
- * already starting for them, at most scale.max_starting starting at once
- * and up to size's max.  Never more than are waiting: growth cannot
- * overshoot the demand.  *due: when to look again (0: nobody waits). */
+/* Once a checkout has waited past scale.up_after, grow by every checkout
+ * waiting (a burst's callers arrive within a few ms of each other: the
+ * first look takes them all, not a staircase of looks), less the workers
+ * already starting or idle for them, at most scale.max_starting starting
+ * at once and up to size's max.  Never more than are waiting: growth
+ * cannot overshoot the demand.  *due: when to look again (0: nobody
+ * waits). */
 static void grow(pp_pool_t *pool, uint64_t now, uint64_t *due) {
   uint64_t up = pool->cfg->scale_up_after_ms * 1000000ull, next;
-  int waiting, starting = 0, coming = 0, add, i;
+  int late, waiting, starting = 0, coming = 0, add, i;
   char after[32];
 
   if (pool->target_size >= pool->size_max || pool->scale_blocked[0])
     return;
-  waiting = waiting_since(pool, now >= up ? now - up : 0, &next);
-  if (waiting == 0) {
+  late = waiting_since(pool, now >= up ? now - up : 0, &waiting, &next);
+  if (late == 0) {
     *due = next ? next + up : 0;
     return;
   }
@@ -227,8 +233,8 @@ static void grow(pp_pool_t *pool, uint64_t now, uint64_t *due) {
   if (add <= 0)
     return;
   dur_text(pool->cfg->scale_up_after_ms, after, sizeof(after));
-  set_target(pool, pool->target_size + add, "grow: %d waiting > %s", waiting,
-             after);
+  set_target(pool, pool->target_size + add, "grow: %d waiting, the oldest > %s",
+             waiting, after);
   pp__scale_apply(pool);
 }
 

@@ -215,7 +215,8 @@ static void test_grow_each_face(void **state) {
     else
       call_start(&c, pool, (face_t)f, echo, -1, NULL);
     e = scale_event(0);
-    if (e.code != 2 || !starts_with(e.detail, "grow: 1 waiting > 5ms"))
+    if (e.code != 2 ||
+        !starts_with(e.detail, "grow: 1 waiting, the oldest > 5ms"))
       fail_msg("%s: scale to %d: %s", face_name[f], e.code, e.detail);
     if (f == F_REQUEST) {
       ends_wait(&loop, 1);
