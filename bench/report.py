@@ -98,7 +98,9 @@ def elastic_section(runs, command):
       "then 1 s idle at the end. Queue wait: a call's start to its handler's "
       "start (the handler returns `time.monotonic_ns()`, the caller's clock).")
     w("- Pools, one after the other in each run, both `worker.start: zygote`: "
-      "`size: {min: 1, max: 16}` with the default `scale.up_after: 5ms`, "
+      "`size: {min: 1, max: 16}` with `scale.up_after: 1ms` (bursts of "
+      "10 ms calls: the default 5 ms would make a first-wave caller wait half "
+      "a call more before growth begins), "
       "`scale.max_starting: 16` (forks from the zygote are cheap: a burst "
       "may start as many as wait; the default, 4, suits spawned workers) "
       "and `scale.idle_timeout: 250ms` (the bench compresses time: its idle "
@@ -137,9 +139,11 @@ def elastic_section(runs, command):
         w("| {} {} | {} | {} |".format(tid, text, ratio_text(rs), verdict))
     w("")
     w("Where the p99 goes: every burst starts on one worker. The first wave "
-      "of 64 calls waits `scale.up_after` (5 ms), then for the zygote to fork "
-      "15 workers and for each to say HELLO, which takes 20 to 30 ms on this "
-      "machine's 2 shared CPUs (`PPBENCH_ELASTIC_TRACE=1 ppbench elastic` "
+      "of 64 calls waits `scale.up_after` (1 ms), then for the zygote to fork "
+      "15 workers at once and for each to say HELLO, which takes about 15 ms "
+      "on this machine's 2 shared CPUs: a fork costs the zygote 0.3 ms and "
+      "the child about 1.2 ms to HELLO, most of it the copy-on-write faults "
+      "of some 490 pages its interpreter touches (`PPBENCH_ELASTIC_TRACE=1 ppbench elastic` "
       "prints the pool's scale, spawn and hello events); those first-wave "
       "calls are the slowest 1 %. After that both pools queue alike (the p50s "
       "match). The elastic pool's p99 is the fixed pool's plus that growth "
