@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,11 @@ struct pc_http {
   int again;
   struct hreq *suspended; /* waiting for the pool, newest first */
   uv_timer_t sweep;       /* looks for hang-ups among them */
+  /* The handlers that stream (a pipelined call cannot take a stream),
+   * from the pool's status; stale once a worker said HELLO again. */
+  char *kinds;
+  atomic_int kinds_stale;
+  int trace_id; /* its HELLO watch; -1: none */
 };
 
 /* What a connection carries across its requests (keep-alive). */
@@ -88,12 +94,15 @@ typedef struct hreq {
   int64_t timeout_ms; /* -1: the config's */
   uint64_t start_ns;
   pp_client_t *client;
+  int piped;            /* the call goes through the pipeline (no lease) */
+  pp_cancel_t *token;   /* piped: cancels it on a hang-up */
   pp_lease_t *lease;    /* while its request runs */
   uv_timer_t *deadline; /* timeout_ms past: the lease is checked in */
   int expired;
   struct hreq *prev, *next; /* in h->suspended while suspended */
   uint64_t suspended_ns;
   int hung;        /* the sweep saw its peer hang up */
+  int hung_done;   /* piped: its hang-up was acted on */
   int busy;        /* pool callbacks owed (or a call into the pool under
                       way that may run one) */
   int close_after; /* the connection's last request (keep-alive bound) */
@@ -282,12 +291,27 @@ static void suspended_remove(hreq_t *r) {
 
 static void maybe_free(hreq_t *r);
 
+/* A piped call's peer is gone: as on_client_death says for a client that
+ * died, except that kill sends CANCEL too (the worker holds other
+ * callers' requests in its pipeline: one hang-up does not cost them
+ * theirs); finish lets it run and drops its reply. */
+static void piped_hang_up(hreq_t *r) {
+  r->hung_done = 1;
+  if (r->token &&
+      pp_pool_config(r->h->pool)->on_client_death != PP_DEATH_FINISH)
+    pp_cancel(r->token);
+}
+
 /* The peer closed its side while its call runs: its client dies, and
  * on_client_death decides what becomes of the request. */
 static void hang_up(hreq_t *r) {
   pp_client_t *client = r->client;
 
   r->hung = 0;
+  if (r->piped) {
+    piped_hang_up(r);
+    return;
+  }
   if (client == NULL)
     return;
   /* Closing it may run the call's callback, and MHD then end the request,
@@ -309,7 +333,8 @@ static void on_sweep(uv_timer_t *t) {
   /* Mark first (no callback runs), then end the marked ones one by one:
    * ending one may change the list. */
   for (r = h->suspended; r != NULL; r = r->next) {
-    if (now - r->suspended_ns < HUP_AFTER_MS * 1000000ull || r->client == NULL)
+    if (now - r->suspended_ns < HUP_AFTER_MS * 1000000ull ||
+        (r->client == NULL && !r->piped) || r->hung_done)
       continue;
     ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci == NULL)
@@ -341,6 +366,7 @@ static void req_free(hreq_t *r) {
   }
   if (r->client)
     pp_client_close(r->client);
+  pp_cancel_free(r->token);
   free(r->body);
   free(r->out);
   free(r->sbuf);
@@ -510,14 +536,37 @@ static void on_deadline(uv_timer_t *t) {
   pp_checkin(r->lease);
 }
 
+/* The request for r's body: the body itself for bytes (o->cmd names the
+ * handler), else {"args": BODY, "cmd": NAME} in *json (to free), the body
+ * as the client wrote it (the worker says BadRequest if it is not JSON;
+ * cmd last wins). */
+static int payload_of(hreq_t *r, pp_call_opts_t *o, char **payload, size_t *len,
+                      char **json) {
+  size_t n = r->len + strlen(r->cmd) + 32;
+
+  *payload = r->body;
+  *len = r->len;
+  *json = NULL;
+  if (r->binary) {
+    o->cmd = r->cmd;
+    return 0;
+  }
+  if ((*json = malloc(n)) == NULL)
+    return UV_ENOMEM;
+  *len = (size_t)snprintf(*json, n, "{\"args\":%.*s,\"cmd\":\"%s\"}",
+                          r->len ? (int)r->len : 4, r->len ? r->body : "null",
+                          r->cmd);
+  *payload = *json;
+  return 0;
+}
+
 static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
                         void *data) {
   hreq_t *r = data;
   pp_call_opts_t o = {.timeout_ms = -1, .on_chunk = on_chunk, .chunk_data = r};
   int64_t left;
-  char *payload = r->body;
-  size_t len = r->len;
-  char *json = NULL;
+  char *payload, *json;
+  size_t len;
   int rc;
 
   if (status != 0 || r->completed || r->client == NULL) {
@@ -532,23 +581,12 @@ static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
     wake(r);
     return;
   }
-  if (r->binary) {
-    o.cmd = r->cmd;
-  } else {
-    /* {"args": BODY, "cmd": NAME}: the body as the client wrote it (the
-     * worker says BadRequest if it is not JSON); cmd last wins. */
-    size_t n = len + strlen(r->cmd) + 32;
-
-    if ((json = malloc(n)) == NULL) {
-      pp_checkin(lease);
-      r->busy--;
-      answer_status(r, UV_ENOMEM, NULL, NULL, 0);
-      wake(r);
-      return;
-    }
-    len = (size_t)snprintf(json, n, "{\"args\":%.*s,\"cmd\":\"%s\"}",
-                           len ? (int)len : 4, len ? r->body : "null", r->cmd);
-    payload = json;
+  if (payload_of(r, &o, &payload, &len, &json) != 0) {
+    pp_checkin(lease);
+    r->busy--;
+    answer_status(r, UV_ENOMEM, NULL, NULL, 0);
+    wake(r);
+    return;
   }
   rc = 0;
   if (r->timeout_ms >= 0) {
@@ -576,9 +614,85 @@ static void on_checkout(pp_lease_t *lease, int status, const pp_diag_t *diag,
   wake(r);
 }
 
+static void on_piped(const pp_result_t *res, void *data) {
+  hreq_t *r = data;
+
+  r->busy--;
+  if (r->completed) {
+    maybe_free(r);
+    return;
+  }
+  /* Refused before any worker had it: never started. */
+  if (res->status == PP_EBUSY || res->status == PP_EDEGRADED)
+    r->started = 0;
+  if (res->status == 0)
+    answer(r, MHD_HTTP_OK,
+           res->binary ? "application/octet-stream" : "application/json",
+           res->reply, res->len);
+  else
+    answer_status(r, res->status, res->diag, res->reply, res->len);
+  wake(r);
+}
+
+/* Does handler `name` stream?  From the pool's handler kinds, read again
+ * once a worker said HELLO (a reload may have changed them). */
+static int streams(pc_http_t *h, const char *name) {
+  char key[80];
+  pp_status_t st;
+
+  if (atomic_exchange(&h->kinds_stale, 0) &&
+      pp_pool_status(h->pool, &st) == 0) {
+    free(h->kinds);
+    h->kinds = st.handler_kinds ? strdup(st.handler_kinds) : NULL;
+    pp_status_free(&st);
+  }
+  /* {"name": "stream", ...}: names are identifiers, nothing to unescape. */
+  snprintf(key, sizeof(key), "\"%s\":\"stream\"", name);
+  return h->kinds && strstr(h->kinds, key) != NULL;
+}
+
+/* A pipelined pool (worker.pipeline_depth or worker.concurrency above 1)
+ * takes a call that does not stream through its pipeline: a worker has
+ * the next request before it answers this one (no lease, no wait for a
+ * wake-up between them).  A hang-up cancels it (piped_hang_up). */
+static int piped_start(hreq_t *r) {
+  const pp_config_t *cfg = pp_pool_config(r->h->pool);
+  pp_call_opts_t o = {.timeout_ms = r->timeout_ms};
+  char *payload, *json;
+  size_t len;
+  int rc;
+
+  if ((cfg->pipeline_depth <= 1 && cfg->concurrency <= 1) ||
+      streams(r->h, r->cmd))
+    return 1;
+  r->piped = 1;
+  if (cfg->on_client_death != PP_DEATH_FINISH &&
+      (rc = pp_cancel_new(r->h->pool, &r->token)) != 0)
+    goto fail;
+  o.cancel = r->token;
+  if ((rc = payload_of(r, &o, &payload, &len, &json)) != 0)
+    goto fail;
+  r->busy++;
+  r->started = 1; /* until it says otherwise: it may run */
+  rc = pp_call_async_with(r->h->pool, payload, len, &o, on_piped, r);
+  free(json);
+  if (rc == 0) {
+    suspend(r);
+    return 0;
+  }
+  r->busy--;
+  r->started = 0;
+fail:
+  answer_status(r, rc, NULL, NULL, 0);
+  return 0;
+}
+
 /* The body is in: the call starts, and the connection waits for it. */
 static void call_start(hreq_t *r) {
   int rc;
+
+  if (piped_start(r) == 0)
+    return;
 
   if ((rc = pp_client_open(r->h->pool, &r->client)) != 0) {
     answer_status(r, rc, NULL, NULL, 0);
@@ -894,7 +1008,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
   r->completed = 1;
   /* A call still running: the client is gone (on_client_death).  Closing
    * it may run the call's callback at once: r stays until we are done. */
-  if (r->busy && r->client) {
+  if (r->busy && r->piped) {
+    piped_hang_up(r);
+  } else if (r->busy && r->client) {
     r->busy++;
     pp_client_close(r->client);
     r->client = NULL;
@@ -1045,6 +1161,16 @@ bad_host:
   return -1;
 }
 
+/* A worker said HELLO: its handlers' kinds may be new (any thread, pool
+ * lock held: only a flag). */
+static void on_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
+  pc_http_t *h = data;
+
+  (void)pool;
+  if (ev->type == PP_TRACE_HELLO)
+    atomic_store(&h->kinds_stale, 1);
+}
+
 int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
                   pc_http_t **out, char *err, size_t errlen) {
   const pp_config_t *cfg = pp_pool_config(pool);
@@ -1062,6 +1188,8 @@ int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
   }
   h->loop = loop;
   h->pool = pool;
+  h->trace_id = -1;
+  atomic_init(&h->kinds_stale, 1);
   h->max_frame = cfg->max_frame;
   h->keepalive = cfg->keepalive_requests;
   timeout_s = (unsigned)((cfg->listen_timeout_ms + 999) / 1000);
@@ -1109,6 +1237,8 @@ int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
   h->poll.data = h->timer.data = h->sweep.data = h;
   h->check.data = h->idle.data = h;
   h->open = 1;
+  if (pp_pool_trace_subscribe(pool, on_trace, h, &h->trace_id) != 0)
+    h->trace_id = -1; /* the kinds are then read once, at the first call */
   uv_poll_start(&h->poll, UV_READABLE, on_poll);
   uv_timer_start(&h->sweep, on_sweep, HUP_EVERY_MS, HUP_EVERY_MS);
   arm(h);
@@ -1131,6 +1261,12 @@ void pc_http_quiesce(pc_http_t *h) {
 
   if (h == NULL || h->d == NULL || h->closing)
     return;
+  /* The pool is stopping (and drops its subscribers when it is freed,
+   * before pc_http_close): no more HELLO watch. */
+  if (h->trace_id >= 0) {
+    pp_pool_trace_unsubscribe(h->pool, h->trace_id);
+    h->trace_id = -1;
+  }
   /* Refused from now on (a balancer retries a refused connection), not
    * left in the kernel's queue to be reset when the daemon stops. */
   fd = MHD_quiesce_daemon(h->d);
@@ -1146,6 +1282,7 @@ static void on_closed(uv_handle_t *hd) {
   free(h->token);
   free(h->cert);
   free(h->key);
+  free(h->kinds);
   free(h);
 }
 

@@ -871,6 +871,109 @@ class TestBusyAndDrain(unittest.TestCase):
         self.assertEqual(srv.call("echo", 7)[2], b"7")
 
 
+class TestPiped(unittest.TestCase):
+    """A pipelined pool (worker.pipeline_depth 2): calls that do not stream
+    go through the pipeline (a worker has the next request before it
+    answers this one); streams keep a worker of their own."""
+
+    def server(self, death="cancel", **extra):
+        cfg = {"on_client_death": death,
+               "worker": {"pipeline_depth": 2}}
+        cfg.update(extra)
+        return Server(self, size=1, config=cfg)
+
+    def test_calls_errors_and_streams(self):
+        srv = self.server()
+        st, h, body = srv.call("add_later", {"a": 2, "b": 40})
+        self.assertEqual((st, body), (200, b"42"))
+        data = bytes(range(256))
+        st, h, body = srv.call("reverse_bytes", raw=data)
+        self.assertEqual((st, h["Content-Type"], body),
+                         (200, "application/octet-stream", data[::-1]))
+        st, h, body = srv.call("fail_later", 1)
+        self.assertEqual(st, 422)
+        self.assertEqual(json.loads(body)["type"], "ValueError")
+        st, h, body = srv.call("add_latr", {})
+        self.assertEqual(st, 404)
+        self.assertIn("add_later", json.loads(body)["message"])
+        # A stream handler still streams (a lease, not the pipeline).
+        st, h, body = srv.call("count", 3)
+        self.assertEqual(st, 200)
+        self.assertEqual(ndjson(body), [0, 1, 2])
+
+    def test_two_in_flight_on_one_worker(self):
+        """The second call is in the worker's pipe while the first runs:
+        that is the pipeline (a lease would make it wait for a worker)."""
+        srv = self.server()
+        ctl = srv.control()
+        self.addCleanup(ctl.close)
+        events = srv.control().trace(EVENTS)
+        self.addCleanup(events.close)
+        fifo = os.path.join(srv.dir, "ready-piped")
+        os.mkfifo(fifo)
+        held = srv.hold("wait", {"secs": 600, "ready": fifo})
+        wait_opened(fifo)
+        second = srv.hold("add_later", {"a": 1, "b": 1})
+        st = events.until(srv, lambda st: st["workers"][0]["in_flight"] == 2)
+        self.assertEqual(st["size"], 1)
+        # The first hangs up: cancelled (on_client_death: cancel); the
+        # second is answered by the same worker.
+        held.close()
+        f = second.makefile("rb")
+        code, hdrs, body = read_response(f)
+        self.assertEqual((code, body), (200, b"2"))
+        f.close()
+        second.close()
+        until_idle(srv, events)
+        self.assertEqual(srv.marks_text().count("cancelled"), 1)
+        self.assertEqual(ctl.status()["restarts"], 0)
+
+    def test_hangup_finish_lets_it_run(self):
+        """on_client_death: finish: a piped call whose client hangs up runs
+        to its end (no CANCEL); the worker serves on."""
+        srv = self.server(death="finish")
+        events = srv.control().trace(EVENTS)
+        self.addCleanup(events.close)
+        fifo = os.path.join(srv.dir, "ready-finish")
+        os.mkfifo(fifo)
+        held = srv.hold("wait", {"secs": 1, "ready": fifo})
+        wait_opened(fifo)
+        held.close()
+        until_idle(srv, events)
+        self.assertEqual(srv.marks_text().count("cancelled"), 0)
+        self.assertEqual(srv.call("add_later", {"a": 1, "b": 2})[2], b"3")
+
+    def test_deadline_504(self):
+        srv = self.server()
+        events = srv.control().trace(EVENTS)
+        self.addCleanup(events.close)
+        st, h, body = srv.call("wait", {"secs": 600},
+                               headers={"X-Deadline-Ms": "100"})
+        self.assertEqual(st, 504)
+        self.assertEqual(h["X-Call-Started"], "yes")
+        until_idle(srv, events)
+        self.assertEqual(srv.marks_text().count("cancelled"), 1)
+
+    def test_busy_503_never_started(self):
+        """Past the pipeline and max_waiters: 503, X-Call-Started: no."""
+        srv = self.server(checkout={"max_waiters": 0})
+        events = srv.control().trace(EVENTS)
+        self.addCleanup(events.close)
+        fifo = os.path.join(srv.dir, "ready-busy")
+        os.mkfifo(fifo)
+        first = srv.hold("wait", {"secs": 600, "ready": fifo})
+        wait_opened(fifo)
+        second = srv.hold("wait", {"secs": 600})
+        events.until(srv, lambda st: st["workers"][0]["in_flight"] == 2)
+        st, h, body = srv.call("add_later", {"a": 1, "b": 2})
+        self.assertEqual(st, 503)
+        self.assertEqual(h["X-Call-Started"], "no")
+        self.assertEqual(json.loads(body)["error"], "PP_EBUSY")
+        first.close()
+        second.close()
+        until_idle(srv, events)
+
+
 # ------------------------------------------------------------ the listener
 
 
