@@ -180,7 +180,7 @@ def measure(a, W):
 
     cfg = os.path.join(tmp, "pool.yaml")
     with open(cfg, "w") as f:
-        f.write("name: httpbench\nsize: %d\nworker:\n  allow_root: true\n  command: [%s, %s, %s]\n"
+        f.write("name: httpbench\nsize: %d\nworker:\n  allow_root: true\n  pipeline_depth: 2\n  command: [%s, %s, %s]\n"
                 "control:\n  socket: %s\n"
                 % (W, json.dumps(a.python),
                    json.dumps(os.path.join(ROOT, "bridge", "python", "portpool_worker.py")),
@@ -188,7 +188,7 @@ def measure(a, W):
                    json.dumps(os.path.join(tmp, "pool.sock"))))
 
     servers = {}
-    pp = Server("portpool", "portpool (`poolctl serve --listen`, size %d)" % W,
+    pp = Server("portpool", "portpool (`poolctl serve --listen`, size %d, pipeline_depth 2)" % W,
                 [a.poolctl, "serve", "-c", cfg, "--listen", "127.0.0.1:0"], tmp)
     servers["portpool"] = pp
     gport = {"gsync": free_port(), "gthread": free_port()}
@@ -398,8 +398,11 @@ def write_md(a, results):
                          capture_output=True, text=True).stdout.strip(),
           subprocess.run([a.gunicorn, "--version"], capture_output=True,
                          text=True).stdout.split("version")[-1].strip(" )\n")))
-    w("- Servers: {}; defaults otherwise (portpool: `worker.pipeline_depth 1`, "
-      "`worker.concurrency 1`; gunicorn: `--keep-alive 2`, no access log).".format(
+    w("- Servers: {}; defaults otherwise (portpool: `worker.concurrency 1`; "
+      "`worker.pipeline_depth 2` lets the HTTP face hand a worker its next "
+      "request before it answers this one, as gthread's threads queue "
+      "requests per worker: the worker count stays equal; gunicorn: "
+      "`--keep-alive 2`, no access log).".format(
           "; ".join(labels0[n] for n in order0)))
     w("- Behind HAProxy: one `haproxy -db` ({}), one frontend and backend "
       "per server, `mode http`, `balance leastconn`, one server each, "
