@@ -173,6 +173,21 @@ pp_pool_options_t rec_options(rec_t *r) {
   return o;
 }
 
+pp_pool_t *rec_pool_open(rec_t *r, pp_config_t *cfg) {
+  pp_pool_options_t o;
+  pp_pool_t *pool;
+  pp_diag_t d;
+  int rc;
+
+  rec_init(r);
+  o = rec_options(r);
+  rc = pp_pool_open(cfg, &o, &pool, &d);
+  if (rc != 0)
+    fail_msg("pp_pool_open: %s: %s", pp_strerror(rc), d.message);
+  pp_config_free(cfg);
+  return pool;
+}
+
 char *fixture_path(const char *name) {
   const char *dir = test_path("PP_FIXTURES");
   char *p;

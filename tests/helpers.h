@@ -73,6 +73,10 @@ void assert_workers_kept(pp_pool_t *pool, rec_t *rec);
  * PP_TEST_VERBOSE is set. */
 pp_pool_options_t rec_options(rec_t *r);
 
+/* pp_pool_open with r's options (r initialised first), or fail the test
+ * with the diag; cfg is freed. */
+pp_pool_t *rec_pool_open(rec_t *r, pp_config_t *cfg);
+
 /* Full path of a fixture file (static buffer per call site is not safe
  * across threads; the result is malloc'd and freed by the caller). */
 char *fixture_path(const char *name);

@@ -23,18 +23,7 @@
 static rec_t rec;
 
 static pp_pool_t *open_cfg(pp_config_t *cfg) {
-  pp_pool_options_t o;
-  pp_pool_t *pool;
-  pp_diag_t d;
-  int r;
-
-  rec_init(&rec);
-  o = rec_options(&rec);
-  r = pp_pool_open(cfg, &o, &pool, &d);
-  if (r != 0)
-    fail_msg("pp_pool_open: %s: %s", pp_strerror(r), d.message);
-  pp_config_free(cfg);
-  return pool;
+  return rec_pool_open(&rec, cfg);
 }
 
 static void close_pool(pp_pool_t *pool) {
