@@ -85,6 +85,19 @@ void figure(const char *scen, const char *name, double v, const char *unit,
  * path, in seconds; *ppid its parent (0 when unreadable). */
 double pid_cpu_s(const char *path, int *ppid);
 
+/* Rss, Pss and private bytes, of a process or summed (procmem.c). */
+typedef struct memsum {
+  int n;
+  double rss, pss, priv;
+} memsum_t;
+/* Rss, Pss and private (Private_Clean + Private_Dirty) bytes of a process,
+ * from /proc/PID/smaps_rollup; 0 when it is gone. */
+void proc_smaps(int pid, double *rss, double *pss, double *priv);
+/* Summed over the pool's workers (their pids from pp_pool_status). */
+memsum_t pool_workers_mem(pp_pool_t *pool);
+/* Our children whose command line mentions `needle` (the zygote). */
+memsum_t children_mem(const char *needle);
+
 /* CPU used by other processes while a scenario runs: foreign_begin before,
  * foreign_end (CPUs busy meanwhile) while the scenario's workers still
  * live, foreign_report prints it as a figure. */

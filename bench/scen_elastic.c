@@ -7,7 +7,6 @@
  * of the workers' summed PSS (the zygote's added). */
 #include "bench.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,63 +101,11 @@ static void *sampler(void *arg) {
   return NULL;
 }
 
-static double pss_of(int pid) {
-  char path[64], line[256];
-  double pss = 0;
-  long v;
-  FILE *f;
-
-  snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", pid);
-  if ((f = fopen(path, "r")) == NULL)
-    return 0;
-  while (fgets(line, sizeof(line), f))
-    if (sscanf(line, "Pss: %ld kB", &v) == 1)
-      pss = (double)v * 1024;
-  fclose(f);
-  return pss;
-}
-
 /* The workers' PSS summed, and the zygote's (our child running
  * portpool_zygote.py), in MiB. */
 static double pool_pss(pp_pool_t *pool) {
-  char path[300], buf[4096];
-  struct dirent *e;
-  double sum = 0;
-  pp_status_t st;
-  int me = (int)getpid(), ppid;
-  DIR *d;
-
-  if (pp_pool_status(pool, &st) == 0) {
-    for (int i = 0; i < st.nworkers; i++)
-      if (st.workers[i].pid > 0)
-        sum += pss_of(st.workers[i].pid);
-    pp_status_free(&st);
-  }
-  if ((d = opendir("/proc")) != NULL) {
-    while ((e = readdir(d)) != NULL) {
-      FILE *f;
-      size_t n, i;
-      if (e->d_name[0] < '1' || e->d_name[0] > '9')
-        continue;
-      snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-      pid_cpu_s(path, &ppid);
-      if (ppid != me)
-        continue;
-      snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-      if ((f = fopen(path, "r")) == NULL)
-        continue;
-      n = fread(buf, 1, sizeof(buf) - 1, f);
-      fclose(f);
-      for (i = 0; i < n; i++)
-        if (buf[i] == '\0')
-          buf[i] = ' ';
-      buf[n] = '\0';
-      if (strstr(buf, "portpool_zygote.py"))
-        sum += pss_of(atoi(e->d_name));
-    }
-    closedir(d);
-  }
-  return sum / 1048576.0;
+  return (pool_workers_mem(pool).pss + children_mem("portpool_zygote.py").pss) /
+         1048576.0;
 }
 
 static int cmp_double(const void *a, const void *b) {
