@@ -42,6 +42,63 @@ static double median_us(uint64_t *v, int n) {
   return (double)v[n / 2] / 1e3;
 }
 
+/* Where a big pool's time to ready goes: each slot's first SPAWN and
+ * HELLO (trace events, pool lock held, so no lock of our own). */
+typedef struct ready_trace {
+  int n, nspawn, nhello, nlog;
+  uint64_t *spawn, *hello; /* by order of arrival */
+} ready_trace_t;
+
+static void on_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *d) {
+  ready_trace_t *rt = d;
+  (void)pool;
+  if (ev->type == PP_TRACE_SPAWN && rt->nspawn < rt->n)
+    rt->spawn[rt->nspawn++] = ev->ts_ns;
+  else if (ev->type == PP_TRACE_HELLO && rt->nhello < rt->n)
+    rt->hello[rt->nhello++] = ev->ts_ns;
+}
+
+/* The pool's log: the first lines on stderr, the rest only counted (a
+ * failed 1024-worker open logs two lines per worker). */
+static void on_log(pp_pool_t *pool, const char *line, void *d) {
+  ready_trace_t *rt = d;
+  (void)pool;
+  if (rt->nlog++ < 4)
+    fprintf(stderr, "%s\n", line);
+}
+
+/* Figures from the trace: when (after pp_pool_open began at t0) the
+ * first and last fork request was sent (SPAWN) and worker said HELLO, and
+ * over how long each quarter of the HELLOs arrived (equal quarters: a
+ * constant cost per worker). */
+static void ready_breakdown(int n, const ready_trace_t *rt, uint64_t t0) {
+  char name[96];
+  int q;
+
+  if (rt->nspawn < n || rt->nhello < n) {
+    fprintf(stderr, "ppbench: scale %d: traced %d spawns, %d hellos\n", n,
+            rt->nspawn, rt->nhello);
+    return;
+  }
+#define AT(x) ((double)((x) - t0) / 1e9)
+  snprintf(name, sizeof(name), "workers %d: first spawn at", n);
+  figure("scale", name, AT(rt->spawn[0]), "s", "trace SPAWN after open");
+  snprintf(name, sizeof(name), "workers %d: last spawn at", n);
+  figure("scale", name, AT(rt->spawn[n - 1]), "s", "trace SPAWN after open");
+  snprintf(name, sizeof(name), "workers %d: first hello at", n);
+  figure("scale", name, AT(rt->hello[0]), "s", "trace HELLO after open");
+  snprintf(name, sizeof(name), "workers %d: last hello at", n);
+  figure("scale", name, AT(rt->hello[n - 1]), "s", "trace HELLO after open");
+  for (q = 0; q < 4 && n >= 4; q++) {
+    uint64_t a = q ? rt->hello[q * n / 4 - 1] : rt->hello[0];
+    uint64_t b = rt->hello[(q + 1) * n / 4 - 1];
+    snprintf(name, sizeof(name), "workers %d: hello quarter %d", n, q + 1);
+    figure("scale", name, (double)(b - a) / 1e9, "s",
+           "HELLOs of this quarter of the workers arrived over this long");
+  }
+#undef AT
+}
+
 /* One pool of n zygote workers on the raw echo handler. */
 static int scale_pool(int n, const char *handler) {
   const char *scen = "scale";
@@ -53,15 +110,37 @@ static int scale_pool(int n, const char *handler) {
   char name[96];
   pp_status_t st;
   pp_pool_t *pool;
+  ready_trace_t rt = {0};
+  pp_pool_options_t popts = {
+      .trace = on_trace, .trace_data = &rt, .log = on_log, .log_data = &rt};
+  pp_config_t *cfg = NULL;
+  pp_diag_t diag;
   uint64_t t0;
+  int r;
 
   if (ck_ns == NULL || held == NULL)
     goto done;
   h0 = heap_bytes();
   r0 = self_rss();
-  pool = open_pool_ex(n, 1, handler, NULL, 1, "zygote", &t_ready);
-  if (pool == NULL)
+  rt.n = n;
+  rt.spawn = calloc((size_t)n, sizeof(uint64_t));
+  rt.hello = calloc((size_t)n, sizeof(uint64_t));
+  cfg = bench_config(n, 1, handler, NULL, 1, "zygote");
+  if (cfg == NULL || rt.spawn == NULL || rt.hello == NULL)
     goto done;
+  t0 = bench_now_ns();
+  r = pp_pool_open(cfg, &popts, &pool, &diag);
+  t_ready = (double)(bench_now_ns() - t0) / 1e9;
+  if (r != 0) {
+    fprintf(stderr, "pp_pool_open: %s: %s (%d log lines)\n", pp_strerror(r),
+            diag.message, rt.nlog);
+    snprintf(name, sizeof(name), "workers %d: open failed", n);
+    figure(scen, name, t_ready, "s", "pp_pool_open failed after this long");
+    snprintf(name, sizeof(name), "workers %d: spawned before the failure", n);
+    figure(scen, name, rt.nspawn, "workers", "trace SPAWN events");
+    goto done;
+  }
+  ready_breakdown(n, &rt, t0);
   heap_w = (heap_bytes() - h0) / n;
   rss_w = (self_rss() - r0) / n;
 
@@ -111,6 +190,9 @@ static int scale_pool(int n, const char *handler) {
             nheld, n - 1, nck);
   rc = 0;
 done:
+  pp_config_free(cfg);
+  free(rt.spawn);
+  free(rt.hello);
   free(ck_ns);
   free(held);
   return rc;
