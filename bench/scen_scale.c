@@ -80,7 +80,7 @@ static void ready_breakdown(int n, const ready_trace_t *rt, uint64_t t0) {
             rt->nspawn, rt->nhello);
     return;
   }
-#define AT(x) ((double)((x) - t0) / 1e9)
+#define AT(x) ((double)((x)-t0) / 1e9)
   snprintf(name, sizeof(name), "workers %d: first spawn at", n);
   figure("scale", name, AT(rt->spawn[0]), "s", "trace SPAWN after open");
   snprintf(name, sizeof(name), "workers %d: last spawn at", n);
@@ -221,8 +221,7 @@ static int scale_callers(const char *handler) {
   O.duration = 0.6;
   O.rounds = 1;
   for (i = 0; i < sizeof(threads) / sizeof(threads[0]); i++, k++) {
-    snprintf(names[k], sizeof(names[k]), "threads %d: pp_call",
-             threads[i]);
+    snprintf(names[k], sizeof(names[k]), "threads %d: pp_call", threads[i]);
     cs[k] = (contender_t){.name = names[k],
                           .nthreads = threads[i],
                           .fn = pool_call_thread,
