@@ -40,6 +40,8 @@ while [ "$i" -le "$runs" ]; do
   i=$((i + 1))
 done
 mkdir -p "$here/results"
+# The last run's figures stay beside the plots, to redo them.
+cp "$out/run$runs.jsonl" "$here/results/scale.jsonl"
 # shellcheck disable=SC2086
 "$python" "$here/scale_report.py" --command "bench/scale.sh" \
   --out "$here/results/scale.md" --plots "$here/results" $files

@@ -210,10 +210,14 @@ unset multiplot
             ys_tot = [None if y is None else y * n for y, n in zip(ys, SIZES)]
             facs, worst = growth(SIZES, ys_tot)
             txt = ", ".join("%.2f" % (f / 4) for f in facs)
-            L.append("| %s (per unit, flat = 1.0) | %s | %s |" % (
-                lab, txt, verdict(worst, "per") if key != "checkout" else
-                ("constant" if worst and worst <= 5 else
-                 "**grows with size**")))
+            if key == "rss per worker":
+                v = "not a per-worker cost (see below)"
+            elif key == "checkout":
+                v = ("constant" if worst and worst <= 5 else
+                     "**grows with size**")
+            else:
+                v = verdict(worst, "per")
+            L.append("| %s (per unit, flat = 1.0) | %s | %s |" % (lab, txt, v))
         else:
             facs, worst = growth(SIZES, ys)
             L.append("| %s | %s | %s |" % (
@@ -231,6 +235,40 @@ unset multiplot
                      READY_TARGET_S,
                      "failed after %s ms, %s fork requests sent" % (
                          fmt((failed[1024] or 0) * 1e3), fmt(spawned[1024]))))
+    L.append("Pool RSS per worker is the pool process's RSS growth while "
+             "the pool opens, over its size; the sizes run one after the "
+             "other in one process, and heap a closed pool freed stays "
+             "resident, so it only counts growth past the earlier pools' "
+             "high-water mark (at 256: 256 x ~4 KB of heap less 64 x ~4 KB "
+             "already resident).  The heap per worker (mallinfo2) is the "
+             "per-worker cost: flat at ~4 KB.\n")
+    if r1024 is None and spawned[1024] is not None:
+        L.append("Why 1024 fails here: the pool sends every fork request "
+                 "(9 bytes, `F` + slot + generation) to the zygote in one "
+                 "loop turn, on its non-blocking `SOCK_SEQPACKET` socket "
+                 "(pool/worker/zygote.c `zygote_spawn`); the socket's send "
+                 "buffer (`net.core.wmem_default` 212992 B, ~768 B of "
+                 "truesize per message) holds 278 of them, and the 279th "
+                 "`send()` fails with EAGAIN, which the pool takes for a "
+                 "failed spawn (\"spawn failed: resource temporarily "
+                 "unavailable\"), fatal at boot.  A Python socketpair of "
+                 "the same kind takes exactly 278 sends of 9 bytes before "
+                 "EAGAIN.  The fix belongs in the pool (queue the requests "
+                 "and send them on writable), not here.\n")
+    big = [n for n in SIZES if n >= 64 and
+           med(figs.get("workers %d: last hello at" % n, [])) is not None]
+    if big:
+        n = big[-1]
+        fh = med(figs["workers %d: first hello at" % n])
+        lh = med(figs["workers %d: last hello at" % n])
+        per = (lh - fh) / (n - 1)
+        L.append("Time to ready is the zygote's start (first HELLO at %.0f ms) "
+                 "plus a constant %.2f ms per worker (the HELLOs of a "
+                 "%d-worker pool arrive evenly: equal quarters below), i.e. "
+                 "the zygote forking one child after another on 2 CPUs; "
+                 "extrapolated, 1024 workers would take about %.2f s once "
+                 "they can be requested.\n" % (fh * 1e3, per * 1e3, n,
+                                                fh + per * 1023))
     # trace breakdown
     rows = []
     for n in SIZES:
@@ -287,6 +325,12 @@ unset multiplot
                                "holds" if ys2[-1] >= 0.7 * max(ys2) else
                                "**falls off**"))
     L.append("")
+    L.append("Each caller point is one window of ~0.6 s after a 0.15 s "
+             "warm-up; each `pp_call_async` point starts a 2-worker pool of "
+             "its own and puts all its calls in flight at once, so at "
+             "4096 and 65,536 in flight (p50 tens to hundreds of ms) a "
+             "window holds only a few turns of the whole queue and "
+             "calls/s there is a lower bound.\n")
     with open(a.out, "w") as f:
         f.write("\n".join(L) + "\n")
     if not have_gp:
