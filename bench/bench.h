@@ -211,6 +211,7 @@ int scen_prewarm(void);
 int scen_memory(void);
 int scen_zygote(void);
 int scen_elastic(void); /* not in `all`: bench/elastic.sh */
+int scen_scale(void);   /* not in `all`: bench/scale.sh */
 
 /* sizeof() of a core's private type (or "type.member" offset) from
  * ppbench_sizes; -1 when unknown.  scen_memory.c */

@@ -36,11 +36,13 @@ static void usage(FILE *f) {
   fprintf(
       f,
       "usage: ppbench [options] "
-      "[all|latency|many|cpu|big|prewarm|zygote|memory|anatomy|elastic]\n"
+      "[all|latency|many|cpu|big|prewarm|zygote|memory|anatomy|elastic|scale]\n"
       "  all runs every scenario but anatomy (a profile aid, see "
       "bench/profile.sh)\n"
       "  and elastic (bursts on an elastic pool vs a fixed one, see "
       "bench/elastic.sh)\n"
+      "  and scale (cost against pool size and callers, see "
+      "bench/scale.sh)\n"
       "  --payload N        payload bytes (default 64; big: 65536)\n"
       "  --callers N        caller threads on the pool (latency 1, many 64)\n"
       "  --workers N        pool size / floor workers (latency 1, many 2)\n"
@@ -292,7 +294,8 @@ int main(int argc, char **argv) {
   if (!all && !is(O.mode, "latency") && !is(O.mode, "many") &&
       !is(O.mode, "cpu") && !is(O.mode, "big") && !is(O.mode, "prewarm") &&
       !is(O.mode, "zygote") && !is(O.mode, "memory") &&
-      !is(O.mode, "anatomy") && !is(O.mode, "elastic")) {
+      !is(O.mode, "anatomy") && !is(O.mode, "elastic") &&
+      !is(O.mode, "scale")) {
     fprintf(stderr, "ppbench: unknown mode %s\n", O.mode);
     usage(stderr);
     return 2;
@@ -359,6 +362,8 @@ int main(int argc, char **argv) {
     rc |= scen_anatomy();
   if (is(O.mode, "elastic"))
     rc |= scen_elastic();
+  if (is(O.mode, "scale"))
+    rc |= scen_scale();
   loadavg("at end");
   targets();
   if (J)

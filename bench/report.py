@@ -399,6 +399,14 @@ def main():
             w(f.read().rstrip())
             w("")
 
+    # bench/scale.sh's section (how cost grows with size), measured apart.
+    scale_md = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "results", "scale.md")
+    if os.path.exists(scale_md):
+        with open(scale_md) as f:
+            w(f.read().rstrip())
+            w("")
+
     # bench/http.sh's section (HTTP face vs gunicorn), measured apart: kept
     # last, as http.sh splices it.
     http_md = os.path.join(os.path.dirname(os.path.abspath(__file__)),
