@@ -747,8 +747,37 @@ static void test_stress_scaling(void **state) {
   uv_mutex_destroy(&rng_mu);
 }
 
+/* More forks asked at once than the zygote's socket buffer holds (about
+ * 280 requests on Linux's default): the rest wait for room, none fails,
+ * none is restarted. */
+#define MANY 400
+static void test_zygote_many_at_once(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  pp_buf_t reply = {0};
+  pp_status_t st;
+  pp_pool_t *pool;
+  pp_diag_t d;
+
+  (void)state;
+  cfg_set(cfg, "worker.start", "zygote");
+  pool = open_cfg(cfg);
+  assert_int_equal(pp_pool_scale(pool, MANY, 0), 0);
+  assert_int_equal(rec_wait(&rec, PP_TRACE_HELLO, MANY, GUARD), 0);
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  assert_int_equal(st.size, MANY);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.backoff + st.fatal, 0);
+  pp_status_free(&st);
+  assert_int_equal(rec_count(&rec, PP_TRACE_RESTART), 0);
+  assert_int_equal(pp_call_cmd(pool, "echo", "7", &reply, GUARD, &d), 0);
+  assert_memory_equal(reply.data, "7", 1);
+  pp_buf_free(&reply);
+  close_pool(pool);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_zygote_many_at_once),
       cmocka_unit_test(test_grow_each_face),
       cmocka_unit_test(test_grow_by_waiters),
       cmocka_unit_test(test_shrink_idle),

@@ -32,7 +32,14 @@ struct pp__zygote {
   int open;  /* handles not yet closed */
   int alive; /* the process has not exited */
   int stopping;
+  /* Fork requests the socket had no room for yet (ZREQ bytes each, in
+   * order): its buffer holds a few hundred, and a pool may ask for more
+   * at once; they go as the zygote reads (on_socket, UV_WRITABLE). */
+  unsigned char *pend;
+  size_t plen, pcap;
 };
+
+#define ZREQ 9 /* 'F' + slot + generation */
 
 int pp__pidfd_signal(int pidfd, int sig) {
   return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
@@ -49,6 +56,7 @@ static void zygote_maybe_free(pp__zygote_t *z) {
     pool->zygote = NULL;
   pp__queue_remove(&z->node);
   pool->nzygotes--;
+  free(z->pend);
   free(z);
   pool->live--;
   if (pool->stopping)
@@ -270,6 +278,53 @@ static void adopt(pp__zygote_t *z, uint32_t id, uint32_t gen, int pid,
   pp__proc_read_start(proc);
 }
 
+static void on_socket(uv_poll_t *h, int status, int events);
+
+/* Send the queued fork requests the socket has room for, and watch it
+ * for room while some are left (loop thread, lock held).  A send that
+ * fails otherwise (the zygote is gone) drops them: its exit abandons
+ * every fork not adopted. */
+static void zygote_flush(pp__zygote_t *z) {
+  size_t off = 0;
+  ssize_t n;
+
+  while (off < z->plen && z->fd >= 0) {
+    n = send(z->fd, z->pend + off, ZREQ, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno == EAGAIN)
+      break;
+    if (n != ZREQ) {
+      off = z->plen;
+      break;
+    }
+    off += ZREQ;
+  }
+  memmove(z->pend, z->pend + off, z->plen - off);
+  z->plen -= off;
+  if (z->fd >= 0)
+    uv_poll_start(&z->poll, UV_READABLE | (z->plen ? UV_WRITABLE : 0),
+                  on_socket);
+}
+
+/* Queue a fork request (see pend). */
+static int zygote_ask(pp__zygote_t *z, const unsigned char req[ZREQ]) {
+  if (z->plen + ZREQ > z->pcap) {
+    size_t cap = z->pcap ? z->pcap * 2 : 64 * ZREQ;
+    unsigned char *p = realloc(z->pend, cap);
+
+    if (p == NULL)
+      return UV_ENOMEM;
+    z->pend = p;
+    z->pcap = cap;
+  }
+  memcpy(z->pend + z->plen, req, ZREQ);
+  z->plen += ZREQ;
+  if (z->plen == ZREQ) /* else it waits behind the others, and for room */
+    zygote_flush(z);
+  return 0;
+}
+
 static void on_socket(uv_poll_t *h, int status, int events) {
   pp__zygote_t *z = h->data;
   pp_pool_t *pool = z->pool;
@@ -282,8 +337,9 @@ static void on_socket(uv_poll_t *h, int status, int events) {
   int fds[4];
   ssize_t n;
 
-  (void)events;
   pp__lock(pool);
+  if (status >= 0 && (events & UV_WRITABLE))
+    zygote_flush(z);
   for (;;) {
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = &iov;
@@ -298,6 +354,7 @@ static void on_socket(uv_poll_t *h, int status, int events) {
     if (n <= 0) {
       /* The zygote is gone or going: stop listening; its exit follows. */
       uv_poll_stop(h);
+      z->plen = 0;
       break;
     }
     cm = CMSG_FIRSTHDR(&msg);
@@ -549,11 +606,12 @@ static int zygote_prepare(pp_pool_t *pool, pp_diag_t *diag) {
 static int zygote_spawn(pp__slot_t *slot, uint32_t generation,
                         pp__proc_t **out) {
   pp_pool_t *pool = slot->pool;
-  unsigned char req[9];
+  unsigned char req[ZREQ];
   uint32_t v;
   pp__proc_t *proc;
   int r;
 
+  PP_ASSERT_LOOP(pool);
   if ((pool->zygote == NULL || !pool->zygote->alive) &&
       (r = zygote_start(pool)) != 0)
     return r;
@@ -578,8 +636,7 @@ static int zygote_spawn(pp__slot_t *slot, uint32_t generation,
   memcpy(req + 1, &v, 4);
   v = htonl(generation);
   memcpy(req + 5, &v, 4);
-  if (send(pool->zygote->fd, req, sizeof(req), MSG_NOSIGNAL) != sizeof(req)) {
-    r = uv_translate_sys_error(errno);
+  if ((r = zygote_ask(pool->zygote, req)) != 0) {
     pp__proc_abort(proc);
     return r;
   }
