@@ -622,9 +622,9 @@ static void on_piped(const pp_result_t *res, void *data) {
     maybe_free(r);
     return;
   }
-  /* Refused before any worker had it: never started. */
-  if (res->status == PP_EBUSY || res->status == PP_EDEGRADED)
-    r->started = 0;
+  /* Refused, or ended while it waited for a worker (its deadline, a
+   * drain): never started, and a 503 for a drain, not a 502. */
+  r->started = res->sent;
   if (res->status == 0)
     answer(r, MHD_HTTP_OK,
            res->binary ? "application/octet-stream" : "application/json",

@@ -954,6 +954,26 @@ class TestPiped(unittest.TestCase):
         until_idle(srv, events)
         self.assertEqual(srv.marks_text().count("cancelled"), 1)
 
+    def test_deadline_while_waiting_never_started(self):
+        """A piped call whose deadline passes while it waits for room in a
+        pipeline never reached a worker: 504, X-Call-Started: no."""
+        srv = self.server()
+        events = srv.control().trace(EVENTS)
+        self.addCleanup(events.close)
+        fifo = os.path.join(srv.dir, "ready-waiting")
+        os.mkfifo(fifo)
+        first = srv.hold("wait", {"secs": 600, "ready": fifo})
+        wait_opened(fifo)
+        second = srv.hold("wait", {"secs": 600})
+        events.until(srv, lambda st: st["workers"][0]["in_flight"] == 2)
+        st, h, body = srv.call("add_later", {"a": 1, "b": 2},
+                               headers={"X-Deadline-Ms": "50"})
+        self.assertEqual(st, 504)
+        self.assertEqual(h["X-Call-Started"], "no")
+        first.close()
+        second.close()
+        until_idle(srv, events)
+
     def test_busy_503_never_started(self):
         """Past the pipeline and max_waiters: 503, X-Call-Started: no."""
         srv = self.server(checkout={"max_waiters": 0})
