@@ -840,6 +840,10 @@ typedef struct pp_result {
   int binary;            /* the reply is bytes a handler returned, not JSON */
   const pp_diag_t *diag; /* why it failed; NULL when status is 0 */
   pp_lease_t *lease;     /* pp_request_with: its lease; else NULL */
+  /* The request reached a worker, which may have run it; 0: it never
+   * did (refused, or ended while it waited), safe to send again.
+   * Always 1 for pp_request_with. */
+  int sent;
 } pp_result_t;
 typedef void (*pp_result_cb)(const pp_result_t *res, void *data);
 

@@ -103,7 +103,7 @@ void pp__acall_deliver(pp_pool_t *pool, pp__acall_t *a) {
   memset(&d, 0, sizeof(d));
   snprintf(d.message, sizeof(d.message), "%s", a->msg);
   pp__done_call(&a->done, NULL, a->status, a->reply ? a->reply : "",
-                a->reply_len, a->binary, a->status ? &d : NULL);
+                a->reply_len, a->binary, a->status ? &d : NULL, a->placed);
   if (a->ghost) {
     /* Still in its ring: freed when it leaves (ghost_done). */
     pp__lock(pool);

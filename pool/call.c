@@ -57,7 +57,7 @@ void pp__count_stale(pp__proc_t *proc) {
 
 void pp__done_call(const pp__done_t *done, pp_lease_t *lease, int status,
                    const char *reply, size_t len, int binary,
-                   const pp_diag_t *diag) {
+                   const pp_diag_t *diag, int sent) {
   pp_result_t res;
 
   if (done->result) {
@@ -67,6 +67,7 @@ void pp__done_call(const pp__done_t *done, pp_lease_t *lease, int status,
     res.binary = binary;
     res.diag = diag;
     res.lease = lease;
+    res.sent = sent;
     done->result(&res, done->data);
   } else if (done->reply) {
     done->reply(lease, status, reply, len, diag, done->data);

@@ -762,7 +762,7 @@ void pp__reply_deliver(pp_lease_t *lease) {
     reply_diag(lease, &d);
     pp__done_call(&done, lease,
                   lease->status == 0 ? PP_ECANCELED : lease->status, "", 0, 0,
-                  &d);
+                  &d, 1);
     pp__lock(pool);
     lease_recycle(lease);
     pp__unlock(pool);
@@ -772,7 +772,7 @@ void pp__reply_deliver(pp_lease_t *lease) {
   reply_diag(lease, &d);
   pp__done_call(&done, lease, lease->status, lease->reply ? lease->reply : "",
                 lease->reply_len, lease->req->reply_binary,
-                lease->status ? &d : NULL);
+                lease->status ? &d : NULL, 1);
 }
 
 static int request(pp_lease_t *lease, const void *payload, size_t len,

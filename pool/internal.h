@@ -718,10 +718,10 @@ int pp__call_fail(pp__proc_t *proc, int r, char *msg, size_t cap);
  * into a request unescaped. */
 int pp__identifier(const char *s, size_t max);
 /* Call a loop-face call's callback, in the form it was given (lock not
- * held). */
+ * held).  sent: the request reached a worker (pp_result_t). */
 void pp__done_call(const pp__done_t *done, pp_lease_t *lease, int status,
                    const char *reply, size_t len, int binary,
-                   const pp_diag_t *diag);
+                   const pp_diag_t *diag, int sent);
 /* A call's options (lock not needed): 0, UV_EINVAL for a token of another
  * pool or a bad cmd, PP_ETIMEDOUT for a one-shot call's timeout_ms 0 (no
  * time at all; a lease call's 0 is no timeout); diag says which. */

@@ -155,12 +155,17 @@ static void arm(pp_pool_t *pool, uint64_t due_ns, uint64_t now) {
 
 /* How many checkouts of every kind (leases, pipelined and async calls)
  * have waited since `before` or earlier; *all gets how many wait in all,
- * *next the earliest start of the others (0: none). */
+ * *workers how many workers they need (a lease takes one; pipelined and
+ * async calls share one, as many as its pipeline holds), *next the
+ * earliest start of the others (0: none). */
 static int waiting_since(pp_pool_t *pool, uint64_t before, int *all,
-                         uint64_t *next) {
+                         int *workers, uint64_t *next) {
+  const pp_config_t *cfg = pool->cfg;
+  int depth = cfg->concurrency > cfg->pipeline_depth ? cfg->concurrency
+                                                     : cfg->pipeline_depth;
   pp__queue_t *q;
   uint64_t at;
-  int n = 0, kind;
+  int n = 0, kind, leases = 0;
 
   *next = 0;
   *all = 0;
@@ -180,30 +185,35 @@ static int waiting_since(pp_pool_t *pool, uint64_t before, int *all,
         at = pp__container_of(q, pp__acall_t, node)->start_ns;
       }
       (*all)++;
+      leases += kind == 0;
       if (at <= before)
         n++;
       else if (*next == 0 || at < *next)
         *next = at;
     }
   }
+  if (depth < 1)
+    depth = 1;
+  *workers = leases + (*all - leases + depth - 1) / depth;
   return n;
 }
 
-/* Once a checkout has waited past scale.up_after, grow by every checkout
- * waiting (a burst's callers arrive within a few ms of each other: the
- * first look takes them all, not a staircase of looks), less the workers
+/* Once a checkout has waited past scale.up_after, grow by the workers
+ * every checkout waiting needs (pipelined calls share one; a burst's
+ * callers arrive within a few ms of each other: the first look takes
+ * them all, not a staircase of looks), less the workers
  * already starting or idle for them, at most scale.max_starting starting
  * at once and up to size's max.  Never more than are waiting: growth
  * cannot overshoot the demand.  *due: when to look again (0: nobody
  * waits). */
 static void grow(pp_pool_t *pool, uint64_t now, uint64_t *due) {
   uint64_t up = pool->cfg->scale_up_after_ms * 1000000ull, next;
-  int late, waiting, starting = 0, coming = 0, add, i;
+  int late, waiting, need, starting = 0, coming = 0, add, i;
   char after[32];
 
   if (pool->target_size >= pool->size_max || pool->scale_blocked[0])
     return;
-  late = waiting_since(pool, now >= up ? now - up : 0, &waiting, &next);
+  late = waiting_since(pool, now >= up ? now - up : 0, &waiting, &need, &next);
   if (late == 0) {
     *due = next ? next + up : 0;
     return;
@@ -225,7 +235,7 @@ static void grow(pp_pool_t *pool, uint64_t now, uint64_t *due) {
     if (!pool->slots[i]->removing &&
         pool->slots[i]->state == PP_WORKER_STARTING)
       starting++;
-  add = waiting - coming;
+  add = need - coming;
   if (add > pool->cfg->scale_max_starting - starting)
     add = pool->cfg->scale_max_starting - starting;
   if (add > pool->size_max - pool->target_size)

@@ -70,7 +70,8 @@ struct pc_http {
    * from the pool's status; stale once a worker said HELLO again. */
   char *kinds;
   atomic_int kinds_stale;
-  int trace_id; /* its HELLO watch; -1: none */
+  atomic_int hello_seen; /* a worker said HELLO: the kinds are known */
+  int trace_id;          /* its HELLO watch; -1: none */
 };
 
 /* What a connection carries across its requests (keep-alive). */
@@ -622,9 +623,9 @@ static void on_piped(const pp_result_t *res, void *data) {
     maybe_free(r);
     return;
   }
-  /* Refused before any worker had it: never started. */
-  if (res->status == PP_EBUSY || res->status == PP_EDEGRADED)
-    r->started = 0;
+  /* Refused, or ended while it waited for a worker (its deadline, a
+   * drain): never started, and a 503 for a drain, not a 502. */
+  r->started = res->sent;
   if (res->status == 0)
     answer(r, MHD_HTTP_OK,
            res->binary ? "application/octet-stream" : "application/json",
@@ -640,6 +641,10 @@ static int streams(pc_http_t *h, const char *name) {
   char key[80];
   pp_status_t st;
 
+  /* No worker said HELLO yet (serve listens while its pool warms): the
+   * kinds are unknown, and a lease serves either kind. */
+  if (h->trace_id >= 0 && !atomic_load(&h->hello_seen))
+    return 1;
   if (atomic_exchange(&h->kinds_stale, 0) &&
       pp_pool_status(h->pool, &st) == 0) {
     free(h->kinds);
@@ -1167,8 +1172,11 @@ static void on_trace(pp_pool_t *pool, const pp_trace_event_t *ev, void *data) {
   pc_http_t *h = data;
 
   (void)pool;
-  if (ev->type == PP_TRACE_HELLO)
+  /* Stale first: whoever sees hello_seen then reads the kinds again. */
+  if (ev->type == PP_TRACE_HELLO) {
     atomic_store(&h->kinds_stale, 1);
+    atomic_store(&h->hello_seen, 1);
+  }
 }
 
 int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
@@ -1190,6 +1198,7 @@ int pc_http_start(uv_loop_t *loop, pp_pool_t *pool, const char *host, int port,
   h->pool = pool;
   h->trace_id = -1;
   atomic_init(&h->kinds_stale, 1);
+  atomic_init(&h->hello_seen, 0);
   h->max_frame = cfg->max_frame;
   h->keepalive = cfg->keepalive_requests;
   timeout_s = (unsigned)((cfg->listen_timeout_ms + 999) / 1000);

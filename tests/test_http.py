@@ -954,6 +954,50 @@ class TestPiped(unittest.TestCase):
         until_idle(srv, events)
         self.assertEqual(srv.marks_text().count("cancelled"), 1)
 
+    def test_deadline_while_waiting_never_started(self):
+        """A piped call whose deadline passes while it waits for room in a
+        pipeline never reached a worker: 504, X-Call-Started: no."""
+        srv = self.server()
+        events = srv.control().trace(EVENTS)
+        self.addCleanup(events.close)
+        fifo = os.path.join(srv.dir, "ready-waiting")
+        os.mkfifo(fifo)
+        first = srv.hold("wait", {"secs": 600, "ready": fifo})
+        wait_opened(fifo)
+        second = srv.hold("wait", {"secs": 600})
+        events.until(srv, lambda st: st["workers"][0]["in_flight"] == 2)
+        st, h, body = srv.call("add_later", {"a": 1, "b": 2},
+                               headers={"X-Deadline-Ms": "50"})
+        self.assertEqual(st, 504)
+        self.assertEqual(h["X-Call-Started"], "no")
+        first.close()
+        second.close()
+        until_idle(srv, events)
+
+    def test_stream_before_first_hello(self):
+        """A stream's call that comes while the pool warms (no worker said
+        HELLO: the handlers' kinds are unknown) takes a lease and streams,
+        not the pipeline."""
+        gdir = tempfile.mkdtemp(prefix="pp-gate-")
+        self.addCleanup(shutil.rmtree, gdir, True)
+        gate = os.path.join(gdir, "gate")
+        os.mkfifo(gate)
+        cfg = {"on_client_death": "cancel",
+               "worker": {"pipeline_depth": 2,
+                          "env": {"PP_TEST_SETUP_GATE": gate}}}
+        srv = Server(self, size=1, config=cfg, wait_ready=False)
+        events = srv.control().trace("checkout_wait,hello")
+        self.addCleanup(events.close)
+        got = []
+        t = threading.Thread(target=lambda: got.append(srv.call("count", 3)))
+        t.start()
+        events.until(srv, lambda st: st["waiters"] == 1)
+        os.close(os.open(gate, os.O_WRONLY))  # the worker goes on
+        t.join()
+        st, h, body = got[0]
+        self.assertEqual(st, 200)
+        self.assertEqual(ndjson(body), [0, 1, 2])
+
     def test_busy_503_never_started(self):
         """Past the pipeline and max_waiters: 503, X-Call-Started: no."""
         srv = self.server(checkout={"max_waiters": 0})

@@ -262,6 +262,38 @@ static void test_grow_by_waiters(void **state) {
   close_pool(pool);
 }
 
+/* In a pipelined pool, waiting calls share a worker (as many as its
+ * pipeline holds): 6 calls at depth 2 grow it by 3 at most, not 6. */
+static void test_grow_by_pipelines(void **state) {
+  pp_config_t *cfg = elastic_config("{min: 1, max: 8}");
+  pp_pool_t *pool;
+  pp_lease_t *held;
+  pp_status_t st;
+  rec_event_t e;
+  ends_t calls;
+  size_t k;
+
+  (void)state;
+  cfg_set(cfg, "worker.pipeline_depth", "2");
+  pool = open_cfg(cfg);
+  held = hold(pool);
+  ends_init(&calls, pool);
+  async_echoes(&calls, 6);
+  ends_wait(&calls, 6);
+  status_of(pool, &st);
+  for (k = 0; k < st.scale_changes; k++) {
+    e = scale_event(k);
+    assert_true(starts_with(e.detail, "grow: "));
+    if (e.code > 1 + 3) /* held + 6 calls / depth 2 */
+      fail_msg("scale to %d: %s", e.code, e.detail);
+  }
+  assert_true(st.target_size >= 2 && st.target_size <= 4);
+  pp_status_free(&st);
+  pp_checkin(held);
+  ends_free(&calls);
+  close_pool(pool);
+}
+
 /* Workers above min idle for scale.idle_timeout stop, one at a time, as
  * "scaled down"; the worker at work (a lease held all along) stays. */
 static void test_shrink_idle(void **state) {
@@ -780,6 +812,7 @@ int main(void) {
       cmocka_unit_test(test_zygote_many_at_once),
       cmocka_unit_test(test_grow_each_face),
       cmocka_unit_test(test_grow_by_waiters),
+      cmocka_unit_test(test_grow_by_pipelines),
       cmocka_unit_test(test_shrink_idle),
       cmocka_unit_test(test_no_flapping),
       cmocka_unit_test(test_boot_failure_stops_growth),
