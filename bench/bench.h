@@ -97,6 +97,8 @@ void proc_smaps(int pid, double *rss, double *pss, double *priv);
 memsum_t pool_workers_mem(pp_pool_t *pool);
 /* Our children whose command line mentions `needle` (the zygote). */
 memsum_t children_mem(const char *needle);
+/* This process's heap in use, every arena (mallinfo2). */
+double heap_bytes(void);
 
 /* CPU used by other processes while a scenario runs: foreign_begin before,
  * foreign_end (CPUs busy meanwhile) while the scenario's workers still

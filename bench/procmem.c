@@ -3,6 +3,7 @@
 #include "bench.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -92,4 +93,9 @@ memsum_t children_mem(const char *needle) {
   }
   closedir(d);
   return m;
+}
+
+double heap_bytes(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return (double)mi.uordblks + (double)mi.hblkhd;
 }

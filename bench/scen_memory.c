@@ -13,29 +13,6 @@
 double g_mem_worker = -1, g_mem_worker_idle = -1, g_mem_loop_waiter = -1,
        g_mem_thread_waiter = -1;
 
-static double heap_bytes(void) {
-  struct mallinfo2 mi = mallinfo2();
-  return (double)mi.uordblks + (double)mi.hblkhd;
-}
-
-static void proc_rss_pss(int pid, double *rss, double *pss) {
-  char path[64], line[256];
-  long v;
-  FILE *f;
-
-  *rss = *pss = 0;
-  snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", pid);
-  if ((f = fopen(path, "r")) == NULL)
-    return;
-  while (fgets(line, sizeof(line), f)) {
-    if (sscanf(line, "Rss: %ld kB", &v) == 1)
-      *rss = (double)v * 1024;
-    else if (sscanf(line, "Pss: %ld kB", &v) == 1)
-      *pss = (double)v * 1024;
-  }
-  fclose(f);
-}
-
 /* sizeof() of the core's private structures, from ppbench_sizes (built
  * beside us from pool/internal.h); -1 when it is not there. */
 long core_sizeof(const char *type) {
@@ -77,7 +54,7 @@ static int mem_per_worker(double *idle_b, double *used_b) {
       handler_path("fixtures/echo_handlers.py", hbuf, sizeof(hbuf));
   const int K = 8;
   double h0, h1, h1c, hk0, hk1, hkc;
-  double rss_sum = 0, pss_sum = 0, rss, pss;
+  double rss_sum = 0, pss_sum = 0, rss, pss, priv;
   const char *req = "{\"cmd\":\"echo\",\"args\":1}";
   pp_lease_t *leases[16];
   pp_buf_t reply = {0};
@@ -110,7 +87,7 @@ static int mem_per_worker(double *idle_b, double *used_b) {
   if (pp_pool_status(pool, &st) == 0) {
     for (i = 0; i < st.nworkers; i++)
       if (st.workers[i].pid > 0) {
-        proc_rss_pss(st.workers[i].pid, &rss, &pss);
+        proc_smaps(st.workers[i].pid, &rss, &pss, &priv);
         if (rss > 0) {
           rss_sum += rss;
           pss_sum += pss;

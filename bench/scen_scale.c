@@ -6,16 +6,10 @@
  * --callers N leave out the sizes above N (a quick look). */
 #include "bench.h"
 
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The pool process's heap in use (every arena) and its RSS. */
-static double heap_bytes(void) {
-  struct mallinfo2 mi = mallinfo2();
-  return (double)mi.uordblks + (double)mi.hblkhd;
-}
-
+/* The pool process's RSS. */
 static double self_rss(void) {
   char line[256];
   long v;
