@@ -258,15 +258,6 @@ static int spawn_threads(pthread_t *th, int n, void *(*fn)(void *), void *arg) {
   return i;
 }
 
-/* Bytes of the blocking face's condition variable when it sits beside the
- * waiter record on the caller's stack (older cores), 0 when it is inside
- * the record (ppbench_sizes prints its offset there). */
-static long waiter_cond_beside(void) {
-  if (core_sizeof("pp__waiter_t.u.cond") >= 0)
-    return 0;
-  return core_sizeof("uv_cond_t");
-}
-
 static int mem_thread_waiters(int n, double *per_heap) {
   char hbuf[PATH_MAX];
   const char *handler =
@@ -327,18 +318,9 @@ static int mem_thread_waiters(int n, double *per_heap) {
          "plain condition (measured %.0f B: the record is on the stack)",
          waiting, m, *per_heap);
   wsz = core_sizeof("pp__waiter_t");
-  if (wsz > 0) {
-    long cond = waiter_cond_beside();
-    if (cond > 0)
-      figure("memory", "blocking face: waiter record on the caller's stack",
-             (double)(wsz + cond), "B",
-             "sizeof(pp__waiter_t) %ld + uv_cond_t "
-             "%ld beside it",
-             wsz, cond);
-    else
-      figure("memory", "blocking face: waiter record on the caller's stack",
-             (double)wsz, "B", "sizeof(pp__waiter_t), its uv_cond_t inside");
-  }
+  if (wsz > 0)
+    figure("memory", "blocking face: waiter record on the caller's stack",
+           (double)wsz, "B", "sizeof(pp__waiter_t), its semaphore inside");
   return 0;
 }
 
@@ -355,11 +337,10 @@ int scen_memory(void) {
   if (mem_loop_waiters(O.waiters, &per) == 0)
     g_mem_loop_waiter = per;
   if (mem_thread_waiters(O.waiters, &per) == 0) {
-    long w = core_sizeof("pp__waiter_t"), c = waiter_cond_beside();
+    long w = core_sizeof("pp__waiter_t");
     /* A small negative heap delta is glibc noise between the two thread
      * groups: count it as zero. */
-    g_mem_thread_waiter =
-        (per > 0 ? per : 0) + (w > 0 ? (double)w : 0) + (c > 0 ? (double)c : 0);
+    g_mem_thread_waiter = (per > 0 ? per : 0) + (w > 0 ? (double)w : 0);
   }
   return 0;
 }

@@ -124,23 +124,62 @@ void pp_pool_close(pp_pool_t *pool) {
 
 /* ---- checkout */
 
-static int lease_acquire(pp_pool_t *pool, pp_client_t *client,
-                         int64_t timeout_ms, pp_cancel_t *token,
-                         pp_lease_t **out, pp_diag_t *diag);
+typedef struct qcall qcall_t;
+static int lease_wait(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
+                      pp_cancel_t *token, qcall_t *q, pp_lease_t **out,
+                      pp_diag_t *diag);
+static int qcall_received(const qcall_t *q);
 
 int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
                      pp_lease_t **out, pp_diag_t *diag) {
-  return lease_acquire(pool, client, timeout_ms, NULL, out, diag);
+  int r;
+
+  pp__lock(pool);
+  r = lease_wait(pool, client, timeout_ms, NULL, NULL, out, diag);
+  pp__unlock(pool);
+  return r;
 }
 
-/* pp_lease_acquire, withdrawn if token fires while it waits. */
-static int lease_acquire(pp_pool_t *pool, pp_client_t *client,
-                         int64_t timeout_ms, pp_cancel_t *token,
-                         pp_lease_t **out, pp_diag_t *diag) {
+/* sem_wait until deadline_ns (pp__now_ns; UINT64_MAX: none): 0 when
+ * posted, ETIMEDOUT.  sem_timedwait takes CLOCK_REALTIME: the monotonic
+ * time left is added to it, and the caller checks its deadline again. */
+static int sem_wait_until(sem_t *sem, uint64_t deadline_ns) {
+  struct timespec ts;
+  uint64_t now, left;
+
+  for (;;) {
+    if (deadline_ns == UINT64_MAX) {
+      if (sem_wait(sem) == 0)
+        return 0;
+      continue; /* EINTR */
+    }
+    now = pp__now_ns();
+    if (now >= deadline_ns)
+      return sem_trywait(sem) == 0 ? 0 : ETIMEDOUT;
+    left = deadline_ns - now;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(left / 1000000000u);
+    ts.tv_nsec += (long)(left % 1000000000u);
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    if (sem_timedwait(sem, &ts) == 0)
+      return 0;
+  }
+}
+
+/* A checkout for a thread (lock held, and held again on return): an idle
+ * worker, or a place in the FIFO until one is handed over or its time or
+ * token runs out.  q: the pp_call the thread waits to make; the thread
+ * that hands it a worker may start it (handoff_begin). */
+static int lease_wait(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
+                      pp_cancel_t *token, qcall_t *q, pp_lease_t **out,
+                      pp_diag_t *diag) {
   pp__waiter_t w;
   pp__bind_t bind;
   pp__slot_t *slot;
-  uint64_t now;
+  uint64_t until;
   int r = 0;
 
   assert(pool != NULL && out != NULL);
@@ -148,7 +187,6 @@ static int lease_acquire(pp_pool_t *pool, pp_client_t *client,
   *out = NULL;
   if (client == NULL)
     client = &pool->anon;
-  pp__lock(pool);
   __atomic_add_fetch(&pool->users, 1, __ATOMIC_RELAXED);
   if (token && token->fired) {
     pp__diag_set(diag, "the call was cancelled before it started");
@@ -172,24 +210,34 @@ static int lease_acquire(pp_pool_t *pool, pp_client_t *client,
     memset(&w, 0, sizeof(w));
     pp__queue_init(&w.node);
     pp__queue_init(&w.cnode);
-    uv_cond_init(&w.u.cond);
+    sem_init(&w.u.sem, 0, 0);
     w.thread = 1;
     w.diag = diag;
+    w.call = q;
     pp__waiter_enqueue(pool, &w, client, timeout_ms);
     pp__bind(token, &bind, PP__BIND_WAIT, &w); /* not fired: checked */
     w.bind = &bind;
-    while (!w.done) {
-      now = pp__now_ns();
-      if (now < w.deadline_ns) {
-        pp__cond_timedwait(pool, &w.u.cond, pp__wait_ns(w.deadline_ns, now));
-      } else if (!w.done) {
+    /* Posted when done: granted (after a handoff, once its request is
+     * written), cancelled, or failed.  Past its deadline and not done, it
+     * ends itself; done, its post is on its way. */
+    until = w.deadline_ns;
+    for (;;) {
+      pp__unlock(pool);
+      r = sem_wait_until(&w.u.sem, until);
+      pp__lock(pool);
+      if (r == 0)
+        break;
+      if (!w.done) {
         pool->timeouts++;
         pp__waiter_complete(&w, pp__checkout_unavailable(pool, diag), NULL);
       }
+      until = UINT64_MAX;
     }
-    uv_cond_destroy(&w.u.cond);
+    sem_destroy(&w.u.sem);
     r = w.status;
-    if (w.lease) {
+    if (w.lease && q && qcall_received(q)) {
+      *out = w.lease; /* received by the thread that handed it over */
+    } else if (w.lease) {
       /* Chosen for us; we may still die before we take it. */
       pp__unlock(pool);
       PP_FAULT(pool, "deliver");
@@ -199,7 +247,6 @@ static int lease_acquire(pp_pool_t *pool, pp_client_t *client,
     }
   }
   pp__users_leave(pool);
-  pp__unlock(pool);
   return r;
 }
 
@@ -525,12 +572,10 @@ static void call_leave(tcall_t *c, int cancel) {
     pp__proc_cancel(proc, c->id);
 }
 
-static void call_io(tcall_t *c, const void *payload, size_t len,
-                    pp_buf_t *reply) {
+/* Writes c's request (lock not held): 0 when it reached the worker. */
+static int call_write(tcall_t *c, const void *payload, size_t len) {
   pp__proc_t *proc = c->proc;
   pp_pool_t *pool = proc->pool;
-  pp_frame_t f;
-  long used = 0;
   int r;
 
   r = pp__proc_write_request(proc, c->id, payload, len, c->deadline_ns, c->cmd,
@@ -545,6 +590,16 @@ static void call_io(tcall_t *c, const void *payload, size_t len,
       pp__proc_cancel(proc, c->id);
     pp__unlock(pool);
   }
+  return r;
+}
+
+/* Reads c's answer (lock not held), r being call_write's outcome. */
+static void call_read(tcall_t *c, int r, pp_buf_t *reply) {
+  pp__proc_t *proc = c->proc;
+  pp_pool_t *pool = proc->pool;
+  pp_frame_t f;
+  long used = 0;
+
   while (r == 0 && (used = pp__read_frame(proc, c->deadline_ns, &f)) > 0 &&
          c->on_chunk && pp__chunk_of(&f, c->id)) {
     /* A stream's item: its caller takes it here, on its own thread, and
@@ -681,14 +736,15 @@ static int call_fence(pp_lease_t *lease, int *r, pp_diag_t *diag) {
 }
 
 /* The call's steps after call_begin: I/O without the lock, the end with
- * it (held again on return). */
+ * it (held again on return).  written: call_write's outcome when the
+ * request was written already (a handoff), else NULL. */
 static int call_run(tcall_t *c, const void *payload, size_t len,
-                    pp_buf_t *reply, pp_diag_t *diag) {
+                    pp_buf_t *reply, pp_diag_t *diag, const int *written) {
   pp_pool_t *pool = c->lease->pool;
   int r;
 
   pp__unlock(pool);
-  call_io(c, payload, len, reply);
+  call_read(c, written ? *written : call_write(c, payload, len), reply);
   pp__lock(pool);
   r = call_end(c);
   call_fence(c->lease, &r, diag);
@@ -721,39 +777,103 @@ int pp_lease_call_with(pp_lease_t *lease, const void *payload, size_t len,
   pp__lock(pool);
   r = call_begin(&c, lease, len, opts ? opts->timeout_ms : -1, opts, diag);
   if (r == 0)
-    r = call_run(&c, payload, len, reply, diag);
+    r = call_run(&c, payload, len, reply, diag, NULL);
   pp__unlock(pool);
   return r;
 }
 
-/* pp_call on a lease of its own (worker.pipeline_depth 1, or a payload
- * too large to pipeline): 1 when the request never reached its worker
- * (it died idle, unreaped), so that another may take it. */
-static int call_leased(pp_lease_t *lease, const void *payload, size_t len,
-                       uint64_t deadline_ns, const pp_call_opts_t *opts,
-                       pp_buf_t *reply, pp_diag_t *diag, int *r) {
-  pp_pool_t *pool = lease->pool;
-  int unsent;
+/* A pp_call on a lease of its own (worker.pipeline_depth 1, or a payload
+ * too large to pipeline).  While its thread waits for a worker, the
+ * thread that checks one in hands it over and writes its request
+ * (handoff_begin, handoff_write), so that the worker runs it while its
+ * own thread wakes up: workers are not left idle for a wake-up. */
+struct qcall {
   tcall_t c;
+  const void *payload;
+  size_t len;
+  uint64_t deadline_ns; /* pp_call's timeout_ms, 0 = none */
+  const pp_call_opts_t *opts;
+  pp_diag_t *diag;
+  int received; /* the lease was received for it (handed over) */
+  int begun;    /* call_begin ran for it, and its request was written: */
+  int wrote;    /* call_write's outcome */
+};
 
-  if (deadline_ns && pp__now_ns() >= deadline_ns) {
+static int qcall_received(const qcall_t *q) { return q->received; }
+
+/* Starts q's call on lease (lock held): 0, or its status (nothing
+ * changed). */
+static int qcall_begin(qcall_t *q, pp_lease_t *lease) {
+  int r;
+
+  if (q->deadline_ns && pp__now_ns() >= q->deadline_ns) {
     /* Its time ran out before the worker was ours: never sent. */
-    pp__diag_set(diag, "the call ran past its timeout_ms waiting for a worker");
-    *r = PP_ETIMEDOUT;
-    pp__lease_checkin(lease);
-    pp__unlock(pool);
-    return 0;
+    pp__diag_set(q->diag,
+                 "the call ran past its timeout_ms waiting for a worker");
+    return PP_ETIMEDOUT;
   }
-  *r = call_begin(&c, lease, len, -1, opts, diag);
-  if (*r == 0 && deadline_ns &&
-      (c.deadline_ns == 0 || deadline_ns < c.deadline_ns))
-    c.deadline_ns = c.call_deadline_ns = deadline_ns;
+  r = call_begin(&q->c, lease, q->len, -1, q->opts, q->diag);
+  if (r == 0 && q->deadline_ns &&
+      (q->c.deadline_ns == 0 || q->deadline_ns < q->c.deadline_ns))
+    q->c.deadline_ns = q->c.call_deadline_ns = q->deadline_ns;
+  return r;
+}
+
+/* The waiter a check-in just handed a worker to (lock held): its lease
+ * received and its call begun here, for handoff_write; else (its time is
+ * up, its call refused) it is woken to find out itself.  1: to write. */
+static int handoff_begin(pp__waiter_t *w) {
+  qcall_t *q = w->call;
+  pp_lease_t *lease = w->lease;
+
+  if (lease->client->dead || (q->deadline_ns && pp__now_ns() >= q->deadline_ns))
+    return 0;
+  if (pp__lease_receive(lease, q->diag) != 0)
+    return 0; /* (not reached: alive, checked above) */
+  q->received = 1;
+  if (qcall_begin(q, lease) != 0)
+    return 0;
+  q->begun = 1;
+  return 1;
+}
+
+/* handoff_begin's request written (lock not held), then its thread woken:
+ * w is gone after the post. */
+static void handoff_write(pp__waiter_t *w, int write) {
+  qcall_t *q = w->call;
+
+  if (write) {
+    PP_FAULT(q->c.lease->pool, "handoff_write");
+    q->wrote = call_write(&q->c, q->payload, q->len);
+  }
+  sem_post(&w->u.sem);
+}
+
+/* Runs q on lease (lock held; released on return), then checks the lease
+ * in, handing the worker over.  1 when the request never reached its
+ * worker (it died idle, unreaped), so that another may take it. */
+static int call_leased(pp_lease_t *lease, qcall_t *q, pp_buf_t *reply, int *r) {
+  pp_pool_t *pool = lease->pool;
+  pp__waiter_t *next;
+  int unsent, write = 0;
+
+  *r = q->begun ? 0 : qcall_begin(q, lease);
   if (*r == 0)
-    *r = call_run(&c, payload, len, reply, diag);
-  unsent = *r == PP_ECRASHED && !c.sent;
+    *r = call_run(&q->c, q->payload, q->len, reply, q->diag,
+                  q->begun ? &q->wrote : NULL);
+  unsent = *r == PP_ECRASHED && !q->c.sent;
+  q->begun = q->received = 0;
+  pool->handoff_open = 1;
   if (!lease->free && !lease->reaped)
     pp__lease_checkin(lease);
+  pool->handoff_open = 0;
+  if ((next = pool->handed) != NULL) {
+    pool->handed = NULL;
+    write = handoff_begin(next);
+  }
   pp__unlock(pool);
+  if (next)
+    handoff_write(next, write);
   return unsent;
 }
 
@@ -814,9 +934,10 @@ int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
                  pp_buf_t *reply, const pp_call_opts_t *opts, pp_diag_t *diag) {
   int64_t timeout_ms = opts ? opts->timeout_ms : -1;
   pp_cancel_t *token = opts ? opts->cancel : NULL;
-  uint64_t deadline = 0, now;
+  qcall_t q = {0};
   pp__slot_t *slot;
   pp_lease_t *lease;
+  uint64_t now;
   int r, tries = 0;
 
   assert(pool != NULL);
@@ -835,8 +956,12 @@ int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
       return call_waited(pool, payload, len, reply, opts, diag);
     return pp__pipelined_call(pool, payload, len, reply, timeout_ms, diag);
   }
+  q.payload = payload;
+  q.len = len;
+  q.opts = opts;
+  q.diag = diag;
   if (timeout_ms >= 0)
-    deadline = pp__deadline_after(pp__now_ns(), (uint64_t)timeout_ms);
+    q.deadline_ns = pp__deadline_after(pp__now_ns(), (uint64_t)timeout_ms);
   /* A request that never reached its worker (it died idle, unreaped) is
    * retried on another: the caller does not notice. */
   for (;;) {
@@ -854,19 +979,19 @@ int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
         return UV_ENOMEM;
       }
     } else {
-      pp__unlock(pool);
       now = pp__now_ns();
-      r = lease_acquire(pool, NULL,
-                        deadline == 0    ? -1
-                        : deadline > now ? (int64_t)((deadline - now) / 1000000)
-                                         : 0,
-                        token, &lease, diag);
-      if (r != 0)
+      r = lease_wait(pool, NULL,
+                     q.deadline_ns == 0 ? -1
+                     : q.deadline_ns > now
+                         ? (int64_t)((q.deadline_ns - now) / 1000000)
+                         : 0,
+                     token, &q, &lease, diag);
+      if (r != 0) {
+        pp__unlock(pool);
         return r;
-      pp__lock(pool);
+      }
     }
-    if (!call_leased(lease, payload, len, deadline, opts, reply, diag, &r) ||
-        ++tries > pool->nslots)
+    if (!call_leased(lease, &q, reply, &r) || ++tries > pool->nslots)
       return r;
   }
 }

@@ -308,7 +308,10 @@ void pp__waiter_complete(pp__waiter_t *w, int status, pp_lease_t *lease) {
     pp__trace(pool, PP_TRACE_CHECKOUT_FAIL, -1, 0, 0, 0, w->client->id, status,
               w->diag ? w->diag->message : w->msg);
   if (w->thread) {
-    uv_cond_signal(&w->u.cond);
+    if (lease && w->call && pool->handoff_open && pool->handed == NULL)
+      pool->handed = w; /* posted once its request is written */
+    else
+      sem_post(&w->u.sem);
     return;
   }
   /* A loop waiter: its callback runs from the loop, after the lock is

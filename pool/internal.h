@@ -337,9 +337,13 @@ struct pp__waiter {
   pp__bind_t *bind; /* thread waiter: its place on its call's cancel
                        token (on the caller's stack), or NULL */
   char msg[68];     /* loop waiter: the failure reason */
+  void *call;       /* thread waiter: the pp_call it waits to make, which the
+                       thread that hands it a worker may start (blocking.c's
+                       handoff), or NULL */
   union {
-    uv_cond_t cond; /* thread waiter */
-    struct {        /* loop waiter */
+    sem_t sem; /* thread waiter: posted when done (and, after a handoff,
+                  its request written) */
+    struct {   /* loop waiter */
       pp_checkout_cb cb;
       void *data;
       pp__pending_t pend;
@@ -405,6 +409,11 @@ struct pp_pool {
   pp__queue_t waiters; /* FIFO */
   int nwaiters;
   int waiters_max;
+  /* A thread checking in its pp_call's worker takes the waiter it hands
+   * it to, to write that waiter's request itself (blocking.c): open while
+   * it checks in, the waiter kept here unposted. */
+  int handoff_open;
+  pp__waiter_t *handed;
   pp__queue_t pending;   /* pp__pending_t, for the loop */
   pp__queue_t stop_list; /* procs a thread asked the loop to stop */
   int loop_wake;         /* async work: stop wanted on some proc, ... */

@@ -10,6 +10,9 @@
  *                 thread, no lock)
  *   "timer"       a worker's timer fired (request deadline, start-up,
  *                 kill grace), before it acts (loop thread, no lock)
+ *   "handoff_write" a thread that checked in its pp_call's worker is
+ *                 about to write the request of the waiter it handed the
+ *                 worker to (no lock)
  *   "deadline"    a thread waiting for its reply found the deadline
  *                 passed, before it looks at the pipe once more (no lock)
  * With the lock held ("handoff") the hook may only delay. */

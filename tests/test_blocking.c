@@ -446,6 +446,96 @@ static void test_threads(void **state) {
   close_pool(f);
 }
 
+/* A thread checking in its pp_call's worker writes the request of the
+ * caller waiting next (the handoff), so the worker does not sit idle while
+ * that caller wakes.  Every reply still reaches its own caller, with a
+ * timeout_ms on every call; and a worker that dies just before a handed
+ * request is written costs its caller nothing: the request never reached
+ * it, so it is retried on the replacement. */
+typedef struct {
+  int handoffs; /* atomic */
+  int kill_at;  /* kill the worker before this handoff's write, 0 = never */
+  int killed;
+} handoff_t;
+
+static void handoff_hook(pp_pool_t *pool, const char *point, void *data) {
+  handoff_t *h = data;
+  pp_status_t st;
+  char path[64], buf[256], *p;
+  int n, pid;
+  FILE *fp;
+
+  if (strcmp(point, "handoff_write") != 0)
+    return;
+  n = __atomic_add_fetch(&h->handoffs, 1, __ATOMIC_RELAXED);
+  if (n != h->kill_at)
+    return;
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  pid = st.workers[0].pid;
+  pp_status_free(&st);
+  assert_true(pid > 0);
+  assert_int_equal(kill(pid, SIGKILL), 0);
+  /* Dead once a zombie (or reaped): its pipes are closed. */
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  for (;;) {
+    if ((fp = fopen(path, "r")) == NULL)
+      break;
+    buf[0] = '\0';
+    if (fgets(buf, sizeof(buf), fp) == NULL)
+      buf[0] = '\0';
+    fclose(fp);
+    if ((p = strrchr(buf, ')')) != NULL && p[1] == ' ' &&
+        (p[2] == 'Z' || p[2] == 'X'))
+      break;
+    sched_yield();
+  }
+  h->killed = 1;
+}
+
+static void handoff_run(int kill_at) {
+  enum { CALLERS = 8, CALLS = 100 };
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
+  caller_arg_t args[CALLERS];
+  uv_thread_t t[CALLERS];
+  handoff_t h = {.kill_at = kill_at};
+  pp_status_t st;
+  int i;
+
+  memset(args, 0, sizeof(args));
+  pp_test_fault_hook(f->pool, handoff_hook, &h);
+  for (i = 0; i < CALLERS; i++) {
+    args[i].pool = f->pool;
+    args[i].id = i;
+    args[i].calls = CALLS;
+    assert_int_equal(uv_thread_create(&t[i], caller_thread, &args[i]), 0);
+  }
+  for (i = 0; i < CALLERS; i++) {
+    uv_thread_join(&t[i]);
+    assert_int_equal(args[i].ok, CALLS);
+  }
+  pp_test_fault_hook(f->pool, NULL, NULL);
+  /* 8 callers on one worker: most calls waited, and were handed over. */
+  assert_true(h.handoffs > CALLERS);
+  assert_int_equal(h.killed, kill_at > 0);
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.restarts, kill_at > 0 ? 1 : 0);
+  assert_int_equal(st.requests, (uint64_t)CALLERS * CALLS);
+  assert_int_equal(st.errors, 0);
+  assert_int_equal(st.waiters, 0);
+  pp_status_free(&st);
+  close_pool(f);
+}
+
+static void test_handoff_writes_next(void **state) {
+  (void)state;
+  handoff_run(0);
+}
+
+static void test_handoff_to_dead_worker(void **state) {
+  (void)state;
+  handoff_run(20);
+}
+
 /* Pipelined calls: several callers share each worker up to the depth,
  * every reply reaches its own caller, and a crash fails only the calls
  * queued on that worker. */
@@ -910,6 +1000,8 @@ int main(void) {
       cmocka_unit_test(test_max_waiters),
       cmocka_unit_test(test_request_timeout),
       cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_handoff_writes_next),
+      cmocka_unit_test(test_handoff_to_dead_worker),
       cmocka_unit_test(test_pipelined_calls),
       cmocka_unit_test(test_reply_spin_adapt),
       cmocka_unit_test(test_reply_spin),
