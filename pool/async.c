@@ -61,6 +61,16 @@ static pp__slot_t *pick(pp_pool_t *pool, int depth, uint64_t since,
   return best;
 }
 
+/* a leaves the queue of calls waiting for a worker. */
+static void unqueue(pp_pool_t *pool, pp__acall_t *a) {
+  pp__queue_remove(&a->node);
+  pool->async_waiters--;
+  if (a->submitted) {
+    a->submitted = 0;
+    pool->async_unaccepted--;
+  }
+}
+
 /* a leaves its worker's ring. */
 static void ring_remove(pp__slot_t *slot, pp__acall_t *a) {
   pp__queue_remove(&a->node);
@@ -321,8 +331,7 @@ void pp__async_admit(pp_pool_t *pool) {
     a = pp__container_of(pool->async_queue.next, pp__acall_t, node);
     if ((slot = pick(pool, depth, a->start_ns, a->done.chunk != NULL)) == NULL)
       break;
-    pp__queue_remove(&a->node);
-    pool->async_waiters--;
+    unqueue(pool, a);
     if (a->call_deadline_ns && now >= a->call_deadline_ns) {
       /* Its time ran out while it waited: never sent. */
       pool->timeouts++;
@@ -351,20 +360,34 @@ void pp__async_accept(pp_pool_t *pool) {
   uint64_t now = pp__now_ns();
   pp__queue_t *q, *next;
   pp__acall_t *a;
-  int ahead = pp__waiting(pool) - pool->async_waiters;
+  int ahead, seen = 0, behind = 0;
 
   PP_ASSERT_LOCKED(pool);
+  if (pool->async_unaccepted == 0)
+    return;
+  /* The calls submitted since the last turn are at the tail (with any the
+   * loop queued meanwhile, accepted as they came): only that part is
+   * walked, so a turn costs what arrived in it, not what waits. */
+  for (q = pool->async_queue.prev; seen < pool->async_unaccepted; q = q->prev) {
+    a = pp__container_of(q, pp__acall_t, node);
+    seen += a->submitted;
+    behind++;
+  }
+  q = q->next;
+  ahead = pp__waiting(pool) - behind;
   /* In FIFO order: a call is refused when max_waiters wait ahead of it. */
-  for (q = pool->async_queue.next; q != &pool->async_queue; q = next) {
+  for (; q != &pool->async_queue; q = next) {
     next = q->next;
     a = pp__container_of(q, pp__acall_t, node);
     if (!a->submitted || ahead < pool->cfg->max_waiters) {
-      a->submitted = 0;
+      if (a->submitted) {
+        a->submitted = 0;
+        pool->async_unaccepted--;
+      }
       ahead++;
       continue;
     }
-    pp__queue_remove(&a->node);
-    pool->async_waiters--;
+    unqueue(pool, a);
     pool->rejected++;
     fail(pool, a, PP_EBUSY, "too many calls waiting (checkout.max_waiters)",
          now);
@@ -532,8 +555,7 @@ void pp__async_cancel(pp_pool_t *pool, pp__acall_t *a, int stopped) {
 
   PP_ASSERT_LOCKED(pool);
   if (!a->placed) {
-    pp__queue_remove(&a->node);
-    pool->async_waiters--;
+    unqueue(pool, a);
     fail(pool, a, PP_ECANCELED,
          "the call was cancelled while it waited for a worker", now);
     return;
@@ -589,8 +611,7 @@ uint64_t pp__async_expire(pp_pool_t *pool, uint64_t now) {
         first = a->deadline_ns;
       continue;
     }
-    pp__queue_remove(&a->node);
-    pool->async_waiters--;
+    unqueue(pool, a);
     pool->timeouts++;
     r = pp__checkout_unavailable(pool, &d);
     if (a->call_deadline_ns && r == PP_ETIMEDOUT) {
@@ -633,8 +654,7 @@ void pp__async_waiters_fail(pp_pool_t *pool, int status, const char *why) {
 
   while (pool->async_waiters > 0) {
     a = pp__container_of(pool->async_queue.next, pp__acall_t, node);
-    pp__queue_remove(&a->node);
-    pool->async_waiters--;
+    unqueue(pool, a);
     fail(pool, a, status, why, now);
   }
 }
@@ -720,6 +740,7 @@ static int async_call(pp_pool_t *pool, const void *payload, size_t len,
       pp__waiter_timer_arm(pool, a->deadline_ns);
     } else {
       a->submitted = 1;
+      pool->async_unaccepted++;
       /* Another thread: the loop places it and arms its deadline, once
        * per turn for every call submitted meanwhile (uv_async coalesces
        * the wake-ups). */

@@ -431,6 +431,8 @@ struct pp_pool {
   pp__queue_t pipe_queue;  /* pp__pcall waiting for a place, FIFO */
   pp__queue_t async_queue; /* pp__acall waiting for a place, FIFO */
   int async_waiters;
+  int async_unaccepted;     /* of those, submitted by other threads and not yet
+                               counted against max_waiters (pp__async_accept) */
   int async_cancels;        /* another thread cancelled placed calls: the
                                loop sends their CANCELs */
   int async_kick;           /* a worker turned idle off the loop, or a

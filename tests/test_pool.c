@@ -729,6 +729,99 @@ static void test_async_waits_for_a_worker(void **state) {
   ctx_stop(&c);
 }
 
+/* Calls other threads submit count against max_waiters when the loop
+ * takes them, in FIFO order; one withdrawn before that (cancelled) is not
+ * counted, and later batches are measured against what still waits. */
+typedef struct submitter {
+  ctx_t *c;
+  acall_t *a;
+  int from, to;
+  pp_cancel_t *token; /* one more call first, on this token, cancelled
+                         after the others are in */
+  int *total;
+  int cancelled_status;
+} submitter_t;
+
+static void on_cancelled_result(const pp_result_t *res, void *data) {
+  submitter_t *s = data;
+
+  s->cancelled_status = res->status;
+  (*s->total)++;
+}
+
+static void submit_thread(void *arg) {
+  const char *echo = "{\"cmd\":\"echo\",\"args\":7}";
+  submitter_t *s = arg;
+  pp_call_opts_t o = {.timeout_ms = -1, .cancel = s->token};
+
+  if (s->token)
+    assert_int_equal(pp_call_async_with(s->c->pool, echo, strlen(echo), &o,
+                                        on_cancelled_result, s),
+                     0);
+  for (int i = s->from; i < s->to; i++)
+    async_submit(&s->a[i], echo, -1);
+  if (s->token)
+    assert_int_equal(pp_cancel(s->token), 1);
+}
+
+static void submit_from_thread(submitter_t *s) {
+  uv_thread_t t;
+
+  assert_int_equal(uv_thread_create(&t, submit_thread, s), 0);
+  uv_thread_join(&t);
+}
+
+static void test_async_accept_from_threads(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  pp_lease_t *lease;
+  submitter_t s;
+  pp_status_t st;
+  acall_t a[6];
+  int i, total = 0;
+  ctx_t c;
+
+  (void)state;
+  cfg_set(cfg, "checkout.max_waiters", "3");
+  ctx_start(&c, cfg, 1);
+  acalls_init(a, 6, &c, &total);
+  lease = checkout(&c, -1);
+  assert_non_null(lease);
+  memset(&s, 0, sizeof(s));
+  s.c = &c;
+  s.a = a;
+  s.total = &total;
+  s.from = 0;
+  s.to = 5;
+  assert_int_equal(pp_cancel_new(c.pool, &s.token), 0);
+  submit_from_thread(&s);
+  /* The cancelled call, and the two past max_waiters. */
+  run_until_total(&c, &total, 3, 10000);
+  assert_int_equal(s.cancelled_status, PP_ECANCELED);
+  for (i = 0; i < 3; i++)
+    assert_int_equal(a[i].done, 0);
+  assert_int_equal(a[3].status, PP_EBUSY);
+  assert_int_equal(a[4].status, PP_EBUSY);
+  pp_cancel_free(s.token);
+  /* Three still wait: the next one is refused too. */
+  s.token = NULL;
+  s.from = 5;
+  s.to = 6;
+  submit_from_thread(&s);
+  run_until_total(&c, &total, 4, 10000);
+  assert_int_equal(a[5].status, PP_EBUSY);
+  pp_checkin(lease);
+  run_until_total(&c, &total, 7, 10000);
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(a[i].status, 0);
+    assert_string_equal(a[i].reply, "7");
+  }
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_int_equal(st.rejected, 3);
+  assert_int_equal(st.waiters, 0);
+  pp_status_free(&st);
+  ctx_stop(&c);
+}
+
 /* A checkout waiting behind a stream of calls gets the worker: the ring
  * takes no new calls while a lease waits, and drains. */
 static void test_async_lease_not_starved(void **state) {
@@ -1185,6 +1278,7 @@ int main(void) {
       cmocka_unit_test(test_async_call_deadline),
       cmocka_unit_test(test_async_call_deadline_cancel),
       cmocka_unit_test(test_async_waits_for_a_worker),
+      cmocka_unit_test(test_async_accept_from_threads),
       cmocka_unit_test(test_async_lease_not_starved),
       cmocka_unit_test(test_async_protocol_error),
       cmocka_unit_test(test_async_and_blocking_share),
