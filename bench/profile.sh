@@ -12,7 +12,9 @@
 #  3. allocations, mutex locks and condition-variable operations per call
 #     (LD_PRELOAD build-bench/bench/libmalloc_count.so);
 #  4. user-space instructions per call (valgrind --tool=callgrind; perf's
-#     hardware counters are not available in this VM).
+#     hardware counters are not available in this VM);
+#  5. the threaded path: the machine's CPU by process, object and symbol
+#     while 64 threads call pp_call (perf record -e cpu-clock -a).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -184,8 +186,9 @@ if fn and pn:
     print("|---|---|---|")
     for name, ir, n in prow:
         print("| %s | %.0f | %.2f |" % (name, ir / pn, n / pn))
-    for fnname in ("lease_call", "pp_checkin", "pp_lease_acquire", "pp__lease_end",
-                   "writev_nosig.isra.0", "writev_nosig"):
+    for fnname in ("call_leased", "call_run", "call_read", "call_write",
+                   "pp_checkin", "pp__lease_end", "writev_nosig.isra.0",
+                   "writev_nosig"):
         tot, rows = callees(out + "/cg_pp_call.txt", fnname)
         if not rows:
             continue
@@ -194,6 +197,52 @@ if fn and pn:
         print("|---|---|---|")
         for name, ir, n in rows:
             print("| %s | %.0f | %.2f |" % (name, ir / pn, n / pn))
+EOF
+fi
+# ---- 5. the threaded path: where the CPU goes with 64 threads in pp_call
+# (perf record's software clock over the whole machine; no hardware
+# counters needed).
+if perf record -q -e cpu-clock -a -o "$out/thr.data" -- \
+  "$bin" many --only pp_call_d1 --duration 2 --rounds 2 \
+  --json "$out/thr.json" >/dev/null 2>&1; then
+  perf report -i "$out/thr.data" --stdio --sort comm,dso 2>/dev/null \
+    >"$out/thr.txt" || true
+  perf report -i "$out/thr.data" --stdio --sort comm,sym 2>/dev/null \
+    >"$out/thr_sym.txt" || true
+  "$python" - "$out" >>"$md" <<'EOF'
+import json, re, sys
+out = sys.argv[1]
+def rows(path, n):
+    got = []
+    for line in open(path):
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+(.+?)\s*$", line)
+        if m:
+            got.append((float(m.group(1)), m.group(2), m.group(3)))
+    return got[:n]
+calls = 0.0
+for line in open(out + "/thr.json"):
+    if '"result"' in line:
+        r = json.loads(line)
+        calls = max(calls, r.get("calls_s", 0))
+print()
+print("## 5. The threaded path: 64 threads in pp_call, 2 workers, depth 1")
+print()
+print("`perf record -e cpu-clock -a` over `ppbench many --only pp_call_d1` "
+      "(%.0f calls/s while recorded): the share of the machine's two CPUs "
+      "by process and object (`exe` is ppbench: the 64 caller threads; "
+      "`swapper` is idle)." % calls)
+print()
+print("| share | process | object |")
+print("|---|---|---|")
+for pct, comm, dso in rows(out + "/thr.txt", 12):
+    print("| %.1f%% | %s | %s |" % (pct, comm, dso))
+print()
+print("Top symbols:")
+print()
+print("| share | process | symbol |")
+print("|---|---|---|")
+for pct, comm, sym in rows(out + "/thr_sym.txt", 15):
+    print("| %.1f%% | %s | `%s` |" % (pct, comm, sym))
 EOF
 fi
 echo "profile.sh: wrote $md"
