@@ -60,8 +60,9 @@ const pp__key_t pp__keys[PP__NKEYS] = {
    .doc = "pool name, shown in status and logs"},
   {KEY("size", SIZE, size), AT2(size_auto), .min = 1, .max = 4096,
    .def = "auto",
-   .doc = "number of workers, auto for one per CPU, or {min: N, max: M} "
-          "for an elastic pool"},
+   .doc = "number of workers, auto for one per CPU it may use (affinity "
+          "mask and cgroup CPU quota), or {min: N, max: M} for an elastic "
+          "pool"},
   {KEY("min_ready", INT, min_ready), .min = 0, .max = 4096, .def = "0",
    .doc = "idle workers needed before the pool is ready; 0 = size"},
   /* Elastic pools (scale.c). */
@@ -471,11 +472,6 @@ static int value_default(pp_config_t *cfg, const pp__key_t *k) {
   int rc = set_text(cfg, k, k->def, NULL);
   assert(rc != PP_ECONFIG && "a default in the key table does not parse");
   return rc;
-}
-
-int pp__config_cpus(void) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 1 ? 1 : n > INT32_MAX ? INT32_MAX : (int)n;
 }
 
 void pp_config_free(pp_config_t *cfg) {

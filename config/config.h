@@ -104,8 +104,12 @@ struct pp_config {
   int keepalive_requests;     /* "listen.keepalive_requests", 1000 */
 };
 
-/* The number of CPUs, for `auto` (at least 1). */
+/* The number of CPUs, for `auto` (at least 1): those this process may
+ * run on, within its cgroup's CPU quota (cpus.c). */
 int pp__config_cpus(void);
+/* The same, from a /proc/self/cgroup-format file and a cgroup root (for
+ * tests on a fake tree). */
+int pp__config_cpus_in(const char *self_cgroup, const char *root);
 
 /* The i-th config key (dotted name) and its one-line description, for
  * listings; NULL when i is out of range. */

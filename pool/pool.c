@@ -1042,17 +1042,6 @@ static void pool_free(pp_pool_t *pool) {
 
 static const pp__adapter_t *const adapters[] = {&pp__adapter_python, NULL};
 
-/* The CPUs this process may run on (its affinity mask, so taskset and
- * cpusets count), for the reply-polling limit. */
-static int cpus_usable(void) {
-  cpu_set_t set;
-  int n;
-
-  if (sched_getaffinity(0, sizeof(set), &set) == 0 && (n = CPU_COUNT(&set)) > 0)
-    return n;
-  return pp__config_cpus();
-}
-
 int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
                     pp_pool_t **out, pp_diag_t *diag) {
   struct sigaction sa;
@@ -1089,7 +1078,7 @@ int pp__pool_create(const pp_config_t *cfg, const pp_pool_options_t *opts,
   pp__queue_init(&pool->clients);
   pp__client_init(pool, &pool->anon);
   pool->start_ns = pp__now_ns();
-  pool->ncpu = cpus_usable();
+  pool->ncpu = pp__config_cpus();
   pool->nslots = pool->cfg->size;
   pp__scale_config(pool);
   pool->ready_count =

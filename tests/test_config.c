@@ -452,6 +452,70 @@ static void test_minimal_and_empty(void **state) {
   pp_config_free(c);
 }
 
+/* size: auto within a cgroup's CPU quota: a fake /proc/self/cgroup and
+ * cgroup tree (v2 cpu.max on the cgroup and its parent; v1
+ * cpu.cfs_quota_us under the "cpu" hierarchy). */
+static void put(const char *dir, const char *name, const char *text) {
+  char path[512];
+  FILE *f;
+
+  assert_true(snprintf(path, sizeof(path), "%s/%s", dir, name) <
+              (int)sizeof(path));
+  assert_non_null(f = fopen(path, "w"));
+  fputs(text, f);
+  fclose(f);
+}
+
+static void sub(char *out, size_t cap, const char *dir, const char *name) {
+  assert_true(snprintf(out, cap, "%s/%s", dir, name) < (int)cap);
+  assert_int_equal(mkdir(out, 0700), 0);
+}
+
+static void test_size_auto_quota(void **state) {
+  char root[] = "/tmp/pp-cpus-XXXXXX", fs[512], a[512], ab[512], v1[512],
+       v1c[512], self[512];
+  int all;
+
+  (void)state;
+  assert_non_null(mkdtemp(root));
+  all = pp__config_cpus_in("/nonexistent", "/nonexistent");
+  assert_true(all >= 1);
+  sub(fs, sizeof(fs), root, "fs");
+  sub(a, sizeof(a), fs, "a");
+  sub(ab, sizeof(ab), a, "b");
+  snprintf(self, sizeof(self), "%s/self", root);
+  /* v2: no quota anywhere: every CPU. */
+  put(root, "self", "0::/a/b\n");
+  put(ab, "cpu.max", "max 100000\n");
+  assert_int_equal(pp__config_cpus_in(self, fs), all);
+  /* Half a CPU on the parent: rounded up to one. */
+  put(a, "cpu.max", "50000 100000\n");
+  assert_int_equal(pp__config_cpus_in(self, fs), 1);
+  /* A cgroup namespace: the container's own cgroup is the root seen. */
+  put(root, "self", "0::/\n");
+  put(fs, "cpu.max", "25000 100000\n");
+  assert_int_equal(pp__config_cpus_in(self, fs), 1);
+  /* v1: the cpu hierarchy; -1 is no quota. */
+  sub(v1, sizeof(v1), fs, "cpu");
+  sub(v1c, sizeof(v1c), v1, "c");
+  put(root, "self", "4:cpu,cpuacct:/c\n3:memory:/c\n");
+  put(v1c, "cpu.cfs_quota_us", "-1\n");
+  put(v1c, "cpu.cfs_period_us", "100000\n");
+  assert_int_equal(pp__config_cpus_in(self, fs), all);
+  put(v1c, "cpu.cfs_quota_us", "100000\n");
+  assert_int_equal(pp__config_cpus_in(self, fs), 1);
+  /* Garbage is no quota. */
+  put(v1c, "cpu.cfs_quota_us", "lots\n");
+  assert_int_equal(pp__config_cpus_in(self, fs), all);
+  /* The real one never counts more than the affinity mask. */
+  assert_true(pp__config_cpus() <= all);
+  {
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+  }
+}
+
 static void test_size_auto(void **state) {
   (void)state;
   pp_config_t *c = load_text("size: auto\n");
@@ -1394,6 +1458,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_minimal_and_empty),
       cmocka_unit_test(test_size_auto),
+      cmocka_unit_test(test_size_auto_quota),
       cmocka_unit_test(test_nested_flow_dotted),
       cmocka_unit_test(test_durations),
       cmocka_unit_test(test_memory),
