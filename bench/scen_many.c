@@ -9,6 +9,7 @@
  * worker.pipeline_depth D too (--pool-depth overrides), and, for
  * reference, a second pool at depth 1 (no pipelining). */
 int g_many_depth = -1, g_many_pool_depth = -1;
+int g_many_callers = -1, g_many_workers = -1;
 
 int scen_many(void) {
   pin_scenario(0);
@@ -41,6 +42,8 @@ int scen_many(void) {
   }
   g_many_depth = depth;
   g_many_pool_depth = pdepth;
+  g_many_callers = callers;
+  g_many_workers = workers;
   snprintf(n1, sizeof(n1), "floor: %d workers x depth 1", workers);
   snprintf(n2, sizeof(n2), "floor: %d workers x depth %d (pipelined)", workers,
            depth);
