@@ -2,47 +2,62 @@
  * under the lock, RSS read from /proc, and the JSON rendering. */
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* utime + stime of a process, in milliseconds. */
-static uint64_t read_cpu_ms(int pid) {
-  char path[64], buf[1024], *p;
-  unsigned long long ut = 0, st = 0;
-  size_t n;
-  FILE *f;
+/* A small /proc file into buf (NUL-terminated): open, one read, close, no
+ * stdio buffer.  Length, or -1. */
+static ssize_t read_proc(int pid, const char *name, char *buf, size_t cap) {
+  char path[64];
+  ssize_t n;
+  int fd;
 
-  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-  f = fopen(path, "r");
-  if (f == NULL)
-    return 0;
-  n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
+  snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+    return -1;
+  while ((n = read(fd, buf, cap - 1)) < 0 && errno == EINTR)
+    ;
+  close(fd);
+  if (n < 0)
+    return -1;
   buf[n] = '\0';
+  return n;
+}
+
+/* RSS and utime + stime (ms) of a process, from the one file that has
+ * both: /proc/PID/stat (rss is field 24, in pages; statm's resident). */
+static void read_stat(int pid, uint64_t *rss, uint64_t *cpu_ms) {
+  char buf[1024], *p;
+  unsigned long long ut, st;
+  long long pages;
+
+  *rss = *cpu_ms = 0;
+  if (read_proc(pid, "stat", buf, sizeof(buf)) < 0)
+    return;
   /* Fields after the command name, which may hold spaces: skip to ')'. */
   p = strrchr(buf, ')');
   if (p == NULL ||
-      sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-             &ut, &st) != 2)
-    return 0;
-  return (ut + st) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK);
+      sscanf(p + 1,
+             " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu"
+             " %*d %*d %*d %*d %*d %*d %*u %*u %lld",
+             &ut, &st, &pages) != 3)
+    return;
+  *cpu_ms = (ut + st) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK);
+  *rss = pages > 0 ? (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
 uint64_t pp__read_rss(int pid) {
-  char path[64];
-  unsigned long long pages = 0, size;
-  FILE *f;
+  char buf[256];
+  unsigned long long pages, size;
 
-  snprintf(path, sizeof(path), "/proc/%d/statm", pid);
-  f = fopen(path, "r");
-  if (f == NULL)
+  if (read_proc(pid, "statm", buf, sizeof(buf)) < 0 ||
+      sscanf(buf, "%llu %llu", &size, &pages) != 2)
     return 0;
-  if (fscanf(f, "%llu %llu", &size, &pages) != 2)
-    pages = 0;
-  fclose(f);
   return pages * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
@@ -177,10 +192,9 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   pp__unlock(pool);
   /* /proc reads happen outside the lock. */
   for (i = 0; i < st->nworkers; i++)
-    if (st->workers[i].pid > 0) {
-      st->workers[i].rss_bytes = pp__read_rss(st->workers[i].pid);
-      st->workers[i].cpu_time_ms = read_cpu_ms(st->workers[i].pid);
-    }
+    if (st->workers[i].pid > 0)
+      read_stat(st->workers[i].pid, &st->workers[i].rss_bytes,
+                &st->workers[i].cpu_time_ms);
   return 0;
 }
 

@@ -243,6 +243,37 @@ static void test_checkin_in_flight(void **state) {
   ctx_stop(&c);
 }
 
+/* A worker's RSS in the status is its resident set (/proc/PID/stat's rss,
+ * read with its CPU time in one go): what /proc/PID/statm says, give or
+ * take what an idle interpreter touches meanwhile. */
+static void test_status_proc_figures(void **state) {
+  unsigned long long size, pages;
+  long long diff;
+  pp_status_t st;
+  char path[64];
+  FILE *f;
+  ctx_t c;
+
+  (void)state;
+  ctx_start(&c, python_config("echo_handlers.py", 1), 1);
+  assert_int_equal(pp_pool_status(c.pool, &st), 0);
+  assert_int_equal(st.nworkers, 1);
+  assert_true(st.workers[0].pid > 0);
+  snprintf(path, sizeof(path), "/proc/%d/statm", st.workers[0].pid);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  assert_int_equal(fscanf(f, "%llu %llu", &size, &pages), 2);
+  fclose(f);
+  diff = (long long)st.workers[0].rss_bytes -
+         (long long)(pages * (unsigned long long)sysconf(_SC_PAGESIZE));
+  assert_true(st.workers[0].rss_bytes > 1024 * 1024);
+  assert_true(diff > -1024 * 1024 && diff < 1024 * 1024);
+  /* An interpreter that only booted: well under a minute of CPU. */
+  assert_true(st.workers[0].cpu_time_ms < 60000);
+  pp_status_free(&st);
+  ctx_stop(&c);
+}
+
 /* A worker silent past startup_timeout is killed and, with
  * restart.retry_boot_failures, restarted; its exit says why.  (Without the
  * key the start fails at the first timeout: test_adapters.) */
@@ -1268,6 +1299,7 @@ int main(void) {
       cmocka_unit_test(test_loop_handler_diag),
       cmocka_unit_test(test_loop_crash),
       cmocka_unit_test(test_checkin_in_flight),
+      cmocka_unit_test(test_status_proc_figures),
       cmocka_unit_test(test_startup_timeout),
       cmocka_unit_test(test_crash_loop_degrades),
       cmocka_unit_test(test_crash_history_bounded),
