@@ -93,13 +93,32 @@ static void ready_breakdown(int n, const ready_trace_t *rt, uint64_t t0) {
 #undef AT
 }
 
+/* The fork floor for n workers (bench/fork_floor.py): what this
+ * interpreter takes to fork n children that each just say so, with the
+ * handler imported as in the zygote.  Seconds, or -1. */
+static double fork_floor(int n, const char *handler) {
+  char cmd[3 * PATH_MAX + 64];
+  double s = -1;
+  FILE *f;
+
+  snprintf(cmd, sizeof(cmd), "'%s' '%s/bench/fork_floor.py' '%s' '%s' %d",
+           O.python, O.root, O.root, handler, n);
+  if ((f = popen(cmd, "r")) == NULL)
+    return -1;
+  if (fscanf(f, "%lf", &s) != 1)
+    s = -1;
+  if (pclose(f) != 0)
+    s = -1;
+  return s;
+}
+
 /* One pool of n zygote workers on the raw echo handler. */
 static int scale_pool(int n, const char *handler) {
   const char *scen = "scale";
   enum { NSTATUS = 9, NCHECK = 2000 };
   uint64_t st_ns[NSTATUS], *ck_ns = calloc(NCHECK, sizeof(uint64_t));
   pp_lease_t **held = calloc((size_t)n, sizeof(*held));
-  double h0, r0, t_ready, heap_w, rss_w, t_stop;
+  double h0, r0, t_ready, heap_w, rss_w, t_stop, t_floor;
   int nheld = 0, nck = 0, i, rc = -1;
   char name[96];
   pp_status_t st;
@@ -165,6 +184,12 @@ static int scale_pool(int n, const char *handler) {
 
   snprintf(name, sizeof(name), "workers %d: ready", n);
   figure(scen, name, t_ready, "s", "pp_pool_open until ready, zygote");
+  if ((t_floor = fork_floor(n, handler)) > 0) {
+    snprintf(name, sizeof(name), "workers %d: fork floor", n);
+    figure(scen, name, t_floor, "s",
+           "bench/fork_floor.py: %d bare forks, no pool; ready is %.2fx", n,
+           t_ready / t_floor);
+  }
   snprintf(name, sizeof(name), "workers %d: heap per worker", n);
   figure(scen, name, heap_w, "B", "pool process heap growth / workers");
   snprintf(name, sizeof(name), "workers %d: rss per worker", n);
