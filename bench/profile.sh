@@ -14,7 +14,9 @@
 #  4. user-space instructions per call (valgrind --tool=callgrind; perf's
 #     hardware counters are not available in this VM);
 #  5. the threaded path: the machine's CPU by process, object and symbol
-#     while 64 threads call pp_call (perf record -e cpu-clock -a).
+#     while 64 threads call pp_call (perf record -e cpu-clock -a);
+#  6. the threaded path's CPU per call by side (the Python workers, the
+#     calling process) against the floor's (utime + stime from /proc).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -243,6 +245,69 @@ print("| share | process | symbol |")
 print("|---|---|---|")
 for pct, comm, sym in rows(out + "/thr_sym.txt", 15):
     print("| %.1f%% | %s | `%s` |" % (pct, comm, sym))
+EOF
+fi
+# ---- 6. CPU per call by side: utime + stime of the two measured workers
+# and of ppbench over 4 s in the middle of an 8 s window, over the calls
+# made meanwhile (the window's calls/s x 4).  Workers: the floor's are the
+# first two portpool_worker processes ppbench starts, the depth-1 pool's
+# the last two (scen_many.c opens floor, pool, pool at depth 1).
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_split() { # $1: floor or pp_call_d1 -> "python_ticks ppbench_ticks"
+  "$bin" many --only "$1" --duration 8 --rounds 1 --json "$out/cpu_$1.json" \
+    >/dev/null 2>&1 &
+  pb=$!
+  who=$1
+  sleep 2.5 # ppbench's start and the pools' warm-up: then inside the window
+  # shellcheck disable=SC2046
+  set -- $(pgrep -P "$pb" -f portpool_worker | sort -n)
+  if [ "$#" -lt 6 ]; then
+    wait "$pb" || true
+    return 1
+  fi
+  if [ "$who" = floor ]; then a=$1 b=$2; else a=$5 b=$6; fi
+  a0=$(ticks "$a") b0=$(ticks "$b") p0=$(ticks "$pb")
+  sleep 4
+  a1=$(ticks "$a") b1=$(ticks "$b") p1=$(ticks "$pb")
+  wait "$pb" || true
+  echo "$((a1 - a0 + b1 - b0)) $((p1 - p0))"
+}
+rows6=
+for who in floor pp_call_d1; do
+  r=$(cpu_split "$who") || continue
+  rows6="$rows6$who $r
+"
+done
+if [ -n "$rows6" ]; then
+  printf '%s' "$rows6" >"$out/cpu_rows.txt"
+  "$python" - "$out" "$(getconf CLK_TCK)" >>"$md" <<'EOF'
+import json, sys
+out, hz = sys.argv[1], float(sys.argv[2])
+names = {"floor": "floor: 2 callers, each on its own worker",
+         "pp_call_d1": "pool: 64 threads in pp_call, 2 workers"}
+print()
+print("## 6. The threaded path: CPU per call, by side (depth 1)")
+print()
+print("utime + stime (/proc/PID/stat) of the two workers measured and of "
+      "the calling process (the pool's 64 threads, or the floor's 2) over "
+      "4 s in the middle of an 8 s window, divided by the calls made "
+      "meanwhile.")
+print()
+print("| side | calls/s | Python workers µs/call | calling process µs/call "
+      "| total µs/call | CPUs busy |")
+print("|---|---|---|---|---|---|")
+for line in open(out + "/cpu_rows.txt"):
+    who, py, pb = line.split()
+    calls = 0.0
+    for l in open(out + "/cpu_%s.json" % who):
+        if '"result"' in l:
+            calls = max(calls, json.loads(l).get("calls_s", 0))
+    if calls <= 0:
+        continue
+    n = calls * 4
+    pyu, pbu = int(py) / hz * 1e6 / n, int(pb) / hz * 1e6 / n
+    print("| %s | %.0f | %.1f | %.1f | %.1f | %.2f |" % (
+        names[who], calls, pyu, pbu, pyu + pbu, (int(py) + int(pb)) / hz / 4))
 EOF
 fi
 echo "profile.sh: wrote $md"
