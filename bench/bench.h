@@ -221,7 +221,7 @@ long core_sizeof(const char *type);
 
 /* What the scenarios keep for the targets (targets.c); -1 until a
  * scenario measured them. */
-extern int g_many_depth, g_many_pool_depth;    /* floor's, pool's */
+extern int g_many_depth, g_many_pool_depth; /* floor's, pool's */
 extern int g_many_callers, g_many_workers;
 extern double g_prewarm_1, g_prewarm_n;        /* s to ready: 1, N workers */
 extern double g_prewarm_s1, g_prewarm_sn;      /* the same, python -S */

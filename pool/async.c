@@ -23,6 +23,8 @@
  * cancel grace, and a worker's end fails them all (any may have begun). */
 #include "internal.h"
 
+#include <assert.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -368,11 +370,13 @@ void pp__async_accept(pp_pool_t *pool) {
   /* The calls submitted since the last turn are at the tail (with any the
    * loop queued meanwhile, accepted as they came): only that part is
    * walked, so a turn costs what arrived in it, not what waits. */
-  for (q = pool->async_queue.prev; seen < pool->async_unaccepted; q = q->prev) {
+  for (q = pool->async_queue.prev;
+       seen < pool->async_unaccepted && q != &pool->async_queue; q = q->prev) {
     a = pp__container_of(q, pp__acall_t, node);
     seen += a->submitted;
     behind++;
   }
+  assert(seen == pool->async_unaccepted);
   q = q->next;
   ahead = pp__waiting(pool) - behind;
   /* In FIFO order: a call is refused when max_waiters wait ahead of it. */

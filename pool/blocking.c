@@ -140,12 +140,22 @@ int pp_lease_acquire(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
   return r;
 }
 
-/* sem_wait until deadline_ns (pp__now_ns; UINT64_MAX: none): 0 when
- * posted, ETIMEDOUT.  sem_timedwait takes CLOCK_REALTIME: the monotonic
- * time left is added to it, and the caller checks its deadline again. */
+/* sem_wait until deadline_ns (pp__now_ns, CLOCK_MONOTONIC; UINT64_MAX:
+ * none): 0 when posted, ETIMEDOUT.  sem_clockwait keeps the deadline on
+ * the monotonic clock, as the rest of the pool's: a wall clock set back
+ * does not stretch a checkout timeout.  ThreadSanitizer does not know
+ * sem_clockwait (it would miss the post's ordering): its builds take
+ * sem_timedwait, with the time left added to CLOCK_REALTIME. */
+#if defined(__SANITIZE_THREAD__)
+#define PP_SEM_REALTIME 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PP_SEM_REALTIME 1
+#endif
+#endif
 static int sem_wait_until(sem_t *sem, uint64_t deadline_ns) {
   struct timespec ts;
-  uint64_t now, left;
+  uint64_t now;
 
   for (;;) {
     if (deadline_ns == UINT64_MAX) {
@@ -156,7 +166,8 @@ static int sem_wait_until(sem_t *sem, uint64_t deadline_ns) {
     now = pp__now_ns();
     if (now >= deadline_ns)
       return sem_trywait(sem) == 0 ? 0 : ETIMEDOUT;
-    left = deadline_ns - now;
+#ifdef PP_SEM_REALTIME
+    uint64_t left = deadline_ns - now;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += (time_t)(left / 1000000000u);
     ts.tv_nsec += (long)(left % 1000000000u);
@@ -166,6 +177,12 @@ static int sem_wait_until(sem_t *sem, uint64_t deadline_ns) {
     }
     if (sem_timedwait(sem, &ts) == 0)
       return 0;
+#else
+    ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
+    ts.tv_nsec = (long)(deadline_ns % 1000000000u);
+    if (sem_clockwait(sem, CLOCK_MONOTONIC, &ts) == 0)
+      return 0;
+#endif
   }
 }
 
@@ -210,7 +227,8 @@ static int lease_wait(pp_pool_t *pool, pp_client_t *client, int64_t timeout_ms,
     memset(&w, 0, sizeof(w));
     pp__queue_init(&w.node);
     pp__queue_init(&w.cnode);
-    sem_init(&w.u.sem, 0, 0);
+    if (sem_init(&w.u.sem, 0, 0) != 0)
+      abort(); /* only for a count over SEM_VALUE_MAX */
     w.thread = 1;
     w.diag = diag;
     w.call = q;
@@ -573,13 +591,15 @@ static void call_leave(tcall_t *c, int cancel) {
 }
 
 /* Writes c's request (lock not held): 0 when it reached the worker. */
-static int call_write(tcall_t *c, const void *payload, size_t len) {
+static int call_write(tcall_t *c, const void *payload, size_t len, int once) {
   pp__proc_t *proc = c->proc;
   pp_pool_t *pool = proc->pool;
   int r;
 
   r = pp__proc_write_request(proc, c->id, payload, len, c->deadline_ns, c->cmd,
-                             c->on_chunk != NULL);
+                             c->on_chunk != NULL, once);
+  if (r == UV_EAGAIN)
+    return r; /* nothing written: its own thread writes it */
   c->sent = r == 0;
   /* A client that died while we wrote left its CANCEL to us, so that it
    * reaches the worker after the request it cancels. */
@@ -647,8 +667,9 @@ static int call_end(tcall_t *c) {
   pp__slot_t *slot = lease->slot;
   int r = c->status, answered = c->used > 0 && r != PP_EPROTO;
   /* Its pipe was closed before the whole request went in: not a request
-   * the worker can answer (a write that timed out counts: the worker is
-   * replaced for it). */
+   * the worker can answer.  A write that timed out is not that: part of a
+   * frame may be in the pipe, so the worker is replaced (pp__call_fail),
+   * never left to run on or sent a CANCEL. */
   int unsent = !c->sent && r != PP_ETIMEDOUT;
 
   PP_ASSERT_LOCKED(lease->pool);
@@ -672,11 +693,11 @@ static int call_end(tcall_t *c) {
     pp__proc_fail(proc, PP_EXIT_NONE, "worker died while idle");
     snprintf(c->msg, c->cap, "worker %d died while idle", slot->id);
     r = PP_ECRASHED;
-  } else if (!answered && !proc->dead &&
+  } else if (!answered && !proc->dead && c->sent &&
              (c->stopped ||
               (c->cancelled && (r == PP_ECANCELED || r == PP_ETIMEDOUT)))) {
     r = call_cancel(c);
-  } else if (!answered && r == PP_ETIMEDOUT && c->call_deadline_ns &&
+  } else if (!answered && r == PP_ETIMEDOUT && c->sent && c->call_deadline_ns &&
              c->deadline_ns == c->call_deadline_ns) {
     r = call_abandon(c);
   } else if (!answered) {
@@ -744,7 +765,7 @@ static int call_run(tcall_t *c, const void *payload, size_t len,
   int r;
 
   pp__unlock(pool);
-  call_read(c, written ? *written : call_write(c, payload, len), reply);
+  call_read(c, written ? *written : call_write(c, payload, len, 0), reply);
   pp__lock(pool);
   r = call_end(c);
   call_fence(c->lease, &r, diag);
@@ -795,7 +816,8 @@ struct qcall {
   const pp_call_opts_t *opts;
   pp_diag_t *diag;
   int received; /* the lease was received for it (handed over) */
-  int begun;    /* call_begin ran for it, and its request was written: */
+  int begun;    /* call_begin ran for it */
+  int tried;    /* and the thread that handed it over wrote its request: */
   int wrote;    /* call_write's outcome */
 };
 
@@ -838,13 +860,16 @@ static int handoff_begin(pp__waiter_t *w) {
 }
 
 /* handoff_begin's request written (lock not held), then its thread woken:
- * w is gone after the post. */
+ * w is gone after the post.  Only what goes in at once (a frame of at most
+ * PIPE_BUF bytes, room in the pipe): the handing thread's own call is over
+ * and never waits on another's worker; else the woken thread writes. */
 static void handoff_write(pp__waiter_t *w, int write) {
   qcall_t *q = w->call;
 
   if (write) {
     PP_FAULT(q->c.lease->pool, "handoff_write");
-    q->wrote = call_write(&q->c, q->payload, q->len);
+    q->wrote = call_write(&q->c, q->payload, q->len, 1);
+    q->tried = q->wrote != UV_EAGAIN;
   }
   sem_post(&w->u.sem);
 }
@@ -860,9 +885,9 @@ static int call_leased(pp_lease_t *lease, qcall_t *q, pp_buf_t *reply, int *r) {
   *r = q->begun ? 0 : qcall_begin(q, lease);
   if (*r == 0)
     *r = call_run(&q->c, q->payload, q->len, reply, q->diag,
-                  q->begun ? &q->wrote : NULL);
+                  q->begun && q->tried ? &q->wrote : NULL);
   unsent = *r == PP_ECRASHED && !q->c.sent;
-  q->begun = q->received = 0;
+  q->begun = q->received = q->tried = 0;
   pool->handoff_open = 1;
   if (!lease->free && !lease->reaped)
     pp__lease_checkin(lease);
@@ -993,6 +1018,9 @@ int pp_call_with(pp_pool_t *pool, const void *payload, size_t len,
     }
     if (!call_leased(lease, &q, reply, &r) || ++tries > pool->nslots)
       return r;
+    /* Retried: what the dead worker's turn said is not this call's. */
+    if (diag)
+      memset(diag, 0, sizeof(*diag));
   }
 }
 

@@ -4,14 +4,17 @@
 #include "faults.h"
 #include "helpers.h"
 
+#include <errno.h>
 #include <poll.h>
 
 #include <jansson.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct fixture {
@@ -536,6 +539,160 @@ static void test_handoff_to_dead_worker(void **state) {
   handoff_run(20);
 }
 
+static int worker_pid(fixture_t *f);
+
+/* A handed-over request that does not go in at once (larger than
+ * PIPE_BUF, or no room in the pipe) is left to its own thread: the thread
+ * that handed the worker over returns with its own answer, and never waits
+ * on a worker that does not read (stopped here, at the handoff). */
+typedef struct {
+  pp_pool_t *pool;
+  const char *cmd, *args;
+  pp_buf_t reply;
+  pp_diag_t diag;
+  int status;
+  int done; /* atomic */
+  sem_t ended;
+} ocall_t;
+
+static void ocall_thread(void *arg) {
+  ocall_t *o = arg;
+
+  o->status = pp_call_cmd(o->pool, o->cmd, o->args, &o->reply, -1, &o->diag);
+  __atomic_store_n(&o->done, 1, __ATOMIC_RELEASE);
+  sem_post(&o->ended);
+}
+
+/* Waits for o's call to return, up to ms (a timeout that only fires when
+ * the call is stuck): 0 when it did. */
+static int ocall_wait(ocall_t *o, int ms) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += ms / 1000;
+  while (sem_timedwait(&o->ended, &ts) != 0)
+    if (errno != EINTR)
+      return -1;
+  return 0;
+}
+
+typedef struct {
+  int pid; /* the worker stopped, 0 = not yet */
+} stop_t;
+
+static void stop_hook(pp_pool_t *pool, const char *point, void *data) {
+  stop_t *s = data;
+  pp_status_t st;
+
+  if (strcmp(point, "handoff_write") != 0 || s->pid != 0)
+    return;
+  assert_int_equal(pp_pool_status(pool, &st), 0);
+  s->pid = st.workers[0].pid;
+  pp_status_free(&st);
+  assert_true(s->pid > 0);
+  assert_int_equal(kill(s->pid, SIGSTOP), 0);
+}
+
+static void test_handoff_never_waits_on_worker(void **state) {
+  enum { BIG = 256 * 1024 };
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
+  char fifo[128], gate[200], *big = malloc(BIG + 3);
+  ocall_t a = {0}, b = {0};
+  stop_t s = {0};
+  pp_status_t st;
+  uv_thread_t ta, tb;
+
+  (void)state;
+  assert_non_null(big);
+  big[0] = '"';
+  memset(big + 1, 'x', BIG);
+  big[BIG + 1] = '"';
+  big[BIG + 2] = '\0';
+  fifo_make(fifo, sizeof(fifo), "handoff-stop");
+  snprintf(gate, sizeof(gate), "{\"fifo\":\"%s\"}", fifo);
+  a = (ocall_t){.pool = f->pool, .cmd = "gate", .args = gate};
+  b = (ocall_t){.pool = f->pool, .cmd = "echo", .args = big};
+  sem_init(&a.ended, 0, 0);
+  sem_init(&b.ended, 0, 0);
+  /* Set before any call: the hook acts at the first handoff only. */
+  pp_test_fault_hook(f->pool, stop_hook, &s);
+  /* a holds the only worker (its handler waits on the fifo), b waits. */
+  assert_int_equal(uv_thread_create(&ta, ocall_thread, &a), 0);
+  for (;;) {
+    int busy;
+    assert_int_equal(pp_pool_status(f->pool, &st), 0);
+    busy = st.busy + st.leased;
+    pp_status_free(&st);
+    if (busy)
+      break;
+    sched_yield();
+  }
+  assert_int_equal(uv_thread_create(&tb, ocall_thread, &b), 0);
+  assert_int_equal(
+      rec_wait(&f->rec, PP_TRACE_CHECKOUT_WAIT, 1, 10000 * test_time_scale()),
+      0);
+  fifo_release(fifo);
+  /* a's answer came; the worker is stopped with b's request not in. */
+  assert_int_equal(ocall_wait(&a, 10000 * test_time_scale()), 0);
+  assert_true(s.pid > 0);
+  assert_int_equal(a.status, 0);
+  assert_int_equal(__atomic_load_n(&b.done, __ATOMIC_ACQUIRE), 0);
+  /* b writes its own request once the worker reads again. */
+  assert_int_equal(kill(s.pid, SIGCONT), 0);
+  uv_thread_join(&tb);
+  uv_thread_join(&ta);
+  pp_test_fault_hook(f->pool, NULL, NULL);
+  assert_int_equal(b.status, 0);
+  assert_int_equal(b.reply.len, BIG + 2);
+  assert_memory_equal(b.reply.data, big, BIG + 2);
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.restarts, 0);
+  assert_int_equal(st.errors, 0);
+  pp_status_free(&st);
+  sem_destroy(&a.ended);
+  sem_destroy(&b.ended);
+  pp_buf_free(&a.reply);
+  pp_buf_free(&b.reply);
+  unlink(fifo);
+  free(big);
+  close_pool(f);
+}
+
+/* A request whose write times out (the worker does not read) may be in
+ * the pipe in part: the worker is replaced, not left to run on a frame it
+ * will never finish reading. */
+static void test_write_timeout_replaces_worker(void **state) {
+  enum { BIG = 1024 * 1024 };
+  fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
+  char *big = malloc(BIG + 3);
+  pp_status_t st;
+  int pid;
+
+  (void)state;
+  assert_non_null(big);
+  big[0] = '"';
+  memset(big + 1, 'x', BIG);
+  big[BIG + 1] = '"';
+  big[BIG + 2] = '\0';
+  pid = worker_pid(f);
+  assert_int_equal(kill(pid, SIGSTOP), 0);
+  assert_int_equal(pp_call_cmd(f->pool, "echo", big, &f->reply, 300, &f->diag),
+                   PP_ETIMEDOUT);
+  assert_int_equal(
+      rec_wait(&f->rec, PP_TRACE_EXIT, 1, 10000 * test_time_scale()), 0);
+  assert_int_equal(
+      rec_wait(&f->rec, PP_TRACE_HELLO, 2, 10000 * test_time_scale()), 0);
+  assert_int_equal(pp_call_cmd(f->pool, "echo", "1", &f->reply, -1, &f->diag),
+                   0);
+  assert_string_equal(f->reply.data, "1");
+  assert_int_not_equal(worker_pid(f), pid);
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_equal(st.restarts, 1);
+  pp_status_free(&st);
+  free(big);
+  close_pool(f);
+}
+
 /* Pipelined calls: several callers share each worker up to the depth,
  * every reply reaches its own caller, and a crash fails only the calls
  * queued on that worker. */
@@ -1002,6 +1159,8 @@ int main(void) {
       cmocka_unit_test(test_threads),
       cmocka_unit_test(test_handoff_writes_next),
       cmocka_unit_test(test_handoff_to_dead_worker),
+      cmocka_unit_test(test_handoff_never_waits_on_worker),
+      cmocka_unit_test(test_write_timeout_replaces_worker),
       cmocka_unit_test(test_pipelined_calls),
       cmocka_unit_test(test_reply_spin_adapt),
       cmocka_unit_test(test_reply_spin),

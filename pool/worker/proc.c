@@ -547,9 +547,12 @@ static int write_iov(pp__proc_t *proc, struct iovec *iov, int n,
 
 int pp__proc_write_request(pp__proc_t *proc, uint32_t id, const void *payload,
                            size_t len, uint64_t deadline_ns, const char *cmd,
-                           int stream) {
+                           int stream, int once) {
   char hdr[PP_FRAME_REQUEST_HEADER];
   struct iovec iov[2];
+  int n = len > 0 ? 2 : 1;
+  size_t total;
+  ssize_t w;
 
   iov[0].iov_base = hdr;
   iov[0].iov_len =
@@ -557,7 +560,27 @@ int pp__proc_write_request(pp__proc_t *proc, uint32_t id, const void *payload,
                               cmd, stream && proc->proto >= 2);
   iov[1].iov_base = (void *)payload;
   iov[1].iov_len = len;
-  return write_iov(proc, iov, len > 0 ? 2 : 1, deadline_ns);
+  if (!once)
+    return write_iov(proc, iov, n, deadline_ns);
+  /* At most PIPE_BUF bytes go into a pipe whole or not at all. */
+  total = iov[0].iov_len + len;
+  if (total > PIPE_BUF)
+    return UV_EAGAIN;
+  w = writev_nosig(proc->pool, proc->req_fd, iov, n);
+  if (w < 0)
+    return errno == EAGAIN ? UV_EAGAIN : PP_ECRASHED;
+  if ((size_t)w == total)
+    return 0;
+  /* Part of it (not a pipe: a custom adapter's socket): the rest as any
+   * request's. */
+  if ((size_t)w < iov[0].iov_len) {
+    iov[0].iov_base = hdr + w;
+    iov[0].iov_len -= (size_t)w;
+    return write_iov(proc, iov, n, deadline_ns);
+  }
+  iov[1].iov_base = (char *)payload + ((size_t)w - iov[0].iov_len);
+  iov[1].iov_len = total - (size_t)w;
+  return write_iov(proc, iov + 1, 1, deadline_ns);
 }
 
 ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len) {

@@ -258,10 +258,12 @@ int pp__proc_queue_request(pp__proc_t *proc, uint32_t id, const void *payload,
                            int stream);
 /* Write a whole REQUEST (with its deadline, cmd and stream, as above) on
  * the calling thread, blocking up to deadline_ns (0 = forever).  Returns
- * 0, PP_ETIMEDOUT or PP_ECRASHED. */
+ * 0, PP_ETIMEDOUT or PP_ECRASHED.  once: never wait for the worker to
+ * read; UV_EAGAIN (nothing written) where the frame is larger than
+ * PIPE_BUF or the pipe has no room for it now. */
 int pp__proc_write_request(pp__proc_t *proc, uint32_t id, const void *payload,
                            size_t len, uint64_t deadline_ns, const char *cmd,
-                           int stream);
+                           int stream, int once);
 /* One write(2) of what fits now, SIGPIPE kept away: bytes written, or -1
  * with errno (EAGAIN: the pipe is full). */
 ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len);
