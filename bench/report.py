@@ -238,7 +238,7 @@ def main():
     w("")
 
     # ---- targets
-    w("## Targets (issue 7)")
+    w("## Targets (issues 7, 17 and 18)")
     w("")
     w("| # | target | pool | baseline | ratio (median; per run) | needed | result |")
     w("|---|---|---|---|---|---|---|")
