@@ -541,6 +541,18 @@ static void test_handoff_to_dead_worker(void **state) {
 
 static int worker_pid(fixture_t *f);
 
+/* A JSON string of n 'x's, quotes included: n + 2 bytes and a NUL. */
+static char *json_xs(size_t n) {
+  char *s = malloc(n + 3);
+
+  assert_non_null(s);
+  s[0] = '"';
+  memset(s + 1, 'x', n);
+  s[n + 1] = '"';
+  s[n + 2] = '\0';
+  return s;
+}
+
 /* A handed-over request that does not go in at once (larger than
  * PIPE_BUF, or no room in the pipe) is left to its own thread: the thread
  * that handed the worker over returns with its own answer, and never waits
@@ -596,18 +608,13 @@ static void stop_hook(pp_pool_t *pool, const char *point, void *data) {
 static void test_handoff_never_waits_on_worker(void **state) {
   enum { BIG = 256 * 1024 };
   fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
-  char fifo[128], gate[200], *big = malloc(BIG + 3);
+  char fifo[128], gate[200], *big = json_xs(BIG);
   ocall_t a = {0}, b = {0};
   stop_t s = {0};
   pp_status_t st;
   uv_thread_t ta, tb;
 
   (void)state;
-  assert_non_null(big);
-  big[0] = '"';
-  memset(big + 1, 'x', BIG);
-  big[BIG + 1] = '"';
-  big[BIG + 2] = '\0';
   fifo_make(fifo, sizeof(fifo), "handoff-stop");
   snprintf(gate, sizeof(gate), "{\"fifo\":\"%s\"}", fifo);
   a = (ocall_t){.pool = f->pool, .cmd = "gate", .args = gate};
@@ -664,16 +671,11 @@ static void test_handoff_never_waits_on_worker(void **state) {
 static void test_write_timeout_replaces_worker(void **state) {
   enum { BIG = 1024 * 1024 };
   fixture_t *f = open_pool(python_config("echo_handlers.py", 1));
-  char *big = malloc(BIG + 3);
+  char *big = json_xs(BIG);
   pp_status_t st;
   int pid;
 
   (void)state;
-  assert_non_null(big);
-  big[0] = '"';
-  memset(big + 1, 'x', BIG);
-  big[BIG + 1] = '"';
-  big[BIG + 2] = '\0';
   pid = worker_pid(f);
   assert_int_equal(kill(pid, SIGSTOP), 0);
   assert_int_equal(pp_call_cmd(f->pool, "echo", big, &f->reply, 300, &f->diag),
