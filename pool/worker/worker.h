@@ -258,9 +258,11 @@ int pp__proc_queue_request(pp__proc_t *proc, uint32_t id, const void *payload,
                            int stream);
 /* Write a whole REQUEST (with its deadline, cmd and stream, as above) on
  * the calling thread, blocking up to deadline_ns (0 = forever).  Returns
- * 0, PP_ETIMEDOUT or PP_ECRASHED.  once: never wait for the worker to
- * read; UV_EAGAIN (nothing written) where the frame is larger than
- * PIPE_BUF or the pipe has no room for it now. */
+ * 0, PP_ETIMEDOUT or PP_ECRASHED.  once: write only a frame that goes in
+ * at once: UV_EAGAIN (nothing written) where it is larger than PIPE_BUF
+ * or there is no room for it now.  A pipe takes such a frame whole; a
+ * custom adapter's socket may take part, and the rest is written as
+ * without once. */
 int pp__proc_write_request(pp__proc_t *proc, uint32_t id, const void *payload,
                            size_t len, uint64_t deadline_ns, const char *cmd,
                            int stream, int once);
