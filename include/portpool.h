@@ -709,7 +709,9 @@ PP_EXTERN int pp_lease_call(pp_lease_t *lease, const void *payload, size_t len,
  * says for a client that went away: finish (the default) lets the request
  * run and drops its reply, cancel also sends CANCEL (the handler sees
  * portpool_worker.cancelled(); the worker is replaced past cancel_grace),
- * kill replaces it.  worker.request_timeout still bounds the request
+ * kill replaces it; a request still being written when the time ran out
+ * (the worker was not reading) replaces the worker whatever
+ * on_client_death says.  worker.request_timeout still bounds the request
  * (past it the worker is replaced).  timeout_ms < 0: checkout.timeout for
  * the wait, worker.request_timeout for the request.  A pipelined call
  * (below) with timeout_ms >= 0 goes through pp_call_async_with, bounded
