@@ -543,7 +543,12 @@ typedef void (*pp_pool_close_cb)(pp_pool_t *pool, void *data);
  * beside it is held while the pool runs: UV_EADDRINUSE when another
  * server holds it ("another server holds PATH (pid N)").  Each control
  * connection idle for control.idle_timeout, or leaving over 4 MiB of
- * replies unread that long, is closed (docs/protocol.md). */
+ * replies unread that long, is closed (docs/protocol.md).  libuv writes to
+ * control clients with write(2): a client that leaves before its reply
+ * raises SIGPIPE on the loop's thread, whose default action kills the
+ * process.  So with control.socket, ignore SIGPIPE (signal(SIGPIPE,
+ * SIG_IGN)) or block it in the thread that runs the loop; the pool logs a
+ * warning when it is neither.  pp_pool_open's own loop thread blocks it. */
 PP_EXTERN int pp_pool_start(uv_loop_t *loop, const pp_config_t *cfg,
                             const pp_pool_options_t *opts,
                             pp_pool_ready_cb ready_cb, void *data,

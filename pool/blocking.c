@@ -9,8 +9,10 @@
 #include <assert.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +29,16 @@ void pp__users_leave(pp_pool_t *pool) {
 static void loop_main(void *arg) {
   pp_pool_t *pool = arg;
   pp_diag_t diag;
+  sigset_t pipe;
   int r;
 
+  /* libuv writes to control clients with write(2): one that left before
+   * its reply raises SIGPIPE, for this thread, and its default kills the
+   * whole process.  Blocked here, it stays pending on this thread and the
+   * write fails with EPIPE.  (Processes it spawns get libuv's reset.) */
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, NULL);
   memset(&diag, 0, sizeof(diag));
   r = pp__pool_begin(pool, &pool->own_loop, &diag);
   if (r != 0) {

@@ -1128,6 +1128,16 @@ fail:
   return r;
 }
 
+/* Can a write on this thread to a control client that left raise SIGPIPE
+ * without killing the process?  (libuv writes with write(2).) */
+static int sigpipe_safe(pp_pool_t *pool) {
+  sigset_t cur;
+
+  return pool->sigpipe_ignored ||
+         (pthread_sigmask(SIG_BLOCK, NULL, &cur) == 0 &&
+          sigismember(&cur, SIGPIPE) == 1);
+}
+
 /* On the loop thread: handles, the control socket, then every worker at
  * once, so start-up of N costs about one. */
 int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag) {
@@ -1137,6 +1147,12 @@ int pp__pool_begin(pp_pool_t *pool, uv_loop_t *loop, pp_diag_t *diag) {
   pool->loop_thread_id = uv_thread_self();
   if (pool->cfg->socket && (r = pp__control_start(pool, diag)) != 0)
     return r;
+  if (pool->cfg->socket && !sigpipe_safe(pool))
+    pp__log(pool,
+            "control.socket: SIGPIPE is neither ignored nor blocked on the "
+            "loop's thread, so a control client that leaves before its reply "
+            "kills this process; call signal(SIGPIPE, SIG_IGN) at start, or "
+            "block SIGPIPE in the thread that runs the loop");
   uv_async_init(loop, &pool->async, on_async);
   uv_timer_init(loop, &pool->waiter_timer);
   uv_timer_init(loop, &pool->drain_timer);

@@ -2,6 +2,7 @@
  * leases, handler errors, crashes, timeouts, checkout reasons, backpressure,
  * threads, and close/reopen.  Every wait is on a trace event or a reply. */
 #include "faults.h"
+#include "cli.h"
 #include "helpers.h"
 
 #include <errno.h>
@@ -864,6 +865,61 @@ static void test_close_reopen(void **state) {
   assert_int_equal(rmdir(dir), 0); /* no lock file or socket left behind */
 }
 
+/* The signals a process blocks (SigBlk in /proc/PID/status). */
+static unsigned long long sigblk_of(int pid) {
+  unsigned long long mask = ~0ull;
+  char path[64], line[256];
+  FILE *fp;
+
+  snprintf(path, sizeof(path), "/proc/%d/status", pid);
+  fp = fopen(path, "r");
+  assert_non_null(fp);
+  while (fgets(line, sizeof(line), fp))
+    if (sscanf(line, "SigBlk: %llx", &mask) == 1)
+      break;
+  fclose(fp);
+  return mask;
+}
+
+/* Control clients that send requests and go away before the answers: the
+ * pool's loop thread writes to closed sockets, which raises SIGPIPE for
+ * that thread.  The process that hosts the pool does not die of it (this
+ * suite leaves SIGPIPE at its default, as a program may), and the pool
+ * serves on. */
+static void test_control_client_gone(void **state) {
+  char dir[64] = "/tmp/pp-test-gone-XXXXXX", sock[128];
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  cli_conn_t *c;
+  json_t *st;
+  fixture_t *f;
+  int i;
+
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  snprintf(sock, sizeof(sock), "%s/pool.sock", dir);
+  cfg_set(cfg, "control.socket", sock);
+  f = open_pool(cfg);
+  for (i = 0; i < 20; i++) {
+    c = cli_conn_open(sock);
+    assert_non_null(c);
+    cli_conn_send(c, "{\"op\":\"status\"}\n{\"op\":\"trace\"}\n");
+    cli_conn_close(c);
+  }
+  c = cli_conn_open(sock);
+  assert_non_null(c);
+  st = cli_conn_status(c);
+  assert_non_null(st);
+  json_decref(st);
+  cli_conn_close(c);
+  assert_int_equal(pp_call_cmd(f->pool, "echo", "1", &f->reply, -1, &f->diag),
+                   0);
+  /* The loop thread's mask is its own: workers start with SIGPIPE not
+   * blocked. */
+  assert_int_equal(sigblk_of(worker_pid(f)) & (1ull << (SIGPIPE - 1)), 0);
+  close_pool(f);
+  assert_int_equal(rmdir(dir), 0);
+}
+
 typedef struct lcall {
   pp_lease_t *lease;
   char payload[256];
@@ -1168,6 +1224,7 @@ int main(void) {
       cmocka_unit_test(test_reply_spin),
       cmocka_unit_test(test_reply_spin_pinned_beside),
       cmocka_unit_test(test_close_reopen),
+      cmocka_unit_test(test_control_client_gone),
       cmocka_unit_test(test_close_cuts_call_closed),
       cmocka_unit_test(test_close_cuts_unsent_call_closed),
       cmocka_unit_test(test_call_deadline_finish),
