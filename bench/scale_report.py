@@ -282,11 +282,14 @@ unset multiplot
         per = (lh - fh) / (n - 1)
         L.append("Time to ready is the zygote's start (first HELLO at %.0f ms) "
                  "plus a constant %.2f ms per worker (the HELLOs of a "
-                 "%d-worker pool arrive evenly: equal quarters below), i.e. "
-                 "the zygote forking one child after another on 2 CPUs; "
-                 "extrapolated, 1024 workers would take about %.2f s once "
-                 "they can be requested.\n" % (fh * 1e3, per * 1e3, n,
-                                                fh + per * 1023))
+                 "%d-worker pool arrive evenly: equal quarters below): the "
+                 "zygote forks one child after another while the children "
+                 "already forked, each dirtying its share of the zygote's "
+                 "pages before its HELLO, take the other CPU%s.\n" % (
+                     fh * 1e3, per * 1e3, n,
+                     "" if n == SIZES[-1] else
+                     "; extrapolated, %d workers would take about %.2f s"
+                     % (SIZES[-1], fh + per * (SIZES[-1] - 1))))
     # trace breakdown
     rows = []
     for n in SIZES:
