@@ -225,9 +225,9 @@ static void collect_many(void) {
    * queue, callers / (workers x in flight per worker). */
   if (f && g_many_callers > 0 && g_many_workers > 0) {
     double q1 = (double)g_many_callers / g_many_workers;
-    double qd = q1 / g_many_depth;
+    double qd = q1 / g_many_depth > 1 ? q1 / g_many_depth : 1;
     many_floor_q99 = f->p99_us * q1;
-    many_pipe_q99 = a ? a->p99_us * (qd > 1 ? qd : 1) : -1;
+    many_pipe_q99 = a ? a->p99_us * qd : -1;
     snprintf(note_18c, sizeof(note_18c),
              "floor p99 %.1f us x %.0f queued per worker (%d callers, %d "
              "workers, 1 in flight each)",
@@ -236,8 +236,7 @@ static void collect_many(void) {
       snprintf(note_18d, sizeof(note_18d),
                "pipelined floor p99 %.1f us x %.2g (%d callers, %d workers x "
                "%d in flight)",
-               a->p99_us, qd > 1 ? qd : 1, g_many_callers, g_many_workers,
-               g_many_depth);
+               a->p99_us, qd, g_many_callers, g_many_workers, g_many_depth);
   }
   snprintf(note_3, sizeof(note_3),
            "pool: 64 pp_call_async calls in flight (loop face) at "

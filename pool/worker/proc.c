@@ -516,14 +516,17 @@ static int poll_until(int fd, short events, uint64_t deadline_ns) {
   }
 }
 
-/* Write every byte of iov[0..n), blocking with poll on EAGAIN. */
+/* Write every byte of iov[0..n), blocking with poll on EAGAIN; once: not
+ * before the first byte, UV_EAGAIN instead (nothing written). */
 static int write_iov(pp__proc_t *proc, struct iovec *iov, int n,
-                     uint64_t deadline_ns) {
+                     uint64_t deadline_ns, int once) {
   ssize_t w;
   int r;
 
   while (n > 0) {
     w = writev_nosig(proc->pool, proc->req_fd, iov, n);
+    if (w < 0 && errno == EAGAIN && once)
+      return UV_EAGAIN;
     if (w < 0 && errno == EAGAIN) {
       r = poll_until(proc->req_fd, POLLOUT, deadline_ns);
       if (r != 0)
@@ -532,6 +535,7 @@ static int write_iov(pp__proc_t *proc, struct iovec *iov, int n,
     }
     if (w < 0)
       return PP_ECRASHED;
+    once = 0;
     while (n > 0 && (size_t)w >= iov->iov_len) {
       w -= (ssize_t)iov->iov_len;
       iov++;
@@ -550,9 +554,6 @@ int pp__proc_write_request(pp__proc_t *proc, uint32_t id, const void *payload,
                            int stream, int once) {
   char hdr[PP_FRAME_REQUEST_HEADER];
   struct iovec iov[2];
-  int n = len > 0 ? 2 : 1;
-  size_t total;
-  ssize_t w;
 
   iov[0].iov_base = hdr;
   iov[0].iov_len =
@@ -560,27 +561,11 @@ int pp__proc_write_request(pp__proc_t *proc, uint32_t id, const void *payload,
                               cmd, stream && proc->proto >= 2);
   iov[1].iov_base = (void *)payload;
   iov[1].iov_len = len;
-  if (!once)
-    return write_iov(proc, iov, n, deadline_ns);
-  /* At most PIPE_BUF bytes go into a pipe whole or not at all. */
-  total = iov[0].iov_len + len;
-  if (total > PIPE_BUF)
+  /* At most PIPE_BUF bytes go into a pipe whole or not at all (a custom
+   * adapter's socket may take part: the rest is written as any request's). */
+  if (once && iov[0].iov_len + len > PIPE_BUF)
     return UV_EAGAIN;
-  w = writev_nosig(proc->pool, proc->req_fd, iov, n);
-  if (w < 0)
-    return errno == EAGAIN ? UV_EAGAIN : PP_ECRASHED;
-  if ((size_t)w == total)
-    return 0;
-  /* Part of it (not a pipe: a custom adapter's socket): the rest as any
-   * request's. */
-  if ((size_t)w < iov[0].iov_len) {
-    iov[0].iov_base = hdr + w;
-    iov[0].iov_len -= (size_t)w;
-    return write_iov(proc, iov, n, deadline_ns);
-  }
-  iov[1].iov_base = (char *)payload + ((size_t)w - iov[0].iov_len);
-  iov[1].iov_len = total - (size_t)w;
-  return write_iov(proc, iov + 1, 1, deadline_ns);
+  return write_iov(proc, iov, len > 0 ? 2 : 1, deadline_ns, once);
 }
 
 ssize_t pp__proc_write_once(pp__proc_t *proc, const char *p, size_t len) {
