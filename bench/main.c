@@ -333,8 +333,12 @@ int main(int argc, char **argv) {
    * dynamic one moves with what earlier scenarios freed) and one arena
    * (a thread arena's own header is counted as in use by mallinfo2, and
    * whether a pool's loop thread creates one or reuses one depends on
-   * history). */
-  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+   * history).  The threshold only when the memory scenario runs: fixed,
+   * every block past 128 KB is fresh pages each time (a big pool's status
+   * snapshot, say), which no program on glibc's default pays after its
+   * first free of such a block. */
+  if (all || is(O.mode, "memory"))
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   mallopt(M_ARENA_MAX, 1);
   if (all || is(O.mode, "memory"))
     rc |= scen_memory();

@@ -265,7 +265,8 @@ typedef struct pp_worker_status {
   uint64_t requests_total; /* served by the slot over all generations */
   uint32_t restarts;
   uint64_t uptime_ms; /* since HELLO of the current process */
-  uint64_t rss_bytes; /* from /proc, 0 when unknown */
+  uint64_t rss_bytes; /* from /proc, 0 when unknown (a custom adapter's
+                         worker: its pid may be any id) */
   pp_exit_kind_t last_exit;
   int last_exit_code;
   int last_exit_signal;
@@ -294,11 +295,15 @@ typedef struct pp_worker_status {
                               restart, reload) */
   pp_histogram_t run_time; /* request run times on this slot */
   int stderr_lines;        /* lines in stderr_tail, oldest first */
-  char stderr_tail[PP_STDERR_TAIL_LINES][160];
-  char last_slow_stack[PP_SLOW_STACK_BYTES]; /* the stderr lines (each
-                              ending in a newline) that followed the last
-                              SIGUSR1 of worker.slow_request: its Python
-                              stacks; "" when none.  Kept across restarts
+  /* The texts below live in the snapshot's own memory, freed by
+   * pp_status_free; the rows stay small (a 1024-worker snapshot is ~1.7 MB,
+   * not 9), so a status costs about the same per worker at any size. */
+  const char *stderr_tail[PP_STDERR_TAIL_LINES]; /* each at most 159 bytes;
+                              NULL from stderr_lines on */
+  const char *last_slow_stack; /* the stderr lines (each ending in a
+                              newline) that followed the last SIGUSR1 of
+                              worker.slow_request: its Python stacks; ""
+                              (never NULL) when none.  Kept across restarts
                               of the slot, cut at PP_SLOW_STACK_BYTES */
 } pp_worker_status_t;
 

@@ -242,7 +242,7 @@ void pp__maintain(pp_pool_t *pool, int tick) {
     else if (cfg->max_age_ms &&
              now - proc->ready_ns >= cfg->max_age_ms * 1000000ull)
       retire(slot, "max_age");
-    else if (tick && cfg->max_rss && pp__read_rss(proc->pid) > cfg->max_rss)
+    else if (tick && cfg->max_rss && pp__proc_rss(proc) > cfg->max_rss)
       retire(slot, "max_rss");
   }
   for (i = 0; i < pool->nslots && active < cfg->max_recycling; i++) {

@@ -10,35 +10,31 @@
 #include <string.h>
 #include <unistd.h>
 
-/* A small /proc file into buf (NUL-terminated): open, one read, close, no
- * stdio buffer.  Length, or -1. */
-static ssize_t read_proc(int pid, const char *name, char *buf, size_t cap) {
+void pp__proc_stat_open(pp__proc_t *proc) {
   char path[64];
-  ssize_t n;
-  int fd;
 
-  snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
-  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-    return -1;
-  while ((n = read(fd, buf, cap - 1)) < 0 && errno == EINTR)
-    ;
-  close(fd);
-  if (n < 0)
-    return -1;
-  buf[n] = '\0';
-  return n;
+  snprintf(path, sizeof(path), "/proc/%d/stat", proc->pid);
+  proc->stat_fd = open(path, O_RDONLY | O_CLOEXEC);
 }
 
 /* RSS and utime + stime (ms) of a process, from the one file that has
- * both: /proc/PID/stat (rss is field 24, in pages; statm's resident). */
-static void read_stat(int pid, uint64_t *rss, uint64_t *cpu_ms) {
+ * both: /proc/PID/stat (rss is field 24, in pages; statm's resident),
+ * read again from its start through the fd opened when it was surely
+ * ours.  Once the process is reaped the read fails (ESRCH): zeros. */
+static void read_stat(int fd, uint64_t *rss, uint64_t *cpu_ms) {
   char buf[1024], *p;
   unsigned long long ut, st;
   long long pages;
+  ssize_t n;
 
   *rss = *cpu_ms = 0;
-  if (read_proc(pid, "stat", buf, sizeof(buf)) < 0)
+  if (fd < 0)
     return;
+  while ((n = pread(fd, buf, sizeof(buf) - 1, 0)) < 0 && errno == EINTR)
+    ;
+  if (n <= 0)
+    return;
+  buf[n] = '\0';
   /* Fields after the command name, which may hold spaces: skip to ')'. */
   p = strrchr(buf, ')');
   if (p == NULL ||
@@ -51,38 +47,94 @@ static void read_stat(int pid, uint64_t *rss, uint64_t *cpu_ms) {
   *rss = pages > 0 ? (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
-uint64_t pp__read_rss(int pid) {
-  char buf[256];
-  unsigned long long pages, size;
+uint64_t pp__proc_rss(const pp__proc_t *proc) {
+  uint64_t rss, cpu_ms;
 
-  if (read_proc(pid, "statm", buf, sizeof(buf)) < 0 ||
-      sscanf(buf, "%llu %llu", &size, &pages) != 2)
+  read_stat(proc->stat_fd, &rss, &cpu_ms);
+  return rss;
+}
+
+_Static_assert(PP_STDERR_TAIL <= PP_STDERR_TAIL_LINES,
+               "a status row holds every line of a slot's stderr tail");
+
+/* The line of slot's stderr tail that is j-th of the last n, oldest first. */
+static const char *tail_line(const pp__slot_t *slot, int n, int j) {
+  return slot->stderr_tail[(slot->stderr_next - (unsigned)n + (unsigned)j) %
+                           PP_STDERR_TAIL];
+}
+
+static int tail_lines(const pp__slot_t *slot) {
+  if (slot->stderr_tail == NULL)
     return 0;
-  return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+  return slot->stderr_next < PP_STDERR_TAIL ? (int)slot->stderr_next
+                                            : PP_STDERR_TAIL;
+}
+
+/* Bytes the rows' texts take: the stderr tails and slow stacks (lock
+ * held). */
+static size_t text_bytes(pp_pool_t *pool) {
+  const pp__slot_t *slot;
+  size_t n = 0;
+  int i, j, lines;
+
+  PP_ASSERT_LOCKED(pool);
+  for (i = 0; i < pool->nslots; i++) {
+    slot = pool->slots[i];
+    lines = tail_lines(slot);
+    for (j = 0; j < lines; j++)
+      n += strlen(tail_line(slot, lines, j)) + 1;
+    if (slot->slow_stack)
+      n += strlen(slot->slow_stack) + 1;
+  }
+  return n;
+}
+
+/* Copy s to *text, which moves past it: s's copy. */
+static const char *keep(char **text, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *copy = *text;
+
+  memcpy(copy, s, n);
+  *text += n;
+  return copy;
 }
 
 int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   uint64_t now = pp__now_ns();
   pp_worker_status_t *w;
+  pp__proc_t **procs; /* row i's process, held while its stat is read */
   pp__slot_t *slot;
+  size_t rows, text_cap;
+  char *text;
   int i, j;
 
   memset(st, 0, sizeof(*st));
-  /* Allocated without the lock; the pool may grow meanwhile (an elastic
-   * pool does on its own): then again, larger. */
+  /* The rows and their texts in one block, allocated without the lock; the
+   * pool may grow meanwhile (an elastic pool does on its own), or its
+   * workers write more to stderr: then again, larger. */
   pp__lock(pool);
   for (;;) {
-    int cap = pool->nslots;
+    int cap = pool->nslots > 0 ? pool->nslots : 1;
 
+    text_cap = text_bytes(pool);
     pp__unlock(pool);
-    st->workers = calloc((size_t)(cap > 0 ? cap : 1), sizeof(*st->workers));
-    if (st->workers == NULL)
+    rows = (size_t)cap * sizeof(*st->workers);
+    st->workers = malloc(rows + text_cap);
+    procs = calloc((size_t)cap, sizeof(*procs));
+    if (st->workers == NULL || procs == NULL) {
+      free(st->workers);
+      free(procs);
+      st->workers = NULL;
       return UV_ENOMEM;
+    }
+    memset(st->workers, 0, rows);
     pp__lock(pool);
-    if (pool->nslots <= cap)
+    if (pool->nslots <= cap && text_bytes(pool) <= text_cap)
       break;
     free(st->workers);
+    free(procs);
   }
+  text = (char *)st->workers + rows;
   snprintf(st->name, sizeof(st->name), "%s", pool->cfg->name);
   snprintf(st->adapter, sizeof(st->adapter), "%s",
            pool->adapter == &pp__adapter_custom ? pool->custom.name
@@ -162,17 +214,10 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
     w->retiring = slot->retiring;
     if (slot->state == PP_WORKER_BACKOFF && slot->backoff_until_ns > now)
       w->next_retry_ms = (slot->backoff_until_ns - now) / 1000000;
-    w->stderr_lines = slot->stderr_next < PP_STDERR_TAIL
-                          ? (int)slot->stderr_next
-                          : PP_STDERR_TAIL;
-    for (j = 0; slot->stderr_tail && j < w->stderr_lines; j++)
-      snprintf(w->stderr_tail[j], sizeof(w->stderr_tail[j]), "%s",
-               slot->stderr_tail[(slot->stderr_next -
-                                  (unsigned)w->stderr_lines + (unsigned)j) %
-                                 PP_STDERR_TAIL]);
-    if (slot->slow_stack)
-      snprintf(w->last_slow_stack, sizeof(w->last_slow_stack), "%s",
-               slot->slow_stack);
+    w->stderr_lines = tail_lines(slot);
+    for (j = 0; j < w->stderr_lines; j++)
+      w->stderr_tail[j] = keep(&text, tail_line(slot, w->stderr_lines, j));
+    w->last_slow_stack = slot->slow_stack ? keep(&text, slot->slow_stack) : "";
     if (slot->proc && !slot->proc->exited) {
       w->pid = slot->proc->pid;
       w->requests = slot->proc->requests;
@@ -187,14 +232,25 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
                       (slot->lease->in_flight || slot->lease->thread_call));
       if (slot->proc->hello)
         w->uptime_ms = (now - slot->proc->ready_ns) / 1000000;
+      if (slot->proc->stat_fd >= 0) {
+        procs[st->nworkers - 1] = slot->proc;
+        pp__proc_ref(slot->proc);
+      }
     }
   }
   pp__unlock(pool);
-  /* /proc reads happen outside the lock. */
+  /* /proc reads happen outside the lock; a reference keeps each stat_fd
+   * open meanwhile. */
   for (i = 0; i < st->nworkers; i++)
-    if (st->workers[i].pid > 0)
-      read_stat(st->workers[i].pid, &st->workers[i].rss_bytes,
+    if (procs[i])
+      read_stat(procs[i]->stat_fd, &st->workers[i].rss_bytes,
                 &st->workers[i].cpu_time_ms);
+  pp__lock(pool);
+  for (i = 0; i < st->nworkers; i++)
+    if (procs[i])
+      pp__proc_unref(procs[i]);
+  pp__unlock(pool);
+  free(procs);
   return 0;
 }
 

@@ -283,7 +283,8 @@ static void test_status_next_retry(void **state) {
 }
 
 /* Status keeps the last 20 lines of each slot's stderr, oldest first,
- * also after the worker died (what it said before dying). */
+ * also after the worker died (what it said before dying).  The snapshot's
+ * texts are its own: they outlive the pool. */
 static void test_status_stderr_tail(void **state) {
   pp_config_t *cfg = one_bad_slot("exit_before_hello", 2);
   pp_buf_t reply = {0};
@@ -306,6 +307,11 @@ static void test_status_stderr_tail(void **state) {
   json = pp_status_to_json(&st);
   assert_non_null(strstr(json, "\"stderr_tail\""));
   assert_non_null(strstr(json, "exit_before_hello"));
+  /* The other slot wrote nothing: no lines, and no slow stack (""). */
+  assert_int_equal(st.workers[1].stderr_lines, 0);
+  assert_null(st.workers[1].stderr_tail[0]);
+  assert_non_null(st.workers[1].last_slow_stack);
+  assert_string_equal(st.workers[1].last_slow_stack, "");
   free(json);
   pp_status_free(&st);
   h_close(h);
@@ -318,6 +324,8 @@ static void test_status_stderr_tail(void **state) {
   pp_checkin(lease);
   h_wait_stderr(h, slot, "line 29", WAIT_MS);
   h_status(h, &st);
+  pp_buf_free(&reply);
+  h_close(h);
   assert_int_equal(st.workers[slot].stderr_lines, PP_STDERR_TAIL_LINES);
   for (i = 0; i < PP_STDERR_TAIL_LINES; i++) {
     char want[32];
@@ -325,8 +333,6 @@ static void test_status_stderr_tail(void **state) {
     assert_string_equal(st.workers[slot].stderr_tail[i], want);
   }
   pp_status_free(&st);
-  pp_buf_free(&reply);
-  h_close(h);
 }
 
 /* ================================================================= main */

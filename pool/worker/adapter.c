@@ -63,6 +63,8 @@ static int custom_spawn(pp__slot_t *slot, uint32_t generation,
     return r;
   }
   proc->u.custom.adapter_state = state;
+  /* pid may be any id (the header says so): no /proc figures (stat_fd
+   * stays -1), so no stranger's RSS in status or against max_rss. */
   pp__proc_started(proc, pid > 0 ? pid : 1);
   *out = proc;
   return 0;

@@ -45,6 +45,8 @@ void pp__proc_unref(pp__proc_t *proc) {
     close(proc->rep_fd);
   if (proc->wake_fd >= 0)
     close(proc->wake_fd);
+  if (proc->stat_fd >= 0)
+    close(proc->stat_fd);
   free(proc->rbuf);
   free(proc->wbuf);
   free(proc->pbuf);
@@ -722,6 +724,7 @@ pp__proc_t *pp__proc_new(pp__slot_t *slot, uint32_t generation,
   proc->slot = slot;
   proc->kind = kind;
   proc->req_fd = proc->rep_fd = proc->wake_fd = proc->call_cancel_fd = -1;
+  proc->stat_fd = -1;
   pp__queue_init(&proc->stop_node);
   if (kind == PP__PROC_ZYGOTE) {
     proc->u.zygote.pidfd = -1;

@@ -138,6 +138,7 @@ int pp__proc_spawn(pp__slot_t *slot, uint32_t generation, pp__proc_t **out) {
     goto fail;
   }
   pp__proc_started(proc, proc->u.spawned.process.pid);
+  pp__proc_stat_open(proc);
   pp__confine_adopt(proc);
   free(args);
   pp__free_env(env);

@@ -108,6 +108,9 @@ struct pp__proc {
   int wake_fd;        /* eventfd: written when the process is reaped */
   int call_cancel_fd; /* the cancel token's eventfd of the thread call in
                          flight (pp_lease_call_with), -1 when none */
+  int stat_fd;        /* /proc/PID/stat, opened while the pid was surely
+                         this worker's: status and max_rss read it again,
+                         with no path lookup and no pid reused; -1 */
   int pid;
 
   /* Its life, common to every kind: independent facts, so flags and not
@@ -302,7 +305,11 @@ int pp__zygote_timer(pp__proc_t *proc);
 int pp__pidfd_signal(int pidfd, int sig);
 
 /* ---- status.c */
-uint64_t pp__read_rss(int pid);
+/* Open proc's /proc/PID/stat (stat_fd); only while pid cannot be anyone
+ * else's: a child we reap ourselves, not reaped yet. */
+void pp__proc_stat_open(pp__proc_t *proc);
+/* Its resident set in bytes, 0 when unknown. */
+uint64_t pp__proc_rss(const pp__proc_t *proc);
 
 /* ---- pool.c */
 /* Its recycling limits from the config (max_requests, jittered). */

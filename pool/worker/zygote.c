@@ -198,30 +198,30 @@ static void reaped(pp_pool_t *pool, int pid, int st) {
   }
 }
 
-/* A pidfd on pid when it is a child of the zygote z; -1 when no process
- * has that pid (it died and was reaped), -2 when it is not z's.  The
+/* A pidfd on pid when it is a child of the zygote z, and in *stat_fd its
+ * /proc/PID/stat, kept open; -1 when no process has that pid (it died and
+ * was reaped), -2 when it is not z's.  The
  * zygote ran the handler module's import, so the pid it reports is not
  * trusted: the pool, maybe root, signals the worker's process group
  * (kill(-pid): pid 1 would be every process) and moves it into a
  * cgroup.  The pidfd is opened first, so the process read in /proc is the
  * one it names (or, if that one was reaped meanwhile, another child of
  * the zygote's: its pidfd then fires at once). */
-static int child_pidfd(const pp__zygote_t *z, int pid) {
+static int child_pidfd(const pp__zygote_t *z, int pid, int *stat_fd) {
   char path[64], buf[512], *p;
   long ppid = -1;
   ssize_t n = -1;
   int pidfd, fd;
 
+  *stat_fd = -1;
   if (pid <= 1 || pid == z->process.pid)
     return -2;
   pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (pidfd < 0)
     return -1;
   snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0)
     n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-  }
   /* "pid (comm) state ppid ...": comm may hold ") ", so the last ')'. */
   if (n > 0) {
     buf[n] = '\0';
@@ -230,9 +230,12 @@ static int child_pidfd(const pp__zygote_t *z, int pid) {
       ppid = -1;
   }
   if (ppid != (long)z->process.pid) {
+    if (fd >= 0)
+      close(fd);
     close(pidfd);
     return -2;
   }
+  *stat_fd = fd;
   return pidfd;
 }
 
@@ -241,11 +244,13 @@ static void adopt(pp__zygote_t *z, uint32_t id, uint32_t gen, int pid,
                   const int fds[4]) {
   pp_pool_t *pool = z->pool;
   pp__proc_t *proc = forking(pool, id, gen);
-  int i, pidfd = child_pidfd(z, pid);
+  int i, stat_fd, pidfd = child_pidfd(z, pid, &stat_fd);
 
   if (pidfd < 0 || proc == NULL || proc->u.zygote.state == PP__ZW_ABANDONED) {
     for (i = 0; i < 4; i++)
       close(fds[i]);
+    if (stat_fd >= 0)
+      close(stat_fd);
     /* Stopped while it was being forked: it is not wanted.  Never signal
      * a pid that is not the zygote's child. */
     if (pidfd >= 0) {
@@ -261,6 +266,7 @@ static void adopt(pp__zygote_t *z, uint32_t id, uint32_t gen, int pid,
   }
   proc->u.zygote.state = PP__ZW_RUNNING;
   proc->u.zygote.pidfd = pidfd;
+  proc->stat_fd = stat_fd;
   proc->req_fd = fds[0];
   proc->rep_fd = fds[1];
   pp__proc_set_nonblock(proc->req_fd);
