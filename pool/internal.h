@@ -243,9 +243,10 @@ struct pp__slot {
   char last_stop[32];     /* with last_exit PP_EXIT_STOPPED: why */
   int last_hello_timeout; /* last_exit PP_EXIT_NO_HELLO was the kill at
                              startup_timeout */
-  char last_error[320];   /* why the last process failed to boot:
-                             "Type: message (File ..., line N)", or its
-                             last stderr line; "" when none */
+  char *last_error;       /* why the last process failed to boot:
+                            "Type: message (File ..., line N)", or its
+                            last stderr line (pp__slot_set_error); NULL
+                            when none (pp__slot_error says "") */
 };
 
 /* A slow-request dump is the next PP__SLOW_LINES stderr lines of the
@@ -559,6 +560,14 @@ void pp__run_pending(pp_pool_t *pool);
 /* A worker became idle (lock held): hand it to the first live waiter or put
  * it in the idle list. */
 void pp__slot_release(pp__slot_t *slot);
+/* Why slot's last process failed to boot: at most PP__ERROR_CAP - 1 bytes,
+ * control bytes shown as '?'; allocated only for a slot that failed (lock
+ * held).  pp__slot_error: the text, "" when none. */
+#define PP__ERROR_CAP 320
+void pp__slot_set_error(pp__slot_t *slot, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void pp__slot_clear_error(pp__slot_t *slot);
+const char *pp__slot_error(const pp__slot_t *slot);
 /* The proc of slot died or must go (lock held).  Called on any thread:
  * marks it dead, and when on the loop starts stopping it, otherwise asks
  * the loop to. */

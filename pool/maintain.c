@@ -75,8 +75,8 @@ void pp__next_failed(pp__slot_t *slot, pp__proc_t *proc) {
     pp__log(pool,
             "worker %d: %u replacements failed to start; keeping the "
             "current worker%s%s",
-            slot->id, slot->replace_failures, slot->last_error[0] ? ": " : "",
-            slot->last_error);
+            slot->id, slot->replace_failures, slot->last_error ? ": " : "",
+            pp__slot_error(slot));
     slot->retiring = 0;
     slot->replace_failures = 0;
   }
@@ -310,7 +310,7 @@ void pp__reload_rollback(pp__slot_t *slot, int replacement) {
   snprintf(pool->reload_error, sizeof(pool->reload_error),
            "reload rolled back: worker %d%s failed to boot: %s", slot->id,
            replacement ? "'s replacement" : " (new config)",
-           slot->last_error[0] ? slot->last_error : "no reason given");
+           slot->last_error ? slot->last_error : "no reason given");
   pp__log(pool, "%s; the pool keeps its previous config", pool->reload_error);
   for (i = 0; i < pool->nslots; i++) {
     s = pool->slots[i];

@@ -408,6 +408,28 @@ static void strip_controls(char *s) {
       *s = '?';
 }
 
+void pp__slot_set_error(pp__slot_t *slot, const char *fmt, ...) {
+  char text[PP__ERROR_CAP];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  strip_controls(text);
+  free(slot->last_error);
+  /* Out of memory: the slot just has no reason to show. */
+  slot->last_error = text[0] ? strdup(text) : NULL;
+}
+
+void pp__slot_clear_error(pp__slot_t *slot) {
+  free(slot->last_error);
+  slot->last_error = NULL;
+}
+
+const char *pp__slot_error(const pp__slot_t *slot) {
+  return slot->last_error ? slot->last_error : "";
+}
+
 /* The last line of a traceback that names a place ("File ..., line N,
  * in f"), into out; "" when there is none. */
 static void traceback_where(const char *tb, char *out, size_t len) {
@@ -447,12 +469,11 @@ static void on_boot_error(pp__proc_t *proc, const pp_frame_t *f) {
   int lines = 0;
 
   traceback_where(tb ? tb : "", where, sizeof(where));
-  snprintf(slot->last_error, sizeof(slot->last_error), "%s%s%s%s%s%s",
-           type ? type : "error", msg && *msg ? ": " : "", msg ? msg : "",
-           where[0] ? " (" : "", where, where[0] ? ")" : "");
-  strip_controls(slot->last_error);
+  pp__slot_set_error(slot, "%s%s%s%s%s%s", type ? type : "error",
+                     msg && *msg ? ": " : "", msg ? msg : "",
+                     where[0] ? " (" : "", where, where[0] ? ")" : "");
   snprintf(proc->detail, sizeof(proc->detail), "%.*s",
-           (int)sizeof(proc->detail) - 1, slot->last_error);
+           (int)sizeof(proc->detail) - 1, pp__slot_error(slot));
   proc->boot_failed = 1;
   if (!pool->boot_logged && tb && *tb) {
     pool->boot_logged = 1;
@@ -503,7 +524,7 @@ void pp__on_frame(pp__proc_t *proc, const pp_frame_t *f) {
       return;
     }
     proc->hello = 1;
-    slot->last_error[0] = '\0';
+    pp__slot_clear_error(slot);
     pp__scale_booted(pool);
     if (pool->reload_pending && proc->cfg_seq == pool->reload_seq)
       pool->reload_pending = 0; /* the new config boots: it stays */
@@ -620,9 +641,8 @@ static void boot_error_from_exit(pp__slot_t *slot, const char *text) {
 
   if (slot->stderr_tail && slot->stderr_next > 0)
     line = slot->stderr_tail[(slot->stderr_next - 1) % PP_STDERR_TAIL];
-  snprintf(slot->last_error, sizeof(slot->last_error), "%s%s%s", text,
-           line ? ": " : ", nothing on stderr", line ? line : "");
-  strip_controls(slot->last_error);
+  pp__slot_set_error(slot, "%s%s%s", text, line ? ": " : ", nothing on stderr",
+                     line ? line : "");
 }
 
 /* While the pool has never been ready, a boot failure is not retried
@@ -638,12 +658,12 @@ static void slot_boot_failed(pp__slot_t *slot) {
 
   slot->state = PP_WORKER_FATAL;
   pp__trace(pool, PP_TRACE_FATAL, slot->id, slot->generation, 0, 0, 0, PP_EBOOT,
-            slot->last_error);
-  pp__log(pool, "worker %d failed to boot: %s", slot->id, slot->last_error);
+            pp__slot_error(slot));
+  pp__log(pool, "worker %d failed to boot: %s", slot->id, pp__slot_error(slot));
   if (!pool->boot_failed) {
     pool->boot_failed = 1;
     snprintf(pool->boot_diag, sizeof(pool->boot_diag),
-             "worker %d failed to boot: %s", slot->id, slot->last_error);
+             "worker %d failed to boot: %s", slot->id, pp__slot_error(slot));
     pp__waiters_fail_all(pool, PP_EBOOT, pool->boot_diag);
     pend_ready(pool, PP_EBOOT);
   }
@@ -879,14 +899,13 @@ static void spawn_error(pp__slot_t *slot, int r) {
   struct rlimit rl;
 
   if ((r == UV_EMFILE || r == UV_ENFILE) && getrlimit(RLIMIT_NOFILE, &rl) == 0)
-    snprintf(slot->last_error, sizeof(slot->last_error),
-             "spawn failed: out of file descriptors%s (RLIMIT_NOFILE=%llu): "
-             "raise ulimit -n or lower size",
-             r == UV_ENFILE ? " system-wide" : "",
-             (unsigned long long)rl.rlim_cur);
+    pp__slot_set_error(
+        slot,
+        "spawn failed: out of file descriptors%s (RLIMIT_NOFILE=%llu): "
+        "raise ulimit -n or lower size",
+        r == UV_ENFILE ? " system-wide" : "", (unsigned long long)rl.rlim_cur);
   else
-    snprintf(slot->last_error, sizeof(slot->last_error), "spawn failed: %s",
-             uv_strerror(r));
+    pp__slot_set_error(slot, "spawn failed: %s", uv_strerror(r));
 }
 
 void pp__spawn_slot(pp__slot_t *slot) {
@@ -901,7 +920,7 @@ void pp__spawn_slot(pp__slot_t *slot) {
   r = pool->adapter->spawn(slot, slot->generation, &proc);
   if (r != 0) {
     spawn_error(slot, r);
-    pp__log(pool, "worker %d: %s", slot->id, slot->last_error);
+    pp__log(pool, "worker %d: %s", slot->id, pp__slot_error(slot));
     slot->last_exit = PP_EXIT_NO_HELLO;
     slot->last_hello_timeout = 0;
     slot->last_exit_code = r;
@@ -985,6 +1004,7 @@ static void slot_free(pp__slot_t *slot) {
   free(slot->ring);
   free(slot->stderr_tail);
   free(slot->slow_stack);
+  free(slot->last_error);
   free(slot);
 }
 

@@ -350,7 +350,7 @@ void pp__scale_boot_failed(pp__slot_t *slot) {
     return;
   snprintf(pool->scale_blocked, sizeof(pool->scale_blocked),
            "growth stopped: worker %d failed to boot: %s", slot->id,
-           slot->last_error[0] ? slot->last_error : "no reason given");
+           slot->last_error ? slot->last_error : "no reason given");
   pp__log(pool, "%s", pool->scale_blocked);
   pp__trace(pool, PP_TRACE_SCALE, slot->id, slot->generation, 0, 0, 0,
             pool->target_size, pool->scale_blocked);

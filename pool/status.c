@@ -207,7 +207,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
       pp_exit_describe(slot->last_exit, slot->last_exit_code,
                        slot->last_exit_signal, w->last_exit_text,
                        sizeof(w->last_exit_text));
-    snprintf(w->last_error, sizeof(w->last_error), "%s", slot->last_error);
+    snprintf(w->last_error, sizeof(w->last_error), "%s", pp__slot_error(slot));
     if (slot->lease)
       w->lease = slot->lease->id;
     w->run_time = slot->run_time;
