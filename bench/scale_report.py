@@ -253,13 +253,27 @@ unset multiplot
                      READY_TARGET_S,
                      "failed after %s ms, %s fork requests sent" % (
                          fmt((failed[1024] or 0) * 1e3), fmt(spawned[1024]))))
+    per_w = lambda key, scale: ", ".join(
+        "—" if y is None else "%.1f" % (y * scale / n)
+        for y, n in zip(w[key], SIZES))
+    L.append("Per worker, from 1 to 1024 workers: `pp_pool_status` %s us, "
+             "stop %s ms.  Status copies each slot's row under the lock "
+             "(936 B, its texts in the snapshot's own block) and reads the "
+             "worker's /proc/PID/stat through an fd the pool opened at its "
+             "start: one pass over the slots, and most of the time is the "
+             "kernel's work for that read (perf: do_task_stat, "
+             "get_pid_task, fdget), which costs more per process in a "
+             "machine running a thousand of them than a hundred.  Stop is "
+             "each interpreter's own exit, on 2 CPUs.\n"
+             % (per_w("status", 1.0), per_w("stop", 1.0)))
     L.append("Pool RSS per worker is the pool process's RSS growth while "
              "the pool opens, over its size; the sizes run one after the "
              "other in one process, and heap a closed pool freed stays "
              "resident, so it only counts growth past the earlier pools' "
              "high-water mark (at 256: 256 x ~4 KB of heap less 64 x ~4 KB "
              "already resident).  The heap per worker (mallinfo2) is the "
-             "per-worker cost: flat at ~4 KB.\n")
+             "per-worker cost: flat at ~%.1f KB.\n"
+             % ((w["heap per worker"][-1] or 0) / 1024))
     if r1024 is None and spawned[1024] is not None:
         L.append("Why 1024 fails here: the pool sends every fork request "
                  "(9 bytes, `F` + slot + generation) to the zygote in one "
