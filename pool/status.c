@@ -239,6 +239,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
     }
   }
   pp__unlock(pool);
+  PP_FAULT(pool, "status_read");
   /* /proc reads happen outside the lock; a reference keeps each stat_fd
    * open meanwhile. */
   for (i = 0; i < st->nworkers; i++)

@@ -15,6 +15,8 @@
  *                 worker to (no lock)
  *   "deadline"    a thread waiting for its reply found the deadline
  *                 passed, before it looks at the pipe once more (no lock)
+ *   "status_read" pp_pool_status copied its rows and holds their workers,
+ *                 before it reads their /proc figures (no lock)
  * With the lock held ("handoff") the hook may only delay. */
 #ifndef PP_FAULTS_H
 #define PP_FAULTS_H

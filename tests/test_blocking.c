@@ -666,6 +666,58 @@ static void test_handoff_never_waits_on_worker(void **state) {
   close_pool(f);
 }
 
+/* pp_pool_status holds the workers it copied until it has read their /proc
+ * figures.  One that dies and is replaced meanwhile is read through the
+ * fd opened when it started: zeros (it was reaped), never the figures of
+ * whoever has its pid now; and the status's own thread may be the one
+ * that frees it. */
+typedef struct {
+  int fired;
+  int crash; /* the crash call's status */
+  int echo;  /* the call after it, on the replacement */
+} die_t;
+
+static void die_hook(pp_pool_t *pool, const char *point, void *data) {
+  die_t *s = data;
+  pp_buf_t reply = {0};
+
+  if (strcmp(point, "status_read") != 0 || s->fired)
+    return;
+  s->fired = 1;
+  s->crash = pp_call_cmd(pool, "crash", "3", &reply, -1, NULL);
+  s->echo = pp_call_cmd(pool, "echo", "1", &reply, -1, NULL);
+  pp_buf_free(&reply);
+}
+
+static void test_status_worker_dies_meanwhile(void **state) {
+  pp_config_t *cfg = python_config("echo_handlers.py", 1);
+  fixture_t *f;
+  die_t s = {0};
+  pp_status_t st;
+  int pid;
+
+  (void)state;
+  cfg_set(cfg, "restart.backoff", "[0ms, 0ms]");
+  f = open_pool(cfg);
+  pid = worker_pid(f);
+  pp_test_fault_hook(f->pool, die_hook, &s);
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  pp_test_fault_hook(f->pool, NULL, NULL);
+  assert_true(s.fired);
+  assert_int_equal(s.crash, PP_ECRASHED);
+  assert_int_equal(s.echo, 0);
+  assert_int_equal(st.workers[0].pid, pid);
+  assert_int_equal(st.workers[0].rss_bytes, 0);
+  assert_int_equal(st.workers[0].cpu_time_ms, 0);
+  pp_status_free(&st);
+  /* The replacement's own figures. */
+  assert_int_equal(pp_pool_status(f->pool, &st), 0);
+  assert_int_not_equal(st.workers[0].pid, pid);
+  assert_true(st.workers[0].rss_bytes > 1024 * 1024);
+  pp_status_free(&st);
+  close_pool(f);
+}
+
 /* A request whose write times out (the worker does not read) may be in
  * the pipe in part: the worker is replaced, not left to run on a frame it
  * will never finish reading. */
@@ -1216,6 +1268,7 @@ int main(void) {
       cmocka_unit_test(test_request_timeout),
       cmocka_unit_test(test_threads),
       cmocka_unit_test(test_handoff_writes_next),
+      cmocka_unit_test(test_status_worker_dies_meanwhile),
       cmocka_unit_test(test_handoff_to_dead_worker),
       cmocka_unit_test(test_handoff_never_waits_on_worker),
       cmocka_unit_test(test_write_timeout_replaces_worker),
