@@ -455,7 +455,10 @@ typedef struct pp_adapter {
   /* Start one worker.  req_fd and rep_fd now belong to the adapter, which
    * closes them when the worker ends.  Return 0 with the adapter's state
    * for this worker in *state, and its pid (or any id, > 0) in *pid; or a
-   * negative error (the fds are then closed by the pool). */
+   * negative error (the fds are then closed by the pool).  The pool never
+   * reads /proc or sends signals by that id: such a worker has no RSS or
+   * CPU in status, worker.max_rss does not recycle it, and
+   * worker.slow_request only logs that it ran long. */
   int (*start)(pp_adapter_worker_t *w, int req_fd, int rep_fd, void *data,
                void **state, int *pid);
   /* Stop it: SIGTERM asks, SIGKILL insists.  It must then end and report

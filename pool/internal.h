@@ -608,7 +608,8 @@ void pp__on_pong(pp__slot_t *slot);
  * last dump and logged.  For a request past worker.slow_request, or
  * (killing) one about to be killed for its timeout.  Counted in
  * slow_requests, and traced `slow`, once per request.  0, or UV_ESRCH
- * when it cannot be signalled (a custom adapter's), UV_ENOMEM. */
+ * when it cannot be signalled (it exited meanwhile), UV_ENOTSUP for a
+ * custom adapter's worker (only a log line says it ran long), UV_ENOMEM. */
 int pp__stack_dump(pp__proc_t *proc, uint64_t age_ms, int killing);
 
 /* A worker of a reloaded config not yet confirmed failed to boot (its

@@ -159,8 +159,18 @@ int pp__stack_dump(pp__proc_t *proc, uint64_t age_ms, int killing) {
 
   PP_ASSERT_LOCKED(pool);
   proc->slow_ns = proc->req_start_ns;
+  if (proc->kind == PP__PROC_CUSTOM) {
+    /* No process of ours to signal: no stack, and no buffer for one. */
+    if (!killing)
+      pp__log(pool,
+              "worker %d: request running for %llu ms (worker.slow_request); "
+              "a %s adapter's worker has no Python stack to dump",
+              slot->id, (unsigned long long)age_ms, pool->custom.name);
+    return UV_ENOTSUP;
+  }
+  /* "" until a dump fills it: a failed signal below leaves no garbage. */
   if (slot->slow_stack == NULL &&
-      (slot->slow_stack = malloc(PP_SLOW_STACK_BYTES)) == NULL)
+      (slot->slow_stack = calloc(1, PP_SLOW_STACK_BYTES)) == NULL)
     return UV_ENOMEM;
   if (pp__proc_signal(proc, SIGUSR1) != 0)
     return UV_ESRCH; /* exited meanwhile, or not a process of ours */

@@ -14,7 +14,11 @@ void pp__proc_stat_open(pp__proc_t *proc) {
   char path[64];
 
   snprintf(path, sizeof(path), "/proc/%d/stat", proc->pid);
-  proc->stat_fd = open(path, O_RDONLY | O_CLOEXEC);
+  if ((proc->stat_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+    pp__log(proc->pool,
+            "worker %d (pid %d): %s: %s: status shows no RSS or CPU for "
+            "it, and worker.max_rss does not recycle it",
+            proc->slot->id, proc->pid, path, strerror(errno));
 }
 
 /* RSS and utime + stime (ms) of a process, from the one file that has
@@ -70,32 +74,36 @@ static int tail_lines(const pp__slot_t *slot) {
                                             : PP_STDERR_TAIL;
 }
 
-/* Bytes the rows' texts take: the stderr tails and slow stacks (lock
- * held). */
+/* At least the bytes the rows' texts take (lock held), without reading
+ * them: each stderr line fits in 160, a slow stack is slow_len long. */
 static size_t text_bytes(pp_pool_t *pool) {
   const pp__slot_t *slot;
   size_t n = 0;
-  int i, j, lines;
+  int i;
 
   PP_ASSERT_LOCKED(pool);
   for (i = 0; i < pool->nslots; i++) {
     slot = pool->slots[i];
-    lines = tail_lines(slot);
-    for (j = 0; j < lines; j++)
-      n += strlen(tail_line(slot, lines, j)) + 1;
+    n += (size_t)tail_lines(slot) * sizeof(slot->stderr_tail[0]);
     if (slot->slow_stack)
-      n += strlen(slot->slow_stack) + 1;
+      n += slot->slow_len + 1;
   }
   return n;
 }
 
-/* Copy s to *text, which moves past it: s's copy. */
-static const char *keep(char **text, const char *s) {
-  size_t n = strlen(s) + 1;
+/* Copy s to *text, which moves past it, within end (cut if it would not
+ * fit, which text_bytes rules out): s's copy. */
+static const char *keep(char **text, const char *end, const char *s) {
+  size_t n = strlen(s), room = (size_t)(end - *text);
   char *copy = *text;
 
+  if (room == 0)
+    return "";
+  if (n >= room)
+    n = room - 1;
   memcpy(copy, s, n);
-  *text += n;
+  copy[n] = '\0';
+  *text += n + 1;
   return copy;
 }
 
@@ -105,8 +113,8 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   pp__proc_t **procs; /* row i's process, held while its stat is read */
   pp__slot_t *slot;
   size_t rows, text_cap;
-  char *text;
-  int i, j;
+  char *text, *text_end;
+  int i, j, held = 0;
 
   memset(st, 0, sizeof(*st));
   /* The rows and their texts in one block, allocated without the lock; the
@@ -116,7 +124,9 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
   for (;;) {
     int cap = pool->nslots > 0 ? pool->nslots : 1;
 
+    /* Room to spare: stderr that arrives meanwhile rarely costs a retry. */
     text_cap = text_bytes(pool);
+    text_cap += text_cap / 2;
     pp__unlock(pool);
     rows = (size_t)cap * sizeof(*st->workers);
     st->workers = malloc(rows + text_cap);
@@ -135,6 +145,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
     free(procs);
   }
   text = (char *)st->workers + rows;
+  text_end = text + text_cap;
   snprintf(st->name, sizeof(st->name), "%s", pool->cfg->name);
   snprintf(st->adapter, sizeof(st->adapter), "%s",
            pool->adapter == &pp__adapter_custom ? pool->custom.name
@@ -216,8 +227,10 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
       w->next_retry_ms = (slot->backoff_until_ns - now) / 1000000;
     w->stderr_lines = tail_lines(slot);
     for (j = 0; j < w->stderr_lines; j++)
-      w->stderr_tail[j] = keep(&text, tail_line(slot, w->stderr_lines, j));
-    w->last_slow_stack = slot->slow_stack ? keep(&text, slot->slow_stack) : "";
+      w->stderr_tail[j] =
+          keep(&text, text_end, tail_line(slot, w->stderr_lines, j));
+    w->last_slow_stack =
+        slot->slow_stack ? keep(&text, text_end, slot->slow_stack) : "";
     if (slot->proc && !slot->proc->exited) {
       w->pid = slot->proc->pid;
       w->requests = slot->proc->requests;
@@ -235,6 +248,7 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
       if (slot->proc->stat_fd >= 0) {
         procs[st->nworkers - 1] = slot->proc;
         pp__proc_ref(slot->proc);
+        held++;
       }
     }
   }
@@ -246,11 +260,13 @@ int pp_pool_status(pp_pool_t *pool, pp_status_t *st) {
     if (procs[i])
       read_stat(procs[i]->stat_fd, &st->workers[i].rss_bytes,
                 &st->workers[i].cpu_time_ms);
-  pp__lock(pool);
-  for (i = 0; i < st->nworkers; i++)
-    if (procs[i])
-      pp__proc_unref(procs[i]);
-  pp__unlock(pool);
+  if (held > 0) {
+    pp__lock(pool);
+    for (i = 0; i < st->nworkers; i++)
+      if (procs[i])
+        pp__proc_unref(procs[i]);
+    pp__unlock(pool);
+  }
   free(procs);
   return 0;
 }

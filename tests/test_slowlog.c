@@ -19,6 +19,7 @@ typedef struct logs {
   int notices;      /* "... (worker.slow_request); its Python stack follows" */
   int kill_notices; /* "... killed for timeout after N ms; its ..." */
   int stack_seen;   /* a stderr line "... in stuck_in_here" */
+  int no_stack;     /* "... a mock adapter's worker has no Python stack" */
   char notice[256];
 } logs_t;
 
@@ -38,6 +39,9 @@ static void on_log(pp_pool_t *pool, const char *line, void *data) {
     l->kill_notices++;
   if (strstr(line, "[stderr]") && strstr(line, " in stuck_in_here"))
     l->stack_seen = 1;
+  if (strstr(line, "(worker.slow_request); a mock adapter's worker has no "
+                   "Python stack to dump"))
+    l->no_stack++;
   uv_cond_broadcast(&l->cv);
   uv_mutex_unlock(&l->mu);
 }
@@ -258,11 +262,87 @@ static void test_timeout_dumps_stack(void **state) {
   close_logged(pool, &logs, &rec);
 }
 
+/* A custom adapter's worker has no process of ours to signal: a request
+ * past worker.slow_request is logged, once, and its slot's last stack
+ * stays "" (no stack buffer left unwritten for status to read). */
+typedef struct mock_call {
+  pp_pool_t *pool;
+  pp_cancel_t *token;
+  int status;
+  pp_buf_t reply;
+} mock_call_t;
+
+static void mock_sleep_main(void *arg) {
+  mock_call_t *m = arg;
+  const char req[] = "{\"args\":60,\"cmd\":\"sleep\"}";
+  pp_call_opts_t o = {.timeout_ms = -1, .cancel = m->token};
+
+  m->status = pp_call_with(m->pool, req, strlen(req), &m->reply, &o, NULL);
+}
+
+static void test_slow_request_custom_adapter(void **state) {
+  uint64_t end, now;
+  pp_pool_options_t o = {0};
+  mock_call_t m = {0};
+  uv_thread_t t;
+  pp_config_t *cfg;
+  pp_status_t st;
+  pp_diag_t d;
+  logs_t logs;
+  char *js;
+
+  (void)state;
+  memset(&logs, 0, sizeof(logs));
+  assert_int_equal(uv_mutex_init(&logs.mu), 0);
+  assert_int_equal(uv_cond_init(&logs.cv), 0);
+  assert_int_equal(pp_config_new(&cfg), 0);
+  cfg_set(cfg, "adapter", "mock");
+  cfg_set(cfg, "size", "1");
+  cfg_set(cfg, "worker.slow_request", "20ms");
+  o.log = on_log;
+  o.log_data = &logs;
+  assert_int_equal(pp_pool_open(cfg, &o, &m.pool, &d), 0);
+  pp_config_free(cfg);
+  assert_int_equal(pp_cancel_new(m.pool, &m.token), 0);
+  assert_int_equal(uv_thread_create(&t, mock_sleep_main, &m), 0);
+
+  end = uv_hrtime() + 20000000000ull * (uint64_t)test_time_scale();
+  uv_mutex_lock(&logs.mu);
+  while (logs.no_stack == 0 && (now = uv_hrtime()) < end)
+    uv_cond_timedwait(&logs.cv, &logs.mu, end - now);
+  assert_int_equal(logs.no_stack, 1);
+  assert_int_equal(logs.notices, 0);
+  uv_mutex_unlock(&logs.mu);
+
+  assert_int_equal(pp_pool_status(m.pool, &st), 0);
+  assert_int_equal(st.workers[0].state, PP_WORKER_BUSY);
+  assert_string_equal(st.workers[0].last_slow_stack, "");
+  assert_int_equal(st.slow_requests, 0);
+  js = pp_status_to_json(&st);
+  assert_non_null(js);
+  assert_non_null(strstr(js, "\"last_slow_stack\":null"));
+  free(js);
+  pp_status_free(&st);
+
+  assert_int_equal(pp_cancel(m.token), 1); /* the sleep it ended */
+  uv_thread_join(&t);
+  assert_int_equal(m.status, PP_ECANCELED);
+  uv_mutex_lock(&logs.mu);
+  assert_int_equal(logs.no_stack, 1); /* once per request */
+  uv_mutex_unlock(&logs.mu);
+  pp_buf_free(&m.reply);
+  pp_cancel_free(m.token);
+  pp_pool_close(m.pool);
+  uv_cond_destroy(&logs.cv);
+  uv_mutex_destroy(&logs.mu);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_slow_request),
       cmocka_unit_test(test_slow_request_pipelined),
       cmocka_unit_test(test_timeout_dumps_stack),
+      cmocka_unit_test(test_slow_request_custom_adapter),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

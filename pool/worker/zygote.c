@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,6 +235,16 @@ static int child_pidfd(const pp__zygote_t *z, int pid, int *stat_fd) {
       close(fd);
     close(pidfd);
     return -2;
+  }
+  /* The stat fd is the pidfd's process only if that one was still alive
+   * after the open (else another child of the zygote may have its pid
+   * now); if not, its pidfd fires at once anyway. */
+  if (fd >= 0) {
+    struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+    if (poll(&pf, 1, 0) != 0) {
+      close(fd);
+      fd = -1;
+    }
   }
   *stat_fd = fd;
   return pidfd;
