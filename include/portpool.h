@@ -296,8 +296,8 @@ typedef struct pp_worker_status {
   pp_histogram_t run_time; /* request run times on this slot */
   int stderr_lines;        /* lines in stderr_tail, oldest first */
   /* The texts below live in the snapshot's own memory, freed by
-   * pp_status_free; the rows stay small (a 1024-worker snapshot is ~1.7 MB,
-   * not 9), so a status costs about the same per worker at any size. */
+   * pp_status_free, so a row stays under 1 KB and a status costs about
+   * the same per worker at any pool size. */
   const char *stderr_tail[PP_STDERR_TAIL_LINES]; /* each at most 159 bytes;
                               NULL from stderr_lines on */
   const char *last_slow_stack; /* the stderr lines (each ending in a

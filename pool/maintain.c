@@ -165,7 +165,8 @@ int pp__stack_dump(pp__proc_t *proc, uint64_t age_ms, int killing) {
       pp__log(pool,
               "worker %d: request running for %llu ms (worker.slow_request); "
               "a %s adapter's worker has no Python stack to dump",
-              slot->id, (unsigned long long)age_ms, pool->custom.name);
+              slot->id, (unsigned long long)age_ms,
+              pool->custom.name ? pool->custom.name : "custom");
     return UV_ENOTSUP;
   }
   /* "" until a dump fills it: a failed signal below leaves no garbage. */

@@ -241,7 +241,17 @@ static int child_pidfd(const pp__zygote_t *z, int pid, int *stat_fd) {
    * now); if not, its pidfd fires at once anyway. */
   if (fd >= 0) {
     struct pollfd pf = {.fd = pidfd, .events = POLLIN};
-    if (poll(&pf, 1, 0) != 0) {
+    int r;
+
+    while ((r = poll(&pf, 1, 0)) < 0 && errno == EINTR)
+      ;
+    if (r != 0) {
+      if (r < 0)
+        pp__log(z->pool,
+                "zygote: worker pid %d: poll on its pidfd: %s: status "
+                "shows no RSS or CPU for it, and worker.max_rss does not "
+                "recycle it",
+                pid, strerror(errno));
       close(fd);
       fd = -1;
     }
